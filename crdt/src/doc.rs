@@ -1,0 +1,338 @@
+//! The desired-state document: an automerge CRDT that every node holds whole and merges.
+//!
+//! Layout: each object lives under a root key `deployments/<ns>/<name>` or
+//! `services/<ns>/<name>` as a map of fields. The root map is the one object every document
+//! shares, so objects created independently on different nodes never conflict as containers;
+//! a fixed genesis change still gives every node a common first change and a schema marker.
+//!
+//! Fields are stored separately so that concurrent changes to different fields all survive
+//! (a `scale` on one node and an image change on another). Each field is last-writer-wins on
+//! its own; `replicas` is an integer, `generation` an automerge counter (concurrent spec
+//! changes each count), and the structured fields are JSON strings.
+//!
+//! Delete wins over concurrent changes to an object that the deleting node had seen: the
+//! root key is removed and edits to the orphaned map are invisible. An object re-applied after
+//! the delete (causally) is a new object with generation 1.
+
+use crate::model::*;
+use automerge::sync::{self, SyncDoc};
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+
+/// The schema marker written by the genesis change.
+const SCHEMA_KEY: &str = "weeble.schema";
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{kind} {key} not found")]
+    NotFound { kind: Kind, key: ObjectKey },
+    #[error("not a Weeble state document: {0}")]
+    NotWeeble(String),
+    #[error("document store failed: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    #[error("sync message could not be decoded: {0}")]
+    BadSyncMessage(String),
+}
+
+/// What an `apply`, `scale` or `delete` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Configured,
+    Unchanged,
+    Scaled,
+    Deleted,
+}
+
+/// Everything the document says, hydrated into model types.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub deployments: BTreeMap<ObjectKey, Deployment>,
+    pub services: BTreeMap<ObjectKey, Service>,
+    /// Entries that could not be read (written by a newer or broken peer), with the reason.
+    pub unreadable: Vec<String>,
+}
+
+/// Per-peer sync progress for the automerge sync protocol. Reset it when the link to the
+/// peer is lost or a message may have been dropped: the protocol then starts over safely.
+#[derive(Debug, Default)]
+pub struct PeerSync(sync::State);
+
+/// The desired state of the cluster as one automerge document.
+pub struct DesiredState {
+    doc: AutoCommit,
+}
+
+impl std::fmt::Debug for DesiredState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DesiredState").field("actor", self.doc.get_actor()).finish()
+    }
+}
+
+fn root_key(kind: Kind, key: &ObjectKey) -> String {
+    format!("{}/{}/{}", kind_prefix(kind), key.namespace, key.name)
+}
+
+fn kind_prefix(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Deployment => "deployments",
+        Kind::Service => "services",
+    }
+}
+
+/// The fields of one object as stored: JSON strings, plus `replicas` for deployments.
+struct Fields {
+    /// Fields that belong to the spec: changing one bumps the generation.
+    spec: Vec<(&'static str, ScalarValue)>,
+    labels: String,
+}
+
+fn json<T: Serialize>(value: &T) -> ScalarValue {
+    ScalarValue::Str(serde_json::to_string(value).expect("model types serialize to JSON").into())
+}
+
+fn fields(object: &Object) -> Fields {
+    match object {
+        Object::Deployment(d) => Fields {
+            spec: vec![
+                ("replicas", ScalarValue::Int(i64::from(d.spec.replicas))),
+                ("selector", json(&d.spec.selector)),
+                ("template", json(&d.spec.template)),
+                ("strategy", json(&d.spec.strategy)),
+            ],
+            labels: serde_json::to_string(&d.meta.labels).expect("labels serialize"),
+        },
+        Object::Service(s) => Fields {
+            spec: vec![("spec", json(&s.spec))],
+            labels: serde_json::to_string(&s.meta.labels).expect("labels serialize"),
+        },
+    }
+}
+
+impl DesiredState {
+    /// The genesis every node starts from: one deterministic change, same hash everywhere.
+    fn genesis() -> AutoCommit {
+        let mut doc = AutoCommit::new().with_actor(ActorId::from(b"weeble-genesis-0"));
+        doc.put(ROOT, SCHEMA_KEY, SCHEMA_VERSION).expect("a fresh document accepts a put");
+        doc.commit_with(CommitOptions::default().with_time(0).with_message("weeble genesis"));
+        doc
+    }
+
+    /// A new document at genesis, writing as `actor` (unique per writer and per process run).
+    pub fn new(actor: ActorId) -> Self {
+        let mut doc = Self::genesis();
+        doc.set_actor(actor);
+        DesiredState { doc }
+    }
+
+    /// Loads a saved document (full save followed by any incremental saves).
+    pub fn load(bytes: &[u8], actor: ActorId) -> Result<Self, StateError> {
+        let mut doc = AutoCommit::load(bytes)?;
+        match doc.get(ROOT, SCHEMA_KEY)? {
+            Some((Value::Scalar(v), _)) if v.as_i64() == Some(SCHEMA_VERSION) => {}
+            other => {
+                return Err(StateError::NotWeeble(format!(
+                    "expected {SCHEMA_KEY} = {SCHEMA_VERSION}, found {other:?}"
+                )));
+            }
+        }
+        doc.set_actor(actor);
+        Ok(DesiredState { doc })
+    }
+
+    /// The whole document, compacted.
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// The changes since the last `save` or `save_incremental`, to append to a saved file.
+    pub fn save_incremental(&mut self) -> Vec<u8> {
+        self.doc.save_incremental()
+    }
+
+    pub fn heads(&mut self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    /// Creates or updates an object. Only fields that differ are written, so an apply never
+    /// overwrites a concurrent change to a field it leaves as it was.
+    pub fn apply(&mut self, object: &Object) -> Result<Outcome, StateError> {
+        let kind = object.kind();
+        let key = object.meta().key();
+        let fields = fields(object);
+        let message = format!("apply {kind} {key}");
+        let outcome = match self.object_id(kind, &key)? {
+            None => {
+                let obj = self.doc.put_object(ROOT, root_key(kind, &key), ObjType::Map)?;
+                for (field, value) in fields.spec {
+                    self.doc.put(&obj, field, value)?;
+                }
+                self.doc.put(&obj, "labels", fields.labels)?;
+                self.doc.put(&obj, "generation", ScalarValue::counter(1))?;
+                Outcome::Created
+            }
+            Some(obj) => {
+                let mut spec_changed = false;
+                for (field, value) in fields.spec {
+                    if self.scalar(&obj, field)?.as_ref() != Some(&value) {
+                        self.doc.put(&obj, field, value)?;
+                        spec_changed = true;
+                    }
+                }
+                let labels = ScalarValue::Str(fields.labels.into());
+                let labels_changed = self.scalar(&obj, "labels")?.as_ref() != Some(&labels);
+                if labels_changed {
+                    self.doc.put(&obj, "labels", labels)?;
+                }
+                if spec_changed {
+                    self.doc.increment(&obj, "generation", 1)?;
+                }
+                if spec_changed || labels_changed { Outcome::Configured } else { Outcome::Unchanged }
+            }
+        };
+        self.commit(outcome, message);
+        Ok(outcome)
+    }
+
+    /// Sets a deployment's replica count, leaving every other field as it is.
+    pub fn scale(&mut self, key: &ObjectKey, replicas: u32) -> Result<Outcome, StateError> {
+        let kind = Kind::Deployment;
+        let obj = self.object_id(kind, key)?.ok_or_else(|| StateError::NotFound {
+            kind,
+            key: key.clone(),
+        })?;
+        let value = ScalarValue::Int(i64::from(replicas));
+        if self.scalar(&obj, "replicas")? == Some(value.clone()) {
+            return Ok(Outcome::Unchanged);
+        }
+        self.doc.put(&obj, "replicas", value)?;
+        self.doc.increment(&obj, "generation", 1)?;
+        self.commit(Outcome::Scaled, format!("scale {kind} {key} to {replicas}"));
+        Ok(Outcome::Scaled)
+    }
+
+    pub fn delete(&mut self, kind: Kind, key: &ObjectKey) -> Result<Outcome, StateError> {
+        if self.object_id(kind, key)?.is_none() {
+            return Err(StateError::NotFound { kind, key: key.clone() });
+        }
+        self.doc.delete(ROOT, root_key(kind, key))?;
+        self.commit(Outcome::Deleted, format!("delete {kind} {key}"));
+        Ok(Outcome::Deleted)
+    }
+
+    fn commit(&mut self, outcome: Outcome, message: String) {
+        if outcome != Outcome::Unchanged {
+            self.doc.commit_with(CommitOptions::default().with_message(message).with_time(0));
+        }
+    }
+
+    fn object_id(&self, kind: Kind, key: &ObjectKey) -> Result<Option<ObjId>, StateError> {
+        Ok(match self.doc.get(ROOT, root_key(kind, key))? {
+            Some((Value::Object(ObjType::Map), id)) => Some(id),
+            _ => None,
+        })
+    }
+
+    fn scalar(&self, obj: &ObjId, field: &str) -> Result<Option<ScalarValue>, StateError> {
+        Ok(match self.doc.get(obj, field)? {
+            Some((Value::Scalar(v), _)) => Some(v.into_owned()),
+            _ => None,
+        })
+    }
+
+    /// Reads every object out of the document.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        for root in self.doc.keys(ROOT) {
+            let Some((prefix, rest)) = root.split_once('/') else { continue };
+            let Some((namespace, name)) = rest.split_once('/') else { continue };
+            let key = ObjectKey::new(namespace, name);
+            let read = match prefix {
+                "deployments" => self
+                    .read_deployment(&root, key.clone())
+                    .map(|d| drop(snapshot.deployments.insert(key, d))),
+                "services" => self
+                    .read_service(&root, key.clone())
+                    .map(|s| drop(snapshot.services.insert(key, s))),
+                _ => Err(format!("unknown kind prefix {prefix:?}")),
+            };
+            if let Err(why) = read {
+                snapshot.unreadable.push(format!("{root}: {why}"));
+            }
+        }
+        snapshot
+    }
+
+    fn read_deployment(&self, root: &str, key: ObjectKey) -> Result<Deployment, String> {
+        let obj = self.map_at(root)?;
+        let replicas = self.read_int(&obj, "replicas")?;
+        Ok(Deployment {
+            meta: self.read_meta(&obj, key)?,
+            spec: DeploymentSpec {
+                replicas: u32::try_from(replicas).map_err(|_| format!("replicas {replicas}"))?,
+                selector: self.read_json(&obj, "selector")?,
+                template: self.read_json(&obj, "template")?,
+                strategy: self.read_json(&obj, "strategy")?,
+            },
+        })
+    }
+
+    fn read_service(&self, root: &str, key: ObjectKey) -> Result<Service, String> {
+        let obj = self.map_at(root)?;
+        Ok(Service { meta: self.read_meta(&obj, key)?, spec: self.read_json(&obj, "spec")? })
+    }
+
+    fn read_meta(&self, obj: &ObjId, key: ObjectKey) -> Result<Meta, String> {
+        Ok(Meta {
+            namespace: key.namespace,
+            name: key.name,
+            labels: self.read_json(obj, "labels")?,
+            generation: self.read_int(obj, "generation")? as u64,
+        })
+    }
+
+    fn map_at(&self, root: &str) -> Result<ObjId, String> {
+        match self.doc.get(ROOT, root) {
+            Ok(Some((Value::Object(ObjType::Map), id))) => Ok(id),
+            other => Err(format!("expected a map, found {other:?}")),
+        }
+    }
+
+    fn read_int(&self, obj: &ObjId, field: &str) -> Result<i64, String> {
+        self.scalar(obj, field)
+            .map_err(|e| e.to_string())?
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| format!("{field}: missing or not a number"))
+    }
+
+    fn read_json<T: DeserializeOwned>(&self, obj: &ObjId, field: &str) -> Result<T, String> {
+        match self.scalar(obj, field).map_err(|e| e.to_string())? {
+            Some(ScalarValue::Str(s)) => {
+                serde_json::from_str(&s).map_err(|e| format!("{field}: {e}"))
+            }
+            other => Err(format!("{field}: expected a JSON string, found {other:?}")),
+        }
+    }
+
+    /// The next sync message for a peer, or `None` when the peer is known to be up to date.
+    pub fn sync_message(&mut self, peer: &mut PeerSync) -> Option<Vec<u8>> {
+        self.doc.sync().generate_sync_message(&mut peer.0).map(|m| m.encode())
+    }
+
+    /// Applies a peer's sync message. Returns true if the document changed.
+    pub fn receive_sync(&mut self, peer: &mut PeerSync, message: &[u8]) -> Result<bool, StateError> {
+        let message = sync::Message::decode(message)
+            .map_err(|e| StateError::BadSyncMessage(e.to_string()))?;
+        let before = self.doc.get_heads();
+        self.doc.sync().receive_sync_message(&mut peer.0, message)?;
+        Ok(self.doc.get_heads() != before)
+    }
+}
+
+#[cfg(test)]
+mod tests;

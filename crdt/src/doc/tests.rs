@@ -1,0 +1,151 @@
+//! Unit tests of the desired-state document: genesis, apply/scale/delete, merge semantics.
+
+use super::*;
+use crate::manifest::parse_manifests;
+
+pub(crate) fn talk_deployment(image: &str) -> Object {
+    let text = format!(
+        "kind: Deployment\nmetadata: {{name: nginx}}\nspec:\n  replicas: 3\n  template:\n    \
+         metadata: {{labels: {{app: nginx}}}}\n    spec:\n      containers:\n      - {{name: nginx, \
+         image: {image}, ports: [{{containerPort: 80}}]}}\n"
+    );
+    parse_manifests(&text).expect("valid").objects.remove(0)
+}
+
+fn peer(n: u8) -> DesiredState {
+    DesiredState::new(ActorId::from([n; 16]))
+}
+
+/// Syncs two documents until neither has anything more to say.
+fn sync_pair(a: &mut DesiredState, b: &mut DesiredState) {
+    let (mut sa, mut sb) = (PeerSync::default(), PeerSync::default());
+    for _ in 0..20 {
+        let ab = a.sync_message(&mut sa);
+        let ba = b.sync_message(&mut sb);
+        if ab.is_none() && ba.is_none() {
+            return;
+        }
+        if let Some(m) = ab {
+            b.receive_sync(&mut sb, &m).unwrap();
+        }
+        if let Some(m) = ba {
+            a.receive_sync(&mut sa, &m).unwrap();
+        }
+    }
+    panic!("sync did not settle in 20 rounds");
+}
+
+fn key() -> ObjectKey {
+    ObjectKey::new("default", "nginx")
+}
+
+fn image(s: &DesiredState) -> String {
+    s.snapshot().deployments[&key()].spec.template.containers[0].image.clone()
+}
+
+#[test]
+fn genesis_is_shared_so_independent_documents_merge_without_losing_keys() {
+    let (mut a, mut b) = (peer(1), peer(2));
+    assert_eq!(a.heads(), b.heads(), "fresh documents start from the same genesis");
+    a.apply(&talk_deployment("nginx")).unwrap();
+    let mut svc = talk_deployment("x");
+    if let Object::Deployment(d) = &mut svc {
+        d.meta.name = "other".into();
+    }
+    b.apply(&svc).unwrap();
+    sync_pair(&mut a, &mut b);
+    assert_eq!(a.heads(), b.heads());
+    let names: Vec<_> = a.snapshot().deployments.keys().map(|k| k.name.clone()).collect();
+    assert_eq!(names, ["nginx", "other"]);
+    assert_eq!(a.snapshot(), b.snapshot());
+}
+
+#[test]
+fn apply_create_update_unchanged_and_generation() {
+    let mut a = peer(1);
+    assert_eq!(a.apply(&talk_deployment("nginx")).unwrap(), Outcome::Created);
+    assert_eq!(a.apply(&talk_deployment("nginx")).unwrap(), Outcome::Unchanged);
+    assert_eq!(a.snapshot().deployments[&key()].meta.generation, 1);
+    assert_eq!(a.apply(&talk_deployment("nginx:2")).unwrap(), Outcome::Configured);
+    let d = &a.snapshot().deployments[&key()];
+    assert_eq!(d.meta.generation, 2);
+    assert_eq!(d.spec.template.containers[0].image, "nginx:2");
+}
+
+#[test]
+fn scale_and_delete_report_missing_objects() {
+    let mut a = peer(1);
+    assert!(matches!(a.scale(&key(), 2), Err(StateError::NotFound { .. })));
+    assert!(matches!(a.delete(Kind::Deployment, &key()), Err(StateError::NotFound { .. })));
+    a.apply(&talk_deployment("nginx")).unwrap();
+    assert_eq!(a.scale(&key(), 5).unwrap(), Outcome::Scaled);
+    assert_eq!(a.scale(&key(), 5).unwrap(), Outcome::Unchanged);
+    assert_eq!(a.snapshot().deployments[&key()].spec.replicas, 5);
+    assert_eq!(a.delete(Kind::Deployment, &key()).unwrap(), Outcome::Deleted);
+    assert!(a.snapshot().deployments.is_empty());
+}
+
+#[test]
+fn concurrent_scale_and_image_change_both_survive() {
+    let (mut a, mut b) = (peer(1), peer(2));
+    a.apply(&talk_deployment("nginx")).unwrap();
+    sync_pair(&mut a, &mut b);
+    a.scale(&key(), 5).unwrap();
+    b.apply(&talk_deployment("nginx:2")).unwrap();
+    sync_pair(&mut a, &mut b);
+    for s in [&a, &b] {
+        let d = &s.snapshot().deployments[&key()];
+        assert_eq!(d.spec.replicas, 5, "the scale survives");
+        assert_eq!(d.spec.template.containers[0].image, "nginx:2", "the image change survives");
+        assert_eq!(d.meta.generation, 3, "each concurrent spec change counts");
+    }
+}
+
+#[test]
+fn delete_wins_over_a_concurrent_update_and_a_later_apply_recreates() {
+    let (mut a, mut b) = (peer(1), peer(2));
+    a.apply(&talk_deployment("nginx")).unwrap();
+    sync_pair(&mut a, &mut b);
+    a.delete(Kind::Deployment, &key()).unwrap();
+    b.scale(&key(), 7).unwrap();
+    b.apply(&talk_deployment("nginx:2")).unwrap();
+    sync_pair(&mut a, &mut b);
+    assert!(a.snapshot().deployments.is_empty(), "delete wins over concurrent updates");
+    assert_eq!(a.snapshot(), b.snapshot());
+    b.apply(&talk_deployment("nginx:3")).unwrap();
+    sync_pair(&mut a, &mut b);
+    assert_eq!(image(&a), "nginx:3");
+    assert_eq!(a.snapshot().deployments[&key()].meta.generation, 1, "a new object");
+}
+
+#[test]
+fn save_load_and_incremental_save_round_trip() {
+    let mut a = peer(1);
+    a.apply(&talk_deployment("nginx")).unwrap();
+    let mut file = a.save();
+    a.scale(&key(), 4).unwrap();
+    file.extend(a.save_incremental());
+    a.apply(&talk_deployment("nginx:2")).unwrap();
+    file.extend(a.save_incremental());
+    let mut loaded = DesiredState::load(&file, ActorId::from([9; 16])).unwrap();
+    assert_eq!(loaded.heads(), a.heads());
+    assert_eq!(loaded.snapshot(), a.snapshot());
+    loaded.scale(&key(), 1).unwrap();
+    assert_eq!(loaded.snapshot().deployments[&key()].spec.replicas, 1);
+}
+
+#[test]
+fn load_rejects_a_document_that_is_not_weeble_state() {
+    let mut other = AutoCommit::new();
+    other.put(ROOT, "hello", "world").unwrap();
+    let err = DesiredState::load(&other.save(), ActorId::random()).unwrap_err();
+    assert!(err.to_string().contains("not a Weeble state document"), "{err}");
+    assert!(DesiredState::load(b"garbage", ActorId::random()).is_err());
+}
+
+#[test]
+fn bad_sync_message_is_an_error_not_a_panic() {
+    let mut a = peer(1);
+    let err = a.receive_sync(&mut PeerSync::default(), b"\x01\x02nonsense").unwrap_err();
+    assert!(matches!(err, StateError::BadSyncMessage(_)), "{err}");
+}

@@ -1,0 +1,14 @@
+//! Weeble's desired state: Kubernetes manifests in, validated objects out, held in an
+//! automerge document that every node merges. Pure: no network, no Docker, no clock.
+
+pub mod doc;
+pub mod k8s;
+pub mod manifest;
+pub mod model;
+pub mod quantity;
+pub mod validate;
+
+pub use automerge::ActorId;
+pub use doc::{DesiredState, Outcome, PeerSync, Snapshot, StateError};
+pub use manifest::{Located, ManifestError, Parsed, parse_manifests};
+pub use model::*;

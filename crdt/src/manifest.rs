@@ -1,0 +1,175 @@
+//! Reads a file of Kubernetes YAML documents into validated objects, or explains every problem.
+//!
+//! All or nothing: one bad document rejects the whole file. Each error names the document
+//! (counting from 1), the object, the field path and, where the YAML parser knows it, the line.
+
+use crate::k8s::{self, TypeMeta};
+use crate::model::{Kind, Object, ObjectKey};
+use crate::validate::{self, Finding, Findings};
+use serde::Deserialize;
+use serde_yaml_ng::Deserializer;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A problem (or warning) located in a manifest file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The document's position in the file, counting from 1; `None` for the file as a whole.
+    pub document: Option<usize>,
+    /// `Deployment "nginx"`, when the document got far enough to say.
+    pub object: Option<String>,
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.document {
+            Some(n) => write!(f, "document {n}")?,
+            None => f.write_str("file")?,
+        }
+        if let Some(object) = &self.object {
+            write!(f, " ({object})")?;
+        }
+        if let Some(line) = self.line {
+            write!(f, ", line {line}")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The objects of a valid file, in file order, and the warnings to show the operator.
+#[derive(Debug)]
+pub struct Parsed {
+    pub objects: Vec<Object>,
+    pub warnings: Vec<Located>,
+}
+
+/// Why a file was rejected: every problem found, in file order.
+#[derive(Debug, thiserror::Error)]
+pub struct ManifestError {
+    pub errors: Vec<Located>,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.errors.iter().map(Located::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+/// Parses and validates every document of `text`; nothing is returned unless all are valid.
+pub fn parse_manifests(text: &str) -> Result<Parsed, ManifestError> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut objects = Vec::new();
+    let mut seen: BTreeMap<(Kind, ObjectKey), usize> = BTreeMap::new();
+    // Two passes over the same stream: a loose one to learn each document's kind, then a
+    // strict typed one, which keeps the parser's line numbers for its errors.
+    let heads = Deserializer::from_str(text).map(serde_yaml_ng::Value::deserialize);
+    for (index, (head, typed)) in heads.zip(Deserializer::from_str(text)).enumerate() {
+        let document = index + 1;
+        let at = |object: Option<String>, path: &str, line, message: String| Located {
+            document: Some(document),
+            object,
+            path: path.to_string(),
+            line,
+            message,
+        };
+        let head = match head {
+            Ok(value) if value.is_null() => continue,
+            Ok(value) => value,
+            Err(e) => {
+                let (line, message) = describe(&e, "");
+                errors.push(at(None, "", line, format!("invalid YAML: {message}")));
+                continue;
+            }
+        };
+        let Ok(type_meta) = TypeMeta::deserialize(&head) else {
+            errors.push(at(None, "", None, "not a Kubernetes object (expected key: value pairs with kind, metadata and spec)".into()));
+            continue;
+        };
+        let name = head.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str());
+        let label = |kind: &str| Some(format!("{kind} {:?}", name.unwrap_or("?")));
+        let mut findings = Findings::default();
+        let object = match type_meta.kind.as_deref() {
+            Some("Deployment") => strict::<k8s::DeploymentManifest>(typed)
+                .map(|m| Object::Deployment(validate::deployment(m, &mut findings))),
+            Some("Service") => strict::<k8s::ServiceManifest>(typed)
+                .map(|m| Object::Service(validate::service(m, &mut findings))),
+            Some(other) => Err((
+                "kind".to_string(),
+                None,
+                format!("unknown kind {other:?}: Weeble supports Deployment (apps/v1) and Service (v1)"),
+            )),
+            None => Err(("kind".to_string(), None, "required: Deployment or Service".to_string())),
+        };
+        let object_label = type_meta.kind.as_deref().and_then(label);
+        let locate = |Finding { path, message }| at(object_label.clone(), &path, None, message);
+        warnings.extend(findings.warnings.into_iter().map(locate));
+        match object {
+            Err((path, line, message)) => errors.push(at(object_label.clone(), &path, line, message)),
+            Ok(_) if !findings.errors.is_empty() => {
+                errors.extend(findings.errors.into_iter().map(locate));
+            }
+            Ok(object) => {
+                let key = (object.kind(), object.meta().key());
+                if let Some(first) = seen.insert(key.clone(), document) {
+                    errors.push(at(
+                        object_label.clone(),
+                        "metadata.name",
+                        None,
+                        format!("{} {} is also defined by document {first}", key.0, key.1),
+                    ));
+                }
+                objects.push(object);
+            }
+        }
+    }
+    if errors.is_empty() && objects.is_empty() {
+        errors.push(Located {
+            document: None,
+            object: None,
+            path: String::new(),
+            line: None,
+            message: "no Deployment or Service found".into(),
+        });
+    }
+    if errors.is_empty() { Ok(Parsed { objects, warnings }) } else { Err(ManifestError { errors }) }
+}
+
+/// Deserializes one document strictly, returning (field path, line, message) on failure.
+fn strict<'de, T: Deserialize<'de>>(
+    document: Deserializer<'de>,
+) -> Result<T, (String, Option<usize>, String)> {
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let path = match e.path().to_string() {
+            root if root == "." => String::new(),
+            path => path,
+        };
+        let (line, message) = describe(e.inner(), &path);
+        (path, line, message)
+    })
+}
+
+/// The parser's line and its message without the position and path it appends itself.
+fn describe(e: &serde_yaml_ng::Error, path: &str) -> (Option<usize>, String) {
+    let mut message = e.to_string();
+    let line = e.location().map(|l| {
+        let suffix = format!(" at line {} column {}", l.line(), l.column());
+        if let Some(stripped) = message.strip_suffix(&suffix) {
+            message = stripped.to_string();
+        }
+        l.line()
+    });
+    for prefix in [format!("{path}: "), ".: ".to_string()] {
+        if let Some(stripped) = message.strip_prefix(&prefix) {
+            message = stripped.to_string();
+        }
+    }
+    (line, message)
+}

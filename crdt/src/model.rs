@@ -1,0 +1,258 @@
+//! The validated desired state: deployments and services as Weeble stores and acts on them.
+//!
+//! These types are what manifests become after validation (see `manifest`), what the
+//! automerge document holds (as JSON per field), and what the agent reconciles. Every value
+//! here has already been checked: names are DNS-1123, ports are in range, quantities parsed.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Labels and selectors: ordered, so that every node iterates them alike.
+pub type Labels = BTreeMap<String, String>;
+
+/// The namespace Kubernetes uses when a manifest names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Identifies an object of one kind: `namespace/name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjectKey { namespace: namespace.into(), name: name.into() }
+    }
+
+    /// Parses `namespace/name`, or a bare `name` in the default namespace.
+    pub fn parse(text: &str) -> Self {
+        match text.split_once('/') {
+            Some((namespace, name)) => ObjectKey::new(namespace, name),
+            None => ObjectKey::new(DEFAULT_NAMESPACE, text),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The kinds of object Weeble stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    Deployment,
+    Service,
+}
+
+impl Kind {
+    /// The Kubernetes `apiVersion` this kind is served under.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::Deployment => "apps/v1",
+            Kind::Service => "v1",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Deployment => "Deployment",
+            Kind::Service => "Service",
+        })
+    }
+}
+
+/// Object metadata. `generation` counts spec changes; 0 means not stored yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    pub generation: u64,
+}
+
+impl Meta {
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(&self.namespace, &self.name)
+    }
+}
+
+/// A desired object of any supported kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Object {
+    Deployment(Deployment),
+    Service(Service),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Deployment(_) => Kind::Deployment,
+            Object::Service(_) => Kind::Service,
+        }
+    }
+
+    pub fn meta(&self) -> &Meta {
+        match self {
+            Object::Deployment(d) => &d.meta,
+            Object::Service(s) => &s.meta,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub meta: Meta,
+    pub spec: DeploymentSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentSpec {
+    pub replicas: u32,
+    /// `matchLabels`; always a subset of the template's labels.
+    pub selector: Labels,
+    pub template: PodTemplate,
+    pub strategy: Strategy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplate {
+    pub labels: Labels,
+    pub containers: Vec<Container>,
+    pub node_selector: Labels,
+    pub restart_policy: RestartPolicy,
+}
+
+impl PodTemplate {
+    /// The sum of the containers' requests: what placement reserves on a node per replica.
+    pub fn requests(&self) -> ResourceAmounts {
+        self.containers.iter().fold(ResourceAmounts::default(), |sum, c| ResourceAmounts {
+            cpu_millis: sum.cpu_millis + c.resources.requests.cpu_millis,
+            memory_bytes: sum.memory_bytes + c.resources.requests.memory_bytes,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub ports: Vec<ContainerPort>,
+    pub resources: Resources,
+    pub working_dir: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    pub name: Option<String>,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        })
+    }
+}
+
+/// Requests (what placement reserves) and limits (what the runtime enforces).
+/// Zero means "not set".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub requests: ResourceAmounts,
+    pub limits: ResourceAmounts,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceAmounts {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Strategy {
+    RollingUpdate { max_surge: IntOrPercent, max_unavailable: IntOrPercent },
+    Recreate,
+}
+
+/// A count, or a percentage of the desired replicas (`maxSurge: 25%`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IntOrPercent {
+    Count(u32),
+    Percent(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub meta: Meta,
+    pub spec: ServiceSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub selector: Labels,
+    pub ports: Vec<ServicePort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub port: u16,
+    pub target_port: TargetPort,
+    pub protocol: Protocol,
+}
+
+/// Where a service port forwards to: a container port by number or by its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetPort {
+    Number(u16),
+    Name(String),
+}
+
+impl fmt::Display for TargetPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetPort::Number(n) => write!(f, "{n}"),
+            TargetPort::Name(name) => f.write_str(name),
+        }
+    }
+}
