@@ -17,7 +17,9 @@
 use crate::model::*;
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{
+    ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -70,7 +72,9 @@ pub struct DesiredState {
 
 impl std::fmt::Debug for DesiredState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DesiredState").field("actor", self.doc.get_actor()).finish()
+        f.debug_struct("DesiredState")
+            .field("actor", self.doc.get_actor())
+            .finish()
     }
 }
 
@@ -93,7 +97,11 @@ struct Fields {
 }
 
 fn json<T: Serialize>(value: &T) -> ScalarValue {
-    ScalarValue::Str(serde_json::to_string(value).expect("model types serialize to JSON").into())
+    ScalarValue::Str(
+        serde_json::to_string(value)
+            .expect("model types serialize to JSON")
+            .into(),
+    )
 }
 
 fn fields(object: &Object) -> Fields {
@@ -118,8 +126,13 @@ impl DesiredState {
     /// The genesis every node starts from: one deterministic change, same hash everywhere.
     fn genesis() -> AutoCommit {
         let mut doc = AutoCommit::new().with_actor(ActorId::from(b"weeble-genesis-0"));
-        doc.put(ROOT, SCHEMA_KEY, SCHEMA_VERSION).expect("a fresh document accepts a put");
-        doc.commit_with(CommitOptions::default().with_time(0).with_message("weeble genesis"));
+        doc.put(ROOT, SCHEMA_KEY, SCHEMA_VERSION)
+            .expect("a fresh document accepts a put");
+        doc.commit_with(
+            CommitOptions::default()
+                .with_time(0)
+                .with_message("weeble genesis"),
+        );
         doc
     }
 
@@ -168,7 +181,9 @@ impl DesiredState {
         let message = format!("apply {kind} {key}");
         let outcome = match self.object_id(kind, &key)? {
             None => {
-                let obj = self.doc.put_object(ROOT, root_key(kind, &key), ObjType::Map)?;
+                let obj = self
+                    .doc
+                    .put_object(ROOT, root_key(kind, &key), ObjType::Map)?;
                 for (field, value) in fields.spec {
                     self.doc.put(&obj, field, value)?;
                 }
@@ -192,7 +207,11 @@ impl DesiredState {
                 if spec_changed {
                     self.doc.increment(&obj, "generation", 1)?;
                 }
-                if spec_changed || labels_changed { Outcome::Configured } else { Outcome::Unchanged }
+                if spec_changed || labels_changed {
+                    Outcome::Configured
+                } else {
+                    Outcome::Unchanged
+                }
             }
         };
         self.commit(outcome, message);
@@ -202,10 +221,12 @@ impl DesiredState {
     /// Sets a deployment's replica count, leaving every other field as it is.
     pub fn scale(&mut self, key: &ObjectKey, replicas: u32) -> Result<Outcome, StateError> {
         let kind = Kind::Deployment;
-        let obj = self.object_id(kind, key)?.ok_or_else(|| StateError::NotFound {
-            kind,
-            key: key.clone(),
-        })?;
+        let obj = self
+            .object_id(kind, key)?
+            .ok_or_else(|| StateError::NotFound {
+                kind,
+                key: key.clone(),
+            })?;
         let value = ScalarValue::Int(i64::from(replicas));
         if self.scalar(&obj, "replicas")? == Some(value.clone()) {
             return Ok(Outcome::Unchanged);
@@ -218,7 +239,10 @@ impl DesiredState {
 
     pub fn delete(&mut self, kind: Kind, key: &ObjectKey) -> Result<Outcome, StateError> {
         if self.object_id(kind, key)?.is_none() {
-            return Err(StateError::NotFound { kind, key: key.clone() });
+            return Err(StateError::NotFound {
+                kind,
+                key: key.clone(),
+            });
         }
         self.doc.delete(ROOT, root_key(kind, key))?;
         self.commit(Outcome::Deleted, format!("delete {kind} {key}"));
@@ -227,7 +251,8 @@ impl DesiredState {
 
     fn commit(&mut self, outcome: Outcome, message: String) {
         if outcome != Outcome::Unchanged {
-            self.doc.commit_with(CommitOptions::default().with_message(message).with_time(0));
+            self.doc
+                .commit_with(CommitOptions::default().with_message(message).with_time(0));
         }
     }
 
@@ -249,8 +274,12 @@ impl DesiredState {
     pub fn snapshot(&self) -> Snapshot {
         let mut snapshot = Snapshot::default();
         for root in self.doc.keys(ROOT) {
-            let Some((prefix, rest)) = root.split_once('/') else { continue };
-            let Some((namespace, name)) = rest.split_once('/') else { continue };
+            let Some((prefix, rest)) = root.split_once('/') else {
+                continue;
+            };
+            let Some((namespace, name)) = rest.split_once('/') else {
+                continue;
+            };
             let key = ObjectKey::new(namespace, name);
             let read = match prefix {
                 "deployments" => self
@@ -284,7 +313,10 @@ impl DesiredState {
 
     fn read_service(&self, root: &str, key: ObjectKey) -> Result<Service, String> {
         let obj = self.map_at(root)?;
-        Ok(Service { meta: self.read_meta(&obj, key)?, spec: self.read_json(&obj, "spec")? })
+        Ok(Service {
+            meta: self.read_meta(&obj, key)?,
+            spec: self.read_json(&obj, "spec")?,
+        })
     }
 
     fn read_meta(&self, obj: &ObjId, key: ObjectKey) -> Result<Meta, String> {
@@ -321,11 +353,18 @@ impl DesiredState {
 
     /// The next sync message for a peer, or `None` when the peer is known to be up to date.
     pub fn sync_message(&mut self, peer: &mut PeerSync) -> Option<Vec<u8>> {
-        self.doc.sync().generate_sync_message(&mut peer.0).map(|m| m.encode())
+        self.doc
+            .sync()
+            .generate_sync_message(&mut peer.0)
+            .map(|m| m.encode())
     }
 
     /// Applies a peer's sync message. Returns true if the document changed.
-    pub fn receive_sync(&mut self, peer: &mut PeerSync, message: &[u8]) -> Result<bool, StateError> {
+    pub fn receive_sync(
+        &mut self,
+        peer: &mut PeerSync,
+        message: &[u8],
+    ) -> Result<bool, StateError> {
         let message = sync::Message::decode(message)
             .map_err(|e| StateError::BadSyncMessage(e.to_string()))?;
         let before = self.doc.get_heads();

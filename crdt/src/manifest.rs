@@ -86,14 +86,23 @@ pub fn parse_manifests(text: &str) -> Result<Parsed, ManifestError> {
             Err(e) => {
                 let (line, message) = describe(&e, "");
                 errors.push(at(None, "", line, format!("invalid YAML: {message}")));
-                continue;
+                break; // the parser cannot resynchronise after a syntax error
             }
         };
         let Ok(type_meta) = TypeMeta::deserialize(&head) else {
-            errors.push(at(None, "", None, "not a Kubernetes object (expected key: value pairs with kind, metadata and spec)".into()));
+            errors.push(at(
+                None,
+                "",
+                None,
+                "not a Kubernetes object (expected key: value pairs with kind, metadata and spec)"
+                    .into(),
+            ));
             continue;
         };
-        let name = head.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str());
+        let name = head
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str());
         let label = |kind: &str| Some(format!("{kind} {:?}", name.unwrap_or("?")));
         let mut findings = Findings::default();
         let object = match type_meta.kind.as_deref() {
@@ -104,15 +113,23 @@ pub fn parse_manifests(text: &str) -> Result<Parsed, ManifestError> {
             Some(other) => Err((
                 "kind".to_string(),
                 None,
-                format!("unknown kind {other:?}: Weeble supports Deployment (apps/v1) and Service (v1)"),
+                format!(
+                    "unknown kind {other:?}: Weeble supports Deployment (apps/v1) and Service (v1)"
+                ),
             )),
-            None => Err(("kind".to_string(), None, "required: Deployment or Service".to_string())),
+            None => Err((
+                "kind".to_string(),
+                None,
+                "required: Deployment or Service".to_string(),
+            )),
         };
         let object_label = type_meta.kind.as_deref().and_then(label);
         let locate = |Finding { path, message }| at(object_label.clone(), &path, None, message);
         warnings.extend(findings.warnings.into_iter().map(locate));
         match object {
-            Err((path, line, message)) => errors.push(at(object_label.clone(), &path, line, message)),
+            Err((path, line, message)) => {
+                errors.push(at(object_label.clone(), &path, line, message))
+            }
             Ok(_) if !findings.errors.is_empty() => {
                 errors.extend(findings.errors.into_iter().map(locate));
             }
@@ -139,7 +156,11 @@ pub fn parse_manifests(text: &str) -> Result<Parsed, ManifestError> {
             message: "no Deployment or Service found".into(),
         });
     }
-    if errors.is_empty() { Ok(Parsed { objects, warnings }) } else { Err(ManifestError { errors }) }
+    if errors.is_empty() {
+        Ok(Parsed { objects, warnings })
+    } else {
+        Err(ManifestError { errors })
+    }
 }
 
 /// Deserializes one document strictly, returning (field path, line, message) on failure.

@@ -23,7 +23,10 @@ pub struct ObjectKey {
 
 impl ObjectKey {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ObjectKey { namespace: namespace.into(), name: name.into() }
+        ObjectKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     /// Parses `namespace/name`, or a bare `name` in the default namespace.
@@ -133,10 +136,12 @@ pub struct PodTemplate {
 impl PodTemplate {
     /// The sum of the containers' requests: what placement reserves on a node per replica.
     pub fn requests(&self) -> ResourceAmounts {
-        self.containers.iter().fold(ResourceAmounts::default(), |sum, c| ResourceAmounts {
-            cpu_millis: sum.cpu_millis + c.resources.requests.cpu_millis,
-            memory_bytes: sum.memory_bytes + c.resources.requests.memory_bytes,
-        })
+        self.containers
+            .iter()
+            .fold(ResourceAmounts::default(), |sum, c| ResourceAmounts {
+                cpu_millis: sum.cpu_millis + c.resources.requests.cpu_millis,
+                memory_bytes: sum.memory_bytes + c.resources.requests.memory_bytes,
+            })
     }
 }
 
@@ -209,7 +214,10 @@ pub enum RestartPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Strategy {
-    RollingUpdate { max_surge: IntOrPercent, max_unavailable: IntOrPercent },
+    RollingUpdate {
+        max_surge: IntOrPercent,
+        max_unavailable: IntOrPercent,
+    },
     Recreate,
 }
 

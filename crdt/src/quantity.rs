@@ -113,7 +113,11 @@ mod tests {
 
     #[test]
     fn rejects_nonsense() {
-        assert!(memory_bytes(&text("12 apples")).unwrap_err().contains("not a quantity"));
+        assert!(
+            memory_bytes(&text("12 apples"))
+                .unwrap_err()
+                .contains("not a quantity")
+        );
         assert!(cpu_millis(&text("-1")).unwrap_err().contains("negative"));
         assert!(memory_bytes(&text("")).is_err());
     }

@@ -28,11 +28,17 @@ pub struct Findings {
 
 impl Findings {
     fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(Finding { path: path.into(), message: message.into() });
+        self.errors.push(Finding {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 
     fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.warnings.push(Finding { path: path.into(), message: message.into() });
+        self.warnings.push(Finding {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 
     /// Warns about each written field of `fields`: Weeble ignores it and nothing that runs changes.
@@ -54,7 +60,11 @@ impl Findings {
 }
 
 fn join(base: &str, field: &str) -> String {
-    if base.is_empty() { field.to_string() } else { format!("{base}.{field}") }
+    if base.is_empty() {
+        field.to_string()
+    } else {
+        format!("{base}.{field}")
+    }
 }
 
 /// Validates a Deployment. The returned object is only meaningful if `findings.errors` is empty.
@@ -68,14 +78,20 @@ pub fn deployment(m: k8s::DeploymentManifest, f: &mut Findings) -> Deployment {
         &[
             ("minReadySeconds", s.min_ready_seconds.is_some()),
             ("revisionHistoryLimit", s.revision_history_limit.is_some()),
-            ("progressDeadlineSeconds", s.progress_deadline_seconds.is_some()),
+            (
+                "progressDeadlineSeconds",
+                s.progress_deadline_seconds.is_some(),
+            ),
         ],
     );
     f.unsupported("spec", &[("paused", s.paused.is_some())]);
     let replicas = match s.replicas {
         None => 1,
         Some(n) if !(0..=MAX_REPLICAS).contains(&n) => {
-            f.error("spec.replicas", format!("must be between 0 and {MAX_REPLICAS}, got {n}"));
+            f.error(
+                "spec.replicas",
+                format!("must be between 0 and {MAX_REPLICAS}, got {n}"),
+            );
             0
         }
         Some(n) => n as u32,
@@ -83,7 +99,15 @@ pub fn deployment(m: k8s::DeploymentManifest, f: &mut Findings) -> Deployment {
     let template = pod_template(s.template, f);
     let selector = selector(s.selector, &template.labels, f);
     let strategy = strategy(s.strategy, f);
-    Deployment { meta, spec: DeploymentSpec { replicas, selector, template, strategy } }
+    Deployment {
+        meta,
+        spec: DeploymentSpec {
+            replicas,
+            selector,
+            template,
+            strategy,
+        },
+    }
 }
 
 /// Validates a Service. The returned object is only meaningful if `findings.errors` is empty.
@@ -103,7 +127,10 @@ pub fn service(m: k8s::ServiceManifest, f: &mut Findings) -> Service {
         ),
     }
     if let Some(affinity) = s.session_affinity.as_deref().filter(|a| *a != "None") {
-        f.error("spec.sessionAffinity", format!("{affinity:?} is not supported; use None"));
+        f.error(
+            "spec.sessionAffinity",
+            format!("{affinity:?} is not supported; use None"),
+        );
     }
     f.ignored(
         "spec",
@@ -121,7 +148,10 @@ pub fn service(m: k8s::ServiceManifest, f: &mut Findings) -> Service {
         &[
             ("externalIPs", s.external_ips.is_some()),
             ("loadBalancerIP", s.load_balancer_ip.is_some()),
-            ("publishNotReadyAddresses", s.publish_not_ready_addresses.is_some()),
+            (
+                "publishNotReadyAddresses",
+                s.publish_not_ready_addresses.is_some(),
+            ),
             ("externalName", s.external_name.is_some()),
         ],
     );
@@ -186,10 +216,18 @@ pub fn service(m: k8s::ServiceManifest, f: &mut Findings) -> Service {
                     TargetPort::Name(name)
                 }
             };
-            ServicePort { name: p.name, port, target_port, protocol }
+            ServicePort {
+                name: p.name,
+                port,
+                target_port,
+                protocol,
+            }
         })
         .collect();
-    Service { meta, spec: ServiceSpec { selector, ports } }
+    Service {
+        meta,
+        spec: ServiceSpec { selector, ports },
+    }
 }
 
 fn api_version(given: Option<&str>, kind: Kind, f: &mut Findings) {
@@ -219,7 +257,10 @@ fn meta(m: k8s::ObjectMeta, kind: Kind, f: &mut Findings) -> Meta {
     );
     f.unsupported(
         "metadata",
-        &[("generateName", m.generate_name.is_some()), ("finalizers", m.finalizers.is_some())],
+        &[
+            ("generateName", m.generate_name.is_some()),
+            ("finalizers", m.finalizers.is_some()),
+        ],
     );
     let name = m.name.unwrap_or_default();
     if name.is_empty() {
@@ -235,24 +276,41 @@ fn meta(m: k8s::ObjectMeta, kind: Kind, f: &mut Findings) -> Meta {
     }
     let namespace = m.namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
     if let Err(why) = dns1123_label(&namespace, 63) {
-        f.error("metadata.namespace", format!("invalid namespace {namespace:?}: {why}"));
+        f.error(
+            "metadata.namespace",
+            format!("invalid namespace {namespace:?}: {why}"),
+        );
     }
     let labels_map = m.labels.unwrap_or_default();
     labels("metadata.labels", &labels_map, f);
-    Meta { namespace, name, labels: labels_map, generation: 0 }
+    Meta {
+        namespace,
+        name,
+        labels: labels_map,
+        generation: 0,
+    }
 }
 
 fn selector(s: Option<k8s::LabelSelector>, template_labels: &Labels, f: &mut Findings) -> Labels {
     let Some(s) = s else {
         if !template_labels.is_empty() {
-            f.warn("spec.selector", "missing: defaulted to the template's labels");
+            f.warn(
+                "spec.selector",
+                "missing: defaulted to the template's labels",
+            );
         }
         return template_labels.clone();
     };
-    f.unsupported("spec.selector", &[("matchExpressions", s.match_expressions.is_some())]);
+    f.unsupported(
+        "spec.selector",
+        &[("matchExpressions", s.match_expressions.is_some())],
+    );
     let match_labels = s.match_labels.unwrap_or_default();
     if match_labels.is_empty() {
-        f.error("spec.selector.matchLabels", "required: at least one label to select pods by");
+        f.error(
+            "spec.selector.matchLabels",
+            "required: at least one label to select pods by",
+        );
     }
     labels("spec.selector.matchLabels", &match_labels, f);
     for (key, value) in &match_labels {
@@ -278,12 +336,17 @@ fn strategy(s: Option<k8s::Strategy>, f: &mut Findings) -> Strategy {
     match s.type_.as_deref() {
         Some("Recreate") => {
             if s.rolling_update.is_some() {
-                f.error("spec.strategy.rollingUpdate", "only allowed with type RollingUpdate");
+                f.error(
+                    "spec.strategy.rollingUpdate",
+                    "only allowed with type RollingUpdate",
+                );
             }
             Strategy::Recreate
         }
         None | Some("RollingUpdate") => {
-            let Some(r) = s.rolling_update else { return default_rolling() };
+            let Some(r) = s.rolling_update else {
+                return default_rolling();
+            };
             let surge = int_or_percent("spec.strategy.rollingUpdate.maxSurge", r.max_surge, 25, f);
             let unavailable = int_or_percent(
                 "spec.strategy.rollingUpdate.maxUnavailable",
@@ -291,7 +354,10 @@ fn strategy(s: Option<k8s::Strategy>, f: &mut Findings) -> Strategy {
                 25,
                 f,
             );
-            Strategy::RollingUpdate { max_surge: surge, max_unavailable: unavailable }
+            Strategy::RollingUpdate {
+                max_surge: surge,
+                max_unavailable: unavailable,
+            }
         }
         Some(other) => {
             f.error(
@@ -318,7 +384,10 @@ fn int_or_percent(
             match s.strip_suffix('%').and_then(|p| p.parse::<u32>().ok()) {
                 Some(p) if p <= 100 => IntOrPercent::Percent(p),
                 _ => {
-                    f.error(path, format!("{s:?} is not a count or a percentage like 25%"));
+                    f.error(
+                        path,
+                        format!("{s:?} is not a count or a percentage like 25%"),
+                    );
                     IntOrPercent::Percent(default_percent)
                 }
             }
@@ -357,12 +426,18 @@ fn pod_template(t: k8s::PodTemplate, f: &mut Findings) -> PodTemplate {
     f.ignored(
         base,
         &[
-            ("terminationGracePeriodSeconds", s.termination_grace_period_seconds.is_some()),
+            (
+                "terminationGracePeriodSeconds",
+                s.termination_grace_period_seconds.is_some(),
+            ),
             ("dnsPolicy", s.dns_policy.is_some()),
             ("schedulerName", s.scheduler_name.is_some()),
             ("serviceAccountName", s.service_account_name.is_some()),
             ("serviceAccount", s.service_account.is_some()),
-            ("automountServiceAccountToken", s.automount_service_account_token.is_some()),
+            (
+                "automountServiceAccountToken",
+                s.automount_service_account_token.is_some(),
+            ),
             ("enableServiceLinks", s.enable_service_links.is_some()),
             ("priorityClassName", s.priority_class_name.is_some()),
             ("imagePullSecrets", s.image_pull_secrets.is_some()),
@@ -380,7 +455,10 @@ fn pod_template(t: k8s::PodTemplate, f: &mut Findings) -> PodTemplate {
             ("hostIPC", s.host_ipc.is_some()),
             ("securityContext", s.security_context.is_some()),
             ("nodeName", s.node_name.is_some()),
-            ("topologySpreadConstraints", s.topology_spread_constraints.is_some()),
+            (
+                "topologySpreadConstraints",
+                s.topology_spread_constraints.is_some(),
+            ),
             ("hostAliases", s.host_aliases.is_some()),
             ("dnsConfig", s.dns_config.is_some()),
             ("runtimeClassName", s.runtime_class_name.is_some()),
@@ -401,7 +479,10 @@ fn pod_template(t: k8s::PodTemplate, f: &mut Findings) -> PodTemplate {
     let node_selector = s.node_selector.unwrap_or_default();
     labels(&format!("{base}.nodeSelector"), &node_selector, f);
     if s.containers.is_empty() {
-        f.error(format!("{base}.containers"), "at least one container is required");
+        f.error(
+            format!("{base}.containers"),
+            "at least one container is required",
+        );
     }
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     let mut ports: BTreeMap<(u16, Protocol), String> = BTreeMap::new();
@@ -414,7 +495,10 @@ fn pod_template(t: k8s::PodTemplate, f: &mut Findings) -> PodTemplate {
             if let Some(first) = names.insert(c.name.clone(), i) {
                 f.error(
                     format!("{path}.name"),
-                    format!("duplicate container name {:?} (also containers[{first}])", c.name),
+                    format!(
+                        "duplicate container name {:?} (also containers[{first}])",
+                        c.name
+                    ),
                 );
             }
             let container = container(&path, c, f);
@@ -433,7 +517,12 @@ fn pod_template(t: k8s::PodTemplate, f: &mut Findings) -> PodTemplate {
             container
         })
         .collect();
-    PodTemplate { labels: labels_map, containers, node_selector, restart_policy }
+    PodTemplate {
+        labels: labels_map,
+        containers,
+        node_selector,
+        restart_policy,
+    }
 }
 
 fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
@@ -441,8 +530,14 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
         path,
         &[
             ("imagePullPolicy", c.image_pull_policy.is_some()),
-            ("terminationMessagePath", c.termination_message_path.is_some()),
-            ("terminationMessagePolicy", c.termination_message_policy.is_some()),
+            (
+                "terminationMessagePath",
+                c.termination_message_path.is_some(),
+            ),
+            (
+                "terminationMessagePolicy",
+                c.termination_message_policy.is_some(),
+            ),
             ("stdin", c.stdin.is_some()),
             ("stdinOnce", c.stdin_once.is_some()),
             ("tty", c.tty.is_some()),
@@ -462,7 +557,10 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
         ],
     );
     if let Err(why) = dns1123_label(&c.name, 63) {
-        f.error(format!("{path}.name"), format!("invalid container name {:?}: {why}", c.name));
+        f.error(
+            format!("{path}.name"),
+            format!("invalid container name {:?}: {why}", c.name),
+        );
     }
     let image = c.image.unwrap_or_default();
     if image.trim().is_empty() {
@@ -477,9 +575,15 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
             let here = format!("{path}.env[{i}]");
             f.unsupported(&here, &[("valueFrom", e.value_from.is_some())]);
             if let Err(why) = env_name(&e.name) {
-                f.error(format!("{here}.name"), format!("invalid variable name {:?}: {why}", e.name));
+                f.error(
+                    format!("{here}.name"),
+                    format!("invalid variable name {:?}: {why}", e.name),
+                );
             }
-            EnvVar { name: e.name, value: e.value.unwrap_or_default() }
+            EnvVar {
+                name: e.name,
+                value: e.value.unwrap_or_default(),
+            }
         })
         .collect();
     let ports = c
@@ -491,7 +595,10 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
             let here = format!("{path}.ports[{i}]");
             f.unsupported(
                 &here,
-                &[("hostPort", p.host_port.is_some()), ("hostIP", p.host_ip.is_some())],
+                &[
+                    ("hostPort", p.host_port.is_some()),
+                    ("hostIP", p.host_ip.is_some()),
+                ],
             );
             if let Some(name) = &p.name {
                 port_name(&format!("{here}.name"), name, f);
@@ -503,7 +610,9 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
             }
         })
         .collect();
-    let resources = c.resources.map(|r| resources(&format!("{path}.resources"), r, f));
+    let resources = c
+        .resources
+        .map(|r| resources(&format!("{path}.resources"), r, f));
     Container {
         name: c.name,
         image,
@@ -519,9 +628,14 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
 fn resources(path: &str, r: k8s::Resources, f: &mut Findings) -> Resources {
     f.unsupported(path, &[("claims", r.claims.is_some())]);
     let mut amounts = |which: &str, list: Option<k8s::ResourceList>| {
-        let Some(list) = list else { return ResourceAmounts::default() };
+        let Some(list) = list else {
+            return ResourceAmounts::default();
+        };
         let here = format!("{path}.{which}");
-        f.ignored(&here, &[("ephemeral-storage", list.ephemeral_storage.is_some())]);
+        f.ignored(
+            &here,
+            &[("ephemeral-storage", list.ephemeral_storage.is_some())],
+        );
         let mut read = |field: &str, raw: Option<_>, parse: fn(&_) -> Result<u64, String>| {
             raw.map_or(0, |raw| {
                 parse(&raw).unwrap_or_else(|why| {
@@ -542,7 +656,10 @@ fn resources(path: &str, r: k8s::Resources, f: &mut Findings) -> Resources {
         f.error(format!("{path}.requests.cpu"), "must not exceed limits.cpu");
     }
     if over(requests.memory_bytes, limits.memory_bytes) {
-        f.error(format!("{path}.requests.memory"), "must not exceed limits.memory");
+        f.error(
+            format!("{path}.requests.memory"),
+            "must not exceed limits.memory",
+        );
     }
     Resources { requests, limits }
 }
@@ -551,7 +668,10 @@ fn port_number(path: &str, n: i64, f: &mut Findings) -> u16 {
     match u16::try_from(n) {
         Ok(port) if port > 0 => port,
         _ => {
-            f.error(path, format!("port {n} is out of range: must be between 1 and 65535"));
+            f.error(
+                path,
+                format!("port {n} is out of range: must be between 1 and 65535"),
+            );
             0
         }
     }
@@ -562,7 +682,10 @@ fn protocol(path: &str, given: Option<&str>, f: &mut Findings) -> Protocol {
         None | Some("TCP") => Protocol::Tcp,
         Some("UDP") => Protocol::Udp,
         Some(other) => {
-            f.error(path, format!("protocol {other:?} is not supported: use TCP or UDP"));
+            f.error(
+                path,
+                format!("protocol {other:?} is not supported: use TCP or UDP"),
+            );
             Protocol::Tcp
         }
     }
@@ -571,19 +694,31 @@ fn protocol(path: &str, given: Option<&str>, f: &mut Findings) -> Protocol {
 fn labels(path: &str, labels: &Labels, f: &mut Findings) {
     for (key, value) in labels {
         if let Err(why) = label_key(key) {
-            f.error(format!("{path}.{key}"), format!("invalid label key {key:?}: {why}"));
+            f.error(
+                format!("{path}.{key}"),
+                format!("invalid label key {key:?}: {why}"),
+            );
         }
         if let Err(why) = label_value(value) {
-            f.error(format!("{path}.{key}"), format!("invalid label value {value:?}: {why}"));
+            f.error(
+                format!("{path}.{key}"),
+                format!("invalid label value {value:?}: {why}"),
+            );
         }
     }
 }
 
 /// RFC 1123 label: lower-case alphanumerics and '-', alphanumeric at both ends.
 pub fn dns1123_label(s: &str, max: usize) -> Result<(), String> {
-    let ok_chars = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_chars = s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let ends = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if s.is_empty() || s.len() > max || !ok_chars || !ends(s.bytes().next()) || !ends(s.bytes().last())
+    if s.is_empty()
+        || s.len() > max
+        || !ok_chars
+        || !ends(s.bytes().next())
+        || !ends(s.bytes().last())
     {
         return Err(format!(
             "must be lower-case letters, digits and '-', start and end with a letter or digit, \
@@ -607,9 +742,13 @@ fn label_key(key: &str) -> Result<(), String> {
         Some((prefix, name)) => {
             let subdomain_ok = !prefix.is_empty()
                 && prefix.len() <= 253
-                && prefix.split('.').all(|part| dns1123_label(part, 63).is_ok());
+                && prefix
+                    .split('.')
+                    .all(|part| dns1123_label(part, 63).is_ok());
             if !subdomain_ok {
-                return Err(format!("prefix {prefix:?} must be a DNS subdomain such as example.com"));
+                return Err(format!(
+                    "prefix {prefix:?} must be a DNS subdomain such as example.com"
+                ));
             }
             name
         }
@@ -624,15 +763,19 @@ fn label_key(key: &str) -> Result<(), String> {
 fn label_value(value: &str) -> Result<(), String> {
     let ok = |b: u8| b.is_ascii_alphanumeric();
     let fine = value.len() <= 63
-        && value.bytes().all(|b| ok(b) || b == b'-' || b == b'_' || b == b'.')
+        && value
+            .bytes()
+            .all(|b| ok(b) || b == b'-' || b == b'_' || b == b'.')
         && value.bytes().next().is_none_or(ok)
         && value.bytes().last().is_none_or(ok);
     if fine {
         Ok(())
     } else {
-        Err("must be at most 63 letters, digits, '-', '_' or '.', starting and ending \
+        Err(
+            "must be at most 63 letters, digits, '-', '_' or '.', starting and ending \
              with a letter or digit"
-            .into())
+                .into(),
+        )
     }
 }
 
@@ -641,7 +784,9 @@ fn label_value(value: &str) -> Result<(), String> {
 fn port_name(path: &str, name: &str, f: &mut Findings) {
     let ok = !name.is_empty()
         && name.len() <= 15
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && name.bytes().any(|b| b.is_ascii_lowercase())
         && !name.starts_with('-')
         && !name.ends_with('-')

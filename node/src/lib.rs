@@ -1,0 +1,3 @@
+//! The Weeble agent: placement today; membership, state sync, reconcile and the API build on it.
+
+pub mod placement;

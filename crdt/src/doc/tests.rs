@@ -40,13 +40,19 @@ fn key() -> ObjectKey {
 }
 
 fn image(s: &DesiredState) -> String {
-    s.snapshot().deployments[&key()].spec.template.containers[0].image.clone()
+    s.snapshot().deployments[&key()].spec.template.containers[0]
+        .image
+        .clone()
 }
 
 #[test]
 fn genesis_is_shared_so_independent_documents_merge_without_losing_keys() {
     let (mut a, mut b) = (peer(1), peer(2));
-    assert_eq!(a.heads(), b.heads(), "fresh documents start from the same genesis");
+    assert_eq!(
+        a.heads(),
+        b.heads(),
+        "fresh documents start from the same genesis"
+    );
     a.apply(&talk_deployment("nginx")).unwrap();
     let mut svc = talk_deployment("x");
     if let Object::Deployment(d) = &mut svc {
@@ -55,7 +61,12 @@ fn genesis_is_shared_so_independent_documents_merge_without_losing_keys() {
     b.apply(&svc).unwrap();
     sync_pair(&mut a, &mut b);
     assert_eq!(a.heads(), b.heads());
-    let names: Vec<_> = a.snapshot().deployments.keys().map(|k| k.name.clone()).collect();
+    let names: Vec<_> = a
+        .snapshot()
+        .deployments
+        .keys()
+        .map(|k| k.name.clone())
+        .collect();
     assert_eq!(names, ["nginx", "other"]);
     assert_eq!(a.snapshot(), b.snapshot());
 }
@@ -63,10 +74,19 @@ fn genesis_is_shared_so_independent_documents_merge_without_losing_keys() {
 #[test]
 fn apply_create_update_unchanged_and_generation() {
     let mut a = peer(1);
-    assert_eq!(a.apply(&talk_deployment("nginx")).unwrap(), Outcome::Created);
-    assert_eq!(a.apply(&talk_deployment("nginx")).unwrap(), Outcome::Unchanged);
+    assert_eq!(
+        a.apply(&talk_deployment("nginx")).unwrap(),
+        Outcome::Created
+    );
+    assert_eq!(
+        a.apply(&talk_deployment("nginx")).unwrap(),
+        Outcome::Unchanged
+    );
     assert_eq!(a.snapshot().deployments[&key()].meta.generation, 1);
-    assert_eq!(a.apply(&talk_deployment("nginx:2")).unwrap(), Outcome::Configured);
+    assert_eq!(
+        a.apply(&talk_deployment("nginx:2")).unwrap(),
+        Outcome::Configured
+    );
     let d = &a.snapshot().deployments[&key()];
     assert_eq!(d.meta.generation, 2);
     assert_eq!(d.spec.template.containers[0].image, "nginx:2");
@@ -75,13 +95,22 @@ fn apply_create_update_unchanged_and_generation() {
 #[test]
 fn scale_and_delete_report_missing_objects() {
     let mut a = peer(1);
-    assert!(matches!(a.scale(&key(), 2), Err(StateError::NotFound { .. })));
-    assert!(matches!(a.delete(Kind::Deployment, &key()), Err(StateError::NotFound { .. })));
+    assert!(matches!(
+        a.scale(&key(), 2),
+        Err(StateError::NotFound { .. })
+    ));
+    assert!(matches!(
+        a.delete(Kind::Deployment, &key()),
+        Err(StateError::NotFound { .. })
+    ));
     a.apply(&talk_deployment("nginx")).unwrap();
     assert_eq!(a.scale(&key(), 5).unwrap(), Outcome::Scaled);
     assert_eq!(a.scale(&key(), 5).unwrap(), Outcome::Unchanged);
     assert_eq!(a.snapshot().deployments[&key()].spec.replicas, 5);
-    assert_eq!(a.delete(Kind::Deployment, &key()).unwrap(), Outcome::Deleted);
+    assert_eq!(
+        a.delete(Kind::Deployment, &key()).unwrap(),
+        Outcome::Deleted
+    );
     assert!(a.snapshot().deployments.is_empty());
 }
 
@@ -96,7 +125,10 @@ fn concurrent_scale_and_image_change_both_survive() {
     for s in [&a, &b] {
         let d = &s.snapshot().deployments[&key()];
         assert_eq!(d.spec.replicas, 5, "the scale survives");
-        assert_eq!(d.spec.template.containers[0].image, "nginx:2", "the image change survives");
+        assert_eq!(
+            d.spec.template.containers[0].image, "nginx:2",
+            "the image change survives"
+        );
         assert_eq!(d.meta.generation, 3, "each concurrent spec change counts");
     }
 }
@@ -110,12 +142,19 @@ fn delete_wins_over_a_concurrent_update_and_a_later_apply_recreates() {
     b.scale(&key(), 7).unwrap();
     b.apply(&talk_deployment("nginx:2")).unwrap();
     sync_pair(&mut a, &mut b);
-    assert!(a.snapshot().deployments.is_empty(), "delete wins over concurrent updates");
+    assert!(
+        a.snapshot().deployments.is_empty(),
+        "delete wins over concurrent updates"
+    );
     assert_eq!(a.snapshot(), b.snapshot());
     b.apply(&talk_deployment("nginx:3")).unwrap();
     sync_pair(&mut a, &mut b);
     assert_eq!(image(&a), "nginx:3");
-    assert_eq!(a.snapshot().deployments[&key()].meta.generation, 1, "a new object");
+    assert_eq!(
+        a.snapshot().deployments[&key()].meta.generation,
+        1,
+        "a new object"
+    );
 }
 
 #[test]
@@ -139,13 +178,18 @@ fn load_rejects_a_document_that_is_not_weeble_state() {
     let mut other = AutoCommit::new();
     other.put(ROOT, "hello", "world").unwrap();
     let err = DesiredState::load(&other.save(), ActorId::random()).unwrap_err();
-    assert!(err.to_string().contains("not a Weeble state document"), "{err}");
+    assert!(
+        err.to_string().contains("not a Weeble state document"),
+        "{err}"
+    );
     assert!(DesiredState::load(b"garbage", ActorId::random()).is_err());
 }
 
 #[test]
 fn bad_sync_message_is_an_error_not_a_panic() {
     let mut a = peer(1);
-    let err = a.receive_sync(&mut PeerSync::default(), b"\x01\x02nonsense").unwrap_err();
+    let err = a
+        .receive_sync(&mut PeerSync::default(), b"\x01\x02nonsense")
+        .unwrap_err();
     assert!(matches!(err, StateError::BadSyncMessage(_)), "{err}");
 }

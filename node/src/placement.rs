@@ -1,0 +1,306 @@
+//! Placement: which member owns each replica, by weighted rendezvous hashing. Pure.
+//!
+//! Every replica key (namespace/deployment, index) scores every eligible member; the highest
+//! score owns it. Scores depend only on the key and the member's name, so every node computes
+//! the same owners from the same view, removing a member moves only its replicas, and adding
+//! one moves about 1/(n+1) of them. Weighted: a member of weight w scores `w / -ln(u)` with
+//! `u` its hash in (0, 1), so it wins a share proportional to w.
+//!
+//! Eligibility is the pod template's nodeSelector against member labels. Capacity: when a
+//! replica requests resources and its top member has too little left, it spills to the
+//! next-ranked member that fits. Replicas are taken in key order, so spills are deterministic.
+//! Replicas are placed independently: two replicas of a deployment may share a member.
+
+use std::collections::BTreeMap;
+use weeble_crdt::{Deployment, Labels, ObjectKey, ResourceAmounts};
+
+/// A member that may run replicas, as the membership view describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub name: String,
+    pub labels: Labels,
+    pub allocatable: ResourceAmounts,
+    /// Relative share of replicas; must be positive and finite.
+    pub weight: f64,
+}
+
+/// What placement needs to know about a deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub deployment: ObjectKey,
+    pub replicas: u32,
+    pub node_selector: Labels,
+    /// Per replica: the sum of its containers' requests.
+    pub requests: ResourceAmounts,
+}
+
+impl From<&Deployment> for Workload {
+    fn from(d: &Deployment) -> Self {
+        Workload {
+            deployment: d.meta.key(),
+            replicas: d.spec.replicas,
+            node_selector: d.spec.template.node_selector.clone(),
+            requests: d.spec.template.requests(),
+        }
+    }
+}
+
+/// One replica of one deployment.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplicaKey {
+    pub deployment: ObjectKey,
+    pub index: u32,
+}
+
+impl ReplicaKey {
+    /// The pod's name, which is also its container's hostname: `<deployment>-<index>`.
+    pub fn pod_name(&self) -> String {
+        format!("{}-{}", self.deployment.name, self.index)
+    }
+}
+
+/// Why a replica has no owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unplaced {
+    /// No live member matches the nodeSelector.
+    NoEligibleNode,
+    /// Every eligible member is too full for the replica's requests.
+    InsufficientCapacity,
+}
+
+/// The owner of every replica, or why it has none.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Placement {
+    /// Candidate names in name order; owners are indexes into this.
+    pub nodes: Vec<String>,
+    /// Per deployment, per replica index: the owner, or why there is none.
+    pub deployments: BTreeMap<ObjectKey, Vec<Result<usize, Unplaced>>>,
+}
+
+impl Placement {
+    pub fn owner(&self, replica: &ReplicaKey) -> Option<&str> {
+        let slot = self
+            .deployments
+            .get(&replica.deployment)?
+            .get(replica.index as usize)?;
+        slot.as_ref().ok().map(|&i| self.nodes[i].as_str())
+    }
+
+    /// Every replica in key order, with its owner's name or why it has none.
+    pub fn replicas(&self) -> impl Iterator<Item = (ReplicaKey, Result<&str, Unplaced>)> + '_ {
+        self.deployments
+            .iter()
+            .flat_map(move |(deployment, slots)| {
+                slots.iter().enumerate().map(move |(index, slot)| {
+                    let key = ReplicaKey {
+                        deployment: deployment.clone(),
+                        index: index as u32,
+                    };
+                    (key, slot.map(|i| self.nodes[i].as_str()))
+                })
+            })
+    }
+
+    /// The replicas a member owns, in key order.
+    pub fn owned_by<'a>(&'a self, node: &'a str) -> impl Iterator<Item = ReplicaKey> + 'a {
+        self.replicas()
+            .filter(move |(_, owner)| *owner == Ok(node))
+            .map(|(key, _)| key)
+    }
+
+    /// The replicas no member can take, and why.
+    pub fn unplaced(&self) -> impl Iterator<Item = (ReplicaKey, Unplaced)> + '_ {
+        self.replicas()
+            .filter_map(|(key, owner)| owner.err().map(|why| (key, why)))
+    }
+}
+
+/// Members of one weight, so the logarithm is taken once per class, not once per member.
+/// Two parallel arrays, so that the hot loop in `best_in` streams plain integers.
+struct WeightClass {
+    weight: f64,
+    /// Hashes of the members' names.
+    hashes: Vec<u32>,
+    /// Indexes into the sorted candidates.
+    members: Vec<usize>,
+}
+
+/// Places every replica of every workload on the candidates. Input order does not matter.
+pub fn place(candidates: &[Candidate], workloads: &[Workload]) -> Placement {
+    let mut sorted: Vec<&Candidate> = candidates.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    sorted.dedup_by(|a, b| a.name == b.name);
+    let node_hashes: Vec<u32> = sorted
+        .iter()
+        .map(|c| mix(fnv1a(c.name.as_bytes())) as u32)
+        .collect();
+    let mut remaining: Vec<ResourceAmounts> = sorted.iter().map(|c| c.allocatable).collect();
+    let mut workloads: Vec<&Workload> = workloads.iter().collect();
+    workloads.sort_by(|a, b| a.deployment.cmp(&b.deployment));
+
+    let mut classes_by_selector: BTreeMap<&Labels, Vec<WeightClass>> = BTreeMap::new();
+    let mut scratch = Vec::with_capacity(sorted.len());
+    let mut placement = Placement {
+        nodes: sorted.iter().map(|c| c.name.clone()).collect(),
+        ..Placement::default()
+    };
+    for w in workloads {
+        let classes = classes_by_selector
+            .entry(&w.node_selector)
+            .or_insert_with(|| weight_classes(&sorted, &node_hashes, &w.node_selector));
+        let base = fnv1a(format!("{}/{}", w.deployment.namespace, w.deployment.name).as_bytes());
+        let needs_room = w.requests != ResourceAmounts::default();
+        let mut slots = Vec::with_capacity(w.replicas as usize);
+        for index in 0..w.replicas {
+            let replica = mix(base ^ mix(u64::from(index) + 1)) as u32;
+            let owner = match top(classes, replica, &mut scratch) {
+                None => Err(Unplaced::NoEligibleNode),
+                Some(best) if !needs_room || fits(&remaining[best], &w.requests) => Ok(best),
+                Some(_) => ranked(classes, replica)
+                    .into_iter()
+                    .find(|&i| fits(&remaining[i], &w.requests))
+                    .ok_or(Unplaced::InsufficientCapacity),
+            };
+            if let Ok(i) = owner {
+                let r = &mut remaining[i];
+                r.cpu_millis -= w.requests.cpu_millis;
+                r.memory_bytes -= w.requests.memory_bytes;
+            }
+            slots.push(owner);
+        }
+        placement.deployments.insert(w.deployment.clone(), slots);
+    }
+    placement
+}
+
+fn weight_classes(sorted: &[&Candidate], hashes: &[u32], selector: &Labels) -> Vec<WeightClass> {
+    let mut classes: Vec<WeightClass> = Vec::new();
+    for (i, c) in sorted.iter().enumerate() {
+        let eligible = selector.iter().all(|(k, v)| c.labels.get(k) == Some(v));
+        if !eligible || !(c.weight > 0.0 && c.weight.is_finite()) {
+            continue;
+        }
+        match classes.iter_mut().find(|class| class.weight == c.weight) {
+            Some(class) => {
+                class.hashes.push(hashes[i]);
+                class.members.push(i);
+            }
+            None => classes.push(WeightClass {
+                weight: c.weight,
+                hashes: vec![hashes[i]],
+                members: vec![i],
+            }),
+        }
+    }
+    classes
+}
+
+fn fits(room: &ResourceAmounts, need: &ResourceAmounts) -> bool {
+    room.cpu_millis >= need.cpu_millis && room.memory_bytes >= need.memory_bytes
+}
+
+/// The highest-scoring member for a replica hash. Ties go to the earlier name.
+fn top(classes: &[WeightClass], replica: u32, scratch: &mut Vec<u32>) -> Option<usize> {
+    if let [only] = classes {
+        return best_in(only, replica, scratch).map(|(_, i)| i);
+    }
+    let mut best: Option<(f64, usize)> = None;
+    for class in classes {
+        if let Some((h, i)) = best_in(class, replica, scratch) {
+            let s = score(class.weight, h);
+            if best.is_none_or(|(bs, bi)| s > bs || (s == bs && i < bi)) {
+                best = Some((s, i));
+            }
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+/// The class member with the highest hash for this replica (the earlier one on a tie).
+/// This is the hot loop of placement: it hashes into a buffer, then takes the maximum, so
+/// that both passes vectorise.
+fn best_in(class: &WeightClass, replica: u32, scratch: &mut Vec<u32>) -> Option<(u32, usize)> {
+    scratch.clear();
+    scratch.resize(class.hashes.len(), 0);
+    hash_all(scratch, &class.hashes, replica);
+    let best = scratch.iter().copied().max()?;
+    // Find the first chunk holding the maximum without an early exit per element (so the
+    // test vectorises), then the element within it.
+    const CHUNK: usize = 16;
+    let chunk = scratch
+        .chunks(CHUNK)
+        .position(|c| c.iter().fold(false, |f, &h| f | (h == best)))?;
+    let within = scratch[chunk * CHUNK..].iter().position(|&h| h == best)?;
+    Some((best, class.members[chunk * CHUNK + within]))
+}
+
+/// `out[j] = mix32(replica ^ nodes[j])`, on AVX2 where the processor has it.
+fn hash_all(out: &mut [u32], nodes: &[u32], replica: u32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor supports AVX2, checked just above.
+        unsafe { hash_all_avx2(out, nodes, replica) };
+        return;
+    }
+    hash_all_portable(out, nodes, replica);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn hash_all_avx2(out: &mut [u32], nodes: &[u32], replica: u32) {
+    hash_all_portable(out, nodes, replica);
+}
+
+#[inline(always)]
+fn hash_all_portable(out: &mut [u32], nodes: &[u32], replica: u32) {
+    for (o, &node) in out.iter_mut().zip(nodes) {
+        *o = mix32(replica ^ node);
+    }
+}
+
+/// Every eligible member, best first: the order a replica spills in.
+fn ranked(classes: &[WeightClass], replica: u32) -> Vec<usize> {
+    let mut scored: Vec<(f64, usize)> = classes
+        .iter()
+        .flat_map(|c| {
+            let scores = c
+                .hashes
+                .iter()
+                .map(move |&node| score(c.weight, mix32(replica ^ node)));
+            scores.zip(c.members.iter().copied())
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Weighted rendezvous score: `w / -ln(u)`, with `u` the hash mapped into (0, 1).
+fn score(weight: f64, hash: u32) -> f64 {
+    let u = (f64::from(hash) + 0.5) / 4_294_967_296.0;
+    weight / -u.ln()
+}
+
+/// FNV-1a: a fixed, portable string hash (every node must compute the same value).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// MurmurHash3's 32-bit finalizer: the per-(replica, member) hash, cheap enough to vectorise.
+#[inline(always)]
+fn mix32(mut h: u32) -> u32 {
+    h = (h ^ (h >> 16)).wrapping_mul(0x85eb_ca6b);
+    h = (h ^ (h >> 13)).wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// SplitMix64's finalizer: spreads every input bit over the whole output.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! Properties of placement: determinism, balance, minimal movement, eligibility, capacity.
+
+use super::*;
+use proptest::prelude::*;
+
+fn node(name: &str) -> Candidate {
+    Candidate {
+        name: name.into(),
+        labels: Labels::new(),
+        allocatable: ResourceAmounts {
+            cpu_millis: 4000,
+            memory_bytes: 8 << 30,
+        },
+        weight: 1.0,
+    }
+}
+
+fn nodes(n: usize) -> Vec<Candidate> {
+    (0..n).map(|i| node(&format!("node-{i}"))).collect()
+}
+
+fn workload(name: &str, replicas: u32) -> Workload {
+    Workload {
+        deployment: ObjectKey::new("default", name),
+        replicas,
+        node_selector: Labels::new(),
+        requests: ResourceAmounts::default(),
+    }
+}
+
+/// `deployments` deployments named `{prefix}-{i}` of `replicas` replicas each.
+fn workloads(prefix: &str, deployments: u32, replicas: u32) -> Vec<Workload> {
+    (0..deployments)
+        .map(|i| workload(&format!("{prefix}-{i}"), replicas))
+        .collect()
+}
+
+fn counts(p: &Placement) -> Vec<usize> {
+    p.nodes.iter().map(|n| p.owned_by(n).count()).collect()
+}
+
+fn owners_by_name(p: &Placement) -> BTreeMap<ReplicaKey, String> {
+    p.replicas()
+        .map(|(k, owner)| (k, owner.expect("placed").to_string()))
+        .collect()
+}
+
+/// 10 equal nodes, 10,000 replicas: every node within ±10% of the mean, for several shapes of
+/// workload (one big deployment, many small ones, different names). Fixed inputs, so the test
+/// is exact; the expected spread is ±3σ ≈ ±9% per node only in the worst case of all ten.
+#[test]
+fn balance_over_ten_equal_nodes_is_within_ten_percent() {
+    for (prefix, deployments, replicas) in [
+        ("web", 1, 10_000),
+        ("api", 10, 1_000),
+        ("svc", 100, 100),
+        ("job", 1_000, 10),
+        ("x", 10_000, 1),
+    ] {
+        let p = place(&nodes(10), &workloads(prefix, deployments, replicas));
+        assert_eq!(p.unplaced().count(), 0);
+        for (i, &count) in counts(&p).iter().enumerate() {
+            assert!(
+                (900..=1100).contains(&count),
+                "{deployments}x{replicas} {prefix}: node-{i} has {count} of 10000"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_heavier_node_gets_a_proportional_share() {
+    let mut members = nodes(4);
+    members[0].weight = 3.0;
+    let p = place(&members, &workloads("w", 60, 100));
+    let c = counts(&p);
+    // Expected shares: 3/6 for node-0, 1/6 each for the others (6000 replicas).
+    assert!((2700..=3300).contains(&c[0]), "{c:?}");
+    assert!(c[1..].iter().all(|&n| (850..=1150).contains(&n)), "{c:?}");
+}
+
+#[test]
+fn node_selector_limits_eligibility() {
+    let mut members = nodes(5);
+    members[1].labels.insert("disk".into(), "ssd".into());
+    members[3].labels.insert("disk".into(), "ssd".into());
+    let mut w = workload("db", 50);
+    w.node_selector.insert("disk".into(), "ssd".into());
+    let mut nowhere = workload("gpu", 2);
+    nowhere.node_selector.insert("gpu".into(), "yes".into());
+    let p = place(&members, &[w, nowhere]);
+    let used: std::collections::BTreeSet<&str> = p.replicas().filter_map(|(_, o)| o.ok()).collect();
+    assert_eq!(used.into_iter().collect::<Vec<_>>(), ["node-1", "node-3"]);
+    assert_eq!(counts(&p).iter().sum::<usize>(), 50);
+    let unplaced: Vec<_> = p.unplaced().map(|(k, why)| (k.pod_name(), why)).collect();
+    assert_eq!(
+        unplaced,
+        [
+            ("gpu-0".into(), Unplaced::NoEligibleNode),
+            ("gpu-1".into(), Unplaced::NoEligibleNode)
+        ]
+    );
+}
+
+#[test]
+fn full_nodes_spill_to_the_next_ranked_and_the_rest_is_reported() {
+    let members: Vec<Candidate> = (0..3)
+        .map(|i| Candidate {
+            allocatable: ResourceAmounts {
+                cpu_millis: 1000,
+                memory_bytes: 1 << 30,
+            },
+            ..node(&format!("node-{i}"))
+        })
+        .collect();
+    let mut w = workload("big", 10);
+    w.requests = ResourceAmounts {
+        cpu_millis: 500,
+        memory_bytes: 1 << 20,
+    };
+    let p = place(&members, &[w.clone()]);
+    assert_eq!(counts(&p), [2, 2, 2], "each node holds exactly what fits");
+    assert_eq!(p.unplaced().count(), 4);
+    assert!(
+        p.unplaced()
+            .all(|(_, u)| u == Unplaced::InsufficientCapacity)
+    );
+    // Unconstrained, the same replicas go to their top-ranked node; with capacity, each
+    // replica lands on the first node of its own ranking that still had room.
+    let free = place(
+        &members,
+        &[Workload {
+            requests: ResourceAmounts::default(),
+            ..w.clone()
+        }],
+    );
+    let first_fitting = p
+        .replicas()
+        .filter(|(k, o)| o.ok() == free.owner(k))
+        .count();
+    assert!(
+        first_fitting >= 2,
+        "replicas with room at their top choice stay there"
+    );
+    assert_eq!(place(&members, &[w]), p, "spilling is deterministic");
+}
+
+#[test]
+fn pod_names_are_deployment_and_index() {
+    let key = ReplicaKey {
+        deployment: ObjectKey::new("default", "nginx"),
+        index: 2,
+    };
+    assert_eq!(key.pod_name(), "nginx-2");
+    let p = place(&nodes(3), &[workload("nginx", 3)]);
+    let mine: Vec<String> = p
+        .nodes
+        .iter()
+        .flat_map(|n| p.owned_by(n).map(|k| k.pod_name()))
+        .collect();
+    assert_eq!(
+        mine.len(),
+        3,
+        "every replica is owned by exactly one node: {mine:?}"
+    );
+}
+
+fn cluster() -> impl Strategy<Value = (Vec<Candidate>, Vec<Workload>)> {
+    (
+        prop::collection::btree_set("[a-z]{1,8}", 2..24),
+        prop::collection::btree_map("[a-z][a-z0-9-]{0,10}", 1u32..60, 1..40),
+    )
+        .prop_map(|(names, deps)| {
+            let members = names.iter().map(|n| node(n)).collect();
+            let ws = deps.iter().map(|(name, &r)| workload(name, r)).collect();
+            (members, ws)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn same_inputs_in_any_order_give_the_same_owners(
+        (members, ws) in cluster(),
+        seed in any::<u64>(),
+    ) {
+        let first = place(&members, &ws);
+        let (mut m2, mut w2) = (members.clone(), ws.clone());
+        // A seeded rotation and reversal: a different input order every case.
+        let k = (seed as usize) % m2.len();
+        m2.rotate_left(k);
+        w2.reverse();
+        prop_assert_eq!(&place(&m2, &w2), &first);
+        prop_assert_eq!(place(&members, &ws), first);
+    }
+
+    #[test]
+    fn removing_a_node_moves_only_its_replicas((members, ws) in cluster(), pick in any::<prop::sample::Index>()) {
+        let before = owners_by_name(&place(&members, &ws));
+        let gone = members[pick.index(members.len())].name.clone();
+        let rest: Vec<Candidate> = members.iter().filter(|m| m.name != gone).cloned().collect();
+        let after = owners_by_name(&place(&rest, &ws));
+        for (key, owner) in &before {
+            if *owner == gone {
+                prop_assert_ne!(&after[key], &gone);
+            } else {
+                prop_assert_eq!(&after[key], owner, "{:?} moved though its owner stayed", key);
+            }
+        }
+    }
+
+    #[test]
+    fn adding_a_node_moves_about_one_in_n_plus_one(
+        names in prop::collection::btree_set("[a-z]{1,8}", 3..16),
+        newcomer in "[A-Z]{3}",
+    ) {
+        let members: Vec<Candidate> = names.iter().map(|n| node(n)).collect();
+        let ws = workloads("app", 40, 50);
+        let before = owners_by_name(&place(&members, &ws));
+        let mut grown = members.clone();
+        grown.push(node(&newcomer));
+        let after = owners_by_name(&place(&grown, &ws));
+        let moved: Vec<_> = before.keys().filter(|k| before[*k] != after[*k]).collect();
+        prop_assert!(moved.iter().all(|k| after[*k] == newcomer), "only moves onto the newcomer");
+        let expected = 2000.0 / (members.len() + 1) as f64;
+        let share = moved.len() as f64;
+        prop_assert!(share > expected * 0.6 && share < expected * 1.4,
+            "moved {} replicas, expected about {:.0}", moved.len(), expected);
+    }
+}
