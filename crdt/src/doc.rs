@@ -375,3 +375,6 @@ impl DesiredState {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod convergence;

@@ -187,10 +187,12 @@ fn describe(e: &serde_yaml_ng::Error, path: &str) -> (Option<usize>, String) {
         }
         l.line()
     });
-    for prefix in [format!("{path}: "), ".: ".to_string()] {
-        if let Some(stripped) = message.strip_prefix(&prefix) {
-            message = stripped.to_string();
-        }
+    // The parser prefixes the path it knows, which is ours or a parent of ours.
+    if let Some((prefix, rest)) = message.split_once(": ")
+        && !prefix.contains(' ')
+        && (prefix == "." || path.starts_with(prefix))
+    {
+        message = rest.to_string();
     }
     (line, message)
 }

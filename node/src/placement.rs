@@ -177,7 +177,8 @@ fn weight_classes(sorted: &[&Candidate], hashes: &[u32], selector: &Labels) -> V
     let mut classes: Vec<WeightClass> = Vec::new();
     for (i, c) in sorted.iter().enumerate() {
         let eligible = selector.iter().all(|(k, v)| c.labels.get(k) == Some(v));
-        if !eligible || !(c.weight > 0.0 && c.weight.is_finite()) {
+        let weighed = c.weight > 0.0 && c.weight.is_finite();
+        if !(eligible && weighed) {
             continue;
         }
         match classes.iter_mut().find(|class| class.weight == c.weight) {
