@@ -29,16 +29,29 @@ fn dry_run_accepts_the_talk_manifest_and_prints_what_would_be_applied() {
     let out = weeble(&["apply", "--dry-run", "-f", "examples/nginx.yaml"], None);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("deployment.apps/nginx valid (dry run)"), "{stdout}");
+    assert!(
+        stdout.contains("deployment.apps/nginx valid (dry run)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("replicas: 3, images: nginx"), "{stdout}");
-    assert!(stdout.contains("service/nginx-service valid (dry run)"), "{stdout}");
-    assert!(stderr.contains("Warning: examples/nginx.yaml: document 1"), "{stderr}");
-    assert!(stderr.contains("apiVersion: missing: defaulted to apps/v1"), "{stderr}");
+    assert!(
+        stdout.contains("service/nginx-service valid (dry run)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("Warning: examples/nginx.yaml: document 1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("apiVersion: missing: defaulted to apps/v1"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn dry_run_rejects_a_broken_file_with_exit_1_and_the_field_path() {
-    let broken = include_str!("../examples/nginx.yaml").replace("containerPort: 80", "containerPort: 0");
+    let broken =
+        include_str!("../examples/nginx.yaml").replace("containerPort: 80", "containerPort: 0");
     let out = weeble(&["apply", "--dry-run", "-f", "-"], Some(&broken));
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -54,5 +67,9 @@ fn dry_run_rejects_a_broken_file_with_exit_1_and_the_field_path() {
 fn a_missing_file_is_a_clear_error() {
     let out = weeble(&["apply", "--dry-run", "-f", "no/such.yaml"], None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("cannot read no/such.yaml"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot read no/such.yaml"),
+        "{}",
+        text(&out.stderr)
+    );
 }

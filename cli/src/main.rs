@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "weeble", version, about = "A container orchestrator with no master")]
+#[command(
+    name = "weeble",
+    version,
+    about = "A container orchestrator with no master"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,7 +34,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Apply { file, dry_run: true } => manifests::dry_run(&file),
+        Command::Apply {
+            file,
+            dry_run: true,
+        } => manifests::dry_run(&file),
         Command::Apply { dry_run: false, .. } => Err(anyhow::anyhow!(
             "this build has no node API yet: use --dry-run to validate the file"
         )),

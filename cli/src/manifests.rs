@@ -10,7 +10,9 @@ use weeble_crdt::{Object, parse_manifests};
 pub fn read(file: &Path) -> anyhow::Result<Vec<Object>> {
     let (name, text) = if file == Path::new("-") {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
         ("<stdin>".to_string(), text)
     } else {
         let text = std::fs::read_to_string(file)
@@ -46,8 +48,18 @@ pub fn dry_run(file: &Path) -> anyhow::Result<()> {
     for object in read(file)? {
         println!("{} valid (dry run)", resource_name(&object));
         if let Object::Deployment(d) = &object {
-            let images: Vec<&str> = d.spec.template.containers.iter().map(|c| c.image.as_str()).collect();
-            println!("  replicas: {}, images: {}", d.spec.replicas, images.join(", "));
+            let images: Vec<&str> = d
+                .spec
+                .template
+                .containers
+                .iter()
+                .map(|c| c.image.as_str())
+                .collect();
+            println!(
+                "  replicas: {}, images: {}",
+                d.spec.replicas,
+                images.join(", ")
+            );
         }
     }
     Ok(())

@@ -18,13 +18,27 @@ enum Write {
 enum Step {
     Write(usize, Write),
     /// `from` generates its next message for `to` and puts it on the wire.
-    Send { from: usize, to: usize },
+    Send {
+        from: usize,
+        to: usize,
+    },
     /// The wire delivers one of its messages (any of them: out of order).
-    Deliver { from: usize, to: usize, pick: usize },
+    Deliver {
+        from: usize,
+        to: usize,
+        pick: usize,
+    },
     /// The wire delivers a copy of one of its messages and keeps the original.
-    Duplicate { from: usize, to: usize, pick: usize },
+    Duplicate {
+        from: usize,
+        to: usize,
+        pick: usize,
+    },
     /// The link drops: messages on it are lost and both ends reset their sync state.
-    Drop { from: usize, to: usize },
+    Drop {
+        from: usize,
+        to: usize,
+    },
 }
 
 fn write() -> impl Strategy<Value = Write> {
@@ -58,9 +72,15 @@ struct Cluster {
 impl Cluster {
     fn new(n: usize) -> Self {
         Cluster {
-            docs: (0..n).map(|i| DesiredState::new(ActorId::from([i as u8 + 1; 16]))).collect(),
-            links: (0..n).map(|_| (0..n).map(|_| PeerSync::default()).collect()).collect(),
-            wire: (0..n).map(|_| (0..n).map(|_| VecDeque::new()).collect()).collect(),
+            docs: (0..n)
+                .map(|i| DesiredState::new(ActorId::from([i as u8 + 1; 16])))
+                .collect(),
+            links: (0..n)
+                .map(|_| (0..n).map(|_| PeerSync::default()).collect())
+                .collect(),
+            wire: (0..n)
+                .map(|_| (0..n).map(|_| VecDeque::new()).collect())
+                .collect(),
         }
     }
 
@@ -69,7 +89,11 @@ impl Cluster {
         let doc = &mut self.docs[peer];
         // NotFound is a legitimate answer to scale or delete: the write was refused.
         let _ = match *w {
-            Write::Apply { name, image, replicas } => {
+            Write::Apply {
+                name,
+                image,
+                replicas,
+            } => {
                 let Object::Deployment(mut d) = talk_deployment(&format!("img:{image}")) else {
                     unreachable!()
                 };
@@ -83,7 +107,9 @@ impl Cluster {
     }
 
     fn receive(&mut self, from: usize, to: usize, message: &[u8]) {
-        self.docs[to].receive_sync(&mut self.links[to][from], message).expect("valid message");
+        self.docs[to]
+            .receive_sync(&mut self.links[to][from], message)
+            .expect("valid message");
     }
 
     fn step(&mut self, step: &Step) {
