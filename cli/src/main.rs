@@ -1,6 +1,10 @@
-//! `weeble`: the masterless orchestrator's one binary: the kubectl-style client, and (as
-//! `weeble node`) the agent.
+//! `weeble`: the masterless orchestrator's one binary: the agent (`weeble node`), the
+//! kubectl-style client (`apply`, `get`, `describe`, `scale`, `delete`, `logs`), and helpers
+//! for a machine with no registry (`image build-demo`, `serve-demo`).
 
+mod agent;
+mod client;
+mod kubectl;
 mod manifests;
 
 use clap::{Parser, Subcommand};
@@ -14,12 +18,27 @@ use std::process::ExitCode;
     about = "A container orchestrator with no master"
 )]
 struct Cli {
+    /// The node API to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "WEEBLE_SERVER",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    server: String,
+    /// The namespace of named objects.
+    #[arg(short = 'n', long, global = true, default_value = "default")]
+    namespace: String,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a node agent.
+    Node(agent::NodeArgs),
+    /// Print a new cluster key (for --cluster-key) on standard output.
+    Keygen,
     /// Create or update the objects of a manifest file.
     Apply {
         /// The manifest: a YAML file of Deployments and Services, or - for standard input.
@@ -29,18 +48,95 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List objects, or show one: deployments, pods, services, nodes.
+    Get {
+        resource: kubectl::Resource,
+        name: Option<String>,
+        /// Output: a table (default), `wide`, `json` or `yaml`.
+        #[arg(short = 'o', long)]
+        output: Option<kubectl::Output>,
+    },
+    /// Show one object in detail.
+    Describe {
+        resource: kubectl::Resource,
+        name: String,
+    },
+    /// Set a deployment's replica count: `scale deployment NAME --replicas N`.
+    Scale {
+        resource: kubectl::Resource,
+        name: String,
+        #[arg(long)]
+        replicas: i64,
+    },
+    /// Delete an object (`delete deployment NAME`) or every object of a file (`delete -f FILE`).
+    Delete {
+        resource: Option<kubectl::Resource>,
+        name: Option<String>,
+        #[arg(short = 'f', long = "filename", conflicts_with_all = ["resource", "name"])]
+        file: Option<PathBuf>,
+    },
+    /// Print a pod's container output (fetched from the pod's node).
+    Logs {
+        pod: String,
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+    },
+    /// Container images Weeble can make on a machine with no registry.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// The demo image's HTTP server (what `weeble-demo:latest` runs).
+    #[command(hide = true)]
+    ServeDemo {
+        #[arg(long, default_value = "0.0.0.0:80")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build weeble-demo:latest from this binary: an HTTP server on port 80 that answers
+    /// with its hostname and $MESSAGE.
+    BuildDemo,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let client = || client::Client::new(&cli.server);
+    let ns = cli.namespace.as_str();
     let result = match cli.command {
+        Command::Node(args) => agent::run(args),
+        Command::Keygen => agent::keygen(),
         Command::Apply {
             file,
             dry_run: true,
         } => manifests::dry_run(&file),
-        Command::Apply { dry_run: false, .. } => Err(anyhow::anyhow!(
-            "this build has no node API yet: use --dry-run to validate the file"
-        )),
+        Command::Apply {
+            file,
+            dry_run: false,
+        } => kubectl::apply(&client(), &file),
+        Command::Get {
+            resource,
+            name,
+            output,
+        } => kubectl::get(&client(), ns, resource, name.as_deref(), output),
+        Command::Describe { resource, name } => kubectl::describe(&client(), ns, resource, &name),
+        Command::Scale {
+            resource,
+            name,
+            replicas,
+        } => kubectl::scale(&client(), ns, resource, &name, replicas),
+        Command::Delete {
+            resource,
+            name,
+            file,
+        } => kubectl::delete(&client(), ns, resource, name.as_deref(), file.as_deref()),
+        Command::Logs { pod, tail } => kubectl::logs(&client(), ns, &pod, tail),
+        Command::Image {
+            command: ImageCommand::BuildDemo,
+        } => agent::build_demo_image(),
+        Command::ServeDemo { listen } => agent::serve_demo(listen),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

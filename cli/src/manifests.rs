@@ -6,18 +6,29 @@ use std::io::Read;
 use std::path::Path;
 use weeble_crdt::{Object, parse_manifests};
 
-/// Reads and validates a manifest file (`-` is standard input), printing its warnings.
-pub fn read(file: &Path) -> anyhow::Result<Vec<Object>> {
-    let (name, text) = if file == Path::new("-") {
+/// The text of a manifest file (`-` is standard input, read once and kept).
+pub fn read_text(file: &Path) -> anyhow::Result<String> {
+    static STDIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if file == Path::new("-") {
+        if let Some(text) = STDIN.get() {
+            return Ok(text.clone());
+        }
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .context("reading standard input")?;
-        ("<stdin>".to_string(), text)
+        return Ok(STDIN.get_or_init(|| text).clone());
+    }
+    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+/// Reads and validates a manifest file (`-` is standard input), printing its warnings.
+pub fn read(file: &Path) -> anyhow::Result<Vec<Object>> {
+    let text = read_text(file)?;
+    let name = if file == Path::new("-") {
+        "<stdin>".to_string()
     } else {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        (file.display().to_string(), text)
+        file.display().to_string()
     };
     let parsed = parse_manifests(&text).map_err(|e| {
         let lines: Vec<String> = e.errors.iter().map(|l| format!("{name}: {l}")).collect();

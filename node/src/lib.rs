@@ -1,4 +1,12 @@
-//! The Weeble agent: placement today; membership, state sync, reconcile and the API build on it.
+//! The Weeble agent: the actors of a node (network, membership, state store, status gossip,
+//! reconciler, API) and the pure cores they run (membership, placement, reconcile).
 
+pub mod agent;
+pub mod api;
+pub mod membership;
+pub mod network;
 pub mod placement;
+pub mod reconcile;
 pub mod runtime;
+pub mod status;
+pub mod store;

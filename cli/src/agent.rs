@@ -1,0 +1,190 @@
+//! `weeble node` and the commands that set a node up: `keygen`, `image build-demo`, and the
+//! demo image's own server, `serve-demo`.
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, ValueEnum};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use weeble_crdt::quantity::{RawQuantity, cpu_millis, memory_bytes};
+use weeble_crdt::{Labels, ResourceAmounts};
+use weeble_node::agent::{self, NodeConfig};
+use weeble_node::runtime::{demo, docker::Docker};
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// The node's name: unique in the cluster, a DNS-1123 label.
+    #[arg(long)]
+    name: String,
+    /// Where the node keeps its key and its copy of the desired state.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address for peers (libp2p over TCP); containers' ports are published on its IP.
+    #[arg(long, default_value = "127.0.0.1:7946")]
+    p2p: SocketAddr,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    api: SocketAddr,
+    /// Any peer's --p2p address; repeat for several. No peer is special.
+    #[arg(long)]
+    join: Vec<SocketAddr>,
+    /// A file made by `weeble keygen`: only nodes with the same key can connect.
+    #[arg(long)]
+    cluster_key: Option<PathBuf>,
+    /// A label for nodeSelector, `key=value`; repeat for several.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// What the node offers to requests, `cpu=N,memory=SIZE` (default: this machine's).
+    #[arg(long, value_parser = parse_capacity)]
+    capacity: Option<ResourceAmounts>,
+    /// Log lines for people (`text`) or machines (`json`); filter with RUST_LOG.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not key=value"))
+}
+
+fn parse_capacity(text: &str) -> Result<ResourceAmounts, String> {
+    let mut amounts = ResourceAmounts::default();
+    for part in text.split(',') {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not name=quantity"))?;
+        let raw = RawQuantity::Text(value.to_string());
+        match key {
+            "cpu" => amounts.cpu_millis = cpu_millis(&raw)?,
+            "memory" => amounts.memory_bytes = memory_bytes(&raw)?,
+            other => return Err(format!("unknown resource {other:?}: use cpu and memory")),
+        }
+    }
+    Ok(amounts)
+}
+
+/// This machine's CPUs and memory.
+fn machine_capacity() -> ResourceAmounts {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(1 << 30, |kib| kib * 1024);
+    ResourceAmounts {
+        cpu_millis: cpus * 1000,
+        memory_bytes: memory,
+    }
+}
+
+/// Reads a cluster key: 64 hex digits, optionally in libp2p's swarm.key layout.
+fn read_cluster_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read cluster key {}", path.display()))?;
+    let hex = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 64)
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: expected a line of 64 hex digits (make one with `weeble keygen`)",
+                path.display()
+            )
+        })?;
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+            .map_err(|_| anyhow!("{}: not hexadecimal", path.display()))?;
+    }
+    Ok(key)
+}
+
+pub fn keygen() -> anyhow::Result<()> {
+    let key: [u8; 32] = rand::random();
+    println!("/key/swarm/psk/1.0.0/\n/base16/");
+    println!(
+        "{}",
+        key.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    if weeble_crdt::validate::dns1123_label(&args.name, 40).is_err() {
+        bail!(
+            "--name {:?}: use lower-case letters, digits and '-' (at most 40)",
+            args.name
+        );
+    }
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let mut config = NodeConfig::new(args.name, args.data_dir, args.p2p, args.api);
+    config.join = args.join;
+    config.cluster_key = args
+        .cluster_key
+        .as_deref()
+        .map(read_cluster_key)
+        .transpose()?;
+    config.labels = args.labels.into_iter().collect::<Labels>();
+    config.capacity = args.capacity.unwrap_or_else(machine_capacity);
+    runtime()?.block_on(async move {
+        let docker = Docker::connect().await.context("the node needs the Docker engine")?;
+        let api = config.api;
+        let node = agent::start(config, docker.clone()).await?;
+        tokio::select! {
+            served = weeble_node::api::serve(api, node, docker) => served.with_context(|| format!("serving the API on {api}")),
+            _ = shutdown() => {
+                tracing::info!("stopping; containers keep running and are adopted at the next start");
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub fn build_demo_image() -> anyhow::Result<()> {
+    let binary = std::env::current_exe().context("locating this binary")?;
+    runtime()?.block_on(async {
+        let docker = Docker::connect().await?;
+        let id = demo::build_demo_image(&docker, &binary).await?;
+        println!("{} built ({id})", demo::DEMO_IMAGE);
+        Ok(())
+    })
+}
+
+pub fn serve_demo(listen: SocketAddr) -> anyhow::Result<()> {
+    runtime()?
+        .block_on(demo::serve_demo(listen))
+        .with_context(|| format!("serving on {listen}"))
+}

@@ -1,0 +1,100 @@
+//! The HTTP client side of the CLI: requests to any node's API, errors turned into messages.
+
+use anyhow::{Context, anyhow};
+use serde_json::Value;
+use std::time::Duration;
+
+/// A node's API, as `--server` names it.
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(server: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Client {
+            base: server.trim_end_matches('/').to_string(),
+            agent,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self.agent.get(&self.url(path)).call();
+        self.json(path, response)
+    }
+
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self.agent.get(&self.url(path)).call();
+        let (status, body) = self.read(path, response)?;
+        if status >= 400 {
+            return Err(self.failure(status, &body));
+        }
+        Ok(body)
+    }
+
+    pub fn post_text(&self, path: &str, body: &str) -> anyhow::Result<Value> {
+        let response = self
+            .agent
+            .post(&self.url(path))
+            .content_type("application/yaml")
+            .send(body);
+        self.json(path, response)
+    }
+
+    pub fn put_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let response = self.agent.put(&self.url(path)).send_json(body);
+        self.json(path, response)
+    }
+
+    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self.agent.delete(&self.url(path)).call();
+        self.json(path, response)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn read(
+        &self,
+        path: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<(u16, String)> {
+        let mut response = response.map_err(|e| {
+            anyhow!("cannot reach the Weeble node at {} ({e}); is `weeble node` running there? (set --server or WEEBLE_SERVER)", self.base)
+        })?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("reading the answer to {path}"))?;
+        Ok((status, body))
+    }
+
+    fn json(
+        &self,
+        path: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<Value> {
+        let (status, body) = self.read(path, response)?;
+        if status >= 400 {
+            return Err(self.failure(status, &body));
+        }
+        serde_json::from_str(&body)
+            .with_context(|| format!("the node answered {path} with something that is not JSON"))
+    }
+
+    /// A Kubernetes `Status` body turned into its message.
+    fn failure(&self, status: u16, body: &str) -> anyhow::Error {
+        let message = serde_json::from_str::<Value>(body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| body.trim().to_string());
+        anyhow!("{message} (HTTP {status} from {})", self.base)
+    }
+}

@@ -1,0 +1,532 @@
+//! The agent: starts every actor of a node and wires them together.
+//!
+//! network ──events──▶ router ──▶ membership / store (sync) / status
+//! store + membership ──▶ view (placement) ──▶ reconciler ──▶ runtime, status
+//! store changes, membership changes, a period ──▶ sync driver ──▶ network
+
+use crate::membership::{Detection, Effect, Liveness, MemberId, Membership};
+use crate::network::{NetConfig, NetError, NetEvent, Network};
+use crate::placement::{Candidate, Placement, Workload, place};
+use crate::reconcile::{self, Book, DesiredPod};
+use crate::runtime::ContainerRuntime;
+use crate::status::Status;
+use crate::store::{Store, StoreError};
+use foca::Timer;
+use libp2p::identity::Keypair;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument, debug, info, info_span, warn};
+use weeble_crdt::{Labels, ResourceAmounts, Snapshot};
+
+/// Everything a node is told at start. Built by the binary from its command line.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub p2p: SocketAddr,
+    pub api: SocketAddr,
+    pub join: Vec<SocketAddr>,
+    /// With a key, the node runs a libp2p private network (TCP only).
+    pub cluster_key: Option<[u8; 32]>,
+    pub labels: Labels,
+    pub capacity: ResourceAmounts,
+    pub detection: Detection,
+    /// How often the reconciler looks again even if nothing woke it.
+    pub resync: Duration,
+    /// How often the status of this node is re-broadcast unchanged.
+    pub status_heartbeat: Duration,
+    /// How often the state is synced with every peer even if nothing changed.
+    pub sync_period: Duration,
+}
+
+impl NodeConfig {
+    /// A configuration with the default timings.
+    pub fn new(name: String, data_dir: PathBuf, p2p: SocketAddr, api: SocketAddr) -> Self {
+        NodeConfig {
+            name,
+            data_dir,
+            p2p,
+            api,
+            join: Vec::new(),
+            cluster_key: None,
+            labels: Labels::new(),
+            capacity: ResourceAmounts {
+                cpu_millis: 1000,
+                memory_bytes: 1 << 30,
+            },
+            detection: Detection::default(),
+            resync: Duration::from_secs(10),
+            status_heartbeat: Duration::from_secs(2),
+            sync_period: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("node key {path} is unreadable: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Network(#[from] NetError),
+}
+
+/// What the node knows of the cluster at one moment, and the placement it implies.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub members: Vec<(MemberId, Liveness)>,
+    pub snapshot: Arc<Snapshot>,
+    pub placement: Placement,
+}
+
+/// A running node: the handles the API needs.
+#[derive(Clone)]
+pub struct Agent {
+    pub config: Arc<NodeConfig>,
+    pub store: Store,
+    pub status: Status,
+    pub view: watch::Receiver<Arc<View>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The node's libp2p key: made once, kept in the data directory (a stable identity).
+fn node_key(data_dir: &Path) -> Result<Keypair, AgentError> {
+    let path = data_dir.join("node.key");
+    let bad = |reason: String| AgentError::Key {
+        path: path.clone(),
+        reason,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| bad(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Keypair::generate_ed25519();
+            let bytes = key.to_protobuf_encoding().map_err(|e| bad(e.to_string()))?;
+            std::fs::write(&path, bytes).map_err(|source| AgentError::DataDir {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(key)
+        }
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+/// Starts every actor of the node.
+pub async fn start<R: ContainerRuntime>(
+    config: NodeConfig,
+    runtime: R,
+) -> Result<Agent, AgentError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let keypair = node_key(&config.data_dir)?;
+    let store = Store::open(&config.data_dir)?;
+    let (network, events) = Network::start(NetConfig {
+        keypair,
+        listen: config.p2p,
+        cluster_key: config.cluster_key,
+    })?;
+    let epoch = now_ms() as u64;
+    let me = MemberId {
+        name: config.name.clone(),
+        peer_id: network.peer_id().to_string(),
+        p2p: config.p2p,
+        api: config.api,
+        labels: config.labels.clone(),
+        capacity: config.capacity,
+        bump: epoch,
+    };
+    info!(node = %me.name, peer_id = %me.peer_id, p2p = %me.p2p, api = %me.api, "node starting");
+    let status = Status::start(
+        config.name.clone(),
+        epoch,
+        network.clone(),
+        config.status_heartbeat,
+    );
+
+    let membership = Membership::new(me.clone(), config.detection, epoch);
+    let (members_tx, members_rx) = watch::channel(membership.members());
+    let (membership_tx, membership_rx) = mpsc::channel(1024);
+    let members_loop = MembershipLoop {
+        membership,
+        network: network.clone(),
+        inbox: membership_tx.clone(),
+        members: members_tx,
+        status: status.clone(),
+        seeds: config.join.clone(),
+    };
+    tokio::spawn(
+        members_loop
+            .run(membership_rx)
+            .instrument(info_span!("membership")),
+    );
+
+    tokio::spawn(
+        route(events, membership_tx, store.clone(), status.clone())
+            .instrument(info_span!("router")),
+    );
+
+    let view = spawn_view(store.watch(), members_rx.clone());
+    let sync = SyncDriver {
+        me: me.name.clone(),
+        store: store.clone(),
+        network,
+        members: members_rx,
+        period: config.sync_period,
+    };
+    tokio::spawn(sync.run().instrument(info_span!("sync")));
+
+    let reconciler = Reconciler {
+        node: config.name.clone(),
+        host_ip: config.p2p.ip(),
+        runtime,
+        view: view.clone(),
+        status: status.clone(),
+        resync: config.resync,
+    };
+    tokio::spawn(reconciler.run().instrument(info_span!("reconciler")));
+
+    Ok(Agent {
+        config: Arc::new(config),
+        store,
+        status,
+        view,
+    })
+}
+
+/// Hands what the network receives to the actor it is for.
+async fn route(
+    mut events: mpsc::Receiver<NetEvent>,
+    membership: mpsc::Sender<MembershipInput>,
+    store: Store,
+    status: Status,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            NetEvent::Membership(data) => {
+                let _ = membership.send(MembershipInput::Data(data)).await;
+            }
+            NetEvent::Status(data) => status.receive(data).await,
+            NetEvent::SyncRequest {
+                from,
+                message,
+                reply,
+            } => {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let answer = match store.sync_in(&from, message).await {
+                        Ok(answer) => answer,
+                        Err(e) => {
+                            warn!(peer = %from, error = %e, "sync from peer failed");
+                            None
+                        }
+                    };
+                    let _ = reply.send(answer);
+                });
+            }
+        }
+    }
+}
+
+enum MembershipInput {
+    Data(Vec<u8>),
+    Timer(Timer<MemberId>),
+}
+
+struct MembershipLoop {
+    membership: Membership,
+    network: Network,
+    inbox: mpsc::Sender<MembershipInput>,
+    members: watch::Sender<Vec<(MemberId, Liveness)>>,
+    status: Status,
+    seeds: Vec<SocketAddr>,
+}
+
+impl MembershipLoop {
+    async fn run(mut self, mut inbox: mpsc::Receiver<MembershipInput>) {
+        // Until some peer knows us, announce to the join addresses every two seconds.
+        let mut announce = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            let effects = tokio::select! {
+                input = inbox.recv() => match input {
+                    None => return,
+                    Some(MembershipInput::Data(data)) => self.membership.receive(&data),
+                    Some(MembershipInput::Timer(timer)) => self.membership.timer(timer),
+                },
+                _ = announce.tick() => {
+                    let alone = self.members.borrow().iter().all(|(m, l)| m.name == self.membership.me().name || *l == Liveness::Down);
+                    let mut all = Vec::new();
+                    for seed in self.seeds.iter().filter(|_| alone) {
+                        match self.membership.join(*seed) {
+                            Ok(effects) => all.extend(effects),
+                            Err(e) => debug!(%seed, error = %e, "announce failed"),
+                        }
+                    }
+                    Ok(all)
+                }
+            };
+            match effects {
+                Ok(effects) => self.apply(effects).await,
+                Err(e) => debug!(error = %e, "membership message rejected"),
+            }
+            let members = self.membership.members();
+            self.members.send_if_modified(|old| {
+                let changed = *old != members;
+                if changed {
+                    *old = members;
+                }
+                changed
+            });
+        }
+    }
+
+    async fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Send { to, data } => self.network.send_membership(to, data).await,
+                Effect::Schedule { after, timer } => {
+                    let inbox = self.inbox.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = inbox.send(MembershipInput::Timer(timer)).await;
+                    });
+                }
+                Effect::Up(m) => info!(peer = %m.name, addr = %m.p2p, "peer joined"),
+                Effect::Down(m) => {
+                    info!(peer = %m.name, "peer declared dead");
+                    self.status.forget(m.name).await;
+                }
+                Effect::Active => info!("joined the cluster"),
+                Effect::Idle => info!("no live peer left: running alone"),
+            }
+        }
+    }
+}
+
+/// Recomputes placement whenever the desired state or the membership changes.
+fn spawn_view(
+    mut store: watch::Receiver<Arc<Snapshot>>,
+    mut members: watch::Receiver<Vec<(MemberId, Liveness)>>,
+) -> watch::Receiver<Arc<View>> {
+    let compute = |snapshot: Arc<Snapshot>, members: Vec<(MemberId, Liveness)>| {
+        let candidates: Vec<Candidate> = members
+            .iter()
+            .filter(|(_, l)| *l != Liveness::Down)
+            .map(|(m, _)| Candidate {
+                name: m.name.clone(),
+                labels: m.labels.clone(),
+                allocatable: m.capacity,
+                weight: (m.capacity.cpu_millis as f64 / 1000.0).max(0.001),
+            })
+            .collect();
+        let workloads: Vec<Workload> = snapshot.deployments.values().map(Workload::from).collect();
+        let placement = place(&candidates, &workloads);
+        Arc::new(View {
+            members,
+            snapshot,
+            placement,
+        })
+    };
+    let first = compute(store.borrow().clone(), members.borrow().clone());
+    let (tx, rx) = watch::channel(first);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = store.changed() => if r.is_err() { return },
+                r = members.changed() => if r.is_err() { return },
+            }
+            let view = compute(
+                store.borrow_and_update().clone(),
+                members.borrow_and_update().clone(),
+            );
+            if tx.send(view).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Pushes local changes to every live peer (and pulls theirs) with automerge sync.
+struct SyncDriver {
+    me: String,
+    store: Store,
+    network: Network,
+    members: watch::Receiver<Vec<(MemberId, Liveness)>>,
+    period: Duration,
+}
+
+impl SyncDriver {
+    async fn run(mut self) {
+        let mut changes = self.store.watch();
+        let mut tick = tokio::time::interval(self.period);
+        loop {
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return },
+                r = self.members.changed() => if r.is_err() { return },
+                _ = tick.tick() => {}
+            }
+            let peers: Vec<MemberId> = self
+                .members
+                .borrow_and_update()
+                .iter()
+                .filter(|(m, l)| *l != Liveness::Down && m.name != self.me && !m.peer_id.is_empty())
+                .map(|(m, _)| m.clone())
+                .collect();
+            futures::future::join_all(peers.into_iter().map(|peer| self.sync_with(peer))).await;
+        }
+    }
+
+    /// A bounded exchange: our message, their reply, until one side has nothing to say.
+    async fn sync_with(&self, peer: MemberId) {
+        let mut next = self.store.sync_out(&peer.peer_id).await;
+        for _ in 0..16 {
+            let Some(message) = next.take() else { return };
+            match self.network.sync(peer.clone(), message).await {
+                Ok(None) => return,
+                Ok(Some(reply)) => match self.store.sync_in(&peer.peer_id, reply).await {
+                    Ok(answer) => next = answer,
+                    Err(e) => {
+                        warn!(peer = %peer.name, error = %e, "sync reply rejected");
+                        return;
+                    }
+                },
+                Err(e) => {
+                    debug!(peer = %peer.name, error = %e, "sync failed; starting over next time");
+                    self.store.reset_peer(&peer.peer_id).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Runs this node's share: woken by view changes, runtime events and a period.
+struct Reconciler<R> {
+    node: String,
+    host_ip: IpAddr,
+    runtime: R,
+    view: watch::Receiver<Arc<View>>,
+    status: Status,
+    resync: Duration,
+}
+
+impl<R: ContainerRuntime> Reconciler<R> {
+    async fn run(mut self) {
+        let mut events = self.runtime.watch(&self.node);
+        let mut events_open = true;
+        let mut book = Book::new();
+        let mut placed: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let view = self.view.borrow_and_update().clone();
+            let desired = reconcile::desired_pods(&view.snapshot, &view.placement, &self.node);
+            log_placement_changes(&mut placed, &desired);
+            let wait = match self.pass(&desired, &mut book).await {
+                Ok(wait) => wait,
+                Err(e) => {
+                    warn!(error = %e, "cannot observe containers; retrying");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                r = self.view.changed() => if r.is_err() { return },
+                event = events.recv(), if events_open => match event {
+                    Some(e) => debug!(container = %e.container_id, action = %e.action, "runtime event"),
+                    None => events_open = false,
+                },
+                _ = tokio::time::sleep(wait) => {}
+            }
+            // Coalesce a burst of events into one pass.
+            while events.try_recv().is_ok() {}
+        }
+    }
+
+    /// One observe → diff → react pass. Returns how long to sleep if nothing wakes us.
+    async fn pass(
+        &self,
+        desired: &[DesiredPod],
+        book: &mut Book,
+    ) -> Result<Duration, crate::runtime::RuntimeError> {
+        let mut observed = self.runtime.list(&self.node).await?;
+        let now = now_ms();
+        let actions = reconcile::plan(&self.node, self.host_ip, desired, &observed, book, now);
+        for action in &actions {
+            let outcome = self.execute(action).await;
+            reconcile::record(book, action, &outcome, &observed, now);
+        }
+        if !actions.is_empty() {
+            observed = self.runtime.list(&self.node).await?;
+        }
+        let now = now_ms();
+        self.status
+            .set_local(reconcile::pod_statuses(
+                &self.node,
+                self.host_ip,
+                desired,
+                &observed,
+                book,
+                now,
+            ))
+            .await;
+        let next_retry = book
+            .values()
+            .map(|a| a.not_before_ms - now)
+            .filter(|&ms| ms > 0)
+            .min();
+        Ok(next_retry.map_or(self.resync, |ms| {
+            self.resync.min(Duration::from_millis(ms as u64 + 1))
+        }))
+    }
+
+    async fn execute(
+        &self,
+        action: &reconcile::Action,
+    ) -> Result<(), crate::runtime::RuntimeError> {
+        use reconcile::Action;
+        let result = match action {
+            Action::Create { spec, .. } => self.runtime.create_and_start(spec).await.map(|id| {
+                info!(pod = %spec.hostname, container = %spec.name, %id, "container started");
+            }),
+            Action::Start { id, book_key } => self.runtime.start(id).await.map(|()| {
+                info!(container = %book_key, %id, "container restarted");
+            }),
+            Action::Remove { id, why } => self.runtime.remove(id).await.map(|()| {
+                info!(%id, why, "container removed");
+            }),
+        };
+        if let Err(e) = &result {
+            warn!(error = %e, "container action failed");
+        }
+        result
+    }
+}
+
+fn log_placement_changes(placed: &mut BTreeSet<String>, desired: &[DesiredPod]) {
+    let now: BTreeSet<String> = desired
+        .iter()
+        .map(|p| format!("{}/{}", p.key.deployment.namespace, p.name()))
+        .collect();
+    for pod in now.difference(placed) {
+        info!(%pod, "pod placed on this node");
+    }
+    for pod in placed.difference(&now) {
+        info!(%pod, "pod no longer placed on this node");
+    }
+    *placed = now;
+}

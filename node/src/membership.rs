@@ -1,0 +1,276 @@
+//! Membership: who is in the cluster and whether they are alive, by SWIM with suspicion and
+//! incarnation numbers (the `foca` crate).
+//!
+//! A pure core: it takes datagrams and timer events and returns effects (what to send to whom,
+//! what to schedule, who came up or went down). It knows no network, no clock and no tokio:
+//! the agent carries its datagrams over libp2p and runs its timers, and the simulator can
+//! run the very same code with a virtual clock.
+
+use bytes::{Buf, BufMut};
+use foca::{AccumulatingRuntime, Foca, Identity, OwnedNotification, State, Timer};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+use weeble_crdt::{Labels, ResourceAmounts};
+
+/// A member as the cluster knows it: everything another node needs to reach it and place
+/// work on it. Sent in every membership message, so kept small.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberId {
+    pub name: String,
+    /// The libp2p peer id, base58; empty for a join address whose peer is not known yet.
+    pub peer_id: String,
+    pub p2p: SocketAddr,
+    pub api: SocketAddr,
+    pub labels: Labels,
+    pub capacity: ResourceAmounts,
+    /// Grows on every restart and every rejoin, so the newest identity of a name wins.
+    pub bump: u64,
+}
+
+impl MemberId {
+    /// A stand-in for a peer known only by its address (`--join`): enough to send it an
+    /// announce. SWIM ignores the destination identity; the network routes by address.
+    pub fn seed(p2p: SocketAddr) -> Self {
+        MemberId {
+            name: String::new(),
+            peer_id: String::new(),
+            p2p,
+            api: p2p,
+            labels: Labels::new(),
+            capacity: ResourceAmounts::default(),
+            bump: 0,
+        }
+    }
+}
+
+impl Identity for MemberId {
+    type Addr = String;
+
+    fn renew(&self) -> Option<Self> {
+        Some(MemberId {
+            bump: self.bump + 1,
+            ..self.clone()
+        })
+    }
+
+    fn addr(&self) -> String {
+        self.name.clone()
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.bump > adversary.bump
+    }
+}
+
+/// Liveness as SWIM sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Liveness {
+    Alive,
+    /// Missed a probe; still a member (and still placed on) until the suspicion times out.
+    Suspect,
+    Down,
+}
+
+/// What the shell must do after a membership step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Send {
+        to: MemberId,
+        data: Vec<u8>,
+    },
+    Schedule {
+        after: Duration,
+        timer: Timer<MemberId>,
+    },
+    Up(MemberId),
+    Down(MemberId),
+    /// This node became part of a cluster (at least one peer knows it).
+    Active,
+    /// Every known peer is gone.
+    Idle,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("membership: {0}")]
+pub struct MembershipError(String);
+
+/// Timing knobs for failure detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detection {
+    /// How often each member probes another.
+    pub probe_period: Duration,
+    /// How long a probe may take before indirect probes start.
+    pub probe_rtt: Duration,
+    /// How long a suspect has to refute before it is declared down.
+    pub suspect_to_down: Duration,
+}
+
+impl Default for Detection {
+    fn default() -> Self {
+        Detection {
+            probe_period: Duration::from_millis(500),
+            probe_rtt: Duration::from_millis(200),
+            suspect_to_down: Duration::from_millis(1500),
+        }
+    }
+}
+
+/// SWIM membership of one node.
+pub struct Membership {
+    foca: Foca<MemberId, BincodeCodec, StdRng, foca::NoCustomBroadcast>,
+    runtime: AccumulatingRuntime<MemberId>,
+}
+
+impl Membership {
+    pub fn new(me: MemberId, detection: Detection, seed: u64) -> Self {
+        let mut config = foca::Config::new_lan(std::num::NonZeroU32::new(16).expect("non-zero"));
+        config.probe_period = detection.probe_period;
+        config.probe_rtt = detection.probe_rtt;
+        config.suspect_to_down_after = detection.suspect_to_down;
+        // Datagrams travel over libp2p streams, not UDP: a larger packet carries more updates.
+        config.max_packet_size = std::num::NonZeroUsize::new(16 * 1024).expect("non-zero");
+        let foca = Foca::new(me, config, StdRng::seed_from_u64(seed), BincodeCodec);
+        Membership {
+            foca,
+            runtime: AccumulatingRuntime::new(),
+        }
+    }
+
+    pub fn me(&self) -> &MemberId {
+        self.foca.identity()
+    }
+
+    /// Announces this node to a peer known by its address.
+    pub fn join(&mut self, p2p: SocketAddr) -> Result<Vec<Effect>, MembershipError> {
+        let result = self.foca.announce(MemberId::seed(p2p), &mut self.runtime);
+        self.drain(result)
+    }
+
+    pub fn receive(&mut self, data: &[u8]) -> Result<Vec<Effect>, MembershipError> {
+        let result = self.foca.handle_data(data, &mut self.runtime);
+        self.drain(result)
+    }
+
+    pub fn timer(&mut self, timer: Timer<MemberId>) -> Result<Vec<Effect>, MembershipError> {
+        let result = self.foca.handle_timer(timer, &mut self.runtime);
+        self.drain(result)
+    }
+
+    /// Leaves the cluster on purpose: peers mark this node down at once.
+    pub fn leave(mut self) -> Vec<Effect> {
+        let mut runtime = AccumulatingRuntime::new();
+        let _ = self.foca.leave_cluster(&mut runtime);
+        self.runtime = runtime;
+        self.drain(Ok(())).unwrap_or_default()
+    }
+
+    /// Every member this node knows of, itself included, with its liveness.
+    pub fn members(&self) -> Vec<(MemberId, Liveness)> {
+        let mut all: Vec<(MemberId, Liveness)> = self
+            .foca
+            .iter_membership_state()
+            .map(|m| {
+                let liveness = match m.state() {
+                    State::Alive => Liveness::Alive,
+                    State::Suspect => Liveness::Suspect,
+                    State::Down => Liveness::Down,
+                };
+                (m.id().clone(), liveness)
+            })
+            .collect();
+        all.push((self.me().clone(), Liveness::Alive));
+        all.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        all
+    }
+
+    fn drain(&mut self, result: Result<(), foca::Error>) -> Result<Vec<Effect>, MembershipError> {
+        let mut effects = Vec::new();
+        while let Some(n) = self.runtime.to_notify() {
+            match n {
+                OwnedNotification::MemberUp(id) => effects.push(Effect::Up(id)),
+                OwnedNotification::MemberDown(id) => effects.push(Effect::Down(id)),
+                OwnedNotification::Active => effects.push(Effect::Active),
+                OwnedNotification::Idle => effects.push(Effect::Idle),
+                _ => {}
+            }
+        }
+        while let Some((to, data)) = self.runtime.to_send() {
+            effects.push(Effect::Send {
+                to,
+                data: data.to_vec(),
+            });
+        }
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            effects.push(Effect::Schedule { after, timer });
+        }
+        // Errors from a bad datagram are reported after the effects it still caused.
+        result.map_err(|e| MembershipError(e.to_string()))?;
+        Ok(effects)
+    }
+}
+
+/// Encodes membership messages with bincode (the project's one binary encoding).
+pub struct BincodeCodec;
+
+const BINCODE: bincode::config::Configuration = bincode::config::standard();
+
+impl BincodeCodec {
+    fn encode<T: Serialize>(
+        value: &T,
+        mut buf: impl BufMut,
+    ) -> Result<(), bincode::error::EncodeError> {
+        let bytes = bincode::serde::encode_to_vec(value, BINCODE)?;
+        if buf.remaining_mut() < bytes.len() {
+            return Err(bincode::error::EncodeError::UnexpectedEnd);
+        }
+        buf.put_slice(&bytes);
+        Ok(())
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        mut buf: impl Buf,
+    ) -> Result<T, bincode::error::DecodeError> {
+        let (value, used) = bincode::serde::decode_from_slice(buf.chunk(), BINCODE)?;
+        buf.advance(used);
+        Ok(value)
+    }
+}
+
+/// A membership message that could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("membership codec: {0}")]
+pub struct CodecError(String);
+
+impl foca::Codec<MemberId> for BincodeCodec {
+    type Error = CodecError;
+
+    fn encode_header(
+        &mut self,
+        header: &foca::Header<MemberId>,
+        buf: impl BufMut,
+    ) -> Result<(), CodecError> {
+        Self::encode(header, buf).map_err(|e| CodecError(e.to_string()))
+    }
+
+    fn decode_header(&mut self, buf: impl Buf) -> Result<foca::Header<MemberId>, CodecError> {
+        Self::decode(buf).map_err(|e| CodecError(e.to_string()))
+    }
+
+    fn encode_member(
+        &mut self,
+        member: &foca::Member<MemberId>,
+        buf: impl BufMut,
+    ) -> Result<(), CodecError> {
+        Self::encode(member, buf).map_err(|e| CodecError(e.to_string()))
+    }
+
+    fn decode_member(&mut self, buf: impl Buf) -> Result<foca::Member<MemberId>, CodecError> {
+        Self::decode(buf).map_err(|e| CodecError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

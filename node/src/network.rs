@@ -1,0 +1,519 @@
+//! The network actor: one event loop owns the libp2p Swarm (TCP, optional pre-shared-key
+//! private network, noise, yamux; identify, ping, gossipsub, request-response). Other actors
+//! reach it through the [`Network`] handle; what arrives is handed out as [`NetEvent`]s.
+//!
+//! Two request-response exchanges share one protocol: membership datagrams (answered with an
+//! empty ack) and automerge sync (answered with the peer's reply message). Status is
+//! broadcast on one gossipsub topic.
+
+use crate::membership::MemberId;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::core::Transport;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, upgrade::Version};
+use libp2p::multiaddr::Protocol as Ma;
+use libp2p::pnet::{PnetConfig, PreSharedKey};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent, dial_opts::DialOpts};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, identity, noise, ping, tcp,
+    yamux,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+/// The largest message either exchange accepts (a whole document in one sync message).
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+const PROTOCOL: StreamProtocol = StreamProtocol::new("/weeble/rpc/1");
+const STATUS_TOPIC: &str = "weeble/status/1";
+const BINCODE: bincode::config::Configuration = bincode::config::standard();
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    Membership(Vec<u8>),
+    Sync(Vec<u8>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    Ack,
+    Sync(Option<Vec<u8>>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("network setup failed: {0}")]
+    Setup(String),
+    #[error("request to {peer} failed: {reason}")]
+    Request { peer: String, reason: String },
+    #[error("the network actor has stopped")]
+    Stopped,
+}
+
+/// What the network hands to the rest of the node.
+#[derive(Debug)]
+pub enum NetEvent {
+    Membership(Vec<u8>),
+    /// A peer's sync message; send our reply (if any) on `reply`.
+    SyncRequest {
+        from: String,
+        message: Vec<u8>,
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
+    Status(Vec<u8>),
+}
+
+enum Command {
+    SendMembership {
+        to: MemberId,
+        data: Vec<u8>,
+    },
+    Sync {
+        to: MemberId,
+        message: Vec<u8>,
+        reply: oneshot::Sender<Result<Option<Vec<u8>>, NetError>>,
+    },
+    Publish(Vec<u8>),
+    Respond {
+        channel: ResponseChannel<Response>,
+        response: Response,
+    },
+}
+
+/// Cheap handle to the network actor.
+#[derive(Clone)]
+pub struct Network {
+    tx: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+/// Network settings, from the node's configuration.
+pub struct NetConfig {
+    pub keypair: identity::Keypair,
+    pub listen: SocketAddr,
+    pub cluster_key: Option<[u8; 32]>,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    rpc: request_response::Behaviour<WireCodec>,
+}
+
+impl Network {
+    /// Starts the event loop; returns the handle and the stream of arriving events.
+    pub fn start(config: NetConfig) -> Result<(Network, mpsc::Receiver<NetEvent>), NetError> {
+        let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+        let peer_id = config.keypair.public().to_peer_id();
+        let psk = config.cluster_key.map(PreSharedKey::new);
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair)
+            .with_tokio()
+            .with_other_transport(|key| transport(key, psk).map_err(|e| e.into()))
+            .map_err(|e| setup(&e))?
+            .with_behaviour(|key| {
+                let gossip_config = gossipsub::ConfigBuilder::default()
+                    .heartbeat_interval(Duration::from_millis(700))
+                    .max_transmit_size(1024 * 1024)
+                    .build()
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                let gossipsub = gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossip_config,
+                )
+                .map_err(io::Error::other)?;
+                let rpc = request_response::Behaviour::with_codec(
+                    WireCodec,
+                    [(PROTOCOL, ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(5)),
+                );
+                Ok(Behaviour {
+                    identify: identify::Behaviour::new(identify::Config::new(
+                        "/weeble/1".into(),
+                        key.public(),
+                    )),
+                    ping: ping::Behaviour::default(),
+                    gossipsub,
+                    rpc,
+                })
+            })
+            .map_err(|e| setup(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&gossipsub::IdentTopic::new(STATUS_TOPIC))
+            .map_err(|e| setup(&e))?;
+        swarm
+            .listen_on(multiaddr(config.listen))
+            .map_err(|e| setup(&e))?;
+        let (tx, rx) = mpsc::channel(1024);
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let actor = NetworkActor {
+            swarm,
+            events: events_tx,
+            commands: tx.clone(),
+            pending_syncs: HashMap::new(),
+            peers_by_addr: BTreeMap::new(),
+            waiting_for_dial: BTreeMap::new(),
+            dialling: HashMap::new(),
+        };
+        tokio::spawn(actor.run(rx));
+        Ok((Network { tx, peer_id }, events_rx))
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Sends a membership datagram; delivery is best effort, as SWIM expects.
+    pub async fn send_membership(&self, to: MemberId, data: Vec<u8>) {
+        let _ = self.tx.send(Command::SendMembership { to, data }).await;
+    }
+
+    /// Sends a sync message and waits for the peer's reply.
+    pub async fn sync(&self, to: MemberId, message: Vec<u8>) -> Result<Option<Vec<u8>>, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Sync { to, message, reply })
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Broadcasts a status message to every peer (best effort; repeated by the caller).
+    pub async fn publish_status(&self, data: Vec<u8>) {
+        let _ = self.tx.send(Command::Publish(data)).await;
+    }
+}
+
+fn multiaddr(addr: SocketAddr) -> Multiaddr {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) => Ma::Ip4(ip),
+        std::net::IpAddr::V6(ip) => Ma::Ip6(ip),
+    };
+    Multiaddr::empty().with(ip).with(Ma::Tcp(addr.port()))
+}
+
+/// TCP, then (with a cluster key) the pre-shared-key handshake, then noise and yamux. The
+/// timeout bounds dials to nodes with another key, whose handshake would otherwise hang.
+fn transport(
+    key: &identity::Keypair,
+    psk: Option<PreSharedKey>,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
+    let noise = noise::Config::new(key)?;
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let timeout = Duration::from_secs(5);
+    Ok(match psk {
+        Some(psk) => tcp
+            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .timeout(timeout)
+            .boxed(),
+        None => tcp
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .timeout(timeout)
+            .boxed(),
+    })
+}
+
+struct NetworkActor {
+    swarm: Swarm<Behaviour>,
+    events: mpsc::Sender<NetEvent>,
+    commands: mpsc::Sender<Command>,
+    pending_syncs: HashMap<OutboundRequestId, oneshot::Sender<Result<Option<Vec<u8>>, NetError>>>,
+    /// Peers learned from connections we dialled, by the address we dialled.
+    peers_by_addr: BTreeMap<Multiaddr, PeerId>,
+    /// Requests for peers known only by address, sent once the dial tells us who is there.
+    waiting_for_dial: BTreeMap<Multiaddr, Vec<Request>>,
+    /// Dials to bare addresses in flight, so a failed one drops what waited on it.
+    dialling: HashMap<ConnectionId, Multiaddr>,
+}
+
+impl NetworkActor {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => return,
+                },
+                event = self.swarm.select_next_some() => self.swarm_event(event).await,
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::SendMembership { to, data } => {
+                self.request(&to, Request::Membership(data), None)
+            }
+            Command::Sync { to, message, reply } => {
+                self.request(&to, Request::Sync(message), Some(reply))
+            }
+            Command::Publish(data) => {
+                let topic = gossipsub::IdentTopic::new(STATUS_TOPIC);
+                if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+                    debug!(error = %e, "status not published (no subscribed peer yet?)");
+                }
+            }
+            Command::Respond { channel, response } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .rpc
+                    .send_response(channel, response);
+            }
+        }
+    }
+
+    fn request(
+        &mut self,
+        to: &MemberId,
+        request: Request,
+        reply: Option<oneshot::Sender<Result<Option<Vec<u8>>, NetError>>>,
+    ) {
+        let addr = multiaddr(to.p2p);
+        let peer = to
+            .peer_id
+            .parse::<PeerId>()
+            .ok()
+            .or_else(|| self.peers_by_addr.get(&addr).copied());
+        let Some(peer) = peer else {
+            // Known only by address (a --join seed): dial, and send once we know who answered.
+            // Sync needs a known peer; only membership announces go to bare addresses.
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(NetError::Request {
+                    peer: to.p2p.to_string(),
+                    reason: "peer id unknown".into(),
+                }));
+                return;
+            }
+            let queue = self.waiting_for_dial.entry(addr.clone()).or_default();
+            if queue.is_empty() {
+                let dial = DialOpts::unknown_peer_id().address(addr.clone()).build();
+                self.dialling.insert(dial.connection_id(), addr.clone());
+                if let Err(e) = self.swarm.dial(dial) {
+                    warn!(%addr, error = %e, "cannot dial join address");
+                }
+            }
+            if queue.len() < 16 {
+                queue.push(request);
+            }
+            return;
+        };
+        let id =
+            self.swarm
+                .behaviour_mut()
+                .rpc
+                .send_request_with_addresses(&peer, request, vec![addr]);
+        if let Some(reply) = reply {
+            self.pending_syncs.insert(id, reply);
+        }
+    }
+
+    async fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening for peers"),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
+            } => {
+                debug!(%peer_id, "connected");
+                self.dialling.remove(&connection_id);
+                if endpoint.is_dialer() {
+                    let addr = endpoint.get_remote_address().clone();
+                    self.peers_by_addr.insert(addr.clone(), peer_id);
+                    for request in self.waiting_for_dial.remove(&addr).unwrap_or_default() {
+                        self.swarm
+                            .behaviour_mut()
+                            .rpc
+                            .send_request(&peer_id, request);
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                debug!(?peer_id, %error, "dial failed");
+                if let Some(addr) = self.dialling.remove(&connection_id) {
+                    self.waiting_for_dial.remove(&addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.rpc_event(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                message,
+                ..
+            })) => {
+                let _ = self.events.try_send(NetEvent::Status(message.data));
+            }
+            _ => {}
+        }
+    }
+
+    async fn rpc_event(&mut self, event: request_response::Event<Request, Response>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => match request {
+                Request::Membership(data) => {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .rpc
+                        .send_response(channel, Response::Ack);
+                    let _ = self.events.send(NetEvent::Membership(data)).await;
+                }
+                Request::Sync(message) => {
+                    let (reply, answer) = oneshot::channel();
+                    let event = NetEvent::SyncRequest {
+                        from: peer.to_string(),
+                        message,
+                        reply,
+                    };
+                    if self.events.send(event).await.is_err() {
+                        return;
+                    }
+                    let commands = self.commands.clone();
+                    tokio::spawn(async move {
+                        let response = Response::Sync(answer.await.ok().flatten());
+                        let _ = commands.send(Command::Respond { channel, response }).await;
+                    });
+                }
+            },
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_syncs.remove(&request_id) {
+                    let answer = match response {
+                        Response::Sync(message) => Ok(message),
+                        Response::Ack => Ok(None),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                debug!(%peer, %error, "request failed");
+                if let Some(reply) = self.pending_syncs.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer: peer.to_string(),
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Length-prefixed bincode frames for [`Request`] and [`Response`].
+#[derive(Clone, Default)]
+pub struct WireCodec;
+
+async fn read_frame<T: serde::de::DeserializeOwned>(
+    io: &mut (impl AsyncRead + Unpin + Send),
+) -> io::Result<T> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message of {len} bytes is over the limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    let (value, _) = bincode::serde::decode_from_slice(&buf, BINCODE)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(value)
+}
+
+async fn write_frame<T: Serialize>(
+    io: &mut (impl AsyncWrite + Unpin + Send),
+    value: &T,
+) -> io::Result<()> {
+    let bytes = bincode::serde::encode_to_vec(value, BINCODE)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if bytes.len() > MAX_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "message over the limit",
+        ));
+    }
+    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    io.write_all(&bytes).await?;
+    io.close().await
+}
+
+impl request_response::Codec for WireCodec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Request> {
+        read_frame(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Response> {
+        read_frame(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Request,
+    ) -> io::Result<()> {
+        write_frame(io, &req).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Response,
+    ) -> io::Result<()> {
+        write_frame(io, &res).await
+    }
+}

@@ -1,0 +1,330 @@
+//! Reconcile: this node's share of the desired pods against the containers it observes.
+//!
+//! `plan` is the pure core: desired pods, observed containers, the restart book and the time
+//! in; actions out (create, start, remove). Level-triggered and idempotent: the same inputs
+//! give the same plan, and a plan that was cut short is simply made again on the next pass.
+//! `pod_statuses` turns the same inputs into the status this node gossips.
+
+use crate::placement::{Placement, ReplicaKey};
+use crate::runtime::*;
+use crate::status::{Phase, PodStatus, PortStatus};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use weeble_crdt::{Labels, PodTemplate, RestartPolicy, Snapshot};
+
+/// A pod this node should run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredPod {
+    pub key: ReplicaKey,
+    pub template: PodTemplate,
+    pub template_hash: String,
+}
+
+impl DesiredPod {
+    pub fn name(&self) -> String {
+        self.key.pod_name()
+    }
+
+    /// `namespace/pod`: unique in the cluster.
+    fn id(&self) -> String {
+        format!("{}/{}", self.key.deployment.namespace, self.name())
+    }
+}
+
+/// The pods placement gives `node`, in key order.
+pub fn desired_pods(snapshot: &Snapshot, placement: &Placement, node: &str) -> Vec<DesiredPod> {
+    placement
+        .owned_by(node)
+        .filter_map(|key| {
+            let d = snapshot.deployments.get(&key.deployment)?;
+            Some(DesiredPod {
+                template: d.spec.template.clone(),
+                template_hash: template_hash(&d.spec.template),
+                key,
+            })
+        })
+        .collect()
+}
+
+/// A short, stable hash of a pod template: containers made from another template are replaced.
+pub fn template_hash(template: &PodTemplate) -> String {
+    let json = serde_json::to_vec(template).expect("templates serialize");
+    let hash = json.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}")
+}
+
+/// Restart and retry bookkeeping per container (`namespace/pod/container`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attempts {
+    /// Restarts so far (shown in `get pods`).
+    pub restarts: u32,
+    /// Consecutive quick failures: sets the next backoff.
+    pub failures: u32,
+    /// No new attempt before this time (Unix ms).
+    pub not_before_ms: i64,
+    /// The last error from the runtime, with its Kubernetes reason.
+    pub error: Option<(String, String)>,
+}
+
+pub type Book = BTreeMap<String, Attempts>;
+
+/// The wait before the next attempt after `failures` quick failures in a row: the first
+/// restart is immediate (a killed container is back at once), then 1 s doubling to 60 s.
+pub fn backoff_ms(failures: u32) -> i64 {
+    match failures {
+        0 | 1 => 0,
+        n => (1000i64 << (n - 2).min(6)).min(60_000),
+    }
+}
+
+/// A container that ran at least this long before exiting is not crash-looping.
+const STABLE_RUN_MS: i64 = 30_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Create { book_key: String, spec: ContainerSpec },
+    Start { book_key: String, id: String },
+    Remove { id: String, why: &'static str },
+}
+
+fn book_key(pod: &DesiredPod, container: &str) -> String {
+    format!("{}/{}", pod.id(), container)
+}
+
+/// The container's identity in the runtime's labels: (namespace/pod, container name).
+fn observed_key(o: &Observed) -> Option<(String, String)> {
+    let deployment = o.labels.get(LABEL_DEPLOYMENT)?;
+    let namespace = deployment.split_once('/')?.0;
+    Some((format!("{namespace}/{}", o.labels.get(LABEL_POD)?), o.labels.get(LABEL_CONTAINER)?.clone()))
+}
+
+/// What to do now. Removals come first, so a replacement never collides with the name of
+/// the container it replaces.
+pub fn plan(
+    node: &str,
+    publish_ip: IpAddr,
+    desired: &[DesiredPod],
+    observed: &[Observed],
+    book: &Book,
+    now_ms: i64,
+) -> Vec<Action> {
+    let mut by_key: BTreeMap<(String, String), Vec<&Observed>> = BTreeMap::new();
+    let mut removals = Vec::new();
+    for o in observed {
+        match observed_key(o) {
+            Some(key) => by_key.entry(key).or_default().push(o),
+            None => removals.push(Action::Remove { id: o.id.clone(), why: "not made by this version of Weeble" }),
+        }
+    }
+    let mut actions = Vec::new();
+    for pod in desired {
+        for container in &pod.template.containers {
+            let key = book_key(pod, &container.name);
+            let found = by_key.remove(&(pod.id(), container.name.clone())).unwrap_or_default();
+            let (current, stale): (Vec<&Observed>, Vec<&Observed>) = found
+                .into_iter()
+                .partition(|o| o.labels.get(LABEL_TEMPLATE_HASH) == Some(&pod.template_hash));
+            for o in &stale {
+                removals.push(Action::Remove { id: o.id.clone(), why: "made from an older template" });
+            }
+            for extra in current.iter().skip(1) {
+                removals.push(Action::Remove { id: extra.id.clone(), why: "duplicate of the pod's container" });
+            }
+            let waiting = book.get(&key).is_some_and(|a| now_ms < a.not_before_ms);
+            match current.first() {
+                None if !waiting => actions.push(Action::Create { book_key: key, spec: container_spec(node, publish_ip, pod, &container.name) }),
+                None => {}
+                Some(o) => {
+                    let restart = match o.state {
+                        ContainerState::Running | ContainerState::Other => false,
+                        ContainerState::Created => true,
+                        ContainerState::Exited { code } => match pod.template.restart_policy {
+                            RestartPolicy::Always => true,
+                            RestartPolicy::OnFailure => code != 0,
+                            RestartPolicy::Never => false,
+                        },
+                    };
+                    if restart && !waiting {
+                        actions.push(Action::Start { book_key: key, id: o.id.clone() });
+                    }
+                }
+            }
+        }
+    }
+    for (_, leftovers) in by_key {
+        removals.extend(leftovers.into_iter().map(|o| Action::Remove { id: o.id.clone(), why: "no longer placed on this node" }));
+    }
+    removals.extend(actions);
+    removals
+}
+
+/// Records the outcome of an action in the book.
+pub fn record(book: &mut Book, action: &Action, outcome: &Result<(), RuntimeError>, observed: &[Observed], now_ms: i64) {
+    let (key, restarting) = match action {
+        Action::Create { book_key, .. } => (book_key, false),
+        Action::Start { book_key, id } => {
+            let ran_ms = observed
+                .iter()
+                .find(|o| &o.id == id)
+                .map_or(0, |o| o.finished_at_ms.saturating_sub(o.started_at_ms));
+            let entry = book.entry(book_key.clone()).or_default();
+            if ran_ms >= STABLE_RUN_MS {
+                entry.failures = 0;
+            }
+            (book_key, true)
+        }
+        Action::Remove { .. } => return,
+    };
+    let entry = book.entry(key.clone()).or_default();
+    match outcome {
+        Ok(()) => {
+            if restarting {
+                entry.restarts += 1;
+                entry.failures += 1;
+            }
+            entry.error = None;
+            entry.not_before_ms = now_ms + backoff_ms(entry.failures);
+        }
+        Err(e) => {
+            entry.failures += 1;
+            let reason = match e {
+                RuntimeError::ImageMissing(_) => "ErrImageNeverPull",
+                _ => "CreateContainerError",
+            };
+            entry.error = Some((reason.to_string(), e.to_string()));
+            entry.not_before_ms = now_ms + backoff_ms(entry.failures).max(1000);
+        }
+    }
+}
+
+fn container_spec(node: &str, publish_ip: IpAddr, pod: &DesiredPod, container: &str) -> ContainerSpec {
+    let c = pod
+        .template
+        .containers
+        .iter()
+        .find(|c| c.name == container)
+        .expect("the container is in the template");
+    let labels: Labels = [
+        (LABEL_NODE, node.to_string()),
+        (LABEL_POD, pod.name()),
+        (LABEL_DEPLOYMENT, pod.key.deployment.to_string()),
+        (LABEL_TEMPLATE_HASH, pod.template_hash.clone()),
+        (LABEL_CONTAINER, c.name.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    ContainerSpec {
+        name: format!("weeble-{node}-{}-{}-{}", pod.key.deployment.namespace, pod.name(), c.name),
+        hostname: pod.name(),
+        image: c.image.clone(),
+        command: c.command.clone(),
+        args: c.args.clone(),
+        env: c.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+        working_dir: c.working_dir.clone(),
+        ports: c.ports.iter().map(|p| (p.container_port, p.protocol)).collect(),
+        publish_ip,
+        labels,
+        cpu_limit_millis: c.resources.limits.cpu_millis,
+        memory_limit_bytes: c.resources.limits.memory_bytes,
+    }
+}
+
+/// The status of each desired pod, from what the runtime shows and the book remembers.
+pub fn pod_statuses(
+    node: &str,
+    host_ip: IpAddr,
+    desired: &[DesiredPod],
+    observed: &[Observed],
+    book: &Book,
+    now_ms: i64,
+) -> Vec<PodStatus> {
+    desired
+        .iter()
+        .map(|pod| {
+            let mut status = PodStatus {
+                name: pod.name(),
+                namespace: pod.key.deployment.namespace.clone(),
+                deployment: pod.key.deployment.name.clone(),
+                node: node.to_string(),
+                labels: pod.template.labels.clone(),
+                container_ids: vec![],
+                phase: Phase::Running,
+                ready: true,
+                restarts: 0,
+                reason: None,
+                message: None,
+                host_ip,
+                ports: vec![],
+                started_at_ms: 0,
+                template_hash: pod.template_hash.clone(),
+            };
+            for c in &pod.template.containers {
+                let attempts = book.get(&book_key(pod, &c.name)).cloned().unwrap_or_default();
+                status.restarts += attempts.restarts;
+                let found = observed.iter().find(|o| {
+                    observed_key(o) == Some((pod.id(), c.name.clone()))
+                        && o.labels.get(LABEL_TEMPLATE_HASH) == Some(&pod.template_hash)
+                });
+                let (phase, reason) = match found {
+                    None => match &attempts.error {
+                        Some((reason, message)) => {
+                            status.message = Some(message.clone());
+                            (Phase::Pending, Some(reason.clone()))
+                        }
+                        None => (Phase::Pending, Some("ContainerCreating".into())),
+                    },
+                    Some(o) => {
+                        status.container_ids.push(o.id.clone());
+                        status.ports.extend(o.ports.iter().map(|p| PortStatus {
+                            container_port: p.container_port,
+                            protocol: p.protocol,
+                            host_port: p.host_port,
+                        }));
+                        match o.state {
+                            ContainerState::Running => {
+                                status.started_at_ms = status.started_at_ms.max(o.started_at_ms);
+                                (Phase::Running, None)
+                            }
+                            ContainerState::Exited { code } => {
+                                let restarts = match pod.template.restart_policy {
+                                    RestartPolicy::Always => true,
+                                    RestartPolicy::OnFailure => code != 0,
+                                    RestartPolicy::Never => false,
+                                };
+                                if restarts && now_ms < attempts.not_before_ms {
+                                    (Phase::Pending, Some("CrashLoopBackOff".into()))
+                                } else if restarts {
+                                    (Phase::Pending, Some("Restarting".into()))
+                                } else if code == 0 {
+                                    (Phase::Succeeded, Some("Completed".into()))
+                                } else {
+                                    (Phase::Failed, Some("Error".into()))
+                                }
+                            }
+                            ContainerState::Created | ContainerState::Other => {
+                                (Phase::Pending, Some("ContainerCreating".into()))
+                            }
+                        }
+                    }
+                };
+                // The pod's phase is its least advanced container's.
+                let rank = |p: Phase| match p {
+                    Phase::Failed => 0,
+                    Phase::Pending => 1,
+                    Phase::Succeeded => 2,
+                    Phase::Running => 3,
+                };
+                if rank(phase) < rank(status.phase) {
+                    status.phase = phase;
+                    status.reason = reason;
+                }
+            }
+            status.ready = status.phase == Phase::Running;
+            status
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

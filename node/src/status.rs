@@ -1,0 +1,241 @@
+//! Observed status, gossiped outside the automerge document (it churns, and the document's
+//! history only grows): each node's pods, last-writer-wins per node by (epoch, version).
+//!
+//! `StatusTable` is the pure core. The status actor publishes this node's entry on every
+//! change and as a heartbeat (so late joiners learn it), and merges what peers publish.
+
+use crate::network::Network;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+use weeble_crdt::{Labels, Protocol};
+
+const BINCODE: bincode::config::Configuration = bincode::config::standard();
+
+/// Kubernetes' pod phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// A container port published on its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStatus {
+    pub container_port: u16,
+    pub protocol: Protocol,
+    pub host_port: u16,
+}
+
+/// One pod as its node reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodStatus {
+    pub name: String,
+    pub namespace: String,
+    /// The deployment's name (in the same namespace).
+    pub deployment: String,
+    pub node: String,
+    pub labels: Labels,
+    pub container_ids: Vec<String>,
+    pub phase: Phase,
+    pub ready: bool,
+    pub restarts: u32,
+    /// Why the pod is not running, in Kubernetes' words (`ErrImageNeverPull`, `CrashLoopBackOff`).
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    /// The node's address, where `ports` are published.
+    pub host_ip: IpAddr,
+    pub ports: Vec<PortStatus>,
+    /// When the pod's containers last started, Unix milliseconds (0 if not running).
+    pub started_at_ms: i64,
+    /// The template hash the containers were made from.
+    pub template_hash: String,
+}
+
+/// Everything one node reports. `(epoch, version)` orders reports: the epoch is the agent's
+/// start time, so a restarted node's reports win over its previous life's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node: String,
+    pub epoch: u64,
+    pub version: u64,
+    pub pods: Vec<PodStatus>,
+}
+
+/// The latest report of every node heard from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusTable {
+    pub nodes: BTreeMap<String, NodeStatus>,
+}
+
+impl StatusTable {
+    /// Keeps `report` if it is newer than what we have for its node. Returns true if kept.
+    pub fn merge(&mut self, report: NodeStatus) -> bool {
+        let newer = self
+            .nodes
+            .get(&report.node)
+            .is_none_or(|old| (report.epoch, report.version) > (old.epoch, old.version));
+        if newer {
+            self.nodes.insert(report.node.clone(), report);
+        }
+        newer
+    }
+
+    /// Every pod of every node, in (namespace, name) order.
+    pub fn pods(&self) -> Vec<&PodStatus> {
+        let mut pods: Vec<&PodStatus> = self.nodes.values().flat_map(|n| &n.pods).collect();
+        pods.sort_by(|a, b| {
+            (&a.namespace, &a.name, &a.node).cmp(&(&b.namespace, &b.name, &b.node))
+        });
+        pods
+    }
+}
+
+enum Command {
+    Local(Vec<PodStatus>),
+    Remote(Vec<u8>),
+    Forget(String),
+}
+
+/// Cheap handle to the status actor.
+#[derive(Clone)]
+pub struct Status {
+    tx: mpsc::Sender<Command>,
+    table: watch::Receiver<Arc<StatusTable>>,
+}
+
+impl Status {
+    pub fn start(node: String, epoch: u64, network: Network, heartbeat: Duration) -> Status {
+        let (tx, rx) = mpsc::channel(256);
+        let mine = NodeStatus {
+            node,
+            epoch,
+            version: 0,
+            pods: Vec::new(),
+        };
+        let mut table = StatusTable::default();
+        table.merge(mine.clone());
+        let (table_tx, table_rx) = watch::channel(Arc::new(table.clone()));
+        let actor = StatusActor {
+            mine,
+            table,
+            published: table_tx,
+            network,
+            heartbeat,
+        };
+        tokio::spawn(actor.run(rx));
+        Status {
+            tx,
+            table: table_rx,
+        }
+    }
+
+    pub fn watch(&self) -> watch::Receiver<Arc<StatusTable>> {
+        self.table.clone()
+    }
+
+    /// This node's pods changed: record and broadcast them.
+    pub async fn set_local(&self, pods: Vec<PodStatus>) {
+        let _ = self.tx.send(Command::Local(pods)).await;
+    }
+
+    /// A peer's report arrived.
+    pub async fn receive(&self, data: Vec<u8>) {
+        let _ = self.tx.send(Command::Remote(data)).await;
+    }
+
+    /// A node was declared down: its report no longer describes anything running.
+    pub async fn forget(&self, node: String) {
+        let _ = self.tx.send(Command::Forget(node)).await;
+    }
+}
+
+struct StatusActor {
+    mine: NodeStatus,
+    table: StatusTable,
+    published: watch::Sender<Arc<StatusTable>>,
+    network: Network,
+    heartbeat: Duration,
+}
+
+impl StatusActor {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut beat = tokio::time::interval(self.heartbeat);
+        loop {
+            tokio::select! {
+                command = rx.recv() => match command {
+                    None => return,
+                    Some(Command::Local(pods)) => {
+                        if pods != self.mine.pods {
+                            self.mine.pods = pods;
+                            self.mine.version += 1;
+                            self.table.merge(self.mine.clone());
+                            self.publish_table();
+                            self.broadcast().await;
+                        }
+                    }
+                    Some(Command::Remote(data)) => match bincode::serde::decode_from_slice::<NodeStatus, _>(&data, BINCODE) {
+                        Ok((report, _)) if report.node != self.mine.node => {
+                            if self.table.merge(report) {
+                                self.publish_table();
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => debug!(error = %e, "undecodable status report ignored"),
+                    },
+                    Some(Command::Forget(node)) => {
+                        if node != self.mine.node && self.table.nodes.remove(&node).is_some() {
+                            self.publish_table();
+                        }
+                    }
+                },
+                _ = beat.tick() => self.broadcast().await,
+            }
+        }
+    }
+
+    fn publish_table(&self) {
+        self.published.send_replace(Arc::new(self.table.clone()));
+    }
+
+    async fn broadcast(&self) {
+        if let Ok(bytes) = bincode::serde::encode_to_vec(&self.mine, BINCODE) {
+            self.network.publish_status(bytes).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(node: &str, epoch: u64, version: u64) -> NodeStatus {
+        NodeStatus {
+            node: node.into(),
+            epoch,
+            version,
+            pods: vec![],
+        }
+    }
+
+    #[test]
+    fn newer_reports_win_per_node_and_a_restart_beats_its_past_life() {
+        let mut t = StatusTable::default();
+        assert!(t.merge(report("a", 1, 5)));
+        assert!(!t.merge(report("a", 1, 4)), "older version");
+        assert!(!t.merge(report("a", 1, 5)), "same version");
+        assert!(
+            t.merge(report("a", 2, 0)),
+            "a new epoch wins whatever its version"
+        );
+        assert!(t.merge(report("b", 1, 1)));
+        assert_eq!(t.nodes["a"].epoch, 2);
+        assert_eq!(t.nodes.len(), 2);
+    }
+}
