@@ -32,7 +32,7 @@ pub struct MemberId {
 
 impl MemberId {
     /// A stand-in for a peer known only by its address (`--join`): enough to send it an
-    /// announce. SWIM ignores the destination identity; the network routes by address.
+    /// announce, which SWIM accepts for any identity with the receiver's address.
     pub fn seed(p2p: SocketAddr) -> Self {
         MemberId {
             name: String::new(),
@@ -46,8 +46,10 @@ impl MemberId {
     }
 }
 
+/// SWIM addresses members by their peer address: a restarted node (same address, higher
+/// bump) replaces its old identity, and an announce to a bare `--join` address is accepted.
 impl Identity for MemberId {
-    type Addr = String;
+    type Addr = SocketAddr;
 
     fn renew(&self) -> Option<Self> {
         Some(MemberId {
@@ -56,8 +58,8 @@ impl Identity for MemberId {
         })
     }
 
-    fn addr(&self) -> String {
-        self.name.clone()
+    fn addr(&self) -> SocketAddr {
+        self.p2p
     }
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
@@ -112,8 +114,8 @@ impl Default for Detection {
     fn default() -> Self {
         Detection {
             probe_period: Duration::from_millis(500),
-            probe_rtt: Duration::from_millis(200),
-            suspect_to_down: Duration::from_millis(1500),
+            probe_rtt: Duration::from_millis(250),
+            suspect_to_down: Duration::from_millis(2000),
         }
     }
 }
@@ -130,6 +132,9 @@ impl Membership {
         config.probe_period = detection.probe_period;
         config.probe_rtt = detection.probe_rtt;
         config.suspect_to_down_after = detection.suspect_to_down;
+        // Keep piggybacking each update long enough for a member that was paused or cut off
+        // for a second to hear of its own suspicion and refute it (Lifeguard's concern).
+        config.max_transmissions = std::num::NonZeroU8::new(32).expect("non-zero");
         // Datagrams travel over libp2p streams, not UDP: a larger packet carries more updates.
         config.max_packet_size = std::num::NonZeroUsize::new(16 * 1024).expect("non-zero");
         let foca = Foca::new(me, config, StdRng::seed_from_u64(seed), BincodeCodec);

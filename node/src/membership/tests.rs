@@ -118,8 +118,9 @@ impl Sim {
                 Input::Data(d) => self.nodes.get_mut(&to).unwrap().receive(&d),
                 Input::Timer(timer) => self.nodes.get_mut(&to).unwrap().timer(timer),
             };
-            if let Ok(effects) = effects {
-                self.apply(&to, effects);
+            match effects {
+                Ok(effects) => self.apply(&to, effects),
+                Err(e) => eprintln!("{to}: {e}"),
             }
         }
         self.now = t;
