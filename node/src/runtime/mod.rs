@@ -118,7 +118,8 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
         spec: &ContainerSpec,
     ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
 
-    /// Starts an existing (exited) container again, keeping its id and published ports.
+    /// Starts an existing (exited) container again, keeping its id. Its ports are published
+    /// again, possibly on new host ports (Docker picks new ones): `list` again to find them.
     fn start(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Stops and removes a container (force). Removing a missing container is not an error.

@@ -1,0 +1,651 @@
+//! The container runtime on the local Docker engine, through bollard. It never pulls: an
+//! image must already be on the host (see `demo` for the one Weeble can build itself).
+//!
+//! Two things about the engine that callers should know: an exited container reports no
+//! published ports, and starting it again gives each port a new free host port (they are
+//! published with an empty `HostPort`).
+
+use super::{
+    ContainerRuntime, ContainerSpec, ContainerState, LABEL_NODE, Observed, PublishedPort,
+    RuntimeError, RuntimeEvent,
+};
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EventMessage,
+    HostConfig, PortBinding, PortMap,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptions, StartContainerOptions,
+};
+use futures::{StreamExt, TryStreamExt};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use weeble_crdt::Protocol;
+
+/// How many events a watcher may leave unread before the watch task waits for it.
+const WATCH_CAPACITY: usize = 64;
+/// The first pause before following the event stream again after it failed.
+const WATCH_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest pause between attempts to follow the event stream.
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// A handle on the local Docker engine; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Docker {
+    client: bollard::Docker,
+}
+
+impl Docker {
+    /// Connects to the local engine (`DOCKER_HOST`, or the default socket), checks that it
+    /// answers, and settles on an API version both sides speak.
+    pub async fn connect() -> Result<Self, RuntimeError> {
+        let unreachable = |e: BollardError| {
+            RuntimeError::Failed(format!(
+                "cannot reach the Docker engine (is it running, and may this user use its \
+                 socket?): {e}"
+            ))
+        };
+        let client = bollard::Docker::connect_with_local_defaults().map_err(unreachable)?;
+        client.ping().await.map_err(unreachable)?;
+        // bollard speaks a newer API than older engines accept (Docker 20.10 stops at 1.41).
+        let client = client.negotiate_version().await.map_err(unreachable)?;
+        Ok(Self { client })
+    }
+
+    /// Imports a root filesystem tarball as image `reference` (`repo:tag`), applying
+    /// Dockerfile instructions such as `CMD [...]` or `EXPOSE 80/tcp`, like `docker import
+    /// --change`; returns the new image id. The image that had this reference before, if any
+    /// and if no container uses it, is deleted so that rebuilds leave no dangling images.
+    pub(crate) async fn import_rootfs(
+        &self,
+        tarball: Vec<u8>,
+        reference: &str,
+        changes: &[&str],
+    ) -> Result<String, RuntimeError> {
+        let previous = self.image_id(reference).await?;
+        let options = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(reference)
+            .changes(changes.iter().map(|c| c.to_string()).collect())
+            .build();
+        self.client
+            .create_image(
+                Some(options),
+                Some(bollard::body_full(tarball.into())),
+                None,
+            )
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| RuntimeError::Failed(format!("importing image {reference}: {e}")))?;
+        let id = self.image_id(reference).await?.ok_or_else(|| {
+            RuntimeError::Failed(format!(
+                "importing image {reference}: the engine accepted it but has no such image"
+            ))
+        })?;
+        if let Some(old) = previous.filter(|old| *old != id)
+            && let Err(e) = self
+                .client
+                .remove_image(&old, None::<RemoveImageOptions>, None)
+                .await
+        {
+            tracing::debug!(image = %old, error = %e, "keeping the previous {reference}");
+        }
+        Ok(id)
+    }
+
+    /// The id of image `reference`, or `None` if it is not on this host.
+    async fn image_id(&self, reference: &str) -> Result<Option<String>, RuntimeError> {
+        match self.client.inspect_image(reference).await {
+            Ok(image) => Ok(image.id),
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(RuntimeError::Failed(format!(
+                "inspecting image {reference}: {e}"
+            ))),
+        }
+    }
+
+    /// Creates container `spec.name` (stopped); returns its id.
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        match self
+            .client
+            .create_container(Some(options), create_body(spec))
+            .await
+        {
+            Ok(created) => Ok(created.id),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) => Err(RuntimeError::Failed(format!(
+                "creating container {}: a container with this name already exists; remove it \
+                 first ({message})",
+                spec.name
+            ))),
+            Err(e) => Err(RuntimeError::Failed(format!(
+                "creating container {}: {e}",
+                spec.name
+            ))),
+        }
+    }
+}
+
+impl ContainerRuntime for Docker {
+    async fn list(&self, node: &str) -> Result<Vec<Observed>, RuntimeError> {
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&HashMap::from([("label", vec![node_label(node)])]))
+            .build();
+        let summaries = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| RuntimeError::Failed(format!("listing the containers of {node}: {e}")))?;
+        let mut observed = Vec::with_capacity(summaries.len());
+        for id in summaries.into_iter().filter_map(|s| s.id) {
+            match self
+                .client
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+            {
+                Ok(info) => observed.push(observe(id, info)),
+                // Removed between the listing and now: it is not there any more.
+                Err(e) if status(&e) == Some(404) => {}
+                Err(e) => return Err(container_error(&id, "inspecting")(e)),
+            }
+        }
+        observed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(observed)
+    }
+
+    async fn create_and_start(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        if self.image_id(&spec.image).await?.is_none() {
+            return Err(RuntimeError::ImageMissing(spec.image.clone()));
+        }
+        let id = self.create(spec).await?;
+        let started = self
+            .client
+            .start_container(&id, None::<StartContainerOptions>)
+            .await;
+        if let Err(e) = started {
+            if let Err(cleanup) = self.remove(&id).await {
+                tracing::warn!(container = %spec.name, error = %cleanup,
+                    "could not remove a container that failed to start");
+            }
+            return Err(RuntimeError::Failed(format!(
+                "starting new container {} ({id}): {e}",
+                spec.name
+            )));
+        }
+        Ok(id)
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.client
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+            .map_err(container_error(id, "starting"))
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self.client.remove_container(id, Some(options)).await {
+            Err(e) if status(&e) != Some(404) => Err(container_error(id, "removing")(e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail.to_string())
+            .build();
+        let output = self
+            .client
+            .logs(id, Some(options))
+            .try_fold(Vec::new(), |mut output, chunk| {
+                output.extend_from_slice(chunk.as_ref());
+                futures::future::ready(Ok(output))
+            })
+            .await
+            .map_err(container_error(id, "reading the logs of"))?;
+        Ok(String::from_utf8_lossy(&output).into_owned())
+    }
+
+    /// Must be called within a tokio runtime: it spawns the task that follows the engine's
+    /// events. Events from the moment of the call on are delivered, even those that happen
+    /// before the task has connected.
+    fn watch(&self, node: &str) -> mpsc::Receiver<RuntimeEvent> {
+        let (tx, rx) = mpsc::channel(WATCH_CAPACITY);
+        tokio::spawn(follow_events(self.client.clone(), node.to_owned(), tx));
+        rx
+    }
+}
+
+/// Forwards the engine's events for `node`'s containers to `tx` until its receiver is
+/// dropped, following the stream again (from where it broke off) whenever it fails.
+async fn follow_events(client: bollard::Docker, node: String, tx: mpsc::Sender<RuntimeEvent>) {
+    let filters = HashMap::from([
+        ("type", vec!["container".to_owned()]),
+        ("label", vec![node_label(&node)]),
+    ]);
+    let mut since_nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    let mut retry = WATCH_RETRY_FIRST;
+    loop {
+        let options = EventsOptionsBuilder::new()
+            .since(&docker_time(since_nanos))
+            .filters(&filters)
+            .build();
+        let mut events = client.events(Some(options));
+        let problem = loop {
+            let next = tokio::select! {
+                _ = tx.closed() => return,
+                next = events.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    retry = WATCH_RETRY_FIRST;
+                    if let Some(nanos) = message.time_nano {
+                        since_nanos = nanos + 1;
+                    }
+                    if let Some(event) = runtime_event(message)
+                        && tx.send(event).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Some(Err(e)) => break e.to_string(),
+                None => break "the engine closed the stream".to_owned(),
+            }
+        };
+        tracing::warn!(%node, %problem, retry_in = ?retry, "following Docker events failed");
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep(retry) => {}
+        }
+        retry = (retry * 2).min(WATCH_RETRY_MAX);
+    }
+}
+
+/// The label filter value that selects `node`'s containers.
+fn node_label(node: &str) -> String {
+    format!("{LABEL_NODE}={node}")
+}
+
+/// Unix nanoseconds in the `seconds.nanoseconds` form the engine's `since` accepts.
+fn docker_time(nanos: i64) -> String {
+    format!(
+        "{}.{:09}",
+        nanos.div_euclid(1_000_000_000),
+        nanos.rem_euclid(1_000_000_000)
+    )
+}
+
+/// The HTTP status the engine answered with, if the failure was such an answer.
+fn status(e: &BollardError) -> Option<u16> {
+    match e {
+        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// Maps a failed call about container `id`: not found (404) is `NotFound`, anything else a
+/// failure while `doing` it (`"starting"` gives "starting container <id>: ...").
+fn container_error<'a>(
+    id: &'a str,
+    doing: &'a str,
+) -> impl FnOnce(BollardError) -> RuntimeError + 'a {
+    move |e| match status(&e) {
+        Some(404) => RuntimeError::NotFound(id.to_owned()),
+        _ => RuntimeError::Failed(format!("{doing} container {id}: {e}")),
+    }
+}
+
+/// The engine's request body for creating `spec`: no restart policy (Weeble restarts
+/// containers itself), every port published on a free host port of `spec.publish_ip`.
+fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let port_keys: Vec<String> = spec
+        .ports
+        .iter()
+        .map(|&(port, protocol)| port_key(port, protocol))
+        .collect();
+    let bindings: PortMap = port_keys
+        .iter()
+        .map(|key| {
+            let binding = PortBinding {
+                host_ip: Some(spec.publish_ip.to_string()),
+                host_port: Some(String::new()),
+            };
+            (key.clone(), Some(vec![binding]))
+        })
+        .collect();
+    let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let limit = |v: u64| (v > 0).then(|| i64::try_from(v).unwrap_or(i64::MAX));
+    ContainerCreateBody {
+        hostname: Some(spec.hostname.clone()),
+        image: Some(spec.image.clone()),
+        entrypoint: non_empty(&spec.command),
+        cmd: non_empty(&spec.args),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        working_dir: spec.working_dir.clone(),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        exposed_ports: Some(port_keys),
+        host_config: Some(HostConfig {
+            port_bindings: Some(bindings),
+            nano_cpus: limit(spec.cpu_limit_millis.saturating_mul(1_000_000)),
+            memory: limit(spec.memory_limit_bytes),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The engine's name for a container port: `80/tcp`.
+fn port_key(port: u16, protocol: Protocol) -> String {
+    let protocol = match protocol {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    };
+    format!("{port}/{protocol}")
+}
+
+/// The container port and protocol of an engine port key; `None` for other protocols (sctp).
+fn parse_port_key(key: &str) -> Option<(u16, Protocol)> {
+    let (port, protocol) = key.split_once('/')?;
+    let protocol = match protocol {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        _ => return None,
+    };
+    Some((port.parse().ok()?, protocol))
+}
+
+/// What `list` reports about container `id`, from the engine's inspection of it.
+fn observe(id: String, info: ContainerInspectResponse) -> Observed {
+    let config = info.config.unwrap_or_default();
+    let engine_state = info.state.unwrap_or_default();
+    let state = match engine_state.status {
+        Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running,
+        Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
+        Some(ContainerStateStatusEnum::EXITED) => ContainerState::Exited {
+            code: engine_state.exit_code.unwrap_or_default(),
+        },
+        _ => ContainerState::Other,
+    };
+    let mut ports: Vec<PublishedPort> = info
+        .network_settings
+        .and_then(|n| n.ports)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(key, bindings)| Some((parse_port_key(&key)?, bindings?)))
+        .flat_map(|((container_port, protocol), bindings)| {
+            bindings.into_iter().filter_map(move |b| {
+                Some(PublishedPort {
+                    container_port,
+                    protocol,
+                    host_ip: b.host_ip?.parse::<IpAddr>().ok()?,
+                    host_port: b.host_port?.parse().ok()?,
+                })
+            })
+        })
+        .collect();
+    ports.sort_by_key(|p| {
+        (
+            p.container_port,
+            p.protocol == Protocol::Udp,
+            p.host_ip,
+            p.host_port,
+        )
+    });
+    Observed {
+        name: info
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        image: config.image.unwrap_or_default(),
+        labels: config
+            .labels
+            .unwrap_or_default()
+            .into_iter()
+            .collect::<BTreeMap<_, _>>(),
+        state,
+        ports,
+        started_at_ms: timestamp_ms(&id, engine_state.started_at.as_deref()),
+        finished_at_ms: timestamp_ms(&id, engine_state.finished_at.as_deref()),
+        id,
+    }
+}
+
+/// The event Weeble passes on for an engine event, if it names a container and an action.
+fn runtime_event(message: EventMessage) -> Option<RuntimeEvent> {
+    Some(RuntimeEvent {
+        container_id: message.actor?.id?,
+        action: message.action?,
+    })
+}
+
+/// Unix milliseconds of one of container `id`'s timestamps; 0 when the engine has none or
+/// gives its zero time (`0001-01-01T00:00:00Z`, "never").
+fn timestamp_ms(id: &str, timestamp: Option<&str>) -> i64 {
+    let Some(text) = timestamp.filter(|t| !t.is_empty()) else {
+        return 0;
+    };
+    match parse_rfc3339_ms(text) {
+        Some(ms) => ms.max(0),
+        None => {
+            tracing::warn!(container = %id, timestamp = %text, "unreadable Docker timestamp");
+            0
+        }
+    }
+}
+
+/// Unix milliseconds (rounded down) of an RFC 3339 timestamp such as Docker writes,
+/// `2026-11-24T23:06:25.601037217Z`; `None` if `text` is not one.
+fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let separators_ok = b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && matches!(b[10], b'T' | b't' | b' ')
+        && b[13] == b':'
+        && b[16] == b':';
+    if !separators_ok {
+        return None;
+    }
+    let number = |from: usize, to: usize| -> Option<i64> {
+        let digits = text.get(from..to)?;
+        digits
+            .bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let (year, month, day) = (number(0, 4)?, number(5, 7)?, number(8, 10)?);
+    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let kept = &fraction[..digits.min(3)];
+        millis = kept.parse::<i64>().ok()? * 10_i64.pow(3 - kept.len() as u32);
+        rest = &fraction[digits..];
+    }
+    let offset_seconds = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
+                return None;
+            }
+            let hours: i64 = rest[1..3].parse().ok()?;
+            let minutes: i64 = rest[4..6].parse().ok()?;
+            sign * (hours * 3600 + minutes * 60)
+        }
+    };
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+        - offset_seconds;
+    Some(seconds * 1000 + millis)
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn parses_docker_timestamps() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        // date -u -d 2026-11-24T23:06:25.601037217Z +%s%3N
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-24T23:06:25.601037217Z"),
+            Some(1_795_561_585_601)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T12:00:00.5Z"),
+            Some(951_825_600_500)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T13:30:00+01:30"),
+            parse_rfc3339_ms("2000-02-29T12:00:00Z")
+        );
+        assert_eq!(parse_rfc3339_ms("1969-12-31T23:59:59.999Z"), Some(-1));
+        assert!(parse_rfc3339_ms("0001-01-01T00:00:00Z").is_some_and(|ms| ms < 0));
+        for bad in [
+            "",
+            "2026-11-24",
+            "2026-13-01T00:00:00Z",
+            "2026-11-24T23:06:25.Z",
+            "2026-11-24T23:06:25",
+            "2026-11-24T23:06:25+0100",
+            "2026-11-2xT23:06:25Z",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn zero_and_missing_times_are_never() {
+        assert_eq!(timestamp_ms("c", Some("0001-01-01T00:00:00Z")), 0);
+        assert_eq!(timestamp_ms("c", Some("")), 0);
+        assert_eq!(timestamp_ms("c", None), 0);
+        assert_eq!(timestamp_ms("c", Some("not a time")), 0);
+        assert_eq!(timestamp_ms("c", Some("1970-01-01T00:00:01Z")), 1000);
+    }
+
+    #[test]
+    fn port_keys_round_trip() {
+        assert_eq!(port_key(80, Protocol::Tcp), "80/tcp");
+        assert_eq!(parse_port_key("53/udp"), Some((53, Protocol::Udp)));
+        assert_eq!(parse_port_key("80/sctp"), None);
+        assert_eq!(parse_port_key("http/tcp"), None);
+    }
+
+    #[test]
+    fn create_body_publishes_ports_and_sets_limits() {
+        let spec = ContainerSpec {
+            name: "weeble-n1-web-0-nginx".into(),
+            hostname: "web-0".into(),
+            image: "nginx:1".into(),
+            command: vec![],
+            args: vec!["-g".into(), "daemon off;".into()],
+            env: vec![("A".into(), "1".into())],
+            working_dir: None,
+            ports: vec![(80, Protocol::Tcp), (53, Protocol::Udp)],
+            publish_ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 7)),
+            labels: BTreeMap::from([(LABEL_NODE.into(), "n1".into())]),
+            cpu_limit_millis: 250,
+            memory_limit_bytes: 0,
+        };
+        let body = create_body(&spec);
+        assert_eq!(body.entrypoint, None);
+        assert_eq!(body.cmd, Some(spec.args.clone()));
+        assert_eq!(body.env, Some(vec!["A=1".to_owned()]));
+        assert_eq!(
+            body.exposed_ports,
+            Some(vec!["80/tcp".into(), "53/udp".into()])
+        );
+        let host = body.host_config.unwrap();
+        assert_eq!(host.nano_cpus, Some(250_000_000));
+        assert_eq!(host.memory, None);
+        assert_eq!(host.restart_policy, None);
+        let binding = &host.port_bindings.unwrap()["53/udp"].clone().unwrap()[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.7"));
+        assert_eq!(binding.host_port.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn observes_an_inspected_container() {
+        let info: ContainerInspectResponse = serde_json::from_value(serde_json::json!({
+            "Name": "/weeble-n1-web-0-app",
+            "State": {"Status": "running", "ExitCode": 0,
+                "StartedAt": "1970-01-01T00:00:02.5Z", "FinishedAt": "0001-01-01T00:00:00Z"},
+            "Config": {"Image": "weeble-demo:latest", "Labels": {"weeble.node": "n1"}},
+            "NetworkSettings": {"Ports": {
+                "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32771"}],
+                "81/tcp": null,
+                "82/sctp": [{"HostIp": "127.0.0.1", "HostPort": "32772"}]
+            }}
+        }))
+        .unwrap();
+        let observed = observe("abc".into(), info);
+        assert_eq!(observed.name, "weeble-n1-web-0-app");
+        assert_eq!(observed.image, "weeble-demo:latest");
+        assert_eq!(observed.state, ContainerState::Running);
+        assert_eq!(observed.labels["weeble.node"], "n1");
+        assert_eq!((observed.started_at_ms, observed.finished_at_ms), (2500, 0));
+        assert_eq!(
+            observed.ports,
+            vec![PublishedPort {
+                container_port: 80,
+                protocol: Protocol::Tcp,
+                host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                host_port: 32771,
+            }]
+        );
+    }
+
+    #[test]
+    fn event_times_use_seconds_dot_nanoseconds() {
+        assert_eq!(
+            docker_time(1_700_000_000_000_000_123),
+            "1700000000.000000123"
+        );
+    }
+}
