@@ -68,6 +68,9 @@ pub enum NetEvent {
     Status(Vec<u8>),
 }
 
+/// Where the answer to a sync request goes.
+type SyncReply = oneshot::Sender<Result<Option<Vec<u8>>, NetError>>;
+
 enum Command {
     SendMembership {
         to: MemberId,
@@ -233,7 +236,7 @@ struct NetworkActor {
     swarm: Swarm<Behaviour>,
     events: mpsc::Sender<NetEvent>,
     commands: mpsc::Sender<Command>,
-    pending_syncs: HashMap<OutboundRequestId, oneshot::Sender<Result<Option<Vec<u8>>, NetError>>>,
+    pending_syncs: HashMap<OutboundRequestId, SyncReply>,
     /// Peers learned from connections we dialled, by the address we dialled.
     peers_by_addr: BTreeMap<Multiaddr, PeerId>,
     /// Requests for peers known only by address, sent once the dial tells us who is there.
@@ -279,12 +282,7 @@ impl NetworkActor {
         }
     }
 
-    fn request(
-        &mut self,
-        to: &MemberId,
-        request: Request,
-        reply: Option<oneshot::Sender<Result<Option<Vec<u8>>, NetError>>>,
-    ) {
+    fn request(&mut self, to: &MemberId, request: Request, reply: Option<SyncReply>) {
         let addr = multiaddr(to.p2p);
         let peer = to
             .peer_id

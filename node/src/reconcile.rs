@@ -49,7 +49,9 @@ pub fn desired_pods(snapshot: &Snapshot, placement: &Placement, node: &str) -> V
 /// A short, stable hash of a pod template: containers made from another template are replaced.
 pub fn template_hash(template: &PodTemplate) -> String {
     let json = serde_json::to_vec(template).expect("templates serialize");
-    let hash = json.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash = json.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     format!("{hash:016x}")
 }
 
@@ -82,9 +84,18 @@ const STABLE_RUN_MS: i64 = 30_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Create { book_key: String, spec: ContainerSpec },
-    Start { book_key: String, id: String },
-    Remove { id: String, why: &'static str },
+    Create {
+        book_key: String,
+        spec: Box<ContainerSpec>,
+    },
+    Start {
+        book_key: String,
+        id: String,
+    },
+    Remove {
+        id: String,
+        why: &'static str,
+    },
 }
 
 fn book_key(pod: &DesiredPod, container: &str) -> String {
@@ -95,7 +106,10 @@ fn book_key(pod: &DesiredPod, container: &str) -> String {
 fn observed_key(o: &Observed) -> Option<(String, String)> {
     let deployment = o.labels.get(LABEL_DEPLOYMENT)?;
     let namespace = deployment.split_once('/')?.0;
-    Some((format!("{namespace}/{}", o.labels.get(LABEL_POD)?), o.labels.get(LABEL_CONTAINER)?.clone()))
+    Some((
+        format!("{namespace}/{}", o.labels.get(LABEL_POD)?),
+        o.labels.get(LABEL_CONTAINER)?.clone(),
+    ))
 }
 
 /// What to do now. Removals come first, so a replacement never collides with the name of
@@ -113,26 +127,40 @@ pub fn plan(
     for o in observed {
         match observed_key(o) {
             Some(key) => by_key.entry(key).or_default().push(o),
-            None => removals.push(Action::Remove { id: o.id.clone(), why: "not made by this version of Weeble" }),
+            None => removals.push(Action::Remove {
+                id: o.id.clone(),
+                why: "not made by this version of Weeble",
+            }),
         }
     }
     let mut actions = Vec::new();
     for pod in desired {
         for container in &pod.template.containers {
             let key = book_key(pod, &container.name);
-            let found = by_key.remove(&(pod.id(), container.name.clone())).unwrap_or_default();
+            let found = by_key
+                .remove(&(pod.id(), container.name.clone()))
+                .unwrap_or_default();
             let (current, stale): (Vec<&Observed>, Vec<&Observed>) = found
                 .into_iter()
                 .partition(|o| o.labels.get(LABEL_TEMPLATE_HASH) == Some(&pod.template_hash));
             for o in &stale {
-                removals.push(Action::Remove { id: o.id.clone(), why: "made from an older template" });
+                removals.push(Action::Remove {
+                    id: o.id.clone(),
+                    why: "made from an older template",
+                });
             }
             for extra in current.iter().skip(1) {
-                removals.push(Action::Remove { id: extra.id.clone(), why: "duplicate of the pod's container" });
+                removals.push(Action::Remove {
+                    id: extra.id.clone(),
+                    why: "duplicate of the pod's container",
+                });
             }
             let waiting = book.get(&key).is_some_and(|a| now_ms < a.not_before_ms);
             match current.first() {
-                None if !waiting => actions.push(Action::Create { book_key: key, spec: container_spec(node, publish_ip, pod, &container.name) }),
+                None if !waiting => actions.push(Action::Create {
+                    book_key: key,
+                    spec: Box::new(container_spec(node, publish_ip, pod, &container.name)),
+                }),
                 None => {}
                 Some(o) => {
                     let restart = match o.state {
@@ -145,21 +173,33 @@ pub fn plan(
                         },
                     };
                     if restart && !waiting {
-                        actions.push(Action::Start { book_key: key, id: o.id.clone() });
+                        actions.push(Action::Start {
+                            book_key: key,
+                            id: o.id.clone(),
+                        });
                     }
                 }
             }
         }
     }
     for (_, leftovers) in by_key {
-        removals.extend(leftovers.into_iter().map(|o| Action::Remove { id: o.id.clone(), why: "no longer placed on this node" }));
+        removals.extend(leftovers.into_iter().map(|o| Action::Remove {
+            id: o.id.clone(),
+            why: "no longer placed on this node",
+        }));
     }
     removals.extend(actions);
     removals
 }
 
 /// Records the outcome of an action in the book.
-pub fn record(book: &mut Book, action: &Action, outcome: &Result<(), RuntimeError>, observed: &[Observed], now_ms: i64) {
+pub fn record(
+    book: &mut Book,
+    action: &Action,
+    outcome: &Result<(), RuntimeError>,
+    observed: &[Observed],
+    now_ms: i64,
+) {
     let (key, restarting) = match action {
         Action::Create { book_key, .. } => (book_key, false),
         Action::Start { book_key, id } => {
@@ -197,7 +237,12 @@ pub fn record(book: &mut Book, action: &Action, outcome: &Result<(), RuntimeErro
     }
 }
 
-fn container_spec(node: &str, publish_ip: IpAddr, pod: &DesiredPod, container: &str) -> ContainerSpec {
+fn container_spec(
+    node: &str,
+    publish_ip: IpAddr,
+    pod: &DesiredPod,
+    container: &str,
+) -> ContainerSpec {
     let c = pod
         .template
         .containers
@@ -215,14 +260,27 @@ fn container_spec(node: &str, publish_ip: IpAddr, pod: &DesiredPod, container: &
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     ContainerSpec {
-        name: format!("weeble-{node}-{}-{}-{}", pod.key.deployment.namespace, pod.name(), c.name),
+        name: format!(
+            "weeble-{node}-{}-{}-{}",
+            pod.key.deployment.namespace,
+            pod.name(),
+            c.name
+        ),
         hostname: pod.name(),
         image: c.image.clone(),
         command: c.command.clone(),
         args: c.args.clone(),
-        env: c.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+        env: c
+            .env
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect(),
         working_dir: c.working_dir.clone(),
-        ports: c.ports.iter().map(|p| (p.container_port, p.protocol)).collect(),
+        ports: c
+            .ports
+            .iter()
+            .map(|p| (p.container_port, p.protocol))
+            .collect(),
         publish_ip,
         labels,
         cpu_limit_millis: c.resources.limits.cpu_millis,
@@ -260,7 +318,10 @@ pub fn pod_statuses(
                 template_hash: pod.template_hash.clone(),
             };
             for c in &pod.template.containers {
-                let attempts = book.get(&book_key(pod, &c.name)).cloned().unwrap_or_default();
+                let attempts = book
+                    .get(&book_key(pod, &c.name))
+                    .cloned()
+                    .unwrap_or_default();
                 status.restarts += attempts.restarts;
                 let found = observed.iter().find(|o| {
                     observed_key(o) == Some((pod.id(), c.name.clone()))

@@ -58,7 +58,9 @@ pub enum ContainerState {
     Created,
     Running,
     /// Stopped, with its exit code.
-    Exited { code: i64 },
+    Exited {
+        code: i64,
+    },
     /// Anything else the runtime reports (paused, restarting, removing, dead).
     Other,
 }
@@ -126,7 +128,11 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// The last `tail` lines of a container's output (stdout and stderr).
-    fn logs(&self, id: &str, tail: usize) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+    fn logs(
+        &self,
+        id: &str,
+        tail: usize,
+    ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
 
     /// Events for the node's containers, as they happen, until the receiver is dropped.
     fn watch(&self, node: &str) -> mpsc::Receiver<RuntimeEvent>;
