@@ -4,6 +4,7 @@
 
 mod agent;
 mod client;
+mod demo;
 mod kubectl;
 mod manifests;
 
@@ -35,6 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the talk's demo on three local nodes, showing each step, then stop them.
+    Demo,
     /// Run a node agent.
     Node(agent::NodeArgs),
     /// Print a new cluster key (for --cluster-key) on standard output.
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
     let client = || client::Client::new(&cli.server);
     let ns = cli.namespace.as_str();
     let result = match cli.command {
+        Command::Demo => demo::run(),
         Command::Node(args) => agent::run(args),
         Command::Keygen => agent::keygen(),
         Command::Apply {
