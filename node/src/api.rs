@@ -170,6 +170,28 @@ fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Json<Value> {
     )
 }
 
+/// The object called `name` among `items` (one namespace's), or a 404 naming it.
+fn named(items: Vec<Value>, kind: Kind, ns: &str, name: &str) -> Reply {
+    items
+        .into_iter()
+        .find(|o| o["metadata"]["name"] == name)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("{kind} {ns}/{name}")))
+}
+
+/// Deletes an object; answers with a Kubernetes `Status` of success.
+async fn delete<R>(api: &Api<R>, kind: Kind, ns: String, name: String) -> Reply {
+    api.agent
+        .store
+        .delete(kind, ObjectKey::new(&ns, &name))
+        .await?;
+    let plural = format!("{}s", kind.to_string().to_lowercase());
+    Ok(Json(
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Success",
+                   "details": {"name": name, "kind": plural}}),
+    ))
+}
+
 fn deployments<R>(api: &Api<R>, ns: Option<&str>) -> Vec<Value> {
     let (view, table) = (view(api), table(api));
     let pods = pods(&view, &table);
@@ -193,24 +215,14 @@ async fn get_deployment<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Reply {
-    deployments(&api, Some(&ns))
-        .into_iter()
-        .find(|d| d["metadata"]["name"] == name)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("Deployment {ns}/{name}")))
+    named(deployments(&api, Some(&ns)), Kind::Deployment, &ns, &name)
 }
 
 async fn delete_deployment<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Reply {
-    api.agent
-        .store
-        .delete(Kind::Deployment, ObjectKey::new(&ns, &name))
-        .await?;
-    Ok(Json(
-        json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "details": {"name": name, "kind": "deployments"}}),
-    ))
+    delete(&api, Kind::Deployment, ns, name).await
 }
 
 fn scale_json(ns: &str, name: &str, replicas: u32, ready: usize) -> Value {
@@ -289,24 +301,14 @@ async fn get_service<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Reply {
-    services(&api, Some(&ns))
-        .into_iter()
-        .find(|s| s["metadata"]["name"] == name)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("Service {ns}/{name}")))
+    named(services(&api, Some(&ns)), Kind::Service, &ns, &name)
 }
 
 async fn delete_service<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Reply {
-    api.agent
-        .store
-        .delete(Kind::Service, ObjectKey::new(&ns, &name))
-        .await?;
-    Ok(Json(
-        json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "details": {"name": name, "kind": "services"}}),
-    ))
+    delete(&api, Kind::Service, ns, name).await
 }
 
 async fn list_pods<R>(State(api): State<Api<R>>) -> Json<Value> {
