@@ -1,7 +1,8 @@
 //! The talk's demo, for real and with no master: three `weeble node` processes on
 //! 127.0.0.11-13 running containers on this machine's Docker engine. Apply at the second
-//! node, see the pods from every node, kill a container, scale up and down, delete; a node
-//! with another cluster key never joins; a malformed manifest changes nothing.
+//! node, see the pods from every node, kill a container, read a pod's log, restart an agent
+//! (same identity and state, containers adopted), scale up and down, delete; a node with
+//! another cluster key never joins; a malformed manifest changes nothing; logs are JSON.
 //!
 //! Needs Docker: skipped with a message when it is missing, except under CI=true.
 
@@ -70,18 +71,30 @@ fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>
     }
 }
 
+/// One `weeble node` process of the test, and how to start it again.
+struct Node {
+    name: String,
+    args: Vec<String>,
+    child: Child,
+}
+
 /// The test's nodes and everything they started; all of it is stopped on drop.
 struct Cluster {
-    nodes: Vec<(String, Child)>,
+    nodes: Vec<Node>,
     dir: PathBuf,
 }
 
 impl Cluster {
-    fn containers(&self, running_only: bool) -> Vec<String> {
-        let mut names = Vec::new();
-        for (name, _) in &self.nodes {
-            let filter = format!("label=weeble.node={name}");
-            let mut args = vec!["ps", "-q", "--filter", &filter];
+    /// The ids of the containers labelled for the test's nodes (or for `only` of them).
+    fn containers_of(&self, only: Option<&str>, running_only: bool) -> Vec<String> {
+        let mut ids = Vec::new();
+        for node in self
+            .nodes
+            .iter()
+            .filter(|n| only.is_none_or(|o| o == n.name))
+        {
+            let filter = format!("label=weeble.node={}", node.name);
+            let mut args = vec!["ps", "-q", "--no-trunc", "--filter", &filter];
             if !running_only {
                 args.push("-a");
             } else {
@@ -91,45 +104,82 @@ impl Cluster {
                 .args(&args)
                 .output()
                 .expect("docker ps");
-            names.extend(text(&out.stdout).lines().map(str::to_string));
+            ids.extend(text(&out.stdout).lines().map(str::to_string));
         }
-        names
+        ids.sort();
+        ids
     }
 
+    fn containers(&self, running_only: bool) -> Vec<String> {
+        self.containers_of(None, running_only)
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.log"))
+    }
+
+    /// Starts a node with JSON logs, appended to `<dir>/<name>.log`.
     fn start(&mut self, name: &str, ip: &str, key: &std::path::Path, join: Option<&str>) {
         let data = self.dir.join(name);
-        let (p2p, api) = (format!("{ip}:17946"), format!("{ip}:17070"));
-        let mut args = vec![
+        let mut args: Vec<String> = [
             "node",
             "--name",
             name,
             "--data-dir",
             data.to_str().unwrap(),
             "--p2p",
-            &p2p,
+            &format!("{ip}:17946"),
             "--api",
-            &api,
-        ];
-        args.extend(["--cluster-key", key.to_str().unwrap()]);
+            &format!("{ip}:17070"),
+            "--log-format",
+            "json",
+            "--cluster-key",
+            key.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .into();
         if let Some(seed) = join {
-            args.extend(["--join", seed]);
+            args.extend(["--join".to_string(), seed.to_string()]);
         }
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
-        let child = Command::new(WEEBLE)
-            .args(&args)
+        let child = self.spawn(name, &args);
+        self.nodes.push(Node {
+            name: name.to_string(),
+            args,
+            child,
+        });
+    }
+
+    fn spawn(&self, name: &str, args: &[String]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(name))
+            .unwrap();
+        Command::new(WEEBLE)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("node starts");
-        self.nodes.push((name.to_string(), child));
+            .expect("node starts")
+    }
+
+    /// Kills a node's agent with SIGKILL (its containers keep running) and starts it again
+    /// with the same command line.
+    fn restart(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+        let node = &self.nodes[index];
+        let child = self.spawn(&node.name, &node.args);
+        self.nodes[index].child = child;
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for (_, child) in &mut self.nodes {
-            let _ = child.kill();
-            let _ = child.wait();
+        for node in &mut self.nodes {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
         }
         let ids = self.containers(false);
         if !ids.is_empty() {
@@ -184,7 +234,8 @@ fn three_nodes_run_the_talk_demo_with_no_master() {
         dir: dir.clone(),
     };
     let names: Vec<String> = (1..=3).map(|i| format!("t{tag}-{i}")).collect();
-    cluster.start(&names[0], "127.0.0.11", &good, None);
+    // Every node has a join address, so any of them can be restarted and find its way back.
+    cluster.start(&names[0], "127.0.0.11", &good, Some("127.0.0.13:17946"));
     cluster.start(&names[1], "127.0.0.12", &good, Some("127.0.0.11:17946"));
     cluster.start(&names[2], "127.0.0.13", &good, Some("127.0.0.11:17946"));
     cluster.start(
@@ -313,6 +364,24 @@ fn three_nodes_run_the_talk_demo_with_no_master() {
         },
     );
 
+    // The demo server logs each request, and `weeble logs` shows it from any node.
+    let pod = pods(&servers[0])[0].clone();
+    let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+    let port = &pod["status"]["ports"][0];
+    let addr = format!("{}:{}", port["hostIP"].as_str().unwrap(), port["hostPort"]);
+    let reply = http_get(&addr, "/from-the-test");
+    assert!(reply.contains(&format!("hello from {name}")), "{reply}");
+    wait_for(
+        "the request in the pod's log",
+        Duration::from_secs(10),
+        || {
+            let out = weeble(&["--server", &servers[2], "logs", &name]);
+            text(&out.stdout)
+                .contains("\"GET /from-the-test HTTP/1.0\"")
+                .then_some(())
+        },
+    );
+
     // Scale to 5, then to 1.
     let scale = |n: &str| {
         let out = weeble(&[
@@ -330,6 +399,7 @@ fn three_nodes_run_the_talk_demo_with_no_master() {
     wait_for("five pods Running", Duration::from_secs(30), || {
         (running(&pods(&servers[0])) == 5 && cluster.containers(true).len() == 5).then_some(())
     });
+    restart_keeps_identity_state_and_containers(&mut cluster, &servers);
     scale("1");
     wait_for("one container left", Duration::from_secs(30), || {
         (cluster.containers(false).len() == 1 && running(&pods(&servers[1])) == 1).then_some(())
@@ -342,4 +412,131 @@ fn three_nodes_run_the_talk_demo_with_no_master() {
         cluster.containers(false).is_empty().then_some(())
     });
     assert!(pods(&servers[2]).is_empty());
+    logs_are_json_with_a_span_per_actor(&cluster);
+}
+
+/// `GET path` over HTTP/1.0 at `addr`: the whole reply.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the endpoint accepts");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+/// The node's log, one parsed JSON object per line; every line must be JSON.
+fn json_log(cluster: &Cluster, name: &str) -> Vec<Value> {
+    std::fs::read_to_string(cluster.log_path(name))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: {e}: {line}")))
+        .collect()
+}
+
+fn messages<'a>(log: &'a [Value], message: &str) -> Vec<&'a Value> {
+    log.iter()
+        .filter(|l| l["fields"]["message"] == message)
+        .collect()
+}
+
+/// SIGKILL the agent with the most containers and start it again: it keeps its peer id and
+/// its desired state (from its data dir), and adopts its running containers.
+fn restart_keeps_identity_state_and_containers(cluster: &mut Cluster, servers: &[String]) {
+    let index = (0..cluster.nodes.len())
+        .max_by_key(|&i| {
+            cluster
+                .containers_of(Some(&cluster.nodes[i].name), true)
+                .len()
+        })
+        .unwrap();
+    let name = cluster.nodes[index].name.clone();
+    let other = &servers[(index + 1) % servers.len()];
+    let peer_id = |server: &str| {
+        json(server, &["get", "nodes", &name])["metadata"]["annotations"]["weeble.io/peer-id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let id_before = peer_id(other);
+    let before = cluster.containers_of(Some(&name), true);
+    assert!(before.len() >= 2, "{name} runs {before:?}");
+
+    cluster.restart(index);
+    // Its first answer already holds the deployment: the state came from its own disk.
+    let first = wait_for("the restarted API", Duration::from_secs(10), || {
+        let out = weeble(&[
+            "--server",
+            &servers[index],
+            "get",
+            "deployments",
+            "-o",
+            "json",
+        ]);
+        out.status.success().then(|| text(&out.stdout))
+    });
+    let first: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["items"][0]["spec"]["replicas"], 5, "{first}");
+    let loaded = json_log(cluster, &name);
+    let loaded = messages(&loaded, "desired state loaded");
+    assert_eq!(loaded.len(), 2, "one load per start");
+    assert_eq!(
+        loaded[1]["fields"]["objects"], 2,
+        "the deployment and the service"
+    );
+
+    wait_for(
+        "the restarted node back, and five pods Running",
+        Duration::from_secs(30),
+        || {
+            let back = servers.iter().all(|s| {
+                let nodes = json(s, &["get", "nodes"]);
+                nodes["items"].as_array().unwrap().iter().any(|n| {
+                    n["metadata"]["name"] == name.as_str()
+                        && n["status"]["conditions"][0]["status"] == "True"
+                })
+            });
+            (back && running(&pods(other)) == 5 && cluster.containers(false).len() == 5)
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        peer_id(other),
+        id_before,
+        "the node key survived the restart"
+    );
+    assert_eq!(
+        cluster.containers_of(Some(&name), true),
+        before,
+        "the restarted node adopted its containers: none recreated"
+    );
+}
+
+/// With `--log-format json` every line is a JSON object; what an operator asks about is
+/// logged at info inside the span of the actor that did it.
+fn logs_are_json_with_a_span_per_actor(cluster: &Cluster) {
+    let mut started = 0;
+    for node in &cluster.nodes {
+        let log = json_log(cluster, &node.name);
+        let intruder = node.name.ends_with("intruder");
+        assert_eq!(
+            messages(&log, "peer joined").is_empty(),
+            intruder,
+            "{}: only the intruder never meets a peer",
+            node.name
+        );
+        for line in messages(&log, "container started") {
+            assert_eq!(line["level"], "INFO");
+            assert_eq!(line["span"]["name"], "reconciler", "{line}");
+            started += 1;
+        }
+        for line in messages(&log, "peer joined") {
+            assert_eq!(line["span"]["name"], "membership", "{line}");
+        }
+    }
+    // Three, then two more on scale-up (a killed container is restarted, not re-created).
+    assert!(started >= 5, "{started} containers started");
 }

@@ -41,6 +41,9 @@ pub struct NodeConfig {
     pub status_heartbeat: Duration,
     /// How often the state is synced with every peer even if nothing changed.
     pub sync_period: Duration,
+    /// How long a starting node that has heard from no peer keeps to the containers it
+    /// already runs before it takes on the whole desired state alone.
+    pub join_grace: Duration,
 }
 
 impl NodeConfig {
@@ -62,6 +65,7 @@ impl NodeConfig {
             resync: Duration::from_secs(10),
             status_heartbeat: Duration::from_secs(2),
             sync_period: Duration::from_secs(2),
+            join_grace: Duration::from_secs(3),
         }
     }
 }
@@ -199,6 +203,7 @@ pub async fn start<R: ContainerRuntime>(
         view: view.clone(),
         status: status.clone(),
         resync: config.resync,
+        hold_until: Some(tokio::time::Instant::now() + config.join_grace),
     };
     tokio::spawn(reconciler.run().instrument(info_span!("reconciler")));
 
@@ -425,9 +430,32 @@ struct Reconciler<R> {
     view: watch::Receiver<Arc<View>>,
     status: Status,
     resync: Duration,
+    /// Until then, unless a peer shows up first, only already running pods are kept.
+    hold_until: Option<tokio::time::Instant>,
 }
 
 impl<R: ContainerRuntime> Reconciler<R> {
+    /// Whether the node still holds back from starting containers: it has just started,
+    /// heard from no peer yet, and its join grace is not over.
+    fn holding(&mut self, view: &View) -> bool {
+        let Some(until) = self.hold_until else {
+            return false;
+        };
+        let peer = view
+            .members
+            .iter()
+            .any(|(m, l)| m.name != self.node && *l != Liveness::Down);
+        if peer {
+            info!("a peer answered: running this node's share");
+        } else if tokio::time::Instant::now() >= until {
+            info!("no peer answered within the join grace: running the desired state alone");
+        } else {
+            return true;
+        }
+        self.hold_until = None;
+        false
+    }
+
     async fn run(mut self) {
         let mut events = self.runtime.watch(&self.node);
         let mut events_open = true;
@@ -435,9 +463,12 @@ impl<R: ContainerRuntime> Reconciler<R> {
         let mut placed: BTreeSet<String> = BTreeSet::new();
         loop {
             let view = self.view.borrow_and_update().clone();
+            let holding = self.holding(&view);
             let desired = reconcile::desired_pods(&view.snapshot, &view.placement, &self.node);
-            log_placement_changes(&mut placed, &desired);
-            let wait = match self.pass(&desired, &mut book).await {
+            if !holding {
+                log_placement_changes(&mut placed, &desired);
+            }
+            let wait = match self.pass(desired, holding, &mut book).await {
                 Ok(wait) => wait,
                 Err(e) => {
                     warn!(error = %e, "cannot observe containers; retrying");
@@ -451,6 +482,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
                     None => events_open = false,
                 },
                 _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(self.hold_until.unwrap_or_else(tokio::time::Instant::now)), if holding => {}
             }
             // Coalesce a burst of events into one pass.
             while events.try_recv().is_ok() {}
@@ -460,10 +492,17 @@ impl<R: ContainerRuntime> Reconciler<R> {
     /// One observe → diff → react pass. Returns how long to sleep if nothing wakes us.
     async fn pass(
         &self,
-        desired: &[DesiredPod],
+        desired: Vec<DesiredPod>,
+        holding: bool,
         book: &mut Book,
     ) -> Result<Duration, crate::runtime::RuntimeError> {
         let mut observed = self.runtime.list(&self.node).await?;
+        let desired = if holding {
+            reconcile::already_running(desired, &observed)
+        } else {
+            desired
+        };
+        let desired = &desired[..];
         let now = now_ms();
         let actions = reconcile::plan(&self.node, self.host_ip, desired, &observed, book, now);
         for action in &actions {

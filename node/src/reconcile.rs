@@ -46,6 +46,20 @@ pub fn desired_pods(snapshot: &Snapshot, placement: &Placement, node: &str) -> V
         .collect()
 }
 
+/// The pods among `desired` that already have a container in `observed`. A node that has
+/// just started and heard from no peer yet would own every replica; until it has (or its join
+/// grace is over) it keeps what it runs and starts nothing new.
+pub fn already_running(desired: Vec<DesiredPod>, observed: &[Observed]) -> Vec<DesiredPod> {
+    desired
+        .into_iter()
+        .filter(|pod| {
+            observed
+                .iter()
+                .any(|o| observed_key(o).is_some_and(|(id, _)| id == pod.id()))
+        })
+        .collect()
+}
+
 /// A short, stable hash of a pod template: containers made from another template are replaced.
 pub fn template_hash(template: &PodTemplate) -> String {
     let json = serde_json::to_vec(template).expect("templates serialize");

@@ -1,5 +1,6 @@
-//! The reconcile diff on hand-made observations: create, adopt, restart per policy, replace
-//! on template change, remove what is not placed here, back off after failures.
+//! The reconcile diff on hand-made observations: create, adopt, hold back, restart per
+//! policy, replace on template change, remove what is not placed here, back off after
+//! failures.
 
 use super::*;
 use weeble_crdt::{Container, ObjectKey};
@@ -77,6 +78,20 @@ fn missing_containers_are_created_with_weeble_labels_and_running_ones_adopted() 
     assert_eq!(spec.labels[LABEL_NODE], NODE);
     assert_eq!(spec.labels[LABEL_DEPLOYMENT], "default/web");
     assert_eq!(spec.publish_ip, ip());
+}
+
+#[test]
+fn a_node_holding_back_keeps_what_it_runs_and_starts_nothing_new() {
+    let (a, b) = (
+        pod(0, "img", RestartPolicy::Always),
+        pod(1, "img", RestartPolicy::Always),
+    );
+    let seen = [observed(&a, "c0", ContainerState::Exited { code: 1 })];
+    let kept = already_running(vec![a.clone(), b], &seen);
+    assert_eq!(kept, [a]);
+    // The kept pod's container is restarted as usual; nothing is created or removed.
+    let actions = plan(NODE, ip(), &kept, &seen, &Book::new(), 0);
+    assert_eq!(kinds(&actions), ["start c0"]);
 }
 
 #[test]

@@ -123,9 +123,20 @@ async fn answer(mut stream: TcpStream, body: &str) -> io::Result<()> {
     if head.is_empty() {
         return Ok(()); // closed without asking anything
     }
+    log_request(&stream, &head);
     let reply = response(body, head.starts_with(b"HEAD "));
     stream.write_all(reply.as_bytes()).await?;
     stream.shutdown().await
+}
+
+/// One line per request on stdout, as a web server's access log: `weeble logs` shows it.
+fn log_request(stream: &TcpStream, head: &[u8]) {
+    let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let request = String::from_utf8_lossy(first);
+    match stream.peer_addr() {
+        Ok(peer) => println!("{peer} \"{}\"", request.trim_end()),
+        Err(_) => println!("- \"{}\"", request.trim_end()),
+    }
 }
 
 /// The request up to its blank line, or its first [`MAX_REQUEST_HEAD`] bytes, or what came
