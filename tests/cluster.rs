@@ -6,207 +6,12 @@
 //!
 //! Needs Docker: skipped with a message when it is missing, except under CI=true.
 
+mod support;
+
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const WEEBLE: &str = env!("CARGO_BIN_EXE_weeble");
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
-fn docker_available() -> bool {
-    let up = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !up && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("Docker is required under CI=true and is not reachable");
-    }
-    if !up {
-        eprintln!("SKIPPED: the Docker engine is not reachable; this test needs it");
-    }
-    up
-}
-
-fn weeble(args: &[&str]) -> Output {
-    Command::new(WEEBLE)
-        .args(args)
-        .current_dir(ROOT)
-        .output()
-        .expect("weeble runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `weeble --server <node> ARGS -o json`, parsed.
-fn json(server: &str, args: &[&str]) -> Value {
-    let mut all = vec!["--server", server];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-o", "json"]);
-    let out = weeble(&all);
-    assert!(
-        out.status.success(),
-        "weeble {all:?}: {}",
-        text(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
-
-/// Polls `check` every 100 ms until it returns Some or `limit` passes.
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// One `weeble node` process of the test, and how to start it again.
-struct Node {
-    name: String,
-    args: Vec<String>,
-    child: Child,
-}
-
-/// The test's nodes and everything they started; all of it is stopped on drop.
-struct Cluster {
-    nodes: Vec<Node>,
-    dir: PathBuf,
-}
-
-impl Cluster {
-    /// The ids of the containers labelled for the test's nodes (or for `only` of them).
-    fn containers_of(&self, only: Option<&str>, running_only: bool) -> Vec<String> {
-        let mut ids = Vec::new();
-        for node in self
-            .nodes
-            .iter()
-            .filter(|n| only.is_none_or(|o| o == n.name))
-        {
-            let filter = format!("label=weeble.node={}", node.name);
-            let mut args = vec!["ps", "-q", "--no-trunc", "--filter", &filter];
-            if !running_only {
-                args.push("-a");
-            } else {
-                args.extend(["--filter", "status=running"]);
-            }
-            let out = Command::new("docker")
-                .args(&args)
-                .output()
-                .expect("docker ps");
-            ids.extend(text(&out.stdout).lines().map(str::to_string));
-        }
-        ids.sort();
-        ids
-    }
-
-    fn containers(&self, running_only: bool) -> Vec<String> {
-        self.containers_of(None, running_only)
-    }
-
-    fn log_path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.log"))
-    }
-
-    /// Starts a node with JSON logs, appended to `<dir>/<name>.log`.
-    fn start(&mut self, name: &str, ip: &str, key: &std::path::Path, join: Option<&str>) {
-        let data = self.dir.join(name);
-        let mut args: Vec<String> = [
-            "node",
-            "--name",
-            name,
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--p2p",
-            &format!("{ip}:17946"),
-            "--api",
-            &format!("{ip}:17070"),
-            "--log-format",
-            "json",
-            "--cluster-key",
-            key.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .into();
-        if let Some(seed) = join {
-            args.extend(["--join".to_string(), seed.to_string()]);
-        }
-        let child = self.spawn(name, &args);
-        self.nodes.push(Node {
-            name: name.to_string(),
-            args,
-            child,
-        });
-    }
-
-    fn spawn(&self, name: &str, args: &[String]) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path(name))
-            .unwrap();
-        Command::new(WEEBLE)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("node starts")
-    }
-
-    /// Kills a node's agent with SIGKILL (its containers keep running) and starts it again
-    /// with the same command line.
-    fn restart(&mut self, index: usize) {
-        let node = &mut self.nodes[index];
-        node.child.kill().unwrap();
-        node.child.wait().unwrap();
-        let node = &self.nodes[index];
-        let child = self.spawn(&node.name, &node.args);
-        self.nodes[index].child = child;
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            let _ = node.child.kill();
-            let _ = node.child.wait();
-        }
-        let ids = self.containers(false);
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .arg("rm")
-                .arg("-f")
-                .args(&ids)
-                .output();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn pods(server: &str) -> Vec<Value> {
-    json(server, &["get", "pods"])["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn running(pods: &[Value]) -> usize {
-    pods.iter()
-        .filter(|p| {
-            p["status"]["phase"] == "Running" && p["status"]["conditions"][0]["status"] == "True"
-        })
-        .count()
-}
+use std::process::Command;
+use std::time::Duration;
+use support::*;
 
 #[test]
 fn three_nodes_run_the_talk_demo_with_no_master() {
@@ -221,28 +26,20 @@ fn three_nodes_run_the_talk_demo_with_no_master() {
     );
 
     let tag = std::process::id();
-    let dir = std::env::temp_dir().join(format!("weeble-cluster-test-{tag}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = |file: &str| {
-        let path = dir.join(file);
-        std::fs::write(&path, weeble(&["keygen"]).stdout).unwrap();
-        path
-    };
-    let (good, other) = (key("cluster.key"), key("other.key"));
-    let mut cluster = Cluster {
-        nodes: Vec::new(),
-        dir: dir.clone(),
-    };
+    let mut cluster = Cluster::new("cluster-test");
+    let (good, other) = (cluster.key("cluster.key"), cluster.key("other.key"));
+    let (good, other) = (good.to_str().unwrap(), other.to_str().unwrap());
     let names: Vec<String> = (1..=3).map(|i| format!("t{tag}-{i}")).collect();
     // Every node has a join address, so any of them can be restarted and find its way back.
-    cluster.start(&names[0], "127.0.0.11", &good, Some("127.0.0.13:17946"));
-    cluster.start(&names[1], "127.0.0.12", &good, Some("127.0.0.11:17946"));
-    cluster.start(&names[2], "127.0.0.13", &good, Some("127.0.0.11:17946"));
+    for (i, name) in names.iter().enumerate() {
+        let seed = format!("127.0.0.{}:17946", 11 + (i + 2) % 3);
+        let ip = format!("127.0.0.{}", 11 + i);
+        cluster.start(name, &ip, &["--cluster-key", good, "--join", &seed]);
+    }
     cluster.start(
         &format!("t{tag}-intruder"),
         "127.0.0.14",
-        &other,
-        Some("127.0.0.11:17946"),
+        &["--cluster-key", other, "--join", "127.0.0.11:17946"],
     );
     let servers: Vec<String> = (11..=13)
         .map(|i| format!("http://127.0.0.{i}:17070"))
@@ -285,7 +82,7 @@ fn three_nodes_run_the_talk_demo_with_no_master() {
     let broken = std::fs::read_to_string(format!("{ROOT}/examples/demo.yaml"))
         .unwrap()
         .replace("replicas: 3", "replicas: -3");
-    let broken_file = dir.join("broken.yaml");
+    let broken_file = cluster.dir.join("broken.yaml");
     std::fs::write(&broken_file, broken).unwrap();
     let out = weeble(&[
         "--server",
@@ -426,21 +223,6 @@ fn http_get(addr: &str, path: &str) -> String {
     let mut reply = String::new();
     stream.read_to_string(&mut reply).unwrap();
     reply
-}
-
-/// The node's log, one parsed JSON object per line; every line must be JSON.
-fn json_log(cluster: &Cluster, name: &str) -> Vec<Value> {
-    std::fs::read_to_string(cluster.log_path(name))
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: {e}: {line}")))
-        .collect()
-}
-
-fn messages<'a>(log: &'a [Value], message: &str) -> Vec<&'a Value> {
-    log.iter()
-        .filter(|l| l["fields"]["message"] == message)
-        .collect()
 }
 
 /// SIGKILL the agent with the most containers and start it again: it keeps its peer id and

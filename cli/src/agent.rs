@@ -5,9 +5,11 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use weeble_crdt::quantity::{RawQuantity, cpu_millis, memory_bytes};
 use weeble_crdt::{Labels, ResourceAmounts};
 use weeble_node::agent::{self, NodeConfig};
+use weeble_node::membership::Detection;
 use weeble_node::runtime::{demo, docker::Docker};
 
 #[derive(Args)]
@@ -39,12 +41,45 @@ pub struct NodeArgs {
     /// Log lines for people (`text`) or machines (`json`); filter with RUST_LOG.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Failure detection: how often this node probes a peer (`500ms`, `1s`, ...; default 1s).
+    #[arg(long, value_parser = parse_duration)]
+    probe_interval: Option<Duration>,
+    /// Failure detection: how long a probe may take before other peers are asked to probe
+    /// too (default 500ms).
+    #[arg(long, value_parser = parse_duration)]
+    probe_timeout: Option<Duration>,
+    /// Failure detection: how long a suspected peer has to refute before it is declared dead
+    /// (default 2s).
+    #[arg(long, value_parser = parse_duration)]
+    suspect_timeout: Option<Duration>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
+}
+
+/// `250ms`, `2s`, `1.5s` or `1m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or((text, ""), |at| text.split_at(at));
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => {
+            return Err(format!(
+                "{text:?}: give a number and a unit: ms, s or m (e.g. 500ms)"
+            ));
+        }
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .and_then(|n| Duration::try_from_secs_f64(n * scale).ok())
+        .ok_or_else(|| format!("{text:?} is not a duration (e.g. 500ms, 2s)"))
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -150,6 +185,19 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .transpose()?;
     config.labels = args.labels.into_iter().collect::<Labels>();
     config.capacity = args.capacity.unwrap_or_else(machine_capacity);
+    let default = Detection::default();
+    config.detection = Detection {
+        probe_period: args.probe_interval.unwrap_or(default.probe_period),
+        probe_rtt: args.probe_timeout.unwrap_or(default.probe_rtt),
+        suspect_to_down: args.suspect_timeout.unwrap_or(default.suspect_to_down),
+    };
+    if config.detection.probe_rtt >= config.detection.probe_period {
+        bail!(
+            "--probe-timeout ({:?}) must be shorter than --probe-interval ({:?})",
+            config.detection.probe_rtt,
+            config.detection.probe_period
+        );
+    }
     runtime()?.block_on(async move {
         let docker = Docker::connect().await.context("the node needs the Docker engine")?;
         let api = config.api;
@@ -183,8 +231,32 @@ pub fn build_demo_image() -> anyhow::Result<()> {
     })
 }
 
+/// The demo server; it is PID 1 in its container, so it stops on SIGTERM itself (`docker
+/// stop` would otherwise wait out its grace period).
 pub fn serve_demo(listen: SocketAddr) -> anyhow::Result<()> {
-    runtime()?
-        .block_on(demo::serve_demo(listen))
-        .with_context(|| format!("serving on {listen}"))
+    runtime()?.block_on(async {
+        tokio::select! {
+            served = demo::serve_demo(listen) => served.with_context(|| format!("serving on {listen}")),
+            _ = shutdown() => Ok(()),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit_and_say_what_is_wrong() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("500").unwrap_err().contains("unit"));
+        assert!(parse_duration("fast").unwrap_err().contains("unit"));
+        assert!(
+            parse_duration("1.2.3s")
+                .unwrap_err()
+                .contains("not a duration")
+        );
+    }
 }

@@ -39,7 +39,7 @@ enum Command {
     /// Run the talk's demo on three local nodes, showing each step, then stop them.
     Demo,
     /// Run a node agent.
-    Node(agent::NodeArgs),
+    Node(Box<agent::NodeArgs>),
     /// Print a new cluster key (for --cluster-key) on standard output.
     Keygen,
     /// Create or update the objects of a manifest file.
@@ -110,7 +110,7 @@ fn main() -> ExitCode {
     let ns = cli.namespace.as_str();
     let result = match cli.command {
         Command::Demo => demo::run(),
-        Command::Node(args) => agent::run(args),
+        Command::Node(args) => agent::run(*args),
         Command::Keygen => agent::keygen(),
         Command::Apply {
             file,

@@ -13,12 +13,12 @@ use crate::status::Status;
 use crate::store::{Store, StoreError};
 use foca::Timer;
 use libp2p::identity::Keypair;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 use weeble_crdt::{Labels, ResourceAmounts, Snapshot};
 
@@ -63,7 +63,7 @@ impl NodeConfig {
             },
             detection: Detection::default(),
             resync: Duration::from_secs(10),
-            status_heartbeat: Duration::from_secs(2),
+            status_heartbeat: Duration::from_secs(5),
             sync_period: Duration::from_secs(2),
             join_grace: Duration::from_secs(3),
         }
@@ -100,6 +100,28 @@ pub struct Agent {
     pub store: Store,
     pub status: Status,
     pub view: watch::Receiver<Arc<View>>,
+    flush: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+/// How long a write waits for its copy to reach the live peers before it is acknowledged
+/// anyway (it is on this node's disk already; a peer that is cut off gets it later).
+const REPLICATE_WAIT: Duration = Duration::from_secs(2);
+
+impl Agent {
+    /// Syncs the desired state with every live peer now and returns when that round is over
+    /// (or after [`REPLICATE_WAIT`]). The API calls it after each write before acknowledging,
+    /// so an acknowledged write is on the disk of every live node, and survives all but one
+    /// of them dying at once.
+    pub async fn replicate(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.flush.send(done).await.is_ok()
+            && tokio::time::timeout(REPLICATE_WAIT, wait).await.is_err()
+        {
+            warn!(
+                "a write was acknowledged before every live peer had it (a peer is slow or cut off)"
+            );
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -167,13 +189,19 @@ pub async fn start<R: ContainerRuntime>(
     let membership = Membership::new(me.clone(), config.detection, epoch);
     let (members_tx, members_rx) = watch::channel(membership.members());
     let (membership_tx, membership_rx) = mpsc::channel(1024);
+    let peers_file = config.data_dir.join("peers");
+    let mut known = read_peers(&peers_file);
+    known.extend(&config.join);
+    known.remove(&config.p2p);
     let members_loop = MembershipLoop {
         membership,
         network: network.clone(),
         inbox: membership_tx.clone(),
         members: members_tx,
         status: status.clone(),
-        seeds: config.join.clone(),
+        known,
+        peers_file,
+        turn: 0,
     };
     tokio::spawn(
         members_loop
@@ -187,6 +215,7 @@ pub async fn start<R: ContainerRuntime>(
     );
 
     let view = spawn_view(store.watch(), members_rx.clone());
+    let (flush, flushes) = mpsc::channel(256);
     let sync = SyncDriver {
         me: me.name.clone(),
         store: store.clone(),
@@ -194,7 +223,7 @@ pub async fn start<R: ContainerRuntime>(
         members: members_rx,
         period: config.sync_period,
     };
-    tokio::spawn(sync.run().instrument(info_span!("sync")));
+    tokio::spawn(sync.run(flushes).instrument(info_span!("sync")));
 
     let reconciler = Reconciler {
         node: config.name.clone(),
@@ -204,6 +233,8 @@ pub async fn start<R: ContainerRuntime>(
         status: status.clone(),
         resync: config.resync,
         hold_until: Some(tokio::time::Instant::now() + config.join_grace),
+        book: Book::new(),
+        handover_since: BTreeMap::new(),
     };
     tokio::spawn(reconciler.run().instrument(info_span!("reconciler")));
 
@@ -212,6 +243,7 @@ pub async fn start<R: ContainerRuntime>(
         store,
         status,
         view,
+        flush,
     })
 }
 
@@ -228,6 +260,16 @@ async fn route(
                 let _ = membership.send(MembershipInput::Data(data)).await;
             }
             NetEvent::Status(data) => status.receive(data).await,
+            NetEvent::Disconnected(peer) => {
+                let _ = membership
+                    .send(MembershipInput::Disconnected(peer.to_string()))
+                    .await;
+            }
+            NetEvent::Gone(peer) => {
+                let _ = membership
+                    .send(MembershipInput::Gone(peer.to_string()))
+                    .await;
+            }
             NetEvent::SyncRequest {
                 from,
                 message,
@@ -252,7 +294,14 @@ async fn route(
 enum MembershipInput {
     Data(Vec<u8>),
     Timer(Timer<MemberId>),
+    /// The network lost its last connection to this peer (libp2p peer id).
+    Disconnected(String),
+    /// Nothing listens at this peer's address any more.
+    Gone(String),
 }
+
+/// Announces per tick at most: a long list of unreachable addresses costs little.
+const ANNOUNCES_PER_TICK: usize = 3;
 
 struct MembershipLoop {
     membership: Membership,
@@ -260,12 +309,18 @@ struct MembershipLoop {
     inbox: mpsc::Sender<MembershipInput>,
     members: watch::Sender<Vec<(MemberId, Liveness)>>,
     status: Status,
-    seeds: Vec<SocketAddr>,
+    /// Every peer address this node was given or has met, kept in `peers_file`: a node that
+    /// restarts, or whose links come back after hours, finds the cluster again through them.
+    known: BTreeSet<SocketAddr>,
+    peers_file: PathBuf,
+    /// Where the next round of announces starts in the list of inactive addresses.
+    turn: usize,
 }
 
 impl MembershipLoop {
     async fn run(mut self, mut inbox: mpsc::Receiver<MembershipInput>) {
-        // Until some peer knows us, announce to the join addresses every two seconds.
+        // Every two seconds, announce to known addresses with no live member: that is how a
+        // new node joins, and how the sides of a healed partition find each other again.
         let mut announce = tokio::time::interval(Duration::from_secs(2));
         loop {
             let effects = tokio::select! {
@@ -273,18 +328,16 @@ impl MembershipLoop {
                     None => return,
                     Some(MembershipInput::Data(data)) => self.membership.receive(&data),
                     Some(MembershipInput::Timer(timer)) => self.membership.timer(timer),
-                },
-                _ = announce.tick() => {
-                    let alone = self.members.borrow().iter().all(|(m, l)| m.name == self.membership.me().name || *l == Liveness::Down);
-                    let mut all = Vec::new();
-                    for seed in self.seeds.iter().filter(|_| alone) {
-                        match self.membership.join(*seed) {
-                            Ok(effects) => all.extend(effects),
-                            Err(e) => debug!(%seed, error = %e, "announce failed"),
+                    Some(MembershipInput::Disconnected(peer)) => {
+                        let member = self.members.borrow().iter().find(|(m, l)| m.peer_id == peer && *l != Liveness::Down).map(|(m, _)| m.clone());
+                        if let Some(member) = member {
+                            self.network.check(member).await;
                         }
+                        Ok(Vec::new())
                     }
-                    Ok(all)
-                }
+                    Some(MembershipInput::Gone(peer)) => self.membership.declare_down(&peer),
+                },
+                _ = announce.tick() => Ok(self.announce()),
             };
             match effects {
                 Ok(effects) => self.apply(effects).await,
@@ -301,6 +354,39 @@ impl MembershipLoop {
         }
     }
 
+    /// Announces to a few known addresses at which no member is alive.
+    fn announce(&mut self) -> Vec<Effect> {
+        let active: BTreeSet<SocketAddr> = self
+            .members
+            .borrow()
+            .iter()
+            .filter(|(_, l)| *l != Liveness::Down)
+            .map(|(m, _)| m.p2p)
+            .collect();
+        let inactive: Vec<SocketAddr> = self.known.difference(&active).copied().collect();
+        let mut effects = Vec::new();
+        for i in 0..inactive.len().min(ANNOUNCES_PER_TICK) {
+            let seed = inactive[(self.turn + i) % inactive.len()];
+            match self.membership.join(seed) {
+                Ok(more) => effects.extend(more),
+                Err(e) => debug!(%seed, error = %e, "announce failed"),
+            }
+        }
+        self.turn = self.turn.wrapping_add(ANNOUNCES_PER_TICK);
+        effects
+    }
+
+    /// Remembers a peer's address, on disk too.
+    fn learn(&mut self, addr: SocketAddr) {
+        if addr == self.membership.me().p2p || !self.known.insert(addr) {
+            return;
+        }
+        let text: String = self.known.iter().map(|a| format!("{a}\n")).collect();
+        if let Err(e) = std::fs::write(&self.peers_file, text) {
+            warn!(file = %self.peers_file.display(), error = %e, "cannot save the known peers");
+        }
+    }
+
     async fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
@@ -312,16 +398,39 @@ impl MembershipLoop {
                         let _ = inbox.send(MembershipInput::Timer(timer)).await;
                     });
                 }
-                Effect::Up(m) => info!(peer = %m.name, addr = %m.p2p, "peer joined"),
+                Effect::Up(m) => {
+                    info!(peer = %m.name, addr = %m.p2p, "peer joined");
+                    self.learn(m.p2p);
+                }
                 Effect::Down(m) => {
                     info!(peer = %m.name, "peer declared dead");
-                    self.status.forget(m.name).await;
+                    // Unless it is back already under a renewed identity.
+                    let back = self.membership.members().iter().any(|(other, l)| {
+                        other.name == m.name && other.bump != m.bump && *l != Liveness::Down
+                    });
+                    if !back {
+                        self.status.forget(m.name).await;
+                    }
                 }
                 Effect::Active => info!("joined the cluster"),
                 Effect::Idle => info!("no live peer left: running alone"),
+                Effect::Rejoined(me) => info!(
+                    bump = me.bump,
+                    "peers had declared this node dead: rejoining under a renewed identity"
+                ),
             }
         }
     }
+}
+
+/// The peer addresses saved by an earlier run; none if there is no file (or it is unreadable:
+/// the join addresses still work).
+fn read_peers(path: &Path) -> BTreeSet<SocketAddr> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
 }
 
 /// Recomputes placement whenever the desired state or the membership changes.
@@ -378,14 +487,24 @@ struct SyncDriver {
 }
 
 impl SyncDriver {
-    async fn run(mut self) {
+    /// Syncs on every change, membership change and period; a request on `flushes` is
+    /// answered once a round that began after it is over.
+    async fn run(mut self, mut flushes: mpsc::Receiver<oneshot::Sender<()>>) {
         let mut changes = self.store.watch();
         let mut tick = tokio::time::interval(self.period);
+        let mut waiting = Vec::new();
         loop {
             tokio::select! {
                 r = changes.changed() => if r.is_err() { return },
                 r = self.members.changed() => if r.is_err() { return },
+                flush = flushes.recv() => match flush {
+                    Some(done) => waiting.push(done),
+                    None => return,
+                },
                 _ = tick.tick() => {}
+            }
+            while let Ok(done) = flushes.try_recv() {
+                waiting.push(done);
             }
             let peers: Vec<MemberId> = self
                 .members
@@ -395,6 +514,9 @@ impl SyncDriver {
                 .map(|(m, _)| m.clone())
                 .collect();
             futures::future::join_all(peers.into_iter().map(|peer| self.sync_with(peer))).await;
+            for done in waiting.drain(..) {
+                let _ = done.send(());
+            }
         }
     }
 
@@ -432,6 +554,10 @@ struct Reconciler<R> {
     resync: Duration,
     /// Until then, unless a peer shows up first, only already running pods are kept.
     hold_until: Option<tokio::time::Instant>,
+    /// Restarts and failures per container.
+    book: Book,
+    /// When each handover in progress began (see `reconcile::handovers`).
+    handover_since: BTreeMap<String, i64>,
 }
 
 impl<R: ContainerRuntime> Reconciler<R> {
@@ -459,7 +585,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
     async fn run(mut self) {
         let mut events = self.runtime.watch(&self.node);
         let mut events_open = true;
-        let mut book = Book::new();
+        let mut statuses = self.status.watch();
         let mut placed: BTreeSet<String> = BTreeSet::new();
         loop {
             let view = self.view.borrow_and_update().clone();
@@ -468,34 +594,45 @@ impl<R: ContainerRuntime> Reconciler<R> {
             if !holding {
                 log_placement_changes(&mut placed, &desired);
             }
-            let wait = match self.pass(desired, holding, &mut book).await {
-                Ok(wait) => wait,
+            statuses.mark_unchanged();
+            let (wait, handing_over) = match self.pass(&view, desired, holding).await {
+                Ok(next) => next,
                 Err(e) => {
                     warn!(error = %e, "cannot observe containers; retrying");
-                    Duration::from_secs(1)
+                    (Duration::from_secs(1), false)
                 }
             };
-            tokio::select! {
-                r = self.view.changed() => if r.is_err() { return },
-                event = events.recv(), if events_open => match event {
-                    Some(e) => debug!(container = %e.container_id, action = %e.action, "runtime event"),
-                    None => events_open = false,
-                },
-                _ = tokio::time::sleep(wait) => {}
-                _ = tokio::time::sleep_until(self.hold_until.unwrap_or_else(tokio::time::Instant::now)), if holding => {}
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    r = self.view.changed() => if r.is_err() { return } else { break },
+                    event = events.recv(), if events_open => match event {
+                        Some(e) if reconcile::wakes(&e.action) => {
+                            debug!(container = %e.container_id, action = %e.action, "runtime event");
+                            break;
+                        }
+                        Some(_) => {}
+                        None => events_open = false,
+                    },
+                    // A new owner may now report running what this node hands over.
+                    r = statuses.changed(), if handing_over => if r.is_err() { return } else { break },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = tokio::time::sleep_until(self.hold_until.unwrap_or(deadline)), if holding => break,
+                }
             }
             // Coalesce a burst of events into one pass.
             while events.try_recv().is_ok() {}
         }
     }
 
-    /// One observe → diff → react pass. Returns how long to sleep if nothing wakes us.
+    /// One observe → diff → react pass. Returns how long to sleep if nothing wakes us, and
+    /// whether pods are being handed over to other nodes.
     async fn pass(
-        &self,
+        &mut self,
+        view: &View,
         desired: Vec<DesiredPod>,
         holding: bool,
-        book: &mut Book,
-    ) -> Result<Duration, crate::runtime::RuntimeError> {
+    ) -> Result<(Duration, bool), crate::runtime::RuntimeError> {
         let mut observed = self.runtime.list(&self.node).await?;
         let desired = if holding {
             reconcile::already_running(desired, &observed)
@@ -504,10 +641,33 @@ impl<R: ContainerRuntime> Reconciler<R> {
         };
         let desired = &desired[..];
         let now = now_ms();
-        let actions = reconcile::plan(&self.node, self.host_ip, desired, &observed, book, now);
-        for action in &actions {
-            let outcome = self.execute(action).await;
-            reconcile::record(book, action, &outcome, &observed, now);
+        let handovers = reconcile::handovers(
+            &self.node,
+            &view.placement,
+            &observed,
+            &self.status.watch().borrow(),
+            &mut self.handover_since,
+            now,
+        );
+        let actions = reconcile::plan(
+            &self.node,
+            self.host_ip,
+            desired,
+            &observed,
+            &handovers,
+            &self.book,
+            now,
+        );
+        // Removals first (a replacement may reuse the name of what it replaces), then every
+        // create and start at once: the engine's latency is paid once, not once per pod.
+        let (removals, rest): (Vec<_>, Vec<_>) = actions
+            .iter()
+            .partition(|a| matches!(a, reconcile::Action::Remove { .. }));
+        for batch in [removals, rest] {
+            let outcomes = futures::future::join_all(batch.iter().map(|a| self.execute(a))).await;
+            for (action, outcome) in batch.into_iter().zip(outcomes) {
+                reconcile::record(&mut self.book, action, &outcome, &observed, now);
+            }
         }
         if !actions.is_empty() {
             observed = self.runtime.list(&self.node).await?;
@@ -519,18 +679,23 @@ impl<R: ContainerRuntime> Reconciler<R> {
                 self.host_ip,
                 desired,
                 &observed,
-                book,
+                &self.book,
                 now,
             ))
             .await;
-        let next_retry = book
+        let next_retry = self
+            .book
             .values()
-            .map(|a| a.not_before_ms - now)
+            .map(|a| a.not_before_ms)
+            .chain(reconcile::next_handover_deadline(&handovers, now))
+            .map(|at| at - now)
             .filter(|&ms| ms > 0)
             .min();
-        Ok(next_retry.map_or(self.resync, |ms| {
+        let wait = next_retry.map_or(self.resync, |ms| {
             self.resync.min(Duration::from_millis(ms as u64 + 1))
-        }))
+        });
+        let handing_over = reconcile::next_handover_deadline(&handovers, now).is_some();
+        Ok((wait, handing_over))
     }
 
     async fn execute(

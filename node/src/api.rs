@@ -154,6 +154,7 @@ async fn apply<R: ContainerRuntime>(State(api): State<Api<R>>, body: String) -> 
             .collect(),
     })?;
     let outcomes = api.agent.store.apply(parsed.objects.clone()).await?;
+    api.agent.replicate().await;
     let items: Vec<Value> = parsed
         .objects
         .iter()
@@ -185,6 +186,7 @@ async fn delete<R>(api: &Api<R>, kind: Kind, ns: String, name: String) -> Reply 
         .store
         .delete(kind, ObjectKey::new(&ns, &name))
         .await?;
+    api.agent.replicate().await;
     let plural = format!("{}s", kind.to_string().to_lowercase());
     Ok(Json(
         json!({"apiVersion": "v1", "kind": "Status", "status": "Success",
@@ -276,6 +278,7 @@ async fn put_scale<R>(
         .store
         .scale(ObjectKey::new(&ns, &name), replicas)
         .await?;
+    api.agent.replicate().await;
     Ok(Json(scale_json(&ns, &name, replicas, 0)))
 }
 

@@ -14,7 +14,8 @@ use libp2p::core::transport::{Boxed, upgrade::Version};
 use libp2p::multiaddr::Protocol as Ma;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
-use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent, dial_opts::DialOpts};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, identity, noise, ping, tcp,
     yamux,
@@ -66,6 +67,10 @@ pub enum NetEvent {
         reply: oneshot::Sender<Option<Vec<u8>>>,
     },
     Status(Vec<u8>),
+    /// The last connection to this peer closed.
+    Disconnected(PeerId),
+    /// A check found nothing listening at the peer's address any more: its process is gone.
+    Gone(PeerId),
 }
 
 /// Where the answer to a sync request goes.
@@ -82,6 +87,7 @@ enum Command {
         reply: oneshot::Sender<Result<Option<Vec<u8>>, NetError>>,
     },
     Publish(Vec<u8>),
+    Check(MemberId),
     Respond {
         channel: ResponseChannel<Response>,
         response: Response,
@@ -122,7 +128,7 @@ impl Network {
             .map_err(|e| setup(&e))?
             .with_behaviour(|key| {
                 let gossip_config = gossipsub::ConfigBuilder::default()
-                    .heartbeat_interval(Duration::from_millis(700))
+                    .heartbeat_interval(Duration::from_secs(1))
                     .max_transmit_size(1024 * 1024)
                     .build()
                     .map_err(|e| io::Error::other(e.to_string()))?;
@@ -168,6 +174,7 @@ impl Network {
             peers_by_addr: BTreeMap::new(),
             waiting_for_dial: BTreeMap::new(),
             dialling: HashMap::new(),
+            checking: HashMap::new(),
         };
         tokio::spawn(actor.run(rx));
         Ok((Network { tx, peer_id }, events_rx))
@@ -190,6 +197,12 @@ impl Network {
             .await
             .map_err(|_| NetError::Stopped)?;
         rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Dials a peer whose connection closed: if nothing listens at its address any more, a
+    /// [`NetEvent::Gone`] follows. A peer that is only slow or cut off is left to SWIM.
+    pub async fn check(&self, peer: MemberId) {
+        let _ = self.tx.send(Command::Check(peer)).await;
     }
 
     /// Broadcasts a status message to every peer (best effort; repeated by the caller).
@@ -243,6 +256,8 @@ struct NetworkActor {
     waiting_for_dial: BTreeMap<Multiaddr, Vec<Request>>,
     /// Dials to bare addresses in flight, so a failed one drops what waited on it.
     dialling: HashMap<ConnectionId, Multiaddr>,
+    /// Dials that check whether a disconnected peer is still there.
+    checking: HashMap<ConnectionId, PeerId>,
 }
 
 impl NetworkActor {
@@ -270,6 +285,20 @@ impl NetworkActor {
                 let topic = gossipsub::IdentTopic::new(STATUS_TOPIC);
                 if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
                     debug!(error = %e, "status not published (no subscribed peer yet?)");
+                }
+            }
+            Command::Check(member) => {
+                let Ok(peer) = member.peer_id.parse::<PeerId>() else {
+                    return;
+                };
+                let dial = DialOpts::peer_id(peer)
+                    .addresses(vec![multiaddr(member.p2p)])
+                    .condition(PeerCondition::Disconnected)
+                    .build();
+                let id = dial.connection_id();
+                // Already connected again, or a dial already on its way: nothing to check.
+                if self.swarm.dial(dial).is_ok() {
+                    self.checking.insert(id, peer);
                 }
             }
             Command::Respond { channel, response } => {
@@ -333,6 +362,7 @@ impl NetworkActor {
             } => {
                 debug!(%peer_id, "connected");
                 self.dialling.remove(&connection_id);
+                self.checking.remove(&connection_id);
                 if endpoint.is_dialer() {
                     let addr = endpoint.get_remote_address().clone();
                     self.peers_by_addr.insert(addr.clone(), peer_id);
@@ -353,6 +383,19 @@ impl NetworkActor {
                 if let Some(addr) = self.dialling.remove(&connection_id) {
                     self.waiting_for_dial.remove(&addr);
                 }
+                if let Some(peer) = self.checking.remove(&connection_id)
+                    && nothing_listens(&error)
+                {
+                    info!(%peer, %error, "peer's address refuses connections: its process is gone");
+                    let _ = self.events.send(NetEvent::Gone(peer)).await;
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                let _ = self.events.send(NetEvent::Disconnected(peer_id)).await;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.rpc_event(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -434,6 +477,31 @@ impl NetworkActor {
             _ => {}
         }
     }
+}
+
+/// Whether a failed dial says the peer's host answered that nothing listens on its port
+/// (or that the host itself is gone from the network), rather than that it was too slow.
+fn nothing_listens(error: &DialError) -> bool {
+    let DialError::Transport(attempts) = error else {
+        return false;
+    };
+    attempts.iter().any(|(_, e)| {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(e) = next {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                if matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::HostUnreachable
+                ) {
+                    return true;
+                }
+                next = io.get_ref().map(|inner| inner as _);
+            } else {
+                next = e.source();
+            }
+        }
+        false
+    })
 }
 
 /// Length-prefixed bincode frames for [`Request`] and [`Response`].

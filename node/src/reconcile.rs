@@ -7,7 +7,7 @@
 
 use crate::placement::{Placement, ReplicaKey};
 use crate::runtime::*;
-use crate::status::{Phase, PodStatus, PortStatus};
+use crate::status::{Phase, PodStatus, PortStatus, StatusTable};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use weeble_crdt::{Labels, PodTemplate, RestartPolicy, Snapshot};
@@ -44,6 +44,84 @@ pub fn desired_pods(snapshot: &Snapshot, placement: &Placement, node: &str) -> V
             })
         })
         .collect()
+}
+
+/// The longest an old owner keeps a replica whose new owner has not reported it Running.
+pub const HANDOVER_MAX_MS: i64 = 30_000;
+
+/// A replica placed on another node that this node still runs (make before break).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handover {
+    /// The new owner reports the pod Running and ready: this node's copy can go.
+    pub owner_running: bool,
+    /// When this node first saw the pod placed elsewhere (Unix ms).
+    pub since_ms: i64,
+}
+
+impl Handover {
+    /// Whether this node's copy must stay for now.
+    fn keeps(&self, now_ms: i64) -> bool {
+        !self.owner_running && now_ms - self.since_ms < HANDOVER_MAX_MS
+    }
+}
+
+/// The handovers in progress: pods (`namespace/pod`) this node has containers of while
+/// placement gives them to another node, with whether that node runs them yet. `since`
+/// remembers when each began, across passes; finished ones are forgotten.
+pub fn handovers(
+    node: &str,
+    placement: &Placement,
+    observed: &[Observed],
+    table: &StatusTable,
+    since: &mut BTreeMap<String, i64>,
+    now_ms: i64,
+) -> BTreeMap<String, Handover> {
+    let here: std::collections::BTreeSet<String> = observed
+        .iter()
+        .filter_map(|o| Some(observed_key(o)?.0))
+        .collect();
+    let mut current = BTreeMap::new();
+    for (key, owner) in placement.replicas() {
+        let Ok(owner) = owner else { continue };
+        let id = format!("{}/{}", key.deployment.namespace, key.pod_name());
+        if owner == node || !here.contains(&id) {
+            continue;
+        }
+        let owner_running = table.nodes.get(owner).is_some_and(|n| {
+            n.pods.iter().any(|p| {
+                p.name == key.pod_name()
+                    && p.namespace == key.deployment.namespace
+                    && p.phase == Phase::Running
+                    && p.ready
+            })
+        });
+        let since_ms = *since.entry(id.clone()).or_insert(now_ms);
+        current.insert(
+            id,
+            Handover {
+                owner_running,
+                since_ms,
+            },
+        );
+    }
+    since.retain(|id, _| current.contains_key(id));
+    current
+}
+
+/// When the earliest handover in progress runs out (Unix ms), if any.
+pub fn next_handover_deadline(handovers: &BTreeMap<String, Handover>, now_ms: i64) -> Option<i64> {
+    handovers
+        .values()
+        .filter(|h| h.keeps(now_ms))
+        .map(|h| h.since_ms + HANDOVER_MAX_MS)
+        .min()
+}
+
+/// Whether a runtime event calls for a pass: a container stopped or went away. Not `kill`,
+/// which comes before the container has stopped (a pass then would find it still running
+/// and delay the one that restarts it), nor the echoes of the reconciler's own actions.
+pub fn wakes(action: &str) -> bool {
+    matches!(action, "die" | "destroy" | "oom")
 }
 
 /// The pods among `desired` that already have a container in `observed`. A node that has
@@ -127,12 +205,14 @@ fn observed_key(o: &Observed) -> Option<(String, String)> {
 }
 
 /// What to do now. Removals come first, so a replacement never collides with the name of
-/// the container it replaces.
+/// the container it replaces. A pod handed over to another node is kept until that node
+/// runs it (see [`Handover`]).
 pub fn plan(
     node: &str,
     publish_ip: IpAddr,
     desired: &[DesiredPod],
     observed: &[Observed],
+    handovers: &BTreeMap<String, Handover>,
     book: &Book,
     now_ms: i64,
 ) -> Vec<Action> {
@@ -196,10 +276,16 @@ pub fn plan(
             }
         }
     }
-    for (_, leftovers) in by_key {
+    for ((pod, _), leftovers) in by_key {
+        let why = match handovers.get(&pod) {
+            Some(h) if h.keeps(now_ms) => continue,
+            Some(h) if h.owner_running => "handed over: its new owner runs it",
+            Some(_) => "handed over: its new owner did not report it running in time",
+            None => "no longer placed on this node",
+        };
         removals.extend(leftovers.into_iter().map(|o| Action::Remove {
             id: o.id.clone(),
-            why: "no longer placed on this node",
+            why,
         }));
     }
     removals.extend(actions);

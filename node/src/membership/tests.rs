@@ -126,6 +126,17 @@ impl Sim {
         self.now = t;
     }
 
+    /// `by` learns from its transport that the member with `peer_id` is gone.
+    fn declare_down(&mut self, by: &str, peer_id: &str) {
+        let effects = self
+            .nodes
+            .get_mut(by)
+            .unwrap()
+            .declare_down(peer_id)
+            .unwrap();
+        self.apply(by, effects);
+    }
+
     fn view(&self, of: &str) -> BTreeMap<String, Liveness> {
         self.nodes[of]
             .members()
@@ -184,5 +195,36 @@ fn a_member_paused_for_less_than_the_suspicion_window_is_not_evicted() {
     );
     for name in ["n0", "n2", "n3"] {
         assert_eq!(sim.view(name).get("n1"), Some(&Liveness::Alive), "{name}");
+    }
+}
+
+#[test]
+fn a_member_whose_process_is_gone_is_down_everywhere_without_waiting_for_suspicion() {
+    let mut sim = Sim::new(4);
+    sim.run_until(5_000);
+    sim.silent.insert("n2".into());
+    sim.declare_down("n0", "peer2");
+    // Well within one probe period plus the suspicion window (3 s).
+    sim.run_until(5_800);
+    for name in ["n0", "n1", "n3"] {
+        assert_eq!(sim.view(name).get("n2"), Some(&Liveness::Down), "{name}");
+    }
+}
+
+#[test]
+fn a_live_member_declared_down_rejoins_under_a_renewed_identity() {
+    let mut sim = Sim::new(4);
+    sim.run_until(5_000);
+    sim.declare_down("n0", "peer2");
+    sim.run_until(10_000);
+    assert!(sim.nodes["n2"].me().bump > 1, "n2 renewed its identity");
+    for name in ["n0", "n1", "n3"] {
+        let members = sim.nodes[name].members();
+        assert!(
+            members
+                .iter()
+                .any(|(m, l)| m.name == "n2" && m.bump > 1 && *l == Liveness::Alive),
+            "{name} sees {members:?}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The reconcile diff on hand-made observations: create, adopt, hold back, restart per
-//! policy, replace on template change, remove what is not placed here, back off after
-//! failures.
+//! policy, replace on template change, remove what is not placed here (after a handover),
+//! back off after failures.
 
 use super::*;
 use weeble_crdt::{Container, ObjectKey};
@@ -51,6 +51,11 @@ fn observed(p: &DesiredPod, id: &str, state: ContainerState) -> Observed {
     }
 }
 
+/// The plan for this node when nothing is being handed over.
+fn plan_here(desired: &[DesiredPod], seen: &[Observed], book: &Book, now: i64) -> Vec<Action> {
+    plan(NODE, ip(), desired, seen, &BTreeMap::new(), book, now)
+}
+
 fn kinds(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
@@ -69,7 +74,7 @@ fn missing_containers_are_created_with_weeble_labels_and_running_ones_adopted() 
         pod(1, "img", RestartPolicy::Always),
     );
     let seen = [observed(&a, "c0", ContainerState::Running)];
-    let actions = plan(NODE, ip(), &[a, b], &seen, &Book::new(), 0);
+    let actions = plan_here(&[a, b], &seen, &Book::new(), 0);
     assert_eq!(kinds(&actions), ["create web-1"]);
     let Action::Create { spec, .. } = &actions[0] else {
         unreachable!()
@@ -90,8 +95,18 @@ fn a_node_holding_back_keeps_what_it_runs_and_starts_nothing_new() {
     let kept = already_running(vec![a.clone(), b], &seen);
     assert_eq!(kept, [a]);
     // The kept pod's container is restarted as usual; nothing is created or removed.
-    let actions = plan(NODE, ip(), &kept, &seen, &Book::new(), 0);
+    let actions = plan_here(&kept, &seen, &Book::new(), 0);
     assert_eq!(kinds(&actions), ["start c0"]);
+}
+
+#[test]
+fn only_a_stopped_or_vanished_container_wakes_the_reconciler() {
+    for action in ["die", "destroy", "oom"] {
+        assert!(wakes(action), "{action}");
+    }
+    for action in ["kill", "create", "start", "exec_start: sh"] {
+        assert!(!wakes(action), "{action}");
+    }
 }
 
 #[test]
@@ -104,7 +119,7 @@ fn exited_containers_restart_as_the_restart_policy_says() {
     ] {
         let p = pod(0, "img", policy);
         let seen = [observed(&p, "c0", ContainerState::Exited { code })];
-        let actions = plan(NODE, ip(), &[p], &seen, &Book::new(), 0);
+        let actions = plan_here(&[p], &seen, &Book::new(), 0);
         let expected: Vec<String> = if restarts {
             vec!["start c0".into()]
         } else {
@@ -123,7 +138,7 @@ fn a_changed_template_replaces_the_container_and_strays_are_removed_first() {
         observed(&old, "c0", ContainerState::Running),
         observed(&stray, "c5", ContainerState::Running),
     ];
-    let actions = plan(NODE, ip(), &[new], &seen, &Book::new(), 0);
+    let actions = plan_here(&[new], &seen, &Book::new(), 0);
     assert_eq!(kinds(&actions), ["remove c0", "remove c5", "create web-0"]);
 }
 
@@ -135,7 +150,7 @@ fn restarts_back_off_after_quick_failures_and_statuses_say_why() {
     let mut now = 10_000;
     let mut started = 0;
     for _ in 0..20 {
-        for action in plan(NODE, ip(), std::slice::from_ref(&p), &seen, &book, now) {
+        for action in plan_here(std::slice::from_ref(&p), &seen, &book, now) {
             record(&mut book, &action, &Ok(()), &seen, now);
             started += 1;
         }
@@ -153,7 +168,7 @@ fn restarts_back_off_after_quick_failures_and_statuses_say_why() {
 fn a_missing_image_is_reported_and_retried_later_not_in_a_loop() {
     let p = pod(0, "nowhere:latest", RestartPolicy::Always);
     let mut book = Book::new();
-    let actions = plan(NODE, ip(), std::slice::from_ref(&p), &[], &book, 0);
+    let actions = plan_here(std::slice::from_ref(&p), &[], &book, 0);
     record(
         &mut book,
         &actions[0],
@@ -162,11 +177,11 @@ fn a_missing_image_is_reported_and_retried_later_not_in_a_loop() {
         0,
     );
     assert!(
-        plan(NODE, ip(), std::slice::from_ref(&p), &[], &book, 500).is_empty(),
+        plan_here(std::slice::from_ref(&p), &[], &book, 500).is_empty(),
         "waits"
     );
     assert_eq!(
-        plan(NODE, ip(), std::slice::from_ref(&p), &[], &book, 1_000).len(),
+        plan_here(std::slice::from_ref(&p), &[], &book, 1_000).len(),
         1,
         "retries"
     );
@@ -174,5 +189,73 @@ fn a_missing_image_is_reported_and_retried_later_not_in_a_loop() {
     assert_eq!(
         (status.phase, status.reason.as_deref()),
         (Phase::Pending, Some("ErrImageNeverPull"))
+    );
+}
+
+/// Placement of one replica of `default/web` on `owner`, with `n1` (this node) a member too.
+fn placed_on(owner: &str) -> Placement {
+    let nodes = vec!["n1".to_string(), "n2".to_string()];
+    let index = nodes.iter().position(|n| n == owner).unwrap();
+    Placement {
+        nodes,
+        deployments: BTreeMap::from([(ObjectKey::new("default", "web"), vec![Ok(index)])]),
+    }
+}
+
+/// The status table as `n2` reports `pod`: running if `running`, else nothing yet.
+fn n2_reports(pod: &DesiredPod, running: bool) -> StatusTable {
+    let seen = [observed(pod, "n2c", ContainerState::Running)];
+    let seen: &[Observed] = if running { &seen } else { &[] };
+    let mut table = StatusTable::default();
+    table.merge(crate::status::NodeStatus {
+        node: "n2".into(),
+        epoch: 1,
+        version: 1,
+        pods: pod_statuses("n2", ip(), std::slice::from_ref(pod), seen, &Book::new(), 0),
+    });
+    table
+}
+
+#[test]
+fn the_old_owner_keeps_a_replica_until_the_new_owner_runs_it_or_time_runs_out() {
+    let p = pod(0, "img", RestartPolicy::Always);
+    let here = [observed(&p, "c0", ContainerState::Running)];
+    let placement = placed_on("n2");
+    let mut since = BTreeMap::new();
+    let plan_at = |table: &StatusTable, since: &mut BTreeMap<String, i64>, now: i64| {
+        let handovers = handovers(NODE, &placement, &here, table, since, now);
+        kinds(&plan(NODE, ip(), &[], &here, &handovers, &Book::new(), now))
+    };
+
+    // The new owner has not started it: keep ours.
+    let pending = n2_reports(&p, false);
+    assert!(plan_at(&pending, &mut since, 1_000).is_empty());
+    assert_eq!(since["default/web-0"], 1_000);
+    let pending_at_2s = handovers(NODE, &placement, &here, &pending, &mut since, 2_000);
+    assert_eq!(
+        next_handover_deadline(&pending_at_2s, 2_000),
+        Some(1_000 + HANDOVER_MAX_MS)
+    );
+    // It runs there now: ours goes.
+    assert_eq!(
+        plan_at(&n2_reports(&p, true), &mut since, 2_000),
+        ["remove c0"]
+    );
+    // Or the new owner never gets it running: ours goes when the bound is over.
+    assert!(plan_at(&pending, &mut since, HANDOVER_MAX_MS).is_empty());
+    assert_eq!(
+        plan_at(&pending, &mut since, 1_000 + HANDOVER_MAX_MS),
+        ["remove c0"]
+    );
+    // A pod placed nowhere else (scaled away) is removed at once, and forgotten.
+    let gone = Placement {
+        nodes: placement.nodes.clone(),
+        deployments: BTreeMap::new(),
+    };
+    let none = handovers(NODE, &gone, &here, &pending, &mut since, 3_000);
+    assert!(none.is_empty() && since.is_empty());
+    assert_eq!(
+        kinds(&plan(NODE, ip(), &[], &here, &none, &Book::new(), 3_000)),
+        ["remove c0"]
     );
 }

@@ -11,8 +11,8 @@ use super::{
 };
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EventMessage,
-    HostConfig, PortBinding, PortMap,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
+    ContainerSummaryStateEnum, EventMessage, HostConfig, PortBinding, PortMap,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
@@ -22,6 +22,7 @@ use bollard::query_parameters::{
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use weeble_crdt::Protocol;
@@ -37,6 +38,17 @@ const WATCH_RETRY_MAX: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Docker {
     client: bollard::Docker,
+    /// What inspecting each container said while it was running: a running container's
+    /// details do not change until it stops, so `list` needs one call, not one per container.
+    running: Arc<Mutex<Known>>,
+}
+
+/// What `list` may reuse, and how many engine events arrived so far: a listing that saw an
+/// event arrive while it ran keeps nothing, since what it inspected may already be stale.
+#[derive(Debug, Default)]
+struct Known {
+    running: HashMap<String, Observed>,
+    events: u64,
 }
 
 impl Docker {
@@ -53,7 +65,47 @@ impl Docker {
         client.ping().await.map_err(unreachable)?;
         // bollard speaks a newer API than older engines accept (Docker 20.10 stops at 1.41).
         let client = client.negotiate_version().await.map_err(unreachable)?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            running: Arc::default(),
+        })
+    }
+
+    fn known_running(&self, id: &str) -> Option<Observed> {
+        let known = self.running.lock().expect("never poisoned");
+        known
+            .running
+            .get(id)
+            .filter(|o| o.state == ContainerState::Running)
+            .cloned()
+    }
+
+    /// Keeps what was observed of the containers the listing showed running, and nothing else
+    /// (nothing at all if an event came in since `events_before`).
+    fn remember_running(
+        &self,
+        events_before: u64,
+        listed_running: &[String],
+        observed: &[Observed],
+    ) {
+        let mut known = self.running.lock().expect("never poisoned");
+        known.running.clear();
+        if known.events != events_before {
+            return;
+        }
+        known.running.extend(
+            observed
+                .iter()
+                .filter(|o| o.state == ContainerState::Running && listed_running.contains(&o.id))
+                .map(|o| (o.id.clone(), o.clone())),
+        );
+    }
+
+    /// Something happened to container `id`: the next `list` inspects it again.
+    fn forget(&self, id: &str) {
+        let mut known = self.running.lock().expect("never poisoned");
+        known.running.remove(id);
+        known.events += 1;
     }
 
     /// Imports a root filesystem tarball as image `reference` (`repo:tag`), applying
@@ -146,8 +198,18 @@ impl ContainerRuntime for Docker {
             .list_containers(Some(options))
             .await
             .map_err(|e| RuntimeError::Failed(format!("listing the containers of {node}: {e}")))?;
+        let events_before = self.running.lock().expect("never poisoned").events;
         let mut observed = Vec::with_capacity(summaries.len());
-        for id in summaries.into_iter().filter_map(|s| s.id) {
+        let mut still_running = Vec::new();
+        for summary in summaries {
+            let Some(id) = summary.id else { continue };
+            if summary.state == Some(ContainerSummaryStateEnum::RUNNING) {
+                still_running.push(id.clone());
+                if let Some(known) = self.known_running(&id) {
+                    observed.push(known);
+                    continue;
+                }
+            }
             match self
                 .client
                 .inspect_container(&id, None::<InspectContainerOptions>)
@@ -159,6 +221,7 @@ impl ContainerRuntime for Docker {
                 Err(e) => return Err(container_error(&id, "inspecting")(e)),
             }
         }
+        self.remember_running(events_before, &still_running, &observed);
         observed.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(observed)
     }
@@ -186,6 +249,7 @@ impl ContainerRuntime for Docker {
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.forget(id);
         self.client
             .start_container(id, None::<StartContainerOptions>)
             .await
@@ -197,6 +261,7 @@ impl ContainerRuntime for Docker {
             .force(true)
             .v(true)
             .build();
+        self.forget(id);
         match self.client.remove_container(id, Some(options)).await {
             Err(e) if status(&e) != Some(404) => Err(container_error(id, "removing")(e)),
             _ => Ok(()),
@@ -226,14 +291,17 @@ impl ContainerRuntime for Docker {
     /// before the task has connected.
     fn watch(&self, node: &str) -> mpsc::Receiver<RuntimeEvent> {
         let (tx, rx) = mpsc::channel(WATCH_CAPACITY);
-        tokio::spawn(follow_events(self.client.clone(), node.to_owned(), tx));
+        tokio::spawn(follow_events(self.clone(), node.to_owned(), tx));
         rx
     }
 }
 
 /// Forwards the engine's events for `node`'s containers to `tx` until its receiver is
 /// dropped, following the stream again (from where it broke off) whenever it fails.
-async fn follow_events(client: bollard::Docker, node: String, tx: mpsc::Sender<RuntimeEvent>) {
+/// A container with news is inspected afresh by the next `list`: the engine sends `die`
+/// before its listing shows the container stopped.
+async fn follow_events(docker: Docker, node: String, tx: mpsc::Sender<RuntimeEvent>) {
+    let client = &docker.client;
     let filters = HashMap::from([
         ("type", vec!["container".to_owned()]),
         ("label", vec![node_label(&node)]),
@@ -259,10 +327,11 @@ async fn follow_events(client: bollard::Docker, node: String, tx: mpsc::Sender<R
                     if let Some(nanos) = message.time_nano {
                         since_nanos = nanos + 1;
                     }
-                    if let Some(event) = runtime_event(message)
-                        && tx.send(event).await.is_err()
-                    {
-                        return;
+                    if let Some(event) = runtime_event(message) {
+                        docker.forget(&event.container_id);
+                        if tx.send(event).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 Some(Err(e)) => break e.to_string(),

@@ -1,0 +1,269 @@
+//! What the process tests share: the `weeble` binary, polling with a limit, and a cluster
+//! of real `weeble node` processes (one 127.0.0.x address each) that stops everything it
+//! started, processes and labelled containers, when dropped.
+#![allow(dead_code)] // each test target uses its own part of this module
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub const WEEBLE: &str = env!("CARGO_BIN_EXE_weeble");
+pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// Held by a test that must not share the machine with another of its binary: timing
+/// matters to it (failure detection), or it watches every container of its nodes.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn docker_available() -> bool {
+    let up = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !up && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("Docker is required under CI=true and is not reachable");
+    }
+    if !up {
+        eprintln!("SKIPPED: the Docker engine is not reachable; this test needs it");
+    }
+    up
+}
+
+pub fn weeble(args: &[&str]) -> Output {
+    Command::new(WEEBLE)
+        .args(args)
+        .current_dir(ROOT)
+        .output()
+        .expect("weeble runs")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `weeble --server <node> ARGS -o json`, parsed.
+pub fn json(server: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--server", server];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", "json"]);
+    let out = weeble(&all);
+    assert!(
+        out.status.success(),
+        "weeble {all:?}: {}",
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// Polls `check` every 100 ms until it returns Some or `limit` passes.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One `weeble node` process of the test, and how to start it again.
+pub struct Node {
+    pub name: String,
+    pub args: Vec<String>,
+    pub child: Child,
+}
+
+/// The test's nodes and everything they started; all of it is stopped on drop.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub dir: PathBuf,
+}
+
+impl Cluster {
+    /// The ids of the containers labelled for the test's nodes (or for `only` of them).
+    pub fn containers_of(&self, only: Option<&str>, running_only: bool) -> Vec<String> {
+        let mut ids = Vec::new();
+        for node in self
+            .nodes
+            .iter()
+            .filter(|n| only.is_none_or(|o| o == n.name))
+        {
+            let filter = format!("label=weeble.node={}", node.name);
+            let mut args = vec!["ps", "-q", "--no-trunc", "--filter", &filter];
+            if !running_only {
+                args.push("-a");
+            } else {
+                args.extend(["--filter", "status=running"]);
+            }
+            let out = Command::new("docker")
+                .args(&args)
+                .output()
+                .expect("docker ps");
+            ids.extend(text(&out.stdout).lines().map(str::to_string));
+        }
+        ids.sort();
+        ids
+    }
+
+    pub fn containers(&self, running_only: bool) -> Vec<String> {
+        self.containers_of(None, running_only)
+    }
+
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.log"))
+    }
+
+    /// A cluster with no node yet, keeping its files in a fresh temporary directory.
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("weeble-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Cluster {
+            nodes: Vec::new(),
+            dir,
+        }
+    }
+
+    /// A new cluster key, in a file of the cluster's directory.
+    pub fn key(&self, file: &str) -> PathBuf {
+        let path = self.dir.join(file);
+        std::fs::write(&path, weeble(&["keygen"]).stdout).unwrap();
+        path
+    }
+
+    /// Starts node `name` on `ip` (p2p port 17946, API port 17070) with JSON logs, appended
+    /// to `<dir>/<name>.log`, and the `extra` arguments (`--join`, `--cluster-key`, ...).
+    pub fn start(&mut self, name: &str, ip: &str, extra: &[&str]) {
+        let data = self.dir.join(name);
+        let mut args: Vec<String> = [
+            "node",
+            "--name",
+            name,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--p2p",
+            &format!("{ip}:17946"),
+            "--api",
+            &format!("{ip}:17070"),
+            "--log-format",
+            "json",
+        ]
+        .map(String::from)
+        .into();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let child = self.spawn(name, &args);
+        self.nodes.push(Node {
+            name: name.to_string(),
+            args,
+            child,
+        });
+    }
+
+    /// The API address of node `index`.
+    pub fn server(&self, index: usize) -> String {
+        let api = &self.nodes[index].args[8];
+        format!("http://{api}")
+    }
+
+    /// Sends `signal` (`-KILL`, `-STOP`, `-CONT`) to node `index`'s agent.
+    pub fn signal(&self, index: usize, signal: &str) {
+        let pid = self.nodes[index].child.id().to_string();
+        let out = Command::new("kill").args([signal, &pid]).output().unwrap();
+        assert!(out.status.success(), "kill {signal} {pid}");
+    }
+
+    /// Node `index` dies with everything on it: its agent killed, its containers removed.
+    pub fn crash(&mut self, index: usize) {
+        self.nodes[index].child.kill().unwrap();
+        self.nodes[index].child.wait().unwrap();
+        let ids = self.containers_of(Some(&self.nodes[index].name.clone()), false);
+        assert!(remove_containers(&ids), "docker rm -f {ids:?} failed");
+    }
+
+    fn spawn(&self, name: &str, args: &[String]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(name))
+            .unwrap();
+        Command::new(WEEBLE)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("node starts")
+    }
+
+    /// Kills a node's agent with SIGKILL (its containers keep running) and starts it again
+    /// with the same command line.
+    pub fn restart(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+        let node = &self.nodes[index];
+        let child = self.spawn(&node.name, &node.args);
+        self.nodes[index].child = child;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
+        remove_containers(&self.containers(false));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `docker rm -f` of `ids`; true if it worked (or there was nothing to remove).
+fn remove_containers(ids: &[String]) -> bool {
+    ids.is_empty()
+        || Command::new("docker")
+            .arg("rm")
+            .arg("-f")
+            .args(ids)
+            .output()
+            .is_ok_and(|out| out.status.success())
+}
+
+pub fn pods(server: &str) -> Vec<Value> {
+    json(server, &["get", "pods"])["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+pub fn running(pods: &[Value]) -> usize {
+    pods.iter()
+        .filter(|p| {
+            p["status"]["phase"] == "Running" && p["status"]["conditions"][0]["status"] == "True"
+        })
+        .count()
+}
+
+/// The node's log, one parsed JSON object per line; every line must be JSON.
+pub fn json_log(cluster: &Cluster, name: &str) -> Vec<Value> {
+    std::fs::read_to_string(cluster.log_path(name))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: {e}: {line}")))
+        .collect()
+}
+
+pub fn messages<'a>(log: &'a [Value], message: &str) -> Vec<&'a Value> {
+    log.iter()
+        .filter(|l| l["fields"]["message"] == message)
+        .collect()
+}
