@@ -222,16 +222,21 @@ fn a_node_paused_again_and_again_is_suspected_never_evicted() {
     }
     std::thread::sleep(Duration::from_secs(3));
     let name = &cluster.nodes[paused].name;
-    for (i, node) in cluster.nodes.iter().enumerate() {
-        let log = json_log(&cluster, &node.name);
-        let deaths: Vec<_> = messages(&log, "peer declared dead")
+    let about = |log: &[Value], message: &str| {
+        messages(log, message)
             .into_iter()
             .filter(|l| l["fields"]["peer"] == name.as_str())
-            .collect();
-        assert!(
-            deaths.is_empty(),
-            "node {i} declared {name} dead: {deaths:?}"
+            .count()
+    };
+    let mut suspected = 0;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let log = json_log(&cluster, &node.name);
+        assert_eq!(
+            about(&log, "peer declared dead"),
+            0,
+            "node {i} declared {name} dead"
         );
+        suspected += about(&log, "peer suspected");
         assert_eq!(ready_nodes(&cluster.server(i)).len(), 3);
     }
     assert_eq!(
@@ -239,6 +244,9 @@ fn a_node_paused_again_and_again_is_suspected_never_evicted() {
         before,
         "no container made or removed"
     );
+    // A one-second pause is shorter than a probe period plus its timeout, so it is often not
+    // even suspected; when it is, it refutes in time.
+    eprintln!("{name} was suspected {suspected} times in five pauses, never declared dead");
 }
 
 #[test]

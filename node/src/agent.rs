@@ -347,6 +347,12 @@ impl MembershipLoop {
             self.members.send_if_modified(|old| {
                 let changed = *old != members;
                 if changed {
+                    for (m, was, now) in crate::membership::suspicions(old, &members) {
+                        match now {
+                            Liveness::Suspect => info!(peer = %m.name, "peer suspected"),
+                            _ => info!(peer = %m.name, ?was, "peer no longer suspected"),
+                        }
+                    }
                     *old = members;
                 }
                 changed

@@ -126,6 +126,26 @@ impl Default for Detection {
     }
 }
 
+/// The members whose suspicion began or ended between two member lists: (member, before,
+/// after) where one of the two is `Suspect`. Deaths and joins have their own effects.
+pub fn suspicions<'a>(
+    before: &[(MemberId, Liveness)],
+    after: &'a [(MemberId, Liveness)],
+) -> Vec<(&'a MemberId, Liveness, Liveness)> {
+    let was: std::collections::HashMap<(&str, u64), Liveness> = before
+        .iter()
+        .map(|(m, l)| ((m.name.as_str(), m.bump), *l))
+        .collect();
+    after
+        .iter()
+        .filter_map(|(m, now)| {
+            let was = *was.get(&(m.name.as_str(), m.bump))?;
+            (was != *now && (was == Liveness::Suspect || *now == Liveness::Suspect))
+                .then_some((m, was, *now))
+        })
+        .collect()
+}
+
 /// SWIM membership of one node.
 pub struct Membership {
     foca: Foca<MemberId, BincodeCodec, StdRng, foca::NoCustomBroadcast>,

@@ -228,3 +228,18 @@ fn a_live_member_declared_down_rejoins_under_a_renewed_identity() {
         );
     }
 }
+
+#[test]
+fn suspicion_starting_and_ending_is_reported_once_each() {
+    let list = |l1: Liveness, l2: Liveness| vec![(member(1), l1), (member(2), l2)];
+    let (calm, worried) = (
+        list(Liveness::Alive, Liveness::Alive),
+        list(Liveness::Suspect, Liveness::Alive),
+    );
+    let start = suspicions(&calm, &worried);
+    assert_eq!(start, [(&member(1), Liveness::Alive, Liveness::Suspect)]);
+    let before = list(Liveness::Suspect, Liveness::Alive);
+    let after = list(Liveness::Alive, Liveness::Down);
+    let end = suspicions(&before, &after);
+    assert_eq!(end, [(&member(1), Liveness::Suspect, Liveness::Alive)]);
+}
