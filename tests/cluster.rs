@@ -32,14 +32,14 @@ fn three_nodes_run_the_talk_demo_with_no_master() {
     let names: Vec<String> = (1..=3).map(|i| format!("t{tag}-{i}")).collect();
     // Every node has a join address, so any of them can be restarted and find its way back.
     for (i, name) in names.iter().enumerate() {
-        let seed = format!("127.0.0.{}:17946", 11 + (i + 2) % 3);
+        let seed = p2p(&format!("127.0.0.{}", 11 + (i + 2) % 3));
         let ip = format!("127.0.0.{}", 11 + i);
         cluster.start(name, &ip, &["--cluster-key", good, "--join", &seed]);
     }
     cluster.start(
         &format!("t{tag}-intruder"),
         "127.0.0.14",
-        &["--cluster-key", other, "--join", "127.0.0.11:17946"],
+        &["--cluster-key", other, "--join", &p2p("127.0.0.11")],
     );
     let servers: Vec<String> = (11..=13)
         .map(|i| format!("http://127.0.0.{i}:17070"))
@@ -210,19 +210,6 @@ fn three_nodes_run_the_talk_demo_with_no_master() {
     });
     assert!(pods(&servers[2]).is_empty());
     logs_are_json_with_a_span_per_actor(&cluster);
-}
-
-/// `GET path` over HTTP/1.0 at `addr`: the whole reply.
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("the endpoint accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    reply
 }
 
 /// SIGKILL the agent with the most containers and start it again: it keeps its peer id and

@@ -3,6 +3,8 @@
 //! every acknowledged write survives, and the survivors run what their capacity allows and
 //! say what they cannot place. A node paused again and again is suspected, never evicted.
 //! A node added to a running cluster takes its share with no gap (make before break).
+//! Partitions are in the container test bed (`tests/bed.rs`): on loopback, libp2p dials from
+//! 127.0.0.1 whatever the node's address, so packets cannot be told apart by address.
 //!
 //! Needs Docker: skipped with a message when it is missing, except under CI=true.
 
@@ -28,7 +30,7 @@ fn node_name(base: usize, index: usize) -> String {
 /// until every one of them sees all `n` ready.
 fn start_nodes(cluster: &mut Cluster, base: usize, n: usize, extra: &[&str]) {
     for i in 0..n {
-        let seed = format!("{}:17946", ip(base, 0));
+        let seed = p2p(&ip(base, 0));
         let mut args = extra.to_vec();
         if i > 0 {
             args.extend(["--join", &seed]);
@@ -255,7 +257,7 @@ fn a_node_added_to_a_running_cluster_takes_its_share_with_no_gap() {
     else {
         return;
     };
-    let seed = format!("{}:17946", ip(51, 0));
+    let seed = p2p(&ip(51, 0));
     cluster.start(&node_name(51, 2), &ip(51, 2), &["--join", &seed]);
     let newcomer = cluster.nodes[2].name.clone();
     // Watch the engine while the newcomer takes over: never fewer than 15 running (a 3-node

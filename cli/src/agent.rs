@@ -23,6 +23,10 @@ pub struct NodeArgs {
     /// Address for peers (libp2p over TCP); containers' ports are published on its IP.
     #[arg(long, default_value = "127.0.0.1:7946")]
     p2p: SocketAddr,
+    /// Publish containers' ports on this host IP instead of the --p2p one (for an agent
+    /// that runs in a container of its own: the engine publishes on the host's addresses).
+    #[arg(long)]
+    publish_ip: Option<std::net::IpAddr>,
     /// Address of the HTTP API.
     #[arg(long, default_value = "127.0.0.1:7070")]
     api: SocketAddr,
@@ -178,6 +182,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     }
     let mut config = NodeConfig::new(args.name, args.data_dir, args.p2p, args.api);
     config.join = args.join;
+    config.publish_ip = args.publish_ip;
     config.cluster_key = args
         .cluster_key
         .as_deref()

@@ -58,6 +58,9 @@ pub struct Snapshot {
     pub services: BTreeMap<ObjectKey, Service>,
     /// Entries that could not be read (written by a newer or broken peer), with the reason.
     pub unreadable: Vec<String>,
+    /// The document's heads (hex change hashes, sorted): two nodes with the same heads hold
+    /// the same document.
+    pub heads: Vec<String>,
 }
 
 /// Per-peer sync progress for the automerge sync protocol. Reset it when the link to the
@@ -271,8 +274,13 @@ impl DesiredState {
     }
 
     /// Reads every object out of the document.
-    pub fn snapshot(&self) -> Snapshot {
-        let mut snapshot = Snapshot::default();
+    pub fn snapshot(&mut self) -> Snapshot {
+        let mut heads: Vec<String> = self.heads().iter().map(|h| h.to_string()).collect();
+        heads.sort();
+        let mut snapshot = Snapshot {
+            heads,
+            ..Snapshot::default()
+        };
         for root in self.doc.keys(ROOT) {
             let Some((prefix, rest)) = root.split_once('/') else {
                 continue;

@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub p2p: SocketAddr,
     pub api: SocketAddr,
     pub join: Vec<SocketAddr>,
+    /// Where containers' ports are published (default: the p2p address's IP).
+    pub publish_ip: Option<IpAddr>,
     /// With a key, the node runs a libp2p private network (TCP only).
     pub cluster_key: Option<[u8; 32]>,
     pub labels: Labels,
@@ -55,6 +57,7 @@ impl NodeConfig {
             p2p,
             api,
             join: Vec::new(),
+            publish_ip: None,
             cluster_key: None,
             labels: Labels::new(),
             capacity: ResourceAmounts {
@@ -227,7 +230,7 @@ pub async fn start<R: ContainerRuntime>(
 
     let reconciler = Reconciler {
         node: config.name.clone(),
-        host_ip: config.p2p.ip(),
+        host_ip: config.publish_ip.unwrap_or(config.p2p.ip()),
         runtime,
         view: view.clone(),
         status: status.clone(),
@@ -420,10 +423,15 @@ impl MembershipLoop {
                 }
                 Effect::Active => info!("joined the cluster"),
                 Effect::Idle => info!("no live peer left: running alone"),
-                Effect::Rejoined(me) => info!(
-                    bump = me.bump,
-                    "peers had declared this node dead: rejoining under a renewed identity"
-                ),
+                Effect::Rejoined(me) => {
+                    info!(
+                        bump = me.bump,
+                        "peers had declared this node dead: rejoining under a renewed identity"
+                    );
+                    // Introduce the new identity now rather than at the next tick.
+                    let more = self.announce();
+                    Box::pin(self.apply(more)).await;
+                }
             }
         }
     }

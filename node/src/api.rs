@@ -43,6 +43,7 @@ fn router<R: ContainerRuntime>(agent: Agent, runtime: R) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/apis/weeble.io/v1/apply", post(apply::<R>))
+        .route("/apis/weeble.io/v1/state", get(state::<R>))
         .route("/apis/apps/v1/deployments", get(list_deployments::<R>))
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments",
@@ -432,6 +433,17 @@ fn nodes<R>(api: &Api<R>) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// This node's copy of the desired state in brief: its heads (equal heads, equal documents)
+/// and how many objects it holds.
+async fn state<R>(State(api): State<Api<R>>) -> Json<Value> {
+    let snapshot = api.agent.store.watch().borrow().clone();
+    Json(json!({
+        "heads": snapshot.heads,
+        "deployments": snapshot.deployments.len(),
+        "services": snapshot.services.len(),
+    }))
 }
 
 async fn list_nodes<R>(State(api): State<Api<R>>) -> Json<Value> {

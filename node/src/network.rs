@@ -161,9 +161,6 @@ impl Network {
             .gossipsub
             .subscribe(&gossipsub::IdentTopic::new(STATUS_TOPIC))
             .map_err(|e| setup(&e))?;
-        swarm
-            .listen_on(multiaddr(config.listen))
-            .map_err(|e| setup(&e))?;
         let (tx, rx) = mpsc::channel(1024);
         let (events_tx, events_rx) = mpsc::channel(1024);
         let actor = NetworkActor {
@@ -175,6 +172,8 @@ impl Network {
             waiting_for_dial: BTreeMap::new(),
             dialling: HashMap::new(),
             checking: HashMap::new(),
+            listen: multiaddr(config.listen),
+            listening: false,
         };
         tokio::spawn(actor.run(rx));
         Ok((Network { tx, peer_id }, events_rx))
@@ -258,10 +257,36 @@ struct NetworkActor {
     dialling: HashMap<ConnectionId, Multiaddr>,
     /// Dials that check whether a disconnected peer is still there.
     checking: HashMap<ConnectionId, PeerId>,
+    /// The address to listen on, and whether a listener is open on it. A node that starts
+    /// with its network down (its address not configured yet) keeps trying.
+    listen: Multiaddr,
+    listening: bool,
 }
 
 impl NetworkActor {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        // Listen before dialling: libp2p dials from the listening port once it knows it (port
+        // reuse), so every connection of this node comes from one port, the one peers know.
+        self.try_listen();
+        if self.listening {
+            let listening = async {
+                loop {
+                    let event = self.swarm.select_next_some().await;
+                    let listening = matches!(event, SwarmEvent::NewListenAddr { .. });
+                    self.swarm_event(event).await;
+                    if listening {
+                        return;
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(5), listening)
+                .await
+                .is_err()
+            {
+                warn!("not listening after 5 s; dialling anyway");
+            }
+        }
+        let mut relisten = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -269,7 +294,15 @@ impl NetworkActor {
                     None => return,
                 },
                 event = self.swarm.select_next_some() => self.swarm_event(event).await,
+                _ = relisten.tick(), if !self.listening => self.try_listen(),
             }
+        }
+    }
+
+    fn try_listen(&mut self) {
+        match self.swarm.listen_on(self.listen.clone()) {
+            Ok(_) => self.listening = true,
+            Err(e) => debug!(address = %self.listen, error = %e, "cannot listen yet; retrying"),
         }
     }
 
@@ -354,6 +387,10 @@ impl NetworkActor {
     async fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening for peers"),
+            SwarmEvent::ListenerClosed { reason, .. } => {
+                warn!(address = %self.listen, ?reason, "stopped listening; retrying");
+                self.listening = false;
+            }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 endpoint,

@@ -11,12 +11,21 @@ use std::time::{Duration, Instant};
 
 pub const WEEBLE: &str = env!("CARGO_BIN_EXE_weeble");
 pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+const DEMO_IMAGE: &str = "weeble-demo:latest";
 
 /// Held by a test that must not share the machine with another of its binary: timing
 /// matters to it (failure detection), or it watches every container of its nodes.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The p2p address of the test node on `ip`: a port of its own (20000 + the last octet), so
+/// that `ss` and logs tell the nodes' connections apart (libp2p dials from the unspecified
+/// address, so on loopback every node's packets come from 127.0.0.1).
+pub fn p2p(ip: &str) -> String {
+    let last: u16 = ip.rsplit('.').next().unwrap().parse().unwrap();
+    format!("{ip}:{}", 20000 + last)
 }
 
 pub fn docker_available() -> bool {
@@ -141,7 +150,7 @@ impl Cluster {
         path
     }
 
-    /// Starts node `name` on `ip` (p2p port 17946, API port 17070) with JSON logs, appended
+    /// Starts node `name` on `ip` (p2p address [`p2p`], API port 17070) with JSON logs, appended
     /// to `<dir>/<name>.log`, and the `extra` arguments (`--join`, `--cluster-key`, ...).
     pub fn start(&mut self, name: &str, ip: &str, extra: &[&str]) {
         let data = self.dir.join(name);
@@ -152,7 +161,7 @@ impl Cluster {
             "--data-dir",
             data.to_str().unwrap(),
             "--p2p",
-            &format!("{ip}:17946"),
+            &p2p(ip),
             "--api",
             &format!("{ip}:17070"),
             "--log-format",
@@ -253,6 +262,19 @@ pub fn running(pods: &[Value]) -> usize {
         .count()
 }
 
+/// `GET path` over HTTP/1.0 at `addr`: the whole reply.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the endpoint accepts");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
 /// The node's log, one parsed JSON object per line; every line must be JSON.
 pub fn json_log(cluster: &Cluster, name: &str) -> Vec<Value> {
     std::fs::read_to_string(cluster.log_path(name))
@@ -266,4 +288,199 @@ pub fn messages<'a>(log: &'a [Value], message: &str) -> Vec<&'a Value> {
     log.iter()
         .filter(|l| l["fields"]["message"] == message)
         .collect()
+}
+
+/// The container test bed: each node runs in a container of its own (the demo image holds the
+/// `weeble` binary) on a private Docker network the test makes, with the host's Docker socket
+/// for its workloads, which publish their ports on the network's gateway (a host address).
+/// Everything it started (nodes, their workloads, the network) is removed on drop.
+pub struct Bed {
+    pub network: String,
+    /// The first three octets of the network's /24.
+    prefix: String,
+    pub nodes: Vec<String>,
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs")
+}
+
+impl Bed {
+    /// A private network for the bed; None when Docker is missing (outside CI).
+    pub fn new() -> Option<Self> {
+        if !docker_available() {
+            return None;
+        }
+        assert!(weeble(&["image", "build-demo"]).status.success());
+        let pid = std::process::id();
+        let prefix = format!("172.30.{}", 20 + pid % 200);
+        let network = format!("weeble-bed-{pid}");
+        let out = docker(&[
+            "network",
+            "create",
+            "--subnet",
+            &format!("{prefix}.0/24"),
+            &network,
+        ]);
+        assert!(
+            out.status.success(),
+            "network create: {}",
+            text(&out.stderr)
+        );
+        Some(Bed {
+            network,
+            prefix,
+            nodes: Vec::new(),
+        })
+    }
+
+    /// Node `index`'s address on the bed's network.
+    pub fn ip(&self, index: usize) -> String {
+        format!("{}.{}", self.prefix, 10 + index)
+    }
+
+    /// The URL of node `index`'s API, from the host.
+    pub fn server(&self, index: usize) -> String {
+        format!("http://{}:7070", self.ip(index))
+    }
+
+    /// Starts node `index` in a container, joining node 0 unless it is node 0.
+    pub fn start(&mut self, index: usize) {
+        let name = format!("bed{}-{index}", std::process::id());
+        let ip = self.ip(index);
+        let (p2p, seed) = (format!("{ip}:7946"), format!("{}:7946", self.ip(0)));
+        let gateway = format!("{}.1", self.prefix);
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--hostname",
+            &name,
+            "--label",
+            "weeble.bed=node",
+            "--network",
+            &self.network,
+            "--ip",
+            &ip,
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "--entrypoint",
+            "/weeble",
+            DEMO_IMAGE,
+            "node",
+            "--name",
+            &name,
+            "--data-dir",
+            "/data",
+            "--p2p",
+            &p2p,
+            "--api",
+            "0.0.0.0:7070",
+            "--publish-ip",
+            &gateway,
+            "--log-format",
+            "json",
+        ];
+        if index > 0 {
+            args.extend(["--join", &seed]);
+        }
+        let out = docker(&args);
+        assert!(
+            out.status.success(),
+            "docker run {name}: {}",
+            text(&out.stderr)
+        );
+        self.nodes.push(name);
+    }
+
+    /// Cuts node `index` off from the network, as a lost link does.
+    pub fn disconnect(&self, index: usize) {
+        let out = docker(&["network", "disconnect", &self.network, &self.nodes[index]]);
+        assert!(out.status.success(), "disconnect: {}", text(&out.stderr));
+    }
+
+    /// Puts node `index` back on the network, at its own address.
+    pub fn connect(&self, index: usize) {
+        let ip = self.ip(index);
+        let out = docker(&[
+            "network",
+            "connect",
+            "--ip",
+            &ip,
+            &self.network,
+            &self.nodes[index],
+        ]);
+        assert!(out.status.success(), "connect: {}", text(&out.stderr));
+    }
+
+    /// `weeble ARGS` run inside node `index`'s container against its own API (which works
+    /// whether or not the node is on the network); `stdin` is piped in.
+    pub fn weeble_in(&self, index: usize, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("docker")
+            .args([
+                "exec",
+                "-i",
+                &self.nodes[index],
+                "/weeble",
+                "--server",
+                "http://127.0.0.1:7070",
+            ])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker exec runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Running workload containers of `deployment` (default namespace) on node `index`.
+    pub fn running(&self, index: usize, deployment: &str) -> Vec<String> {
+        let out = docker(&[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "status=running",
+            "--filter",
+            &format!("label=weeble.node={}", self.nodes[index]),
+            "--filter",
+            &format!("label=weeble.deployment=default/{deployment}"),
+        ]);
+        let mut ids: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+        ids.sort();
+        ids
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        if !self.nodes.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(self.nodes.iter().map(String::as_str));
+            docker(&args);
+        }
+        for node in &self.nodes {
+            let out = docker(&[
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=weeble.node={node}"),
+            ]);
+            let ids: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+            remove_containers(&ids);
+        }
+        docker(&["network", "rm", &self.network]);
+    }
 }

@@ -39,7 +39,7 @@ fn key() -> ObjectKey {
     ObjectKey::new("default", "nginx")
 }
 
-fn image(s: &DesiredState) -> String {
+fn image(s: &mut DesiredState) -> String {
     s.snapshot().deployments[&key()].spec.template.containers[0]
         .image
         .clone()
@@ -122,7 +122,7 @@ fn concurrent_scale_and_image_change_both_survive() {
     a.scale(&key(), 5).unwrap();
     b.apply(&talk_deployment("nginx:2")).unwrap();
     sync_pair(&mut a, &mut b);
-    for s in [&a, &b] {
+    for s in [&mut a, &mut b] {
         let d = &s.snapshot().deployments[&key()];
         assert_eq!(d.spec.replicas, 5, "the scale survives");
         assert_eq!(
@@ -149,7 +149,7 @@ fn delete_wins_over_a_concurrent_update_and_a_later_apply_recreates() {
     assert_eq!(a.snapshot(), b.snapshot());
     b.apply(&talk_deployment("nginx:3")).unwrap();
     sync_pair(&mut a, &mut b);
-    assert_eq!(image(&a), "nginx:3");
+    assert_eq!(image(&mut a), "nginx:3");
     assert_eq!(
         a.snapshot().deployments[&key()].meta.generation,
         1,

@@ -1,0 +1,155 @@
+//! The container test bed: each node in a container of its own on a private Docker network
+//! made by the test, workloads on the host's engine. A node cut off from every peer (its
+//! container disconnected from the network) keeps its replicas and takes on the rest, accepts
+//! writes, and reboots with no network from its own disk; on the heal the documents converge,
+//! the extra copies go, no acknowledged write is lost and nothing is recreated.
+//!
+//! Needs Docker: skipped with a message when it is missing, except under CI=true.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use support::*;
+
+const MANIFEST: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: NAME\nspec:\n  \
+    replicas: COUNT\n  selector:\n    matchLabels:\n      app: NAME\n  template:\n    metadata:\n      \
+    labels:\n        app: NAME\n    spec:\n      containers:\n      - name: web\n        \
+    image: weeble-demo:latest\n";
+
+fn manifest(name: &str, replicas: u32) -> String {
+    MANIFEST
+        .replace("NAME", name)
+        .replace("COUNT", &replicas.to_string())
+}
+
+/// Applies a deployment inside node `index`'s container; panics unless acknowledged.
+fn apply_in(bed: &Bed, index: usize, name: &str, replicas: u32) {
+    let out = bed.weeble_in(index, &["apply", "-f", "-"], &manifest(name, replicas));
+    assert!(out.status.success(), "apply {name}: {}", text(&out.stderr));
+}
+
+fn deployment_names(bed: &Bed, index: usize) -> BTreeSet<String> {
+    let out = bed.weeble_in(index, &["get", "deployments", "-o", "json"], "");
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn heads(bed: &Bed, index: usize) -> String {
+    let reply = http_get(
+        &format!("{}:7070", bed.ip(index)),
+        "/apis/weeble.io/v1/state",
+    );
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str::<Value>(body).unwrap_or(Value::Null)["heads"].to_string()
+}
+
+fn total(bed: &Bed, deployment: &str) -> usize {
+    (0..bed.nodes.len())
+        .map(|i| bed.running(i, deployment).len())
+        .sum()
+}
+
+#[test]
+fn a_node_cut_off_keeps_running_and_the_heal_loses_and_recreates_nothing() {
+    let _one_at_a_time = serial();
+    let Some(mut bed) = Bed::new() else {
+        return;
+    };
+    for i in 0..3 {
+        bed.start(i);
+    }
+    for i in 0..3 {
+        wait_for("every node to see three", Duration::from_secs(60), || {
+            let out = weeble(&["--server", &bed.server(i), "get", "nodes", "-o", "json"]);
+            let nodes: Value = serde_json::from_slice(&out.stdout).ok()?;
+            let ready = nodes["items"]
+                .as_array()?
+                .iter()
+                .filter(|n| n["status"]["conditions"][0]["status"] == "True")
+                .count();
+            (ready == 3).then_some(())
+        });
+    }
+    apply_in(&bed, 0, "edge", 6);
+    wait_for("six replicas running", Duration::from_secs(60), || {
+        (total(&bed, "edge") == 6).then_some(())
+    });
+    let cut = (0..3)
+        .max_by_key(|&i| bed.running(i, "edge").len())
+        .unwrap();
+    let others: Vec<usize> = (0..3).filter(|&i| i != cut).collect();
+    let owned = bed.running(cut, "edge");
+    assert!(!owned.is_empty());
+
+    // Cut off: the node keeps what it runs, and runs the whole desired state alone; the
+    // others run all of it too (one copy per side, no more).
+    bed.disconnect(cut);
+    wait_for(
+        "both sides running all six",
+        Duration::from_secs(60),
+        || {
+            let here = bed.running(cut, "edge");
+            let there: usize = others.iter().map(|&i| bed.running(i, "edge").len()).sum();
+            assert!(here.len() <= 6 && there <= 6, "more than one copy per side");
+            (here.len() == 6 && there == 6).then_some(())
+        },
+    );
+    assert!(owned.iter().all(|id| bed.running(cut, "edge").contains(id)));
+
+    // Both sides accept writes.
+    apply_in(&bed, cut, "written-while-cut-off", 1);
+    apply_in(&bed, others[0], "written-by-the-rest", 1);
+
+    // It reboots with no network: it restores its replicas from its own disk.
+    let running_before_reboot = bed.running(cut, "edge");
+    let out = std::process::Command::new("docker")
+        .args(["restart", "-t", "1", &bed.nodes[cut]])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "restart: {}", text(&out.stderr));
+    wait_for("the rebooted node serving", Duration::from_secs(60), || {
+        deployment_names(&bed, cut)
+            .contains("written-while-cut-off")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(5)); // past its join grace, alone
+    assert_eq!(
+        bed.running(cut, "edge"),
+        running_before_reboot,
+        "nothing recreated"
+    );
+
+    // The heal: one document, one copy of each replica, every write, nothing recreated.
+    let healed = Instant::now();
+    bed.connect(cut);
+    wait_for("identical heads", Duration::from_secs(60), || {
+        let all: BTreeSet<String> = (0..3).map(|i| heads(&bed, i)).collect();
+        (all.len() == 1 && !all.contains("null")).then_some(())
+    });
+    let converged = healed.elapsed();
+    wait_for("one copy of each replica", Duration::from_secs(60), || {
+        (total(&bed, "edge") == 6).then_some(())
+    });
+    eprintln!(
+        "heal: heads identical after {converged:?}, duplicates gone after {:?}",
+        healed.elapsed()
+    );
+    for i in 0..3 {
+        let names = deployment_names(&bed, i);
+        for name in ["edge", "written-while-cut-off", "written-by-the-rest"] {
+            assert!(names.contains(name), "node {i} lacks {name}: {names:?}");
+        }
+    }
+    let kept = bed.running(cut, "edge");
+    assert!(
+        owned.iter().all(|id| kept.contains(id)),
+        "the pods the node owned before the cut still run in the same containers"
+    );
+}
