@@ -67,14 +67,7 @@ fn a_node_cut_off_keeps_running_and_the_heal_loses_and_recreates_nothing() {
     }
     for i in 0..3 {
         wait_for("every node to see three", Duration::from_secs(60), || {
-            let out = weeble(&["--server", &bed.server(i), "get", "nodes", "-o", "json"]);
-            let nodes: Value = serde_json::from_slice(&out.stdout).ok()?;
-            let ready = nodes["items"]
-                .as_array()?
-                .iter()
-                .filter(|n| n["status"]["conditions"][0]["status"] == "True")
-                .count();
-            (ready == 3).then_some(())
+            (ready_nodes(&bed.server(i)).len() == 3).then_some(())
         });
     }
     apply_in(&bed, 0, "edge", 6);

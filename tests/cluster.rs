@@ -49,16 +49,7 @@ fn three_nodes_run_the_talk_demo_with_no_master() {
         wait_for(
             "every node to see three ready members",
             Duration::from_secs(30),
-            || {
-                let out = weeble(&["--server", server, "get", "nodes", "-o", "json"]);
-                let nodes: Value = serde_json::from_slice(&out.stdout).ok()?;
-                let ready = nodes["items"]
-                    .as_array()?
-                    .iter()
-                    .filter(|n| n["status"]["conditions"][0]["status"] == "True")
-                    .count();
-                (ready == 3).then_some(())
-            },
+            || (ready_nodes(server).len() == 3).then_some(()),
         );
     }
     // The intruder has had time to dial in; it never shows up anywhere.

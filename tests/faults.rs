@@ -46,21 +46,6 @@ fn start_nodes(cluster: &mut Cluster, base: usize, n: usize, extra: &[&str]) {
     }
 }
 
-/// The names of the nodes `server` sees as Ready.
-fn ready_nodes(server: &str) -> BTreeSet<String> {
-    let out = weeble(&["--server", server, "get", "nodes", "-o", "json"]);
-    let Ok(nodes) = serde_json::from_slice::<Value>(&out.stdout) else {
-        return BTreeSet::new();
-    };
-    nodes["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|n| n["status"]["conditions"][0]["status"] == "True")
-        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// A deployment of the demo image, applied at `server`; panics unless acknowledged.
 fn apply(server: &str, name: &str, replicas: u32, cpu_request: Option<&str>) {
     let resources = cpu_request

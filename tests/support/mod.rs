@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test target uses its own part of this module
 
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -245,6 +246,21 @@ fn remove_containers(ids: &[String]) -> bool {
             .args(ids)
             .output()
             .is_ok_and(|out| out.status.success())
+}
+
+/// The names of the nodes `server` sees as Ready.
+pub fn ready_nodes(server: &str) -> BTreeSet<String> {
+    let out = weeble(&["--server", server, "get", "nodes", "-o", "json"]);
+    let Ok(nodes) = serde_json::from_slice::<Value>(&out.stdout) else {
+        return BTreeSet::new();
+    };
+    nodes["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["status"]["conditions"][0]["status"] == "True")
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 pub fn pods(server: &str) -> Vec<Value> {
