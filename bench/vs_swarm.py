@@ -23,188 +23,49 @@ removed, the Swarm service removed and the swarm left (`docker swarm leave --for
 """
 
 import argparse
-import json
 import os
-import queue
 import random
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMAGE = "weeble-demo:latest"
+from common import ROOT, IMAGE, Cluster, Starts, containers, percentile, sh, wait_count, \
+    weeble_binary
+
 IPS = ["127.0.0.21", "127.0.0.22", "127.0.0.23"]
-P2P_PORT, API_PORT = 27946, 27070
 SERVICE = "wbench"
 DEPLOYMENT = "default/bench"
 KILL_REPLICAS = 10  # each replica is killed at most once every KILL_REPLICAS * KILL_GAP s
 KILL_GAP = 3.5
-TIMEOUT = 60.0
-
-MANIFEST = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: bench
-spec:
-  replicas: {replicas}
-  template:
-    metadata:
-      labels:
-        app: bench
-    spec:
-      containers:
-      - name: web
-        image: weeble-demo:latest
-        ports:
-        - containerPort: 80
-"""
 
 
-def sh(*args, check=True):
-    out = subprocess.run(args, capture_output=True, text=True)
-    if check and out.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed: {out.stderr.strip()}")
-    return out.stdout
+def classify(labels):
+    if labels.get("weeble.deployment") == DEPLOYMENT:
+        return "weeble"
+    if labels.get("com.docker.swarm.service.name") == SERVICE:
+        return "swarm"
+    if labels.get("weeble.bench") == "floor":
+        return "floor"
+    return None
 
 
-def percentile(values, p):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+class Weeble(Cluster):
+    """Three nodes on 127.0.0.21-23 running deployment `bench`."""
 
-
-class Starts:
-    """The engine's container start events, tagged with the system that made them."""
-
-    def __init__(self):
-        self.events = queue.Queue()
-        self.proc = subprocess.Popen(
-            ["docker", "events", "--filter", "type=container", "--filter", "event=start",
-             "--format", "{{json .}}"],
-            stdout=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            event = json.loads(line)
-            labels = event.get("Actor", {}).get("Attributes", {})
-            system = ("weeble" if labels.get("weeble.deployment") == DEPLOYMENT
-                      else "swarm" if labels.get("com.docker.swarm.service.name") == SERVICE
-                      else "floor" if labels.get("weeble.bench") == "floor" else None)
-            if system:
-                self.events.put((system, event["timeNano"] / 1e9))
-
-    def drain(self):
-        while not self.events.empty():
-            self.events.get_nowait()
-
-    def wait(self, system, count, since):
-        """Seconds from `since` to the `count`-th start of `system` after it."""
-        seen, deadline = [], time.time() + TIMEOUT
-        while len(seen) < count:
-            try:
-                who, at = self.events.get(timeout=max(0.0, deadline - time.time()))
-            except queue.Empty:
-                sys.exit(f"{system}: only {len(seen)} of {count} containers started in {TIMEOUT} s")
-            if who == system and at >= since:
-                seen.append(at)
-        return max(seen) - since
-
-    def stop(self):
-        self.proc.terminate()
-
-
-def containers(label):
-    return sh("docker", "ps", "-q", "--filter", f"label={label}").split()
-
-
-def wait_count(label, count):
-    deadline = time.time() + TIMEOUT
-    while len(containers(label)) != count:
-        if time.time() > deadline:
-            sys.exit(f"{label}: never got to {count} containers")
-        time.sleep(0.1)
-
-
-class Weeble:
-    """Three `weeble node` processes on 127.0.0.21-23."""
+    label = f"weeble.deployment={DEPLOYMENT}"
+    name = "weeble"
 
     def __init__(self, binary):
-        self.binary = binary
-        self.dir = tempfile.mkdtemp(prefix="weeble-bench-")
-        self.nodes = []
-        for i, ip in enumerate(IPS):
-            seed = IPS[(i + 1) % len(IPS)]
-            args = [binary, "node", "--name", f"bench-{i + 1}", "--data-dir",
-                    os.path.join(self.dir, f"n{i + 1}"), "--p2p", f"{ip}:{P2P_PORT}",
-                    "--api", f"{ip}:{API_PORT}", "--join", f"{seed}:{P2P_PORT}"]
-            log = open(os.path.join(self.dir, f"n{i + 1}.log"), "w")
-            self.nodes.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log))
-        self.server = f"http://{IPS[1]}:{API_PORT}"
-        deadline = time.time() + TIMEOUT
-        while self.ready_nodes() != len(IPS):
-            if time.time() > deadline:
-                sys.exit(f"the weeble nodes did not form a cluster; logs in {self.dir}")
-            time.sleep(0.2)
-
-    def ready_nodes(self):
-        try:
-            with urllib.request.urlopen(f"{self.server}/api/v1/nodes", timeout=2) as r:
-                items = json.load(r)["items"]
-        except OSError:
-            return 0
-        return sum(n["status"]["conditions"][0]["status"] == "True" for n in items)
-
-    def cli(self, *args, stdin=None):
-        out = subprocess.run([self.binary, "--server", self.server, *args], input=stdin,
-                             capture_output=True, text=True)
-        if out.returncode != 0:
-            sys.exit(f"weeble {' '.join(args)}: {out.stderr.strip()}")
+        super().__init__(binary, "bench", IPS, 27946, 27070)
 
     def apply(self, replicas):
-        self.cli("apply", "-f", "-", stdin=MANIFEST.format(replicas=replicas))
+        super().apply("bench", replicas)
 
     def scale(self, replicas):
         self.cli("scale", "deployment", "bench", "--replicas", str(replicas))
 
     def remove(self):
         self.cli("delete", "deployment", "bench")
-
-    label = f"weeble.deployment={DEPLOYMENT}"
-    name = "weeble"
-
-    def idle(self, seconds=30):
-        """Per agent: RSS in MB at the end, and CPU as % of one core over `seconds`."""
-        tick = os.sysconf("SC_CLK_TCK")
-
-        def cpu(pid):
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / tick
-
-        before = [cpu(p.pid) for p in self.nodes]
-        time.sleep(seconds)
-        after = [cpu(p.pid) for p in self.nodes]
-        rss = []
-        for p in self.nodes:
-            for line in open(f"/proc/{p.pid}/status"):
-                if line.startswith("VmRSS:"):
-                    rss.append(int(line.split()[1]) / 1024)
-        return rss, [100 * (a - b) / seconds for a, b in zip(after, before)]
-
-    def stop(self):
-        for p in self.nodes:
-            p.send_signal(signal.SIGKILL)
-            p.wait()
-        ids = sh("docker", "ps", "-aq", "--filter", "label=weeble.node").split()
-        ids = [i for i in ids if "bench-" in sh("docker", "inspect", "-f",
-                                                 '{{index .Config.Labels "weeble.node"}}', i)]
-        if ids:
-            sh("docker", "rm", "-f", *ids, check=False)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Swarm:
@@ -217,6 +78,9 @@ class Swarm:
         state = sh("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").strip()
         if state != "inactive":
             sys.exit(f"the engine is already in a swarm ({state}): not touching it")
+        # `swarm init` makes the docker_gwbridge network, which `swarm leave` keeps.
+        self.had_gwbridge = bool(sh("docker", "network", "ls", "-q", "--filter",
+                                    "name=^docker_gwbridge$").strip())
         sh("docker", "swarm", "init", "--advertise-addr", "127.0.0.1")
 
     def apply(self, replicas):
@@ -232,6 +96,8 @@ class Swarm:
     def stop(self):
         sh("docker", "service", "rm", SERVICE, check=False)
         sh("docker", "swarm", "leave", "--force", check=False)
+        if not self.had_gwbridge:
+            sh("docker", "network", "rm", "docker_gwbridge", check=False)
 
 
 def measure(system, starts, runs):
@@ -243,10 +109,10 @@ def measure(system, starts, runs):
         system.apply(3)
         figures["apply"].append(starts.wait(system.name, 3, t0))
         system.remove()
-        wait_count(system.label, 0)
+        wait_count(0, system.label)
         time.sleep(0.5)
     system.apply(3)
-    wait_count(system.label, 3)
+    wait_count(3, system.label)
     for _ in range(runs):
         time.sleep(1)
         starts.drain()
@@ -254,9 +120,9 @@ def measure(system, starts, runs):
         system.scale(5)
         figures["scale"].append(starts.wait(system.name, 2, t0))
         system.scale(3)
-        wait_count(system.label, 3)
+        wait_count(3, system.label)
     system.scale(KILL_REPLICAS)
-    wait_count(system.label, KILL_REPLICAS)
+    wait_count(KILL_REPLICAS, system.label)
     time.sleep(30)  # every replica has run long enough not to count as crash-looping
     for i in range(runs):
         victims = containers(system.label)
@@ -265,10 +131,10 @@ def measure(system, starts, runs):
         t0 = time.time()
         sh("docker", "kill", victim)
         figures["kill"].append(starts.wait(system.name, 1, t0))
-        wait_count(system.label, KILL_REPLICAS)
+        wait_count(KILL_REPLICAS, system.label)
         time.sleep(KILL_GAP)
     system.remove()
-    wait_count(system.label, 0)
+    wait_count(0, system.label)
     return figures
 
 
@@ -308,16 +174,13 @@ def main():
     parser.add_argument("--weeble", default=os.path.join(ROOT, "target/release/weeble"))
     parser.add_argument("--skip-swarm", action="store_true")
     args = parser.parse_args()
-    if not os.access(args.weeble, os.X_OK):
-        sys.exit(f"{args.weeble} is missing: run `cargo build --release -p weeble` first")
-    sh(args.weeble, "image", "build-demo")
-    starts = Starts()
+    starts = Starts(classify)
     results, idle = {}, None
-    weeble = Weeble(args.weeble)
+    weeble = Weeble(weeble_binary(args.weeble))
     try:
         results["weeble"] = measure(weeble, starts, args.runs)
         weeble.apply(3)
-        wait_count(weeble.label, 3)
+        wait_count(3, weeble.label)
         time.sleep(5)
         idle = weeble.idle()
     finally:

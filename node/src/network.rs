@@ -15,7 +15,7 @@ use libp2p::multiaddr::Protocol as Ma;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, identity, noise, ping, tcp,
     yamux,
@@ -87,7 +87,8 @@ enum Command {
         reply: oneshot::Sender<Result<Option<Vec<u8>>, NetError>>,
     },
     Publish(Vec<u8>),
-    Check(MemberId),
+    /// Dial a peer whose connection closed (the how-many-th attempt).
+    Check(MemberId, u8),
     Respond {
         channel: ResponseChannel<Response>,
         response: Response,
@@ -201,7 +202,7 @@ impl Network {
     /// Dials a peer whose connection closed: if nothing listens at its address any more, a
     /// [`NetEvent::Gone`] follows. A peer that is only slow or cut off is left to SWIM.
     pub async fn check(&self, peer: MemberId) {
-        let _ = self.tx.send(Command::Check(peer)).await;
+        let _ = self.tx.send(Command::Check(peer, 1)).await;
     }
 
     /// Broadcasts a status message to every peer (best effort; repeated by the caller).
@@ -255,8 +256,8 @@ struct NetworkActor {
     waiting_for_dial: BTreeMap<Multiaddr, Vec<Request>>,
     /// Dials to bare addresses in flight, so a failed one drops what waited on it.
     dialling: HashMap<ConnectionId, Multiaddr>,
-    /// Dials that check whether a disconnected peer is still there.
-    checking: HashMap<ConnectionId, PeerId>,
+    /// Dials that check whether a disconnected peer is still there, and which attempt.
+    checking: HashMap<ConnectionId, (MemberId, u8)>,
     /// The address to listen on, and whether a listener is open on it. A node that starts
     /// with its network down (its address not configured yet) keeps trying.
     listen: Multiaddr,
@@ -320,7 +321,7 @@ impl NetworkActor {
                     debug!(error = %e, "status not published (no subscribed peer yet?)");
                 }
             }
-            Command::Check(member) => {
+            Command::Check(member, attempt) => {
                 let Ok(peer) = member.peer_id.parse::<PeerId>() else {
                     return;
                 };
@@ -329,9 +330,13 @@ impl NetworkActor {
                     .condition(PeerCondition::Disconnected)
                     .build();
                 let id = dial.connection_id();
-                // Already connected again, or a dial already on its way: nothing to check.
-                if self.swarm.dial(dial).is_ok() {
-                    self.checking.insert(id, peer);
+                // Already connected again: nothing to check.
+                match self.swarm.dial(dial) {
+                    Ok(()) => {
+                        debug!(peer = %member.name, attempt, "checking a disconnected peer");
+                        self.checking.insert(id, (member, attempt));
+                    }
+                    Err(e) => debug!(peer = %member.name, error = %e, "no check needed"),
                 }
             }
             Command::Respond { channel, response } => {
@@ -420,11 +425,24 @@ impl NetworkActor {
                 if let Some(addr) = self.dialling.remove(&connection_id) {
                     self.waiting_for_dial.remove(&addr);
                 }
-                if let Some(peer) = self.checking.remove(&connection_id)
-                    && nothing_listens(&error)
-                {
-                    info!(%peer, %error, "peer's address refuses connections: its process is gone");
-                    let _ = self.events.send(NetEvent::Gone(peer)).await;
+                if let Some((member, attempt)) = self.checking.remove(&connection_id) {
+                    match dial_failure(&error.to_string()) {
+                        DialFailure::NothingListens => {
+                            info!(peer = %member.name, %error, "nothing listens at the peer's address: its process is gone");
+                            if let Ok(peer) = member.peer_id.parse() {
+                                let _ = self.events.send(NetEvent::Gone(peer)).await;
+                            }
+                        }
+                        // A process that is dying may still accept, then reset: look again.
+                        DialFailure::Reset if attempt < CHECK_ATTEMPTS => {
+                            let commands = self.commands.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(CHECK_RETRY).await;
+                                let _ = commands.send(Command::Check(member, attempt + 1)).await;
+                            });
+                        }
+                        _ => {}
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -432,6 +450,7 @@ impl NetworkActor {
                 num_established: 0,
                 ..
             } => {
+                debug!(%peer_id, "last connection closed");
                 let _ = self.events.send(NetEvent::Disconnected(peer_id)).await;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.rpc_event(event).await,
@@ -516,29 +535,43 @@ impl NetworkActor {
     }
 }
 
-/// Whether a failed dial says the peer's host answered that nothing listens on its port
-/// (or that the host itself is gone from the network), rather than that it was too slow.
-fn nothing_listens(error: &DialError) -> bool {
-    let DialError::Transport(attempts) = error else {
-        return false;
-    };
-    attempts.iter().any(|(_, e)| {
-        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
-        while let Some(e) = next {
-            if let Some(io) = e.downcast_ref::<io::Error>() {
-                if matches!(
-                    io.kind(),
-                    io::ErrorKind::ConnectionRefused | io::ErrorKind::HostUnreachable
-                ) {
-                    return true;
-                }
-                next = io.get_ref().map(|inner| inner as _);
-            } else {
-                next = e.source();
-            }
-        }
-        false
-    })
+/// How often a check dial that was reset is tried again, and after how long.
+const CHECK_ATTEMPTS: u8 = 3;
+const CHECK_RETRY: Duration = Duration::from_millis(100);
+
+/// What a failed dial says of the peer.
+#[derive(Debug, PartialEq)]
+enum DialFailure {
+    /// Its host answered that nothing listens on its port, or the host is gone from the
+    /// network: its process is gone.
+    NothingListens,
+    /// The connection was reset (a process that is dying may still accept, then reset).
+    Reset,
+    /// Anything else (a timeout, a failed handshake): it may only be slow.
+    Other,
+}
+
+/// What a failed dial's message (`DialError`'s display) says. libp2p wraps the socket's
+/// error in several layers, not all of which expose it as a `source`; the message carries
+/// the OS error's own, `(os error N)`.
+fn dial_failure(message: &str) -> DialFailure {
+    let kinds: Vec<io::ErrorKind> = message
+        .split("(os error ")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next()?.parse::<i32>().ok())
+        .map(|code| io::Error::from_raw_os_error(code).kind())
+        .collect();
+    use io::ErrorKind::*;
+    if kinds
+        .iter()
+        .any(|k| matches!(k, ConnectionRefused | HostUnreachable))
+    {
+        DialFailure::NothingListens
+    } else if kinds.iter().any(|k| matches!(k, ConnectionReset)) {
+        DialFailure::Reset
+    } else {
+        DialFailure::Other
+    }
 }
 
 /// Length-prefixed bincode frames for [`Request`] and [`Response`].
@@ -618,5 +651,25 @@ impl request_response::Codec for WireCodec {
         res: Response,
     ) -> io::Result<()> {
         write_frame(io, &res).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_or_reset_dial_is_told_from_a_slow_one() {
+        let refused = "Failed to negotiate transport protocol(s): [(/ip4/127.0.0.33/tcp/27946: : \
+            Connection refused (os error 111): Connection refused (os error 111))]";
+        let reset = "Failed to negotiate transport protocol(s): [(/ip4/127.0.0.33/tcp/27946/p2p/x: \
+            : Handshake failed: Handshake failed: Connection reset by peer (os error 104))]";
+        let unreachable = "[(/ip4/172.30.1.12/tcp/7946: : No route to host (os error 113))]";
+        let slow = "Failed to negotiate transport protocol(s): [(/ip4/10.0.0.1/tcp/7946: : Timeout \
+            has been reached)]";
+        assert_eq!(dial_failure(refused), DialFailure::NothingListens);
+        assert_eq!(dial_failure(unreachable), DialFailure::NothingListens);
+        assert_eq!(dial_failure(reset), DialFailure::Reset);
+        assert_eq!(dial_failure(slow), DialFailure::Other);
     }
 }

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Weeble under faults, each repeated `--runs` times (default 20), with p50/p95:
+
+  node crash        5 nodes on 127.0.0.81-85 run 10 replicas; the busiest node's agent is
+                    killed and its containers removed (the machine died). Detection: until a
+                    survivor's API shows it NotReady. Replacement: until every replica it ran
+                    has started on a survivor (the engine's start events). It is then started
+                    again (same data dir), and the cluster settles before the next run.
+  partition heal    the container test bed: 3 nodes, each in a container on a private Docker
+                    network, running 6 replicas; the busiest is disconnected until both sides
+                    run all 6, then connected again. Convergence: until the three documents
+                    have identical heads. Duplicate window: until one copy of each replica is
+                    left.
+
+Swarm, in the same run: `../shared/bench/swarm-baseline.sh` (a 2-node swarm on this engine,
+3 node crashes); its crash lines are printed beside ours. Kubernetes and Nomad defaults are
+quoted in docs/benchmarks.md.
+
+Usage: cargo build --release -p weeble && python3 bench/faults.py [--runs 20] [--skip-swarm]
+Leaves nothing behind: nodes, containers and the test network are removed.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+from common import ROOT, IMAGE, MANIFEST, Cluster, Starts, containers, percentile, sh, \
+    wait_count, weeble_binary
+
+CRASH_IPS = [f"127.0.0.{81 + i}" for i in range(5)]
+BED_PREFIX = "172.30.250"
+BED_NETWORK = "weeble-bench-bed"
+
+
+def classify(labels):
+    return "crash" if labels.get("weeble.deployment") == "default/crash" else None
+
+
+def poll(what, check, limit=60.0, every=0.02):
+    """The time (Unix seconds) at which `check()` was first seen true."""
+    start = time.time()
+    while not check():
+        if time.time() - start > limit:
+            sys.exit(f"timed out after {limit} s waiting for {what}")
+        time.sleep(every)
+    return time.time()
+
+
+def node_crash(binary, runs):
+    cluster = Cluster(binary, "crash", CRASH_IPS, 27946, 27070)
+    starts = Starts(classify)
+    detection, replacement = [], []
+    try:
+        cluster.apply("crash", 10)
+        wait_count(10, "weeble.deployment=default/crash")
+        for _ in range(runs):
+            time.sleep(2)
+            counts = [len(containers(f"weeble.node={cluster.name(i)}",
+                                     "weeble.deployment=default/crash"))
+                      for i in range(len(CRASH_IPS))]
+            victim = counts.index(max(counts))
+            witness = cluster.api((victim + 1) % len(CRASH_IPS))
+            starts.drain()
+            t0 = time.time()
+            cluster.kill(victim)
+            # Its containers die with it, while the survivors are already at work.
+            ids = sh("docker", "ps", "-aq", "--filter", f"label=weeble.node={cluster.name(victim)}")
+            remove = threading.Thread(target=sh, args=("docker", "rm", "-f", *ids.split()))
+            remove.start()
+            seen = poll("the crash to be seen",
+                        lambda: cluster.name(victim) not in cluster.nodes_ready(witness))
+            detection.append(seen - t0)
+            remove.join()
+            replacement.append(starts.wait("crash", counts[victim], t0))
+            cluster.start(victim)
+            cluster.wait_ready(len(CRASH_IPS), witness)
+            wait_count(10, "weeble.deployment=default/crash")
+    finally:
+        starts.stop()
+        cluster.stop()
+    return detection, replacement
+
+
+class Bed:
+    """Three nodes, each in a container on a private network (as in tests/bed.rs)."""
+
+    def __init__(self):
+        sh("docker", "network", "create", "--subnet", f"{BED_PREFIX}.0/24", BED_NETWORK)
+        self.nodes = []
+        for i in range(3):
+            name, ip = f"benchbed-{i}", self.ip(i)
+            args = ["docker", "run", "-d", "--name", name, "--label", "weeble.bed=node",
+                    "--network", BED_NETWORK, "--ip", ip,
+                    "-v", "/var/run/docker.sock:/var/run/docker.sock",
+                    "--entrypoint", "/weeble", IMAGE, "node", "--name", name,
+                    "--data-dir", "/data", "--p2p", f"{ip}:7946", "--api", "0.0.0.0:7070",
+                    "--publish-ip", f"{BED_PREFIX}.1"]
+            if i:
+                args += ["--join", f"{self.ip(0)}:7946"]
+            sh(*args)
+            self.nodes.append(name)
+
+    def ip(self, i):
+        return f"{BED_PREFIX}.{10 + i}"
+
+    def get(self, i, path):
+        try:
+            with urllib.request.urlopen(f"http://{self.ip(i)}:7070{path}", timeout=1) as r:
+                return json.load(r)
+        except OSError:
+            return None
+
+    def running(self, i):
+        return len(containers(f"weeble.node={self.nodes[i]}", "weeble.deployment=default/edge"))
+
+    def stop(self):
+        sh("docker", "rm", "-f", *self.nodes, check=False)
+        for node in self.nodes:
+            ids = sh("docker", "ps", "-aq", "--filter", f"label=weeble.node={node}").split()
+            if ids:
+                sh("docker", "rm", "-f", *ids, check=False)
+        sh("docker", "network", "rm", BED_NETWORK, check=False)
+
+
+def partition_heal(runs):
+    bed = Bed()
+    convergence, duplicates = [], []
+    try:
+        poll("the bed to form", lambda: all(
+            sum(n["status"]["conditions"][0]["status"] == "True"
+                for n in (bed.get(i, "/api/v1/nodes") or {"items": []})["items"]) == 3
+            for i in range(3)), limit=60, every=0.2)
+        manifest = MANIFEST.format(name="edge", replicas=6)
+        subprocess.run(["docker", "exec", "-i", bed.nodes[0], "/weeble", "--server",
+                        "http://127.0.0.1:7070", "apply", "-f", "-"], input=manifest,
+                       text=True, check=True, capture_output=True)
+        wait_count(6, "weeble.deployment=default/edge")
+        for _ in range(runs):
+            cut = max(range(3), key=bed.running)
+            sh("docker", "network", "disconnect", BED_NETWORK, bed.nodes[cut])
+            poll("both sides running all six", lambda: bed.running(cut) == 6 and
+                 sum(bed.running(i) for i in range(3) if i != cut) == 6, every=0.2)
+            t0 = time.time()
+            sh("docker", "network", "connect", "--ip", bed.ip(cut), BED_NETWORK, bed.nodes[cut])
+            converged = poll("identical heads", lambda: len({
+                json.dumps((bed.get(i, "/apis/weeble.io/v1/state") or {}).get("heads"))
+                for i in range(3)}) == 1, every=0.05)
+            convergence.append(converged - t0)
+            single = poll("one copy of each",
+                          lambda: sum(bed.running(i) for i in range(3)) == 6, every=0.1)
+            duplicates.append(single - t0)
+            time.sleep(2)
+    finally:
+        bed.stop()
+    return convergence, duplicates
+
+
+def swarm_crash():
+    script = os.path.join(ROOT, "..", "shared", "bench", "swarm-baseline.sh")
+    if not os.path.exists(script):
+        return []
+    out = subprocess.run(["bash", script], env={**os.environ, "IMG": IMAGE},
+                         capture_output=True, text=True).stdout
+    return [float(line.rsplit(":", 1)[1].split()[0]) for line in out.splitlines()
+            if line.startswith("swarm node crash ->")]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--weeble", default=os.path.join(ROOT, "target/release/weeble"))
+    parser.add_argument("--skip-swarm", action="store_true")
+    args = parser.parse_args()
+    binary = weeble_binary(args.weeble)
+    detection, replacement = node_crash(binary, args.runs)
+    convergence, duplicates = partition_heal(args.runs)
+    swarm = [] if args.skip_swarm else swarm_crash()
+    print(f"\n{args.runs} runs each, seconds")
+    print(f"{'fault':<40} {'p50':>7} {'p95':>7} {'target':>8}")
+    for name, values, target in [
+        ("node crash: detected (5 nodes)", detection, "-"),
+        ("node crash: every replica running again", replacement, "p95 3"),
+        ("partition heal: identical heads", convergence, "2"),
+        ("partition heal: duplicates gone", duplicates, "5"),
+    ]:
+        print(f"{name:<40} {percentile(values, 50):>7.2f} {percentile(values, 95):>7.2f} "
+              f"{target:>8}")
+    if swarm:
+        print(f"Swarm, same run, 2-node crash -> replicas back ({len(swarm)} crashes): "
+              f"p50 {percentile(swarm, 50):.2f}, max {max(swarm):.2f}")
+
+
+if __name__ == "__main__":
+    main()
