@@ -322,9 +322,9 @@ struct MembershipLoop {
 
 impl MembershipLoop {
     async fn run(mut self, mut inbox: mpsc::Receiver<MembershipInput>) {
-        // Every two seconds, announce to known addresses with no live member: that is how a
+        // Every second, announce to known addresses with no live member: that is how a
         // new node joins, and how the sides of a healed partition find each other again.
-        let mut announce = tokio::time::interval(Duration::from_secs(2));
+        let mut announce = tokio::time::interval(Duration::from_secs(1));
         loop {
             let effects = tokio::select! {
                 input = inbox.recv() => match input {
@@ -420,6 +420,7 @@ impl MembershipLoop {
                     if !back {
                         self.status.forget(m.name).await;
                     }
+                    self.network.disconnect(m.peer_id).await;
                 }
                 Effect::Active => info!("joined the cluster"),
                 Effect::Idle => info!("no live peer left: running alone"),

@@ -87,6 +87,8 @@ enum Command {
         reply: oneshot::Sender<Result<Option<Vec<u8>>, NetError>>,
     },
     Publish(Vec<u8>),
+    /// Close every connection to a peer declared dead.
+    Disconnect(String),
     /// Dial a peer whose connection closed (the how-many-th attempt).
     Check(MemberId, u8),
     Respond {
@@ -205,6 +207,13 @@ impl Network {
         let _ = self.tx.send(Command::Check(peer, 1)).await;
     }
 
+    /// Closes the connections to a peer declared dead (libp2p peer id, base58). A connection
+    /// that hung through a partition would otherwise be reused after the heal, at the pace of
+    /// TCP's retransmission backoff; a fresh dial is at once.
+    pub async fn disconnect(&self, peer_id: String) {
+        let _ = self.tx.send(Command::Disconnect(peer_id)).await;
+    }
+
     /// Broadcasts a status message to every peer (best effort; repeated by the caller).
     pub async fn publish_status(&self, data: Vec<u8>) {
         let _ = self.tx.send(Command::Publish(data)).await;
@@ -319,6 +328,11 @@ impl NetworkActor {
                 let topic = gossipsub::IdentTopic::new(STATUS_TOPIC);
                 if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
                     debug!(error = %e, "status not published (no subscribed peer yet?)");
+                }
+            }
+            Command::Disconnect(peer) => {
+                if let Ok(peer) = peer.parse::<PeerId>() {
+                    let _ = self.swarm.disconnect_peer_id(peer);
                 }
             }
             Command::Check(member, attempt) => {

@@ -413,6 +413,59 @@ impl Bed {
         self.nodes.push(name);
     }
 
+    /// Cuts the nodes `one` off from the nodes `other` (and back) with iptables rules on the
+    /// host's Docker bridge traffic (`DOCKER-USER`), tagged with the bed's name; every node
+    /// keeps its network and the peers on its own side.
+    pub fn partition(&self, one: &[usize], other: &[usize]) {
+        for &a in one {
+            for &b in other {
+                for (src, dst) in [(self.ip(a), self.ip(b)), (self.ip(b), self.ip(a))] {
+                    let rule = self.partition_rule("-I", &src, &dst);
+                    assert!(docker_user(&rule), "iptables {rule:?}");
+                }
+            }
+        }
+    }
+
+    /// Removes every partition rule of the bed.
+    pub fn heal(&self) {
+        let out = Command::new("iptables")
+            .args(["-S", "DOCKER-USER"])
+            .output()
+            .unwrap();
+        for line in text(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&self.network))
+        {
+            let rule: Vec<String> = line
+                .replacen("-A ", "-D ", 1)
+                .split_whitespace()
+                .map(|w| w.trim_matches('"').to_string())
+                .collect();
+            assert!(docker_user(&rule), "iptables {rule:?}");
+        }
+    }
+
+    fn partition_rule(&self, verb: &str, src: &str, dst: &str) -> Vec<String> {
+        let tag = self.network.as_str();
+        [
+            verb,
+            "DOCKER-USER",
+            "-s",
+            src,
+            "-d",
+            dst,
+            "-m",
+            "comment",
+            "--comment",
+            tag,
+            "-j",
+            "DROP",
+        ]
+        .map(String::from)
+        .into()
+    }
+
     /// Cuts node `index` off from the network, as a lost link does.
     pub fn disconnect(&self, index: usize) {
         let out = docker(&["network", "disconnect", &self.network, &self.nodes[index]]);
@@ -480,8 +533,16 @@ impl Bed {
     }
 }
 
+fn docker_user(rule: &[String]) -> bool {
+    Command::new("iptables")
+        .args(rule)
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
 impl Drop for Bed {
     fn drop(&mut self) {
+        self.heal();
         if !self.nodes.is_empty() {
             let mut args = vec!["rm", "-f"];
             args.extend(self.nodes.iter().map(String::as_str));
