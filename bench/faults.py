@@ -6,11 +6,12 @@
                     survivor's API shows it NotReady. Replacement: until every replica it ran
                     has started on a survivor (the engine's start events). It is then started
                     again (same data dir), and the cluster settles before the next run.
-  partition heal    the container test bed: 3 nodes, each in a container on a private Docker
-                    network, running 6 replicas; the busiest is disconnected until both sides
-                    run all 6, then connected again. Convergence: until the three documents
-                    have identical heads. Duplicate window: until one copy of each replica is
-                    left.
+  partition heal    the container test bed: nodes each in a container on a private Docker
+                    network, running 6 replicas. Cut off: of 3 nodes, the busiest is
+                    disconnected until both sides run all 6, then connected again. Split: 5
+                    nodes, 3 | 2 by iptables rules on the bridge traffic, then healed.
+                    Convergence: until every document has identical heads. Duplicate window:
+                    until one copy of each replica is left.
 
 Swarm, in the same run: `../shared/bench/swarm-baseline.sh` (a 2-node swarm on this engine,
 3 node crashes); its crash lines are printed beside ours. Kubernetes and Nomad defaults are
@@ -87,12 +88,12 @@ def node_crash(binary, runs):
 
 
 class Bed:
-    """Three nodes, each in a container on a private network (as in tests/bed.rs)."""
+    """`n` nodes, each in a container on a private network (as in tests/bed.rs)."""
 
-    def __init__(self):
+    def __init__(self, n):
         sh("docker", "network", "create", "--subnet", f"{BED_PREFIX}.0/24", BED_NETWORK)
         self.nodes = []
-        for i in range(3):
+        for i in range(n):
             name, ip = f"benchbed-{i}", self.ip(i)
             args = ["docker", "run", "-d", "--name", name, "--label", "weeble.bed=node",
                     "--network", BED_NETWORK, "--ip", ip,
@@ -118,7 +119,16 @@ class Bed:
     def running(self, i):
         return len(containers(f"weeble.node={self.nodes[i]}", "weeble.deployment=default/edge"))
 
+    def split(self, one, other, verb):
+        """Drops (`-I`) or lets through again (`-D`) the bridge traffic between two groups."""
+        for a in one:
+            for b in other:
+                for src, dst in ((a, b), (b, a)):
+                    sh("iptables", verb, "DOCKER-USER", "-s", self.ip(src), "-d", self.ip(dst),
+                       "-m", "comment", "--comment", BED_NETWORK, "-j", "DROP", check=verb == "-I")
+
     def stop(self):
+        self.split(range(len(self.nodes)), range(len(self.nodes)), "-D")
         sh("docker", "rm", "-f", *self.nodes, check=False)
         for node in self.nodes:
             ids = sh("docker", "ps", "-aq", "--filter", f"label=weeble.node={node}").split()
@@ -127,34 +137,45 @@ class Bed:
         sh("docker", "network", "rm", BED_NETWORK, check=False)
 
 
-def partition_heal(runs):
-    bed = Bed()
+def partition_heal(runs, n):
+    """n = 3: the busiest node is disconnected from the network and connected again.
+    n = 5: nodes 0-2 and 3-4 are split by iptables rules on the bridge, then healed."""
+    bed = Bed(n)
     convergence, duplicates = [], []
     try:
         poll("the bed to form", lambda: all(
-            sum(n["status"]["conditions"][0]["status"] == "True"
-                for n in (bed.get(i, "/api/v1/nodes") or {"items": []})["items"]) == 3
-            for i in range(3)), limit=60, every=0.2)
+            sum(node["status"]["conditions"][0]["status"] == "True"
+                for node in (bed.get(i, "/api/v1/nodes") or {"items": []})["items"]) == n
+            for i in range(len(bed.nodes))), limit=60, every=0.2)
         manifest = MANIFEST.format(name="edge", replicas=6)
         subprocess.run(["docker", "exec", "-i", bed.nodes[0], "/weeble", "--server",
                         "http://127.0.0.1:7070", "apply", "-f", "-"], input=manifest,
                        text=True, check=True, capture_output=True)
         wait_count(6, "weeble.deployment=default/edge")
         for _ in range(runs):
-            cut = max(range(3), key=bed.running)
-            sh("docker", "network", "disconnect", BED_NETWORK, bed.nodes[cut])
-            poll("both sides running all six", lambda: bed.running(cut) == 6 and
-                 sum(bed.running(i) for i in range(3) if i != cut) == 6, every=0.2)
+            if n == 3:
+                cut = max(range(3), key=bed.running)
+                sides = ([cut], [i for i in range(3) if i != cut])
+                sh("docker", "network", "disconnect", BED_NETWORK, bed.nodes[cut])
+            else:
+                sides = ([0, 1, 2], [3, 4])
+                bed.split(*sides, "-I")
+            poll("both sides running all six", lambda: all(
+                sum(bed.running(i) for i in side) == 6 for side in sides), every=0.2)
             t0 = time.time()
-            sh("docker", "network", "connect", "--ip", bed.ip(cut), BED_NETWORK, bed.nodes[cut])
+            if n == 3:
+                sh("docker", "network", "connect", "--ip", bed.ip(cut), BED_NETWORK,
+                   bed.nodes[cut])
+            else:
+                bed.split(*sides, "-D")
             converged = poll("identical heads", lambda: len({
                 json.dumps((bed.get(i, "/apis/weeble.io/v1/state") or {}).get("heads"))
-                for i in range(3)}) == 1, every=0.05)
+                for i in range(n)}) == 1, every=0.05)
             convergence.append(converged - t0)
             single = poll("one copy of each",
-                          lambda: sum(bed.running(i) for i in range(3)) == 6, every=0.1)
+                          lambda: sum(bed.running(i) for i in range(n)) == 6, every=0.1)
             duplicates.append(single - t0)
-            time.sleep(2)
+            time.sleep(3)
     finally:
         bed.stop()
     return convergence, duplicates
@@ -191,17 +212,20 @@ def main():
     args = parser.parse_args()
     binary = weeble_binary(args.weeble)
     detection, replacement = node_crash(binary, args.runs)
-    convergence, duplicates = partition_heal(args.runs)
+    cut_off = partition_heal(args.runs, 3)
+    split = partition_heal(args.runs, 5)
     swarm = [] if args.skip_swarm else swarm_crash()
     print(f"\n{args.runs} runs each, seconds")
-    print(f"{'fault':<40} {'p50':>7} {'p95':>7} {'target':>8}")
+    print(f"{'fault':<44} {'p50':>7} {'p95':>7} {'target':>8}")
     for name, values, target in [
         ("node crash: detected (5 nodes)", detection, "-"),
         ("node crash: every replica running again", replacement, "p95 3"),
-        ("partition heal: identical heads", convergence, "2"),
-        ("partition heal: duplicates gone", duplicates, "5"),
+        ("one node cut off, healed: identical heads", cut_off[0], "2"),
+        ("one node cut off, healed: duplicates gone", cut_off[1], "5"),
+        ("3 | 2 split, healed: identical heads", split[0], "2"),
+        ("3 | 2 split, healed: duplicates gone", split[1], "5"),
     ]:
-        print(f"{name:<40} {percentile(values, 50):>7.2f} {percentile(values, 95):>7.2f} "
+        print(f"{name:<44} {percentile(values, 50):>7.2f} {percentile(values, 95):>7.2f} "
               f"{target:>8}")
     if swarm:
         print(f"Swarm, same run, 2-node crash -> replicas back ({len(swarm)} crashes): "
