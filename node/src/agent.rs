@@ -66,7 +66,7 @@ impl NodeConfig {
             },
             detection: Detection::default(),
             resync: Duration::from_secs(10),
-            status_heartbeat: Duration::from_secs(5),
+            status_heartbeat: Duration::from_secs(2),
             sync_period: Duration::from_secs(2),
             join_grace: Duration::from_secs(3),
         }
