@@ -1,6 +1,7 @@
 """What the benchmark scripts share: running commands, percentiles, the engine's container
 start events, and a cluster of local `weeble node` processes."""
 
+import argparse
 import json
 import os
 import queue
@@ -46,6 +47,15 @@ def sh(*args, check=True):
 def percentile(values, p):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def arguments(doc):
+    """The options every benchmark takes: how many runs, which binary, whether to run Swarm."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--weeble", default=os.path.join(ROOT, "target/release/weeble"))
+    parser.add_argument("--skip-swarm", action="store_true")
+    return parser.parse_args()
 
 
 def weeble_binary(path):

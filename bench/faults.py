@@ -21,7 +21,6 @@ Usage: cargo build --release -p weeble && python3 bench/faults.py [--runs 20] [-
 Leaves nothing behind: nodes, containers and the test network are removed.
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -30,8 +29,8 @@ import threading
 import time
 import urllib.request
 
-from common import ROOT, IMAGE, MANIFEST, Cluster, Starts, containers, percentile, sh, \
-    wait_count, weeble_binary
+from common import arguments, ROOT, IMAGE, MANIFEST, Cluster, Starts, containers, \
+    percentile, sh, wait_count, weeble_binary
 
 CRASH_IPS = [f"127.0.0.{81 + i}" for i in range(5)]
 BED_PREFIX = "172.30.250"
@@ -205,11 +204,7 @@ def swarm_crash():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--weeble", default=os.path.join(ROOT, "target/release/weeble"))
-    parser.add_argument("--skip-swarm", action="store_true")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     binary = weeble_binary(args.weeble)
     detection, replacement = node_crash(binary, args.runs)
     cut_off = partition_heal(args.runs, 3)

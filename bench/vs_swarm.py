@@ -22,14 +22,12 @@ Leaves the engine as it found it: the weeble nodes and their containers are stop
 removed, the Swarm service removed and the swarm left (`docker swarm leave --force`).
 """
 
-import argparse
-import os
 import random
 import subprocess
 import sys
 import time
 
-from common import ROOT, IMAGE, Cluster, Starts, containers, percentile, sh, wait_count, \
+from common import arguments, IMAGE, Cluster, Starts, containers, percentile, sh, wait_count, \
     weeble_binary
 
 IPS = ["127.0.0.21", "127.0.0.22", "127.0.0.23"]
@@ -169,11 +167,7 @@ def floor(starts, runs):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--weeble", default=os.path.join(ROOT, "target/release/weeble"))
-    parser.add_argument("--skip-swarm", action="store_true")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     starts = Starts(classify)
     results, idle = {}, None
     weeble = Weeble(weeble_binary(args.weeble))
