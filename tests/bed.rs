@@ -12,6 +12,7 @@ mod support;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -76,20 +77,29 @@ fn total(bed: &Bed, deployment: &str) -> usize {
         .sum()
 }
 
-#[test]
-fn a_node_cut_off_keeps_running_and_the_heal_loses_and_recreates_nothing() {
-    let _one_at_a_time = serial();
-    let Some(mut bed) = Bed::new() else {
-        return;
-    };
-    for i in 0..3 {
+/// A bed of `n` nodes that all see each other, running 6 replicas of deployment `name`,
+/// with the lock that keeps the other tests of this binary off the machine; None when
+/// Docker is missing (outside CI).
+fn running_bed(n: usize, name: &str) -> Option<(MutexGuard<'static, ()>, Bed)> {
+    let one_at_a_time = serial();
+    let mut bed = Bed::new()?;
+    for i in 0..n {
         bed.start(i);
     }
-    wait_sides(&bed, &[&[0, 1, 2]]);
-    apply_in(&bed, 0, "edge", 6);
+    let all: Vec<usize> = (0..n).collect();
+    wait_sides(&bed, &[&all]);
+    apply_in(&bed, 0, name, 6);
     wait_for("six replicas running", Duration::from_secs(60), || {
-        (total(&bed, "edge") == 6).then_some(())
+        (total(&bed, name) == 6).then_some(())
     });
+    Some((one_at_a_time, bed))
+}
+
+#[test]
+fn a_node_cut_off_keeps_running_and_the_heal_loses_and_recreates_nothing() {
+    let Some((_one_at_a_time, bed)) = running_bed(3, "edge") else {
+        return;
+    };
     let cut = (0..3)
         .max_by_key(|&i| bed.running(i, "edge").len())
         .unwrap();
@@ -167,19 +177,10 @@ fn wait_sides(bed: &Bed, sides: &[&[usize]]) {
 
 #[test]
 fn a_three_two_partition_keeps_both_sides_writing_and_the_heal_keeps_every_write() {
-    let _one_at_a_time = serial();
-    let Some(mut bed) = Bed::new() else {
+    let Some((_one_at_a_time, bed)) = running_bed(5, "split") else {
         return;
     };
-    for i in 0..5 {
-        bed.start(i);
-    }
     let (left, right): (&[usize], &[usize]) = (&[0, 1, 2], &[3, 4]);
-    wait_sides(&bed, &[&[0, 1, 2, 3, 4]]);
-    apply_in(&bed, 0, "split", 6);
-    wait_for("six replicas running", Duration::from_secs(60), || {
-        (total(&bed, "split") == 6).then_some(())
-    });
 
     if !bed.partition(left, right) {
         return;
