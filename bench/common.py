@@ -133,7 +133,7 @@ class Cluster:
         self.server = self.api(1 % len(ips))
         self.wait_ready(len(ips))
 
-    def name(self, i):
+    def node_name(self, i):
         return f"{self.prefix}-{i + 1}"
 
     def api(self, i):
@@ -141,7 +141,7 @@ class Cluster:
 
     def start(self, i):
         seed = self.ips[(i + 1) % len(self.ips)]
-        args = [self.binary, "node", "--name", self.name(i), "--data-dir",
+        args = [self.binary, "node", "--name", self.node_name(i), "--data-dir",
                 os.path.join(self.dir, f"n{i + 1}"), "--p2p", f"{self.ips[i]}:{self.p2p_port}",
                 "--api", f"{self.ips[i]}:{self.api_port}", "--join", f"{seed}:{self.p2p_port}",
                 *self.extra]
@@ -201,7 +201,7 @@ class Cluster:
             if self.nodes[i].poll() is None:
                 self.kill(i)
         for i in range(len(self.nodes)):
-            ids = sh("docker", "ps", "-aq", "--filter", f"label=weeble.node={self.name(i)}").split()
+            ids = sh("docker", "ps", "-aq", "--filter", f"label=weeble.node={self.node_name(i)}").split()
             if ids:
                 sh("docker", "rm", "-f", *ids, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -60,7 +60,7 @@ def node_crash(binary, runs):
         wait_count(10, "weeble.deployment=default/crash")
         for _ in range(runs):
             time.sleep(2)
-            counts = [len(containers(f"weeble.node={cluster.name(i)}",
+            counts = [len(containers(f"weeble.node={cluster.node_name(i)}",
                                      "weeble.deployment=default/crash"))
                       for i in range(len(CRASH_IPS))]
             victim = counts.index(max(counts))
@@ -69,11 +69,11 @@ def node_crash(binary, runs):
             t0 = time.time()
             cluster.kill(victim)
             # Its containers die with it, while the survivors are already at work.
-            ids = sh("docker", "ps", "-aq", "--filter", f"label=weeble.node={cluster.name(victim)}")
+            ids = sh("docker", "ps", "-aq", "--filter", f"label=weeble.node={cluster.node_name(victim)}")
             remove = threading.Thread(target=sh, args=("docker", "rm", "-f", *ids.split()))
             remove.start()
             seen = poll("the crash to be seen",
-                        lambda: cluster.name(victim) not in cluster.nodes_ready(witness))
+                        lambda: cluster.node_name(victim) not in cluster.nodes_ready(witness))
             detection.append(seen - t0)
             remove.join()
             replacement.append(starts.wait("crash", counts[victim], t0))
