@@ -89,24 +89,25 @@ def node_crash(binary, runs):
 class Bed:
     """`n` nodes, each in a container on a private network (as in tests/bed.rs)."""
 
-    def __init__(self, n):
-        sh("docker", "network", "create", "--subnet", f"{BED_PREFIX}.0/24", BED_NETWORK)
+    def __init__(self, n, prefix=BED_PREFIX, network=BED_NETWORK):
+        self.prefix, self.network = prefix, network
+        sh("docker", "network", "create", "--subnet", f"{prefix}.0/24", network)
         self.nodes = []
         for i in range(n):
-            name, ip = f"benchbed-{i}", self.ip(i)
+            name, ip = f"{network}-{i}", self.ip(i)
             args = ["docker", "run", "-d", "--name", name, "--label", "weeble.bed=node",
-                    "--network", BED_NETWORK, "--ip", ip,
+                    "--network", network, "--ip", ip,
                     "-v", "/var/run/docker.sock:/var/run/docker.sock",
                     "--entrypoint", "/weeble", IMAGE, "node", "--name", name,
                     "--data-dir", "/data", "--p2p", f"{ip}:7946", "--api", "0.0.0.0:7070",
-                    "--publish-ip", f"{BED_PREFIX}.1"]
+                    "--publish-ip", f"{prefix}.1"]
             if i:
                 args += ["--join", f"{self.ip(0)}:7946"]
             sh(*args)
             self.nodes.append(name)
 
     def ip(self, i):
-        return f"{BED_PREFIX}.{10 + i}"
+        return f"{self.prefix}.{10 + i}"
 
     def get(self, i, path):
         try:
@@ -115,8 +116,36 @@ class Bed:
         except OSError:
             return None
 
-    def running(self, i):
-        return len(containers(f"weeble.node={self.nodes[i]}", "weeble.deployment=default/edge"))
+    def running(self, i, deployment="edge"):
+        return len(self.running_ids(i, deployment))
+
+    def running_ids(self, i, deployment="edge"):
+        return containers(f"weeble.node={self.nodes[i]}", f"weeble.deployment=default/{deployment}")
+
+    def apply(self, i, name, replicas):
+        """Applies a deployment through node `i`'s own API (from inside its container)."""
+        subprocess.run(["docker", "exec", "-i", self.nodes[i], "/weeble", "--server",
+                        "http://127.0.0.1:7070", "apply", "-f", "-"],
+                       input=MANIFEST.format(name=name, replicas=replicas),
+                       text=True, check=True, capture_output=True)
+
+    def wait_formed(self):
+        n = len(self.nodes)
+        poll("the bed to form", lambda: all(
+            sum(node["status"]["conditions"][0]["status"] == "True"
+                for node in (self.get(i, "/api/v1/nodes") or {"items": []})["items"]) == n
+            for i in range(n)), limit=60, every=0.2)
+
+    def heads(self):
+        """The distinct document heads across the nodes (one when converged)."""
+        return {json.dumps((self.get(i, "/apis/weeble.io/v1/state") or {}).get("heads"))
+                for i in range(len(self.nodes))}
+
+    def disconnect(self, i):
+        sh("docker", "network", "disconnect", self.network, self.nodes[i])
+
+    def connect(self, i):
+        sh("docker", "network", "connect", "--ip", self.ip(i), self.network, self.nodes[i])
 
     def split(self, one, other, verb):
         """Drops (`-I`) or lets through again (`-D`) the bridge traffic between two groups."""
@@ -124,7 +153,7 @@ class Bed:
             for b in other:
                 for src, dst in ((a, b), (b, a)):
                     sh("iptables", verb, "DOCKER-USER", "-s", self.ip(src), "-d", self.ip(dst),
-                       "-m", "comment", "--comment", BED_NETWORK, "-j", "DROP", check=verb == "-I")
+                       "-m", "comment", "--comment", self.network, "-j", "DROP", check=verb == "-I")
 
     def stop(self):
         self.split(range(len(self.nodes)), range(len(self.nodes)), "-D")
@@ -133,7 +162,7 @@ class Bed:
             ids = sh("docker", "ps", "-aq", "--filter", f"label=weeble.node={node}").split()
             if ids:
                 sh("docker", "rm", "-f", *ids, check=False)
-        sh("docker", "network", "rm", BED_NETWORK, check=False)
+        sh("docker", "network", "rm", self.network, check=False)
 
 
 def partition_heal(runs, n):
@@ -142,20 +171,14 @@ def partition_heal(runs, n):
     bed = Bed(n)
     convergence, duplicates = [], []
     try:
-        poll("the bed to form", lambda: all(
-            sum(node["status"]["conditions"][0]["status"] == "True"
-                for node in (bed.get(i, "/api/v1/nodes") or {"items": []})["items"]) == n
-            for i in range(len(bed.nodes))), limit=60, every=0.2)
-        manifest = MANIFEST.format(name="edge", replicas=6)
-        subprocess.run(["docker", "exec", "-i", bed.nodes[0], "/weeble", "--server",
-                        "http://127.0.0.1:7070", "apply", "-f", "-"], input=manifest,
-                       text=True, check=True, capture_output=True)
+        bed.wait_formed()
+        bed.apply(0, "edge", 6)
         wait_count(6, "weeble.deployment=default/edge")
         for _ in range(runs):
             if n == 3:
                 cut = max(range(3), key=bed.running)
                 sides = ([cut], [i for i in range(3) if i != cut])
-                sh("docker", "network", "disconnect", BED_NETWORK, bed.nodes[cut])
+                bed.disconnect(cut)
             else:
                 sides = ([0, 1, 2], [3, 4])
                 bed.split(*sides, "-I")
@@ -163,13 +186,10 @@ def partition_heal(runs, n):
                 sum(bed.running(i) for i in side) == 6 for side in sides), every=0.2)
             t0 = time.time()
             if n == 3:
-                sh("docker", "network", "connect", "--ip", bed.ip(cut), BED_NETWORK,
-                   bed.nodes[cut])
+                bed.connect(cut)
             else:
                 bed.split(*sides, "-D")
-            converged = poll("identical heads", lambda: len({
-                json.dumps((bed.get(i, "/apis/weeble.io/v1/state") or {}).get("heads"))
-                for i in range(n)}) == 1, every=0.05)
+            converged = poll("identical heads", lambda: len(bed.heads()) == 1, every=0.05)
             convergence.append(converged - t0)
             single = poll("one copy of each",
                           lambda: sum(bed.running(i) for i in range(n)) == 6, every=0.1)
