@@ -325,12 +325,14 @@ impl MembershipLoop {
         // Every second, announce to known addresses with no live member: that is how a
         // new node joins, and how the sides of a healed partition find each other again.
         let mut announce = tokio::time::interval(Duration::from_secs(1));
+        // The membership core's clock: time since the loop began.
+        let epoch = tokio::time::Instant::now();
         loop {
             let effects = tokio::select! {
                 input = inbox.recv() => match input {
                     None => return,
-                    Some(MembershipInput::Data(data)) => self.membership.receive(&data),
-                    Some(MembershipInput::Timer(timer)) => self.membership.timer(timer),
+                    Some(MembershipInput::Data(data)) => self.membership.receive(&data, epoch.elapsed()),
+                    Some(MembershipInput::Timer(timer)) => self.membership.timer(timer, epoch.elapsed()),
                     Some(MembershipInput::Disconnected(peer)) => {
                         let member = self.members.borrow().iter().find(|(m, l)| m.peer_id == peer && *l != Liveness::Down).map(|(m, _)| m.clone());
                         if let Some(member) = member {

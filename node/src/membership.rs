@@ -11,6 +11,7 @@ use foca::{AccumulatingRuntime, Foca, Identity, OwnedNotification, State, Timer}
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use weeble_crdt::{Labels, ResourceAmounts};
@@ -147,9 +148,31 @@ pub fn suspicions<'a>(
 }
 
 /// SWIM membership of one node.
+/// A suspect may stay silent this many suspicion windows at most before it is declared down,
+/// however irregular its messages have been.
+pub const MAX_TOLERANCE: u32 = 5;
+
+/// When a member was last heard from, and the longest recent gap between its messages
+/// (fading by a thirty-second per message, so one bad spell is forgotten within a minute).
+struct Heard {
+    at: Duration,
+    gap: Duration,
+}
+
+impl Heard {
+    fn again(&mut self, now: Duration) {
+        let gap = now.saturating_sub(self.at);
+        self.gap = gap.max(self.gap * 31 / 32);
+        self.at = now;
+    }
+}
+
 pub struct Membership {
     foca: Foca<MemberId, BincodeCodec, StdRng, foca::NoCustomBroadcast>,
     runtime: AccumulatingRuntime<MemberId>,
+    suspect_to_down: Duration,
+    /// When each member (by peer id) was last heard from, and how long its silences last.
+    heard: HashMap<String, Heard>,
 }
 
 impl Membership {
@@ -167,6 +190,8 @@ impl Membership {
         Membership {
             foca,
             runtime: AccumulatingRuntime::new(),
+            suspect_to_down: detection.suspect_to_down,
+            heard: HashMap::new(),
         }
     }
 
@@ -180,12 +205,48 @@ impl Membership {
         self.drain(result)
     }
 
-    pub fn receive(&mut self, data: &[u8]) -> Result<Vec<Effect>, MembershipError> {
+    /// A datagram arrived, `now` being the time since any fixed instant.
+    pub fn receive(&mut self, data: &[u8], now: Duration) -> Result<Vec<Effect>, MembershipError> {
+        if let Ok(header) = foca::Codec::decode_header(&mut BincodeCodec, data) {
+            self.heard
+                .entry(header.src.peer_id)
+                .and_modify(|h| h.again(now))
+                .or_insert(Heard {
+                    at: now,
+                    gap: Duration::ZERO,
+                });
+        }
         let result = self.foca.handle_data(data, &mut self.runtime);
         self.drain(result)
     }
 
-    pub fn timer(&mut self, timer: Timer<MemberId>) -> Result<Vec<Effect>, MembershipError> {
+    /// A timer fired, `now` being the time since the same instant as for [`Self::receive`].
+    ///
+    /// A suspect is declared down only once it has been silent for longer than its silences
+    /// usually last: twice its longest recent gap between messages, at least the suspicion
+    /// window and at most [`MAX_TOLERANCE`] windows (an accrual detector, after Lifeguard's
+    /// caution). On a lossy link the transport resends, so messages come late, not never;
+    /// evicting such a member would move its replicas for nothing. A member that crashed, is
+    /// paused or cut off sends nothing and goes down on time.
+    pub fn timer(
+        &mut self,
+        timer: Timer<MemberId>,
+        now: Duration,
+    ) -> Result<Vec<Effect>, MembershipError> {
+        if let Timer::ChangeSuspectToDown { member_id, .. } = &timer
+            && let Some(heard) = self.heard.get(&member_id.peer_id)
+        {
+            let silence = now.saturating_sub(heard.at);
+            let tolerance =
+                (heard.gap * 2).clamp(self.suspect_to_down, self.suspect_to_down * MAX_TOLERANCE);
+
+            if silence < tolerance {
+                return Ok(vec![Effect::Schedule {
+                    after: tolerance - silence,
+                    timer,
+                }]);
+            }
+        }
         let result = self.foca.handle_timer(timer, &mut self.runtime);
         self.drain(result)
     }
@@ -241,7 +302,10 @@ impl Membership {
         while let Some(n) = self.runtime.to_notify() {
             match n {
                 OwnedNotification::MemberUp(id) => effects.push(Effect::Up(id)),
-                OwnedNotification::MemberDown(id) => effects.push(Effect::Down(id)),
+                OwnedNotification::MemberDown(id) => {
+                    self.heard.remove(&id.peer_id);
+                    effects.push(Effect::Down(id));
+                }
                 OwnedNotification::Active => effects.push(Effect::Active),
                 OwnedNotification::Idle => effects.push(Effect::Idle),
                 OwnedNotification::Rejoin(id) => effects.push(Effect::Rejoined(id)),

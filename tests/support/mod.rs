@@ -293,9 +293,14 @@ pub fn http_get(addr: &str, path: &str) -> String {
 
 /// The node's log, one parsed JSON object per line; every line must be JSON.
 pub fn json_log(cluster: &Cluster, name: &str) -> Vec<Value> {
-    std::fs::read_to_string(cluster.log_path(name))
-        .unwrap()
-        .lines()
+    parse_log(
+        name,
+        &std::fs::read_to_string(cluster.log_path(name)).unwrap(),
+    )
+}
+
+fn parse_log(name: &str, log: &str) -> Vec<Value> {
+    log.lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: {e}: {line}")))
         .collect()
 }
@@ -419,26 +424,66 @@ impl Bed {
     /// False (with a message) when iptables cannot be used here (it needs root); under
     /// CI=true that is a failure.
     pub fn partition(&self, one: &[usize], other: &[usize]) -> bool {
-        if !docker_user(&["-S".into(), "DOCKER-USER".into()]) {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "iptables (root) is required under CI=true for the partition test"
-            );
-            eprintln!("SKIPPED: iptables is not usable here (root needed); no partition test");
+        if !iptables_usable("partition") {
             return false;
         }
         for &a in one {
             for &b in other {
                 for (src, dst) in [(self.ip(a), self.ip(b)), (self.ip(b), self.ip(a))] {
-                    let rule = self.partition_rule("-I", &src, &dst);
-                    assert!(docker_user(&rule), "iptables {rule:?}");
+                    self.drop_rule(&["-s", &src, "-d", &dst]);
                 }
             }
         }
         true
     }
 
-    /// Removes every partition rule of the bed.
+    /// Makes node `index`'s link lossy: each packet to or from it on the bed's network is
+    /// dropped with `probability` (iptables' `statistic` match; this kernel has no netem).
+    /// False (with a message) when iptables cannot be used here; under CI=true a failure.
+    pub fn lossy(&self, index: usize, probability: f64) -> bool {
+        if !iptables_usable("lossy link") {
+            return false;
+        }
+        let p = probability.to_string();
+        let ip = self.ip(index);
+        for way in ["-s", "-d"] {
+            self.drop_rule(&[
+                way,
+                &ip,
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &p,
+            ]);
+        }
+        true
+    }
+
+    /// Inserts a DROP rule for the packets `matching`, tagged with the bed's name.
+    fn drop_rule(&self, matching: &[&str]) {
+        let mut rule = vec!["-I", "DOCKER-USER"];
+        rule.extend_from_slice(matching);
+        rule.extend(["-m", "comment", "--comment", &self.network, "-j", "DROP"]);
+        let rule: Vec<String> = rule.into_iter().map(String::from).collect();
+        assert!(docker_user(&rule), "iptables {rule:?}");
+    }
+
+    /// The packets the bed's rules have dropped so far.
+    pub fn dropped(&self) -> u64 {
+        let out = Command::new("iptables")
+            .args(["-L", "DOCKER-USER", "-v", "-n", "-x"])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&self.network))
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Removes every partition and loss rule of the bed.
     pub fn heal(&self) {
         let out = Command::new("iptables")
             .args(["-S", "DOCKER-USER"])
@@ -457,24 +502,26 @@ impl Bed {
         }
     }
 
-    fn partition_rule(&self, verb: &str, src: &str, dst: &str) -> Vec<String> {
-        let tag = self.network.as_str();
-        [
-            verb,
-            "DOCKER-USER",
-            "-s",
-            src,
-            "-d",
-            dst,
-            "-m",
-            "comment",
-            "--comment",
-            tag,
-            "-j",
-            "DROP",
-        ]
-        .map(String::from)
-        .into()
+    /// Node `index` dies with everything on it: its container killed, its workloads removed.
+    pub fn kill(&self, index: usize) {
+        let node = &self.nodes[index];
+        let out = docker(&["kill", node]);
+        assert!(out.status.success(), "docker kill: {}", text(&out.stderr));
+        let out = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=weeble.node={node}"),
+        ]);
+        let ids: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+        assert!(remove_containers(&ids), "docker rm -f {ids:?} failed");
+    }
+
+    /// Node `index`'s log (`docker logs`), one parsed JSON object per line.
+    pub fn log(&self, index: usize) -> Vec<Value> {
+        let out = docker(&["logs", &self.nodes[index]]);
+        let all = text(&out.stdout) + &text(&out.stderr);
+        parse_log(&self.nodes[index], &all)
     }
 
     /// Cuts node `index` off from the network, as a lost link does.
@@ -542,6 +589,19 @@ impl Bed {
         ids.sort();
         ids
     }
+}
+
+/// Whether iptables can be used here (it needs root); under CI=true it must be.
+fn iptables_usable(what: &str) -> bool {
+    if docker_user(&["-S".into(), "DOCKER-USER".into()]) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "iptables (root) is required under CI=true for the {what} test"
+    );
+    eprintln!("SKIPPED: iptables is not usable here (root needed); no {what} test");
+    false
 }
 
 fn docker_user(rule: &[String]) -> bool {

@@ -1,6 +1,7 @@
 //! Membership on a simulated network with a virtual clock: the same pure core the agent runs.
 
 use super::*;
+use rand::RngExt;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
@@ -33,6 +34,16 @@ struct Sim {
     silent: BTreeSet<String>,
     /// Every Down notification: (observer, who went down).
     downs: Vec<(String, String)>,
+    /// Nodes whose link loses this share of its packets. The transport is TCP: a lost packet
+    /// is sent again after the retransmission timeout (200 ms, doubling), and what follows on
+    /// the same connection waits for it.
+    lossy: BTreeMap<String, f64>,
+    /// Spells (node, from, until) when a node's connections carry nothing: what it sends or
+    /// is sent meanwhile arrives when the spell ends (a transport riding out a bad patch).
+    stalls: Vec<(String, u64, u64)>,
+    /// When the last message on each (from, to) connection arrives.
+    link_busy_until: BTreeMap<(String, String), u64>,
+    rng: StdRng,
 }
 
 impl Sim {
@@ -45,6 +56,10 @@ impl Sim {
             now: 0,
             silent: BTreeSet::new(),
             downs: vec![],
+            lossy: BTreeMap::new(),
+            stalls: Vec::new(),
+            link_busy_until: BTreeMap::new(),
+            rng: StdRng::seed_from_u64(u64::from(n)),
         };
         for i in 0..n {
             let m = member(i);
@@ -86,10 +101,12 @@ impl Sim {
                     } else {
                         to.name
                     };
-                    self.push(self.now + 1, target, Input::Data(data));
+                    let at = self.delivery(from, &target);
+                    self.push(at, target, Input::Data(data));
                 }
                 Effect::Schedule { after, timer } => self.push(
-                    self.now + after.as_millis() as u64,
+                    // Rounded up: a timer never fires before it is due.
+                    self.now + after.as_micros().div_ceil(1000) as u64,
                     from.to_string(),
                     Input::Timer(timer),
                 ),
@@ -99,6 +116,32 @@ impl Sim {
         }
     }
 
+    /// When a message sent now from `from` reaches `to`: 1 ms, plus any retransmissions on a
+    /// lossy link or the rest of a stall, and never before the message sent ahead of it on
+    /// the same connection.
+    fn delivery(&mut self, from: &str, to: &str) -> u64 {
+        let loss = [from, to]
+            .iter()
+            .filter_map(|n| self.lossy.get(*n))
+            .fold(0.0, |kept: f64, p| 1.0 - (1.0 - kept) * (1.0 - p));
+        let (mut at, mut timeout) = (self.now + 1, 200);
+        while loss > 0.0 && self.rng.random_bool(loss) {
+            at += timeout;
+            timeout = (timeout * 2).min(120_000);
+        }
+        for (node, from_ms, until) in &self.stalls {
+            if [from, to].contains(&node.as_str()) && (*from_ms..*until).contains(&self.now) {
+                at = at.max(*until + 1);
+            }
+        }
+        let busy = self
+            .link_busy_until
+            .entry((from.to_string(), to.to_string()))
+            .or_default();
+        *busy = at.max(*busy);
+        *busy
+    }
+
     fn run_until(&mut self, t: u64) {
         while let Some(Reverse((at, seq, to))) = self.queue.peek().cloned() {
             if at > t {
@@ -106,6 +149,7 @@ impl Sim {
             }
             self.queue.pop();
             self.now = at;
+            let now = Duration::from_millis(at);
             let input = self.inputs.remove(&seq).unwrap();
             let paused = self.silent.contains(&to);
             let effects = match input {
@@ -115,8 +159,8 @@ impl Sim {
                     self.push(at + 10, to, Input::Timer(timer));
                     continue;
                 }
-                Input::Data(d) => self.nodes.get_mut(&to).unwrap().receive(&d),
-                Input::Timer(timer) => self.nodes.get_mut(&to).unwrap().timer(timer),
+                Input::Data(d) => self.nodes.get_mut(&to).unwrap().receive(&d, now),
+                Input::Timer(timer) => self.nodes.get_mut(&to).unwrap().timer(timer, now),
             };
             match effects {
                 Ok(effects) => self.apply(&to, effects),
@@ -195,6 +239,46 @@ fn a_member_paused_for_less_than_the_suspicion_window_is_not_evicted() {
     );
     for name in ["n0", "n2", "n3"] {
         assert_eq!(sim.view(name).get("n1"), Some(&Liveness::Alive), "{name}");
+    }
+}
+
+fn assert_nobody_evicted(sim: &Sim) {
+    assert!(sim.downs.is_empty(), "evicted: {:?}", sim.downs);
+    for name in sim.nodes.keys() {
+        let view = sim.view(name);
+        assert!(
+            view.values().all(|l| *l != Liveness::Down),
+            "{name} sees {view:?}"
+        );
+    }
+}
+
+#[test]
+fn a_member_on_a_link_losing_a_fifth_of_its_packets_is_never_evicted() {
+    let mut sim = Sim::new(3);
+    sim.run_until(5_000);
+    sim.lossy.insert("n2".into(), 0.2);
+    sim.run_until(3_605_000); // an hour
+    assert_nobody_evicted(&sim);
+}
+
+#[test]
+fn a_member_whose_messages_have_come_late_before_is_given_longer() {
+    let mut sim = Sim::new(3);
+    sim.run_until(5_000);
+    // A minute of bad patches of 1.7 s every 10 s: messages late, never lost.
+    for start in (10_000..70_000).step_by(10_000) {
+        sim.stalls.push(("n2".into(), start, start + 1_700));
+    }
+    // Then one of 3.5 s: longer than the suspicion window, shorter than twice the gaps seen.
+    sim.stalls.push(("n2".into(), 80_000, 83_500));
+    sim.run_until(100_000);
+    assert_nobody_evicted(&sim);
+    // Still, a member that falls silent goes down (twice its gaps, at most 5 windows).
+    sim.silent.insert("n2".into());
+    sim.run_until(112_000);
+    for name in ["n0", "n1"] {
+        assert_eq!(sim.view(name).get("n2"), Some(&Liveness::Down), "{name}");
     }
 }
 
