@@ -6,6 +6,13 @@
                     survivor's API shows it NotReady. Replacement: until every replica it ran
                     has started on a survivor (the engine's start events). It is then started
                     again (same data dir), and the cluster settles before the next run.
+  node frozen       the same, but the agent is stopped with SIGSTOP (its containers keep
+                    running): detection and replacement by SWIM's suspicion alone; then it is
+                    continued, and the duplicate window is until one copy of each is left.
+  bed node killed   the container test bed (below), 3 nodes: the busiest node's container is
+                    killed and its workloads removed; detection and replacement as above.
+  lossy link        the bed, 3 nodes, one node's packets dropped at 10/20/30% for 60 s:
+                    suspicions, false deaths and replicas moved (none is the aim).
   partition heal    the container test bed: nodes each in a container on a private Docker
                     network, running 6 replicas. Cut off: of 3 nodes, the busiest is
                     disconnected until both sides run all 6, then connected again. Split: 5
@@ -23,6 +30,7 @@ Leaves nothing behind: nodes, containers and the test network are removed.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -51,10 +59,15 @@ def poll(what, check, limit=60.0, every=0.02):
     return time.time()
 
 
-def node_crash(binary, runs):
-    cluster = Cluster(binary, "crash", CRASH_IPS, 27946, 27070)
+def node_crash(binary, runs, freeze=False):
+    """The busiest node's agent is killed and its containers removed (a crash), or, with
+    `freeze`, stopped with SIGSTOP (its containers keep running) and continued after its
+    replicas run elsewhere. Returns detection, replacement and (freeze only) the duplicate
+    window after it continues."""
+    name = "freeze" if freeze else "crash"
+    cluster = Cluster(binary, name, CRASH_IPS, 27946, 27070)
     starts = Starts(classify)
-    detection, replacement = [], []
+    detection, replacement, duplicates = [], [], []
     try:
         cluster.apply("crash", 10)
         wait_count(10, "weeble.deployment=default/crash")
@@ -67,23 +80,35 @@ def node_crash(binary, runs):
             witness = cluster.api((victim + 1) % len(CRASH_IPS))
             starts.drain()
             t0 = time.time()
-            cluster.kill(victim)
-            # Its containers die with it, while the survivors are already at work.
-            ids = sh("docker", "ps", "-aq", "--filter", f"label=weeble.node={cluster.node_name(victim)}")
-            remove = threading.Thread(target=sh, args=("docker", "rm", "-f", *ids.split()))
+            if freeze:
+                cluster.nodes[victim].send_signal(signal.SIGSTOP)
+                remove = threading.Thread(target=lambda: None)
+            else:
+                cluster.kill(victim)
+                # Its containers die with it, while the survivors are already at work.
+                ids = sh("docker", "ps", "-aq", "--filter",
+                         f"label=weeble.node={cluster.node_name(victim)}")
+                remove = threading.Thread(target=sh, args=("docker", "rm", "-f", *ids.split()))
             remove.start()
-            seen = poll("the crash to be seen",
+            seen = poll("the fault to be seen",
                         lambda: cluster.node_name(victim) not in cluster.nodes_ready(witness))
             detection.append(seen - t0)
             remove.join()
             replacement.append(starts.wait("crash", counts[victim], t0))
-            cluster.start(victim)
+            if freeze:
+                t1 = time.time()
+                cluster.nodes[victim].send_signal(signal.SIGCONT)
+                single = poll("one copy of each", lambda: len(
+                    containers("weeble.deployment=default/crash")) == 10, every=0.1)
+                duplicates.append(single - t1)
+            else:
+                cluster.start(victim)
             cluster.wait_ready(len(CRASH_IPS), witness)
             wait_count(10, "weeble.deployment=default/crash")
     finally:
         starts.stop()
         cluster.stop()
-    return detection, replacement
+    return detection, replacement, duplicates
 
 
 class Bed:
@@ -100,7 +125,7 @@ class Bed:
                     "-v", "/var/run/docker.sock:/var/run/docker.sock",
                     "--entrypoint", "/weeble", IMAGE, "node", "--name", name,
                     "--data-dir", "/data", "--p2p", f"{ip}:7946", "--api", "0.0.0.0:7070",
-                    "--publish-ip", f"{prefix}.1"]
+                    "--publish-ip", f"{prefix}.1", "--log-format", "json"]
             if i:
                 args += ["--join", f"{self.ip(0)}:7946"]
             sh(*args)
@@ -131,15 +156,24 @@ class Bed:
 
     def wait_formed(self):
         n = len(self.nodes)
-        poll("the bed to form", lambda: all(
-            sum(node["status"]["conditions"][0]["status"] == "True"
-                for node in (self.get(i, "/api/v1/nodes") or {"items": []})["items"]) == n
-            for i in range(n)), limit=60, every=0.2)
+        poll("the bed to form", lambda: all(len(self.ready(i)) == n for i in range(n)),
+             limit=60, every=0.2)
 
     def heads(self):
         """The distinct document heads across the nodes (one when converged)."""
         return {json.dumps((self.get(i, "/apis/weeble.io/v1/state") or {}).get("heads"))
                 for i in range(len(self.nodes))}
+
+    def ready(self, i):
+        """The names of the nodes node `i` sees as Ready."""
+        return {n["metadata"]["name"] for n in (self.get(i, "/api/v1/nodes") or {"items": []})[
+            "items"] if n["status"]["conditions"][0]["status"] == "True"}
+
+    def log(self, i):
+        """The messages of node `i`'s JSON log."""
+        out = subprocess.run(["docker", "logs", self.nodes[i]], capture_output=True, text=True)
+        lines = (out.stdout + out.stderr).splitlines()
+        return [json.loads(l).get("fields", {}).get("message") for l in lines if l.startswith("{")]
 
     def disconnect(self, i):
         sh("docker", "network", "disconnect", self.network, self.nodes[i])
@@ -156,7 +190,9 @@ class Bed:
                        "-m", "comment", "--comment", self.network, "-j", "DROP", check=verb == "-I")
 
     def stop(self):
-        self.split(range(len(self.nodes)), range(len(self.nodes)), "-D")
+        rules = sh("iptables", "-S", "DOCKER-USER").splitlines()
+        for rule in (r for r in rules if self.network in r):
+            sh("iptables", *rule.replace("-A ", "-D ", 1).replace('"', "").split(), check=False)
         sh("docker", "rm", "-f", *self.nodes, check=False)
         for node in self.nodes:
             ids = sh("docker", "ps", "-aq", "--filter", f"label=weeble.node={node}").split()
@@ -200,6 +236,69 @@ def partition_heal(runs, n):
     return convergence, duplicates
 
 
+def bed_kill(runs):
+    """3 nodes of the bed run 6 replicas; the busiest node's container is killed and its
+    workloads removed, then started again (same disk) once its replicas run elsewhere."""
+    bed = Bed(3)
+    starts = Starts(lambda labels: "edge" if labels.get("weeble.deployment") == "default/edge"
+                    else None)
+    detection, replacement = [], []
+    try:
+        bed.wait_formed()
+        bed.apply(0, "edge", 6)
+        wait_count(6, "weeble.deployment=default/edge")
+        for _ in range(runs):
+            time.sleep(2)
+            victim = max(range(3), key=bed.running)
+            count, witness = bed.running(victim), (victim + 1) % 3
+            starts.drain()
+            t0 = time.time()
+            sh("docker", "kill", bed.nodes[victim])
+            ids = sh("docker", "ps", "-aq", "--filter", f"label=weeble.node={bed.nodes[victim]}")
+            sh("docker", "rm", "-f", *ids.split())
+            seen = poll("the kill to be seen", lambda: bed.nodes[victim] not in bed.ready(witness))
+            detection.append(seen - t0)
+            replacement.append(starts.wait("edge", count, t0))
+            sh("docker", "start", bed.nodes[victim])
+            bed.wait_formed()
+            wait_count(6, "weeble.deployment=default/edge")
+    finally:
+        starts.stop()
+        bed.stop()
+    return detection, replacement
+
+
+def lossy_link(losses, seconds):
+    """For each loss rate: 3 nodes of the bed with 6 replicas; for `seconds`, that share of
+    the packets to and from one node is dropped (iptables' statistic match: this kernel has
+    no netem). Counts packets dropped, suspicions, evictions (false deaths) and replicas
+    that moved."""
+    rows = []
+    for loss in losses:
+        bed = Bed(3)
+        try:
+            bed.wait_formed()
+            bed.apply(0, "edge", 6)
+            wait_count(6, "weeble.deployment=default/edge")
+            time.sleep(3)
+            before = {c for i in range(3) for c in bed.running_ids(i)}
+            for way in ("-s", "-d"):
+                sh("iptables", "-I", "DOCKER-USER", way, bed.ip(2), "-m", "statistic", "--mode",
+                   "random", "--probability", str(loss), "-m", "comment", "--comment",
+                   bed.network, "-j", "DROP")
+            time.sleep(seconds)
+            after = {c for i in range(3) for c in bed.running_ids(i)}
+            logs = [bed.log(i) for i in range(3)]
+            counters = sh("iptables", "-L", "DOCKER-USER", "-v", "-n", "-x").splitlines()
+            dropped = sum(int(line.split()[0]) for line in counters if bed.network in line)
+            rows.append((loss, dropped, sum(m == "peer suspected" for log in logs for m in log),
+                         sum(m == "peer declared dead" for log in logs for m in log),
+                         len(after ^ before)))
+        finally:
+            bed.stop()
+    return rows
+
+
 def swarm_crash():
     """Swarm's node-crash figures from the shared baseline script, run now. Its second
     dockerd gets an empty configuration file of its own: this machine's daemon.json names a
@@ -226,22 +325,34 @@ def swarm_crash():
 def main():
     args = arguments(__doc__)
     binary = weeble_binary(args.weeble)
-    detection, replacement = node_crash(binary, args.runs)
+    detection, replacement, _ = node_crash(binary, args.runs)
+    frozen = node_crash(binary, args.runs, freeze=True)
+    killed = bed_kill(args.runs)
     cut_off = partition_heal(args.runs, 3)
     split = partition_heal(args.runs, 5)
+    lossy = lossy_link([0.1, 0.2, 0.3], 60)
     swarm = [] if args.skip_swarm else swarm_crash()
     print(f"\n{args.runs} runs each, seconds")
-    print(f"{'fault':<44} {'p50':>7} {'p95':>7} {'target':>8}")
+    print(f"{'fault':<48} {'p50':>7} {'p95':>7} {'target':>8}")
     for name, values, target in [
         ("node crash: detected (5 nodes)", detection, "-"),
         ("node crash: every replica running again", replacement, "p95 3"),
+        ("node frozen (SIGSTOP): suspected (not Ready)", frozen[0], "-"),
+        ("node frozen: every replica running again", frozen[1], "-"),
+        ("node frozen, continued: duplicates gone", frozen[2], "-"),
+        ("bed node container killed: detected (3 nodes)", killed[0], "-"),
+        ("bed node container killed: replicas running", killed[1], "p95 3"),
         ("one node cut off, healed: identical heads", cut_off[0], "2"),
         ("one node cut off, healed: duplicates gone", cut_off[1], "5"),
         ("3 | 2 split, healed: identical heads", split[0], "2"),
         ("3 | 2 split, healed: duplicates gone", split[1], "5"),
     ]:
-        print(f"{name:<44} {percentile(values, 50):>7.2f} {percentile(values, 95):>7.2f} "
+        print(f"{name:<48} {percentile(values, 50):>7.2f} {percentile(values, 95):>7.2f} "
               f"{target:>8}")
+    print("\nlossy link, one node of 3, 60 s:")
+    print("  loss  packets dropped  suspicions  false deaths  replicas moved")
+    for loss, dropped, suspected, dead, moved in lossy:
+        print(f"  {loss:>4.0%}  {dropped:>15}  {suspected:>10}  {dead:>12}  {moved:>14}")
     if swarm:
         print(f"Swarm, same run, 2-node crash -> replicas back ({len(swarm)} crashes): "
               f"p50 {percentile(swarm, 50):.2f}, max {max(swarm):.2f}")
