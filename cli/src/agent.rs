@@ -27,6 +27,10 @@ pub struct NodeArgs {
     /// that runs in a container of its own: the engine publishes on the host's addresses).
     #[arg(long)]
     publish_ip: Option<std::net::IpAddr>,
+    /// Serve every service's ports on this IP instead of the --p2p one (each node serves
+    /// every service on its own address, round-robin over the ready endpoints).
+    #[arg(long)]
+    service_ip: Option<std::net::IpAddr>,
     /// Address of the HTTP API.
     #[arg(long, default_value = "127.0.0.1:7070")]
     api: SocketAddr,
@@ -183,6 +187,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let mut config = NodeConfig::new(args.name, args.data_dir, args.p2p, args.api);
     config.join = args.join;
     config.publish_ip = args.publish_ip;
+    config.service_ip = args.service_ip;
     config.cluster_key = args
         .cluster_key
         .as_deref()

@@ -16,6 +16,9 @@ pub enum Resource {
     Pods,
     #[value(alias = "service", alias = "svc")]
     Services,
+    /// Where each service forwards to (read-only: kept up to date from the pods' status).
+    #[value(alias = "ep")]
+    Endpoints,
     #[value(alias = "node", alias = "no")]
     Nodes,
 }
@@ -34,6 +37,7 @@ impl Resource {
             Resource::Deployments => format!("/apis/apps/v1/namespaces/{ns}/deployments"),
             Resource::Pods => format!("/api/v1/namespaces/{ns}/pods"),
             Resource::Services => format!("/api/v1/namespaces/{ns}/services"),
+            Resource::Endpoints => format!("/api/v1/namespaces/{ns}/endpoints"),
             Resource::Nodes => "/api/v1/nodes".to_string(),
         };
         match name {
@@ -124,7 +128,8 @@ fn table(resource: Resource, items: &[Value], wide: bool) -> Vec<Vec<String>> {
                 rows[0].extend(["IP", "PORTS"]);
             }
         }
-        Resource::Services => rows.push(vec!["NAME", "TYPE", "PORT(S)", "SELECTOR"]),
+        Resource::Services => rows.push(vec!["NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "SELECTOR"]),
+        Resource::Endpoints => rows.push(vec!["NAME", "ENDPOINTS", "NOT READY"]),
         Resource::Nodes => {
             rows.push(vec!["NAME", "STATUS", "ADDRESS", "API"]);
             if wide {
@@ -173,9 +178,38 @@ fn table(resource: Resource, items: &[Value], wide: bool) -> Vec<Vec<String>> {
                 vec![
                     name,
                     "ClusterIP".into(),
+                    str_of(&item["spec"]["clusterIP"]),
                     ports.join(","),
                     labels(&item["spec"]["selector"]),
                 ]
+            }
+            Resource::Endpoints => {
+                let subsets = item["subsets"].as_array().cloned().unwrap_or_default();
+                let ready: Vec<String> = subsets
+                    .iter()
+                    .filter_map(|s| {
+                        let ip = s["addresses"][0]["ip"].as_str()?;
+                        Some(format!("{ip}:{}", s["ports"][0]["port"]))
+                    })
+                    .collect();
+                let waiting: Vec<String> = subsets
+                    .iter()
+                    .flat_map(|s| {
+                        s["notReadyAddresses"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .map(|a| str_of(&a["targetRef"]["name"]))
+                    .collect();
+                let or_none = |v: Vec<String>| {
+                    if v.is_empty() {
+                        "<none>".to_string()
+                    } else {
+                        v.join(",")
+                    }
+                };
+                vec![name, or_none(ready), or_none(waiting)]
             }
             Resource::Nodes => {
                 let ready = match item["status"]["conditions"][0]["status"].as_str() {
@@ -239,7 +273,7 @@ fn table(resource: Resource, items: &[Value], wide: bool) -> Vec<Vec<String>> {
                         labels(&item["metadata"]["labels"]),
                     ]);
                 }
-                Resource::Services => {}
+                Resource::Services | Resource::Endpoints => {}
             }
         }
         rows.push(row);

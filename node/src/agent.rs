@@ -3,13 +3,15 @@
 //! network ──events──▶ router ──▶ membership / store (sync) / status
 //! store + membership ──▶ view (placement) ──▶ reconciler ──▶ runtime, status
 //! store changes, membership changes, a period ──▶ sync driver ──▶ network
+//! view + status ──▶ endpoints ──▶ service proxy (and the API)
 
 use crate::membership::{Detection, Effect, Liveness, MemberId, Membership};
 use crate::network::{NetConfig, NetError, NetEvent, Network};
 use crate::placement::{Candidate, Placement, Workload, place};
 use crate::reconcile::{self, Book, DesiredPod};
 use crate::runtime::ContainerRuntime;
-use crate::status::Status;
+use crate::services::{self, Endpoints};
+use crate::status::{Status, StatusTable};
 use crate::store::{Store, StoreError};
 use foca::Timer;
 use libp2p::identity::Keypair;
@@ -32,6 +34,8 @@ pub struct NodeConfig {
     pub join: Vec<SocketAddr>,
     /// Where containers' ports are published (default: the p2p address's IP).
     pub publish_ip: Option<IpAddr>,
+    /// Where the node serves every service's ports (default: the p2p address's IP).
+    pub service_ip: Option<IpAddr>,
     /// With a key, the node runs a libp2p private network (TCP only).
     pub cluster_key: Option<[u8; 32]>,
     pub labels: Labels,
@@ -58,6 +62,7 @@ impl NodeConfig {
             api,
             join: Vec::new(),
             publish_ip: None,
+            service_ip: None,
             cluster_key: None,
             labels: Labels::new(),
             capacity: ResourceAmounts {
@@ -103,6 +108,8 @@ pub struct Agent {
     pub store: Store,
     pub status: Status,
     pub view: watch::Receiver<Arc<View>>,
+    /// Every service's endpoints, as this node resolves them.
+    pub endpoints: watch::Receiver<Arc<Endpoints>>,
     flush: mpsc::Sender<oneshot::Sender<()>>,
 }
 
@@ -241,11 +248,18 @@ pub async fn start<R: ContainerRuntime>(
     };
     tokio::spawn(reconciler.run().instrument(info_span!("reconciler")));
 
+    let endpoints = spawn_endpoints(view.clone(), status.watch());
+    crate::proxy::start(
+        config.service_ip.unwrap_or(config.p2p.ip()),
+        endpoints.clone(),
+    );
+
     Ok(Agent {
         config: Arc::new(config),
         store,
         status,
         view,
+        endpoints,
         flush,
     })
 }
@@ -452,8 +466,8 @@ fn read_peers(path: &Path) -> BTreeSet<SocketAddr> {
 
 /// Recomputes placement whenever the desired state or the membership changes.
 fn spawn_view(
-    mut store: watch::Receiver<Arc<Snapshot>>,
-    mut members: watch::Receiver<Vec<(MemberId, Liveness)>>,
+    store: watch::Receiver<Arc<Snapshot>>,
+    members: watch::Receiver<Vec<(MemberId, Liveness)>>,
 ) -> watch::Receiver<Arc<View>> {
     let compute = |snapshot: Arc<Snapshot>, members: Vec<(MemberId, Liveness)>| {
         let candidates: Vec<Candidate> = members
@@ -474,19 +488,43 @@ fn spawn_view(
             placement,
         })
     };
-    let first = compute(store.borrow().clone(), members.borrow().clone());
+    combine(store, members, move |snapshot, members| {
+        compute(snapshot.clone(), members.clone())
+    })
+}
+
+/// The endpoints of every service, recomputed whenever the view or the pods' status changes.
+fn spawn_endpoints(
+    view: watch::Receiver<Arc<View>>,
+    table: watch::Receiver<Arc<StatusTable>>,
+) -> watch::Receiver<Arc<Endpoints>> {
+    combine(view, table, |view, table| {
+        Arc::new(services::endpoints(&view.snapshot, table))
+    })
+}
+
+/// A watch of `f(a, b)`, computed now and again whenever `a` or `b` changes, until either
+/// sender or every receiver of the result is gone.
+fn combine<A, B, T>(
+    mut a: watch::Receiver<A>,
+    mut b: watch::Receiver<B>,
+    f: impl Fn(&A, &B) -> T + Send + 'static,
+) -> watch::Receiver<T>
+where
+    A: Send + Sync + 'static,
+    B: Send + Sync + 'static,
+    T: Send + Sync + 'static,
+{
+    let first = f(&a.borrow(), &b.borrow());
     let (tx, rx) = watch::channel(first);
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                r = store.changed() => if r.is_err() { return },
-                r = members.changed() => if r.is_err() { return },
+                r = a.changed() => if r.is_err() { return },
+                r = b.changed() => if r.is_err() { return },
             }
-            let view = compute(
-                store.borrow_and_update().clone(),
-                members.borrow_and_update().clone(),
-            );
-            if tx.send(view).is_err() {
+            let value = f(&a.borrow_and_update(), &b.borrow_and_update());
+            if tx.send(value).is_err() {
                 return;
             }
         }

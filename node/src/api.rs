@@ -8,6 +8,7 @@ use crate::agent::{Agent, View};
 use crate::membership::Liveness;
 use crate::placement::Unplaced;
 use crate::runtime::{ContainerRuntime, LABEL_POD, RuntimeError};
+use crate::services::PortEndpoints;
 use crate::status::{Phase, PodStatus, StatusTable};
 use crate::store::StoreError;
 use axum::extract::{Path, Query, State};
@@ -67,6 +68,15 @@ fn router<R: ContainerRuntime>(agent: Agent, runtime: R) -> Router {
         .route(
             "/api/v1/namespaces/{ns}/services/{name}",
             get(get_service::<R>).delete(delete_service::<R>),
+        )
+        .route("/api/v1/endpoints", get(list_endpoints::<R>))
+        .route(
+            "/api/v1/namespaces/{ns}/endpoints",
+            get(list_endpoints_in::<R>),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/endpoints/{name}",
+            get(get_endpoints::<R>),
         )
         .route("/api/v1/pods", get(list_pods::<R>))
         .route("/api/v1/namespaces/{ns}/pods", get(list_pods_in::<R>))
@@ -284,13 +294,40 @@ async fn put_scale<R>(
 }
 
 fn services<R>(api: &Api<R>, ns: Option<&str>) -> Vec<Value> {
+    let config = &api.agent.config;
+    let ip = config.service_ip.unwrap_or(config.p2p.ip());
     view(api)
         .snapshot
         .services
         .values()
         .filter(|s| ns.is_none_or(|ns| s.meta.namespace == ns))
-        .map(service_json)
+        .map(|s| service_json(s, ip))
         .collect()
+}
+
+fn endpoints<R>(api: &Api<R>, ns: Option<&str>) -> Vec<Value> {
+    api.agent
+        .endpoints
+        .borrow()
+        .iter()
+        .filter(|(key, _)| ns.is_none_or(|ns| key.namespace == ns))
+        .map(|(key, ports)| endpoints_json(key, ports))
+        .collect()
+}
+
+async fn list_endpoints<R>(State(api): State<Api<R>>) -> Json<Value> {
+    list("Endpoints", "v1", endpoints(&api, None))
+}
+
+async fn list_endpoints_in<R>(State(api): State<Api<R>>, Path(ns): Path<String>) -> Json<Value> {
+    list("Endpoints", "v1", endpoints(&api, Some(&ns)))
+}
+
+async fn get_endpoints<R>(
+    State(api): State<Api<R>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Reply {
+    named(endpoints(&api, Some(&ns)), Kind::Service, &ns, &name)
 }
 
 async fn list_services<R>(State(api): State<Api<R>>) -> Json<Value> {
@@ -580,17 +617,46 @@ fn deployment_json(d: &Deployment, pods: &BTreeMap<(String, String), Value>) -> 
     })
 }
 
-fn service_json(s: &Service) -> Value {
+/// A service as this node serves it: its `clusterIP` is the node's own service address
+/// (every node serves every service on its own address).
+fn service_json(s: &Service, ip: std::net::IpAddr) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": s.meta.name, "namespace": s.meta.namespace, "labels": s.meta.labels, "generation": s.meta.generation},
         "spec": {
             "type": "ClusterIP",
+            "clusterIP": ip.to_string(),
             "selector": s.spec.selector,
             "ports": s.spec.ports.iter().map(|p| json!({
                 "name": p.name, "port": p.port, "protocol": p.protocol,
                 "targetPort": match &p.target_port { TargetPort::Number(n) => json!(n), TargetPort::Name(n) => json!(n) },
             })).collect::<Vec<_>>(),
         },
+    })
+}
+
+/// A service's endpoints as Kubernetes writes them. Each ready pod publishes the target port
+/// on a port of its own node, so each address gets a subset of its own.
+fn endpoints_json(key: &ObjectKey, ports: &[PortEndpoints]) -> Value {
+    let subsets: Vec<Value> = ports
+        .iter()
+        .flat_map(|p| {
+            let ready = p.ready.iter().map(move |e| json!({
+                "addresses": [{"ip": e.addr.ip().to_string(), "nodeName": e.node,
+                               "targetRef": {"kind": "Pod", "namespace": key.namespace, "name": e.pod}}],
+                "ports": [{"name": p.name, "port": e.addr.port(), "protocol": p.protocol}],
+            }));
+            let waiting = (!p.not_ready.is_empty()).then(|| json!({
+                "notReadyAddresses": p.not_ready.iter().map(|pod| json!({
+                    "targetRef": {"kind": "Pod", "namespace": key.namespace, "name": pod}})).collect::<Vec<_>>(),
+                "ports": [{"name": p.name, "port": p.port, "protocol": p.protocol}],
+            }));
+            ready.chain(waiting)
+        })
+        .collect();
+    json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": key.name, "namespace": key.namespace},
+        "subsets": subsets,
     })
 }

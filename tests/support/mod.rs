@@ -280,15 +280,18 @@ pub fn running(pods: &[Value]) -> usize {
 
 /// `GET path` over HTTP/1.0 at `addr`: the whole reply.
 pub fn http_get(addr: &str, path: &str) -> String {
+    try_http_get(addr, path).expect("the endpoint answers")
+}
+
+/// `GET path` over HTTP/1.0 at `addr`: the whole reply, or why there was none.
+pub fn try_http_get(addr: &str, path: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("the endpoint accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n")?;
     let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    reply
+    stream.read_to_string(&mut reply)?;
+    Ok(reply)
 }
 
 /// The node's log, one parsed JSON object per line; every line must be JSON.

@@ -1,0 +1,126 @@
+//! The proxy against real sockets on loopback: ports given out, failures retried, turns taken.
+
+use super::*;
+use crate::services::{Endpoint, PortEndpoints};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn port(port: u16, protocol: Protocol, addrs: &[SocketAddr]) -> PortEndpoints {
+    PortEndpoints {
+        name: None,
+        port,
+        protocol,
+        target_port: "80".into(),
+        ready: addrs
+            .iter()
+            .map(|&addr| Endpoint {
+                pod: format!("pod-{}", addr.port()),
+                node: "node".into(),
+                addr,
+            })
+            .collect(),
+        not_ready: vec![],
+    }
+}
+
+#[test]
+fn a_port_wanted_by_two_services_goes_to_the_first_by_name_and_udp_is_not_proxied() {
+    let endpoints: Endpoints = [
+        (
+            ObjectKey::new("default", "b"),
+            vec![port(80, Protocol::Tcp, &[]), port(53, Protocol::Udp, &[])],
+        ),
+        (
+            ObjectKey::new("default", "a"),
+            vec![port(80, Protocol::Tcp, &[])],
+        ),
+    ]
+    .into();
+    let (ports, conflicts) = listeners(&endpoints);
+    let (a, b) = (
+        ObjectKey::new("default", "a"),
+        ObjectKey::new("default", "b"),
+    );
+    assert_eq!(ports, BTreeMap::from([(80, (a.clone(), 0))]));
+    assert_eq!(conflicts, [((b, 0), (a, 0))]);
+}
+
+/// An endpoint that answers every connection with its name, after reading a request line.
+async fn answering(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut line = [0u8; 64];
+                let n = conn.read(&mut line).await.unwrap_or(0);
+                let reply = format!("{name} got {}", String::from_utf8_lossy(&line[..n]));
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// An endpoint that accepts and closes at once, as Docker's userland proxy does for a
+/// container that has just died.
+async fn closing() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (conn, _) = listener.accept().await.unwrap();
+            drop(conn);
+        }
+    });
+    addr
+}
+
+/// An address where nothing listens.
+async fn refusing() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// Sends `request` through a proxy for `addrs` (started at turn `first`), returns the reply.
+async fn through(addrs: Vec<SocketAddr>, first: usize, request: &str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let _ = forward(client, &addrs, first).await;
+    });
+    let mut conn = TcpStream::connect(proxy).await.unwrap();
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).await.unwrap_or(0);
+    reply
+}
+
+#[tokio::test]
+async fn a_refused_connect_is_tried_on_the_next_endpoint() {
+    let addrs = vec![refusing().await, answering("b").await];
+    assert_eq!(through(addrs, 0, "hello").await, "b got hello");
+}
+
+#[tokio::test]
+async fn an_endpoint_that_closes_before_answering_is_replaced_and_the_request_sent_again() {
+    let addrs = vec![closing().await, answering("b").await];
+    assert_eq!(through(addrs, 0, "GET /").await, "b got GET /");
+}
+
+#[tokio::test]
+async fn with_no_endpoint_answering_the_client_gets_nothing() {
+    let addrs = vec![refusing().await, closing().await];
+    assert_eq!(through(addrs, 0, "hello").await, "");
+}
+
+#[tokio::test]
+async fn connections_take_the_endpoints_in_turn() {
+    let addrs = vec![answering("a").await, answering("b").await];
+    let mut replies = Vec::new();
+    for turn in 0..4 {
+        replies.push(through(addrs.clone(), turn, "x").await);
+    }
+    assert_eq!(replies, ["a got x", "b got x", "a got x", "b got x"]);
+}

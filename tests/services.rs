@@ -1,0 +1,157 @@
+//! Services with no master and no kube-proxy: three `weeble node` processes on
+//! 127.0.0.71-73, each serving the service's port on its own address and forwarding to the
+//! ready replicas wherever they run. Every node's port reaches every replica; a replica
+//! killed while a client sends requests costs at most 1% of them, and none for a client
+//! that retries once; every node lists the same endpoints.
+//!
+//! Needs Docker: skipped with a message when it is missing, except under CI=true.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+const MANIFEST: &str = "
+kind: Deployment
+metadata: {name: echo}
+spec:
+  replicas: 3
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      containers:
+      - {name: echo, image: weeble-demo:latest, ports: [{containerPort: 80, name: http}]}
+---
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{port: 18080, targetPort: http}]
+";
+
+const IPS: [&str; 3] = ["127.0.0.71", "127.0.0.72", "127.0.0.73"];
+
+/// Three nodes running 3 ready replicas of `echo` behind its service; None without Docker.
+fn cluster_with_service() -> Option<Cluster> {
+    if !docker_available() {
+        return None;
+    }
+    assert!(weeble(&["image", "build-demo"]).status.success());
+    let tag = std::process::id();
+    let mut cluster = Cluster::new("services-test");
+    for (i, ip) in IPS.iter().enumerate() {
+        let seed = p2p(IPS[(i + 1) % 3]);
+        cluster.start(&format!("s{tag}-{i}"), ip, &["--join", &seed]);
+    }
+    for i in 0..3 {
+        wait_for("three ready nodes", Duration::from_secs(30), || {
+            (ready_nodes(&cluster.server(i)).len() == 3).then_some(())
+        });
+    }
+    let manifest = cluster.dir.join("echo.yaml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    let out = weeble(&[
+        "--server",
+        &cluster.server(0),
+        "apply",
+        "-f",
+        manifest.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+    for i in 0..3 {
+        wait_for(
+            "three endpoints on every node",
+            Duration::from_secs(60),
+            || (endpoint_addrs(&cluster.server(i)).len() == 3).then_some(()),
+        );
+    }
+    Some(cluster)
+}
+
+/// The ready addresses node `server` lists for `echo`.
+fn endpoint_addrs(server: &str) -> BTreeSet<String> {
+    let out = weeble(&["--server", server, "get", "endpoints", "echo", "-o", "json"]);
+    let endpoints: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    endpoints["subsets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            let ip = s["addresses"][0]["ip"].as_str()?;
+            Some(format!("{ip}:{}", s["ports"][0]["port"]))
+        })
+        .collect()
+}
+
+/// Who answered a request through the service port on `ip`, if anyone did.
+fn ask(ip: &str) -> Option<String> {
+    let reply = try_http_get(&format!("{ip}:18080"), "/").ok()?;
+    let body = reply.split_once("\r\n\r\n")?.1;
+    let who = body.strip_prefix("hello from ")?.split(':').next()?;
+    Some(who.to_string())
+}
+
+#[test]
+fn every_node_s_service_port_reaches_every_replica() {
+    let _one_at_a_time = serial();
+    let Some(cluster) = cluster_with_service() else {
+        return;
+    };
+    let pods: BTreeSet<String> = pods(&cluster.server(0))
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(pods.len(), 3);
+    for (i, ip) in IPS.iter().enumerate() {
+        let answered: BTreeSet<String> = (0..9).filter_map(|_| ask(ip)).collect();
+        assert_eq!(answered, pods, "node {i} reaches every replica, in turn");
+        let services = json(&cluster.server(i), &["get", "services", "echo"]);
+        assert_eq!(
+            services["spec"]["clusterIP"], *ip,
+            "served on the node's own address"
+        );
+        assert_eq!(
+            endpoint_addrs(&cluster.server(i)),
+            endpoint_addrs(&cluster.server(0)),
+            "every node resolves the service alike"
+        );
+    }
+}
+
+#[test]
+fn a_replica_killed_under_load_costs_at_most_one_percent_and_nothing_with_a_retry() {
+    let _one_at_a_time = serial();
+    let Some(cluster) = cluster_with_service() else {
+        return;
+    };
+    let victim = cluster.containers(true)[0].clone();
+    let (mut failed, mut failed_twice) = (0, 0);
+    const REQUESTS: usize = 400;
+    for n in 0..REQUESTS {
+        if n == REQUESTS / 4 {
+            let out = Command::new("docker")
+                .args(["kill", &victim])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "docker kill: {}", text(&out.stderr));
+        }
+        let ip = IPS[n % 3];
+        if ask(ip).is_none() {
+            failed += 1;
+            if ask(ip).is_none() {
+                failed_twice += 1;
+            }
+        }
+    }
+    let restarts: u64 = pods(&cluster.server(0))
+        .iter()
+        .map(|p| p["status"]["restartCount"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(restarts >= 1, "the killed replica was restarted meanwhile");
+    eprintln!("{failed} of {REQUESTS} requests failed, {failed_twice} failed again on a retry");
+    assert!(failed * 100 <= REQUESTS, "{failed} of {REQUESTS} failed");
+    assert_eq!(failed_twice, 0);
+}
