@@ -2,7 +2,8 @@
 //! 127.0.0.71-73, each serving the service's port on its own address and forwarding to the
 //! ready replicas wherever they run. Every node's port reaches every replica; a replica
 //! killed while a client sends requests costs at most 1% of them, and none for a client
-//! that retries once; every node lists the same endpoints.
+//! that retries once; every node lists the same endpoints; containers get the Kubernetes
+//! service variables, pointing at their own node.
 //!
 //! Needs Docker: skipped with a message when it is missing, except under CI=true.
 
@@ -118,6 +119,21 @@ fn every_node_s_service_port_reaches_every_replica() {
             endpoint_addrs(&cluster.server(0)),
             "every node resolves the service alike"
         );
+        // Each container has the Kubernetes variables, pointing at its own node.
+        for id in cluster.containers_of(Some(&cluster.nodes[i].name), true) {
+            let out = Command::new("docker")
+                .args(["inspect", "-f", "{{json .Config.Env}}", &id])
+                .output()
+                .unwrap();
+            let env: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+            for want in [
+                format!("ECHO_SERVICE_HOST={ip}"),
+                "ECHO_SERVICE_PORT=18080".to_string(),
+                format!("ECHO_PORT_18080_TCP=tcp://{ip}:18080"),
+            ] {
+                assert!(env.contains(&want), "{id} lacks {want}: {env:?}");
+            }
+        }
     }
 }
 

@@ -53,6 +53,11 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// Where the node serves every service: `service_ip`, or the p2p address's IP.
+    pub fn service_ip(&self) -> IpAddr {
+        self.service_ip.unwrap_or(self.p2p.ip())
+    }
+
     /// A configuration with the default timings.
     pub fn new(name: String, data_dir: PathBuf, p2p: SocketAddr, api: SocketAddr) -> Self {
         NodeConfig {
@@ -238,6 +243,7 @@ pub async fn start<R: ContainerRuntime>(
     let reconciler = Reconciler {
         node: config.name.clone(),
         host_ip: config.publish_ip.unwrap_or(config.p2p.ip()),
+        service_ip: config.service_ip(),
         runtime,
         view: view.clone(),
         status: status.clone(),
@@ -249,10 +255,7 @@ pub async fn start<R: ContainerRuntime>(
     tokio::spawn(reconciler.run().instrument(info_span!("reconciler")));
 
     let endpoints = spawn_endpoints(view.clone(), status.watch());
-    crate::proxy::start(
-        config.service_ip.unwrap_or(config.p2p.ip()),
-        endpoints.clone(),
-    );
+    crate::proxy::start(config.service_ip(), endpoints.clone());
 
     Ok(Agent {
         config: Arc::new(config),
@@ -603,6 +606,8 @@ impl SyncDriver {
 struct Reconciler<R> {
     node: String,
     host_ip: IpAddr,
+    /// Where this node serves services: what its containers' service variables point to.
+    service_ip: IpAddr,
     runtime: R,
     view: watch::Receiver<Arc<View>>,
     status: Status,
@@ -645,7 +650,12 @@ impl<R: ContainerRuntime> Reconciler<R> {
         loop {
             let view = self.view.borrow_and_update().clone();
             let holding = self.holding(&view);
-            let desired = reconcile::desired_pods(&view.snapshot, &view.placement, &self.node);
+            let desired = reconcile::desired_pods(
+                &view.snapshot,
+                &view.placement,
+                &self.node,
+                self.service_ip,
+            );
             if !holding {
                 log_placement_changes(&mut placed, &desired);
             }

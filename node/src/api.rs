@@ -294,8 +294,7 @@ async fn put_scale<R>(
 }
 
 fn services<R>(api: &Api<R>, ns: Option<&str>) -> Vec<Value> {
-    let config = &api.agent.config;
-    let ip = config.service_ip.unwrap_or(config.p2p.ip());
+    let ip = api.agent.config.service_ip();
     view(api)
         .snapshot
         .services

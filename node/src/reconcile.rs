@@ -7,6 +7,7 @@
 
 use crate::placement::{Placement, ReplicaKey};
 use crate::runtime::*;
+use crate::services;
 use crate::status::{Phase, PodStatus, PortStatus, StatusTable};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -18,6 +19,9 @@ pub struct DesiredPod {
     pub key: ReplicaKey,
     pub template: PodTemplate,
     pub template_hash: String,
+    /// The services' variables its containers get when they are created (not part of the
+    /// template hash: a service coming or going restarts nothing, as in Kubernetes).
+    pub service_env: Vec<(String, String)>,
 }
 
 impl DesiredPod {
@@ -31,8 +35,14 @@ impl DesiredPod {
     }
 }
 
-/// The pods placement gives `node`, in key order.
-pub fn desired_pods(snapshot: &Snapshot, placement: &Placement, node: &str) -> Vec<DesiredPod> {
+/// The pods placement gives `node`, in key order; `service_ip` is where the node serves the
+/// services its pods' variables point to.
+pub fn desired_pods(
+    snapshot: &Snapshot,
+    placement: &Placement,
+    node: &str,
+    service_ip: IpAddr,
+) -> Vec<DesiredPod> {
     placement
         .owned_by(node)
         .filter_map(|key| {
@@ -40,6 +50,7 @@ pub fn desired_pods(snapshot: &Snapshot, placement: &Placement, node: &str) -> V
             Some(DesiredPod {
                 template: d.spec.template.clone(),
                 template_hash: template_hash(&d.spec.template),
+                service_env: services::environment(snapshot, &key.deployment.namespace, service_ip),
                 key,
             })
         })
@@ -370,10 +381,13 @@ fn container_spec(
         image: c.image.clone(),
         command: c.command.clone(),
         args: c.args.clone(),
-        env: c
-            .env
+        // A container's own variable wins over a service's of the same name.
+        env: pod
+            .service_env
             .iter()
-            .map(|e| (e.name.clone(), e.value.clone()))
+            .filter(|(name, _)| c.env.iter().all(|e| &e.name != name))
+            .cloned()
+            .chain(c.env.iter().map(|e| (e.name.clone(), e.value.clone())))
             .collect(),
         working_dir: c.working_dir.clone(),
         ports: c

@@ -10,8 +10,8 @@
 use crate::status::{Phase, PodStatus, StatusTable};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use weeble_crdt::{Deployment, ObjectKey, Protocol, Service, Snapshot, TargetPort};
+use std::net::{IpAddr, SocketAddr};
+use weeble_crdt::{Deployment, ObjectKey, Protocol, Service, ServicePort, Snapshot, TargetPort};
 
 /// The endpoints of one service port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -81,6 +81,49 @@ pub fn endpoints(snapshot: &Snapshot, table: &StatusTable) -> Endpoints {
             (key.clone(), ports)
         })
         .collect()
+}
+
+/// The environment Kubernetes gives a container for each service of its namespace
+/// (`NGINX_SERVICE_SERVICE_HOST`, `NGINX_SERVICE_SERVICE_PORT`, `NGINX_SERVICE_PORT_80_TCP`,
+/// ...), with `host` (the node's own service address) as each service's address. Like
+/// Kubernetes, a container gets the services that exist when it is created, and is not
+/// restarted when they change.
+pub fn environment(snapshot: &Snapshot, namespace: &str, host: IpAddr) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for service in snapshot.services.values() {
+        let (meta, ports) = (&service.meta, &service.spec.ports);
+        let Some(first) = ports.first().filter(|_| meta.namespace == namespace) else {
+            continue;
+        };
+        let prefix = env_name(&meta.name);
+        env.push((format!("{prefix}_SERVICE_HOST"), host.to_string()));
+        env.push((format!("{prefix}_SERVICE_PORT"), first.port.to_string()));
+        let url = |p: &ServicePort| {
+            let proto = p.protocol.to_string().to_lowercase();
+            (proto.clone(), format!("{proto}://{host}:{}", p.port))
+        };
+        env.push((format!("{prefix}_PORT"), url(first).1));
+        for p in ports {
+            if let Some(name) = &p.name {
+                env.push((
+                    format!("{prefix}_SERVICE_PORT_{}", env_name(name)),
+                    p.port.to_string(),
+                ));
+            }
+            let (proto, address) = url(p);
+            let var = format!("{prefix}_PORT_{}_{}", p.port, proto.to_uppercase());
+            env.push((format!("{var}_PROTO"), proto));
+            env.push((format!("{var}_PORT"), p.port.to_string()));
+            env.push((format!("{var}_ADDR"), host.to_string()));
+            env.push((var, address));
+        }
+    }
+    env
+}
+
+/// A name as Kubernetes writes it in an environment variable: upper case, `-` as `_`.
+fn env_name(name: &str) -> String {
+    name.to_uppercase().replace('-', "_")
 }
 
 fn selects(service: &Service, pod: &PodStatus) -> bool {

@@ -3,7 +3,7 @@
 //! back off after failures.
 
 use super::*;
-use weeble_crdt::{Container, ObjectKey};
+use weeble_crdt::{Container, EnvVar, ObjectKey};
 
 const NODE: &str = "n1";
 
@@ -19,7 +19,10 @@ fn pod(index: u32, image: &str, policy: RestartPolicy) -> DesiredPod {
             image: image.into(),
             command: vec![],
             args: vec![],
-            env: vec![],
+            env: vec![EnvVar {
+                name: "WEB_SERVICE_HOST".into(),
+                value: "mine".into(),
+            }],
             ports: vec![],
             resources: Default::default(),
             working_dir: None,
@@ -33,6 +36,10 @@ fn pod(index: u32, image: &str, policy: RestartPolicy) -> DesiredPod {
             index,
         },
         template_hash: template_hash(&template),
+        service_env: vec![
+            ("WEB_SERVICE_HOST".into(), "127.0.0.9".into()),
+            ("WEB_SERVICE_PORT".into(), "80".into()),
+        ],
         template,
     }
 }
@@ -83,6 +90,16 @@ fn missing_containers_are_created_with_weeble_labels_and_running_ones_adopted() 
     assert_eq!(spec.labels[LABEL_NODE], NODE);
     assert_eq!(spec.labels[LABEL_DEPLOYMENT], "default/web");
     assert_eq!(spec.publish_ip, ip());
+    // The services' variables, but the container's own wins over a service's of its name.
+    let env: Vec<(&str, &str)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        env,
+        [("WEB_SERVICE_PORT", "80"), ("WEB_SERVICE_HOST", "mine")]
+    );
 }
 
 #[test]

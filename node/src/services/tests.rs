@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::status::{NodeStatus, PortStatus};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use weeble_crdt::{Labels, Object, parse_manifests};
 
@@ -152,4 +153,38 @@ fn a_pod_that_does_not_publish_the_target_port_is_not_an_endpoint() {
     let by_number = &all[&ObjectKey::new("default", "by-number")][0];
     assert!(by_number.ready.is_empty());
     assert_eq!(by_number.not_ready, ["web-0"]);
+}
+
+#[test]
+fn containers_get_kubernetes_service_variables_for_their_namespace() {
+    let mut snapshot = snapshot();
+    let mut elsewhere = snapshot.services[&ObjectKey::new("default", "by-number")].clone();
+    elsewhere.meta.namespace = "other".into();
+    snapshot.services.insert(elsewhere.meta.key(), elsewhere);
+    let host = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
+    let env: BTreeMap<String, String> = environment(&snapshot, "default", host)
+        .into_iter()
+        .collect();
+    let want = [
+        ("BY_NAME_SERVICE_HOST", "10.0.0.7"),
+        ("BY_NAME_SERVICE_PORT", "80"),
+        ("BY_NAME_SERVICE_PORT_WEB", "80"),
+        ("BY_NAME_SERVICE_PORT_OTHER", "81"),
+        ("BY_NAME_PORT", "tcp://10.0.0.7:80"),
+        ("BY_NAME_PORT_81_TCP", "tcp://10.0.0.7:81"),
+        ("BY_NAME_PORT_81_TCP_PROTO", "tcp"),
+        ("BY_NAME_PORT_81_TCP_PORT", "81"),
+        ("BY_NAME_PORT_81_TCP_ADDR", "10.0.0.7"),
+        ("BY_NUMBER_SERVICE_HOST", "10.0.0.7"),
+        ("BY_NUMBER_SERVICE_PORT", "8080"),
+        ("SELECTS_NOTHING_SERVICE_PORT", "80"),
+    ];
+    for (name, value) in want {
+        assert_eq!(env.get(name).map(String::as_str), Some(value), "{name}");
+    }
+    // One service of the other namespace was added: it adds nothing here.
+    assert_eq!(
+        env.len(),
+        environment(&self::snapshot(), "default", host).len()
+    );
 }
