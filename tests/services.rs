@@ -2,8 +2,9 @@
 //! 127.0.0.71-73, each serving the service's port on its own address and forwarding to the
 //! ready replicas wherever they run. Every node's port reaches every replica; a replica
 //! killed while a client sends requests costs at most 1% of them, and none for a client
-//! that retries once; every node lists the same endpoints; containers get the Kubernetes
-//! service variables, pointing at their own node.
+//! that retries once; every node lists the same endpoints and answers DNS for the service
+//! with its own address; containers get the Kubernetes service variables, pointing at their
+//! own node.
 //!
 //! Needs Docker: skipped with a message when it is missing, except under CI=true.
 
@@ -119,6 +120,24 @@ fn every_node_s_service_port_reaches_every_replica() {
             endpoint_addrs(&cluster.server(0)),
             "every node resolves the service alike"
         );
+        // Its DNS server answers for the service with its own address.
+        for name in ["echo.default.svc.cluster.local", "echo.default", "echo"] {
+            assert_eq!(
+                resolve(ip, name),
+                (0, Some(ip.parse().unwrap())),
+                "{name} at {ip}"
+            );
+        }
+        assert_eq!(
+            resolve(ip, "nothing.default.svc.cluster.local"),
+            (3, None),
+            "NXDOMAIN"
+        );
+        assert_eq!(
+            resolve(ip, "example.com"),
+            (5, None),
+            "REFUSED: not a resolver"
+        );
         // Each container has the Kubernetes variables, pointing at its own node.
         for id in cluster.containers_of(Some(&cluster.nodes[i].name), true) {
             let out = Command::new("docker")
@@ -170,4 +189,28 @@ fn a_replica_killed_under_load_costs_at_most_one_percent_and_nothing_with_a_retr
     eprintln!("{failed} of {REQUESTS} requests failed, {failed_twice} failed again on a retry");
     assert!(failed * 100 <= REQUESTS, "{failed} of {REQUESTS} failed");
     assert_eq!(failed_twice, 0);
+}
+
+/// Asks the DNS server on `ip` (UDP port 53) for the A record of `name`: the response code
+/// and the address answered, if any.
+fn resolve(ip: &str, name: &str) -> (u8, Option<std::net::Ipv4Addr>) {
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]); // the root, type A, class IN
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket.send_to(&query, (ip, 53)).unwrap();
+    let mut reply = [0u8; 512];
+    let n = socket.recv(&mut reply).expect("the node answers DNS");
+    let (code, answers) = (reply[3] & 0x0f, u16::from_be_bytes([reply[6], reply[7]]));
+    let address = (answers == 1).then(|| {
+        let a = &reply[n - 4..n];
+        std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3])
+    });
+    (code, address)
 }

@@ -31,6 +31,10 @@ pub struct NodeArgs {
     /// every service on its own address, round-robin over the ready endpoints).
     #[arg(long)]
     service_ip: Option<std::net::IpAddr>,
+    /// The UDP port on the service IP where the node answers DNS for services
+    /// (`NAME.NAMESPACE.svc.cluster.local`); 0 for none.
+    #[arg(long, default_value_t = 53)]
+    dns_port: u16,
     /// Address of the HTTP API.
     #[arg(long, default_value = "127.0.0.1:7070")]
     api: SocketAddr,
@@ -188,6 +192,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.join = args.join;
     config.publish_ip = args.publish_ip;
     config.service_ip = args.service_ip;
+    config.dns_port = args.dns_port;
     config.cluster_key = args
         .cluster_key
         .as_deref()

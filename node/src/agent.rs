@@ -4,6 +4,7 @@
 //! store + membership ──▶ view (placement) ──▶ reconciler ──▶ runtime, status
 //! store changes, membership changes, a period ──▶ sync driver ──▶ network
 //! view + status ──▶ endpoints ──▶ service proxy (and the API)
+//! view ──▶ DNS server (service names to this node's service address)
 
 use crate::membership::{Detection, Effect, Liveness, MemberId, Membership};
 use crate::network::{NetConfig, NetError, NetEvent, Network};
@@ -36,6 +37,8 @@ pub struct NodeConfig {
     pub publish_ip: Option<IpAddr>,
     /// Where the node serves every service's ports (default: the p2p address's IP).
     pub service_ip: Option<IpAddr>,
+    /// The UDP port of the node's DNS server for services, on the service IP; 0: none.
+    pub dns_port: u16,
     /// With a key, the node runs a libp2p private network (TCP only).
     pub cluster_key: Option<[u8; 32]>,
     pub labels: Labels,
@@ -68,6 +71,7 @@ impl NodeConfig {
             join: Vec::new(),
             publish_ip: None,
             service_ip: None,
+            dns_port: 53,
             cluster_key: None,
             labels: Labels::new(),
             capacity: ResourceAmounts {
@@ -256,6 +260,10 @@ pub async fn start<R: ContainerRuntime>(
 
     let endpoints = spawn_endpoints(view.clone(), status.watch());
     crate::proxy::start(config.service_ip(), endpoints.clone());
+    if config.dns_port != 0 {
+        let addr = SocketAddr::new(config.service_ip(), config.dns_port);
+        crate::dns::start(addr, config.service_ip(), view.clone());
+    }
 
     Ok(Agent {
         config: Arc::new(config),

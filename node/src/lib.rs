@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod dns;
 pub mod membership;
 pub mod network;
 pub mod placement;
