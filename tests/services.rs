@@ -4,7 +4,8 @@
 //! killed while a client sends requests costs at most 1% of them, and none for a client
 //! that retries once; every node lists the same endpoints and answers DNS for the service
 //! with its own address; containers get the Kubernetes service variables, pointing at their
-//! own node.
+//! own node. A replica failing its readiness probe leaves the endpoints and gets no traffic;
+//! one failing its liveness probe is killed and restarted; an exec probe runs in the container.
 //!
 //! Needs Docker: skipped with a message when it is missing, except under CI=true.
 
@@ -53,29 +54,37 @@ fn cluster_with_service() -> Option<Cluster> {
             (ready_nodes(&cluster.server(i)).len() == 3).then_some(())
         });
     }
-    let manifest = cluster.dir.join("echo.yaml");
-    std::fs::write(&manifest, MANIFEST).unwrap();
-    let out = weeble(&[
-        "--server",
-        &cluster.server(0),
-        "apply",
-        "-f",
-        manifest.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+    apply(&cluster, "echo.yaml", MANIFEST);
     for i in 0..3 {
         wait_for(
             "three endpoints on every node",
             Duration::from_secs(60),
-            || (endpoint_addrs(&cluster.server(i)).len() == 3).then_some(()),
+            || (endpoint_addrs(&cluster.server(i), "echo").len() == 3).then_some(()),
         );
     }
     Some(cluster)
 }
 
-/// The ready addresses node `server` lists for `echo`.
-fn endpoint_addrs(server: &str) -> BTreeSet<String> {
-    let out = weeble(&["--server", server, "get", "endpoints", "echo", "-o", "json"]);
+/// Applies `manifest` (saved as `file` in the cluster's directory) at the first node.
+fn apply(cluster: &Cluster, file: &str, manifest: &str) {
+    let path = cluster.dir.join(file);
+    std::fs::write(&path, manifest).unwrap();
+    let server = cluster.server(0);
+    let out = weeble(&["--server", &server, "apply", "-f", path.to_str().unwrap()]);
+    assert!(out.status.success(), "apply {file}: {}", text(&out.stderr));
+}
+
+/// The ready addresses node `server` lists for `service`.
+fn endpoint_addrs(server: &str, service: &str) -> BTreeSet<String> {
+    let out = weeble(&[
+        "--server",
+        server,
+        "get",
+        "endpoints",
+        service,
+        "-o",
+        "json",
+    ]);
     let endpoints: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     endpoints["subsets"]
         .as_array()
@@ -88,9 +97,9 @@ fn endpoint_addrs(server: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Who answered a request through the service port on `ip`, if anyone did.
-fn ask(ip: &str) -> Option<String> {
-    let reply = try_http_get(&format!("{ip}:18080"), "/").ok()?;
+/// Who answered a request through service port `port` on `ip`, if anyone did.
+fn ask_at(ip: &str, port: u16) -> Option<String> {
+    let reply = try_http_get(&format!("{ip}:{port}"), "/").ok()?;
     let body = reply.split_once("\r\n\r\n")?.1;
     let who = body.strip_prefix("hello from ")?.split(':').next()?;
     Some(who.to_string())
@@ -108,7 +117,7 @@ fn every_node_s_service_port_reaches_every_replica() {
         .collect();
     assert_eq!(pods.len(), 3);
     for (i, ip) in IPS.iter().enumerate() {
-        let answered: BTreeSet<String> = (0..9).filter_map(|_| ask(ip)).collect();
+        let answered: BTreeSet<String> = (0..9).filter_map(|_| ask_at(ip, 18080)).collect();
         assert_eq!(answered, pods, "node {i} reaches every replica, in turn");
         let services = json(&cluster.server(i), &["get", "services", "echo"]);
         assert_eq!(
@@ -116,8 +125,8 @@ fn every_node_s_service_port_reaches_every_replica() {
             "served on the node's own address"
         );
         assert_eq!(
-            endpoint_addrs(&cluster.server(i)),
-            endpoint_addrs(&cluster.server(0)),
+            endpoint_addrs(&cluster.server(i), "echo"),
+            endpoint_addrs(&cluster.server(0), "echo"),
             "every node resolves the service alike"
         );
         // Its DNS server answers for the service with its own address.
@@ -174,9 +183,9 @@ fn a_replica_killed_under_load_costs_at_most_one_percent_and_nothing_with_a_retr
             assert!(out.status.success(), "docker kill: {}", text(&out.stderr));
         }
         let ip = IPS[n % 3];
-        if ask(ip).is_none() {
+        if ask_at(ip, 18080).is_none() {
             failed += 1;
-            if ask(ip).is_none() {
+            if ask_at(ip, 18080).is_none() {
                 failed_twice += 1;
             }
         }
@@ -213,4 +222,133 @@ fn resolve(ip: &str, name: &str) -> (u8, Option<std::net::Ipv4Addr>) {
         std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3])
     });
     (code, address)
+}
+
+const CHECKED: &str = "
+kind: Deployment
+metadata: {name: checked}
+spec:
+  replicas: 3
+  template:
+    metadata: {labels: {app: checked}}
+    spec:
+      containers:
+      - name: web
+        image: weeble-demo:latest
+        ports: [{containerPort: 80, name: http}]
+        readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1, failureThreshold: 1}
+        livenessProbe: {exec: {command: [/weeble, --version]}, periodSeconds: 1}
+---
+kind: Service
+metadata: {name: checked}
+spec:
+  selector: {app: checked}
+  ports: [{port: 18081, targetPort: http}]
+---
+kind: Deployment
+metadata: {name: doomed}
+spec:
+  replicas: 1
+  template:
+    metadata: {labels: {app: doomed}}
+    spec:
+      containers:
+      - name: web
+        image: weeble-demo:latest
+        ports: [{containerPort: 80}]
+        livenessProbe: {httpGet: {path: /healthz, port: 80}, periodSeconds: 1, failureThreshold: 2}
+";
+
+/// Makes the demo server in container `id` fail its health checks from now on.
+fn make_unhealthy(cluster: &Cluster, id: &str) {
+    let file = cluster.dir.join("unhealthy");
+    std::fs::write(&file, "").unwrap();
+    let out = Command::new("docker")
+        .args(["cp", file.to_str().unwrap(), &format!("{id}:/unhealthy")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "docker cp: {}", text(&out.stderr));
+}
+
+/// The id of a pod's (first) container.
+fn container_id(pod: &Value) -> String {
+    let id = pod["status"]["containerStatuses"][0]["containerID"].as_str();
+    id.expect("the pod has a container")
+        .trim_start_matches("docker://")
+        .to_string()
+}
+
+/// The pod named `name`, as node `server` reports it.
+fn pod_named(server: &str, name: &str) -> Value {
+    pods(server)
+        .into_iter()
+        .find(|p| p["metadata"]["name"] == name)
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_replica_failing_readiness_gets_no_traffic_and_failing_liveness_restarts() {
+    let _one_at_a_time = serial();
+    let Some(cluster) = cluster_with_service() else {
+        return;
+    };
+    apply(&cluster, "checked.yaml", CHECKED);
+    wait_for(
+        "three ready endpoints (readiness passed)",
+        Duration::from_secs(60),
+        || (endpoint_addrs(&cluster.server(0), "checked").len() == 3).then_some(()),
+    );
+
+    // One replica starts failing its readiness probe: it leaves the endpoints, still running.
+    let victim = pod_named(&cluster.server(0), "checked-0");
+    let id = container_id(&victim);
+    make_unhealthy(&cluster, &id);
+    for i in 0..3 {
+        wait_for(
+            "two ready endpoints everywhere",
+            Duration::from_secs(30),
+            || (endpoint_addrs(&cluster.server(i), "checked").len() == 2).then_some(()),
+        );
+    }
+    let pod = pod_named(&cluster.server(1), "checked-0");
+    assert_eq!(pod["status"]["phase"], "Running");
+    assert_eq!(
+        pod["status"]["conditions"][0]["status"], "False",
+        "shown not ready"
+    );
+    for ip in IPS {
+        for _ in 0..10 {
+            let who = ask_at(ip, 18081).expect("the other replicas answer");
+            assert_ne!(
+                who, "checked-0",
+                "an unready replica got traffic through {ip}"
+            );
+        }
+    }
+    // The exec liveness probe passes all along: nothing was restarted for it.
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
+
+    // A replica failing its liveness probe is killed and restarted.
+    let doomed = pod_named(&cluster.server(0), "doomed-0");
+    let id = container_id(&doomed);
+    make_unhealthy(&cluster, &id);
+    wait_for("doomed-0 restarted", Duration::from_secs(30), || {
+        let restarts = pod_named(&cluster.server(0), "doomed-0")["status"]["containerStatuses"][0]
+            ["restartCount"]
+            .as_u64()
+            .unwrap_or(0);
+        (restarts >= 1).then_some(())
+    });
+    let killed: usize = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            messages(
+                &json_log(&cluster, &n.name),
+                "liveness probe failed: container killed",
+            )
+            .len()
+        })
+        .sum();
+    assert!(killed >= 1, "a node logged the kill");
 }

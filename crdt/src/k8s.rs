@@ -170,11 +170,53 @@ pub struct Container {
     pub volume_mounts: Option<Present>,
     pub volume_devices: Option<Present>,
     pub security_context: Option<Present>,
-    pub liveness_probe: Option<Present>,
-    pub readiness_probe: Option<Present>,
+    pub liveness_probe: Option<Probe>,
+    pub readiness_probe: Option<Probe>,
     pub startup_probe: Option<Present>,
     pub lifecycle: Option<Present>,
     pub env_from: Option<Present>,
+}
+
+/// A liveness or readiness probe: one action and its timing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Probe {
+    pub http_get: Option<HttpGetAction>,
+    pub tcp_socket: Option<TcpSocketAction>,
+    pub exec: Option<ExecAction>,
+    pub initial_delay_seconds: Option<i64>,
+    pub period_seconds: Option<i64>,
+    pub timeout_seconds: Option<i64>,
+    pub success_threshold: Option<i64>,
+    pub failure_threshold: Option<i64>,
+    // Rejected.
+    pub grpc: Option<Present>,
+    pub termination_grace_period_seconds: Option<Present>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpGetAction {
+    pub path: Option<String>,
+    pub port: IntOrString,
+    pub scheme: Option<String>,
+    // Rejected.
+    pub host: Option<Present>,
+    pub http_headers: Option<Present>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpSocketAction {
+    pub port: IntOrString,
+    // Rejected.
+    pub host: Option<Present>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecAction {
+    pub command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

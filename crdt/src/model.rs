@@ -156,6 +156,38 @@ pub struct Container {
     pub ports: Vec<ContainerPort>,
     pub resources: Resources,
     pub working_dir: Option<String>,
+    /// Failing it restarts the container. Absent from documents written before probes (and
+    /// from a container without one, so its template hash is what it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    /// Until it passes, the pod is not ready and gets no service traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+}
+
+/// A health check, as Kubernetes times it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    pub action: ProbeAction,
+    pub initial_delay_seconds: u32,
+    pub period_seconds: u32,
+    pub timeout_seconds: u32,
+    pub success_threshold: u32,
+    pub failure_threshold: u32,
+}
+
+/// What a probe does. Ports are container ports: the probe reaches them where they are
+/// published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProbeAction {
+    /// An HTTP GET of `path`: any status from 200 to 399 passes.
+    HttpGet { path: String, port: TargetPort },
+    /// A TCP connection that opens passes.
+    TcpSocket { port: TargetPort },
+    /// The command run in the container exits 0 to pass.
+    Exec { command: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -549,8 +549,6 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
             ("volumeMounts", c.volume_mounts.is_some()),
             ("volumeDevices", c.volume_devices.is_some()),
             ("securityContext", c.security_context.is_some()),
-            ("livenessProbe", c.liveness_probe.is_some()),
-            ("readinessProbe", c.readiness_probe.is_some()),
             ("startupProbe", c.startup_probe.is_some()),
             ("lifecycle", c.lifecycle.is_some()),
             ("envFrom", c.env_from.is_some()),
@@ -586,7 +584,7 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
             }
         })
         .collect();
-    let ports = c
+    let ports: Vec<ContainerPort> = c
         .ports
         .unwrap_or_default()
         .into_iter()
@@ -613,6 +611,12 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
     let resources = c
         .resources
         .map(|r| resources(&format!("{path}.resources"), r, f));
+    let liveness_probe = c
+        .liveness_probe
+        .map(|p| probe(&format!("{path}.livenessProbe"), p, &ports, true, f));
+    let readiness_probe = c
+        .readiness_probe
+        .map(|p| probe(&format!("{path}.readinessProbe"), p, &ports, false, f));
     Container {
         name: c.name,
         image,
@@ -622,7 +626,144 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
         ports,
         resources: resources.unwrap_or_default(),
         working_dir: c.working_dir,
+        liveness_probe,
+        readiness_probe,
     }
+}
+
+/// A probe's port: it must be one the container declares.
+fn probe_port(
+    field: String,
+    value: k8s::IntOrString,
+    ports: &[ContainerPort],
+    f: &mut Findings,
+) -> TargetPort {
+    let (target, declared) = match value {
+        k8s::IntOrString::Int(n) => {
+            let n = port_number(&field, n, f);
+            (
+                TargetPort::Number(n),
+                ports.iter().any(|p| p.container_port == n),
+            )
+        }
+        k8s::IntOrString::String(name) => {
+            let declared = ports.iter().any(|p| p.name.as_deref() == Some(&name));
+            (TargetPort::Name(name), declared)
+        }
+    };
+    if !declared {
+        f.error(
+            field,
+            format!(
+                "port {target} is not among the container's ports: probes reach the \
+                 container where a declared port is published"
+            ),
+        );
+    }
+    target
+}
+
+/// A probe, with Kubernetes' defaults (period 10 s, timeout 1 s, thresholds 1 and 3). Its
+/// port must be one the container declares: probes reach the container where that port is
+/// published.
+fn probe(
+    path: &str,
+    p: k8s::Probe,
+    ports: &[ContainerPort],
+    liveness: bool,
+    f: &mut Findings,
+) -> Probe {
+    f.unsupported(
+        path,
+        &[
+            ("grpc", p.grpc.is_some()),
+            (
+                "terminationGracePeriodSeconds",
+                p.termination_grace_period_seconds.is_some(),
+            ),
+        ],
+    );
+    let mut actions = Vec::new();
+    if let Some(h) = p.http_get {
+        let here = format!("{path}.httpGet");
+        f.unsupported(
+            &here,
+            &[
+                ("host", h.host.is_some()),
+                ("httpHeaders", h.http_headers.is_some()),
+            ],
+        );
+        if let Some(scheme) = h.scheme.filter(|s| s != "HTTP") {
+            f.error(
+                format!("{here}.scheme"),
+                format!("scheme {scheme:?} is not supported: only HTTP"),
+            );
+        }
+        let request_path = h.path.unwrap_or_else(|| "/".into());
+        if !request_path.starts_with('/') {
+            f.error(format!("{here}.path"), "must start with '/'");
+        }
+        actions.push(ProbeAction::HttpGet {
+            port: probe_port(format!("{here}.port"), h.port, ports, f),
+            path: request_path,
+        });
+    }
+    if let Some(t) = p.tcp_socket {
+        let here = format!("{path}.tcpSocket");
+        f.unsupported(&here, &[("host", t.host.is_some())]);
+        actions.push(ProbeAction::TcpSocket {
+            port: probe_port(format!("{here}.port"), t.port, ports, f),
+        });
+    }
+    if let Some(e) = p.exec {
+        let command = e.command.unwrap_or_default();
+        if command.is_empty() {
+            f.error(
+                format!("{path}.exec.command"),
+                "required: the command to run",
+            );
+        }
+        actions.push(ProbeAction::Exec { command });
+    }
+    if actions.len() != 1 {
+        f.error(
+            path,
+            format!(
+                "needs exactly one of httpGet, tcpSocket and exec, found {}",
+                actions.len()
+            ),
+        );
+    }
+    let mut seconds = |field: &str, value: Option<i64>, default: u32, least: u32| {
+        let value = value.unwrap_or(i64::from(default));
+        u32::try_from(value)
+            .ok()
+            .filter(|v| *v >= least)
+            .unwrap_or_else(|| {
+                f.error(
+                    format!("{path}.{field}"),
+                    format!("must be at least {least}, got {value}"),
+                );
+                default
+            })
+    };
+    let probe = Probe {
+        initial_delay_seconds: seconds("initialDelaySeconds", p.initial_delay_seconds, 0, 0),
+        period_seconds: seconds("periodSeconds", p.period_seconds, 10, 1),
+        timeout_seconds: seconds("timeoutSeconds", p.timeout_seconds, 1, 1),
+        success_threshold: seconds("successThreshold", p.success_threshold, 1, 1),
+        failure_threshold: seconds("failureThreshold", p.failure_threshold, 3, 1),
+        action: actions.into_iter().next().unwrap_or(ProbeAction::Exec {
+            command: Vec::new(),
+        }),
+    };
+    if liveness && probe.success_threshold != 1 {
+        f.error(
+            format!("{path}.successThreshold"),
+            "must be 1 for a liveness probe",
+        );
+    }
+    probe
 }
 
 fn resources(path: &str, r: k8s::Resources, f: &mut Findings) -> Resources {

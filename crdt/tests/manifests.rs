@@ -275,3 +275,101 @@ fn broken_manifests_are_rejected_with_document_path_and_line() {
         }
     }
 }
+
+#[test]
+fn probes_are_read_with_kubernetes_defaults_and_their_mistakes_are_named() {
+    let with = |probes: &str| {
+        format!(
+            "kind: Deployment\nmetadata: {{name: web}}\nspec:\n  template:\n    metadata: {{labels: {{app: web}}}}\n    \
+             spec:\n      containers:\n      - name: web\n        image: i\n        ports: [{{containerPort: 80, name: http}}]\n{probes}"
+        )
+    };
+    let parsed = parse_manifests(&with(
+        "        readinessProbe: {httpGet: {path: /ready, port: http}, periodSeconds: 1}\n        \
+         livenessProbe: {tcpSocket: {port: 80}, initialDelaySeconds: 2, failureThreshold: 5}\n",
+    ))
+    .expect("valid probes");
+    let Object::Deployment(d) = &parsed.objects[0] else {
+        panic!()
+    };
+    let c = &d.spec.template.containers[0];
+    let ready = c.readiness_probe.as_ref().unwrap();
+    assert_eq!(
+        ready.action,
+        ProbeAction::HttpGet {
+            path: "/ready".into(),
+            port: TargetPort::Name("http".into())
+        }
+    );
+    assert_eq!(
+        (
+            ready.period_seconds,
+            ready.timeout_seconds,
+            ready.failure_threshold
+        ),
+        (1, 1, 3)
+    );
+    let live = c.liveness_probe.as_ref().unwrap();
+    assert_eq!(
+        live.action,
+        ProbeAction::TcpSocket {
+            port: TargetPort::Number(80)
+        }
+    );
+    assert_eq!(
+        (
+            live.initial_delay_seconds,
+            live.period_seconds,
+            live.failure_threshold
+        ),
+        (2, 10, 5)
+    );
+
+    let cases = [
+        (
+            "        readinessProbe: {exec: {command: [x]}, tcpSocket: {port: 80}}\n",
+            "readinessProbe",
+            "exactly one",
+        ),
+        (
+            "        readinessProbe: {tcpSocket: {port: 8080}}\n",
+            "readinessProbe.tcpSocket.port",
+            "not among the container's ports",
+        ),
+        (
+            "        livenessProbe: {httpGet: {port: 80, scheme: HTTPS}}\n",
+            "livenessProbe.httpGet.scheme",
+            "only HTTP",
+        ),
+        (
+            "        livenessProbe: {exec: {command: [x]}, successThreshold: 2}\n",
+            "livenessProbe.successThreshold",
+            "must be 1",
+        ),
+        (
+            "        readinessProbe: {exec: {command: []}}\n",
+            "readinessProbe.exec.command",
+            "required",
+        ),
+        (
+            "        readinessProbe: {exec: {command: [x]}, periodSeconds: 0}\n",
+            "readinessProbe.periodSeconds",
+            "at least 1",
+        ),
+    ];
+    for (probe, path, message) in cases {
+        let err = parse_manifests(&with(probe)).unwrap_err();
+        let found: Vec<String> = err
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect();
+        assert!(
+            err.errors.iter().any(
+                |e| e.path == format!("spec.template.spec.containers[0].{path}")
+                    && e.message.contains(message)
+            ),
+            "{probe}: {found:?}"
+        );
+    }
+}

@@ -9,8 +9,9 @@
 use crate::membership::{Detection, Effect, Liveness, MemberId, Membership};
 use crate::network::{NetConfig, NetError, NetEvent, Network};
 use crate::placement::{Candidate, Placement, Workload, place};
+use crate::probe::{self, Check, Health};
 use crate::reconcile::{self, Book, DesiredPod};
-use crate::runtime::ContainerRuntime;
+use crate::runtime::{ContainerRuntime, ContainerState, Observed};
 use crate::services::{self, Endpoints};
 use crate::status::{Status, StatusTable};
 use crate::store::{Store, StoreError};
@@ -143,7 +144,7 @@ impl Agent {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -244,10 +245,13 @@ pub async fn start<R: ContainerRuntime>(
     };
     tokio::spawn(sync.run(flushes).instrument(info_span!("sync")));
 
+    let (checks_tx, checks_rx) = watch::channel(Vec::new());
     let reconciler = Reconciler {
         node: config.name.clone(),
         host_ip: config.publish_ip.unwrap_or(config.p2p.ip()),
         service_ip: config.service_ip(),
+        checks: checks_tx,
+        health: probe::start(runtime.clone(), checks_rx),
         runtime,
         view: view.clone(),
         status: status.clone(),
@@ -616,6 +620,9 @@ struct Reconciler<R> {
     host_ip: IpAddr,
     /// Where this node serves services: what its containers' service variables point to.
     service_ip: IpAddr,
+    /// The probes of the running containers, for the prober; and what it found.
+    checks: watch::Sender<Vec<Check>>,
+    health: watch::Receiver<Arc<Health>>,
     runtime: R,
     view: watch::Receiver<Arc<View>>,
     status: Status,
@@ -687,6 +694,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
                         Some(_) => {}
                         None => events_open = false,
                     },
+                    r = self.health.changed() => if r.is_err() { return } else { break },
                     // A new owner may now report running what this node hands over.
                     r = statuses.changed(), if handing_over => if r.is_err() { return } else { break },
                     _ = tokio::time::sleep_until(deadline) => break,
@@ -707,6 +715,9 @@ impl<R: ContainerRuntime> Reconciler<R> {
         holding: bool,
     ) -> Result<(Duration, bool), crate::runtime::RuntimeError> {
         let mut observed = self.runtime.list(&self.node).await?;
+        if self.kill_failing(&observed).await {
+            observed = self.runtime.list(&self.node).await?;
+        }
         let desired = if holding {
             reconcile::already_running(desired, &observed)
         } else {
@@ -745,7 +756,16 @@ impl<R: ContainerRuntime> Reconciler<R> {
         if !actions.is_empty() {
             observed = self.runtime.list(&self.node).await?;
         }
+        let checks = reconcile::probe_checks(desired, &observed);
+        self.checks.send_if_modified(|old| {
+            let changed = *old != checks;
+            if changed {
+                *old = checks;
+            }
+            changed
+        });
         let now = now_ms();
+        let unready = self.health.borrow_and_update().unready.clone();
         self.status
             .set_local(reconcile::pod_statuses(
                 &self.node,
@@ -753,6 +773,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
                 desired,
                 &observed,
                 &self.book,
+                &unready,
                 now,
             ))
             .await;
@@ -769,6 +790,26 @@ impl<R: ContainerRuntime> Reconciler<R> {
         });
         let handing_over = reconcile::next_handover_deadline(&handovers, now).is_some();
         Ok((wait, handing_over))
+    }
+
+    /// Kills the running containers whose liveness probe failed (in their current run);
+    /// their restart policy then decides. True if any was killed.
+    async fn kill_failing(&mut self, observed: &[Observed]) -> bool {
+        let failing = self.health.borrow_and_update().failing.clone();
+        let mut killed = false;
+        for o in observed {
+            let failed_run = failing.get(&o.id) == Some(&o.started_at_ms);
+            if failed_run && o.state == ContainerState::Running {
+                match self.runtime.terminate(&o.id).await {
+                    Ok(()) => info!(id = %o.id, "liveness probe failed: container killed"),
+                    Err(e) => {
+                        warn!(id = %o.id, error = %e, "liveness probe failed; cannot kill the container")
+                    }
+                }
+                killed = true;
+            }
+        }
+        killed
     }
 
     async fn execute(

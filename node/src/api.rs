@@ -20,7 +20,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use weeble_crdt::{Deployment, Kind, ObjectKey, Service, StateError, TargetPort, parse_manifests};
+use weeble_crdt::{
+    Deployment, Kind, ObjectKey, Probe, ProbeAction, Service, StateError, TargetPort,
+    parse_manifests,
+};
 
 /// The API's shared state: the agent's handles and this node's runtime (for logs).
 #[derive(Clone)]
@@ -545,9 +548,38 @@ fn containers_json(d: &Deployment) -> Vec<Value> {
                 "name": c.name, "image": c.image, "command": c.command, "args": c.args,
                 "env": c.env.iter().map(|e| json!({"name": e.name, "value": e.value})).collect::<Vec<_>>(),
                 "ports": c.ports.iter().map(|p| json!({"name": p.name, "containerPort": p.container_port, "protocol": p.protocol})).collect::<Vec<_>>(),
+                "livenessProbe": c.liveness_probe.as_ref().map(probe_json),
+                "readinessProbe": c.readiness_probe.as_ref().map(probe_json),
             })
         })
         .collect()
+}
+
+/// A port by number or by name, as Kubernetes writes it (an IntOrString).
+fn port_json(port: &TargetPort) -> Value {
+    match port {
+        TargetPort::Number(n) => json!(n),
+        TargetPort::Name(name) => json!(name),
+    }
+}
+
+/// A probe as Kubernetes writes it.
+fn probe_json(p: &Probe) -> Value {
+    let mut probe = json!({
+        "initialDelaySeconds": p.initial_delay_seconds, "periodSeconds": p.period_seconds,
+        "timeoutSeconds": p.timeout_seconds, "successThreshold": p.success_threshold,
+        "failureThreshold": p.failure_threshold,
+    });
+    let (field, action) = match &p.action {
+        ProbeAction::HttpGet { path, port: to } => (
+            "httpGet",
+            json!({"path": path, "port": port_json(to), "scheme": "HTTP"}),
+        ),
+        ProbeAction::TcpSocket { port: to } => ("tcpSocket", json!({"port": port_json(to)})),
+        ProbeAction::Exec { command } => ("exec", json!({"command": command})),
+    };
+    probe[field] = action;
+    probe
 }
 
 fn pod_json(d: &Deployment, p: &PodStatus) -> Value {
@@ -628,7 +660,7 @@ fn service_json(s: &Service, ip: std::net::IpAddr) -> Value {
             "selector": s.spec.selector,
             "ports": s.spec.ports.iter().map(|p| json!({
                 "name": p.name, "port": p.port, "protocol": p.protocol,
-                "targetPort": match &p.target_port { TargetPort::Number(n) => json!(n), TargetPort::Name(n) => json!(n) },
+                "targetPort": port_json(&p.target_port),
             })).collect::<Vec<_>>(),
         },
     })

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod membership;
 pub mod network;
 pub mod placement;
+pub mod probe;
 pub mod proxy;
 pub mod reconcile;
 pub mod runtime;

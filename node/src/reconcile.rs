@@ -6,12 +6,13 @@
 //! `pod_statuses` turns the same inputs into the status this node gossips.
 
 use crate::placement::{Placement, ReplicaKey};
+use crate::probe::{Check, How, Kind};
 use crate::runtime::*;
 use crate::services;
 use crate::status::{Phase, PodStatus, PortStatus, StatusTable};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use weeble_crdt::{Labels, PodTemplate, RestartPolicy, Snapshot};
+use std::net::{IpAddr, SocketAddr};
+use weeble_crdt::{Labels, PodTemplate, ProbeAction, RestartPolicy, Snapshot, TargetPort};
 
 /// A pod this node should run.
 #[derive(Debug, Clone, PartialEq)]
@@ -402,13 +403,74 @@ fn container_spec(
     }
 }
 
-/// The status of each desired pod, from what the runtime shows and the book remembers.
+/// The probes of every running container of `desired`, resolved: HTTP and TCP probes go to
+/// the container's own address, commands into the container.
+pub fn probe_checks(desired: &[DesiredPod], observed: &[Observed]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for pod in desired {
+        for c in &pod.template.containers {
+            let Some(o) = observed.iter().find(|o| {
+                observed_key(o) == Some((pod.id(), c.name.clone()))
+                    && o.labels.get(LABEL_TEMPLATE_HASH) == Some(&pod.template_hash)
+                    && o.state == ContainerState::Running
+            }) else {
+                continue;
+            };
+            // Probes go to the container's own address, as the kubelet's go to the pod's:
+            // through a published port, Docker's userland proxy accepts every connection.
+            let at = |port: &TargetPort| {
+                let number = match port {
+                    TargetPort::Number(n) => *n,
+                    TargetPort::Name(name) => {
+                        c.ports
+                            .iter()
+                            .find(|p| p.name.as_ref() == Some(name))?
+                            .container_port
+                    }
+                };
+                Some(SocketAddr::new(o.ip?, number))
+            };
+            let probes = [
+                (Kind::Liveness, &c.liveness_probe),
+                (Kind::Readiness, &c.readiness_probe),
+            ];
+            for (kind, probe) in probes {
+                let Some(probe) = probe else { continue };
+                let how = match &probe.action {
+                    ProbeAction::HttpGet { path, port } => at(port).map(|addr| How::Http {
+                        addr,
+                        path: path.clone(),
+                    }),
+                    ProbeAction::TcpSocket { port } => at(port).map(|addr| How::Tcp { addr }),
+                    ProbeAction::Exec { command } => Some(How::Exec {
+                        command: command.clone(),
+                    }),
+                };
+                // A container with no address yet cannot be probed: the check waits for it.
+                if let Some(how) = how {
+                    checks.push(Check {
+                        container_id: o.id.clone(),
+                        started_ms: o.started_at_ms,
+                        kind,
+                        probe: probe.clone(),
+                        how,
+                    });
+                }
+            }
+        }
+    }
+    checks
+}
+
+/// The status of each desired pod, from what the runtime shows, the book remembers and the
+/// probes say (`unready`: containers whose readiness probe is not passing).
 pub fn pod_statuses(
     node: &str,
     host_ip: IpAddr,
     desired: &[DesiredPod],
     observed: &[Observed],
     book: &Book,
+    unready: &std::collections::BTreeSet<String>,
     now_ms: i64,
 ) -> Vec<PodStatus> {
     desired
@@ -495,7 +557,8 @@ pub fn pod_statuses(
                     status.reason = reason;
                 }
             }
-            status.ready = status.phase == Phase::Running;
+            status.ready = status.phase == Phase::Running
+                && status.container_ids.iter().all(|id| !unready.contains(id));
             status
         })
         .collect()

@@ -26,6 +26,8 @@ fn pod(index: u32, image: &str, policy: RestartPolicy) -> DesiredPod {
             ports: vec![],
             resources: Default::default(),
             working_dir: None,
+            liveness_probe: None,
+            readiness_probe: None,
         }],
         node_selector: Labels::new(),
         restart_policy: policy,
@@ -53,6 +55,7 @@ fn observed(p: &DesiredPod, id: &str, state: ContainerState) -> Observed {
         labels: spec.labels,
         state,
         ports: vec![],
+        ip: Some("172.17.0.9".parse().unwrap()),
         started_at_ms: 1_000,
         finished_at_ms: 2_000,
     }
@@ -175,7 +178,7 @@ fn restarts_back_off_after_quick_failures_and_statuses_say_why() {
     }
     // 2 s of quick crashes: immediate, immediate, then 1 s apart.
     assert_eq!(started, 3, "{book:?}");
-    let status = &pod_statuses(NODE, ip(), &[p], &seen, &book, now)[0];
+    let status = &pod_statuses(NODE, ip(), &[p], &seen, &book, &Default::default(), now)[0];
     assert_eq!(status.reason.as_deref(), Some("CrashLoopBackOff"));
     assert_eq!(status.restarts, 3);
     assert_eq!(backoff_ms(30), 60_000, "capped");
@@ -202,7 +205,7 @@ fn a_missing_image_is_reported_and_retried_later_not_in_a_loop() {
         1,
         "retries"
     );
-    let status = &pod_statuses(NODE, ip(), &[p], &[], &book, 500)[0];
+    let status = &pod_statuses(NODE, ip(), &[p], &[], &book, &Default::default(), 500)[0];
     assert_eq!(
         (status.phase, status.reason.as_deref()),
         (Phase::Pending, Some("ErrImageNeverPull"))
@@ -228,7 +231,15 @@ fn n2_reports(pod: &DesiredPod, running: bool) -> StatusTable {
         node: "n2".into(),
         epoch: 1,
         version: 1,
-        pods: pod_statuses("n2", ip(), std::slice::from_ref(pod), seen, &Book::new(), 0),
+        pods: pod_statuses(
+            "n2",
+            ip(),
+            std::slice::from_ref(pod),
+            seen,
+            &Book::new(),
+            &Default::default(),
+            0,
+        ),
     });
     table
 }
@@ -275,4 +286,67 @@ fn the_old_owner_keeps_a_replica_until_the_new_owner_runs_it_or_time_runs_out() 
         kinds(&plan(NODE, ip(), &[], &here, &none, &Book::new(), 3_000)),
         ["remove c0"]
     );
+}
+
+#[test]
+fn probes_go_to_the_running_container_s_own_address_and_unready_pods_are_not_ready() {
+    let mut p = pod(0, "img", RestartPolicy::Always);
+    let c = &mut p.template.containers[0];
+    c.ports = vec![weeble_crdt::ContainerPort {
+        name: Some("http".into()),
+        container_port: 8080,
+        protocol: weeble_crdt::Protocol::Tcp,
+    }];
+    let timing = |action| weeble_crdt::Probe {
+        action,
+        initial_delay_seconds: 0,
+        period_seconds: 1,
+        timeout_seconds: 1,
+        success_threshold: 1,
+        failure_threshold: 1,
+    };
+    c.readiness_probe = Some(timing(ProbeAction::HttpGet {
+        path: "/healthz".into(),
+        port: TargetPort::Name("http".into()),
+    }));
+    c.liveness_probe = Some(timing(ProbeAction::Exec {
+        command: vec!["true".into()],
+    }));
+    let p = DesiredPod {
+        template_hash: template_hash(&p.template),
+        ..p
+    };
+    let running = observed(&p, "c0", ContainerState::Running);
+    let checks = probe_checks(std::slice::from_ref(&p), std::slice::from_ref(&running));
+    let hows: Vec<(Kind, &How)> = checks.iter().map(|c| (c.kind, &c.how)).collect();
+    assert_eq!(
+        hows,
+        [
+            (
+                Kind::Liveness,
+                &How::Exec {
+                    command: vec!["true".into()]
+                }
+            ),
+            (
+                Kind::Readiness,
+                &How::Http {
+                    addr: "172.17.0.9:8080".parse().unwrap(),
+                    path: "/healthz".into()
+                }
+            ),
+        ]
+    );
+    assert!(
+        checks
+            .iter()
+            .all(|c| c.container_id == "c0" && c.started_ms == 1_000)
+    );
+    let exited = observed(&p, "c0", ContainerState::Exited { code: 1 });
+    assert!(probe_checks(std::slice::from_ref(&p), &[exited]).is_empty());
+
+    let unready = std::collections::BTreeSet::from(["c0".to_string()]);
+    let seen = [running];
+    let status = &pod_statuses(NODE, ip(), &[p], &seen, &Book::new(), &unready, 5_000)[0];
+    assert_eq!((status.phase, status.ready), (Phase::Running, false));
 }

@@ -29,6 +29,10 @@ const DEMO_IMAGE_CHANGES: [&str; 2] = [
     "EXPOSE 80/tcp",
 ];
 
+/// The demo server's health check path.
+pub const HEALTH_PATH: &str = "/healthz";
+/// While this file exists in its container, the demo server's health check fails.
+pub const UNHEALTHY_FILE: &str = "/unhealthy";
 /// Connections the demo server answers at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 256;
 /// The most of a request the demo server reads before answering.
@@ -79,12 +83,26 @@ fn reply_body(hostname: &str, message: &str) -> String {
 
 /// The whole HTTP response: the head, and `body` unless the request was a `HEAD`.
 fn response(body: &str, head_only: bool) -> String {
+    response_with("200 OK", body, head_only)
+}
+
+fn response_with(status: &str, body: &str, head_only: bool) -> String {
     format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{}",
         body.len(),
         if head_only { "" } else { body }
     )
+}
+
+/// The answer to `GET /healthz`: 200, or 503 while [`UNHEALTHY_FILE`] exists (so a test can
+/// fail a pod's probes on purpose, by copying that file into its container).
+fn health(head_only: bool) -> String {
+    if std::path::Path::new(UNHEALTHY_FILE).exists() {
+        response_with("503 Service Unavailable", "unhealthy\n", head_only)
+    } else {
+        response("ok\n", head_only)
+    }
 }
 
 /// Answers every connection on `listener` with `body`, each in its own task.
@@ -124,7 +142,13 @@ async fn answer(mut stream: TcpStream, body: &str) -> io::Result<()> {
         return Ok(()); // closed without asking anything
     }
     log_request(&stream, &head);
-    let reply = response(body, head.starts_with(b"HEAD "));
+    let head_only = head.starts_with(b"HEAD ");
+    let path = head.split(|&b| b == b' ').nth(1).unwrap_or_default();
+    let reply = if path == HEALTH_PATH.as_bytes() {
+        health(head_only)
+    } else {
+        response(body, head_only)
+    };
     stream.write_all(reply.as_bytes()).await?;
     stream.shutdown().await
 }

@@ -10,14 +10,15 @@ use super::{
     RuntimeError, RuntimeEvent,
 };
 use bollard::errors::Error as BollardError;
+use bollard::exec::StartExecOptions;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
-    ContainerSummaryStateEnum, EventMessage, HostConfig, PortBinding, PortMap,
+    ContainerSummaryStateEnum, EventMessage, ExecConfig, HostConfig, PortBinding, PortMap,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
-    InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptions, StartContainerOptions,
+    InspectContainerOptions, KillContainerOptions, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptions, StartContainerOptions,
 };
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +34,8 @@ const WATCH_CAPACITY: usize = 64;
 const WATCH_RETRY_FIRST: Duration = Duration::from_millis(100);
 /// The longest pause between attempts to follow the event stream.
 const WATCH_RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often a running command (a probe's) is looked at until it has exited.
+const EXEC_POLL: Duration = Duration::from_millis(20);
 
 /// A handle on the local Docker engine; cheap to clone.
 #[derive(Debug, Clone)]
@@ -268,6 +271,46 @@ impl ContainerRuntime for Docker {
         }
     }
 
+    async fn terminate(&self, id: &str) -> Result<(), RuntimeError> {
+        self.forget(id);
+        self.client
+            .kill_container(id, None::<KillContainerOptions>)
+            .await
+            .map_err(container_error(id, "killing"))
+    }
+
+    async fn exec(&self, id: &str, command: &[String]) -> Result<i64, RuntimeError> {
+        let config = ExecConfig {
+            cmd: Some(command.to_vec()),
+            ..Default::default()
+        };
+        let exec = self
+            .client
+            .create_exec(id, config)
+            .await
+            .map_err(container_error(id, "running a command in"))?;
+        let detached = StartExecOptions {
+            detach: true,
+            ..Default::default()
+        };
+        self.client
+            .start_exec(&exec.id, Some(detached))
+            .await
+            .map_err(container_error(id, "running a command in"))?;
+        // The caller bounds the wait (a probe's timeout).
+        loop {
+            let state = self
+                .client
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(container_error(id, "running a command in"))?;
+            if state.running != Some(true) {
+                return Ok(state.exit_code.unwrap_or(-1));
+            }
+            tokio::time::sleep(EXEC_POLL).await;
+        }
+    }
+
     async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
         let options = LogsOptionsBuilder::new()
             .stdout(true)
@@ -452,9 +495,15 @@ fn observe(id: String, info: ContainerInspectResponse) -> Observed {
         },
         _ => ContainerState::Other,
     };
-    let mut ports: Vec<PublishedPort> = info
-        .network_settings
-        .and_then(|n| n.ports)
+    let network = info.network_settings.unwrap_or_default();
+    let ip = network
+        .networks
+        .iter()
+        .flat_map(|networks| networks.values())
+        .filter_map(|n| n.ip_address.as_deref()?.parse::<IpAddr>().ok())
+        .next();
+    let mut ports: Vec<PublishedPort> = network
+        .ports
         .unwrap_or_default()
         .into_iter()
         .filter_map(|(key, bindings)| Some((parse_port_key(&key)?, bindings?)))
@@ -489,6 +538,7 @@ fn observe(id: String, info: ContainerInspectResponse) -> Observed {
             .unwrap_or_default()
             .into_iter()
             .collect::<BTreeMap<_, _>>(),
+        ip: ip.filter(|_| state == ContainerState::Running),
         state,
         ports,
         started_at_ms: timestamp_ms(&id, engine_state.started_at.as_deref()),

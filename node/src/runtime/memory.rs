@@ -26,6 +26,8 @@ pub enum Call {
     Create { name: String },
     Start { id: String },
     Remove { id: String },
+    Terminate { id: String },
+    Exec { id: String, command: Vec<String> },
 }
 
 /// The fake runtime; clones share one state.
@@ -41,6 +43,8 @@ struct State {
     containers: BTreeMap<String, FakeContainer>,
     calls: Vec<Call>,
     fail_next_create: Option<RuntimeError>,
+    /// What `exec` returns in each container (0 where unset).
+    exec_codes: BTreeMap<String, i64>,
     watchers: Vec<(String, mpsc::Sender<RuntimeEvent>)>,
     ids_issued: u64,
     next_host_port: u16,
@@ -54,6 +58,7 @@ impl Default for State {
             containers: BTreeMap::new(),
             calls: Vec::new(),
             fail_next_create: None,
+            exec_codes: BTreeMap::new(),
             watchers: Vec::new(),
             ids_issued: 0,
             next_host_port: FIRST_HOST_PORT,
@@ -118,6 +123,11 @@ impl MemoryRuntime {
         let node = container.node();
         state.emit(&node, id, "die");
         Ok(())
+    }
+
+    /// Makes every later `exec` in container `id` exit with `code`.
+    pub fn set_exec_code(&self, id: &str, code: i64) {
+        self.state().exec_codes.insert(id.to_owned(), code);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -214,6 +224,7 @@ impl ContainerRuntime for MemoryRuntime {
                 labels: c.spec.labels.clone(),
                 state: c.state,
                 ports: c.ports.clone(),
+                ip: None,
                 started_at_ms: c.started_at_ms,
                 finished_at_ms: c.finished_at_ms,
             })
@@ -284,6 +295,30 @@ impl ContainerRuntime for MemoryRuntime {
             state.emit(&node, id, "destroy");
         }
         Ok(())
+    }
+
+    async fn terminate(&self, id: &str) -> Result<(), RuntimeError> {
+        self.state()
+            .calls
+            .push(Call::Terminate { id: id.to_owned() });
+        self.kill(id, 137)
+    }
+
+    async fn exec(&self, id: &str, command: &[String]) -> Result<i64, RuntimeError> {
+        let mut state = self.state();
+        state.calls.push(Call::Exec {
+            id: id.to_owned(),
+            command: command.to_vec(),
+        });
+        match state.containers.get(id) {
+            Some(c) if c.state == ContainerState::Running => {
+                Ok(state.exec_codes.get(id).copied().unwrap_or(0))
+            }
+            Some(_) => Err(RuntimeError::Failed(format!(
+                "container {id} is not running"
+            ))),
+            None => Err(RuntimeError::NotFound(id.to_owned())),
+        }
     }
 
     async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {

@@ -83,6 +83,9 @@ pub struct Observed {
     pub labels: BTreeMap<String, String>,
     pub state: ContainerState,
     pub ports: Vec<PublishedPort>,
+    /// Its own address (on the engine's bridge), where this node's probes reach it; none
+    /// while it is not running.
+    pub ip: Option<IpAddr>,
     /// When the container last started, Unix milliseconds (0 if never).
     pub started_at_ms: i64,
     /// When it last exited, Unix milliseconds (0 if never).
@@ -126,6 +129,17 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
 
     /// Stops and removes a container (force). Removing a missing container is not an error.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Kills running container `id` at once (a failed liveness probe); it then exits like
+    /// any other, and its restart policy decides what follows.
+    fn terminate(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Runs `command` inside running container `id` and returns its exit code.
+    fn exec(
+        &self,
+        id: &str,
+        command: &[String],
+    ) -> impl Future<Output = Result<i64, RuntimeError>> + Send;
 
     /// The last `tail` lines of a container's output (stdout and stderr).
     fn logs(
