@@ -2,8 +2,9 @@
 //! each TCP service port it listens on the node's own address and forwards each connection to
 //! a ready endpoint anywhere in the cluster, taking the endpoints in turn (round-robin).
 //!
-//! A connection that fails to an endpoint is tried on the next one before the client sees an
-//! error: when the connect fails, and also when the endpoint closes or resets before sending
+//! Each endpoint has a connection made ahead ([`Spares`]), so a client's connection waits for
+//! no second handshake. A connection that fails to an endpoint is tried on the next one
+//! before the client sees an error: when the connect fails, and also when the endpoint closes or resets before sending
 //! its first byte (Docker's userland proxy accepts for a container that has just died, then
 //! closes). Until that first byte, what the client sent is kept (up to [`REPLAY_LIMIT`]) and
 //! sent again to the next endpoint; after it, the two connections are joined as they are
@@ -12,7 +13,7 @@
 //! Which service gets which port is [`listeners`] (pure); the rest is thin I/O.
 
 use crate::services::Endpoints;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -119,6 +120,7 @@ async fn accept(
     endpoints: watch::Receiver<Arc<Endpoints>>,
 ) {
     let turn = Arc::new(AtomicUsize::new(0));
+    let spares = Spares::default();
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
@@ -130,28 +132,83 @@ async fn accept(
             .map(|p| p.ready.iter().map(|e| e.addr).collect())
             .unwrap_or_default();
         let first = turn.fetch_add(1, Ordering::Relaxed);
+        let spares = spares.clone();
         tokio::spawn(async move {
-            if let Err(e) = forward(client, &addrs, first).await {
+            if let Err(e) = forward(client, &addrs, first, &spares).await {
                 debug!(error = %e, "proxied connection ended");
             }
         });
     }
 }
 
+/// Connections made ahead, one per endpoint of a port: a client's connection then waits for
+/// no second handshake. A spare the endpoint has closed meanwhile (an idle timeout) is
+/// dropped when it is taken and a fresh connection made instead; one that fails later is
+/// retried like any other.
+#[derive(Clone, Default)]
+struct Spares(Arc<std::sync::Mutex<HashMap<SocketAddr, TcpStream>>>);
+
+impl Spares {
+    /// A connection to `addr`, the spare if it is still open; a new spare is made meanwhile.
+    /// Spares for endpoints no longer in `current` are closed.
+    async fn connect(&self, addr: SocketAddr, current: &[SocketAddr]) -> Option<TcpStream> {
+        let spare = {
+            let mut spares = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            spares.retain(|a, _| current.contains(a));
+            spares.remove(&addr).filter(still_open)
+        };
+        let refill = self.clone();
+        tokio::spawn(async move {
+            if let Some(conn) = connect(addr).await {
+                let mut spares = refill.0.lock().unwrap_or_else(|e| e.into_inner());
+                spares.entry(addr).or_insert(conn);
+            }
+        });
+        match spare {
+            Some(conn) => Some(conn),
+            None => connect(addr).await,
+        }
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Option<TcpStream> {
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    let _ = conn.set_nodelay(true);
+    Some(conn)
+}
+
+/// Whether nothing has closed or reset `conn`; what waits to be read (a server's greeting)
+/// stays for the client.
+fn still_open(conn: &TcpStream) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut byte = [0u8; 1];
+    let mut buf = tokio::io::ReadBuf::new(&mut byte);
+    match conn.poll_peek(&mut cx, &mut buf) {
+        std::task::Poll::Pending => true,
+        std::task::Poll::Ready(Ok(n)) => n > 0,
+        std::task::Poll::Ready(Err(_)) => false,
+    }
+}
+
 /// Forwards `client` to the first of `addrs` (from `first`, in turn) that answers.
-async fn forward(client: TcpStream, addrs: &[SocketAddr], first: usize) -> std::io::Result<()> {
+async fn forward(
+    client: TcpStream,
+    addrs: &[SocketAddr],
+    first: usize,
+    spares: &Spares,
+) -> std::io::Result<()> {
     let _ = client.set_nodelay(true);
     let mut client = client;
     let mut sent = Vec::new();
     let mut client_closed = false;
     for attempt in 0..addrs.len() {
         let addr = addrs[(first + attempt) % addrs.len()];
-        let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(upstream)) => upstream,
-            _ => continue,
+        let Some(mut upstream) = spares.connect(addr, addrs).await else {
+            continue;
         };
-        let _ = upstream.set_nodelay(true);
-        let mut upstream = upstream;
         match until_first_byte(&mut client, &mut upstream, &mut sent, &mut client_closed).await {
             Answered::Yes if client_closed => {
                 tokio::io::copy(&mut upstream, &mut client).await?;

@@ -88,7 +88,7 @@ async fn through(addrs: Vec<SocketAddr>, first: usize, request: &str) -> String 
     let proxy = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (client, _) = listener.accept().await.unwrap();
-        let _ = forward(client, &addrs, first).await;
+        let _ = forward(client, &addrs, first, &Spares::default()).await;
     });
     let mut conn = TcpStream::connect(proxy).await.unwrap();
     conn.write_all(request.as_bytes()).await.unwrap();
@@ -123,4 +123,36 @@ async fn connections_take_the_endpoints_in_turn() {
         replies.push(through(addrs.clone(), turn, "x").await);
     }
     assert_eq!(replies, ["a got x", "b got x", "a got x", "b got x"]);
+}
+
+#[tokio::test]
+async fn a_spare_the_endpoint_closed_is_not_used_and_spares_serve_later_clients() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conn = TcpStream::connect(addr).await.unwrap();
+    let (server_side, _) = listener.accept().await.unwrap();
+    assert!(still_open(&conn), "open and quiet");
+    drop(server_side);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!still_open(&conn), "closed by the endpoint");
+
+    // One proxy's spares, over several clients: every request is answered.
+    let addrs = vec![answering("a").await];
+    let spares = Spares::default();
+    for _ in 0..3 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = listener.local_addr().unwrap();
+        let (addrs, spares) = (addrs.clone(), spares.clone());
+        tokio::spawn(async move {
+            let (client, _) = listener.accept().await.unwrap();
+            let _ = forward(client, &addrs, 0, &spares).await;
+        });
+        let mut conn = TcpStream::connect(proxy).await.unwrap();
+        conn.write_all(b"x").await.unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).await.unwrap();
+        assert_eq!(reply, "a got x");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(spares.0.lock().unwrap().len(), 1, "one spare per endpoint");
 }
