@@ -236,22 +236,19 @@ pub fn run() -> anyhow::Result<()> {
         )?;
     }
 
-    step("asking one replica for its page");
-    let pod = running(&clients[0])
-        .first()
-        .cloned()
-        .context("a running pod")?;
-    let port = &pod["status"]["ports"][0];
-    let url = format!(
-        "http://{}:{}/",
-        pod["status"]["hostIP"].as_str().unwrap_or_default(),
-        port["hostPort"]
-    );
-    let page = ureq::get(&url)
-        .call()
-        .and_then(|mut r| r.body_mut().read_to_string())
-        .with_context(|| format!("GET {url}"))?;
-    println!("  GET {url} -> {}", page.trim());
+    step("asking the service at every node (each serves it, round-robin over the pods)");
+    for (_, ip) in NODES {
+        let url = format!("http://{ip}:80/");
+        let mut pages = Vec::new();
+        for _ in 0..3 {
+            let page = ureq::get(&url)
+                .call()
+                .and_then(|mut r| r.body_mut().read_to_string())
+                .with_context(|| format!("GET {url}"))?;
+            pages.push(page.trim().trim_end_matches(':').to_string());
+        }
+        println!("  GET {url} three times -> {}", pages.join(" | "));
+    }
 
     step("deleting the deployment");
     clients[0].delete("/apis/apps/v1/namespaces/default/deployments/nginx")?;
