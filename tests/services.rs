@@ -74,8 +74,8 @@ fn apply(cluster: &Cluster, file: &str, manifest: &str) {
     assert!(out.status.success(), "apply {file}: {}", text(&out.stderr));
 }
 
-/// The ready addresses node `server` lists for `service`.
-fn endpoint_addrs(server: &str, service: &str) -> BTreeSet<String> {
+/// The ready endpoints node `server` lists for `service`: (address, pod) pairs.
+fn endpoints(server: &str, service: &str) -> BTreeSet<(String, String)> {
     let out = weeble(&[
         "--server",
         server,
@@ -91,9 +91,26 @@ fn endpoint_addrs(server: &str, service: &str) -> BTreeSet<String> {
         .into_iter()
         .flatten()
         .filter_map(|s| {
-            let ip = s["addresses"][0]["ip"].as_str()?;
-            Some(format!("{ip}:{}", s["ports"][0]["port"]))
+            let address = &s["addresses"][0];
+            let at = format!("{}:{}", address["ip"].as_str()?, s["ports"][0]["port"]);
+            Some((at, address["targetRef"]["name"].as_str()?.to_string()))
         })
+        .collect()
+}
+
+/// The ready addresses node `server` lists for `service`.
+fn endpoint_addrs(server: &str, service: &str) -> BTreeSet<String> {
+    endpoints(server, service)
+        .into_iter()
+        .map(|(at, _)| at)
+        .collect()
+}
+
+/// The pods node `server` lists as ready endpoints of `service`.
+fn endpoint_pods(server: &str, service: &str) -> BTreeSet<String> {
+    endpoints(server, service)
+        .into_iter()
+        .map(|(_, pod)| pod)
         .collect()
 }
 
@@ -237,7 +254,7 @@ spec:
         image: weeble-demo:latest
         ports: [{containerPort: 80, name: http}]
         readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1, failureThreshold: 1}
-        livenessProbe: {exec: {command: [/weeble, --version]}, periodSeconds: 1}
+        livenessProbe: {exec: {command: [/weeble, --version]}, periodSeconds: 1, timeoutSeconds: 5}
 ---
 kind: Service
 metadata: {name: checked}
@@ -303,11 +320,12 @@ fn a_replica_failing_readiness_gets_no_traffic_and_failing_liveness_restarts() {
     let victim = pod_named(&cluster.server(0), "checked-0");
     let id = container_id(&victim);
     make_unhealthy(&cluster, &id);
+    let others = BTreeSet::from(["checked-1".to_string(), "checked-2".to_string()]);
     for i in 0..3 {
         wait_for(
-            "two ready endpoints everywhere",
+            "checked-0 gone from the endpoints everywhere, the others there",
             Duration::from_secs(30),
-            || (endpoint_addrs(&cluster.server(i), "checked").len() == 2).then_some(()),
+            || (endpoint_pods(&cluster.server(i), "checked") == others).then_some(()),
         );
     }
     let pod = pod_named(&cluster.server(1), "checked-0");
