@@ -74,12 +74,7 @@ async fn proxy(to: SocketAddr) -> SocketAddr {
     // The proxy runs on a runtime of its own, as it does in the agent (another process than
     // the client's and the endpoint's), for as long as the benchmark runs.
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        two_workers().block_on(async {
             let (_keep, rx) = tokio::sync::watch::channel(Arc::new(endpoints));
             weeble_node::proxy::start("127.0.0.1".parse().unwrap(), rx);
             std::future::pending::<()>().await
@@ -151,13 +146,17 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A tokio runtime of two worker threads, like the agent's on this 2-core machine.
+fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    runtime.block_on(async {
+        .unwrap()
+}
+
+fn main() {
+    two_workers().block_on(async {
         let direct = endpoint().await;
         let proxied = proxy(direct).await;
         let (mut straight, mut through) = (Vec::new(), Vec::new());

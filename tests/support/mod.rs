@@ -510,13 +510,7 @@ impl Bed {
         let node = &self.nodes[index];
         let out = docker(&["kill", node]);
         assert!(out.status.success(), "docker kill: {}", text(&out.stderr));
-        let out = docker(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=weeble.node={node}"),
-        ]);
-        let ids: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+        let ids = workloads(node);
         assert!(remove_containers(&ids), "docker rm -f {ids:?} failed");
     }
 
@@ -594,6 +588,13 @@ impl Bed {
     }
 }
 
+/// Every workload container of bed node `node`, running or not.
+fn workloads(node: &str) -> Vec<String> {
+    let label = format!("label=weeble.node={node}");
+    let out = docker(&["ps", "-aq", "--filter", &label]);
+    text(&out.stdout).lines().map(String::from).collect()
+}
+
 /// Whether iptables can be used here (it needs root); under CI=true it must be.
 fn iptables_usable(what: &str) -> bool {
     if docker_user(&["-S".into(), "DOCKER-USER".into()]) {
@@ -623,14 +624,7 @@ impl Drop for Bed {
             docker(&args);
         }
         for node in &self.nodes {
-            let out = docker(&[
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=weeble.node={node}"),
-            ]);
-            let ids: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
-            remove_containers(&ids);
+            remove_containers(&workloads(node));
         }
         docker(&["network", "rm", &self.network]);
     }
