@@ -147,7 +147,6 @@ pub fn suspicions<'a>(
         .collect()
 }
 
-/// SWIM membership of one node.
 /// A suspect may stay silent this many suspicion windows at most before it is declared down,
 /// however irregular its messages have been.
 pub const MAX_TOLERANCE: u32 = 5;
@@ -167,6 +166,7 @@ impl Heard {
     }
 }
 
+/// SWIM membership of one node.
 pub struct Membership {
     foca: Foca<MemberId, BincodeCodec, StdRng, foca::NoCustomBroadcast>,
     runtime: AccumulatingRuntime<MemberId>,
@@ -239,7 +239,6 @@ impl Membership {
             let silence = now.saturating_sub(heard.at);
             let tolerance =
                 (heard.gap * 2).clamp(self.suspect_to_down, self.suspect_to_down * MAX_TOLERANCE);
-
             if silence < tolerance {
                 return Ok(vec![Effect::Schedule {
                     after: tolerance - silence,
