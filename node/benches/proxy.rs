@@ -74,7 +74,7 @@ async fn proxy(to: SocketAddr) -> SocketAddr {
     // The proxy runs on a runtime of its own, as it does in the agent (another process than
     // the client's and the endpoint's), for as long as the benchmark runs.
     std::thread::spawn(move || {
-        two_workers().block_on(async {
+        two_workers("proxy").block_on(async {
             let (_keep, rx) = tokio::sync::watch::channel(Arc::new(endpoints));
             weeble_node::proxy::start("127.0.0.1".parse().unwrap(), rx);
             std::future::pending::<()>().await
@@ -146,27 +146,64 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// A tokio runtime of two worker threads, like the agent's on this 2-core machine.
-fn two_workers() -> tokio::runtime::Runtime {
+/// A tokio runtime of two worker threads named `name`, like the agent's on this 2-core
+/// machine.
+fn two_workers(name: &str) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name(name)
         .enable_all()
         .build()
         .unwrap()
 }
 
+/// CPU seconds used so far by this process's threads named `name`.
+fn cpu_seconds(name: &str) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let used =
+                fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+            (comm.trim() == name).then_some(used / ticks)
+        })
+        .sum()
+}
+
 fn main() {
-    two_workers().block_on(async {
+    two_workers("bench").block_on(async {
         let direct = endpoint().await;
         let proxied = proxy(direct).await;
         let (mut straight, mut through) = (Vec::new(), Vec::new());
+        // CPU seconds: client and endpoint during the direct streams; client and endpoint,
+        // and proxy, during the proxied ones.
+        let mut cpu = [0.0; 3];
         for _ in 0..RUNS {
+            let before = cpu_seconds("bench");
             straight.push(stream(direct).await);
+            cpu[0] += cpu_seconds("bench") - before;
+            let before = [cpu_seconds("bench"), cpu_seconds("proxy")];
             through.push(stream(proxied).await);
+            cpu[1] += cpu_seconds("bench") - before[0];
+            cpu[2] += cpu_seconds("proxy") - before[1];
         }
         let (straight, through) = (median(straight), median(through));
         println!("one stream of {} MiB, median of {RUNS} runs", STREAM_BYTES >> 20);
         println!("  direct {straight:>8.0} MB/s   proxy {through:>8.0} MB/s   ratio {:.2} (target ≥ 0.8)", through / straight);
+        let mib = (RUNS * STREAM_BYTES) as f64 / 1e6;
+        println!(
+            "  CPU (2 cores): direct {:.2} s in {:.2} s; proxied {:.2} s + proxy {:.2} s in {:.2} s",
+            cpu[0],
+            mib / straight,
+            cpu[1],
+            cpu[2],
+            mib / through
+        );
         for (what, mut direct_times, mut proxy_times) in [
             ("one connection, 64-byte request and reply", round_trips(direct).await, round_trips(proxied).await),
             ("a new connection per request", connections(direct).await, connections(proxied).await),
