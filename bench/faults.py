@@ -154,6 +154,13 @@ class Bed:
                        input=MANIFEST.format(name=name, replicas=replicas),
                        text=True, check=True, capture_output=True)
 
+    def run_edge(self):
+        """Once every node sees every other, applies 6 replicas of `edge` and waits until
+        they all run."""
+        self.wait_formed()
+        self.apply(0, "edge", 6)
+        wait_count(6, "weeble.deployment=default/edge")
+
     def wait_formed(self):
         n = len(self.nodes)
         poll("the bed to form", lambda: all(len(self.ready(i)) == n for i in range(n)),
@@ -207,9 +214,7 @@ def partition_heal(runs, n):
     bed = Bed(n)
     convergence, duplicates = [], []
     try:
-        bed.wait_formed()
-        bed.apply(0, "edge", 6)
-        wait_count(6, "weeble.deployment=default/edge")
+        bed.run_edge()
         for _ in range(runs):
             if n == 3:
                 cut = max(range(3), key=bed.running)
@@ -244,9 +249,7 @@ def bed_kill(runs):
                     else None)
     detection, replacement = [], []
     try:
-        bed.wait_formed()
-        bed.apply(0, "edge", 6)
-        wait_count(6, "weeble.deployment=default/edge")
+        bed.run_edge()
         for _ in range(runs):
             time.sleep(2)
             victim = max(range(3), key=bed.running)
@@ -277,9 +280,7 @@ def lossy_link(losses, seconds):
     for loss in losses:
         bed = Bed(3)
         try:
-            bed.wait_formed()
-            bed.apply(0, "edge", 6)
-            wait_count(6, "weeble.deployment=default/edge")
+            bed.run_edge()
             time.sleep(3)
             before = {c for i in range(3) for c in bed.running_ids(i)}
             for way in ("-s", "-d"):
