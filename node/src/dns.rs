@@ -1,6 +1,6 @@
 //! DNS for services: every node answers `NAME.NAMESPACE.svc.cluster.local` (and the shorter
-//! `NAME.NAMESPACE.svc`, `NAME.NAMESPACE`, and `NAME` for the `default` namespace) with its
-//! own service address, where its proxy serves every service. It is authoritative for
+//! `NAME.NAMESPACE.svc`, `NAME.NAMESPACE` and `NAME`) with its own service address, where its
+//! proxy serves every service. It is authoritative for
 //! `cluster.local` (an unknown service there is NXDOMAIN) and refuses every other name: it is
 //! not a resolver. The server is `hickory-server`; which name means what is [`lookup`] (pure).
 
@@ -46,7 +46,7 @@ pub fn lookup(name: &str, snapshot: &Snapshot) -> Lookup {
     };
     let key = match short.split('.').collect::<Vec<_>>()[..] {
         [service, namespace] => ObjectKey::new(namespace, service),
-        [service] if !ours => ObjectKey::new("default", service),
+        [service] if !ours => short_name(service, snapshot),
         _ if ours => return Lookup::NoSuchName,
         _ => return Lookup::NotOurs,
     };
@@ -55,6 +55,21 @@ pub fn lookup(name: &str, snapshot: &Snapshot) -> Lookup {
         (false, true) => Lookup::NoSuchName,
         (false, false) => Lookup::NotOurs,
     }
+}
+
+/// The service a bare `NAME` means: the `default` namespace's, else that of the first
+/// namespace (by name) that has one. Kubernetes takes the asker's namespace from its search
+/// path; this server cannot tell who asks, but every service has the same address here (the
+/// node's, where its proxy serves all of them), so what matters is that the name exists.
+fn short_name(service: &str, snapshot: &Snapshot) -> ObjectKey {
+    let default = ObjectKey::new("default", service);
+    if snapshot.services.contains_key(&default) {
+        return default;
+    }
+    let mut keys = snapshot.services.keys();
+    keys.find(|key| key.name == service)
+        .cloned()
+        .unwrap_or(default)
 }
 
 /// Serves DNS on UDP `addr`, answering with `ip`; logs and gives up if `addr` cannot be bound
@@ -163,11 +178,22 @@ mod tests {
         }
         let db = Lookup::Service(ObjectKey::new("shop", "db"));
         assert_eq!(lookup("db.shop.svc.cluster.local.", &s), db);
-        assert_eq!(
-            lookup("db", &s),
-            Lookup::NotOurs,
-            "short names are the default namespace's"
-        );
+        assert_eq!(lookup("db", &s), db, "the one namespace with a db");
+    }
+
+    #[test]
+    fn a_short_name_in_several_namespaces_is_the_default_one_s_first() {
+        let mut s = snapshot();
+        let shop = s.services[&ObjectKey::new("shop", "db")].clone();
+        for namespace in ["default", "archive"] {
+            let mut copy = shop.clone();
+            copy.meta.namespace = namespace.into();
+            s.services.insert(copy.meta.key(), copy);
+        }
+        let service = |namespace| Lookup::Service(ObjectKey::new(namespace, "db"));
+        assert_eq!(lookup("db", &s), service("default"));
+        s.services.remove(&ObjectKey::new("default", "db"));
+        assert_eq!(lookup("db", &s), service("archive"), "first by name");
     }
 
     #[test]

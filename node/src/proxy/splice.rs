@@ -7,54 +7,105 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// How much one `splice` call moves at most (the kernel moves what fits in the pipe).
-const CHUNK: usize = 1 << 20;
-/// A new pipe's size on Linux.
-const DEFAULT_PIPE: usize = 64 * 1024;
+/// The most one direction holds in its pipe: what a connection whose receiver lags costs in
+/// memory. (A pipe's size counts slots, and a slot can hold more than a page of a socket's
+/// buffer, so the pipe itself would hold several times its size.)
+const HELD: usize = 1 << 20;
 /// The size a pipe grows to once a transfer fills it: the most Linux lets an unprivileged
 /// process ask for by default.
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
 /// Moves everything `from` sends to `to`, then half-closes `to`; returns the byte count.
+///
+/// Both sockets are kept busy at once: bytes are taken in from `from` while earlier ones go
+/// out to `to`, through one pipe. The bytes in the pipe are counted here, which tells the two
+/// meanings of a refused splice apart: out of the pipe, `to` is full (the pipe holds bytes);
+/// into it, `from` is empty, or the pipe is full when `from` still holds bytes ([`fill`]).
 pub async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let (pipe_out, pipe_in) = pipe()?;
-    let (mut total, mut grown) = (0u64, false);
+    let (mut total, mut in_pipe) = (0u64, 0usize);
+    let (mut ended, mut pipe_full, mut grown) = (false, false, false);
     loop {
-        let n = match from.try_io(Interest::READABLE, || {
-            splice(from.as_raw_fd(), pipe_in.as_raw_fd(), CHUNK)
-        }) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                from.readable().await?;
-                continue;
+        let mut moved = false;
+        if !ended && !pipe_full && in_pipe < HELD {
+            match from.try_io(Interest::READABLE, || fill(from, &pipe_in, in_pipe)) {
+                Ok(Fill::Moved(n)) => (in_pipe, moved) = (in_pipe + n, true),
+                Ok(Fill::Ended) => ended = true,
+                Ok(Fill::PipeFull) if !grown => {
+                    // A bulk transfer: a larger pipe moves more per call. Only then, since
+                    // growing costs every short connection time; if the system refuses, the
+                    // pipe stays as it is. Either way, try again at once.
+                    // SAFETY: `pipe_in` is an open pipe descriptor.
+                    unsafe { libc::fcntl(pipe_in.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+                    (grown, moved) = (true, true);
+                }
+                Ok(Fill::PipeFull) => pipe_full = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
+        }
+        if in_pipe > 0 {
+            match to.try_io(Interest::WRITABLE, || {
+                splice(pipe_out.as_raw_fd(), to.as_raw_fd(), in_pipe)
+            }) {
+                Ok(n) => {
+                    (in_pipe, total, pipe_full, moved) =
+                        (in_pipe - n, total + n as u64, false, true)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if ended && in_pipe == 0 {
             // The other side finished sending: pass the end on (a half-close).
             // SAFETY: `to` owns a valid socket descriptor for as long as this call lasts.
             unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
             return Ok(total);
         }
-        if !grown && n >= DEFAULT_PIPE {
-            // A bulk transfer: a larger pipe moves more per call. Only then, since growing
-            // costs every short connection time; if the system refuses, 64 KiB works too.
-            // SAFETY: `pipe_in` is an open pipe descriptor.
-            unsafe { libc::fcntl(pipe_in.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
-            grown = true;
-        }
-        let mut left = n;
-        while left > 0 {
-            match to.try_io(Interest::WRITABLE, || {
-                splice(pipe_out.as_raw_fd(), to.as_raw_fd(), left)
-            }) {
-                Ok(sent) => left -= sent,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
-                Err(e) => return Err(e),
+        if !moved {
+            // Nothing could move: wait for bytes to take in (unless there is no room for
+            // them or the stream ended) or for room to send out (if the pipe holds any).
+            let take_in = !ended && !pipe_full && in_pipe < HELD;
+            tokio::select! {
+                ready = from.readable(), if take_in => ready?,
+                ready = to.writable(), if in_pipe > 0 => ready?,
             }
         }
-        total += n as u64;
     }
+}
+
+/// What one splice from a socket into the pipe did.
+enum Fill {
+    Moved(usize),
+    /// The socket's stream has ended.
+    Ended,
+    /// The pipe has no room, while the socket holds bytes.
+    PipeFull,
+}
+
+/// Splices what `from` holds into the pipe, which holds `in_pipe` bytes, up to [`HELD`]. A
+/// refusal is `WouldBlock` (so tokio waits for `from` to become readable again) only when
+/// `from` is empty; when it still holds bytes the pipe is full, and waiting for `from` would
+/// wait for bytes that have already come.
+fn fill(from: &TcpStream, pipe_in: &OwnedFd, in_pipe: usize) -> io::Result<Fill> {
+    match splice(from.as_raw_fd(), pipe_in.as_raw_fd(), HELD - in_pipe) {
+        Ok(0) => Ok(Fill::Ended),
+        Ok(n) => Ok(Fill::Moved(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && in_pipe > 0 && waiting(from) > 0 => {
+            Ok(Fill::PipeFull)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// How many bytes `socket` holds unread.
+fn waiting(socket: &TcpStream) -> libc::c_int {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer; the descriptor is open.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut n) } != 0 {
+        return 0;
+    }
+    n
 }
 
 /// A pipe, non-blocking at both ends: (read end, write end).

@@ -156,3 +156,48 @@ async fn a_spare_the_endpoint_closed_is_not_used_and_spares_serve_later_clients(
     }
     assert_eq!(spares.0.lock().unwrap().len(), 1, "one spare per endpoint");
 }
+
+#[tokio::test]
+async fn a_bulk_stream_arrives_whole_and_in_order_with_its_end_even_when_the_reader_lags() {
+    const BYTES: usize = 16 << 20;
+    let pattern = |i: usize| (i % 251) as u8;
+    let (clients, endpoints) = (
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let mut client = TcpStream::connect(clients.local_addr().unwrap())
+        .await
+        .unwrap();
+    let mut upstream = TcpStream::connect(endpoints.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (mut from_client, _) = clients.accept().await.unwrap();
+    let (mut endpoint, _) = endpoints.accept().await.unwrap();
+    let joined = tokio::spawn(async move { join(&mut from_client, &mut upstream).await });
+    // The endpoint reads nothing at first, so every buffer on the way fills (the pipe too),
+    // then checks each byte and answers with the count once the client's end has come.
+    let reader = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (mut buf, mut seen, mut wrong) = (vec![0u8; 100_000], 0usize, 0usize);
+        loop {
+            let n = endpoint.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            wrong += (0..n).filter(|&i| buf[i] != pattern(seen + i)).count();
+            seen += n;
+        }
+        endpoint
+            .write_all(format!("{seen} {wrong}").as_bytes())
+            .await
+            .unwrap();
+    });
+    let data: Vec<u8> = (0..BYTES).map(pattern).collect();
+    client.write_all(&data).await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).await.unwrap();
+    assert_eq!(reply, format!("{BYTES} 0"), "bytes seen, bytes wrong");
+    reader.await.unwrap();
+    joined.await.unwrap().unwrap();
+}
