@@ -219,6 +219,32 @@ async fn connections(addr: SocketAddr, times: &mut Vec<Duration>) {
     }
 }
 
+/// Round-trip times of a 64-byte message between two threads over a Unix socket pair: no
+/// proxy and no TCP, only two threads waking each other. On a virtual machine whose idle
+/// cores halt, this is the floor under any exchange between two processes.
+fn thread_ping_pong() -> Vec<Duration> {
+    use std::io::{Read, Write};
+    let (mut here, mut there) = std::os::unix::net::UnixStream::pair().unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut message = [0u8; MESSAGE];
+        for _ in 0..ROUND_TRIPS * BLOCKS {
+            there.read_exact(&mut message).unwrap();
+            there.write_all(&message).unwrap();
+        }
+    });
+    let mut message = [1u8; MESSAGE];
+    let times = (0..ROUND_TRIPS * BLOCKS)
+        .map(|_| {
+            let start = Instant::now();
+            here.write_all(&message).unwrap();
+            here.read_exact(&mut message).unwrap();
+            start.elapsed()
+        })
+        .collect();
+    echo.join().unwrap();
+    times
+}
+
 /// The paths in the order they take their turn in `round`: each goes first as often.
 fn turns(round: usize, paths: usize) -> impl Iterator<Item = usize> {
     (0..paths).map(move |i| (round + i) % paths)
@@ -267,6 +293,13 @@ fn print_latency(what: &str, names: &[&str], times: &mut [Vec<Duration>]) {
 }
 
 fn main() {
+    let mut floor = thread_ping_pong();
+    println!(
+        "the machine: two threads passing a {MESSAGE}-byte message ({} round trips), µs",
+        floor.len()
+    );
+    let [p50, p99] = [50.0, 99.0].map(|p| percentile(&mut floor, p));
+    println!("  p50 {p50:.1}   p99 {p99:.1}");
     two_workers("bench").block_on(async {
         let direct = endpoint();
         let mut paths = vec![("direct", direct), ("weeble", weeble(direct).await)];
