@@ -207,11 +207,19 @@ fn a_replica_killed_under_load_costs_at_most_one_percent_and_nothing_with_a_retr
             }
         }
     }
-    let restarts: u64 = pods(&cluster.server(0))
-        .iter()
-        .map(|p| p["status"]["restartCount"].as_u64().unwrap_or(0))
-        .sum();
-    assert!(restarts >= 1, "the killed replica was restarted meanwhile");
+    // The kill took: the replica is restarted (the requests may all be done before its
+    // status says so).
+    wait_for(
+        "the killed replica restarted",
+        Duration::from_secs(10),
+        || {
+            let restarts: u64 = pods(&cluster.server(0))
+                .iter()
+                .map(|p| p["status"]["restartCount"].as_u64().unwrap_or(0))
+                .sum();
+            (restarts >= 1).then_some(())
+        },
+    );
     eprintln!("{failed} of {REQUESTS} requests failed, {failed_twice} failed again on a retry");
     assert!(failed * 100 <= REQUESTS, "{failed} of {REQUESTS} failed");
     assert_eq!(failed_twice, 0);
