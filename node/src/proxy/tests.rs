@@ -193,10 +193,15 @@ async fn a_bulk_stream_arrives_whole_and_in_order_with_its_end_even_when_the_rea
             .unwrap();
     });
     let data: Vec<u8> = (0..BYTES).map(pattern).collect();
-    client.write_all(&data).await.unwrap();
-    client.shutdown().await.unwrap();
     let mut reply = String::new();
-    client.read_to_string(&mut reply).await.unwrap();
+    let sent = async {
+        client.write_all(&data).await.unwrap();
+        client.shutdown().await.unwrap();
+        client.read_to_string(&mut reply).await.unwrap();
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), sent)
+        .await
+        .expect("the stream and its answer within 60 s");
     assert_eq!(reply, format!("{BYTES} 0"), "bytes seen, bytes wrong");
     reader.await.unwrap();
     joined.await.unwrap().unwrap();
