@@ -20,7 +20,8 @@ const PIPE_SIZE: libc::c_int = 1 << 20;
 /// Both sockets are kept busy at once: bytes are taken in from `from` while earlier ones go
 /// out to `to`, through one pipe. The bytes in the pipe are counted here, which tells the two
 /// meanings of a refused splice apart: out of the pipe, `to` is full (the pipe holds bytes);
-/// into it, `from` is empty, or the pipe is full when `from` still holds bytes ([`fill`]).
+/// into it, `from` is empty, or the pipe is full when `from` still holds bytes or its end
+/// ([`fill`]).
 pub async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let (pipe_out, pipe_in) = pipe()?;
     let (mut total, mut in_pipe) = (0u64, 0usize);
@@ -62,7 +63,11 @@ pub async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
             unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
             return Ok(total);
         }
-        if !moved {
+        if moved {
+            // A long transfer whose sockets are always ready would never wait: give the
+            // other direction and the runtime's other tasks their turn.
+            tokio::task::consume_budget().await;
+        } else {
             // Nothing could move: wait for bytes to take in (unless there is no room for
             // them or the stream ended) or for room to send out (if the pipe holds any).
             let take_in = !ended && !pipe_full && in_pipe < HELD;
@@ -75,37 +80,50 @@ pub async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
 }
 
 /// What one splice from a socket into the pipe did.
+#[derive(Debug, PartialEq)]
 enum Fill {
     Moved(usize),
     /// The socket's stream has ended.
     Ended,
-    /// The pipe has no room, while the socket holds bytes.
+    /// The pipe has no room, while the socket holds bytes or its end.
     PipeFull,
 }
 
 /// Splices what `from` holds into the pipe, which holds `in_pipe` bytes, up to [`HELD`]. A
-/// refusal is `WouldBlock` (so tokio waits for `from` to become readable again) only when
-/// `from` is empty; when it still holds bytes the pipe is full, and waiting for `from` would
-/// wait for bytes that have already come.
+/// full pipe refuses before the socket is even looked at, so a refusal is `WouldBlock` (and
+/// tokio waits for `from` to become readable again) only when `from` is empty. When it still
+/// holds bytes, or the peer's end of the stream, the pipe is full: waiting for `from` would
+/// wait for what has already come (or, for an end, not wait at all and spin).
 fn fill(from: &TcpStream, pipe_in: &OwnedFd, in_pipe: usize) -> io::Result<Fill> {
     match splice(from.as_raw_fd(), pipe_in.as_raw_fd(), HELD - in_pipe) {
         Ok(0) => Ok(Fill::Ended),
         Ok(n) => Ok(Fill::Moved(n)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock && in_pipe > 0 && waiting(from) > 0 => {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && in_pipe > 0 && pending(from)? => {
             Ok(Fill::PipeFull)
         }
         Err(e) => Err(e),
     }
 }
 
-/// How many bytes `socket` holds unread.
-fn waiting(socket: &TcpStream) -> libc::c_int {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int through the pointer; the descriptor is open.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut n) } != 0 {
-        return 0;
+/// Whether `socket` holds bytes or the end of its stream, taking nothing from it.
+fn pending(socket: &TcpStream) -> io::Result<bool> {
+    let mut byte = 0u8;
+    // SAFETY: `recv` writes at most one byte into `byte`; the descriptor is open.
+    let n = unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n >= 0 {
+        return Ok(true);
     }
-    n
+    match io::Error::last_os_error() {
+        e if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        e => Err(e),
+    }
 }
 
 /// A pipe, non-blocking at both ends: (read end, write end).
@@ -137,5 +155,61 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// A connected pair of sockets on loopback: (this end, the peer's).
+    async fn connected() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let here = TcpStream::connect(listener.local_addr().unwrap());
+        let (here, accepted) = tokio::join!(here, listener.accept());
+        (here.unwrap(), accepted.unwrap().0)
+    }
+
+    /// A pipe filled until it refuses more: (read end, write end, bytes in it).
+    fn full_pipe() -> (OwnedFd, OwnedFd, usize) {
+        let (pipe_out, pipe_in) = pipe().unwrap();
+        let (chunk, mut held) = ([7u8; 4096], 0);
+        loop {
+            // SAFETY: writes from a live buffer to an open, non-blocking pipe.
+            let n = unsafe { libc::write(pipe_in.as_raw_fd(), chunk.as_ptr().cast(), chunk.len()) };
+            if n <= 0 {
+                return (pipe_out, pipe_in, held);
+            }
+            held += n as usize;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_pipe_is_told_from_an_empty_socket_even_when_only_the_end_is_left() {
+        let (_pipe_out, pipe_in, held) = full_pipe();
+        let (here, mut there) = connected().await;
+        let empty = fill(&here, &pipe_in, held).map_err(|e| e.kind());
+        assert_eq!(empty, Err(io::ErrorKind::WouldBlock), "nothing has come");
+        there.write_all(b"x").await.unwrap();
+        here.readable().await.unwrap();
+        assert_eq!(
+            fill(&here, &pipe_in, held).unwrap(),
+            Fill::PipeFull,
+            "a byte"
+        );
+
+        let (here, mut there) = connected().await;
+        there.shutdown().await.unwrap();
+        here.readable().await.unwrap();
+        assert_eq!(
+            fill(&here, &pipe_in, held).unwrap(),
+            Fill::PipeFull,
+            "the end"
+        );
+        let (pipe_out, pipe_in) = pipe().unwrap();
+        assert_eq!(fill(&here, &pipe_in, 0).unwrap(), Fill::Ended, "with room");
+        drop(pipe_out);
     }
 }
