@@ -66,10 +66,8 @@ fn short_name(service: &str, snapshot: &Snapshot) -> ObjectKey {
     if snapshot.services.contains_key(&default) {
         return default;
     }
-    let mut keys = snapshot.services.keys();
-    keys.find(|key| key.name == service)
-        .cloned()
-        .unwrap_or(default)
+    let named = snapshot.services.keys().find(|key| key.name == service);
+    named.cloned().unwrap_or(default)
 }
 
 /// Serves DNS on UDP `addr`, answering with `ip`; logs and gives up if `addr` cannot be bound

@@ -161,16 +161,8 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::tests::connected;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
-
-    /// A connected pair of sockets on loopback: (this end, the peer's).
-    async fn connected() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let here = TcpStream::connect(listener.local_addr().unwrap());
-        let (here, accepted) = tokio::join!(here, listener.accept());
-        (here.unwrap(), accepted.unwrap().0)
-    }
 
     /// A pipe filled until it refuses more: (read end, write end, bytes in it).
     fn full_pipe() -> (OwnedFd, OwnedFd, usize) {
@@ -208,8 +200,7 @@ mod tests {
             Fill::PipeFull,
             "the end"
         );
-        let (pipe_out, pipe_in) = pipe().unwrap();
+        let (_pipe_out, pipe_in) = pipe().unwrap();
         assert_eq!(fill(&here, &pipe_in, 0).unwrap(), Fill::Ended, "with room");
-        drop(pipe_out);
     }
 }

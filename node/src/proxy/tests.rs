@@ -44,6 +44,14 @@ fn a_port_wanted_by_two_services_goes_to_the_first_by_name_and_udp_is_not_proxie
     assert_eq!(conflicts, [((b, 0), (a, 0))]);
 }
 
+/// Two connected sockets on loopback: (the connecting end, the accepted end).
+pub(super) async fn connected() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let here = TcpStream::connect(listener.local_addr().unwrap());
+    let (here, accepted) = tokio::join!(here, listener.accept());
+    (here.unwrap(), accepted.unwrap().0)
+}
+
 /// An endpoint that answers every connection with its name, after reading a request line.
 async fn answering(name: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -127,10 +135,7 @@ async fn connections_take_the_endpoints_in_turn() {
 
 #[tokio::test]
 async fn a_spare_the_endpoint_closed_is_not_used_and_spares_serve_later_clients() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let conn = TcpStream::connect(addr).await.unwrap();
-    let (server_side, _) = listener.accept().await.unwrap();
+    let (conn, server_side) = connected().await;
     assert!(still_open(&conn), "open and quiet");
     drop(server_side);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -161,18 +166,8 @@ async fn a_spare_the_endpoint_closed_is_not_used_and_spares_serve_later_clients(
 async fn a_bulk_stream_arrives_whole_and_in_order_with_its_end_even_when_the_reader_lags() {
     const BYTES: usize = 16 << 20;
     let pattern = |i: usize| (i % 251) as u8;
-    let (clients, endpoints) = (
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    );
-    let mut client = TcpStream::connect(clients.local_addr().unwrap())
-        .await
-        .unwrap();
-    let mut upstream = TcpStream::connect(endpoints.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (mut from_client, _) = clients.accept().await.unwrap();
-    let (mut endpoint, _) = endpoints.accept().await.unwrap();
+    let (mut client, mut from_client) = connected().await;
+    let (mut upstream, mut endpoint) = connected().await;
     let joined = tokio::spawn(async move { join(&mut from_client, &mut upstream).await });
     // The endpoint reads nothing at first, so every buffer on the way fills (the pipe too),
     // then checks each byte and answers with the count once the client's end has come.
