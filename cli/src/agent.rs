@@ -50,6 +50,10 @@ pub struct NodeArgs {
     /// What the node offers to requests, `cpu=N,memory=SIZE` (default: this machine's).
     #[arg(long, value_parser = parse_capacity)]
     capacity: Option<ResourceAmounts>,
+    /// The most pods this node runs at once (as the kubelet's flag): placement puts the
+    /// rest on other nodes, or leaves them Pending (`TooManyPods`).
+    #[arg(long, default_value_t = agent::DEFAULT_MAX_PODS)]
+    max_pods: u32,
     /// Log lines for people (`text`) or machines (`json`); filter with RUST_LOG.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -200,6 +204,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .transpose()?;
     config.labels = args.labels.into_iter().collect::<Labels>();
     config.capacity = args.capacity.unwrap_or_else(machine_capacity);
+    config.max_pods = args.max_pods;
     let default = Detection::default();
     config.detection = Detection {
         probe_period: args.probe_interval.unwrap_or(default.probe_period),

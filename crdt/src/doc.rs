@@ -175,6 +175,19 @@ impl DesiredState {
         self.doc.get_heads()
     }
 
+    /// Forgets every change made since `heads`: a write that could not be persisted leaves
+    /// no trace. The document goes on under a fresh `actor`, so the forgotten changes'
+    /// sequence numbers are never used again. Everything up to `heads` must already be saved
+    /// (the next `save_incremental` starts after it).
+    pub fn rollback(&mut self, heads: &[ChangeHash], actor: ActorId) -> Result<(), StateError> {
+        let mut doc = self.doc.fork_at(heads)?;
+        doc.set_actor(actor);
+        // Moves the fork's save cursor to its heads: what it holds is on disk already.
+        doc.save_incremental();
+        self.doc = doc;
+        Ok(())
+    }
+
     /// Creates or updates an object. Only fields that differ are written, so an apply never
     /// overwrites a concurrent change to a field it leaves as it was.
     pub fn apply(&mut self, object: &Object) -> Result<Outcome, StateError> {

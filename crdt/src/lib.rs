@@ -8,7 +8,7 @@ pub mod model;
 pub mod quantity;
 pub mod validate;
 
-pub use automerge::ActorId;
+pub use automerge::{ActorId, ChangeHash};
 pub use doc::{DesiredState, Outcome, PeerSync, Snapshot, StateError};
 pub use manifest::{Located, ManifestError, Parsed, parse_manifests};
 pub use model::*;

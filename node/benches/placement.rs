@@ -15,6 +15,7 @@ fn members(n: usize, heavy_every: usize) -> Vec<Candidate> {
                 cpu_millis: 8000,
                 memory_bytes: 32 << 30,
             },
+            max_pods: u32::MAX,
             weight: if i % heavy_every == 0 { 2.0 } else { 1.0 },
         })
         .collect()

@@ -8,7 +8,7 @@
 
 use crate::membership::{Detection, Effect, Liveness, MemberId, Membership};
 use crate::network::{NetConfig, NetError, NetEvent, Network};
-use crate::placement::{Candidate, Placement, Workload, place};
+use crate::placement::{Placement, Workload, candidates, place};
 use crate::probe::{self, Check, Health};
 use crate::reconcile::{self, Book, DesiredPod};
 use crate::runtime::{ContainerRuntime, ContainerState, Observed};
@@ -16,6 +16,7 @@ use crate::services::{self, Endpoints};
 use crate::status::{Status, StatusTable};
 use crate::store::{Store, StoreError};
 use foca::Timer;
+use futures::StreamExt;
 use libp2p::identity::Keypair;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +26,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 use weeble_crdt::{Labels, ResourceAmounts, Snapshot};
+
+/// The kubelet's default pod limit per node.
+pub const DEFAULT_MAX_PODS: u32 = 110;
 
 /// Everything a node is told at start. Built by the binary from its command line.
 #[derive(Debug, Clone)]
@@ -44,6 +48,9 @@ pub struct NodeConfig {
     pub cluster_key: Option<[u8; 32]>,
     pub labels: Labels,
     pub capacity: ResourceAmounts,
+    /// The most pods this node runs at once (the kubelet's `--max-pods`); placement puts the
+    /// rest elsewhere, or leaves them Pending.
+    pub max_pods: u32,
     pub detection: Detection,
     /// How often the reconciler looks again even if nothing woke it.
     pub resync: Duration,
@@ -79,6 +86,7 @@ impl NodeConfig {
                 cpu_millis: 1000,
                 memory_bytes: 1 << 30,
             },
+            max_pods: DEFAULT_MAX_PODS,
             detection: Detection::default(),
             resync: Duration::from_secs(10),
             status_heartbeat: Duration::from_secs(2),
@@ -196,6 +204,7 @@ pub async fn start<R: ContainerRuntime>(
         api: config.api,
         labels: config.labels.clone(),
         capacity: config.capacity,
+        max_pods: config.max_pods,
         bump: epoch,
     };
     info!(node = %me.name, peer_id = %me.peer_id, p2p = %me.p2p, api = %me.api, "node starting");
@@ -234,7 +243,9 @@ pub async fn start<R: ContainerRuntime>(
             .instrument(info_span!("router")),
     );
 
-    let view = spawn_view(store.watch(), members_rx.clone());
+    spawn_readiness(store.persist_error(), status.clone());
+    let not_ready = spawn_not_ready(status.watch());
+    let view = spawn_view(store.watch(), members_rx.clone(), not_ready);
     let (flush, flushes) = mpsc::channel(256);
     let sync = SyncDriver {
         me: me.name.clone(),
@@ -309,13 +320,10 @@ async fn route(
             } => {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    let answer = match store.sync_in(&from, message).await {
-                        Ok(answer) => answer,
-                        Err(e) => {
-                            warn!(peer = %from, error = %e, "sync from peer failed");
-                            None
-                        }
-                    };
+                    let answer = store.sync_in(&from, message).await.map_err(|e| {
+                        warn!(peer = %from, error = %e, "sync from peer refused");
+                        e.to_string()
+                    });
                     let _ = reply.send(answer);
                 });
             }
@@ -479,32 +487,65 @@ fn read_peers(path: &Path) -> BTreeSet<SocketAddr> {
         .collect()
 }
 
-/// Recomputes placement whenever the desired state or the membership changes.
+/// Tells the cluster, through this node's status, whether the store can persist changes: a
+/// node that cannot is not Ready and leaves placement until it can.
+fn spawn_readiness(mut failing: watch::Receiver<Option<String>>, status: Status) {
+    tokio::spawn(async move {
+        loop {
+            let why = failing.borrow_and_update().clone();
+            match &why {
+                Some(why) => warn!(%why, "this node cannot persist the desired state: not Ready"),
+                None => info!("this node persists the desired state: Ready"),
+            }
+            status
+                .set_not_ready(why.map(|e| format!("cannot persist the desired state: {e}")))
+                .await;
+            if failing.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// The nodes that report themselves not Ready, changing only when that set does (the status
+/// table changes all the time; placement need not follow it).
+fn spawn_not_ready(
+    mut table: watch::Receiver<Arc<StatusTable>>,
+) -> watch::Receiver<BTreeSet<String>> {
+    let (tx, rx) = watch::channel(table.borrow_and_update().not_ready());
+    tokio::spawn(async move {
+        while table.changed().await.is_ok() {
+            let now = table.borrow_and_update().not_ready();
+            tx.send_if_modified(|old| {
+                let changed = *old != now;
+                if changed {
+                    *old = now;
+                }
+                changed
+            });
+        }
+    });
+    rx
+}
+
+/// Recomputes placement whenever the desired state, the membership or the set of nodes
+/// that are not Ready changes.
 fn spawn_view(
     store: watch::Receiver<Arc<Snapshot>>,
     members: watch::Receiver<Vec<(MemberId, Liveness)>>,
+    not_ready: watch::Receiver<BTreeSet<String>>,
 ) -> watch::Receiver<Arc<View>> {
-    let compute = |snapshot: Arc<Snapshot>, members: Vec<(MemberId, Liveness)>| {
-        let candidates: Vec<Candidate> = members
-            .iter()
-            .filter(|(_, l)| *l != Liveness::Down)
-            .map(|(m, _)| Candidate {
-                name: m.name.clone(),
-                labels: m.labels.clone(),
-                allocatable: m.capacity,
-                weight: (m.capacity.cpu_millis as f64 / 1000.0).max(0.001),
-            })
-            .collect();
+    let cluster = combine(members, not_ready, |members, not_ready| {
+        (members.clone(), not_ready.clone())
+    });
+    combine(store, cluster, |snapshot, (members, not_ready)| {
         let workloads: Vec<Workload> = snapshot.deployments.values().map(Workload::from).collect();
-        let placement = place(&candidates, &workloads);
+        let placement = place(&candidates(members, not_ready), &workloads);
         Arc::new(View {
-            members,
-            snapshot,
+            members: members.clone(),
+            snapshot: snapshot.clone(),
             placement,
         })
-    };
-    combine(store, members, move |snapshot, members| {
-        compute(snapshot.clone(), members.clone())
     })
 }
 
@@ -742,13 +783,20 @@ impl<R: ContainerRuntime> Reconciler<R> {
             &self.book,
             now,
         );
-        // Removals first (a replacement may reuse the name of what it replaces), then every
-        // create and start at once: the engine's latency is paid once, not once per pod.
+        // A bounded batch per pass, so that the next pass sees the newest desired state (a
+        // delete) before it goes on; removals first (a replacement may reuse the name of what
+        // it replaces), a few engine calls in flight at once.
+        let (actions, more) = reconcile::batch(actions);
         let (removals, rest): (Vec<_>, Vec<_>) = actions
             .iter()
             .partition(|a| matches!(a, reconcile::Action::Remove { .. }));
         for batch in [removals, rest] {
-            let outcomes = futures::future::join_all(batch.iter().map(|a| self.execute(a))).await;
+            // Collected first: a stream over a borrowing closure trips the Send check.
+            let calls: Vec<_> = batch.iter().map(|a| self.execute(a)).collect();
+            let outcomes: Vec<_> = futures::stream::iter(calls)
+                .buffered(reconcile::ENGINE_CALLS_IN_FLIGHT)
+                .collect()
+                .await;
             for (action, outcome) in batch.into_iter().zip(outcomes) {
                 reconcile::record(&mut self.book, action, &outcome, &observed, now);
             }
@@ -785,9 +833,11 @@ impl<R: ContainerRuntime> Reconciler<R> {
             .map(|at| at - now)
             .filter(|&ms| ms > 0)
             .min();
-        let wait = next_retry.map_or(self.resync, |ms| {
-            self.resync.min(Duration::from_millis(ms as u64 + 1))
-        });
+        let wait = match next_retry {
+            _ if more => Duration::ZERO,
+            None => self.resync,
+            Some(ms) => self.resync.min(Duration::from_millis(ms as u64 + 1)),
+        };
         let handing_over = reconcile::next_handover_deadline(&handovers, now).is_some();
         Ok((wait, handing_over))
     }

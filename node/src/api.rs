@@ -529,6 +529,9 @@ fn pods(view: &View, table: &StatusTable) -> BTreeMap<(String, String), Value> {
                     Unplaced::InsufficientCapacity => {
                         "no live node has room for the pod's requests"
                     }
+                    Unplaced::TooManyPods => {
+                        "every live node that fits the pod already runs its --max-pods pods"
+                    }
                 };
                 pending_pod_json(d, &name, None, "Unschedulable", message)
             }

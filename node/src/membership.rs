@@ -27,6 +27,8 @@ pub struct MemberId {
     pub api: SocketAddr,
     pub labels: Labels,
     pub capacity: ResourceAmounts,
+    /// The most pods it runs at once (`--max-pods`); placement gives it no more.
+    pub max_pods: u32,
     /// Grows on every restart and every rejoin, so the newest identity of a name wins.
     pub bump: u64,
 }
@@ -42,6 +44,7 @@ impl MemberId {
             api: p2p,
             labels: Labels::new(),
             capacity: ResourceAmounts::default(),
+            max_pods: 0,
             bump: 0,
         }
     }

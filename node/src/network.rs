@@ -44,6 +44,8 @@ pub enum Request {
 pub enum Response {
     Ack,
     Sync(Option<Vec<u8>>),
+    /// The peer could not take the sync message in (it cannot persist it): why.
+    SyncRefused(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,11 +62,11 @@ pub enum NetError {
 #[derive(Debug)]
 pub enum NetEvent {
     Membership(Vec<u8>),
-    /// A peer's sync message; send our reply (if any) on `reply`.
+    /// A peer's sync message; send our reply (if any) on `reply`, or why it was refused.
     SyncRequest {
         from: String,
         message: Vec<u8>,
-        reply: oneshot::Sender<Option<Vec<u8>>>,
+        reply: oneshot::Sender<Result<Option<Vec<u8>>, String>>,
     },
     Status(Vec<u8>),
     /// The last connection to this peer closed.
@@ -509,12 +511,17 @@ impl NetworkActor {
                     }
                     let commands = self.commands.clone();
                     tokio::spawn(async move {
-                        let response = Response::Sync(answer.await.ok().flatten());
+                        let response = match answer.await {
+                            Ok(Ok(message)) => Response::Sync(message),
+                            Ok(Err(why)) => Response::SyncRefused(why),
+                            Err(_) => Response::SyncRefused("the node is stopping".into()),
+                        };
                         let _ = commands.send(Command::Respond { channel, response }).await;
                     });
                 }
             },
             Event::Message {
+                peer,
                 message:
                     Message::Response {
                         request_id,
@@ -526,6 +533,10 @@ impl NetworkActor {
                     let answer = match response {
                         Response::Sync(message) => Ok(message),
                         Response::Ack => Ok(None),
+                        Response::SyncRefused(reason) => Err(NetError::Request {
+                            peer: peer.to_string(),
+                            reason,
+                        }),
                     };
                     let _ = reply.send(answer);
                 }

@@ -7,11 +7,13 @@
 //! `u` its hash in (0, 1), so it wins a share proportional to w.
 //!
 //! Eligibility is the pod template's nodeSelector against member labels. Capacity: when a
-//! replica requests resources and its top member has too little left, it spills to the
-//! next-ranked member that fits. Replicas are taken in key order, so spills are deterministic.
+//! replica's top member has too little left of what it requests, or already has its
+//! `max_pods` replicas, it spills to the next-ranked member that fits. Replicas are taken in
+//! key order, so spills are deterministic.
 //! Replicas are placed independently: two replicas of a deployment may share a member.
 
-use std::collections::BTreeMap;
+use crate::membership::{Liveness, MemberId};
+use std::collections::{BTreeMap, BTreeSet};
 use weeble_crdt::{Deployment, Labels, ObjectKey, ResourceAmounts};
 
 /// A member that may run replicas, as the membership view describes it.
@@ -20,8 +22,44 @@ pub struct Candidate {
     pub name: String,
     pub labels: Labels,
     pub allocatable: ResourceAmounts,
+    /// The most replicas it takes (the kubelet's `--max-pods`).
+    pub max_pods: u32,
     /// Relative share of replicas; must be positive and finite.
     pub weight: f64,
+}
+
+impl Candidate {
+    /// A live member as a candidate: weighted by its CPUs (a thousandth at least).
+    pub fn from_member(m: &MemberId) -> Self {
+        Candidate {
+            name: m.name.clone(),
+            labels: m.labels.clone(),
+            allocatable: m.capacity,
+            max_pods: m.max_pods,
+            weight: (m.capacity.cpu_millis as f64 / 1000.0).max(0.001),
+        }
+    }
+}
+
+/// The members that take replicas: those not down, and of those, the ones Ready (a node that
+/// cannot persist the desired state reports itself not Ready). If none is Ready, every live
+/// member stays a candidate: a lone node with a full disk keeps running what it can.
+pub fn candidates(
+    members: &[(MemberId, Liveness)],
+    not_ready: &BTreeSet<String>,
+) -> Vec<Candidate> {
+    let live: Vec<&MemberId> = members
+        .iter()
+        .filter(|(_, l)| *l != Liveness::Down)
+        .map(|(m, _)| m)
+        .collect();
+    let ready: Vec<&MemberId> = live
+        .iter()
+        .copied()
+        .filter(|m| !not_ready.contains(&m.name))
+        .collect();
+    let chosen = if ready.is_empty() { live } else { ready };
+    chosen.into_iter().map(Candidate::from_member).collect()
 }
 
 /// What placement needs to know about a deployment.
@@ -66,6 +104,8 @@ pub enum Unplaced {
     NoEligibleNode,
     /// Every eligible member is too full for the replica's requests.
     InsufficientCapacity,
+    /// Every eligible member with room already runs its `max_pods` replicas.
+    TooManyPods,
 }
 
 /// The owner of every replica, or why it has none.
@@ -135,6 +175,9 @@ pub fn place(candidates: &[Candidate], workloads: &[Workload]) -> Placement {
         .map(|c| mix(fnv1a(c.name.as_bytes())) as u32)
         .collect();
     let mut remaining: Vec<ResourceAmounts> = sorted.iter().map(|c| c.allocatable).collect();
+    let mut pods_left: Vec<u32> = sorted.iter().map(|c| c.max_pods).collect();
+    // Members that can take another pod: once there are none, the rest go unranked.
+    let mut open = pods_left.iter().filter(|&&n| n > 0).count();
     let mut workloads: Vec<&Workload> = workloads.iter().collect();
     workloads.sort_by(|a, b| a.deployment.cmp(&b.deployment));
 
@@ -149,22 +192,34 @@ pub fn place(candidates: &[Candidate], workloads: &[Workload]) -> Placement {
             .entry(&w.node_selector)
             .or_insert_with(|| weight_classes(&sorted, &node_hashes, &w.node_selector));
         let base = fnv1a(format!("{}/{}", w.deployment.namespace, w.deployment.name).as_bytes());
-        let needs_room = w.requests != ResourceAmounts::default();
         let mut slots = Vec::with_capacity(w.replicas as usize);
         for index in 0..w.replicas {
             let replica = mix(base ^ mix(u64::from(index) + 1)) as u32;
+            let has_room = |i: usize| fits(&remaining[i], &w.requests);
+            let takes = |i: usize| pods_left[i] > 0 && has_room(i);
             let owner = match top(classes, replica, &mut scratch) {
                 None => Err(Unplaced::NoEligibleNode),
-                Some(best) if !needs_room || fits(&remaining[best], &w.requests) => Ok(best),
-                Some(_) => ranked(classes, replica)
-                    .into_iter()
-                    .find(|&i| fits(&remaining[i], &w.requests))
-                    .ok_or(Unplaced::InsufficientCapacity),
+                Some(best) if takes(best) => Ok(best),
+                Some(_) if open == 0 => Err(Unplaced::TooManyPods),
+                Some(_) => {
+                    let ranking = ranked(classes, replica);
+                    ranking.iter().copied().find(|&i| takes(i)).ok_or(
+                        if ranking.iter().any(|&i| has_room(i)) {
+                            Unplaced::TooManyPods
+                        } else {
+                            Unplaced::InsufficientCapacity
+                        },
+                    )
+                }
             };
             if let Ok(i) = owner {
                 let r = &mut remaining[i];
                 r.cpu_millis -= w.requests.cpu_millis;
                 r.memory_bytes -= w.requests.memory_bytes;
+                pods_left[i] -= 1;
+                if pods_left[i] == 0 {
+                    open -= 1;
+                }
             }
             slots.push(owner);
         }

@@ -304,6 +304,21 @@ pub fn plan(
     removals
 }
 
+/// The most engine calls a node has in flight at once: a flood of pods must not swamp the
+/// engine (Docker 20.10 deadlocked under 33,000 calls at once).
+pub const ENGINE_CALLS_IN_FLIGHT: usize = 4;
+
+/// The most actions one pass takes before it looks at the desired state again.
+pub const ACTIONS_PER_PASS: usize = 16;
+
+/// The actions of this pass (the plan's first [`ACTIONS_PER_PASS`], removals first as the
+/// plan has them), and whether more are left for the next pass, which should come at once.
+pub fn batch(mut actions: Vec<Action>) -> (Vec<Action>, bool) {
+    let more = actions.len() > ACTIONS_PER_PASS;
+    actions.truncate(ACTIONS_PER_PASS);
+    (actions, more)
+}
+
 /// Records the outcome of an action in the book.
 pub fn record(
     book: &mut Book,
@@ -372,8 +387,10 @@ fn container_spec(
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     ContainerSpec {
+        // `_` cannot occur in a DNS label (node, namespace, pod and container names all
+        // are): with `-` between them, `a` + `b-c` and `a-b` + `c` would collide.
         name: format!(
-            "weeble-{node}-{}-{}-{}",
+            "weeble_{node}_{}_{}_{}",
             pod.key.deployment.namespace,
             pod.name(),
             c.name

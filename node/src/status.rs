@@ -66,6 +66,9 @@ pub struct NodeStatus {
     pub epoch: u64,
     pub version: u64,
     pub pods: Vec<PodStatus>,
+    /// Why the node is not Ready (it cannot persist the desired state); it takes no pods
+    /// while it is not.
+    pub not_ready: Option<String>,
 }
 
 /// The latest report of every node heard from.
@@ -87,6 +90,15 @@ impl StatusTable {
         newer
     }
 
+    /// The nodes that report themselves not Ready.
+    pub fn not_ready(&self) -> std::collections::BTreeSet<String> {
+        self.nodes
+            .values()
+            .filter(|n| n.not_ready.is_some())
+            .map(|n| n.node.clone())
+            .collect()
+    }
+
     /// Every pod of every node, in (namespace, name) order.
     pub fn pods(&self) -> Vec<&PodStatus> {
         let mut pods: Vec<&PodStatus> = self.nodes.values().flat_map(|n| &n.pods).collect();
@@ -99,6 +111,7 @@ impl StatusTable {
 
 enum Command {
     Local(Vec<PodStatus>),
+    NotReady(Option<String>),
     Remote(Vec<u8>),
     Forget(String),
 }
@@ -118,6 +131,7 @@ impl Status {
             epoch,
             version: 0,
             pods: Vec::new(),
+            not_ready: None,
         };
         let mut table = StatusTable::default();
         table.merge(mine.clone());
@@ -143,6 +157,11 @@ impl Status {
     /// This node's pods changed: record and broadcast them.
     pub async fn set_local(&self, pods: Vec<PodStatus>) {
         let _ = self.tx.send(Command::Local(pods)).await;
+    }
+
+    /// Why this node is not Ready now (`None`: it is).
+    pub async fn set_not_ready(&self, why: Option<String>) {
+        let _ = self.tx.send(Command::NotReady(why)).await;
     }
 
     /// A peer's report arrived.
@@ -174,10 +193,13 @@ impl StatusActor {
                     Some(Command::Local(pods)) => {
                         if pods != self.mine.pods {
                             self.mine.pods = pods;
-                            self.mine.version += 1;
-                            self.table.merge(self.mine.clone());
-                            self.publish_table();
-                            self.broadcast().await;
+                            self.changed().await;
+                        }
+                    }
+                    Some(Command::NotReady(why)) => {
+                        if why != self.mine.not_ready {
+                            self.mine.not_ready = why;
+                            self.changed().await;
                         }
                     }
                     Some(Command::Remote(data)) => match bincode::serde::decode_from_slice::<NodeStatus, _>(&data, BINCODE) {
@@ -198,6 +220,14 @@ impl StatusActor {
                 _ = beat.tick() => self.broadcast().await,
             }
         }
+    }
+
+    /// This node's report changed: a new version, published and broadcast.
+    async fn changed(&mut self) {
+        self.mine.version += 1;
+        self.table.merge(self.mine.clone());
+        self.publish_table();
+        self.broadcast().await;
     }
 
     fn publish_table(&self) {
@@ -221,6 +251,7 @@ mod tests {
             epoch,
             version,
             pods: vec![],
+            not_ready: None,
         }
     }
 

@@ -1,20 +1,31 @@
 //! The state store actor: owns the desired-state document and its file, answers writes only
 //! once they are on disk (fsync), and speaks automerge sync with each peer.
 //!
-//! The file is a full save followed by incremental saves appended after every change, each
-//! appended chunk fsynced before the write is acknowledged. On start the file is loaded
-//! whole; when it has grown well past its compacted size it is rewritten (to a temporary
-//! file, fsynced, then renamed over the old one).
+//! The file (format in [`journal`]) is a full save followed by incremental saves appended
+//! after every change, each in a checksummed frame fsynced before the write is acknowledged.
+//! On start the file is loaded whole, dropping a torn last frame (a crash or a full disk
+//! during an append); when it has grown well past its compacted size it is rewritten (to a
+//! temporary file, fsynced, then renamed over the old one).
+//!
+//! A change that cannot be persisted leaves no trace: the document is rolled back to what the
+//! file holds, the file is cut back to its last whole frame, and the caller hears why. The
+//! store then reports that it cannot persist (`persist_error`) until a write, or the rewrite it
+//! tries every few seconds, succeeds again: the agent takes the node out of placement
+//! meanwhile.
+
+mod journal;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 use weeble_crdt::{
-    ActorId, DesiredState, Kind, Object, ObjectKey, Outcome, PeerSync, Snapshot, StateError,
+    ActorId, ChangeHash, DesiredState, Kind, Object, ObjectKey, Outcome, PeerSync, Snapshot,
+    StateError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +37,20 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the state file {path} ends with a torn frame that cannot be cut off ({source}); \
+         free space or fix the file's permissions and start again"
+    )]
+    Torn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the state store has stopped")]
     Stopped,
 }
+
+/// How often a store that cannot persist tries to rewrite its file, to learn that it can again.
+const RETRY_PERSIST: Duration = Duration::from_secs(5);
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -49,44 +71,91 @@ enum Command {
 pub struct Store {
     tx: mpsc::Sender<Command>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
+    failing: watch::Receiver<Option<String>>,
 }
 
 impl Store {
-    /// Opens (or creates) the state file in `data_dir` and starts the actor.
+    /// Opens (or creates) the state file in `data_dir` and starts the actor. A torn last
+    /// frame is dropped with a warning. If the file cannot be rewritten at start (a full
+    /// disk), the store starts anyway on what it could read, reporting that it cannot persist.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join("state.automerge");
         let disk = |source| StoreError::Disk {
             path: path.clone(),
             source,
         };
-        let mut state = match fs::read(&path) {
-            Ok(bytes) => DesiredState::load(&bytes, ActorId::random())?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                DesiredState::new(ActorId::random())
-            }
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(disk(e)),
         };
-        let compacted = state.save();
-        write_atomically(&path, &compacted).map_err(disk)?;
+        let (mut state, good_len) = match bytes.as_deref().map(journal::read) {
+            None => (DesiredState::new(ActorId::random()), None),
+            Some(journal::Contents::Unframed(bytes)) => {
+                (DesiredState::load(bytes, ActorId::random())?, None)
+            }
+            Some(journal::Contents::Framed {
+                payloads,
+                good_len,
+                torn,
+            }) => {
+                if torn > 0 {
+                    warn!(file = %path.display(), offset = good_len, bytes = torn,
+                        "the state file ends with a torn frame (a crash or a full disk during a write that was never acknowledged): dropping it");
+                }
+                (
+                    DesiredState::load(&payloads.concat(), ActorId::random())?,
+                    Some(good_len),
+                )
+            }
+        };
+        let compacted = journal::file(&state.save());
+        let failing = match write_atomically(&path, &compacted) {
+            Ok(()) => None,
+            Err(e) => {
+                // Carry on with the file as it is, its torn tail (if any) cut off; a file
+                // from before frames existed cannot take framed appends.
+                let Some(good_len) = good_len else {
+                    return Err(disk(e));
+                };
+                cut(&path, good_len).map_err(|source| StoreError::Torn {
+                    path: path.clone(),
+                    source,
+                })?;
+                warn!(file = %path.display(), error = %e, "cannot rewrite the state file: this node cannot persist changes and takes no pods until it can");
+                Some(disk(e).to_string())
+            }
+        };
+        let len = std::fs::metadata(&path).map_err(disk)?.len();
         let file = OpenOptions::new().append(true).open(&path).map_err(disk)?;
         let snapshot = Arc::new(state.snapshot());
         info!(objects = snapshot.deployments.len() + snapshot.services.len(), file = %path.display(), "desired state loaded");
         let (snapshot_tx, snapshot_rx) = watch::channel(snapshot);
+        let (failing_tx, failing_rx) = watch::channel(failing);
         let (tx, rx) = mpsc::channel(256);
         let actor = StoreActor {
             state,
             path,
             file,
+            len,
+            rewrite: false,
             compacted_len: compacted.len(),
             appended: 0,
             peers: BTreeMap::new(),
             snapshot: snapshot_tx,
+            failing: failing_tx,
         };
         tokio::spawn(actor.run(rx));
         Ok(Store {
             tx,
             snapshot: snapshot_rx,
+            failing: failing_rx,
         })
+    }
+
+    /// Why this node cannot persist changes now, if it cannot.
+    pub fn persist_error(&self) -> watch::Receiver<Option<String>> {
+        self.failing.clone()
     }
 
     /// The current desired state; `changed()` on the receiver wakes on every change.
@@ -143,101 +212,341 @@ struct StoreActor {
     state: DesiredState,
     path: PathBuf,
     file: File,
+    /// The file's length up to its last whole frame.
+    len: u64,
+    /// A failed append could not be cut off: the next change rewrites the whole file.
+    rewrite: bool,
     compacted_len: usize,
     appended: usize,
     peers: BTreeMap<String, PeerSync>,
     snapshot: watch::Sender<Arc<Snapshot>>,
+    /// Why the last change could not be persisted; `None` while changes persist.
+    failing: watch::Sender<Option<String>>,
 }
 
 impl StoreActor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(command) = rx.recv().await {
-            match command {
-                Command::Apply(objects, reply) => {
-                    let result = objects
-                        .iter()
-                        .map(|o| self.state.apply(o))
-                        .collect::<Result<Vec<_>, _>>();
-                    let _ = reply.send(self.persisted(result));
+        let mut retry = tokio::time::interval(RETRY_PERSIST);
+        loop {
+            let failing = self.failing.borrow().is_some();
+            let command = tokio::select! {
+                command = rx.recv() => match command {
+                    Some(command) => command,
+                    None => return,
+                },
+                _ = retry.tick(), if failing => {
+                    self.retry_persist();
+                    continue;
                 }
-                Command::Scale(key, n, reply) => {
-                    let result = self.state.scale(&key, n);
-                    let _ = reply.send(self.persisted(result));
-                }
-                Command::Delete(kind, key, reply) => {
-                    let result = self.state.delete(kind, &key);
-                    let _ = reply.send(self.persisted(result));
-                }
-                Command::SyncOut(peer, reply) => {
-                    let sync = self.peers.entry(peer).or_default();
-                    let _ = reply.send(self.state.sync_message(sync));
-                }
-                Command::SyncIn(peer, message, reply) => {
-                    let sync = self.peers.entry(peer.clone()).or_default();
-                    let result = self
-                        .state
-                        .receive_sync(sync, &message)
-                        .map_err(StoreError::from);
-                    let result = match result {
-                        Ok(changed) => self.persisted(Ok(changed)).map(|_| {
-                            let sync = self.peers.entry(peer).or_default();
-                            self.state.sync_message(sync)
-                        }),
-                        Err(e) => {
-                            warn!(%peer, error = %e, "bad sync message; resetting sync with the peer");
-                            self.peers.remove(&peer);
-                            Err(e)
-                        }
-                    };
-                    let _ = reply.send(result);
-                }
-                Command::Reset(peer) => {
+            };
+            self.handle(command);
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        let before = self.state.heads();
+        match command {
+            Command::Apply(objects, reply) => {
+                let result = objects
+                    .iter()
+                    .map(|o| self.state.apply(o))
+                    .collect::<Result<Vec<_>, _>>();
+                let _ = reply.send(self.persisted(result, &before));
+            }
+            Command::Scale(key, n, reply) => {
+                let result = self.state.scale(&key, n);
+                let _ = reply.send(self.persisted(result, &before));
+            }
+            Command::Delete(kind, key, reply) => {
+                let result = self.state.delete(kind, &key);
+                let _ = reply.send(self.persisted(result, &before));
+            }
+            Command::SyncOut(peer, reply) => {
+                let sync = self.peers.entry(peer).or_default();
+                let _ = reply.send(self.state.sync_message(sync));
+            }
+            Command::SyncIn(peer, message, reply) => {
+                let sync = self.peers.entry(peer.clone()).or_default();
+                let received = self.state.receive_sync(sync, &message);
+                if let Err(e) = &received {
+                    warn!(%peer, error = %e, "bad sync message; resetting sync with the peer");
                     self.peers.remove(&peer);
                 }
+                let result = self.persisted(received, &before).map(|_| {
+                    let sync = self.peers.entry(peer).or_default();
+                    self.state.sync_message(sync)
+                });
+                let _ = reply.send(result);
+            }
+            Command::Reset(peer) => {
+                self.peers.remove(&peer);
             }
         }
     }
 
-    /// Puts whatever changed on disk before the caller's answer goes out, then publishes
-    /// the new snapshot.
-    fn persisted<T>(&mut self, result: Result<T, StateError>) -> Result<T, StoreError> {
-        let value = result?;
-        let chunk = self.state.save_incremental();
-        if chunk.is_empty() {
-            return Ok(value);
+    /// Puts whatever changed on disk before the caller's answer goes out, then publishes the
+    /// new snapshot. If the change failed, or cannot be persisted, the document goes back to
+    /// `before` (what the file holds): a refused write leaves no trace.
+    fn persisted<T>(
+        &mut self,
+        result: Result<T, StateError>,
+        before: &[ChangeHash],
+    ) -> Result<T, StoreError> {
+        let saved = result.map_err(StoreError::from).and_then(|value| {
+            let chunk = self.state.save_incremental();
+            if !chunk.is_empty() {
+                self.write(&chunk).map_err(|source| StoreError::Disk {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            }
+            Ok(value)
+        });
+        match &saved {
+            Ok(_) => {
+                self.failing
+                    .send_if_modified(|failing| failing.take().is_some());
+            }
+            Err(e) => {
+                if let StoreError::Disk { .. } = e {
+                    warn!(error = %e, "a change could not be persisted: refused, and undone");
+                    self.failing.send_replace(Some(e.to_string()));
+                }
+                self.undo(before);
+            }
         }
-        self.append(&chunk).map_err(|source| StoreError::Disk {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.snapshot.send_replace(Arc::new(self.state.snapshot()));
-        Ok(value)
+        if self.state.heads() != before {
+            self.snapshot.send_replace(Arc::new(self.state.snapshot()));
+        }
+        saved
     }
 
-    fn append(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(chunk)?;
-        self.file.sync_data()?;
+    /// Forgets whatever changed since `before`, and every peer's sync progress (which may
+    /// count on the forgotten changes).
+    fn undo(&mut self, before: &[ChangeHash]) {
+        if self.state.heads() == before {
+            return;
+        }
+        self.peers.clear();
+        if let Err(e) = self.state.rollback(before, ActorId::random()) {
+            // The heads are the document's own: forking at them cannot fail.
+            warn!(error = %e, "rolling back a change that was not persisted failed");
+        }
+    }
+
+    /// Appends `chunk` (fsynced), or rewrites the whole file if an earlier append left a
+    /// torn frame behind; now and then the file is compacted.
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        if self.rewrite {
+            return self.compact();
+        }
+        let frame = journal::frame(chunk);
+        if let Err(e) = self
+            .file
+            .write_all(&frame)
+            .and_then(|()| self.file.sync_data())
+        {
+            // Cut the file back to its last whole frame, so that the next append follows it.
+            if let Err(cut) = self.file.set_len(self.len) {
+                warn!(error = %cut, "cannot cut a failed append off the state file: the next change rewrites it");
+                self.rewrite = true;
+            }
+            return Err(e);
+        }
+        self.len += frame.len() as u64;
         self.appended += chunk.len();
-        if self.appended > 4 * self.compacted_len.max(64 * 1024) {
-            let full = self.state.save();
-            write_atomically(&self.path, &full)?;
-            self.file = OpenOptions::new().append(true).open(&self.path)?;
-            self.compacted_len = full.len();
-            self.appended = 0;
+        if self.appended > 4 * self.compacted_len.max(64 * 1024)
+            && let Err(e) = self.compact()
+        {
+            // The change is on disk already; the file is merely longer than it need be.
+            warn!(error = %e, "cannot compact the state file; appending on");
         }
         Ok(())
     }
+
+    /// Rewrites the file as one full save.
+    fn compact(&mut self) -> std::io::Result<()> {
+        let full = journal::file(&self.state.save());
+        write_atomically(&self.path, &full)?;
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.len = full.len() as u64;
+        self.rewrite = false;
+        self.compacted_len = full.len();
+        self.appended = 0;
+        Ok(())
+    }
+
+    /// While changes cannot be persisted: tries to rewrite the file, and reports success.
+    fn retry_persist(&mut self) {
+        match self.compact() {
+            Ok(()) => {
+                info!(file = %self.path.display(), "the state file can be written again");
+                self.failing.send_replace(None);
+            }
+            Err(e) => {
+                let error = StoreError::Disk {
+                    path: self.path.clone(),
+                    source: e,
+                };
+                self.failing.send_replace(Some(error.to_string()));
+            }
+        }
+    }
+}
+
+/// Cuts the file at `path` to `len` bytes, durably.
+fn cut(path: &Path, len: usize) -> std::io::Result<()> {
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.set_len(len as u64)?;
+    file.sync_all()
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
+    let written = File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(e) = written {
+        // A full disk: leave no half-written copy behind to take the space.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(name: &str) -> Object {
+        let text = format!(
+            "kind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  template:\n    \
+             metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n      - \
+             {{name: c, image: img}}\n"
+        );
+        weeble_crdt::parse_manifests(&text)
+            .expect("valid")
+            .objects
+            .remove(0)
+    }
+
+    fn apply(actor: &mut StoreActor, name: &str) -> Result<Vec<Outcome>, StoreError> {
+        let (reply, mut rx) = oneshot::channel();
+        actor.handle(Command::Apply(vec![deployment(name)], reply));
+        rx.try_recv().expect("answered at once")
+    }
+
+    fn names(snapshot: &Snapshot) -> Vec<String> {
+        snapshot
+            .deployments
+            .keys()
+            .map(|k| k.name.clone())
+            .collect()
+    }
+
+    /// A store on a real file in a fresh directory, whose appends go to `append_to`.
+    fn actor(dir: &Path, append_to: &Path) -> StoreActor {
+        let path = dir.join("state.automerge");
+        let mut state = DesiredState::new(ActorId::random());
+        let compacted = journal::file(&state.save());
+        write_atomically(&path, &compacted).unwrap();
+        StoreActor {
+            snapshot: watch::channel(Arc::new(state.snapshot())).0,
+            state,
+            path,
+            file: OpenOptions::new().append(true).open(append_to).unwrap(),
+            len: compacted.len() as u64,
+            rewrite: false,
+            compacted_len: compacted.len(),
+            appended: 0,
+            peers: BTreeMap::new(),
+            failing: watch::channel(None).0,
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("weeble-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_write_that_cannot_be_persisted_is_refused_undone_and_reported() {
+        let dir = temp_dir("full");
+        // Every append to /dev/full fails with ENOSPC, and the device cannot be cut back.
+        let mut actor = actor(&dir, Path::new("/dev/full"));
+        let before = actor.state.heads();
+        let refused = apply(&mut actor, "refused");
+        assert!(
+            matches!(refused, Err(StoreError::Disk { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(actor.state.heads(), before, "no trace in the document");
+        assert!(actor.state.snapshot().deployments.is_empty());
+        assert!(
+            names(&actor.snapshot.borrow()).is_empty(),
+            "nothing published"
+        );
+        let why = actor.failing.borrow().clone().expect("reported");
+        assert!(why.contains("No space left"), "{why}");
+        assert!(
+            actor.rewrite,
+            "the torn append could not be cut: rewrite next"
+        );
+
+        // The next write rewrites the file whole (on the real disk) and clears the report.
+        apply(&mut actor, "accepted").expect("persisted");
+        assert_eq!(*actor.failing.borrow(), None);
+        assert_eq!(names(&actor.snapshot.borrow()), ["accepted"]);
+        let bytes = fs::read(&actor.path).unwrap();
+        let journal::Contents::Framed { payloads, torn, .. } = journal::read(&bytes) else {
+            panic!("framed");
+        };
+        assert_eq!(torn, 0);
+        let mut loaded = DesiredState::load(&payloads.concat(), ActorId::random()).unwrap();
+        assert_eq!(
+            names(&loaded.snapshot()),
+            ["accepted"],
+            "the refused write is not on disk"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_frame_is_dropped_at_start_and_the_rest_loads() {
+        let dir = temp_dir("torn");
+        let path = dir.join("state.automerge");
+        {
+            let mut actor = actor(&dir, &path);
+            apply(&mut actor, "kept").unwrap();
+            apply(&mut actor, "torn").unwrap();
+        }
+        let len = fs::metadata(&path).unwrap().len();
+        cut(&path, len as usize - 7).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = Store::open(&dir).expect("a torn tail does not stop the node");
+            assert_eq!(names(&store.watch().borrow()), ["kept"]);
+            assert_eq!(*store.persist_error().borrow(), None);
+            store.apply(vec![deployment("after")]).await.unwrap();
+        });
+        let bytes = fs::read(&path).unwrap();
+        let journal::Contents::Framed { payloads, torn, .. } = journal::read(&bytes) else {
+            panic!("framed");
+        };
+        assert_eq!(torn, 0, "rewritten whole at start");
+        let mut loaded = DesiredState::load(&payloads.concat(), ActorId::random()).unwrap();
+        assert_eq!(names(&loaded.snapshot()), ["after", "kept"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

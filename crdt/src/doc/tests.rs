@@ -193,3 +193,28 @@ fn bad_sync_message_is_an_error_not_a_panic() {
         .unwrap_err();
     assert!(matches!(err, StateError::BadSyncMessage(_)), "{err}");
 }
+
+#[test]
+fn a_rolled_back_write_leaves_no_trace_in_the_document_its_saves_or_its_peers() {
+    let mut a = peer(1);
+    a.apply(&talk_deployment("nginx")).unwrap();
+    let mut file = a.save();
+    let before = a.heads();
+    let saved = a.snapshot();
+    a.scale(&key(), 7).unwrap();
+    a.apply(&talk_deployment("nginx:refused")).unwrap();
+    a.rollback(&before, ActorId::from([2; 16])).unwrap();
+    assert_eq!(a.heads(), before);
+    assert_eq!(a.snapshot(), saved);
+    assert!(a.save_incremental().is_empty(), "nothing new to save");
+    let mut b = peer(3);
+    sync_pair(&mut a, &mut b);
+    assert_eq!(b.snapshot().deployments[&key()].spec.replicas, 3);
+    assert_eq!(image(&mut b), "nginx");
+    // Writing on after the rollback works, and the file stays whole.
+    a.scale(&key(), 2).unwrap();
+    file.extend(a.save_incremental());
+    let mut loaded = DesiredState::load(&file, ActorId::from([9; 16])).unwrap();
+    assert_eq!(loaded.snapshot(), a.snapshot());
+    assert_eq!(image(&mut loaded), "nginx");
+}

@@ -14,6 +14,7 @@ fn member(i: u8) -> MemberId {
         api: p2p,
         labels: Labels::new(),
         capacity: ResourceAmounts::default(),
+        max_pods: 110,
         bump: 1,
     }
 }

@@ -11,6 +11,7 @@ fn node(name: &str) -> Candidate {
             cpu_millis: 4000,
             memory_bytes: 8 << 30,
         },
+        max_pods: u32::MAX,
         weight: 1.0,
     }
 }
@@ -228,4 +229,49 @@ proptest! {
         prop_assert!(share > expected * 0.6 && share < expected * 1.4,
             "moved {} replicas, expected about {:.0}", moved.len(), expected);
     }
+}
+
+#[test]
+fn no_member_gets_more_than_its_max_pods_and_the_rest_spill_or_wait() {
+    let mut members = nodes(3);
+    members[0].max_pods = 2;
+    members[1].max_pods = 5;
+    members[2].max_pods = 0;
+    let flood = place(&members, &[workload("flood", 99_999)]);
+    assert_eq!(counts(&flood), [2, 5, 0]);
+    assert_eq!(flood.unplaced().count(), 99_999 - 7);
+    assert!(flood.unplaced().all(|(_, u)| u == Unplaced::TooManyPods));
+}
+
+#[test]
+fn a_member_that_is_not_ready_takes_no_replicas_unless_no_member_is_ready() {
+    use crate::membership::{Liveness, MemberId};
+    let member = |name: &str, liveness| {
+        let mut m = MemberId::seed("127.0.0.1:1".parse().unwrap());
+        m.name = name.into();
+        m.capacity.cpu_millis = 2000;
+        m.max_pods = 110;
+        (m, liveness)
+    };
+    let members = [
+        member("a", Liveness::Alive),
+        member("b", Liveness::Suspect),
+        member("c", Liveness::Down),
+    ];
+    let names = |not_ready: &[&str]| -> Vec<String> {
+        let not_ready = not_ready.iter().map(|n| n.to_string()).collect();
+        candidates(&members, &not_ready)
+            .into_iter()
+            .map(|c| c.name)
+            .collect()
+    };
+    assert_eq!(names(&[]), ["a", "b"], "the down member is out");
+    assert_eq!(names(&["a"]), ["b"]);
+    assert_eq!(
+        names(&["a", "b"]),
+        ["a", "b"],
+        "alone, a node runs what it can"
+    );
+    let c = &candidates(&members, &BTreeSet::new())[0];
+    assert_eq!((c.weight, c.max_pods), (2.0, 110));
 }

@@ -89,7 +89,7 @@ fn missing_containers_are_created_with_weeble_labels_and_running_ones_adopted() 
     let Action::Create { spec, .. } = &actions[0] else {
         unreachable!()
     };
-    assert_eq!(spec.name, "weeble-n1-default-web-1-web");
+    assert_eq!(spec.name, "weeble_n1_default_web-1_web");
     assert_eq!(spec.labels[LABEL_NODE], NODE);
     assert_eq!(spec.labels[LABEL_DEPLOYMENT], "default/web");
     assert_eq!(spec.publish_ip, ip());
@@ -240,6 +240,7 @@ fn n2_reports(pod: &DesiredPod, running: bool) -> StatusTable {
             &Default::default(),
             0,
         ),
+        not_ready: None,
     });
     table
 }
@@ -349,4 +350,36 @@ fn probes_go_to_the_running_container_s_own_address_and_unready_pods_are_not_rea
     let seen = [running];
     let status = &pod_statuses(NODE, ip(), &[p], &seen, &Book::new(), &unready, 5_000)[0];
     assert_eq!((status.phase, status.ready), (Phase::Running, false));
+}
+
+#[test]
+fn container_names_of_different_namespaces_and_pods_never_collide() {
+    // `a` + `b-c` and `a-b` + `c`: the same text once joined with `-`.
+    let in_namespace = |namespace: &str, deployment: &str| {
+        let mut p = pod(0, "img", RestartPolicy::Always);
+        p.key.deployment = ObjectKey::new(namespace, deployment);
+        container_spec(NODE, ip(), &p, "web").name
+    };
+    assert_ne!(in_namespace("a", "b-c"), in_namespace("a-b", "c"));
+}
+
+#[test]
+fn a_pass_takes_a_bounded_batch_with_removals_first_and_says_more_are_left() {
+    let desired: Vec<DesiredPod> = (0..ACTIONS_PER_PASS as u32 + 5)
+        .map(|i| pod(i, "img", RestartPolicy::Always))
+        .collect();
+    let stray = observed(
+        &pod(999, "img", RestartPolicy::Always),
+        "gone",
+        ContainerState::Running,
+    );
+    let actions = plan_here(&desired, &[stray], &Book::new(), 0);
+    assert_eq!(actions.len(), ACTIONS_PER_PASS + 6);
+    let (first, more) = batch(actions);
+    assert!(more);
+    assert_eq!(first.len(), ACTIONS_PER_PASS);
+    assert_eq!(kinds(&first)[0], "remove gone");
+    let (last, more) = batch(first[..3].to_vec());
+    assert!(!more);
+    assert_eq!(last.len(), 3);
 }

@@ -12,7 +12,7 @@ use super::{
 use bollard::errors::Error as BollardError;
 use bollard::exec::StartExecOptions;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
     ContainerSummaryStateEnum, EventMessage, ExecConfig, HostConfig, PortBinding, PortMap,
 };
 use bollard::query_parameters::{
@@ -22,6 +22,7 @@ use bollard::query_parameters::{
 };
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,6 +37,22 @@ const WATCH_RETRY_FIRST: Duration = Duration::from_millis(100);
 const WATCH_RETRY_MAX: Duration = Duration::from_secs(5);
 /// How often a running command (a probe's) is looked at until it has exited.
 const EXEC_POLL: Duration = Duration::from_millis(20);
+/// The longest any one engine call may take: a stalled engine fails the call (and the pass
+/// tries again later) instead of holding the reconciler for bollard's two minutes.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest one container's inspection may take during a listing; past it, that
+/// container is reported from the listing alone and the others are not held up.
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `call`, or `RequestTimeoutError` if the engine has not answered within `limit`.
+async fn timed<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, BollardError>>,
+) -> Result<T, BollardError> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or(Err(BollardError::RequestTimeoutError))
+}
 
 /// A handle on the local Docker engine; cheap to clone.
 #[derive(Debug, Clone)]
@@ -154,7 +171,7 @@ impl Docker {
 
     /// The id of image `reference`, or `None` if it is not on this host.
     async fn image_id(&self, reference: &str) -> Result<Option<String>, RuntimeError> {
-        match self.client.inspect_image(reference).await {
+        match timed(CALL_TIMEOUT, self.client.inspect_image(reference)).await {
             Ok(image) => Ok(image.id),
             Err(e) if status(&e) == Some(404) => Ok(None),
             Err(e) => Err(RuntimeError::Failed(format!(
@@ -163,30 +180,67 @@ impl Docker {
         }
     }
 
-    /// Creates container `spec.name` (stopped); returns its id.
+    /// Creates container `spec.name` (stopped); returns its id. A name already taken is
+    /// sorted out by [`Docker::claim_name`].
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        match self.create_once(spec).await {
+            Ok(id) => Ok(id),
+            Err(e) if status(&e) == Some(409) => self.claim_name(spec).await,
+            Err(e) => Err(container_error(&spec.name, "creating")(e)),
+        }
+    }
+
+    async fn create_once(&self, spec: &ContainerSpec) -> Result<String, BollardError> {
         let options = CreateContainerOptionsBuilder::new()
             .name(&spec.name)
             .build();
-        match self
-            .client
-            .create_container(Some(options), create_body(spec))
-            .await
-        {
-            Ok(created) => Ok(created.id),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409,
-                message,
-            }) => Err(RuntimeError::Failed(format!(
-                "creating container {}: a container with this name already exists; remove it \
-                 first ({message})",
-                spec.name
-            ))),
-            Err(e) => Err(RuntimeError::Failed(format!(
-                "creating container {}: {e}",
-                spec.name
-            ))),
+        timed(
+            CALL_TIMEOUT,
+            self.client
+                .create_container(Some(options), create_body(spec)),
+        )
+        .await
+        .map(|created| created.id)
+    }
+
+    /// The name of `spec` is taken, most likely by a create of the same container that timed
+    /// out here but went through in the engine. That container is adopted if it is the same
+    /// (labels say the same node, pod, container and template), replaced if it is another of
+    /// this node's, and left alone otherwise.
+    async fn claim_name(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let holder = timed(
+            CALL_TIMEOUT,
+            self.client
+                .inspect_container(&spec.name, None::<InspectContainerOptions>),
+        )
+        .await
+        .map_err(container_error(
+            &spec.name,
+            "inspecting the holder of the name of",
+        ))?;
+        let id = holder.id.clone().unwrap_or_else(|| spec.name.clone());
+        let labels = holder
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let same = spec.labels.iter().all(|(k, v)| labels.get(k) == Some(v));
+        if same {
+            tracing::info!(container = %spec.name, %id, "adopting the container a timed-out create made");
+            return Ok(id);
         }
+        if labels.get(LABEL_NODE) != spec.labels.get(LABEL_NODE) {
+            return Err(RuntimeError::Failed(format!(
+                "creating container {}: the name is taken by container {id}, which this node \
+                 did not make; remove or rename it",
+                spec.name
+            )));
+        }
+        tracing::info!(container = %spec.name, %id, "replacing an older container of the same name");
+        self.remove(&id).await?;
+        self.create_once(spec)
+            .await
+            .map_err(container_error(&spec.name, "creating"))
     }
 }
 
@@ -196,16 +250,16 @@ impl ContainerRuntime for Docker {
             .all(true)
             .filters(&HashMap::from([("label", vec![node_label(node)])]))
             .build();
-        let summaries = self
-            .client
-            .list_containers(Some(options))
+        let summaries = timed(CALL_TIMEOUT, self.client.list_containers(Some(options)))
             .await
             .map_err(|e| RuntimeError::Failed(format!("listing the containers of {node}: {e}")))?;
         let events_before = self.running.lock().expect("never poisoned").events;
         let mut observed = Vec::with_capacity(summaries.len());
         let mut still_running = Vec::new();
         for summary in summaries {
-            let Some(id) = summary.id else { continue };
+            let Some(id) = summary.id.clone() else {
+                continue;
+            };
             if summary.state == Some(ContainerSummaryStateEnum::RUNNING) {
                 still_running.push(id.clone());
                 if let Some(known) = self.known_running(&id) {
@@ -213,15 +267,21 @@ impl ContainerRuntime for Docker {
                     continue;
                 }
             }
-            match self
-                .client
-                .inspect_container(&id, None::<InspectContainerOptions>)
-                .await
-            {
+            let inspected = timed(
+                INSPECT_TIMEOUT,
+                self.client
+                    .inspect_container(&id, None::<InspectContainerOptions>),
+            )
+            .await;
+            match inspected {
                 Ok(info) => observed.push(observe(id, info)),
                 // Removed between the listing and now: it is not there any more.
                 Err(e) if status(&e) == Some(404) => {}
-                Err(e) => return Err(container_error(&id, "inspecting")(e)),
+                // One container the engine cannot describe holds up only its own pod.
+                Err(e) => {
+                    tracing::warn!(container = %id, error = %e, "cannot inspect a container: its state is unknown for now");
+                    observed.push(summarized(id, summary));
+                }
             }
         }
         self.remember_running(events_before, &still_running, &observed);
@@ -234,11 +294,20 @@ impl ContainerRuntime for Docker {
             return Err(RuntimeError::ImageMissing(spec.image.clone()));
         }
         let id = self.create(spec).await?;
-        let started = self
-            .client
-            .start_container(&id, None::<StartContainerOptions>)
-            .await;
-        if let Err(e) = started {
+        let started = timed(
+            CALL_TIMEOUT,
+            self.client
+                .start_container(&id, None::<StartContainerOptions>),
+        )
+        .await;
+        // 304: an adopted container was running already.
+        if let Err(e) = started.or_else(|e| {
+            if status(&e) == Some(304) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }) {
             if let Err(cleanup) = self.remove(&id).await {
                 tracing::warn!(container = %spec.name, error = %cleanup,
                     "could not remove a container that failed to start");
@@ -253,10 +322,13 @@ impl ContainerRuntime for Docker {
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
         self.forget(id);
-        self.client
-            .start_container(id, None::<StartContainerOptions>)
-            .await
-            .map_err(container_error(id, "starting"))
+        timed(
+            CALL_TIMEOUT,
+            self.client
+                .start_container(id, None::<StartContainerOptions>),
+        )
+        .await
+        .map_err(container_error(id, "starting"))
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
@@ -265,7 +337,12 @@ impl ContainerRuntime for Docker {
             .v(true)
             .build();
         self.forget(id);
-        match self.client.remove_container(id, Some(options)).await {
+        match timed(
+            CALL_TIMEOUT,
+            self.client.remove_container(id, Some(options)),
+        )
+        .await
+        {
             Err(e) if status(&e) != Some(404) => Err(container_error(id, "removing")(e)),
             _ => Ok(()),
         }
@@ -273,10 +350,12 @@ impl ContainerRuntime for Docker {
 
     async fn terminate(&self, id: &str) -> Result<(), RuntimeError> {
         self.forget(id);
-        self.client
-            .kill_container(id, None::<KillContainerOptions>)
-            .await
-            .map_err(container_error(id, "killing"))
+        timed(
+            CALL_TIMEOUT,
+            self.client.kill_container(id, None::<KillContainerOptions>),
+        )
+        .await
+        .map_err(container_error(id, "killing"))
     }
 
     async fn exec(&self, id: &str, command: &[String]) -> Result<i64, RuntimeError> {
@@ -284,24 +363,22 @@ impl ContainerRuntime for Docker {
             cmd: Some(command.to_vec()),
             ..Default::default()
         };
-        let exec = self
-            .client
-            .create_exec(id, config)
+        let exec = timed(CALL_TIMEOUT, self.client.create_exec(id, config))
             .await
             .map_err(container_error(id, "running a command in"))?;
         let detached = StartExecOptions {
             detach: true,
             ..Default::default()
         };
-        self.client
-            .start_exec(&exec.id, Some(detached))
-            .await
-            .map_err(container_error(id, "running a command in"))?;
+        timed(
+            CALL_TIMEOUT,
+            self.client.start_exec(&exec.id, Some(detached)),
+        )
+        .await
+        .map_err(container_error(id, "running a command in"))?;
         // The caller bounds the wait (a probe's timeout).
         loop {
-            let state = self
-                .client
-                .inspect_exec(&exec.id)
+            let state = timed(CALL_TIMEOUT, self.client.inspect_exec(&exec.id))
                 .await
                 .map_err(container_error(id, "running a command in"))?;
             if state.running != Some(true) {
@@ -317,15 +394,17 @@ impl ContainerRuntime for Docker {
             .stderr(true)
             .tail(&tail.to_string())
             .build();
-        let output = self
-            .client
-            .logs(id, Some(options))
-            .try_fold(Vec::new(), |mut output, chunk| {
-                output.extend_from_slice(chunk.as_ref());
-                futures::future::ready(Ok(output))
-            })
-            .await
-            .map_err(container_error(id, "reading the logs of"))?;
+        let output = timed(
+            CALL_TIMEOUT,
+            self.client
+                .logs(id, Some(options))
+                .try_fold(Vec::new(), |mut output, chunk| {
+                    output.extend_from_slice(chunk.as_ref());
+                    futures::future::ready(Ok(output))
+                }),
+        )
+        .await
+        .map_err(container_error(id, "reading the logs of"))?;
         Ok(String::from_utf8_lossy(&output).into_owned())
     }
 
@@ -418,9 +497,13 @@ fn container_error<'a>(
     id: &'a str,
     doing: &'a str,
 ) -> impl FnOnce(BollardError) -> RuntimeError + 'a {
-    move |e| match status(&e) {
-        Some(404) => RuntimeError::NotFound(id.to_owned()),
-        _ => RuntimeError::Failed(format!("{doing} container {id}: {e}")),
+    move |e| match (status(&e), e) {
+        (Some(404), _) => RuntimeError::NotFound(id.to_owned()),
+        (_, BollardError::RequestTimeoutError) => RuntimeError::Failed(format!(
+            "{doing} container {id}: the engine did not answer within {} s",
+            CALL_TIMEOUT.as_secs()
+        )),
+        (_, e) => RuntimeError::Failed(format!("{doing} container {id}: {e}")),
     }
 }
 
@@ -543,6 +626,27 @@ fn observe(id: String, info: ContainerInspectResponse) -> Observed {
         ports,
         started_at_ms: timestamp_ms(&id, engine_state.started_at.as_deref()),
         finished_at_ms: timestamp_ms(&id, engine_state.finished_at.as_deref()),
+        id,
+    }
+}
+
+/// What `list` reports about container `id` when it cannot be inspected: what the listing
+/// says of it, its state unknown (so it is neither restarted nor probed until it can be).
+fn summarized(id: String, summary: ContainerSummary) -> Observed {
+    Observed {
+        name: summary
+            .names
+            .and_then(|names| names.into_iter().next())
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        image: summary.image.unwrap_or_default(),
+        labels: summary.labels.unwrap_or_default().into_iter().collect(),
+        state: ContainerState::Other,
+        ports: Vec::new(),
+        ip: None,
+        started_at_ms: 0,
+        finished_at_ms: 0,
         id,
     }
 }

@@ -29,7 +29,8 @@ pub const LABEL_CONTAINER: &str = "weeble.container";
 /// Everything needed to create one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSpec {
-    /// The runtime's container name, unique on the host: `weeble-<node>-<pod>-<container>`.
+    /// The runtime's container name, unique on the host:
+    /// `weeble_<node>_<namespace>_<pod>_<container>`.
     pub name: String,
     /// The container's hostname: the pod name.
     pub hostname: String,

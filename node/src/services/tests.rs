@@ -92,6 +92,7 @@ fn table(pods: Vec<PodStatus>) -> StatusTable {
                 epoch: 1,
                 version: 1,
                 pods: vec![],
+                not_ready: None,
             });
         entry.pods.push(p);
     }
