@@ -68,6 +68,21 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 pub struct PeerSync(sync::State);
 
+impl PeerSync {
+    /// Starts over, asking the peer to send again what it sent before: for a node that
+    /// dropped changes the peer believes delivered (they could not be persisted). This is
+    /// automerge's own reset (as when a read-only peer turns read-write): the next message
+    /// carries the `SYNC_RESET` flag, which clears what the peer remembers having sent.
+    pub fn ask_for_resend(&mut self) {
+        let their_capabilities = self.0.their_capabilities.take();
+        self.0 = sync::State {
+            their_capabilities,
+            needs_reset: true,
+            ..Default::default()
+        };
+    }
+}
+
 /// The desired state of the cluster as one automerge document.
 pub struct DesiredState {
     doc: AutoCommit,

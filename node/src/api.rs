@@ -450,22 +450,25 @@ fn runtime_error(e: RuntimeError) -> ApiError {
 }
 
 fn nodes<R>(api: &Api<R>) -> Vec<Value> {
+    let table = table(api);
     view(api)
         .members
         .iter()
         .map(|(m, liveness)| {
-            let ready = match liveness {
-                Liveness::Alive => "True",
-                Liveness::Suspect => "Unknown",
-                Liveness::Down => "False",
+            let not_ready = table.nodes.get(&m.name).and_then(|n| n.not_ready.as_ref());
+            let ready = match (liveness, not_ready) {
+                (Liveness::Alive, None) => json!({"type": "Ready", "status": "True", "reason": "KubeletReady"}),
+                (Liveness::Suspect, _) => json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown", "message": "the node is suspected: it has not answered lately"}),
+                (Liveness::Down, _) => json!({"type": "Ready", "status": "False", "reason": "NodeDown", "message": "the node was declared dead"}),
+                (Liveness::Alive, Some(why)) => json!({"type": "Ready", "status": "False", "reason": "StateNotPersisted", "message": why}),
             };
-            let capacity = json!({"cpu": format!("{}m", m.capacity.cpu_millis), "memory": m.capacity.memory_bytes.to_string()});
+            let capacity = json!({"cpu": format!("{}m", m.capacity.cpu_millis), "memory": m.capacity.memory_bytes.to_string(), "pods": m.max_pods.to_string()});
             json!({
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": m.name, "labels": m.labels, "annotations": {"weeble.io/api": m.api.to_string(), "weeble.io/peer-id": m.peer_id, "weeble.io/liveness": liveness}},
                 "spec": {},
                 "status": {
-                    "conditions": [{"type": "Ready", "status": ready}],
+                    "conditions": [ready],
                     "addresses": [{"type": "InternalIP", "address": m.p2p.ip().to_string()}],
                     "capacity": capacity, "allocatable": capacity,
                 },

@@ -8,9 +8,9 @@
 
 use crate::membership::MemberId;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use libp2p::core::Transport;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, upgrade::Version};
+use libp2p::core::{ConnectedPoint, Transport};
 use libp2p::multiaddr::Protocol as Ma;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
@@ -21,9 +21,10 @@ use libp2p::{
     yamux,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -127,9 +128,11 @@ impl Network {
         let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
         let peer_id = config.keypair.public().to_peer_id();
         let psk = config.cluster_key.map(PreSharedKey::new);
+        let connected = Connected::default();
+        let marks = connected.clone();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair)
             .with_tokio()
-            .with_other_transport(|key| transport(key, psk).map_err(|e| e.into()))
+            .with_other_transport(|key| transport(key, psk, marks).map_err(|e| e.into()))
             .map_err(|e| setup(&e))?
             .with_behaviour(|key| {
                 let gossip_config = gossipsub::ConfigBuilder::default()
@@ -179,6 +182,8 @@ impl Network {
             checking: HashMap::new(),
             listen: multiaddr(config.listen),
             listening: false,
+            handshake_warnings: Warnings::default(),
+            connected,
         };
         tokio::spawn(actor.run(rx));
         Ok((Network { tx, peer_id }, events_rx))
@@ -230,14 +235,58 @@ fn multiaddr(addr: SocketAddr) -> Multiaddr {
     Multiaddr::empty().with(ip).with(Ma::Tcp(addr.port()))
 }
 
+/// Addresses this node dialled whose TCP connection was made, noted until the dial ends: a
+/// dial that fails after that failed in its handshake.
+#[derive(Clone, Default)]
+struct Connected(Arc<Mutex<BTreeSet<Multiaddr>>>);
+
+impl Connected {
+    /// Addresses noted at most; past it, the notes start over.
+    const CAPACITY: usize = 1024;
+
+    fn note(&self, endpoint: &ConnectedPoint) {
+        if let ConnectedPoint::Dialer { address, .. } = endpoint {
+            let mut set = self.0.lock().expect("never poisoned");
+            if set.len() >= Self::CAPACITY {
+                set.clear();
+            }
+            set.insert(without_peer(address));
+        }
+    }
+
+    /// Whether a dial to `address` had made its TCP connection (and forgets it).
+    fn take(&self, address: &Multiaddr) -> bool {
+        self.0
+            .lock()
+            .expect("never poisoned")
+            .remove(&without_peer(address))
+    }
+}
+
+/// `address` without its `/p2p/...` part.
+fn without_peer(address: &Multiaddr) -> Multiaddr {
+    address
+        .iter()
+        .filter(|p| !matches!(p, Ma::P2p(_)))
+        .collect()
+}
+
 /// TCP, then (with a cluster key) the pre-shared-key handshake, then noise and yamux. The
 /// timeout bounds dials to nodes with another key, whose handshake would otherwise hang.
+/// Each dial's TCP connection is noted in `connected`, so that a dial that fails later is
+/// known to have failed in its handshake (another key), not on the way (a partition).
 fn transport(
     key: &identity::Keypair,
     psk: Option<PreSharedKey>,
+    connected: Connected,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
     let noise = noise::Config::new(key)?;
-    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true)).and_then(
+        move |socket, endpoint| {
+            connected.note(&endpoint);
+            futures::future::ready(Ok::<_, io::Error>(socket))
+        },
+    );
     let timeout = Duration::from_secs(5);
     Ok(match psk {
         Some(psk) => tcp
@@ -273,6 +322,36 @@ struct NetworkActor {
     /// with its network down (its address not configured yet) keeps trying.
     listen: Multiaddr,
     listening: bool,
+    /// Addresses whose failed handshakes were logged lately.
+    handshake_warnings: Warnings,
+    /// Dialled addresses whose TCP connection was made (see [`Connected`]).
+    connected: Connected,
+}
+
+/// At most one warning per address a minute: a node with the wrong key retries every second.
+#[derive(Default)]
+struct Warnings(BTreeMap<String, tokio::time::Instant>);
+
+impl Warnings {
+    const EVERY: Duration = Duration::from_secs(60);
+    /// Addresses remembered at most; past it, the oldest memories are dropped.
+    const CAPACITY: usize = 1024;
+
+    /// Whether a warning about `addr` is due now (and if so, it counts as given).
+    fn first(&mut self, addr: &str) -> bool {
+        let now = tokio::time::Instant::now();
+        if self.0.get(addr).is_some_and(|&at| now < at + Self::EVERY) {
+            return false;
+        }
+        if self.0.len() >= Self::CAPACITY {
+            self.0.retain(|_, &mut at| now < at + Self::EVERY);
+            if self.0.len() >= Self::CAPACITY {
+                self.0.clear();
+            }
+        }
+        self.0.insert(addr.to_owned(), now);
+        true
+    }
 }
 
 impl NetworkActor {
@@ -418,6 +497,7 @@ impl NetworkActor {
                 connection_id,
                 ..
             } => {
+                self.connected.take(endpoint.get_remote_address());
                 debug!(%peer_id, "connected");
                 self.dialling.remove(&connection_id);
                 self.checking.remove(&connection_id);
@@ -439,6 +519,11 @@ impl NetworkActor {
             } => {
                 debug!(?peer_id, %error, "dial failed");
                 if let Some(addr) = self.dialling.remove(&connection_id) {
+                    if self.connected.take(&addr)
+                        && self.handshake_warnings.first(&addr.to_string())
+                    {
+                        warn!(peer = %addr, %error, "cannot connect to the peer: the handshake failed. Do both nodes have the same --cluster-key (or both none)?");
+                    }
                     self.waiting_for_dial.remove(&addr);
                 }
                 if let Some((member, attempt)) = self.checking.remove(&connection_id) {
@@ -460,6 +545,13 @@ impl NetworkActor {
                         _ => {}
                     }
                 }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } if self.handshake_warnings.first(&send_back_addr.to_string()) => {
+                warn!(from = %send_back_addr, %error, "a connection from a peer failed its handshake: a node with another --cluster-key (or none) trying to join?");
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,

@@ -292,6 +292,7 @@ impl StoreActor {
         result: Result<T, StateError>,
         before: &[ChangeHash],
     ) -> Result<T, StoreError> {
+        let mut wrote = false;
         let saved = result.map_err(StoreError::from).and_then(|value| {
             let chunk = self.state.save_incremental();
             if !chunk.is_empty() {
@@ -299,14 +300,17 @@ impl StoreActor {
                     path: self.path.clone(),
                     source,
                 })?;
+                wrote = true;
             }
             Ok(value)
         });
         match &saved {
-            Ok(_) => {
+            // Only a write that reached the disk says the disk takes writes again.
+            Ok(_) if wrote => {
                 self.failing
                     .send_if_modified(|failing| failing.take().is_some());
             }
+            Ok(_) => {}
             Err(e) => {
                 if let StoreError::Disk { .. } = e {
                     warn!(error = %e, "a change could not be persisted: refused, and undone");
@@ -322,12 +326,14 @@ impl StoreActor {
     }
 
     /// Forgets whatever changed since `before`, and every peer's sync progress (which may
-    /// count on the forgotten changes).
+    /// count on the forgotten changes): each peer is asked to send again what it sent.
     fn undo(&mut self, before: &[ChangeHash]) {
         if self.state.heads() == before {
             return;
         }
-        self.peers.clear();
+        for sync in self.peers.values_mut() {
+            sync.ask_for_resend();
+        }
         if let Err(e) = self.state.rollback(before, ActorId::random()) {
             // The heads are the document's own: forking at them cannot fail.
             warn!(error = %e, "rolling back a change that was not persisted failed");

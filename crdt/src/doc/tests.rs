@@ -218,3 +218,54 @@ fn a_rolled_back_write_leaves_no_trace_in_the_document_its_saves_or_its_peers() 
     assert_eq!(loaded.snapshot(), a.snapshot());
     assert_eq!(image(&mut loaded), "nginx");
 }
+
+/// Runs sync rounds between `a` and `b` on their given states until both are quiet (true),
+/// or for 20 rounds (false).
+fn sync_with_states(
+    a: &mut DesiredState,
+    sa: &mut PeerSync,
+    b: &mut DesiredState,
+    sb: &mut PeerSync,
+) -> bool {
+    for _ in 0..20 {
+        let ab = a.sync_message(sa);
+        let ba = b.sync_message(sb);
+        if ab.is_none() && ba.is_none() {
+            return true;
+        }
+        if let Some(m) = ab {
+            b.receive_sync(sb, &m).unwrap();
+        }
+        if let Some(m) = ba {
+            a.receive_sync(sa, &m).unwrap();
+        }
+    }
+    false
+}
+
+#[test]
+fn a_node_that_rolled_back_a_received_change_gets_it_again_by_asking_for_a_resend() {
+    for (resend, arrives) in [(true, true), (false, false)] {
+        let (mut a, mut b) = (peer(1), peer(2));
+        let (mut sa, mut sb) = (PeerSync::default(), PeerSync::default());
+        assert!(sync_with_states(&mut a, &mut sa, &mut b, &mut sb));
+        b.apply(&talk_deployment("nginx")).unwrap();
+        a.save_incremental();
+        let before = a.heads();
+        let m = b.sync_message(&mut sb).unwrap();
+        a.receive_sync(&mut sa, &m).unwrap();
+        assert_ne!(a.heads(), before, "the change arrived");
+        // It could not be persisted: undone, and the sync with b started over.
+        a.rollback(&before, ActorId::from([3; 16])).unwrap();
+        if resend {
+            sa.ask_for_resend();
+        } else {
+            sa = PeerSync::default();
+        }
+        // Without the resend, `b` believes `a` has the change and never sends it again: the
+        // two talk on without settling.
+        let settled = sync_with_states(&mut a, &mut sa, &mut b, &mut sb);
+        let got = a.snapshot().deployments.contains_key(&key());
+        assert_eq!((settled, got), (arrives, arrives), "resend asked: {resend}");
+    }
+}
