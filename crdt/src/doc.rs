@@ -18,7 +18,8 @@ use crate::model::*;
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{
-    ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value,
+    ActorId, AutoCommit, ChangeHash, ObjId, ObjType, PatchAction, Prop, ROOT, ReadDoc, ScalarValue,
+    Value,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -98,6 +99,14 @@ impl std::fmt::Debug for DesiredState {
 
 fn root_key(kind: Kind, key: &ObjectKey) -> String {
     format!("{}/{}/{}", kind_prefix(kind), key.namespace, key.name)
+}
+
+/// The kind prefix and the key of an object's root key; `None` for other root keys (the
+/// schema marker).
+fn parse_root(root: &str) -> Option<(&str, ObjectKey)> {
+    let (prefix, rest) = root.split_once('/')?;
+    let (namespace, name) = rest.split_once('/')?;
+    Some((prefix, ObjectKey::new(namespace, name)))
 }
 
 fn kind_prefix(kind: Kind) -> &'static str {
@@ -303,34 +312,73 @@ impl DesiredState {
 
     /// Reads every object out of the document.
     pub fn snapshot(&mut self) -> Snapshot {
-        let mut heads: Vec<String> = self.heads().iter().map(|h| h.to_string()).collect();
-        heads.sort();
-        let mut snapshot = Snapshot {
-            heads,
-            ..Snapshot::default()
-        };
+        let mut snapshot = Snapshot::default();
         for root in self.doc.keys(ROOT) {
-            let Some((prefix, rest)) = root.split_once('/') else {
-                continue;
-            };
-            let Some((namespace, name)) = rest.split_once('/') else {
-                continue;
-            };
-            let key = ObjectKey::new(namespace, name);
-            let read = match prefix {
-                "deployments" => self
-                    .read_deployment(&root, key.clone())
-                    .map(|d| drop(snapshot.deployments.insert(key, d))),
-                "services" => self
-                    .read_service(&root, key.clone())
-                    .map(|s| drop(snapshot.services.insert(key, s))),
-                _ => Err(format!("unknown kind prefix {prefix:?}")),
-            };
-            if let Err(why) = read {
-                snapshot.unreadable.push(format!("{root}: {why}"));
+            self.read_root(&mut snapshot, &root);
+        }
+        snapshot.heads = self.sorted_heads();
+        snapshot
+    }
+
+    /// Brings `snapshot`, read when the document's heads were `before`, up to date: only
+    /// the objects that changed since are read again, so a write costs what it changed, not
+    /// what the document holds.
+    pub fn refresh(&mut self, snapshot: &mut Snapshot, before: &[ChangeHash]) {
+        let after = self.doc.get_heads();
+        let changed: std::collections::BTreeSet<String> = self
+            .doc
+            .diff(before, &after)
+            .into_iter()
+            .filter_map(|patch| match (patch.path.first(), patch.action) {
+                (Some((_, Prop::Map(root))), _) => Some(root.clone()),
+                (None, PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key }) => {
+                    Some(key)
+                }
+                _ => None,
+            })
+            .collect();
+        for root in changed {
+            snapshot
+                .unreadable
+                .retain(|entry| !entry.starts_with(&format!("{root}: ")));
+            if let Some((kind, key)) = parse_root(&root) {
+                match kind {
+                    "deployments" => drop(snapshot.deployments.remove(&key)),
+                    "services" => drop(snapshot.services.remove(&key)),
+                    _ => {}
+                }
+            }
+            if self.doc.get(ROOT, &root).ok().flatten().is_some() {
+                self.read_root(snapshot, &root);
             }
         }
-        snapshot
+        snapshot.heads = self.sorted_heads();
+    }
+
+    /// The heads as hex strings, sorted.
+    fn sorted_heads(&mut self) -> Vec<String> {
+        let mut heads: Vec<String> = self.heads().iter().map(|h| h.to_string()).collect();
+        heads.sort();
+        heads
+    }
+
+    /// Reads the object at root key `root` into `snapshot` (or notes why it cannot).
+    fn read_root(&self, snapshot: &mut Snapshot, root: &str) {
+        let Some((prefix, key)) = parse_root(root) else {
+            return;
+        };
+        let read = match prefix {
+            "deployments" => self
+                .read_deployment(root, key.clone())
+                .map(|d| drop(snapshot.deployments.insert(key, d))),
+            "services" => self
+                .read_service(root, key.clone())
+                .map(|s| drop(snapshot.services.insert(key, s))),
+            _ => Err(format!("unknown kind prefix {prefix:?}")),
+        };
+        if let Err(why) = read {
+            snapshot.unreadable.push(format!("{root}: {why}"));
+        }
     }
 
     fn read_deployment(&self, root: &str, key: ObjectKey) -> Result<Deployment, String> {

@@ -320,7 +320,10 @@ impl StoreActor {
             }
         }
         if self.state.heads() != before {
-            self.snapshot.send_replace(Arc::new(self.state.snapshot()));
+            // Only the objects that changed are read again.
+            let mut next = Snapshot::clone(&self.snapshot.borrow());
+            self.state.refresh(&mut next, before);
+            self.snapshot.send_replace(Arc::new(next));
         }
         saved
     }

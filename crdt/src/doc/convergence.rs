@@ -1,9 +1,11 @@
 //! Property test: 3 to 5 replicas make random writes and exchange sync messages in random
 //! order, with duplicates and drops (a drop resets the link, as a reconnect does), and then
-//! converge to identical heads and identical state, which is the union of every write.
+//! converge to identical heads and identical state, which is the union of every write. Each
+//! peer also keeps a snapshot brought up to date by `refresh` after every change, which must
+//! end equal to a snapshot read whole.
 
 use super::tests::talk_deployment;
-use super::{ActorId, DesiredState, Kind, Object, ObjectKey, PeerSync};
+use super::{ActorId, ChangeHash, DesiredState, Kind, Object, ObjectKey, PeerSync, Snapshot};
 use proptest::prelude::*;
 use std::collections::VecDeque;
 
@@ -67,6 +69,8 @@ struct Cluster {
     links: Vec<Vec<PeerSync>>,
     /// `wire[i][j]`: messages from i to j not yet delivered.
     wire: Vec<Vec<VecDeque<Vec<u8>>>>,
+    /// Per peer: its snapshot kept up to date by `refresh`, and the heads it was read at.
+    views: Vec<(Snapshot, Vec<ChangeHash>)>,
 }
 
 impl Cluster {
@@ -81,7 +85,15 @@ impl Cluster {
             wire: (0..n)
                 .map(|_| (0..n).map(|_| VecDeque::new()).collect())
                 .collect(),
+            views: (0..n).map(|_| Default::default()).collect(),
         }
+    }
+
+    /// Brings peer `peer`'s kept snapshot up to date with its document.
+    fn refresh(&mut self, peer: usize) {
+        let (view, heads) = &mut self.views[peer];
+        self.docs[peer].refresh(view, heads);
+        *heads = self.docs[peer].heads();
     }
 
     fn write(&mut self, peer: usize, w: &Write) {
@@ -104,12 +116,14 @@ impl Cluster {
             Write::Scale { name, replicas } => doc.scale(&key(name), replicas),
             Write::Delete { name } => doc.delete(Kind::Deployment, &key(name)),
         };
+        self.refresh(peer);
     }
 
     fn receive(&mut self, from: usize, to: usize, message: &[u8]) {
         self.docs[to]
             .receive_sync(&mut self.links[to][from], message)
             .expect("valid message");
+        self.refresh(to);
     }
 
     fn step(&mut self, step: &Step) {
@@ -203,6 +217,9 @@ proptest! {
             want.sort();
             prop_assert_eq!(heads, want);
             prop_assert_eq!(&doc.snapshot(), &expected);
+        }
+        for (view, _) in &cluster.views {
+            prop_assert_eq!(view, &expected);
         }
     }
 }
