@@ -47,7 +47,11 @@ impl Client {
     }
 
     pub fn put_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let response = self.agent.put(&self.url(path)).send_json(body);
+        let response = self
+            .agent
+            .put(&self.url(path))
+            .content_type("application/json")
+            .send(body.to_string());
         self.json(path, response)
     }
 

@@ -3,6 +3,13 @@
 //!
 //! Reads come from this node's view: deployments and services from the desired state, pods
 //! from placement joined with the status their nodes gossip, nodes from membership.
+//!
+//! Every request passes the browser checks of [`guard`]; the connections are bounded by
+//! [`listen`]; every error, including the framework's own (unknown path, wrong method, body
+//! too large), is a `Status` object.
+
+pub mod guard;
+pub mod listen;
 
 use crate::agent::{Agent, View};
 use crate::membership::Liveness;
@@ -11,8 +18,9 @@ use crate::runtime::{ContainerRuntime, LABEL_POD, RuntimeError};
 use crate::services::PortEndpoints;
 use crate::status::{Phase, PodStatus, StatusTable};
 use crate::store::StoreError;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -20,6 +28,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use weeble_crdt::echo::clip_to;
 use weeble_crdt::{
     Deployment, Kind, ObjectKey, Probe, ProbeAction, Service, StateError, TargetPort,
     parse_manifests,
@@ -32,18 +42,44 @@ struct Api<R> {
     runtime: R,
 }
 
+/// How the API is served, beyond its address: connection limits and who may call it.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    pub limits: listen::Limits,
+    /// Host names accepted besides IP literals, `localhost` and the node's name.
+    pub allow_hosts: Vec<String>,
+    /// Origins whose pages may call the API besides the node's own.
+    pub allow_origins: Vec<String>,
+}
+
 /// Serves the API on `addr` until the process ends.
 pub async fn serve<R: ContainerRuntime>(
     addr: SocketAddr,
+    options: ApiOptions,
     agent: Agent,
     runtime: R,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "API listening");
-    axum::serve(listener, router(agent, runtime)).await
+    tracing::info!(%addr, limits = ?options.limits, "API listening");
+    let policy = guard::Policy {
+        node_name: agent.config.name.clone(),
+        allow_hosts: options.allow_hosts,
+        allow_origins: options.allow_origins,
+    };
+    let refusal = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "the node serves {} connections at once; try again",
+            options.limits.max_connections
+        ),
+    )
+    .http_answer();
+    let app = router(agent, runtime, policy);
+    listen::serve(listener, options.limits, app, refusal).await;
+    Ok(())
 }
 
-fn router<R: ContainerRuntime>(agent: Agent, runtime: R) -> Router {
+fn router<R: ContainerRuntime>(agent: Agent, runtime: R, policy: guard::Policy) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/apis/weeble.io/v1/apply", post(apply::<R>))
@@ -87,7 +123,95 @@ fn router<R: ContainerRuntime>(agent: Agent, runtime: R) -> Router {
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log::<R>))
         .route("/api/v1/nodes", get(list_nodes::<R>))
         .route("/api/v1/nodes/{name}", get(get_node::<R>))
+        .fallback(|request: Request| async move {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "the server could not find the requested resource ({})",
+                    what(&request)
+                ),
+            )
+        })
         .with_state(Api { agent, runtime })
+        .layer(middleware::from_fn_with_state(Arc::new(policy), check))
+        .layer(middleware::from_fn(errors_as_status))
+}
+
+/// Refuses a request that [`guard::Policy`] does not allow.
+async fn check(State(policy): State<Arc<guard::Policy>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let text = |name| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("(not text)"))
+    };
+    let verdict = policy.check(
+        request.method(),
+        text(header::HOST),
+        text(header::ORIGIN),
+        text(header::CONTENT_TYPE),
+    );
+    let message = match verdict {
+        Ok(()) => return next.run(request).await,
+        Err(guard::Refusal::Host(host)) => format!(
+            "Host {} is not this node: use its IP address, localhost or its name, \
+             or start the node with --api-allow-host NAME",
+            weeble_crdt::echo::echo(&host)
+        ),
+        Err(guard::Refusal::Origin(origin)) => format!(
+            "requests from pages of origin {} are not allowed; start the node with \
+             --api-allow-origin ORIGIN to allow them",
+            weeble_crdt::echo::echo(&origin)
+        ),
+        Err(guard::Refusal::ContentType(given)) => {
+            let given = given.map_or("none".into(), |g| weeble_crdt::echo::echo(&g));
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "a write needs Content-Type application/yaml or application/json \
+                     (or a patch type kubectl sends), got {given}"
+                ),
+            )
+            .into_response();
+        }
+    };
+    ApiError::new(StatusCode::FORBIDDEN, message).into_response()
+}
+
+/// A request's method and path, for a message (a very long path is cut).
+fn what(request: &Request) -> String {
+    clip_to(
+        &format!("{} {}", request.method(), request.uri().path()),
+        200,
+    )
+}
+
+/// Turns an error answer that is not JSON (the framework's own: unknown path, wrong method,
+/// body too large or not UTF-8) into a `Status` carrying its text.
+async fn errors_as_status(request: Request, next: Next) -> Response {
+    let what = what(&request);
+    let response = next.run(request).await;
+    let is_json = |h: &HeaderMap| {
+        h.get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+    };
+    if response.status().as_u16() < 400 || is_json(response.headers()) {
+        return response;
+    }
+    let code = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    let message = match text.trim() {
+        "" => format!(
+            "{} ({})",
+            code.canonical_reason().unwrap_or("error").to_lowercase(),
+            what
+        ),
+        text => text.to_string(),
+    };
+    ApiError::new(code, message).into_response()
 }
 
 /// A Kubernetes `Status` error: what went wrong, in a form kubectl understands.
@@ -99,22 +223,58 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn not_found(what: impl std::fmt::Display) -> Self {
+    /// An error with the Kubernetes reason that goes with `code`.
+    fn new(code: StatusCode, message: impl Into<String>) -> Self {
+        let reason = match code.as_u16() {
+            400 => "BadRequest",
+            403 => "Forbidden",
+            404 => "NotFound",
+            405 => "MethodNotAllowed",
+            410 => "Expired",
+            413 => "RequestEntityTooLarge",
+            415 => "UnsupportedMediaType",
+            422 => "Invalid",
+            503 => "ServiceUnavailable",
+            500 => "InternalError",
+            _ => "Unknown",
+        };
         ApiError {
-            code: StatusCode::NOT_FOUND,
-            reason: "NotFound",
-            message: format!("{what} not found"),
+            code,
+            reason,
+            message: message.into(),
             causes: vec![],
         }
     }
 
+    /// `what` (such as `Pod default/web-0`) not found; `what` is cut if a client sent a
+    /// very long name.
+    fn not_found(what: impl std::fmt::Display) -> Self {
+        let what = clip_to(&what.to_string(), 160);
+        ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+    }
+
     fn bad_request(message: impl Into<String>) -> Self {
-        ApiError {
-            code: StatusCode::BAD_REQUEST,
-            reason: "BadRequest",
-            message: message.into(),
-            causes: vec![],
-        }
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn body(&self) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Status", "status": "Failure",
+            "message": self.message, "reason": self.reason, "code": self.code.as_u16(),
+            "details": {"causes": self.causes},
+        })
+    }
+
+    /// The whole HTTP/1.1 answer, for a connection that is closed without being served.
+    fn http_answer(&self) -> Vec<u8> {
+        let body = self.body().to_string();
+        format!(
+            "HTTP/1.1 {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            self.code,
+            body.len()
+        )
+        .into_bytes()
     }
 }
 
@@ -124,24 +284,14 @@ impl From<StoreError> for ApiError {
             StoreError::State(StateError::NotFound { kind, key }) => {
                 ApiError::not_found(format!("{kind} {key}"))
             }
-            other => ApiError {
-                code: StatusCode::INTERNAL_SERVER_ERROR,
-                reason: "InternalError",
-                message: other.to_string(),
-                causes: vec![],
-            },
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "apiVersion": "v1", "kind": "Status", "status": "Failure",
-            "message": self.message, "reason": self.reason, "code": self.code.as_u16(),
-            "details": {"causes": self.causes},
-        });
-        (self.code, Json(body)).into_response()
+        (self.code, Json(self.body())).into_response()
     }
 }
 
@@ -158,14 +308,15 @@ fn table<R>(api: &Api<R>) -> std::sync::Arc<StatusTable> {
 /// `POST /apis/weeble.io/v1/apply`: a manifest file (YAML, many documents), all or nothing.
 async fn apply<R: ContainerRuntime>(State(api): State<Api<R>>, body: String) -> Reply {
     let parsed = parse_manifests(&body).map_err(|e| ApiError {
-        code: StatusCode::UNPROCESSABLE_ENTITY,
-        reason: "Invalid",
-        message: format!("manifest rejected, nothing applied:\n{e}"),
         causes: e
             .errors
             .iter()
             .map(|l| json!({"field": l.path, "message": l.to_string()}))
             .collect(),
+        ..ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("manifest rejected, nothing applied:\n{e}"),
+        )
     })?;
     let outcomes = api.agent.store.apply(parsed.objects.clone()).await?;
     api.agent.replicate().await;
@@ -276,7 +427,10 @@ async fn put_scale<R>(
     body: String,
 ) -> Reply {
     let body: ScaleBody = serde_json::from_str(&body).map_err(|e| {
-        ApiError::bad_request(format!("expected {{\"spec\": {{\"replicas\": N}}}}: {e}"))
+        ApiError::bad_request(format!(
+            "expected {{\"spec\": {{\"replicas\": N}}}}: {}",
+            clip_to(&e.to_string(), 200)
+        ))
     })?;
     let max = i64::from(u32::try_from(weeble_crdt::validate::MAX_REPLICAS).unwrap_or(u32::MAX));
     let replicas = u32::try_from(body.spec.replicas)
@@ -405,13 +559,11 @@ async fn pod_log<R: ContainerRuntime>(
             .members
             .iter()
             .find(|(m, _)| m.name == node)
-            .ok_or_else(|| ApiError {
-                code: StatusCode::SERVICE_UNAVAILABLE,
-                reason: "ServiceUnavailable",
-                message: format!(
-                    "pod {ns}/{name} is on node {node:?}, which this node cannot reach"
-                ),
-                causes: vec![],
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("pod {ns}/{name} is on node {node:?}, which this node cannot reach"),
+                )
             })?;
         let location = format!(
             "http://{}/api/v1/namespaces/{ns}/pods/{name}/log?tailLines={}",
@@ -441,12 +593,7 @@ async fn pod_log<R: ContainerRuntime>(
 }
 
 fn runtime_error(e: RuntimeError) -> ApiError {
-    ApiError {
-        code: StatusCode::INTERNAL_SERVER_ERROR,
-        reason: "InternalError",
-        message: e.to_string(),
-        causes: vec![],
-    }
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
 fn nodes<R>(api: &Api<R>) -> Vec<Value> {
