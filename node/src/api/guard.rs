@@ -95,7 +95,8 @@ impl Policy {
 /// literal.
 fn host_name(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
-        return rest.split_once(']').map_or(rest, |(ip, _)| ip);
+        // An unclosed bracket names nothing.
+        return rest.split_once(']').map_or("", |(ip, _)| ip);
     }
     match host.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
