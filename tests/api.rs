@@ -33,7 +33,10 @@ struct Answer {
 
 impl Answer {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            let start: String = self.body.chars().take(300).collect();
+            panic!("{e}: {start}")
+        })
     }
 
     /// Asserts a Kubernetes `Status` failure of `code` and `reason`; returns its message.
@@ -75,10 +78,30 @@ fn request(addr: &str, head: &str, body: &[u8]) -> Answer {
     }
     let reply = String::from_utf8_lossy(&reply).into_owned();
     let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP answer");
+    let head = head.to_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Answer {
         code: head[9..12].parse().unwrap(),
-        head: head.to_lowercase(),
-        body: body.to_string(),
+        head,
+        body,
+    }
+}
+
+/// The body of a chunked answer: each chunk is its size in hex, CRLF, its bytes, CRLF.
+fn dechunk(mut chunked: &str) -> String {
+    let mut body = String::new();
+    loop {
+        let (size, rest) = chunked.split_once("\r\n").expect("a chunk size");
+        let size = usize::from_str_radix(size, 16).expect("a hex size");
+        if size == 0 {
+            return body;
+        }
+        body.push_str(&rest[..size]);
+        chunked = &rest[size + 2..];
     }
 }
 
@@ -352,4 +375,105 @@ fn connections_are_capped_and_stalled_ones_closed() {
         (Duration::from_millis(1500)..Duration::from_secs(5)).contains(&after),
         "{after:?}"
     );
+}
+
+/// The resident memory of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        / 1024
+}
+
+#[test]
+fn pod_reads_cost_what_they_return_not_every_replica() {
+    let ip = "127.0.0.124";
+    let Some(cluster) = node("api-pods", ip, &[]) else {
+        return;
+    };
+    let addr = format!("{ip}:17070");
+    let get = |path: &str| request(&addr, &format!("GET {path} HTTP/1.1\r\nHost: {ip}"), b"");
+    // 30,000 replicas placed nowhere: 16 MB of pods as JSON.
+    let manifest = DEPLOYMENT
+        .replace("replicas: 0", "replicas: 30000")
+        .replace(
+            "    spec:\n",
+            "    spec:\n      nodeSelector: {nowhere: \"true\"}\n",
+        );
+    let answer = request(
+        &addr,
+        &apply_head(ip, "\r\nContent-Type: application/yaml"),
+        manifest.as_bytes(),
+    );
+    assert_eq!(answer.code, 200, "{}", answer.body);
+
+    // Pages of 500 that follow each other, the last with no token.
+    let first = wait_for("the pods in the view", Duration::from_secs(10), || {
+        let page = get("/api/v1/pods?limit=500").json();
+        (page["items"].as_array().unwrap().len() == 500).then_some(page)
+    });
+    let names = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&first).len(), 500);
+    assert_eq!(names(&first)[499], "idle-499");
+    let token = first["metadata"]["continue"].as_str().unwrap();
+    let second = get(&format!(
+        "/api/v1/namespaces/default/pods?limit=500&continue={token}"
+    ))
+    .json();
+    assert_eq!(names(&second)[0], "idle-500");
+    let last = get("/api/v1/pods?limit=500&continue=default/idle/29499").json();
+    assert_eq!(names(&last).len(), 500);
+    assert_eq!(last["metadata"], serde_json::json!({}), "nothing follows");
+    for bad in ["nonsense", "default/idle/x", "default/idle", "a%20b/c/1"] {
+        let message =
+            get(&format!("/api/v1/pods?limit=5&continue={bad}")).status(400, "BadRequest");
+        assert!(message.contains("continue token"), "{message}");
+    }
+    get("/api/v1/pods?limit=many").status(400, "BadRequest");
+
+    // One pod and one deployment, found directly.
+    let start = Instant::now();
+    let pod = get("/api/v1/namespaces/default/pods/idle-29999").json();
+    assert_eq!(pod["status"]["reason"], "Unschedulable", "{pod}");
+    let deployment = get("/apis/apps/v1/namespaces/default/deployments/idle").json();
+    assert_eq!(deployment["status"]["replicas"], 30000);
+    assert_eq!(deployment["status"]["readyReplicas"], 0);
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    for missing in ["idle-30000", "idle-01", "idle-", "idle", "other-1"] {
+        get(&format!("/api/v1/namespaces/default/pods/{missing}")).status(404, "NotFound");
+    }
+
+    // The whole list at once, streamed: the node's memory hardly moves.
+    let pid = cluster.nodes[0].child.id();
+    let before = rss_mib(pid);
+    let all = get("/api/v1/pods");
+    assert_eq!(all.code, 200);
+    assert!(all.body.len() > 10 << 20, "{} bytes", all.body.len());
+    assert_eq!(names(&all.json()).len(), 30000);
+    let after = rss_mib(pid);
+    assert!(
+        after < before + 100,
+        "RSS {before} MiB before, {after} MiB after"
+    );
+
+    // The CLI reads the list in pages (one answer would pass its 10 MB limit).
+    let out = weeble(&["--server", &cluster.server(0), "get", "pods", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 30000);
 }
