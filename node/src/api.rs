@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::ops::Bound;
 use std::sync::Arc;
-use weeble_crdt::echo::clip_to;
+use weeble_crdt::echo::{clip_to, echo};
 use weeble_crdt::{
     Deployment, Kind, ObjectKey, Probe, ProbeAction, Service, StateError, TargetPort,
     parse_manifests,
@@ -159,15 +159,15 @@ async fn check(State(policy): State<Arc<guard::Policy>>, request: Request, next:
         Err(guard::Refusal::Host(host)) => format!(
             "Host {} is not this node: use its IP address, localhost or its name, \
              or start the node with --api-allow-host NAME",
-            weeble_crdt::echo::echo(&host)
+            echo(&host)
         ),
         Err(guard::Refusal::Origin(origin)) => format!(
             "requests from pages of origin {} are not allowed; start the node with \
              --api-allow-origin ORIGIN to allow them",
-            weeble_crdt::echo::echo(&origin)
+            echo(&origin)
         ),
         Err(guard::Refusal::ContentType(given)) => {
-            let given = given.map_or("none".into(), |g| weeble_crdt::echo::echo(&g));
+            let given = given.map_or("none".into(), |g| echo(&g));
             return ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
@@ -233,7 +233,6 @@ impl ApiError {
             403 => "Forbidden",
             404 => "NotFound",
             405 => "MethodNotAllowed",
-            410 => "Expired",
             413 => "RequestEntityTooLarge",
             415 => "UnsupportedMediaType",
             422 => "Invalid",
