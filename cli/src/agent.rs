@@ -9,6 +9,8 @@ use std::time::Duration;
 use weeble_crdt::quantity::{RawQuantity, cpu_millis, memory_bytes};
 use weeble_crdt::{Labels, ResourceAmounts};
 use weeble_node::agent::{self, NodeConfig};
+use weeble_node::api::ApiOptions;
+use weeble_node::api::listen::{Limits, raise_open_files_limit};
 use weeble_node::membership::Detection;
 use weeble_node::runtime::{demo, docker::Docker};
 
@@ -38,6 +40,25 @@ pub struct NodeArgs {
     /// Address of the HTTP API.
     #[arg(long, default_value = "127.0.0.1:7070")]
     api: SocketAddr,
+    /// API connections served at once; one more is answered 503 and closed.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    api_max_connections: usize,
+    /// How long an API client has to send a request's headers, and how long an idle
+    /// kept-alive connection is kept (default 10s).
+    #[arg(long, value_parser = parse_duration)]
+    api_header_timeout: Option<Duration>,
+    /// How long an API request may go with no byte moving either way (a body that stalls,
+    /// a client that stops reading; default 60s).
+    #[arg(long, value_parser = parse_duration)]
+    api_idle_timeout: Option<Duration>,
+    /// A host name the API answers to besides IP addresses, localhost and the node's name
+    /// (requests naming another Host are refused, against DNS rebinding); repeat for several.
+    #[arg(long = "api-allow-host")]
+    api_allow_hosts: Vec<String>,
+    /// An origin (`http://dashboard:8080`) whose web pages may call the API (requests from
+    /// other pages are refused); repeat for several.
+    #[arg(long = "api-allow-origin")]
+    api_allow_origins: Vec<String>,
     /// Any peer's --p2p address; repeat for several. No peer is special.
     #[arg(long)]
     join: Vec<SocketAddr>,
@@ -192,6 +213,23 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    if args.api_max_connections == 0 {
+        bail!("--api-max-connections must be at least 1");
+    }
+    match raise_open_files_limit() {
+        Ok(limit) => tracing::info!(limit, "open files"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the limit on open files"),
+    }
+    let defaults = Limits::default();
+    let api_options = ApiOptions {
+        limits: Limits {
+            max_connections: args.api_max_connections,
+            header_timeout: args.api_header_timeout.unwrap_or(defaults.header_timeout),
+            idle_timeout: args.api_idle_timeout.unwrap_or(defaults.idle_timeout),
+        },
+        allow_hosts: args.api_allow_hosts,
+        allow_origins: args.api_allow_origins,
+    };
     let mut config = NodeConfig::new(args.name, args.data_dir, args.p2p, args.api);
     config.join = args.join;
     config.publish_ip = args.publish_ip;
@@ -223,7 +261,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         let api = config.api;
         let node = agent::start(config, docker.clone()).await?;
         tokio::select! {
-            served = weeble_node::api::serve(api, node, docker) => served.with_context(|| format!("serving the API on {api}")),
+            served = weeble_node::api::serve(api, api_options, node, docker) => served.with_context(|| format!("serving the API on {api}")),
             _ = shutdown() => {
                 tracing::info!("stopping; containers keep running and are adopted at the next start");
                 Ok(())

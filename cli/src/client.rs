@@ -1,8 +1,23 @@
 //! The HTTP client side of the CLI: requests to any node's API, errors turned into messages.
 
-use anyhow::{Context, anyhow};
-use serde_json::Value;
+use anyhow::{Context, anyhow, bail};
+use serde_json::{Value, json};
 use std::time::Duration;
+
+/// How many items the CLI asks for in each page of a list (kubectl's default chunk size).
+pub const PAGE: usize = 500;
+
+/// `text` made safe for a URL's query: bytes other than letters, digits and `-._~/` as `%XX`.
+fn query_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
 
 /// A node's API, as `--server` names it.
 pub struct Client {
@@ -28,6 +43,39 @@ impl Client {
         self.json(path, response)
     }
 
+    /// Every item of the list at `path`, fetched in pages of [`PAGE`] items as kubectl does
+    /// (so no answer grows with the cluster), as one list.
+    pub fn list(&self, path: &str) -> anyhow::Result<Value> {
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = format!("{path}?limit={PAGE}");
+            if let Some(token) = &token {
+                url = format!("{url}&continue={}", query_encode(token));
+            }
+            let mut page = self.get(&url)?;
+            if let Value::Array(more) = page["items"].take() {
+                items.extend(more);
+            }
+            let next = page["metadata"]["continue"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if next.is_some() && next == token {
+                bail!(
+                    "the node at {} answered {path} with the same page twice",
+                    self.base
+                );
+            }
+            token = next;
+            if token.is_none() {
+                page["items"] = Value::Array(items);
+                page["metadata"] = json!({});
+                return Ok(page);
+            }
+        }
+    }
+
     pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let response = self.agent.get(&self.url(path)).call();
         let (status, body) = self.read(path, response)?;
@@ -47,7 +95,11 @@ impl Client {
     }
 
     pub fn put_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let response = self.agent.put(&self.url(path)).send_json(body);
+        let response = self
+            .agent
+            .put(&self.url(path))
+            .content_type("application/json")
+            .send(body.to_string());
         self.json(path, response)
     }
 
@@ -96,5 +148,16 @@ impl Client {
             .and_then(|v| v["message"].as_str().map(str::to_string))
             .unwrap_or_else(|| body.trim().to_string());
         anyhow!("{message} (HTTP {status} from {})", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_encoded_for_a_query() {
+        assert_eq!(query_encode("default/web/499"), "default/web/499");
+        assert_eq!(query_encode("a b&c=d%"), "a%20b%26c%3Dd%25");
     }
 }

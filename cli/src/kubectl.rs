@@ -72,7 +72,11 @@ pub fn get(
     name: Option<&str>,
     output: Option<Output>,
 ) -> anyhow::Result<()> {
-    let value = client.get(&resource.path(ns, name))?;
+    let path = resource.path(ns, name);
+    let value = match name {
+        Some(_) => client.get(&path)?,
+        None => client.list(&path)?,
+    };
     match output {
         Some(Output::Json) => println!("{}", serde_json::to_string_pretty(&value)?),
         Some(Output::Yaml) => print!("{}", serde_yaml_ng::to_string(&value)?),
@@ -317,7 +321,7 @@ pub fn describe(client: &Client, ns: &str, resource: Resource, name: &str) -> an
         println!("Status:\n{}", indent(&serde_yaml_ng::to_string(status)?));
     }
     if resource == Resource::Deployments {
-        let pods = client.get(&Resource::Pods.path(ns, None))?;
+        let pods = client.list(&Resource::Pods.path(ns, None))?;
         let key = format!("{ns}/{name}");
         let mine: Vec<Value> = pods["items"]
             .as_array()

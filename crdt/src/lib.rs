@@ -2,6 +2,7 @@
 //! automerge document that every node merges. Pure: no network, no Docker, no clock.
 
 pub mod doc;
+pub mod echo;
 pub mod k8s;
 pub mod manifest;
 pub mod model;

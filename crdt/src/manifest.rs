@@ -3,9 +3,10 @@
 //! All or nothing: one bad document rejects the whole file. Each error names the document
 //! (counting from 1), the object, the field path and, where the YAML parser knows it, the line.
 
+use crate::echo::{clip, clip_to, echo};
 use crate::k8s::{self, TypeMeta};
 use crate::model::{Kind, Object, ObjectKey};
-use crate::validate::{self, Finding, Findings};
+use crate::validate::{self, Finding, Findings, MAX_OBJECT_BYTES};
 use serde::Deserialize;
 use serde_yaml_ng::Deserializer;
 use std::collections::BTreeMap;
@@ -64,6 +65,8 @@ impl fmt::Display for ManifestError {
 
 /// Parses and validates every document of `text`; nothing is returned unless all are valid.
 pub fn parse_manifests(text: &str) -> Result<Parsed, ManifestError> {
+    // A byte order mark some editors write; kubectl accepts it too.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut objects = Vec::new();
@@ -103,7 +106,7 @@ pub fn parse_manifests(text: &str) -> Result<Parsed, ManifestError> {
             .get("metadata")
             .and_then(|m| m.get("name"))
             .and_then(|n| n.as_str());
-        let label = |kind: &str| Some(format!("{kind} {:?}", name.unwrap_or("?")));
+        let label = |kind: &str| Some(format!("{} {}", clip(kind), echo(name.unwrap_or("?"))));
         let mut findings = Findings::default();
         let object = match type_meta.kind.as_deref() {
             Some("Deployment") => strict::<k8s::DeploymentManifest>(typed)
@@ -114,7 +117,8 @@ pub fn parse_manifests(text: &str) -> Result<Parsed, ManifestError> {
                 "kind".to_string(),
                 None,
                 format!(
-                    "unknown kind {other:?}: Weeble supports Deployment (apps/v1) and Service (v1)"
+                    "unknown kind {}: Weeble supports Deployment (apps/v1) and Service (v1)",
+                    echo(other)
                 ),
             )),
             None => Err((
@@ -134,6 +138,16 @@ pub fn parse_manifests(text: &str) -> Result<Parsed, ManifestError> {
                 errors.extend(findings.errors.into_iter().map(locate));
             }
             Ok(object) => {
+                let size = serialized_len(&object);
+                if size > MAX_OBJECT_BYTES {
+                    errors.push(at(
+                        object_label.clone(),
+                        "",
+                        None,
+                        format!("too large: {size} bytes as JSON, at most {MAX_OBJECT_BYTES}"),
+                    ));
+                    continue;
+                }
                 let key = (object.kind(), object.meta().key());
                 if let Some(first) = seen.insert(key.clone(), document) {
                     errors.push(at(
@@ -161,6 +175,23 @@ pub fn parse_manifests(text: &str) -> Result<Parsed, ManifestError> {
     } else {
         Err(ManifestError { errors })
     }
+}
+
+/// How many bytes `object` takes as JSON, counted without keeping them.
+fn serialized_len(object: &Object) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, object).expect("a model object serializes");
+    count.0
 }
 
 /// Deserializes one document strictly, returning (field path, line, message) on failure.
@@ -194,5 +225,8 @@ fn describe(e: &serde_yaml_ng::Error, path: &str) -> (Option<usize>, String) {
     {
         message = rest.to_string();
     }
-    (line, message)
+    (line, clip_to(&message, MAX_PARSER_MESSAGE))
 }
+
+/// The longest parser message kept: the parser quotes values and keys it rejects in full.
+const MAX_PARSER_MESSAGE: usize = 512;

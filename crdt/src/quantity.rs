@@ -3,6 +3,7 @@
 //! CPU becomes millicores, memory becomes bytes. The grammar is Kubernetes' own: a decimal
 //! number, then an optional binary suffix (Ki..Ei), decimal suffix (m, k, M..E) or exponent.
 
+use crate::echo::echo;
 use serde::Deserialize;
 
 /// A quantity exactly as written in a manifest; YAML may give it as a string or a number.
@@ -39,7 +40,7 @@ pub fn memory_bytes(raw: &RawQuantity) -> Result<u64, String> {
 
 fn to_whole(value: f64, text: &str) -> Result<u64, String> {
     if !value.is_finite() || value < 0.0 || value > u64::MAX as f64 {
-        return Err(format!("quantity {text:?} is out of range"));
+        return Err(format!("quantity {} is out of range", echo(text)));
     }
     Ok(value.ceil() as u64)
 }
@@ -63,8 +64,9 @@ fn parse(text: &str) -> Result<f64, String> {
     ];
     let bad = || {
         format!(
-            "{text:?} is not a quantity: write a number with an optional suffix \
-             such as 500m, 0.5, 128Mi or 1G"
+            "{} is not a quantity: write a number with an optional suffix \
+             such as 500m, 0.5, 128Mi or 1G",
+            echo(text)
         )
     };
     let digits_end = text
@@ -82,7 +84,7 @@ fn parse(text: &str) -> Result<f64, String> {
     };
     let value: f64 = number.parse().map_err(|_| bad())?;
     if value < 0.0 {
-        return Err(format!("quantity {text:?} must not be negative"));
+        return Err(format!("quantity {} must not be negative", echo(text)));
     }
     Ok(value * multiplier)
 }

@@ -1,6 +1,7 @@
 //! Turns Kubernetes wire shapes into validated model objects, collecting every error and
 //! warning with the field path it belongs to (`spec.template.spec.containers[0].name`).
 
+use crate::echo::{clip, echo};
 use crate::k8s;
 use crate::model::*;
 use crate::quantity::{cpu_millis, memory_bytes};
@@ -11,6 +12,21 @@ use std::collections::BTreeMap;
 pub const MAX_DEPLOYMENT_NAME: usize = 57;
 /// The most replicas one deployment may ask for (pod indexes stay five digits).
 pub const MAX_REPLICAS: i64 = 99_999;
+
+/// The longest image reference, in bytes.
+pub const MAX_IMAGE_BYTES: usize = 4096;
+/// The longest environment variable name, in bytes.
+pub const MAX_ENV_NAME_BYTES: usize = 256;
+/// The longest environment variable value, in bytes.
+pub const MAX_ENV_VALUE_BYTES: usize = 32 * 1024;
+/// The longest item of `command`, `args` or an exec probe's `command`, in bytes.
+pub const MAX_ARG_BYTES: usize = 32 * 1024;
+/// The most items in `command`, `args` or an exec probe's `command`.
+pub const MAX_ARGS: usize = 1024;
+/// The longest `workingDir` or HTTP probe `path`, in bytes.
+pub const MAX_PATH_BYTES: usize = 4096;
+/// The largest object, serialized as JSON (etcd's request limit is of this order).
+pub const MAX_OBJECT_BYTES: usize = 1 << 20;
 
 /// One problem or warning at one field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +72,31 @@ impl Findings {
                 "not supported by Weeble; remove it (ignoring it would change what runs)",
             );
         }
+    }
+}
+
+/// Rejects `value` at `path` if it is longer than `max` bytes: such a value is logged at
+/// every retry and gossiped in status.
+fn capped(path: &str, value: &str, max: usize, f: &mut Findings) {
+    if value.len() > max {
+        f.error(
+            path,
+            format!("too long: {} bytes, at most {max}", value.len()),
+        );
+    }
+}
+
+/// Caps a command line: at most [`MAX_ARGS`] items of at most [`MAX_ARG_BYTES`] each.
+fn argv(path: &str, items: &[String], f: &mut Findings) {
+    if items.len() > MAX_ARGS {
+        f.error(
+            path,
+            format!("too many items: {}, at most {MAX_ARGS}", items.len()),
+        );
+        return;
+    }
+    for (i, item) in items.iter().enumerate() {
+        capped(&format!("{path}[{i}]"), item, MAX_ARG_BYTES, f);
     }
 }
 
@@ -121,15 +162,16 @@ pub fn service(m: k8s::ServiceManifest, f: &mut Findings) -> Service {
         Some(other) => f.error(
             "spec.type",
             format!(
-                "type {other:?} is not supported: Weeble serves every Service as ClusterIP, \
-                 on every node's own address"
+                "type {} is not supported: Weeble serves every Service as ClusterIP, \
+                 on every node's own address",
+                echo(other)
             ),
         ),
     }
     if let Some(affinity) = s.session_affinity.as_deref().filter(|a| *a != "None") {
         f.error(
             "spec.sessionAffinity",
-            format!("{affinity:?} is not supported; use None"),
+            format!("{} is not supported; use None", echo(affinity)),
         );
     }
     f.ignored(
@@ -196,7 +238,10 @@ pub fn service(m: k8s::ServiceManifest, f: &mut Findings) -> Service {
                     if let Some(first) = names.insert(name.clone(), i) {
                         f.error(
                             format!("{path}.name"),
-                            format!("duplicate port name {name:?} (also spec.ports[{first}])"),
+                            format!(
+                                "duplicate port name {} (also spec.ports[{first}])",
+                                echo(name)
+                            ),
                         );
                     }
                 }
@@ -237,7 +282,10 @@ fn api_version(given: Option<&str>, kind: Kind, f: &mut Findings) {
         Some(v) if v == expected => {}
         Some(v) => f.error(
             "apiVersion",
-            format!("{kind} is served as {expected}, not {v:?}: write apiVersion: {expected}"),
+            format!(
+                "{kind} is served as {expected}, not {}: write apiVersion: {expected}",
+                echo(v)
+            ),
         ),
     }
 }
@@ -271,14 +319,17 @@ fn meta(m: k8s::ObjectMeta, kind: Kind, f: &mut Findings) -> Meta {
             Kind::Service => dns1035_label(&name),
         };
         if let Err(why) = checked {
-            f.error("metadata.name", format!("invalid name {name:?}: {why}"));
+            f.error(
+                "metadata.name",
+                format!("invalid name {}: {why}", echo(&name)),
+            );
         }
     }
     let namespace = m.namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
     if let Err(why) = dns1123_label(&namespace, 63) {
         f.error(
             "metadata.namespace",
-            format!("invalid namespace {namespace:?}: {why}"),
+            format!("invalid namespace {}: {why}", echo(&namespace)),
         );
     }
     let labels_map = m.labels.unwrap_or_default();
@@ -318,8 +369,10 @@ fn selector(s: Option<k8s::LabelSelector>, template_labels: &Labels, f: &mut Fin
             f.error(
                 "spec.selector.matchLabels",
                 format!(
-                    "selector {key}={value} does not match the template's labels; \
-                     spec.template.metadata.labels must include it"
+                    "selector {}={} does not match the template's labels; \
+                     spec.template.metadata.labels must include it",
+                    clip(key),
+                    clip(value)
                 ),
             );
         }
@@ -362,7 +415,10 @@ fn strategy(s: Option<k8s::Strategy>, f: &mut Findings) -> Strategy {
         Some(other) => {
             f.error(
                 "spec.strategy.type",
-                format!("unknown strategy {other:?}: use RollingUpdate or Recreate"),
+                format!(
+                    "unknown strategy {}: use RollingUpdate or Recreate",
+                    echo(other)
+                ),
             );
             default_rolling()
         }
@@ -386,7 +442,7 @@ fn int_or_percent(
                 _ => {
                     f.error(
                         path,
-                        format!("{s:?} is not a count or a percentage like 25%"),
+                        format!("{} is not a count or a percentage like 25%", echo(&s)),
                     );
                     IntOrPercent::Percent(default_percent)
                 }
@@ -471,7 +527,10 @@ fn pod_template(t: k8s::PodTemplate, f: &mut Findings) -> PodTemplate {
         Some(other) => {
             f.error(
                 format!("{base}.restartPolicy"),
-                format!("unknown restartPolicy {other:?}: use Always, OnFailure or Never"),
+                format!(
+                    "unknown restartPolicy {}: use Always, OnFailure or Never",
+                    echo(other)
+                ),
             );
             RestartPolicy::Always
         }
@@ -496,8 +555,8 @@ fn pod_template(t: k8s::PodTemplate, f: &mut Findings) -> PodTemplate {
                 f.error(
                     format!("{path}.name"),
                     format!(
-                        "duplicate container name {:?} (also containers[{first}])",
-                        c.name
+                        "duplicate container name {} (also containers[{first}])",
+                        echo(&c.name)
                     ),
                 );
             }
@@ -557,12 +616,20 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
     if let Err(why) = dns1123_label(&c.name, 63) {
         f.error(
             format!("{path}.name"),
-            format!("invalid container name {:?}: {why}", c.name),
+            format!("invalid container name {}: {why}", echo(&c.name)),
         );
     }
     let image = c.image.unwrap_or_default();
     if image.trim().is_empty() {
         f.error(format!("{path}.image"), "required: the image to run");
+    }
+    capped(&format!("{path}.image"), &image, MAX_IMAGE_BYTES, f);
+    let command = c.command.unwrap_or_default();
+    argv(&format!("{path}.command"), &command, f);
+    let args = c.args.unwrap_or_default();
+    argv(&format!("{path}.args"), &args, f);
+    if let Some(dir) = &c.working_dir {
+        capped(&format!("{path}.workingDir"), dir, MAX_PATH_BYTES, f);
     }
     let env = c
         .env
@@ -575,12 +642,14 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
             if let Err(why) = env_name(&e.name) {
                 f.error(
                     format!("{here}.name"),
-                    format!("invalid variable name {:?}: {why}", e.name),
+                    format!("invalid variable name {}: {why}", echo(&e.name)),
                 );
             }
+            let value = e.value.unwrap_or_default();
+            capped(&format!("{here}.value"), &value, MAX_ENV_VALUE_BYTES, f);
             EnvVar {
                 name: e.name,
-                value: e.value.unwrap_or_default(),
+                value,
             }
         })
         .collect();
@@ -620,8 +689,8 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
     Container {
         name: c.name,
         image,
-        command: c.command.unwrap_or_default(),
-        args: c.args.unwrap_or_default(),
+        command,
+        args,
         env,
         ports,
         resources: resources.unwrap_or_default(),
@@ -696,13 +765,14 @@ fn probe(
         if let Some(scheme) = h.scheme.filter(|s| s != "HTTP") {
             f.error(
                 format!("{here}.scheme"),
-                format!("scheme {scheme:?} is not supported: only HTTP"),
+                format!("scheme {} is not supported: only HTTP", echo(&scheme)),
             );
         }
         let request_path = h.path.unwrap_or_else(|| "/".into());
         if !request_path.starts_with('/') {
             f.error(format!("{here}.path"), "must start with '/'");
         }
+        capped(&format!("{here}.path"), &request_path, MAX_PATH_BYTES, f);
         actions.push(ProbeAction::HttpGet {
             port: probe_port(format!("{here}.port"), h.port, ports, f),
             path: request_path,
@@ -723,6 +793,7 @@ fn probe(
                 "required: the command to run",
             );
         }
+        argv(&format!("{path}.exec.command"), &command, f);
         actions.push(ProbeAction::Exec { command });
     }
     if actions.len() != 1 {
@@ -825,7 +896,7 @@ fn protocol(path: &str, given: Option<&str>, f: &mut Findings) -> Protocol {
         Some(other) => {
             f.error(
                 path,
-                format!("protocol {other:?} is not supported: use TCP or UDP"),
+                format!("protocol {} is not supported: use TCP or UDP", echo(other)),
             );
             Protocol::Tcp
         }
@@ -836,14 +907,14 @@ fn labels(path: &str, labels: &Labels, f: &mut Findings) {
     for (key, value) in labels {
         if let Err(why) = label_key(key) {
             f.error(
-                format!("{path}.{key}"),
-                format!("invalid label key {key:?}: {why}"),
+                format!("{path}.{}", clip(key)),
+                format!("invalid label key {}: {why}", echo(key)),
             );
         }
         if let Err(why) = label_value(value) {
             f.error(
-                format!("{path}.{key}"),
-                format!("invalid label value {value:?}: {why}"),
+                format!("{path}.{}", clip(key)),
+                format!("invalid label value {}: {why}", echo(value)),
             );
         }
     }
@@ -888,7 +959,8 @@ fn label_key(key: &str) -> Result<(), String> {
                     .all(|part| dns1123_label(part, 63).is_ok());
             if !subdomain_ok {
                 return Err(format!(
-                    "prefix {prefix:?} must be a DNS subdomain such as example.com"
+                    "prefix {} must be a DNS subdomain such as example.com",
+                    echo(prefix)
                 ));
             }
             name
@@ -936,8 +1008,9 @@ fn port_name(path: &str, name: &str, f: &mut Findings) {
         f.error(
             path,
             format!(
-                "invalid port name {name:?}: at most 15 lower-case letters, digits and single \
-                 '-', with at least one letter (e.g. 'http')"
+                "invalid port name {}: at most 15 lower-case letters, digits and single \
+                 '-', with at least one letter (e.g. 'http')",
+                echo(name)
             ),
         );
     }
@@ -946,9 +1019,12 @@ fn port_name(path: &str, name: &str, f: &mut Findings) {
 fn env_name(name: &str) -> Result<(), String> {
     let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.';
     let starts = name.bytes().next().is_some_and(|b| !b.is_ascii_digit());
-    if starts && name.bytes().all(ok) {
+    if starts && name.len() <= MAX_ENV_NAME_BYTES && name.bytes().all(ok) {
         Ok(())
     } else {
-        Err("must be letters, digits, '_', '-' or '.', not starting with a digit".into())
+        Err(format!(
+            "must be at most {MAX_ENV_NAME_BYTES} letters, digits, '_', '-' or '.', \
+             not starting with a digit"
+        ))
     }
 }

@@ -373,3 +373,132 @@ fn probes_are_read_with_kubernetes_defaults_and_their_mistakes_are_named() {
         );
     }
 }
+
+#[test]
+fn a_byte_order_mark_before_the_file_is_ignored() {
+    let parsed = parse_manifests(&format!("\u{feff}{TALK}")).expect("kubectl accepts a BOM too");
+    assert_eq!(parsed.objects.len(), 2);
+}
+
+/// A deployment in block style whose container's `image: nginx` line is `replace`.
+fn talk_container(replace: &str) -> String {
+    "kind: Deployment
+metadata:
+  name: nginx
+spec:
+  replicas: 3
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      containers:
+      - name: nginx
+        image: nginx
+"
+    .replacen("image: nginx", replace, 1)
+}
+
+fn errors_of(text: &str) -> Vec<String> {
+    parse_manifests(text)
+        .expect_err("the file must be rejected")
+        .errors
+        .iter()
+        .map(Located::to_string)
+        .collect()
+}
+
+#[test]
+fn overlong_fields_are_rejected_with_their_path_and_the_cap() {
+    let c = "spec.template.spec.containers[0]";
+    let image = "i".repeat(validate::MAX_IMAGE_BYTES + 1);
+    let arg = "a".repeat(validate::MAX_ARG_BYTES + 1);
+    let value = "v".repeat(validate::MAX_ENV_VALUE_BYTES + 1);
+    let name = "N".repeat(validate::MAX_ENV_NAME_BYTES + 1);
+    let many: Vec<String> = (0..=validate::MAX_ARGS).map(|i| i.to_string()).collect();
+    let cases = [
+        (
+            format!("image: {image}"),
+            format!("{c}.image: too long: 4097 bytes, at most 4096"),
+        ),
+        (
+            format!("image: nginx\n        args: [\"{arg}\"]"),
+            format!("{c}.args[0]: too long: 32769 bytes, at most 32768"),
+        ),
+        (
+            format!("image: nginx\n        command: [\"{arg}\"]"),
+            format!("{c}.command[0]: too long: 32769 bytes, at most 32768"),
+        ),
+        (
+            format!("image: nginx\n        args: [{}]", many.join(",")),
+            format!("{c}.args: too many items: 1025, at most 1024"),
+        ),
+        (
+            format!("image: nginx\n        env: [{{name: A, value: \"{value}\"}}]"),
+            format!("{c}.env[0].value: too long: 32769 bytes, at most 32768"),
+        ),
+        (
+            format!("image: nginx\n        env: [{{name: {name}, value: x}}]"),
+            format!("{c}.env[0].name: invalid variable name"),
+        ),
+    ];
+    for (replace, expected) in cases {
+        let errors = errors_of(&talk_container(&replace));
+        assert!(
+            errors.iter().any(|e| e.contains(&expected)),
+            "expected {expected:?} in {errors:?}"
+        );
+        assert!(errors.iter().all(|e| e.len() < 400), "{errors:?}");
+    }
+}
+
+#[test]
+fn an_object_over_a_megabyte_is_rejected_whole() {
+    // 40 variables of 30 KiB: each is allowed, together they make 1.2 MB.
+    let env: Vec<String> = (0..40)
+        .map(|i| format!("{{name: V{i}, value: \"{}\"}}", "x".repeat(30 * 1024)))
+        .collect();
+    let errors = errors_of(&talk_container(&format!(
+        "image: nginx\n        env: [{}]",
+        env.join(",")
+    )));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("document 1 (Deployment \"nginx\"): too large: ")
+            && errors[0].ends_with("bytes as JSON, at most 1048576"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn errors_quote_at_most_64_characters_of_a_value() {
+    let long = "x".repeat(1 << 20);
+    let base = talk_container("image: nginx");
+    let cases = [
+        base.replacen("name: nginx", &format!("name: {long}"), 1),
+        base.replacen("app: nginx", &format!("{long}: nginx"), 1),
+        base.replacen("app: nginx", &format!("app: {long}"), 1),
+        base.replacen("kind: Deployment", &format!("kind: {long}"), 1),
+        base.replacen("replicas: 3", &format!("{long}: 3"), 1),
+        base.replacen("replicas: 3", &format!("replicas: {long}"), 1),
+        base.replacen(
+            "image: nginx",
+            &format!("image: nginx\n        {long}: 1"),
+            1,
+        ),
+    ];
+    for text in cases {
+        let error = parse_manifests(&text).expect_err("rejected").to_string();
+        assert!(
+            error.len() < 2000,
+            "{} bytes: {}",
+            error.len(),
+            &error[..300]
+        );
+        // YAML itself refuses keys over 1024 characters, with a message that quotes nothing.
+        assert!(
+            error.contains(" bytes)") || error.contains("invalid YAML"),
+            "{error}"
+        );
+    }
+}

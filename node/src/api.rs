@@ -3,23 +3,36 @@
 //!
 //! Reads come from this node's view: deployments and services from the desired state, pods
 //! from placement joined with the status their nodes gossip, nodes from membership.
+//!
+//! Every request passes the browser checks of [`guard`]; the connections are bounded by
+//! [`listen`]; every error, including the framework's own (unknown path, wrong method, body
+//! too large), is a `Status` object.
+
+pub mod guard;
+pub mod list;
+pub mod listen;
 
 use crate::agent::{Agent, View};
-use crate::membership::Liveness;
-use crate::placement::Unplaced;
+use crate::membership::{Liveness, MemberId};
+use crate::placement::{ReplicaKey, Unplaced};
 use crate::runtime::{ContainerRuntime, LABEL_POD, RuntimeError};
 use crate::services::PortEndpoints;
 use crate::status::{Phase, PodStatus, StatusTable};
 use crate::store::StoreError;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use list::{PageQuery, Sink};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::ops::Bound;
+use std::sync::Arc;
+use weeble_crdt::echo::{clip_to, echo};
 use weeble_crdt::{
     Deployment, Kind, ObjectKey, Probe, ProbeAction, Service, StateError, TargetPort,
     parse_manifests,
@@ -32,18 +45,44 @@ struct Api<R> {
     runtime: R,
 }
 
+/// How the API is served, beyond its address: connection limits and who may call it.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    pub limits: listen::Limits,
+    /// Host names accepted besides IP literals, `localhost` and the node's name.
+    pub allow_hosts: Vec<String>,
+    /// Origins whose pages may call the API besides the node's own.
+    pub allow_origins: Vec<String>,
+}
+
 /// Serves the API on `addr` until the process ends.
 pub async fn serve<R: ContainerRuntime>(
     addr: SocketAddr,
+    options: ApiOptions,
     agent: Agent,
     runtime: R,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "API listening");
-    axum::serve(listener, router(agent, runtime)).await
+    tracing::info!(%addr, limits = ?options.limits, "API listening");
+    let policy = guard::Policy {
+        node_name: agent.config.name.clone(),
+        allow_hosts: options.allow_hosts,
+        allow_origins: options.allow_origins,
+    };
+    let refusal = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "the node serves {} connections at once; try again",
+            options.limits.max_connections
+        ),
+    )
+    .http_answer();
+    let app = router(agent, runtime, policy);
+    listen::serve(listener, options.limits, app, refusal).await;
+    Ok(())
 }
 
-fn router<R: ContainerRuntime>(agent: Agent, runtime: R) -> Router {
+fn router<R: ContainerRuntime>(agent: Agent, runtime: R, policy: guard::Policy) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/apis/weeble.io/v1/apply", post(apply::<R>))
@@ -87,7 +126,95 @@ fn router<R: ContainerRuntime>(agent: Agent, runtime: R) -> Router {
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log::<R>))
         .route("/api/v1/nodes", get(list_nodes::<R>))
         .route("/api/v1/nodes/{name}", get(get_node::<R>))
+        .fallback(|request: Request| async move {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "the server could not find the requested resource ({})",
+                    what(&request)
+                ),
+            )
+        })
         .with_state(Api { agent, runtime })
+        .layer(middleware::from_fn_with_state(Arc::new(policy), check))
+        .layer(middleware::from_fn(errors_as_status))
+}
+
+/// Refuses a request that [`guard::Policy`] does not allow.
+async fn check(State(policy): State<Arc<guard::Policy>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let text = |name| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("(not text)"))
+    };
+    let verdict = policy.check(
+        request.method(),
+        text(header::HOST),
+        text(header::ORIGIN),
+        text(header::CONTENT_TYPE),
+    );
+    let message = match verdict {
+        Ok(()) => return next.run(request).await,
+        Err(guard::Refusal::Host(host)) => format!(
+            "Host {} is not this node: use its IP address, localhost or its name, \
+             or start the node with --api-allow-host NAME",
+            echo(&host)
+        ),
+        Err(guard::Refusal::Origin(origin)) => format!(
+            "requests from pages of origin {} are not allowed; start the node with \
+             --api-allow-origin ORIGIN to allow them",
+            echo(&origin)
+        ),
+        Err(guard::Refusal::ContentType(given)) => {
+            let given = given.map_or("none".into(), |g| echo(&g));
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "a write needs Content-Type application/yaml or application/json \
+                     (or a patch type kubectl sends), got {given}"
+                ),
+            )
+            .into_response();
+        }
+    };
+    ApiError::new(StatusCode::FORBIDDEN, message).into_response()
+}
+
+/// A request's method and path, for a message (a very long path is cut).
+fn what(request: &Request) -> String {
+    clip_to(
+        &format!("{} {}", request.method(), request.uri().path()),
+        200,
+    )
+}
+
+/// Turns an error answer that is not JSON (the framework's own: unknown path, wrong method,
+/// body too large or not UTF-8) into a `Status` carrying its text.
+async fn errors_as_status(request: Request, next: Next) -> Response {
+    let what = what(&request);
+    let response = next.run(request).await;
+    let is_json = |h: &HeaderMap| {
+        h.get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+    };
+    if response.status().as_u16() < 400 || is_json(response.headers()) {
+        return response;
+    }
+    let code = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    let message = match text.trim() {
+        "" => format!(
+            "{} ({})",
+            code.canonical_reason().unwrap_or("error").to_lowercase(),
+            what
+        ),
+        text => text.to_string(),
+    };
+    ApiError::new(code, message).into_response()
 }
 
 /// A Kubernetes `Status` error: what went wrong, in a form kubectl understands.
@@ -99,22 +226,57 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn not_found(what: impl std::fmt::Display) -> Self {
+    /// An error with the Kubernetes reason that goes with `code`.
+    fn new(code: StatusCode, message: impl Into<String>) -> Self {
+        let reason = match code.as_u16() {
+            400 => "BadRequest",
+            403 => "Forbidden",
+            404 => "NotFound",
+            405 => "MethodNotAllowed",
+            413 => "RequestEntityTooLarge",
+            415 => "UnsupportedMediaType",
+            422 => "Invalid",
+            503 => "ServiceUnavailable",
+            500 => "InternalError",
+            _ => "Unknown",
+        };
         ApiError {
-            code: StatusCode::NOT_FOUND,
-            reason: "NotFound",
-            message: format!("{what} not found"),
+            code,
+            reason,
+            message: message.into(),
             causes: vec![],
         }
     }
 
+    /// `what` (such as `Pod default/web-0`) not found; `what` is cut if a client sent a
+    /// very long name.
+    fn not_found(what: impl std::fmt::Display) -> Self {
+        let what = clip_to(&what.to_string(), 160);
+        ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+    }
+
     fn bad_request(message: impl Into<String>) -> Self {
-        ApiError {
-            code: StatusCode::BAD_REQUEST,
-            reason: "BadRequest",
-            message: message.into(),
-            causes: vec![],
-        }
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn body(&self) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Status", "status": "Failure",
+            "message": self.message, "reason": self.reason, "code": self.code.as_u16(),
+            "details": {"causes": self.causes},
+        })
+    }
+
+    /// The whole HTTP/1.1 answer, for a connection that is closed without being served.
+    fn http_answer(&self) -> Vec<u8> {
+        let body = self.body().to_string();
+        format!(
+            "HTTP/1.1 {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            self.code,
+            body.len()
+        )
+        .into_bytes()
     }
 }
 
@@ -124,24 +286,14 @@ impl From<StoreError> for ApiError {
             StoreError::State(StateError::NotFound { kind, key }) => {
                 ApiError::not_found(format!("{kind} {key}"))
             }
-            other => ApiError {
-                code: StatusCode::INTERNAL_SERVER_ERROR,
-                reason: "InternalError",
-                message: other.to_string(),
-                causes: vec![],
-            },
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "apiVersion": "v1", "kind": "Status", "status": "Failure",
-            "message": self.message, "reason": self.reason, "code": self.code.as_u16(),
-            "details": {"causes": self.causes},
-        });
-        (self.code, Json(body)).into_response()
+        (self.code, Json(self.body())).into_response()
     }
 }
 
@@ -158,14 +310,15 @@ fn table<R>(api: &Api<R>) -> std::sync::Arc<StatusTable> {
 /// `POST /apis/weeble.io/v1/apply`: a manifest file (YAML, many documents), all or nothing.
 async fn apply<R: ContainerRuntime>(State(api): State<Api<R>>, body: String) -> Reply {
     let parsed = parse_manifests(&body).map_err(|e| ApiError {
-        code: StatusCode::UNPROCESSABLE_ENTITY,
-        reason: "Invalid",
-        message: format!("manifest rejected, nothing applied:\n{e}"),
         causes: e
             .errors
             .iter()
             .map(|l| json!({"field": l.path, "message": l.to_string()}))
             .collect(),
+        ..ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("manifest rejected, nothing applied:\n{e}"),
+        )
     })?;
     let outcomes = api.agent.store.apply(parsed.objects.clone()).await?;
     api.agent.replicate().await;
@@ -179,19 +332,36 @@ async fn apply<R: ContainerRuntime>(State(api): State<Api<R>>, body: String) -> 
     Ok(Json(json!({"items": items, "warnings": warnings})))
 }
 
-fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Json<Value> {
-    Json(
-        json!({"apiVersion": api_version, "kind": format!("{kind}List"), "metadata": {}, "items": items}),
+/// A 400 for a continue token this API did not write.
+fn bad_token(_: list::BadToken) -> ApiError {
+    ApiError::bad_request(
+        "invalid continue token: pass back the metadata.continue of the previous page, \
+         or list again without it",
     )
 }
 
-/// The object called `name` among `items` (one namespace's), or a 404 naming it.
-fn named(items: Vec<Value>, kind: Kind, ns: &str, name: &str) -> Reply {
-    items
-        .into_iter()
-        .find(|o| o["metadata"]["name"] == name)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("{kind} {ns}/{name}")))
+/// A list of the objects of a map keyed by [`ObjectKey`], paged and streamed. `source` owns
+/// what the list reads (the view, say); `map` finds the objects in it; `json` writes one.
+fn keyed_list<S, V>(
+    (kind, api_version): (&'static str, &'static str),
+    source: S,
+    map: fn(&S) -> &BTreeMap<ObjectKey, V>,
+    json: impl Fn(&S, &ObjectKey, &V) -> Value + Send + 'static,
+    ns: Option<String>,
+    page: PageQuery,
+) -> Result<Response, ApiError>
+where
+    S: Send + 'static,
+    V: 'static,
+{
+    let after = list::object_token_key(page.token.as_deref()).map_err(bad_token)?;
+    Ok(list::respond(kind, api_version, page.limit, move |sink| {
+        for (key, value) in list::objects_after(map(&source), ns.as_deref(), after) {
+            if !sink.push(|| list::object_token(key), &json(&source, key, value)) {
+                break;
+            }
+        }
+    }))
 }
 
 /// Deletes an object; answers with a Kubernetes `Status` of success.
@@ -208,30 +378,99 @@ async fn delete<R>(api: &Api<R>, kind: Kind, ns: String, name: String) -> Reply 
     ))
 }
 
-fn deployments<R>(api: &Api<R>, ns: Option<&str>) -> Vec<Value> {
+/// What the deployment list reads: the view, and each deployment's ready replicas.
+struct DeploymentSource {
+    view: Arc<View>,
+    ready: BTreeMap<ObjectKey, usize>,
+}
+
+fn deployment_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListReply {
     let (view, table) = (view(api), table(api));
-    let pods = pods(&view, &table);
-    view.snapshot
-        .deployments
-        .values()
-        .filter(|d| ns.is_none_or(|ns| d.meta.namespace == ns))
-        .map(|d| deployment_json(d, &pods))
-        .collect()
+    let ready = ready_replicas(&view, &table, None);
+    keyed_list(
+        ("Deployment", "apps/v1"),
+        DeploymentSource { view, ready },
+        |s| &s.view.snapshot.deployments,
+        |s, key, d| {
+            let ready = s.ready.get(key).copied().unwrap_or(0);
+            deployment_json(d, placed(&s.view, key), ready)
+        },
+        ns,
+        page,
+    )
 }
 
-async fn list_deployments<R>(State(api): State<Api<R>>) -> Json<Value> {
-    list("Deployment", "apps/v1", deployments(&api, None))
+type ListReply = Result<Response, ApiError>;
+
+async fn list_deployments<R>(
+    State(api): State<Api<R>>,
+    Query(page): Query<PageQuery>,
+) -> ListReply {
+    deployment_list(&api, None, page)
 }
 
-async fn list_deployments_in<R>(State(api): State<Api<R>>, Path(ns): Path<String>) -> Json<Value> {
-    list("Deployment", "apps/v1", deployments(&api, Some(&ns)))
+async fn list_deployments_in<R>(
+    State(api): State<Api<R>>,
+    Path(ns): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> ListReply {
+    deployment_list(&api, Some(ns), page)
 }
 
 async fn get_deployment<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Reply {
-    named(deployments(&api, Some(&ns)), Kind::Deployment, &ns, &name)
+    let (view, table) = (view(&api), table(&api));
+    let key = ObjectKey::new(&ns, &name);
+    let d = view
+        .snapshot
+        .deployments
+        .get(&key)
+        .ok_or_else(|| ApiError::not_found(format!("Deployment {ns}/{name}")))?;
+    let ready = ready_replicas(&view, &table, Some(&key))
+        .remove(&key)
+        .unwrap_or(0);
+    Ok(Json(deployment_json(d, placed(&view, &key), ready)))
+}
+
+/// How many replicas placement has for a deployment (placed or not).
+fn placed(view: &View, key: &ObjectKey) -> usize {
+    view.placement.deployments.get(key).map_or(0, Vec::len)
+}
+
+/// Per deployment (or for `only` one), how many of its replicas run ready on the node
+/// placement gives them to (a copy still running on an old owner does not count twice).
+/// Reads only what nodes report, never the list of every replica.
+fn ready_replicas(
+    view: &View,
+    table: &StatusTable,
+    only: Option<&ObjectKey>,
+) -> BTreeMap<ObjectKey, usize> {
+    let mut ready = BTreeMap::new();
+    for (node, status) in &table.nodes {
+        for p in status.pods.iter().filter(|p| p.ready) {
+            if only.is_some_and(|k| k.namespace != p.namespace || k.name != p.deployment) {
+                continue;
+            }
+            let Some(index) = p
+                .name
+                .strip_prefix(p.deployment.as_str())
+                .and_then(|rest| rest.strip_prefix('-'))
+                .and_then(|i| i.parse().ok())
+            else {
+                continue;
+            };
+            let replica = ReplicaKey {
+                deployment: ObjectKey::new(&p.namespace, &p.deployment),
+                index,
+            };
+            if view.placement.owner(&replica) == Some(node.as_str()) {
+                *ready.entry(replica.deployment).or_default() += 1;
+            }
+        }
+    }
+    ready
 }
 
 async fn delete_deployment<R>(
@@ -276,7 +515,10 @@ async fn put_scale<R>(
     body: String,
 ) -> Reply {
     let body: ScaleBody = serde_json::from_str(&body).map_err(|e| {
-        ApiError::bad_request(format!("expected {{\"spec\": {{\"replicas\": N}}}}: {e}"))
+        ApiError::bad_request(format!(
+            "expected {{\"spec\": {{\"replicas\": N}}}}: {}",
+            clip_to(&e.to_string(), 200)
+        ))
     })?;
     let max = i64::from(u32::try_from(weeble_crdt::validate::MAX_REPLICAS).unwrap_or(u32::MAX));
     let replicas = u32::try_from(body.spec.replicas)
@@ -296,55 +538,76 @@ async fn put_scale<R>(
     Ok(Json(scale_json(&ns, &name, replicas, 0)))
 }
 
-fn services<R>(api: &Api<R>, ns: Option<&str>) -> Vec<Value> {
+fn service_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListReply {
     let ip = api.agent.config.service_ip();
-    view(api)
-        .snapshot
-        .services
-        .values()
-        .filter(|s| ns.is_none_or(|ns| s.meta.namespace == ns))
-        .map(|s| service_json(s, ip))
-        .collect()
+    keyed_list(
+        ("Service", "v1"),
+        view(api),
+        |v| &v.snapshot.services,
+        move |_, _, s| service_json(s, ip),
+        ns,
+        page,
+    )
 }
 
-fn endpoints<R>(api: &Api<R>, ns: Option<&str>) -> Vec<Value> {
-    api.agent
-        .endpoints
-        .borrow()
-        .iter()
-        .filter(|(key, _)| ns.is_none_or(|ns| key.namespace == ns))
-        .map(|(key, ports)| endpoints_json(key, ports))
-        .collect()
+fn endpoints_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListReply {
+    keyed_list(
+        ("Endpoints", "v1"),
+        api.agent.endpoints.borrow().clone(),
+        |e| e,
+        |_, key, ports| endpoints_json(key, ports),
+        ns,
+        page,
+    )
 }
 
-async fn list_endpoints<R>(State(api): State<Api<R>>) -> Json<Value> {
-    list("Endpoints", "v1", endpoints(&api, None))
+async fn list_endpoints<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>) -> ListReply {
+    endpoints_list(&api, None, page)
 }
 
-async fn list_endpoints_in<R>(State(api): State<Api<R>>, Path(ns): Path<String>) -> Json<Value> {
-    list("Endpoints", "v1", endpoints(&api, Some(&ns)))
+async fn list_endpoints_in<R>(
+    State(api): State<Api<R>>,
+    Path(ns): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> ListReply {
+    endpoints_list(&api, Some(ns), page)
 }
 
 async fn get_endpoints<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Reply {
-    named(endpoints(&api, Some(&ns)), Kind::Service, &ns, &name)
+    let endpoints = api.agent.endpoints.borrow().clone();
+    let key = ObjectKey::new(&ns, &name);
+    endpoints
+        .get(&key)
+        .map(|ports| Json(endpoints_json(&key, ports)))
+        .ok_or_else(|| ApiError::not_found(format!("Endpoints {ns}/{name}")))
 }
 
-async fn list_services<R>(State(api): State<Api<R>>) -> Json<Value> {
-    list("Service", "v1", services(&api, None))
+async fn list_services<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>) -> ListReply {
+    service_list(&api, None, page)
 }
 
-async fn list_services_in<R>(State(api): State<Api<R>>, Path(ns): Path<String>) -> Json<Value> {
-    list("Service", "v1", services(&api, Some(&ns)))
+async fn list_services_in<R>(
+    State(api): State<Api<R>>,
+    Path(ns): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> ListReply {
+    service_list(&api, Some(ns), page)
 }
 
 async fn get_service<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Reply {
-    named(services(&api, Some(&ns)), Kind::Service, &ns, &name)
+    let ip = api.agent.config.service_ip();
+    view(&api)
+        .snapshot
+        .services
+        .get(&ObjectKey::new(&ns, &name))
+        .map(|s| Json(service_json(s, ip)))
+        .ok_or_else(|| ApiError::not_found(format!("Service {ns}/{name}")))
 }
 
 async fn delete_service<R>(
@@ -354,28 +617,40 @@ async fn delete_service<R>(
     delete(&api, Kind::Service, ns, name).await
 }
 
-async fn list_pods<R>(State(api): State<Api<R>>) -> Json<Value> {
-    list(
-        "Pod",
-        "v1",
-        pods(&view(&api), &table(&api)).into_values().collect(),
-    )
+fn pod_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListReply {
+    let after = page
+        .token
+        .as_deref()
+        .map(|token| {
+            let parts = list::parse_token(token, 3)?;
+            let index: u32 = parts[2].parse().map_err(|_| list::BadToken)?;
+            Ok((ObjectKey::new(parts[0], parts[1]), index))
+        })
+        .transpose()
+        .map_err(bad_token)?;
+    let (view, table) = (view(api), table(api));
+    Ok(list::respond("Pod", "v1", page.limit, move |sink| {
+        push_pods(&view, &table, ns.as_deref(), after, sink)
+    }))
 }
 
-async fn list_pods_in<R>(State(api): State<Api<R>>, Path(ns): Path<String>) -> Json<Value> {
-    let pods = pods(&view(&api), &table(&api));
-    list(
-        "Pod",
-        "v1",
-        pods.into_values()
-            .filter(|p| p["metadata"]["namespace"] == ns)
-            .collect(),
-    )
+async fn list_pods<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>) -> ListReply {
+    pod_list(&api, None, page)
 }
 
+async fn list_pods_in<R>(
+    State(api): State<Api<R>>,
+    Path(ns): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> ListReply {
+    pod_list(&api, Some(ns), page)
+}
+
+/// One pod, found from its name (`<deployment>-<index>`) through placement: no list of
+/// every pod is made.
 async fn get_pod<R>(State(api): State<Api<R>>, Path((ns, name)): Path<(String, String)>) -> Reply {
-    pods(&view(&api), &table(&api))
-        .remove(&(ns.clone(), name.clone()))
+    let (view, table) = (view(&api), table(&api));
+    find_pod(&view, &table, &ns, &name)
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("Pod {ns}/{name}")))
 }
@@ -405,13 +680,11 @@ async fn pod_log<R: ContainerRuntime>(
             .members
             .iter()
             .find(|(m, _)| m.name == node)
-            .ok_or_else(|| ApiError {
-                code: StatusCode::SERVICE_UNAVAILABLE,
-                reason: "ServiceUnavailable",
-                message: format!(
-                    "pod {ns}/{name} is on node {node:?}, which this node cannot reach"
-                ),
-                causes: vec![],
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("pod {ns}/{name} is on node {node:?}, which this node cannot reach"),
+                )
             })?;
         let location = format!(
             "http://{}/api/v1/namespaces/{ns}/pods/{name}/log?tailLines={}",
@@ -441,40 +714,38 @@ async fn pod_log<R: ContainerRuntime>(
 }
 
 fn runtime_error(e: RuntimeError) -> ApiError {
-    ApiError {
-        code: StatusCode::INTERNAL_SERVER_ERROR,
-        reason: "InternalError",
-        message: e.to_string(),
-        causes: vec![],
-    }
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-fn nodes<R>(api: &Api<R>) -> Vec<Value> {
-    let table = table(api);
-    view(api)
-        .members
-        .iter()
-        .map(|(m, liveness)| {
-            let not_ready = table.nodes.get(&m.name).and_then(|n| n.not_ready.as_ref());
-            let ready = match (liveness, not_ready) {
-                (Liveness::Alive, None) => json!({"type": "Ready", "status": "True", "reason": "KubeletReady"}),
-                (Liveness::Suspect, _) => json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown", "message": "the node is suspected: it has not answered lately"}),
-                (Liveness::Down, _) => json!({"type": "Ready", "status": "False", "reason": "NodeDown", "message": "the node was declared dead"}),
-                (Liveness::Alive, Some(why)) => json!({"type": "Ready", "status": "False", "reason": "StateNotPersisted", "message": why}),
-            };
-            let capacity = json!({"cpu": format!("{}m", m.capacity.cpu_millis), "memory": m.capacity.memory_bytes.to_string(), "pods": m.max_pods.to_string()});
-            json!({
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": m.name, "labels": m.labels, "annotations": {"weeble.io/api": m.api.to_string(), "weeble.io/peer-id": m.peer_id, "weeble.io/liveness": liveness}},
-                "spec": {},
-                "status": {
-                    "conditions": [ready],
-                    "addresses": [{"type": "InternalIP", "address": m.p2p.ip().to_string()}],
-                    "capacity": capacity, "allocatable": capacity,
-                },
-            })
-        })
-        .collect()
+/// A member as a Kubernetes Node: Ready unless it is suspected, down, or reports that it
+/// cannot persist the desired state (`table`, the status it gossips).
+fn node_json((m, liveness): &(MemberId, Liveness), table: &StatusTable) -> Value {
+    let not_ready = table.nodes.get(&m.name).and_then(|n| n.not_ready.as_ref());
+    let ready = match (liveness, not_ready) {
+        (Liveness::Alive, None) => {
+            json!({"type": "Ready", "status": "True", "reason": "KubeletReady"})
+        }
+        (Liveness::Suspect, _) => {
+            json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown", "message": "the node is suspected: it has not answered lately"})
+        }
+        (Liveness::Down, _) => {
+            json!({"type": "Ready", "status": "False", "reason": "NodeDown", "message": "the node was declared dead"})
+        }
+        (Liveness::Alive, Some(why)) => {
+            json!({"type": "Ready", "status": "False", "reason": "StateNotPersisted", "message": why})
+        }
+    };
+    let capacity = json!({"cpu": format!("{}m", m.capacity.cpu_millis), "memory": m.capacity.memory_bytes.to_string(), "pods": m.max_pods.to_string()});
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": m.name, "labels": m.labels, "annotations": {"weeble.io/api": m.api.to_string(), "weeble.io/peer-id": m.peer_id, "weeble.io/liveness": liveness}},
+        "spec": {},
+        "status": {
+            "conditions": [ready],
+            "addresses": [{"type": "InternalIP", "address": m.p2p.ip().to_string()}],
+            "capacity": capacity, "allocatable": capacity,
+        },
+    })
 }
 
 /// This node's copy of the desired state in brief: its heads (equal heads, equal documents)
@@ -488,60 +759,132 @@ async fn state<R>(State(api): State<Api<R>>) -> Json<Value> {
     }))
 }
 
-async fn list_nodes<R>(State(api): State<Api<R>>) -> Json<Value> {
-    list("Node", "v1", nodes(&api))
+async fn list_nodes<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>) -> ListReply {
+    let after = page
+        .token
+        .map(|t| list::parse_token(&t, 1).map(|p| p[0].to_string()))
+        .transpose()
+        .map_err(bad_token)?;
+    let (view, table) = (view(&api), table(&api));
+    Ok(list::respond("Node", "v1", page.limit, move |sink| {
+        let mut members: Vec<&(MemberId, Liveness)> = view
+            .members
+            .iter()
+            .filter(|(m, _)| after.as_ref().is_none_or(|a| m.name > *a))
+            .collect();
+        members.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        for member in members {
+            if !sink.push(|| member.0.name.clone(), &node_json(member, &table)) {
+                break;
+            }
+        }
+    }))
 }
 
 async fn get_node<R>(State(api): State<Api<R>>, Path(name): Path<String>) -> Reply {
-    nodes(&api)
-        .into_iter()
-        .find(|n| n["metadata"]["name"] == name)
-        .map(Json)
+    view(&api)
+        .members
+        .iter()
+        .find(|(m, _)| m.name == name)
+        .map(|member| Json(node_json(member, &table(&api))))
         .ok_or_else(|| ApiError::not_found(format!("Node {name}")))
 }
 
-/// Every desired pod, keyed by (namespace, name): its owner's report if there is one, else
-/// Pending with the reason.
-fn pods(view: &View, table: &StatusTable) -> BTreeMap<(String, String), Value> {
-    let mut out = BTreeMap::new();
-    for (key, owner) in view.placement.replicas() {
-        let Some(d) = view.snapshot.deployments.get(&key.deployment) else {
+/// Pushes the pods of every deployment (of `ns`), from placement joined with what their
+/// nodes report, starting after `after` (a deployment and a replica index).
+fn push_pods(
+    view: &View,
+    table: &StatusTable,
+    ns: Option<&str>,
+    after: Option<(ObjectKey, u32)>,
+    sink: &mut Sink,
+) {
+    // What each node reports, by (node, namespace, pod): made once per list, and only as
+    // large as the pods that run.
+    let reports: HashMap<(&str, &str, &str), &PodStatus> = table
+        .nodes
+        .iter()
+        .flat_map(|(node, s)| {
+            s.pods
+                .iter()
+                .map(move |p| ((node.as_str(), p.namespace.as_str(), p.name.as_str()), p))
+        })
+        .collect();
+    let (start, skip) = match after {
+        Some((key, index)) => (Bound::Included(key.clone()), Some((key, index))),
+        None => (Bound::Unbounded, None),
+    };
+    for (key, slots) in list::objects_from(&view.placement.deployments, ns, start) {
+        let Some(d) = view.snapshot.deployments.get(key) else {
             continue;
         };
-        let (ns, name) = (key.deployment.namespace.clone(), key.pod_name());
-        let reported = owner.ok().and_then(|node| {
-            table
-                .nodes
-                .get(node)?
-                .pods
-                .iter()
-                .find(|p| p.namespace == ns && p.name == name)
-        });
-        let value = match (reported, owner) {
-            (Some(p), _) => pod_json(d, p),
-            (None, Ok(node)) => pending_pod_json(
-                d,
-                &name,
-                Some(node),
-                "ContainerCreating",
-                "waiting for the node to report",
-            ),
-            (None, Err(why)) => {
-                let message = match why {
-                    Unplaced::NoEligibleNode => "no live node matches the nodeSelector",
-                    Unplaced::InsufficientCapacity => {
-                        "no live node has room for the pod's requests"
-                    }
-                    Unplaced::TooManyPods => {
-                        "every live node that fits the pod already runs its --max-pods pods"
-                    }
-                };
-                pending_pod_json(d, &name, None, "Unschedulable", message)
-            }
+        let first = match &skip {
+            Some((after, index)) if after == key => *index as usize + 1,
+            _ => 0,
         };
-        out.insert((ns, name), value);
+        for (index, slot) in slots.iter().enumerate().skip(first) {
+            let name = format!("{}-{index}", key.name);
+            let owner = slot.map(|i| view.placement.nodes[i].as_str());
+            let reported = owner
+                .ok()
+                .and_then(|node| reports.get(&(node, key.namespace.as_str(), name.as_str())));
+            let token = || format!("{}/{}/{index}", key.namespace, key.name);
+            if !sink.push(token, &pod_value(d, &name, owner, reported.copied())) {
+                return;
+            }
+        }
     }
-    out
+}
+
+/// The pod `ns/name`, if `name` is `<deployment>-<index>` of a replica placement has.
+fn find_pod(view: &View, table: &StatusTable, ns: &str, name: &str) -> Option<Value> {
+    let (deployment, index) = name.rsplit_once('-')?;
+    let index: usize = index
+        .parse()
+        .ok()
+        .filter(|i: &usize| i.to_string() == index)?;
+    let key = ObjectKey::new(ns, deployment);
+    let d = view.snapshot.deployments.get(&key)?;
+    let slot = view.placement.deployments.get(&key)?.get(index)?;
+    let owner = slot.map(|i| view.placement.nodes[i].as_str());
+    let reported = owner.ok().and_then(|node| {
+        table
+            .nodes
+            .get(node)?
+            .pods
+            .iter()
+            .find(|p| p.namespace == ns && p.name == name)
+    });
+    Some(pod_value(d, name, owner, reported))
+}
+
+/// A desired pod: its owner's report if there is one, else Pending with the reason.
+fn pod_value(
+    d: &Deployment,
+    name: &str,
+    owner: Result<&str, Unplaced>,
+    reported: Option<&PodStatus>,
+) -> Value {
+    match (reported, owner) {
+        (Some(p), _) => pod_json(d, p),
+        (None, Ok(node)) => pending_pod_json(
+            d,
+            name,
+            Some(node),
+            "ContainerCreating",
+            "waiting for the node to report",
+        ),
+        (None, Err(why)) => {
+            let message = match why {
+                Unplaced::NoEligibleNode => "no live node matches the nodeSelector",
+                Unplaced::InsufficientCapacity => "no live node has room for the pod's requests",
+                Unplaced::TooManyPods => {
+                    "every live node that fits the pod already runs its --max-pods pods"
+                }
+            };
+            pending_pod_json(d, name, None, "Unschedulable", message)
+        }
+    }
 }
 
 fn containers_json(d: &Deployment) -> Vec<Value> {
@@ -628,17 +971,8 @@ fn pending_pod_json(
     })
 }
 
-fn deployment_json(d: &Deployment, pods: &BTreeMap<(String, String), Value>) -> Value {
-    let mine: Vec<&Value> = pods
-        .values()
-        .filter(|p| {
-            p["metadata"]["annotations"]["weeble.io/deployment"] == d.meta.key().to_string()
-        })
-        .collect();
-    let ready = mine
-        .iter()
-        .filter(|p| p["status"]["conditions"][0]["status"] == "True")
-        .count();
+/// A deployment with its status: `placed` replicas, `ready` of them running ready.
+fn deployment_json(d: &Deployment, placed: usize, ready: usize) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": d.meta.name, "namespace": d.meta.namespace, "labels": d.meta.labels, "generation": d.meta.generation},
@@ -649,8 +983,8 @@ fn deployment_json(d: &Deployment, pods: &BTreeMap<(String, String), Value>) -> 
             "template": {"metadata": {"labels": d.spec.template.labels},
                          "spec": {"containers": containers_json(d), "nodeSelector": d.spec.template.node_selector, "restartPolicy": d.spec.template.restart_policy}},
         },
-        "status": {"observedGeneration": d.meta.generation, "replicas": mine.len(), "readyReplicas": ready,
-                   "availableReplicas": ready, "updatedReplicas": mine.len()},
+        "status": {"observedGeneration": d.meta.generation, "replicas": placed, "readyReplicas": ready,
+                   "availableReplicas": ready, "updatedReplicas": placed},
     })
 }
 
