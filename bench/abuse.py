@@ -23,28 +23,18 @@ import sys
 import time
 import urllib.request
 
-from common import ROOT, Cluster, percentile, sh, weeble_binary
+from common import MANIFEST, ROOT, Cluster, percentile, sh, weeble_binary
 
 IPS = [f"127.0.0.{91 + i}" for i in range(3)]
 SIZES = [100, 1_000, 10_000]
 BATCH = 500
 
-DEPLOYMENT = """---
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  template:
-    metadata:
-      labels:
-        app: {name}
-    spec:
-      containers:
-      - name: web
-        image: {image}
-"""
+
+
+def deployment(name, replicas, image="weeble-demo:latest"):
+    """One document of a manifest stream: `MANIFEST` with another image."""
+    return "---\n" + MANIFEST.format(name=name, replicas=replicas).replace(
+        "image: weeble-demo:latest", f"image: {image}")
 
 
 def request(url, method="GET", body=None, content_type="application/yaml", timeout=60):
@@ -78,7 +68,7 @@ def flood(cluster):
     server = cluster.api(0)
     start = time.time()
     request(f"{server}/apis/weeble.io/v1/apply", "POST",
-            DEPLOYMENT.format(name="flood", replicas=99_999, image="weeble-demo:latest"))
+            deployment("flood", 99_999))
     # Until the count stops growing for 10 s (or every node is at its limit).
     last, since = -1, time.time()
     while time.time() - since < 10 and sum(per_node(cluster)) < 330:
@@ -112,7 +102,7 @@ def grow(cluster, have, want):
     """Adds Deployments `app-{have}` ... `app-{want - 1}`, in batches."""
     server = cluster.api(0)
     for first in range(have, want, BATCH):
-        body = "".join(DEPLOYMENT.format(name=f"app-{i}", replicas=0, image="img:0")
+        body = "".join(deployment(f"app-{i}", 0, "img:0")
                        for i in range(first, min(want, first + BATCH)))
         request(f"{server}/apis/weeble.io/v1/apply", "POST", body, timeout=300)
 
@@ -135,7 +125,7 @@ def writes(cluster, runs):
             time.sleep(0.2)
         applies = [timed(lambda i=i: request(
             f"{server}/apis/weeble.io/v1/apply", "POST",
-            DEPLOYMENT.format(name="app-0", replicas=0, image=f"img:{size}-{i}")))
+            deployment("app-0", 0, f"img:{size}-{i}")))
             for i in range(runs)]
         scales = [timed(lambda i=i: request(
             f"{server}/apis/apps/v1/namespaces/default/deployments/app-1/scale", "PUT",

@@ -15,8 +15,8 @@ use weeble_crdt::Protocol;
 use weeble_node::runtime::demo::{DEMO_IMAGE, build_demo_image};
 use weeble_node::runtime::docker::Docker;
 use weeble_node::runtime::{
-    ContainerRuntime, ContainerSpec, ContainerState, LABEL_NODE, LABEL_POD, Observed, RuntimeError,
-    RuntimeEvent,
+    ContainerRuntime, ContainerSpec, ContainerState, LABEL_NODE, LABEL_POD, LABEL_TEMPLATE_HASH,
+    Observed, RuntimeError, RuntimeEvent,
 };
 
 /// The longest any single wait in these tests may take.
@@ -268,13 +268,10 @@ async fn running_containers_publish_their_ports_and_are_removed() {
     assert_eq!(port.host_ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
     assert_ne!(port.host_port, 0);
 
-    let Err(RuntimeError::Failed(conflict)) = docker.create_and_start(&spec).await else {
-        panic!("a second container with the same name was created");
-    };
-    assert!(
-        conflict.contains(&spec.name) && conflict.contains("already exists"),
-        "{conflict}"
-    );
+    // The same spec again (a retry after a create that timed out): the container is
+    // adopted, never made twice.
+    assert_eq!(docker.create_and_start(&spec).await, Ok(id.clone()));
+    assert_eq!(docker.list(&node.0).await.unwrap().len(), 1);
     docker
         .start(&id)
         .await
@@ -309,4 +306,105 @@ async fn a_container_that_cannot_start_is_not_left_behind() {
     };
     assert!(message.contains(&spec.name), "{message}");
     assert!(docker.list(&node.0).await.unwrap().is_empty());
+}
+
+/// Makes a container named `name` with `labels` straight through the engine (as a create
+/// that timed out here but went through there would have); returns its id.
+fn made_behind_our_back(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut args = vec!["create".to_owned(), "--name".to_owned(), name.to_owned()];
+    for (k, v) in labels {
+        args.extend(["--label".to_owned(), format!("{k}={v}")]);
+    }
+    args.extend([
+        DEMO_IMAGE.to_owned(),
+        "/weeble".to_owned(),
+        "serve-demo".to_owned(),
+    ]);
+    let out = Command::new("docker").args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn exists(id: &str) -> bool {
+    Command::new("docker")
+        .args(["inspect", id])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test]
+async fn a_create_whose_name_is_taken_adopts_the_same_pod_and_replaces_an_older_one() {
+    let Some(docker) = docker().await else { return };
+    if demo_image(&docker).await.is_none() {
+        return;
+    }
+    let node = TestNode::new();
+    let serve = ["serve-demo", "--listen", "0.0.0.0:80"];
+    let mut spec = node.spec("taken-0", &serve);
+    spec.labels
+        .insert(LABEL_TEMPLATE_HASH.to_owned(), "new".to_owned());
+    let labels: Vec<(&str, &str)> = spec
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+
+    // The same pod's container, made by a create whose answer never came: adopted, started.
+    let earlier = made_behind_our_back(&spec.name, &labels);
+    let id = docker.create_and_start(&spec).await.expect("adopted");
+    assert!(
+        earlier.starts_with(&id) || id.starts_with(&earlier),
+        "{id} vs {earlier}"
+    );
+    assert_eq!(
+        listed(&docker, &node, &id).await.state,
+        ContainerState::Running
+    );
+    docker.remove(&id).await.unwrap();
+
+    // An older container of this node under the name (another template): replaced.
+    let older_labels: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|&(k, v)| {
+            if k == LABEL_TEMPLATE_HASH {
+                (k, "old")
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let older = made_behind_our_back(&spec.name, &older_labels);
+    let id = docker.create_and_start(&spec).await.expect("replaced");
+    assert!(!older.starts_with(&id) && !id.starts_with(&older));
+    assert!(!exists(&older), "the older container is gone");
+    assert_eq!(
+        listed(&docker, &node, &id).await.state,
+        ContainerState::Running
+    );
+}
+
+#[tokio::test]
+async fn a_create_whose_name_another_owner_holds_fails_and_leaves_it_alone() {
+    let Some(docker) = docker().await else { return };
+    if demo_image(&docker).await.is_none() {
+        return;
+    }
+    let node = TestNode::new();
+    let spec = node.spec("stranger-0", &["serve-demo"]);
+    let stranger = made_behind_our_back(&spec.name, &[("weeble.test-owner", &node.0)]);
+    let refused = docker.create_and_start(&spec).await;
+    let left_alone = exists(&stranger);
+    // Not labelled as the test node's: removed here, before anything can fail.
+    let _ = Command::new("docker")
+        .args(["rm", "-f", &stranger])
+        .output();
+    let Err(RuntimeError::Failed(why)) = refused else {
+        panic!("{refused:?}");
+    };
+    assert!(why.contains("did not make"), "{why}");
+    assert!(left_alone);
 }

@@ -865,6 +865,21 @@ mod tests {
     }
 
     #[test]
+    fn a_container_that_cannot_be_inspected_is_listed_with_its_state_unknown() {
+        let summary: ContainerSummary = serde_json::from_value(serde_json::json!({
+            "Id": "abc", "Names": ["/weeble_n1_default_web-0_app"], "Image": "weeble-demo:latest",
+            "State": "running", "Labels": {"weeble.node": "n1", "weeble.pod": "web-0"}
+        }))
+        .unwrap();
+        let observed = summarized("abc".into(), summary);
+        assert_eq!(observed.name, "weeble_n1_default_web-0_app");
+        assert_eq!(observed.labels["weeble.pod"], "web-0");
+        // Neither restarted nor probed until the engine can say more.
+        assert_eq!(observed.state, ContainerState::Other);
+        assert_eq!((observed.ip, observed.ports.len()), (None, 0));
+    }
+
+    #[test]
     fn event_times_use_seconds_dot_nanoseconds() {
         assert_eq!(
             docker_time(1_700_000_000_000_000_123),
