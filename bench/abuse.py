@@ -5,7 +5,7 @@
              default --max-pods 110: containers started per node, the time until all that
              may run do, each agent's RSS; then the delete: the time until no container is
              left, and the RSS after it.
-  writes     the desired state grown to 100, 1,000 and 10,000 Deployments (replicas 0, so
+  writes     the desired state grown to 100, 1,000, 2,000 and 10,000 Deployments (replicas 0, so
              no container runs): at each size, `--runs` applies (a new image for one
              Deployment) and scales, each timed from the request to its acknowledgement
              (which waits for the live peers to hold it), p50 and p95.
@@ -26,7 +26,7 @@ import urllib.request
 from common import MANIFEST, ROOT, Cluster, percentile, sh, weeble_binary
 
 IPS = [f"127.0.0.{91 + i}" for i in range(3)]
-SIZES = [100, 1_000, 10_000]
+SIZES = [100, 1_000, 2_000, 10_000]
 BATCH = 500
 
 

@@ -1,11 +1,11 @@
 //! One write to the desired-state document at 100, 1,000 and 10,000 objects: the change
-//! itself (an image update, then a scale), its incremental save, and the snapshot the store
-//! publishes after it. Target (issue 12): a whole write, end to end, at most 20 ms at 2,000
+//! itself (an image update, then a scale), its incremental save, the snapshot the store
+//! publishes after it (brought up to date, or read whole), and its sync to a peer. Target (issue 12): a whole write, end to end, at most 20 ms at 2,000
 //! objects; this is the document's part of it.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use weeble_crdt::{ActorId, DesiredState, Object, ObjectKey, parse_manifests};
+use weeble_crdt::{ActorId, DesiredState, Object, ObjectKey, PeerSync, parse_manifests};
 
 fn deployment(name: &str, image: &str) -> Object {
     let text = format!(
@@ -26,6 +26,19 @@ fn document(n: usize) -> DesiredState {
     }
     state.save();
     state
+}
+
+/// Sync messages back and forth until both sides are quiet, as the sync driver's round does.
+fn exchange(a: &mut DesiredState, sa: &mut PeerSync, b: &mut DesiredState, sb: &mut PeerSync) {
+    for _ in 0..16 {
+        let Some(m) = a.sync_message(sa) else {
+            return;
+        };
+        b.receive_sync(sb, &m).unwrap();
+        if let Some(reply) = b.sync_message(sb) {
+            a.receive_sync(sa, &reply).unwrap();
+        }
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -50,6 +63,25 @@ fn bench(c: &mut Criterion) {
                 turn += 1;
                 state.scale(black_box(&key), turn % 7).unwrap();
                 black_box(state.save_incremental())
+            })
+        });
+        let mut snapshot = state.snapshot();
+        group.bench_function(BenchmarkId::new("scale + save + refresh", n), |b| {
+            b.iter(|| {
+                turn += 1;
+                state.scale(black_box(&key), turn % 7).unwrap();
+                black_box(state.save_incremental());
+                state.refresh(&mut snapshot);
+            })
+        });
+        let mut peer = document(0);
+        let (mut mine, mut theirs) = (PeerSync::default(), PeerSync::default());
+        exchange(&mut state, &mut mine, &mut peer, &mut theirs);
+        group.bench_function(BenchmarkId::new("scale, then sync it to a peer", n), |b| {
+            b.iter(|| {
+                turn += 1;
+                state.scale(black_box(&key), turn % 7).unwrap();
+                exchange(&mut state, &mut mine, &mut peer, &mut theirs);
             })
         });
         group.bench_function(BenchmarkId::new("snapshot", n), |b| {

@@ -24,6 +24,7 @@ use automerge::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The schema marker written by the genesis change.
 const SCHEMA_KEY: &str = "weeble.schema";
@@ -55,8 +56,10 @@ pub enum Outcome {
 /// Everything the document says, hydrated into model types.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    pub deployments: BTreeMap<ObjectKey, Deployment>,
-    pub services: BTreeMap<ObjectKey, Service>,
+    /// Shared, so that the snapshot published after each write is a cheap copy of the last
+    /// one with only the changed objects read again.
+    pub deployments: BTreeMap<ObjectKey, Arc<Deployment>>,
+    pub services: BTreeMap<ObjectKey, Arc<Service>>,
     /// Entries that could not be read (written by a newer or broken peer), with the reason.
     pub unreadable: Vec<String>,
     /// The document's heads (hex change hashes, sorted): two nodes with the same heads hold
@@ -167,6 +170,8 @@ impl DesiredState {
     pub fn new(actor: ActorId) -> Self {
         let mut doc = Self::genesis();
         doc.set_actor(actor);
+        // The genesis holds no object: an empty snapshot is where `refresh` starts.
+        doc.update_diff_cursor();
         DesiredState { doc }
     }
 
@@ -202,12 +207,15 @@ impl DesiredState {
     /// Forgets every change made since `heads`: a write that could not be persisted leaves
     /// no trace. The document goes on under a fresh `actor`, so the forgotten changes'
     /// sequence numbers are never used again. Everything up to `heads` must already be saved
-    /// (the next `save_incremental` starts after it).
+    /// (the next `save_incremental` starts after it), and the last snapshot read must be of
+    /// `heads` (the next `refresh` starts there).
     pub fn rollback(&mut self, heads: &[ChangeHash], actor: ActorId) -> Result<(), StateError> {
         let mut doc = self.doc.fork_at(heads)?;
         doc.set_actor(actor);
         // Moves the fork's save cursor to its heads: what it holds is on disk already.
         doc.save_incremental();
+        // And its diff index: a snapshot of `heads` is where `refresh` starts again.
+        doc.update_diff_cursor();
         self.doc = doc;
         Ok(())
     }
@@ -310,24 +318,25 @@ impl DesiredState {
         })
     }
 
-    /// Reads every object out of the document.
+    /// Reads every object out of the document; the next `refresh` starts from here.
     pub fn snapshot(&mut self) -> Snapshot {
         let mut snapshot = Snapshot::default();
         for root in self.doc.keys(ROOT) {
             self.read_root(&mut snapshot, &root);
         }
         snapshot.heads = self.sorted_heads();
+        self.doc.update_diff_cursor();
         snapshot
     }
 
-    /// Brings `snapshot`, read when the document's heads were `before`, up to date: only
-    /// the objects that changed since are read again, so a write costs what it changed, not
-    /// what the document holds.
-    pub fn refresh(&mut self, snapshot: &mut Snapshot, before: &[ChangeHash]) {
-        let after = self.doc.get_heads();
+    /// Brings `snapshot`, the one read by the last `snapshot` or `refresh`, up to date: only
+    /// the objects that changed since are read again, found through automerge's diff index
+    /// (kept from the last read on), so a write costs what it changed, not what the document
+    /// holds.
+    pub fn refresh(&mut self, snapshot: &mut Snapshot) {
         let changed: std::collections::BTreeSet<String> = self
             .doc
-            .diff(before, &after)
+            .diff_incremental()
             .into_iter()
             .filter_map(|patch| match (patch.path.first(), patch.action) {
                 (Some((_, Prop::Map(root))), _) => Some(root.clone()),
@@ -370,10 +379,10 @@ impl DesiredState {
         let read = match prefix {
             "deployments" => self
                 .read_deployment(root, key.clone())
-                .map(|d| drop(snapshot.deployments.insert(key, d))),
+                .map(|d| drop(snapshot.deployments.insert(key, Arc::new(d)))),
             "services" => self
                 .read_service(root, key.clone())
-                .map(|s| drop(snapshot.services.insert(key, s))),
+                .map(|s| drop(snapshot.services.insert(key, Arc::new(s)))),
             _ => Err(format!("unknown kind prefix {prefix:?}")),
         };
         if let Err(why) = read {

@@ -539,7 +539,11 @@ fn spawn_view(
         (members.clone(), not_ready.clone())
     });
     combine(store, cluster, |snapshot, (members, not_ready)| {
-        let workloads: Vec<Workload> = snapshot.deployments.values().map(Workload::from).collect();
+        let workloads: Vec<Workload> = snapshot
+            .deployments
+            .values()
+            .map(|d| Workload::from(&**d))
+            .collect();
         let placement = place(&candidates(members, not_ready), &workloads);
         Arc::new(View {
             members: members.clone(),

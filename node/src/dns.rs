@@ -155,7 +155,7 @@ mod tests {
         let services = "kind: Service\nmetadata: {name: nginx-service}\nspec:\n  selector: {app: nginx}\n  ports: [{port: 80}]\n---\nkind: Service\nmetadata: {name: db, namespace: shop}\nspec:\n  selector: {app: db}\n  ports: [{port: 5432}]\n";
         for object in parse_manifests(services).unwrap().objects {
             if let Object::Service(s) = object {
-                snapshot.services.insert(s.meta.key(), s);
+                snapshot.services.insert(s.meta.key(), s.into());
             }
         }
         snapshot
@@ -182,11 +182,11 @@ mod tests {
     #[test]
     fn a_short_name_in_several_namespaces_is_the_default_one_s_first() {
         let mut s = snapshot();
-        let shop = s.services[&ObjectKey::new("shop", "db")].clone();
+        let shop = weeble_crdt::Service::clone(&s.services[&ObjectKey::new("shop", "db")]);
         for namespace in ["default", "archive"] {
             let mut copy = shop.clone();
             copy.meta.namespace = namespace.into();
-            s.services.insert(copy.meta.key(), copy);
+            s.services.insert(copy.meta.key(), copy.into());
         }
         let service = |namespace| Lookup::Service(ObjectKey::new(namespace, "db"));
         assert_eq!(lookup("db", &s), service("default"));

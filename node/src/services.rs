@@ -65,7 +65,8 @@ pub fn endpoints(snapshot: &Snapshot, table: &StatusTable) -> Endpoints {
                     for pod in &selected {
                         let deployment = snapshot
                             .deployments
-                            .get(&ObjectKey::new(&pod.namespace, &pod.deployment));
+                            .get(&ObjectKey::new(&pod.namespace, &pod.deployment))
+                            .map(|d| &**d);
                         match published(pod, deployment, &port.target_port, port.protocol) {
                             Some(addr) if ready(pod) => ends.ready.push(Endpoint {
                                 pod: pod.name.clone(),

@@ -322,7 +322,7 @@ impl StoreActor {
         if self.state.heads() != before {
             // Only the objects that changed are read again.
             let mut next = Snapshot::clone(&self.snapshot.borrow());
-            self.state.refresh(&mut next, before);
+            self.state.refresh(&mut next);
             self.snapshot.send_replace(Arc::new(next));
         }
         saved

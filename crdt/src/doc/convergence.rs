@@ -5,7 +5,7 @@
 //! end equal to a snapshot read whole.
 
 use super::tests::talk_deployment;
-use super::{ActorId, ChangeHash, DesiredState, Kind, Object, ObjectKey, PeerSync, Snapshot};
+use super::{ActorId, DesiredState, Kind, Object, ObjectKey, PeerSync, Snapshot};
 use proptest::prelude::*;
 use std::collections::VecDeque;
 
@@ -69,8 +69,8 @@ struct Cluster {
     links: Vec<Vec<PeerSync>>,
     /// `wire[i][j]`: messages from i to j not yet delivered.
     wire: Vec<Vec<VecDeque<Vec<u8>>>>,
-    /// Per peer: its snapshot kept up to date by `refresh`, and the heads it was read at.
-    views: Vec<(Snapshot, Vec<ChangeHash>)>,
+    /// Per peer: its snapshot kept up to date by `refresh`.
+    views: Vec<Snapshot>,
 }
 
 impl Cluster {
@@ -91,9 +91,7 @@ impl Cluster {
 
     /// Brings peer `peer`'s kept snapshot up to date with its document.
     fn refresh(&mut self, peer: usize) {
-        let (view, heads) = &mut self.views[peer];
-        self.docs[peer].refresh(view, heads);
-        *heads = self.docs[peer].heads();
+        self.docs[peer].refresh(&mut self.views[peer]);
     }
 
     fn write(&mut self, peer: usize, w: &Write) {
@@ -218,7 +216,7 @@ proptest! {
             prop_assert_eq!(heads, want);
             prop_assert_eq!(&doc.snapshot(), &expected);
         }
-        for (view, _) in &cluster.views {
+        for view in &cluster.views {
             prop_assert_eq!(view, &expected);
         }
     }

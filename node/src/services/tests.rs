@@ -40,8 +40,11 @@ fn snapshot() -> Snapshot {
     let mut snapshot = Snapshot::default();
     for object in parse_manifests(MANIFEST).unwrap().objects {
         match object {
-            Object::Deployment(d) => snapshot.deployments.insert(d.meta.key(), d).map(drop),
-            Object::Service(s) => snapshot.services.insert(s.meta.key(), s).map(drop),
+            Object::Deployment(d) => snapshot
+                .deployments
+                .insert(d.meta.key(), d.into())
+                .map(drop),
+            Object::Service(s) => snapshot.services.insert(s.meta.key(), s.into()).map(drop),
         };
     }
     snapshot
@@ -159,9 +162,11 @@ fn a_pod_that_does_not_publish_the_target_port_is_not_an_endpoint() {
 #[test]
 fn containers_get_kubernetes_service_variables_for_their_namespace() {
     let mut snapshot = snapshot();
-    let mut elsewhere = snapshot.services[&ObjectKey::new("default", "by-number")].clone();
+    let mut elsewhere = Service::clone(&snapshot.services[&ObjectKey::new("default", "by-number")]);
     elsewhere.meta.namespace = "other".into();
-    snapshot.services.insert(elsewhere.meta.key(), elsewhere);
+    snapshot
+        .services
+        .insert(elsewhere.meta.key(), elsewhere.into());
     let host = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
     let env: BTreeMap<String, String> = environment(&snapshot, "default", host)
         .into_iter()
