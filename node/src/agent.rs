@@ -8,7 +8,7 @@
 
 use crate::membership::{Detection, Effect, Liveness, MemberId, Membership};
 use crate::network::{NetConfig, NetError, NetEvent, Network};
-use crate::placement::{Placement, Workload, candidates, place};
+use crate::placement::{Candidate, Placement, Workload, candidates, place, same_workloads};
 use crate::probe::{self, Check, Health};
 use crate::reconcile::{self, Book, DesiredPod};
 use crate::runtime::{ContainerRuntime, ContainerState, Observed};
@@ -116,7 +116,7 @@ pub enum AgentError {
 pub struct View {
     pub members: Vec<(MemberId, Liveness)>,
     pub snapshot: Arc<Snapshot>,
-    pub placement: Placement,
+    pub placement: Arc<Placement>,
 }
 
 /// A running node: the handles the API needs.
@@ -529,7 +529,8 @@ fn spawn_not_ready(
 }
 
 /// Recomputes placement whenever the desired state, the membership or the set of nodes
-/// that are not Ready changes.
+/// that are not Ready changes, unless what placement reads is unchanged (a new image, new
+/// labels): then the last placement is kept.
 fn spawn_view(
     store: watch::Receiver<Arc<Snapshot>>,
     members: watch::Receiver<Vec<(MemberId, Liveness)>>,
@@ -538,13 +539,25 @@ fn spawn_view(
     let cluster = combine(members, not_ready, |members, not_ready| {
         (members.clone(), not_ready.clone())
     });
-    combine(store, cluster, |snapshot, (members, not_ready)| {
-        let workloads: Vec<Workload> = snapshot
-            .deployments
-            .values()
-            .map(|d| Workload::from(&**d))
-            .collect();
-        let placement = place(&candidates(members, not_ready), &workloads);
+    let mut last: Option<(Arc<Snapshot>, Vec<Candidate>, Arc<Placement>)> = None;
+    combine(store, cluster, move |snapshot, (members, not_ready)| {
+        let candidates = candidates(members, not_ready);
+        let placement = match &last {
+            Some((before, same, placement))
+                if *same == candidates && same_workloads(before, snapshot) =>
+            {
+                placement.clone()
+            }
+            _ => {
+                let workloads: Vec<Workload> = snapshot
+                    .deployments
+                    .values()
+                    .map(|d| Workload::from(&**d))
+                    .collect();
+                Arc::new(place(&candidates, &workloads))
+            }
+        };
+        last = Some((snapshot.clone(), candidates, placement.clone()));
         Arc::new(View {
             members: members.clone(),
             snapshot: snapshot.clone(),
@@ -568,7 +581,7 @@ fn spawn_endpoints(
 fn combine<A, B, T>(
     mut a: watch::Receiver<A>,
     mut b: watch::Receiver<B>,
-    f: impl Fn(&A, &B) -> T + Send + 'static,
+    mut f: impl FnMut(&A, &B) -> T + Send + 'static,
 ) -> watch::Receiver<T>
 where
     A: Send + Sync + 'static,

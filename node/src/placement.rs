@@ -14,7 +14,8 @@
 
 use crate::membership::{Liveness, MemberId};
 use std::collections::{BTreeMap, BTreeSet};
-use weeble_crdt::{Deployment, Labels, ObjectKey, ResourceAmounts};
+use std::sync::Arc;
+use weeble_crdt::{Deployment, Labels, ObjectKey, ResourceAmounts, Snapshot};
 
 /// A member that may run replicas, as the membership view describes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +82,20 @@ impl From<&Deployment> for Workload {
             requests: d.spec.template.requests(),
         }
     }
+}
+
+/// Whether placement would read the same workloads from both snapshots: the same
+/// deployments, each the same object (shared, as a refreshed snapshot shares what did not
+/// change) or one with the same replicas, nodeSelector and requests. Costs a walk of the
+/// keys, not a rebuild of every workload.
+pub fn same_workloads(a: &Snapshot, b: &Snapshot) -> bool {
+    a.deployments.len() == b.deployments.len()
+        && a.deployments
+            .iter()
+            .zip(&b.deployments)
+            .all(|((ka, da), (kb, db))| {
+                ka == kb && (Arc::ptr_eq(da, db) || Workload::from(&**da) == Workload::from(&**db))
+            })
 }
 
 /// One replica of one deployment.

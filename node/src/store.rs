@@ -282,11 +282,23 @@ impl StoreActor {
                 self.peers.remove(&peer);
             }
         }
+        // After the answer: the snapshot is for the node's other actors, not the writer.
+        self.publish(&before);
     }
 
-    /// Puts whatever changed on disk before the caller's answer goes out, then publishes the
-    /// new snapshot. If the change failed, or cannot be persisted, the document goes back to
-    /// `before` (what the file holds): a refused write leaves no trace.
+    /// Publishes the new snapshot if the document changed since `before`: only the objects
+    /// that changed are read again.
+    fn publish(&mut self, before: &[ChangeHash]) {
+        if self.state.heads() != before {
+            let mut next = Snapshot::clone(&self.snapshot.borrow());
+            self.state.refresh(&mut next);
+            self.snapshot.send_replace(Arc::new(next));
+        }
+    }
+
+    /// Puts whatever changed on disk before the caller's answer goes out. If the change
+    /// failed, or cannot be persisted, the document goes back to `before` (what the file
+    /// holds): a refused write leaves no trace.
     fn persisted<T>(
         &mut self,
         result: Result<T, StateError>,
@@ -318,12 +330,6 @@ impl StoreActor {
                 }
                 self.undo(before);
             }
-        }
-        if self.state.heads() != before {
-            // Only the objects that changed are read again.
-            let mut next = Snapshot::clone(&self.snapshot.borrow());
-            self.state.refresh(&mut next);
-            self.snapshot.send_replace(Arc::new(next));
         }
         saved
     }

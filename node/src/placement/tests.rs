@@ -275,3 +275,32 @@ fn a_member_that_is_not_ready_takes_no_replicas_unless_no_member_is_ready() {
     let c = &candidates(&members, &BTreeSet::new())[0];
     assert_eq!((c.weight, c.max_pods), (2.0, 110));
 }
+
+#[test]
+fn an_image_change_leaves_the_workloads_as_they_were_and_a_scale_does_not() {
+    use weeble_crdt::{ActorId, DesiredState, parse_manifests};
+    let deployment = |name: &str, image: &str, replicas: u32| {
+        let text = format!(
+            "kind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  \
+             template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n      \
+             - {{name: web, image: {image}}}\n"
+        );
+        parse_manifests(&text).unwrap().objects.remove(0)
+    };
+    let mut state = DesiredState::new(ActorId::from([1; 16]));
+    state.apply(&deployment("a", "img:1", 2)).unwrap();
+    state.apply(&deployment("b", "img:1", 2)).unwrap();
+    let mut before = state.snapshot();
+    let mut after = before.clone();
+    state.apply(&deployment("a", "img:2", 2)).unwrap();
+    state.refresh(&mut after);
+    assert!(same_workloads(&before, &after), "a new image moves nothing");
+    before = after.clone();
+    state.scale(&ObjectKey::new("default", "b"), 3).unwrap();
+    state.refresh(&mut after);
+    assert!(!same_workloads(&before, &after));
+    before = after.clone();
+    state.apply(&deployment("c", "img:1", 1)).unwrap();
+    state.refresh(&mut after);
+    assert!(!same_workloads(&before, &after));
+}
