@@ -204,8 +204,11 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             args.name
         );
     }
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // automerge instruments its change loading with an INFO span whose fields print the whole
+    // change graph: at INFO that formatting was a third of a peer's CPU on every sync message
+    // (and grew with the history). Its spans and events stay off unless RUST_LOG asks.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,automerge=warn".into());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

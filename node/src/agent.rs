@@ -8,7 +8,7 @@
 
 use crate::membership::{Detection, Effect, Liveness, MemberId, Membership};
 use crate::network::{NetConfig, NetError, NetEvent, Network};
-use crate::placement::{Candidate, Placement, Workload, candidates, place, same_workloads};
+use crate::placement::{Candidate, Placement, Workloads, candidates, place};
 use crate::probe::{self, Check, Health};
 use crate::reconcile::{self, Book, DesiredPod};
 use crate::runtime::{ContainerRuntime, ContainerState, Observed};
@@ -539,25 +539,16 @@ fn spawn_view(
     let cluster = combine(members, not_ready, |members, not_ready| {
         (members.clone(), not_ready.clone())
     });
-    let mut last: Option<(Arc<Snapshot>, Vec<Candidate>, Arc<Placement>)> = None;
+    let mut workloads = Workloads::default();
+    let mut last: Option<(Vec<Candidate>, Arc<Placement>)> = None;
     combine(store, cluster, move |snapshot, (members, not_ready)| {
         let candidates = candidates(members, not_ready);
+        let changed = workloads.update(snapshot);
         let placement = match &last {
-            Some((before, same, placement))
-                if *same == candidates && same_workloads(before, snapshot) =>
-            {
-                placement.clone()
-            }
-            _ => {
-                let workloads: Vec<Workload> = snapshot
-                    .deployments
-                    .values()
-                    .map(|d| Workload::from(&**d))
-                    .collect();
-                Arc::new(place(&candidates, &workloads))
-            }
+            Some((same, placement)) if !changed && *same == candidates => placement.clone(),
+            _ => Arc::new(place(&candidates, workloads.iter())),
         };
-        last = Some((snapshot.clone(), candidates, placement.clone()));
+        last = Some((candidates, placement.clone()));
         Arc::new(View {
             members: members.clone(),
             snapshot: snapshot.clone(),

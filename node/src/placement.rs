@@ -84,18 +84,43 @@ impl From<&Deployment> for Workload {
     }
 }
 
-/// Whether placement would read the same workloads from both snapshots: the same
-/// deployments, each the same object (shared, as a refreshed snapshot shares what did not
-/// change) or one with the same replicas, nodeSelector and requests. Costs a walk of the
-/// keys, not a rebuild of every workload.
-pub fn same_workloads(a: &Snapshot, b: &Snapshot) -> bool {
-    a.deployments.len() == b.deployments.len()
-        && a.deployments
-            .iter()
-            .zip(&b.deployments)
-            .all(|((ka, da), (kb, db))| {
-                ka == kb && (Arc::ptr_eq(da, db) || Workload::from(&**da) == Workload::from(&**db))
-            })
+/// The workloads of a snapshot's deployments, kept from one snapshot to the next: a
+/// deployment that is the same object as before (a refreshed snapshot shares every object a
+/// write did not touch) is not read again, so a write costs a walk of the keys, not a
+/// rebuild of every workload.
+#[derive(Debug, Default)]
+pub struct Workloads(BTreeMap<ObjectKey, (Arc<Deployment>, Workload)>);
+
+impl Workloads {
+    /// Brings the workloads up to date with `snapshot`. True if any changed: a deployment
+    /// came or went, or its replicas, nodeSelector or requests differ (a new image does not).
+    pub fn update(&mut self, snapshot: &Snapshot) -> bool {
+        let before = self.0.len();
+        self.0
+            .retain(|key, _| snapshot.deployments.contains_key(key));
+        let mut changed = self.0.len() != before;
+        for (key, d) in &snapshot.deployments {
+            match self.0.get_mut(key) {
+                Some((seen, _)) if Arc::ptr_eq(seen, d) => {}
+                Some((seen, workload)) => {
+                    let now = Workload::from(&**d);
+                    changed |= now != *workload;
+                    *seen = d.clone();
+                    *workload = now;
+                }
+                None => {
+                    self.0
+                        .insert(key.clone(), (d.clone(), Workload::from(&**d)));
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Workload> {
+        self.0.values().map(|(_, w)| w)
+    }
 }
 
 /// One replica of one deployment.
@@ -181,19 +206,22 @@ struct WeightClass {
 }
 
 /// Places every replica of every workload on the candidates. Input order does not matter.
-pub fn place(candidates: &[Candidate], workloads: &[Workload]) -> Placement {
+pub fn place<'a>(
+    candidates: &[Candidate],
+    workloads: impl IntoIterator<Item = &'a Workload>,
+) -> Placement {
     let mut sorted: Vec<&Candidate> = candidates.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     sorted.dedup_by(|a, b| a.name == b.name);
     let node_hashes: Vec<u32> = sorted
         .iter()
-        .map(|c| mix(fnv1a(c.name.as_bytes())) as u32)
+        .map(|c| mix(fnv1a(&[c.name.as_bytes()])) as u32)
         .collect();
     let mut remaining: Vec<ResourceAmounts> = sorted.iter().map(|c| c.allocatable).collect();
     let mut pods_left: Vec<u32> = sorted.iter().map(|c| c.max_pods).collect();
     // Members that can take another pod: once there are none, the rest go unranked.
     let mut open = pods_left.iter().filter(|&&n| n > 0).count();
-    let mut workloads: Vec<&Workload> = workloads.iter().collect();
+    let mut workloads: Vec<&Workload> = workloads.into_iter().collect();
     workloads.sort_by(|a, b| a.deployment.cmp(&b.deployment));
 
     let mut classes_by_selector: BTreeMap<&Labels, Vec<WeightClass>> = BTreeMap::new();
@@ -206,7 +234,9 @@ pub fn place(candidates: &[Candidate], workloads: &[Workload]) -> Placement {
         let classes = classes_by_selector
             .entry(&w.node_selector)
             .or_insert_with(|| weight_classes(&sorted, &node_hashes, &w.node_selector));
-        let base = fnv1a(format!("{}/{}", w.deployment.namespace, w.deployment.name).as_bytes());
+        // `namespace/name`, hashed in parts (no string made per deployment).
+        let (namespace, name) = (&w.deployment.namespace, &w.deployment.name);
+        let base = fnv1a(&[namespace.as_bytes(), b"/", name.as_bytes()]);
         let mut slots = Vec::with_capacity(w.replicas as usize);
         for index in 0..w.replicas {
             let replica = mix(base ^ mix(u64::from(index) + 1)) as u32;
@@ -352,10 +382,14 @@ fn score(weight: f64, hash: u32) -> f64 {
 }
 
 /// FNV-1a: a fixed, portable string hash (every node must compute the same value).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// FNV-1a of the concatenation of `parts`.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    parts
+        .iter()
+        .flat_map(|p| p.iter())
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// MurmurHash3's 32-bit finalizer: the per-(replica, member) hash, cheap enough to vectorise.

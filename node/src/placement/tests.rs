@@ -290,17 +290,29 @@ fn an_image_change_leaves_the_workloads_as_they_were_and_a_scale_does_not() {
     let mut state = DesiredState::new(ActorId::from([1; 16]));
     state.apply(&deployment("a", "img:1", 2)).unwrap();
     state.apply(&deployment("b", "img:1", 2)).unwrap();
-    let mut before = state.snapshot();
-    let mut after = before.clone();
+    let mut snapshot = state.snapshot();
+    let mut workloads = Workloads::default();
+    assert!(workloads.update(&snapshot), "the first ones");
+    assert!(!workloads.update(&snapshot), "the same snapshot again");
     state.apply(&deployment("a", "img:2", 2)).unwrap();
-    state.refresh(&mut after);
-    assert!(same_workloads(&before, &after), "a new image moves nothing");
-    before = after.clone();
+    state.refresh(&mut snapshot);
+    assert!(!workloads.update(&snapshot), "a new image moves nothing");
     state.scale(&ObjectKey::new("default", "b"), 3).unwrap();
-    state.refresh(&mut after);
-    assert!(!same_workloads(&before, &after));
-    before = after.clone();
+    state.refresh(&mut snapshot);
+    assert!(workloads.update(&snapshot));
     state.apply(&deployment("c", "img:1", 1)).unwrap();
-    state.refresh(&mut after);
-    assert!(!same_workloads(&before, &after));
+    state.refresh(&mut snapshot);
+    assert!(workloads.update(&snapshot));
+    state
+        .delete(
+            weeble_crdt::Kind::Deployment,
+            &ObjectKey::new("default", "a"),
+        )
+        .unwrap();
+    state.refresh(&mut snapshot);
+    assert!(workloads.update(&snapshot));
+    let replicas: Vec<u32> = workloads.iter().map(|w| w.replicas).collect();
+    assert_eq!(replicas, [3, 1], "b and c, in key order");
+    let placed = place(&nodes(3), workloads.iter());
+    assert_eq!(placed.replicas().count(), 4);
 }
