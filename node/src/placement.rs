@@ -89,37 +89,38 @@ impl From<&Deployment> for Workload {
 /// write did not touch) is not read again, so a write costs a walk of the keys, not a
 /// rebuild of every workload.
 #[derive(Debug, Default)]
-pub struct Workloads(BTreeMap<ObjectKey, (Arc<Deployment>, Workload)>);
+pub struct Workloads(Vec<(Arc<Deployment>, Workload)>);
 
 impl Workloads {
     /// Brings the workloads up to date with `snapshot`. True if any changed: a deployment
     /// came or went, or its replicas, nodeSelector or requests differ (a new image does not).
+    /// Both are in key order, so this is one walk of the two side by side.
     pub fn update(&mut self, snapshot: &Snapshot) -> bool {
-        let before = self.0.len();
-        self.0
-            .retain(|key, _| snapshot.deployments.contains_key(key));
-        let mut changed = self.0.len() != before;
+        let mut changed = false;
+        let mut old = std::mem::take(&mut self.0).into_iter().peekable();
         for (key, d) in &snapshot.deployments {
-            match self.0.get_mut(key) {
-                Some((seen, _)) if Arc::ptr_eq(seen, d) => {}
-                Some((seen, workload)) => {
+            while old.next_if(|(_, w)| w.deployment < *key).is_some() {
+                changed = true;
+            }
+            let workload = match old.next_if(|(_, w)| w.deployment == *key) {
+                Some((seen, workload)) if Arc::ptr_eq(&seen, d) => workload,
+                Some((_, workload)) => {
                     let now = Workload::from(&**d);
-                    changed |= now != *workload;
-                    *seen = d.clone();
-                    *workload = now;
+                    changed |= now != workload;
+                    now
                 }
                 None => {
-                    self.0
-                        .insert(key.clone(), (d.clone(), Workload::from(&**d)));
                     changed = true;
+                    Workload::from(&**d)
                 }
-            }
+            };
+            self.0.push((d.clone(), workload));
         }
-        changed
+        changed | old.next().is_some()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Workload> {
-        self.0.values().map(|(_, w)| w)
+        self.0.iter().map(|(_, w)| w)
     }
 }
 
