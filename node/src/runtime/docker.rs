@@ -864,6 +864,21 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn an_engine_call_that_never_answers_fails_after_its_timeout() {
+        let stalled = std::future::pending::<Result<(), BollardError>>();
+        let result = timed(Duration::from_millis(20), stalled).await;
+        assert!(matches!(result, Err(BollardError::RequestTimeoutError)));
+        let error = container_error("abc", "starting")(result.unwrap_err());
+        assert_eq!(
+            error,
+            RuntimeError::Failed(format!(
+                "starting container abc: the engine did not answer within {} s",
+                CALL_TIMEOUT.as_secs()
+            ))
+        );
+    }
+
     #[test]
     fn a_container_that_cannot_be_inspected_is_listed_with_its_state_unknown() {
         let summary: ContainerSummary = serde_json::from_value(serde_json::json!({
