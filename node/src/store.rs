@@ -76,8 +76,9 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the state file in `data_dir` and starts the actor. A torn last
-    /// frame is dropped with a warning. If the file cannot be rewritten at start (a full
-    /// disk), the store starts anyway on what it could read, reporting that it cannot persist.
+    /// frame is dropped with a warning. If a framed file cannot be rewritten at start (a full
+    /// disk), the store starts anyway on what it could read, reporting that it cannot persist;
+    /// a file that is missing or from before frames must be written, and the start fails.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join("state.automerge");
         let disk = |source| StoreError::Disk {
