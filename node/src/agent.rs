@@ -8,13 +8,13 @@
 
 use crate::membership::{Detection, Effect, Liveness, MemberId, Membership};
 use crate::network::{NetConfig, NetError, NetEvent, Network};
-use crate::placement::{Candidate, Placement, Workloads, candidates, place};
 use crate::probe::{self, Check, Health};
 use crate::reconcile::{self, Book, DesiredPod};
 use crate::runtime::{ContainerRuntime, ContainerState, Observed};
-use crate::services::{self, Endpoints};
-use crate::status::{Status, StatusTable};
+use crate::services::Endpoints;
+use crate::status::Status;
 use crate::store::{Store, StoreError};
+use crate::view::{View, spawn_endpoints, spawn_not_ready, spawn_view};
 use foca::Timer;
 use futures::StreamExt;
 use libp2p::identity::Keypair;
@@ -22,10 +22,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
-use weeble_crdt::{Labels, ResourceAmounts, Snapshot};
+use weeble_crdt::{Labels, ResourceAmounts};
 
 /// The kubelet's default pod limit per node.
 pub const DEFAULT_MAX_PODS: u32 = 110;
@@ -111,14 +111,6 @@ pub enum AgentError {
     Network(#[from] NetError),
 }
 
-/// What the node knows of the cluster at one moment, and the placement it implies.
-#[derive(Debug, Clone)]
-pub struct View {
-    pub members: Vec<(MemberId, Liveness)>,
-    pub snapshot: Arc<Snapshot>,
-    pub placement: Arc<Placement>,
-}
-
 /// A running node: the handles the API needs.
 #[derive(Clone)]
 pub struct Agent {
@@ -150,12 +142,6 @@ impl Agent {
             );
         }
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The node's libp2p key: made once, kept in the data directory (a stable identity).
@@ -196,7 +182,7 @@ pub async fn start<R: ContainerRuntime>(
         listen: config.p2p,
         cluster_key: config.cluster_key,
     })?;
-    let epoch = now_ms() as u64;
+    let epoch = crate::clock::now_ms() as u64;
     let me = MemberId {
         name: config.name.clone(),
         peer_id: network.peer_id().to_string(),
@@ -507,95 +493,6 @@ fn spawn_readiness(mut failing: watch::Receiver<Option<String>>, status: Status)
     });
 }
 
-/// The nodes that report themselves not Ready, changing only when that set does (the status
-/// table changes all the time; placement need not follow it).
-fn spawn_not_ready(
-    mut table: watch::Receiver<Arc<StatusTable>>,
-) -> watch::Receiver<BTreeSet<String>> {
-    let (tx, rx) = watch::channel(table.borrow_and_update().not_ready());
-    tokio::spawn(async move {
-        while table.changed().await.is_ok() {
-            let now = table.borrow_and_update().not_ready();
-            tx.send_if_modified(|old| {
-                let changed = *old != now;
-                if changed {
-                    *old = now;
-                }
-                changed
-            });
-        }
-    });
-    rx
-}
-
-/// Recomputes placement whenever the desired state, the membership or the set of nodes
-/// that are not Ready changes, unless what placement reads is unchanged (a new image, new
-/// labels): then the last placement is kept.
-fn spawn_view(
-    store: watch::Receiver<Arc<Snapshot>>,
-    members: watch::Receiver<Vec<(MemberId, Liveness)>>,
-    not_ready: watch::Receiver<BTreeSet<String>>,
-) -> watch::Receiver<Arc<View>> {
-    let cluster = combine(members, not_ready, |members, not_ready| {
-        (members.clone(), not_ready.clone())
-    });
-    let mut workloads = Workloads::default();
-    let mut last: Option<(Vec<Candidate>, Arc<Placement>)> = None;
-    combine(store, cluster, move |snapshot, (members, not_ready)| {
-        let candidates = candidates(members, not_ready);
-        let changed = workloads.update(snapshot);
-        let placement = match &last {
-            Some((same, placement)) if !changed && *same == candidates => placement.clone(),
-            _ => Arc::new(place(&candidates, workloads.iter())),
-        };
-        last = Some((candidates, placement.clone()));
-        Arc::new(View {
-            members: members.clone(),
-            snapshot: snapshot.clone(),
-            placement,
-        })
-    })
-}
-
-/// The endpoints of every service, recomputed whenever the view or the pods' status changes.
-fn spawn_endpoints(
-    view: watch::Receiver<Arc<View>>,
-    table: watch::Receiver<Arc<StatusTable>>,
-) -> watch::Receiver<Arc<Endpoints>> {
-    combine(view, table, |view, table| {
-        Arc::new(services::endpoints(&view.snapshot, table))
-    })
-}
-
-/// A watch of `f(a, b)`, computed now and again whenever `a` or `b` changes, until either
-/// sender or every receiver of the result is gone.
-fn combine<A, B, T>(
-    mut a: watch::Receiver<A>,
-    mut b: watch::Receiver<B>,
-    mut f: impl FnMut(&A, &B) -> T + Send + 'static,
-) -> watch::Receiver<T>
-where
-    A: Send + Sync + 'static,
-    B: Send + Sync + 'static,
-    T: Send + Sync + 'static,
-{
-    let first = f(&a.borrow(), &b.borrow());
-    let (tx, rx) = watch::channel(first);
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                r = a.changed() => if r.is_err() { return },
-                r = b.changed() => if r.is_err() { return },
-            }
-            let value = f(&a.borrow_and_update(), &b.borrow_and_update());
-            if tx.send(value).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
 /// Pushes local changes to every live peer (and pulls theirs) with automerge sync.
 struct SyncDriver {
     me: String,
@@ -773,7 +670,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             desired
         };
         let desired = &desired[..];
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         let handovers = reconcile::handovers(
             &self.node,
             &view.placement,
@@ -820,7 +717,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             }
             changed
         });
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         let unready = self.health.borrow_and_update().unready.clone();
         self.status
             .set_local(reconcile::pod_statuses(

@@ -12,13 +12,14 @@ pub mod guard;
 pub mod list;
 pub mod listen;
 
-use crate::agent::{Agent, View};
+use crate::agent::Agent;
 use crate::membership::{Liveness, MemberId};
 use crate::placement::{ReplicaKey, Unplaced};
 use crate::runtime::{ContainerRuntime, LABEL_POD, RuntimeError};
 use crate::services::PortEndpoints;
 use crate::status::{Phase, PodStatus, StatusTable};
 use crate::store::StoreError;
+use crate::view::View;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};

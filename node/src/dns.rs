@@ -4,7 +4,7 @@
 //! `cluster.local` (an unknown service there is NXDOMAIN) and refuses every other name: it is
 //! not a resolver. The server is `hickory-server`; which name means what is [`lookup`] (pure).
 
-use crate::agent::View;
+use crate::view::View;
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{Metadata, ResponseCode};

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod clock;
 pub mod dns;
 pub mod membership;
 pub mod network;
@@ -14,3 +15,4 @@ pub mod runtime;
 pub mod services;
 pub mod status;
 pub mod store;
+pub mod view;

@@ -159,7 +159,7 @@ pub fn start<R: ContainerRuntime>(
         let mut prober = Prober::default();
         let (results_tx, mut results) = mpsc::channel::<(Check, bool)>(256);
         loop {
-            let now = crate::agent::now_ms();
+            let now = crate::clock::now_ms();
             for check in prober.take_due(now) {
                 let (runtime, results_tx) = (runtime.clone(), results_tx.clone());
                 tokio::spawn(async move {
@@ -180,7 +180,7 @@ pub fn start<R: ContainerRuntime>(
                     prober.set(checks.borrow_and_update().clone());
                 }
                 Some((check, passed)) = results.recv() => {
-                    prober.record(&check, passed, crate::agent::now_ms());
+                    prober.record(&check, passed, crate::clock::now_ms());
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
