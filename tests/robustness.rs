@@ -65,9 +65,17 @@ fn apply_padded(
     weeble(&["--server", server, "apply", "-f", file.to_str().unwrap()])
 }
 
+/// `n` node names of this test process, `<prefix><pid>-a`, `-b`, ...
+fn node_names(prefix: &str, n: u8) -> Vec<String> {
+    let id = std::process::id();
+    (0..n)
+        .map(|i| format!("{prefix}{id}-{}", char::from(b'a' + i)))
+        .collect()
+}
+
 /// Starts `names` on 127.0.0.`base`..., each joining the first, with `extra` arguments, and
 /// waits until the first sees them all Ready.
-fn start(cluster: &mut Cluster, base: u8, names: &[&str], extra: &[&str]) {
+fn start(cluster: &mut Cluster, base: u8, names: &[String], extra: &[&str]) {
     let seed = p2p(&format!("127.0.0.{base}"));
     for (i, name) in names.iter().enumerate() {
         let mut args = extra.to_vec();
@@ -109,11 +117,7 @@ fn a_flood_of_replicas_is_capped_per_node_and_a_delete_stops_it_within_a_batch()
     let _serial = serial();
     demo_image();
     let mut cluster = Cluster::new("flood");
-    let names = [
-        format!("fl{}-a", std::process::id()),
-        format!("fl{}-b", std::process::id()),
-    ];
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let names = node_names("fl", 2);
     start(
         &mut cluster,
         81,
@@ -129,7 +133,7 @@ fn a_flood_of_replicas_is_capped_per_node_and_a_delete_stops_it_within_a_batch()
     });
     for _ in 0..20 {
         for name in &names {
-            let here = cluster.containers_of(Some(name), false).len();
+            let here = cluster.containers_of(Some(name.as_str()), false).len();
             assert!(
                 here <= 3,
                 "{name} runs {here} containers, over --max-pods 3"
@@ -145,7 +149,7 @@ fn a_flood_of_replicas_is_capped_per_node_and_a_delete_stops_it_within_a_batch()
     assert!(message.contains("--max-pods"), "{pod}");
     let nodes = json(&server, &["get", "nodes"]);
     assert_eq!(
-        node_named(&nodes, names[1])["status"]["capacity"]["pods"],
+        node_named(&nodes, &names[1])["status"]["capacity"]["pods"],
         "3"
     );
 
@@ -164,12 +168,11 @@ fn a_delete_is_seen_after_one_batch_not_after_the_whole_pass() {
     let _serial = serial();
     demo_image();
     let mut cluster = Cluster::new("batch");
-    let name = format!("ba{}", std::process::id());
     // Alone, the node runs everything once its join grace is over.
     start(
         &mut cluster,
         84,
-        &[&name],
+        &node_names("ba", 1),
         &["--max-pods", "60", "--dns-port", "0"],
     );
     let server = cluster.server(0);
@@ -266,15 +269,9 @@ fn a_node_with_a_full_disk_refuses_writes_without_a_trace_and_takes_no_pods_unti
     }
     let _serial = serial();
     let mut cluster = Cluster::new("disk");
-    let id = std::process::id();
-    let names = [
-        format!("dk{id}-a"),
-        format!("dk{id}-b"),
-        format!("dk{id}-c"),
-    ];
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let names = node_names("dk", 3);
     // The third node's data directory is a 512 KiB disk of its own.
-    let Some(disk) = Tmpfs::mount(&cluster.dir.join(names[2]), 512) else {
+    let Some(disk) = Tmpfs::mount(&cluster.dir.join(&names[2]), 512) else {
         return;
     };
     demo_image();
@@ -329,7 +326,7 @@ fn a_node_with_a_full_disk_refuses_writes_without_a_trace_and_takes_no_pods_unti
         Duration::from_secs(15),
         || {
             let nodes = json(&server, &["get", "nodes"]);
-            let ready = &node_named(&nodes, names[2])["status"]["conditions"][0];
+            let ready = &node_named(&nodes, &names[2])["status"]["conditions"][0];
             (ready["status"] == "False" && ready["reason"] == "StateNotPersisted").then_some(())
         },
     );
@@ -349,7 +346,7 @@ fn a_node_with_a_full_disk_refuses_writes_without_a_trace_and_takes_no_pods_unti
         .collect();
     assert_eq!(placed.len(), 9);
     assert!(
-        !placed.contains(&names[2]),
+        !placed.contains(&names[2].as_str()),
         "a replica was placed on the full node: {placed:?}"
     );
     std::thread::sleep(Duration::from_secs(3));
@@ -362,7 +359,7 @@ fn a_node_with_a_full_disk_refuses_writes_without_a_trace_and_takes_no_pods_unti
 
     disk.free();
     wait_for("the node Ready again", Duration::from_secs(30), || {
-        ready_nodes(&server).contains(names[2]).then_some(())
+        ready_nodes(&server).contains(&names[2]).then_some(())
     });
     wait_for("the writes it missed", Duration::from_secs(15), || {
         deployments(&full)
@@ -388,16 +385,14 @@ fn a_state_file_cut_mid_frame_does_not_keep_a_node_from_starting() {
     }
     let _serial = serial();
     let mut cluster = Cluster::new("torn");
-    let id = std::process::id();
-    let names = [format!("tn{id}-a"), format!("tn{id}-b")];
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let names = node_names("tn", 2);
     start(&mut cluster, 88, &names, &["--dns-port", "0"]);
     let (server, torn) = (cluster.server(0), cluster.server(1));
     for name in ["first", "last"] {
         let out = apply(&cluster, &server, name, 0);
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
-    let file = cluster.dir.join(names[1]).join("state.automerge");
+    let file = cluster.dir.join(&names[1]).join("state.automerge");
     cluster.signal(1, "-KILL");
     cluster.nodes[1].child.wait().unwrap();
     let len = std::fs::metadata(&file).unwrap().len();
@@ -418,7 +413,7 @@ fn a_state_file_cut_mid_frame_does_not_keep_a_node_from_starting() {
             (held["items"].as_array()?.len() == 2).then_some(())
         },
     );
-    let log = json_log(&cluster, names[1]);
+    let log = json_log(&cluster, &names[1]);
     assert!(
         log.iter().any(|l| l["fields"]["message"]
             .as_str()
@@ -434,17 +429,17 @@ fn nodes_with_different_cluster_keys_say_so_on_both_sides() {
     }
     let _serial = serial();
     let mut cluster = Cluster::new("keys");
-    let id = std::process::id();
-    let (a, b) = (format!("ky{id}-a"), format!("ky{id}-b"));
+    let names = node_names("ky", 2);
+    let (a, b) = (&names[0], &names[1]);
     let (one, two) = (cluster.key("one.key"), cluster.key("two.key"));
     cluster.start(
-        &a,
+        a,
         "127.0.0.80",
         &["--dns-port", "0", "--cluster-key", one.to_str().unwrap()],
     );
     let seed = p2p("127.0.0.80");
     cluster.start(
-        &b,
+        b,
         "127.0.0.79",
         &[
             "--dns-port",
@@ -466,11 +461,8 @@ fn nodes_with_different_cluster_keys_say_so_on_both_sides() {
         "both sides to log the mismatch",
         Duration::from_secs(20),
         || {
-            (said(&b, "Do both nodes have the same --cluster-key")
-                && said(
-                    &a,
-                    "failed its handshake: a node with another --cluster-key",
-                ))
+            (said(b, "Do both nodes have the same --cluster-key")
+                && said(a, "failed its handshake: a node with another --cluster-key"))
             .then_some(())
         },
     );
