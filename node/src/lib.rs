@@ -5,14 +5,12 @@ pub mod agent;
 pub mod api;
 pub mod clock;
 pub mod dns;
-pub mod membership;
 pub mod network;
-pub mod placement;
 pub mod probe;
 pub mod proxy;
-pub mod reconcile;
 pub mod runtime;
-pub mod services;
 pub mod status;
 pub mod store;
 pub mod view;
+
+pub use weeble_core::{membership, placement, reconcile, services};

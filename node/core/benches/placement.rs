@@ -3,8 +3,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
+use weeble_core::placement::{Candidate, Workload, place};
 use weeble_crdt::{Labels, ObjectKey, ResourceAmounts};
-use weeble_node::placement::{Candidate, Workload, place};
 
 fn members(n: usize, heavy_every: usize) -> Vec<Candidate> {
     (0..n)

@@ -1,0 +1,21 @@
+//! One Weeble node's decisions, with no I/O: everything here takes time, randomness and
+//! messages as inputs and returns what to do. The node's driver (`weeble-node`) owns the
+//! sockets, the disk, the clock and the container engine, and feeds these cores.
+//!
+//! - [`membership`]: who is in the cluster and alive (SWIM, the `foca` crate).
+//! - [`placement`]: which member runs each replica (weighted rendezvous hashing).
+//! - [`reconcile`]: this node's share against its containers → container actions, pod status.
+//! - [`status`]: every node's reported pods, newest report per node.
+//! - [`services`]: each service's endpoints, and the variables containers see.
+//! - [`probe`]: when each liveness and readiness check is due, and what the results mean.
+//! - [`dns`]: which service a DNS name means.
+//! - [`runtime`]: containers as the core sees them (specs, observations, events).
+
+pub mod dns;
+pub mod membership;
+pub mod placement;
+pub mod probe;
+pub mod reconcile;
+pub mod runtime;
+pub mod services;
+pub mod status;
