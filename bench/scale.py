@@ -157,7 +157,7 @@ def rss_mb(pid):
 
 def idle(nodes, seconds):
     """Per node over `seconds`: KB/s sent to peers, CPU % of one core, RSS MB at the end;
-    and how many connections there were at the start and were opened meanwhile."""
+    and how many peer-to-peer sockets there were at the start and were opened meanwhile."""
     pids = {proc.pid for proc in nodes.procs}
     start = connections(pids)
     cpu = {pid: cpu_seconds(pid) for pid in pids}
@@ -185,7 +185,7 @@ def idle(nodes, seconds):
         "kbps": [sent[pid] / elapsed / 1000 for pid in pids],
         "cpu": [100 * (cpu_seconds(pid) - cpu[pid]) / elapsed for pid in pids],
         "rss": [rss_mb(pid) for pid in pids],
-        "connections": len(start),
+        "sockets": len(start),
         "opened": opened,
     }
 
@@ -247,8 +247,9 @@ def measure(binary, size, idle_seconds, writes):
               flush=True)
         time.sleep(SETTLE)
         usage = idle(nodes, idle_seconds)
-        print(f"{size} nodes: {usage['connections']} peer connections, {usage['opened']} "
-              f"opened during the {idle_seconds:g} s idle window", file=sys.stderr, flush=True)
+        print(f"{size} nodes: {usage['sockets'] / size:.1f} peer-to-peer sockets per node, "
+              f"{usage['opened']} opened during the {idle_seconds:g} s idle window",
+              file=sys.stderr, flush=True)
         timings = []
         for k in range(writes):
             timings.append(write(nodes, f"scale-{k}"))
@@ -262,7 +263,7 @@ def measure(binary, size, idle_seconds, writes):
         "sent_kbps": [statistics.median(usage["kbps"]), max(usage["kbps"])],
         "cpu_pct": [statistics.median(usage["cpu"]), max(usage["cpu"])],
         "rss_mb": statistics.median(usage["rss"]),
-        "connections": usage["connections"],
+        "sockets_per_node": usage["sockets"] / size,
         "acknowledged_s": [percentile(acknowledged, 50), percentile(acknowledged, 95)],
         "visible_s": [percentile(visible, 50), percentile(visible, 95)],
     }

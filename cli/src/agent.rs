@@ -75,6 +75,15 @@ pub struct NodeArgs {
     /// rest on other nodes, or leaves them Pending (`TooManyPods`).
     #[arg(long, default_value_t = agent::DEFAULT_MAX_PODS)]
     max_pods: u32,
+    /// How many other nodes must hold a write on disk before it is acknowledged (every live
+    /// peer when there are fewer). An acknowledged write is lost only if all of them and this
+    /// node die before it spreads further, which it does at once, by gossip.
+    #[arg(long, default_value_t = agent::DEFAULT_REPLICATE_TO as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    replicate_to: u16,
+    /// How many random peers a change to the desired state or to a node's status is pushed
+    /// to first; they pass it on the same way.
+    #[arg(long, default_value_t = agent::DEFAULT_FANOUT as u16, value_parser = clap::value_parser!(u16).range(1..=16))]
+    fanout: u16,
     /// Log lines for people (`text`) or machines (`json`); filter with RUST_LOG.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -246,6 +255,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.labels = args.labels.into_iter().collect::<Labels>();
     config.capacity = args.capacity.unwrap_or_else(machine_capacity);
     config.max_pods = args.max_pods;
+    config.replicate_to = usize::from(args.replicate_to);
+    config.fanout = usize::from(args.fanout);
     let default = Detection::default();
     config.detection = Detection {
         probe_period: args.probe_interval.unwrap_or(default.probe_period),

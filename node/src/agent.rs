@@ -1,18 +1,19 @@
 //! The agent: starts every actor of a node and wires them together.
 //!
 //! network ──events──▶ router ──▶ membership / store (sync) / status
+//! router: a peer's digest differs from ours ──▶ status exchange / sync driver
 //! store + membership ──▶ view (placement) ──▶ reconciler ──▶ runtime, status
-//! store changes, membership changes, a period ──▶ sync driver ──▶ network
+//! store changes, a write to acknowledge, a period ──▶ sync driver ──▶ network
 //! view + status ──▶ endpoints ──▶ service proxy (and the API)
 //! view ──▶ DNS server (service names to this node's service address)
 
-use crate::membership::{Detection, Effect, Liveness, MemberId, Membership};
-use crate::network::{NetConfig, NetError, NetEvent, Network};
+use crate::membership::{Detection, Effect, Liveness, MemberId, Membership, live_peers};
+use crate::network::{Inbound, LocalDigest, NetConfig, NetError, NetEvent, Network, Response};
 use crate::probe::{self, Check, Health};
 use crate::reconcile::{self, Book, DesiredPod};
 use crate::runtime::{ContainerRuntime, ContainerState, Observed};
 use crate::services::Endpoints;
-use crate::status::Status;
+use crate::status::{Status, StatusConfig};
 use crate::store::{Store, StoreError};
 use crate::view::{View, spawn_endpoints, spawn_not_ready, spawn_view};
 use foca::Timer;
@@ -25,10 +26,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
+use weeble_core::gossip::{Fanout, doc_fingerprint, starts_exchange};
 use weeble_crdt::{Labels, ResourceAmounts};
 
 /// The kubelet's default pod limit per node.
 pub const DEFAULT_MAX_PODS: u32 = 110;
+
+/// Peers a change is pushed to: a rumour then reaches every node in about log₃(N) hops, and
+/// the few it misses learn it from the digests within seconds.
+pub const DEFAULT_FANOUT: usize = 3;
+
+/// Other nodes that hold a write on disk before it is acknowledged. Up to five nodes that is
+/// every live peer, as before: an acknowledged write survives all but one of them dying.
+/// Beyond, a write survives any four nodes dying at once, and spreads to the rest by gossip.
+pub const DEFAULT_REPLICATE_TO: usize = 4;
 
 /// Everything a node is told at start. Built by the binary from its command line.
 #[derive(Debug, Clone)]
@@ -54,10 +65,14 @@ pub struct NodeConfig {
     pub detection: Detection,
     /// How often the reconciler looks again even if nothing woke it.
     pub resync: Duration,
-    /// How often the status of this node is re-broadcast unchanged.
-    pub status_heartbeat: Duration,
-    /// How often the state is synced with every peer even if nothing changed.
+    /// How often the state is synced with one random peer even if nothing changed (a
+    /// fallback: differing digests on membership datagrams start a sync sooner).
     pub sync_period: Duration,
+    /// How many random peers a change (to the document or a status report) is pushed to.
+    pub fanout: usize,
+    /// How many other nodes must hold a write on disk before it is acknowledged (all live
+    /// peers when there are fewer).
+    pub replicate_to: usize,
     /// How long a starting node that has heard from no peer keeps to the containers it
     /// already runs before it takes on the whole desired state alone.
     pub join_grace: Duration,
@@ -89,8 +104,9 @@ impl NodeConfig {
             max_pods: DEFAULT_MAX_PODS,
             detection: Detection::default(),
             resync: Duration::from_secs(10),
-            status_heartbeat: Duration::from_secs(2),
             sync_period: Duration::from_secs(2),
+            fanout: DEFAULT_FANOUT,
+            replicate_to: DEFAULT_REPLICATE_TO,
             join_grace: Duration::from_secs(3),
         }
     }
@@ -120,25 +136,25 @@ pub struct Agent {
     pub view: watch::Receiver<Arc<View>>,
     /// Every service's endpoints, as this node resolves them.
     pub endpoints: watch::Receiver<Arc<Endpoints>>,
-    flush: mpsc::Sender<oneshot::Sender<()>>,
+    sync: mpsc::Sender<SyncCommand>,
 }
 
-/// How long a write waits for its copy to reach the live peers before it is acknowledged
-/// anyway (it is on this node's disk already; a peer that is cut off gets it later).
+/// How long a write waits for its copies to reach `replicate_to` peers before it is
+/// acknowledged anyway (it is on this node's disk already; a peer that is cut off gets it
+/// later).
 const REPLICATE_WAIT: Duration = Duration::from_secs(2);
 
 impl Agent {
-    /// Syncs the desired state with every live peer now and returns when that round is over
-    /// (or after [`REPLICATE_WAIT`]). The API calls it after each write before acknowledging,
-    /// so an acknowledged write is on the disk of every live node, and survives all but one
-    /// of them dying at once.
+    /// Syncs the desired state with `replicate_to` live peers (all of them if fewer) and
+    /// returns once that many hold it on disk (or after [`REPLICATE_WAIT`]). The API calls it
+    /// after each write before acknowledging.
     pub async fn replicate(&self) {
         let (done, wait) = oneshot::channel();
-        if self.flush.send(done).await.is_ok()
+        if self.sync.send(SyncCommand::Replicate(done)).await.is_ok()
             && tokio::time::timeout(REPLICATE_WAIT, wait).await.is_err()
         {
             warn!(
-                "a write was acknowledged before every live peer had it (a peer is slow or cut off)"
+                "a write was acknowledged before enough live peers had it (a peer is slow or cut off)"
             );
         }
     }
@@ -177,10 +193,13 @@ pub async fn start<R: ContainerRuntime>(
     })?;
     let keypair = node_key(&config.data_dir)?;
     let store = Store::open(&config.data_dir)?;
+    let digest = Arc::new(LocalDigest::default());
+    spawn_doc_digest(store.watch(), digest.clone());
     let (network, events) = Network::start(NetConfig {
         keypair,
         listen: config.p2p,
         cluster_key: config.cluster_key,
+        digest: digest.clone(),
     })?;
     let epoch = crate::clock::now_ms() as u64;
     let me = MemberId {
@@ -194,15 +213,16 @@ pub async fn start<R: ContainerRuntime>(
         bump: epoch,
     };
     info!(node = %me.name, peer_id = %me.peer_id, p2p = %me.p2p, api = %me.api, "node starting");
-    let status = Status::start(
-        config.name.clone(),
-        epoch,
-        network.clone(),
-        config.status_heartbeat,
-    );
-
     let membership = Membership::new(me.clone(), config.detection, epoch);
     let (members_tx, members_rx) = watch::channel(membership.members());
+    let status = Status::start(StatusConfig {
+        node: config.name.clone(),
+        epoch,
+        network: network.clone(),
+        members: members_rx.clone(),
+        digest: digest.clone(),
+        fanout: config.fanout,
+    });
     let (membership_tx, membership_rx) = mpsc::channel(1024);
     let peers_file = config.data_dir.join("peers");
     let mut known = read_peers(&peers_file);
@@ -224,23 +244,36 @@ pub async fn start<R: ContainerRuntime>(
             .instrument(info_span!("membership")),
     );
 
-    tokio::spawn(
-        route(events, membership_tx, store.clone(), status.clone())
-            .instrument(info_span!("router")),
-    );
+    let (sync_tx, sync_rx) = mpsc::channel(256);
+    let router = Router {
+        me: me.peer_id.clone(),
+        membership: membership_tx,
+        store: store.clone(),
+        status: status.clone(),
+        sync: sync_tx.clone(),
+        digest,
+    };
+    tokio::spawn(router.run(events).instrument(info_span!("router")));
 
     spawn_readiness(store.persist_error(), status.clone());
     let not_ready = spawn_not_ready(status.watch());
     let view = spawn_view(store.watch(), members_rx.clone(), not_ready);
-    let (flush, flushes) = mpsc::channel(256);
+    let (done_tx, done_rx) = mpsc::channel(256);
     let sync = SyncDriver {
         me: me.name.clone(),
         store: store.clone(),
         network,
         members: members_rx,
         period: config.sync_period,
+        fanout: Fanout::new(epoch ^ 1),
+        width: config.fanout,
+        replicate_to: config.replicate_to,
+        commands: sync_tx.clone(),
+        running: BTreeMap::new(),
+        again: BTreeMap::new(),
+        done: done_tx,
     };
-    tokio::spawn(sync.run(flushes).instrument(info_span!("sync")));
+    tokio::spawn(sync.run(sync_rx, done_rx).instrument(info_span!("sync")));
 
     let (checks_tx, checks_rx) = watch::channel(Vec::new());
     let reconciler = Reconciler {
@@ -272,49 +305,92 @@ pub async fn start<R: ContainerRuntime>(
         status,
         view,
         endpoints,
-        flush,
+        sync: sync_tx,
     })
 }
 
-/// Hands what the network receives to the actor it is for.
-async fn route(
-    mut events: mpsc::Receiver<NetEvent>,
+/// Hands what the network receives to the actor it is for, and starts an exchange with a
+/// peer whose digest says it holds something else than this node.
+struct Router {
+    /// This node's libp2p id.
+    me: String,
     membership: mpsc::Sender<MembershipInput>,
     store: Store,
     status: Status,
-) {
-    while let Some(event) = events.recv().await {
-        match event {
-            NetEvent::Membership(data) => {
-                let _ = membership.send(MembershipInput::Data(data)).await;
-            }
-            NetEvent::Status(data) => status.receive(data).await,
-            NetEvent::Disconnected(peer) => {
-                let _ = membership
-                    .send(MembershipInput::Disconnected(peer.to_string()))
-                    .await;
-            }
-            NetEvent::Gone(peer) => {
-                let _ = membership
-                    .send(MembershipInput::Gone(peer.to_string()))
-                    .await;
-            }
-            NetEvent::SyncRequest {
-                from,
-                message,
-                reply,
-            } => {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let answer = store.sync_in(&from, message).await.map_err(|e| {
-                        warn!(peer = %from, error = %e, "sync from peer refused");
-                        e.to_string()
+    sync: mpsc::Sender<SyncCommand>,
+    digest: Arc<LocalDigest>,
+}
+
+impl Router {
+    async fn run(self, mut events: mpsc::Receiver<NetEvent>) {
+        while let Some(event) = events.recv().await {
+            match event {
+                NetEvent::Membership { from, data, digest } => {
+                    let _ = self.membership.send(MembershipInput::Data(data)).await;
+                    let from = from.to_string();
+                    let differs = self.digest.get().differs(&digest);
+                    if starts_exchange(&self.me, &from) {
+                        if differs.status {
+                            self.status.exchange(from.clone());
+                        }
+                        if differs.doc {
+                            let _ = self.sync.try_send(SyncCommand::With(from));
+                        }
+                    }
+                }
+                NetEvent::Request {
+                    from,
+                    request: Inbound::Status(message),
+                    reply,
+                } => self.status.receive(from.to_string(), message, reply).await,
+                NetEvent::Request {
+                    from,
+                    request: Inbound::Sync(message),
+                    reply,
+                } => {
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        let from = from.to_string();
+                        let answer = match store.sync_in(&from, message).await {
+                            Ok(message) => Response::Sync(message),
+                            Err(e) => {
+                                warn!(peer = %from, error = %e, "sync from peer refused");
+                                Response::SyncRefused(e.to_string())
+                            }
+                        };
+                        let _ = reply.send(answer);
                     });
-                    let _ = reply.send(answer);
-                });
+                }
+                NetEvent::Disconnected(peer) => {
+                    let _ = self
+                        .membership
+                        .send(MembershipInput::Disconnected(peer.to_string()))
+                        .await;
+                }
+                NetEvent::Gone(peer) => {
+                    let _ = self
+                        .membership
+                        .send(MembershipInput::Gone(peer.to_string()))
+                        .await;
+                }
             }
         }
     }
+}
+
+/// Keeps the document's fingerprint in this node's digest.
+fn spawn_doc_digest(
+    mut snapshots: watch::Receiver<Arc<weeble_crdt::Snapshot>>,
+    digest: Arc<LocalDigest>,
+) {
+    tokio::spawn(async move {
+        loop {
+            digest.set_doc(doc_fingerprint(&snapshots.borrow_and_update().heads));
+            if snapshots.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 enum MembershipInput {
@@ -454,6 +530,8 @@ impl MembershipLoop {
                         bump = me.bump,
                         "peers had declared this node dead: rejoining under a renewed identity"
                     );
+                    // Peers forgot this node's status: spread it again.
+                    self.status.renew().await;
                     // Introduce the new identity now rather than at the next tick.
                     let more = self.announce();
                     Box::pin(self.apply(more)).await;
@@ -493,71 +571,182 @@ fn spawn_readiness(mut failing: watch::Receiver<Option<String>>, status: Status)
     });
 }
 
-/// Pushes local changes to every live peer (and pulls theirs) with automerge sync.
+/// What the sync driver is asked to do.
+enum SyncCommand {
+    /// A write to acknowledge: answer once `replicate_to` peers hold it (see [`replicate`]).
+    Replicate(oneshot::Sender<()>),
+    /// Sync with this peer (libp2p id): its digest differs from ours.
+    With(String),
+    /// Sync with this peer in an exchange that begins now, and say on `done` whether it
+    /// completed (the peer then holds everything this node held when it began).
+    Exchange(MemberId, oneshot::Sender<bool>),
+}
+
+/// Keeps the document the same on every node with automerge sync, pairwise:
+/// - a change (a write here, or one received) goes at once to a few random peers;
+/// - a write to acknowledge goes to `replicate_to` peers, and is answered once they hold it;
+/// - a peer whose digest differs, and one random peer each period, get a sync too.
+///
+/// One exchange at a time per peer: one asked for while another runs follows it.
 struct SyncDriver {
     me: String,
     store: Store,
     network: Network,
     members: watch::Receiver<Vec<(MemberId, Liveness)>>,
     period: Duration,
+    fanout: Fanout,
+    width: usize,
+    replicate_to: usize,
+    commands: mpsc::Sender<SyncCommand>,
+    /// Peers (libp2p ids) an exchange runs with, and who waits for its end.
+    running: BTreeMap<String, Vec<oneshot::Sender<bool>>>,
+    /// Peers to exchange with again once their running exchange ends, and who waits for it.
+    again: BTreeMap<String, (MemberId, Vec<oneshot::Sender<bool>>)>,
+    /// Where exchanges report their end: (peer, completed).
+    done: mpsc::Sender<(String, bool)>,
 }
 
 impl SyncDriver {
-    /// Syncs on every change, membership change and period; a request on `flushes` is
-    /// answered once a round that began after it is over.
-    async fn run(mut self, mut flushes: mpsc::Receiver<oneshot::Sender<()>>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<SyncCommand>,
+        mut done: mpsc::Receiver<(String, bool)>,
+    ) {
         let mut changes = self.store.watch();
         let mut tick = tokio::time::interval(self.period);
-        let mut waiting = Vec::new();
         loop {
             tokio::select! {
-                r = changes.changed() => if r.is_err() { return },
-                r = self.members.changed() => if r.is_err() { return },
-                flush = flushes.recv() => match flush {
-                    Some(done) => waiting.push(done),
-                    None => return,
-                },
-                _ = tick.tick() => {}
-            }
-            while let Ok(done) = flushes.try_recv() {
-                waiting.push(done);
-            }
-            let peers: Vec<MemberId> = self
-                .members
-                .borrow_and_update()
-                .iter()
-                .filter(|(m, l)| *l != Liveness::Down && m.name != self.me && !m.peer_id.is_empty())
-                .map(|(m, _)| m.clone())
-                .collect();
-            futures::future::join_all(peers.into_iter().map(|peer| self.sync_with(peer))).await;
-            for done in waiting.drain(..) {
-                let _ = done.send(());
-            }
-        }
-    }
-
-    /// A bounded exchange: our message, their reply, until one side has nothing to say.
-    async fn sync_with(&self, peer: MemberId) {
-        let mut next = self.store.sync_out(&peer.peer_id).await;
-        for _ in 0..16 {
-            let Some(message) = next.take() else { return };
-            match self.network.sync(peer.clone(), message).await {
-                Ok(None) => return,
-                Ok(Some(reply)) => match self.store.sync_in(&peer.peer_id, reply).await {
-                    Ok(answer) => next = answer,
-                    Err(e) => {
-                        warn!(peer = %peer.name, error = %e, "sync reply rejected");
-                        return;
+                r = changes.changed() => {
+                    if r.is_err() { return }
+                    for peer in self.pick(self.width) {
+                        self.exchange(peer, None);
                     }
+                }
+                command = commands.recv() => match command {
+                    None => return,
+                    Some(SyncCommand::Replicate(reply)) => {
+                        let peers = self.pick(usize::MAX);
+                        let commands = self.commands.clone();
+                        tokio::spawn(replicate(commands, peers, self.replicate_to, reply));
+                    }
+                    Some(SyncCommand::With(peer)) => {
+                        let member = live_peers(&self.members.borrow(), &self.me).find(|m| m.peer_id == peer).cloned();
+                        if let Some(member) = member {
+                            self.exchange(member, None);
+                        }
+                    }
+                    Some(SyncCommand::Exchange(peer, reply)) => self.exchange(peer, Some(reply)),
                 },
-                Err(e) => {
-                    debug!(peer = %peer.name, error = %e, "sync failed; starting over next time");
-                    self.store.reset_peer(&peer.peer_id).await;
-                    return;
+                Some((peer, completed)) = done.recv() => {
+                    for waiter in self.running.remove(&peer).unwrap_or_default() {
+                        let _ = waiter.send(completed);
+                    }
+                    if let Some((member, waiters)) = self.again.remove(&peer) {
+                        self.start(member, waiters);
+                    }
+                }
+                _ = tick.tick() => {
+                    for peer in self.pick(1) {
+                        self.exchange(peer, None);
+                    }
                 }
             }
         }
     }
+
+    /// Up to `n` random live peers.
+    fn pick(&mut self, n: usize) -> Vec<MemberId> {
+        let peers: Vec<MemberId> = live_peers(&self.members.borrow(), &self.me)
+            .cloned()
+            .collect();
+        self.fanout.pick(&peers, n)
+    }
+
+    /// An exchange with `peer` that begins now, or right after the one running with it.
+    fn exchange(&mut self, peer: MemberId, waiter: Option<oneshot::Sender<bool>>) {
+        if self.running.contains_key(&peer.peer_id) {
+            let entry = self
+                .again
+                .entry(peer.peer_id.clone())
+                .or_insert_with(|| (peer, Vec::new()));
+            entry.1.extend(waiter);
+        } else {
+            self.start(peer, waiter.into_iter().collect());
+        }
+    }
+
+    fn start(&mut self, peer: MemberId, waiters: Vec<oneshot::Sender<bool>>) {
+        self.running.insert(peer.peer_id.clone(), waiters);
+        let (store, network, done) = (self.store.clone(), self.network.clone(), self.done.clone());
+        tokio::spawn(async move {
+            let id = peer.peer_id.clone();
+            let completed = sync_with(&store, &network, peer).await;
+            let _ = done.send((id, completed)).await;
+        });
+    }
+}
+
+/// Syncs with `peers` in turn, `count` at once, until `count` of them completed an exchange
+/// (they hold the write on disk) or every one was tried; then answers `reply`.
+async fn replicate(
+    commands: mpsc::Sender<SyncCommand>,
+    peers: Vec<MemberId>,
+    count: usize,
+    reply: oneshot::Sender<()>,
+) {
+    let mut peers = peers.into_iter();
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut held = 0;
+    loop {
+        while running.len() + held < count {
+            let Some(peer) = peers.next() else { break };
+            let (done, wait) = oneshot::channel();
+            if commands
+                .send(SyncCommand::Exchange(peer, done))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            running.push(wait);
+        }
+        match running.next().await {
+            Some(Ok(true)) => held += 1,
+            Some(_) => {}
+            None => break,
+        }
+        if held >= count {
+            break;
+        }
+    }
+    let _ = reply.send(());
+}
+
+/// A bounded exchange: our message, their reply, until one side has nothing to say. True if
+/// it got there (the peer then holds what this node held when it began).
+async fn sync_with(store: &Store, network: &Network, peer: MemberId) -> bool {
+    let mut next = store.sync_out(&peer.peer_id).await;
+    for _ in 0..16 {
+        let Some(message) = next.take() else {
+            return true;
+        };
+        match network.sync(peer.clone(), message).await {
+            Ok(None) => return true,
+            Ok(Some(reply)) => match store.sync_in(&peer.peer_id, reply).await {
+                Ok(answer) => next = answer,
+                Err(e) => {
+                    warn!(peer = %peer.name, error = %e, "sync reply rejected");
+                    return false;
+                }
+            },
+            Err(e) => {
+                debug!(peer = %peer.name, error = %e, "sync failed; starting over next time");
+                store.reset_peer(&peer.peer_id).await;
+                return false;
+            }
+        }
+    }
+    false
 }
 
 /// Runs this node's share: woken by view changes, runtime events and a period.

@@ -449,7 +449,7 @@ fn ready_replicas(
     only: Option<&ObjectKey>,
 ) -> BTreeMap<ObjectKey, usize> {
     let mut ready = BTreeMap::new();
-    for (node, status) in &table.nodes {
+    for (node, status) in table.nodes() {
         for p in status.pods.iter().filter(|p| p.ready) {
             if only.is_some_and(|k| k.namespace != p.namespace || k.name != p.deployment) {
                 continue;
@@ -721,7 +721,10 @@ fn runtime_error(e: RuntimeError) -> ApiError {
 /// A member as a Kubernetes Node: Ready unless it is suspected, down, or reports that it
 /// cannot persist the desired state (`table`, the status it gossips).
 fn node_json((m, liveness): &(MemberId, Liveness), table: &StatusTable) -> Value {
-    let not_ready = table.nodes.get(&m.name).and_then(|n| n.not_ready.as_ref());
+    let not_ready = table
+        .nodes()
+        .get(&m.name)
+        .and_then(|n| n.not_ready.as_ref());
     let ready = match (liveness, not_ready) {
         (Liveness::Alive, None) => {
             json!({"type": "Ready", "status": "True", "reason": "KubeletReady"})
@@ -803,7 +806,7 @@ fn push_pods(
     // What each node reports, by (node, namespace, pod): made once per list, and only as
     // large as the pods that run.
     let reports: HashMap<(&str, &str, &str), &PodStatus> = table
-        .nodes
+        .nodes()
         .iter()
         .flat_map(|(node, s)| {
             s.pods
@@ -850,7 +853,7 @@ fn find_pod(view: &View, table: &StatusTable, ns: &str, name: &str) -> Option<Va
     let owner = slot.map(|i| view.placement.nodes[i].as_str());
     let reported = owner.ok().and_then(|node| {
         table
-            .nodes
+            .nodes()
             .get(node)?
             .pods
             .iter()

@@ -1,12 +1,14 @@
 //! The network actor: one event loop owns the libp2p Swarm (TCP, optional pre-shared-key
-//! private network, noise, yamux; identify, ping, gossipsub, request-response). Other actors
-//! reach it through the [`Network`] handle; what arrives is handed out as [`NetEvent`]s.
+//! private network, noise, yamux; one request-response protocol). Other actors reach it
+//! through the [`Network`] handle; what arrives is handed out as [`NetEvent`]s.
 //!
-//! Two request-response exchanges share one protocol: membership datagrams (answered with an
-//! empty ack) and automerge sync (answered with the peer's reply message). Status is
-//! broadcast on one gossipsub topic.
+//! Three exchanges share the protocol: membership datagrams (answered with an empty ack),
+//! each carrying this node's [`Digest`]; status anti-entropy; and automerge sync (answered
+//! with the peer's reply message). A node keeps at most [`MAX_CONNECTED`] peers connected:
+//! beyond, the least recently used connection closes, and SWIM dials again when it probes.
 
 use crate::membership::MemberId;
+use crate::status::StatusMessage;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, upgrade::Version};
@@ -16,34 +18,36 @@ use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, identity, noise, ping, tcp,
-    yamux,
-};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identity, noise, tcp, yamux};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
+use weeble_core::gossip::Digest;
 
 /// The largest message either exchange accepts (a whole document in one sync message).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 const PROTOCOL: StreamProtocol = StreamProtocol::new("/weeble/rpc/1");
-const STATUS_TOPIC: &str = "weeble/status/1";
+/// Peers connected at most: past it, the least recently used connection is closed.
+pub const MAX_CONNECTED: usize = 64;
 const BINCODE: bincode::config::Configuration = bincode::config::standard();
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    Membership(Vec<u8>),
+    Membership { data: Vec<u8>, digest: Digest },
+    Status(StatusMessage),
     Sync(Vec<u8>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
     Ack,
+    Status(StatusMessage),
     Sync(Option<Vec<u8>>),
     /// The peer could not take the sync message in (it cannot persist it): why.
     SyncRefused(String),
@@ -62,34 +66,70 @@ pub enum NetError {
 /// What the network hands to the rest of the node.
 #[derive(Debug)]
 pub enum NetEvent {
-    Membership(Vec<u8>),
-    /// A peer's sync message; send our reply (if any) on `reply`, or why it was refused.
-    SyncRequest {
-        from: String,
-        message: Vec<u8>,
-        reply: oneshot::Sender<Result<Option<Vec<u8>>, String>>,
+    /// A membership datagram, and what its sender holds.
+    Membership {
+        from: PeerId,
+        data: Vec<u8>,
+        digest: Digest,
     },
-    Status(Vec<u8>),
+    /// A peer's sync message or status message: send the answer on `reply` (`Response::Sync`
+    /// or `SyncRefused`; `Response::Status` or `Ack`).
+    Request {
+        from: PeerId,
+        request: Inbound,
+        reply: oneshot::Sender<Response>,
+    },
     /// The last connection to this peer closed.
     Disconnected(PeerId),
     /// A check found nothing listening at the peer's address any more: its process is gone.
     Gone(PeerId),
 }
 
-/// Where the answer to a sync request goes.
-type SyncReply = oneshot::Sender<Result<Option<Vec<u8>>, NetError>>;
+/// A request that needs the node's answer.
+#[derive(Debug)]
+pub enum Inbound {
+    Sync(Vec<u8>),
+    Status(StatusMessage),
+}
+
+/// Where the answer to a request goes.
+type Reply = oneshot::Sender<Result<Response, NetError>>;
+
+/// What this node holds, in a digest every membership datagram carries: its status table's
+/// fingerprint and its document's, each set by whoever keeps it.
+#[derive(Default)]
+pub struct LocalDigest {
+    status: AtomicU64,
+    doc: AtomicU64,
+}
+
+impl LocalDigest {
+    pub fn get(&self) -> Digest {
+        Digest {
+            status: self.status.load(Ordering::Relaxed),
+            doc: self.doc.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn set_status(&self, fingerprint: u64) {
+        self.status.store(fingerprint, Ordering::Relaxed);
+    }
+
+    pub fn set_doc(&self, fingerprint: u64) {
+        self.doc.store(fingerprint, Ordering::Relaxed);
+    }
+}
 
 enum Command {
     SendMembership {
         to: MemberId,
         data: Vec<u8>,
     },
-    Sync {
+    Request {
         to: MemberId,
-        message: Vec<u8>,
-        reply: oneshot::Sender<Result<Option<Vec<u8>>, NetError>>,
+        request: Request,
+        reply: Reply,
     },
-    Publish(Vec<u8>),
     /// Close every connection to a peer declared dead.
     Disconnect(String),
     /// Dial a peer whose connection closed (the how-many-th attempt).
@@ -112,13 +152,12 @@ pub struct NetConfig {
     pub keypair: identity::Keypair,
     pub listen: SocketAddr,
     pub cluster_key: Option<[u8; 32]>,
+    /// What this node holds, sent with every membership datagram.
+    pub digest: Arc<LocalDigest>,
 }
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
-    identify: identify::Behaviour,
-    ping: ping::Behaviour,
-    gossipsub: gossipsub::Behaviour,
     rpc: request_response::Behaviour<WireCodec>,
 }
 
@@ -130,52 +169,31 @@ impl Network {
         let psk = config.cluster_key.map(PreSharedKey::new);
         let connected = Connected::default();
         let marks = connected.clone();
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair)
+        let swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair)
             .with_tokio()
             .with_other_transport(|key| transport(key, psk, marks).map_err(|e| e.into()))
             .map_err(|e| setup(&e))?
-            .with_behaviour(|key| {
-                let gossip_config = gossipsub::ConfigBuilder::default()
-                    .heartbeat_interval(Duration::from_secs(1))
-                    .max_transmit_size(1024 * 1024)
-                    .build()
-                    .map_err(|e| io::Error::other(e.to_string()))?;
-                let gossipsub = gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    gossip_config,
-                )
-                .map_err(io::Error::other)?;
-                let rpc = request_response::Behaviour::with_codec(
+            .with_behaviour(|_| Behaviour {
+                rpc: request_response::Behaviour::with_codec(
                     WireCodec,
                     [(PROTOCOL, ProtocolSupport::Full)],
                     request_response::Config::default()
                         .with_request_timeout(Duration::from_secs(5)),
-                );
-                Ok(Behaviour {
-                    identify: identify::Behaviour::new(identify::Config::new(
-                        "/weeble/1".into(),
-                        key.public(),
-                    )),
-                    ping: ping::Behaviour::default(),
-                    gossipsub,
-                    rpc,
-                })
+                ),
             })
             .map_err(|e| setup(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
             .build();
-        swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&gossipsub::IdentTopic::new(STATUS_TOPIC))
-            .map_err(|e| setup(&e))?;
         let (tx, rx) = mpsc::channel(1024);
         let (events_tx, events_rx) = mpsc::channel(1024);
         let actor = NetworkActor {
             swarm,
             events: events_tx,
             commands: tx.clone(),
-            pending_syncs: HashMap::new(),
+            pending: HashMap::new(),
+            digest: config.digest,
+            last_used: HashMap::new(),
+            closing: HashSet::new(),
             peers_by_addr: BTreeMap::new(),
             waiting_for_dial: BTreeMap::new(),
             dialling: HashMap::new(),
@@ -198,14 +216,38 @@ impl Network {
         let _ = self.tx.send(Command::SendMembership { to, data }).await;
     }
 
-    /// Sends a sync message and waits for the peer's reply.
-    pub async fn sync(&self, to: MemberId, message: Vec<u8>) -> Result<Option<Vec<u8>>, NetError> {
+    /// Sends a request and waits for the peer's answer.
+    async fn request(&self, to: MemberId, request: Request) -> Result<Response, NetError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Sync { to, message, reply })
+            .send(Command::Request { to, request, reply })
             .await
             .map_err(|_| NetError::Stopped)?;
         rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Sends a sync message and waits for the peer's reply.
+    pub async fn sync(&self, to: MemberId, message: Vec<u8>) -> Result<Option<Vec<u8>>, NetError> {
+        let peer = to.name.clone();
+        match self.request(to, Request::Sync(message)).await? {
+            Response::Sync(message) => Ok(message),
+            Response::SyncRefused(reason) => Err(NetError::Request { peer, reason }),
+            other => Err(unexpected(peer, &other)),
+        }
+    }
+
+    /// Sends a status message; returns the peer's answer, if it has one.
+    pub async fn status(
+        &self,
+        to: MemberId,
+        message: StatusMessage,
+    ) -> Result<Option<StatusMessage>, NetError> {
+        let peer = to.name.clone();
+        match self.request(to, Request::Status(message)).await? {
+            Response::Status(answer) => Ok(Some(answer)),
+            Response::Ack => Ok(None),
+            other => Err(unexpected(peer, &other)),
+        }
     }
 
     /// Dials a peer whose connection closed: if nothing listens at its address any more, a
@@ -220,10 +262,13 @@ impl Network {
     pub async fn disconnect(&self, peer_id: String) {
         let _ = self.tx.send(Command::Disconnect(peer_id)).await;
     }
+}
 
-    /// Broadcasts a status message to every peer (best effort; repeated by the caller).
-    pub async fn publish_status(&self, data: Vec<u8>) {
-        let _ = self.tx.send(Command::Publish(data)).await;
+/// A peer answered a request with the answer to another kind.
+fn unexpected(peer: String, response: &Response) -> NetError {
+    NetError::Request {
+        peer,
+        reason: format!("unexpected answer {response:?}"),
     }
 }
 
@@ -309,7 +354,14 @@ struct NetworkActor {
     swarm: Swarm<Behaviour>,
     events: mpsc::Sender<NetEvent>,
     commands: mpsc::Sender<Command>,
-    pending_syncs: HashMap<OutboundRequestId, SyncReply>,
+    /// Requests waiting for their answer.
+    pending: HashMap<OutboundRequestId, Reply>,
+    digest: Arc<LocalDigest>,
+    /// When each connected peer last sent or was sent a request: the least recently used one
+    /// is disconnected when more than [`MAX_CONNECTED`] are.
+    last_used: HashMap<PeerId, tokio::time::Instant>,
+    /// Peers whose connection this node closed to stay under [`MAX_CONNECTED`].
+    closing: HashSet<PeerId>,
     /// Peers learned from connections we dialled, by the address we dialled.
     peers_by_addr: BTreeMap<Multiaddr, PeerId>,
     /// Requests for peers known only by address, sent once the dial tells us who is there.
@@ -400,17 +452,10 @@ impl NetworkActor {
     fn command(&mut self, command: Command) {
         match command {
             Command::SendMembership { to, data } => {
-                self.request(&to, Request::Membership(data), None)
+                let digest = self.digest.get();
+                self.request(&to, Request::Membership { data, digest }, None)
             }
-            Command::Sync { to, message, reply } => {
-                self.request(&to, Request::Sync(message), Some(reply))
-            }
-            Command::Publish(data) => {
-                let topic = gossipsub::IdentTopic::new(STATUS_TOPIC);
-                if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
-                    debug!(error = %e, "status not published (no subscribed peer yet?)");
-                }
-            }
+            Command::Request { to, request, reply } => self.request(&to, request, Some(reply)),
             Command::Disconnect(peer) => {
                 if let Ok(peer) = peer.parse::<PeerId>() {
                     let _ = self.swarm.disconnect_peer_id(peer);
@@ -444,7 +489,7 @@ impl NetworkActor {
         }
     }
 
-    fn request(&mut self, to: &MemberId, request: Request, reply: Option<SyncReply>) {
+    fn request(&mut self, to: &MemberId, request: Request, reply: Option<Reply>) {
         let addr = multiaddr(to.p2p);
         let peer = to
             .peer_id
@@ -453,7 +498,7 @@ impl NetworkActor {
             .or_else(|| self.peers_by_addr.get(&addr).copied());
         let Some(peer) = peer else {
             // Known only by address (a --join seed): dial, and send once we know who answered.
-            // Sync needs a known peer; only membership announces go to bare addresses.
+            // Only membership announces go to bare addresses; the rest needs a known peer.
             if let Some(reply) = reply {
                 let _ = reply.send(Err(NetError::Request {
                     peer: to.p2p.to_string(),
@@ -474,13 +519,14 @@ impl NetworkActor {
             }
             return;
         };
+        self.used(peer);
         let id =
             self.swarm
                 .behaviour_mut()
                 .rpc
                 .send_request_with_addresses(&peer, request, vec![addr]);
         if let Some(reply) = reply {
-            self.pending_syncs.insert(id, reply);
+            self.pending.insert(id, reply);
         }
     }
 
@@ -499,6 +545,9 @@ impl NetworkActor {
             } => {
                 self.connected.take(endpoint.get_remote_address());
                 debug!(%peer_id, "connected");
+                self.closing.remove(&peer_id);
+                self.last_used.insert(peer_id, tokio::time::Instant::now());
+                self.keep_connections_bounded();
                 self.dialling.remove(&connection_id);
                 self.checking.remove(&connection_id);
                 if endpoint.is_dialer() {
@@ -559,16 +608,35 @@ impl NetworkActor {
                 ..
             } => {
                 debug!(%peer_id, "last connection closed");
-                let _ = self.events.send(NetEvent::Disconnected(peer_id)).await;
+                self.last_used.remove(&peer_id);
+                // Closed to keep the connections bounded: nothing is wrong with the peer.
+                if !self.closing.remove(&peer_id) {
+                    let _ = self.events.send(NetEvent::Disconnected(peer_id)).await;
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.rpc_event(event).await,
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
-                message,
-                ..
-            })) => {
-                let _ = self.events.try_send(NetEvent::Status(message.data));
-            }
             _ => {}
+        }
+    }
+
+    /// Notes that `peer`'s connection (if it has one) is in use now.
+    fn used(&mut self, peer: PeerId) {
+        if let Some(at) = self.last_used.get_mut(&peer) {
+            *at = tokio::time::Instant::now();
+        }
+    }
+
+    /// Closes the least recently used connections while more than [`MAX_CONNECTED`] peers
+    /// are connected: a node's connections stay bounded however large the cluster.
+    fn keep_connections_bounded(&mut self) {
+        while self.last_used.len() > MAX_CONNECTED {
+            let Some((&oldest, _)) = self.last_used.iter().min_by_key(|&(_, at)| *at) else {
+                return;
+            };
+            self.last_used.remove(&oldest);
+            self.closing.insert(oldest);
+            debug!(peer = %oldest, "closing the least recently used connection");
+            let _ = self.swarm.disconnect_peer_id(oldest);
         }
     }
 
@@ -582,36 +650,43 @@ impl NetworkActor {
                         request, channel, ..
                     },
                 ..
-            } => match request {
-                Request::Membership(data) => {
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .rpc
-                        .send_response(channel, Response::Ack);
-                    let _ = self.events.send(NetEvent::Membership(data)).await;
-                }
-                Request::Sync(message) => {
-                    let (reply, answer) = oneshot::channel();
-                    let event = NetEvent::SyncRequest {
-                        from: peer.to_string(),
-                        message,
-                        reply,
-                    };
-                    if self.events.send(event).await.is_err() {
+            } => {
+                self.used(peer);
+                let request = match request {
+                    Request::Membership { data, digest } => {
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .rpc
+                            .send_response(channel, Response::Ack);
+                        let event = NetEvent::Membership {
+                            from: peer,
+                            data,
+                            digest,
+                        };
+                        let _ = self.events.send(event).await;
                         return;
                     }
-                    let commands = self.commands.clone();
-                    tokio::spawn(async move {
-                        let response = match answer.await {
-                            Ok(Ok(message)) => Response::Sync(message),
-                            Ok(Err(why)) => Response::SyncRefused(why),
-                            Err(_) => Response::SyncRefused("the node is stopping".into()),
-                        };
-                        let _ = commands.send(Command::Respond { channel, response }).await;
-                    });
+                    Request::Sync(message) => Inbound::Sync(message),
+                    Request::Status(message) => Inbound::Status(message),
+                };
+                let (reply, answer) = oneshot::channel();
+                let event = NetEvent::Request {
+                    from: peer,
+                    request,
+                    reply,
+                };
+                if self.events.send(event).await.is_err() {
+                    return;
                 }
-            },
+                let commands = self.commands.clone();
+                tokio::spawn(async move {
+                    let response = answer
+                        .await
+                        .unwrap_or_else(|_| Response::SyncRefused("the node is stopping".into()));
+                    let _ = commands.send(Command::Respond { channel, response }).await;
+                });
+            }
             Event::Message {
                 peer,
                 message:
@@ -621,16 +696,9 @@ impl NetworkActor {
                     },
                 ..
             } => {
-                if let Some(reply) = self.pending_syncs.remove(&request_id) {
-                    let answer = match response {
-                        Response::Sync(message) => Ok(message),
-                        Response::Ack => Ok(None),
-                        Response::SyncRefused(reason) => Err(NetError::Request {
-                            peer: peer.to_string(),
-                            reason,
-                        }),
-                    };
-                    let _ = reply.send(answer);
+                self.used(peer);
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
                 }
             }
             Event::OutboundFailure {
@@ -640,7 +708,7 @@ impl NetworkActor {
                 ..
             } => {
                 debug!(%peer, %error, "request failed");
-                if let Some(reply) = self.pending_syncs.remove(&request_id) {
+                if let Some(reply) = self.pending.remove(&request_id) {
                     let _ = reply.send(Err(NetError::Request {
                         peer: peer.to_string(),
                         reason: error.to_string(),

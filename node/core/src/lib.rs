@@ -12,6 +12,8 @@
 //! - [`runtime`]: containers as the core sees them (specs, observations, events).
 
 pub mod dns;
+pub mod gossip;
+mod hash;
 pub mod membership;
 pub mod placement;
 pub mod probe;

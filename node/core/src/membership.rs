@@ -150,6 +150,18 @@ pub fn suspicions<'a>(
         .collect()
 }
 
+/// The members other than `me` (by name) that are not down and can be reached by their
+/// libp2p id: where a change can go.
+pub fn live_peers<'a>(
+    members: &'a [(MemberId, Liveness)],
+    me: &'a str,
+) -> impl Iterator<Item = &'a MemberId> + 'a {
+    members
+        .iter()
+        .filter(move |(m, l)| *l != Liveness::Down && m.name != me && !m.peer_id.is_empty())
+        .map(|(m, _)| m)
+}
+
 /// A suspect may stay silent this many suspicion windows at most before it is declared down,
 /// however irregular its messages have been.
 pub const MAX_TOLERANCE: u32 = 5;

@@ -12,6 +12,7 @@
 //! key order, so spills are deterministic.
 //! Replicas are placed independently: two replicas of a deployment may share a member.
 
+use crate::hash::{fnv1a, mix};
 use crate::membership::{Liveness, MemberId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -382,30 +383,12 @@ fn score(weight: f64, hash: u32) -> f64 {
     weight / -u.ln()
 }
 
-/// FNV-1a: a fixed, portable string hash (every node must compute the same value).
-/// FNV-1a of the concatenation of `parts`.
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    parts
-        .iter()
-        .flat_map(|p| p.iter())
-        .fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
-}
-
 /// MurmurHash3's 32-bit finalizer: the per-(replica, member) hash, cheap enough to vectorise.
 #[inline(always)]
 fn mix32(mut h: u32) -> u32 {
     h = (h ^ (h >> 16)).wrapping_mul(0x85eb_ca6b);
     h = (h ^ (h >> 13)).wrapping_mul(0xc2b2_ae35);
     h ^ (h >> 16)
-}
-
-/// SplitMix64's finalizer: spreads every input bit over the whole output.
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 #[cfg(test)]

@@ -63,23 +63,150 @@ pub struct NodeStatus {
     pub not_ready: Option<String>,
 }
 
+/// Where one node's report stands: `(epoch, version)` orders its reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub node: String,
+    pub epoch: u64,
+    pub version: u64,
+}
+
+/// What peers send each other about status (see [`crate::gossip`] for when).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatusMessage {
+    /// Reports pushed (a node's own change, or one passed on) or asked for: the receiver
+    /// keeps what is newer.
+    Reports(Vec<NodeStatus>),
+    /// The sender's version of every report it holds: their digests differed.
+    Versions(Vec<Version>),
+    /// The answer to `Versions`: the reports the asker lacks or holds older, and the nodes
+    /// whose reports the asker holds newer, to be sent back as `Reports`.
+    Delta {
+        reports: Vec<NodeStatus>,
+        want: Vec<String>,
+    },
+}
+
+/// The most pods the reports of one message carry (a report's size is mostly its pods); the
+/// rest follow in the next exchange, which the digests still differing will bring.
+pub const MAX_PODS_PER_MESSAGE: usize = 4096;
+
+/// A node forgotten (declared down) at this version: a peer offering the same report again,
+/// or an older one, is refused, or the dead node would come back from a slower peer's table.
+/// Only a newer report (a new life, or the node answering it is alive after all) is kept.
+pub const MAX_FORGOTTEN: usize = 4096;
+
 /// The latest report of every node heard from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusTable {
-    pub nodes: BTreeMap<String, NodeStatus>,
+    nodes: BTreeMap<String, NodeStatus>,
+    /// Nodes declared down, with the version of their report then (at most [`MAX_FORGOTTEN`]).
+    forgotten: BTreeMap<String, (u64, u64)>,
+    /// XOR of every kept report's version hash: equal tables, equal fingerprints.
+    fingerprint: u64,
+}
+
+/// The hash of one report's version, XORed into the table's fingerprint.
+fn version_hash(node: &str, epoch: u64, version: u64) -> u64 {
+    crate::hash::mix(crate::hash::fnv1a(&[
+        node.as_bytes(),
+        b"\0",
+        &epoch.to_le_bytes(),
+        &version.to_le_bytes(),
+    ]))
 }
 
 impl StatusTable {
-    /// Keeps `report` if it is newer than what we have for its node. Returns true if kept.
+    /// Every node's latest report, by node name.
+    pub fn nodes(&self) -> &BTreeMap<String, NodeStatus> {
+        &self.nodes
+    }
+
+    /// A fingerprint of every report's version: two tables with the same fingerprint hold the
+    /// same reports. Kept up to date at each change, so reading it costs nothing.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Keeps `report` if it is newer than what we have for its node (and than the version its
+    /// node was forgotten at). Returns true if kept.
     pub fn merge(&mut self, report: NodeStatus) -> bool {
+        let at = (report.epoch, report.version);
         let newer = self
             .nodes
             .get(&report.node)
-            .is_none_or(|old| (report.epoch, report.version) > (old.epoch, old.version));
-        if newer {
-            self.nodes.insert(report.node.clone(), report);
+            .is_none_or(|old| at > (old.epoch, old.version));
+        let forgotten = self.forgotten.get(&report.node).is_some_and(|&f| at <= f);
+        if !newer || forgotten {
+            return false;
         }
-        newer
+        self.forgotten.remove(&report.node);
+        self.fingerprint ^= version_hash(&report.node, report.epoch, report.version);
+        if let Some(old) = self.nodes.insert(report.node.clone(), report) {
+            self.fingerprint ^= version_hash(&old.node, old.epoch, old.version);
+        }
+        true
+    }
+
+    /// Drops `node`'s report (it was declared down: nothing it reported runs any more). True
+    /// if there was one.
+    pub fn forget(&mut self, node: &str) -> bool {
+        let Some(old) = self.nodes.remove(node) else {
+            return false;
+        };
+        self.fingerprint ^= version_hash(&old.node, old.epoch, old.version);
+        if self.forgotten.len() >= MAX_FORGOTTEN {
+            self.forgotten.pop_first();
+        }
+        self.forgotten.insert(old.node, (old.epoch, old.version));
+        true
+    }
+
+    /// The version of every report held.
+    pub fn versions(&self) -> Vec<Version> {
+        self.nodes
+            .values()
+            .map(|n| Version {
+                node: n.node.clone(),
+                epoch: n.epoch,
+                version: n.version,
+            })
+            .collect()
+    }
+
+    /// The answer to a peer's [`StatusMessage::Versions`]: the reports it lacks or holds older
+    /// (up to [`MAX_PODS_PER_MESSAGE`] pods), and the nodes whose reports it holds newer.
+    pub fn delta(&self, theirs: &[Version]) -> StatusMessage {
+        let theirs: BTreeMap<&str, (u64, u64)> = theirs
+            .iter()
+            .map(|v| (v.node.as_str(), (v.epoch, v.version)))
+            .collect();
+        let want = theirs
+            .iter()
+            .filter(|&(node, &at)| {
+                let forgotten = self.forgotten.get(*node).is_some_and(|&f| at <= f);
+                !forgotten
+                    && self
+                        .nodes
+                        .get(*node)
+                        .is_none_or(|n| at > (n.epoch, n.version))
+            })
+            .map(|(node, _)| node.to_string())
+            .collect();
+        let newer = self.nodes.values().filter(|n| {
+            theirs
+                .get(n.node.as_str())
+                .is_none_or(|&at| (n.epoch, n.version) > at)
+        });
+        StatusMessage::Delta {
+            reports: bounded(newer),
+            want,
+        }
+    }
+
+    /// The reports of `nodes` (those held), up to [`MAX_PODS_PER_MESSAGE`] pods.
+    pub fn reports(&self, nodes: &[String]) -> Vec<NodeStatus> {
+        bounded(nodes.iter().filter_map(|n| self.nodes.get(n)))
     }
 
     /// The nodes that report themselves not Ready.
@@ -99,6 +226,21 @@ impl StatusTable {
         });
         pods
     }
+}
+
+/// Clones reports until the next would carry the message past [`MAX_PODS_PER_MESSAGE`] pods
+/// (the first is always taken, so a message always moves things on).
+fn bounded<'a>(reports: impl Iterator<Item = &'a NodeStatus>) -> Vec<NodeStatus> {
+    let mut pods = 0;
+    let mut out = Vec::new();
+    for r in reports {
+        pods += r.pods.len();
+        if pods > MAX_PODS_PER_MESSAGE && !out.is_empty() {
+            break;
+        }
+        out.push(r.clone());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -126,7 +268,118 @@ mod tests {
             "a new epoch wins whatever its version"
         );
         assert!(t.merge(report("b", 1, 1)));
-        assert_eq!(t.nodes["a"].epoch, 2);
-        assert_eq!(t.nodes.len(), 2);
+        assert_eq!(t.nodes()["a"].epoch, 2);
+        assert_eq!(t.nodes().len(), 2);
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_versions_held_whatever_the_order_they_came_in() {
+        let mut a = StatusTable::default();
+        let mut b = StatusTable::default();
+        a.merge(report("x", 1, 1));
+        a.merge(report("y", 1, 3));
+        b.merge(report("y", 1, 2));
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        b.merge(report("y", 1, 3));
+        b.merge(report("x", 1, 1));
+        assert_eq!(
+            a.fingerprint(),
+            b.fingerprint(),
+            "same reports, same fingerprint"
+        );
+        a.forget("x");
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        b.forget("x");
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(
+            StatusTable::default().fingerprint(),
+            a.fingerprint() ^ a.fingerprint()
+        );
+    }
+
+    #[test]
+    fn a_forgotten_node_stays_forgotten_until_it_reports_anew() {
+        let mut t = StatusTable::default();
+        t.merge(report("dead", 1, 4));
+        assert!(t.forget("dead"));
+        assert!(!t.forget("dead"), "forgotten once");
+        assert!(
+            !t.merge(report("dead", 1, 4)),
+            "a slower peer offers it again: refused"
+        );
+        assert!(!t.merge(report("dead", 1, 3)));
+        assert!(
+            matches!(t.delta(&[Version { node: "dead".into(), epoch: 1, version: 4 }]), StatusMessage::Delta { want, .. } if want.is_empty()),
+            "not asked for either"
+        );
+        assert!(
+            t.merge(report("dead", 1, 5)),
+            "it was alive after all, and says so"
+        );
+        t.forget("dead");
+        assert!(t.merge(report("dead", 2, 0)), "a new life");
+    }
+
+    #[test]
+    fn an_exchange_of_versions_and_deltas_leaves_both_tables_equal() {
+        let mut a = StatusTable::default();
+        let mut b = StatusTable::default();
+        for (node, va, vb) in [("n1", 3, 1), ("n2", 1, 4), ("n3", 2, 0), ("n4", 0, 5)] {
+            if va > 0 {
+                a.merge(report(node, 1, va));
+            }
+            if vb > 0 {
+                b.merge(report(node, 1, vb));
+            }
+        }
+        b.merge(report("n3", 7, 0));
+        // a asks b with its versions; b answers with what a lacks, and asks for the rest.
+        let StatusMessage::Delta { reports, want } = b.delta(&a.versions()) else {
+            panic!("a delta")
+        };
+        let mut names: Vec<_> = reports.iter().map(|r| r.node.clone()).collect();
+        names.sort();
+        assert_eq!(names, ["n2", "n3", "n4"]);
+        assert_eq!(want, ["n1"]);
+        for r in reports {
+            a.merge(r);
+        }
+        for r in a.reports(&want) {
+            b.merge(r);
+        }
+        assert_eq!(a.versions(), b.versions());
+        assert_eq!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn a_delta_carries_a_bounded_number_of_pods_but_always_one_report() {
+        let pod = |node: &str| PodStatus {
+            name: "p".into(),
+            namespace: "default".into(),
+            deployment: "d".into(),
+            node: node.into(),
+            labels: Labels::new(),
+            container_ids: vec![],
+            phase: Phase::Running,
+            ready: true,
+            restarts: 0,
+            reason: None,
+            message: None,
+            host_ip: IpAddr::from([127, 0, 0, 1]),
+            ports: vec![],
+            started_at_ms: 0,
+            template_hash: String::new(),
+        };
+        let mut t = StatusTable::default();
+        for i in 0..3 {
+            let node = format!("n{i}");
+            let mut r = report(&node, 1, 1);
+            r.pods = vec![pod(&node); MAX_PODS_PER_MESSAGE / 2 + 1];
+            t.merge(r);
+        }
+        let StatusMessage::Delta { reports, .. } = t.delta(&[]) else {
+            panic!("a delta")
+        };
+        assert_eq!(reports.len(), 1, "two would be over the bound");
     }
 }

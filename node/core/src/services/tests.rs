@@ -85,19 +85,20 @@ fn pod(name: &str, node: u8, ready: bool, labels: &[(&str, &str)]) -> PodStatus 
 }
 
 fn table(pods: Vec<PodStatus>) -> StatusTable {
-    let mut table = StatusTable::default();
+    let mut nodes: BTreeMap<String, NodeStatus> = BTreeMap::new();
     for p in pods {
-        let entry = table
-            .nodes
-            .entry(p.node.clone())
-            .or_insert_with(|| NodeStatus {
-                node: p.node.clone(),
-                epoch: 1,
-                version: 1,
-                pods: vec![],
-                not_ready: None,
-            });
+        let entry = nodes.entry(p.node.clone()).or_insert_with(|| NodeStatus {
+            node: p.node.clone(),
+            epoch: 1,
+            version: 1,
+            pods: vec![],
+            not_ready: None,
+        });
         entry.pods.push(p);
+    }
+    let mut table = StatusTable::default();
+    for report in nodes.into_values() {
+        table.merge(report);
     }
     table
 }

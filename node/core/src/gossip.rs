@@ -1,0 +1,145 @@
+//! Spreading what a node holds at a cost per node that does not grow with the cluster.
+//!
+//! - Every membership datagram carries the sender's [`Digest`]: one fingerprint of its status
+//!   table and one of the document's heads, 16 bytes. SWIM already sends one to a random
+//!   member every probe period, so two nodes that hold the same thing learn it for free, and
+//!   two that differ find out within a few periods. Only then do they exchange anything more
+//!   (status versions, or an automerge sync); [`Digest::differs`] says what, and
+//!   [`starts_exchange`] which of the two begins it, so a pair exchanges once, not twice.
+//! - A change is pushed at once to a few random peers ([`Fanout`]), and each peer that learns
+//!   something new from a push passes it on the same way: a rumour reaches every node in about
+//!   log(N) hops, and costs each node a few messages, whatever N is.
+
+use crate::hash::fnv1a;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// What a node holds, in 16 bytes: equal digests mean equal status tables and documents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// [`crate::status::StatusTable::fingerprint`].
+    pub status: u64,
+    /// [`doc_fingerprint`] of the document's heads.
+    pub doc: u64,
+}
+
+/// What differs between our digest and a peer's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Differs {
+    pub status: bool,
+    pub doc: bool,
+}
+
+impl Digest {
+    pub fn differs(&self, theirs: &Digest) -> Differs {
+        Differs {
+            status: self.status != theirs.status,
+            doc: self.doc != theirs.doc,
+        }
+    }
+}
+
+/// The fingerprint of a document's heads (hex change hashes of one length, sorted, as
+/// [`weeble_crdt::Snapshot::heads`] holds them): equal heads, equal documents.
+pub fn doc_fingerprint(heads: &[String]) -> u64 {
+    let parts: Vec<&[u8]> = heads.iter().map(|h| h.as_bytes()).collect();
+    fnv1a(&parts)
+}
+
+/// Whether this node (libp2p id `me`) begins the exchange with `peer` when their digests
+/// differ. Both hear each other's digests (a probe and its answer); the smaller id begins,
+/// so a differing pair exchanges once.
+pub fn starts_exchange(me: &str, peer: &str) -> bool {
+    me < peer
+}
+
+/// Picks the peers a change goes to first: seeded, so a simulated run repeats.
+pub struct Fanout {
+    rng: StdRng,
+}
+
+impl Fanout {
+    pub fn new(seed: u64) -> Self {
+        Fanout {
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// Up to `n` of `peers`, distinct, at random (a partial Fisher–Yates shuffle), in the
+    /// order picked.
+    pub fn pick<T: Clone>(&mut self, peers: &[T], n: usize) -> Vec<T> {
+        let mut order: Vec<usize> = (0..peers.len()).collect();
+        let n = n.min(order.len());
+        for i in 0..n {
+            let j = self.rng.random_range(i..order.len());
+            order.swap(i, j);
+        }
+        order[..n].iter().map(|&i| peers[i].clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_pick_is_distinct_bounded_seeded_and_covers_every_peer_over_time() {
+        let peers: Vec<u32> = (0..50).collect();
+        let mut fanout = Fanout::new(7);
+        let mut seen = BTreeSet::new();
+        for _ in 0..100 {
+            let picked = fanout.pick(&peers, 3);
+            assert_eq!(picked.len(), 3);
+            assert_eq!(picked.iter().collect::<BTreeSet<_>>().len(), 3, "distinct");
+            seen.extend(picked);
+        }
+        assert_eq!(seen.len(), 50, "every peer gets picked sooner or later");
+        assert_eq!(
+            Fanout::new(1).pick(&[1, 2], 5).len(),
+            2,
+            "no more than there are"
+        );
+        assert!(Fanout::new(1).pick::<u32>(&[], 3).is_empty());
+        let again = |seed| {
+            (0..5)
+                .map(|_| Fanout::new(seed).pick(&peers, 3))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(again(3), again(3), "the same seed picks the same peers");
+    }
+
+    #[test]
+    fn the_doc_fingerprint_tells_documents_apart() {
+        let heads = |hs: &[&str]| hs.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            doc_fingerprint(&heads(&["aa", "bb"])),
+            doc_fingerprint(&heads(&["aa", "bb"]))
+        );
+        assert_ne!(
+            doc_fingerprint(&heads(&["aa"])),
+            doc_fingerprint(&heads(&["aa", "bb"]))
+        );
+        assert_ne!(
+            doc_fingerprint(&heads(&["aa"])),
+            doc_fingerprint(&heads(&["ab"]))
+        );
+        let a = Digest { status: 1, doc: 2 };
+        assert_eq!(a.differs(&a), Differs::default());
+        assert_eq!(
+            a.differs(&Digest { status: 1, doc: 3 }),
+            Differs {
+                status: false,
+                doc: true
+            }
+        );
+    }
+
+    #[test]
+    fn exactly_one_of_a_pair_begins_an_exchange() {
+        assert!(starts_exchange("12D3a", "12D3b"));
+        assert!(!starts_exchange("12D3b", "12D3a"));
+        assert!(!starts_exchange("12D3a", "12D3a"));
+    }
+}
