@@ -7,7 +7,9 @@
 //! view + status ──▶ endpoints ──▶ service proxy (and the API)
 //! view ──▶ DNS server (service names to this node's service address)
 
-use crate::membership::{Detection, Effect, Liveness, MemberId, Membership, live_peers};
+use crate::membership::{
+    Detection, Effect, Liveness, MemberId, Membership, live_peers, take_answer,
+};
 use crate::network::{Inbound, LocalDigest, NetConfig, NetError, NetEvent, Network, Response};
 use crate::probe::{self, Check, Health};
 use crate::reconcile::{self, Book, DesiredPod};
@@ -325,9 +327,19 @@ impl Router {
     async fn run(self, mut events: mpsc::Receiver<NetEvent>) {
         while let Some(event) = events.recv().await {
             match event {
-                NetEvent::Membership { from, data, digest } => {
-                    let _ = self.membership.send(MembershipInput::Data(data)).await;
+                NetEvent::Membership {
+                    from,
+                    data,
+                    digest,
+                    reply,
+                } => {
                     let from = from.to_string();
+                    let input = MembershipInput::Data {
+                        data,
+                        from: from.clone(),
+                        reply,
+                    };
+                    let _ = self.membership.send(input).await;
                     let differs = self.digest.get().differs(&digest);
                     if starts_exchange(&self.me, &from) {
                         if differs.status {
@@ -394,7 +406,13 @@ fn spawn_doc_digest(
 }
 
 enum MembershipInput {
-    Data(Vec<u8>),
+    /// A datagram from peer `from` (libp2p id); if it came as a request, the datagram it
+    /// calls for at once goes back on `reply`.
+    Data {
+        data: Vec<u8>,
+        from: String,
+        reply: Option<oneshot::Sender<Option<Vec<u8>>>>,
+    },
     Timer(Timer<MemberId>),
     /// The network lost its last connection to this peer (libp2p peer id).
     Disconnected(String),
@@ -430,7 +448,13 @@ impl MembershipLoop {
             let effects = tokio::select! {
                 input = inbox.recv() => match input {
                     None => return,
-                    Some(MembershipInput::Data(data)) => self.membership.receive(&data, epoch.elapsed()),
+                    Some(MembershipInput::Data { data, from, reply }) => {
+                        let mut effects = self.membership.receive(&data, epoch.elapsed());
+                        if let (Some(reply), Ok(effects)) = (reply, &mut effects) {
+                            let _ = reply.send(take_answer(effects, &from));
+                        }
+                        effects
+                    }
                     Some(MembershipInput::Timer(timer)) => self.membership.timer(timer, epoch.elapsed()),
                     Some(MembershipInput::Disconnected(peer)) => {
                         let member = self.members.borrow().iter().find(|(m, l)| m.peer_id == peer && *l != Liveness::Down).map(|(m, _)| m.clone());

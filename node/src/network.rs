@@ -2,9 +2,10 @@
 //! private network, noise, yamux; one request-response protocol). Other actors reach it
 //! through the [`Network`] handle; what arrives is handed out as [`NetEvent`]s.
 //!
-//! Three exchanges share the protocol: membership datagrams (answered with an empty ack),
-//! each carrying this node's [`Digest`]; status anti-entropy; and automerge sync (answered
-//! with the peer's reply message). A node keeps at most [`MAX_CONNECTED`] peers connected:
+//! Three exchanges share the protocol: membership datagrams, each carrying this node's
+//! [`Digest`] (answered with the datagram they call for at once, SWIM's ack to a ping, or an
+//! empty ack); status anti-entropy; and automerge sync (answered with the peer's reply
+//! message). A node keeps at most [`MAX_CONNECTED`] peers connected:
 //! beyond, the least recently used connection closes, and SWIM dials again when it probes.
 
 use crate::membership::MemberId;
@@ -47,6 +48,12 @@ pub enum Request {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
     Ack,
+    /// The membership datagram the request's own datagram called for at once (SWIM's ack to
+    /// a ping), and what the answering node holds: one exchange instead of two.
+    Membership {
+        data: Vec<u8>,
+        digest: Digest,
+    },
     Status(StatusMessage),
     Sync(Option<Vec<u8>>),
     /// The peer could not take the sync message in (it cannot persist it): why.
@@ -66,11 +73,13 @@ pub enum NetError {
 /// What the network hands to the rest of the node.
 #[derive(Debug)]
 pub enum NetEvent {
-    /// A membership datagram, and what its sender holds.
+    /// A membership datagram, and what its sender holds. A datagram that came as a request
+    /// has a `reply`: the datagram to send back to its sender at once, if any, goes there.
     Membership {
         from: PeerId,
         data: Vec<u8>,
         digest: Digest,
+        reply: Option<oneshot::Sender<Option<Vec<u8>>>>,
     },
     /// A peer's sync message or status message: send the answer on `reply` (`Response::Sync`
     /// or `SyncRefused`; `Response::Status` or `Ack`).
@@ -654,17 +663,27 @@ impl NetworkActor {
                 self.used(peer);
                 let request = match request {
                     Request::Membership { data, digest } => {
-                        let _ = self
-                            .swarm
-                            .behaviour_mut()
-                            .rpc
-                            .send_response(channel, Response::Ack);
+                        let (reply, answer) = oneshot::channel();
                         let event = NetEvent::Membership {
                             from: peer,
                             data,
                             digest,
+                            reply: Some(reply),
                         };
-                        let _ = self.events.send(event).await;
+                        if self.events.send(event).await.is_err() {
+                            return;
+                        }
+                        let (commands, digest) = (self.commands.clone(), self.digest.clone());
+                        tokio::spawn(async move {
+                            let response = match answer.await {
+                                Ok(Some(data)) => Response::Membership {
+                                    data,
+                                    digest: digest.get(),
+                                },
+                                _ => Response::Ack,
+                            };
+                            let _ = commands.send(Command::Respond { channel, response }).await;
+                        });
                         return;
                     }
                     Request::Sync(message) => Inbound::Sync(message),
@@ -697,7 +716,15 @@ impl NetworkActor {
                 ..
             } => {
                 self.used(peer);
-                if let Some(reply) = self.pending.remove(&request_id) {
+                if let Response::Membership { data, digest } = response {
+                    let event = NetEvent::Membership {
+                        from: peer,
+                        data,
+                        digest,
+                        reply: None,
+                    };
+                    let _ = self.events.send(event).await;
+                } else if let Some(reply) = self.pending.remove(&request_id) {
                     let _ = reply.send(Ok(response));
                 }
             }

@@ -162,6 +162,18 @@ pub fn live_peers<'a>(
         .map(|(m, _)| m)
 }
 
+/// Takes out of `effects` the first datagram for peer `to` (libp2p id), if any: it goes back
+/// as the answer to the request that called for it.
+pub fn take_answer(effects: &mut Vec<Effect>, to: &str) -> Option<Vec<u8>> {
+    let at = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Send { to: m, .. } if m.peer_id == to))?;
+    match effects.remove(at) {
+        Effect::Send { data, .. } => Some(data),
+        _ => None,
+    }
+}
+
 /// A suspect may stay silent this many suspicion windows at most before it is declared down,
 /// however irregular its messages have been.
 pub const MAX_TOLERANCE: u32 = 5;

@@ -328,3 +328,23 @@ fn suspicion_starting_and_ending_is_reported_once_each() {
     let end = suspicions(&before, &after);
     assert_eq!(end, [(&member(1), Liveness::Suspect, Liveness::Alive)]);
 }
+
+#[test]
+fn the_datagram_a_request_calls_for_is_taken_out_as_its_answer() {
+    let to = |peer: &str| MemberId {
+        peer_id: peer.into(),
+        ..MemberId::seed("127.0.0.1:1".parse().unwrap())
+    };
+    let send = |peer: &str, byte: u8| Effect::Send {
+        to: to(peer),
+        data: vec![byte],
+    };
+    let mut effects = vec![Effect::Active, send("b", 1), send("a", 2), send("a", 3)];
+    assert_eq!(
+        take_answer(&mut effects, "a"),
+        Some(vec![2]),
+        "the first for a"
+    );
+    assert_eq!(effects, vec![Effect::Active, send("b", 1), send("a", 3)]);
+    assert_eq!(take_answer(&mut vec![send("b", 1)], "a"), None);
+}
