@@ -174,6 +174,9 @@ pub fn take_answer(effects: &mut Vec<Effect>, to: &str) -> Option<Vec<u8>> {
     }
 }
 
+/// How often a member announces itself to a random member, whose answer is a feed of members.
+pub const PERIODIC_ANNOUNCE: Duration = Duration::from_secs(300);
+
 /// A suspect may stay silent this many suspicion windows at most before it is declared down,
 /// however irregular its messages have been.
 pub const MAX_TOLERANCE: u32 = 5;
@@ -213,6 +216,15 @@ impl Membership {
         config.max_transmissions = std::num::NonZeroU8::new(32).expect("non-zero");
         // Datagrams travel over libp2p streams, not UDP: a larger packet carries more updates.
         config.max_packet_size = std::num::NonZeroUsize::new(16 * 1024).expect("non-zero");
+        // foca announces itself to a random member every 30 s by default, and the answer is a
+        // feed of as many members as fit in a packet: at 50 nodes most of an idle node's
+        // traffic that grows with the cluster. Every few minutes is enough to mend a view
+        // that missed a join; partitions heal through the agent's own announces to known
+        // addresses with no live member, every second.
+        config.periodic_announce = Some(foca::PeriodicParams {
+            frequency: PERIODIC_ANNOUNCE,
+            num_members: std::num::NonZeroUsize::new(1).expect("non-zero"),
+        });
         let foca = Foca::new(me, config, StdRng::seed_from_u64(seed), BincodeCodec);
         Membership {
             foca,
