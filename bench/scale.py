@@ -31,6 +31,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -62,6 +63,14 @@ class Nodes:
         self.procs = []
 
     def start(self):
+        """Starts the nodes; exits if something already listens on one of their ports."""
+        for ip in self.ips:
+            for port in (P2P_PORT, API_PORT):
+                try:
+                    socket.create_connection((ip, port), timeout=1).close()
+                except OSError:
+                    continue
+                sys.exit(f"{ip}:{port} is in use (another bench/scale.py running?)")
         for i, ip in enumerate(self.ips):
             join = ["--join", f"{self.ips[0]}:{P2P_PORT}"] if i else []
             args = [self.binary, "node", "--name", f"scale-{i + 1}", "--data-dir",
@@ -106,7 +115,7 @@ class Nodes:
                 sys.exit(f"after {deadline - start:.0f} s, {sum(s < count for s in seen)} of "
                          f"{count} nodes do not list all as Ready (scale-{late + 1} lists "
                          f"{seen[late]}):\n{self.tail(late)}")
-            time.sleep(0.5)
+            time.sleep(1.0)
 
     def stop(self):
         """SIGTERM to every node, SIGKILL to those still running 5 s later; the dirs go."""

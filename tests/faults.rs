@@ -2,7 +2,8 @@
 //! Nodes die (agent killed, containers removed) one after another down to the last one:
 //! every acknowledged write survives, and the survivors run what their capacity allows and
 //! say what they cannot place. A node paused again and again is suspected, never evicted.
-//! A node added to a running cluster takes its share with no gap (make before break).
+//! A node added to a running cluster takes its share with no gap (make before break), and a
+//! node told to stop (SIGTERM) hands its pods over the same way, then leaves at once.
 //! Partitions are in the container test bed (`tests/bed.rs`): on loopback, libp2p dials from
 //! 127.0.0.1 whatever the node's address, so packets cannot be told apart by address.
 //!
@@ -272,4 +273,55 @@ fn a_node_added_to_a_running_cluster_takes_its_share_with_no_gap() {
         pods.iter().filter(|(_, node)| *node == newcomer).count(),
         moved
     );
+}
+
+#[test]
+fn a_node_told_to_stop_hands_its_pods_over_then_leaves_with_no_suspicion() {
+    let Some((_one_at_a_time, mut cluster)) = running_cluster(46, 3, &[], "leaving", 9, None)
+    else {
+        return;
+    };
+    // The busiest of nodes 1 and 2 stops; node 0 watches.
+    let victim = busiest(&cluster, &[1, 2]);
+    let name = cluster.nodes[victim].name.clone();
+    assert!(!cluster.containers_of(Some(&name), true).is_empty());
+    cluster.signal(victim, "-TERM");
+    // Until it has exited: never fewer than 9 running (make before break).
+    let start = Instant::now();
+    let mut fewest = usize::MAX;
+    let status = loop {
+        fewest = fewest.min(cluster.containers(true).len());
+        if let Some(status) = cluster.nodes[victim].child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(45),
+            "the node did not leave within its grace"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "the node exited with {status}");
+    assert!(fewest >= 9, "only {fewest} of 9 replicas ran at one point");
+    assert!(
+        cluster.containers_of(Some(&name), false).is_empty(),
+        "the leaving node removed its containers"
+    );
+    let server = cluster.server(0);
+    assert_eq!(running_pods_of(&server, "leaving").len(), 9);
+    wait_for(
+        "the others to drop the node",
+        Duration::from_secs(5),
+        || (!ready_nodes(&server).contains(&name)).then_some(()),
+    );
+    for i in (0..3).filter(|&i| i != victim) {
+        let log = json_log(&cluster, &cluster.nodes[i].name);
+        let about = |message| {
+            messages(&log, message)
+                .iter()
+                .filter(|l| l["fields"]["peer"] == name.as_str())
+                .count()
+        };
+        assert_eq!(about("peer suspected"), 0, "node {i} suspected it");
+        assert!(about("peer declared dead") >= 1, "node {i} dropped it");
+    }
 }

@@ -84,6 +84,12 @@ pub struct NodeArgs {
     /// to first; they pass it on the same way.
     #[arg(long, default_value_t = agent::DEFAULT_FANOUT as u16, value_parser = clap::value_parser!(u16).range(1..=16))]
     fanout: u16,
+    /// How long a node told to stop (SIGTERM, Ctrl-C) takes at most to hand its pods over
+    /// before it leaves the cluster (default 30s, as Kubernetes' termination grace). A second
+    /// signal stops it at once; SIGKILL leaves its containers running, to be adopted at the
+    /// next start.
+    #[arg(long, value_parser = parse_duration)]
+    leave_grace: Option<Duration>,
     /// Log lines for people (`text`) or machines (`json`); filter with RUST_LOG.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -255,6 +261,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.labels = args.labels.into_iter().collect::<Labels>();
     config.capacity = args.capacity.unwrap_or_else(machine_capacity);
     config.max_pods = args.max_pods;
+    let leave_grace = args.leave_grace.unwrap_or(Duration::from_secs(30));
     config.replicate_to = usize::from(args.replicate_to);
     config.fanout = usize::from(args.fanout);
     let default = Detection::default();
@@ -274,13 +281,21 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         let docker = Docker::connect().await.context("the node needs the Docker engine")?;
         let api = config.api;
         let node = agent::start(config, docker.clone()).await?;
+        let leaving = node.clone();
+        let serve = weeble_node::api::serve(api, api_options, node, docker);
+        tokio::pin!(serve);
         tokio::select! {
-            served = weeble_node::api::serve(api, api_options, node, docker) => served.with_context(|| format!("serving the API on {api}")),
-            _ = shutdown() => {
-                tracing::info!("stopping; containers keep running and are adopted at the next start");
-                Ok(())
-            }
+            served = &mut serve => return served.with_context(|| format!("serving the API on {api}")),
+            _ = shutdown() => {}
         }
+        tracing::info!("stopping: handing this node's pods over, then leaving the cluster");
+        // The API keeps serving while the node hands its pods over.
+        tokio::select! {
+            _ = leaving.leave(leave_grace) => tracing::info!("left the cluster"),
+            _ = shutdown() => tracing::info!("stopping at once; containers keep running and are adopted at the next start"),
+            served = &mut serve => return served.with_context(|| format!("serving the API on {api}")),
+        }
+        Ok(())
     })
 }
 

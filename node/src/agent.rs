@@ -17,7 +17,7 @@ use crate::runtime::{ContainerRuntime, ContainerState, Observed};
 use crate::services::Endpoints;
 use crate::status::{Status, StatusConfig};
 use crate::store::{Store, StoreError};
-use crate::view::{View, spawn_endpoints, spawn_not_ready, spawn_view};
+use crate::view::{View, spawn_endpoints, spawn_unschedulable, spawn_view};
 use foca::Timer;
 use futures::StreamExt;
 use libp2p::identity::Keypair;
@@ -139,6 +139,9 @@ pub struct Agent {
     /// Every service's endpoints, as this node resolves them.
     pub endpoints: watch::Receiver<Arc<Endpoints>>,
     sync: mpsc::Sender<SyncCommand>,
+    leave: mpsc::Sender<MembershipInput>,
+    /// How many containers this node ran at the reconciler's last look.
+    containers: watch::Receiver<usize>,
 }
 
 /// How long a write waits for its copies to reach `replicate_to` peers before it is
@@ -160,7 +163,47 @@ impl Agent {
             );
         }
     }
+
+    /// Leaves the cluster, making before breaking: the node tells its peers it takes no pods
+    /// any more, so they place its replicas elsewhere, and keeps each of its containers until
+    /// the new owner runs that pod (or `reconcile::HANDOVER_MAX_MS`); then it leaves the
+    /// membership, and peers drop it at once, with no suspicion. Returns once its containers
+    /// are gone, or at once if no peer is alive to take them (they keep running), or after
+    /// `grace` whatever is left.
+    pub async fn leave(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        self.status.set_leaving().await;
+        let mut containers = self.containers.clone();
+        loop {
+            let alone = live_peers(&self.view.borrow().members, &self.config.name)
+                .next()
+                .is_none();
+            let left = *containers.borrow_and_update();
+            if left == 0 || alone {
+                info!(
+                    containers = left,
+                    alone, "handed over what could be handed over"
+                );
+                break;
+            }
+            tokio::select! {
+                _ = containers.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    warn!(containers = left, "the grace ran out before every pod was handed over");
+                    break;
+                }
+            }
+        }
+        let (done, left) = oneshot::channel();
+        if self.leave.send(MembershipInput::Leave(done)).await.is_ok() {
+            let _ = tokio::time::timeout(LEAVE_WAIT, left).await;
+        }
+    }
 }
+
+/// How long a leaving node waits for its leave datagrams to be answered.
+const LEAVE_WAIT: Duration = Duration::from_secs(1);
 
 /// The node's libp2p key: made once, kept in the data directory (a stable identity).
 fn node_key(data_dir: &Path) -> Result<Keypair, AgentError> {
@@ -226,6 +269,7 @@ pub async fn start<R: ContainerRuntime>(
         fanout: config.fanout,
     });
     let (membership_tx, membership_rx) = mpsc::channel(1024);
+    let leave = membership_tx.clone();
     let peers_file = config.data_dir.join("peers");
     let mut known = read_peers(&peers_file);
     known.extend(&config.join);
@@ -258,8 +302,8 @@ pub async fn start<R: ContainerRuntime>(
     tokio::spawn(router.run(events).instrument(info_span!("router")));
 
     spawn_readiness(store.persist_error(), status.clone());
-    let not_ready = spawn_not_ready(status.watch());
-    let view = spawn_view(store.watch(), members_rx.clone(), not_ready);
+    let unschedulable = spawn_unschedulable(status.watch());
+    let view = spawn_view(store.watch(), members_rx.clone(), unschedulable);
     let (done_tx, done_rx) = mpsc::channel(256);
     let sync = SyncDriver {
         me: me.name.clone(),
@@ -278,7 +322,9 @@ pub async fn start<R: ContainerRuntime>(
     tokio::spawn(sync.run(sync_rx, done_rx).instrument(info_span!("sync")));
 
     let (checks_tx, checks_rx) = watch::channel(Vec::new());
+    let (containers_tx, containers_rx) = watch::channel(usize::MAX);
     let reconciler = Reconciler {
+        containers: containers_tx,
         node: config.name.clone(),
         host_ip: config.publish_ip.unwrap_or(config.p2p.ip()),
         service_ip: config.service_ip(),
@@ -308,6 +354,8 @@ pub async fn start<R: ContainerRuntime>(
         view,
         endpoints,
         sync: sync_tx,
+        leave,
+        containers: containers_rx,
     })
 }
 
@@ -418,6 +466,8 @@ enum MembershipInput {
     Disconnected(String),
     /// Nothing listens at this peer's address any more.
     Gone(String),
+    /// Leave the cluster; `done` once the datagrams saying so are answered (or failed).
+    Leave(oneshot::Sender<()>),
 }
 
 /// Announces per tick at most: a long list of unreachable addresses costs little.
@@ -464,6 +514,16 @@ impl MembershipLoop {
                         Ok(Vec::new())
                     }
                     Some(MembershipInput::Gone(peer)) => self.membership.declare_down(&peer),
+                    Some(MembershipInput::Leave(done)) => {
+                        info!("leaving the cluster");
+                        let sends = self.membership.leave().into_iter().filter_map(|e| match e {
+                            Effect::Send { to, data } => Some(self.network.deliver_membership(to, data)),
+                            _ => None,
+                        });
+                        futures::future::join_all(sends.collect::<Vec<_>>()).await;
+                        let _ = done.send(());
+                        return;
+                    }
                 },
                 _ = announce.tick() => Ok(self.announce()),
             };
@@ -776,6 +836,8 @@ async fn sync_with(store: &Store, network: &Network, peer: MemberId) -> bool {
 /// Runs this node's share: woken by view changes, runtime events and a period.
 struct Reconciler<R> {
     node: String,
+    /// How many containers this node runs, as of the last pass (for a leaving node).
+    containers: watch::Sender<usize>,
     host_ip: IpAddr,
     /// Where this node serves services: what its containers' service variables point to.
     service_ip: IpAddr,
@@ -922,6 +984,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
         if !actions.is_empty() {
             observed = self.runtime.list(&self.node).await?;
         }
+        self.containers.send_replace(observed.len());
         let checks = reconcile::probe_checks(desired, &observed);
         self.checks.send_if_modified(|old| {
             let changed = *old != checks;

@@ -719,12 +719,16 @@ fn runtime_error(e: RuntimeError) -> ApiError {
 }
 
 /// A member as a Kubernetes Node: Ready unless it is suspected, down, or reports that it
-/// cannot persist the desired state (`table`, the status it gossips).
+/// cannot persist the desired state (`table`, the status it gossips); unschedulable while it
+/// is leaving.
 fn node_json((m, liveness): &(MemberId, Liveness), table: &StatusTable) -> Value {
-    let not_ready = table
-        .nodes()
-        .get(&m.name)
-        .and_then(|n| n.not_ready.as_ref());
+    let report = table.nodes().get(&m.name);
+    let not_ready = report.and_then(|n| n.not_ready.as_ref());
+    // A leaving node takes no pods: kubectl shows it `Ready,SchedulingDisabled`, as cordoned.
+    let spec = match report.is_some_and(|n| n.leaving) {
+        true => json!({"unschedulable": true}),
+        false => json!({}),
+    };
     let ready = match (liveness, not_ready) {
         (Liveness::Alive, None) => {
             json!({"type": "Ready", "status": "True", "reason": "KubeletReady"})
@@ -743,7 +747,7 @@ fn node_json((m, liveness): &(MemberId, Liveness), table: &StatusTable) -> Value
     json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": m.name, "labels": m.labels, "annotations": {"weeble.io/api": m.api.to_string(), "weeble.io/peer-id": m.peer_id, "weeble.io/liveness": liveness}},
-        "spec": {},
+        "spec": spec,
         "status": {
             "conditions": [ready],
             "addresses": [{"type": "InternalIP", "address": m.p2p.ip().to_string()}],

@@ -133,6 +133,8 @@ enum Command {
     SendMembership {
         to: MemberId,
         data: Vec<u8>,
+        /// Told once the peer answered, or the request failed.
+        delivered: Option<Reply>,
     },
     Request {
         to: MemberId,
@@ -222,7 +224,26 @@ impl Network {
 
     /// Sends a membership datagram; delivery is best effort, as SWIM expects.
     pub async fn send_membership(&self, to: MemberId, data: Vec<u8>) {
-        let _ = self.tx.send(Command::SendMembership { to, data }).await;
+        let command = Command::SendMembership {
+            to,
+            data,
+            delivered: None,
+        };
+        let _ = self.tx.send(command).await;
+    }
+
+    /// Sends a membership datagram and returns once the peer answered or the request failed:
+    /// for a node about to stop, whose last words must go out first.
+    pub async fn deliver_membership(&self, to: MemberId, data: Vec<u8>) {
+        let (delivered, answered) = oneshot::channel();
+        let command = Command::SendMembership {
+            to,
+            data,
+            delivered: Some(delivered),
+        };
+        if self.tx.send(command).await.is_ok() {
+            let _ = answered.await;
+        }
     }
 
     /// Sends a request and waits for the peer's answer.
@@ -460,9 +481,13 @@ impl NetworkActor {
 
     fn command(&mut self, command: Command) {
         match command {
-            Command::SendMembership { to, data } => {
+            Command::SendMembership {
+                to,
+                data,
+                delivered,
+            } => {
                 let digest = self.digest.get();
-                self.request(&to, Request::Membership { data, digest }, None)
+                self.request(&to, Request::Membership { data, digest }, delivered)
             }
             Command::Request { to, request, reply } => self.request(&to, request, Some(reply)),
             Command::Disconnect(peer) => {
@@ -716,7 +741,9 @@ impl NetworkActor {
                 ..
             } => {
                 self.used(peer);
-                if let Response::Membership { data, digest } = response {
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                } else if let Response::Membership { data, digest } = response {
                     let event = NetEvent::Membership {
                         from: peer,
                         data,
@@ -724,8 +751,6 @@ impl NetworkActor {
                         reply: None,
                     };
                     let _ = self.events.send(event).await;
-                } else if let Some(reply) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
                 }
             }
             Event::OutboundFailure {

@@ -18,6 +18,8 @@ pub use weeble_core::status::*;
 enum Command {
     Local(Vec<PodStatus>),
     NotReady(Option<String>),
+    /// This node is leaving the cluster: it takes no pods any more.
+    Leaving,
     /// Peers had declared this node dead and forgot its report: a new version wins it back.
     Renew,
     /// A peer's status message; the answer goes on `reply`.
@@ -61,6 +63,7 @@ impl Status {
             version: 0,
             pods: Vec::new(),
             not_ready: None,
+            leaving: false,
         };
         let mut table = StatusTable::default();
         table.merge(mine.clone());
@@ -97,6 +100,11 @@ impl Status {
     /// Why this node is not Ready now (`None`: it is).
     pub async fn set_not_ready(&self, why: Option<String>) {
         let _ = self.tx.send(Command::NotReady(why)).await;
+    }
+
+    /// This node is leaving: it tells the cluster to place nothing on it any more.
+    pub async fn set_leaving(&self) {
+        let _ = self.tx.send(Command::Leaving).await;
     }
 
     /// Peers had forgotten this node: spread its report again, under a new version.
@@ -160,7 +168,11 @@ impl StatusActor {
                     self.mine.not_ready = why;
                     self.changed();
                 }
-                Command::Local(_) | Command::NotReady(_) => {}
+                Command::Leaving if !self.mine.leaving => {
+                    self.mine.leaving = true;
+                    self.changed();
+                }
+                Command::Local(_) | Command::NotReady(_) | Command::Leaving => {}
                 Command::Renew => self.changed(),
                 Command::Request {
                     from,

@@ -19,15 +19,15 @@ pub struct View {
     pub placement: Arc<Placement>,
 }
 
-/// The nodes that report themselves not Ready, changing only when that set does (the status
-/// table changes all the time; placement need not follow it).
-pub(crate) fn spawn_not_ready(
+/// The nodes that take no pods (not Ready, or leaving), changing only when that set does
+/// (the status table changes all the time; placement need not follow it).
+pub(crate) fn spawn_unschedulable(
     mut table: watch::Receiver<Arc<StatusTable>>,
 ) -> watch::Receiver<BTreeSet<String>> {
-    let (tx, rx) = watch::channel(table.borrow_and_update().not_ready());
+    let (tx, rx) = watch::channel(table.borrow_and_update().unschedulable());
     tokio::spawn(async move {
         while table.changed().await.is_ok() {
-            let now = table.borrow_and_update().not_ready();
+            let now = table.borrow_and_update().unschedulable();
             tx.send_if_modified(|old| {
                 let changed = *old != now;
                 if changed {
@@ -41,20 +41,20 @@ pub(crate) fn spawn_not_ready(
 }
 
 /// Recomputes placement whenever the desired state, the membership or the set of nodes
-/// that are not Ready changes, unless what placement reads is unchanged (a new image, new
+/// that take no pods changes, unless what placement reads is unchanged (a new image, new
 /// labels): then the last placement is kept.
 pub(crate) fn spawn_view(
     store: watch::Receiver<Arc<Snapshot>>,
     members: watch::Receiver<Vec<(MemberId, Liveness)>>,
-    not_ready: watch::Receiver<BTreeSet<String>>,
+    unschedulable: watch::Receiver<BTreeSet<String>>,
 ) -> watch::Receiver<Arc<View>> {
-    let cluster = combine(members, not_ready, |members, not_ready| {
-        (members.clone(), not_ready.clone())
+    let cluster = combine(members, unschedulable, |members, unschedulable| {
+        (members.clone(), unschedulable.clone())
     });
     let mut workloads = Workloads::default();
     let mut last: Option<(Vec<Candidate>, Arc<Placement>)> = None;
-    combine(store, cluster, move |snapshot, (members, not_ready)| {
-        let candidates = candidates(members, not_ready);
+    combine(store, cluster, move |snapshot, (members, unschedulable)| {
+        let candidates = candidates(members, unschedulable);
         let changed = workloads.update(snapshot);
         let placement = match &last {
             Some((same, placement)) if !changed && *same == candidates => placement.clone(),

@@ -308,12 +308,11 @@ impl Membership {
         self.drain(result)
     }
 
-    /// Leaves the cluster on purpose: peers mark this node down at once.
-    pub fn leave(mut self) -> Vec<Effect> {
-        let mut runtime = AccumulatingRuntime::new();
-        let _ = self.foca.leave_cluster(&mut runtime);
-        self.runtime = runtime;
-        self.drain(Ok(())).unwrap_or_default()
+    /// Leaves the cluster on purpose: the datagrams that tell a few members this node is
+    /// down, which they spread. Feed this core nothing more afterwards.
+    pub fn leave(&mut self) -> Vec<Effect> {
+        let result = self.foca.leave_cluster(&mut self.runtime);
+        self.drain(result).unwrap_or_default()
     }
 
     /// Every member this node knows of, itself included, with its liveness.

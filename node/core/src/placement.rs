@@ -43,24 +43,25 @@ impl Candidate {
     }
 }
 
-/// The members that take replicas: those not down, and of those, the ones Ready (a node that
-/// cannot persist the desired state reports itself not Ready). If none is Ready, every live
-/// member stays a candidate: a lone node with a full disk keeps running what it can.
+/// The members that take replicas: those not down, and of those, the ones that take pods (a
+/// node that cannot persist the desired state reports itself not Ready; one that is leaving
+/// says so). If none takes pods, every live member stays a candidate: a lone node with a full
+/// disk keeps running what it can.
 pub fn candidates(
     members: &[(MemberId, Liveness)],
-    not_ready: &BTreeSet<String>,
+    unschedulable: &BTreeSet<String>,
 ) -> Vec<Candidate> {
     let live: Vec<&MemberId> = members
         .iter()
         .filter(|(_, l)| *l != Liveness::Down)
         .map(|(m, _)| m)
         .collect();
-    let ready: Vec<&MemberId> = live
+    let open: Vec<&MemberId> = live
         .iter()
         .copied()
-        .filter(|m| !not_ready.contains(&m.name))
+        .filter(|m| !unschedulable.contains(&m.name))
         .collect();
-    let chosen = if ready.is_empty() { live } else { ready };
+    let chosen = if open.is_empty() { live } else { open };
     chosen.into_iter().map(Candidate::from_member).collect()
 }
 

@@ -61,6 +61,9 @@ pub struct NodeStatus {
     /// Why the node is not Ready (it cannot persist the desired state); it takes no pods
     /// while it is not.
     pub not_ready: Option<String>,
+    /// The node is leaving the cluster (it was told to stop): it takes no pods, and hands
+    /// over those it runs.
+    pub leaving: bool,
 }
 
 /// Where one node's report stands: `(epoch, version)` orders its reports.
@@ -209,11 +212,11 @@ impl StatusTable {
         bounded(nodes.iter().filter_map(|n| self.nodes.get(n)))
     }
 
-    /// The nodes that report themselves not Ready.
-    pub fn not_ready(&self) -> std::collections::BTreeSet<String> {
+    /// The nodes that take no pods: those that report themselves not Ready, or leaving.
+    pub fn unschedulable(&self) -> std::collections::BTreeSet<String> {
         self.nodes
             .values()
-            .filter(|n| n.not_ready.is_some())
+            .filter(|n| n.not_ready.is_some() || n.leaving)
             .map(|n| n.node.clone())
             .collect()
     }
@@ -254,6 +257,7 @@ mod tests {
             version,
             pods: vec![],
             not_ready: None,
+            leaving: false,
         }
     }
 

@@ -241,6 +241,7 @@ fn n2_reports(pod: &DesiredPod, running: bool) -> StatusTable {
             0,
         ),
         not_ready: None,
+        leaving: false,
     });
     table
 }

@@ -93,6 +93,7 @@ fn table(pods: Vec<PodStatus>) -> StatusTable {
             version: 1,
             pods: vec![],
             not_ready: None,
+            leaving: false,
         });
         entry.pods.push(p);
     }
