@@ -19,6 +19,7 @@ as Ready, and 10 s more:
 Usage: cargo build --release -p weeble &&
        python3 bench/scale.py [--sizes 3,10,25,50] [--idle 30] [--writes 10]
                               [--binary target/release/weeble] [--json]
+                              [--node-arg=--fanout=5]...
 Leaves nothing behind: the nodes are stopped and their data dirs removed.
 """
 
@@ -56,8 +57,9 @@ class Nodes:
     """`weeble node` processes `scale-1` ... `scale-N` on 127.0.1.1 ... 127.0.1.N, the first
     alone and every other one joining it; `stop` ends them and removes their data dirs."""
 
-    def __init__(self, binary, count):
+    def __init__(self, binary, count, node_args=()):
         self.binary = binary
+        self.node_args = list(node_args)
         self.ips = [f"127.0.1.{i + 1}" for i in range(count)]
         self.dir = tempfile.mkdtemp(prefix="weeble-scale-")
         self.procs = []
@@ -75,7 +77,7 @@ class Nodes:
             join = ["--join", f"{self.ips[0]}:{P2P_PORT}"] if i else []
             args = [self.binary, "node", "--name", f"scale-{i + 1}", "--data-dir",
                     os.path.join(self.dir, f"n{i + 1}"), "--p2p", f"{ip}:{P2P_PORT}",
-                    "--api", f"{ip}:{API_PORT}", "--dns-port", "0", *join]
+                    "--api", f"{ip}:{API_PORT}", "--dns-port", "0", *join, *self.node_args]
             with open(self.log(i), "w") as log:
                 self.procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log))
 
@@ -246,9 +248,9 @@ def write(nodes, name):
     return acknowledged, visible
 
 
-def measure(binary, size, idle_seconds, writes):
+def measure(binary, size, idle_seconds, writes, node_args):
     """One row of the table: a cluster of `size` nodes started, measured and stopped."""
-    nodes = Nodes(binary, size)
+    nodes = Nodes(binary, size, node_args)
     try:
         nodes.start()
         formed = nodes.wait_formed()
@@ -312,6 +314,8 @@ def main():
     parser.add_argument("--writes", type=int, default=10)
     parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/weeble"))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--node-arg", action="append", default=[],
+                        help="an argument for every `weeble node` (repeat): --node-arg=--fanout=5")
     args = parser.parse_args()
     if not os.access(args.binary, os.X_OK):
         sys.exit(f"{args.binary} is missing: run `cargo build --release -p weeble` first")
@@ -319,7 +323,7 @@ def main():
         sys.exit("--sizes takes 1 to 254 nodes each, --writes at least 1")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     try:
-        rows = [measure(args.binary, n, args.idle, args.writes) for n in args.sizes]
+        rows = [measure(args.binary, n, args.idle, args.writes, args.node_arg) for n in args.sizes]
     except KeyboardInterrupt:
         sys.exit("interrupted")
     table(rows)

@@ -3,7 +3,7 @@
 //! network ──events──▶ router ──▶ membership / store (sync) / status
 //! router: a peer's digest differs from ours ──▶ status exchange / sync driver
 //! store + membership ──▶ view (placement) ──▶ reconciler ──▶ runtime, status
-//! store changes, a write to acknowledge, a period ──▶ sync driver ──▶ network
+//! store changes, a write to acknowledge, a differing digest ──▶ sync driver ──▶ network
 //! view + status ──▶ endpoints ──▶ service proxy (and the API)
 //! view ──▶ DNS server (service names to this node's service address)
 
@@ -28,14 +28,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
-use weeble_core::gossip::{Fanout, doc_fingerprint, starts_exchange};
+use weeble_core::gossip::{Fanout, doc_fingerprint, push_width, starts_exchange};
 use weeble_crdt::{Labels, ResourceAmounts};
 
 /// The kubelet's default pod limit per node.
 pub const DEFAULT_MAX_PODS: u32 = 110;
 
-/// Peers a change is pushed to: a rumour then reaches every node in about log₃(N) hops, and
-/// the few it misses learn it from the digests within seconds.
+/// Peers beyond ⌈ln N⌉ a change is pushed to (`gossip::push_width`): the cluster then misses
+/// about e^-3, 5 %, of a node per change, and that node learns it from the digests within a
+/// second or so.
 pub const DEFAULT_FANOUT: usize = 3;
 
 /// Other nodes that hold a write on disk before it is acknowledged. Up to five nodes that is
@@ -67,10 +68,8 @@ pub struct NodeConfig {
     pub detection: Detection,
     /// How often the reconciler looks again even if nothing woke it.
     pub resync: Duration,
-    /// How often the state is synced with one random peer even if nothing changed (a
-    /// fallback: differing digests on membership datagrams start a sync sooner).
-    pub sync_period: Duration,
-    /// How many random peers a change (to the document or a status report) is pushed to.
+    /// How many random peers beyond ⌈ln N⌉ a change (to the document or a status report)
+    /// is pushed to (`gossip::push_width`).
     pub fanout: usize,
     /// How many other nodes must hold a write on disk before it is acknowledged (all live
     /// peers when there are fewer).
@@ -106,7 +105,6 @@ impl NodeConfig {
             max_pods: DEFAULT_MAX_PODS,
             detection: Detection::default(),
             resync: Duration::from_secs(10),
-            sync_period: Duration::from_secs(2),
             fanout: DEFAULT_FANOUT,
             replicate_to: DEFAULT_REPLICATE_TO,
             join_grace: Duration::from_secs(3),
@@ -310,7 +308,6 @@ pub async fn start<R: ContainerRuntime>(
         store: store.clone(),
         network,
         members: members_rx,
-        period: config.sync_period,
         fanout: Fanout::new(epoch ^ 1),
         width: config.fanout,
         replicate_to: config.replicate_to,
@@ -669,7 +666,8 @@ enum SyncCommand {
 /// Keeps the document the same on every node with automerge sync, pairwise:
 /// - a change (a write here, or one received) goes at once to a few random peers;
 /// - a write to acknowledge goes to `replicate_to` peers, and is answered once they hold it;
-/// - a peer whose digest differs, and one random peer each period, get a sync too.
+/// - a peer whose digest differs gets a sync too (that is the anti-entropy: a node the
+///   rumour missed, or one back from a partition, differs from the next peer it probes).
 ///
 /// One exchange at a time per peer: one asked for while another runs follows it.
 struct SyncDriver {
@@ -677,7 +675,6 @@ struct SyncDriver {
     store: Store,
     network: Network,
     members: watch::Receiver<Vec<(MemberId, Liveness)>>,
-    period: Duration,
     fanout: Fanout,
     width: usize,
     replicate_to: usize,
@@ -697,19 +694,18 @@ impl SyncDriver {
         mut done: mpsc::Receiver<(String, bool)>,
     ) {
         let mut changes = self.store.watch();
-        let mut tick = tokio::time::interval(self.period);
         loop {
             tokio::select! {
                 r = changes.changed() => {
                     if r.is_err() { return }
-                    for peer in self.pick(self.width) {
+                    for peer in self.pick(Some(self.width)) {
                         self.exchange(peer, None);
                     }
                 }
                 command = commands.recv() => match command {
                     None => return,
                     Some(SyncCommand::Replicate(reply)) => {
-                        let peers = self.pick(usize::MAX);
+                        let peers = self.pick(None);
                         let commands = self.commands.clone();
                         tokio::spawn(replicate(commands, peers, self.replicate_to, reply));
                     }
@@ -729,20 +725,17 @@ impl SyncDriver {
                         self.start(member, waiters);
                     }
                 }
-                _ = tick.tick() => {
-                    for peer in self.pick(1) {
-                        self.exchange(peer, None);
-                    }
-                }
             }
         }
     }
 
-    /// Up to `n` random live peers.
-    fn pick(&mut self, n: usize) -> Vec<MemberId> {
+    /// Random live peers: as many as a change is pushed to with `Some(fanout)`
+    /// (`gossip::push_width`), all of them in random order with `None`.
+    fn pick(&mut self, fanout: Option<usize>) -> Vec<MemberId> {
         let peers: Vec<MemberId> = live_peers(&self.members.borrow(), &self.me)
             .cloned()
             .collect();
+        let n = fanout.map_or(peers.len(), |extra| push_width(extra, peers.len()));
         self.fanout.pick(&peers, n)
     }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::debug;
-use weeble_core::gossip::Fanout;
+use weeble_core::gossip::{Fanout, push_width};
 pub use weeble_core::status::*;
 
 enum Command {
@@ -50,7 +50,7 @@ pub struct StatusConfig {
     pub members: watch::Receiver<Vec<(MemberId, Liveness)>>,
     /// Where the table's fingerprint goes, for the membership datagrams to carry.
     pub digest: Arc<LocalDigest>,
-    /// How many peers a change is pushed to.
+    /// How many peers beyond ⌈ln N⌉ a change is pushed to (`gossip::push_width`).
     pub fanout: usize,
 }
 
@@ -149,7 +149,7 @@ struct StatusActor {
     members: watch::Receiver<Vec<(MemberId, Liveness)>>,
     digest: Arc<LocalDigest>,
     fanout: Fanout,
-    /// How many peers a change is pushed to.
+    /// How many peers beyond ⌈ln N⌉ a change is pushed to (`gossip::push_width`).
     width: usize,
     /// Peers (libp2p ids) an exchange is running with: one at a time each.
     exchanging: BTreeSet<String>,
@@ -277,7 +277,8 @@ impl StatusActor {
             .filter(|m| keep(m))
             .cloned()
             .collect();
-        self.fanout.pick(&peers, self.width)
+        let width = push_width(self.width, peers.len());
+        self.fanout.pick(&peers, width)
     }
 
     /// Sends `message` to `peer` without waiting (best effort: anti-entropy mends a loss).
