@@ -80,8 +80,9 @@ pub struct NodeArgs {
     /// node die before it spreads further, which it does at once, by gossip.
     #[arg(long, default_value_t = agent::DEFAULT_REPLICATE_TO as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
     replicate_to: u16,
-    /// How many random peers a change to the desired state or to a node's status is pushed
-    /// to first; they pass it on the same way.
+    /// How many random peers beyond ⌈ln N⌉ a change to the desired state or to a node's status
+    /// is pushed to first; they pass it on the same way, and a node they all miss (about
+    /// e^-fanout of one per change) learns it from the digests within a second.
     #[arg(long, default_value_t = agent::DEFAULT_FANOUT as u16, value_parser = clap::value_parser!(u16).range(1..=16))]
     fanout: u16,
     /// How long a node told to stop (SIGTERM, Ctrl-C) takes at most to hand its pods over
