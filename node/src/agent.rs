@@ -8,12 +8,13 @@
 //! view ──▶ DNS server (service names to this node's service address)
 
 use crate::membership::{
-    Detection, Effect, Liveness, MemberId, Membership, live_peers, take_answer,
+    ANNOUNCES_PER_TICK, Detection, Effect, Liveness, MemberId, Membership, announce_targets,
+    gone_for_good, live_peers, take_answer,
 };
 use crate::network::{Inbound, LocalDigest, NetConfig, NetError, NetEvent, Network, Response};
 use crate::probe::{self, Check, Health};
-use crate::reconcile::{self, Book, DesiredPod};
-use crate::runtime::{ContainerRuntime, ContainerState, Observed};
+use crate::reconcile::{self, Book, DesiredPod, Grace, JoinGrace};
+use crate::runtime::{ContainerRuntime, Observed};
 use crate::services::Endpoints;
 use crate::status::{Status, StatusConfig};
 use crate::store::{Store, StoreError};
@@ -331,7 +332,7 @@ pub async fn start<R: ContainerRuntime>(
         view: view.clone(),
         status: status.clone(),
         resync: config.resync,
-        hold_until: Some(tokio::time::Instant::now() + config.join_grace),
+        grace: JoinGrace::new(crate::clock::now_ms(), config.join_grace.as_millis() as i64),
         book: Book::new(),
         handover_since: BTreeMap::new(),
     };
@@ -467,9 +468,6 @@ enum MembershipInput {
     Leave(oneshot::Sender<()>),
 }
 
-/// Announces per tick at most: a long list of unreachable addresses costs little.
-const ANNOUNCES_PER_TICK: usize = 3;
-
 struct MembershipLoop {
     membership: Membership,
     network: Network,
@@ -547,17 +545,9 @@ impl MembershipLoop {
 
     /// Announces to a few known addresses at which no member is alive.
     fn announce(&mut self) -> Vec<Effect> {
-        let active: BTreeSet<SocketAddr> = self
-            .members
-            .borrow()
-            .iter()
-            .filter(|(_, l)| *l != Liveness::Down)
-            .map(|(m, _)| m.p2p)
-            .collect();
-        let inactive: Vec<SocketAddr> = self.known.difference(&active).copied().collect();
+        let seeds = announce_targets(&self.known, &self.members.borrow(), self.turn);
         let mut effects = Vec::new();
-        for i in 0..inactive.len().min(ANNOUNCES_PER_TICK) {
-            let seed = inactive[(self.turn + i) % inactive.len()];
+        for seed in seeds {
             match self.membership.join(seed) {
                 Ok(more) => effects.extend(more),
                 Err(e) => debug!(%seed, error = %e, "announce failed"),
@@ -595,11 +585,7 @@ impl MembershipLoop {
                 }
                 Effect::Down(m) => {
                     info!(peer = %m.name, "peer declared dead");
-                    // Unless it is back already under a renewed identity.
-                    let back = self.membership.members().iter().any(|(other, l)| {
-                        other.name == m.name && other.bump != m.bump && *l != Liveness::Down
-                    });
-                    if !back {
+                    if gone_for_good(&self.membership.members(), &m) {
                         self.status.forget(m.name).await;
                     }
                     self.network.disconnect(m.peer_id).await;
@@ -681,10 +667,19 @@ struct SyncDriver {
     commands: mpsc::Sender<SyncCommand>,
     /// Peers (libp2p ids) an exchange runs with, and who waits for its end.
     running: BTreeMap<String, Vec<oneshot::Sender<bool>>>,
-    /// Peers to exchange with again once their running exchange ends, and who waits for it.
-    again: BTreeMap<String, (MemberId, Vec<oneshot::Sender<bool>>)>,
+    /// Peers to exchange with again once their running exchange ends.
+    again: BTreeMap<String, Next>,
     /// Where exchanges report their end: (peer, completed).
     done: mpsc::Sender<(String, bool)>,
+}
+
+/// An exchange to run once the one running with its peer ends.
+struct Next {
+    peer: MemberId,
+    /// Who waits for its end.
+    waiters: Vec<oneshot::Sender<bool>>,
+    /// The peer's digest showed another document (see [`sync_with`]).
+    differs: bool,
 }
 
 impl SyncDriver {
@@ -699,7 +694,7 @@ impl SyncDriver {
                 r = changes.changed() => {
                     if r.is_err() { return }
                     for peer in self.pick(Some(self.width)) {
-                        self.exchange(peer, None);
+                        self.exchange(peer, None, false);
                     }
                 }
                 command = commands.recv() => match command {
@@ -712,17 +707,17 @@ impl SyncDriver {
                     Some(SyncCommand::With(peer)) => {
                         let member = live_peers(&self.members.borrow(), &self.me).find(|m| m.peer_id == peer).cloned();
                         if let Some(member) = member {
-                            self.exchange(member, None);
+                            self.exchange(member, None, true);
                         }
                     }
-                    Some(SyncCommand::Exchange(peer, reply)) => self.exchange(peer, Some(reply)),
+                    Some(SyncCommand::Exchange(peer, reply)) => self.exchange(peer, Some(reply), false),
                 },
                 Some((peer, completed)) = done.recv() => {
                     for waiter in self.running.remove(&peer).unwrap_or_default() {
                         let _ = waiter.send(completed);
                     }
-                    if let Some((member, waiters)) = self.again.remove(&peer) {
-                        self.start(member, waiters);
+                    if let Some(next) = self.again.remove(&peer) {
+                        self.start(next.peer, next.waiters, next.differs);
                     }
                 }
             }
@@ -740,24 +735,29 @@ impl SyncDriver {
     }
 
     /// An exchange with `peer` that begins now, or right after the one running with it.
-    fn exchange(&mut self, peer: MemberId, waiter: Option<oneshot::Sender<bool>>) {
+    fn exchange(&mut self, peer: MemberId, waiter: Option<oneshot::Sender<bool>>, differs: bool) {
         if self.running.contains_key(&peer.peer_id) {
-            let entry = self
+            let next = self
                 .again
                 .entry(peer.peer_id.clone())
-                .or_insert_with(|| (peer, Vec::new()));
-            entry.1.extend(waiter);
+                .or_insert_with(|| Next {
+                    peer,
+                    waiters: Vec::new(),
+                    differs: false,
+                });
+            next.waiters.extend(waiter);
+            next.differs |= differs;
         } else {
-            self.start(peer, waiter.into_iter().collect());
+            self.start(peer, waiter.into_iter().collect(), differs);
         }
     }
 
-    fn start(&mut self, peer: MemberId, waiters: Vec<oneshot::Sender<bool>>) {
+    fn start(&mut self, peer: MemberId, waiters: Vec<oneshot::Sender<bool>>, differs: bool) {
         self.running.insert(peer.peer_id.clone(), waiters);
         let (store, network, done) = (self.store.clone(), self.network.clone(), self.done.clone());
         tokio::spawn(async move {
             let id = peer.peer_id.clone();
-            let completed = sync_with(&store, &network, peer).await;
+            let completed = sync_with(&store, &network, peer, differs).await;
             let _ = done.send((id, completed)).await;
         });
     }
@@ -801,8 +801,17 @@ async fn replicate(
 
 /// A bounded exchange: our message, their reply, until one side has nothing to say. True if
 /// it got there (the peer then holds what this node held when it began).
-async fn sync_with(store: &Store, network: &Network, peer: MemberId) -> bool {
+///
+/// `differs`: the peer's digest showed another document. If this node's sync state with it
+/// says there is nothing to send all the same, that state is stale (the peer restarted and
+/// lost a change, say): it starts over, or the two would never sync.
+async fn sync_with(store: &Store, network: &Network, peer: MemberId, differs: bool) -> bool {
     let mut next = store.sync_out(&peer.peer_id).await;
+    if next.is_none() && differs {
+        debug!(peer = %peer.name, "the peer's document differs, yet nothing to send: starting over");
+        store.reset_peer(&peer.peer_id).await;
+        next = store.sync_out(&peer.peer_id).await;
+    }
     for _ in 0..16 {
         let Some(message) = next.take() else {
             return true;
@@ -841,8 +850,8 @@ struct Reconciler<R> {
     view: watch::Receiver<Arc<View>>,
     status: Status,
     resync: Duration,
-    /// Until then, unless a peer shows up first, only already running pods are kept.
-    hold_until: Option<tokio::time::Instant>,
+    /// Until it is over, only already running pods are kept.
+    grace: JoinGrace,
     /// Restarts and failures per container.
     book: Book,
     /// When each handover in progress began (see `reconcile::handovers`).
@@ -850,25 +859,22 @@ struct Reconciler<R> {
 }
 
 impl<R: ContainerRuntime> Reconciler<R> {
-    /// Whether the node still holds back from starting containers: it has just started,
-    /// heard from no peer yet, and its join grace is not over.
-    fn holding(&mut self, view: &View) -> bool {
-        let Some(until) = self.hold_until else {
-            return false;
-        };
+    /// Until when (Unix ms) the node still holds back from starting containers: it has just
+    /// started, heard from no peer yet, and its join grace is not over.
+    fn holding(&mut self, view: &View) -> Option<i64> {
         let peer = view
             .members
             .iter()
             .any(|(m, l)| m.name != self.node && *l != Liveness::Down);
-        if peer {
-            info!("a peer answered: running this node's share");
-        } else if tokio::time::Instant::now() >= until {
-            info!("no peer answered within the join grace: running the desired state alone");
-        } else {
-            return true;
+        match self.grace.check(crate::clock::now_ms(), peer) {
+            Grace::Holding { until_ms } => return Some(until_ms),
+            Grace::PeerAnswered => info!("a peer answered: running this node's share"),
+            Grace::RanOut => {
+                info!("no peer answered within the join grace: running the desired state alone")
+            }
+            Grace::Over => {}
         }
-        self.hold_until = None;
-        false
+        None
     }
 
     async fn run(mut self) {
@@ -885,17 +891,22 @@ impl<R: ContainerRuntime> Reconciler<R> {
                 &self.node,
                 self.service_ip,
             );
-            if !holding {
+            if holding.is_none() {
                 log_placement_changes(&mut placed, &desired);
             }
             statuses.mark_unchanged();
-            let (wait, handing_over) = match self.pass(&view, desired, holding).await {
+            let (wait, handing_over) = match self.pass(&view, desired, holding.is_some()).await {
                 Ok(next) => next,
                 Err(e) => {
                     warn!(error = %e, "cannot observe containers; retrying");
                     (Duration::from_secs(1), false)
                 }
             };
+            // Holding, it also looks again when the grace runs out.
+            let wait = holding.map_or(wait, |until_ms| {
+                let left = until_ms.saturating_sub(crate::clock::now_ms()).max(0) as u64;
+                wait.min(Duration::from_millis(left))
+            });
             let deadline = tokio::time::Instant::now() + wait;
             loop {
                 tokio::select! {
@@ -912,7 +923,6 @@ impl<R: ContainerRuntime> Reconciler<R> {
                     // A new owner may now report running what this node hands over.
                     r = statuses.changed(), if handing_over => if r.is_err() { return } else { break },
                     _ = tokio::time::sleep_until(deadline) => break,
-                    _ = tokio::time::sleep_until(self.hold_until.unwrap_or(deadline)), if holding => break,
                 }
             }
             // Coalesce a burst of events into one pass.
@@ -999,19 +1009,9 @@ impl<R: ContainerRuntime> Reconciler<R> {
                 now,
             ))
             .await;
-        let next_retry = self
-            .book
-            .values()
-            .map(|a| a.not_before_ms)
-            .chain(reconcile::next_handover_deadline(&handovers, now))
-            .map(|at| at - now)
-            .filter(|&ms| ms > 0)
-            .min();
-        let wait = match next_retry {
-            _ if more => Duration::ZERO,
-            None => self.resync,
-            Some(ms) => self.resync.min(Duration::from_millis(ms as u64 + 1)),
-        };
+        let resync_ms = self.resync.as_millis() as i64;
+        let wait_ms = reconcile::next_pass_in_ms(&self.book, &handovers, more, resync_ms, now);
+        let wait = Duration::from_millis(wait_ms as u64);
         let handing_over = reconcile::next_handover_deadline(&handovers, now).is_some();
         Ok((wait, handing_over))
     }
@@ -1020,20 +1020,16 @@ impl<R: ContainerRuntime> Reconciler<R> {
     /// their restart policy then decides. True if any was killed.
     async fn kill_failing(&mut self, observed: &[Observed]) -> bool {
         let failing = self.health.borrow_and_update().failing.clone();
-        let mut killed = false;
-        for o in observed {
-            let failed_run = failing.get(&o.id) == Some(&o.started_at_ms);
-            if failed_run && o.state == ContainerState::Running {
-                match self.runtime.terminate(&o.id).await {
-                    Ok(()) => info!(id = %o.id, "liveness probe failed: container killed"),
-                    Err(e) => {
-                        warn!(id = %o.id, error = %e, "liveness probe failed; cannot kill the container")
-                    }
+        let doomed = reconcile::failed_liveness(observed, &failing);
+        for id in &doomed {
+            match self.runtime.terminate(id).await {
+                Ok(()) => info!(%id, "liveness probe failed: container killed"),
+                Err(e) => {
+                    warn!(%id, error = %e, "liveness probe failed; cannot kill the container")
                 }
-                killed = true;
             }
         }
-        killed
+        !doomed.is_empty()
     }
 
     async fn execute(

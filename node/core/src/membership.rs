@@ -162,6 +162,37 @@ pub fn live_peers<'a>(
         .map(|(m, _)| m)
 }
 
+/// Announces per tick at most: a long list of unreachable addresses costs little.
+pub const ANNOUNCES_PER_TICK: usize = 3;
+
+/// The known peer addresses to announce to this tick: those at which no member is alive (a
+/// new node's `--join` seeds, the far side of a healed partition, a peer met before a
+/// restart), [`ANNOUNCES_PER_TICK`] at most, taken in turn from `turn` on, so that each gets
+/// its turn however many there are.
+pub fn announce_targets(
+    known: &std::collections::BTreeSet<SocketAddr>,
+    members: &[(MemberId, Liveness)],
+    turn: usize,
+) -> Vec<SocketAddr> {
+    let active: std::collections::BTreeSet<SocketAddr> = members
+        .iter()
+        .filter(|(_, l)| *l != Liveness::Down)
+        .map(|(m, _)| m.p2p)
+        .collect();
+    let inactive: Vec<SocketAddr> = known.difference(&active).copied().collect();
+    (0..inactive.len().min(ANNOUNCES_PER_TICK))
+        .map(|i| inactive[(turn + i) % inactive.len()])
+        .collect()
+}
+
+/// Whether `down`, just declared dead, is gone: not if the same node is back already under a
+/// renewed identity (it was wrongly declared dead and rejoined), whose reports still count.
+pub fn gone_for_good(members: &[(MemberId, Liveness)], down: &MemberId) -> bool {
+    !members
+        .iter()
+        .any(|(m, l)| m.name == down.name && m.bump != down.bump && *l != Liveness::Down)
+}
+
 /// Takes out of `effects` the first datagram for peer `to` (libp2p id), if any: it goes back
 /// as the answer to the request that called for it.
 pub fn take_answer(effects: &mut Vec<Effect>, to: &str) -> Option<Vec<u8>> {

@@ -129,6 +129,85 @@ pub fn next_handover_deadline(handovers: &BTreeMap<String, Handover>, now_ms: i6
         .min()
 }
 
+/// How long the reconciler may wait for something to wake it after a pass: no wait if the
+/// pass left actions for the next one (`more`), else until the next retry or handover
+/// deadline, and `resync_ms` at the most.
+pub fn next_pass_in_ms(
+    book: &Book,
+    handovers: &BTreeMap<String, Handover>,
+    more: bool,
+    resync_ms: i64,
+    now_ms: i64,
+) -> i64 {
+    if more {
+        return 0;
+    }
+    book.values()
+        .map(|a| a.not_before_ms)
+        .chain(next_handover_deadline(handovers, now_ms))
+        .map(|at| at - now_ms)
+        .filter(|&ms| ms > 0)
+        .map(|ms| ms + 1)
+        .fold(resync_ms, i64::min)
+}
+
+/// The running containers whose liveness probe failed in their current run (`failing`: by
+/// container id, the start of the run that failed): to be killed, for their restart policy
+/// to decide what follows. One that restarted since is left alone.
+pub fn failed_liveness<'a>(
+    observed: &'a [Observed],
+    failing: &BTreeMap<String, i64>,
+) -> Vec<&'a str> {
+    observed
+        .iter()
+        .filter(|o| o.state == ContainerState::Running)
+        .filter(|o| failing.get(&o.id) == Some(&o.started_at_ms))
+        .map(|o| o.id.as_str())
+        .collect()
+}
+
+/// A starting node's join grace: until a peer answers, or the grace is over, it keeps to the
+/// containers it already runs and starts nothing else (alone, it would own every replica).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinGrace {
+    until_ms: Option<i64>,
+}
+
+/// Where a join grace stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grace {
+    /// Still holding back, until then (Unix ms) unless a peer answers first.
+    Holding { until_ms: i64 },
+    /// A peer answered just now: run this node's share.
+    PeerAnswered,
+    /// No peer answered in time, just now: run the desired state alone.
+    RanOut,
+    /// Over (it ended earlier).
+    Over,
+}
+
+impl JoinGrace {
+    pub fn new(now_ms: i64, grace_ms: i64) -> Self {
+        JoinGrace {
+            until_ms: Some(now_ms + grace_ms),
+        }
+    }
+
+    /// Where the grace stands at `now_ms`, a live peer being known or not. It ends once.
+    pub fn check(&mut self, now_ms: i64, peer_alive: bool) -> Grace {
+        let Some(until_ms) = self.until_ms else {
+            return Grace::Over;
+        };
+        let grace = match (peer_alive, now_ms >= until_ms) {
+            (true, _) => Grace::PeerAnswered,
+            (false, true) => Grace::RanOut,
+            (false, false) => return Grace::Holding { until_ms },
+        };
+        self.until_ms = None;
+        grace
+    }
+}
+
 /// Whether a runtime event calls for a pass: a container stopped or went away. Not `kill`,
 /// which comes before the container has stopped (a pass then would find it still running
 /// and delay the one that restarts it), nor the echoes of the reconciler's own actions.

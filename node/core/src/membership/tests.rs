@@ -348,3 +348,49 @@ fn the_datagram_a_request_calls_for_is_taken_out_as_its_answer() {
     assert_eq!(effects, vec![Effect::Active, send("b", 1), send("a", 3)]);
     assert_eq!(take_answer(&mut vec![send("b", 1)], "a"), None);
 }
+
+#[test]
+fn announces_go_in_turn_to_known_addresses_where_no_member_is_alive() {
+    let addr = |i: u8| -> SocketAddr { format!("127.0.0.{i}:7946").parse().unwrap() };
+    let known: std::collections::BTreeSet<SocketAddr> = (1..=6).map(addr).collect();
+    let alive = |i: u8, l| {
+        let mut m = MemberId::seed(addr(i));
+        m.name = format!("n{i}");
+        (m, l)
+    };
+    let members = vec![
+        alive(1, Liveness::Alive),
+        alive(2, Liveness::Suspect),
+        alive(3, Liveness::Down),
+    ];
+    // 3, 4, 5, 6 have no live member: three a tick, in turn.
+    assert_eq!(
+        announce_targets(&known, &members, 0),
+        [addr(3), addr(4), addr(5)]
+    );
+    assert_eq!(
+        announce_targets(&known, &members, 3),
+        [addr(6), addr(3), addr(4)]
+    );
+    let everyone: Vec<_> = (1..=6).map(|i| alive(i, Liveness::Alive)).collect();
+    assert!(announce_targets(&known, &everyone, 0).is_empty());
+}
+
+#[test]
+fn a_dead_member_back_under_a_renewed_identity_is_not_gone() {
+    let node = |bump, l| {
+        let mut m = member(1);
+        m.bump = bump;
+        (m, l)
+    };
+    let (old, _) = node(1, Liveness::Down);
+    assert!(gone_for_good(&[node(1, Liveness::Down)], &old));
+    assert!(!gone_for_good(
+        &[node(1, Liveness::Down), node(2, Liveness::Alive)],
+        &old
+    ));
+    assert!(
+        gone_for_good(&[node(2, Liveness::Down)], &old),
+        "the new one is dead too"
+    );
+}

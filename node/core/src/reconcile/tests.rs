@@ -384,3 +384,91 @@ fn a_pass_takes_a_bounded_batch_with_removals_first_and_says_more_are_left() {
     assert!(!more);
     assert_eq!(last.len(), 3);
 }
+
+#[test]
+fn the_next_pass_comes_at_the_first_retry_or_handover_deadline_or_at_the_resync() {
+    let now = 100_000;
+    let mut book = Book::new();
+    assert_eq!(
+        next_pass_in_ms(&book, &BTreeMap::new(), false, 10_000, now),
+        10_000
+    );
+    assert_eq!(
+        next_pass_in_ms(&book, &BTreeMap::new(), true, 10_000, now),
+        0,
+        "more left"
+    );
+    book.insert(
+        "default/web-0/app".into(),
+        Attempts {
+            not_before_ms: now + 2_000,
+            ..Attempts::default()
+        },
+    );
+    book.insert(
+        "default/web-1/app".into(),
+        Attempts {
+            not_before_ms: now - 5,
+            ..Attempts::default()
+        },
+    );
+    assert_eq!(
+        next_pass_in_ms(&book, &BTreeMap::new(), false, 10_000, now),
+        2_001
+    );
+    let handing_over = BTreeMap::from([(
+        "default/web-2".to_string(),
+        Handover {
+            owner_running: false,
+            since_ms: now - HANDOVER_MAX_MS + 500,
+        },
+    )]);
+    assert_eq!(
+        next_pass_in_ms(&book, &handing_over, false, 10_000, now),
+        501
+    );
+    assert_eq!(
+        next_pass_in_ms(&book, &handing_over, false, 300, now),
+        300,
+        "resync first"
+    );
+}
+
+#[test]
+fn only_a_running_container_whose_current_run_failed_liveness_is_killed() {
+    let p = pod(0, "img", RestartPolicy::Always);
+    let mut running = observed(&p, "c1", ContainerState::Running);
+    running.started_at_ms = 50;
+    let mut restarted = observed(&p, "c2", ContainerState::Running);
+    restarted.started_at_ms = 90;
+    let mut exited = observed(&p, "c3", ContainerState::Exited { code: 1 });
+    exited.started_at_ms = 50;
+    let failing = BTreeMap::from([
+        ("c1".to_string(), 50),
+        ("c2".to_string(), 50),
+        ("c3".to_string(), 50),
+    ]);
+    assert_eq!(
+        failed_liveness(&[running, restarted, exited], &failing),
+        ["c1"],
+        "c2 restarted since its failed run; c3 is not running"
+    );
+}
+
+#[test]
+fn the_join_grace_ends_once_at_the_first_peer_or_when_it_runs_out() {
+    let mut grace = JoinGrace::new(1_000, 3_000);
+    assert_eq!(
+        grace.check(2_000, false),
+        Grace::Holding { until_ms: 4_000 }
+    );
+    assert_eq!(grace.check(2_500, true), Grace::PeerAnswered);
+    assert_eq!(
+        grace.check(2_600, false),
+        Grace::Over,
+        "it does not come back"
+    );
+    let mut alone = JoinGrace::new(1_000, 3_000);
+    assert_eq!(alone.check(4_000, false), Grace::RanOut);
+    assert_eq!(alone.check(5_000, true), Grace::Over);
+}
