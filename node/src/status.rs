@@ -1,18 +1,14 @@
-//! The status actor: keeps the [`StatusTable`] and spreads it (see `weeble_core::gossip`).
-//!
-//! - This node's report changes → pushed to a few random peers, who pass on what is new to
-//!   them the same way.
-//! - A peer's digest differs from ours → an exchange of versions, then of the reports each
-//!   side lacks (`StatusMessage::Versions`, `Delta`, `Reports`).
-//! - Nothing changes → nothing is sent: the digests on membership datagrams stay equal.
+//! The status actor: the shell around the core's [`StatusGossip`], which decides what this
+//! node's status sends to whom (its own report's changes, rumours passed on, exchanges with a
+//! peer whose digest differs). The actor feeds it this node's pods, peers' messages and
+//! deaths, carries what it sends over the network, and publishes the [`StatusTable`] and
+//! its fingerprint.
 
 use crate::membership::{Liveness, MemberId, live_peers};
 use crate::network::{LocalDigest, Network, Response};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::debug;
-use weeble_core::gossip::{Fanout, push_width};
 pub use weeble_core::status::*;
 
 enum Command {
@@ -57,28 +53,15 @@ pub struct StatusConfig {
 impl Status {
     pub fn start(config: StatusConfig) -> Status {
         let (tx, rx) = mpsc::channel(1024);
-        let mine = NodeStatus {
-            node: config.node,
-            epoch: config.epoch,
-            version: 0,
-            pods: Vec::new(),
-            not_ready: None,
-            leaving: false,
-        };
-        let mut table = StatusTable::default();
-        table.merge(mine.clone());
-        config.digest.set_status(table.fingerprint());
-        let (table_tx, table_rx) = watch::channel(Arc::new(table.clone()));
+        let gossip = StatusGossip::new(config.node, config.epoch, config.fanout, config.epoch);
+        config.digest.set_status(gossip.table().fingerprint());
+        let (table_tx, table_rx) = watch::channel(Arc::new(gossip.table().clone()));
         let actor = StatusActor {
-            fanout: Fanout::new(config.epoch),
-            mine,
-            table,
+            gossip,
             published: table_tx,
             network: config.network,
             members: config.members,
             digest: config.digest,
-            width: config.fanout,
-            exchanging: BTreeSet::new(),
             inbox: tx.clone(),
         };
         tokio::spawn(actor.run(rx));
@@ -141,158 +124,79 @@ impl Status {
     }
 }
 
+/// The shell around [`StatusGossip`]: carries its messages, publishes its table.
 struct StatusActor {
-    mine: NodeStatus,
-    table: StatusTable,
+    gossip: StatusGossip,
     published: watch::Sender<Arc<StatusTable>>,
     network: Network,
     members: watch::Receiver<Vec<(MemberId, Liveness)>>,
     digest: Arc<LocalDigest>,
-    fanout: Fanout,
-    /// How many peers beyond ⌈ln N⌉ a change is pushed to (`gossip::push_width`).
-    width: usize,
-    /// Peers (libp2p ids) an exchange is running with: one at a time each.
-    exchanging: BTreeSet<String>,
     inbox: mpsc::Sender<Command>,
 }
 
 impl StatusActor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         while let Some(command) = rx.recv().await {
-            match command {
-                Command::Local(pods) if pods != self.mine.pods => {
-                    self.mine.pods = pods;
-                    self.changed();
-                }
-                Command::NotReady(why) if why != self.mine.not_ready => {
-                    self.mine.not_ready = why;
-                    self.changed();
-                }
-                Command::Leaving if !self.mine.leaving => {
-                    self.mine.leaving = true;
-                    self.changed();
-                }
-                Command::Local(_) | Command::NotReady(_) | Command::Leaving => {}
-                Command::Renew => self.changed(),
+            let before = self.gossip.table().fingerprint();
+            let peers: Vec<MemberId> = live_peers(&self.members.borrow(), self.gossip.node())
+                .cloned()
+                .collect();
+            let sends = match command {
+                Command::Local(pods) => self.gossip.set_pods(pods, &peers),
+                Command::NotReady(why) => self.gossip.set_not_ready(why, &peers),
+                Command::Leaving => self.gossip.set_leaving(&peers),
+                Command::Renew => self.gossip.renew(&peers),
                 Command::Request {
                     from,
                     message,
                     reply,
                 } => {
-                    let answer = self.answer(&from, message);
-                    let _ = reply.send(answer);
+                    let (answer, sends) = self.gossip.receive(&from, message, &peers);
+                    let _ = reply.send(answer.map_or(Response::Ack, Response::Status));
+                    sends
                 }
-                Command::Exchange(peer) => self.exchange(peer),
+                Command::Exchange(peer) => {
+                    let member = peers.iter().find(|m| m.peer_id == peer);
+                    member
+                        .and_then(|m| self.gossip.exchange(m))
+                        .into_iter()
+                        .collect()
+                }
                 Command::Answered(peer, answer) => {
-                    self.exchanging.remove(&peer.peer_id);
-                    if let Some(StatusMessage::Delta { reports, want }) = answer {
-                        self.merge(reports);
-                        let wanted = self.table.reports(&want);
-                        if !wanted.is_empty() {
-                            self.send(peer, StatusMessage::Reports(wanted));
-                        }
-                    }
+                    self.gossip.answered(&peer, answer).into_iter().collect()
                 }
                 Command::Forget(node) => {
-                    if node != self.mine.node && self.table.forget(&node) {
-                        self.publish_table();
-                    }
+                    self.gossip.forget(&node);
+                    Vec::new()
                 }
+            };
+            if self.gossip.table().fingerprint() != before {
+                self.digest.set_status(self.gossip.table().fingerprint());
+                self.published
+                    .send_replace(Arc::new(self.gossip.table().clone()));
+            }
+            for send in sends {
+                self.send(send);
             }
         }
     }
 
-    /// The answer to a peer's message, after taking in what it brought.
-    fn answer(&mut self, from: &str, message: StatusMessage) -> Response {
-        match message {
-            StatusMessage::Reports(reports) => {
-                let new = self.merge(reports);
-                // A rumour: pass on what was news here (not back to where it came from).
-                if !new.is_empty() {
-                    let peers = self.pick(|m| m.peer_id != from);
-                    for peer in peers {
-                        self.send(peer, StatusMessage::Reports(new.clone()));
-                    }
-                }
-                Response::Ack
-            }
-            StatusMessage::Versions(theirs) => Response::Status(self.table.delta(&theirs)),
-            StatusMessage::Delta { .. } => Response::Ack,
-        }
-    }
-
-    /// Keeps the reports newer than ours (never one about this node); returns those kept.
-    fn merge(&mut self, reports: Vec<NodeStatus>) -> Vec<NodeStatus> {
-        let mut kept = Vec::new();
-        for report in reports {
-            if report.node != self.mine.node && self.table.merge(report.clone()) {
-                kept.push(report);
-            }
-        }
-        if !kept.is_empty() {
-            self.publish_table();
-        }
-        kept
-    }
-
-    /// Begins an exchange of versions with `peer`, unless one is running.
-    fn exchange(&mut self, peer: String) {
-        let member = self
-            .members
-            .borrow()
-            .iter()
-            .find(|(m, l)| m.peer_id == peer && *l != Liveness::Down)
-            .map(|(m, _)| m.clone());
-        let Some(member) = member else { return };
-        if !self.exchanging.insert(peer) {
-            return;
-        }
+    /// Carries `send` without waiting (best effort: anti-entropy mends a loss); the answer
+    /// to our versions goes back to the gossip.
+    fn send(&self, Send { to, message }: Send) {
         let (network, inbox) = (self.network.clone(), self.inbox.clone());
-        let versions = StatusMessage::Versions(self.table.versions());
+        let expects_answer = matches!(message, StatusMessage::Versions(_));
         tokio::spawn(async move {
-            let answer = match network.status(member.clone(), versions).await {
+            let answer = match network.status(to.clone(), message).await {
                 Ok(answer) => answer,
                 Err(e) => {
-                    debug!(peer = %member.name, error = %e, "status exchange failed");
+                    debug!(peer = %to.name, error = %e, "status not delivered");
                     None
                 }
             };
-            let _ = inbox.send(Command::Answered(member, answer)).await;
-        });
-    }
-
-    /// This node's report changed: a new version, published and pushed.
-    fn changed(&mut self) {
-        self.mine.version += 1;
-        self.table.merge(self.mine.clone());
-        self.publish_table();
-        for peer in self.pick(|_| true) {
-            self.send(peer, StatusMessage::Reports(vec![self.mine.clone()]));
-        }
-    }
-
-    /// A few random live peers that `keep` accepts.
-    fn pick(&mut self, keep: impl Fn(&MemberId) -> bool) -> Vec<MemberId> {
-        let peers: Vec<MemberId> = live_peers(&self.members.borrow(), &self.mine.node)
-            .filter(|m| keep(m))
-            .cloned()
-            .collect();
-        let width = push_width(self.width, peers.len());
-        self.fanout.pick(&peers, width)
-    }
-
-    /// Sends `message` to `peer` without waiting (best effort: anti-entropy mends a loss).
-    fn send(&self, peer: MemberId, message: StatusMessage) {
-        let network = self.network.clone();
-        tokio::spawn(async move {
-            if let Err(e) = network.status(peer.clone(), message).await {
-                debug!(peer = %peer.name, error = %e, "status not delivered");
+            if expects_answer {
+                let _ = inbox.send(Command::Answered(to, answer)).await;
             }
         });
-    }
-
-    fn publish_table(&self) {
-        self.digest.set_status(self.table.fingerprint());
-        self.published.send_replace(Arc::new(self.table.clone()));
     }
 }

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use weeble_crdt::{Labels, Protocol};
 
+mod gossip;
+pub use gossip::{Send, StatusGossip};
+
 /// Kubernetes' pod phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
