@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
-use weeble_core::gossip::{Fanout, doc_fingerprint, push_width, starts_exchange};
+use weeble_core::doc_sync::{DocSync, SyncEffect};
+use weeble_core::gossip::{doc_fingerprint, starts_exchange};
 use weeble_crdt::{Labels, ResourceAmounts};
 
 /// The kubelet's default pod limit per node.
@@ -309,12 +310,10 @@ pub async fn start<R: ContainerRuntime>(
         store: store.clone(),
         network,
         members: members_rx,
-        fanout: Fanout::new(epoch ^ 1),
-        width: config.fanout,
+        sync: DocSync::new(config.fanout, epoch ^ 1),
         replicate_to: config.replicate_to,
-        commands: sync_tx.clone(),
-        running: BTreeMap::new(),
-        again: BTreeMap::new(),
+        writes: BTreeMap::new(),
+        next_write: 0,
         done: done_tx,
     };
     tokio::spawn(sync.run(sync_rx, done_rx).instrument(info_span!("sync")));
@@ -640,46 +639,27 @@ fn spawn_readiness(mut failing: watch::Receiver<Option<String>>, status: Status)
 
 /// What the sync driver is asked to do.
 enum SyncCommand {
-    /// A write to acknowledge: answer once `replicate_to` peers hold it (see [`replicate`]).
+    /// A write to acknowledge: answer once `replicate_to` peers hold it (`DocSync::replicate`).
     Replicate(oneshot::Sender<()>),
     /// Sync with this peer (libp2p id): its digest differs from ours.
     With(String),
-    /// Sync with this peer in an exchange that begins now, and say on `done` whether it
-    /// completed (the peer then holds everything this node held when it began).
-    Exchange(MemberId, oneshot::Sender<bool>),
 }
 
-/// Keeps the document the same on every node with automerge sync, pairwise:
-/// - a change (a write here, or one received) goes at once to a few random peers;
-/// - a write to acknowledge goes to `replicate_to` peers, and is answered once they hold it;
-/// - a peer whose digest differs gets a sync too (that is the anti-entropy: a node the
-///   rumour missed, or one back from a partition, differs from the next peer it probes).
-///
-/// One exchange at a time per peer: one asked for while another runs follows it.
+/// The shell around the core's [`DocSync`], which decides which automerge syncs run with
+/// whom: it feeds it the store's changes, writes to acknowledge, differing digests and the
+/// ends of exchanges; runs each exchange it starts; answers each write it says is held.
 struct SyncDriver {
     me: String,
     store: Store,
     network: Network,
     members: watch::Receiver<Vec<(MemberId, Liveness)>>,
-    fanout: Fanout,
-    width: usize,
+    sync: DocSync,
     replicate_to: usize,
-    commands: mpsc::Sender<SyncCommand>,
-    /// Peers (libp2p ids) an exchange runs with, and who waits for its end.
-    running: BTreeMap<String, Vec<oneshot::Sender<bool>>>,
-    /// Peers to exchange with again once their running exchange ends.
-    again: BTreeMap<String, Next>,
+    /// The writes waiting to be answered, by the id given to `DocSync::replicate`.
+    writes: BTreeMap<u64, oneshot::Sender<()>>,
+    next_write: u64,
     /// Where exchanges report their end: (peer, completed).
     done: mpsc::Sender<(String, bool)>,
-}
-
-/// An exchange to run once the one running with its peer ends.
-struct Next {
-    peer: MemberId,
-    /// Who waits for its end.
-    waiters: Vec<oneshot::Sender<bool>>,
-    /// The peer's digest showed another document (see [`sync_with`]).
-    differs: bool,
 }
 
 impl SyncDriver {
@@ -690,70 +670,44 @@ impl SyncDriver {
     ) {
         let mut changes = self.store.watch();
         loop {
-            tokio::select! {
-                r = changes.changed() => {
-                    if r.is_err() { return }
-                    for peer in self.pick(Some(self.width)) {
-                        self.exchange(peer, None, false);
-                    }
-                }
+            let peers: Vec<MemberId> = live_peers(&self.members.borrow(), &self.me)
+                .cloned()
+                .collect();
+            let effects = tokio::select! {
+                r = changes.changed() => match r {
+                    Ok(()) => self.sync.changed(&peers),
+                    Err(_) => return,
+                },
                 command = commands.recv() => match command {
                     None => return,
                     Some(SyncCommand::Replicate(reply)) => {
-                        let peers = self.pick(None);
-                        let commands = self.commands.clone();
-                        tokio::spawn(replicate(commands, peers, self.replicate_to, reply));
+                        let id = self.next_write;
+                        self.next_write += 1;
+                        self.writes.insert(id, reply);
+                        self.sync.replicate(id, &peers, self.replicate_to)
                     }
-                    Some(SyncCommand::With(peer)) => {
-                        let member = live_peers(&self.members.borrow(), &self.me).find(|m| m.peer_id == peer).cloned();
-                        if let Some(member) = member {
-                            self.exchange(member, None, true);
-                        }
-                    }
-                    Some(SyncCommand::Exchange(peer, reply)) => self.exchange(peer, Some(reply), false),
+                    Some(SyncCommand::With(peer)) => match peers.iter().find(|m| m.peer_id == peer) {
+                        Some(member) => self.sync.differs(member),
+                        None => Vec::new(),
+                    },
                 },
-                Some((peer, completed)) = done.recv() => {
-                    for waiter in self.running.remove(&peer).unwrap_or_default() {
-                        let _ = waiter.send(completed);
-                    }
-                    if let Some(next) = self.again.remove(&peer) {
-                        self.start(next.peer, next.waiters, next.differs);
+                Some((peer, completed)) = done.recv() => self.sync.ended(&peer, completed),
+            };
+            for effect in effects {
+                match effect {
+                    SyncEffect::Start { peer, differs } => self.start(peer, differs),
+                    SyncEffect::Replicated { id } => {
+                        if let Some(reply) = self.writes.remove(&id) {
+                            let _ = reply.send(());
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Random live peers: as many as a change is pushed to with `Some(fanout)`
-    /// (`gossip::push_width`), all of them in random order with `None`.
-    fn pick(&mut self, fanout: Option<usize>) -> Vec<MemberId> {
-        let peers: Vec<MemberId> = live_peers(&self.members.borrow(), &self.me)
-            .cloned()
-            .collect();
-        let n = fanout.map_or(peers.len(), |extra| push_width(extra, peers.len()));
-        self.fanout.pick(&peers, n)
-    }
-
-    /// An exchange with `peer` that begins now, or right after the one running with it.
-    fn exchange(&mut self, peer: MemberId, waiter: Option<oneshot::Sender<bool>>, differs: bool) {
-        if self.running.contains_key(&peer.peer_id) {
-            let next = self
-                .again
-                .entry(peer.peer_id.clone())
-                .or_insert_with(|| Next {
-                    peer,
-                    waiters: Vec::new(),
-                    differs: false,
-                });
-            next.waiters.extend(waiter);
-            next.differs |= differs;
-        } else {
-            self.start(peer, waiter.into_iter().collect(), differs);
-        }
-    }
-
-    fn start(&mut self, peer: MemberId, waiters: Vec<oneshot::Sender<bool>>, differs: bool) {
-        self.running.insert(peer.peer_id.clone(), waiters);
+    /// Runs an exchange with `peer`; its end goes back to the core.
+    fn start(&self, peer: MemberId, differs: bool) {
         let (store, network, done) = (self.store.clone(), self.network.clone(), self.done.clone());
         tokio::spawn(async move {
             let id = peer.peer_id.clone();
@@ -761,42 +715,6 @@ impl SyncDriver {
             let _ = done.send((id, completed)).await;
         });
     }
-}
-
-/// Syncs with `peers` in turn, `count` at once, until `count` of them completed an exchange
-/// (they hold the write on disk) or every one was tried; then answers `reply`.
-async fn replicate(
-    commands: mpsc::Sender<SyncCommand>,
-    peers: Vec<MemberId>,
-    count: usize,
-    reply: oneshot::Sender<()>,
-) {
-    let mut peers = peers.into_iter();
-    let mut running = futures::stream::FuturesUnordered::new();
-    let mut held = 0;
-    loop {
-        while running.len() + held < count {
-            let Some(peer) = peers.next() else { break };
-            let (done, wait) = oneshot::channel();
-            if commands
-                .send(SyncCommand::Exchange(peer, done))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            running.push(wait);
-        }
-        match running.next().await {
-            Some(Ok(true)) => held += 1,
-            Some(_) => {}
-            None => break,
-        }
-        if held >= count {
-            break;
-        }
-    }
-    let _ = reply.send(());
 }
 
 /// A bounded exchange: our message, their reply, until one side has nothing to say. True if

@@ -5,13 +5,17 @@
 //! - [`membership`]: who is in the cluster and alive (SWIM, the `foca` crate).
 //! - [`placement`]: which member runs each replica (weighted rendezvous hashing).
 //! - [`reconcile`]: this node's share against its containers → container actions, pod status.
-//! - [`status`]: every node's reported pods, newest report per node.
+//! - [`status`]: every node's reported pods, newest report per node, and how a node spreads
+//!   them (`StatusGossip`).
+//! - [`doc_sync`]: which document syncs run with whom, and when a write is held by enough peers.
+//! - [`gossip`]: digests, who begins an exchange, how many peers a change goes to.
 //! - [`services`]: each service's endpoints, and the variables containers see.
 //! - [`probe`]: when each liveness and readiness check is due, and what the results mean.
 //! - [`dns`]: which service a DNS name means.
 //! - [`runtime`]: containers as the core sees them (specs, observations, events).
 
 pub mod dns;
+pub mod doc_sync;
 pub mod gossip;
 mod hash;
 pub mod membership;
