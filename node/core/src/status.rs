@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use weeble_crdt::{Labels, Protocol};
 
 mod gossip;
@@ -105,7 +106,8 @@ pub const MAX_FORGOTTEN: usize = 4096;
 /// The latest report of every node heard from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusTable {
-    nodes: BTreeMap<String, NodeStatus>,
+    /// Shared, so that the table a node publishes after each change is a cheap copy.
+    nodes: BTreeMap<String, Arc<NodeStatus>>,
     /// Nodes declared down, with the version of their report then (at most [`MAX_FORGOTTEN`]).
     forgotten: BTreeMap<String, (u64, u64)>,
     /// XOR of every kept report's version hash: equal tables, equal fingerprints.
@@ -124,7 +126,7 @@ fn version_hash(node: &str, epoch: u64, version: u64) -> u64 {
 
 impl StatusTable {
     /// Every node's latest report, by node name.
-    pub fn nodes(&self) -> &BTreeMap<String, NodeStatus> {
+    pub fn nodes(&self) -> &BTreeMap<String, Arc<NodeStatus>> {
         &self.nodes
     }
 
@@ -148,7 +150,7 @@ impl StatusTable {
         }
         self.forgotten.remove(&report.node);
         self.fingerprint ^= version_hash(&report.node, report.epoch, report.version);
-        if let Some(old) = self.nodes.insert(report.node.clone(), report) {
+        if let Some(old) = self.nodes.insert(report.node.clone(), Arc::new(report)) {
             self.fingerprint ^= version_hash(&old.node, old.epoch, old.version);
         }
         true
@@ -164,7 +166,8 @@ impl StatusTable {
         if self.forgotten.len() >= MAX_FORGOTTEN {
             self.forgotten.pop_first();
         }
-        self.forgotten.insert(old.node, (old.epoch, old.version));
+        self.forgotten
+            .insert(old.node.clone(), (old.epoch, old.version));
         true
     }
 
@@ -199,7 +202,7 @@ impl StatusTable {
             })
             .map(|(node, _)| node.to_string())
             .collect();
-        let newer = self.nodes.values().filter(|n| {
+        let newer = self.nodes.values().map(|n| &**n).filter(|n| {
             theirs
                 .get(n.node.as_str())
                 .is_none_or(|&at| (n.epoch, n.version) > at)
@@ -212,7 +215,7 @@ impl StatusTable {
 
     /// The reports of `nodes` (those held), up to [`MAX_PODS_PER_MESSAGE`] pods.
     pub fn reports(&self, nodes: &[String]) -> Vec<NodeStatus> {
-        bounded(nodes.iter().filter_map(|n| self.nodes.get(n)))
+        bounded(nodes.iter().filter_map(|n| self.nodes.get(n).map(|r| &**r)))
     }
 
     /// The nodes that take no pods: those that report themselves not Ready, or leaving.
