@@ -252,6 +252,28 @@ fn bounded<'a>(reports: impl Iterator<Item = &'a NodeStatus>) -> Vec<NodeStatus>
     out
 }
 
+/// A Running pod of `node`: for tests.
+#[cfg(test)]
+fn running_pod(node: &str) -> PodStatus {
+    PodStatus {
+        name: format!("{node}-web-0"),
+        namespace: "default".into(),
+        deployment: "web".into(),
+        node: node.into(),
+        labels: Labels::new(),
+        container_ids: vec!["c".into()],
+        phase: Phase::Running,
+        ready: true,
+        restarts: 0,
+        reason: None,
+        message: None,
+        host_ip: IpAddr::from([127, 0, 0, 1]),
+        ports: vec![],
+        started_at_ms: 1,
+        template_hash: "h".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,28 +385,11 @@ mod tests {
 
     #[test]
     fn a_delta_carries_a_bounded_number_of_pods_but_always_one_report() {
-        let pod = |node: &str| PodStatus {
-            name: "p".into(),
-            namespace: "default".into(),
-            deployment: "d".into(),
-            node: node.into(),
-            labels: Labels::new(),
-            container_ids: vec![],
-            phase: Phase::Running,
-            ready: true,
-            restarts: 0,
-            reason: None,
-            message: None,
-            host_ip: IpAddr::from([127, 0, 0, 1]),
-            ports: vec![],
-            started_at_ms: 0,
-            template_hash: String::new(),
-        };
         let mut t = StatusTable::default();
         for i in 0..3 {
             let node = format!("n{i}");
             let mut r = report(&node, 1, 1);
-            r.pods = vec![pod(&node); MAX_PODS_PER_MESSAGE / 2 + 1];
+            r.pods = vec![running_pod(&node); MAX_PODS_PER_MESSAGE / 2 + 1];
             t.merge(r);
         }
         let StatusMessage::Delta { reports, .. } = t.delta(&[]) else {

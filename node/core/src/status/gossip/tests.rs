@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::gossip::starts_exchange;
+use crate::status::running_pod;
 use std::collections::VecDeque;
 
 fn member(i: usize) -> MemberId {
@@ -12,26 +13,6 @@ fn member(i: usize) -> MemberId {
     m.name = format!("n{i:04}");
     m.peer_id = format!("p{i:04}");
     m
-}
-
-fn pod(node: &str) -> PodStatus {
-    PodStatus {
-        name: format!("{node}-web-0"),
-        namespace: "default".into(),
-        deployment: "web".into(),
-        node: node.into(),
-        labels: Default::default(),
-        container_ids: vec!["c".into()],
-        phase: crate::status::Phase::Running,
-        ready: true,
-        restarts: 0,
-        reason: None,
-        message: None,
-        host_ip: "127.0.0.1".parse().unwrap(),
-        ports: vec![],
-        started_at_ms: 1,
-        template_hash: "h".into(),
-    }
 }
 
 /// N nodes that all know each other, and the messages in flight.
@@ -117,7 +98,7 @@ fn every_change_reaches_every_node_at_a_flat_cost_per_node() {
     for i in 0..n {
         let node = member(i).name;
         let peers = cluster.peers[i].clone();
-        let pushes = cluster.nodes[i].set_pods(vec![pod(&node)], &peers);
+        let pushes = cluster.nodes[i].set_pods(vec![running_pod(&node)], &peers);
         assert_eq!(pushes.len(), push_width(3, n - 1), "⌈ln N⌉ + 3 peers");
         cluster.send(i, pushes);
     }
@@ -167,7 +148,7 @@ fn every_change_reaches_every_node_at_a_flat_cost_per_node() {
 fn a_report_once_forgotten_is_not_brought_back_by_a_slower_peer() {
     let mut cluster = Cluster::new(3);
     let peers = cluster.peers[2].clone();
-    let pushes = cluster.nodes[2].set_pods(vec![pod("n0002")], &peers);
+    let pushes = cluster.nodes[2].set_pods(vec![running_pod("n0002")], &peers);
     cluster.send(2, pushes);
     cluster.run();
     // n0002 dies; n0000 hears of it, n0001 not yet.
