@@ -64,6 +64,8 @@ enum Command {
     SyncIn(String, Vec<u8>, Reply<Option<Vec<u8>>>),
     /// The link to a peer failed: start its sync over.
     Reset(String),
+    /// Answered once every command before it is done, its snapshot published included.
+    Published(oneshot::Sender<()>),
 }
 
 /// Cheap handle to the store actor.
@@ -207,6 +209,16 @@ impl Store {
     pub async fn reset_peer(&self, peer: &str) {
         let _ = self.tx.send(Command::Reset(peer.to_string())).await;
     }
+
+    /// Returns once the snapshot of every change made so far is published: a write is
+    /// answered before its snapshot goes out (for the writer's sake), so a read that must
+    /// see it (the writer's own, next) waits for this first.
+    pub async fn published(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::Published(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
 }
 
 struct StoreActor {
@@ -281,6 +293,9 @@ impl StoreActor {
             }
             Command::Reset(peer) => {
                 self.peers.remove(&peer);
+            }
+            Command::Published(done) => {
+                let _ = done.send(());
             }
         }
         // After the answer: the snapshot is for the node's other actors, not the writer.
@@ -563,6 +578,29 @@ mod tests {
         assert_eq!(torn, 0, "rewritten whole at start");
         let mut loaded = DesiredState::load(&payloads.concat(), ActorId::random()).unwrap();
         assert_eq!(names(&loaded.snapshot()), ["after", "kept"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_s_snapshot_is_published_once_the_store_says_so() {
+        let dir = temp_dir("published");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = Store::open(&dir).unwrap();
+            for i in 0..50 {
+                let name = format!("d{i}");
+                store.apply(vec![deployment(&name)]).await.unwrap();
+                store.published().await;
+                assert!(
+                    names(&store.watch().borrow()).contains(&name),
+                    "write {i} answered and published, yet not in the snapshot"
+                );
+            }
+        });
         fs::remove_dir_all(&dir).unwrap();
     }
 }
