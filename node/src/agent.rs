@@ -151,11 +151,9 @@ const REPLICATE_WAIT: Duration = Duration::from_secs(2);
 
 impl Agent {
     /// Syncs the desired state with `replicate_to` live peers (all of them if fewer) and
-    /// returns once that many hold it on disk (or after [`REPLICATE_WAIT`]), and this node's
-    /// own snapshot shows it (read your writes). The API calls it after each write before
-    /// acknowledging.
+    /// returns once that many hold it on disk (or after [`REPLICATE_WAIT`]). The API calls it
+    /// after each write before acknowledging.
     pub async fn replicate(&self) {
-        self.store.published().await;
         let (done, wait) = oneshot::channel();
         if self.sync.send(SyncCommand::Replicate(done)).await.is_ok()
             && tokio::time::timeout(REPLICATE_WAIT, wait).await.is_err()

@@ -653,6 +653,19 @@ impl NetworkActor {
         }
     }
 
+    /// Answers a request with what `answer` comes to, without holding up the event loop.
+    fn respond_later(
+        &self,
+        channel: ResponseChannel<Response>,
+        answer: impl std::future::Future<Output = Response> + Send + 'static,
+    ) {
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            let response = answer.await;
+            let _ = commands.send(Command::Respond { channel, response }).await;
+        });
+    }
+
     /// Notes that `peer`'s connection (if it has one) is in use now.
     fn used(&mut self, peer: PeerId) {
         if let Some(at) = self.last_used.get_mut(&peer) {
@@ -695,20 +708,18 @@ impl NetworkActor {
                             digest,
                             reply: Some(reply),
                         };
-                        if self.events.send(event).await.is_err() {
-                            return;
+                        if self.events.send(event).await.is_ok() {
+                            let digest = self.digest.clone();
+                            self.respond_later(channel, async move {
+                                match answer.await {
+                                    Ok(Some(data)) => Response::Membership {
+                                        data,
+                                        digest: digest.get(),
+                                    },
+                                    _ => Response::Ack,
+                                }
+                            });
                         }
-                        let (commands, digest) = (self.commands.clone(), self.digest.clone());
-                        tokio::spawn(async move {
-                            let response = match answer.await {
-                                Ok(Some(data)) => Response::Membership {
-                                    data,
-                                    digest: digest.get(),
-                                },
-                                _ => Response::Ack,
-                            };
-                            let _ = commands.send(Command::Respond { channel, response }).await;
-                        });
                         return;
                     }
                     Request::Sync(message) => Inbound::Sync(message),
@@ -720,16 +731,13 @@ impl NetworkActor {
                     request,
                     reply,
                 };
-                if self.events.send(event).await.is_err() {
-                    return;
+                if self.events.send(event).await.is_ok() {
+                    self.respond_later(channel, async move {
+                        answer.await.unwrap_or_else(|_| {
+                            Response::SyncRefused("the node is stopping".into())
+                        })
+                    });
                 }
-                let commands = self.commands.clone();
-                tokio::spawn(async move {
-                    let response = answer
-                        .await
-                        .unwrap_or_else(|_| Response::SyncRefused("the node is stopping".into()));
-                    let _ = commands.send(Command::Respond { channel, response }).await;
-                });
             }
             Event::Message {
                 peer,

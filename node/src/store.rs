@@ -64,8 +64,6 @@ enum Command {
     SyncIn(String, Vec<u8>, Reply<Option<Vec<u8>>>),
     /// The link to a peer failed: start its sync over.
     Reset(String),
-    /// Answered once every command before it is done, its snapshot published included.
-    Published(oneshot::Sender<()>),
 }
 
 /// Cheap handle to the store actor.
@@ -209,16 +207,6 @@ impl Store {
     pub async fn reset_peer(&self, peer: &str) {
         let _ = self.tx.send(Command::Reset(peer.to_string())).await;
     }
-
-    /// Returns once the snapshot of every change made so far is published: a write is
-    /// answered before its snapshot goes out (for the writer's sake), so a read that must
-    /// see it (the writer's own, next) waits for this first.
-    pub async fn published(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.tx.send(Command::Published(done)).await.is_ok() {
-            let _ = wait.await;
-        }
-    }
 }
 
 struct StoreActor {
@@ -264,15 +252,15 @@ impl StoreActor {
                     .iter()
                     .map(|o| self.state.apply(o))
                     .collect::<Result<Vec<_>, _>>();
-                let _ = reply.send(self.persisted(result, &before));
+                self.answer_write(reply, result, &before);
             }
             Command::Scale(key, n, reply) => {
                 let result = self.state.scale(&key, n);
-                let _ = reply.send(self.persisted(result, &before));
+                self.answer_write(reply, result, &before);
             }
             Command::Delete(kind, key, reply) => {
                 let result = self.state.delete(kind, &key);
-                let _ = reply.send(self.persisted(result, &before));
+                self.answer_write(reply, result, &before);
             }
             Command::SyncOut(peer, reply) => {
                 let sync = self.peers.entry(peer).or_default();
@@ -290,16 +278,26 @@ impl StoreActor {
                     self.state.sync_message(sync)
                 });
                 let _ = reply.send(result);
+                // After the answer, which the peer waits for: the snapshot is for this node.
+                self.publish(&before);
             }
             Command::Reset(peer) => {
                 self.peers.remove(&peer);
             }
-            Command::Published(done) => {
-                let _ = done.send(());
-            }
         }
-        // After the answer: the snapshot is for the node's other actors, not the writer.
-        self.publish(&before);
+    }
+
+    /// Answers a write once it is on disk and in the published snapshot, so that what the
+    /// writer reads next (the API's reads, after its acknowledgement) shows it.
+    fn answer_write<T>(
+        &mut self,
+        reply: Reply<T>,
+        result: Result<T, StateError>,
+        before: &[ChangeHash],
+    ) {
+        let answer = self.persisted(result, before);
+        self.publish(before);
+        let _ = reply.send(answer);
     }
 
     /// Publishes the new snapshot if the document changed since `before`: only the objects
@@ -594,7 +592,6 @@ mod tests {
             for i in 0..50 {
                 let name = format!("d{i}");
                 store.apply(vec![deployment(&name)]).await.unwrap();
-                store.published().await;
                 assert!(
                     names(&store.watch().borrow()).contains(&name),
                     "write {i} answered and published, yet not in the snapshot"

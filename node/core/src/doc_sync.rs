@@ -10,7 +10,7 @@
 //! One exchange at a time per peer: one asked for while another runs follows it, so an
 //! exchange that must begin after a write does.
 
-use crate::gossip::{Fanout, push_width};
+use crate::gossip::Fanout;
 use crate::membership::MemberId;
 use std::collections::BTreeMap;
 
@@ -69,8 +69,7 @@ impl DocSync {
 
     /// The document changed: a sync with a few random `peers`.
     pub fn changed(&mut self, peers: &[MemberId]) -> Vec<SyncEffect> {
-        let width = push_width(self.extra, peers.len());
-        let picked = self.fanout.pick(peers, width);
+        let picked = self.fanout.push(peers, self.extra);
         picked
             .into_iter()
             .filter_map(|peer| self.exchange(peer, None, false))
@@ -171,6 +170,7 @@ impl DocSync {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gossip::push_width;
 
     fn peer(i: u8) -> MemberId {
         let mut m = MemberId::seed(format!("127.0.0.{i}:7946").parse().unwrap());

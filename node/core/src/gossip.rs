@@ -88,6 +88,11 @@ impl Fanout {
         }
         order[..n].iter().map(|&i| peers[i].clone()).collect()
     }
+
+    /// The peers a change goes to: [`push_width`]`(extra, …)` of `peers`, at random.
+    pub fn push<T: Clone>(&mut self, peers: &[T], extra: usize) -> Vec<T> {
+        self.pick(peers, push_width(extra, peers.len()))
+    }
 }
 
 #[cfg(test)]

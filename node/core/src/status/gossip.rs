@@ -7,7 +7,7 @@
 //! - A peer's digest differs → our versions to it; its delta back; what it wants, to it.
 
 use super::{NodeStatus, PodStatus, StatusMessage, StatusTable};
-use crate::gossip::{Fanout, push_width};
+use crate::gossip::Fanout;
 use crate::membership::MemberId;
 use std::collections::BTreeSet;
 
@@ -168,9 +168,8 @@ impl StatusGossip {
     /// `message` to ⌈ln N⌉ + `extra` random `peers`, leaving out `except` (a libp2p id).
     fn push(&mut self, peers: &[MemberId], except: &str, message: StatusMessage) -> Vec<Send> {
         let peers: Vec<&MemberId> = peers.iter().filter(|m| m.peer_id != except).collect();
-        let width = push_width(self.extra, peers.len());
         self.fanout
-            .pick(&peers, width)
+            .push(&peers, self.extra)
             .into_iter()
             .map(|to| Send {
                 to: to.clone(),

@@ -3,7 +3,7 @@
 //! does not grow with the cluster.
 
 use super::*;
-use crate::gossip::starts_exchange;
+use crate::gossip::{push_width, starts_exchange};
 use crate::status::running_pod;
 use std::collections::VecDeque;
 
