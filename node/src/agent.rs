@@ -259,7 +259,7 @@ pub async fn start<R: ContainerRuntime>(
     };
     info!(node = %me.name, peer_id = %me.peer_id, p2p = %me.p2p, api = %me.api, "node starting");
     let membership = Membership::new(me.clone(), config.detection, epoch);
-    let (members_tx, members_rx) = watch::channel(membership.members());
+    let (members_tx, members_rx) = watch::channel(membership.members().to_vec());
     let status = Status::start(StatusConfig {
         node: config.name.clone(),
         epoch,
@@ -527,15 +527,15 @@ impl MembershipLoop {
             }
             let members = self.membership.members();
             self.members.send_if_modified(|old| {
-                let changed = *old != members;
+                let changed = old.as_slice() != members;
                 if changed {
-                    for (m, was, now) in crate::membership::suspicions(old, &members) {
+                    for (m, was, now) in crate::membership::suspicions(old, members) {
                         match now {
                             Liveness::Suspect => info!(peer = %m.name, "peer suspected"),
                             _ => info!(peer = %m.name, ?was, "peer no longer suspected"),
                         }
                     }
-                    *old = members;
+                    *old = members.to_vec();
                 }
                 changed
             });
@@ -584,7 +584,7 @@ impl MembershipLoop {
                 }
                 Effect::Down(m) => {
                     info!(peer = %m.name, "peer declared dead");
-                    if gone_for_good(&self.membership.members(), &m) {
+                    if gone_for_good(self.membership.members(), &m) {
                         self.status.forget(m.name).await;
                     }
                     self.network.disconnect(m.peer_id).await;

@@ -13,6 +13,8 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use weeble_crdt::{Labels, ResourceAmounts};
 
@@ -234,6 +236,11 @@ pub struct Membership {
     suspect_to_down: Duration,
     /// When each member (by peer id) was last heard from, and how long its silences last.
     heard: HashMap<String, Heard>,
+    /// Every member with its liveness, sorted by name: listed again from foca only after a
+    /// step that may have changed it (see [`Self::drain`]), not on every datagram.
+    members: Vec<(MemberId, Liveness)>,
+    /// How many member updates the codec has decoded, shared with it.
+    updates: Arc<AtomicUsize>,
 }
 
 impl Membership {
@@ -256,12 +263,16 @@ impl Membership {
             frequency: PERIODIC_ANNOUNCE,
             num_members: std::num::NonZeroUsize::new(1).expect("non-zero"),
         });
-        let foca = Foca::new(me, config, StdRng::seed_from_u64(seed), BincodeCodec);
+        let codec = BincodeCodec::default();
+        let updates = codec.updates.clone();
+        let foca = Foca::new(me.clone(), config, StdRng::seed_from_u64(seed), codec);
         Membership {
             foca,
             runtime: AccumulatingRuntime::new(),
             suspect_to_down: detection.suspect_to_down,
             heard: HashMap::new(),
+            members: vec![(me, Liveness::Alive)],
+            updates,
         }
     }
 
@@ -277,7 +288,7 @@ impl Membership {
 
     /// A datagram arrived, `now` being the time since any fixed instant.
     pub fn receive(&mut self, data: &[u8], now: Duration) -> Result<Vec<Effect>, MembershipError> {
-        if let Ok(header) = foca::Codec::decode_header(&mut BincodeCodec, data) {
+        if let Ok(header) = foca::Codec::decode_header(&mut BincodeCodec::default(), data) {
             self.heard
                 .entry(header.src.peer_id)
                 .and_modify(|h| h.again(now))
@@ -316,8 +327,14 @@ impl Membership {
                 }]);
             }
         }
+        // foca tells of no suspicion refuted or down member removed: these timers may do
+        // either.
+        let silent = matches!(
+            timer,
+            Timer::ChangeSuspectToDown { .. } | Timer::RemoveDown(_)
+        );
         let result = self.foca.handle_timer(timer, &mut self.runtime);
-        self.drain(result)
+        self.drain_after(result, silent)
     }
 
     /// Declares the active member with libp2p id `peer_id` down at once, and tells the
@@ -346,8 +363,18 @@ impl Membership {
         self.drain(result).unwrap_or_default()
     }
 
-    /// Every member this node knows of, itself included, with its liveness.
-    pub fn members(&self) -> Vec<(MemberId, Liveness)> {
+    /// Every member this node knows of, itself included, with its liveness, sorted by name.
+    pub fn members(&self) -> &[(MemberId, Liveness)] {
+        &self.members
+    }
+
+    /// Lists the members from foca again.
+    fn list_members(&mut self) {
+        self.members = self.listing();
+    }
+
+    /// Every member as foca holds it now, itself included, sorted by name.
+    fn listing(&self) -> Vec<(MemberId, Liveness)> {
         let mut all: Vec<(MemberId, Liveness)> = self
             .foca
             .iter_membership_state()
@@ -366,6 +393,22 @@ impl Membership {
     }
 
     fn drain(&mut self, result: Result<(), foca::Error>) -> Result<Vec<Effect>, MembershipError> {
+        self.drain_after(result, false)
+    }
+
+    /// The effects of a foca call, listing the members again if they may have changed:
+    /// `silently` (a timer foca handles without telling), on a join, death, rename or rejoin,
+    /// on this node's own suspicion (foca schedules its end), when the call decoded member updates (a suspicion heard of comes untold), or while any
+    /// member is suspect (its refutation comes untold too). An idle cluster's datagrams carry
+    /// no updates, so most calls list nothing.
+    fn drain_after(
+        &mut self,
+        result: Result<(), foca::Error>,
+        silently: bool,
+    ) -> Result<Vec<Effect>, MembershipError> {
+        let mut changed = silently
+            || self.updates.swap(0, Ordering::Relaxed) > 0
+            || self.members.iter().any(|(_, l)| *l == Liveness::Suspect);
         let mut effects = Vec::new();
         while let Some(n) = self.runtime.to_notify() {
             match n {
@@ -377,9 +420,13 @@ impl Membership {
                 OwnedNotification::Active => effects.push(Effect::Active),
                 OwnedNotification::Idle => effects.push(Effect::Idle),
                 OwnedNotification::Rejoin(id) => effects.push(Effect::Rejoined(id)),
+                OwnedNotification::Rename(..) => changed = true,
                 _ => {}
             }
         }
+        changed |= effects
+            .iter()
+            .any(|e| matches!(e, Effect::Up(_) | Effect::Down(_) | Effect::Rejoined(_)));
         while let Some((to, data)) = self.runtime.to_send() {
             effects.push(Effect::Send {
                 to,
@@ -387,7 +434,12 @@ impl Membership {
             });
         }
         while let Some((after, timer)) = self.runtime.to_schedule() {
+            // This node's own suspicion: its end is scheduled.
+            changed |= matches!(timer, Timer::ChangeSuspectToDown { .. });
             effects.push(Effect::Schedule { after, timer });
+        }
+        if changed {
+            self.list_members();
         }
         // Errors from a bad datagram are reported after the effects it still caused.
         result.map_err(|e| MembershipError(e.to_string()))?;
@@ -395,8 +447,12 @@ impl Membership {
     }
 }
 
-/// Encodes membership messages with bincode (the project's one binary encoding).
-pub struct BincodeCodec;
+/// Encodes membership messages with bincode (the project's one binary encoding), counting
+/// the member updates it decodes: a datagram that carried none changed no member's state.
+#[derive(Default, Clone)]
+pub struct BincodeCodec {
+    updates: Arc<AtomicUsize>,
+}
 
 const BINCODE: bincode::config::Configuration = bincode::config::standard();
 
@@ -451,6 +507,7 @@ impl foca::Codec<MemberId> for BincodeCodec {
     }
 
     fn decode_member(&mut self, buf: impl Buf) -> Result<foca::Member<MemberId>, CodecError> {
+        self.updates.fetch_add(1, Ordering::Relaxed);
         Self::decode(buf).map_err(|e| CodecError(e.to_string()))
     }
 }

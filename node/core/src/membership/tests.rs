@@ -167,6 +167,12 @@ impl Sim {
                 Ok(effects) => self.apply(&to, effects),
                 Err(e) => eprintln!("{to}: {e}"),
             }
+            let node = &self.nodes[&to];
+            assert_eq!(
+                node.members(),
+                node.listing(),
+                "{to}'s kept member list differs from foca's at {at} ms"
+            );
         }
         self.now = t;
     }
@@ -185,8 +191,8 @@ impl Sim {
     fn view(&self, of: &str) -> BTreeMap<String, Liveness> {
         self.nodes[of]
             .members()
-            .into_iter()
-            .map(|(m, l)| (m.name, l))
+            .iter()
+            .map(|(m, l)| (m.name.clone(), *l))
             .collect()
     }
 }
