@@ -2,8 +2,11 @@
 //! messages as inputs and returns what to do. The node's driver (`weeble-node`) owns the
 //! sockets, the disk, the clock and the container engine, and feeds these cores.
 //!
+//! - [`node`]: `NodeCore`, one node as a state machine: `step(now, input) -> effects`, a
+//!   router over the sub-cores below.
 //! - [`membership`]: who is in the cluster and alive (SWIM, the `foca` crate).
-//! - [`placement`]: which member runs each replica (weighted rendezvous hashing).
+//! - [`placement`]: which member runs each replica (weighted rendezvous hashing); [`view`]:
+//!   the members, the desired state and their placement, memoized.
 //! - [`reconcile`]: this node's share against its containers → container actions, pod status.
 //! - [`status`]: every node's reported pods, newest report per node, and how a node spreads
 //!   them (`StatusGossip`).
@@ -19,9 +22,11 @@ pub mod doc_sync;
 pub mod gossip;
 mod hash;
 pub mod membership;
+pub mod node;
 pub mod placement;
 pub mod probe;
 pub mod reconcile;
 pub mod runtime;
 pub mod services;
 pub mod status;
+pub mod view;

@@ -239,6 +239,8 @@ pub struct Membership {
     /// Every member with its liveness, sorted by name: listed again from foca only after a
     /// step that may have changed it (see [`Self::drain`]), not on every datagram.
     members: Vec<(MemberId, Liveness)>,
+    /// Grows each time `members` changes.
+    generation: u64,
     /// How many member updates the codec has decoded, shared with it.
     updates: Arc<AtomicUsize>,
 }
@@ -272,6 +274,7 @@ impl Membership {
             suspect_to_down: detection.suspect_to_down,
             heard: HashMap::new(),
             members: vec![(me, Liveness::Alive)],
+            generation: 0,
             updates,
         }
     }
@@ -368,9 +371,19 @@ impl Membership {
         &self.members
     }
 
+    /// Grows each time the member list changes: whoever keeps something derived from it
+    /// compares generations, not lists.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Lists the members from foca again.
     fn list_members(&mut self) {
-        self.members = self.listing();
+        let members = self.listing();
+        if members != self.members {
+            self.members = members;
+            self.generation += 1;
+        }
     }
 
     /// Every member as foca holds it now, itself included, sorted by name.

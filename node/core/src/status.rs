@@ -254,7 +254,7 @@ fn bounded<'a>(reports: impl Iterator<Item = &'a NodeStatus>) -> Vec<NodeStatus>
 
 /// A Running pod of `node`: for tests.
 #[cfg(test)]
-fn running_pod(node: &str) -> PodStatus {
+pub(crate) fn running_pod(node: &str) -> PodStatus {
     PodStatus {
         name: format!("{node}-web-0"),
         namespace: "default".into(),

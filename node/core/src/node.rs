@@ -1,0 +1,461 @@
+//! One node as a state machine, in the shape of raft-rs's `RawNode` and foca: the driver hands
+//! [`NodeCore::step`] the time and one [`Input`] at a time, and carries out the [`Effect`]s it
+//! returns, in order. `NodeCore` is a router: each input goes to the sub-core it is for —
+//! [`Membership`] (SWIM), [`StatusGossip`], [`DocSync`], the [`Planner`] — and what one of them
+//! decides that another must hear is joined here:
+//!
+//! - a peer's digest differs from ours → a status exchange and/or a document sync with it (the
+//!   smaller peer id begins, so that two nodes do not both start one);
+//! - a member joined → its address is remembered; one died → its report is forgotten (unless
+//!   it is back under a renewed identity) and its connections closed;
+//! - peers declared this node dead and it rejoined → its report spreads again, and it
+//!   announces itself at once;
+//! - the members, the document or the set of nodes taking no pods changed → a new view, with
+//!   placement computed again only if what it reads changed;
+//! - the status table or the document changed → a new digest, carried by every datagram.
+//!
+//! The document itself (automerge, and its file) is the store's: the core hears of each new
+//! snapshot ([`Input::Document`]) and says whom to sync with ([`Effect::Sync`]).
+
+use crate::doc_sync::{DocSync, SyncEffect};
+use crate::gossip::{Digest, doc_fingerprint, starts_exchange};
+use crate::membership::{
+    self, ANNOUNCES_PER_TICK, Detection, Liveness, MemberId, Membership, announce_targets,
+    gone_for_good, live_peers, take_answer,
+};
+
+use crate::status::{PodStatus, Send, StatusGossip, StatusMessage, StatusTable};
+use crate::view::{Planner, View};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, info};
+use weeble_crdt::Snapshot;
+
+/// How often a node announces itself to known addresses with no live member: that is how a
+/// new node joins, and how the sides of a healed partition find each other again.
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+
+/// Everything a node's core is told at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub me: MemberId,
+    pub detection: Detection,
+    /// Peers beyond ⌈ln N⌉ a change is pushed to (`gossip::push_width`).
+    pub fanout: usize,
+    /// Other nodes that must hold a write before it is acknowledged (all live peers if fewer).
+    pub replicate_to: usize,
+    /// This life's start (Unix ms): its status reports win over the previous life's.
+    pub epoch: u64,
+    /// Seeds every random choice (probe order, the peers a change is pushed to).
+    pub seed: u64,
+    /// Peer addresses given (`--join`) or saved by an earlier run.
+    pub known: BTreeSet<SocketAddr>,
+}
+
+/// A timer the core asked for ([`Effect::Schedule`]), handed back as [`Input::Timer`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Timer {
+    Membership(foca::Timer<MemberId>),
+    /// Announce to known addresses with no live member (every [`ANNOUNCE_EVERY`]).
+    Announce,
+}
+
+/// What happens to a node. Peers are named by their libp2p id.
+#[derive(Debug)]
+pub enum Input {
+    /// A membership datagram from `from`, and what its sender holds. `request`: the sender
+    /// waits for the datagram this one calls for at once, which is among the effects as
+    /// [`Effect::Answer`].
+    Datagram {
+        from: String,
+        data: Vec<u8>,
+        digest: Digest,
+        request: bool,
+    },
+    /// A peer's status message; its answer is among the effects as [`Effect::Answer`].
+    Status {
+        from: String,
+        message: StatusMessage,
+    },
+    /// The answer to the versions this node sent `peer` (`None`: the exchange failed).
+    StatusAnswer {
+        peer: MemberId,
+        answer: Option<StatusMessage>,
+    },
+    Timer(Timer),
+    /// The transport lost its last connection to this peer.
+    Disconnected(String),
+    /// Nothing listens at this peer's address any more: its process is gone.
+    Gone(String),
+    /// The desired state as the store now holds it (after a write here or a sync).
+    Document(Arc<Snapshot>),
+    /// A write to acknowledge once `replicate_to` peers hold it: [`Effect::Replicated`] with
+    /// the same id (unique among those waiting) says when.
+    Write(u64),
+    /// The document sync with this peer ended; `completed`: the peer then holds what this
+    /// node held when it began.
+    SyncEnded {
+        peer: String,
+        completed: bool,
+    },
+    /// This node's pods, as its reconciler last saw them.
+    Pods(Vec<PodStatus>),
+    /// Why this node cannot persist the desired state (`None`: it can).
+    NotPersisting(Option<String>),
+    /// This node is leaving: it takes no pods any more, so that its replicas move.
+    Leaving,
+    /// Leave the membership now: the effects are the datagrams that say so, to deliver
+    /// before stopping. Feed the core nothing more afterwards.
+    Leave,
+}
+
+/// The answer to a request input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// The datagram a membership request calls for, if any.
+    Membership(Option<Vec<u8>>),
+    /// The answer to a status message (`None`: a bare acknowledgement).
+    Status(Option<StatusMessage>),
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// A membership datagram, best effort; a datagram the peer answers with comes back as
+    /// [`Input::Datagram`].
+    Membership { to: MemberId, data: Vec<u8> },
+    /// Answer the request this step was given.
+    Answer(Answer),
+    /// A status message; if it is `Versions`, hand the answer back as [`Input::StatusAnswer`].
+    Status(Send),
+    /// Run a document sync with `peer` and report its end ([`Input::SyncEnded`]). `differs`:
+    /// the peer's digest showed another document, so if this node's sync state says there is
+    /// nothing to send, that state is stale and must start over.
+    Sync { peer: MemberId, differs: bool },
+    /// The [`Input::Write`] with this id is held by enough peers: acknowledge it.
+    Replicated(u64),
+    /// Hand `timer` back after `after`.
+    Schedule { after: Duration, timer: Timer },
+    /// The connection to this member closed: dial it to learn whether its process is gone
+    /// ([`Input::Gone`]).
+    Check(MemberId),
+    /// Close every connection to this peer (declared dead).
+    Disconnect(String),
+    /// Every peer address this node knows: keep them, for the next start.
+    Known(Vec<SocketAddr>),
+    /// What this node holds now, for every membership datagram to carry.
+    Digest(Digest),
+    /// The view changed.
+    View(Arc<View>),
+    /// The status table changed.
+    Table(Arc<StatusTable>),
+}
+
+/// One node's decisions.
+pub struct NodeCore {
+    membership: Membership,
+    status: StatusGossip,
+    sync: DocSync,
+    planner: Planner,
+    replicate_to: usize,
+    /// Every peer address this node was given or has met.
+    known: BTreeSet<SocketAddr>,
+    /// Where the next round of announces starts among the addresses with no live member.
+    turn: usize,
+    /// The live peers, listed again when the members change.
+    peers: Vec<MemberId>,
+    /// The members' generation `peers` were listed at.
+    peers_generation: u64,
+    snapshot: Arc<Snapshot>,
+    unschedulable: BTreeSet<String>,
+    digest: Digest,
+    view: Arc<View>,
+}
+
+impl NodeCore {
+    /// A node as it starts, holding `snapshot`. Its first input should be
+    /// `Input::Timer(Timer::Announce)`, which starts the announces.
+    pub fn new(config: Config, snapshot: Arc<Snapshot>) -> Self {
+        let name = config.me.name.clone();
+        let membership = Membership::new(config.me, config.detection, config.seed);
+        let status = StatusGossip::new(name, config.epoch, config.fanout, config.seed ^ 1);
+        let mut planner = Planner::default();
+        let unschedulable = status.table().unschedulable();
+        let view = Arc::new(planner.view(membership.members(), &unschedulable, &snapshot));
+        let digest = Digest {
+            status: status.table().fingerprint(),
+            doc: doc_fingerprint(&snapshot.heads),
+        };
+        let mut known = config.known;
+        known.remove(&membership.me().p2p);
+        NodeCore {
+            membership,
+            status,
+            sync: DocSync::new(config.fanout, config.seed ^ 2),
+            planner,
+            replicate_to: config.replicate_to,
+            known,
+            turn: 0,
+            peers: Vec::new(),
+            peers_generation: 0,
+            snapshot,
+            unschedulable,
+            digest,
+            view,
+        }
+    }
+
+    pub fn me(&self) -> &MemberId {
+        self.membership.me()
+    }
+
+    pub fn view(&self) -> &Arc<View> {
+        &self.view
+    }
+
+    pub fn table(&self) -> &StatusTable {
+        self.status.table()
+    }
+
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// Takes one input at time `now` (since the Unix epoch; the driver's one clock) and
+    /// returns what to do.
+    pub fn step(&mut self, now: Duration, input: Input) -> Vec<Effect> {
+        let members_generation = self.membership.generation();
+        let table_before = self.status.table().fingerprint();
+        let mut effects = Vec::new();
+        match input {
+            Input::Datagram {
+                from,
+                data,
+                digest,
+                request,
+            } => {
+                let mut swim = self.membership.receive(&data, now);
+                if request {
+                    let answer = swim.as_mut().ok().and_then(|e| take_answer(e, &from));
+                    effects.push(Effect::Answer(Answer::Membership(answer)));
+                }
+                self.swim(swim, &mut effects);
+                self.refresh_peers();
+                self.compare(&from, digest, &mut effects);
+            }
+            Input::Status { from, message } => {
+                let (answer, sends) = self.status.receive(&from, message, &self.peers);
+                effects.push(Effect::Answer(Answer::Status(answer)));
+                effects.extend(sends.into_iter().map(Effect::Status));
+            }
+            Input::StatusAnswer { peer, answer } => {
+                let sends = self.status.answered(&peer, answer);
+                effects.extend(sends.into_iter().map(Effect::Status));
+            }
+            Input::Timer(Timer::Membership(timer)) => {
+                let swim = self.membership.timer(timer, now);
+                self.swim(swim, &mut effects);
+            }
+            Input::Timer(Timer::Announce) => {
+                let swim = Ok(self.announce());
+                self.swim(swim, &mut effects);
+                effects.push(Effect::Schedule {
+                    after: ANNOUNCE_EVERY,
+                    timer: Timer::Announce,
+                });
+            }
+            Input::Disconnected(peer) => {
+                let member = self
+                    .membership
+                    .members()
+                    .iter()
+                    .find(|(m, l)| m.peer_id == peer && *l != Liveness::Down);
+                effects.extend(member.map(|(m, _)| Effect::Check(m.clone())));
+            }
+            Input::Gone(peer) => {
+                let swim = self.membership.declare_down(&peer);
+                self.swim(swim, &mut effects);
+            }
+            Input::Document(snapshot) => {
+                if snapshot.heads != self.snapshot.heads {
+                    self.snapshot = snapshot;
+                    self.digest.doc = doc_fingerprint(&self.snapshot.heads);
+                    effects.push(Effect::Digest(self.digest));
+                    let syncs = self.sync.changed(&self.peers);
+                    effects.extend(syncs.into_iter().map(sync_effect));
+                }
+            }
+            Input::Write(id) => {
+                let syncs = self.sync.replicate(id, &self.peers, self.replicate_to);
+                effects.extend(syncs.into_iter().map(sync_effect));
+            }
+            Input::SyncEnded { peer, completed } => {
+                let syncs = self.sync.ended(&peer, completed);
+                effects.extend(syncs.into_iter().map(sync_effect));
+            }
+            Input::Pods(pods) => {
+                let sends = self.status.set_pods(pods, &self.peers);
+                effects.extend(sends.into_iter().map(Effect::Status));
+            }
+            Input::NotPersisting(why) => {
+                let sends = self.status.set_not_ready(why, &self.peers);
+                effects.extend(sends.into_iter().map(Effect::Status));
+            }
+            Input::Leaving => {
+                let sends = self.status.set_leaving(&self.peers);
+                effects.extend(sends.into_iter().map(Effect::Status));
+            }
+            Input::Leave => {
+                info!("leaving the cluster");
+                let swim = Ok(self.membership.leave());
+                self.swim(swim, &mut effects);
+            }
+        }
+        self.refresh_peers();
+        self.publish(members_generation, table_before, &mut effects);
+        effects
+    }
+
+    /// Announces to a few known addresses at which no member is alive.
+    fn announce(&mut self) -> Vec<membership::Effect> {
+        let seeds = announce_targets(&self.known, self.membership.members(), self.turn);
+        self.turn = self.turn.wrapping_add(ANNOUNCES_PER_TICK);
+        let mut effects = Vec::new();
+        for seed in seeds {
+            match self.membership.join(seed) {
+                Ok(more) => effects.extend(more),
+                Err(e) => debug!(%seed, error = %e, "announce failed"),
+            }
+        }
+        effects
+    }
+
+    /// Carries out what membership decided.
+    fn swim(
+        &mut self,
+        swim: Result<Vec<membership::Effect>, membership::MembershipError>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let swim = match swim {
+            Ok(swim) => swim,
+            Err(e) => {
+                debug!(error = %e, "membership message rejected");
+                return;
+            }
+        };
+        for effect in swim {
+            match effect {
+                membership::Effect::Send { to, data } => {
+                    effects.push(Effect::Membership { to, data })
+                }
+                membership::Effect::Schedule { after, timer } => effects.push(Effect::Schedule {
+                    after,
+                    timer: Timer::Membership(timer),
+                }),
+                membership::Effect::Up(m) => {
+                    info!(peer = %m.name, addr = %m.p2p, "peer joined");
+                    if m.p2p != self.me().p2p && self.known.insert(m.p2p) {
+                        effects.push(Effect::Known(self.known.iter().copied().collect()));
+                    }
+                }
+                membership::Effect::Down(m) => {
+                    info!(peer = %m.name, "peer declared dead");
+                    if gone_for_good(self.membership.members(), &m) {
+                        self.status.forget(&m.name);
+                    }
+                    effects.push(Effect::Disconnect(m.peer_id));
+                }
+                membership::Effect::Active => info!("joined the cluster"),
+                membership::Effect::Idle => info!("no live peer left: running alone"),
+                membership::Effect::Rejoined(me) => {
+                    info!(
+                        bump = me.bump,
+                        "peers had declared this node dead: rejoining under a renewed identity"
+                    );
+                    // Peers forgot this node's status: spread it again; and introduce the new
+                    // identity now rather than at the next announce.
+                    let sends = self.status.renew(&self.peers);
+                    effects.extend(sends.into_iter().map(Effect::Status));
+                    let more = Ok(self.announce());
+                    self.swim(more, effects);
+                }
+            }
+        }
+    }
+
+    /// A peer's digest: if what it holds differs from what this node holds, and this node
+    /// begins exchanges with it, an exchange.
+    fn compare(&mut self, from: &str, theirs: Digest, effects: &mut Vec<Effect>) {
+        let differs = self.digest.differs(&theirs);
+        if !(differs.status || differs.doc) || !starts_exchange(&self.me().peer_id, from) {
+            return;
+        }
+        let Some(peer) = self.peers.iter().find(|m| m.peer_id == from).cloned() else {
+            return;
+        };
+        if differs.status {
+            effects.extend(self.status.exchange(&peer).map(Effect::Status));
+        }
+        if differs.doc {
+            let syncs = self.sync.differs(&peer);
+            effects.extend(syncs.into_iter().map(sync_effect));
+        }
+    }
+
+    /// Lists the live peers again if the members changed since they were last listed.
+    fn refresh_peers(&mut self) {
+        if self.membership.generation() != self.peers_generation {
+            self.peers_generation = self.membership.generation();
+            self.peers = live_peers(self.membership.members(), &self.me().name)
+                .cloned()
+                .collect();
+        }
+    }
+
+    /// Publishes what changed in this step: the table and digest, the view.
+    fn publish(&mut self, generation: u64, table_before: u64, effects: &mut Vec<Effect>) {
+        let table_changed = self.status.table().fingerprint() != table_before;
+        let members_changed = self.membership.generation() != generation;
+        let mut view_changed = members_changed || !Arc::ptr_eq(&self.snapshot, &self.view.snapshot);
+        if members_changed {
+            let before = &self.view.members;
+            for (m, was, now) in membership::suspicions(before, self.membership.members()) {
+                match now {
+                    Liveness::Suspect => info!(peer = %m.name, "peer suspected"),
+                    _ => info!(peer = %m.name, ?was, "peer no longer suspected"),
+                }
+            }
+        }
+        if table_changed {
+            self.digest.status = self.status.table().fingerprint();
+            effects.push(Effect::Digest(self.digest));
+            effects.push(Effect::Table(Arc::new(self.status.table().clone())));
+            let unschedulable = self.status.table().unschedulable();
+            if unschedulable != self.unschedulable {
+                self.unschedulable = unschedulable;
+                view_changed = true;
+            }
+        }
+        if view_changed {
+            let view = self.planner.view(
+                self.membership.members(),
+                &self.unschedulable,
+                &self.snapshot,
+            );
+            self.view = Arc::new(view);
+            effects.push(Effect::View(self.view.clone()));
+        }
+    }
+}
+
+fn sync_effect(effect: SyncEffect) -> Effect {
+    match effect {
+        SyncEffect::Start { peer, differs } => Effect::Sync { peer, differs },
+        SyncEffect::Replicated { id } => Effect::Replicated(id),
+    }
+}
+
+#[cfg(test)]
+mod tests;

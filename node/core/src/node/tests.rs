@@ -1,0 +1,409 @@
+//! Three and more `NodeCore`s over an in-test network with a virtual clock: every datagram,
+//! status message and document sync goes through the cores' own effects, so these tests show
+//! the router joining the sub-cores as a node's driver would.
+
+use super::*;
+use crate::status::running_pod;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use weeble_crdt::{ActorId, DesiredState, PeerSync, parse_manifests};
+
+/// One node of the test cluster: its core and its document.
+struct Node {
+    core: NodeCore,
+    doc: DesiredState,
+    peers: BTreeMap<String, PeerSync>,
+    stopped: bool,
+}
+
+/// Nodes `n0..` on 127.0.0.1:7000.., each knowing n0's address; peer ids `p0..`.
+struct Cluster {
+    nodes: BTreeMap<String, Node>,
+    /// Inputs due: (at ms, sequence, node).
+    queue: BinaryHeap<Reverse<(u64, u64, String)>>,
+    inputs: BTreeMap<u64, Input>,
+    seq: u64,
+    now: u64,
+    /// Every effect each node returned, for the assertions.
+    log: Vec<(String, Effect)>,
+}
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7000 + i as u16))
+}
+
+fn deployment(name: &str, replicas: u32) -> weeble_crdt::Object {
+    let text = format!(
+        "kind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  \
+         template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n      \
+         - {{name: web, image: img}}\n"
+    );
+    parse_manifests(&text).unwrap().objects.remove(0)
+}
+
+impl Cluster {
+    fn new(n: usize, replicate_to: usize) -> Self {
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            inputs: BTreeMap::new(),
+            seq: 0,
+            now: 0,
+            log: Vec::new(),
+        };
+        for i in 0..n {
+            let name = format!("n{i}");
+            let me = MemberId {
+                name: name.clone(),
+                peer_id: format!("p{i}"),
+                p2p: addr(i),
+                api: addr(i),
+                labels: Default::default(),
+                capacity: weeble_crdt::ResourceAmounts {
+                    cpu_millis: 1000,
+                    memory_bytes: 1 << 30,
+                },
+                max_pods: 110,
+                bump: 1,
+            };
+            let config = Config {
+                me,
+                detection: Detection::default(),
+                fanout: 3,
+                replicate_to,
+                epoch: 1,
+                seed: i as u64,
+                known: [addr(0)].into(),
+            };
+            let mut doc = DesiredState::new(ActorId::from([i as u8 + 1; 16]));
+            let core = NodeCore::new(config, Arc::new(doc.snapshot()));
+            let node = Node {
+                core,
+                doc,
+                peers: BTreeMap::new(),
+                stopped: false,
+            };
+            cluster.nodes.insert(name.clone(), node);
+            cluster.push(0, &name, Input::Timer(Timer::Announce));
+        }
+        cluster
+    }
+
+    fn push(&mut self, at: u64, to: &str, input: Input) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, to.to_string())));
+        self.inputs.insert(self.seq, input);
+    }
+
+    fn name_of(&self, to: &MemberId) -> String {
+        let node = self.nodes.iter().find(|(_, n)| n.core.me().p2p == to.p2p);
+        node.map(|(name, _)| name.clone())
+            .expect("a node at that address")
+    }
+
+    /// Runs every input due until `until` ms.
+    fn run_until(&mut self, until: u64) {
+        while let Some(Reverse((at, seq, to))) = self.queue.peek().cloned() {
+            if at > until {
+                break;
+            }
+            self.queue.pop();
+            self.now = at;
+            let input = self.inputs.remove(&seq).unwrap();
+            self.step(&to, input);
+        }
+        self.now = until;
+    }
+
+    /// Steps node `to` and carries out its effects; returns its answer to a request, if any.
+    fn step(&mut self, to: &str, input: Input) -> Option<Answer> {
+        let node = self.nodes.get_mut(to).unwrap();
+        if node.stopped {
+            return None;
+        }
+        let effects = node.core.step(Duration::from_millis(self.now), input);
+        let mut answer = None;
+        for effect in effects {
+            self.log.push((to.to_string(), effect.clone()));
+            match effect {
+                Effect::Answer(a) => answer = Some(a),
+                other => self.carry(to, other),
+            }
+        }
+        answer
+    }
+
+    /// What a driver does with one effect of node `from`; messages arrive 1 ms later.
+    fn carry(&mut self, from: &str, effect: Effect) {
+        let at = self.now + 1;
+        let from_member = self.nodes[from].core.me().clone();
+        match effect {
+            Effect::Membership { to, data } => {
+                let target = self.name_of(&to);
+                let digest = self.nodes[from].core.digest();
+                let input = Input::Datagram {
+                    from: from_member.peer_id.clone(),
+                    data,
+                    digest,
+                    request: true,
+                };
+                self.now = at;
+                if let Some(Answer::Membership(Some(data))) = self.step(&target, input) {
+                    let digest = self.nodes[&target].core.digest();
+                    let from_target = self.nodes[&target].core.me().peer_id.clone();
+                    let back = Input::Datagram {
+                        from: from_target,
+                        data,
+                        digest,
+                        request: false,
+                    };
+                    self.push(at + 1, from, back);
+                }
+                self.now = at - 1;
+            }
+            Effect::Status(Send { to, message }) => {
+                let target = self.name_of(&to);
+                let versions = matches!(message, StatusMessage::Versions(_));
+                let input = Input::Status {
+                    from: from_member.peer_id,
+                    message,
+                };
+                let answer = self.step(&target, input);
+                if versions {
+                    let answer = match answer {
+                        Some(Answer::Status(a)) => a,
+                        _ => None,
+                    };
+                    self.push(at, from, Input::StatusAnswer { peer: to, answer });
+                }
+            }
+            Effect::Sync { peer, differs } => {
+                let target = self.name_of(&peer);
+                let completed = self.sync(from, &target, differs);
+                let ended = Input::SyncEnded {
+                    peer: peer.peer_id,
+                    completed,
+                };
+                self.push(at, from, ended);
+            }
+            Effect::Schedule { after, timer } => {
+                let at = self.now + after.as_millis() as u64;
+                self.push(at, from, Input::Timer(timer));
+            }
+            Effect::Check(member) => {
+                let target = self.name_of(&member);
+                if self.nodes[&target].stopped {
+                    self.push(at, from, Input::Gone(member.peer_id));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An automerge sync from `a` to `b`, as the store and network would run it; each node
+    /// whose document changed hears of its new snapshot. False if `b` is stopped.
+    fn sync(&mut self, a: &str, b: &str, differs: bool) -> bool {
+        if self.nodes[b].stopped {
+            return false;
+        }
+        let (mut na, mut nb) = (self.take(a), self.take(b));
+        let (ia, ib) = (nb.core.me().peer_id.clone(), na.core.me().peer_id.clone());
+        let mut next = na.doc.sync_message(na.peers.entry(ia.clone()).or_default());
+        if next.is_none() && differs {
+            na.peers.remove(&ia);
+            next = na.doc.sync_message(na.peers.entry(ia.clone()).or_default());
+        }
+        let (mut a_changed, mut b_changed) = (false, false);
+        for _ in 0..16 {
+            let Some(message) = next.take() else { break };
+            let peer = nb.peers.entry(ib.clone()).or_default();
+            b_changed |= nb.doc.receive_sync(peer, &message).unwrap();
+            let Some(reply) = nb.doc.sync_message(peer) else {
+                break;
+            };
+            let peer = na.peers.entry(ia.clone()).or_default();
+            a_changed |= na.doc.receive_sync(peer, &reply).unwrap();
+            next = na.doc.sync_message(peer);
+        }
+        let snapshots = [
+            (a_changed, na.doc.snapshot()),
+            (b_changed, nb.doc.snapshot()),
+        ];
+        self.nodes.insert(a.to_string(), na);
+        self.nodes.insert(b.to_string(), nb);
+        for ((changed, snapshot), name) in snapshots.into_iter().zip([a, b]) {
+            if changed {
+                self.push(self.now + 1, name, Input::Document(Arc::new(snapshot)));
+            }
+        }
+        true
+    }
+
+    fn take(&mut self, name: &str) -> Node {
+        self.nodes.remove(name).unwrap()
+    }
+
+    /// A write at node `at`: into its document, then acknowledged as the store and API would.
+    fn write(&mut self, at: &str, object: weeble_crdt::Object, id: u64) {
+        let node = self.nodes.get_mut(at).unwrap();
+        node.doc.apply(&object).unwrap();
+        let snapshot = Arc::new(node.doc.snapshot());
+        self.push(self.now, at, Input::Document(snapshot));
+        self.push(self.now, at, Input::Write(id));
+    }
+
+    fn view(&self, of: &str) -> Arc<View> {
+        self.nodes[of].core.view().clone()
+    }
+
+    fn alive(&self, of: &str) -> Vec<String> {
+        let view = self.view(of);
+        let alive = view.members.iter().filter(|(_, l)| *l == Liveness::Alive);
+        alive.map(|(m, _)| m.name.clone()).collect()
+    }
+
+    fn effects_of(&self, node: &str) -> impl Iterator<Item = &Effect> {
+        self.log
+            .iter()
+            .filter(move |(n, _)| n == node)
+            .map(|(_, e)| e)
+    }
+}
+
+#[test]
+fn three_cores_join_through_one_address_and_share_their_pods() {
+    let mut cluster = Cluster::new(3, 4);
+    cluster.run_until(5_000);
+    for node in ["n0", "n1", "n2"] {
+        assert_eq!(cluster.alive(node), ["n0", "n1", "n2"], "{node}'s members");
+    }
+    cluster.push(cluster.now, "n2", Input::Pods(vec![running_pod("n2")]));
+    cluster.run_until(7_000);
+    for node in ["n0", "n1"] {
+        let table = cluster.nodes[node].core.table();
+        let pods: Vec<&str> = table.pods().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(pods, ["n2-web-0"], "{node}'s table");
+    }
+    let known = cluster.effects_of("n0").filter_map(|e| match e {
+        Effect::Known(addrs) => Some(addrs.len()),
+        _ => None,
+    });
+    assert_eq!(known.last(), Some(2), "n0 remembers both peers' addresses");
+}
+
+#[test]
+fn a_write_is_acknowledged_once_enough_peers_hold_it_and_reaches_every_node() {
+    let mut cluster = Cluster::new(5, 2);
+    cluster.run_until(5_000);
+    cluster.write("n3", deployment("web", 4), 7);
+    cluster.run_until(5_010);
+    let acks = cluster
+        .effects_of("n3")
+        .filter(|e| matches!(e, Effect::Replicated(7)))
+        .count();
+    assert_eq!(acks, 1, "the write is acknowledged once");
+    let heads = cluster.view("n3").snapshot.heads.clone();
+    let holders = cluster
+        .nodes
+        .values()
+        .filter(|n| n.core.view().snapshot.heads == heads)
+        .count();
+    assert!(holders >= 3, "n3 and at least two peers hold it: {holders}");
+    cluster.run_until(8_000);
+    for node in ["n0", "n1", "n2", "n4"] {
+        let view = cluster.view(node);
+        assert_eq!(view.snapshot.heads, heads, "{node} holds the write");
+        assert_eq!(view.placement.replicas().count(), 4, "{node} places it");
+    }
+}
+
+#[test]
+fn a_leaving_node_takes_no_replicas_and_a_stopped_one_is_forgotten() {
+    let mut cluster = Cluster::new(3, 4);
+    cluster.run_until(5_000);
+    cluster.write("n0", deployment("web", 6), 1);
+    cluster.push(cluster.now, "n2", Input::Pods(vec![running_pod("n2")]));
+    cluster.run_until(6_000);
+    let owners = |cluster: &Cluster, of: &str| -> BTreeSet<String> {
+        let view = cluster.view(of);
+        let placed = view.placement.replicas().filter_map(|(_, o)| o.ok());
+        placed.map(str::to_string).collect()
+    };
+    assert!(owners(&cluster, "n0").contains("n2"), "n2 takes replicas");
+    cluster.push(cluster.now, "n2", Input::Leaving);
+    cluster.run_until(8_000);
+    for node in ["n0", "n1", "n2"] {
+        assert!(
+            !owners(&cluster, node).contains("n2"),
+            "{node} places nothing on n2"
+        );
+    }
+    // n2 stops without a word; its connections close, the check finds nothing there.
+    cluster.nodes.get_mut("n2").unwrap().stopped = true;
+    cluster.push(cluster.now, "n0", Input::Disconnected("p2".into()));
+    cluster.run_until(8_100);
+    assert_eq!(cluster.alive("n0"), ["n0", "n1"]);
+    assert!(
+        cluster
+            .effects_of("n0")
+            .any(|e| matches!(e, Effect::Disconnect(p) if p == "p2")),
+        "n0 closes n2's connections"
+    );
+    assert_eq!(
+        cluster.nodes["n0"].core.table().pods().len(),
+        0,
+        "n2's pods are forgotten"
+    );
+    cluster.run_until(12_000);
+    assert_eq!(cluster.alive("n1"), ["n0", "n1"], "n1 hears of it");
+}
+
+#[test]
+fn a_peer_that_holds_something_else_is_synced_by_the_node_with_the_smaller_id() {
+    let mut cluster = Cluster::new(2, 4);
+    cluster.run_until(3_000);
+    let p1 = cluster.nodes["n1"].core.me().peer_id.clone();
+    let differs = Digest { status: 1, doc: 2 };
+    let datagram = |from: &str| Input::Datagram {
+        from: from.into(),
+        data: Vec::new(),
+        digest: differs,
+        request: false,
+    };
+    let n0 = &mut cluster.nodes.get_mut("n0").unwrap().core;
+    let effects = n0.step(Duration::from_secs(3), datagram(&p1));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Sync { peer, differs: true } if peer.peer_id == p1))
+    );
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Status(Send {
+            message: StatusMessage::Versions(_),
+            ..
+        })
+    )));
+    let n1 = &mut cluster.nodes.get_mut("n1").unwrap().core;
+    let effects = n1.step(Duration::from_secs(3), datagram("p0"));
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Sync { .. } | Effect::Status(_))),
+        "p1 > p0: n1 waits for n0 to begin: {effects:?}"
+    );
+}
+
+#[test]
+fn an_unchanged_member_list_publishes_no_new_view() {
+    let mut cluster = Cluster::new(3, 4);
+    cluster.run_until(10_000);
+    let views = |c: &Cluster| {
+        c.effects_of("n0")
+            .filter(|e| matches!(e, Effect::View(_)))
+            .count()
+    };
+    let before = views(&cluster);
+    cluster.run_until(20_000);
+    assert_eq!(views(&cluster), before, "ten idle seconds change no view");
+}
