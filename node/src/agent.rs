@@ -1,25 +1,23 @@
-//! The agent: starts every actor of a node and wires them together.
+//! The agent: starts a node, its driver and its actors, and wires them together.
 //!
-//! network ──events──▶ router ──▶ membership / store (sync) / status
-//! router: a peer's digest differs from ours ──▶ status exchange / sync driver
-//! store + membership ──▶ view (placement) ──▶ reconciler ──▶ runtime, status
-//! store changes, a write to acknowledge, a differing digest ──▶ sync driver ──▶ network
-//! view + status ──▶ endpoints ──▶ service proxy (and the API)
-//! view ──▶ DNS server (service names to this node's service address)
+//! transport ──events──▶ driver ⇄ NodeCore (membership, status, document syncs, placement)
+//! driver ──▶ transport (datagrams, status, syncs run with the store), view and status watches
+//! store (the document, on disk) ──snapshots──▶ driver
+//! view ──▶ reconciler ──▶ runtime; reconciler ──pods──▶ driver
+//! view + status ──▶ endpoints ──▶ service proxy (and the API); view ──▶ DNS server
 
-use crate::membership::{
-    ANNOUNCES_PER_TICK, Detection, Effect, Liveness, MemberId, Membership, announce_targets,
-    gone_for_good, live_peers, take_answer,
-};
-use crate::network::{Inbound, LocalDigest, NetConfig, NetError, NetEvent, Network, Response};
+use crate::driver::{Command, Driver, Inboxes};
+use crate::membership::{Detection, Liveness, MemberId, live_peers};
+use crate::network::{NetConfig, Network};
 use crate::probe::{self, Check, Health};
 use crate::reconcile::{self, Book, DesiredPod, Grace, JoinGrace};
 use crate::runtime::{ContainerRuntime, Observed};
 use crate::services::Endpoints;
-use crate::status::{Status, StatusConfig};
+use crate::shutdown::{Shutdown, Stop};
+use crate::status::StatusTable;
 use crate::store::{Store, StoreError};
-use crate::view::{View, spawn_endpoints, spawn_unschedulable, spawn_view};
-use foca::Timer;
+use crate::transport::{LocalDigest, NetError, NetEvent, Transport};
+use crate::view::{View, spawn_endpoints};
 use futures::StreamExt;
 use libp2p::identity::Keypair;
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,8 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
-use weeble_core::doc_sync::{DocSync, SyncEffect};
-use weeble_core::gossip::{doc_fingerprint, starts_exchange};
+use weeble_core::node::{self, NodeCore};
 use weeble_crdt::{Labels, ResourceAmounts};
 
 /// The kubelet's default pod limit per node.
@@ -129,19 +126,20 @@ pub enum AgentError {
     Network(#[from] NetError),
 }
 
-/// A running node: the handles the API needs.
+/// A running node: the handles the API needs. Dropping every clone stops the node's tasks.
 #[derive(Clone)]
 pub struct Agent {
     pub config: Arc<NodeConfig>,
     pub store: Store,
-    pub status: Status,
+    /// Every node's reported pods, as this node knows them.
+    pub table: watch::Receiver<Arc<StatusTable>>,
     pub view: watch::Receiver<Arc<View>>,
     /// Every service's endpoints, as this node resolves them.
     pub endpoints: watch::Receiver<Arc<Endpoints>>,
-    sync: mpsc::Sender<SyncCommand>,
-    leave: mpsc::Sender<MembershipInput>,
+    driver: mpsc::Sender<Command>,
     /// How many containers this node ran at the reconciler's last look.
     containers: watch::Receiver<usize>,
+    stop: Arc<Stop>,
 }
 
 /// How long a write waits for its copies to reach `replicate_to` peers before it is
@@ -155,7 +153,7 @@ impl Agent {
     /// after each write before acknowledging.
     pub async fn replicate(&self) {
         let (done, wait) = oneshot::channel();
-        if self.sync.send(SyncCommand::Replicate(done)).await.is_ok()
+        if self.driver.send(Command::Write(done)).await.is_ok()
             && tokio::time::timeout(REPLICATE_WAIT, wait).await.is_err()
         {
             warn!(
@@ -172,7 +170,7 @@ impl Agent {
     /// `grace` whatever is left.
     pub async fn leave(&self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
-        self.status.set_leaving().await;
+        let _ = self.driver.send(Command::Leaving).await;
         let mut containers = self.containers.clone();
         loop {
             let alone = live_peers(&self.view.borrow().members, &self.config.name)
@@ -196,14 +194,17 @@ impl Agent {
             }
         }
         let (done, left) = oneshot::channel();
-        if self.leave.send(MembershipInput::Leave(done)).await.is_ok() {
-            let _ = tokio::time::timeout(LEAVE_WAIT, left).await;
+        if self.driver.send(Command::Leave(done)).await.is_ok() {
+            let _ = left.await;
         }
     }
-}
 
-/// How long a leaving node waits for its leave datagrams to be answered.
-const LEAVE_WAIT: Duration = Duration::from_secs(1);
+    /// Stops the node's tasks, inside the process: its driver, transport and reconciler end
+    /// (its containers keep running, as after SIGKILL).
+    pub fn stop(&self) {
+        self.stop.stop();
+    }
+}
 
 /// The node's libp2p key: made once, kept in the data directory (a stable identity).
 fn node_key(data_dir: &Path) -> Result<Keypair, AgentError> {
@@ -227,29 +228,49 @@ fn node_key(data_dir: &Path) -> Result<Keypair, AgentError> {
     }
 }
 
-/// Starts every actor of the node.
+/// Starts a node on the libp2p transport.
 pub async fn start<R: ContainerRuntime>(
     config: NodeConfig,
     runtime: R,
 ) -> Result<Agent, AgentError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    data_dir(&config)?;
     let keypair = node_key(&config.data_dir)?;
-    let store = Store::open(&config.data_dir)?;
+    let (stop, shutdown) = Stop::new();
     let digest = Arc::new(LocalDigest::default());
-    spawn_doc_digest(store.watch(), digest.clone());
     let (network, events) = Network::start(NetConfig {
         keypair,
         listen: config.p2p,
         cluster_key: config.cluster_key,
         digest: digest.clone(),
+        shutdown: shutdown.clone(),
     })?;
+    start_on(config, runtime, network, events, digest, stop, shutdown).await
+}
+
+fn data_dir(config: &NodeConfig) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })
+}
+
+/// Starts a node on any transport (`transport::memory` joins nodes inside one process):
+/// `events` are what the transport receives, `digest` what it sends with every datagram.
+pub async fn start_on<R: ContainerRuntime, T: Transport>(
+    config: NodeConfig,
+    runtime: R,
+    transport: T,
+    events: mpsc::Receiver<NetEvent>,
+    digest: Arc<LocalDigest>,
+    stop: Stop,
+    shutdown: Shutdown,
+) -> Result<Agent, AgentError> {
+    data_dir(&config)?;
+    let store = Store::open(&config.data_dir)?;
     let epoch = crate::clock::now_ms() as u64;
     let me = MemberId {
         name: config.name.clone(),
-        peer_id: network.peer_id().to_string(),
+        peer_id: transport.peer_id(),
         p2p: config.p2p,
         api: config.api,
         labels: config.labels.clone(),
@@ -258,65 +279,42 @@ pub async fn start<R: ContainerRuntime>(
         bump: epoch,
     };
     info!(node = %me.name, peer_id = %me.peer_id, p2p = %me.p2p, api = %me.api, "node starting");
-    let membership = Membership::new(me.clone(), config.detection, epoch);
-    let (members_tx, members_rx) = watch::channel(membership.members().to_vec());
-    let status = Status::start(StatusConfig {
-        node: config.name.clone(),
-        epoch,
-        network: network.clone(),
-        members: members_rx.clone(),
-        digest: digest.clone(),
-        fanout: config.fanout,
-    });
-    let (membership_tx, membership_rx) = mpsc::channel(1024);
-    let leave = membership_tx.clone();
     let peers_file = config.data_dir.join("peers");
     let mut known = read_peers(&peers_file);
     known.extend(&config.join);
-    known.remove(&config.p2p);
-    let members_loop = MembershipLoop {
-        membership,
-        network: network.clone(),
-        inbox: membership_tx.clone(),
-        members: members_tx,
-        status: status.clone(),
-        known,
-        peers_file,
-        turn: 0,
-    };
-    tokio::spawn(
-        members_loop
-            .run(membership_rx)
-            .instrument(info_span!("membership")),
+    let core = NodeCore::new(
+        node::Config {
+            me,
+            detection: config.detection,
+            fanout: config.fanout,
+            replicate_to: config.replicate_to,
+            epoch,
+            seed: epoch,
+            known,
+        },
+        store.watch().borrow().clone(),
     );
-
-    let (sync_tx, sync_rx) = mpsc::channel(256);
-    let router = Router {
-        me: me.peer_id.clone(),
-        membership: membership_tx,
+    let (view_tx, view) = watch::channel(core.view().clone());
+    let (table_tx, table) = watch::channel(Arc::new(core.table().clone()));
+    let (driver_tx, commands) = mpsc::channel(256);
+    let (feedback_tx, feedback) = mpsc::channel(1024);
+    let driver = Driver {
+        core,
+        transport,
         store: store.clone(),
-        status: status.clone(),
-        sync: sync_tx.clone(),
         digest,
+        view: view_tx,
+        table: table_tx,
+        peers_file,
+        feedback: feedback_tx,
+        shutdown,
     };
-    tokio::spawn(router.run(events).instrument(info_span!("router")));
-
-    spawn_readiness(store.persist_error(), status.clone());
-    let unschedulable = spawn_unschedulable(status.watch());
-    let view = spawn_view(store.watch(), members_rx.clone(), unschedulable);
-    let (done_tx, done_rx) = mpsc::channel(256);
-    let sync = SyncDriver {
-        me: me.name.clone(),
-        store: store.clone(),
-        network,
-        members: members_rx,
-        sync: DocSync::new(config.fanout, epoch ^ 1),
-        replicate_to: config.replicate_to,
-        writes: BTreeMap::new(),
-        next_write: 0,
-        done: done_tx,
+    let inboxes = Inboxes {
+        events,
+        commands,
+        feedback,
     };
-    tokio::spawn(sync.run(sync_rx, done_rx).instrument(info_span!("sync")));
+    tokio::spawn(driver.run(inboxes).instrument(info_span!("node")));
 
     let (checks_tx, checks_rx) = watch::channel(Vec::new());
     let (containers_tx, containers_rx) = watch::channel(usize::MAX);
@@ -329,7 +327,8 @@ pub async fn start<R: ContainerRuntime>(
         health: probe::start(runtime.clone(), checks_rx),
         runtime,
         view: view.clone(),
-        status: status.clone(),
+        driver: driver_tx.clone(),
+        table: table.clone(),
         resync: config.resync,
         grace: JoinGrace::new(crate::clock::now_ms(), config.join_grace.as_millis() as i64),
         book: Book::new(),
@@ -337,7 +336,7 @@ pub async fn start<R: ContainerRuntime>(
     };
     tokio::spawn(reconciler.run().instrument(info_span!("reconciler")));
 
-    let endpoints = spawn_endpoints(view.clone(), status.watch());
+    let endpoints = spawn_endpoints(view.clone(), table.clone());
     crate::proxy::start(config.service_ip(), endpoints.clone());
     if config.dns_port != 0 {
         let addr = SocketAddr::new(config.service_ip(), config.dns_port);
@@ -347,264 +346,13 @@ pub async fn start<R: ContainerRuntime>(
     Ok(Agent {
         config: Arc::new(config),
         store,
-        status,
+        table,
         view,
         endpoints,
-        sync: sync_tx,
-        leave,
+        driver: driver_tx,
         containers: containers_rx,
+        stop: Arc::new(stop),
     })
-}
-
-/// Hands what the network receives to the actor it is for, and starts an exchange with a
-/// peer whose digest says it holds something else than this node.
-struct Router {
-    /// This node's libp2p id.
-    me: String,
-    membership: mpsc::Sender<MembershipInput>,
-    store: Store,
-    status: Status,
-    sync: mpsc::Sender<SyncCommand>,
-    digest: Arc<LocalDigest>,
-}
-
-impl Router {
-    async fn run(self, mut events: mpsc::Receiver<NetEvent>) {
-        while let Some(event) = events.recv().await {
-            match event {
-                NetEvent::Membership {
-                    from,
-                    data,
-                    digest,
-                    reply,
-                } => {
-                    let from = from.to_string();
-                    let input = MembershipInput::Data {
-                        data,
-                        from: from.clone(),
-                        reply,
-                    };
-                    let _ = self.membership.send(input).await;
-                    let differs = self.digest.get().differs(&digest);
-                    if starts_exchange(&self.me, &from) {
-                        if differs.status {
-                            self.status.exchange(from.clone());
-                        }
-                        if differs.doc {
-                            let _ = self.sync.try_send(SyncCommand::With(from));
-                        }
-                    }
-                }
-                NetEvent::Request {
-                    from,
-                    request: Inbound::Status(message),
-                    reply,
-                } => self.status.receive(from.to_string(), message, reply).await,
-                NetEvent::Request {
-                    from,
-                    request: Inbound::Sync(message),
-                    reply,
-                } => {
-                    let store = self.store.clone();
-                    tokio::spawn(async move {
-                        let from = from.to_string();
-                        let answer = match store.sync_in(&from, message).await {
-                            Ok(message) => Response::Sync(message),
-                            Err(e) => {
-                                warn!(peer = %from, error = %e, "sync from peer refused");
-                                Response::SyncRefused(e.to_string())
-                            }
-                        };
-                        let _ = reply.send(answer);
-                    });
-                }
-                NetEvent::Disconnected(peer) => {
-                    let _ = self
-                        .membership
-                        .send(MembershipInput::Disconnected(peer.to_string()))
-                        .await;
-                }
-                NetEvent::Gone(peer) => {
-                    let _ = self
-                        .membership
-                        .send(MembershipInput::Gone(peer.to_string()))
-                        .await;
-                }
-            }
-        }
-    }
-}
-
-/// Keeps the document's fingerprint in this node's digest.
-fn spawn_doc_digest(
-    mut snapshots: watch::Receiver<Arc<weeble_crdt::Snapshot>>,
-    digest: Arc<LocalDigest>,
-) {
-    tokio::spawn(async move {
-        loop {
-            digest.set_doc(doc_fingerprint(&snapshots.borrow_and_update().heads));
-            if snapshots.changed().await.is_err() {
-                return;
-            }
-        }
-    });
-}
-
-enum MembershipInput {
-    /// A datagram from peer `from` (libp2p id); if it came as a request, the datagram it
-    /// calls for at once goes back on `reply`.
-    Data {
-        data: Vec<u8>,
-        from: String,
-        reply: Option<oneshot::Sender<Option<Vec<u8>>>>,
-    },
-    Timer(Timer<MemberId>),
-    /// The network lost its last connection to this peer (libp2p peer id).
-    Disconnected(String),
-    /// Nothing listens at this peer's address any more.
-    Gone(String),
-    /// Leave the cluster; `done` once the datagrams saying so are answered (or failed).
-    Leave(oneshot::Sender<()>),
-}
-
-struct MembershipLoop {
-    membership: Membership,
-    network: Network,
-    inbox: mpsc::Sender<MembershipInput>,
-    members: watch::Sender<Vec<(MemberId, Liveness)>>,
-    status: Status,
-    /// Every peer address this node was given or has met, kept in `peers_file`: a node that
-    /// restarts, or whose links come back after hours, finds the cluster again through them.
-    known: BTreeSet<SocketAddr>,
-    peers_file: PathBuf,
-    /// Where the next round of announces starts in the list of inactive addresses.
-    turn: usize,
-}
-
-impl MembershipLoop {
-    async fn run(mut self, mut inbox: mpsc::Receiver<MembershipInput>) {
-        // Every second, announce to known addresses with no live member: that is how a
-        // new node joins, and how the sides of a healed partition find each other again.
-        let mut announce = tokio::time::interval(Duration::from_secs(1));
-        // The membership core's clock: time since the loop began.
-        let epoch = tokio::time::Instant::now();
-        loop {
-            let effects = tokio::select! {
-                input = inbox.recv() => match input {
-                    None => return,
-                    Some(MembershipInput::Data { data, from, reply }) => {
-                        let mut effects = self.membership.receive(&data, epoch.elapsed());
-                        if let (Some(reply), Ok(effects)) = (reply, &mut effects) {
-                            let _ = reply.send(take_answer(effects, &from));
-                        }
-                        effects
-                    }
-                    Some(MembershipInput::Timer(timer)) => self.membership.timer(timer, epoch.elapsed()),
-                    Some(MembershipInput::Disconnected(peer)) => {
-                        let member = self.members.borrow().iter().find(|(m, l)| m.peer_id == peer && *l != Liveness::Down).map(|(m, _)| m.clone());
-                        if let Some(member) = member {
-                            self.network.check(member).await;
-                        }
-                        Ok(Vec::new())
-                    }
-                    Some(MembershipInput::Gone(peer)) => self.membership.declare_down(&peer),
-                    Some(MembershipInput::Leave(done)) => {
-                        info!("leaving the cluster");
-                        let sends = self.membership.leave().into_iter().filter_map(|e| match e {
-                            Effect::Send { to, data } => Some(self.network.deliver_membership(to, data)),
-                            _ => None,
-                        });
-                        futures::future::join_all(sends.collect::<Vec<_>>()).await;
-                        let _ = done.send(());
-                        return;
-                    }
-                },
-                _ = announce.tick() => Ok(self.announce()),
-            };
-            match effects {
-                Ok(effects) => self.apply(effects).await,
-                Err(e) => debug!(error = %e, "membership message rejected"),
-            }
-            let members = self.membership.members();
-            self.members.send_if_modified(|old| {
-                let changed = old.as_slice() != members;
-                if changed {
-                    for (m, was, now) in crate::membership::suspicions(old, members) {
-                        match now {
-                            Liveness::Suspect => info!(peer = %m.name, "peer suspected"),
-                            _ => info!(peer = %m.name, ?was, "peer no longer suspected"),
-                        }
-                    }
-                    *old = members.to_vec();
-                }
-                changed
-            });
-        }
-    }
-
-    /// Announces to a few known addresses at which no member is alive.
-    fn announce(&mut self) -> Vec<Effect> {
-        let seeds = announce_targets(&self.known, &self.members.borrow(), self.turn);
-        let mut effects = Vec::new();
-        for seed in seeds {
-            match self.membership.join(seed) {
-                Ok(more) => effects.extend(more),
-                Err(e) => debug!(%seed, error = %e, "announce failed"),
-            }
-        }
-        self.turn = self.turn.wrapping_add(ANNOUNCES_PER_TICK);
-        effects
-    }
-
-    /// Remembers a peer's address, on disk too.
-    fn learn(&mut self, addr: SocketAddr) {
-        if addr == self.membership.me().p2p || !self.known.insert(addr) {
-            return;
-        }
-        let text: String = self.known.iter().map(|a| format!("{a}\n")).collect();
-        if let Err(e) = std::fs::write(&self.peers_file, text) {
-            warn!(file = %self.peers_file.display(), error = %e, "cannot save the known peers");
-        }
-    }
-
-    async fn apply(&mut self, effects: Vec<Effect>) {
-        for effect in effects {
-            match effect {
-                Effect::Send { to, data } => self.network.send_membership(to, data).await,
-                Effect::Schedule { after, timer } => {
-                    let inbox = self.inbox.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(after).await;
-                        let _ = inbox.send(MembershipInput::Timer(timer)).await;
-                    });
-                }
-                Effect::Up(m) => {
-                    info!(peer = %m.name, addr = %m.p2p, "peer joined");
-                    self.learn(m.p2p);
-                }
-                Effect::Down(m) => {
-                    info!(peer = %m.name, "peer declared dead");
-                    if gone_for_good(self.membership.members(), &m) {
-                        self.status.forget(m.name).await;
-                    }
-                    self.network.disconnect(m.peer_id).await;
-                }
-                Effect::Active => info!("joined the cluster"),
-                Effect::Idle => info!("no live peer left: running alone"),
-                Effect::Rejoined(me) => {
-                    info!(
-                        bump = me.bump,
-                        "peers had declared this node dead: rejoining under a renewed identity"
-                    );
-                    // Peers forgot this node's status: spread it again.
-                    self.status.renew().await;
-                    // Introduce the new identity now rather than at the next tick.
-                    let more = self.announce();
-                    Box::pin(self.apply(more)).await;
-                }
-            }
-        }
-    }
 }
 
 /// The peer addresses saved by an earlier run; none if there is no file (or it is unreadable:
@@ -615,142 +363,6 @@ fn read_peers(path: &Path) -> BTreeSet<SocketAddr> {
         .lines()
         .filter_map(|line| line.trim().parse().ok())
         .collect()
-}
-
-/// Tells the cluster, through this node's status, whether the store can persist changes: a
-/// node that cannot is not Ready and leaves placement until it can.
-fn spawn_readiness(mut failing: watch::Receiver<Option<String>>, status: Status) {
-    tokio::spawn(async move {
-        loop {
-            let why = failing.borrow_and_update().clone();
-            match &why {
-                Some(why) => warn!(%why, "this node cannot persist the desired state: not Ready"),
-                None => info!("this node persists the desired state: Ready"),
-            }
-            status
-                .set_not_ready(why.map(|e| format!("cannot persist the desired state: {e}")))
-                .await;
-            if failing.changed().await.is_err() {
-                return;
-            }
-        }
-    });
-}
-
-/// What the sync driver is asked to do.
-enum SyncCommand {
-    /// A write to acknowledge: answer once `replicate_to` peers hold it (`DocSync::replicate`).
-    Replicate(oneshot::Sender<()>),
-    /// Sync with this peer (libp2p id): its digest differs from ours.
-    With(String),
-}
-
-/// The shell around the core's [`DocSync`], which decides which automerge syncs run with
-/// whom: it feeds it the store's changes, writes to acknowledge, differing digests and the
-/// ends of exchanges; runs each exchange it starts; answers each write it says is held.
-struct SyncDriver {
-    me: String,
-    store: Store,
-    network: Network,
-    members: watch::Receiver<Vec<(MemberId, Liveness)>>,
-    sync: DocSync,
-    replicate_to: usize,
-    /// The writes waiting to be answered, by the id given to `DocSync::replicate`.
-    writes: BTreeMap<u64, oneshot::Sender<()>>,
-    next_write: u64,
-    /// Where exchanges report their end: (peer, completed).
-    done: mpsc::Sender<(String, bool)>,
-}
-
-impl SyncDriver {
-    async fn run(
-        mut self,
-        mut commands: mpsc::Receiver<SyncCommand>,
-        mut done: mpsc::Receiver<(String, bool)>,
-    ) {
-        let mut changes = self.store.watch();
-        loop {
-            let peers: Vec<MemberId> = live_peers(&self.members.borrow(), &self.me)
-                .cloned()
-                .collect();
-            let effects = tokio::select! {
-                r = changes.changed() => match r {
-                    Ok(()) => self.sync.changed(&peers),
-                    Err(_) => return,
-                },
-                command = commands.recv() => match command {
-                    None => return,
-                    Some(SyncCommand::Replicate(reply)) => {
-                        let id = self.next_write;
-                        self.next_write += 1;
-                        self.writes.insert(id, reply);
-                        self.sync.replicate(id, &peers, self.replicate_to)
-                    }
-                    Some(SyncCommand::With(peer)) => match peers.iter().find(|m| m.peer_id == peer) {
-                        Some(member) => self.sync.differs(member),
-                        None => Vec::new(),
-                    },
-                },
-                Some((peer, completed)) = done.recv() => self.sync.ended(&peer, completed),
-            };
-            for effect in effects {
-                match effect {
-                    SyncEffect::Start { peer, differs } => self.start(peer, differs),
-                    SyncEffect::Replicated { id } => {
-                        if let Some(reply) = self.writes.remove(&id) {
-                            let _ = reply.send(());
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Runs an exchange with `peer`; its end goes back to the core.
-    fn start(&self, peer: MemberId, differs: bool) {
-        let (store, network, done) = (self.store.clone(), self.network.clone(), self.done.clone());
-        tokio::spawn(async move {
-            let id = peer.peer_id.clone();
-            let completed = sync_with(&store, &network, peer, differs).await;
-            let _ = done.send((id, completed)).await;
-        });
-    }
-}
-
-/// A bounded exchange: our message, their reply, until one side has nothing to say. True if
-/// it got there (the peer then holds what this node held when it began).
-///
-/// `differs`: the peer's digest showed another document. If this node's sync state with it
-/// says there is nothing to send all the same, that state is stale (the peer restarted and
-/// lost a change, say): it starts over, or the two would never sync.
-async fn sync_with(store: &Store, network: &Network, peer: MemberId, differs: bool) -> bool {
-    let mut next = store.sync_out(&peer.peer_id).await;
-    if next.is_none() && differs {
-        debug!(peer = %peer.name, "the peer's document differs, yet nothing to send: starting over");
-        store.reset_peer(&peer.peer_id).await;
-        next = store.sync_out(&peer.peer_id).await;
-    }
-    for _ in 0..16 {
-        let Some(message) = next.take() else {
-            return true;
-        };
-        match network.sync(peer.clone(), message).await {
-            Ok(None) => return true,
-            Ok(Some(reply)) => match store.sync_in(&peer.peer_id, reply).await {
-                Ok(answer) => next = answer,
-                Err(e) => {
-                    warn!(peer = %peer.name, error = %e, "sync reply rejected");
-                    return false;
-                }
-            },
-            Err(e) => {
-                debug!(peer = %peer.name, error = %e, "sync failed; starting over next time");
-                store.reset_peer(&peer.peer_id).await;
-                return false;
-            }
-        }
-    }
-    false
 }
 
 /// Runs this node's share: woken by view changes, runtime events and a period.
@@ -766,7 +378,9 @@ struct Reconciler<R> {
     health: watch::Receiver<Arc<Health>>,
     runtime: R,
     view: watch::Receiver<Arc<View>>,
-    status: Status,
+    /// Where this node's pods go (to be spread as its status).
+    driver: mpsc::Sender<Command>,
+    table: watch::Receiver<Arc<StatusTable>>,
     resync: Duration,
     /// Until it is over, only already running pods are kept.
     grace: JoinGrace,
@@ -798,7 +412,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
     async fn run(mut self) {
         let mut events = self.runtime.watch(&self.node);
         let mut events_open = true;
-        let mut statuses = self.status.watch();
+        let mut statuses = self.table.clone();
         let mut placed: BTreeSet<String> = BTreeSet::new();
         loop {
             let view = self.view.borrow_and_update().clone();
@@ -871,7 +485,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             &self.node,
             &view.placement,
             &observed,
-            &self.status.watch().borrow(),
+            &self.table.borrow(),
             &mut self.handover_since,
             now,
         );
@@ -916,17 +530,16 @@ impl<R: ContainerRuntime> Reconciler<R> {
         });
         let now = crate::clock::now_ms();
         let unready = self.health.borrow_and_update().unready.clone();
-        self.status
-            .set_local(reconcile::pod_statuses(
-                &self.node,
-                self.host_ip,
-                desired,
-                &observed,
-                &self.book,
-                &unready,
-                now,
-            ))
-            .await;
+        let pods = reconcile::pod_statuses(
+            &self.node,
+            self.host_ip,
+            desired,
+            &observed,
+            &self.book,
+            &unready,
+            now,
+        );
+        let _ = self.driver.send(Command::Pods(pods)).await;
         let resync_ms = self.resync.as_millis() as i64;
         let wait_ms = reconcile::next_pass_in_ms(&self.book, &handovers, more, resync_ms, now);
         let wait = Duration::from_millis(wait_ms as u64);

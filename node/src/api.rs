@@ -305,7 +305,7 @@ fn view<R>(api: &Api<R>) -> std::sync::Arc<View> {
 }
 
 fn table<R>(api: &Api<R>) -> std::sync::Arc<StatusTable> {
-    api.agent.status.watch().borrow().clone()
+    api.agent.table.borrow().clone()
 }
 
 /// `POST /apis/weeble.io/v1/apply`: a manifest file (YAML, many documents), all or nothing.

@@ -1,10 +1,16 @@
-//! The node's clock: Unix milliseconds, the time its decisions and reports carry.
+//! The node's one clock: time since the Unix epoch, which its decisions and reports carry.
+//! Only timeouts and sleeps (how long to wait, never what time it is) use tokio's timer.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Now, in Unix milliseconds (0 if the clock is before 1970).
-pub(crate) fn now_ms() -> i64 {
+/// Now, since the Unix epoch (zero if the clock is before 1970).
+pub(crate) fn now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Now, in Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    now().as_millis() as i64
 }

@@ -21,12 +21,15 @@ pub mod agent;
 pub mod api;
 pub mod clock;
 pub mod dns;
+pub mod driver;
 pub mod network;
 pub mod probe;
 pub mod proxy;
 pub mod runtime;
+pub mod shutdown;
 pub mod status;
 pub mod store;
+pub mod transport;
 pub mod view;
 
 pub use weeble_core::{membership, placement, reconcile, services};

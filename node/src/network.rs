@@ -1,15 +1,12 @@
-//! The network actor: one event loop owns the libp2p Swarm (TCP, optional pre-shared-key
-//! private network, noise, yamux; one request-response protocol). Other actors reach it
-//! through the [`Network`] handle; what arrives is handed out as [`NetEvent`]s.
-//!
-//! Three exchanges share the protocol: membership datagrams, each carrying this node's
-//! [`Digest`] (answered with the datagram they call for at once, SWIM's ack to a ping, or an
-//! empty ack); status anti-entropy; and automerge sync (answered with the peer's reply
-//! message). A node keeps at most [`MAX_CONNECTED`] peers connected:
+//! The libp2p [`crate::transport::Transport`]: one event loop owns the Swarm (TCP, optional pre-shared-key
+//! private network, noise, yamux; one request-response protocol carrying the three exchanges
+//! of [`crate::transport`]). The driver reaches it through the [`Network`] handle; what
+//! arrives is handed out as [`NetEvent`]s. A node keeps at most [`MAX_CONNECTED`] peers connected:
 //! beyond, the least recently used connection closes, and SWIM dials again when it probes.
 
 use crate::membership::MemberId;
-use crate::status::StatusMessage;
+use crate::shutdown::Shutdown;
+use crate::transport::{Inbound, LocalDigest, NetError, NetEvent, Request, Response};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, upgrade::Version};
@@ -20,16 +17,14 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, Respons
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identity, noise, tcp, yamux};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
-use weeble_core::gossip::Digest;
 
 /// The largest message either exchange accepts (a whole document in one sync message).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -38,96 +33,8 @@ const PROTOCOL: StreamProtocol = StreamProtocol::new("/weeble/rpc/1");
 pub const MAX_CONNECTED: usize = 64;
 const BINCODE: bincode::config::Configuration = bincode::config::standard();
 
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Request {
-    Membership { data: Vec<u8>, digest: Digest },
-    Status(StatusMessage),
-    Sync(Vec<u8>),
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Response {
-    Ack,
-    /// The membership datagram the request's own datagram called for at once (SWIM's ack to
-    /// a ping), and what the answering node holds: one exchange instead of two.
-    Membership {
-        data: Vec<u8>,
-        digest: Digest,
-    },
-    Status(StatusMessage),
-    Sync(Option<Vec<u8>>),
-    /// The peer could not take the sync message in (it cannot persist it): why.
-    SyncRefused(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum NetError {
-    #[error("network setup failed: {0}")]
-    Setup(String),
-    #[error("request to {peer} failed: {reason}")]
-    Request { peer: String, reason: String },
-    #[error("the network actor has stopped")]
-    Stopped,
-}
-
-/// What the network hands to the rest of the node.
-#[derive(Debug)]
-pub enum NetEvent {
-    /// A membership datagram, and what its sender holds. A datagram that came as a request
-    /// has a `reply`: the datagram to send back to its sender at once, if any, goes there.
-    Membership {
-        from: PeerId,
-        data: Vec<u8>,
-        digest: Digest,
-        reply: Option<oneshot::Sender<Option<Vec<u8>>>>,
-    },
-    /// A peer's sync message or status message: send the answer on `reply` (`Response::Sync`
-    /// or `SyncRefused`; `Response::Status` or `Ack`).
-    Request {
-        from: PeerId,
-        request: Inbound,
-        reply: oneshot::Sender<Response>,
-    },
-    /// The last connection to this peer closed.
-    Disconnected(PeerId),
-    /// A check found nothing listening at the peer's address any more: its process is gone.
-    Gone(PeerId),
-}
-
-/// A request that needs the node's answer.
-#[derive(Debug)]
-pub enum Inbound {
-    Sync(Vec<u8>),
-    Status(StatusMessage),
-}
-
 /// Where the answer to a request goes.
 type Reply = oneshot::Sender<Result<Response, NetError>>;
-
-/// What this node holds, in a digest every membership datagram carries: its status table's
-/// fingerprint and its document's, each set by whoever keeps it.
-#[derive(Default)]
-pub struct LocalDigest {
-    status: AtomicU64,
-    doc: AtomicU64,
-}
-
-impl LocalDigest {
-    pub fn get(&self) -> Digest {
-        Digest {
-            status: self.status.load(Ordering::Relaxed),
-            doc: self.doc.load(Ordering::Relaxed),
-        }
-    }
-
-    pub fn set_status(&self, fingerprint: u64) {
-        self.status.store(fingerprint, Ordering::Relaxed);
-    }
-
-    pub fn set_doc(&self, fingerprint: u64) {
-        self.doc.store(fingerprint, Ordering::Relaxed);
-    }
-}
 
 enum Command {
     SendMembership {
@@ -165,6 +72,8 @@ pub struct NetConfig {
     pub cluster_key: Option<[u8; 32]>,
     /// What this node holds, sent with every membership datagram.
     pub digest: Arc<LocalDigest>,
+    /// The actor ends, closing every connection, when this fires.
+    pub shutdown: Shutdown,
 }
 
 #[derive(NetworkBehaviour)]
@@ -214,16 +123,18 @@ impl Network {
             handshake_warnings: Warnings::default(),
             connected,
         };
-        tokio::spawn(actor.run(rx));
+        tokio::spawn(actor.run(rx, config.shutdown));
         Ok((Network { tx, peer_id }, events_rx))
     }
+}
 
-    pub fn peer_id(&self) -> PeerId {
-        self.peer_id
+/// libp2p's own `Transport` trait is in scope here too: this one is named in full.
+impl crate::transport::Transport for Network {
+    fn peer_id(&self) -> String {
+        self.peer_id.to_string()
     }
 
-    /// Sends a membership datagram; delivery is best effort, as SWIM expects.
-    pub async fn send_membership(&self, to: MemberId, data: Vec<u8>) {
+    async fn send_membership(&self, to: MemberId, data: Vec<u8>) {
         let command = Command::SendMembership {
             to,
             data,
@@ -232,9 +143,7 @@ impl Network {
         let _ = self.tx.send(command).await;
     }
 
-    /// Sends a membership datagram and returns once the peer answered or the request failed:
-    /// for a node about to stop, whose last words must go out first.
-    pub async fn deliver_membership(&self, to: MemberId, data: Vec<u8>) {
+    async fn deliver_membership(&self, to: MemberId, data: Vec<u8>) {
         let (delivered, answered) = oneshot::channel();
         let command = Command::SendMembership {
             to,
@@ -246,7 +155,6 @@ impl Network {
         }
     }
 
-    /// Sends a request and waits for the peer's answer.
     async fn request(&self, to: MemberId, request: Request) -> Result<Response, NetError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -256,49 +164,12 @@ impl Network {
         rx.await.map_err(|_| NetError::Stopped)?
     }
 
-    /// Sends a sync message and waits for the peer's reply.
-    pub async fn sync(&self, to: MemberId, message: Vec<u8>) -> Result<Option<Vec<u8>>, NetError> {
-        let peer = to.name.clone();
-        match self.request(to, Request::Sync(message)).await? {
-            Response::Sync(message) => Ok(message),
-            Response::SyncRefused(reason) => Err(NetError::Request { peer, reason }),
-            other => Err(unexpected(peer, &other)),
-        }
-    }
-
-    /// Sends a status message; returns the peer's answer, if it has one.
-    pub async fn status(
-        &self,
-        to: MemberId,
-        message: StatusMessage,
-    ) -> Result<Option<StatusMessage>, NetError> {
-        let peer = to.name.clone();
-        match self.request(to, Request::Status(message)).await? {
-            Response::Status(answer) => Ok(Some(answer)),
-            Response::Ack => Ok(None),
-            other => Err(unexpected(peer, &other)),
-        }
-    }
-
-    /// Dials a peer whose connection closed: if nothing listens at its address any more, a
-    /// [`NetEvent::Gone`] follows. A peer that is only slow or cut off is left to SWIM.
-    pub async fn check(&self, peer: MemberId) {
+    async fn check(&self, peer: MemberId) {
         let _ = self.tx.send(Command::Check(peer, 1)).await;
     }
 
-    /// Closes the connections to a peer declared dead (libp2p peer id, base58). A connection
-    /// that hung through a partition would otherwise be reused after the heal, at the pace of
-    /// TCP's retransmission backoff; a fresh dial is at once.
-    pub async fn disconnect(&self, peer_id: String) {
+    async fn disconnect(&self, peer_id: String) {
         let _ = self.tx.send(Command::Disconnect(peer_id)).await;
-    }
-}
-
-/// A peer answered a request with the answer to another kind.
-fn unexpected(peer: String, response: &Response) -> NetError {
-    NetError::Request {
-        peer,
-        reason: format!("unexpected answer {response:?}"),
     }
 }
 
@@ -437,7 +308,7 @@ impl Warnings {
 }
 
 impl NetworkActor {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut shutdown: Shutdown) {
         // Listen before dialling: libp2p dials from the listening port once it knows it (port
         // reuse), so every connection of this node comes from one port, the one peers know.
         self.try_listen();
@@ -462,6 +333,7 @@ impl NetworkActor {
         let mut relisten = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {
+                _ = shutdown.wait() => return,
                 command = commands.recv() => match command {
                     Some(command) => self.command(command),
                     None => return,
@@ -613,9 +485,7 @@ impl NetworkActor {
                     match dial_failure(&error.to_string()) {
                         DialFailure::NothingListens => {
                             info!(peer = %member.name, %error, "nothing listens at the peer's address: its process is gone");
-                            if let Ok(peer) = member.peer_id.parse() {
-                                let _ = self.events.send(NetEvent::Gone(peer)).await;
-                            }
+                            let _ = self.events.send(NetEvent::Gone(member.peer_id)).await;
                         }
                         // A process that is dying may still accept, then reset: look again.
                         DialFailure::Reset if attempt < CHECK_ATTEMPTS => {
@@ -645,7 +515,10 @@ impl NetworkActor {
                 self.last_used.remove(&peer_id);
                 // Closed to keep the connections bounded: nothing is wrong with the peer.
                 if !self.closing.remove(&peer_id) {
-                    let _ = self.events.send(NetEvent::Disconnected(peer_id)).await;
+                    let _ = self
+                        .events
+                        .send(NetEvent::Disconnected(peer_id.to_string()))
+                        .await;
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.rpc_event(event).await,
@@ -703,7 +576,7 @@ impl NetworkActor {
                     Request::Membership { data, digest } => {
                         let (reply, answer) = oneshot::channel();
                         let event = NetEvent::Membership {
-                            from: peer,
+                            from: peer.to_string(),
                             data,
                             digest,
                             reply: Some(reply),
@@ -727,7 +600,7 @@ impl NetworkActor {
                 };
                 let (reply, answer) = oneshot::channel();
                 let event = NetEvent::Request {
-                    from: peer,
+                    from: peer.to_string(),
                     request,
                     reply,
                 };
@@ -753,7 +626,7 @@ impl NetworkActor {
                     let _ = reply.send(Ok(response));
                 } else if let Response::Membership { data, digest } = response {
                     let event = NetEvent::Membership {
-                        from: peer,
+                        from: peer.to_string(),
                         data,
                         digest,
                         reply: None,

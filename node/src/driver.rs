@@ -1,0 +1,323 @@
+//! The driver: one task that feeds a node's [`NodeCore`] with what happens — network events,
+//! the store's snapshots and whether it can persist, timers, the reconciler's pods, writes to
+//! acknowledge, the ends of the exchanges it runs — and carries out the effects the core
+//! returns through the node's adapters: the [`Transport`], the [`Store`] (the document and its
+//! file), the peers file, and the watches the API, the reconciler, the proxy and DNS read.
+//! Time comes from one clock ([`crate::clock`]); the driver ends when the node's
+//! [`Shutdown`] fires.
+
+use crate::clock;
+use crate::membership::MemberId;
+use crate::shutdown::Shutdown;
+use crate::status::{PodStatus, StatusTable};
+use crate::store::Store;
+use crate::transport::{Inbound, LocalDigest, NetEvent, Response, Transport};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+use weeble_core::node::{Answer, Effect, Input, NodeCore, Timer};
+use weeble_core::status::{Send, StatusMessage};
+use weeble_core::view::View;
+
+/// What the rest of the node asks of the driver.
+pub enum Command {
+    /// A write to acknowledge once enough peers hold it (see `NodeConfig::replicate_to`).
+    Write(oneshot::Sender<()>),
+    /// This node's pods, as the reconciler last saw them.
+    Pods(Vec<PodStatus>),
+    /// Take no pods any more: the node is leaving.
+    Leaving,
+    /// Leave the membership and stop; `done` once the datagrams saying so are answered (or
+    /// failed).
+    Leave(oneshot::Sender<()>),
+}
+
+/// How long a leaving node waits for its leave datagrams to be answered.
+const LEAVE_WAIT: Duration = Duration::from_secs(1);
+
+/// The driver's inboxes.
+pub struct Inboxes {
+    pub events: mpsc::Receiver<NetEvent>,
+    pub commands: mpsc::Receiver<Command>,
+    /// What the driver's own tasks hand back: timers fired, answers, ends of syncs.
+    pub feedback: mpsc::Receiver<Input>,
+}
+
+/// One node's driver (see the module's documentation).
+pub struct Driver<T> {
+    pub core: NodeCore,
+    pub transport: T,
+    pub store: Store,
+    /// What this node holds, read by the transport on every membership send.
+    pub digest: Arc<LocalDigest>,
+    pub view: watch::Sender<Arc<View>>,
+    pub table: watch::Sender<Arc<StatusTable>>,
+    /// Where the known peer addresses are kept, for the next start.
+    pub peers_file: PathBuf,
+    pub feedback: mpsc::Sender<Input>,
+    pub shutdown: Shutdown,
+}
+
+impl<T: Transport> Driver<T> {
+    pub async fn run(mut self, mut inboxes: Inboxes) {
+        let mut writes: BTreeMap<u64, oneshot::Sender<()>> = BTreeMap::new();
+        let mut next_write = 0;
+        let mut snapshots = self.store.watch();
+        let mut failing = self.store.persist_error();
+        let mut shutdown = self.shutdown.clone();
+        self.digest.set(self.core.digest());
+        self.step(Input::Timer(Timer::Announce), &mut writes).await;
+        let persisting = not_persisting(failing.borrow_and_update().clone());
+        self.step(persisting, &mut writes).await;
+        loop {
+            let input = tokio::select! {
+                _ = shutdown.wait() => return,
+                Some(event) = inboxes.events.recv() => self.net_event(event, &mut writes).await,
+                Some(fed) = inboxes.feedback.recv() => Some(fed),
+                command = inboxes.commands.recv() => match command {
+                    None => return,
+                    Some(Command::Write(done)) => {
+                        writes.insert(next_write, done);
+                        next_write += 1;
+                        Some(Input::Write(next_write - 1))
+                    }
+                    Some(Command::Pods(pods)) => Some(Input::Pods(pods)),
+                    Some(Command::Leaving) => Some(Input::Leaving),
+                    Some(Command::Leave(done)) => {
+                        self.leave().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                },
+                r = snapshots.changed() => match r {
+                    Ok(()) => Some(Input::Document(snapshots.borrow_and_update().clone())),
+                    Err(_) => return,
+                },
+                r = failing.changed() => match r {
+                    Ok(()) => Some(not_persisting(failing.borrow_and_update().clone())),
+                    Err(_) => return,
+                },
+            };
+            if let Some(input) = input {
+                self.step(input, &mut writes).await;
+            }
+        }
+    }
+
+    /// Steps the core and carries out its effects; returns its answer to a request, if any.
+    async fn step(
+        &mut self,
+        input: Input,
+        writes: &mut BTreeMap<u64, oneshot::Sender<()>>,
+    ) -> Option<Answer> {
+        let effects = self.core.step(clock::now(), input);
+        let mut answer = None;
+        for effect in effects {
+            match effect {
+                Effect::Answer(a) => answer = Some(a),
+                Effect::Replicated(id) => {
+                    if let Some(done) = writes.remove(&id) {
+                        let _ = done.send(());
+                    }
+                }
+                other => self.carry(other).await,
+            }
+        }
+        answer
+    }
+
+    /// A network event: into the core, with its answer back to the peer; a sync message
+    /// goes to the store (which holds the document), not through the core.
+    async fn net_event(
+        &mut self,
+        event: NetEvent,
+        writes: &mut BTreeMap<u64, oneshot::Sender<()>>,
+    ) -> Option<Input> {
+        match event {
+            NetEvent::Membership {
+                from,
+                data,
+                digest,
+                reply,
+            } => {
+                let request = reply.is_some();
+                let input = Input::Datagram {
+                    from,
+                    data,
+                    digest,
+                    request,
+                };
+                let answer = self.step(input, writes).await;
+                if let (Some(reply), Some(Answer::Membership(data))) = (reply, answer) {
+                    let _ = reply.send(data);
+                }
+                None
+            }
+            NetEvent::Request {
+                from,
+                request: Inbound::Status(message),
+                reply,
+            } => {
+                let answer = self.step(Input::Status { from, message }, writes).await;
+                let response = match answer {
+                    Some(Answer::Status(Some(message))) => Response::Status(message),
+                    _ => Response::Ack,
+                };
+                let _ = reply.send(response);
+                None
+            }
+            NetEvent::Request {
+                from,
+                request: Inbound::Sync(message),
+                reply,
+            } => {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let answer = match store.sync_in(&from, message).await {
+                        Ok(message) => Response::Sync(message),
+                        Err(e) => {
+                            warn!(peer = %from, error = %e, "sync from peer refused");
+                            Response::SyncRefused(e.to_string())
+                        }
+                    };
+                    let _ = reply.send(answer);
+                });
+                None
+            }
+            NetEvent::Disconnected(peer) => Some(Input::Disconnected(peer)),
+            NetEvent::Gone(peer) => Some(Input::Gone(peer)),
+        }
+    }
+
+    /// Carries out one effect (answers and acknowledgements are the step's own).
+    async fn carry(&mut self, effect: Effect) {
+        match effect {
+            Effect::Membership { to, data } => self.transport.send_membership(to, data).await,
+            Effect::Status(send) => self.send_status(send),
+            Effect::Sync { peer, differs } => {
+                let (store, transport) = (self.store.clone(), self.transport.clone());
+                let feedback = self.feedback.clone();
+                tokio::spawn(async move {
+                    let completed = sync_with(&store, &transport, peer.clone(), differs).await;
+                    let peer = peer.peer_id;
+                    let _ = feedback.send(Input::SyncEnded { peer, completed }).await;
+                });
+            }
+            Effect::Schedule { after, timer } => {
+                let (feedback, mut shutdown) = (self.feedback.clone(), self.shutdown.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep(after) => {
+                            let _ = feedback.send(Input::Timer(timer)).await;
+                        }
+                        _ = shutdown.wait() => {}
+                    }
+                });
+            }
+            Effect::Check(member) => self.transport.check(member).await,
+            Effect::Disconnect(peer) => self.transport.disconnect(peer).await,
+            Effect::Known(addrs) => self.save_peers(&addrs),
+            Effect::Digest(digest) => self.digest.set(digest),
+            Effect::View(view) => {
+                self.view.send_replace(view);
+            }
+            Effect::Table(table) => {
+                self.table.send_replace(table);
+            }
+            Effect::Answer(_) | Effect::Replicated(_) => {}
+        }
+    }
+
+    /// Carries a status message without waiting (best effort: anti-entropy mends a loss);
+    /// the answer to versions goes back to the core.
+    fn send_status(&self, Send { to, message }: Send) {
+        let (transport, feedback) = (self.transport.clone(), self.feedback.clone());
+        let versions = matches!(message, StatusMessage::Versions(_));
+        tokio::spawn(async move {
+            let answer = match transport.status(to.clone(), message).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    debug!(peer = %to.name, error = %e, "status not delivered");
+                    None
+                }
+            };
+            if versions {
+                let input = Input::StatusAnswer { peer: to, answer };
+                let _ = feedback.send(input).await;
+            }
+        });
+    }
+
+    /// Leaves the membership: delivers the datagrams that say so before returning.
+    async fn leave(&mut self) {
+        let effects = self.core.step(clock::now(), Input::Leave);
+        let sends = effects.into_iter().filter_map(|e| match e {
+            Effect::Membership { to, data } => Some(self.transport.deliver_membership(to, data)),
+            _ => None,
+        });
+        let all = futures::future::join_all(sends.collect::<Vec<_>>());
+        let _ = tokio::time::timeout(LEAVE_WAIT, all).await;
+    }
+
+    fn save_peers(&self, addrs: &[SocketAddr]) {
+        let text: String = addrs.iter().map(|a| format!("{a}\n")).collect();
+        if let Err(e) = std::fs::write(&self.peers_file, text) {
+            warn!(file = %self.peers_file.display(), error = %e, "cannot save the known peers");
+        }
+    }
+}
+
+/// Whether the store can persist, as the core hears it: a node that cannot is not Ready and
+/// leaves placement until it can.
+pub fn not_persisting(failing: Option<String>) -> Input {
+    match &failing {
+        Some(why) => warn!(%why, "this node cannot persist the desired state: not Ready"),
+        None => info!("this node persists the desired state: Ready"),
+    }
+    Input::NotPersisting(failing.map(|e| format!("cannot persist the desired state: {e}")))
+}
+
+/// A bounded exchange: our message, their reply, until one side has nothing to say. True if
+/// it got there (the peer then holds what this node held when it began).
+///
+/// `differs`: the peer's digest showed another document. If this node's sync state with it
+/// says there is nothing to send all the same, that state is stale (the peer restarted and
+/// lost a change, say): it starts over, or the two would never sync.
+async fn sync_with<T: Transport>(
+    store: &Store,
+    transport: &T,
+    peer: MemberId,
+    differs: bool,
+) -> bool {
+    let mut next = store.sync_out(&peer.peer_id).await;
+    if next.is_none() && differs {
+        debug!(peer = %peer.name, "the peer's document differs, yet nothing to send: starting over");
+        store.reset_peer(&peer.peer_id).await;
+        next = store.sync_out(&peer.peer_id).await;
+    }
+    for _ in 0..16 {
+        let Some(message) = next.take() else {
+            return true;
+        };
+        match transport.sync(peer.clone(), message).await {
+            Ok(None) => return true,
+            Ok(Some(reply)) => match store.sync_in(&peer.peer_id, reply).await {
+                Ok(answer) => next = answer,
+                Err(e) => {
+                    warn!(peer = %peer.name, error = %e, "sync reply rejected");
+                    return false;
+                }
+            },
+            Err(e) => {
+                debug!(peer = %peer.name, error = %e, "sync failed; starting over next time");
+                store.reset_peer(&peer.peer_id).await;
+                return false;
+            }
+        }
+    }
+    false
+}
