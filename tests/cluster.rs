@@ -294,7 +294,7 @@ fn logs_are_json_with_a_span_per_actor(cluster: &Cluster) {
             started += 1;
         }
         for line in messages(&log, "peer joined") {
-            assert_eq!(line["span"]["name"], "membership", "{line}");
+            assert_eq!(line["span"]["name"], "node", "{line}");
         }
     }
     // Three, then two more on scale-up (a killed container is restarted, not re-created).

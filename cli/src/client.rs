@@ -1,8 +1,10 @@
 //! The HTTP client side of the CLI: requests to any node's API, errors turned into messages.
 
 use anyhow::{Context, anyhow, bail};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::time::Duration;
+use weeble_core::objects::{List, ListMeta, Status};
 
 /// How many items the CLI asks for in each page of a list (kubectl's default chunk size).
 pub const PAGE: usize = 500;
@@ -38,14 +40,15 @@ impl Client {
         }
     }
 
-    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+    /// The object at `path`, read as a `T` (a `serde_json::Value` to take it as it is).
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self.agent.get(&self.url(path)).call();
         self.json(path, response)
     }
 
     /// Every item of the list at `path`, fetched in pages of [`PAGE`] items as kubectl does
     /// (so no answer grows with the cluster), as one list.
-    pub fn list(&self, path: &str) -> anyhow::Result<Value> {
+    pub fn list<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<List<T>> {
         let mut items = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -53,14 +56,9 @@ impl Client {
             if let Some(token) = &token {
                 url = format!("{url}&continue={}", query_encode(token));
             }
-            let mut page = self.get(&url)?;
-            if let Value::Array(more) = page["items"].take() {
-                items.extend(more);
-            }
-            let next = page["metadata"]["continue"]
-                .as_str()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
+            let page: List<T> = self.get(&url)?;
+            items.extend(page.items);
+            let next = page.metadata.continue_.filter(|t| !t.is_empty());
             if next.is_some() && next == token {
                 bail!(
                     "the node at {} answered {path} with the same page twice",
@@ -69,9 +67,11 @@ impl Client {
             }
             token = next;
             if token.is_none() {
-                page["items"] = Value::Array(items);
-                page["metadata"] = json!({});
-                return Ok(page);
+                return Ok(List {
+                    metadata: ListMeta::default(),
+                    items,
+                    ..page
+                });
             }
         }
     }
@@ -85,7 +85,7 @@ impl Client {
         Ok(body)
     }
 
-    pub fn post_text(&self, path: &str, body: &str) -> anyhow::Result<Value> {
+    pub fn post_text<T: DeserializeOwned>(&self, path: &str, body: &str) -> anyhow::Result<T> {
         let response = self
             .agent
             .post(&self.url(path))
@@ -94,16 +94,20 @@ impl Client {
         self.json(path, response)
     }
 
-    pub fn put_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    pub fn put_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
         let response = self
             .agent
             .put(&self.url(path))
             .content_type("application/json")
-            .send(body.to_string());
+            .send(serde_json::to_string(body)?);
         self.json(path, response)
     }
 
-    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+    pub fn delete(&self, path: &str) -> anyhow::Result<Status> {
         let response = self.agent.delete(&self.url(path)).call();
         self.json(path, response)
     }
@@ -128,24 +132,29 @@ impl Client {
         Ok((status, body))
     }
 
-    fn json(
+    fn json<T: DeserializeOwned>(
         &self,
         path: &str,
         response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<T> {
         let (status, body) = self.read(path, response)?;
         if status >= 400 {
             return Err(self.failure(status, &body));
         }
-        serde_json::from_str(&body)
-            .with_context(|| format!("the node answered {path} with something that is not JSON"))
+        serde_json::from_str(&body).with_context(|| {
+            format!(
+                "the node at {} answered {path} with something this weeble cannot read \
+                 (a node of another version, or not a Weeble node?)",
+                self.base
+            )
+        })
     }
 
     /// A Kubernetes `Status` body turned into its message.
     fn failure(&self, status: u16, body: &str) -> anyhow::Error {
-        let message = serde_json::from_str::<Value>(body)
+        let message = serde_json::from_str::<Status>(body)
             .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .and_then(|s| s.message)
             .unwrap_or_else(|| body.trim().to_string());
         anyhow!("{message} (HTTP {status} from {})", self.base)
     }

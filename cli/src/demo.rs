@@ -5,10 +5,11 @@
 use crate::client::Client;
 use crate::kubectl::{self, Resource};
 use anyhow::{Context, bail};
-use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use weeble_core::objects::{self, ConditionStatus};
+use weeble_core::status::Phase;
 
 const MANIFEST: &str = include_str!("../../examples/demo.yaml");
 const NODES: [(&str, &str); 3] = [
@@ -75,18 +76,18 @@ fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> anyhow
     Ok(start.elapsed())
 }
 
-fn running(client: &Client) -> Vec<Value> {
-    let pods = client
-        .get("/api/v1/namespaces/default/pods")
-        .unwrap_or_default();
-    pods["items"]
-        .as_array()
+/// The demo's pods, as `client`'s node sees them (none if it cannot be asked).
+fn pods(client: &Client) -> Vec<objects::Pod> {
+    client
+        .list("/api/v1/namespaces/default/pods")
+        .map(|list| list.items)
+        .unwrap_or_default()
+}
+
+fn running(client: &Client) -> Vec<objects::Pod> {
+    pods(client)
         .into_iter()
-        .flatten()
-        .filter(|p| {
-            p["status"]["phase"] == "Running" && p["status"]["conditions"][0]["status"] == "True"
-        })
-        .cloned()
+        .filter(|p| p.status.phase == Phase::Running && p.status.ready())
         .collect()
 }
 
@@ -136,14 +137,13 @@ pub fn run() -> anyhow::Result<()> {
         .collect();
     let took = until("three ready members", Duration::from_secs(30), || {
         clients.iter().all(|c| {
-            c.get("/api/v1/nodes").is_ok_and(|n| {
-                n["items"].as_array().is_some_and(|items| {
-                    items
-                        .iter()
-                        .filter(|n| n["status"]["conditions"][0]["status"] == "True")
-                        .count()
-                        == 3
-                })
+            c.list::<objects::Node>("/api/v1/nodes").is_ok_and(|nodes| {
+                nodes
+                    .items
+                    .iter()
+                    .filter(|n| n.status.readiness() == ConditionStatus::True)
+                    .count()
+                    == 3
             })
         })
     })?;
@@ -154,14 +154,9 @@ pub fn run() -> anyhow::Result<()> {
     kubectl::get(&clients[0], "default", Resource::Nodes, None, None)?;
 
     step("applying the talk's manifest (3 replicas) at the second node");
-    let answer = clients[1].post_text("/apis/weeble.io/v1/apply", MANIFEST)?;
-    for item in answer["items"].as_array().into_iter().flatten() {
-        println!(
-            "  {} {} {}",
-            item["kind"].as_str().unwrap_or(""),
-            item["name"].as_str().unwrap_or(""),
-            item["outcome"].as_str().unwrap_or("")
-        );
+    let answer: objects::Applied = clients[1].post_text("/apis/weeble.io/v1/apply", MANIFEST)?;
+    for item in answer.items {
+        println!("  {} {} {}", item.kind, item.name, item.outcome);
     }
     let took = until("3 pods Running", Duration::from_secs(60), || {
         running(&clients[2]).len() == 3
@@ -183,13 +178,15 @@ pub fn run() -> anyhow::Result<()> {
         .first()
         .cloned()
         .context("a running pod")?;
-    let name = victim["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let id = victim["status"]["containerStatuses"][0]["containerID"]
-        .as_str()
-        .unwrap_or_default()
+    let name = victim.metadata.name;
+    let id = victim
+        .status
+        .container_statuses
+        .iter()
+        .flatten()
+        .next()
+        .with_context(|| format!("the running pod {name} reports no container"))?
+        .container_id
         .trim_start_matches("docker://")
         .to_string();
     Command::new("docker")
@@ -197,9 +194,9 @@ pub fn run() -> anyhow::Result<()> {
         .output()
         .context("docker kill")?;
     let took = until("the pod to run again", Duration::from_secs(30), || {
-        running(&clients[0]).iter().any(|p| {
-            p["metadata"]["name"] == name.as_str() && p["status"]["restartCount"].as_u64() > Some(0)
-        })
+        running(&clients[0])
+            .iter()
+            .any(|p| p.metadata.name == name && p.status.restart_count > 0)
     })?;
     println!(
         "  {name} Running again after {:.2} s (restarted by its own node)",
@@ -210,17 +207,12 @@ pub fn run() -> anyhow::Result<()> {
     for (replicas, at) in [(5, 0), (3, 2)] {
         step(&format!("scaling to {replicas} at node {}", at + 1));
         let body = serde_json::json!({"spec": {"replicas": replicas}});
-        clients[at].put_json(
+        clients[at].put_json::<objects::Scale>(
             "/apis/apps/v1/namespaces/default/deployments/nginx/scale",
             &body,
         )?;
         let took = until("the new replica count", Duration::from_secs(60), || {
-            let pods = clients[(at + 1) % 3]
-                .get("/api/v1/namespaces/default/pods")
-                .unwrap_or_default();
-            pods["items"]
-                .as_array()
-                .is_some_and(|p| p.len() == replicas)
+            pods(&clients[(at + 1) % 3]).len() == replicas
                 && running(&clients[(at + 1) % 3]).len() == replicas
         })?;
         println!(

@@ -5,8 +5,14 @@ use crate::client::Client;
 use crate::manifests;
 use anyhow::{anyhow, bail};
 use clap::ValueEnum;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::path::Path;
+use weeble_core::objects::{
+    self, ANNOTATION_API, ANNOTATION_DEPLOYMENT, ConditionStatus, ObjectMeta,
+};
+use weeble_crdt::Kind;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Resource {
@@ -50,17 +56,13 @@ impl Resource {
 pub fn apply(client: &Client, file: &Path) -> anyhow::Result<()> {
     manifests::read(file)?; // Validate (and warn) here too: a bad file never leaves the machine.
     let text = manifests::read_text(file)?;
-    let answer = client.post_text("/apis/weeble.io/v1/apply", &text)?;
-    for item in answer["items"].as_array().into_iter().flatten() {
-        let kind = match item["kind"].as_str() {
-            Some("Deployment") => "deployment.apps",
-            _ => "service",
+    let answer: objects::Applied = client.post_text("/apis/weeble.io/v1/apply", &text)?;
+    for item in answer.items {
+        let kind = match item.kind {
+            Kind::Deployment => "deployment.apps",
+            Kind::Service => "service",
         };
-        println!(
-            "{kind}/{} {}",
-            str_of(&item["name"]),
-            str_of(&item["outcome"])
-        );
+        println!("{kind}/{} {}", item.name, item.outcome);
     }
     Ok(())
 }
@@ -73,216 +75,231 @@ pub fn get(
     output: Option<Output>,
 ) -> anyhow::Result<()> {
     let path = resource.path(ns, name);
-    let value = match name {
-        Some(_) => client.get(&path)?,
-        None => client.list(&path)?,
-    };
     match output {
-        Some(Output::Json) => println!("{}", serde_json::to_string_pretty(&value)?),
-        Some(Output::Yaml) => print!("{}", serde_yaml_ng::to_string(&value)?),
+        Some(Output::Json) => println!(
+            "{}",
+            serde_json::to_string_pretty(&as_written(client, &path, name)?)?
+        ),
+        Some(Output::Yaml) => print!(
+            "{}",
+            serde_yaml_ng::to_string(&as_written(client, &path, name)?)?
+        ),
         wide => {
-            let items = match name {
-                Some(_) => vec![value],
-                None => value["items"].as_array().cloned().unwrap_or_default(),
+            let wide = wide == Some(Output::Wide);
+            let rows = match resource {
+                Resource::Deployments => rows::<objects::Deployment>(client, &path, name, wide)?,
+                Resource::Pods => rows::<objects::Pod>(client, &path, name, wide)?,
+                Resource::Services => rows::<objects::Service>(client, &path, name, wide)?,
+                Resource::Endpoints => rows::<objects::Endpoints>(client, &path, name, wide)?,
+                Resource::Nodes => rows::<objects::Node>(client, &path, name, wide)?,
             };
-            if items.is_empty() {
+            // The header alone: nothing was found.
+            if rows.len() == 1 {
                 eprintln!("No resources found in {ns} namespace.");
                 return Ok(());
             }
-            print_table(&table(resource, &items, wide == Some(Output::Wide)));
+            print_table(&rows);
         }
     }
     Ok(())
 }
 
-fn str_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "<none>".into(),
-        other => other.to_string(),
+/// The object at `path` (when `name` is given) or the whole list there, as the node wrote it.
+fn as_written(client: &Client, path: &str, name: Option<&str>) -> anyhow::Result<Value> {
+    Ok(match name {
+        Some(_) => client.get(path)?,
+        None => serde_json::to_value(client.list::<Value>(path)?)?,
+    })
+}
+
+/// The table of the object at `path` (when `name` is given) or of every item of the list
+/// there, read as `T`.
+fn rows<T: Row>(
+    client: &Client,
+    path: &str,
+    name: Option<&str>,
+    wide: bool,
+) -> anyhow::Result<Vec<Vec<String>>> {
+    let items: Vec<T> = match name {
+        Some(_) => vec![client.get(path)?],
+        None => client.list(path)?.items,
+    };
+    Ok(table(&items, wide))
+}
+
+/// `items` joined with commas.
+fn commas(items: impl IntoIterator<Item = String>) -> String {
+    items.into_iter().collect::<Vec<_>>().join(",")
+}
+
+/// `items` joined with commas, or `<none>`.
+fn joined(items: impl IntoIterator<Item = String>) -> String {
+    let text = commas(items);
+    if text.is_empty() { NONE.into() } else { text }
+}
+
+/// What a table shows for a field that has no value.
+const NONE: &str = "<none>";
+
+/// Labels or a selector as `k=v,k=v`.
+fn labels<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
+    joined(pairs.into_iter().map(|(k, v)| format!("{k}={v}")))
+}
+
+/// An object as a row of `get`'s table.
+trait Row: DeserializeOwned {
+    const COLUMNS: &'static [&'static str];
+    /// The columns `-o wide` adds.
+    const WIDE: &'static [&'static str] = &[];
+    fn cells(&self) -> Vec<String>;
+    fn wide_cells(&self) -> Vec<String> {
+        vec![]
     }
 }
 
-fn labels(v: &Value) -> String {
-    let pairs: Vec<String> = v
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", str_of(v)))
-        .collect();
-    if pairs.is_empty() {
-        "<none>".into()
-    } else {
-        pairs.join(",")
+impl Row for objects::Deployment {
+    const COLUMNS: &'static [&'static str] = &["NAME", "READY", "UP-TO-DATE", "AVAILABLE"];
+    const WIDE: &'static [&'static str] = &["CONTAINERS", "IMAGES", "SELECTOR"];
+
+    fn cells(&self) -> Vec<String> {
+        let status = &self.status;
+        vec![
+            self.metadata.name.clone(),
+            format!("{}/{}", status.ready_replicas, self.spec.replicas),
+            status.updated_replicas.to_string(),
+            status.available_replicas.to_string(),
+        ]
+    }
+
+    fn wide_cells(&self) -> Vec<String> {
+        let containers = &self.spec.template.spec.containers;
+        vec![
+            commas(containers.iter().map(|c| c.name.clone())),
+            commas(containers.iter().map(|c| c.image.clone())),
+            labels(&self.spec.selector.match_labels),
+        ]
     }
 }
 
-fn table(resource: Resource, items: &[Value], wide: bool) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    match resource {
-        Resource::Deployments => {
-            rows.push(vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE"]);
-            if wide {
-                rows[0].extend(["CONTAINERS", "IMAGES", "SELECTOR"]);
-            }
-        }
-        Resource::Pods => {
-            rows.push(vec!["NAME", "READY", "STATUS", "RESTARTS", "NODE"]);
-            if wide {
-                rows[0].extend(["IP", "PORTS"]);
-            }
-        }
-        Resource::Services => rows.push(vec!["NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "SELECTOR"]),
-        Resource::Endpoints => rows.push(vec!["NAME", "ENDPOINTS", "NOT READY"]),
-        Resource::Nodes => {
-            rows.push(vec!["NAME", "STATUS", "ADDRESS", "API"]);
-            if wide {
-                rows[0].extend(["CPU", "MEMORY", "LABELS"]);
-            }
-        }
-    }
-    let mut rows: Vec<Vec<String>> = rows
-        .into_iter()
-        .map(|r| r.into_iter().map(String::from).collect())
-        .collect();
-    for item in items {
-        let name = str_of(&item["metadata"]["name"]);
-        let mut row = match resource {
-            Resource::Deployments => {
-                let s = &item["status"];
-                vec![
-                    name,
-                    format!("{}/{}", s["readyReplicas"], item["spec"]["replicas"]),
-                    s["updatedReplicas"].to_string(),
-                    s["availableReplicas"].to_string(),
-                ]
-            }
-            Resource::Pods => {
-                let s = &item["status"];
-                let ready = s["conditions"][0]["status"] == "True";
-                let status = s["reason"]
-                    .as_str()
-                    .filter(|_| !ready)
-                    .unwrap_or_else(|| s["phase"].as_str().unwrap_or("Unknown"));
-                vec![
-                    name,
-                    if ready { "1/1" } else { "0/1" }.into(),
-                    status.into(),
-                    s["restartCount"].to_string(),
-                    str_of(&item["spec"]["nodeName"]),
-                ]
-            }
-            Resource::Services => {
-                let ports: Vec<String> = item["spec"]["ports"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|p| format!("{}/{}", p["port"], str_of(&p["protocol"])))
-                    .collect();
-                vec![
-                    name,
-                    "ClusterIP".into(),
-                    str_of(&item["spec"]["clusterIP"]),
-                    ports.join(","),
-                    labels(&item["spec"]["selector"]),
-                ]
-            }
-            Resource::Endpoints => {
-                let subsets = item["subsets"].as_array().cloned().unwrap_or_default();
-                let ready: Vec<String> = subsets
-                    .iter()
-                    .filter_map(|s| {
-                        let ip = s["addresses"][0]["ip"].as_str()?;
-                        Some(format!("{ip}:{}", s["ports"][0]["port"]))
-                    })
-                    .collect();
-                let waiting: Vec<String> = subsets
-                    .iter()
-                    .flat_map(|s| {
-                        s["notReadyAddresses"]
-                            .as_array()
-                            .cloned()
-                            .unwrap_or_default()
-                    })
-                    .map(|a| str_of(&a["targetRef"]["name"]))
-                    .collect();
-                let or_none = |v: Vec<String>| {
-                    if v.is_empty() {
-                        "<none>".to_string()
-                    } else {
-                        v.join(",")
-                    }
-                };
-                vec![name, or_none(ready), or_none(waiting)]
-            }
-            Resource::Nodes => {
-                let ready = match item["status"]["conditions"][0]["status"].as_str() {
-                    Some("True") => "Ready",
-                    Some("Unknown") => "Suspect",
-                    _ => "NotReady",
-                };
-                vec![
-                    name,
-                    ready.into(),
-                    str_of(&item["status"]["addresses"][0]["address"]),
-                    str_of(&item["metadata"]["annotations"]["weeble.io/api"]),
-                ]
-            }
+impl Row for objects::Pod {
+    const COLUMNS: &'static [&'static str] = &["NAME", "READY", "STATUS", "RESTARTS", "NODE"];
+    const WIDE: &'static [&'static str] = &["IP", "PORTS"];
+
+    fn cells(&self) -> Vec<String> {
+        let status = &self.status;
+        let ready = status.ready();
+        let shown = match &status.reason {
+            Some(reason) if !ready => reason.clone(),
+            _ => status.phase.to_string(),
         };
-        if wide {
-            match resource {
-                Resource::Deployments => {
-                    let containers = item["spec"]["template"]["spec"]["containers"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
-                    let names: Vec<String> =
-                        containers.iter().map(|c| str_of(&c["name"])).collect();
-                    let images: Vec<String> =
-                        containers.iter().map(|c| str_of(&c["image"])).collect();
-                    row.extend([
-                        names.join(","),
-                        images.join(","),
-                        labels(&item["spec"]["selector"]["matchLabels"]),
-                    ]);
-                }
-                Resource::Pods => {
-                    let ports: Vec<String> = item["status"]["ports"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|p| {
-                            format!(
-                                "{}:{}->{}",
-                                str_of(&p["hostIP"]),
-                                p["hostPort"],
-                                p["containerPort"]
-                            )
-                        })
-                        .collect();
-                    row.extend([
-                        str_of(&item["status"]["hostIP"]),
-                        if ports.is_empty() {
-                            "<none>".into()
-                        } else {
-                            ports.join(",")
-                        },
-                    ]);
-                }
-                Resource::Nodes => {
-                    let c = &item["status"]["capacity"];
-                    row.extend([
-                        str_of(&c["cpu"]),
-                        str_of(&c["memory"]),
-                        labels(&item["metadata"]["labels"]),
-                    ]);
-                }
-                Resource::Services | Resource::Endpoints => {}
-            }
-        }
-        rows.push(row);
+        vec![
+            self.metadata.name.clone(),
+            if ready { "1/1" } else { "0/1" }.into(),
+            shown,
+            status.restart_count.to_string(),
+            self.spec.node_name.clone().unwrap_or_else(|| NONE.into()),
+        ]
     }
-    rows
+
+    fn wide_cells(&self) -> Vec<String> {
+        let status = &self.status;
+        let ports = status
+            .ports
+            .iter()
+            .map(|p| format!("{}:{}->{}", p.host_ip, p.host_port, p.container_port));
+        vec![
+            status
+                .host_ip
+                .map_or_else(|| NONE.into(), |ip| ip.to_string()),
+            joined(ports),
+        ]
+    }
+}
+
+impl Row for objects::Service {
+    const COLUMNS: &'static [&'static str] = &["NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "SELECTOR"];
+
+    fn cells(&self) -> Vec<String> {
+        let spec = &self.spec;
+        vec![
+            self.metadata.name.clone(),
+            spec.type_.clone(),
+            spec.cluster_ip.to_string(),
+            commas(
+                spec.ports
+                    .iter()
+                    .map(|p| format!("{}/{}", p.port, p.protocol)),
+            ),
+            labels(&spec.selector),
+        ]
+    }
+}
+
+impl Row for objects::Endpoints {
+    const COLUMNS: &'static [&'static str] = &["NAME", "ENDPOINTS", "NOT READY"];
+
+    fn cells(&self) -> Vec<String> {
+        let ready = self.subsets.iter().filter_map(|s| {
+            let ip = s.addresses.as_ref()?.first()?.ip?;
+            Some(format!("{ip}:{}", s.ports.first()?.port))
+        });
+        let waiting = self
+            .subsets
+            .iter()
+            .flat_map(|s| s.not_ready_addresses.iter().flatten())
+            .map(|a| a.target_ref.name.clone());
+        vec![self.metadata.name.clone(), joined(ready), joined(waiting)]
+    }
+}
+
+impl Row for objects::Node {
+    const COLUMNS: &'static [&'static str] = &["NAME", "STATUS", "ADDRESS", "API"];
+    const WIDE: &'static [&'static str] = &["CPU", "MEMORY", "LABELS"];
+
+    fn cells(&self) -> Vec<String> {
+        let ready = match self.status.readiness() {
+            ConditionStatus::True => "Ready",
+            ConditionStatus::Unknown => "Suspect",
+            ConditionStatus::False => "NotReady",
+        };
+        let address = self.status.addresses.first();
+        vec![
+            self.metadata.name.clone(),
+            ready.into(),
+            address.map_or_else(|| NONE.into(), |a| a.address.to_string()),
+            self.metadata
+                .annotation(ANNOTATION_API)
+                .unwrap_or(NONE)
+                .into(),
+        ]
+    }
+
+    fn wide_cells(&self) -> Vec<String> {
+        let capacity = &self.status.capacity;
+        vec![
+            capacity.cpu.clone(),
+            capacity.memory.clone(),
+            labels(self.metadata.labels.iter().flatten()),
+        ]
+    }
+}
+
+/// The header and a row per item, with the wide columns if `wide`.
+fn table<T: Row>(items: &[T], wide: bool) -> Vec<Vec<String>> {
+    let mut header = T::COLUMNS.to_vec();
+    if wide {
+        header.extend(T::WIDE);
+    }
+    let rows = items.iter().map(|item| {
+        let mut row = item.cells();
+        if wide {
+            row.extend(item.wide_cells());
+        }
+        row
+    });
+    std::iter::once(header.into_iter().map(String::from).collect())
+        .chain(rows)
+        .collect()
 }
 
 fn print_table(rows: &[Vec<String>]) {
@@ -306,32 +323,42 @@ fn print_table(rows: &[Vec<String>]) {
     }
 }
 
+/// What `describe` shows of any object: its metadata, read, and its spec and status as the
+/// node wrote them.
+#[derive(Deserialize)]
+struct Described {
+    metadata: ObjectMeta,
+    spec: Option<Value>,
+    status: Option<Value>,
+}
+
 pub fn describe(client: &Client, ns: &str, resource: Resource, name: &str) -> anyhow::Result<()> {
-    let value = client.get(&resource.path(ns, Some(name)))?;
-    let meta = &value["metadata"];
-    println!("Name:         {}", str_of(&meta["name"]));
+    let object: Described = client.get(&resource.path(ns, Some(name)))?;
+    let meta = &object.metadata;
+    println!("Name:         {}", meta.name);
     if resource != Resource::Nodes {
-        println!("Namespace:    {}", str_of(&meta["namespace"]));
+        println!(
+            "Namespace:    {}",
+            meta.namespace.as_deref().unwrap_or(NONE)
+        );
     }
-    println!("Labels:       {}", labels(&meta["labels"]));
-    if let Some(spec) = value.get("spec") {
+    println!("Labels:       {}", labels(meta.labels.iter().flatten()));
+    if let Some(spec) = &object.spec {
         println!("Spec:\n{}", indent(&serde_yaml_ng::to_string(spec)?));
     }
-    if let Some(status) = value.get("status") {
+    if let Some(status) = &object.status {
         println!("Status:\n{}", indent(&serde_yaml_ng::to_string(status)?));
     }
     if resource == Resource::Deployments {
-        let pods = client.list(&Resource::Pods.path(ns, None))?;
+        let pods = client.list::<objects::Pod>(&Resource::Pods.path(ns, None))?;
         let key = format!("{ns}/{name}");
-        let mine: Vec<Value> = pods["items"]
-            .as_array()
+        let mine: Vec<objects::Pod> = pods
+            .items
             .into_iter()
-            .flatten()
-            .filter(|p| p["metadata"]["annotations"]["weeble.io/deployment"] == key.as_str())
-            .cloned()
+            .filter(|p| p.metadata.annotation(ANNOTATION_DEPLOYMENT) == Some(key.as_str()))
             .collect();
         println!("Pods:");
-        for line in table(Resource::Pods, &mine, true) {
+        for line in table(&mine, true) {
             println!("  {}", line.join("  "));
         }
     }
@@ -359,7 +386,7 @@ pub fn scale(
         bail!("--replicas must not be negative, got {replicas}");
     }
     let path = format!("{}/scale", resource.path(ns, Some(name)));
-    client.put_json(&path, &json!({"spec": {"replicas": replicas}}))?;
+    client.put_json::<objects::Scale>(&path, &json!({"spec": {"replicas": replicas}}))?;
     println!("deployment.apps/{name} scaled");
     Ok(())
 }
@@ -412,4 +439,85 @@ pub fn logs(client: &Client, ns: &str, pod: &str, tail: usize) -> anyhow::Result
         ))?
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weeble_core::membership::{Liveness, MemberId};
+    use weeble_core::placement::Unplaced;
+    use weeble_crdt::{Labels, Object, ResourceAmounts, parse_manifests};
+
+    const DEPLOYMENT: &str = "
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: weeble-demo}]}
+";
+
+    #[test]
+    fn tables_read_the_objects_the_api_writes() {
+        let parsed = parse_manifests(DEPLOYMENT).unwrap();
+        let Some(Object::Deployment(d)) = parsed.objects.first() else {
+            panic!("the manifest holds a deployment");
+        };
+        let deployment = objects::Deployment::new(d, 2, 1);
+        assert_eq!(
+            table(&[deployment], true),
+            [
+                [
+                    "NAME",
+                    "READY",
+                    "UP-TO-DATE",
+                    "AVAILABLE",
+                    "CONTAINERS",
+                    "IMAGES",
+                    "SELECTOR"
+                ],
+                ["web", "1/2", "2", "1", "web", "weeble-demo", "app=web"],
+            ]
+        );
+        let pending = objects::Pod::desired(d, "web-1", Err(Unplaced::NoEligibleNode), None);
+        assert_eq!(
+            table(&[pending], true)[1],
+            [
+                "web-1",
+                "0/1",
+                "Unschedulable",
+                "0",
+                "<none>",
+                "<none>",
+                "<none>"
+            ]
+        );
+        let member = MemberId {
+            name: "n1".into(),
+            peer_id: "peer1".into(),
+            p2p: "127.0.0.11:7946".parse().unwrap(),
+            api: "127.0.0.11:7070".parse().unwrap(),
+            labels: Labels::new(),
+            capacity: ResourceAmounts {
+                cpu_millis: 500,
+                memory_bytes: 1024,
+            },
+            max_pods: 10,
+            bump: 1,
+        };
+        let suspect = objects::Node::new(&member, Liveness::Suspect, None);
+        assert_eq!(
+            table(&[suspect], true)[1],
+            [
+                "n1",
+                "Suspect",
+                "127.0.0.11",
+                "127.0.0.11:7070",
+                "500m",
+                "1024",
+                "<none>"
+            ]
+        );
+    }
 }

@@ -21,8 +21,8 @@ use automerge::{
     ActorId, AutoCommit, ChangeHash, ObjId, ObjType, PatchAction, Prop, ROOT, ReadDoc, ScalarValue,
     Value,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -43,7 +43,7 @@ pub enum StateError {
 }
 
 /// What an `apply`, `scale` or `delete` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Created,
@@ -51,6 +51,19 @@ pub enum Outcome {
     Unchanged,
     Scaled,
     Deleted,
+}
+
+/// The outcome as kubectl prints it (`deployment.apps/web created`): its serde text.
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Created => "created",
+            Outcome::Configured => "configured",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Scaled => "scaled",
+            Outcome::Deleted => "deleted",
+        })
+    }
 }
 
 /// Everything the document says, hydrated into model types.

@@ -14,10 +14,9 @@ pub mod listen;
 
 use crate::agent::Agent;
 use crate::membership::{Liveness, MemberId};
-use crate::placement::{ReplicaKey, Unplaced};
+use crate::placement::ReplicaKey;
 use crate::runtime::{ContainerRuntime, LABEL_POD, RuntimeError};
-use crate::services::PortEndpoints;
-use crate::status::{Phase, PodStatus, StatusTable};
+use crate::status::{PodStatus, StatusTable};
 use crate::store::StoreError;
 use crate::view::View;
 use axum::extract::{Path, Query, Request, State};
@@ -33,11 +32,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::ops::Bound;
 use std::sync::Arc;
+use weeble_core::objects::{self, Resource, StatusCause};
 use weeble_crdt::echo::{clip_to, echo};
-use weeble_crdt::{
-    Deployment, Kind, ObjectKey, Probe, ProbeAction, Service, StateError, TargetPort,
-    parse_manifests,
-};
+use weeble_crdt::{Kind, ObjectKey, StateError, parse_manifests};
 
 /// The API's shared state: the agent's handles and this node's runtime (for logs).
 #[derive(Clone)]
@@ -218,32 +215,18 @@ async fn errors_as_status(request: Request, next: Next) -> Response {
     ApiError::new(code, message).into_response()
 }
 
-/// A Kubernetes `Status` error: what went wrong, in a form kubectl understands.
+/// An error answered as a Kubernetes `Status` ([`objects::Status`]): what went wrong, in a form
+/// kubectl understands.
 pub struct ApiError {
     code: StatusCode,
-    reason: &'static str,
     message: String,
-    causes: Vec<Value>,
+    causes: Vec<StatusCause>,
 }
 
 impl ApiError {
-    /// An error with the Kubernetes reason that goes with `code`.
     fn new(code: StatusCode, message: impl Into<String>) -> Self {
-        let reason = match code.as_u16() {
-            400 => "BadRequest",
-            403 => "Forbidden",
-            404 => "NotFound",
-            405 => "MethodNotAllowed",
-            413 => "RequestEntityTooLarge",
-            415 => "UnsupportedMediaType",
-            422 => "Invalid",
-            503 => "ServiceUnavailable",
-            500 => "InternalError",
-            _ => "Unknown",
-        };
         ApiError {
             code,
-            reason,
             message: message.into(),
             causes: vec![],
         }
@@ -260,21 +243,18 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
-    fn body(&self) -> Value {
-        json!({
-            "apiVersion": "v1", "kind": "Status", "status": "Failure",
-            "message": self.message, "reason": self.reason, "code": self.code.as_u16(),
-            "details": {"causes": self.causes},
-        })
+    fn body(self) -> objects::Status {
+        objects::Status::failure(self.code.as_u16(), self.message, self.causes)
     }
 
     /// The whole HTTP/1.1 answer, for a connection that is closed without being served.
-    fn http_answer(&self) -> Vec<u8> {
-        let body = self.body().to_string();
+    fn http_answer(self) -> Vec<u8> {
+        let code = self.code;
+        let body = serde_json::to_string(&self.body()).expect("a Status serializes");
         format!(
             "HTTP/1.1 {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
              connection: close\r\n\r\n{body}",
-            self.code,
+            code,
             body.len()
         )
         .into_bytes()
@@ -298,7 +278,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Reply = Result<Json<Value>, ApiError>;
+type Reply<T> = Result<Json<T>, ApiError>;
 
 fn view<R>(api: &Api<R>) -> std::sync::Arc<View> {
     api.agent.view.borrow().clone()
@@ -309,12 +289,18 @@ fn table<R>(api: &Api<R>) -> std::sync::Arc<StatusTable> {
 }
 
 /// `POST /apis/weeble.io/v1/apply`: a manifest file (YAML, many documents), all or nothing.
-async fn apply<R: ContainerRuntime>(State(api): State<Api<R>>, body: String) -> Reply {
+async fn apply<R: ContainerRuntime>(
+    State(api): State<Api<R>>,
+    body: String,
+) -> Reply<objects::Applied> {
     let parsed = parse_manifests(&body).map_err(|e| ApiError {
         causes: e
             .errors
             .iter()
-            .map(|l| json!({"field": l.path, "message": l.to_string()}))
+            .map(|l| StatusCause {
+                field: l.path.clone(),
+                message: l.to_string(),
+            })
             .collect(),
         ..ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -323,14 +309,7 @@ async fn apply<R: ContainerRuntime>(State(api): State<Api<R>>, body: String) -> 
     })?;
     let outcomes = api.agent.store.apply(parsed.objects.clone()).await?;
     api.agent.replicate().await;
-    let items: Vec<Value> = parsed
-        .objects
-        .iter()
-        .zip(outcomes)
-        .map(|(o, outcome)| json!({"kind": o.kind().to_string(), "namespace": o.meta().namespace, "name": o.meta().name, "outcome": outcome}))
-        .collect();
-    let warnings: Vec<String> = parsed.warnings.iter().map(|w| w.to_string()).collect();
-    Ok(Json(json!({"items": items, "warnings": warnings})))
+    Ok(Json(objects::Applied::new(&parsed, outcomes)))
 }
 
 /// A 400 for a continue token this API did not write.
@@ -342,23 +321,24 @@ fn bad_token(_: list::BadToken) -> ApiError {
 }
 
 /// A list of the objects of a map keyed by [`ObjectKey`], paged and streamed. `source` owns
-/// what the list reads (the view, say); `map` finds the objects in it; `json` writes one.
-fn keyed_list<S, V>(
-    (kind, api_version): (&'static str, &'static str),
+/// what the list reads (the view, say); `map` finds the objects in it; `read` makes the read
+/// model of one.
+fn keyed_list<S, V, T>(
     source: S,
     map: fn(&S) -> &BTreeMap<ObjectKey, V>,
-    json: impl Fn(&S, &ObjectKey, &V) -> Value + Send + 'static,
+    read: impl Fn(&S, &ObjectKey, &V) -> T + Send + 'static,
     ns: Option<String>,
     page: PageQuery,
 ) -> Result<Response, ApiError>
 where
     S: Send + 'static,
     V: 'static,
+    T: Resource + 'static,
 {
     let after = list::object_token_key(page.token.as_deref()).map_err(bad_token)?;
-    Ok(list::respond(kind, api_version, page.limit, move |sink| {
+    Ok(list::respond(page.limit, move |sink| {
         for (key, value) in list::objects_after(map(&source), ns.as_deref(), after) {
-            if !sink.push(|| list::object_token(key), &json(&source, key, value)) {
+            if !sink.push(|| list::object_token(key), &read(&source, key, value)) {
                 break;
             }
         }
@@ -366,17 +346,13 @@ where
 }
 
 /// Deletes an object; answers with a Kubernetes `Status` of success.
-async fn delete<R>(api: &Api<R>, kind: Kind, ns: String, name: String) -> Reply {
+async fn delete<R>(api: &Api<R>, kind: Kind, ns: String, name: String) -> Reply<objects::Status> {
     api.agent
         .store
         .delete(kind, ObjectKey::new(&ns, &name))
         .await?;
     api.agent.replicate().await;
-    let plural = format!("{}s", kind.to_string().to_lowercase());
-    Ok(Json(
-        json!({"apiVersion": "v1", "kind": "Status", "status": "Success",
-                   "details": {"name": name, "kind": plural}}),
-    ))
+    Ok(Json(objects::Status::deleted(kind, &name)))
 }
 
 /// What the deployment list reads: the view, and each deployment's ready replicas.
@@ -389,12 +365,11 @@ fn deployment_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> List
     let (view, table) = (view(api), table(api));
     let ready = ready_replicas(&view, &table, None);
     keyed_list(
-        ("Deployment", "apps/v1"),
         DeploymentSource { view, ready },
         |s| &s.view.snapshot.deployments,
         |s, key, d| {
             let ready = s.ready.get(key).copied().unwrap_or(0);
-            deployment_json(d, placed(&s.view, key), ready)
+            objects::Deployment::new(d, placed(&s.view, key), ready)
         },
         ns,
         page,
@@ -421,7 +396,7 @@ async fn list_deployments_in<R>(
 async fn get_deployment<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
-) -> Reply {
+) -> Reply<objects::Deployment> {
     let (view, table) = (view(&api), table(&api));
     let key = ObjectKey::new(&ns, &name);
     let d = view
@@ -432,7 +407,11 @@ async fn get_deployment<R>(
     let ready = ready_replicas(&view, &table, Some(&key))
         .remove(&key)
         .unwrap_or(0);
-    Ok(Json(deployment_json(d, placed(&view, &key), ready)))
+    Ok(Json(objects::Deployment::new(
+        d,
+        placed(&view, &key),
+        ready,
+    )))
 }
 
 /// How many replicas placement has for a deployment (placed or not).
@@ -477,26 +456,20 @@ fn ready_replicas(
 async fn delete_deployment<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
-) -> Reply {
+) -> Reply<objects::Status> {
     delete(&api, Kind::Deployment, ns, name).await
-}
-
-fn scale_json(ns: &str, name: &str, replicas: u32, ready: usize) -> Value {
-    json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": name, "namespace": ns},
-           "spec": {"replicas": replicas}, "status": {"replicas": ready}})
 }
 
 async fn get_scale<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
-) -> Reply {
-    let d = get_deployment(State(api), Path((ns.clone(), name.clone()))).await?;
-    let ready = d["status"]["readyReplicas"].as_u64().unwrap_or(0) as usize;
-    Ok(Json(scale_json(
-        &ns,
-        &name,
-        d["spec"]["replicas"].as_u64().unwrap_or(0) as u32,
-        ready,
+) -> Reply<objects::Scale> {
+    let key = ObjectKey::new(&ns, &name);
+    let Json(d) = get_deployment(State(api), Path((ns, name))).await?;
+    Ok(Json(objects::Scale::new(
+        &key,
+        d.spec.replicas,
+        d.status.ready_replicas,
     )))
 }
 
@@ -514,7 +487,7 @@ async fn put_scale<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
     body: String,
-) -> Reply {
+) -> Reply<objects::Scale> {
     let body: ScaleBody = serde_json::from_str(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "expected {{\"spec\": {{\"replicas\": N}}}}: {}",
@@ -531,21 +504,18 @@ async fn put_scale<R>(
                 body.spec.replicas
             ))
         })?;
-    api.agent
-        .store
-        .scale(ObjectKey::new(&ns, &name), replicas)
-        .await?;
+    let key = ObjectKey::new(&ns, &name);
+    api.agent.store.scale(key.clone(), replicas).await?;
     api.agent.replicate().await;
-    Ok(Json(scale_json(&ns, &name, replicas, 0)))
+    Ok(Json(objects::Scale::new(&key, replicas, 0)))
 }
 
 fn service_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListReply {
     let ip = api.agent.config.service_ip();
     keyed_list(
-        ("Service", "v1"),
         view(api),
         |v| &v.snapshot.services,
-        move |_, _, s| service_json(s, ip),
+        move |_, _, s| objects::Service::new(s, ip),
         ns,
         page,
     )
@@ -553,10 +523,9 @@ fn service_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListRep
 
 fn endpoints_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListReply {
     keyed_list(
-        ("Endpoints", "v1"),
         api.agent.endpoints.borrow().clone(),
         |e| e,
-        |_, key, ports| endpoints_json(key, ports),
+        |_, key, ports| objects::Endpoints::new(key, ports),
         ns,
         page,
     )
@@ -577,12 +546,12 @@ async fn list_endpoints_in<R>(
 async fn get_endpoints<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
-) -> Reply {
+) -> Reply<objects::Endpoints> {
     let endpoints = api.agent.endpoints.borrow().clone();
     let key = ObjectKey::new(&ns, &name);
     endpoints
         .get(&key)
-        .map(|ports| Json(endpoints_json(&key, ports)))
+        .map(|ports| Json(objects::Endpoints::new(&key, ports)))
         .ok_or_else(|| ApiError::not_found(format!("Endpoints {ns}/{name}")))
 }
 
@@ -601,20 +570,20 @@ async fn list_services_in<R>(
 async fn get_service<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
-) -> Reply {
+) -> Reply<objects::Service> {
     let ip = api.agent.config.service_ip();
     view(&api)
         .snapshot
         .services
         .get(&ObjectKey::new(&ns, &name))
-        .map(|s| Json(service_json(s, ip)))
+        .map(|s| Json(objects::Service::new(s, ip)))
         .ok_or_else(|| ApiError::not_found(format!("Service {ns}/{name}")))
 }
 
 async fn delete_service<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
-) -> Reply {
+) -> Reply<objects::Status> {
     delete(&api, Kind::Service, ns, name).await
 }
 
@@ -630,7 +599,7 @@ fn pod_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListReply {
         .transpose()
         .map_err(bad_token)?;
     let (view, table) = (view(api), table(api));
-    Ok(list::respond("Pod", "v1", page.limit, move |sink| {
+    Ok(list::respond(page.limit, move |sink| {
         push_pods(&view, &table, ns.as_deref(), after, sink)
     }))
 }
@@ -649,7 +618,10 @@ async fn list_pods_in<R>(
 
 /// One pod, found from its name (`<deployment>-<index>`) through placement: no list of
 /// every pod is made.
-async fn get_pod<R>(State(api): State<Api<R>>, Path((ns, name)): Path<(String, String)>) -> Reply {
+async fn get_pod<R>(
+    State(api): State<Api<R>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Reply<objects::Pod> {
     let (view, table) = (view(&api), table(&api));
     find_pod(&view, &table, &ns, &name)
         .map(Json)
@@ -668,13 +640,8 @@ async fn pod_log<R: ContainerRuntime>(
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
-    let pod = get_pod(State(api.clone()), Path((ns.clone(), name.clone())))
-        .await?
-        .0;
-    let node = pod["spec"]["nodeName"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let Json(pod) = get_pod(State(api.clone()), Path((ns.clone(), name.clone()))).await?;
+    let node = pod.spec.node_name.unwrap_or_default();
     if node != api.agent.config.name {
         let view = view(&api);
         let owner = view
@@ -718,44 +685,6 @@ fn runtime_error(e: RuntimeError) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// A member as a Kubernetes Node: Ready unless it is suspected, down, or reports that it
-/// cannot persist the desired state (`table`, the status it gossips); unschedulable while it
-/// is leaving.
-fn node_json((m, liveness): &(MemberId, Liveness), table: &StatusTable) -> Value {
-    let report = table.nodes().get(&m.name);
-    let not_ready = report.and_then(|n| n.not_ready.as_ref());
-    // A leaving node takes no pods: kubectl shows it `Ready,SchedulingDisabled`, as cordoned.
-    let spec = match report.is_some_and(|n| n.leaving) {
-        true => json!({"unschedulable": true}),
-        false => json!({}),
-    };
-    let ready = match (liveness, not_ready) {
-        (Liveness::Alive, None) => {
-            json!({"type": "Ready", "status": "True", "reason": "KubeletReady"})
-        }
-        (Liveness::Suspect, _) => {
-            json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown", "message": "the node is suspected: it has not answered lately"})
-        }
-        (Liveness::Down, _) => {
-            json!({"type": "Ready", "status": "False", "reason": "NodeDown", "message": "the node was declared dead"})
-        }
-        (Liveness::Alive, Some(why)) => {
-            json!({"type": "Ready", "status": "False", "reason": "StateNotPersisted", "message": why})
-        }
-    };
-    let capacity = json!({"cpu": format!("{}m", m.capacity.cpu_millis), "memory": m.capacity.memory_bytes.to_string(), "pods": m.max_pods.to_string()});
-    json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": m.name, "labels": m.labels, "annotations": {"weeble.io/api": m.api.to_string(), "weeble.io/peer-id": m.peer_id, "weeble.io/liveness": liveness}},
-        "spec": spec,
-        "status": {
-            "conditions": [ready],
-            "addresses": [{"type": "InternalIP", "address": m.p2p.ip().to_string()}],
-            "capacity": capacity, "allocatable": capacity,
-        },
-    })
-}
-
 /// This node's copy of the desired state in brief: its heads (equal heads, equal documents)
 /// and how many objects it holds.
 async fn state<R>(State(api): State<Api<R>>) -> Json<Value> {
@@ -774,7 +703,7 @@ async fn list_nodes<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>)
         .transpose()
         .map_err(bad_token)?;
     let (view, table) = (view(&api), table(&api));
-    Ok(list::respond("Node", "v1", page.limit, move |sink| {
+    Ok(list::respond(page.limit, move |sink| {
         let mut members: Vec<&(MemberId, Liveness)> = view
             .members
             .iter()
@@ -782,19 +711,24 @@ async fn list_nodes<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>)
             .collect();
         members.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         for member in members {
-            if !sink.push(|| member.0.name.clone(), &node_json(member, &table)) {
+            if !sink.push(|| member.0.name.clone(), &node_view(member, &table)) {
                 break;
             }
         }
     }))
 }
 
-async fn get_node<R>(State(api): State<Api<R>>, Path(name): Path<String>) -> Reply {
+/// A member as a Kubernetes Node, with the status it gossips.
+fn node_view((m, liveness): &(MemberId, Liveness), table: &StatusTable) -> objects::Node {
+    objects::Node::new(m, *liveness, table.nodes().get(&m.name).map(|n| &**n))
+}
+
+async fn get_node<R>(State(api): State<Api<R>>, Path(name): Path<String>) -> Reply<objects::Node> {
     view(&api)
         .members
         .iter()
         .find(|(m, _)| m.name == name)
-        .map(|member| Json(node_json(member, &table(&api))))
+        .map(|member| Json(node_view(member, &table(&api))))
         .ok_or_else(|| ApiError::not_found(format!("Node {name}")))
 }
 
@@ -805,7 +739,7 @@ fn push_pods(
     table: &StatusTable,
     ns: Option<&str>,
     after: Option<(ObjectKey, u32)>,
-    sink: &mut Sink,
+    sink: &mut Sink<objects::Pod>,
 ) {
     // What each node reports, by (node, namespace, pod): made once per list, and only as
     // large as the pods that run.
@@ -837,7 +771,10 @@ fn push_pods(
                 .ok()
                 .and_then(|node| reports.get(&(node, key.namespace.as_str(), name.as_str())));
             let token = || format!("{}/{}/{index}", key.namespace, key.name);
-            if !sink.push(token, &pod_value(d, &name, owner, reported.copied())) {
+            if !sink.push(
+                token,
+                &objects::Pod::desired(d, &name, owner, reported.copied()),
+            ) {
                 return;
             }
         }
@@ -845,7 +782,7 @@ fn push_pods(
 }
 
 /// The pod `ns/name`, if `name` is `<deployment>-<index>` of a replica placement has.
-fn find_pod(view: &View, table: &StatusTable, ns: &str, name: &str) -> Option<Value> {
+fn find_pod(view: &View, table: &StatusTable, ns: &str, name: &str) -> Option<objects::Pod> {
     let (deployment, index) = name.rsplit_once('-')?;
     let index: usize = index
         .parse()
@@ -863,179 +800,5 @@ fn find_pod(view: &View, table: &StatusTable, ns: &str, name: &str) -> Option<Va
             .iter()
             .find(|p| p.namespace == ns && p.name == name)
     });
-    Some(pod_value(d, name, owner, reported))
-}
-
-/// A desired pod: its owner's report if there is one, else Pending with the reason.
-fn pod_value(
-    d: &Deployment,
-    name: &str,
-    owner: Result<&str, Unplaced>,
-    reported: Option<&PodStatus>,
-) -> Value {
-    match (reported, owner) {
-        (Some(p), _) => pod_json(d, p),
-        (None, Ok(node)) => pending_pod_json(
-            d,
-            name,
-            Some(node),
-            "ContainerCreating",
-            "waiting for the node to report",
-        ),
-        (None, Err(why)) => {
-            let message = match why {
-                Unplaced::NoEligibleNode => "no live node matches the nodeSelector",
-                Unplaced::InsufficientCapacity => "no live node has room for the pod's requests",
-                Unplaced::TooManyPods => {
-                    "every live node that fits the pod already runs its --max-pods pods"
-                }
-            };
-            pending_pod_json(d, name, None, "Unschedulable", message)
-        }
-    }
-}
-
-fn containers_json(d: &Deployment) -> Vec<Value> {
-    d.spec
-        .template
-        .containers
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name, "image": c.image, "command": c.command, "args": c.args,
-                "env": c.env.iter().map(|e| json!({"name": e.name, "value": e.value})).collect::<Vec<_>>(),
-                "ports": c.ports.iter().map(|p| json!({"name": p.name, "containerPort": p.container_port, "protocol": p.protocol})).collect::<Vec<_>>(),
-                "livenessProbe": c.liveness_probe.as_ref().map(probe_json),
-                "readinessProbe": c.readiness_probe.as_ref().map(probe_json),
-            })
-        })
-        .collect()
-}
-
-/// A port by number or by name, as Kubernetes writes it (an IntOrString).
-fn port_json(port: &TargetPort) -> Value {
-    match port {
-        TargetPort::Number(n) => json!(n),
-        TargetPort::Name(name) => json!(name),
-    }
-}
-
-/// A probe as Kubernetes writes it.
-fn probe_json(p: &Probe) -> Value {
-    let mut probe = json!({
-        "initialDelaySeconds": p.initial_delay_seconds, "periodSeconds": p.period_seconds,
-        "timeoutSeconds": p.timeout_seconds, "successThreshold": p.success_threshold,
-        "failureThreshold": p.failure_threshold,
-    });
-    let (field, action) = match &p.action {
-        ProbeAction::HttpGet { path, port: to } => (
-            "httpGet",
-            json!({"path": path, "port": port_json(to), "scheme": "HTTP"}),
-        ),
-        ProbeAction::TcpSocket { port: to } => ("tcpSocket", json!({"port": port_json(to)})),
-        ProbeAction::Exec { command } => ("exec", json!({"command": command})),
-    };
-    probe[field] = action;
-    probe
-}
-
-fn pod_json(d: &Deployment, p: &PodStatus) -> Value {
-    let phase = match p.phase {
-        Phase::Pending => "Pending",
-        Phase::Running => "Running",
-        Phase::Succeeded => "Succeeded",
-        Phase::Failed => "Failed",
-    };
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": p.name, "namespace": p.namespace, "labels": p.labels,
-                     "annotations": {"weeble.io/deployment": d.meta.key().to_string(), "weeble.io/template-hash": p.template_hash}},
-        "spec": {"nodeName": p.node, "containers": containers_json(d), "restartPolicy": d.spec.template.restart_policy},
-        "status": {
-            "phase": phase, "reason": p.reason, "message": p.message, "hostIP": p.host_ip.to_string(),
-            "startTime": p.started_at_ms,
-            "conditions": [{"type": "Ready", "status": if p.ready { "True" } else { "False" }}],
-            "containerStatuses": p.container_ids.iter().map(|id| json!({"containerID": format!("docker://{id}"), "ready": p.ready, "restartCount": p.restarts})).collect::<Vec<_>>(),
-            "restartCount": p.restarts,
-            "ports": p.ports.iter().map(|port| json!({"containerPort": port.container_port, "protocol": port.protocol, "hostPort": port.host_port, "hostIP": p.host_ip.to_string()})).collect::<Vec<_>>(),
-        },
-    })
-}
-
-fn pending_pod_json(
-    d: &Deployment,
-    name: &str,
-    node: Option<&str>,
-    reason: &str,
-    message: &str,
-) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": d.meta.namespace, "labels": d.spec.template.labels,
-                     "annotations": {"weeble.io/deployment": d.meta.key().to_string()}},
-        "spec": {"nodeName": node, "containers": containers_json(d), "restartPolicy": d.spec.template.restart_policy},
-        "status": {"phase": "Pending", "reason": reason, "message": message,
-                   "conditions": [{"type": "Ready", "status": "False"}], "restartCount": 0, "ports": []},
-    })
-}
-
-/// A deployment with its status: `placed` replicas, `ready` of them running ready.
-fn deployment_json(d: &Deployment, placed: usize, ready: usize) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": d.meta.name, "namespace": d.meta.namespace, "labels": d.meta.labels, "generation": d.meta.generation},
-        "spec": {
-            "replicas": d.spec.replicas,
-            "selector": {"matchLabels": d.spec.selector},
-            "strategy": d.spec.strategy,
-            "template": {"metadata": {"labels": d.spec.template.labels},
-                         "spec": {"containers": containers_json(d), "nodeSelector": d.spec.template.node_selector, "restartPolicy": d.spec.template.restart_policy}},
-        },
-        "status": {"observedGeneration": d.meta.generation, "replicas": placed, "readyReplicas": ready,
-                   "availableReplicas": ready, "updatedReplicas": placed},
-    })
-}
-
-/// A service as this node serves it: its `clusterIP` is the node's own service address
-/// (every node serves every service on its own address).
-fn service_json(s: &Service, ip: std::net::IpAddr) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": s.meta.name, "namespace": s.meta.namespace, "labels": s.meta.labels, "generation": s.meta.generation},
-        "spec": {
-            "type": "ClusterIP",
-            "clusterIP": ip.to_string(),
-            "selector": s.spec.selector,
-            "ports": s.spec.ports.iter().map(|p| json!({
-                "name": p.name, "port": p.port, "protocol": p.protocol,
-                "targetPort": port_json(&p.target_port),
-            })).collect::<Vec<_>>(),
-        },
-    })
-}
-
-/// A service's endpoints as Kubernetes writes them. Each ready pod publishes the target port
-/// on a port of its own node, so each address gets a subset of its own.
-fn endpoints_json(key: &ObjectKey, ports: &[PortEndpoints]) -> Value {
-    let subsets: Vec<Value> = ports
-        .iter()
-        .flat_map(|p| {
-            let ready = p.ready.iter().map(move |e| json!({
-                "addresses": [{"ip": e.addr.ip().to_string(), "nodeName": e.node,
-                               "targetRef": {"kind": "Pod", "namespace": key.namespace, "name": e.pod}}],
-                "ports": [{"name": p.name, "port": e.addr.port(), "protocol": p.protocol}],
-            }));
-            let waiting = (!p.not_ready.is_empty()).then(|| json!({
-                "notReadyAddresses": p.not_ready.iter().map(|pod| json!({
-                    "targetRef": {"kind": "Pod", "namespace": key.namespace, "name": pod}})).collect::<Vec<_>>(),
-                "ports": [{"name": p.name, "port": p.port, "protocol": p.protocol}],
-            }));
-            ready.chain(waiting)
-        })
-        .collect();
-    json!({
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": key.name, "namespace": key.namespace},
-        "subsets": subsets,
-    })
+    Some(objects::Pod::desired(d, name, owner, reported))
 }

@@ -1,13 +1,14 @@
-//! The Weeble agent: the actors that run one node's decisions (`weeble-core`) against the
-//! world. Layout:
+//! The Weeble agent: the driver that runs one node's state machine (`weeble-core`'s
+//! `NodeCore`) against the world, its adapters and its tasks. Layout:
 //!
-//! - [`agent`]: starts a node and wires its actors: the membership loop, the router (a
-//!   differing digest starts an exchange), the sync driver, the reconciler; `Agent::leave`.
-//! - [`network`]: the libp2p swarm (request-response: membership datagrams with digests,
-//!   status messages, automerge sync), bounded connections.
+//! - [`agent`]: starts a node (`start` on libp2p, `start_on` any transport) and its tasks, the
+//!   reconciler among them; `Agent::leave`, `Agent::stop`.
+//! - [`driver`]: feeds `NodeCore` its inputs and carries out its effects.
+//! - [`transport`]: how a node reaches its peers (the trait, the wire messages, the in-memory
+//!   switchboard twin); [`network`]: the libp2p transport, bounded connections.
 //! - [`store`]: the desired-state document on disk (`store::journal`: checksummed frames).
-//! - [`status`]: the status table, spread by pushes and digest/delta exchanges.
-//! - [`view`]: placement and endpoints kept as watches; [`clock`]: the wall clock.
+//! - [`status`]: the core's status types; [`view`]: the endpoints as a watch.
+//! - [`clock`]: the node's one clock; [`shutdown`]: stopping a node inside a process.
 //! - [`runtime`]: the container runtime trait, Docker (bollard), the in-memory twin, the demo
 //!   image.
 //! - [`probe`]: runs health checks; [`proxy`]: every service's ports on this node; [`dns`]:

@@ -36,9 +36,17 @@ async fn start(board: &Switchboard, runtime: &MemoryRuntime, i: usize) -> Agent 
     let digest = Arc::new(LocalDigest::default());
     let (transport, events) = board.attach(addr(i), format!("peer{i}"), digest.clone());
     let (stop, shutdown) = Stop::new();
-    agent::start_on(config, runtime.clone(), transport, events, digest, stop, shutdown)
-        .await
-        .expect("the node starts")
+    agent::start_on(
+        config,
+        runtime.clone(),
+        transport,
+        events,
+        digest,
+        stop,
+        shutdown,
+    )
+    .await
+    .expect("the node starts")
 }
 
 /// Waits (at most 30 s) until `done` holds.
@@ -57,7 +65,11 @@ async fn running(runtime: &MemoryRuntime) -> Vec<usize> {
     let mut counts = Vec::new();
     for i in 0..3 {
         let all = runtime.list(&format!("n{i}")).await.unwrap();
-        counts.push(all.iter().filter(|c| c.state == ContainerState::Running).count());
+        counts.push(
+            all.iter()
+                .filter(|c| c.state == ContainerState::Running)
+                .count(),
+        );
     }
     counts
 }
@@ -111,7 +123,11 @@ async fn three_nodes_in_one_process_run_a_deployment_and_move_it_off_a_stopped_n
         counts[0] + counts[1] == 6
     })
     .await;
-    assert_eq!(running(&runtime).await[2], before, "a stopped node's reconciler does nothing");
+    assert_eq!(
+        running(&runtime).await[2],
+        before,
+        "a stopped node's reconciler does nothing"
+    );
 
     for node in &nodes {
         node.stop();

@@ -16,13 +16,17 @@
 //! - [`probe`]: when each liveness and readiness check is due, and what the results mean.
 //! - [`dns`]: which service a DNS name means.
 //! - [`runtime`]: containers as the core sees them (specs, observations, events).
+//! - [`objects`]: the Kubernetes objects the API writes and the CLI reads (pods, nodes, lists...).
 
 pub mod dns;
 pub mod doc_sync;
+#[cfg(test)]
+mod due;
 pub mod gossip;
 mod hash;
 pub mod membership;
 pub mod node;
+pub mod objects;
 pub mod placement;
 pub mod probe;
 pub mod reconcile;

@@ -11,11 +11,12 @@ use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::ops::Bound;
 use tokio::sync::mpsc;
+use weeble_core::objects::{ListMeta, Resource};
 use weeble_crdt::ObjectKey;
 
 /// `?limit=N&continue=TOKEN`.
@@ -85,24 +86,26 @@ pub fn object_token(key: &ObjectKey) -> String {
     format!("{}/{}", key.namespace, key.name)
 }
 
-/// Collects a list's items into JSON pages of a few dozen kilobytes, sent as they fill.
-pub struct Sink {
+/// Collects a list's items (of type `T`) into JSON pages of a few dozen kilobytes, sent as
+/// they fill.
+pub struct Sink<T> {
     pages: mpsc::Sender<Bytes>,
     buffer: Vec<u8>,
     limit: Option<usize>,
     sent: usize,
     last: Option<String>,
     next: Option<String>,
+    items: PhantomData<fn(&T)>,
 }
 
 /// How many bytes a page of the body holds before it is sent.
 const PAGE_BYTES: usize = 64 * 1024;
 
-impl Sink {
+impl<T: Resource> Sink<T> {
     /// Adds an item whose continue token is `token`. False when the list must stop: the
     /// limit is reached (the item is not sent; the list says where to continue) or the client
     /// has gone.
-    pub fn push(&mut self, token: impl FnOnce() -> String, item: &Value) -> bool {
+    pub fn push(&mut self, token: impl FnOnce() -> String, item: &T) -> bool {
         if self.limit.is_some_and(|limit| self.sent >= limit) {
             self.next = self.last.take();
             return false;
@@ -110,7 +113,7 @@ impl Sink {
         if self.sent > 0 {
             self.buffer.push(b',');
         }
-        serde_json::to_writer(&mut self.buffer, item).expect("a JSON value serializes");
+        serde_json::to_writer(&mut self.buffer, item).expect("a read model serializes");
         self.sent += 1;
         if self.limit.is_some() {
             self.last = Some(token());
@@ -131,14 +134,19 @@ const PAGES_AHEAD: usize = 2;
 /// Lists above this many items give their memory back to the system when done.
 const TRIM_AFTER: usize = 1000;
 
-/// A streamed `<kind>List`: `produce` pushes items into the sink on a blocking thread (it
-/// owns what it reads) until it runs out or `push` says stop.
-pub fn respond<F>(kind: &str, api_version: &str, limit: Option<usize>, produce: F) -> Response
+/// A streamed [`weeble_core::objects::List`] of `T`: `produce` pushes items into the sink on a
+/// blocking thread (it owns what it reads) until it runs out or `push` says stop.
+pub fn respond<T, F>(limit: Option<usize>, produce: F) -> Response
 where
-    F: FnOnce(&mut Sink) + Send + 'static,
+    T: Resource + 'static,
+    F: FnOnce(&mut Sink<T>) + Send + 'static,
 {
     let (pages, mut receiver) = mpsc::channel(PAGES_AHEAD);
-    let head = format!(r#"{{"apiVersion":"{api_version}","kind":"{kind}List","items":["#);
+    let head = format!(
+        r#"{{"apiVersion":"{}","kind":"{}List","items":["#,
+        T::API_VERSION,
+        T::KIND
+    );
     let mut sink = Sink {
         pages,
         buffer: head.into_bytes(),
@@ -146,15 +154,15 @@ where
         sent: 0,
         last: None,
         next: None,
+        items: PhantomData,
     };
     tokio::task::spawn_blocking(move || {
         produce(&mut sink);
-        let metadata = match &sink.next {
-            Some(token) => serde_json::json!({"continue": token}),
-            None => serde_json::json!({}),
+        let metadata = ListMeta {
+            continue_: sink.next.take(),
         };
         sink.buffer.extend_from_slice(b"],\"metadata\":");
-        serde_json::to_writer(&mut sink.buffer, &metadata).expect("JSON");
+        serde_json::to_writer(&mut sink.buffer, &metadata).expect("list metadata serializes");
         sink.buffer.push(b'}');
         sink.flush();
         if sink.sent > TRIM_AFTER {
@@ -186,6 +194,7 @@ fn give_back_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weeble_core::objects::List;
 
     #[test]
     fn tokens_are_dns_names_in_the_expected_number() {
@@ -233,11 +242,20 @@ mod tests {
         assert_eq!(from_b, ["b/x", "b/y", "c/x"]);
     }
 
+    /// A number, as the item of a test list.
+    #[derive(Debug, PartialEq, serde::Serialize, Deserialize)]
+    struct Number(usize);
+
+    impl Resource for Number {
+        const KIND: &'static str = "Number";
+        const API_VERSION: &'static str = "v1";
+    }
+
     /// The whole body of a list of `n` numbers with `limit`, as a client reads it.
-    async fn body(n: usize, limit: Option<usize>) -> Value {
-        let response = respond("Number", "v1", limit, move |sink| {
+    async fn body(n: usize, limit: Option<usize>) -> List<Number> {
+        let response = respond(limit, move |sink| {
             for i in 0..n {
-                if !sink.push(|| i.to_string(), &Value::from(i)) {
+                if !sink.push(|| i.to_string(), &Number(i)) {
                     break;
                 }
             }
@@ -251,14 +269,17 @@ mod tests {
     #[tokio::test]
     async fn a_list_is_whole_json_with_a_continue_token_only_when_cut() {
         let all = body(100_000, None).await;
-        assert_eq!(all["kind"], "NumberList");
-        assert_eq!(all["items"].as_array().unwrap().len(), 100_000);
-        assert_eq!(all["metadata"], serde_json::json!({}));
+        assert_eq!(
+            (all.api_version.as_str(), all.kind.as_str()),
+            ("v1", "NumberList")
+        );
+        assert_eq!(all.items.len(), 100_000);
+        assert_eq!(all.metadata, ListMeta::default());
         let page = body(10, Some(4)).await;
-        assert_eq!(page["items"], serde_json::json!([0, 1, 2, 3]));
-        assert_eq!(page["metadata"]["continue"], "3");
+        assert_eq!(page.items, [0, 1, 2, 3].map(Number));
+        assert_eq!(page.metadata.continue_.as_deref(), Some("3"));
         let exact = body(4, Some(4)).await;
-        assert_eq!(exact["metadata"], serde_json::json!({}), "nothing follows");
-        assert_eq!(body(0, Some(4)).await["items"], serde_json::json!([]));
+        assert_eq!(exact.metadata, ListMeta::default(), "nothing follows");
+        assert!(body(0, Some(4)).await.items.is_empty());
     }
 }

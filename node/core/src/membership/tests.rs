@@ -1,9 +1,9 @@
 //! Membership on a simulated network with a virtual clock: the same pure core the agent runs.
 
 use super::*;
+use crate::due::Due;
 use rand::RngExt;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 
 fn member(i: u8) -> MemberId {
     let p2p: SocketAddr = format!("127.0.0.{}:7000", 10 + i).parse().unwrap();
@@ -27,9 +27,7 @@ enum Input {
 /// Nodes indexed by name; events ordered by virtual time (ms) then insertion order.
 struct Sim {
     nodes: BTreeMap<String, Membership>,
-    queue: BinaryHeap<Reverse<(u64, u64, String)>>,
-    inputs: BTreeMap<u64, Input>,
-    seq: u64,
+    due: Due<Input>,
     now: u64,
     /// Nodes that neither receive nor send (crashed or paused).
     silent: BTreeSet<String>,
@@ -51,9 +49,7 @@ impl Sim {
     fn new(n: u8) -> Self {
         let mut sim = Sim {
             nodes: BTreeMap::new(),
-            queue: BinaryHeap::new(),
-            inputs: BTreeMap::new(),
-            seq: 0,
+            due: Due::default(),
             now: 0,
             silent: BTreeSet::new(),
             downs: vec![],
@@ -82,9 +78,7 @@ impl Sim {
     }
 
     fn push(&mut self, at: u64, to: String, input: Input) {
-        self.seq += 1;
-        self.inputs.insert(self.seq, input);
-        self.queue.push(Reverse((at, self.seq, to)));
+        self.due.push(at, &to, input);
     }
 
     fn apply(&mut self, from: &str, effects: Vec<Effect>) {
@@ -144,14 +138,9 @@ impl Sim {
     }
 
     fn run_until(&mut self, t: u64) {
-        while let Some(Reverse((at, seq, to))) = self.queue.peek().cloned() {
-            if at > t {
-                break;
-            }
-            self.queue.pop();
+        while let Some((at, to, input)) = self.due.next(t) {
             self.now = at;
             let now = Duration::from_millis(at);
-            let input = self.inputs.remove(&seq).unwrap();
             let paused = self.silent.contains(&to);
             let effects = match input {
                 Input::Data(_) if paused => continue,

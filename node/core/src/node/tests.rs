@@ -3,9 +3,9 @@
 //! the router joining the sub-cores as a node's driver would.
 
 use super::*;
+use crate::due::Due;
 use crate::status::running_pod;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use weeble_crdt::{ActorId, DesiredState, PeerSync, parse_manifests};
 
 /// One node of the test cluster: its core and its document.
@@ -19,10 +19,7 @@ struct Node {
 /// Nodes `n0..` on 127.0.0.1:7000.., each knowing n0's address; peer ids `p0..`.
 struct Cluster {
     nodes: BTreeMap<String, Node>,
-    /// Inputs due: (at ms, sequence, node).
-    queue: BinaryHeap<Reverse<(u64, u64, String)>>,
-    inputs: BTreeMap<u64, Input>,
-    seq: u64,
+    due: Due<Input>,
     now: u64,
     /// Every effect each node returned, for the assertions.
     log: Vec<(String, Effect)>,
@@ -45,9 +42,7 @@ impl Cluster {
     fn new(n: usize, replicate_to: usize) -> Self {
         let mut cluster = Cluster {
             nodes: BTreeMap::new(),
-            queue: BinaryHeap::new(),
-            inputs: BTreeMap::new(),
-            seq: 0,
+            due: Due::default(),
             now: 0,
             log: Vec::new(),
         };
@@ -90,9 +85,7 @@ impl Cluster {
     }
 
     fn push(&mut self, at: u64, to: &str, input: Input) {
-        self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, to.to_string())));
-        self.inputs.insert(self.seq, input);
+        self.due.push(at, to, input);
     }
 
     fn name_of(&self, to: &MemberId) -> String {
@@ -103,13 +96,8 @@ impl Cluster {
 
     /// Runs every input due until `until` ms.
     fn run_until(&mut self, until: u64) {
-        while let Some(Reverse((at, seq, to))) = self.queue.peek().cloned() {
-            if at > until {
-                break;
-            }
-            self.queue.pop();
+        while let Some((at, to, input)) = self.due.next(until) {
             self.now = at;
-            let input = self.inputs.remove(&seq).unwrap();
             self.step(&to, input);
         }
         self.now = until;

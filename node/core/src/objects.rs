@@ -1,0 +1,1053 @@
+//! The Kubernetes objects Weeble serves, as typed read models: the API builds them from the
+//! node's data (desired state, placement, gossiped status, membership) and serializes them;
+//! the CLI reads the API's answers back into the same types.
+//!
+//! Shapes follow Kubernetes' where Weeble has the field, plus a few `weeble.io/` annotations.
+//! A field is left out only where Weeble's answers always left it out (a pending pod has no
+//! `hostIP`); other empty fields are written, as `null` or `[]`.
+
+use crate::membership::{Liveness, MemberId};
+use crate::placement::Unplaced;
+use crate::services::PortEndpoints;
+use crate::status::{self, Phase};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use weeble_crdt::{
+    self as crdt, ContainerPort, EnvVar, Kind, Labels, ObjectKey, Outcome, Parsed, Protocol,
+    RestartPolicy, Strategy, TargetPort,
+};
+
+/// On a pod: the deployment it is a replica of, `namespace/name`.
+pub const ANNOTATION_DEPLOYMENT: &str = "weeble.io/deployment";
+/// On a reported pod: the template hash its containers were made from.
+pub const ANNOTATION_TEMPLATE_HASH: &str = "weeble.io/template-hash";
+/// On a node: the address of its API.
+pub const ANNOTATION_API: &str = "weeble.io/api";
+/// On a node: its libp2p peer id.
+pub const ANNOTATION_PEER_ID: &str = "weeble.io/peer-id";
+/// On a node: `Alive`, `Suspect` or `Down`, as SWIM sees it.
+pub const ANNOTATION_LIVENESS: &str = "weeble.io/liveness";
+
+/// A kind of object the API serves, with the `kind` and `apiVersion` it is written with.
+pub trait Resource: Serialize + DeserializeOwned {
+    const KIND: &'static str;
+    const API_VERSION: &'static str;
+}
+
+/// `resource!(Pod, "v1")`: the type is served as kind `Pod` under `apiVersion` v1.
+macro_rules! resource {
+    ($type:ident, $api_version:literal) => {
+        impl Resource for $type {
+            const KIND: &'static str = stringify!($type);
+            const API_VERSION: &'static str = $api_version;
+        }
+    };
+}
+
+/// Object metadata. Each kind fills the fields Weeble has for it; the others are left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+}
+
+impl ObjectMeta {
+    /// The metadata of a stored object: name, namespace, labels and generation.
+    fn stored(meta: &crdt::Meta) -> Self {
+        ObjectMeta {
+            name: meta.name.clone(),
+            namespace: Some(meta.namespace.clone()),
+            labels: Some(meta.labels.clone()),
+            annotations: None,
+            generation: Some(meta.generation),
+        }
+    }
+
+    /// Annotations from `(key, value)` pairs.
+    fn annotation_map(pairs: &[(&str, String)]) -> Option<BTreeMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
+    }
+
+    /// One annotation, if it is there.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+}
+
+/// `True`, `False` or `Unknown`: a condition's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(holds: bool) -> Self {
+        if holds {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        }
+    }
+}
+
+/// A condition of a pod or a node (Weeble writes only `Ready`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: ConditionStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The condition type Weeble writes.
+const READY: &str = "Ready";
+
+impl Condition {
+    fn ready(status: ConditionStatus, reason: Option<&str>, message: Option<&str>) -> Self {
+        Condition {
+            type_: READY.into(),
+            status,
+            reason: reason.map(String::from),
+            message: message.map(String::from),
+        }
+    }
+}
+
+/// The status of the `Ready` condition among `conditions`; Unknown if there is none.
+fn readiness(conditions: &[Condition]) -> ConditionStatus {
+    conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .map_or(ConditionStatus::Unknown, |c| c.status)
+}
+
+/// A port by number or by name (Kubernetes' IntOrString).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrString {
+    Int(u16),
+    String(String),
+}
+
+impl From<&TargetPort> for IntOrString {
+    fn from(port: &TargetPort) -> Self {
+        match port {
+            TargetPort::Number(n) => IntOrString::Int(*n),
+            TargetPort::Name(name) => IntOrString::String(name.clone()),
+        }
+    }
+}
+
+impl fmt::Display for IntOrString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IntOrString::Int(n) => write!(f, "{n}"),
+            IntOrString::String(name) => f.write_str(name),
+        }
+    }
+}
+
+/// A container of a pod or a pod template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub ports: Vec<ContainerPort>,
+    pub liveness_probe: Option<Probe>,
+    pub readiness_probe: Option<Probe>,
+}
+
+impl From<&crdt::Container> for Container {
+    fn from(c: &crdt::Container) -> Self {
+        Container {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            command: c.command.clone(),
+            args: c.args.clone(),
+            env: c.env.clone(),
+            ports: c.ports.clone(),
+            liveness_probe: c.liveness_probe.as_ref().map(Probe::from),
+            readiness_probe: c.readiness_probe.as_ref().map(Probe::from),
+        }
+    }
+}
+
+/// The containers of a deployment's template.
+fn containers(d: &crdt::Deployment) -> Vec<Container> {
+    d.spec
+        .template
+        .containers
+        .iter()
+        .map(Container::from)
+        .collect()
+}
+
+/// A health check: its timing, and exactly one of `httpGet`, `tcpSocket` and `exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    pub initial_delay_seconds: u32,
+    pub period_seconds: u32,
+    pub timeout_seconds: u32,
+    pub success_threshold: u32,
+    pub failure_threshold: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_get: Option<HttpGetAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_socket: Option<TcpSocketAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecAction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpGetAction {
+    pub path: String,
+    pub port: IntOrString,
+    pub scheme: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpSocketAction {
+    pub port: IntOrString,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecAction {
+    pub command: Vec<String>,
+}
+
+impl From<&crdt::Probe> for Probe {
+    fn from(p: &crdt::Probe) -> Self {
+        let mut probe = Probe {
+            initial_delay_seconds: p.initial_delay_seconds,
+            period_seconds: p.period_seconds,
+            timeout_seconds: p.timeout_seconds,
+            success_threshold: p.success_threshold,
+            failure_threshold: p.failure_threshold,
+            http_get: None,
+            tcp_socket: None,
+            exec: None,
+        };
+        match &p.action {
+            crdt::ProbeAction::HttpGet { path, port } => {
+                probe.http_get = Some(HttpGetAction {
+                    path: path.clone(),
+                    port: port.into(),
+                    scheme: "HTTP".into(),
+                });
+            }
+            crdt::ProbeAction::TcpSocket { port } => {
+                probe.tcp_socket = Some(TcpSocketAction { port: port.into() });
+            }
+            crdt::ProbeAction::Exec { command } => {
+                probe.exec = Some(ExecAction {
+                    command: command.clone(),
+                });
+            }
+        }
+        probe
+    }
+}
+
+/// A pod: a replica of a deployment, as placement and its node's report say it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pod {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: PodSpec,
+    pub status: PodStatus,
+}
+
+resource!(Pod, "v1");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    /// The node placement gives the pod to; null while it has none.
+    pub node_name: Option<String>,
+    pub containers: Vec<Container>,
+    pub restart_policy: RestartPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    pub phase: Phase,
+    /// Why the pod is not running (`ContainerCreating`, `Unschedulable`, `CrashLoopBackOff`).
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    /// The node's address, where `ports` are published; not known until the node reports.
+    #[serde(rename = "hostIP", skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<IpAddr>,
+    /// When the containers last started, Unix milliseconds (0 if not running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<i64>,
+    pub conditions: Vec<Condition>,
+    /// One per container the node runs for the pod; absent until the node reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_statuses: Option<Vec<ContainerStatus>>,
+    pub restart_count: u32,
+    pub ports: Vec<PodPort>,
+}
+
+impl PodStatus {
+    /// Whether the pod's `Ready` condition is True.
+    pub fn ready(&self) -> bool {
+        readiness(&self.conditions) == ConditionStatus::True
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    /// `docker://<id>`.
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ready: bool,
+    pub restart_count: u32,
+}
+
+/// A container port published on the pod's node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodPort {
+    pub container_port: u16,
+    pub protocol: Protocol,
+    pub host_port: u16,
+    #[serde(rename = "hostIP")]
+    pub host_ip: IpAddr,
+}
+
+/// Kubernetes' name of a phase (the same text its serde form has).
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Pending => "Pending",
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+        })
+    }
+}
+
+impl Pod {
+    /// Replica `name` of `d`: its owner's report if there is one; else Pending, waiting for
+    /// the owner (`owner` is a node name) or for a node to place it on (`owner` says why
+    /// there is none).
+    pub fn desired(
+        d: &crdt::Deployment,
+        name: &str,
+        owner: Result<&str, Unplaced>,
+        reported: Option<&status::PodStatus>,
+    ) -> Self {
+        match (reported, owner) {
+            (Some(p), _) => Pod::reported(d, p),
+            (None, Ok(node)) => Pod::pending(
+                d,
+                name,
+                Some(node),
+                "ContainerCreating",
+                "waiting for the node to report",
+            ),
+            (None, Err(why)) => {
+                let message = match why {
+                    Unplaced::NoEligibleNode => "no live node matches the nodeSelector",
+                    Unplaced::InsufficientCapacity => {
+                        "no live node has room for the pod's requests"
+                    }
+                    Unplaced::TooManyPods => {
+                        "every live node that fits the pod already runs its --max-pods pods"
+                    }
+                };
+                Pod::pending(d, name, None, "Unschedulable", message)
+            }
+        }
+    }
+
+    /// A pod as its node reports it.
+    fn reported(d: &crdt::Deployment, p: &status::PodStatus) -> Self {
+        let annotations = [
+            (ANNOTATION_DEPLOYMENT, d.meta.key().to_string()),
+            (ANNOTATION_TEMPLATE_HASH, p.template_hash.clone()),
+        ];
+        let status = PodStatus {
+            phase: p.phase,
+            reason: p.reason.clone(),
+            message: p.message.clone(),
+            host_ip: Some(p.host_ip),
+            start_time: Some(p.started_at_ms),
+            conditions: vec![Condition::ready(p.ready.into(), None, None)],
+            container_statuses: Some(
+                p.container_ids
+                    .iter()
+                    .map(|id| ContainerStatus {
+                        container_id: format!("docker://{id}"),
+                        ready: p.ready,
+                        restart_count: p.restarts,
+                    })
+                    .collect(),
+            ),
+            restart_count: p.restarts,
+            ports: p
+                .ports
+                .iter()
+                .map(|port| PodPort {
+                    container_port: port.container_port,
+                    protocol: port.protocol,
+                    host_port: port.host_port,
+                    host_ip: p.host_ip,
+                })
+                .collect(),
+        };
+        Pod::of(d, &p.name, &p.labels, &annotations, Some(&p.node), status)
+    }
+
+    /// A pod no node reports yet, on `node` if placement gave it one.
+    fn pending(
+        d: &crdt::Deployment,
+        name: &str,
+        node: Option<&str>,
+        reason: &str,
+        message: &str,
+    ) -> Self {
+        let status = PodStatus {
+            phase: Phase::Pending,
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            host_ip: None,
+            start_time: None,
+            conditions: vec![Condition::ready(ConditionStatus::False, None, None)],
+            container_statuses: None,
+            restart_count: 0,
+            ports: vec![],
+        };
+        let annotations = [(ANNOTATION_DEPLOYMENT, d.meta.key().to_string())];
+        let labels = &d.spec.template.labels;
+        Pod::of(d, name, labels, &annotations, node, status)
+    }
+
+    fn of(
+        d: &crdt::Deployment,
+        name: &str,
+        labels: &Labels,
+        annotations: &[(&str, String)],
+        node: Option<&str>,
+        status: PodStatus,
+    ) -> Self {
+        Pod {
+            api_version: Self::API_VERSION.into(),
+            kind: Self::KIND.into(),
+            metadata: ObjectMeta {
+                name: name.into(),
+                namespace: Some(d.meta.namespace.clone()),
+                labels: Some(labels.clone()),
+                annotations: ObjectMeta::annotation_map(annotations),
+                generation: None,
+            },
+            spec: PodSpec {
+                node_name: node.map(String::from),
+                containers: containers(d),
+                restart_policy: d.spec.template.restart_policy,
+            },
+            status,
+        }
+    }
+}
+
+/// A deployment as read: its desired spec, and how many replicas are placed and ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: DeploymentSpec,
+    pub status: DeploymentStatus,
+}
+
+resource!(Deployment, "apps/v1");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentSpec {
+    pub replicas: u32,
+    pub selector: LabelSelector,
+    pub strategy: Strategy,
+    pub template: PodTemplateSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    pub match_labels: Labels,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodTemplateSpec {
+    pub metadata: TemplateMeta,
+    pub spec: TemplatePodSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateMeta {
+    pub labels: Labels,
+}
+
+/// A template's pod spec: no node yet, and the nodes it may go to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplatePodSpec {
+    pub containers: Vec<Container>,
+    pub node_selector: Labels,
+    pub restart_policy: RestartPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatus {
+    pub observed_generation: u64,
+    /// Replicas placement has (on a node or not).
+    pub replicas: usize,
+    /// Replicas running ready on the node placement gives them to.
+    pub ready_replicas: usize,
+    pub available_replicas: usize,
+    pub updated_replicas: usize,
+}
+
+impl Deployment {
+    /// `d` with `placed` replicas in placement, `ready` of them running ready.
+    pub fn new(d: &crdt::Deployment, placed: usize, ready: usize) -> Self {
+        let template = &d.spec.template;
+        Deployment {
+            api_version: Self::API_VERSION.into(),
+            kind: Self::KIND.into(),
+            metadata: ObjectMeta::stored(&d.meta),
+            spec: DeploymentSpec {
+                replicas: d.spec.replicas,
+                selector: LabelSelector {
+                    match_labels: d.spec.selector.clone(),
+                },
+                strategy: d.spec.strategy.clone(),
+                template: PodTemplateSpec {
+                    metadata: TemplateMeta {
+                        labels: template.labels.clone(),
+                    },
+                    spec: TemplatePodSpec {
+                        containers: containers(d),
+                        node_selector: template.node_selector.clone(),
+                        restart_policy: template.restart_policy,
+                    },
+                },
+            },
+            status: DeploymentStatus {
+                observed_generation: d.meta.generation,
+                replicas: placed,
+                ready_replicas: ready,
+                available_replicas: ready,
+                updated_replicas: placed,
+            },
+        }
+    }
+}
+
+/// A deployment's scale subresource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scale {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: ScaleSpec,
+    pub status: ScaleStatus,
+}
+
+resource!(Scale, "autoscaling/v1");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleSpec {
+    pub replicas: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleStatus {
+    /// The replicas running ready.
+    pub replicas: usize,
+}
+
+impl Scale {
+    /// The scale of deployment `key`: `replicas` wanted, `ready` running ready.
+    pub fn new(key: &ObjectKey, replicas: u32, ready: usize) -> Self {
+        Scale {
+            api_version: Self::API_VERSION.into(),
+            kind: Self::KIND.into(),
+            metadata: ObjectMeta {
+                name: key.name.clone(),
+                namespace: Some(key.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: ScaleSpec { replicas },
+            status: ScaleStatus { replicas: ready },
+        }
+    }
+}
+
+/// A service as a node serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: ServiceSpec,
+}
+
+resource!(Service, "v1");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Always `ClusterIP`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The serving node's own service address.
+    #[serde(rename = "clusterIP")]
+    pub cluster_ip: IpAddr,
+    pub selector: Labels,
+    pub ports: Vec<ServicePort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub target_port: IntOrString,
+}
+
+impl Service {
+    /// `s` as the node with service address `ip` serves it: its `clusterIP` is `ip` (every
+    /// node serves every service on its own address).
+    pub fn new(s: &crdt::Service, ip: IpAddr) -> Self {
+        Service {
+            api_version: Self::API_VERSION.into(),
+            kind: Self::KIND.into(),
+            metadata: ObjectMeta::stored(&s.meta),
+            spec: ServiceSpec {
+                type_: "ClusterIP".into(),
+                cluster_ip: ip,
+                selector: s.spec.selector.clone(),
+                ports: s
+                    .spec
+                    .ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: p.name.clone(),
+                        port: p.port,
+                        protocol: p.protocol,
+                        target_port: (&p.target_port).into(),
+                    })
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// Where a service's ports forward to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub subsets: Vec<EndpointSubset>,
+}
+
+resource!(Endpoints, "v1");
+
+/// Ready addresses (`addresses`) or pods that are not ready (`notReadyAddresses`), and the
+/// port they go with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSubset {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<Vec<EndpointAddress>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_ready_addresses: Option<Vec<EndpointAddress>>,
+    pub ports: Vec<EndpointPort>,
+}
+
+/// A pod, and for a ready one where it is published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointAddress {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    pub target_ref: ObjectReference,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectReference {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointPort {
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+impl Endpoints {
+    /// The endpoints of service `key`. Each ready pod publishes the target port on a port of
+    /// its own node, so each ready address gets a subset of its own; a port's pods that are
+    /// not ready share one, with the service port.
+    pub fn new(key: &ObjectKey, ports: &[PortEndpoints]) -> Self {
+        let pod = |name: &str| ObjectReference {
+            kind: Pod::KIND.into(),
+            namespace: key.namespace.clone(),
+            name: name.into(),
+        };
+        let subsets = ports
+            .iter()
+            .flat_map(|p| {
+                let port = move |number| EndpointPort {
+                    name: p.name.clone(),
+                    port: number,
+                    protocol: p.protocol,
+                };
+                let ready = p.ready.iter().map(move |e| EndpointSubset {
+                    addresses: Some(vec![EndpointAddress {
+                        ip: Some(e.addr.ip()),
+                        node_name: Some(e.node.clone()),
+                        target_ref: pod(&e.pod),
+                    }]),
+                    not_ready_addresses: None,
+                    ports: vec![port(e.addr.port())],
+                });
+                let waiting = (!p.not_ready.is_empty()).then(|| EndpointSubset {
+                    addresses: None,
+                    not_ready_addresses: Some(
+                        p.not_ready
+                            .iter()
+                            .map(|name| EndpointAddress {
+                                ip: None,
+                                node_name: None,
+                                target_ref: pod(name),
+                            })
+                            .collect(),
+                    ),
+                    ports: vec![port(p.port)],
+                });
+                ready.chain(waiting)
+            })
+            .collect();
+        Endpoints {
+            api_version: Self::API_VERSION.into(),
+            kind: Self::KIND.into(),
+            metadata: ObjectMeta {
+                name: key.name.clone(),
+                namespace: Some(key.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            subsets,
+        }
+    }
+}
+
+/// A member of the cluster as a Kubernetes node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: NodeSpec,
+    pub status: NodeStatus,
+}
+
+resource!(Node, "v1");
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    /// The node is leaving: it takes no pods (kubectl shows `SchedulingDisabled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unschedulable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub conditions: Vec<Condition>,
+    pub addresses: Vec<NodeAddress>,
+    pub capacity: Capacity,
+    pub allocatable: Capacity,
+}
+
+impl NodeStatus {
+    /// The status of the node's `Ready` condition: Unknown while it is suspected.
+    pub fn readiness(&self) -> ConditionStatus {
+        readiness(&self.conditions)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddress {
+    /// Always `InternalIP`: the node's peer-to-peer address.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub address: IpAddr,
+}
+
+/// What a node offers, as Kubernetes quantities (`500m` CPU, memory in bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    pub cpu: String,
+    pub memory: String,
+    pub pods: String,
+}
+
+/// SWIM's word for a member's liveness, as the `weeble.io/liveness` annotation writes it
+/// (the same text as its serde form).
+impl fmt::Display for Liveness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Liveness::Alive => "Alive",
+            Liveness::Suspect => "Suspect",
+            Liveness::Down => "Down",
+        })
+    }
+}
+
+impl Node {
+    /// Member `m` with its liveness and the status it gossips (`report`, if heard): Ready
+    /// unless it is suspected, down, or reports that it cannot persist the desired state;
+    /// unschedulable while it is leaving.
+    pub fn new(m: &MemberId, liveness: Liveness, report: Option<&status::NodeStatus>) -> Self {
+        use ConditionStatus::{False, True, Unknown};
+        let not_ready = report.and_then(|n| n.not_ready.as_deref());
+        let ready = match (liveness, not_ready) {
+            (Liveness::Alive, None) => Condition::ready(True, Some("KubeletReady"), None),
+            (Liveness::Suspect, _) => Condition::ready(
+                Unknown,
+                Some("NodeStatusUnknown"),
+                Some("the node is suspected: it has not answered lately"),
+            ),
+            (Liveness::Down, _) => {
+                Condition::ready(False, Some("NodeDown"), Some("the node was declared dead"))
+            }
+            (Liveness::Alive, Some(why)) => {
+                Condition::ready(False, Some("StateNotPersisted"), Some(why))
+            }
+        };
+        let capacity = Capacity {
+            cpu: format!("{}m", m.capacity.cpu_millis),
+            memory: m.capacity.memory_bytes.to_string(),
+            pods: m.max_pods.to_string(),
+        };
+        let annotations = [
+            (ANNOTATION_API, m.api.to_string()),
+            (ANNOTATION_PEER_ID, m.peer_id.clone()),
+            (ANNOTATION_LIVENESS, liveness.to_string()),
+        ];
+        Node {
+            api_version: Self::API_VERSION.into(),
+            kind: Self::KIND.into(),
+            metadata: ObjectMeta {
+                name: m.name.clone(),
+                labels: Some(m.labels.clone()),
+                annotations: ObjectMeta::annotation_map(&annotations),
+                ..ObjectMeta::default()
+            },
+            // A leaving node takes no pods: kubectl shows it `Ready,SchedulingDisabled`, as
+            // cordoned.
+            spec: NodeSpec {
+                unschedulable: report.is_some_and(|n| n.leaving),
+            },
+            status: NodeStatus {
+                conditions: vec![ready],
+                addresses: vec![NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: m.p2p.ip(),
+                }],
+                allocatable: capacity.clone(),
+                capacity,
+            },
+        }
+    }
+}
+
+/// A list of objects of one kind (`<Kind>List`), and where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct List<T> {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ListMeta,
+    pub items: Vec<T>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListMeta {
+    /// The token to pass back (`?continue=`) for the next page; absent on the last page.
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_: Option<String>,
+}
+
+/// Kubernetes' `Status`: the answer to a delete, and every error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub api_version: String,
+    pub kind: String,
+    pub status: StatusOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Kubernetes' reason for the HTTP code (`NotFound`, `Invalid`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    pub details: StatusDetails,
+}
+
+resource!(Status, "v1");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatusOutcome {
+    Success,
+    Failure,
+}
+
+/// What a delete removed, or an error's causes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusDetails {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The kind's plural, lower case (`deployments`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub causes: Option<Vec<StatusCause>>,
+}
+
+/// One problem behind an error, at a field path (a manifest's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusCause {
+    pub field: String,
+    pub message: String,
+}
+
+impl Status {
+    /// An error with HTTP `code`, the Kubernetes reason that goes with it, and `causes`.
+    pub fn failure(code: u16, message: String, causes: Vec<StatusCause>) -> Self {
+        let reason = match code {
+            400 => "BadRequest",
+            403 => "Forbidden",
+            404 => "NotFound",
+            405 => "MethodNotAllowed",
+            413 => "RequestEntityTooLarge",
+            415 => "UnsupportedMediaType",
+            422 => "Invalid",
+            503 => "ServiceUnavailable",
+            500 => "InternalError",
+            _ => "Unknown",
+        };
+        Status {
+            api_version: Self::API_VERSION.into(),
+            kind: Self::KIND.into(),
+            status: StatusOutcome::Failure,
+            message: Some(message),
+            reason: Some(reason.into()),
+            code: Some(code),
+            details: StatusDetails {
+                causes: Some(causes),
+                ..StatusDetails::default()
+            },
+        }
+    }
+
+    /// The answer to a delete of the `kind` object `name`.
+    pub fn deleted(kind: Kind, name: &str) -> Self {
+        Status {
+            api_version: Self::API_VERSION.into(),
+            kind: Self::KIND.into(),
+            status: StatusOutcome::Success,
+            message: None,
+            reason: None,
+            code: None,
+            details: StatusDetails {
+                name: Some(name.into()),
+                kind: Some(format!("{}s", kind.to_string().to_lowercase())),
+                causes: None,
+            },
+        }
+    }
+}
+
+/// The answer to an apply: what became of each object, and the manifest's warnings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub items: Vec<AppliedObject>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedObject {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    pub outcome: Outcome,
+}
+
+impl Applied {
+    /// The objects of `parsed` with the outcome of applying each (in the same order).
+    pub fn new(parsed: &Parsed, outcomes: Vec<Outcome>) -> Self {
+        Applied {
+            items: parsed
+                .objects
+                .iter()
+                .zip(outcomes)
+                .map(|(o, outcome)| AppliedObject {
+                    kind: o.kind(),
+                    namespace: o.meta().namespace.clone(),
+                    name: o.meta().name.clone(),
+                    outcome,
+                })
+                .collect(),
+            warnings: parsed.warnings.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
