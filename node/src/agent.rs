@@ -1,32 +1,32 @@
 //! The agent: starts a node, its driver and its actors, and wires them together.
 //!
-//! transport ──events──▶ driver ⇄ NodeCore (membership, status, document syncs, placement)
-//! driver ──▶ transport (datagrams, status, syncs run with the store), view and status watches
+//! transport, runtime events, prober ──▶ driver ⇄ NodeCore (membership, status, document
+//! syncs, placement, the reconciler)
+//! driver ──▶ transport (datagrams, status, syncs run with the store), runtime (list, act),
+//! prober (checks), view and status watches
 //! store (the document, on disk) ──snapshots──▶ driver
-//! view ──▶ reconciler ──▶ runtime; reconciler ──pods──▶ driver
 //! view + status ──▶ endpoints ──▶ service proxy (and the API); view ──▶ DNS server
 
 use crate::driver::{Command, Driver, Inboxes};
-use crate::membership::{Detection, Liveness, MemberId, live_peers};
+use crate::membership::{Detection, MemberId, live_peers};
 use crate::network::{NetConfig, Network};
-use crate::probe::{self, Check, Health};
-use crate::reconcile::{self, Book, DesiredPod, Grace, JoinGrace};
-use crate::runtime::{ContainerRuntime, Observed};
+use crate::probe;
+use crate::reconcile::pass::Settings;
+use crate::runtime::ContainerRuntime;
 use crate::services::Endpoints;
 use crate::shutdown::{Shutdown, Stop};
 use crate::status::StatusTable;
 use crate::store::{Store, StoreError};
 use crate::transport::{LocalDigest, NetError, NetEvent, Transport};
 use crate::view::{View, spawn_endpoints};
-use futures::StreamExt;
 use libp2p::identity::Keypair;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 use weeble_core::node::{self, NodeCore};
 use weeble_crdt::{Labels, ResourceAmounts};
 
@@ -282,59 +282,54 @@ pub async fn start_on<R: ContainerRuntime, T: Transport>(
     let peers_file = config.data_dir.join("peers");
     let mut known = read_peers(&peers_file);
     known.extend(&config.join);
-    let core = NodeCore::new(
-        node::Config {
-            me,
-            detection: config.detection,
-            fanout: config.fanout,
-            replicate_to: config.replicate_to,
-            epoch,
-            seed: epoch,
-            known,
-        },
-        store.watch().borrow().clone(),
-    );
+    let reconcile = Settings {
+        node: config.name.clone(),
+        host_ip: config.publish_ip.unwrap_or(config.p2p.ip()),
+        service_ip: config.service_ip(),
+        resync_ms: config.resync.as_millis() as i64,
+        join_grace_ms: config.join_grace.as_millis() as i64,
+    };
+    let core_config = node::Config {
+        me,
+        detection: config.detection,
+        fanout: config.fanout,
+        replicate_to: config.replicate_to,
+        epoch,
+        seed: epoch,
+        known,
+        reconcile,
+    };
+    let snapshot = store.watch().borrow().clone();
+    let core = NodeCore::new(core_config, snapshot, crate::clock::now());
     let (view_tx, view) = watch::channel(core.view().clone());
     let (table_tx, table) = watch::channel(Arc::new(core.table().clone()));
     let (driver_tx, commands) = mpsc::channel(256);
     let (feedback_tx, feedback) = mpsc::channel(1024);
-    let driver = Driver {
-        core,
-        transport,
-        store: store.clone(),
-        digest,
-        view: view_tx,
-        table: table_tx,
-        peers_file,
-        feedback: feedback_tx,
-        shutdown,
-    };
+    let (checks_tx, checks_rx) = watch::channel(Vec::new());
+    let (containers_tx, containers_rx) = watch::channel(usize::MAX);
     let inboxes = Inboxes {
         events,
         commands,
         feedback,
+        containers: runtime.watch(&config.name),
+        health: probe::start(runtime.clone(), checks_rx),
+    };
+    let driver = Driver {
+        core,
+        transport,
+        runtime,
+        node: config.name.clone(),
+        store: store.clone(),
+        digest,
+        view: view_tx,
+        table: table_tx,
+        checks: checks_tx,
+        containers: containers_tx,
+        peers_file,
+        feedback: feedback_tx,
+        shutdown,
     };
     tokio::spawn(driver.run(inboxes).instrument(info_span!("node")));
-
-    let (checks_tx, checks_rx) = watch::channel(Vec::new());
-    let (containers_tx, containers_rx) = watch::channel(usize::MAX);
-    let reconciler = Reconciler {
-        containers: containers_tx,
-        node: config.name.clone(),
-        host_ip: config.publish_ip.unwrap_or(config.p2p.ip()),
-        service_ip: config.service_ip(),
-        checks: checks_tx,
-        health: probe::start(runtime.clone(), checks_rx),
-        runtime,
-        view: view.clone(),
-        driver: driver_tx.clone(),
-        table: table.clone(),
-        resync: config.resync,
-        grace: JoinGrace::new(crate::clock::now_ms(), config.join_grace.as_millis() as i64),
-        book: Book::new(),
-        handover_since: BTreeMap::new(),
-    };
-    tokio::spawn(reconciler.run().instrument(info_span!("reconciler")));
 
     let endpoints = spawn_endpoints(view.clone(), table.clone());
     crate::proxy::start(config.service_ip(), endpoints.clone());
@@ -363,239 +358,4 @@ fn read_peers(path: &Path) -> BTreeSet<SocketAddr> {
         .lines()
         .filter_map(|line| line.trim().parse().ok())
         .collect()
-}
-
-/// Runs this node's share: woken by view changes, runtime events and a period.
-struct Reconciler<R> {
-    node: String,
-    /// How many containers this node runs, as of the last pass (for a leaving node).
-    containers: watch::Sender<usize>,
-    host_ip: IpAddr,
-    /// Where this node serves services: what its containers' service variables point to.
-    service_ip: IpAddr,
-    /// The probes of the running containers, for the prober; and what it found.
-    checks: watch::Sender<Vec<Check>>,
-    health: watch::Receiver<Arc<Health>>,
-    runtime: R,
-    view: watch::Receiver<Arc<View>>,
-    /// Where this node's pods go (to be spread as its status).
-    driver: mpsc::Sender<Command>,
-    table: watch::Receiver<Arc<StatusTable>>,
-    resync: Duration,
-    /// Until it is over, only already running pods are kept.
-    grace: JoinGrace,
-    /// Restarts and failures per container.
-    book: Book,
-    /// When each handover in progress began (see `reconcile::handovers`).
-    handover_since: BTreeMap<String, i64>,
-}
-
-impl<R: ContainerRuntime> Reconciler<R> {
-    /// Until when (Unix ms) the node still holds back from starting containers: it has just
-    /// started, heard from no peer yet, and its join grace is not over.
-    fn holding(&mut self, view: &View) -> Option<i64> {
-        let peer = view
-            .members
-            .iter()
-            .any(|(m, l)| m.name != self.node && *l != Liveness::Down);
-        match self.grace.check(crate::clock::now_ms(), peer) {
-            Grace::Holding { until_ms } => return Some(until_ms),
-            Grace::PeerAnswered => info!("a peer answered: running this node's share"),
-            Grace::RanOut => {
-                info!("no peer answered within the join grace: running the desired state alone")
-            }
-            Grace::Over => {}
-        }
-        None
-    }
-
-    async fn run(mut self) {
-        let mut events = self.runtime.watch(&self.node);
-        let mut events_open = true;
-        let mut statuses = self.table.clone();
-        let mut placed: BTreeSet<String> = BTreeSet::new();
-        loop {
-            let view = self.view.borrow_and_update().clone();
-            let holding = self.holding(&view);
-            let desired = reconcile::desired_pods(
-                &view.snapshot,
-                &view.placement,
-                &self.node,
-                self.service_ip,
-            );
-            if holding.is_none() {
-                log_placement_changes(&mut placed, &desired);
-            }
-            statuses.mark_unchanged();
-            let (wait, handing_over) = match self.pass(&view, desired, holding.is_some()).await {
-                Ok(next) => next,
-                Err(e) => {
-                    warn!(error = %e, "cannot observe containers; retrying");
-                    (Duration::from_secs(1), false)
-                }
-            };
-            // Holding, it also looks again when the grace runs out.
-            let wait = holding.map_or(wait, |until_ms| {
-                let left = until_ms.saturating_sub(crate::clock::now_ms()).max(0) as u64;
-                wait.min(Duration::from_millis(left))
-            });
-            let deadline = tokio::time::Instant::now() + wait;
-            loop {
-                tokio::select! {
-                    r = self.view.changed() => if r.is_err() { return } else { break },
-                    event = events.recv(), if events_open => match event {
-                        Some(e) if reconcile::wakes(&e.action) => {
-                            debug!(container = %e.container_id, action = %e.action, "runtime event");
-                            break;
-                        }
-                        Some(_) => {}
-                        None => events_open = false,
-                    },
-                    r = self.health.changed() => if r.is_err() { return } else { break },
-                    // A new owner may now report running what this node hands over.
-                    r = statuses.changed(), if handing_over => if r.is_err() { return } else { break },
-                    _ = tokio::time::sleep_until(deadline) => break,
-                }
-            }
-            // Coalesce a burst of events into one pass.
-            while events.try_recv().is_ok() {}
-        }
-    }
-
-    /// One observe → diff → react pass. Returns how long to sleep if nothing wakes us, and
-    /// whether pods are being handed over to other nodes.
-    async fn pass(
-        &mut self,
-        view: &View,
-        desired: Vec<DesiredPod>,
-        holding: bool,
-    ) -> Result<(Duration, bool), crate::runtime::RuntimeError> {
-        let mut observed = self.runtime.list(&self.node).await?;
-        if self.kill_failing(&observed).await {
-            observed = self.runtime.list(&self.node).await?;
-        }
-        let desired = if holding {
-            reconcile::already_running(desired, &observed)
-        } else {
-            desired
-        };
-        let desired = &desired[..];
-        let now = crate::clock::now_ms();
-        let handovers = reconcile::handovers(
-            &self.node,
-            &view.placement,
-            &observed,
-            &self.table.borrow(),
-            &mut self.handover_since,
-            now,
-        );
-        let actions = reconcile::plan(
-            &self.node,
-            self.host_ip,
-            desired,
-            &observed,
-            &handovers,
-            &self.book,
-            now,
-        );
-        // A bounded batch per pass, so that the next pass sees the newest desired state (a
-        // delete) before it goes on; removals first (a replacement may reuse the name of what
-        // it replaces), a few engine calls in flight at once.
-        let (actions, more) = reconcile::batch(actions);
-        let (removals, rest): (Vec<_>, Vec<_>) = actions
-            .iter()
-            .partition(|a| matches!(a, reconcile::Action::Remove { .. }));
-        for batch in [removals, rest] {
-            // Collected first: a stream over a borrowing closure trips the Send check.
-            let calls: Vec<_> = batch.iter().map(|a| self.execute(a)).collect();
-            let outcomes: Vec<_> = futures::stream::iter(calls)
-                .buffered(reconcile::ENGINE_CALLS_IN_FLIGHT)
-                .collect()
-                .await;
-            for (action, outcome) in batch.into_iter().zip(outcomes) {
-                reconcile::record(&mut self.book, action, &outcome, &observed, now);
-            }
-        }
-        if !actions.is_empty() {
-            observed = self.runtime.list(&self.node).await?;
-        }
-        self.containers.send_replace(observed.len());
-        let checks = reconcile::probe_checks(desired, &observed);
-        self.checks.send_if_modified(|old| {
-            let changed = *old != checks;
-            if changed {
-                *old = checks;
-            }
-            changed
-        });
-        let now = crate::clock::now_ms();
-        let unready = self.health.borrow_and_update().unready.clone();
-        let pods = reconcile::pod_statuses(
-            &self.node,
-            self.host_ip,
-            desired,
-            &observed,
-            &self.book,
-            &unready,
-            now,
-        );
-        let _ = self.driver.send(Command::Pods(pods)).await;
-        let resync_ms = self.resync.as_millis() as i64;
-        let wait_ms = reconcile::next_pass_in_ms(&self.book, &handovers, more, resync_ms, now);
-        let wait = Duration::from_millis(wait_ms as u64);
-        let handing_over = reconcile::next_handover_deadline(&handovers, now).is_some();
-        Ok((wait, handing_over))
-    }
-
-    /// Kills the running containers whose liveness probe failed (in their current run);
-    /// their restart policy then decides. True if any was killed.
-    async fn kill_failing(&mut self, observed: &[Observed]) -> bool {
-        let failing = self.health.borrow_and_update().failing.clone();
-        let doomed = reconcile::failed_liveness(observed, &failing);
-        for id in &doomed {
-            match self.runtime.terminate(id).await {
-                Ok(()) => info!(%id, "liveness probe failed: container killed"),
-                Err(e) => {
-                    warn!(%id, error = %e, "liveness probe failed; cannot kill the container")
-                }
-            }
-        }
-        !doomed.is_empty()
-    }
-
-    async fn execute(
-        &self,
-        action: &reconcile::Action,
-    ) -> Result<(), crate::runtime::RuntimeError> {
-        use reconcile::Action;
-        let result = match action {
-            Action::Create { spec, .. } => self.runtime.create_and_start(spec).await.map(|id| {
-                info!(pod = %spec.hostname, container = %spec.name, %id, "container started");
-            }),
-            Action::Start { id, book_key } => self.runtime.start(id).await.map(|()| {
-                info!(container = %book_key, %id, "container restarted");
-            }),
-            Action::Remove { id, why } => self.runtime.remove(id).await.map(|()| {
-                info!(%id, why, "container removed");
-            }),
-        };
-        if let Err(e) = &result {
-            warn!(error = %e, "container action failed");
-        }
-        result
-    }
-}
-
-fn log_placement_changes(placed: &mut BTreeSet<String>, desired: &[DesiredPod]) {
-    let now: BTreeSet<String> = desired
-        .iter()
-        .map(|p| format!("{}/{}", p.key.deployment.namespace, p.name()))
-        .collect();
-    for pod in now.difference(placed) {
-        info!(%pod, "pod placed on this node");
-    }
-    for pod in placed.difference(&now) {
-        info!(%pod, "pod no longer placed on this node");
-    }
-    *placed = now;
 }

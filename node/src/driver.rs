@@ -1,24 +1,28 @@
 //! The driver: one task that feeds a node's [`NodeCore`] with what happens — network events,
-//! the store's snapshots and whether it can persist, timers, the reconciler's pods, writes to
-//! acknowledge, the ends of the exchanges it runs — and carries out the effects the core
-//! returns through the node's adapters: the [`Transport`], the [`Store`] (the document and its
-//! file), the peers file, and the watches the API, the reconciler, the proxy and DNS read.
-//! Time comes from one clock ([`crate::clock`]); the driver ends when the node's
-//! [`Shutdown`] fires.
+//! the store's snapshots and whether it can persist, container events, what the probes found,
+//! timers, writes to acknowledge, the results of the work it runs — and carries out the
+//! effects the core returns through the node's adapters: the [`Transport`], the
+//! [`ContainerRuntime`], the [`Store`] (the document and its file), the peers file, and the
+//! watches the API, the prober, the proxy and DNS read. Time comes from one clock
+//! ([`crate::clock`]); the driver ends when the node's [`Shutdown`] fires.
 
 use crate::clock;
 use crate::membership::MemberId;
+use crate::probe::{Check, Health};
+use crate::reconcile::{Action, ENGINE_CALLS_IN_FLIGHT, pass::Event};
+use crate::runtime::{ContainerRuntime, RuntimeError, RuntimeEvent};
 use crate::shutdown::Shutdown;
-use crate::status::{PodStatus, StatusTable};
+use crate::status::StatusTable;
 use crate::store::Store;
 use crate::transport::{Inbound, LocalDigest, NetEvent, Response, Transport};
+use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 use weeble_core::node::{Answer, Effect, Input, NodeCore, Timer};
 use weeble_core::status::{Send, StatusMessage};
 use weeble_core::view::View;
@@ -27,8 +31,6 @@ use weeble_core::view::View;
 pub enum Command {
     /// A write to acknowledge once enough peers hold it (see `NodeConfig::replicate_to`).
     Write(oneshot::Sender<()>),
-    /// This node's pods, as the reconciler last saw them.
-    Pods(Vec<PodStatus>),
     /// Take no pods any more: the node is leaving.
     Leaving,
     /// Leave the membership and stop; `done` once the datagrams saying so are answered (or
@@ -43,26 +45,38 @@ const LEAVE_WAIT: Duration = Duration::from_secs(1);
 pub struct Inboxes {
     pub events: mpsc::Receiver<NetEvent>,
     pub commands: mpsc::Receiver<Command>,
-    /// What the driver's own tasks hand back: timers fired, answers, ends of syncs.
+    /// What the driver's own tasks hand back: timers fired, answers, ends of syncs, the
+    /// results of runtime work.
     pub feedback: mpsc::Receiver<Input>,
+    /// This node's container events.
+    pub containers: mpsc::Receiver<RuntimeEvent>,
+    /// What the probes found.
+    pub health: watch::Receiver<Arc<Health>>,
 }
 
 /// One node's driver (see the module's documentation).
-pub struct Driver<T> {
+pub struct Driver<T, R> {
     pub core: NodeCore,
     pub transport: T,
+    pub runtime: R,
+    /// This node's name: the runtime lists its containers by it.
+    pub node: String,
     pub store: Store,
     /// What this node holds, read by the transport on every membership send.
     pub digest: Arc<LocalDigest>,
     pub view: watch::Sender<Arc<View>>,
     pub table: watch::Sender<Arc<StatusTable>>,
+    /// The probes to run, for the prober.
+    pub checks: watch::Sender<Vec<Check>>,
+    /// How many containers this node ran at the reconciler's last look.
+    pub containers: watch::Sender<usize>,
     /// Where the known peer addresses are kept, for the next start.
     pub peers_file: PathBuf,
     pub feedback: mpsc::Sender<Input>,
     pub shutdown: Shutdown,
 }
 
-impl<T: Transport> Driver<T> {
+impl<T: Transport, R: ContainerRuntime> Driver<T, R> {
     pub async fn run(mut self, mut inboxes: Inboxes) {
         let mut writes: BTreeMap<u64, oneshot::Sender<()>> = BTreeMap::new();
         let mut next_write = 0;
@@ -78,6 +92,11 @@ impl<T: Transport> Driver<T> {
                 _ = shutdown.wait() => return,
                 Some(event) = inboxes.events.recv() => self.net_event(event, &mut writes).await,
                 Some(fed) = inboxes.feedback.recv() => Some(fed),
+                Some(event) = inboxes.containers.recv() => Some(Input::Container(event)),
+                r = inboxes.health.changed() => match r {
+                    Ok(()) => Some(Input::Health(inboxes.health.borrow_and_update().clone())),
+                    Err(_) => return,
+                },
                 command = inboxes.commands.recv() => match command {
                     None => return,
                     Some(Command::Write(done)) => {
@@ -85,7 +104,6 @@ impl<T: Transport> Driver<T> {
                         next_write += 1;
                         Some(Input::Write(next_write - 1))
                     }
-                    Some(Command::Pods(pods)) => Some(Input::Pods(pods)),
                     Some(Command::Leaving) => Some(Input::Leaving),
                     Some(Command::Leave(done)) => {
                         self.leave().await;
@@ -218,6 +236,24 @@ impl<T: Transport> Driver<T> {
                     }
                 });
             }
+            Effect::ListContainers => {
+                let (runtime, node) = (self.runtime.clone(), self.node.clone());
+                self.spawn_work(async move { Event::Listed(runtime.list(&node).await) });
+            }
+            Effect::Terminate(ids) => {
+                let runtime = self.runtime.clone();
+                self.spawn_work(terminate(runtime, ids));
+            }
+            Effect::Act(actions) => {
+                let runtime = self.runtime.clone();
+                self.spawn_work(act(runtime, actions));
+            }
+            Effect::Checks(checks) => {
+                self.checks.send_replace(checks);
+            }
+            Effect::Containers(count) => {
+                self.containers.send_replace(count);
+            }
             Effect::Check(member) => self.transport.check(member).await,
             Effect::Disconnect(peer) => self.transport.disconnect(peer).await,
             Effect::Known(addrs) => self.save_peers(&addrs),
@@ -230,6 +266,20 @@ impl<T: Transport> Driver<T> {
             }
             Effect::Answer(_) | Effect::Replicated(_) => {}
         }
+    }
+
+    /// Runs runtime work in a task of its own (the reconciler's span) and hands what came of
+    /// it back to the core.
+    fn spawn_work(
+        &self,
+        work: impl std::future::Future<Output = Event> + std::marker::Send + 'static,
+    ) {
+        let feedback = self.feedback.clone();
+        let work = async move {
+            let event = work.await;
+            let _ = feedback.send(Input::Reconcile(event)).await;
+        };
+        tokio::spawn(work.instrument(info_span!("reconciler")));
     }
 
     /// Carries a status message without waiting (best effort: anti-entropy mends a loss);
@@ -269,6 +319,63 @@ impl<T: Transport> Driver<T> {
             warn!(file = %self.peers_file.display(), error = %e, "cannot save the known peers");
         }
     }
+}
+
+/// Kills containers whose liveness probe failed; their restart policy then decides.
+async fn terminate<R: ContainerRuntime>(runtime: R, ids: Vec<String>) -> Event {
+    for id in &ids {
+        match runtime.terminate(id).await {
+            Ok(()) => info!(%id, "liveness probe failed: container killed"),
+            Err(e) => warn!(%id, error = %e, "liveness probe failed; cannot kill the container"),
+        }
+    }
+    Event::Terminated
+}
+
+/// Runs a batch of actions: the removals first (a replacement may reuse the name of what it
+/// replaces), a few engine calls in flight at once. The outcomes come in the actions' order.
+async fn act<R: ContainerRuntime>(runtime: R, actions: Vec<Action>) -> Event {
+    let (removals, rest): (Vec<usize>, Vec<usize>) =
+        (0..actions.len()).partition(|&i| matches!(actions[i], Action::Remove { .. }));
+    let mut outcomes = vec![None; actions.len()];
+    for group in [removals, rest] {
+        // Collected first: a stream over a borrowing closure trips the Send check.
+        let calls: Vec<_> = group
+            .iter()
+            .map(|&i| execute(&runtime, &actions[i]))
+            .collect();
+        let results: Vec<_> = futures::stream::iter(calls)
+            .buffered(ENGINE_CALLS_IN_FLIGHT)
+            .collect()
+            .await;
+        for (i, result) in group.into_iter().zip(results) {
+            outcomes[i] = Some(result);
+        }
+    }
+    Event::Acted(
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every action ran"))
+            .collect(),
+    )
+}
+
+async fn execute<R: ContainerRuntime>(runtime: &R, action: &Action) -> Result<(), RuntimeError> {
+    let result = match action {
+        Action::Create { spec, .. } => runtime.create_and_start(spec).await.map(|id| {
+            info!(pod = %spec.hostname, container = %spec.name, %id, "container started");
+        }),
+        Action::Start { id, book_key } => runtime.start(id).await.map(|()| {
+            info!(container = %book_key, %id, "container restarted");
+        }),
+        Action::Remove { id, why } => runtime.remove(id).await.map(|()| {
+            info!(%id, why, "container removed");
+        }),
+    };
+    if let Err(e) = &result {
+        warn!(error = %e, "container action failed");
+    }
+    result
 }
 
 /// Whether the store can persist, as the core hears it: a node that cannot is not Ready and

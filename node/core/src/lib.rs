@@ -7,7 +7,8 @@
 //! - [`membership`]: who is in the cluster and alive (SWIM, the `foca` crate).
 //! - [`placement`]: which member runs each replica (weighted rendezvous hashing); [`view`]:
 //!   the members, the desired state and their placement, memoized.
-//! - [`reconcile`]: this node's share against its containers → container actions, pod status.
+//! - [`reconcile`]: this node's share against its containers → container actions, pod status;
+//!   `reconcile::pass`, the reconcile loop as a state machine.
 //! - [`status`]: every node's reported pods, newest report per node, and how a node spreads
 //!   them (`StatusGossip`).
 //! - [`doc_sync`]: which document syncs run with whom, and when a write is held by enough peers.

@@ -11,7 +11,10 @@
 //! - peers declared this node dead and it rejoined → its report spreads again, and it
 //!   announces itself at once;
 //! - the members, the document or the set of nodes taking no pods changed → a new view, with
-//!   placement computed again only if what it reads changed;
+//!   placement computed again only if what it reads changed, and a reconcile pass
+//!   ([`Reconciler`]), as after a container stopped, the probes found something, or (while
+//!   pods are handed over) the status table changed;
+//! - the reconciler's pods → this node's status report, spread by [`StatusGossip`];
 //! - the status table or the document changed → a new digest, carried by every datagram.
 //!
 //! The document itself (automerge, and its file) is the store's: the core hears of each new
@@ -23,8 +26,12 @@ use crate::membership::{
     self, ANNOUNCES_PER_TICK, Detection, Liveness, MemberId, Membership, announce_targets,
     gone_for_good, live_peers, take_answer,
 };
+use crate::probe::{Check, Health};
+use crate::reconcile::pass::{Context, Event, Reconciler, Settings, Work};
+use crate::reconcile::{Action, wakes};
+use crate::runtime::RuntimeEvent;
 
-use crate::status::{PodStatus, Send, StatusGossip, StatusMessage, StatusTable};
+use crate::status::{Send, StatusGossip, StatusMessage, StatusTable};
 use crate::view::{Planner, View};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -52,6 +59,7 @@ pub struct Config {
     pub seed: u64,
     /// Peer addresses given (`--join`) or saved by an earlier run.
     pub known: BTreeSet<SocketAddr>,
+    pub reconcile: Settings,
 }
 
 /// A timer the core asked for ([`Effect::Schedule`]), handed back as [`Input::Timer`].
@@ -60,6 +68,8 @@ pub enum Timer {
     Membership(foca::Timer<MemberId>),
     /// Announce to known addresses with no live member (every [`ANNOUNCE_EVERY`]).
     Announce,
+    /// The reconciler's wait is over (only the newest token counts).
+    Reconcile(u64),
 }
 
 /// What happens to a node. Peers are named by their libp2p id.
@@ -100,8 +110,12 @@ pub enum Input {
         peer: String,
         completed: bool,
     },
-    /// This node's pods, as its reconciler last saw them.
-    Pods(Vec<PodStatus>),
+    /// What came of the runtime work the reconciler asked for.
+    Reconcile(Event),
+    /// A container event: one that stopped or went away calls for a reconcile pass.
+    Container(RuntimeEvent),
+    /// What the probes found.
+    Health(Arc<Health>),
     /// Why this node cannot persist the desired state (`None`: it can).
     NotPersisting(Option<String>),
     /// This node is leaving: it takes no pods any more, so that its replicas move.
@@ -138,6 +152,18 @@ pub enum Effect {
     Replicated(u64),
     /// Hand `timer` back after `after`.
     Schedule { after: Duration, timer: Timer },
+    /// List this node's containers; hand them back as `Input::Reconcile(Event::Listed)`.
+    ListContainers,
+    /// Kill these running containers (their liveness probe failed); then
+    /// `Input::Reconcile(Event::Terminated)`.
+    Terminate(Vec<String>),
+    /// Run these container actions, the removals first, a few engine calls at once
+    /// (`reconcile::ENGINE_CALLS_IN_FLIGHT`); then `Input::Reconcile(Event::Acted)`.
+    Act(Vec<Action>),
+    /// The probes to run now.
+    Checks(Vec<Check>),
+    /// How many containers this node runs.
+    Containers(usize),
     /// The connection to this member closed: dial it to learn whether its process is gone
     /// ([`Input::Gone`]).
     Check(MemberId),
@@ -159,6 +185,8 @@ pub struct NodeCore {
     status: StatusGossip,
     sync: DocSync,
     planner: Planner,
+    reconciler: Reconciler,
+    health: Arc<Health>,
     replicate_to: usize,
     /// Every peer address this node was given or has met.
     known: BTreeSet<SocketAddr>,
@@ -175,9 +203,10 @@ pub struct NodeCore {
 }
 
 impl NodeCore {
-    /// A node as it starts, holding `snapshot`. Its first input should be
-    /// `Input::Timer(Timer::Announce)`, which starts the announces.
-    pub fn new(config: Config, snapshot: Arc<Snapshot>) -> Self {
+    /// A node as it starts at `now`, holding `snapshot`. Its first input should be
+    /// `Input::Timer(Timer::Announce)`, which starts the announces and the first reconcile
+    /// pass.
+    pub fn new(config: Config, snapshot: Arc<Snapshot>, now: Duration) -> Self {
         let name = config.me.name.clone();
         let membership = Membership::new(config.me, config.detection, config.seed);
         let status = StatusGossip::new(name, config.epoch, config.fanout, config.seed ^ 1);
@@ -195,6 +224,8 @@ impl NodeCore {
             status,
             sync: DocSync::new(config.fanout, config.seed ^ 2),
             planner,
+            reconciler: Reconciler::new(config.reconcile, now.as_millis() as i64),
+            health: Arc::default(),
             replicate_to: config.replicate_to,
             known,
             turn: 0,
@@ -259,12 +290,19 @@ impl NodeCore {
                 self.swim(swim, &mut effects);
             }
             Input::Timer(Timer::Announce) => {
+                let first = self.turn == 0;
                 let swim = Ok(self.announce());
                 self.swim(swim, &mut effects);
                 effects.push(Effect::Schedule {
                     after: ANNOUNCE_EVERY,
                     timer: Timer::Announce,
                 });
+                if first {
+                    self.reconcile(now, Event::Wake, &mut effects);
+                }
+            }
+            Input::Timer(Timer::Reconcile(token)) => {
+                self.reconcile(now, Event::Due(token), &mut effects)
             }
             Input::Disconnected(peer) => {
                 let member = self
@@ -295,9 +333,15 @@ impl NodeCore {
                 let syncs = self.sync.ended(&peer, completed);
                 effects.extend(syncs.into_iter().map(sync_effect));
             }
-            Input::Pods(pods) => {
-                let sends = self.status.set_pods(pods, &self.peers);
-                effects.extend(sends.into_iter().map(Effect::Status));
+            Input::Reconcile(event) => self.reconcile(now, event, &mut effects),
+            Input::Container(event) => {
+                if wakes(&event.action) {
+                    self.reconcile(now, Event::Wake, &mut effects);
+                }
+            }
+            Input::Health(health) => {
+                self.health = health;
+                self.reconcile(now, Event::Wake, &mut effects);
             }
             Input::NotPersisting(why) => {
                 let sends = self.status.set_not_ready(why, &self.peers);
@@ -314,8 +358,42 @@ impl NodeCore {
             }
         }
         self.refresh_peers();
-        self.publish(members_generation, table_before, &mut effects);
+        self.publish(now, members_generation, table_before, &mut effects);
         effects
+    }
+
+    /// Hands the reconciler `event`, with what it reads now, and carries out its work.
+    fn reconcile(&mut self, now: Duration, event: Event, effects: &mut Vec<Effect>) {
+        let ctx = Context {
+            now_ms: now.as_millis() as i64,
+            view: &self.view,
+            table: self.status.table(),
+            health: &self.health,
+        };
+        let work = self.reconciler.step(event, ctx);
+        self.work(work, effects);
+    }
+
+    /// The reconciler's work: its pods become this node's status report; the rest is the
+    /// driver's.
+    fn work(&mut self, work: Vec<Work>, effects: &mut Vec<Effect>) {
+        for w in work {
+            match w {
+                Work::Pods(pods) => {
+                    let sends = self.status.set_pods(pods, &self.peers);
+                    effects.extend(sends.into_iter().map(Effect::Status));
+                }
+                Work::WakeIn { ms, token } => effects.push(Effect::Schedule {
+                    after: Duration::from_millis(ms.max(0) as u64),
+                    timer: Timer::Reconcile(token),
+                }),
+                Work::List => effects.push(Effect::ListContainers),
+                Work::Terminate(ids) => effects.push(Effect::Terminate(ids)),
+                Work::Act(actions) => effects.push(Effect::Act(actions)),
+                Work::Checks(checks) => effects.push(Effect::Checks(checks)),
+                Work::Containers(n) => effects.push(Effect::Containers(n)),
+            }
+        }
     }
 
     /// Announces to a few known addresses at which no member is alive.
@@ -414,8 +492,15 @@ impl NodeCore {
         }
     }
 
-    /// Publishes what changed in this step: the table and digest, the view.
-    fn publish(&mut self, generation: u64, table_before: u64, effects: &mut Vec<Effect>) {
+    /// Publishes what changed in this step: the table and digest, the view; wakes the
+    /// reconciler if what it reads changed.
+    fn publish(
+        &mut self,
+        now: Duration,
+        generation: u64,
+        table_before: u64,
+        effects: &mut Vec<Effect>,
+    ) {
         let table_changed = self.status.table().fingerprint() != table_before;
         let members_changed = self.membership.generation() != generation;
         let mut view_changed = members_changed || !Arc::ptr_eq(&self.snapshot, &self.view.snapshot);
@@ -428,6 +513,7 @@ impl NodeCore {
                 }
             }
         }
+        let mut wake = table_changed && self.reconciler.handing_over();
         if table_changed {
             self.digest.status = self.status.table().fingerprint();
             effects.push(Effect::Digest(self.digest));
@@ -446,6 +532,10 @@ impl NodeCore {
             );
             self.view = Arc::new(view);
             effects.push(Effect::View(self.view.clone()));
+            wake = true;
+        }
+        if wake {
+            self.reconcile(now, Event::Wake, effects);
         }
     }
 }

@@ -660,5 +660,7 @@ pub fn pod_statuses(
         .collect()
 }
 
+pub mod pass;
+
 #[cfg(test)]
 mod tests;

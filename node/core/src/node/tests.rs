@@ -4,15 +4,16 @@
 
 use super::*;
 use crate::due::Due;
-use crate::status::running_pod;
+use crate::runtime::{ContainerState, Observed};
 use std::collections::BTreeMap;
 use weeble_crdt::{ActorId, DesiredState, PeerSync, parse_manifests};
 
-/// One node of the test cluster: its core and its document.
+/// One node of the test cluster: its core, its document and its containers.
 struct Node {
     core: NodeCore,
     doc: DesiredState,
     peers: BTreeMap<String, PeerSync>,
+    containers: Vec<Observed>,
     stopped: bool,
 }
 
@@ -69,13 +70,21 @@ impl Cluster {
                 epoch: 1,
                 seed: i as u64,
                 known: [addr(0)].into(),
+                reconcile: Settings {
+                    node: name.clone(),
+                    host_ip: addr(i).ip(),
+                    service_ip: addr(i).ip(),
+                    resync_ms: 10_000,
+                    join_grace_ms: 3_000,
+                },
             };
             let mut doc = DesiredState::new(ActorId::from([i as u8 + 1; 16]));
-            let core = NodeCore::new(config, Arc::new(doc.snapshot()));
+            let core = NodeCore::new(config, Arc::new(doc.snapshot()), Duration::ZERO);
             let node = Node {
                 core,
                 doc,
                 peers: BTreeMap::new(),
+                containers: Vec::new(),
                 stopped: false,
             };
             cluster.nodes.insert(name.clone(), node);
@@ -178,6 +187,21 @@ impl Cluster {
                 let at = self.now + after.as_millis() as u64;
                 self.push(at, from, Input::Timer(timer));
             }
+            Effect::ListContainers => {
+                let listed = Ok(self.nodes[from].containers.clone());
+                self.push(at, from, Input::Reconcile(Event::Listed(listed)));
+            }
+            Effect::Act(actions) => {
+                let outcomes = actions.iter().map(|a| self.act(from, a)).collect();
+                self.push(at, from, Input::Reconcile(Event::Acted(outcomes)));
+            }
+            Effect::Terminate(ids) => {
+                let node = self.nodes.get_mut(from).unwrap();
+                for c in node.containers.iter_mut().filter(|c| ids.contains(&c.id)) {
+                    c.state = ContainerState::Exited { code: 137 };
+                }
+                self.push(at, from, Input::Reconcile(Event::Terminated));
+            }
             Effect::Check(member) => {
                 let target = self.name_of(&member);
                 if self.nodes[&target].stopped {
@@ -186,6 +210,45 @@ impl Cluster {
             }
             _ => {}
         }
+    }
+
+    /// A container action on node `node`, as a runtime that never fails would take it.
+    fn act(&mut self, node: &str, action: &Action) -> Result<(), crate::runtime::RuntimeError> {
+        let now = self.now as i64;
+        let containers = &mut self.nodes.get_mut(node).unwrap().containers;
+        match action {
+            Action::Create { spec, .. } => containers.push(Observed {
+                id: format!("{}-{now}-{}", spec.name, containers.len()),
+                name: spec.name.clone(),
+                image: spec.image.clone(),
+                labels: spec.labels.clone(),
+                state: ContainerState::Running,
+                ports: Vec::new(),
+                ip: None,
+                started_at_ms: now,
+                finished_at_ms: 0,
+            }),
+            Action::Start { id, .. } => {
+                for c in containers.iter_mut().filter(|c| &c.id == id) {
+                    c.state = ContainerState::Running;
+                    c.started_at_ms = now;
+                }
+            }
+            Action::Remove { id, .. } => containers.retain(|c| &c.id != id),
+        }
+        Ok(())
+    }
+
+    /// Running containers on each node, n0 first.
+    fn running(&self) -> Vec<usize> {
+        let running = |n: &Node| {
+            let up = n
+                .containers
+                .iter()
+                .filter(|c| c.state == ContainerState::Running);
+            up.count()
+        };
+        self.nodes.values().map(running).collect()
     }
 
     /// An automerge sync from `a` to `b`, as the store and network would run it; each node
@@ -259,18 +322,29 @@ impl Cluster {
 }
 
 #[test]
-fn three_cores_join_through_one_address_and_share_their_pods() {
+fn three_cores_join_through_one_address_run_a_deployment_and_share_its_pods() {
     let mut cluster = Cluster::new(3, 4);
     cluster.run_until(5_000);
     for node in ["n0", "n1", "n2"] {
         assert_eq!(cluster.alive(node), ["n0", "n1", "n2"], "{node}'s members");
     }
-    cluster.push(cluster.now, "n2", Input::Pods(vec![running_pod("n2")]));
+    cluster.write("n1", deployment("web", 6), 1);
     cluster.run_until(7_000);
-    for node in ["n0", "n1"] {
+    let running = cluster.running();
+    assert_eq!(
+        running.iter().sum::<usize>(),
+        6,
+        "six replicas run: {running:?}"
+    );
+    assert!(running.iter().all(|&n| n > 0), "on every node: {running:?}");
+    for node in ["n0", "n1", "n2"] {
         let table = cluster.nodes[node].core.table();
-        let pods: Vec<&str> = table.pods().iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(pods, ["n2-web-0"], "{node}'s table");
+        let pods = table.pods();
+        assert_eq!(pods.len(), 6, "{node}'s table");
+        assert!(
+            pods.iter()
+                .all(|p| p.phase == crate::status::Phase::Running)
+        );
     }
     let known = cluster.effects_of("n0").filter_map(|e| match e {
         Effect::Known(addrs) => Some(addrs.len()),
@@ -306,26 +380,28 @@ fn a_write_is_acknowledged_once_enough_peers_hold_it_and_reaches_every_node() {
 }
 
 #[test]
-fn a_leaving_node_takes_no_replicas_and_a_stopped_one_is_forgotten() {
+fn a_leaving_node_hands_its_pods_over_and_a_stopped_one_is_forgotten() {
     let mut cluster = Cluster::new(3, 4);
     cluster.run_until(5_000);
     cluster.write("n0", deployment("web", 6), 1);
-    cluster.push(cluster.now, "n2", Input::Pods(vec![running_pod("n2")]));
     cluster.run_until(6_000);
-    let owners = |cluster: &Cluster, of: &str| -> BTreeSet<String> {
-        let view = cluster.view(of);
-        let placed = view.placement.replicas().filter_map(|(_, o)| o.ok());
-        placed.map(str::to_string).collect()
-    };
-    assert!(owners(&cluster, "n0").contains("n2"), "n2 takes replicas");
+    let on_n2 = cluster.running()[2];
+    assert!(on_n2 > 0, "n2 runs replicas");
     cluster.push(cluster.now, "n2", Input::Leaving);
-    cluster.run_until(8_000);
+    cluster.run_until(6_002);
     for node in ["n0", "n1", "n2"] {
-        assert!(
-            !owners(&cluster, node).contains("n2"),
-            "{node} places nothing on n2"
-        );
+        let view = cluster.view(node);
+        let mut owners = view.placement.replicas().filter_map(|(_, o)| o.ok());
+        assert!(owners.all(|o| o != "n2"), "{node} places nothing on n2");
     }
+    assert_eq!(
+        cluster.running()[2],
+        on_n2,
+        "n2 keeps its pods until the new owners run them"
+    );
+    cluster.run_until(8_000);
+    let running = cluster.running();
+    assert_eq!(running, [3, 3, 0], "n2's pods were handed over");
     // n2 stops without a word; its connections close, the check finds nothing there.
     cluster.nodes.get_mut("n2").unwrap().stopped = true;
     cluster.push(cluster.now, "n0", Input::Disconnected("p2".into()));
@@ -337,13 +413,14 @@ fn a_leaving_node_takes_no_replicas_and_a_stopped_one_is_forgotten() {
             .any(|e| matches!(e, Effect::Disconnect(p) if p == "p2")),
         "n0 closes n2's connections"
     );
-    assert_eq!(
-        cluster.nodes["n0"].core.table().pods().len(),
-        0,
-        "n2's pods are forgotten"
+    let table = cluster.nodes["n0"].core.table();
+    assert!(
+        !table.nodes().contains_key("n2"),
+        "n2's report is forgotten"
     );
     cluster.run_until(12_000);
     assert_eq!(cluster.alive("n1"), ["n0", "n1"], "n1 hears of it");
+    assert_eq!(cluster.running(), [3, 3, 0], "nothing moved");
 }
 
 #[test]

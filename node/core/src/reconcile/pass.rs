@@ -1,0 +1,346 @@
+//! This node's reconcile loop as a state machine: when to look at its containers, what to do
+//! about them, and what to report. The driver lists the containers, runs the actions and
+//! hands back what came of them; [`Reconciler`] decides, with the pure functions of
+//! [`crate::reconcile`].
+//!
+//! A pass: list the containers → kill those whose liveness probe failed, and list again →
+//! plan a bounded batch of actions ([`batch`]) and run it → list again → report the pods'
+//! status, the probes to run and the number of containers → wait until woken (the view, a
+//! container that stopped, the probes' findings, a report while pods are handed over) or
+//! until the next retry, handover deadline or resync is due. A wake during a pass is kept: the
+//! next pass follows at once, which sees the newest view.
+
+use super::{
+    Action, Book, DesiredPod, Grace, JoinGrace, already_running, batch, desired_pods,
+    failed_liveness, handovers, next_handover_deadline, next_pass_in_ms, plan, pod_statuses,
+    probe_checks, record,
+};
+use crate::membership::Liveness;
+use crate::probe::{Check, Health};
+use crate::runtime::{Observed, RuntimeError};
+use crate::status::{PodStatus, StatusTable};
+use crate::view::View;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// How a node reconciles, from its configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub node: String,
+    /// Where containers' ports are published.
+    pub host_ip: IpAddr,
+    /// Where the node serves services: what its containers' service variables point to.
+    pub service_ip: IpAddr,
+    /// How often a pass runs even if nothing woke it.
+    pub resync_ms: i64,
+    /// How long a starting node that has heard from no peer keeps to what it already runs.
+    pub join_grace_ms: i64,
+}
+
+/// What the reconciler hears.
+#[derive(Debug)]
+pub enum Event {
+    /// Something it reads changed: a pass is due.
+    Wake,
+    /// The wait asked for with this token ([`Work::WakeIn`]) is over: a pass is due, unless
+    /// a newer wait was asked for since.
+    Due(u64),
+    /// The containers of this node, as the runtime lists them.
+    Listed(Result<Vec<Observed>, RuntimeError>),
+    /// The containers of [`Work::Terminate`] were killed (or could not be).
+    Terminated,
+    /// The outcomes of [`Work::Act`], in the order of its actions.
+    Acted(Vec<Result<(), RuntimeError>>),
+}
+
+/// What the driver must do for the reconciler.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// List this node's containers; hand them back as [`Event::Listed`].
+    List,
+    /// Kill these running containers (their liveness probe failed); then [`Event::Terminated`].
+    Terminate(Vec<String>),
+    /// Run these actions, the removals first, a few engine calls at once
+    /// ([`super::ENGINE_CALLS_IN_FLIGHT`]); then [`Event::Acted`].
+    Act(Vec<Action>),
+    /// The probes to run now (changed since the last ones).
+    Checks(Vec<Check>),
+    /// How many containers this node runs (a leaving node waits for none).
+    Containers(usize),
+    /// This node's pods, to spread as its status.
+    Pods(Vec<PodStatus>),
+    /// Wake the reconciler in this many ms, handing back `token` (only the newest counts).
+    WakeIn { ms: i64, token: u64 },
+}
+
+/// Where a pass stands.
+#[derive(Debug)]
+enum Stage {
+    /// Between passes.
+    Idle,
+    /// The first listing of a pass (`killed`: after liveness failures were killed).
+    Listing {
+        killed: bool,
+    },
+    Killing,
+    /// A batch runs; `observed` is what the pass planned it from.
+    Acting {
+        plan: Planned,
+        batch: Vec<Action>,
+        observed: Vec<Observed>,
+    },
+    /// Listing again after a batch.
+    Relisting {
+        plan: Planned,
+    },
+}
+
+/// What a pass planned from, kept until it reports.
+#[derive(Debug)]
+struct Planned {
+    desired: Vec<DesiredPod>,
+    handovers: BTreeMap<String, super::Handover>,
+    more: bool,
+    holding_until: Option<i64>,
+}
+
+/// One node's reconciler (see the module's documentation).
+pub struct Reconciler {
+    settings: Settings,
+    grace: JoinGrace,
+    /// Restarts and failures per container.
+    book: Book,
+    /// When each handover in progress began (see [`super::handovers`]).
+    handover_since: BTreeMap<String, i64>,
+    /// The pods placed here at the last pass, for the log.
+    placed: BTreeSet<String>,
+    stage: Stage,
+    /// A wake came during a pass: the next pass follows at once.
+    again: bool,
+    /// Pods are being handed over: a change of the status table wakes the reconciler.
+    handing_over: bool,
+    /// Until when (Unix ms) this pass holds back from starting containers: the node has
+    /// just started, heard from no peer yet, and its join grace is not over.
+    holding_until: Option<i64>,
+    /// The newest wake-up asked for; older ones are ignored.
+    token: u64,
+    checks: Vec<Check>,
+}
+
+impl Reconciler {
+    pub fn new(settings: Settings, now_ms: i64) -> Self {
+        Reconciler {
+            grace: JoinGrace::new(now_ms, settings.join_grace_ms),
+            settings,
+            book: Book::new(),
+            handover_since: BTreeMap::new(),
+            placed: BTreeSet::new(),
+            stage: Stage::Idle,
+            again: false,
+            handing_over: false,
+            holding_until: None,
+            token: 0,
+            checks: Vec::new(),
+        }
+    }
+
+    /// Whether pods are being handed over (a status change then calls for a pass).
+    pub fn handing_over(&self) -> bool {
+        self.handing_over
+    }
+
+    /// Takes one event; `ctx` is what the node knows now.
+    pub fn step(&mut self, event: Event, ctx: Context<'_>) -> Vec<Work> {
+        let event = match event {
+            Event::Due(token) if token != self.token => return Vec::new(),
+            Event::Due(_) => Event::Wake,
+            event => event,
+        };
+        let stage = std::mem::replace(&mut self.stage, Stage::Idle);
+        match (stage, event) {
+            (Stage::Idle, Event::Wake) => self.begin(ctx),
+            (stage, Event::Wake) => {
+                self.stage = stage;
+                self.again = true;
+                Vec::new()
+            }
+            (Stage::Listing { .. } | Stage::Relisting { .. }, Event::Listed(Err(e))) => {
+                warn!(error = %e, "cannot observe containers; retrying");
+                self.wait(1000)
+            }
+            (Stage::Listing { killed }, Event::Listed(Ok(observed))) => {
+                let doomed = failed_liveness(&observed, &ctx.health.failing);
+                if !killed && !doomed.is_empty() {
+                    self.stage = Stage::Killing;
+                    return vec![Work::Terminate(
+                        doomed.into_iter().map(str::to_string).collect(),
+                    )];
+                }
+                self.plan(observed, ctx)
+            }
+            (Stage::Killing, Event::Terminated) => {
+                self.stage = Stage::Listing { killed: true };
+                vec![Work::List]
+            }
+            (
+                Stage::Acting {
+                    plan,
+                    batch,
+                    observed,
+                },
+                Event::Acted(outcomes),
+            ) => {
+                for (action, outcome) in batch.iter().zip(&outcomes) {
+                    record(&mut self.book, action, outcome, &observed, ctx.now_ms);
+                }
+                self.stage = Stage::Relisting { plan };
+                vec![Work::List]
+            }
+            (Stage::Relisting { plan }, Event::Listed(Ok(observed))) => {
+                self.report(plan, &observed, ctx)
+            }
+            (stage, event) => {
+                // An answer to a request of an earlier pass: the stage stays as it was.
+                warn!(?event, "the reconciler got an answer it did not wait for");
+                self.stage = stage;
+                Vec::new()
+            }
+        }
+    }
+
+    /// Begins a pass: checks the join grace, logs placement changes, lists.
+    fn begin(&mut self, ctx: Context<'_>) -> Vec<Work> {
+        self.again = false;
+        let me = &self.settings.node;
+        let peer = ctx
+            .view
+            .members
+            .iter()
+            .any(|(m, l)| &m.name != me && *l != Liveness::Down);
+        self.holding_until = None;
+        match self.grace.check(ctx.now_ms, peer) {
+            Grace::Holding { until_ms } => self.holding_until = Some(until_ms),
+            Grace::PeerAnswered => info!("a peer answered: running this node's share"),
+            Grace::RanOut => {
+                info!("no peer answered within the join grace: running the desired state alone")
+            }
+            Grace::Over => {}
+        }
+        self.stage = Stage::Listing { killed: false };
+        vec![Work::List]
+    }
+
+    /// Plans a batch from what the runtime shows.
+    fn plan(&mut self, observed: Vec<Observed>, ctx: Context<'_>) -> Vec<Work> {
+        let desired = desired_pods(
+            &ctx.view.snapshot,
+            &ctx.view.placement,
+            &self.settings.node,
+            self.settings.service_ip,
+        );
+        let holding_until = self.holding_until;
+        let desired = match holding_until {
+            Some(_) => already_running(desired, &observed),
+            None => {
+                self.log_placement_changes(&desired);
+                desired
+            }
+        };
+        let s = &self.settings;
+        let handovers = handovers(
+            &s.node,
+            &ctx.view.placement,
+            &observed,
+            ctx.table,
+            &mut self.handover_since,
+            ctx.now_ms,
+        );
+        let actions = plan(
+            &s.node, s.host_ip, &desired, &observed, &handovers, &self.book, ctx.now_ms,
+        );
+        let (batch, more) = batch(actions);
+        let plan = Planned {
+            desired,
+            handovers,
+            more,
+            holding_until,
+        };
+        if batch.is_empty() {
+            return self.report(plan, &observed, ctx);
+        }
+        self.stage = Stage::Acting {
+            plan,
+            batch: batch.clone(),
+            observed,
+        };
+        vec![Work::Act(batch)]
+    }
+
+    /// Ends a pass: the pods' status, the probes, the count; when to look again.
+    fn report(&mut self, plan: Planned, observed: &[Observed], ctx: Context<'_>) -> Vec<Work> {
+        let mut work = vec![Work::Containers(observed.len())];
+        let checks = probe_checks(&plan.desired, observed);
+        if checks != self.checks {
+            self.checks = checks.clone();
+            work.push(Work::Checks(checks));
+        }
+        let s = &self.settings;
+        work.push(Work::Pods(pod_statuses(
+            &s.node,
+            s.host_ip,
+            &plan.desired,
+            observed,
+            &self.book,
+            &ctx.health.unready,
+            ctx.now_ms,
+        )));
+        let now = ctx.now_ms;
+        let next = next_pass_in_ms(&self.book, &plan.handovers, plan.more, s.resync_ms, now);
+        // Holding, it also looks again when the grace runs out.
+        let next = plan
+            .holding_until
+            .map_or(next, |until| next.min((until - now).max(0)));
+        self.handing_over = next_handover_deadline(&plan.handovers, now).is_some();
+        match self.again {
+            true => work.extend(self.begin(ctx)),
+            false => work.extend(self.wait(next)),
+        }
+        work
+    }
+
+    /// Idle until woken, or for `ms` at most (at once if a wake came during the pass).
+    fn wait(&mut self, ms: i64) -> Vec<Work> {
+        self.stage = Stage::Idle;
+        self.token += 1;
+        let ms = if self.again { 0 } else { ms };
+        vec![Work::WakeIn {
+            ms,
+            token: self.token,
+        }]
+    }
+
+    fn log_placement_changes(&mut self, desired: &[DesiredPod]) {
+        let now: BTreeSet<String> = desired
+            .iter()
+            .map(|p| format!("{}/{}", p.key.deployment.namespace, p.name()))
+            .collect();
+        for pod in now.difference(&self.placed) {
+            info!(%pod, "pod placed on this node");
+        }
+        for pod in self.placed.difference(&now) {
+            info!(%pod, "pod no longer placed on this node");
+        }
+        self.placed = now;
+    }
+}
+
+/// What the node knows when the reconciler takes an event.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub now_ms: i64,
+    pub view: &'a Arc<View>,
+    pub table: &'a StatusTable,
+    pub health: &'a Health,
+}
