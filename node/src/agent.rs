@@ -228,7 +228,8 @@ fn node_key(data_dir: &Path) -> Result<Keypair, AgentError> {
     }
 }
 
-/// Starts a node on the libp2p transport.
+/// Starts a node on the libp2p transport, Docker (or whatever `runtime` is) and the state
+/// file in its data directory.
 pub async fn start<R: ContainerRuntime>(
     config: NodeConfig,
     runtime: R,
@@ -237,14 +238,22 @@ pub async fn start<R: ContainerRuntime>(
     let keypair = node_key(&config.data_dir)?;
     let (stop, shutdown) = Stop::new();
     let digest = Arc::new(LocalDigest::default());
-    let (network, events) = Network::start(NetConfig {
+    let (transport, events) = Network::start(NetConfig {
         keypair,
         listen: config.p2p,
         cluster_key: config.cluster_key,
         digest: digest.clone(),
         shutdown: shutdown.clone(),
     })?;
-    start_on(config, runtime, network, events, digest, stop, shutdown).await
+    let store = Store::open(&config.data_dir)?;
+    let adapters = Adapters {
+        runtime,
+        transport,
+        events,
+        digest,
+        store,
+    };
+    start_on(config, adapters, stop, shutdown).await
 }
 
 fn data_dir(config: &NodeConfig) -> Result<(), AgentError> {
@@ -254,19 +263,34 @@ fn data_dir(config: &NodeConfig) -> Result<(), AgentError> {
     })
 }
 
-/// Starts a node on any transport (`transport::memory` joins nodes inside one process):
-/// `events` are what the transport receives, `digest` what it sends with every datagram.
+/// What a node runs on: real adapters, or their in-memory twins (`transport::memory`,
+/// `runtime::memory`, `store::disk::MemoryDisk`), which run nodes inside one process.
+pub struct Adapters<R, T> {
+    pub runtime: R,
+    pub transport: T,
+    /// What the transport receives.
+    pub events: mpsc::Receiver<NetEvent>,
+    /// What the transport sends with every datagram.
+    pub digest: Arc<LocalDigest>,
+    pub store: Store,
+}
+
+/// Starts a node on `adapters`; `shutdown` fires when `stop` does (the transport may hold it
+/// already). The data directory keeps the known peers' addresses.
 pub async fn start_on<R: ContainerRuntime, T: Transport>(
     config: NodeConfig,
-    runtime: R,
-    transport: T,
-    events: mpsc::Receiver<NetEvent>,
-    digest: Arc<LocalDigest>,
+    adapters: Adapters<R, T>,
     stop: Stop,
     shutdown: Shutdown,
 ) -> Result<Agent, AgentError> {
     data_dir(&config)?;
-    let store = Store::open(&config.data_dir)?;
+    let Adapters {
+        runtime,
+        transport,
+        events,
+        digest,
+        store,
+    } = adapters;
     let epoch = crate::clock::now_ms() as u64;
     let me = MemberId {
         name: config.name.clone(),

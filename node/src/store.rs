@@ -12,12 +12,14 @@
 //! store then reports that it cannot persist (`persist_error`) until a write, or the rewrite it
 //! tries every few seconds, succeeds again: the agent takes the node out of placement
 //! meanwhile.
+//!
+//! The file is reached through [`disk::Disk`]: a real file, or an in-memory twin.
 
+pub mod disk;
 mod journal;
 
+use disk::{Disk, FileDisk};
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,16 +82,17 @@ impl Store {
     /// disk), the store starts anyway on what it could read, reporting that it cannot persist;
     /// a file that is missing or from before frames must be written, and the start fails.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let path = data_dir.join("state.automerge");
-        let disk = |source| StoreError::Disk {
+        Store::open_on(FileDisk::new(data_dir.join("state.automerge")))
+    }
+
+    /// Opens the state file on `disk` (see [`Store::open`]).
+    pub fn open_on(mut disk: impl Disk) -> Result<Self, StoreError> {
+        let path = disk.path().to_path_buf();
+        let failed = |source| StoreError::Disk {
             path: path.clone(),
             source,
         };
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(disk(e)),
-        };
+        let bytes = disk.read().map_err(failed)?;
         let (mut state, good_len) = match bytes.as_deref().map(journal::read) {
             None => (DesiredState::new(ActorId::random()), None),
             Some(journal::Contents::Unframed(bytes)) => {
@@ -111,24 +114,23 @@ impl Store {
             }
         };
         let compacted = journal::file(&state.save());
-        let failing = match write_atomically(&path, &compacted) {
-            Ok(()) => None,
+        let (len, failing) = match disk.replace(&compacted) {
+            Ok(()) => (compacted.len() as u64, None),
             Err(e) => {
                 // Carry on with the file as it is, its torn tail (if any) cut off; a file
                 // from before frames existed cannot take framed appends.
                 let Some(good_len) = good_len else {
-                    return Err(disk(e));
+                    return Err(failed(e));
                 };
-                cut(&path, good_len).map_err(|source| StoreError::Torn {
-                    path: path.clone(),
-                    source,
-                })?;
+                disk.cut(good_len as u64)
+                    .map_err(|source| StoreError::Torn {
+                        path: path.clone(),
+                        source,
+                    })?;
                 warn!(file = %path.display(), error = %e, "cannot rewrite the state file: this node cannot persist changes and takes no pods until it can");
-                Some(disk(e).to_string())
+                (good_len as u64, Some(failed(e).to_string()))
             }
         };
-        let len = std::fs::metadata(&path).map_err(disk)?.len();
-        let file = OpenOptions::new().append(true).open(&path).map_err(disk)?;
         let snapshot = Arc::new(state.snapshot());
         info!(objects = snapshot.deployments.len() + snapshot.services.len(), file = %path.display(), "desired state loaded");
         let (snapshot_tx, snapshot_rx) = watch::channel(snapshot);
@@ -136,8 +138,7 @@ impl Store {
         let (tx, rx) = mpsc::channel(256);
         let actor = StoreActor {
             state,
-            path,
-            file,
+            disk,
             len,
             rewrite: false,
             compacted_len: compacted.len(),
@@ -209,10 +210,9 @@ impl Store {
     }
 }
 
-struct StoreActor {
+struct StoreActor<D> {
     state: DesiredState,
-    path: PathBuf,
-    file: File,
+    disk: D,
     /// The file's length up to its last whole frame.
     len: u64,
     /// A failed append could not be cut off: the next change rewrites the whole file.
@@ -225,7 +225,7 @@ struct StoreActor {
     failing: watch::Sender<Option<String>>,
 }
 
-impl StoreActor {
+impl<D: Disk> StoreActor<D> {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut retry = tokio::time::interval(RETRY_PERSIST);
         loop {
@@ -323,7 +323,7 @@ impl StoreActor {
             let chunk = self.state.save_incremental();
             if !chunk.is_empty() {
                 self.write(&chunk).map_err(|source| StoreError::Disk {
-                    path: self.path.clone(),
+                    path: self.disk.path().to_path_buf(),
                     source,
                 })?;
                 wrote = true;
@@ -370,13 +370,9 @@ impl StoreActor {
             return self.compact();
         }
         let frame = journal::frame(chunk);
-        if let Err(e) = self
-            .file
-            .write_all(&frame)
-            .and_then(|()| self.file.sync_data())
-        {
+        if let Err(e) = self.disk.append(&frame) {
             // Cut the file back to its last whole frame, so that the next append follows it.
-            if let Err(cut) = self.file.set_len(self.len) {
+            if let Err(cut) = self.disk.cut(self.len) {
                 warn!(error = %cut, "cannot cut a failed append off the state file: the next change rewrites it");
                 self.rewrite = true;
             }
@@ -396,8 +392,7 @@ impl StoreActor {
     /// Rewrites the file as one full save.
     fn compact(&mut self) -> std::io::Result<()> {
         let full = journal::file(&self.state.save());
-        write_atomically(&self.path, &full)?;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.disk.replace(&full)?;
         self.len = full.len() as u64;
         self.rewrite = false;
         self.compacted_len = full.len();
@@ -409,12 +404,12 @@ impl StoreActor {
     fn retry_persist(&mut self) {
         match self.compact() {
             Ok(()) => {
-                info!(file = %self.path.display(), "the state file can be written again");
+                info!(file = %self.disk.path().display(), "the state file can be written again");
                 self.failing.send_replace(None);
             }
             Err(e) => {
                 let error = StoreError::Disk {
-                    path: self.path.clone(),
+                    path: self.disk.path().to_path_buf(),
                     source: e,
                 };
                 self.failing.send_replace(Some(error.to_string()));
@@ -423,35 +418,11 @@ impl StoreActor {
     }
 }
 
-/// Cuts the file at `path` to `len` bytes, durably.
-fn cut(path: &Path, len: usize) -> std::io::Result<()> {
-    let file = OpenOptions::new().write(true).open(path)?;
-    file.set_len(len as u64)?;
-    file.sync_all()
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let written = File::create(&tmp).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    if let Err(e) = written {
-        // A full disk: leave no half-written copy behind to take the space.
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::disk::MemoryDisk;
     use super::*;
+    use std::fs;
 
     fn deployment(name: &str) -> Object {
         let text = format!(
@@ -465,7 +436,7 @@ mod tests {
             .remove(0)
     }
 
-    fn apply(actor: &mut StoreActor, name: &str) -> Result<Vec<Outcome>, StoreError> {
+    fn apply<D: Disk>(actor: &mut StoreActor<D>, name: &str) -> Result<Vec<Outcome>, StoreError> {
         let (reply, mut rx) = oneshot::channel();
         actor.handle(Command::Apply(vec![deployment(name)], reply));
         rx.try_recv().expect("answered at once")
@@ -479,17 +450,15 @@ mod tests {
             .collect()
     }
 
-    /// A store on a real file in a fresh directory, whose appends go to `append_to`.
-    fn actor(dir: &Path, append_to: &Path) -> StoreActor {
-        let path = dir.join("state.automerge");
+    /// A store on `disk`, holding an empty document.
+    fn actor<D: Disk>(mut disk: D) -> StoreActor<D> {
         let mut state = DesiredState::new(ActorId::random());
         let compacted = journal::file(&state.save());
-        write_atomically(&path, &compacted).unwrap();
+        disk.replace(&compacted).unwrap();
         StoreActor {
             snapshot: watch::channel(Arc::new(state.snapshot())).0,
             state,
-            path,
-            file: OpenOptions::new().append(true).open(append_to).unwrap(),
+            disk,
             len: compacted.len() as u64,
             rewrite: false,
             compacted_len: compacted.len(),
@@ -497,6 +466,115 @@ mod tests {
             peers: BTreeMap::new(),
             failing: watch::channel(None).0,
         }
+    }
+
+    /// What the file on `disk` loads as, checking that it ends with no torn frame.
+    fn loaded(disk: &mut impl Disk) -> Vec<String> {
+        let bytes = disk.read().unwrap().expect("a file");
+        let journal::Contents::Framed { payloads, torn, .. } = journal::read(&bytes) else {
+            panic!("framed");
+        };
+        assert_eq!(torn, 0, "no torn frame");
+        let mut state = DesiredState::load(&payloads.concat(), ActorId::random()).unwrap();
+        names(&state.snapshot())
+    }
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_write_that_cannot_be_persisted_is_refused_undone_and_reported() {
+        let disk = MemoryDisk::default();
+        let mut actor = actor(disk.clone());
+        apply(&mut actor, "kept").expect("persisted");
+        let (before, file_before) = (actor.state.heads(), disk.bytes());
+        // Full: the append of the next frame tears, and is cut off.
+        disk.set_capacity(file_before.as_ref().unwrap().len() + 10);
+        let refused = apply(&mut actor, "refused");
+        assert!(
+            matches!(refused, Err(StoreError::Disk { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(actor.state.heads(), before, "no trace in the document");
+        assert_eq!(names(&actor.state.snapshot()), ["kept"]);
+        assert_eq!(
+            names(&actor.snapshot.borrow()),
+            ["kept"],
+            "nothing published"
+        );
+        assert_eq!(
+            disk.bytes(),
+            file_before,
+            "the torn append is cut off the file"
+        );
+        let why = actor.failing.borrow().clone().expect("reported");
+        assert!(why.contains("No space left"), "{why}");
+
+        // Space again: the next write goes through and clears the report.
+        disk.set_capacity(usize::MAX);
+        apply(&mut actor, "accepted").expect("persisted");
+        assert_eq!(*actor.failing.borrow(), None);
+        assert_eq!(names(&actor.snapshot.borrow()), ["accepted", "kept"]);
+        assert_eq!(
+            loaded(&mut disk.clone()),
+            ["accepted", "kept"],
+            "the refused write is not on disk"
+        );
+    }
+
+    #[test]
+    fn a_failed_append_that_cannot_be_cut_off_makes_the_next_write_rewrite_the_file() {
+        let dir = temp_dir("full");
+        // Every append to /dev/full fails with ENOSPC, and the device cannot be cut back.
+        let path = dir.join("state.automerge");
+        let mut actor = actor(FileDisk::new(path.clone()));
+        actor.disk = FileDisk::new(PathBuf::from("/dev/full"));
+        assert!(apply(&mut actor, "refused").is_err());
+        assert!(
+            actor.rewrite,
+            "the torn append could not be cut: rewrite next"
+        );
+        actor.disk = FileDisk::new(path.clone());
+        apply(&mut actor, "accepted").expect("persisted");
+        assert!(!actor.rewrite);
+        assert_eq!(loaded(&mut FileDisk::new(path)), ["accepted"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file whose last frame lost 7 bytes loads without it, on `disk` (made again by
+    /// `open`, as a restarted node opens its file).
+    fn a_torn_last_frame_is_dropped<D: Disk>(mut open: impl FnMut() -> D) {
+        {
+            let mut actor = actor(open());
+            apply(&mut actor, "kept").unwrap();
+            apply(&mut actor, "torn").unwrap();
+            let len = actor.disk.read().unwrap().unwrap().len() as u64;
+            actor.disk.cut(len - 7).unwrap();
+        }
+        current_thread().block_on(async {
+            let store = Store::open_on(open()).expect("a torn tail does not stop the node");
+            assert_eq!(names(&store.watch().borrow()), ["kept"]);
+            assert_eq!(*store.persist_error().borrow(), None);
+            store.apply(vec![deployment("after")]).await.unwrap();
+        });
+        assert_eq!(
+            loaded(&mut open()),
+            ["after", "kept"],
+            "rewritten whole at start"
+        );
+    }
+
+    #[test]
+    fn a_torn_last_frame_is_dropped_at_start_and_the_rest_loads() {
+        let disk = MemoryDisk::default();
+        a_torn_last_frame_is_dropped(|| disk.clone());
+        let dir = temp_dir("torn");
+        a_torn_last_frame_is_dropped(|| FileDisk::new(dir.join("state.automerge")));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -507,88 +585,14 @@ mod tests {
     }
 
     #[test]
-    fn a_write_that_cannot_be_persisted_is_refused_undone_and_reported() {
-        let dir = temp_dir("full");
-        // Every append to /dev/full fails with ENOSPC, and the device cannot be cut back.
-        let mut actor = actor(&dir, Path::new("/dev/full"));
-        let before = actor.state.heads();
-        let refused = apply(&mut actor, "refused");
-        assert!(
-            matches!(refused, Err(StoreError::Disk { .. })),
-            "{refused:?}"
-        );
-        assert_eq!(actor.state.heads(), before, "no trace in the document");
-        assert!(actor.state.snapshot().deployments.is_empty());
-        assert!(
-            names(&actor.snapshot.borrow()).is_empty(),
-            "nothing published"
-        );
-        let why = actor.failing.borrow().clone().expect("reported");
-        assert!(why.contains("No space left"), "{why}");
-        assert!(
-            actor.rewrite,
-            "the torn append could not be cut: rewrite next"
-        );
-
-        // The next write rewrites the file whole (on the real disk) and clears the report.
-        apply(&mut actor, "accepted").expect("persisted");
-        assert_eq!(*actor.failing.borrow(), None);
-        assert_eq!(names(&actor.snapshot.borrow()), ["accepted"]);
-        let bytes = fs::read(&actor.path).unwrap();
-        let journal::Contents::Framed { payloads, torn, .. } = journal::read(&bytes) else {
-            panic!("framed");
-        };
-        assert_eq!(torn, 0);
-        let mut loaded = DesiredState::load(&payloads.concat(), ActorId::random()).unwrap();
-        assert_eq!(
-            names(&loaded.snapshot()),
-            ["accepted"],
-            "the refused write is not on disk"
-        );
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_torn_last_frame_is_dropped_at_start_and_the_rest_loads() {
-        let dir = temp_dir("torn");
-        let path = dir.join("state.automerge");
-        {
-            let mut actor = actor(&dir, &path);
-            apply(&mut actor, "kept").unwrap();
-            apply(&mut actor, "torn").unwrap();
-        }
-        let len = fs::metadata(&path).unwrap().len();
-        cut(&path, len as usize - 7).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let store = Store::open(&dir).expect("a torn tail does not stop the node");
-            assert_eq!(names(&store.watch().borrow()), ["kept"]);
-            assert_eq!(*store.persist_error().borrow(), None);
-            store.apply(vec![deployment("after")]).await.unwrap();
-        });
-        let bytes = fs::read(&path).unwrap();
-        let journal::Contents::Framed { payloads, torn, .. } = journal::read(&bytes) else {
-            panic!("framed");
-        };
-        assert_eq!(torn, 0, "rewritten whole at start");
-        let mut loaded = DesiredState::load(&payloads.concat(), ActorId::random()).unwrap();
-        assert_eq!(names(&loaded.snapshot()), ["after", "kept"]);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
     fn a_write_s_snapshot_is_published_once_the_store_says_so() {
-        let dir = temp_dir("published");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async {
-            let store = Store::open(&dir).unwrap();
+            let store = Store::open_on(MemoryDisk::default()).unwrap();
             for i in 0..50 {
                 let name = format!("d{i}");
                 store.apply(vec![deployment(&name)]).await.unwrap();
@@ -598,6 +602,5 @@ mod tests {
                 );
             }
         });
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

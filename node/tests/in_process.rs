@@ -1,5 +1,5 @@
-//! Three nodes in one process: the real agent (its driver, `NodeCore`, store and reconciler)
-//! over the in-memory transport and the in-memory container runtime. The integration tests in
+//! Three nodes in one process: the real agent (its driver, `NodeCore` and store) over the
+//! in-memory transport, container runtime and disk. The integration tests in
 //! the repository's `tests/` run real processes on real Docker; this one shows that the same
 //! node runs, and stops, inside a process.
 
@@ -8,11 +8,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use weeble_crdt::parse_manifests;
-use weeble_node::agent::{self, Agent, NodeConfig};
+use weeble_node::agent::{self, Adapters, Agent, NodeConfig};
 use weeble_node::membership::Liveness;
 use weeble_node::runtime::memory::MemoryRuntime;
 use weeble_node::runtime::{ContainerRuntime, ContainerState};
 use weeble_node::shutdown::Stop;
+use weeble_node::store::disk::MemoryDisk;
+use weeble_node::store::{Store, StoreError};
 use weeble_node::transport::LocalDigest;
 use weeble_node::transport::memory::Switchboard;
 
@@ -20,33 +22,59 @@ fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9400 + i as u16))
 }
 
-/// A fresh data directory for node `i` of this test run.
-fn data_dir(i: usize) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weeble-in-process-{}-n{i}", std::process::id()));
+/// A fresh data directory for node `i` of test `test` (it keeps the known peers; the state
+/// file is on an in-memory disk).
+fn data_dir(test: &str, i: usize) -> PathBuf {
+    let name = format!("weeble-in-process-{}-{test}-n{i}", std::process::id());
+    let dir = std::env::temp_dir().join(name);
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
 
-async fn start(board: &Switchboard, runtime: &MemoryRuntime, i: usize) -> Agent {
-    let mut config = NodeConfig::new(format!("n{i}"), data_dir(i), addr(i), addr(100 + i));
+/// Nodes n0, n1, n2 on `board` and `runtime`, each with its disk, for test `test`.
+async fn start(
+    test: &str,
+    board: &Switchboard,
+    runtime: &MemoryRuntime,
+    disks: &[MemoryDisk],
+) -> Vec<Agent> {
+    let mut nodes = Vec::new();
+    for (i, disk) in disks.iter().enumerate() {
+        nodes.push(start_one(test, board, runtime, disk, i).await);
+    }
+    until("every node sees three members alive", async || {
+        nodes.iter().all(|n| alive(n).len() == 3)
+    })
+    .await;
+    nodes
+}
+
+async fn start_one(
+    test: &str,
+    board: &Switchboard,
+    runtime: &MemoryRuntime,
+    disk: &MemoryDisk,
+    i: usize,
+) -> Agent {
+    let dir = data_dir(test, i);
+    let mut config = NodeConfig::new(format!("n{i}"), dir, addr(i), addr(100 + i));
     config.join = vec![addr(0)];
     config.dns_port = 0;
     config.resync = Duration::from_secs(1);
     config.join_grace = Duration::from_millis(500);
     let digest = Arc::new(LocalDigest::default());
     let (transport, events) = board.attach(addr(i), format!("peer{i}"), digest.clone());
-    let (stop, shutdown) = Stop::new();
-    agent::start_on(
-        config,
-        runtime.clone(),
+    let adapters = Adapters {
+        runtime: runtime.clone(),
         transport,
         events,
         digest,
-        stop,
-        shutdown,
-    )
-    .await
-    .expect("the node starts")
+        store: Store::open_on(disk.clone()).expect("an empty disk"),
+    };
+    let (stop, shutdown) = Stop::new();
+    agent::start_on(config, adapters, stop, shutdown)
+        .await
+        .expect("the node starts")
 }
 
 /// Waits (at most 30 s) until `done` holds.
@@ -74,6 +102,23 @@ async fn running(runtime: &MemoryRuntime) -> Vec<usize> {
     counts
 }
 
+fn deployment(replicas: u32) -> Vec<weeble_crdt::Object> {
+    let manifest = format!(
+        "kind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  template:\n    \
+         metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      \
+         - {{name: web, image: img}}\n"
+    );
+    parse_manifests(&manifest).unwrap().objects
+}
+
+/// Stops every node and removes its data directory.
+fn stop(nodes: &[Agent]) {
+    for node in nodes {
+        node.stop();
+        let _ = std::fs::remove_dir_all(&node.config.data_dir);
+    }
+}
+
 fn alive(agent: &Agent) -> Vec<String> {
     let view = agent.view.borrow();
     let live = view.members.iter().filter(|(_, l)| *l == Liveness::Alive);
@@ -85,20 +130,9 @@ async fn three_nodes_in_one_process_run_a_deployment_and_move_it_off_a_stopped_n
     let board = Switchboard::default();
     let runtime = MemoryRuntime::new();
     runtime.add_image("img");
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        nodes.push(start(&board, &runtime, i).await);
-    }
-    until("every node sees three members alive", async || {
-        nodes.iter().all(|n| alive(n).len() == 3)
-    })
-    .await;
-
-    let manifest = "kind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 6\n  template:\n    \
-                    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      \
-                    - {name: web, image: img}\n";
-    let objects = parse_manifests(manifest).unwrap().objects;
-    nodes[0].store.apply(objects).await.unwrap();
+    let disks: Vec<MemoryDisk> = (0..3).map(|_| MemoryDisk::default()).collect();
+    let nodes = start("moved", &board, &runtime, &disks).await;
+    nodes[0].store.apply(deployment(6)).await.unwrap();
     nodes[0].replicate().await;
     until("six replicas run, spread over the nodes", async || {
         let counts = running(&runtime).await;
@@ -129,8 +163,60 @@ async fn three_nodes_in_one_process_run_a_deployment_and_move_it_off_a_stopped_n
         "a stopped node's reconciler does nothing"
     );
 
-    for node in &nodes {
-        node.stop();
-        let _ = std::fs::remove_dir_all(&node.config.data_dir);
-    }
+    stop(&nodes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_disk_is_full_refuses_writes_and_takes_no_pods_until_it_has_room() {
+    let board = Switchboard::default();
+    let runtime = MemoryRuntime::new();
+    runtime.add_image("img");
+    let disks: Vec<MemoryDisk> = (0..3).map(|_| MemoryDisk::default()).collect();
+    let nodes = start("full", &board, &runtime, &disks).await;
+    // n1's disk fills up: no append and no rewrite of its state file fits any more.
+    disks[1].set_capacity(0);
+    let refused = nodes[1].store.apply(deployment(6)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Disk { .. })),
+        "{refused:?}"
+    );
+    until("every node sees n1 take no pods", async || {
+        nodes
+            .iter()
+            .all(|n| n.table.borrow().unschedulable().contains("n1"))
+    })
+    .await;
+    nodes[0].store.apply(deployment(6)).await.unwrap();
+    nodes[0].replicate().await;
+    until("the six replicas run on n0 and n2", async || {
+        let counts = running(&runtime).await;
+        counts[0] + counts[2] == 6
+    })
+    .await;
+    assert_eq!(
+        running(&runtime).await[1],
+        0,
+        "nothing runs on the full node"
+    );
+    assert!(
+        nodes[1].store.watch().borrow().deployments.is_empty(),
+        "n1 could not take the write in"
+    );
+
+    disks[1].set_capacity(usize::MAX);
+    until(
+        "n1 has room again, holds the write and takes its share",
+        async || {
+            let ready = nodes
+                .iter()
+                .all(|n| n.table.borrow().unschedulable().is_empty());
+            ready && running(&runtime).await[1] > 0
+        },
+    )
+    .await;
+    assert_eq!(
+        nodes[1].store.watch().borrow().heads,
+        nodes[0].store.watch().borrow().heads
+    );
+    stop(&nodes);
 }
