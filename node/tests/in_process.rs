@@ -31,22 +31,60 @@ fn data_dir(test: &str, i: usize) -> PathBuf {
     dir
 }
 
-/// Nodes n0, n1, n2 on `board` and `runtime`, each with its disk, for test `test`.
-async fn start(
-    test: &str,
-    board: &Switchboard,
-    runtime: &MemoryRuntime,
-    disks: &[MemoryDisk],
-) -> Vec<Agent> {
-    let mut nodes = Vec::new();
-    for (i, disk) in disks.iter().enumerate() {
-        nodes.push(start_one(test, board, runtime, disk, i).await);
+/// Three nodes n0, n1, n2 in this process, each with its in-memory disk, over one
+/// switchboard and one in-memory runtime (with the image `img`).
+struct Bed {
+    board: Switchboard,
+    runtime: MemoryRuntime,
+    disks: Vec<MemoryDisk>,
+    nodes: Vec<Agent>,
+}
+
+impl Bed {
+    /// Starts the nodes for test `test`, and waits until each sees the three alive.
+    async fn start(test: &str) -> Bed {
+        let (board, runtime) = (Switchboard::default(), MemoryRuntime::new());
+        runtime.add_image("img");
+        let disks: Vec<MemoryDisk> = (0..3).map(|_| MemoryDisk::default()).collect();
+        let mut nodes = Vec::new();
+        for (i, disk) in disks.iter().enumerate() {
+            nodes.push(start_one(test, &board, &runtime, disk, i).await);
+        }
+        until("every node sees three members alive", async || {
+            nodes.iter().all(|n| alive(n).len() == 3)
+        })
+        .await;
+        Bed {
+            board,
+            runtime,
+            disks,
+            nodes,
+        }
     }
-    until("every node sees three members alive", async || {
-        nodes.iter().all(|n| alive(n).len() == 3)
-    })
-    .await;
-    nodes
+
+    /// Running containers per node, n0..n2.
+    async fn running(&self) -> Vec<usize> {
+        let mut counts = Vec::new();
+        for i in 0..3 {
+            let all = self.runtime.list(&format!("n{i}")).await.unwrap();
+            counts.push(
+                all.iter()
+                    .filter(|c| c.state == ContainerState::Running)
+                    .count(),
+            );
+        }
+        counts
+    }
+}
+
+/// Stops every node and removes its data directory.
+impl Drop for Bed {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            node.stop();
+            let _ = std::fs::remove_dir_all(&node.config.data_dir);
+        }
+    }
 }
 
 async fn start_one(
@@ -88,20 +126,6 @@ async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
-/// Running containers per node, n0..n2.
-async fn running(runtime: &MemoryRuntime) -> Vec<usize> {
-    let mut counts = Vec::new();
-    for i in 0..3 {
-        let all = runtime.list(&format!("n{i}")).await.unwrap();
-        counts.push(
-            all.iter()
-                .filter(|c| c.state == ContainerState::Running)
-                .count(),
-        );
-    }
-    counts
-}
-
 fn deployment(replicas: u32) -> Vec<weeble_crdt::Object> {
     let manifest = format!(
         "kind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  template:\n    \
@@ -109,14 +133,6 @@ fn deployment(replicas: u32) -> Vec<weeble_crdt::Object> {
          - {{name: web, image: img}}\n"
     );
     parse_manifests(&manifest).unwrap().objects
-}
-
-/// Stops every node and removes its data directory.
-fn stop(nodes: &[Agent]) {
-    for node in nodes {
-        node.stop();
-        let _ = std::fs::remove_dir_all(&node.config.data_dir);
-    }
 }
 
 fn alive(agent: &Agent) -> Vec<String> {
@@ -127,15 +143,12 @@ fn alive(agent: &Agent) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_in_one_process_run_a_deployment_and_move_it_off_a_stopped_node() {
-    let board = Switchboard::default();
-    let runtime = MemoryRuntime::new();
-    runtime.add_image("img");
-    let disks: Vec<MemoryDisk> = (0..3).map(|_| MemoryDisk::default()).collect();
-    let nodes = start("moved", &board, &runtime, &disks).await;
+    let bed = Bed::start("moved").await;
+    let nodes = &bed.nodes;
     nodes[0].store.apply(deployment(6)).await.unwrap();
     nodes[0].replicate().await;
     until("six replicas run, spread over the nodes", async || {
-        let counts = running(&runtime).await;
+        let counts = bed.running().await;
         counts.iter().sum::<usize>() == 6 && counts.iter().all(|c| *c > 0)
     })
     .await;
@@ -146,33 +159,28 @@ async fn three_nodes_in_one_process_run_a_deployment_and_move_it_off_a_stopped_n
 
     // n2 stops inside the process; its containers keep running, as after SIGKILL.
     nodes[2].stop();
-    board.detach(addr(2));
-    let before = running(&runtime).await[2];
+    bed.board.detach(addr(2));
+    let before = bed.running().await[2];
     until("n0 and n1 find n2 gone", async || {
         nodes[..2].iter().all(|n| alive(n) == ["n0", "n1"])
     })
     .await;
     until("n2's replicas run on n0 and n1", async || {
-        let counts = running(&runtime).await;
+        let counts = bed.running().await;
         counts[0] + counts[1] == 6
     })
     .await;
     assert_eq!(
-        running(&runtime).await[2],
+        bed.running().await[2],
         before,
         "a stopped node's reconciler does nothing"
     );
-
-    stop(&nodes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_disk_is_full_refuses_writes_and_takes_no_pods_until_it_has_room() {
-    let board = Switchboard::default();
-    let runtime = MemoryRuntime::new();
-    runtime.add_image("img");
-    let disks: Vec<MemoryDisk> = (0..3).map(|_| MemoryDisk::default()).collect();
-    let nodes = start("full", &board, &runtime, &disks).await;
+    let bed = Bed::start("full").await;
+    let (nodes, disks) = (&bed.nodes, &bed.disks);
     // n1's disk fills up: no append and no rewrite of its state file fits any more.
     disks[1].set_capacity(0);
     let refused = nodes[1].store.apply(deployment(6)).await;
@@ -189,15 +197,11 @@ async fn a_node_whose_disk_is_full_refuses_writes_and_takes_no_pods_until_it_has
     nodes[0].store.apply(deployment(6)).await.unwrap();
     nodes[0].replicate().await;
     until("the six replicas run on n0 and n2", async || {
-        let counts = running(&runtime).await;
+        let counts = bed.running().await;
         counts[0] + counts[2] == 6
     })
     .await;
-    assert_eq!(
-        running(&runtime).await[1],
-        0,
-        "nothing runs on the full node"
-    );
+    assert_eq!(bed.running().await[1], 0, "nothing runs on the full node");
     assert!(
         nodes[1].store.watch().borrow().deployments.is_empty(),
         "n1 could not take the write in"
@@ -210,7 +214,7 @@ async fn a_node_whose_disk_is_full_refuses_writes_and_takes_no_pods_until_it_has
             let ready = nodes
                 .iter()
                 .all(|n| n.table.borrow().unschedulable().is_empty());
-            ready && running(&runtime).await[1] > 0
+            ready && bed.running().await[1] > 0
         },
     )
     .await;
@@ -218,5 +222,4 @@ async fn a_node_whose_disk_is_full_refuses_writes_and_takes_no_pods_until_it_has
         nodes[1].store.watch().borrow().heads,
         nodes[0].store.watch().borrow().heads
     );
-    stop(&nodes);
 }
