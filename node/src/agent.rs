@@ -10,7 +10,7 @@
 use crate::driver::{Command, Driver, Inboxes};
 use crate::membership::{Detection, MemberId, live_peers};
 use crate::network::{NetConfig, Network};
-use crate::probe;
+use crate::probe::{Checker, Probes};
 use crate::reconcile::pass::Settings;
 use crate::runtime::ContainerRuntime;
 use crate::services::Endpoints;
@@ -247,6 +247,7 @@ pub async fn start<R: ContainerRuntime>(
     })?;
     let store = Store::open(&config.data_dir)?;
     let adapters = Adapters {
+        checker: Probes(runtime.clone()),
         runtime,
         transport,
         events,
@@ -264,9 +265,12 @@ fn data_dir(config: &NodeConfig) -> Result<(), AgentError> {
 }
 
 /// What a node runs on: real adapters, or their in-memory twins (`transport::memory`,
-/// `runtime::memory`, `store::disk::MemoryDisk`), which run nodes inside one process.
-pub struct Adapters<R, T> {
+/// `runtime::memory`, `store::disk::MemoryDisk`, `probe::MemoryProbes`), which run nodes
+/// inside one process.
+pub struct Adapters<R, T, C> {
     pub runtime: R,
+    /// Runs the health checks.
+    pub checker: C,
     pub transport: T,
     /// What the transport receives.
     pub events: mpsc::Receiver<NetEvent>,
@@ -277,15 +281,16 @@ pub struct Adapters<R, T> {
 
 /// Starts a node on `adapters`; `shutdown` fires when `stop` does (the transport may hold it
 /// already). The data directory keeps the known peers' addresses.
-pub async fn start_on<R: ContainerRuntime, T: Transport>(
+pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker>(
     config: NodeConfig,
-    adapters: Adapters<R, T>,
+    adapters: Adapters<R, T, C>,
     stop: Stop,
     shutdown: Shutdown,
 ) -> Result<Agent, AgentError> {
     data_dir(&config)?;
     let Adapters {
         runtime,
+        checker,
         transport,
         events,
         digest,
@@ -329,25 +334,23 @@ pub async fn start_on<R: ContainerRuntime, T: Transport>(
     let (table_tx, table) = watch::channel(Arc::new(core.table().clone()));
     let (driver_tx, commands) = mpsc::channel(256);
     let (feedback_tx, feedback) = mpsc::channel(1024);
-    let (checks_tx, checks_rx) = watch::channel(Vec::new());
     let (containers_tx, containers_rx) = watch::channel(usize::MAX);
     let inboxes = Inboxes {
         events,
         commands,
         feedback,
         containers: runtime.watch(&config.name),
-        health: probe::start(runtime.clone(), checks_rx),
     };
     let driver = Driver {
         core,
         transport,
         runtime,
+        checker,
         node: config.name.clone(),
         store: store.clone(),
         digest,
         view: view_tx,
         table: table_tx,
-        checks: checks_tx,
         containers: containers_tx,
         peers_file,
         feedback: feedback_tx,

@@ -1,14 +1,14 @@
 //! The driver: one task that feeds a node's [`NodeCore`] with what happens — network events,
-//! the store's snapshots and whether it can persist, container events, what the probes found,
+//! the store's snapshots and whether it can persist, container events, the probes' outcomes,
 //! timers, writes to acknowledge, the results of the work it runs — and carries out the
 //! effects the core returns through the node's adapters: the [`Transport`], the
 //! [`ContainerRuntime`], the [`Store`] (the document and its file), the peers file, and the
-//! watches the API, the prober, the proxy and DNS read. Time comes from one clock
+//! watches the API, the proxy and DNS read, and a [`Checker`] for the probes. Time comes from one clock
 //! ([`crate::clock`]); the driver ends when the node's [`Shutdown`] fires.
 
 use crate::clock;
 use crate::membership::MemberId;
-use crate::probe::{Check, Health};
+use crate::probe::Checker;
 use crate::reconcile::{Action, ENGINE_CALLS_IN_FLIGHT, pass::Event};
 use crate::runtime::{ContainerRuntime, RuntimeError, RuntimeEvent};
 use crate::shutdown::Shutdown;
@@ -50,15 +50,14 @@ pub struct Inboxes {
     pub feedback: mpsc::Receiver<Input>,
     /// This node's container events.
     pub containers: mpsc::Receiver<RuntimeEvent>,
-    /// What the probes found.
-    pub health: watch::Receiver<Arc<Health>>,
 }
 
 /// One node's driver (see the module's documentation).
-pub struct Driver<T, R> {
+pub struct Driver<T, R, C> {
     pub core: NodeCore,
     pub transport: T,
     pub runtime: R,
+    pub checker: C,
     /// This node's name: the runtime lists its containers by it.
     pub node: String,
     pub store: Store,
@@ -66,8 +65,6 @@ pub struct Driver<T, R> {
     pub digest: Arc<LocalDigest>,
     pub view: watch::Sender<Arc<View>>,
     pub table: watch::Sender<Arc<StatusTable>>,
-    /// The probes to run, for the prober.
-    pub checks: watch::Sender<Vec<Check>>,
     /// How many containers this node ran at the reconciler's last look.
     pub containers: watch::Sender<usize>,
     /// Where the known peer addresses are kept, for the next start.
@@ -76,7 +73,7 @@ pub struct Driver<T, R> {
     pub shutdown: Shutdown,
 }
 
-impl<T: Transport, R: ContainerRuntime> Driver<T, R> {
+impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
     pub async fn run(mut self, mut inboxes: Inboxes) {
         let mut writes: BTreeMap<u64, oneshot::Sender<()>> = BTreeMap::new();
         let mut next_write = 0;
@@ -93,10 +90,6 @@ impl<T: Transport, R: ContainerRuntime> Driver<T, R> {
                 Some(event) = inboxes.events.recv() => self.net_event(event, &mut writes).await,
                 Some(fed) = inboxes.feedback.recv() => Some(fed),
                 Some(event) = inboxes.containers.recv() => Some(Input::Container(event)),
-                r = inboxes.health.changed() => match r {
-                    Ok(()) => Some(Input::Health(inboxes.health.borrow_and_update().clone())),
-                    Err(_) => return,
-                },
                 command = inboxes.commands.recv() => match command {
                     None => return,
                     Some(Command::Write(done)) => {
@@ -248,8 +241,12 @@ impl<T: Transport, R: ContainerRuntime> Driver<T, R> {
                 let runtime = self.runtime.clone();
                 self.spawn_work(act(runtime, actions));
             }
-            Effect::Checks(checks) => {
-                self.checks.send_replace(checks);
+            Effect::Probe(check) => {
+                let (checker, feedback) = (self.checker.clone(), self.feedback.clone());
+                tokio::spawn(async move {
+                    let passed = checker.run(check.clone()).await;
+                    let _ = feedback.send(Input::Probed { check, passed }).await;
+                });
             }
             Effect::Containers(count) => {
                 self.containers.send_replace(count);

@@ -1,79 +1,45 @@
-//! The prober actor: runs the checks the core's [`Prober`] says are due against the node's
-//! containers (their ports where they are published, commands through the runtime) and
-//! publishes the [`Health`] of the node's containers.
+//! Running one health check, as the driver sees it: the [`Checker`] trait, implemented by
+//! [`Probes`] (a TCP connect or an HTTP GET to the container's published port, a command
+//! through the runtime) and by its in-memory twin [`MemoryProbes`]. Which checks are due, and
+//! what their outcomes mean, is the core's [`Prober`].
 
 use crate::runtime::ContainerRuntime;
+use std::collections::BTreeSet;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
 pub use weeble_core::probe::*;
 
-/// Runs the checks it is given on `checks` and publishes the containers' health.
-pub fn start<R: ContainerRuntime>(
-    runtime: R,
-    mut checks: watch::Receiver<Vec<Check>>,
-) -> watch::Receiver<Arc<Health>> {
-    let (health_tx, health_rx) = watch::channel(Arc::new(Health::default()));
-    tokio::spawn(async move {
-        let mut prober = Prober::default();
-        let (results_tx, mut results) = mpsc::channel::<(Check, bool)>(256);
-        loop {
-            let now = crate::clock::now_ms();
-            for check in prober.take_due(now) {
-                let (runtime, results_tx) = (runtime.clone(), results_tx.clone());
-                tokio::spawn(async move {
-                    let passed = run(&runtime, &check).await;
-                    let _ = results_tx.send((check, passed)).await;
-                });
-            }
-            let wait = prober
-                .next_due_ms()
-                .map_or(Duration::from_secs(3600), |due| {
-                    Duration::from_millis(due.saturating_sub(now).max(0) as u64)
-                });
-            tokio::select! {
-                changed = checks.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    prober.set(checks.borrow_and_update().clone());
-                }
-                Some((check, passed)) = results.recv() => {
-                    prober.record(&check, passed, crate::clock::now_ms());
-                }
-                _ = tokio::time::sleep(wait) => {}
-            }
-            let health = prober.health();
-            health_tx.send_if_modified(|old| {
-                let changed = **old != health;
-                if changed {
-                    *old = Arc::new(health);
-                }
-                changed
-            });
-        }
-    });
-    health_rx
+/// Runs health checks. Implementations are cheap to clone (a handle).
+pub trait Checker: Clone + Send + Sync + 'static {
+    /// Runs `check` once: whether it passed within its timeout.
+    fn run(&self, check: Check) -> impl Future<Output = bool> + Send;
 }
 
-/// One run of a check, within its timeout: whether it passed.
-async fn run<R: ContainerRuntime>(runtime: &R, check: &Check) -> bool {
-    let timeout = Duration::from_secs(u64::from(check.probe.timeout_seconds));
-    let attempt = async {
-        match &check.how {
-            How::Tcp { addr } => tokio::net::TcpStream::connect(addr).await.is_ok(),
-            How::Http { addr, path } => http_get(*addr, path).await.unwrap_or(false),
-            How::Exec { command } => runtime
-                .exec(&check.container_id, command)
-                .await
-                .is_ok_and(|code| code == 0),
-        }
-    };
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .unwrap_or(false)
+/// The real checks: over the network, and through the container runtime.
+#[derive(Clone)]
+pub struct Probes<R>(pub R);
+
+impl<R: ContainerRuntime> Checker for Probes<R> {
+    async fn run(&self, check: Check) -> bool {
+        let timeout = Duration::from_secs(u64::from(check.probe.timeout_seconds));
+        let attempt = async {
+            match &check.how {
+                How::Tcp { addr } => tokio::net::TcpStream::connect(addr).await.is_ok(),
+                How::Http { addr, path } => http_get(*addr, path).await.unwrap_or(false),
+                How::Exec { command } => self
+                    .0
+                    .exec(&check.container_id, command)
+                    .await
+                    .is_ok_and(|code| code == 0),
+            }
+        };
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .unwrap_or(false)
+    }
 }
 
 /// An HTTP/1.0 GET: whether the status is 200-399, as Kubernetes counts it.
@@ -89,4 +55,28 @@ async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<bool> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     Ok((200..400).contains(&status))
+}
+
+/// The in-memory twin: every check passes, but those of the containers told to fail.
+#[derive(Clone, Default)]
+pub struct MemoryProbes {
+    failing: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl MemoryProbes {
+    /// From now on every check of container `id` fails (`true`) or passes (`false`).
+    pub fn set_failing(&self, id: &str, failing: bool) {
+        let mut set = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        match failing {
+            true => set.insert(id.to_string()),
+            false => set.remove(id),
+        };
+    }
+}
+
+impl Checker for MemoryProbes {
+    async fn run(&self, check: Check) -> bool {
+        let set = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        !set.contains(&check.container_id)
+    }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use weeble_crdt::parse_manifests;
 use weeble_node::agent::{self, Adapters, Agent, NodeConfig};
 use weeble_node::membership::Liveness;
-use weeble_node::runtime::memory::MemoryRuntime;
+use weeble_node::probe::MemoryProbes;
+use weeble_node::runtime::memory::{Call, MemoryRuntime};
 use weeble_node::runtime::{ContainerRuntime, ContainerState};
 use weeble_node::shutdown::Stop;
 use weeble_node::store::disk::MemoryDisk;
@@ -36,6 +37,7 @@ fn data_dir(test: &str, i: usize) -> PathBuf {
 struct Bed {
     board: Switchboard,
     runtime: MemoryRuntime,
+    probes: MemoryProbes,
     disks: Vec<MemoryDisk>,
     nodes: Vec<Agent>,
 }
@@ -43,23 +45,49 @@ struct Bed {
 impl Bed {
     /// Starts the nodes for test `test`, and waits until each sees the three alive.
     async fn start(test: &str) -> Bed {
-        let (board, runtime) = (Switchboard::default(), MemoryRuntime::new());
-        runtime.add_image("img");
-        let disks: Vec<MemoryDisk> = (0..3).map(|_| MemoryDisk::default()).collect();
-        let mut nodes = Vec::new();
-        for (i, disk) in disks.iter().enumerate() {
-            nodes.push(start_one(test, &board, &runtime, disk, i).await);
+        let mut bed = Bed {
+            board: Switchboard::default(),
+            runtime: MemoryRuntime::new(),
+            probes: MemoryProbes::default(),
+            disks: (0..3).map(|_| MemoryDisk::default()).collect(),
+            nodes: Vec::new(),
+        };
+        bed.runtime.add_image("img");
+        for i in 0..3 {
+            let node = bed.node(test, i).await;
+            bed.nodes.push(node);
         }
         until("every node sees three members alive", async || {
-            nodes.iter().all(|n| alive(n).len() == 3)
+            bed.nodes.iter().all(|n| alive(n).len() == 3)
         })
         .await;
-        Bed {
-            board,
-            runtime,
-            disks,
-            nodes,
-        }
+        bed
+    }
+
+    /// Starts node `i`.
+    async fn node(&self, test: &str, i: usize) -> Agent {
+        let dir = data_dir(test, i);
+        let mut config = NodeConfig::new(format!("n{i}"), dir, addr(i), addr(100 + i));
+        config.join = vec![addr(0)];
+        config.dns_port = 0;
+        config.resync = Duration::from_secs(1);
+        config.join_grace = Duration::from_millis(500);
+        let digest = Arc::new(LocalDigest::default());
+        let (transport, events) = self
+            .board
+            .attach(addr(i), format!("peer{i}"), digest.clone());
+        let adapters = Adapters {
+            runtime: self.runtime.clone(),
+            checker: self.probes.clone(),
+            transport,
+            events,
+            digest,
+            store: Store::open_on(self.disks[i].clone()).expect("an empty disk"),
+        };
+        let (stop, shutdown) = Stop::new();
+        agent::start_on(config, adapters, stop, shutdown)
+            .await
+            .expect("the node starts")
     }
 
     /// Running containers per node, n0..n2.
@@ -87,34 +115,6 @@ impl Drop for Bed {
     }
 }
 
-async fn start_one(
-    test: &str,
-    board: &Switchboard,
-    runtime: &MemoryRuntime,
-    disk: &MemoryDisk,
-    i: usize,
-) -> Agent {
-    let dir = data_dir(test, i);
-    let mut config = NodeConfig::new(format!("n{i}"), dir, addr(i), addr(100 + i));
-    config.join = vec![addr(0)];
-    config.dns_port = 0;
-    config.resync = Duration::from_secs(1);
-    config.join_grace = Duration::from_millis(500);
-    let digest = Arc::new(LocalDigest::default());
-    let (transport, events) = board.attach(addr(i), format!("peer{i}"), digest.clone());
-    let adapters = Adapters {
-        runtime: runtime.clone(),
-        transport,
-        events,
-        digest,
-        store: Store::open_on(disk.clone()).expect("an empty disk"),
-    };
-    let (stop, shutdown) = Stop::new();
-    agent::start_on(config, adapters, stop, shutdown)
-        .await
-        .expect("the node starts")
-}
-
 /// Waits (at most 30 s) until `done` holds.
 async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     for _ in 0..300 {
@@ -127,10 +127,14 @@ async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
 }
 
 fn deployment(replicas: u32) -> Vec<weeble_crdt::Object> {
+    with_container(replicas, "{name: web, image: img}")
+}
+
+/// Deployment `web` of `replicas` pods of one container, given in YAML's flow style.
+fn with_container(replicas: u32, container: &str) -> Vec<weeble_crdt::Object> {
     let manifest = format!(
         "kind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  template:\n    \
-         metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      \
-         - {{name: web, image: img}}\n"
+         metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - {container}\n"
     );
     parse_manifests(&manifest).unwrap().objects
 }
@@ -221,5 +225,46 @@ async fn a_node_whose_disk_is_full_refuses_writes_and_takes_no_pods_until_it_has
     assert_eq!(
         nodes[1].store.watch().borrow().heads,
         nodes[0].store.watch().borrow().heads
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_whose_liveness_probe_fails_is_killed_and_restarted() {
+    let bed = Bed::start("probed").await;
+    let probe = "livenessProbe: {exec: {command: [check]}, periodSeconds: 1, failureThreshold: 1}";
+    let container = format!("{{name: web, image: img, {probe}}}");
+    bed.nodes[0]
+        .store
+        .apply(with_container(1, &container))
+        .await
+        .unwrap();
+    bed.nodes[0].replicate().await;
+    let running = async || {
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let all = bed.runtime.list(&format!("n{i}")).await.unwrap();
+            let up = all
+                .into_iter()
+                .filter(|c| c.state == ContainerState::Running);
+            ids.extend(up.map(|c| c.id));
+        }
+        ids
+    };
+    until("the pod runs", async || running().await.len() == 1).await;
+    let id = running().await.remove(0);
+    bed.probes.set_failing(&id, true);
+    until("every node sees the pod restarted", async || {
+        let restarted = |n: &Agent| n.table.borrow().pods().iter().any(|p| p.restarts >= 1);
+        bed.nodes.iter().all(restarted)
+    })
+    .await;
+    let calls = bed.runtime.calls();
+    assert!(
+        calls.contains(&Call::Terminate { id: id.clone() }),
+        "the failing container was killed: {calls:?}"
+    );
+    assert!(
+        calls.contains(&Call::Start { id: id.clone() }),
+        "and started again"
     );
 }

@@ -14,7 +14,8 @@
 //!   placement computed again only if what it reads changed, and a reconcile pass
 //!   ([`Reconciler`]), as after a container stopped, the probes found something, or (while
 //!   pods are handed over) the status table changed;
-//! - the reconciler's pods → this node's status report, spread by [`StatusGossip`];
+//! - the reconciler's pods → this node's status report, spread by [`StatusGossip`]; its probes
+//!   → the [`Prober`], whose findings wake it again;
 //! - the status table or the document changed → a new digest, carried by every datagram.
 //!
 //! The document itself (automerge, and its file) is the store's: the core hears of each new
@@ -26,7 +27,7 @@ use crate::membership::{
     self, ANNOUNCES_PER_TICK, Detection, Liveness, MemberId, Membership, announce_targets,
     gone_for_good, live_peers, take_answer,
 };
-use crate::probe::{Check, Health};
+use crate::probe::{Check, Health, Prober};
 use crate::reconcile::pass::{Context, Event, Reconciler, Settings, Work};
 use crate::reconcile::{Action, wakes};
 use crate::runtime::RuntimeEvent;
@@ -70,6 +71,8 @@ pub enum Timer {
     Announce,
     /// The reconciler's wait is over (only the newest token counts).
     Reconcile(u64),
+    /// Probes may be due.
+    Probe,
 }
 
 /// What happens to a node. Peers are named by their libp2p id.
@@ -114,8 +117,11 @@ pub enum Input {
     Reconcile(Event),
     /// A container event: one that stopped or went away calls for a reconcile pass.
     Container(RuntimeEvent),
-    /// What the probes found.
-    Health(Arc<Health>),
+    /// A probe's outcome (`passed`: it succeeded within its timeout).
+    Probed {
+        check: Check,
+        passed: bool,
+    },
     /// Why this node cannot persist the desired state (`None`: it can).
     NotPersisting(Option<String>),
     /// This node is leaving: it takes no pods any more, so that its replicas move.
@@ -160,8 +166,9 @@ pub enum Effect {
     /// Run these container actions, the removals first, a few engine calls at once
     /// (`reconcile::ENGINE_CALLS_IN_FLIGHT`); then `Input::Reconcile(Event::Acted)`.
     Act(Vec<Action>),
-    /// The probes to run now.
-    Checks(Vec<Check>),
+    /// Run this probe (within its timeout) and hand back whether it passed, as
+    /// [`Input::Probed`].
+    Probe(Check),
     /// How many containers this node runs.
     Containers(usize),
     /// The connection to this member closed: dial it to learn whether its process is gone
@@ -186,7 +193,11 @@ pub struct NodeCore {
     sync: DocSync,
     planner: Planner,
     reconciler: Reconciler,
+    prober: Prober,
+    /// What the probes say now, as the reconciler reads it.
     health: Arc<Health>,
+    /// When the probe timer asked for is due (Unix ms), if one is.
+    probe_at: Option<i64>,
     replicate_to: usize,
     /// Every peer address this node was given or has met.
     known: BTreeSet<SocketAddr>,
@@ -225,7 +236,9 @@ impl NodeCore {
             sync: DocSync::new(config.fanout, config.seed ^ 2),
             planner,
             reconciler: Reconciler::new(config.reconcile, now.as_millis() as i64),
+            prober: Prober::default(),
             health: Arc::default(),
+            probe_at: None,
             replicate_to: config.replicate_to,
             known,
             turn: 0,
@@ -339,9 +352,13 @@ impl NodeCore {
                     self.reconcile(now, Event::Wake, &mut effects);
                 }
             }
-            Input::Health(health) => {
-                self.health = health;
-                self.reconcile(now, Event::Wake, &mut effects);
+            Input::Probed { check, passed } => {
+                self.prober.record(&check, passed, now.as_millis() as i64);
+                self.probed(now, &mut effects);
+            }
+            Input::Timer(Timer::Probe) => {
+                self.probe_at = None;
+                self.probe(now, &mut effects);
             }
             Input::NotPersisting(why) => {
                 let sends = self.status.set_not_ready(why, &self.peers);
@@ -371,12 +388,39 @@ impl NodeCore {
             health: &self.health,
         };
         let work = self.reconciler.step(event, ctx);
-        self.work(work, effects);
+        self.work(now, work, effects);
     }
 
-    /// The reconciler's work: its pods become this node's status report; the rest is the
-    /// driver's.
-    fn work(&mut self, work: Vec<Work>, effects: &mut Vec<Effect>) {
+    /// The prober's findings or checks changed: a pass if the containers' health did; the
+    /// probes that are due now.
+    fn probed(&mut self, now: Duration, effects: &mut Vec<Effect>) {
+        let health = self.prober.health();
+        if *self.health != health {
+            self.health = Arc::new(health);
+            self.reconcile(now, Event::Wake, effects);
+        }
+        self.probe(now, effects);
+    }
+
+    /// Runs the probes that are due, and asks to be woken when the next one is.
+    fn probe(&mut self, now: Duration, effects: &mut Vec<Effect>) {
+        let now_ms = now.as_millis() as i64;
+        effects.extend(self.prober.take_due(now_ms).into_iter().map(Effect::Probe));
+        let Some(due) = self.prober.next_due_ms() else {
+            return;
+        };
+        if self.probe_at.is_none_or(|at| due < at) {
+            self.probe_at = Some(due);
+            effects.push(Effect::Schedule {
+                after: Duration::from_millis((due - now_ms).max(0) as u64),
+                timer: Timer::Probe,
+            });
+        }
+    }
+
+    /// The reconciler's work: its pods become this node's status report, its probes the
+    /// prober's; the rest is the driver's.
+    fn work(&mut self, now: Duration, work: Vec<Work>, effects: &mut Vec<Effect>) {
         for w in work {
             match w {
                 Work::Pods(pods) => {
@@ -390,7 +434,10 @@ impl NodeCore {
                 Work::List => effects.push(Effect::ListContainers),
                 Work::Terminate(ids) => effects.push(Effect::Terminate(ids)),
                 Work::Act(actions) => effects.push(Effect::Act(actions)),
-                Work::Checks(checks) => effects.push(Effect::Checks(checks)),
+                Work::Checks(checks) => {
+                    self.prober.set(checks);
+                    self.probed(now, effects);
+                }
                 Work::Containers(n) => effects.push(Effect::Containers(n)),
             }
         }

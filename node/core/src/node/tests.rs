@@ -5,7 +5,7 @@
 use super::*;
 use crate::due::Due;
 use crate::runtime::{ContainerState, Observed};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use weeble_crdt::{ActorId, DesiredState, PeerSync, parse_manifests};
 
 /// One node of the test cluster: its core, its document and its containers.
@@ -24,6 +24,8 @@ struct Cluster {
     now: u64,
     /// Every effect each node returned, for the assertions.
     log: Vec<(String, Effect)>,
+    /// Containers whose probes fail.
+    failing: BTreeSet<String>,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -31,10 +33,15 @@ fn addr(i: usize) -> SocketAddr {
 }
 
 fn deployment(name: &str, replicas: u32) -> weeble_crdt::Object {
+    with_container(name, replicas, "{name: web, image: img}")
+}
+
+/// Deployment `name` of `replicas` pods of one container, given in YAML's flow style.
+fn with_container(name: &str, replicas: u32, container: &str) -> weeble_crdt::Object {
     let text = format!(
         "kind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  \
          template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n      \
-         - {{name: web, image: img}}\n"
+         - {container}\n"
     );
     parse_manifests(&text).unwrap().objects.remove(0)
 }
@@ -46,6 +53,7 @@ impl Cluster {
             due: Due::default(),
             now: 0,
             log: Vec::new(),
+            failing: BTreeSet::new(),
         };
         for i in 0..n {
             let name = format!("n{i}");
@@ -194,6 +202,10 @@ impl Cluster {
             Effect::Act(actions) => {
                 let outcomes = actions.iter().map(|a| self.act(from, a)).collect();
                 self.push(at, from, Input::Reconcile(Event::Acted(outcomes)));
+            }
+            Effect::Probe(check) => {
+                let passed = !self.failing.contains(&check.container_id);
+                self.push(at, from, Input::Probed { check, passed });
             }
             Effect::Terminate(ids) => {
                 let node = self.nodes.get_mut(from).unwrap();
@@ -471,4 +483,45 @@ fn an_unchanged_member_list_publishes_no_new_view() {
     let before = views(&cluster);
     cluster.run_until(20_000);
     assert_eq!(views(&cluster), before, "ten idle seconds change no view");
+}
+
+#[test]
+fn a_container_whose_liveness_probe_fails_is_killed_and_started_again() {
+    let mut cluster = Cluster::new(2, 4);
+    cluster.run_until(5_000);
+    let probe = "livenessProbe: {exec: {command: [check]}, periodSeconds: 1, failureThreshold: 2}";
+    let container = format!("{{name: web, image: img, {probe}}}");
+    cluster.write("n0", with_container("web", 1, &container), 1);
+    cluster.run_until(6_000);
+    let (node, id) = cluster
+        .nodes
+        .iter()
+        .find_map(|(name, n)| Some((name.clone(), n.containers.first()?.id.clone())))
+        .expect("the pod runs");
+    let probed = cluster
+        .effects_of(&node)
+        .filter(|e| matches!(e, Effect::Probe(_)))
+        .count();
+    assert!(probed >= 1, "its probe runs");
+    assert!(
+        !cluster
+            .effects_of(&node)
+            .any(|e| matches!(e, Effect::Terminate(_))),
+        "a passing probe kills nothing"
+    );
+    cluster.failing.insert(id.clone());
+    cluster.run_until(10_000);
+    let killed = cluster
+        .effects_of(&node)
+        .any(|e| matches!(e, Effect::Terminate(ids) if ids.contains(&id)));
+    assert!(killed, "two failures in a row kill it");
+    let restarted = cluster.effects_of(&node).any(|e| {
+        matches!(e, Effect::Act(actions) if actions.iter().any(|a| matches!(a, Action::Start { id: started, .. } if *started == id)))
+    });
+    assert!(restarted, "its restart policy starts it again");
+    let table = cluster.nodes["n0"].core.table();
+    assert!(
+        table.pods().iter().any(|p| p.restarts >= 1),
+        "every node sees the restart"
+    );
 }
