@@ -6,13 +6,14 @@
 //! - [`driver`]: feeds `NodeCore` its inputs and carries out its effects.
 //! - [`transport`]: how a node reaches its peers (the trait, the wire messages, the in-memory
 //!   switchboard twin); [`network`]: the libp2p transport, bounded connections.
-//! - [`store`]: the desired-state document on disk (`store::journal`: checksummed frames).
+//! - [`store`]: the desired-state document on disk (`store::journal`: checksummed frames;
+//!   `store::disk`: the file, and its in-memory twin).
 //! - [`status`]: the core's status types; [`view`]: the endpoints as a watch.
 //! - [`clock`]: the node's one clock; [`shutdown`]: stopping a node inside a process.
 //! - [`runtime`]: the container runtime trait, Docker (bollard), the in-memory twin, the demo
 //!   image.
-//! - [`probe`]: runs health checks; [`proxy`]: every service's ports on this node; [`dns`]:
-//!   service names.
+//! - [`probe`]: runs health checks (real, and the in-memory twin); [`proxy`]: every service's
+//!   ports on this node; [`dns`]: service names.
 //! - [`api`]: the HTTP API (its accept loop, guards, paged lists).
 //!
 //! The pure cores (`membership`, `placement`, `reconcile`, `services`) are `weeble-core`'s,
