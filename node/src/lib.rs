@@ -1,8 +1,8 @@
 //! The Weeble agent: the driver that runs one node's state machine (`weeble-core`'s
 //! `NodeCore`) against the world, its adapters and its tasks. Layout:
 //!
-//! - [`agent`]: starts a node (`start` on libp2p, `start_on` any transport) and its tasks, the
-//!   reconciler among them; `Agent::leave`, `Agent::stop`.
+//! - [`agent`]: starts a node (`start` on the real adapters, `start_on` on any `Adapters`) and
+//!   its tasks; `Agent::leave`, `Agent::stop`.
 //! - [`driver`]: feeds `NodeCore` its inputs and carries out its effects.
 //! - [`transport`]: how a node reaches its peers (the trait, the wire messages, the in-memory
 //!   switchboard twin); [`network`]: the libp2p transport, bounded connections.
