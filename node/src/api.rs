@@ -62,22 +62,28 @@ pub async fn serve<R: ContainerRuntime>(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, limits = ?options.limits, "API listening");
+    let limits = options.limits;
+    let refusal = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "the node serves {} connections at once; try again",
+            limits.max_connections
+        ),
+    )
+    .http_answer();
+    listen::serve(listener, limits, app(options, agent, runtime), refusal).await;
+    Ok(())
+}
+
+/// The API without its listener: what [`serve`] answers with, and what a caller in the same
+/// process (a node run in a test, say) can call as a `tower` service, with no socket.
+pub fn app<R: ContainerRuntime>(options: ApiOptions, agent: Agent, runtime: R) -> Router {
     let policy = guard::Policy {
         node_name: agent.config.name.clone(),
         allow_hosts: options.allow_hosts,
         allow_origins: options.allow_origins,
     };
-    let refusal = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!(
-            "the node serves {} connections at once; try again",
-            options.limits.max_connections
-        ),
-    )
-    .http_answer();
-    let app = router(agent, runtime, policy);
-    listen::serve(listener, options.limits, app, refusal).await;
-    Ok(())
+    router(agent, runtime, policy)
 }
 
 fn router<R: ContainerRuntime>(agent: Agent, runtime: R, policy: guard::Policy) -> Router {

@@ -3,12 +3,19 @@
 //! the repository's `tests/` run real processes on real Docker; this one shows that the same
 //! node runs, and stops, inside a process.
 
+use axum::body::Body;
+use axum::http::Request;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tower::ServiceExt;
+use weeble_core::objects::{List, Node, Pod};
+use weeble_core::status::Phase;
 use weeble_crdt::parse_manifests;
 use weeble_node::agent::{self, Adapters, Agent, NodeConfig};
+use weeble_node::api::{self, ApiOptions};
 use weeble_node::membership::Liveness;
 use weeble_node::probe::MemoryProbes;
 use weeble_node::runtime::memory::{Call, MemoryRuntime};
@@ -33,7 +40,7 @@ fn data_dir(test: &str, i: usize) -> PathBuf {
 }
 
 /// Three nodes n0, n1, n2 in this process, each with its in-memory disk, over one
-/// switchboard and one in-memory runtime (with the image `img`).
+/// switchboard and one in-memory runtime (with the image `img`) on the nodes' clock.
 struct Bed {
     board: Switchboard,
     runtime: MemoryRuntime,
@@ -47,7 +54,7 @@ impl Bed {
     async fn start(test: &str) -> Bed {
         let mut bed = Bed {
             board: Switchboard::default(),
-            runtime: MemoryRuntime::new(),
+            runtime: MemoryRuntime::on_node_clock(),
             probes: MemoryProbes::default(),
             disks: (0..3).map(|_| MemoryDisk::default()).collect(),
             nodes: Vec::new(),
@@ -139,6 +146,29 @@ fn with_container(replicas: u32, container: &str) -> Vec<weeble_crdt::Object> {
     parse_manifests(&manifest).unwrap().objects
 }
 
+/// GET `path` from node `i`'s API, called as a service in this process (no socket).
+async fn get<T: serde::de::DeserializeOwned>(bed: &Bed, i: usize, path: &str) -> T {
+    let app = api::app(
+        ApiOptions::default(),
+        bed.nodes[i].clone(),
+        bed.runtime.clone(),
+    );
+    let request = Request::get(path)
+        .header("host", "localhost")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "GET {path}: {}",
+        response.status()
+    );
+    let body = axum::body::to_bytes(response.into_body(), 16 << 20)
+        .await
+        .unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
 fn alive(agent: &Agent) -> Vec<String> {
     let view = agent.view.borrow();
     let live = view.members.iter().filter(|(_, l)| *l == Liveness::Alive);
@@ -160,6 +190,16 @@ async fn three_nodes_in_one_process_run_a_deployment_and_move_it_off_a_stopped_n
         nodes.iter().all(|n| n.table.borrow().pods().len() == 6)
     })
     .await;
+    // n2's API, called in the process: the six pods, Running, on the three nodes.
+    let pods: List<Pod> = get(&bed, 2, "/api/v1/namespaces/default/pods").await;
+    assert_eq!(pods.items.len(), 6);
+    assert!(pods.items.iter().all(|p| p.status.phase == Phase::Running));
+    let hosts: BTreeSet<_> = pods
+        .items
+        .iter()
+        .filter_map(|p| p.spec.node_name.clone())
+        .collect();
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
 
     // n2 stops inside the process; its containers keep running, as after SIGKILL.
     nodes[2].stop();
@@ -198,6 +238,15 @@ async fn a_node_whose_disk_is_full_refuses_writes_and_takes_no_pods_until_it_has
             .all(|n| n.table.borrow().unschedulable().contains("n1"))
     })
     .await;
+    let listed: List<Node> = get(&bed, 0, "/api/v1/nodes").await;
+    let n1 = listed.items.iter().find(|n| n.metadata.name == "n1");
+    let conditions = &n1.expect("n1 listed").status.conditions;
+    let reasons: Vec<_> = conditions.iter().filter_map(|c| c.reason.clone()).collect();
+    assert_eq!(
+        reasons,
+        ["StateNotPersisted"],
+        "n0's API says why n1 is not Ready"
+    );
     nodes[0].store.apply(deployment(6)).await.unwrap();
     nodes[0].replicate().await;
     until("the six replicas run on n0 and n2", async || {

@@ -3,7 +3,8 @@
 //!
 //! It behaves like Docker where the reconciler can tell: an exited container has no published
 //! ports and gets new host ports when started again; removing a running container reports
-//! `die` then `destroy`. Times come from a clock the test sets (`set_clock_ms`), not the wall.
+//! `die` then `destroy`. Times come from a clock the test sets (`set_clock_ms`), or from the
+//! node's own clock for a node run inside a process (`on_node_clock`).
 
 use super::{
     ContainerRuntime, ContainerSpec, ContainerState, LABEL_NODE, Observed, PublishedPort,
@@ -48,7 +49,8 @@ struct State {
     watchers: Vec<(String, mpsc::Sender<RuntimeEvent>)>,
     ids_issued: u64,
     next_host_port: u16,
-    clock_ms: i64,
+    /// The time stamped on starts and exits; `None`: the node's clock.
+    clock_ms: Option<i64>,
 }
 
 impl Default for State {
@@ -63,7 +65,7 @@ impl Default for State {
             ids_issued: 0,
             next_host_port: FIRST_HOST_PORT,
             // Not 0, which means "never" in `Observed`.
-            clock_ms: 1,
+            clock_ms: Some(1),
         }
     }
 }
@@ -100,16 +102,24 @@ impl MemoryRuntime {
         self.state().fail_next_create = Some(error);
     }
 
+    /// An empty runtime that stamps starts and exits with the node's clock
+    /// (`clock::now_ms`), as Docker does: for nodes run inside a process.
+    pub fn on_node_clock() -> Self {
+        let runtime = Self::default();
+        runtime.state().clock_ms = None;
+        runtime
+    }
+
     /// The time stamped on starts and exits from now on, in Unix milliseconds.
     pub fn set_clock_ms(&self, now_ms: i64) {
-        self.state().clock_ms = now_ms;
+        self.state().clock_ms = Some(now_ms);
     }
 
     /// Makes running container `id` exit with `exit_code`, as if its process ended, and
     /// tells watchers (`die`).
     pub fn kill(&self, id: &str, exit_code: i64) -> Result<(), RuntimeError> {
         let mut state = self.state();
-        let now = state.clock_ms;
+        let now = state.now_ms();
         let container = state
             .containers
             .get_mut(id)
@@ -137,6 +147,10 @@ impl MemoryRuntime {
 }
 
 impl State {
+    fn now_ms(&self) -> i64 {
+        self.clock_ms.unwrap_or_else(crate::clock::now_ms)
+    }
+
     /// Publishes `spec`'s ports on fresh fake host ports.
     fn publish(&mut self, spec: &ContainerSpec) -> Vec<PublishedPort> {
         spec.ports
@@ -177,7 +191,7 @@ impl State {
 
     /// Runs container `id` (which must exist) from now on.
     fn run(&mut self, id: &str) {
-        let now = self.clock_ms;
+        let now = self.now_ms();
         let spec = self.containers[id].spec.clone();
         let ports = self.publish(&spec);
         let container = self
