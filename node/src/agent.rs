@@ -7,7 +7,7 @@
 //! store (the document, on disk) ──snapshots──▶ driver
 //! view + status ──▶ endpoints ──▶ service proxy (and the API); view ──▶ DNS server
 
-use crate::driver::{Command, Driver, Inboxes};
+use crate::driver::{self, Command, Driver, Inboxes};
 use crate::membership::{Detection, MemberId, live_peers};
 use crate::network::{NetConfig, Network};
 use crate::probe::{Checker, Probes};
@@ -25,7 +25,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span, warn};
 use weeble_core::node::{self, NodeCore};
 use weeble_crdt::{Labels, ResourceAmounts};
@@ -354,6 +354,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker>(
         containers: containers_tx,
         peers_file,
         feedback: feedback_tx,
+        status_sends: Arc::new(Semaphore::new(driver::MAX_STATUS_SENDS)),
         shutdown,
     };
     tokio::spawn(driver.run(inboxes).instrument(info_span!("node")));

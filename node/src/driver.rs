@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 use weeble_core::node::{Answer, Effect, Input, NodeCore, Timer};
 use weeble_core::status::{Send, StatusMessage};
@@ -37,6 +37,10 @@ pub enum Command {
     /// failed).
     Leave(oneshot::Sender<()>),
 }
+
+/// Status messages in flight at most, versions aside (one per peer at most, by the core):
+/// past it a push is dropped, and the digests mend what it would have carried.
+pub const MAX_STATUS_SENDS: usize = 256;
 
 /// How long a leaving node waits for its leave datagrams to be answered.
 const LEAVE_WAIT: Duration = Duration::from_secs(1);
@@ -70,6 +74,8 @@ pub struct Driver<T, R, C> {
     /// Where the known peer addresses are kept, for the next start.
     pub peers_file: PathBuf,
     pub feedback: mpsc::Sender<Input>,
+    /// Permits for status pushes in flight ([`MAX_STATUS_SENDS`]).
+    pub status_sends: Arc<Semaphore>,
     pub shutdown: Shutdown,
 }
 
@@ -279,12 +285,22 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
         tokio::spawn(work.instrument(info_span!("reconciler")));
     }
 
-    /// Carries a status message without waiting (best effort: anti-entropy mends a loss);
-    /// the answer to versions goes back to the core.
+    /// Carries a status message without waiting (best effort: anti-entropy mends a loss),
+    /// [`MAX_STATUS_SENDS`] at once at most; the answer to versions goes back to the core.
     fn send_status(&self, Send { to, message }: Send) {
         let (transport, feedback) = (self.transport.clone(), self.feedback.clone());
         let versions = matches!(message, StatusMessage::Versions(_));
+        let permit = match self.status_sends.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            // Versions are answered to the core, which waits for that answer.
+            Err(_) if versions => None,
+            Err(_) => {
+                warn!(peer = %to.name, "status push dropped: {MAX_STATUS_SENDS} in flight already");
+                return;
+            }
+        };
         tokio::spawn(async move {
+            let _permit = permit;
             let answer = match transport.status(to.clone(), message).await {
                 Ok(answer) => answer,
                 Err(e) => {
