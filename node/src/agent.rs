@@ -355,7 +355,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker>(
         peers_file,
         feedback: feedback_tx,
         status_sends: Arc::new(Semaphore::new(driver::MAX_STATUS_SENDS)),
-        shutdown,
+        shutdown: shutdown.clone(),
     };
     tokio::spawn(driver.run(inboxes).instrument(info_span!("node")));
 
@@ -363,7 +363,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker>(
     crate::proxy::start(config.service_ip(), endpoints.clone());
     if config.dns_port != 0 {
         let addr = SocketAddr::new(config.service_ip(), config.dns_port);
-        crate::dns::start(addr, config.service_ip(), view.clone());
+        crate::dns::start(addr, config.service_ip(), view.clone(), shutdown.clone());
     }
 
     Ok(Agent {

@@ -13,7 +13,7 @@ const FORBIDDEN_CRATES: &[&str] = &[
     "bollard",
     "axum",
     "hyper",
-    "hickory-server",
+    "hickory-proto",
     "socket2",
 ];
 
