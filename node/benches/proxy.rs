@@ -108,7 +108,8 @@ async fn weeble(to: SocketAddr) -> SocketAddr {
     std::thread::spawn(move || {
         two_workers("proxy").block_on(async {
             let (_keep, rx) = tokio::sync::watch::channel(Arc::new(endpoints));
-            weeble_node::proxy::start("127.0.0.1".parse().unwrap(), rx);
+            let ip = "127.0.0.1".parse().unwrap();
+            weeble_node::proxy::start(weeble_node::proxy::net::Tcp, ip, rx);
             std::future::pending::<()>().await
         })
     });

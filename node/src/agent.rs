@@ -11,6 +11,7 @@ use crate::driver::{self, Command, Driver, Inboxes};
 use crate::membership::{Detection, MemberId, live_peers};
 use crate::network::{NetConfig, Network};
 use crate::probe::{Checker, Probes};
+use crate::proxy::net::{Net, Tcp};
 use crate::reconcile::pass::Settings;
 use crate::runtime::ContainerRuntime;
 use crate::services::Endpoints;
@@ -248,6 +249,7 @@ pub async fn start<R: ContainerRuntime>(
     let store = Store::open(&config.data_dir)?;
     let adapters = Adapters {
         checker: Probes(runtime.clone()),
+        services: Tcp,
         runtime,
         transport,
         events,
@@ -265,12 +267,14 @@ fn data_dir(config: &NodeConfig) -> Result<(), AgentError> {
 }
 
 /// What a node runs on: real adapters, or their in-memory twins (`transport::memory`,
-/// `runtime::memory`, `store::disk::MemoryDisk`, `probe::MemoryProbes`), which run nodes
-/// inside one process.
-pub struct Adapters<R, T, C> {
+/// `runtime::memory`, `store::disk::MemoryDisk`, `probe::MemoryProbes`,
+/// `proxy::net::MemoryNet`), which run nodes inside one process.
+pub struct Adapters<R, T, C, N> {
     pub runtime: R,
     /// Runs the health checks.
     pub checker: C,
+    /// Where the service proxy listens and connects.
+    pub services: N,
     pub transport: T,
     /// What the transport receives.
     pub events: mpsc::Receiver<NetEvent>,
@@ -281,9 +285,9 @@ pub struct Adapters<R, T, C> {
 
 /// Starts a node on `adapters`; `shutdown` fires when `stop` does (the transport may hold it
 /// already). The data directory keeps the known peers' addresses.
-pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker>(
+pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
     config: NodeConfig,
-    adapters: Adapters<R, T, C>,
+    adapters: Adapters<R, T, C, N>,
     stop: Stop,
     shutdown: Shutdown,
 ) -> Result<Agent, AgentError> {
@@ -291,6 +295,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker>(
     let Adapters {
         runtime,
         checker,
+        services,
         transport,
         events,
         digest,
@@ -360,7 +365,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker>(
     tokio::spawn(driver.run(inboxes).instrument(info_span!("node")));
 
     let endpoints = spawn_endpoints(view.clone(), table.clone());
-    crate::proxy::start(config.service_ip(), endpoints.clone());
+    crate::proxy::start(services, config.service_ip(), endpoints.clone());
     if config.dns_port != 0 {
         let addr = SocketAddr::new(config.service_ip(), config.dns_port);
         crate::dns::start(addr, config.service_ip(), view.clone(), shutdown.clone());

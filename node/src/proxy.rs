@@ -10,16 +10,17 @@
 //! sent again to the next endpoint; after it, the two connections are joined as they are
 //! (in the kernel, by `splice`, on Linux).
 //!
-//! Which service gets which port is [`listeners`] (pure); the rest is thin I/O.
+//! Which service gets which port is [`listeners`] (pure); the rest is thin I/O over a
+//! [`net::Net`]: real TCP, or its in-memory twin.
 
 use crate::services::Endpoints;
+use net::Net;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -30,10 +31,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// What the client sends before the endpoint answers is kept, up to this much, to be sent
 /// again if the endpoint fails; past it the connection is committed to that endpoint.
 pub const REPLAY_LIMIT: usize = 64 * 1024;
-/// The buffer of each direction of a joined connection where splice is not available: large
-/// enough that a bulk transfer costs few system calls (tokio's default is 8 KiB).
-#[cfg(not(target_os = "linux"))]
-const COPY_BUFFER: usize = 128 * 1024;
 /// How often a port that could not be bound is tried again.
 const BIND_RETRY: Duration = Duration::from_secs(5);
 
@@ -64,12 +61,12 @@ pub fn listeners(endpoints: &Endpoints) -> (BTreeMap<u16, Owner>, Vec<(Owner, Ow
     (ports, conflicts)
 }
 
-/// Starts the proxy on `ip`; it follows `endpoints` until that channel closes.
-pub fn start(ip: IpAddr, endpoints: watch::Receiver<Arc<Endpoints>>) {
-    tokio::spawn(run(ip, endpoints));
+/// Starts the proxy on `ip` of `net`; it follows `endpoints` until that channel closes.
+pub fn start<N: Net>(net: N, ip: IpAddr, endpoints: watch::Receiver<Arc<Endpoints>>) {
+    tokio::spawn(run(net, ip, endpoints));
 }
 
-async fn run(ip: IpAddr, mut endpoints: watch::Receiver<Arc<Endpoints>>) {
+async fn run<N: Net>(net: N, ip: IpAddr, mut endpoints: watch::Receiver<Arc<Endpoints>>) {
     let mut serving: BTreeMap<u16, (Owner, JoinHandle<()>)> = BTreeMap::new();
     let mut reported = Vec::new();
     loop {
@@ -92,10 +89,11 @@ async fn run(ip: IpAddr, mut endpoints: watch::Receiver<Arc<Endpoints>>) {
             if serving.contains_key(&port) {
                 continue;
             }
-            match TcpListener::bind(SocketAddr::new(ip, port)).await {
+            match net.bind(SocketAddr::new(ip, port)).await {
                 Ok(listener) => {
                     info!(service = %owner.0, %ip, port, "serving service port");
-                    let task = tokio::spawn(accept(listener, owner.clone(), endpoints.clone()));
+                    let (net, owner_, endpoints_) = (net.clone(), owner.clone(), endpoints.clone());
+                    let task = tokio::spawn(accept(net, listener, owner_, endpoints_));
                     serving.insert(port, (owner, task));
                 }
                 Err(e) => {
@@ -114,15 +112,16 @@ async fn run(ip: IpAddr, mut endpoints: watch::Receiver<Arc<Endpoints>>) {
     }
 }
 
-async fn accept(
-    listener: TcpListener,
+async fn accept<N: Net>(
+    net: N,
+    mut listener: N::Listener,
     (key, index): Owner,
     endpoints: watch::Receiver<Arc<Endpoints>>,
 ) {
     let turn = Arc::new(AtomicUsize::new(0));
-    let spares = Spares::default();
+    let spares = Spares::new(net);
     loop {
-        let Ok((client, _)) = listener.accept().await else {
+        let Ok(client) = N::accept(&mut listener).await else {
             continue;
         };
         let addrs: Vec<SocketAddr> = endpoints
@@ -145,63 +144,67 @@ async fn accept(
 /// no second handshake. A spare the endpoint has closed meanwhile (an idle timeout) is
 /// dropped when it is taken and a fresh connection made instead; one that fails later is
 /// retried like any other.
-#[derive(Clone, Default)]
-struct Spares(Arc<std::sync::Mutex<HashMap<SocketAddr, TcpStream>>>);
+struct Spares<N: Net> {
+    net: N,
+    conns: Arc<std::sync::Mutex<HashMap<SocketAddr, N::Stream>>>,
+}
 
-impl Spares {
+impl<N: Net> Clone for Spares<N> {
+    fn clone(&self) -> Self {
+        Spares {
+            net: self.net.clone(),
+            conns: self.conns.clone(),
+        }
+    }
+}
+
+impl<N: Net> Spares<N> {
+    fn new(net: N) -> Self {
+        Spares {
+            net,
+            conns: Arc::default(),
+        }
+    }
+
     /// A connection to `addr`, the spare if it is still open; a new spare is made meanwhile.
     /// Spares for endpoints no longer in `current` are closed.
-    async fn connect(&self, addr: SocketAddr, current: &[SocketAddr]) -> Option<TcpStream> {
+    async fn connect(&self, addr: SocketAddr, current: &[SocketAddr]) -> Option<N::Stream> {
         let spare = {
-            let mut spares = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let mut spares = self.conns.lock().unwrap_or_else(|e| e.into_inner());
             spares.retain(|a, _| current.contains(a));
-            spares.remove(&addr).filter(still_open)
+            spares
+                .remove(&addr)
+                .and_then(|mut conn| N::still_open(&mut conn).then_some(conn))
         };
         let refill = self.clone();
         tokio::spawn(async move {
-            if let Some(conn) = connect(addr).await {
-                let mut spares = refill.0.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(conn) = refill.connect_now(addr).await {
+                let mut spares = refill.conns.lock().unwrap_or_else(|e| e.into_inner());
                 spares.entry(addr).or_insert(conn);
             }
         });
         match spare {
             Some(conn) => Some(conn),
-            None => connect(addr).await,
+            None => self.connect_now(addr).await,
         }
     }
-}
 
-async fn connect(addr: SocketAddr) -> Option<TcpStream> {
-    let conn = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .ok()?
-        .ok()?;
-    let _ = conn.set_nodelay(true);
-    Some(conn)
-}
-
-/// Whether nothing has closed or reset `conn`; what waits to be read (a server's greeting)
-/// stays for the client.
-fn still_open(conn: &TcpStream) -> bool {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let mut byte = [0u8; 1];
-    let mut buf = tokio::io::ReadBuf::new(&mut byte);
-    match conn.poll_peek(&mut cx, &mut buf) {
-        std::task::Poll::Pending => true,
-        std::task::Poll::Ready(Ok(n)) => n > 0,
-        std::task::Poll::Ready(Err(_)) => false,
+    async fn connect_now(&self, addr: SocketAddr) -> Option<N::Stream> {
+        let connect = self.net.connect(addr);
+        tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .ok()?
+            .ok()
     }
 }
 
 /// Forwards `client` to the first of `addrs` (from `first`, in turn) that answers.
-async fn forward(
-    client: TcpStream,
+async fn forward<N: Net>(
+    mut client: N::Stream,
     addrs: &[SocketAddr],
     first: usize,
-    spares: &Spares,
+    spares: &Spares<N>,
 ) -> std::io::Result<()> {
-    let _ = client.set_nodelay(true);
-    let mut client = client;
     let mut sent = Vec::new();
     let mut client_closed = false;
     for attempt in 0..addrs.len() {
@@ -214,7 +217,7 @@ async fn forward(
                 tokio::io::copy(&mut upstream, &mut client).await?;
                 return client.shutdown().await;
             }
-            Answered::Yes => return join(&mut client, &mut upstream).await,
+            Answered::Yes => return N::join(&mut client, &mut upstream).await,
             Answered::ClientGone => return Ok(()),
             Answered::Failed => debug!(%addr, "endpoint failed before answering; trying the next"),
         }
@@ -223,24 +226,6 @@ async fn forward(
         "no endpoint answered (of {})",
         addrs.len()
     )))
-}
-
-/// Joins two connections until both directions end. On Linux the bytes go from socket to
-/// socket inside the kernel (`splice` through a pipe), never through this process's memory:
-/// on loopback that more than doubles a proxied stream's throughput.
-#[cfg(target_os = "linux")]
-async fn join(client: &mut TcpStream, upstream: &mut TcpStream) -> std::io::Result<()> {
-    tokio::try_join!(
-        splice::one_way(client, upstream),
-        splice::one_way(upstream, client)
-    )?;
-    Ok(())
-}
-
-#[cfg(not(target_os = "linux"))]
-async fn join(client: &mut TcpStream, upstream: &mut TcpStream) -> std::io::Result<()> {
-    tokio::io::copy_bidirectional_with_sizes(client, upstream, COPY_BUFFER, COPY_BUFFER).await?;
-    Ok(())
 }
 
 enum Answered {
@@ -253,9 +238,9 @@ enum Answered {
 
 /// Passes what the client sends on to `upstream` (keeping a copy in `sent`, which is first
 /// replayed) until `upstream` sends its first byte, which goes to the client.
-async fn until_first_byte(
-    client: &mut TcpStream,
-    upstream: &mut TcpStream,
+async fn until_first_byte<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    client: &mut S,
+    upstream: &mut S,
     sent: &mut Vec<u8>,
     client_closed: &mut bool,
 ) -> Answered {
@@ -298,6 +283,7 @@ async fn until_first_byte(
     }
 }
 
+pub mod net;
 #[cfg(target_os = "linux")]
 mod splice;
 #[cfg(test)]

@@ -6,10 +6,11 @@
 use axum::body::Body;
 use axum::http::Request;
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 use weeble_core::objects::{List, Node, Pod};
 use weeble_core::status::Phase;
@@ -18,6 +19,7 @@ use weeble_node::agent::{self, Adapters, Agent, NodeConfig};
 use weeble_node::api::{self, ApiOptions};
 use weeble_node::membership::Liveness;
 use weeble_node::probe::MemoryProbes;
+use weeble_node::proxy::net::{MemoryNet, Net};
 use weeble_node::runtime::memory::{Call, MemoryRuntime};
 use weeble_node::runtime::{ContainerRuntime, ContainerState};
 use weeble_node::shutdown::Stop;
@@ -25,6 +27,11 @@ use weeble_node::store::disk::MemoryDisk;
 use weeble_node::store::{Store, StoreError};
 use weeble_node::transport::LocalDigest;
 use weeble_node::transport::memory::Switchboard;
+
+/// Where node `i` serves every service (each node has its own, as on a LAN).
+fn service_ip(i: usize) -> IpAddr {
+    IpAddr::from([127, 0, 0, 20 + i as u8])
+}
 
 fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9400 + i as u16))
@@ -45,6 +52,8 @@ struct Bed {
     board: Switchboard,
     runtime: MemoryRuntime,
     probes: MemoryProbes,
+    /// Where the nodes' service proxies listen, and the containers' servers.
+    net: MemoryNet,
     disks: Vec<MemoryDisk>,
     nodes: Vec<Agent>,
 }
@@ -56,6 +65,7 @@ impl Bed {
             board: Switchboard::default(),
             runtime: MemoryRuntime::on_node_clock(),
             probes: MemoryProbes::default(),
+            net: MemoryNet::default(),
             disks: (0..3).map(|_| MemoryDisk::default()).collect(),
             nodes: Vec::new(),
         };
@@ -76,6 +86,7 @@ impl Bed {
         let dir = data_dir(test, i);
         let mut config = NodeConfig::new(format!("n{i}"), dir, addr(i), addr(100 + i));
         config.join = vec![addr(0)];
+        config.service_ip = Some(service_ip(i));
         config.dns_port = 0;
         config.resync = Duration::from_secs(1);
         config.join_grace = Duration::from_millis(500);
@@ -86,6 +97,7 @@ impl Bed {
         let adapters = Adapters {
             runtime: self.runtime.clone(),
             checker: self.probes.clone(),
+            services: self.net.clone(),
             transport,
             events,
             digest,
@@ -316,4 +328,60 @@ async fn a_container_whose_liveness_probe_fails_is_killed_and_restarted() {
         calls.contains(&Call::Start { id: id.clone() }),
         "and started again"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_s_service_port_reaches_the_replicas_in_turn() {
+    let bed = Bed::start("served").await;
+    let mut objects = with_container(3, "{name: web, image: img, ports: [{containerPort: 80}]}");
+    let service = "kind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 8080, targetPort: 80}]\n";
+    objects.extend(parse_manifests(service).unwrap().objects);
+    bed.nodes[0].store.apply(objects).await.unwrap();
+    bed.nodes[0].replicate().await;
+    until("three replicas run", async || {
+        bed.running().await.iter().sum::<usize>() == 3
+    })
+    .await;
+    // Each container's server, on its published port, says which pod it is.
+    for i in 0..3 {
+        for c in bed.runtime.list(&format!("n{i}")).await.unwrap() {
+            let port = c.ports[0];
+            let pod = c.labels["weeble.pod"].clone();
+            let at = SocketAddr::new(port.host_ip, port.host_port);
+            let serve = move |mut conn: weeble_node::proxy::net::MemoryStream| {
+                let pod = pod.clone();
+                async move {
+                    let _ = conn.write_all(pod.as_bytes()).await;
+                }
+            };
+            bed.net.serve(at, serve).await.unwrap();
+        }
+    }
+    until("every node has the three endpoints", async || {
+        bed.nodes.iter().all(|n| {
+            let endpoints = n.endpoints.borrow();
+            endpoints
+                .values()
+                .flatten()
+                .map(|p| p.ready.len())
+                .sum::<usize>()
+                == 3
+        })
+    })
+    .await;
+    for i in 0..3 {
+        let mut answered = BTreeSet::new();
+        for _ in 0..3 {
+            let at = SocketAddr::new(service_ip(i), 8080);
+            let mut conn = bed.net.connect(at).await.expect("the node serves the port");
+            let mut pod = String::new();
+            conn.read_to_string(&mut pod).await.unwrap();
+            answered.insert(pod);
+        }
+        assert_eq!(
+            answered.len(),
+            3,
+            "n{i}'s port takes the replicas in turn: {answered:?}"
+        );
+    }
 }

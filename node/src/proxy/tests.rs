@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::services::{Endpoint, PortEndpoints};
+use net::Net;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 fn port(port: u16, protocol: Protocol, addrs: &[SocketAddr]) -> PortEndpoints {
     PortEndpoints {
@@ -96,7 +98,7 @@ async fn through(addrs: Vec<SocketAddr>, first: usize, request: &str) -> String 
     let proxy = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (client, _) = listener.accept().await.unwrap();
-        let _ = forward(client, &addrs, first, &Spares::default()).await;
+        let _ = forward(client, &addrs, first, &Spares::new(net::Tcp)).await;
     });
     let mut conn = TcpStream::connect(proxy).await.unwrap();
     conn.write_all(request.as_bytes()).await.unwrap();
@@ -135,15 +137,15 @@ async fn connections_take_the_endpoints_in_turn() {
 
 #[tokio::test]
 async fn a_spare_the_endpoint_closed_is_not_used_and_spares_serve_later_clients() {
-    let (conn, server_side) = connected().await;
-    assert!(still_open(&conn), "open and quiet");
+    let (mut conn, server_side) = connected().await;
+    assert!(net::Tcp::still_open(&mut conn), "open and quiet");
     drop(server_side);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    assert!(!still_open(&conn), "closed by the endpoint");
+    assert!(!net::Tcp::still_open(&mut conn), "closed by the endpoint");
 
     // One proxy's spares, over several clients: every request is answered.
     let addrs = vec![answering("a").await];
-    let spares = Spares::default();
+    let spares = Spares::new(net::Tcp);
     for _ in 0..3 {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = listener.local_addr().unwrap();
@@ -159,7 +161,11 @@ async fn a_spare_the_endpoint_closed_is_not_used_and_spares_serve_later_clients(
         assert_eq!(reply, "a got x");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(spares.0.lock().unwrap().len(), 1, "one spare per endpoint");
+    assert_eq!(
+        spares.conns.lock().unwrap().len(),
+        1,
+        "one spare per endpoint"
+    );
 }
 
 #[tokio::test]
@@ -168,7 +174,7 @@ async fn a_bulk_stream_arrives_whole_and_in_order_with_its_end_even_when_the_rea
     let pattern = |i: usize| (i % 251) as u8;
     let (mut client, mut from_client) = connected().await;
     let (mut upstream, mut endpoint) = connected().await;
-    let joined = tokio::spawn(async move { join(&mut from_client, &mut upstream).await });
+    let joined = tokio::spawn(async move { net::Tcp::join(&mut from_client, &mut upstream).await });
     // The endpoint reads nothing at first, so every buffer on the way fills (the pipe too),
     // then checks each byte and answers with the count once the client's end has come.
     let reader = tokio::spawn(async move {
