@@ -213,7 +213,26 @@ fn a_node_on_a_lossy_link_is_at_most_suspected_and_nothing_moves() {
     let start = Instant::now();
     apply_in(&bed, lossy, "written-over-a-lossy-link", 0);
     while start.elapsed() < LOSSY_FOR {
-        assert_eq!(all_running(&bed, "lossy"), before, "a replica moved");
+        let now = all_running(&bed, "lossy");
+        if now != before {
+            // What each node saw, for whoever looks into why.
+            let wanted = [
+                "peer suspected",
+                "peer declared dead",
+                "pod placed on this node",
+            ];
+            let mut seen = Vec::new();
+            for i in 0..3 {
+                let log = bed.log(i);
+                for line in wanted.iter().flat_map(|m| messages(&log, m)) {
+                    seen.push(format!("node {i}: {line}"));
+                }
+            }
+            panic!(
+                "a replica moved: {before:?} became {now:?}\n{}",
+                seen.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_secs(1));
     }
     let dropped = bed.dropped();
