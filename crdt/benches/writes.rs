@@ -28,7 +28,7 @@ fn document(n: usize) -> DesiredState {
     state
 }
 
-/// Sync messages back and forth until both sides are quiet, as the sync driver's round does.
+/// Sync messages back and forth until both sides are quiet, as a node's sync exchange does.
 fn exchange(a: &mut DesiredState, sa: &mut PeerSync, b: &mut DesiredState, sb: &mut PeerSync) {
     for _ in 0..16 {
         let Some(m) = a.sync_message(sa) else {

@@ -1,5 +1,5 @@
 //! Which automerge syncs a node runs, with whom, and when a write is held by enough peers.
-//! Pure: the node's sync driver runs each exchange this core starts and reports its end.
+//! Pure: the node's driver runs each exchange this core starts and reports its end.
 //!
 //! - A change (a write here, or one received) → a sync with `gossip::push_width` random
 //!   peers, who pass it on the same way when it changes their document.

@@ -1,7 +1,7 @@
 //! Observed status, gossiped outside the automerge document (it churns, and the document's
 //! history only grows): each node's pods, last-writer-wins per node by (epoch, version).
 //!
-//! [`StatusTable`] holds the latest report of every node; the node's status actor feeds it.
+//! [`StatusTable`] holds the latest report of every node; [`StatusGossip`] keeps it.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! How one node spreads status (see [`crate::gossip`] for the why): this node's report, the
-//! table of everyone's, and what to send to whom. Pure: the node's status actor carries the
-//! messages, and the simulator can run thousands of these.
+//! table of everyone's, and what to send to whom. Pure: `NodeCore` routes to it, the driver
+//! carries the messages, and a test runs thousands of these in one thread.
 //!
 //! - This node's report changes → pushed to `push_width` random live peers.
 //! - Reports pushed to us that were news → passed on the same way (not back to the sender).
