@@ -99,6 +99,12 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                 command = inboxes.commands.recv() => match command {
                     None => return,
                     Some(Command::Write(done)) => {
+                        // The write's snapshot first (the store published it before it
+                        // answered the write): the core then counts the syncs it starts.
+                        if snapshots.has_changed().unwrap_or(false) {
+                            let snapshot = snapshots.borrow_and_update().clone();
+                            self.step(Input::Document(snapshot), &mut writes).await;
+                        }
                         writes.insert(next_write, done);
                         next_write += 1;
                         Some(Input::Write(next_write - 1))

@@ -8,7 +8,10 @@
 //! - A peer whose digest differs → a sync with it (the anti-entropy).
 //!
 //! One exchange at a time per peer: one asked for while another runs follows it, so an
-//! exchange that must begin after a write does.
+//! exchange that must begin after a write does. A write counts an exchange already running
+//! with a peer if it began after the last change: [`DocSync::changed`] must have been told of
+//! the write's document before [`DocSync::replicate`] is (the node's core and driver see to
+//! it), so such an exchange carries the write.
 
 use crate::gossip::Fanout;
 use crate::membership::MemberId;
@@ -45,13 +48,24 @@ struct Replication {
     running: usize,
 }
 
+/// An exchange running with a peer.
+#[derive(Debug)]
+struct Running {
+    /// The replications waiting for its end.
+    waiters: Vec<u64>,
+    /// The document's generation when it began.
+    began: u64,
+}
+
 /// One node's document syncs in flight.
 pub struct DocSync {
     fanout: Fanout,
     /// How many peers beyond ⌈ln N⌉ a change is pushed to.
     extra: usize,
-    /// Peers (libp2p ids) an exchange runs with, and the replications waiting for its end.
-    running: BTreeMap<String, Vec<u64>>,
+    /// Grows with every change of the document ([`Self::changed`]).
+    generation: u64,
+    /// Peers (libp2p ids) an exchange runs with.
+    running: BTreeMap<String, Running>,
     again: BTreeMap<String, Next>,
     replications: BTreeMap<u64, Replication>,
 }
@@ -61,6 +75,7 @@ impl DocSync {
         DocSync {
             fanout: Fanout::new(seed),
             extra,
+            generation: 0,
             running: BTreeMap::new(),
             again: BTreeMap::new(),
             replications: BTreeMap::new(),
@@ -69,6 +84,7 @@ impl DocSync {
 
     /// The document changed: a sync with a few random `peers`.
     pub fn changed(&mut self, peers: &[MemberId]) -> Vec<SyncEffect> {
+        self.generation += 1;
         let picked = self.fanout.push(peers, self.extra);
         picked
             .into_iter()
@@ -104,7 +120,8 @@ impl DocSync {
     /// peer then holds what this node held when it began.
     pub fn ended(&mut self, peer: &str, completed: bool) -> Vec<SyncEffect> {
         let mut effects = Vec::new();
-        for id in self.running.remove(peer).unwrap_or_default() {
+        let waiters = self.running.remove(peer).map(|r| r.waiters);
+        for id in waiters.unwrap_or_default() {
             if let Some(r) = self.replications.get_mut(&id) {
                 r.running -= 1;
                 r.held += usize::from(completed);
@@ -138,14 +155,21 @@ impl DocSync {
     }
 
     /// An exchange with `peer` that begins now (its effect), or right after the one running
-    /// with it (none yet).
+    /// with it (none yet); a replication waits for the one running if that began after the
+    /// last change.
     fn exchange(
         &mut self,
         peer: MemberId,
         waiter: Option<u64>,
         differs: bool,
     ) -> Option<SyncEffect> {
-        if self.running.contains_key(&peer.peer_id) {
+        if let Some(running) = self.running.get_mut(&peer.peer_id) {
+            if let Some(id) = waiter
+                && running.began == self.generation
+            {
+                running.waiters.push(id);
+                return None;
+            }
             let next = self
                 .again
                 .entry(peer.peer_id.clone())
@@ -162,7 +186,9 @@ impl DocSync {
     }
 
     fn start(&mut self, peer: MemberId, waiters: Vec<u64>, differs: bool) -> SyncEffect {
-        self.running.insert(peer.peer_id.clone(), waiters);
+        let began = self.generation;
+        self.running
+            .insert(peer.peer_id.clone(), Running { waiters, began });
         SyncEffect::Start { peer, differs }
     }
 }
@@ -262,11 +288,25 @@ mod tests {
         let mut sync = DocSync::new(3, 7);
         let p1 = peer(1);
         assert_eq!(started(&sync.differs(&p1)), ["p1"]);
+        // The write's document: pushed to nobody (no peers given), but later than that sync.
+        assert!(sync.changed(&[]).is_empty());
         assert!(sync.replicate(5, std::slice::from_ref(&p1), 1).is_empty());
         // The sync that ran before the write does not count for it...
         let next = sync.ended("p1", true);
         assert_eq!(started(&next), ["p1"]);
         // ...the one after it does.
+        assert_eq!(sync.ended("p1", true), [SyncEffect::Replicated { id: 5 }]);
+    }
+
+    #[test]
+    fn a_write_counts_a_sync_that_began_after_its_change() {
+        let mut sync = DocSync::new(3, 7);
+        let p1 = peer(1);
+        assert_eq!(started(&sync.changed(std::slice::from_ref(&p1))), ["p1"]);
+        assert!(
+            sync.replicate(5, std::slice::from_ref(&p1), 1).is_empty(),
+            "the push already running carries the write: nothing new starts"
+        );
         assert_eq!(sync.ended("p1", true), [SyncEffect::Replicated { id: 5 }]);
     }
 }

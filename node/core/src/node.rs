@@ -105,7 +105,8 @@ pub enum Input {
     /// The desired state as the store now holds it (after a write here or a sync).
     Document(Arc<Snapshot>),
     /// A write to acknowledge once `replicate_to` peers hold it: [`Effect::Replicated`] with
-    /// the same id (unique among those waiting) says when.
+    /// the same id (unique among those waiting) says when. The write's document must have
+    /// come as [`Input::Document`] first.
     Write(u64),
     /// The document sync with this peer ended; `completed`: the peer then holds what this
     /// node held when it began.
