@@ -399,7 +399,7 @@ async fn execute<R: ContainerRuntime>(runtime: &R, action: &Action) -> Result<()
 
 /// Whether the store can persist, as the core hears it: a node that cannot is not Ready and
 /// leaves placement until it can.
-pub fn not_persisting(failing: Option<String>) -> Input {
+fn not_persisting(failing: Option<String>) -> Input {
     match &failing {
         Some(why) => warn!(%why, "this node cannot persist the desired state: not Ready"),
         None => info!("this node persists the desired state: Ready"),

@@ -8,7 +8,7 @@
 //!   switchboard twin); [`network`]: the libp2p transport, bounded connections.
 //! - [`store`]: the desired-state document on disk (`store::journal`: checksummed frames;
 //!   `store::disk`: the file, and its in-memory twin).
-//! - [`status`]: the core's status types; [`view`]: the endpoints as a watch.
+//! - [`view`]: the endpoints as a watch.
 //! - [`clock`]: the node's one clock; [`shutdown`]: stopping a node inside a process.
 //! - [`runtime`]: the container runtime trait, Docker (bollard), the in-memory twin, the demo
 //!   image.
@@ -16,8 +16,8 @@
 //!   ports on this node; [`dns`]: service names.
 //! - [`api`]: the HTTP API (its accept loop, guards, paged lists).
 //!
-//! The pure cores (`membership`, `placement`, `reconcile`, `services`) are `weeble-core`'s,
-//! re-exported here under the same names.
+//! The pure cores (`membership`, `placement`, `reconcile`, `services`, `status`) are
+//! `weeble-core`'s, re-exported here under the same names.
 
 pub mod agent;
 pub mod api;
@@ -29,9 +29,8 @@ pub mod probe;
 pub mod proxy;
 pub mod runtime;
 pub mod shutdown;
-pub mod status;
 pub mod store;
 pub mod transport;
 pub mod view;
 
-pub use weeble_core::{membership, placement, reconcile, services};
+pub use weeble_core::{membership, placement, reconcile, services, status};

@@ -138,7 +138,8 @@ impl Cluster {
         answer
     }
 
-    /// What a driver does with one effect of node `from`; messages arrive 1 ms later.
+    /// What a driver does with one effect of node `from`. A request is answered at once (its
+    /// answer, and any other message, arrives 1 ms later).
     fn carry(&mut self, from: &str, effect: Effect) {
         let at = self.now + 1;
         let from_member = self.nodes[from].core.me().clone();
@@ -152,7 +153,6 @@ impl Cluster {
                     digest,
                     request: true,
                 };
-                self.now = at;
                 if let Some(Answer::Membership(Some(data))) = self.step(&target, input) {
                     let digest = self.nodes[&target].core.digest();
                     let from_target = self.nodes[&target].core.me().peer_id.clone();
@@ -162,9 +162,8 @@ impl Cluster {
                         digest,
                         request: false,
                     };
-                    self.push(at + 1, from, back);
+                    self.push(at, from, back);
                 }
-                self.now = at - 1;
             }
             Effect::Status(Send { to, message }) => {
                 let target = self.name_of(&to);
