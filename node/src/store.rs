@@ -16,7 +16,7 @@
 //! The file is reached through [`disk::Disk`]: a real file, or an in-memory twin.
 
 pub mod disk;
-mod journal;
+use weeble_core::document::journal;
 
 use disk::{Disk, FileDisk};
 use std::collections::BTreeMap;

@@ -11,6 +11,8 @@
 //!   `reconcile::pass`, the reconcile loop as a state machine.
 //! - [`status`]: every node's reported pods, newest report per node, and how a node spreads
 //!   them (`StatusGossip`).
+//! - [`document`]: the desired state (automerge), its file and the syncs with peers, persisted
+//!   before anything that shows a change leaves the node.
 //! - [`doc_sync`]: which document syncs run with whom, and when a write is held by enough peers.
 //! - [`gossip`]: digests, who begins an exchange, how many peers a change goes to.
 //! - [`services`]: each service's endpoints, and the variables containers see.
@@ -21,6 +23,7 @@
 
 pub mod dns;
 pub mod doc_sync;
+pub mod document;
 #[cfg(test)]
 mod due;
 pub mod gossip;

@@ -50,6 +50,23 @@ impl MemberId {
             bump: 0,
         }
     }
+
+    /// Test node `i`: `n{i}`, peer id `p{i}`, at 127.0.0.1:7000+i, one core and 1 GiB.
+    #[cfg(test)]
+    pub fn test(i: usize) -> Self {
+        let p2p = SocketAddr::from(([127, 0, 0, 1], 7000 + i as u16));
+        MemberId {
+            name: format!("n{i}"),
+            peer_id: format!("p{i}"),
+            capacity: ResourceAmounts {
+                cpu_millis: 1000,
+                memory_bytes: 1 << 30,
+            },
+            max_pods: 110,
+            bump: 1,
+            ..MemberId::seed(p2p)
+        }
+    }
 }
 
 /// SWIM addresses members by their peer address: a restarted node (same address, higher

@@ -57,19 +57,7 @@ impl Cluster {
         };
         for i in 0..n {
             let name = format!("n{i}");
-            let me = MemberId {
-                name: name.clone(),
-                peer_id: format!("p{i}"),
-                p2p: addr(i),
-                api: addr(i),
-                labels: Default::default(),
-                capacity: weeble_crdt::ResourceAmounts {
-                    cpu_millis: 1000,
-                    memory_bytes: 1 << 30,
-                },
-                max_pods: 110,
-                bump: 1,
-            };
+            let me = MemberId::test(i);
             let config = Config {
                 me,
                 detection: Detection::default(),

@@ -5,7 +5,7 @@
 //! A crash or a full disk during an append leaves part of a frame at the end of the file.
 //! That frame was never acknowledged (it is fsynced before the write is answered), so
 //! [`read`] keeps every whole frame before it and reports the length of the torn tail, which
-//! the store then cuts off. A frame whose checksum fails ends the good part the same way.
+//! the node's store cuts off when it opens the file. A frame whose checksum fails ends the good part the same way.
 
 /// The file's first bytes: a Weeble state file, format 1.
 pub const MAGIC: &[u8; 8] = b"WEEBLE\x00\x01";
