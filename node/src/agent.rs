@@ -1,10 +1,9 @@
 //! The agent: starts a node, its driver and its actors, and wires them together.
 //!
-//! transport, runtime events, prober ──▶ driver ⇄ NodeCore (membership, status, document
-//! syncs, placement, the reconciler)
-//! driver ──▶ transport (datagrams, status, syncs run with the store), runtime (list, act),
-//! prober (checks), view and status watches
-//! store (the document, on disk) ──snapshots──▶ driver
+//! API (writes), transport, runtime events, prober ──▶ driver ⇄ NodeCore (membership, status,
+//! the document and its syncs, placement, the reconciler)
+//! driver ──▶ transport (datagrams, status, sync messages), state file (persists), runtime
+//! (list, act), prober (checks), snapshot, view and status watches
 //! view + status ──▶ endpoints ──▶ service proxy (and the API); view ──▶ DNS server
 
 use crate::driver::{self, Command, Driver, Inboxes};
@@ -17,19 +16,21 @@ use crate::runtime::ContainerRuntime;
 use crate::services::Endpoints;
 use crate::shutdown::{Shutdown, Stop};
 use crate::status::StatusTable;
-use crate::store::{Store, StoreError};
+use crate::store::disk::{Disk, FileDisk};
+use crate::store::{self, StoreError};
 use crate::transport::{LocalDigest, NetError, NetEvent, Transport};
 use crate::view::{View, spawn_endpoints};
 use libp2p::identity::Keypair;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span, warn};
+use weeble_core::document::{Op, WriteError};
 use weeble_core::node::{self, NodeCore};
-use weeble_crdt::{Labels, ResourceAmounts};
+use weeble_crdt::{Labels, Outcome, ResourceAmounts, Snapshot};
 
 /// The kubelet's default pod limit per node.
 pub const DEFAULT_MAX_PODS: u32 = 110;
@@ -131,7 +132,8 @@ pub enum AgentError {
 #[derive(Clone)]
 pub struct Agent {
     pub config: Arc<NodeConfig>,
-    pub store: Store,
+    /// The desired state, as this node last persisted it.
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
     /// Every node's reported pods, as this node knows them.
     pub table: watch::Receiver<Arc<StatusTable>>,
     pub view: watch::Receiver<Arc<View>>,
@@ -149,18 +151,28 @@ pub struct Agent {
 const REPLICATE_WAIT: Duration = Duration::from_secs(2);
 
 impl Agent {
-    /// Syncs the desired state with `replicate_to` live peers (all of them if fewer) and
-    /// returns once that many hold it on disk (or after [`REPLICATE_WAIT`]). The API calls it
-    /// after each write before acknowledging.
-    pub async fn replicate(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.driver.send(Command::Write(done)).await.is_ok()
-            && tokio::time::timeout(REPLICATE_WAIT, wait).await.is_err()
-        {
+    /// Writes to the desired state: returns once the change is on this node's disk and in
+    /// [`Agent::snapshot`], and `replicate_to` live peers (all of them if fewer) hold it on
+    /// theirs (or after [`REPLICATE_WAIT`]); or at once if it was refused.
+    pub async fn write(&self, op: Op) -> Result<Vec<Outcome>, WriteError> {
+        let (written, on_disk) = oneshot::channel();
+        let (replicated, held) = oneshot::channel();
+        let command = Command::Write {
+            op,
+            written,
+            replicated,
+        };
+        self.driver
+            .send(command)
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        let outcomes = on_disk.await.map_err(|_| WriteError::Stopped)??;
+        if tokio::time::timeout(REPLICATE_WAIT, held).await.is_err() {
             warn!(
                 "a write was acknowledged before enough live peers had it (a peer is slow or cut off)"
             );
         }
+        Ok(outcomes)
     }
 
     /// Leaves the cluster, making before breaking: the node tells its peers it takes no pods
@@ -246,7 +258,6 @@ pub async fn start<R: ContainerRuntime>(
         digest: digest.clone(),
         shutdown: shutdown.clone(),
     })?;
-    let store = Store::open(&config.data_dir)?;
     let adapters = Adapters {
         checker: Probes(runtime.clone()),
         services: Tcp,
@@ -254,7 +265,7 @@ pub async fn start<R: ContainerRuntime>(
         transport,
         events,
         digest,
-        store,
+        disk: Box::new(FileDisk::new(config.data_dir.join("state.automerge"))),
     };
     start_on(config, adapters, stop, shutdown).await
 }
@@ -280,7 +291,8 @@ pub struct Adapters<R, T, C, N> {
     pub events: mpsc::Receiver<NetEvent>,
     /// What the transport sends with every datagram.
     pub digest: Arc<LocalDigest>,
-    pub store: Store,
+    /// The state file.
+    pub disk: Box<dyn Disk>,
 }
 
 /// Starts a node on `adapters`; `shutdown` fires when `stop` does (the transport may hold it
@@ -299,8 +311,9 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         transport,
         events,
         digest,
-        store,
+        mut disk,
     } = adapters;
+    let stored = store::open(disk.as_mut())?;
     let epoch = crate::clock::now_ms() as u64;
     let me = MemberId {
         name: config.name.clone(),
@@ -329,13 +342,14 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         fanout: config.fanout,
         replicate_to: config.replicate_to,
         epoch,
-        seed: epoch,
+        // Each node its own: the actor ids of its rollbacks are drawn from it.
+        seed: rand::random(),
         known,
         reconcile,
     };
-    let snapshot = store.watch().borrow().clone();
-    let core = NodeCore::new(core_config, snapshot, crate::clock::now());
+    let core = NodeCore::new(core_config, stored, crate::clock::now());
     let (view_tx, view) = watch::channel(core.view().clone());
+    let (snapshot_tx, snapshot) = watch::channel(core.view().snapshot.clone());
     let (table_tx, table) = watch::channel(Arc::new(core.table().clone()));
     let (driver_tx, commands) = mpsc::channel(256);
     let (feedback_tx, feedback) = mpsc::channel(1024);
@@ -352,9 +366,10 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         runtime,
         checker,
         node: config.name.clone(),
-        store: store.clone(),
+        disk: Arc::new(Mutex::new(disk)),
         digest,
         view: view_tx,
+        snapshot: snapshot_tx,
         table: table_tx,
         containers: containers_tx,
         peers_file,
@@ -373,7 +388,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
 
     Ok(Agent {
         config: Arc::new(config),
-        store,
+        snapshot,
         table,
         view,
         endpoints,

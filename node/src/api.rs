@@ -17,7 +17,6 @@ use crate::membership::{Liveness, MemberId};
 use crate::placement::ReplicaKey;
 use crate::runtime::{ContainerRuntime, LABEL_POD, RuntimeError};
 use crate::status::{PodStatus, StatusTable};
-use crate::store::StoreError;
 use crate::view::View;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -32,9 +31,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::ops::Bound;
 use std::sync::Arc;
+use weeble_core::document::{Op, WriteError};
 use weeble_core::objects::{self, Resource, StatusCause};
 use weeble_crdt::echo::{clip_to, echo};
-use weeble_crdt::{Kind, ObjectKey, StateError, parse_manifests};
+use weeble_crdt::{Kind, ObjectKey, parse_manifests};
 
 /// The API's shared state: the agent's handles and this node's runtime (for logs).
 #[derive(Clone)]
@@ -267,14 +267,19 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::State(StateError::NotFound { kind, key }) => {
-                ApiError::not_found(format!("{kind} {key}"))
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        let code = match &e {
+            WriteError::NotFound { kind, key } => {
+                return ApiError::not_found(format!("{kind} {key}"));
             }
-            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-        }
+            WriteError::Busy => StatusCode::TOO_MANY_REQUESTS,
+            WriteError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            WriteError::Rejected(_) | WriteError::NotPersisted(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError::new(code, e.to_string())
     }
 }
 
@@ -313,8 +318,7 @@ async fn apply<R: ContainerRuntime>(
             format!("manifest rejected, nothing applied:\n{e}"),
         )
     })?;
-    let outcomes = api.agent.store.apply(parsed.objects.clone()).await?;
-    api.agent.replicate().await;
+    let outcomes = api.agent.write(Op::Apply(parsed.objects.clone())).await?;
     Ok(Json(objects::Applied::new(&parsed, outcomes)))
 }
 
@@ -353,11 +357,8 @@ where
 
 /// Deletes an object; answers with a Kubernetes `Status` of success.
 async fn delete<R>(api: &Api<R>, kind: Kind, ns: String, name: String) -> Reply<objects::Status> {
-    api.agent
-        .store
-        .delete(kind, ObjectKey::new(&ns, &name))
-        .await?;
-    api.agent.replicate().await;
+    let key = ObjectKey::new(&ns, &name);
+    api.agent.write(Op::Delete(kind, key)).await?;
     Ok(Json(objects::Status::deleted(kind, &name)))
 }
 
@@ -511,8 +512,7 @@ async fn put_scale<R>(
             ))
         })?;
     let key = ObjectKey::new(&ns, &name);
-    api.agent.store.scale(key.clone(), replicas).await?;
-    api.agent.replicate().await;
+    api.agent.write(Op::Scale(key.clone(), replicas)).await?;
     Ok(Json(objects::Scale::new(&key, replicas, 0)))
 }
 
@@ -694,7 +694,7 @@ fn runtime_error(e: RuntimeError) -> ApiError {
 /// This node's copy of the desired state in brief: its heads (equal heads, equal documents)
 /// and how many objects it holds.
 async fn state<R>(State(api): State<Api<R>>) -> Json<Value> {
-    let snapshot = api.agent.store.watch().borrow().clone();
+    let snapshot = api.agent.snapshot.borrow().clone();
     Json(json!({
         "heads": snapshot.heads,
         "deployments": snapshot.deployments.len(),

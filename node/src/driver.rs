@@ -1,36 +1,43 @@
 //! The driver: one task that feeds a node's [`NodeCore`] with what happens — network events,
-//! the store's snapshots and whether it can persist, container events, the probes' outcomes,
-//! timers, writes to acknowledge, the results of the work it runs — and carries out the
-//! effects the core returns through the node's adapters: the [`Transport`], the
-//! [`ContainerRuntime`], the [`Store`] (the document and its file), the peers file, and the
-//! watches the API, the proxy and DNS read, and a [`Checker`] for the probes. Time comes from one clock
-//! ([`crate::clock`]); the driver ends when the node's [`Shutdown`] fires.
+//! writes, container events, the probes' outcomes, timers, the results of the work it runs —
+//! and carries out the effects the core returns through the node's adapters: the
+//! [`Transport`], the [`ContainerRuntime`], the state file's [`Disk`], a [`Checker`] for the
+//! probes, the peers file, and the watches the API, the proxy and DNS read. Requests that the
+//! core answers later (a write, a peer's sync message) wait here, by id, for their answer.
+//! Time comes from one clock ([`crate::clock`]); the driver ends when the node's [`Shutdown`]
+//! fires.
 
 use crate::clock;
-use crate::membership::MemberId;
 use crate::probe::Checker;
 use crate::reconcile::{Action, ENGINE_CALLS_IN_FLIGHT, pass::Event};
 use crate::runtime::{ContainerRuntime, RuntimeError, RuntimeEvent};
 use crate::shutdown::Shutdown;
 use crate::status::StatusTable;
-use crate::store::Store;
+use crate::store::{self, disk::Disk};
 use crate::transport::{Inbound, LocalDigest, NetEvent, Response, Transport};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
+use weeble_core::document::{Op, Persist, PersistFailure, WriteError};
 use weeble_core::node::{Answer, Effect, Input, NodeCore, Timer};
 use weeble_core::status::{Send, StatusMessage};
 use weeble_core::view::View;
+use weeble_crdt::{Outcome, Snapshot};
 
 /// What the rest of the node asks of the driver.
 pub enum Command {
-    /// A write to acknowledge once enough peers hold it (see `NodeConfig::replicate_to`).
-    Write(oneshot::Sender<()>),
+    /// A write: `written` hears once it is on disk (or refused), `replicated` once enough
+    /// peers hold it (see `NodeConfig::replicate_to`).
+    Write {
+        op: Op,
+        written: oneshot::Sender<Result<Vec<Outcome>, WriteError>>,
+        replicated: oneshot::Sender<()>,
+    },
     /// Take no pods any more: the node is leaving.
     Leaving,
     /// Leave the membership and stop; `done` once the datagrams saying so are answered (or
@@ -64,10 +71,13 @@ pub struct Driver<T, R, C> {
     pub checker: C,
     /// This node's name: the runtime lists its containers by it.
     pub node: String,
-    pub store: Store,
+    /// The state file; one persist at a time runs on it, off the driver's task.
+    pub disk: Arc<Mutex<Box<dyn Disk>>>,
     /// What this node holds, read by the transport on every membership send.
     pub digest: Arc<LocalDigest>,
     pub view: watch::Sender<Arc<View>>,
+    /// The desired state, as last persisted.
+    pub snapshot: watch::Sender<Arc<Snapshot>>,
     pub table: watch::Sender<Arc<StatusTable>>,
     /// How many containers this node ran at the reconciler's last look.
     pub containers: watch::Sender<usize>,
@@ -79,35 +89,47 @@ pub struct Driver<T, R, C> {
     pub shutdown: Shutdown,
 }
 
+/// A write the core has not answered in full yet.
+struct Writer {
+    /// `None` once it was told the write is on disk.
+    written: Option<oneshot::Sender<Result<Vec<Outcome>, WriteError>>>,
+    replicated: oneshot::Sender<()>,
+}
+
+/// Requests the core answers later, by the id the driver gave them.
+#[derive(Default)]
+struct Waiting {
+    writes: BTreeMap<u64, Writer>,
+    syncs: BTreeMap<u64, oneshot::Sender<Response>>,
+    next: u64,
+}
+
+impl Waiting {
+    fn id(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+}
+
 impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
     pub async fn run(mut self, mut inboxes: Inboxes) {
-        let mut writes: BTreeMap<u64, oneshot::Sender<()>> = BTreeMap::new();
-        let mut next_write = 0;
-        let mut snapshots = self.store.watch();
-        let mut failing = self.store.persist_error();
+        let mut waiting = Waiting::default();
         let mut shutdown = self.shutdown.clone();
         self.digest.set(self.core.digest());
-        self.step(Input::Timer(Timer::Announce), &mut writes).await;
-        let persisting = not_persisting(failing.borrow_and_update().clone());
-        self.step(persisting, &mut writes).await;
+        self.step(Input::Timer(Timer::Announce), &mut waiting).await;
         loop {
             let input = tokio::select! {
                 _ = shutdown.wait() => return,
-                Some(event) = inboxes.events.recv() => self.net_event(event, &mut writes).await,
+                Some(event) = inboxes.events.recv() => self.net_event(event, &mut waiting).await,
                 Some(fed) = inboxes.feedback.recv() => Some(fed),
                 Some(event) = inboxes.containers.recv() => Some(Input::Container(event)),
                 command = inboxes.commands.recv() => match command {
                     None => return,
-                    Some(Command::Write(done)) => {
-                        // The write's snapshot first (the store published it before it
-                        // answered the write): the core then counts the syncs it starts.
-                        if snapshots.has_changed().unwrap_or(false) {
-                            let snapshot = snapshots.borrow_and_update().clone();
-                            self.step(Input::Document(snapshot), &mut writes).await;
-                        }
-                        writes.insert(next_write, done);
-                        next_write += 1;
-                        Some(Input::Write(next_write - 1))
+                    Some(Command::Write { op, written, replicated }) => {
+                        let id = waiting.id();
+                        let writer = Writer { written: Some(written), replicated };
+                        waiting.writes.insert(id, writer);
+                        Some(Input::Write { id, op })
                     }
                     Some(Command::Leaving) => Some(Input::Leaving),
                     Some(Command::Leave(done)) => {
@@ -116,35 +138,41 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                         return;
                     }
                 },
-                r = snapshots.changed() => match r {
-                    Ok(()) => Some(Input::Document(snapshots.borrow_and_update().clone())),
-                    Err(_) => return,
-                },
-                r = failing.changed() => match r {
-                    Ok(()) => Some(not_persisting(failing.borrow_and_update().clone())),
-                    Err(_) => return,
-                },
             };
             if let Some(input) = input {
-                self.step(input, &mut writes).await;
+                self.step(input, &mut waiting).await;
             }
         }
     }
 
     /// Steps the core and carries out its effects; returns its answer to a request, if any.
-    async fn step(
-        &mut self,
-        input: Input,
-        writes: &mut BTreeMap<u64, oneshot::Sender<()>>,
-    ) -> Option<Answer> {
+    async fn step(&mut self, input: Input, waiting: &mut Waiting) -> Option<Answer> {
         let effects = self.core.step(clock::now(), input);
         let mut answer = None;
         for effect in effects {
             match effect {
                 Effect::Answer(a) => answer = Some(a),
+                Effect::Written { id, result } => {
+                    let refused = result.is_err();
+                    let writer = waiting.writes.get_mut(&id);
+                    if let Some(written) = writer.and_then(|w| w.written.take()) {
+                        let _ = written.send(result);
+                    }
+                    if refused {
+                        waiting.writes.remove(&id);
+                    }
+                }
                 Effect::Replicated(id) => {
-                    if let Some(done) = writes.remove(&id) {
-                        let _ = done.send(());
+                    if let Some(writer) = waiting.writes.remove(&id) {
+                        let _ = writer.replicated.send(());
+                    }
+                }
+                Effect::SyncAnswer { id, answer } => {
+                    if let Some(reply) = waiting.syncs.remove(&id) {
+                        let _ = reply.send(match answer {
+                            Ok(message) => Response::Sync(message),
+                            Err(why) => Response::SyncRefused(why),
+                        });
                     }
                 }
                 other => self.carry(other).await,
@@ -153,13 +181,9 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
         answer
     }
 
-    /// A network event: into the core, with its answer back to the peer; a sync message
-    /// goes to the store (which holds the document), not through the core.
-    async fn net_event(
-        &mut self,
-        event: NetEvent,
-        writes: &mut BTreeMap<u64, oneshot::Sender<()>>,
-    ) -> Option<Input> {
+    /// A network event: into the core, with its answer back to the peer (a sync message's
+    /// answer may come in a later step, once a change it brought is on disk).
+    async fn net_event(&mut self, event: NetEvent, waiting: &mut Waiting) -> Option<Input> {
         match event {
             NetEvent::Membership {
                 from,
@@ -174,7 +198,7 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                     digest,
                     request,
                 };
-                let answer = self.step(input, writes).await;
+                let answer = self.step(input, waiting).await;
                 if let (Some(reply), Some(Answer::Membership(data))) = (reply, answer) {
                     let _ = reply.send(data);
                 }
@@ -185,7 +209,7 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                 request: Inbound::Status(message),
                 reply,
             } => {
-                let answer = self.step(Input::Status { from, message }, writes).await;
+                let answer = self.step(Input::Status { from, message }, waiting).await;
                 let response = match answer {
                     Some(Answer::Status(Some(message))) => Response::Status(message),
                     _ => Response::Ack,
@@ -198,18 +222,9 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                 request: Inbound::Sync(message),
                 reply,
             } => {
-                let store = self.store.clone();
-                tokio::spawn(async move {
-                    let answer = match store.sync_in(&from, message).await {
-                        Ok(message) => Response::Sync(message),
-                        Err(e) => {
-                            warn!(peer = %from, error = %e, "sync from peer refused");
-                            Response::SyncRefused(e.to_string())
-                        }
-                    };
-                    let _ = reply.send(answer);
-                });
-                None
+                let id = waiting.id();
+                waiting.syncs.insert(id, reply);
+                Some(Input::SyncRequest { id, from, message })
             }
             NetEvent::Disconnected(peer) => Some(Input::Disconnected(peer)),
             NetEvent::Gone(peer) => Some(Input::Gone(peer)),
@@ -221,14 +236,18 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
         match effect {
             Effect::Membership { to, data } => self.transport.send_membership(to, data).await,
             Effect::Status(send) => self.send_status(send),
-            Effect::Sync { peer, differs } => {
-                let (store, transport) = (self.store.clone(), self.transport.clone());
-                let feedback = self.feedback.clone();
+            Effect::Sync { to, message } => {
+                let (transport, feedback) = (self.transport.clone(), self.feedback.clone());
                 tokio::spawn(async move {
-                    let completed = sync_with(&store, &transport, peer.clone(), differs).await;
-                    let peer = peer.peer_id;
-                    let _ = feedback.send(Input::SyncEnded { peer, completed }).await;
+                    let reply = transport.sync(to.clone(), message).await;
+                    let reply = reply.map_err(|e| e.to_string());
+                    let peer = to.peer_id;
+                    let _ = feedback.send(Input::SyncReply { peer, reply }).await;
                 });
+            }
+            Effect::Persist(persist) => self.persist(persist),
+            Effect::Snapshot(snapshot) => {
+                self.snapshot.send_replace(snapshot);
             }
             Effect::Schedule { after, timer } => {
                 let (feedback, mut shutdown) = (self.feedback.clone(), self.shutdown.clone());
@@ -273,8 +292,31 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
             Effect::Table(table) => {
                 self.table.send_replace(table);
             }
-            Effect::Answer(_) | Effect::Replicated(_) => {}
+            Effect::Answer(_)
+            | Effect::Written { .. }
+            | Effect::Replicated(_)
+            | Effect::SyncAnswer { .. } => {}
         }
+    }
+
+    /// Writes to the state file off the driver's task (an fsync may take a while), and hands
+    /// what came of it back to the core.
+    fn persist(&self, persist: Persist) {
+        let (disk, feedback) = (self.disk.clone(), self.feedback.clone());
+        let write = move || {
+            let mut disk = disk.lock().unwrap_or_else(|e| e.into_inner());
+            store::persist(disk.as_mut(), &persist)
+        };
+        tokio::spawn(async move {
+            let result = tokio::task::spawn_blocking(write).await;
+            let result = result.unwrap_or_else(|e| {
+                Err(PersistFailure {
+                    why: format!("the write to the state file failed: {e}"),
+                    torn: true,
+                })
+            });
+            let _ = feedback.send(Input::Persisted(result)).await;
+        });
     }
 
     /// Runs runtime work in a task of its own (the reconciler's span) and hands what came of
@@ -395,55 +437,4 @@ async fn execute<R: ContainerRuntime>(runtime: &R, action: &Action) -> Result<()
         warn!(error = %e, "container action failed");
     }
     result
-}
-
-/// Whether the store can persist, as the core hears it: a node that cannot is not Ready and
-/// leaves placement until it can.
-fn not_persisting(failing: Option<String>) -> Input {
-    match &failing {
-        Some(why) => warn!(%why, "this node cannot persist the desired state: not Ready"),
-        None => info!("this node persists the desired state: Ready"),
-    }
-    Input::NotPersisting(failing.map(|e| format!("cannot persist the desired state: {e}")))
-}
-
-/// A bounded exchange: our message, their reply, until one side has nothing to say. True if
-/// it got there (the peer then holds what this node held when it began).
-///
-/// `differs`: the peer's digest showed another document. If this node's sync state with it
-/// says there is nothing to send all the same, that state is stale (the peer restarted and
-/// lost a change, say): it starts over, or the two would never sync.
-async fn sync_with<T: Transport>(
-    store: &Store,
-    transport: &T,
-    peer: MemberId,
-    differs: bool,
-) -> bool {
-    let mut next = store.sync_out(&peer.peer_id).await;
-    if next.is_none() && differs {
-        debug!(peer = %peer.name, "the peer's document differs, yet nothing to send: starting over");
-        store.reset_peer(&peer.peer_id).await;
-        next = store.sync_out(&peer.peer_id).await;
-    }
-    for _ in 0..16 {
-        let Some(message) = next.take() else {
-            return true;
-        };
-        match transport.sync(peer.clone(), message).await {
-            Ok(None) => return true,
-            Ok(Some(reply)) => match store.sync_in(&peer.peer_id, reply).await {
-                Ok(answer) => next = answer,
-                Err(e) => {
-                    warn!(peer = %peer.name, error = %e, "sync reply rejected");
-                    return false;
-                }
-            },
-            Err(e) => {
-                debug!(peer = %peer.name, error = %e, "sync failed; starting over next time");
-                store.reset_peer(&peer.peer_id).await;
-                return false;
-            }
-        }
-    }
-    false
 }

@@ -6,8 +6,8 @@
 //! - [`driver`]: feeds `NodeCore` its inputs and carries out its effects.
 //! - [`transport`]: how a node reaches its peers (the trait, the wire messages, the in-memory
 //!   switchboard twin); [`network`]: the libp2p transport, bounded connections.
-//! - [`store`]: the desired-state document on disk (`store::journal`: checksummed frames;
-//!   `store::disk`: the file, and its in-memory twin).
+//! - [`store`]: the state file: opened at start, written as the core's document asks
+//!   (`store::disk`: the file, and its in-memory twin; the format is `weeble_core::document`'s).
 //! - [`view`]: the endpoints as a watch.
 //! - [`clock`]: the node's one clock; [`shutdown`]: stopping a node inside a process.
 //! - [`runtime`]: the container runtime trait, Docker (bollard), the in-memory twin, the demo

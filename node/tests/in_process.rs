@@ -1,4 +1,4 @@
-//! Three nodes in one process: the real agent (its driver, `NodeCore` and store) over the
+//! Three nodes in one process: the real agent (its driver and `NodeCore`) over the
 //! in-memory transport, container runtime and disk. The integration tests in
 //! the repository's `tests/` run real processes on real Docker; this one shows that the same
 //! node runs, and stops, inside a process.
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
+use weeble_core::document::{Op, WriteError};
 use weeble_core::objects::{List, Node, Pod};
 use weeble_core::status::Phase;
 use weeble_crdt::parse_manifests;
@@ -24,7 +25,6 @@ use weeble_node::runtime::memory::{Call, MemoryRuntime};
 use weeble_node::runtime::{ContainerRuntime, ContainerState};
 use weeble_node::shutdown::Stop;
 use weeble_node::store::disk::MemoryDisk;
-use weeble_node::store::{Store, StoreError};
 use weeble_node::transport::LocalDigest;
 use weeble_node::transport::memory::Switchboard;
 
@@ -101,7 +101,7 @@ impl Bed {
             transport,
             events,
             digest,
-            store: Store::open_on(self.disks[i].clone()).expect("an empty disk"),
+            disk: Box::new(self.disks[i].clone()),
         };
         let (stop, shutdown) = Stop::new();
         agent::start_on(config, adapters, stop, shutdown)
@@ -191,8 +191,12 @@ fn alive(agent: &Agent) -> Vec<String> {
 async fn three_nodes_in_one_process_run_a_deployment_and_move_it_off_a_stopped_node() {
     let bed = Bed::start("moved").await;
     let nodes = &bed.nodes;
-    nodes[0].store.apply(deployment(6)).await.unwrap();
-    nodes[0].replicate().await;
+    nodes[0].write(Op::Apply(deployment(6))).await.unwrap();
+    assert_eq!(
+        nodes[0].snapshot.borrow().deployments.len(),
+        1,
+        "an acknowledged write is in the node's snapshot"
+    );
     until("six replicas run, spread over the nodes", async || {
         let counts = bed.running().await;
         counts.iter().sum::<usize>() == 6 && counts.iter().all(|c| *c > 0)
@@ -239,9 +243,9 @@ async fn a_node_whose_disk_is_full_refuses_writes_and_takes_no_pods_until_it_has
     let (nodes, disks) = (&bed.nodes, &bed.disks);
     // n1's disk fills up: no append and no rewrite of its state file fits any more.
     disks[1].set_capacity(0);
-    let refused = nodes[1].store.apply(deployment(6)).await;
+    let refused = nodes[1].write(Op::Apply(deployment(6))).await;
     assert!(
-        matches!(refused, Err(StoreError::Disk { .. })),
+        matches!(refused, Err(WriteError::NotPersisted(_))),
         "{refused:?}"
     );
     until("every node sees n1 take no pods", async || {
@@ -259,8 +263,7 @@ async fn a_node_whose_disk_is_full_refuses_writes_and_takes_no_pods_until_it_has
         ["StateNotPersisted"],
         "n0's API says why n1 is not Ready"
     );
-    nodes[0].store.apply(deployment(6)).await.unwrap();
-    nodes[0].replicate().await;
+    nodes[0].write(Op::Apply(deployment(6))).await.unwrap();
     until("the six replicas run on n0 and n2", async || {
         let counts = bed.running().await;
         counts[0] + counts[2] == 6
@@ -268,7 +271,7 @@ async fn a_node_whose_disk_is_full_refuses_writes_and_takes_no_pods_until_it_has
     .await;
     assert_eq!(bed.running().await[1], 0, "nothing runs on the full node");
     assert!(
-        nodes[1].store.watch().borrow().deployments.is_empty(),
+        nodes[1].snapshot.borrow().deployments.is_empty(),
         "n1 could not take the write in"
     );
 
@@ -284,8 +287,8 @@ async fn a_node_whose_disk_is_full_refuses_writes_and_takes_no_pods_until_it_has
     )
     .await;
     assert_eq!(
-        nodes[1].store.watch().borrow().heads,
-        nodes[0].store.watch().borrow().heads
+        nodes[1].snapshot.borrow().heads,
+        nodes[0].snapshot.borrow().heads
     );
 }
 
@@ -295,11 +298,9 @@ async fn a_container_whose_liveness_probe_fails_is_killed_and_restarted() {
     let probe = "livenessProbe: {exec: {command: [check]}, periodSeconds: 1, failureThreshold: 1}";
     let container = format!("{{name: web, image: img, {probe}}}");
     bed.nodes[0]
-        .store
-        .apply(with_container(1, &container))
+        .write(Op::Apply(with_container(1, &container)))
         .await
         .unwrap();
-    bed.nodes[0].replicate().await;
     let running = async || {
         let mut ids = Vec::new();
         for i in 0..3 {
@@ -336,8 +337,7 @@ async fn every_node_s_service_port_reaches_the_replicas_in_turn() {
     let mut objects = with_container(3, "{name: web, image: img, ports: [{containerPort: 80}]}");
     let service = "kind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 8080, targetPort: 80}]\n";
     objects.extend(parse_manifests(service).unwrap().objects);
-    bed.nodes[0].store.apply(objects).await.unwrap();
-    bed.nodes[0].replicate().await;
+    bed.nodes[0].write(Op::Apply(objects)).await.unwrap();
     until("three replicas run", async || {
         bed.running().await.iter().sum::<usize>() == 3
     })

@@ -16,12 +16,16 @@
 //!   pods are handed over) the status table changed;
 //! - the reconciler's pods → this node's status report, spread by [`StatusGossip`]; its probes
 //!   → the [`Prober`], whose findings wake it again;
-//! - the status table or the document changed → a new digest, carried by every datagram.
+//! - the status table or the document changed → a new digest, carried by every datagram;
+//! - the document cannot be persisted → the node reports itself not Ready, and takes no pods.
 //!
-//! The document itself (automerge, and its file) is the store's: the core hears of each new
-//! snapshot ([`Input::Document`]) and says whom to sync with ([`Effect::Sync`]).
+//! The document ([`Document`]) is put on disk before anything that shows a change leaves the
+//! node: a step that changes it ends with [`Effect::Persist`], and what follows the change (the
+//! write's answer, sync messages, the new snapshot) waits for [`Input::Persisted`].
 
-use crate::doc_sync::{DocSync, SyncEffect};
+use crate::document::{
+    DocEffect, Document, Op, Persist, PersistFailure, Stored, SyncAnswer, WriteError,
+};
 use crate::gossip::{Digest, doc_fingerprint, starts_exchange};
 use crate::membership::{
     self, ANNOUNCES_PER_TICK, Detection, Liveness, MemberId, Membership, announce_targets,
@@ -38,8 +42,8 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, info};
-use weeble_crdt::Snapshot;
+use tracing::{debug, info, warn};
+use weeble_crdt::{Outcome, Snapshot};
 
 /// How often a node announces itself to known addresses with no live member: that is how a
 /// new node joins, and how the sides of a healed partition find each other again.
@@ -73,6 +77,8 @@ pub enum Timer {
     Reconcile(u64),
     /// Probes may be due.
     Probe,
+    /// Try to persist again ([`crate::document::RETRY_PERSIST`]).
+    Persist,
 }
 
 /// What happens to a node. Peers are named by their libp2p id.
@@ -102,18 +108,27 @@ pub enum Input {
     Disconnected(String),
     /// Nothing listens at this peer's address any more: its process is gone.
     Gone(String),
-    /// The desired state as the store now holds it (after a write here or a sync).
-    Document(Arc<Snapshot>),
-    /// A write to acknowledge once `replicate_to` peers hold it: [`Effect::Replicated`] with
-    /// the same id (unique among those waiting) says when. The write's document must have
-    /// come as [`Input::Document`] first.
-    Write(u64),
-    /// The document sync with this peer ended; `completed`: the peer then holds what this
-    /// node held when it began.
-    SyncEnded {
-        peer: String,
-        completed: bool,
+    /// A write (`id` unique among those not answered): [`Effect::Written`] answers it once it
+    /// is on disk, and [`Effect::Replicated`] once `replicate_to` peers hold it.
+    Write {
+        id: u64,
+        op: Op,
     },
+    /// A peer's document sync message (`id` unique among those not answered):
+    /// [`Effect::SyncAnswer`] answers it.
+    SyncRequest {
+        id: u64,
+        from: String,
+        message: Vec<u8>,
+    },
+    /// The reply to the sync message this node sent `peer` ([`Effect::Sync`]); `Err`: it was
+    /// not delivered, or refused.
+    SyncReply {
+        peer: String,
+        reply: SyncAnswer,
+    },
+    /// What came of the [`Effect::Persist`] out.
+    Persisted(Result<(), PersistFailure>),
     /// What came of the runtime work the reconciler asked for.
     Reconcile(Event),
     /// A container event: one that stopped or went away calls for a reconcile pass.
@@ -123,8 +138,6 @@ pub enum Input {
         check: Check,
         passed: bool,
     },
-    /// Why this node cannot persist the desired state (`None`: it can).
-    NotPersisting(Option<String>),
     /// This node is leaving: it takes no pods any more, so that its replicas move.
     Leaving,
     /// Leave the membership now: the effects are the datagrams that say so, to deliver
@@ -151,12 +164,22 @@ pub enum Effect {
     Answer(Answer),
     /// A status message; if it is `Versions`, hand the answer back as [`Input::StatusAnswer`].
     Status(Send),
-    /// Run a document sync with `peer` and report its end ([`Input::SyncEnded`]). `differs`:
-    /// the peer's digest showed another document, so if this node's sync state says there is
-    /// nothing to send, that state is stale and must start over.
-    Sync { peer: MemberId, differs: bool },
-    /// The [`Input::Write`] with this id is held by enough peers: acknowledge it.
+    /// Put this on disk, then hand back [`Input::Persisted`]: one is out at a time.
+    Persist(Persist),
+    /// A document sync message; hand its reply back as [`Input::SyncReply`].
+    Sync { to: MemberId, message: Vec<u8> },
+    /// The answer to [`Input::SyncRequest`] `id`.
+    SyncAnswer { id: u64, answer: SyncAnswer },
+    /// [`Input::Write`] `id` is on disk, or was refused.
+    Written {
+        id: u64,
+        result: Result<Vec<Outcome>, WriteError>,
+    },
+    /// [`Input::Write`] `id` is held by enough peers (or every one that could be reached):
+    /// acknowledge it.
     Replicated(u64),
+    /// The desired state changed (and is on disk).
+    Snapshot(Arc<Snapshot>),
     /// Hand `timer` back after `after`.
     Schedule { after: Duration, timer: Timer },
     /// List this node's containers; hand them back as `Input::Reconcile(Event::Listed)`.
@@ -191,7 +214,9 @@ pub enum Effect {
 pub struct NodeCore {
     membership: Membership,
     status: StatusGossip,
-    sync: DocSync,
+    document: Document,
+    /// Why the document could not be persisted, as the status report says.
+    not_persisting: Option<String>,
     planner: Planner,
     reconciler: Reconciler,
     prober: Prober,
@@ -199,7 +224,6 @@ pub struct NodeCore {
     health: Arc<Health>,
     /// When the probe timer asked for is due (Unix ms), if one is.
     probe_at: Option<i64>,
-    replicate_to: usize,
     /// Every peer address this node was given or has met.
     known: BTreeSet<SocketAddr>,
     /// Where the next round of announces starts among the addresses with no live member.
@@ -208,23 +232,24 @@ pub struct NodeCore {
     peers: Vec<MemberId>,
     /// The members' generation `peers` were listed at.
     peers_generation: u64,
-    snapshot: Arc<Snapshot>,
     unschedulable: BTreeSet<String>,
     digest: Digest,
     view: Arc<View>,
 }
 
 impl NodeCore {
-    /// A node as it starts at `now`, holding `snapshot`. Its first input should be
-    /// `Input::Timer(Timer::Announce)`, which starts the announces and the first reconcile
-    /// pass.
-    pub fn new(config: Config, snapshot: Arc<Snapshot>, now: Duration) -> Self {
+    /// A node as it starts at `now`, holding the document read from its file. Its first input
+    /// should be `Input::Timer(Timer::Announce)`, which starts the announces and the first
+    /// reconcile pass.
+    pub fn new(config: Config, stored: Stored, now: Duration) -> Self {
         let name = config.me.name.clone();
         let membership = Membership::new(config.me, config.detection, config.seed);
         let status = StatusGossip::new(name, config.epoch, config.fanout, config.seed ^ 1);
+        let document = Document::new(stored, config.fanout, config.replicate_to, config.seed ^ 2);
         let mut planner = Planner::default();
         let unschedulable = status.table().unschedulable();
-        let view = Arc::new(planner.view(membership.members(), &unschedulable, &snapshot));
+        let snapshot = document.snapshot();
+        let view = Arc::new(planner.view(membership.members(), &unschedulable, snapshot));
         let digest = Digest {
             status: status.table().fingerprint(),
             doc: doc_fingerprint(&snapshot.heads),
@@ -234,18 +259,17 @@ impl NodeCore {
         NodeCore {
             membership,
             status,
-            sync: DocSync::new(config.fanout, config.seed ^ 2),
+            document,
+            not_persisting: None,
             planner,
             reconciler: Reconciler::new(config.reconcile, now.as_millis() as i64),
             prober: Prober::default(),
             health: Arc::default(),
             probe_at: None,
-            replicate_to: config.replicate_to,
             known,
             turn: 0,
             peers: Vec::new(),
             peers_generation: 0,
-            snapshot,
             unschedulable,
             digest,
             view,
@@ -312,6 +336,9 @@ impl NodeCore {
                     timer: Timer::Announce,
                 });
                 if first {
+                    let mut doc = Vec::new();
+                    self.document.start(&mut doc);
+                    self.document_effects(doc, &mut effects);
                     self.reconcile(now, Event::Wake, &mut effects);
                 }
             }
@@ -330,22 +357,31 @@ impl NodeCore {
                 let swim = self.membership.declare_down(&peer);
                 self.swim(swim, &mut effects);
             }
-            Input::Document(snapshot) => {
-                if snapshot.heads != self.snapshot.heads {
-                    self.snapshot = snapshot;
-                    self.digest.doc = doc_fingerprint(&self.snapshot.heads);
-                    effects.push(Effect::Digest(self.digest));
-                    let syncs = self.sync.changed(&self.peers);
-                    effects.extend(syncs.into_iter().map(sync_effect));
-                }
+            Input::Write { id, op } => {
+                let mut doc = Vec::new();
+                self.document.write(id, op, &self.peers, &mut doc);
+                self.document_effects(doc, &mut effects);
             }
-            Input::Write(id) => {
-                let syncs = self.sync.replicate(id, &self.peers, self.replicate_to);
-                effects.extend(syncs.into_iter().map(sync_effect));
+            Input::SyncRequest { id, from, message } => {
+                let mut doc = Vec::new();
+                self.document
+                    .request(id, from, message, &self.peers, &mut doc);
+                self.document_effects(doc, &mut effects);
             }
-            Input::SyncEnded { peer, completed } => {
-                let syncs = self.sync.ended(&peer, completed);
-                effects.extend(syncs.into_iter().map(sync_effect));
+            Input::SyncReply { peer, reply } => {
+                let mut doc = Vec::new();
+                self.document.reply(peer, reply, &self.peers, &mut doc);
+                self.document_effects(doc, &mut effects);
+            }
+            Input::Persisted(result) => {
+                let mut doc = Vec::new();
+                self.document.persisted(result, &self.peers, &mut doc);
+                self.document_effects(doc, &mut effects);
+            }
+            Input::Timer(Timer::Persist) => {
+                let mut doc = Vec::new();
+                self.document.retry(&mut doc);
+                self.document_effects(doc, &mut effects);
             }
             Input::Reconcile(event) => self.reconcile(now, event, &mut effects),
             Input::Container(event) => {
@@ -360,10 +396,6 @@ impl NodeCore {
             Input::Timer(Timer::Probe) => {
                 self.probe_at = None;
                 self.probe(now, &mut effects);
-            }
-            Input::NotPersisting(why) => {
-                let sends = self.status.set_not_ready(why, &self.peers);
-                effects.extend(sends.into_iter().map(Effect::Status));
             }
             Input::Leaving => {
                 let sends = self.status.set_leaving(&self.peers);
@@ -491,6 +523,7 @@ impl NodeCore {
                     if gone_for_good(self.membership.members(), &m) {
                         self.status.forget(&m.name);
                     }
+                    self.document.forget(&m.peer_id);
                     effects.push(Effect::Disconnect(m.peer_id));
                 }
                 membership::Effect::Active => info!("joined the cluster"),
@@ -525,9 +558,55 @@ impl NodeCore {
             effects.extend(self.status.exchange(&peer).map(Effect::Status));
         }
         if differs.doc {
-            let syncs = self.sync.differs(&peer);
-            effects.extend(syncs.into_iter().map(sync_effect));
+            let mut doc = Vec::new();
+            self.document.differs(&peer, &self.peers, &mut doc);
+            self.document_effects(doc, effects);
         }
+    }
+
+    /// What the document decided: the driver's, but for a new snapshot, which also changes
+    /// the digest.
+    fn document_effects(&mut self, doc: Vec<DocEffect>, effects: &mut Vec<Effect>) {
+        for effect in doc {
+            let effect = match effect {
+                DocEffect::Persist(persist) => Effect::Persist(persist),
+                DocEffect::Send { peer, message } => Effect::Sync { to: peer, message },
+                DocEffect::Answer { id, answer } => Effect::SyncAnswer { id, answer },
+                DocEffect::Written { id, result } => Effect::Written { id, result },
+                DocEffect::Replicated(id) => Effect::Replicated(id),
+                DocEffect::Changed(snapshot) => {
+                    self.digest.doc = doc_fingerprint(&snapshot.heads);
+                    effects.push(Effect::Digest(self.digest));
+                    Effect::Snapshot(snapshot)
+                }
+                DocEffect::RetryIn(after) => Effect::Schedule {
+                    after,
+                    timer: Timer::Persist,
+                },
+            };
+            effects.push(effect);
+        }
+    }
+
+    /// Whether this node can persist the document, as its status report says: a node that
+    /// cannot is not Ready, and leaves placement until it can.
+    fn report_persisting(&mut self, effects: &mut Vec<Effect>) {
+        if self.document.failing() == self.not_persisting.as_deref() {
+            return;
+        }
+        self.not_persisting = self.document.failing().map(str::to_string);
+        let why = match &self.not_persisting {
+            Some(why) => {
+                warn!(%why, "this node cannot persist the desired state: not Ready");
+                Some(format!("cannot persist the desired state: {why}"))
+            }
+            None => {
+                info!("this node persists the desired state again: Ready");
+                None
+            }
+        };
+        let sends = self.status.set_not_ready(why, &self.peers);
+        effects.extend(sends.into_iter().map(Effect::Status));
     }
 
     /// Lists the live peers again if the members changed since they were last listed.
@@ -549,9 +628,11 @@ impl NodeCore {
         table_before: u64,
         effects: &mut Vec<Effect>,
     ) {
+        self.report_persisting(effects);
         let table_changed = self.status.table().fingerprint() != table_before;
         let members_changed = self.membership.generation() != generation;
-        let mut view_changed = members_changed || !Arc::ptr_eq(&self.snapshot, &self.view.snapshot);
+        let snapshot = self.document.snapshot();
+        let mut view_changed = members_changed || !Arc::ptr_eq(snapshot, &self.view.snapshot);
         if members_changed {
             let before = &self.view.members;
             for (m, was, now) in membership::suspicions(before, self.membership.members()) {
@@ -576,7 +657,7 @@ impl NodeCore {
             let view = self.planner.view(
                 self.membership.members(),
                 &self.unschedulable,
-                &self.snapshot,
+                self.document.snapshot(),
             );
             self.view = Arc::new(view);
             effects.push(Effect::View(self.view.clone()));
@@ -585,13 +666,6 @@ impl NodeCore {
         if wake {
             self.reconcile(now, Event::Wake, effects);
         }
-    }
-}
-
-fn sync_effect(effect: SyncEffect) -> Effect {
-    match effect {
-        SyncEffect::Start { peer, differs } => Effect::Sync { peer, differs },
-        SyncEffect::Replicated { id } => Effect::Replicated(id),
     }
 }
 

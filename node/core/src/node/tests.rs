@@ -1,18 +1,17 @@
 //! Three and more `NodeCore`s over an in-test network with a virtual clock: every datagram,
-//! status message and document sync goes through the cores' own effects, so these tests show
-//! the router joining the sub-cores as a node's driver would.
+//! status message and document sync goes through the cores' own effects, and every persist
+//! lands 1 ms after it is asked for, so these tests show the router joining the sub-cores as a
+//! node's driver would.
 
 use super::*;
 use crate::due::Due;
 use crate::runtime::{ContainerState, Observed};
 use std::collections::{BTreeMap, BTreeSet};
-use weeble_crdt::{ActorId, DesiredState, PeerSync, parse_manifests};
+use weeble_crdt::{ActorId, DesiredState, parse_manifests};
 
-/// One node of the test cluster: its core, its document and its containers.
+/// One node of the test cluster: its core and its containers.
 struct Node {
     core: NodeCore,
-    doc: DesiredState,
-    peers: BTreeMap<String, PeerSync>,
     containers: Vec<Observed>,
     stopped: bool,
 }
@@ -26,6 +25,9 @@ struct Cluster {
     log: Vec<(String, Effect)>,
     /// Containers whose probes fail.
     failing: BTreeSet<String>,
+    /// Sync requests waiting for their answer: (node, request id) → the node that sent it.
+    requests: BTreeMap<(String, u64), String>,
+    next_request: u64,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -54,6 +56,8 @@ impl Cluster {
             now: 0,
             log: Vec::new(),
             failing: BTreeSet::new(),
+            requests: BTreeMap::new(),
+            next_request: 0,
         };
         for i in 0..n {
             let name = format!("n{i}");
@@ -74,12 +78,14 @@ impl Cluster {
                     join_grace_ms: 3_000,
                 },
             };
-            let mut doc = DesiredState::new(ActorId::from([i as u8 + 1; 16]));
-            let core = NodeCore::new(config, Arc::new(doc.snapshot()), Duration::ZERO);
+            let stored = Stored {
+                state: DesiredState::new(ActorId::from([i as u8 + 1; 16])),
+                len: 0,
+                failing: None,
+            };
+            let core = NodeCore::new(config, stored, Duration::ZERO);
             let node = Node {
                 core,
-                doc,
-                peers: BTreeMap::new(),
                 containers: Vec::new(),
                 stopped: false,
             };
@@ -169,15 +175,34 @@ impl Cluster {
                     self.push(at, from, Input::StatusAnswer { peer: to, answer });
                 }
             }
-            Effect::Sync { peer, differs } => {
-                let target = self.name_of(&peer);
-                let completed = self.sync(from, &target, differs);
-                let ended = Input::SyncEnded {
-                    peer: peer.peer_id,
-                    completed,
-                };
-                self.push(at, from, ended);
+            Effect::Sync { to, message } => {
+                let target = self.name_of(&to);
+                if self.nodes[&target].stopped {
+                    let reply = Err("unreachable".into());
+                    let peer = to.peer_id;
+                    self.push(at, from, Input::SyncReply { peer, reply });
+                    return;
+                }
+                let id = self.next_request;
+                self.next_request += 1;
+                self.requests.insert((target.clone(), id), from.to_string());
+                let from = from_member.peer_id;
+                self.push(at, &target, Input::SyncRequest { id, from, message });
             }
+            Effect::SyncAnswer { id, answer } => {
+                let asked = self.requests.remove(&(from.to_string(), id));
+                let asked = asked.expect("an answer to a request");
+                let peer = from_member.peer_id;
+                self.push(
+                    at,
+                    &asked,
+                    Input::SyncReply {
+                        peer,
+                        reply: answer,
+                    },
+                );
+            }
+            Effect::Persist(_) => self.push(at, from, Input::Persisted(Ok(()))),
             Effect::Schedule { after, timer } => {
                 let at = self.now + after.as_millis() as u64;
                 self.push(at, from, Input::Timer(timer));
@@ -250,56 +275,10 @@ impl Cluster {
         self.nodes.values().map(running).collect()
     }
 
-    /// An automerge sync from `a` to `b`, as the store and network would run it; each node
-    /// whose document changed hears of its new snapshot. False if `b` is stopped.
-    fn sync(&mut self, a: &str, b: &str, differs: bool) -> bool {
-        if self.nodes[b].stopped {
-            return false;
-        }
-        let (mut na, mut nb) = (self.take(a), self.take(b));
-        let (ia, ib) = (nb.core.me().peer_id.clone(), na.core.me().peer_id.clone());
-        let mut next = na.doc.sync_message(na.peers.entry(ia.clone()).or_default());
-        if next.is_none() && differs {
-            na.peers.remove(&ia);
-            next = na.doc.sync_message(na.peers.entry(ia.clone()).or_default());
-        }
-        let (mut a_changed, mut b_changed) = (false, false);
-        for _ in 0..16 {
-            let Some(message) = next.take() else { break };
-            let peer = nb.peers.entry(ib.clone()).or_default();
-            b_changed |= nb.doc.receive_sync(peer, &message).unwrap();
-            let Some(reply) = nb.doc.sync_message(peer) else {
-                break;
-            };
-            let peer = na.peers.entry(ia.clone()).or_default();
-            a_changed |= na.doc.receive_sync(peer, &reply).unwrap();
-            next = na.doc.sync_message(peer);
-        }
-        let snapshots = [
-            (a_changed, na.doc.snapshot()),
-            (b_changed, nb.doc.snapshot()),
-        ];
-        self.nodes.insert(a.to_string(), na);
-        self.nodes.insert(b.to_string(), nb);
-        for ((changed, snapshot), name) in snapshots.into_iter().zip([a, b]) {
-            if changed {
-                self.push(self.now + 1, name, Input::Document(Arc::new(snapshot)));
-            }
-        }
-        true
-    }
-
-    fn take(&mut self, name: &str) -> Node {
-        self.nodes.remove(name).unwrap()
-    }
-
-    /// A write at node `at`: into its document, then acknowledged as the store and API would.
+    /// A write at node `at`, as the API hands it over.
     fn write(&mut self, at: &str, object: weeble_crdt::Object, id: u64) {
-        let node = self.nodes.get_mut(at).unwrap();
-        node.doc.apply(&object).unwrap();
-        let snapshot = Arc::new(node.doc.snapshot());
-        self.push(self.now, at, Input::Document(snapshot));
-        self.push(self.now, at, Input::Write(id));
+        let op = Op::Apply(vec![object]);
+        self.push(self.now, at, Input::Write { id, op });
     }
 
     fn view(&self, of: &str) -> Arc<View> {
@@ -439,7 +418,7 @@ fn a_peer_that_holds_something_else_is_synced_by_the_node_with_the_smaller_id() 
     assert!(
         effects
             .iter()
-            .any(|e| matches!(e, Effect::Sync { peer, differs: true } if peer.peer_id == p1))
+            .any(|e| matches!(e, Effect::Sync { to, .. } if to.peer_id == p1))
     );
     assert!(effects.iter().any(|e| matches!(
         e,
