@@ -114,7 +114,7 @@ enum LogFormat {
 }
 
 /// `250ms`, `2s`, `1.5s` or `1m`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .map_or((text, ""), |at| text.split_at(at));

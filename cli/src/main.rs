@@ -1,12 +1,14 @@
 //! `weeble`: the masterless orchestrator's one binary: the agent (`weeble node`), the
 //! kubectl-style client (`apply`, `get`, `describe`, `scale`, `delete`, `logs`), and helpers
-//! for a machine with no registry (`image build-demo`, `serve-demo`).
+//! for a machine with no registry (`image build-demo`, `serve-demo`), and the simulator
+//! (`sim`).
 
 mod agent;
 mod client;
 mod demo;
 mod kubectl;
 mod manifests;
+mod sim;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -42,6 +44,9 @@ enum Command {
     Node(Box<agent::NodeArgs>),
     /// Print a new cluster key (for --cluster-key) on standard output.
     Keygen,
+    /// Simulate a cluster of N nodes running this node code, deterministically, in virtual
+    /// time: a cluster forms, deployments run, nodes crash.
+    Sim(Box<sim::SimArgs>),
     /// Create or update the objects of a manifest file.
     Apply {
         /// The manifest: a YAML file of Deployments and Services, or - for standard input.
@@ -112,6 +117,7 @@ fn main() -> ExitCode {
         Command::Demo => demo::run(),
         Command::Node(args) => agent::run(*args),
         Command::Keygen => agent::keygen(),
+        Command::Sim(args) => sim::run(*args),
         Command::Apply {
             file,
             dry_run: true,

@@ -1,0 +1,250 @@
+//! Weeble's node code at scale, in one deterministic process: N `weeble_core::node::NodeCore`s
+//! (the very state machine `weeble node` runs) over a simulated network, disk and container
+//! engine, in virtual time. The same seed gives the same run, event for event: there is no
+//! wall clock, thread or unseeded randomness on the simulation's path, and every map is
+//! ordered; [`Report::trace_hash`] is a hash of every event run.
+//!
+//! - [`world`]: the event loop and what it carries out for each core (a driver's part).
+//! - [`net`]: links with latency, jitter, loss and retransmission; partitions.
+//! - [`run`]: the scenario of `weeble sim` — a cluster forms, deployments are applied at one
+//!   peer and run, nodes crash — and its [`Report`].
+
+pub mod net;
+pub mod world;
+
+use net::Links;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::collections::BTreeMap;
+use weeble_core::document::Op;
+use weeble_crdt::parse_manifests;
+use world::{Conditions, World};
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub nodes: usize,
+    /// Replicas in all, spread over `deployments` deployments.
+    pub replicas: u32,
+    pub deployments: u32,
+    /// Nodes crashed once the replicas run.
+    pub kill: usize,
+    pub seed: u64,
+    /// Virtual time in all, seconds.
+    pub duration_s: u64,
+    pub links: Links,
+    /// How long a container takes to start, µs.
+    pub start_us: u64,
+    /// The chance that a container action fails.
+    pub failure_rate: f64,
+}
+
+/// What a run showed (the keys of `weeble sim --json`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub nodes: usize,
+    pub replicas_desired: u32,
+    /// Pods with at least one running container on a live node, at the end.
+    pub replicas_running: usize,
+    /// Running containers beyond one per pod, at the end.
+    pub duplicates: usize,
+    /// Virtual seconds from a crash until every live node declared the node dead.
+    pub detect_p50_s: f64,
+    pub detect_p95_s: f64,
+    /// Virtual seconds from a crash until each replica it ran runs elsewhere.
+    pub restore_p50_s: f64,
+    pub restore_p95_s: f64,
+    /// Sent per node and virtual second over a 10 s idle window (from 10 s after every
+    /// replica runs, before the crash).
+    pub bytes_per_node_s: f64,
+    pub msgs_per_node_s: f64,
+    /// The idle bytes per node and second by kind: membership, status, document sync.
+    pub idle_bytes: [f64; 3],
+    pub virtual_s: f64,
+    pub trace_hash: u64,
+    /// Phases that did not finish in time, if any.
+    pub unfinished: Vec<&'static str>,
+}
+
+/// The idle window the traffic is measured over, virtual µs.
+const IDLE_US: u64 = 10_000_000;
+
+/// Runs the scenario; `progress` hears the virtual time reached (µs) after each virtual second.
+pub fn run(options: &Options, mut progress: impl FnMut(u64)) -> Report {
+    let conditions = Conditions {
+        links: options.links.clone(),
+        start_us: options.start_us,
+        failure_rate: options.failure_rate,
+    };
+    let mut world = World::new(options.nodes, options.seed, conditions);
+    let mut rng = StdRng::seed_from_u64(options.seed ^ 0x5111);
+    let end = options.duration_s * 1_000_000;
+    let mut unfinished = Vec::new();
+    for i in 0..options.nodes {
+        world.start(i);
+    }
+    let mut advance = |world: &mut World, until: u64| {
+        while world.now < until {
+            let next = (world.now / 1_000_000 + 1) * 1_000_000;
+            world.run_until(next.min(until));
+            progress(world.now);
+        }
+    };
+    let formed = |w: &World| {
+        (0..w.size()).all(|i| {
+            w.core(i)
+                .is_some_and(|c| c.view().members.len() == w.size())
+        })
+    };
+    if !run_while(&mut world, end, &mut advance, |w| !formed(w)) {
+        unfinished.push("the cluster forming");
+    }
+    let writer = rng.random_range(0..options.nodes);
+    world.write(
+        writer,
+        1,
+        Op::Apply(deployments(options.replicas, options.deployments)),
+    );
+    let desired = options.replicas as usize;
+    let all_running = |w: &World| w.running().len() == desired;
+    if !run_while(&mut world, end, &mut advance, |w| !all_running(w)) {
+        unfinished.push("the replicas starting");
+    }
+    // As `bench/scale.py` does: the news of the joins and the write dies down first.
+    let settled = (world.now + IDLE_US).min(end);
+    advance(&mut world, settled);
+    let before = world.counts.clone();
+    let idle_end = (world.now + IDLE_US).min(end);
+    let idle_start = world.now;
+    advance(&mut world, idle_end);
+    let idle_s = (world.now - idle_start) as f64 / 1e6;
+    let idle = world.counts.since(&before);
+    let per_node_s = |n: u64| n as f64 / options.nodes as f64 / idle_s.max(1e-9);
+    let idle_bytes = [idle.membership, idle.status, idle.sync].map(|s| per_node_s(s.bytes));
+
+    let crash_at = world.now;
+    let mut victims: Vec<usize> = (0..options.nodes).collect();
+    shuffle(&mut victims, &mut rng);
+    victims.truncate(options.kill.min(options.nodes.saturating_sub(1)));
+    victims.sort_unstable();
+    let lost = pods_on(&world, &victims);
+    for &v in &victims {
+        world.crash(v);
+    }
+    let started_before = world.started.len();
+    let deaths_before = world.deaths.len();
+    advance(&mut world, end);
+
+    let survivors: Vec<usize> = (0..options.nodes).filter(|i| world.is_up(*i)).collect();
+    let mut detect = Vec::new();
+    for &v in &victims {
+        let mut heard: BTreeMap<usize, u64> = BTreeMap::new();
+        for &(at, by, dead) in &world.deaths[deaths_before..] {
+            if dead == v {
+                heard.entry(by).or_insert(at);
+            }
+        }
+        if survivors.iter().all(|s| heard.contains_key(s)) {
+            detect.push(seconds(
+                heard.values().max().copied().unwrap_or(crash_at) - crash_at,
+            ));
+        }
+    }
+    let mut restore = Vec::new();
+    for pod in &lost {
+        let again = world.started[started_before..]
+            .iter()
+            .find(|(_, p, _)| p == pod);
+        if let Some((at, _, _)) = again {
+            restore.push(seconds(at - crash_at));
+        }
+    }
+    if detect.len() < victims.len() || restore.len() < lost.len() {
+        unfinished.push("the recovery from the crash");
+    }
+    let running = world.running();
+    Report {
+        nodes: options.nodes,
+        replicas_desired: options.replicas,
+        replicas_running: running.len(),
+        duplicates: running.values().map(|n| n - 1).sum(),
+        detect_p50_s: percentile(&mut detect, 50.0),
+        detect_p95_s: percentile(&mut detect, 95.0),
+        restore_p50_s: percentile(&mut restore, 50.0),
+        restore_p95_s: percentile(&mut restore, 95.0),
+        bytes_per_node_s: per_node_s(idle.total().bytes),
+        msgs_per_node_s: per_node_s(idle.total().messages),
+        idle_bytes,
+        virtual_s: seconds(world.now),
+        trace_hash: world.trace,
+        unfinished,
+    }
+}
+
+/// Runs a virtual second at a time while `going` holds, until `end`; false if it still held.
+fn run_while(
+    world: &mut World,
+    end: u64,
+    advance: &mut impl FnMut(&mut World, u64),
+    going: impl Fn(&World) -> bool,
+) -> bool {
+    while going(world) {
+        if world.now >= end {
+            return false;
+        }
+        let next = (world.now + 1_000_000).min(end);
+        advance(world, next);
+    }
+    true
+}
+
+/// The pods running on `nodes`.
+fn pods_on(world: &World, nodes: &[usize]) -> Vec<String> {
+    let mut pods: Vec<String> = world.containers_of(nodes).into_iter().collect();
+    pods.sort();
+    pods.dedup();
+    pods
+}
+
+fn seconds(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+/// The `p`th percentile (nearest rank); 0 for none.
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+/// Fisher–Yates, on the seeded generator.
+fn shuffle<T>(items: &mut [T], rng: &mut StdRng) {
+    for i in (1..items.len()).rev() {
+        let j = rng.random_range(0..=i);
+        items.swap(i, j);
+    }
+}
+
+/// `count` deployments holding `replicas` in all, of one small container each.
+fn deployments(replicas: u32, count: u32) -> Vec<weeble_crdt::Object> {
+    let count = count.max(1);
+    let text: String = (0..count)
+        .map(|d| {
+            let n = replicas / count + u32::from(d < replicas % count);
+            format!(
+                "---\nkind: Deployment\nmetadata: {{name: d{d}}}\nspec:\n  replicas: {n}\n  \
+                 template:\n    metadata: {{labels: {{app: d{d}}}}}\n    spec:\n      \
+                 containers: [{{name: c, image: img}}]\n"
+            )
+        })
+        .collect();
+    parse_manifests(&text)
+        .expect("generated manifests are valid")
+        .objects
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,117 @@
+//! The simulated network: every link has a latency with jitter and a loss rate, with TCP's
+//! retransmissions (a lost segment is sent again after a timeout that doubles), and the nodes
+//! can be split into groups that cannot reach each other.
+
+use rand::RngExt;
+use rand::rngs::StdRng;
+
+/// How the links behave (the same for every link).
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// One way, in microseconds.
+    pub latency_us: u64,
+    /// Added to the latency, uniformly from 0 to this.
+    pub jitter_us: u64,
+    /// The chance that one transmission is lost.
+    pub loss: f64,
+}
+
+impl Default for Links {
+    /// A LAN: 200 µs one way, up to 100 µs of jitter, no loss.
+    fn default() -> Self {
+        Links {
+            latency_us: 200,
+            jitter_us: 100,
+            loss: 0.0,
+        }
+    }
+}
+
+/// TCP's first retransmission timeout (Linux's minimum), doubling on each loss.
+const RTO_US: u64 = 200_000;
+
+/// Transmissions of one message before the connection gives up.
+const ATTEMPTS: u32 = 6;
+
+/// The network between the nodes.
+#[derive(Debug, Clone)]
+pub struct Net {
+    pub links: Links,
+    /// Each node's side of a partition: nodes on different sides cannot reach each other.
+    side: Vec<u32>,
+}
+
+impl Net {
+    pub fn new(nodes: usize, links: Links) -> Self {
+        Net {
+            links,
+            side: vec![0; nodes],
+        }
+    }
+
+    /// Splits the nodes: node `i` is on side `sides[i]`.
+    pub fn split(&mut self, sides: Vec<u32>) {
+        assert_eq!(sides.len(), self.side.len(), "a side for every node");
+        self.side = sides;
+    }
+
+    /// Every node on one side again.
+    pub fn heal(&mut self) {
+        self.side.iter_mut().for_each(|s| *s = 0);
+    }
+
+    /// How long a message from `from` takes to reach `to`, retransmissions included; `None`
+    /// if it cannot (another side of a partition, or every transmission lost).
+    pub fn transit(&self, rng: &mut StdRng, from: usize, to: usize) -> Option<u64> {
+        if self.side[from] != self.side[to] {
+            return None;
+        }
+        let mut waited = 0;
+        for attempt in 0..ATTEMPTS {
+            if self.links.loss == 0.0 || rng.random::<f64>() >= self.links.loss {
+                let jitter = match self.links.jitter_us {
+                    0 => 0,
+                    j => rng.random_range(0..=j),
+                };
+                return Some(waited + self.links.latency_us + jitter);
+            }
+            waited += RTO_US << attempt;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_partition_stops_messages_and_a_heal_lets_them_through() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut net = Net::new(3, Links::default());
+        assert!(net.transit(&mut rng, 0, 2).is_some());
+        net.split(vec![0, 0, 1]);
+        assert_eq!(net.transit(&mut rng, 0, 2), None);
+        assert!(net.transit(&mut rng, 0, 1).is_some());
+        net.heal();
+        assert!(net.transit(&mut rng, 0, 2).is_some());
+    }
+
+    #[test]
+    fn a_lossy_link_delays_by_retransmissions() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let links = Links {
+            loss: 0.5,
+            ..Links::default()
+        };
+        let net = Net::new(2, links);
+        let delays: Vec<_> = (0..1000).map(|_| net.transit(&mut rng, 0, 1)).collect();
+        let late = delays.iter().flatten().filter(|&&d| d >= RTO_US).count();
+        assert!(
+            (400..600).contains(&late),
+            "about half retransmitted: {late}"
+        );
+        assert!(delays.iter().any(Option::is_none), "some give up");
+    }
+}

@@ -1,0 +1,842 @@
+//! The discrete-event loop: N `NodeCore`s, a queue of (virtual time, sequence) → event, the
+//! simulated [`Net`], each node's state file (what it persisted) and containers. Every effect a
+//! core returns is carried out here as a driver would, with the network's delays: datagrams
+//! and their answers, status messages, sync requests and their (possibly later) answers,
+//! persists, timers, container work. A crashed node loses everything but its file; a
+//! restarted one loads that file, as `weeble node` does.
+
+use crate::net::{Links, Net};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+use weeble_core::document::{self, Op, Stored, journal};
+use weeble_core::membership::{Detection, MemberId};
+use weeble_core::node::{Answer, Config, Effect, Input, NodeCore, Timer};
+use weeble_core::reconcile::Action;
+use weeble_core::reconcile::pass::{Event, Settings};
+use weeble_core::runtime::{ContainerState, LABEL_DEPLOYMENT, LABEL_POD, Observed, RuntimeError};
+use weeble_core::status::{Send, StatusMessage};
+use weeble_crdt::{ActorId, DesiredState, ResourceAmounts};
+
+/// How long a request to a node that does not answer waits (the transport's timeout).
+const REQUEST_TIMEOUT_US: u64 = 5_000_000;
+
+/// How long the disk takes to append and fsync.
+const DISK_US: u64 = 1_000;
+
+/// How long the container engine takes to list, kill or probe.
+const ENGINE_US: u64 = 1_000;
+
+/// Connections a node keeps open at most, the least recently used closed first (the
+/// transport's `MAX_CONNECTED`).
+const MAX_CONNECTED: usize = 64;
+
+/// How the simulated world behaves.
+#[derive(Debug, Clone)]
+pub struct Conditions {
+    pub links: Links,
+    /// How long a container takes to start.
+    pub start_us: u64,
+    /// The chance that a container action fails.
+    pub failure_rate: f64,
+}
+
+/// One simulated node.
+struct Node {
+    member: MemberId,
+    /// `None` while it is down.
+    core: Option<NodeCore>,
+    /// Grows with every crash: events for an earlier life are dropped.
+    life: u32,
+    /// What it persisted: survives a crash.
+    file: Vec<u8>,
+    containers: Vec<Observed>,
+    /// Containers made so far, for their ids.
+    made: u64,
+    /// The nodes it has a connection with, and when each was last used (µs).
+    links: BTreeMap<usize, u64>,
+}
+
+/// Something that happens at a virtual time.
+enum Occurrence {
+    /// An input for node `node` in its life `life`.
+    Input {
+        node: usize,
+        life: u32,
+        input: Input,
+    },
+    /// A membership datagram (a request) reaches `to`.
+    Datagram {
+        from: usize,
+        to: usize,
+        data: Vec<u8>,
+    },
+    /// A status message reaches `to`.
+    Status {
+        from: usize,
+        to: usize,
+        message: StatusMessage,
+    },
+    /// A sync message reaches `to`.
+    Sync {
+        from: usize,
+        life: u32,
+        to: usize,
+        message: Vec<u8>,
+    },
+    /// Container actions of node `node` are done.
+    Acted {
+        node: usize,
+        life: u32,
+        actions: Vec<Action>,
+        failed: Vec<bool>,
+    },
+}
+
+/// Messages sent, and their bytes, of one kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Sent {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// What the world counts: messages sent, by kind.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Counts {
+    pub membership: Sent,
+    pub status: Sent,
+    pub sync: Sent,
+}
+
+impl Counts {
+    pub fn total(&self) -> Sent {
+        let all = [self.membership, self.status, self.sync];
+        Sent {
+            messages: all.iter().map(|s| s.messages).sum(),
+            bytes: all.iter().map(|s| s.bytes).sum(),
+        }
+    }
+
+    /// What was sent since `before`.
+    pub fn since(&self, before: &Counts) -> Counts {
+        let minus = |a: Sent, b: Sent| Sent {
+            messages: a.messages - b.messages,
+            bytes: a.bytes - b.bytes,
+        };
+        Counts {
+            membership: minus(self.membership, before.membership),
+            status: minus(self.status, before.status),
+            sync: minus(self.sync, before.sync),
+        }
+    }
+}
+
+/// The simulated world.
+pub struct World {
+    nodes: Vec<Node>,
+    by_addr: BTreeMap<SocketAddr, usize>,
+    by_peer: BTreeMap<String, usize>,
+    queue: BTreeMap<(u64, u64), Occurrence>,
+    seq: u64,
+    /// Virtual time, µs.
+    pub now: u64,
+    pub net: Net,
+    rng: StdRng,
+    settings: Conditions,
+    /// Sync requests waiting for their answer: (node, request id) → who asked, in which life.
+    requests: BTreeMap<(usize, u64), (usize, u32)>,
+    next_request: u64,
+    pub counts: Counts,
+    /// FNV-1a over every event run: the same seed gives the same hash.
+    pub trace: u64,
+    /// Writes acknowledged (`Written` with success), by id.
+    pub written: BTreeSet<u64>,
+    /// Nodes each node declared dead (by `Disconnect`), with when.
+    pub deaths: Vec<(u64, usize, usize)>,
+    /// When each pod (namespace/name) last started running, and where.
+    pub started: Vec<(u64, String, usize)>,
+}
+
+fn addr(i: usize) -> SocketAddr {
+    let i = i as u32 + 1;
+    SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 7000))
+}
+
+impl World {
+    /// `n` nodes, each knowing node 0's address and one other's; none started yet.
+    pub fn new(n: usize, seed: u64, settings: Conditions) -> Self {
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let member = MemberId {
+                name: format!("n{i}"),
+                peer_id: format!("p{i}"),
+                capacity: ResourceAmounts {
+                    cpu_millis: 1000,
+                    memory_bytes: 1 << 30,
+                },
+                max_pods: 110,
+                bump: 1,
+                ..MemberId::seed(addr(i))
+            };
+            let mut state = DesiredState::new(ActorId::from(actor(seed, i, 0)));
+            nodes.push(Node {
+                member,
+                core: None,
+                life: 0,
+                file: journal::file(&state.save()),
+                containers: Vec::new(),
+                made: 0,
+                links: BTreeMap::new(),
+            });
+        }
+        let by_addr = (0..n).map(|i| (addr(i), i)).collect();
+        let by_peer = (0..n).map(|i| (format!("p{i}"), i)).collect();
+        World {
+            nodes,
+            by_addr,
+            by_peer,
+            queue: BTreeMap::new(),
+            seq: 0,
+            now: 0,
+            net: Net::new(n, settings.links.clone()),
+            rng: StdRng::seed_from_u64(seed),
+            settings,
+            requests: BTreeMap::new(),
+            next_request: 0,
+            counts: Counts::default(),
+            trace: 0xcbf2_9ce4_8422_2325,
+            written: BTreeSet::new(),
+            deaths: Vec::new(),
+            started: Vec::new(),
+        }
+    }
+
+    /// How many nodes the world has, up or down.
+    pub fn size(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].core.is_some()
+    }
+
+    pub fn core(&self, i: usize) -> Option<&NodeCore> {
+        self.nodes[i].core.as_ref()
+    }
+
+    /// Starts (or restarts) node `i` on what its file holds.
+    pub fn start(&mut self, i: usize) {
+        let other = addr(self.rng.random_range(0..self.nodes.len()));
+        let seed = self.rng.random::<u64>();
+        let now = self.since_epoch();
+        let node = &mut self.nodes[i];
+        node.life += 1;
+        let life = node.life;
+        let now_ms = self.now / 1000;
+        node.member.bump = now_ms + 1;
+        let loaded = document::load(Some(&node.file), ActorId::from(actor(seed, i, life)))
+            .expect("a file this simulation wrote loads");
+        let stored = Stored {
+            state: loaded.state,
+            len: loaded.good_len.unwrap_or(0) as u64,
+            failing: None,
+        };
+        let config = Config {
+            me: node.member.clone(),
+            detection: Detection::default(),
+            fanout: 3,
+            replicate_to: 4,
+            epoch: now_ms + 1,
+            seed,
+            known: [addr(0), other].into(),
+            reconcile: Settings {
+                node: node.member.name.clone(),
+                host_ip: addr(i).ip(),
+                service_ip: addr(i).ip(),
+                resync_ms: 10_000,
+                join_grace_ms: 3_000,
+            },
+        };
+        node.core = Some(NodeCore::new(config, stored, now));
+        self.at(
+            self.now,
+            Occurrence::Input {
+                node: i,
+                life,
+                input: Input::Timer(Timer::Announce),
+            },
+        );
+    }
+
+    /// Node `i` crashes: its process and containers are gone, its file stays. Its peers'
+    /// connections to it close (the kernel resets them, as when a process dies).
+    pub fn crash(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.core = None;
+        node.life += 1;
+        node.containers.clear();
+        let peers: Vec<usize> = std::mem::take(&mut node.links).into_keys().collect();
+        let peer_id = node.member.peer_id.clone();
+        for peer in peers {
+            if self.nodes[peer].links.remove(&i).is_some() {
+                let life = self.life(peer);
+                let input = Input::Disconnected(peer_id.clone());
+                let at = self.now + self.net.links.latency_us;
+                self.at(
+                    at,
+                    Occurrence::Input {
+                        node: peer,
+                        life,
+                        input,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A message between `a` and `b`: their connection is used (opened if need be; past
+    /// [`MAX_CONNECTED`], each closes its least recently used one, quietly).
+    fn contact(&mut self, a: usize, b: usize) {
+        if !self.is_up(b) {
+            return;
+        }
+        for (this, other) in [(a, b), (b, a)] {
+            let links = &mut self.nodes[this].links;
+            links.insert(other, self.now);
+            if links.len() > MAX_CONNECTED {
+                let oldest = links.iter().min_by_key(|(_, at)| **at).map(|(p, _)| *p);
+                if let Some(oldest) = oldest {
+                    links.remove(&oldest);
+                    self.nodes[oldest].links.remove(&this);
+                }
+            }
+        }
+    }
+
+    /// A write at node `i`, with the id it is acknowledged under.
+    pub fn write(&mut self, i: usize, id: u64, op: Op) {
+        let life = self.nodes[i].life;
+        let input = Input::Write { id, op };
+        self.at(
+            self.now,
+            Occurrence::Input {
+                node: i,
+                life,
+                input,
+            },
+        );
+    }
+
+    /// The pods running on live nodes: (namespace/pod) → how many copies.
+    pub fn running(&self) -> BTreeMap<String, usize> {
+        let mut pods = BTreeMap::new();
+        for node in self.nodes.iter().filter(|n| n.core.is_some()) {
+            for c in &node.containers {
+                if c.state == ContainerState::Running {
+                    *pods.entry(pod_key(c)).or_default() += 1;
+                }
+            }
+        }
+        pods
+    }
+
+    /// The pods (namespace/pod) with a running container on `nodes`.
+    pub fn containers_of(&self, nodes: &[usize]) -> Vec<String> {
+        let on = nodes.iter().flat_map(|&i| &self.nodes[i].containers);
+        let running = on.filter(|c| c.state == ContainerState::Running);
+        running.map(pod_key).collect()
+    }
+
+    /// Runs every event due up to `until` µs.
+    pub fn run_until(&mut self, until: u64) {
+        while let Some(entry) = self.queue.first_entry() {
+            let (at, _) = *entry.key();
+            if at > until {
+                break;
+            }
+            let event = entry.remove();
+            self.now = at;
+            self.run(event);
+        }
+        self.now = until;
+    }
+
+    /// The time as the cores see it: virtual time, counted from a fixed epoch.
+    fn since_epoch(&self) -> Duration {
+        Duration::from_micros(1_700_000_000_000_000 + self.now)
+    }
+
+    fn at(&mut self, at: u64, event: Occurrence) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), event);
+    }
+
+    fn hash(&mut self, words: &[u64]) {
+        for w in words {
+            for b in w.to_le_bytes() {
+                self.trace = (self.trace ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+
+    fn alive(&self, i: usize, life: u32) -> bool {
+        self.nodes[i].core.is_some() && self.nodes[i].life == life
+    }
+
+    fn life(&self, i: usize) -> u32 {
+        self.nodes[i].life
+    }
+
+    fn run(&mut self, event: Occurrence) {
+        match event {
+            Occurrence::Input { node, life, input } => {
+                if self.alive(node, life) {
+                    self.step(node, input);
+                }
+            }
+            Occurrence::Datagram { from, to, data } => {
+                if !self.is_up(to) {
+                    return;
+                }
+                let input = Input::Datagram {
+                    from: self.nodes[from].member.peer_id.clone(),
+                    data,
+                    digest: self.digest(from),
+                    request: true,
+                };
+                if let Some(Answer::Membership(Some(data))) = self.step(to, input) {
+                    let back = Input::Datagram {
+                        from: self.nodes[to].member.peer_id.clone(),
+                        data,
+                        digest: self.digest(to),
+                        request: false,
+                    };
+                    self.send(to, from, back);
+                }
+            }
+            Occurrence::Status { from, to, message } => {
+                let versions = matches!(message, StatusMessage::Versions(_));
+                let answer = match self.is_up(to) {
+                    true => {
+                        let from_peer = self.nodes[from].member.peer_id.clone();
+                        self.step(
+                            to,
+                            Input::Status {
+                                from: from_peer,
+                                message,
+                            },
+                        )
+                    }
+                    false => None,
+                };
+                if versions {
+                    let answer = match answer {
+                        Some(Answer::Status(answer)) => answer,
+                        _ => None,
+                    };
+                    let peer = self.nodes[to].member.clone();
+                    self.send(to, from, Input::StatusAnswer { peer, answer });
+                }
+            }
+            Occurrence::Sync {
+                from,
+                life,
+                to,
+                message,
+            } => {
+                if !self.is_up(to) {
+                    let reply = Input::SyncReply {
+                        peer: self.nodes[to].member.peer_id.clone(),
+                        reply: Err("unreachable".into()),
+                    };
+                    let at = self.now + REQUEST_TIMEOUT_US;
+                    self.at(
+                        at,
+                        Occurrence::Input {
+                            node: from,
+                            life,
+                            input: reply,
+                        },
+                    );
+                    return;
+                }
+                self.next_request += 1;
+                let id = self.next_request;
+                self.requests.insert((to, id), (from, life));
+                let from_peer = self.nodes[from].member.peer_id.clone();
+                self.step(
+                    to,
+                    Input::SyncRequest {
+                        id,
+                        from: from_peer,
+                        message,
+                    },
+                );
+            }
+            Occurrence::Acted {
+                node,
+                life,
+                actions,
+                failed,
+            } => {
+                if !self.alive(node, life) {
+                    return;
+                }
+                let outcomes = actions
+                    .iter()
+                    .zip(failed)
+                    .map(|(action, failed)| match failed {
+                        true => Err(RuntimeError::Failed("simulated failure".into())),
+                        false => {
+                            self.act(node, action);
+                            Ok(())
+                        }
+                    })
+                    .collect();
+                self.step(node, Input::Reconcile(Event::Acted(outcomes)));
+            }
+        }
+    }
+
+    fn digest(&self, i: usize) -> weeble_core::gossip::Digest {
+        self.nodes[i]
+            .core
+            .as_ref()
+            .map(|c| c.digest())
+            .unwrap_or_default()
+    }
+
+    /// An input for `to` from `from`, after the network's delay (lost if it cannot get there).
+    fn send(&mut self, from: usize, to: usize, input: Input) {
+        if let Some(delay) = self.net.transit(&mut self.rng, from, to) {
+            let life = self.life(to);
+            self.at(
+                self.now + delay,
+                Occurrence::Input {
+                    node: to,
+                    life,
+                    input,
+                },
+            );
+        }
+    }
+
+    /// Steps node `i` and carries out its effects; returns its answer to a request.
+    fn step(&mut self, i: usize, input: Input) -> Option<Answer> {
+        self.hash(&[self.now, i as u64, kind(&input)]);
+        let now = self.since_epoch();
+        let effects = self.nodes[i].core.as_mut()?.step(now, input);
+        let mut answer = None;
+        for effect in effects {
+            match effect {
+                Effect::Answer(a) => answer = Some(a),
+                other => self.carry(i, other),
+            }
+        }
+        answer
+    }
+
+    fn count(sent: &mut Sent, bytes: usize) {
+        sent.messages += 1;
+        sent.bytes += bytes as u64;
+    }
+
+    /// What a driver does with one effect of node `i`.
+    fn carry(&mut self, i: usize, effect: Effect) {
+        let life = self.life(i);
+        let soon = self.now + ENGINE_US;
+        match effect {
+            Effect::Membership { to, data } => {
+                Self::count(&mut self.counts.membership, data.len() + 24);
+                let to = self.by_addr[&to.p2p];
+                self.contact(i, to);
+                if let Some(delay) = self.net.transit(&mut self.rng, i, to) {
+                    self.at(self.now + delay, Occurrence::Datagram { from: i, to, data });
+                }
+            }
+            Effect::Status(Send { to, message }) => {
+                let size = bincode::serde::encode_to_vec(&message, bincode::config::standard())
+                    .map_or(0, |b| b.len());
+                Self::count(&mut self.counts.status, size + 8);
+                let to_index = self.by_addr[&to.p2p];
+                self.contact(i, to_index);
+                match self.net.transit(&mut self.rng, i, to_index) {
+                    Some(delay) => {
+                        let event = Occurrence::Status {
+                            from: i,
+                            to: to_index,
+                            message,
+                        };
+                        self.at(self.now + delay, event);
+                    }
+                    None if matches!(message, StatusMessage::Versions(_)) => {
+                        let input = Input::StatusAnswer {
+                            peer: to,
+                            answer: None,
+                        };
+                        self.at(
+                            self.now + REQUEST_TIMEOUT_US,
+                            Occurrence::Input {
+                                node: i,
+                                life,
+                                input,
+                            },
+                        );
+                    }
+                    None => {}
+                }
+            }
+            Effect::Sync { to, message } => {
+                Self::count(&mut self.counts.sync, message.len() + 8);
+                let to_index = self.by_addr[&to.p2p];
+                self.contact(i, to_index);
+                match self.net.transit(&mut self.rng, i, to_index) {
+                    Some(delay) => {
+                        let event = Occurrence::Sync {
+                            from: i,
+                            life,
+                            to: to_index,
+                            message,
+                        };
+                        self.at(self.now + delay, event);
+                    }
+                    None => {
+                        let reply = Err("unreachable".into());
+                        let input = Input::SyncReply {
+                            peer: to.peer_id,
+                            reply,
+                        };
+                        self.at(
+                            self.now + REQUEST_TIMEOUT_US,
+                            Occurrence::Input {
+                                node: i,
+                                life,
+                                input,
+                            },
+                        );
+                    }
+                }
+            }
+            Effect::SyncAnswer { id, answer } => {
+                let Some((asker, asker_life)) = self.requests.remove(&(i, id)) else {
+                    return;
+                };
+                let size = answer
+                    .as_ref()
+                    .map_or(0, |m| m.as_ref().map_or(0, Vec::len));
+                Self::count(&mut self.counts.sync, size + 8);
+                let peer = self.nodes[i].member.peer_id.clone();
+                let (delay, reply) = match self.net.transit(&mut self.rng, i, asker) {
+                    Some(delay) => (delay, answer),
+                    None => (REQUEST_TIMEOUT_US, Err("timed out".into())),
+                };
+                let input = Input::SyncReply { peer, reply };
+                self.at(
+                    self.now + delay,
+                    Occurrence::Input {
+                        node: asker,
+                        life: asker_life,
+                        input,
+                    },
+                );
+            }
+            Effect::Persist(persist) => {
+                let file = &mut self.nodes[i].file;
+                match persist {
+                    document::Persist::Append { frame, .. } => file.extend(frame),
+                    document::Persist::Replace(bytes) => *file = bytes,
+                }
+                let input = Input::Persisted(Ok(()));
+                self.at(
+                    self.now + DISK_US,
+                    Occurrence::Input {
+                        node: i,
+                        life,
+                        input,
+                    },
+                );
+            }
+            Effect::Written { id, result } => {
+                if result.is_ok() {
+                    self.written.insert(id);
+                }
+            }
+            Effect::Schedule { after, timer } => {
+                let at = self.now + after.as_micros() as u64;
+                self.at(
+                    at,
+                    Occurrence::Input {
+                        node: i,
+                        life,
+                        input: Input::Timer(timer),
+                    },
+                );
+            }
+            Effect::ListContainers => {
+                let listed = Ok(self.nodes[i].containers.clone());
+                let input = Input::Reconcile(Event::Listed(listed));
+                self.at(
+                    soon,
+                    Occurrence::Input {
+                        node: i,
+                        life,
+                        input,
+                    },
+                );
+            }
+            Effect::Terminate(ids) => {
+                for c in &mut self.nodes[i].containers {
+                    if ids.contains(&c.id) {
+                        c.state = ContainerState::Exited { code: 137 };
+                    }
+                }
+                let input = Input::Reconcile(Event::Terminated);
+                self.at(
+                    soon,
+                    Occurrence::Input {
+                        node: i,
+                        life,
+                        input,
+                    },
+                );
+            }
+            Effect::Act(actions) => {
+                let rate = self.settings.failure_rate;
+                let failed = actions
+                    .iter()
+                    .map(|_| rate > 0.0 && self.rng.random::<f64>() < rate)
+                    .collect();
+                let creates = actions.iter().any(|a| !matches!(a, Action::Remove { .. }));
+                let delay = if creates {
+                    self.settings.start_us
+                } else {
+                    ENGINE_US
+                };
+                let event = Occurrence::Acted {
+                    node: i,
+                    life,
+                    actions,
+                    failed,
+                };
+                self.at(self.now + delay, event);
+            }
+            Effect::Probe(check) => {
+                let input = Input::Probed {
+                    check,
+                    passed: true,
+                };
+                self.at(
+                    soon,
+                    Occurrence::Input {
+                        node: i,
+                        life,
+                        input,
+                    },
+                );
+            }
+            Effect::Check(member) => {
+                let to = self.by_addr[&member.p2p];
+                if !self.is_up(to) {
+                    let input = Input::Gone(member.peer_id);
+                    self.at(
+                        soon,
+                        Occurrence::Input {
+                            node: i,
+                            life,
+                            input,
+                        },
+                    );
+                }
+            }
+            Effect::Disconnect(peer) => {
+                if let Some(&dead) = self.by_peer.get(&peer) {
+                    self.deaths.push((self.now, i, dead));
+                }
+            }
+            Effect::Replicated(_)
+            | Effect::Snapshot(_)
+            | Effect::Containers(_)
+            | Effect::Known(_)
+            | Effect::Digest(_)
+            | Effect::View(_)
+            | Effect::Table(_)
+            | Effect::Answer(_) => {}
+        }
+    }
+
+    /// One container action on node `i`, as an engine that took it would.
+    fn act(&mut self, i: usize, action: &Action) {
+        let now_ms = (self.since_epoch().as_millis()) as i64;
+        let node = &mut self.nodes[i];
+        match action {
+            Action::Create { spec, .. } => {
+                node.made += 1;
+                let observed = Observed {
+                    id: format!("{}-{}", node.member.name, node.made),
+                    name: spec.name.clone(),
+                    image: spec.image.clone(),
+                    labels: spec.labels.clone(),
+                    state: ContainerState::Running,
+                    ports: Vec::new(),
+                    ip: None,
+                    started_at_ms: now_ms,
+                    finished_at_ms: 0,
+                };
+                self.started.push((self.now, pod_key(&observed), i));
+                node.containers.push(observed);
+            }
+            Action::Start { id, .. } => {
+                for c in node.containers.iter_mut().filter(|c| &c.id == id) {
+                    c.state = ContainerState::Running;
+                    c.started_at_ms = now_ms;
+                }
+            }
+            Action::Remove { id, .. } => node.containers.retain(|c| &c.id != id),
+        }
+    }
+}
+
+/// A container's pod, `namespace/name`.
+fn pod_key(c: &Observed) -> String {
+    let namespace = c
+        .labels
+        .get(LABEL_DEPLOYMENT)
+        .and_then(|d| d.split_once('/'))
+        .map_or("", |(ns, _)| ns);
+    format!(
+        "{namespace}/{}",
+        c.labels.get(LABEL_POD).map_or("", String::as_str)
+    )
+}
+
+/// Node `i`'s actor id in life `life`, from the seed.
+fn actor(seed: u64, i: usize, life: u32) -> [u8; 16] {
+    let mut bytes = [0; 16];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    bytes[8..12].copy_from_slice(&(i as u32).to_le_bytes());
+    bytes[12..].copy_from_slice(&life.to_le_bytes());
+    bytes
+}
+
+/// An input's kind, for the trace's hash.
+fn kind(input: &Input) -> u64 {
+    match input {
+        Input::Datagram { data, .. } => 1 << 32 | data.len() as u64,
+        Input::Status { .. } => 2,
+        Input::StatusAnswer { .. } => 3,
+        Input::Timer(_) => 4,
+        Input::Disconnected(_) => 5,
+        Input::Gone(_) => 6,
+        Input::Write { id, .. } => 7 << 32 | id,
+        Input::SyncRequest { message, .. } => 8 << 32 | message.len() as u64,
+        Input::SyncReply { .. } => 9,
+        Input::Persisted(_) => 10,
+        Input::Reconcile(_) => 11,
+        Input::Container(_) => 12,
+        Input::Probed { .. } => 13,
+        Input::Leaving => 14,
+        Input::Leave => 15,
+    }
+}
