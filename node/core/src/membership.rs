@@ -51,10 +51,9 @@ impl MemberId {
         }
     }
 
-    /// Test node `i`: `n{i}`, peer id `p{i}`, at 127.0.0.1:7000+i, one core and 1 GiB.
-    #[cfg(test)]
-    pub fn test(i: usize) -> Self {
-        let p2p = SocketAddr::from(([127, 0, 0, 1], 7000 + i as u16));
+    /// Node `n{i}` (peer id `p{i}`) at `p2p`, with one core, 1 GiB and the kubelet's 110 pods:
+    /// the node the tests and the simulator run.
+    pub fn numbered(i: usize, p2p: SocketAddr) -> Self {
         MemberId {
             name: format!("n{i}"),
             peer_id: format!("p{i}"),
@@ -66,6 +65,12 @@ impl MemberId {
             bump: 1,
             ..MemberId::seed(p2p)
         }
+    }
+
+    /// Test node `i`, at 127.0.0.1:7000+i.
+    #[cfg(test)]
+    pub fn test(i: usize) -> Self {
+        MemberId::numbered(i, SocketAddr::from(([127, 0, 0, 1], 7000 + i as u16)))
     }
 }
 

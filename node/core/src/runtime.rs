@@ -84,6 +84,23 @@ pub struct Observed {
     pub finished_at_ms: i64,
 }
 
+impl Observed {
+    /// The container an engine reports once it created and started `spec` at `now_ms`.
+    pub fn created(id: String, spec: &ContainerSpec, now_ms: i64) -> Self {
+        Observed {
+            id,
+            name: spec.name.clone(),
+            image: spec.image.clone(),
+            labels: spec.labels.clone(),
+            state: ContainerState::Running,
+            ports: Vec::new(),
+            ip: None,
+            started_at_ms: now_ms,
+            finished_at_ms: 0,
+        }
+    }
+}
+
 /// A change the runtime noticed in one of the node's containers (start, die, destroy...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeEvent {

@@ -18,7 +18,7 @@ use weeble_core::reconcile::Action;
 use weeble_core::reconcile::pass::{Event, Settings};
 use weeble_core::runtime::{ContainerState, LABEL_DEPLOYMENT, LABEL_POD, Observed, RuntimeError};
 use weeble_core::status::{Send, StatusMessage};
-use weeble_crdt::{ActorId, DesiredState, ResourceAmounts};
+use weeble_crdt::{ActorId, DesiredState};
 
 /// How long a request to a node that does not answer waits (the transport's timeout).
 const REQUEST_TIMEOUT_US: u64 = 5_000_000;
@@ -169,17 +169,7 @@ impl World {
     pub fn new(n: usize, seed: u64, settings: Conditions) -> Self {
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
-            let member = MemberId {
-                name: format!("n{i}"),
-                peer_id: format!("p{i}"),
-                capacity: ResourceAmounts {
-                    cpu_millis: 1000,
-                    memory_bytes: 1 << 30,
-                },
-                max_pods: 110,
-                bump: 1,
-                ..MemberId::seed(addr(i))
-            };
+            let member = MemberId::numbered(i, addr(i));
             let mut state = DesiredState::new(ActorId::from(actor(seed, i, 0)));
             nodes.push(Node {
                 member,
@@ -292,6 +282,29 @@ impl World {
                         input,
                     },
                 );
+            }
+        }
+    }
+
+    /// A request from `from` to `to`: `arrives` after the network's delay, or, if it cannot
+    /// get there, `failed` (if any) back to `from` once the request times out.
+    fn request(&mut self, from: usize, to: usize, arrives: Occurrence, failed: Option<Input>) {
+        self.contact(from, to);
+        match self.net.transit(&mut self.rng, from, to) {
+            Some(delay) => self.at(self.now + delay, arrives),
+            None => {
+                if let Some(input) = failed {
+                    let life = self.life(from);
+                    let timeout = self.now + REQUEST_TIMEOUT_US;
+                    self.at(
+                        timeout,
+                        Occurrence::Input {
+                            node: from,
+                            life,
+                            input,
+                        },
+                    );
+                }
             }
         }
     }
@@ -551,73 +564,36 @@ impl World {
             Effect::Membership { to, data } => {
                 Self::count(&mut self.counts.membership, data.len() + 24);
                 let to = self.by_addr[&to.p2p];
-                self.contact(i, to);
-                if let Some(delay) = self.net.transit(&mut self.rng, i, to) {
-                    self.at(self.now + delay, Occurrence::Datagram { from: i, to, data });
-                }
+                self.request(i, to, Occurrence::Datagram { from: i, to, data }, None);
             }
             Effect::Status(Send { to, message }) => {
                 let size = bincode::serde::encode_to_vec(&message, bincode::config::standard())
                     .map_or(0, |b| b.len());
                 Self::count(&mut self.counts.status, size + 8);
                 let to_index = self.by_addr[&to.p2p];
-                self.contact(i, to_index);
-                match self.net.transit(&mut self.rng, i, to_index) {
-                    Some(delay) => {
-                        let event = Occurrence::Status {
-                            from: i,
-                            to: to_index,
-                            message,
-                        };
-                        self.at(self.now + delay, event);
-                    }
-                    None if matches!(message, StatusMessage::Versions(_)) => {
-                        let input = Input::StatusAnswer {
-                            peer: to,
-                            answer: None,
-                        };
-                        self.at(
-                            self.now + REQUEST_TIMEOUT_US,
-                            Occurrence::Input {
-                                node: i,
-                                life,
-                                input,
-                            },
-                        );
-                    }
-                    None => {}
-                }
+                let failed = matches!(message, StatusMessage::Versions(_)).then(|| {
+                    let answer = None;
+                    Input::StatusAnswer { peer: to, answer }
+                });
+                let (from, to) = (i, to_index);
+                self.request(i, to, Occurrence::Status { from, to, message }, failed);
             }
             Effect::Sync { to, message } => {
                 Self::count(&mut self.counts.sync, message.len() + 8);
                 let to_index = self.by_addr[&to.p2p];
-                self.contact(i, to_index);
-                match self.net.transit(&mut self.rng, i, to_index) {
-                    Some(delay) => {
-                        let event = Occurrence::Sync {
-                            from: i,
-                            life,
-                            to: to_index,
-                            message,
-                        };
-                        self.at(self.now + delay, event);
-                    }
-                    None => {
-                        let reply = Err("unreachable".into());
-                        let input = Input::SyncReply {
-                            peer: to.peer_id,
-                            reply,
-                        };
-                        self.at(
-                            self.now + REQUEST_TIMEOUT_US,
-                            Occurrence::Input {
-                                node: i,
-                                life,
-                                input,
-                            },
-                        );
-                    }
-                }
+                let reply = Err("unreachable".into());
+                let failed = Input::SyncReply {
+                    peer: to.peer_id,
+                    reply,
+                };
+                let (from, to) = (i, to_index);
+                let arrives = Occurrence::Sync {
+                    from,
+                    life,
+                    to,
+                    message,
+                };
+                self.request(i, to, arrives, Some(failed));
             }
             Effect::SyncAnswer { id, answer } => {
                 let Some((asker, asker_life)) = self.requests.remove(&(i, id)) else {
@@ -773,17 +749,8 @@ impl World {
         match action {
             Action::Create { spec, .. } => {
                 node.made += 1;
-                let observed = Observed {
-                    id: format!("{}-{}", node.member.name, node.made),
-                    name: spec.name.clone(),
-                    image: spec.image.clone(),
-                    labels: spec.labels.clone(),
-                    state: ContainerState::Running,
-                    ports: Vec::new(),
-                    ip: None,
-                    started_at_ms: now_ms,
-                    finished_at_ms: 0,
-                };
+                let id = format!("{}-{}", node.member.name, node.made);
+                let observed = Observed::created(id, spec, now_ms);
                 self.started.push((self.now, pod_key(&observed), i));
                 node.containers.push(observed);
             }

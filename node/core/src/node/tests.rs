@@ -241,17 +241,10 @@ impl Cluster {
         let now = self.now as i64;
         let containers = &mut self.nodes.get_mut(node).unwrap().containers;
         match action {
-            Action::Create { spec, .. } => containers.push(Observed {
-                id: format!("{}-{now}-{}", spec.name, containers.len()),
-                name: spec.name.clone(),
-                image: spec.image.clone(),
-                labels: spec.labels.clone(),
-                state: ContainerState::Running,
-                ports: Vec::new(),
-                ip: None,
-                started_at_ms: now,
-                finished_at_ms: 0,
-            }),
+            Action::Create { spec, .. } => {
+                let id = format!("{}-{now}-{}", spec.name, containers.len());
+                containers.push(Observed::created(id, spec, now));
+            }
             Action::Start { id, .. } => {
                 for c in containers.iter_mut().filter(|c| &c.id == id) {
                     c.state = ContainerState::Running;
