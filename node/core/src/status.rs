@@ -82,14 +82,15 @@ pub struct Version {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StatusMessage {
     /// Reports pushed (a node's own change, or one passed on) or asked for: the receiver
-    /// keeps what is newer.
-    Reports(Vec<NodeStatus>),
+    /// keeps what is newer. Shared: a report passed on, or kept, is never copied (on the wire
+    /// an `Arc` is the report itself).
+    Reports(Vec<Arc<NodeStatus>>),
     /// The sender's version of every report it holds: their digests differed.
     Versions(Vec<Version>),
     /// The answer to `Versions`: the reports the asker lacks or holds older, and the nodes
     /// whose reports the asker holds newer, to be sent back as `Reports`.
     Delta {
-        reports: Vec<NodeStatus>,
+        reports: Vec<Arc<NodeStatus>>,
         want: Vec<String>,
     },
 }
@@ -138,7 +139,8 @@ impl StatusTable {
 
     /// Keeps `report` if it is newer than what we have for its node (and than the version its
     /// node was forgotten at). Returns true if kept.
-    pub fn merge(&mut self, report: NodeStatus) -> bool {
+    pub fn merge(&mut self, report: impl Into<Arc<NodeStatus>>) -> bool {
+        let report = report.into();
         let at = (report.epoch, report.version);
         let newer = self
             .nodes
@@ -150,7 +152,7 @@ impl StatusTable {
         }
         self.forgotten.remove(&report.node);
         self.fingerprint ^= version_hash(&report.node, report.epoch, report.version);
-        if let Some(old) = self.nodes.insert(report.node.clone(), Arc::new(report)) {
+        if let Some(old) = self.nodes.insert(report.node.clone(), report) {
             self.fingerprint ^= version_hash(&old.node, old.epoch, old.version);
         }
         true
@@ -202,7 +204,7 @@ impl StatusTable {
             })
             .map(|(node, _)| node.to_string())
             .collect();
-        let newer = self.nodes.values().map(|n| &**n).filter(|n| {
+        let newer = self.nodes.values().filter(|n| {
             theirs
                 .get(n.node.as_str())
                 .is_none_or(|&at| (n.epoch, n.version) > at)
@@ -214,8 +216,8 @@ impl StatusTable {
     }
 
     /// The reports of `nodes` (those held), up to [`MAX_PODS_PER_MESSAGE`] pods.
-    pub fn reports(&self, nodes: &[String]) -> Vec<NodeStatus> {
-        bounded(nodes.iter().filter_map(|n| self.nodes.get(n).map(|r| &**r)))
+    pub fn reports(&self, nodes: &[String]) -> Vec<Arc<NodeStatus>> {
+        bounded(nodes.iter().filter_map(|n| self.nodes.get(n)))
     }
 
     /// The nodes that take no pods: those that report themselves not Ready, or leaving.
@@ -237,9 +239,9 @@ impl StatusTable {
     }
 }
 
-/// Clones reports until the next would carry the message past [`MAX_PODS_PER_MESSAGE`] pods
+/// Takes reports until the next would carry the message past [`MAX_PODS_PER_MESSAGE`] pods
 /// (the first is always taken, so a message always moves things on).
-fn bounded<'a>(reports: impl Iterator<Item = &'a NodeStatus>) -> Vec<NodeStatus> {
+fn bounded<'a>(reports: impl Iterator<Item = &'a Arc<NodeStatus>>) -> Vec<Arc<NodeStatus>> {
     let mut pods = 0;
     let mut out = Vec::new();
     for r in reports {

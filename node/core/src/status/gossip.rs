@@ -10,6 +10,7 @@ use super::{NodeStatus, PodStatus, StatusMessage, StatusTable};
 use crate::gossip::Fanout;
 use crate::membership::MemberId;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// A message for the driver to carry. `Versions` expects an answer, to be handed to
 /// [`StatusGossip::answered`]; the others expect none.
@@ -43,7 +44,7 @@ impl StatusGossip {
             leaving: false,
         };
         let mut table = StatusTable::default();
-        table.merge(mine.clone());
+        table.merge(Arc::new(mine.clone()));
         StatusGossip {
             mine,
             table,
@@ -100,8 +101,9 @@ impl StatusGossip {
             return Vec::new();
         }
         self.mine.version += 1;
-        self.table.merge(self.mine.clone());
-        let report = StatusMessage::Reports(vec![self.mine.clone()]);
+        let mine = Arc::new(self.mine.clone());
+        self.table.merge(mine.clone());
+        let report = StatusMessage::Reports(vec![mine]);
         self.push(peers, "", report)
     }
 
@@ -158,7 +160,7 @@ impl StatusGossip {
     }
 
     /// Keeps the reports newer than ours (never one about this node); returns those kept.
-    fn merge(&mut self, reports: Vec<NodeStatus>) -> Vec<NodeStatus> {
+    fn merge(&mut self, reports: Vec<Arc<NodeStatus>>) -> Vec<Arc<NodeStatus>> {
         reports
             .into_iter()
             .filter(|r| r.node != self.mine.node && self.table.merge(r.clone()))
