@@ -374,8 +374,16 @@ fn a_node_with_a_full_disk_refuses_writes_without_a_trace_and_takes_no_pods_unti
         assert!(held.contains(&"after".to_string()), "{server}: {held:?}");
         assert!(!held.contains(&"refused".to_string()), "{server}: {held:?}");
     }
-    drop(cluster);
+    // The nodes stop before the small disk is unmounted, and the cluster's directory (which
+    // holds the mount point) goes after it: a mounted directory cannot be removed.
+    for i in 0..names.len() {
+        cluster.signal(i, "-KILL");
+        cluster.nodes[i].child.wait().unwrap();
+    }
+    let dir = cluster.dir.clone();
     drop(disk);
+    drop(cluster);
+    assert!(!dir.exists(), "{} is left behind", dir.display());
 }
 
 #[test]
