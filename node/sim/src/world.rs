@@ -138,7 +138,8 @@ pub struct World {
     nodes: Vec<Node>,
     by_addr: BTreeMap<SocketAddr, usize>,
     by_peer: BTreeMap<String, usize>,
-    queue: BTreeMap<(u64, u64), Occurrence>,
+    /// Boxed: the map moves its entries as it grows, and an occurrence can be large.
+    queue: BTreeMap<(u64, u64), Box<Occurrence>>,
     seq: u64,
     /// Virtual time, µs.
     pub now: u64,
@@ -371,7 +372,7 @@ impl World {
             }
             let event = entry.remove();
             self.now = at;
-            self.run(event);
+            self.run(*event);
         }
         self.now = until;
     }
@@ -383,7 +384,7 @@ impl World {
 
     fn at(&mut self, at: u64, event: Occurrence) {
         self.seq += 1;
-        self.queue.insert((at, self.seq), event);
+        self.queue.insert((at, self.seq), Box::new(event));
     }
 
     fn hash(&mut self, words: &[u64]) {
@@ -567,8 +568,7 @@ impl World {
                 self.request(i, to, Occurrence::Datagram { from: i, to, data }, None);
             }
             Effect::Status(Send { to, message }) => {
-                let size = bincode::serde::encode_to_vec(&message, bincode::config::standard())
-                    .map_or(0, |b| b.len());
+                let size = encoded_size(&message);
                 Self::count(&mut self.counts.status, size + 8);
                 let to_index = self.by_addr[&to.p2p];
                 let failed = matches!(message, StatusMessage::Versions(_)).then(|| {
@@ -763,6 +763,22 @@ impl World {
             Action::Remove { id, .. } => node.containers.retain(|c| &c.id != id),
         }
     }
+}
+
+/// How many bytes `message` takes on the wire (bincode, as the transport encodes it), counted
+/// without writing them anywhere.
+fn encoded_size(message: &StatusMessage) -> usize {
+    struct Count<'a>(&'a mut usize);
+    impl bincode::enc::write::Writer for Count<'_> {
+        fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+            *self.0 += bytes.len();
+            Ok(())
+        }
+    }
+    let mut size = 0;
+    let config = bincode::config::standard();
+    let _ = bincode::serde::encode_into_writer(message, Count(&mut size), config);
+    size
 }
 
 /// A container's pod, `namespace/name`.
