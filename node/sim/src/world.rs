@@ -640,7 +640,10 @@ impl World {
                 }
             }
             Effect::Schedule { after, timer } => {
-                let at = self.now + after.as_micros() as u64;
+                // Rounded up: a timer asked for in less than a microsecond must still come
+                // later than now, or a core that asks again for the rest never sees time move
+                // (the fault schedules found one: a suspicion's timer, every 0 µs, forever).
+                let at = self.now + after.as_nanos().div_ceil(1000) as u64;
                 self.at(
                     at,
                     Occurrence::Input {
