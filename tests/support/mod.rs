@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -233,20 +233,7 @@ impl Drop for Cluster {
             let _ = node.child.wait();
         }
         remove_containers(&self.containers(false));
-        remove_dir(&self.dir);
-    }
-}
-
-/// Removes a test's directory, trying a few times: a node just killed may still have had a
-/// file in it open, and one left behind is reported.
-fn remove_dir(dir: &Path) {
-    for attempt in 1..=5 {
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => return,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) if attempt == 5 => eprintln!("cannot remove {}: {e}", dir.display()),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

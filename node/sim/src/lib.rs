@@ -127,7 +127,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(u64)) -> Report {
     shuffle(&mut victims, &mut rng);
     victims.truncate(options.kill.min(options.nodes.saturating_sub(1)));
     victims.sort_unstable();
-    let lost = pods_on(&world, &victims);
+    let lost = world.pods_on(&victims);
     for &v in &victims {
         world.crash(v);
     }
@@ -196,14 +196,6 @@ fn run_while(
         advance(world, next);
     }
     true
-}
-
-/// The pods running on `nodes`.
-fn pods_on(world: &World, nodes: &[usize]) -> Vec<String> {
-    let mut pods: Vec<String> = world.containers_of(nodes).into_iter().collect();
-    pods.sort();
-    pods.dedup();
-    pods
 }
 
 fn seconds(us: u64) -> f64 {

@@ -251,14 +251,7 @@ impl World {
             },
         };
         node.core = Some(NodeCore::new(config, stored, now));
-        self.at(
-            self.now,
-            Occurrence::Input {
-                node: i,
-                life,
-                input: Input::Timer(Timer::Announce),
-            },
-        );
+        self.input_at(self.now, i, life, Input::Timer(Timer::Announce));
     }
 
     /// Node `i` crashes: its process and containers are gone, its file stays. Its peers'
@@ -275,14 +268,7 @@ impl World {
                 let life = self.life(peer);
                 let input = Input::Disconnected(peer_id.clone());
                 let at = self.now + self.net.links.latency_us;
-                self.at(
-                    at,
-                    Occurrence::Input {
-                        node: peer,
-                        life,
-                        input,
-                    },
-                );
+                self.input_at(at, peer, life, input);
             }
         }
     }
@@ -297,14 +283,7 @@ impl World {
                 if let Some(input) = failed {
                     let life = self.life(from);
                     let timeout = self.now + REQUEST_TIMEOUT_US;
-                    self.at(
-                        timeout,
-                        Occurrence::Input {
-                            node: from,
-                            life,
-                            input,
-                        },
-                    );
+                    self.input_at(timeout, from, life, input);
                 }
             }
         }
@@ -333,14 +312,7 @@ impl World {
     pub fn write(&mut self, i: usize, id: u64, op: Op) {
         let life = self.nodes[i].life;
         let input = Input::Write { id, op };
-        self.at(
-            self.now,
-            Occurrence::Input {
-                node: i,
-                life,
-                input,
-            },
-        );
+        self.input_at(self.now, i, life, input);
     }
 
     /// The pods running on live nodes: (namespace/pod) → how many copies.
@@ -357,7 +329,7 @@ impl World {
     }
 
     /// The pods (namespace/pod) with a running container on `nodes`.
-    pub fn containers_of(&self, nodes: &[usize]) -> Vec<String> {
+    pub fn pods_on(&self, nodes: &[usize]) -> BTreeSet<String> {
         let on = nodes.iter().flat_map(|&i| &self.nodes[i].containers);
         let running = on.filter(|c| c.state == ContainerState::Running);
         running.map(pod_key).collect()
@@ -380,6 +352,11 @@ impl World {
     /// The time as the cores see it: virtual time, counted from a fixed epoch.
     fn since_epoch(&self) -> Duration {
         Duration::from_micros(1_700_000_000_000_000 + self.now)
+    }
+
+    /// `input` for node `node` in its life `life`, at `at`.
+    fn input_at(&mut self, at: u64, node: usize, life: u32, input: Input) {
+        self.at(at, Occurrence::Input { node, life, input });
     }
 
     fn at(&mut self, at: u64, event: Occurrence) {
@@ -466,14 +443,7 @@ impl World {
                         reply: Err("unreachable".into()),
                     };
                     let at = self.now + REQUEST_TIMEOUT_US;
-                    self.at(
-                        at,
-                        Occurrence::Input {
-                            node: from,
-                            life,
-                            input: reply,
-                        },
-                    );
+                    self.input_at(at, from, life, reply);
                     return;
                 }
                 self.next_request += 1;
@@ -526,14 +496,7 @@ impl World {
     fn send(&mut self, from: usize, to: usize, input: Input) {
         if let Some(delay) = self.net.transit(&mut self.rng, from, to) {
             let life = self.life(to);
-            self.at(
-                self.now + delay,
-                Occurrence::Input {
-                    node: to,
-                    life,
-                    input,
-                },
-            );
+            self.input_at(self.now + delay, to, life, input);
         }
     }
 
@@ -609,14 +572,7 @@ impl World {
                     None => (REQUEST_TIMEOUT_US, Err("timed out".into())),
                 };
                 let input = Input::SyncReply { peer, reply };
-                self.at(
-                    self.now + delay,
-                    Occurrence::Input {
-                        node: asker,
-                        life: asker_life,
-                        input,
-                    },
-                );
+                self.input_at(self.now + delay, asker, asker_life, input);
             }
             Effect::Persist(persist) => {
                 let file = &mut self.nodes[i].file;
@@ -625,14 +581,7 @@ impl World {
                     document::Persist::Replace(bytes) => *file = bytes,
                 }
                 let input = Input::Persisted(Ok(()));
-                self.at(
-                    self.now + DISK_US,
-                    Occurrence::Input {
-                        node: i,
-                        life,
-                        input,
-                    },
-                );
+                self.input_at(self.now + DISK_US, i, life, input);
             }
             Effect::Written { id, result } => {
                 if result.is_ok() {
@@ -644,26 +593,12 @@ impl World {
                 // later than now, or a core that asks again for the rest never sees time move
                 // (the fault schedules found one: a suspicion's timer, every 0 µs, forever).
                 let at = self.now + after.as_nanos().div_ceil(1000) as u64;
-                self.at(
-                    at,
-                    Occurrence::Input {
-                        node: i,
-                        life,
-                        input: Input::Timer(timer),
-                    },
-                );
+                self.input_at(at, i, life, Input::Timer(timer));
             }
             Effect::ListContainers => {
                 let listed = Ok(self.nodes[i].containers.clone());
                 let input = Input::Reconcile(Event::Listed(listed));
-                self.at(
-                    soon,
-                    Occurrence::Input {
-                        node: i,
-                        life,
-                        input,
-                    },
-                );
+                self.input_at(soon, i, life, input);
             }
             Effect::Terminate(ids) => {
                 for c in &mut self.nodes[i].containers {
@@ -672,14 +607,7 @@ impl World {
                     }
                 }
                 let input = Input::Reconcile(Event::Terminated);
-                self.at(
-                    soon,
-                    Occurrence::Input {
-                        node: i,
-                        life,
-                        input,
-                    },
-                );
+                self.input_at(soon, i, life, input);
             }
             Effect::Act(actions) => {
                 let rate = self.settings.failure_rate;
@@ -706,27 +634,13 @@ impl World {
                     check,
                     passed: true,
                 };
-                self.at(
-                    soon,
-                    Occurrence::Input {
-                        node: i,
-                        life,
-                        input,
-                    },
-                );
+                self.input_at(soon, i, life, input);
             }
             Effect::Check(member) => {
                 let to = self.by_addr[&member.p2p];
                 if !self.is_up(to) {
                     let input = Input::Gone(member.peer_id);
-                    self.at(
-                        soon,
-                        Occurrence::Input {
-                            node: i,
-                            life,
-                            input,
-                        },
-                    );
+                    self.input_at(soon, i, life, input);
                 }
             }
             Effect::Disconnect(peer) => {
