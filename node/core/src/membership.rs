@@ -334,15 +334,39 @@ impl Membership {
     /// caution). On a lossy link the transport resends, so messages come late, not never;
     /// evicting such a member would move its replicas for nothing. A member that crashed, is
     /// paused or cut off sends nothing and goes down on time.
+    ///
+    /// A suspect heard from within the last suspicion window, which is after its suspicion
+    /// began, is alive but may never learn that it is suspected (the news of it can run out of
+    /// transmissions while a partition keeps it away): this node vouches for it, as alive
+    /// under the next incarnation, which ends the suspicion everywhere the news goes. Without
+    /// this, such a suspicion lingered until a silence of the suspect's happened to be long
+    /// enough, and a live member was declared dead (the simulator's fault schedules found it,
+    /// 36 s after a partition healed).
     pub fn timer(
         &mut self,
         timer: Timer<MemberId>,
         now: Duration,
     ) -> Result<Vec<Effect>, MembershipError> {
-        if let Timer::ChangeSuspectToDown { member_id, .. } = &timer
+        if let Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = &timer
             && let Some(heard) = self.heard.get(&member_id.peer_id)
         {
             let silence = now.saturating_sub(heard.at);
+            let still_suspect = self.foca.iter_membership_state().any(|m| {
+                m.id() == member_id
+                    && m.incarnation() == *incarnation
+                    && m.state() == State::Suspect
+            });
+            if still_suspect && silence < self.suspect_to_down {
+                let alive = foca::Member::new(member_id.clone(), incarnation + 1, State::Alive);
+                let result = self
+                    .foca
+                    .apply_many(std::iter::once(alive), true, &mut self.runtime);
+                return self.drain_after(result, true);
+            }
             let tolerance =
                 (heard.gap * 2).clamp(self.suspect_to_down, self.suspect_to_down * MAX_TOLERANCE);
             if silence < tolerance {

@@ -5,11 +5,14 @@
 //! ordered; [`Report::trace_hash`] is a hash of every event run.
 //!
 //! - [`world`]: the event loop and what it carries out for each core (a driver's part).
-//! - [`net`]: links with latency, jitter, loss and retransmission; partitions.
+//! - [`net`]: links with latency, jitter, loss and retransmission; partitions, one-way cuts,
+//!   slow and lossy links.
 //! - [`run`]: the scenario of `weeble sim` — a cluster forms, deployments are applied at one
 //!   peer and run, nodes crash — and its [`Report`].
+//! - [`schedule`]: seeded random fault schedules, and the promises checked after each.
 
 pub mod net;
+pub mod schedule;
 pub mod world;
 
 use net::Links;
@@ -220,19 +223,26 @@ fn shuffle<T>(items: &mut [T], rng: &mut StdRng) {
     }
 }
 
-/// `count` deployments holding `replicas` in all, of one small container each.
+/// `count` deployments holding `replicas` in all.
 fn deployments(replicas: u32, count: u32) -> Vec<weeble_crdt::Object> {
     let count = count.max(1);
-    let text: String = (0..count)
-        .map(|d| {
-            let n = replicas / count + u32::from(d < replicas % count);
-            format!(
-                "---\nkind: Deployment\nmetadata: {{name: d{d}}}\nspec:\n  replicas: {n}\n  \
-                 template:\n    metadata: {{labels: {{app: d{d}}}}}\n    spec:\n      \
-                 containers: [{{name: c, image: img}}]\n"
+    (0..count)
+        .flat_map(|d| {
+            manifest(
+                &format!("d{d}"),
+                replicas / count + u32::from(d < replicas % count),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// The deployment `name` of `replicas` replicas of one small container.
+pub fn manifest(name: &str, replicas: u32) -> Vec<weeble_crdt::Object> {
+    let text = format!(
+        "kind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  \
+         template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      \
+         containers: [{{name: c, image: img}}]\n"
+    );
     parse_manifests(&text)
         .expect("generated manifests are valid")
         .objects

@@ -1,9 +1,11 @@
 //! The simulated network: every link has a latency with jitter and a loss rate, with TCP's
-//! retransmissions (a lost segment is sent again after a timeout that doubles), and the nodes
-//! can be split into groups that cannot reach each other.
+//! retransmissions (a lost segment is sent again after a timeout that doubles); the nodes can
+//! be split into groups that cannot reach each other, and one direction of one link can be
+//! cut, slowed or made lossy.
 
 use rand::RngExt;
 use rand::rngs::StdRng;
+use std::collections::BTreeMap;
 
 /// How the links behave (the same for every link).
 #[derive(Debug, Clone)]
@@ -27,6 +29,17 @@ impl Default for Links {
     }
 }
 
+/// What is wrong with one direction of one link, beyond what [`Links`] says of all.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Impairment {
+    /// Nothing gets through (a one-way cut: requests arrive, their answers do not).
+    pub cut: bool,
+    /// Added to the latency, µs (a slow link).
+    pub extra_us: u64,
+    /// The chance that one transmission is lost, if higher than the links' own.
+    pub loss: f64,
+}
+
 /// TCP's first retransmission timeout (Linux's minimum), doubling on each loss.
 const RTO_US: u64 = 200_000;
 
@@ -39,6 +52,8 @@ pub struct Net {
     pub links: Links,
     /// Each node's side of a partition: nodes on different sides cannot reach each other.
     side: Vec<u32>,
+    /// Impaired directions of links: (from, to) → what is wrong.
+    impaired: BTreeMap<(usize, usize), Impairment>,
 }
 
 impl Net {
@@ -46,6 +61,7 @@ impl Net {
         Net {
             links,
             side: vec![0; nodes],
+            impaired: BTreeMap::new(),
         }
     }
 
@@ -55,9 +71,15 @@ impl Net {
         self.side = sides;
     }
 
-    /// Every node on one side again.
+    /// The direction from `from` to `to` behaves as `impairment` says, until [`Net::heal`].
+    pub fn impair(&mut self, from: usize, to: usize, impairment: Impairment) {
+        self.impaired.insert((from, to), impairment);
+    }
+
+    /// Every node on one side again, every link whole.
     pub fn heal(&mut self) {
         self.side.iter_mut().for_each(|s| *s = 0);
+        self.impaired.clear();
     }
 
     /// How long a message from `from` takes to reach `to`, retransmissions included; `None`
@@ -66,14 +88,19 @@ impl Net {
         if self.side[from] != self.side[to] {
             return None;
         }
+        let impairment = self.impaired.get(&(from, to)).copied().unwrap_or_default();
+        if impairment.cut {
+            return None;
+        }
+        let loss = self.links.loss.max(impairment.loss);
         let mut waited = 0;
         for attempt in 0..ATTEMPTS {
-            if self.links.loss == 0.0 || rng.random::<f64>() >= self.links.loss {
+            if loss == 0.0 || rng.random::<f64>() >= loss {
                 let jitter = match self.links.jitter_us {
                     0 => 0,
                     j => rng.random_range(0..=j),
                 };
-                return Some(waited + self.links.latency_us + jitter);
+                return Some(waited + self.links.latency_us + impairment.extra_us + jitter);
             }
             waited += RTO_US << attempt;
         }
@@ -96,6 +123,28 @@ mod tests {
         assert!(net.transit(&mut rng, 0, 1).is_some());
         net.heal();
         assert!(net.transit(&mut rng, 0, 2).is_some());
+    }
+
+    #[test]
+    fn a_one_way_cut_stops_one_direction_and_a_slow_link_adds_its_delay() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut net = Net::new(2, Links::default());
+        let cut = Impairment {
+            cut: true,
+            ..Impairment::default()
+        };
+        net.impair(0, 1, cut);
+        assert_eq!(net.transit(&mut rng, 0, 1), None);
+        assert!(net.transit(&mut rng, 1, 0).is_some(), "the other way works");
+        let slow = Impairment {
+            extra_us: 50_000,
+            ..Impairment::default()
+        };
+        net.impair(0, 1, slow);
+        assert!(net.transit(&mut rng, 0, 1).unwrap() >= 50_000);
+        assert!(net.transit(&mut rng, 1, 0).unwrap() < 50_000);
+        net.heal();
+        assert!(net.transit(&mut rng, 0, 1).unwrap() < 50_000);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! core returns is carried out here as a driver would, with the network's delays: datagrams
 //! and their answers, status messages, sync requests and their (possibly later) answers,
 //! persists, timers, container work. A crashed node loses everything but its file; a
-//! restarted one loads that file, as `weeble node` does.
+//! restarted one loads that file, as `weeble node` does. A paused node (a frozen process) runs
+//! nothing until it resumes: what reaches it waits, its timers come late. Each node's clock
+//! can be set off from the others', and stepped at any time, as NTP does.
 
 use crate::net::{Links, Net};
 use rand::rngs::StdRng;
@@ -57,6 +59,11 @@ struct Node {
     made: u64,
     /// The nodes it has a connection with, and when each was last used (µs).
     links: BTreeMap<usize, u64>,
+    /// Frozen: what reaches it waits in `held`, in order.
+    paused: bool,
+    held: Vec<Occurrence>,
+    /// How far its clock is off virtual time, µs.
+    clock_us: i64,
 }
 
 /// Something that happens at a virtual time.
@@ -180,6 +187,9 @@ impl World {
                 containers: Vec::new(),
                 made: 0,
                 links: BTreeMap::new(),
+                paused: false,
+                held: Vec::new(),
+                clock_us: 0,
             });
         }
         let by_addr = (0..n).map(|i| (addr(i), i)).collect();
@@ -221,11 +231,11 @@ impl World {
     pub fn start(&mut self, i: usize) {
         let other = addr(self.rng.random_range(0..self.nodes.len()));
         let seed = self.rng.random::<u64>();
-        let now = self.since_epoch();
+        let now = self.clock(i);
         let node = &mut self.nodes[i];
         node.life += 1;
         let life = node.life;
-        let now_ms = self.now / 1000;
+        let now_ms = now.as_millis() as u64;
         node.member.bump = now_ms + 1;
         let loaded = document::load(Some(&node.file), ActorId::from(actor(seed, i, life)))
             .expect("a file this simulation wrote loads");
@@ -261,6 +271,8 @@ impl World {
         node.core = None;
         node.life += 1;
         node.containers.clear();
+        node.paused = false;
+        node.held.clear();
         let peers: Vec<usize> = std::mem::take(&mut node.links).into_keys().collect();
         let peer_id = node.member.peer_id.clone();
         for peer in peers {
@@ -271,6 +283,29 @@ impl World {
                 self.input_at(at, peer, life, input);
             }
         }
+    }
+
+    /// Node `i` freezes (SIGSTOP): nothing it is sent or asked for runs until [`World::resume`].
+    pub fn pause(&mut self, i: usize) {
+        self.nodes[i].paused = self.is_up(i);
+    }
+
+    /// Node `i` runs again: what waited for it comes now, in the order it came.
+    pub fn resume(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.paused = false;
+        for event in std::mem::take(&mut node.held) {
+            self.at(self.now, event);
+        }
+    }
+
+    pub fn is_paused(&self, i: usize) -> bool {
+        self.nodes[i].paused
+    }
+
+    /// Node `i`'s clock reads `offset_us` off virtual time from now on (a skew, or a step).
+    pub fn set_clock(&mut self, i: usize, offset_us: i64) {
+        self.nodes[i].clock_us = offset_us;
     }
 
     /// A request from `from` to `to`: `arrives` after the network's delay, or, if it cannot
@@ -344,14 +379,20 @@ impl World {
             }
             let event = entry.remove();
             self.now = at;
-            self.run(*event);
+            let node = &mut self.nodes[target(&event)];
+            match node.paused {
+                true => node.held.push(*event),
+                false => self.run(*event),
+            }
         }
         self.now = until;
     }
 
-    /// The time as the cores see it: virtual time, counted from a fixed epoch.
-    fn since_epoch(&self) -> Duration {
-        Duration::from_micros(1_700_000_000_000_000 + self.now)
+    /// The time as node `i` sees it: virtual time counted from a fixed epoch, and its clock's
+    /// offset.
+    fn clock(&self, i: usize) -> Duration {
+        let us = 1_700_000_000_000_000 + self.now as i64 + self.nodes[i].clock_us;
+        Duration::from_micros(us.max(0) as u64)
     }
 
     /// `input` for node `node` in its life `life`, at `at`.
@@ -503,7 +544,7 @@ impl World {
     /// Steps node `i` and carries out its effects; returns its answer to a request.
     fn step(&mut self, i: usize, input: Input) -> Option<Answer> {
         self.hash(&[self.now, i as u64, kind(&input)]);
-        let now = self.since_epoch();
+        let now = self.clock(i);
         let effects = self.nodes[i].core.as_mut()?.step(now, input);
         let mut answer = None;
         for effect in effects {
@@ -661,7 +702,7 @@ impl World {
 
     /// One container action on node `i`, as an engine that took it would.
     fn act(&mut self, i: usize, action: &Action) {
-        let now_ms = (self.since_epoch().as_millis()) as i64;
+        let now_ms = self.clock(i).as_millis() as i64;
         let node = &mut self.nodes[i];
         match action {
             Action::Create { spec, .. } => {
@@ -679,6 +720,16 @@ impl World {
             }
             Action::Remove { id, .. } => node.containers.retain(|c| &c.id != id),
         }
+    }
+}
+
+/// The node an occurrence happens to.
+fn target(event: &Occurrence) -> usize {
+    match *event {
+        Occurrence::Input { node, .. } | Occurrence::Acted { node, .. } => node,
+        Occurrence::Datagram { to, .. }
+        | Occurrence::Status { to, .. }
+        | Occurrence::Sync { to, .. } => to,
     }
 }
 
