@@ -346,11 +346,12 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         seed: rand::random(),
         known,
         reconcile,
+        placements: weeble_core::view::Placements::default(),
     };
     let core = NodeCore::new(core_config, stored, crate::clock::now());
     let (view_tx, view) = watch::channel(core.view().clone());
     let (snapshot_tx, snapshot) = watch::channel(core.view().snapshot.clone());
-    let (table_tx, table) = watch::channel(Arc::new(core.table().clone()));
+    let (table_tx, table) = watch::channel(core.table().clone());
     let (driver_tx, commands) = mpsc::channel(256);
     let (feedback_tx, feedback) = mpsc::channel(1024);
     let (containers_tx, containers_rx) = watch::channel(usize::MAX);

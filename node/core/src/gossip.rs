@@ -15,6 +15,7 @@ use crate::hash::fnv1a;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// What a node holds, in 16 bytes: equal digests mean equal status tables and documents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,21 +78,45 @@ impl Fanout {
         }
     }
 
-    /// Up to `n` of `peers`, distinct, at random (a partial Fisher–Yates shuffle), in the
-    /// order picked.
+    /// Up to `n` of `peers`, distinct, at random, in the order picked.
     pub fn pick<T: Clone>(&mut self, peers: &[T], n: usize) -> Vec<T> {
-        let mut order: Vec<usize> = (0..peers.len()).collect();
-        let n = n.min(order.len());
-        for i in 0..n {
-            let j = self.rng.random_range(i..order.len());
-            order.swap(i, j);
-        }
-        order[..n].iter().map(|&i| peers[i].clone()).collect()
+        self.pick_except(peers, n, |_| false)
     }
 
-    /// The peers a change goes to: [`push_width`]`(extra, …)` of `peers`, at random.
-    pub fn push<T: Clone>(&mut self, peers: &[T], extra: usize) -> Vec<T> {
-        self.pick(peers, push_width(extra, peers.len()))
+    /// Up to `n` of `peers` but those `except` holds for, distinct, at random, in the order
+    /// picked: a partial Fisher–Yates shuffle that keeps only the positions it swapped, so
+    /// that picking a few of thousands of peers costs a few steps, not thousands.
+    pub fn pick_except<T: Clone>(
+        &mut self,
+        peers: &[T],
+        n: usize,
+        except: impl Fn(&T) -> bool,
+    ) -> Vec<T> {
+        let mut swapped: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut picked = Vec::with_capacity(n.min(peers.len()));
+        for i in 0..peers.len() {
+            if picked.len() == n {
+                break;
+            }
+            let j = self.rng.random_range(i..peers.len());
+            let at_i = swapped.get(&i).copied().unwrap_or(i);
+            let at_j = swapped.insert(j, at_i).unwrap_or(j);
+            if !except(&peers[at_j]) {
+                picked.push(peers[at_j].clone());
+            }
+        }
+        picked
+    }
+
+    /// The peers a change goes to: [`push_width`]`(extra, …)` of `peers` but those `except`
+    /// holds for, at random.
+    pub fn push<T: Clone>(
+        &mut self,
+        peers: &[T],
+        extra: usize,
+        except: impl Fn(&T) -> bool,
+    ) -> Vec<T> {
+        self.pick_except(peers, push_width(extra, peers.len()), except)
     }
 }
 

@@ -37,7 +37,7 @@ use crate::reconcile::{Action, wakes};
 use crate::runtime::RuntimeEvent;
 
 use crate::status::{Send, StatusGossip, StatusMessage, StatusTable};
-use crate::view::{Planner, View};
+use crate::view::{Placements, Planner, View};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +65,8 @@ pub struct Config {
     /// Peer addresses given (`--join`) or saved by an earlier run.
     pub known: BTreeSet<SocketAddr>,
     pub reconcile: Settings,
+    /// The placements this process's cores share.
+    pub placements: Placements,
 }
 
 /// A timer the core asked for ([`Effect::Schedule`]), handed back as [`Input::Timer`].
@@ -246,8 +248,8 @@ impl NodeCore {
         let membership = Membership::new(config.me, config.detection, config.seed);
         let status = StatusGossip::new(name, config.epoch, config.fanout, config.seed ^ 1);
         let document = Document::new(stored, config.fanout, config.replicate_to, config.seed ^ 2);
-        let mut planner = Planner::default();
-        let unschedulable = status.table().unschedulable();
+        let mut planner = Planner::new(config.placements);
+        let unschedulable = status.table().unschedulable().clone();
         let snapshot = document.snapshot();
         let view = Arc::new(planner.view(membership.members(), &unschedulable, snapshot));
         let digest = Digest {
@@ -284,7 +286,7 @@ impl NodeCore {
         &self.view
     }
 
-    pub fn table(&self) -> &StatusTable {
+    pub fn table(&self) -> &Arc<StatusTable> {
         self.status.table()
     }
 
@@ -646,10 +648,10 @@ impl NodeCore {
         if table_changed {
             self.digest.status = self.status.table().fingerprint();
             effects.push(Effect::Digest(self.digest));
-            effects.push(Effect::Table(Arc::new(self.status.table().clone())));
+            effects.push(Effect::Table(self.status.table().clone()));
             let unschedulable = self.status.table().unschedulable();
-            if unschedulable != self.unschedulable {
-                self.unschedulable = unschedulable;
+            if *unschedulable != self.unschedulable {
+                self.unschedulable = unschedulable.clone();
                 view_changed = true;
             }
         }

@@ -184,11 +184,22 @@ impl Placement {
             })
     }
 
-    /// The replicas a member owns, in key order.
+    /// The replicas a member owns, in key order: a walk of the owners' indexes, making a key
+    /// only for the member's own.
     pub fn owned_by<'a>(&'a self, node: &'a str) -> impl Iterator<Item = ReplicaKey> + 'a {
-        self.replicas()
-            .filter(move |(_, owner)| *owner == Ok(node))
-            .map(|(key, _)| key)
+        let me = self.nodes.binary_search_by(|n| n.as_str().cmp(node)).ok();
+        self.deployments
+            .iter()
+            .flat_map(move |(deployment, slots)| {
+                let mine = slots
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, slot)| me.is_some() && slot.ok() == me);
+                mine.map(move |(index, _)| ReplicaKey {
+                    deployment: deployment.clone(),
+                    index: index as u32,
+                })
+            })
     }
 
     /// The replicas no member can take, and why.

@@ -12,7 +12,9 @@ use crate::services;
 use crate::status::{Phase, PodStatus, PortStatus, StatusTable};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use weeble_crdt::{Labels, PodTemplate, ProbeAction, RestartPolicy, Snapshot, TargetPort};
+use weeble_crdt::{
+    Labels, ObjectKey, PodTemplate, ProbeAction, RestartPolicy, Snapshot, TargetPort,
+};
 
 /// A pod this node should run.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,15 +90,15 @@ pub fn handovers(
     since: &mut BTreeMap<String, i64>,
     now_ms: i64,
 ) -> BTreeMap<String, Handover> {
-    let here: std::collections::BTreeSet<String> = observed
-        .iter()
-        .filter_map(|o| Some(observed_key(o)?.0))
-        .collect();
+    let here: std::collections::BTreeSet<ReplicaKey> =
+        observed.iter().filter_map(replica_of).collect();
     let mut current = BTreeMap::new();
-    for (key, owner) in placement.replicas() {
-        let Ok(owner) = owner else { continue };
+    for key in here {
+        let Some(owner) = placement.owner(&key) else {
+            continue;
+        };
         let id = format!("{}/{}", key.deployment.namespace, key.pod_name());
-        if owner == node || !here.contains(&id) {
+        if owner == node {
             continue;
         }
         let owner_running = table.nodes().get(owner).is_some_and(|n| {
@@ -286,6 +288,18 @@ fn book_key(pod: &DesiredPod, container: &str) -> String {
 }
 
 /// The container's identity in the runtime's labels: (namespace/pod, container name).
+/// The replica a container belongs to, from its labels: the deployment's key and the index
+/// that ends its pod's name (`<deployment>-<index>`).
+fn replica_of(o: &Observed) -> Option<ReplicaKey> {
+    let deployment = ObjectKey::parse(o.labels.get(LABEL_DEPLOYMENT)?);
+    let pod = o.labels.get(LABEL_POD)?;
+    let index = pod.strip_prefix(&deployment.name)?.strip_prefix('-')?;
+    Some(ReplicaKey {
+        index: index.parse().ok()?,
+        deployment,
+    })
+}
+
 fn observed_key(o: &Observed) -> Option<(String, String)> {
     let deployment = o.labels.get(LABEL_DEPLOYMENT)?;
     let namespace = deployment.split_once('/')?.0;

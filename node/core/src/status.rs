@@ -4,7 +4,7 @@
 //! [`StatusTable`] holds the latest report of every node; [`StatusGossip`] keeps it.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use weeble_crdt::{Labels, Protocol};
@@ -113,6 +113,8 @@ pub struct StatusTable {
     forgotten: BTreeMap<String, (u64, u64)>,
     /// XOR of every kept report's version hash: equal tables, equal fingerprints.
     fingerprint: u64,
+    /// The nodes whose report says they take no pods, kept with each change.
+    unschedulable: BTreeSet<String>,
 }
 
 /// The hash of one report's version, XORed into the table's fingerprint.
@@ -137,21 +139,30 @@ impl StatusTable {
         self.fingerprint
     }
 
-    /// Keeps `report` if it is newer than what we have for its node (and than the version its
-    /// node was forgotten at). Returns true if kept.
-    pub fn merge(&mut self, report: impl Into<Arc<NodeStatus>>) -> bool {
-        let report = report.into();
+    /// Whether `report` is newer than what we have for its node (and than the version its
+    /// node was forgotten at): whether [`Self::merge`] would keep it.
+    pub fn is_newer(&self, report: &NodeStatus) -> bool {
         let at = (report.epoch, report.version);
         let newer = self
             .nodes
             .get(&report.node)
             .is_none_or(|old| at > (old.epoch, old.version));
         let forgotten = self.forgotten.get(&report.node).is_some_and(|&f| at <= f);
-        if !newer || forgotten {
+        newer && !forgotten
+    }
+
+    /// Keeps `report` if it is newer ([`Self::is_newer`]). Returns true if kept.
+    pub fn merge(&mut self, report: impl Into<Arc<NodeStatus>>) -> bool {
+        let report = report.into();
+        if !self.is_newer(&report) {
             return false;
         }
         self.forgotten.remove(&report.node);
         self.fingerprint ^= version_hash(&report.node, report.epoch, report.version);
+        match report.not_ready.is_some() || report.leaving {
+            true => self.unschedulable.insert(report.node.clone()),
+            false => self.unschedulable.remove(&report.node),
+        };
         if let Some(old) = self.nodes.insert(report.node.clone(), report) {
             self.fingerprint ^= version_hash(&old.node, old.epoch, old.version);
         }
@@ -164,6 +175,7 @@ impl StatusTable {
         let Some(old) = self.nodes.remove(node) else {
             return false;
         };
+        self.unschedulable.remove(node);
         self.fingerprint ^= version_hash(&old.node, old.epoch, old.version);
         if self.forgotten.len() >= MAX_FORGOTTEN {
             self.forgotten.pop_first();
@@ -221,12 +233,8 @@ impl StatusTable {
     }
 
     /// The nodes that take no pods: those that report themselves not Ready, or leaving.
-    pub fn unschedulable(&self) -> std::collections::BTreeSet<String> {
-        self.nodes
-            .values()
-            .filter(|n| n.not_ready.is_some() || n.leaving)
-            .map(|n| n.node.clone())
-            .collect()
+    pub fn unschedulable(&self) -> &BTreeSet<String> {
+        &self.unschedulable
     }
 
     /// Every pod of every node, in (namespace, name) order.

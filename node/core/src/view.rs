@@ -1,11 +1,12 @@
 //! What a node knows of the cluster at one moment (members, desired state) and the placement
 //! it implies. Placement is computed again only when what it reads changes: the workloads
-//! (not a new image or new labels) or the candidates (the members that take pods).
+//! (not a new image or new labels) or the candidates (the members that take pods); and the
+//! cores of one process share the placements they compute ([`Placements`]).
 
 use crate::membership::{Liveness, MemberId};
-use crate::placement::{Candidate, Placement, Workloads, candidates, place};
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use crate::placement::{Candidate, Placement, Workload, Workloads, candidates, place};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use weeble_crdt::Snapshot;
 
 /// What the node knows of the cluster at one moment, and the placement it implies.
@@ -16,14 +17,68 @@ pub struct View {
     pub placement: Arc<Placement>,
 }
 
+/// Placements computed lately by the cores of one process, by their inputs (placement is a
+/// pure function of the candidates and the workloads). `weeble node` runs one core, for which
+/// this is its last few placements; the simulator runs thousands, and the nodes that see the
+/// same members and workloads, as nearly all do most of the time, compute that placement
+/// once and share it, in time and in memory.
+#[derive(Debug, Clone, Default)]
+pub struct Placements(Arc<Mutex<VecDeque<Placed>>>);
+
+/// One placement and what it was computed from.
+#[derive(Debug)]
+struct Placed {
+    candidates: Vec<Candidate>,
+    workloads: Vec<Workload>,
+    placement: Arc<Placement>,
+}
+
+/// Placements kept: a few views at once (a death not yet heard of everywhere, a write not yet
+/// everywhere) each find theirs.
+const PLACEMENTS_KEPT: usize = 8;
+
+impl Placements {
+    /// The placement of `workloads` on `candidates`: one kept, or computed and kept.
+    fn place(&self, candidates: &[Candidate], workloads: &Workloads) -> Arc<Placement> {
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let same =
+            |p: &Placed| p.candidates == candidates && p.workloads.iter().eq(workloads.iter());
+        if let Some(found) = kept.iter().find(|p| same(p)) {
+            return found.placement.clone();
+        }
+        let placement = Arc::new(place(candidates, workloads.iter()));
+        if kept.len() == PLACEMENTS_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(Placed {
+            candidates: candidates.to_vec(),
+            workloads: workloads.iter().cloned().collect(),
+            placement: placement.clone(),
+        });
+        placement
+    }
+}
+
 /// Placement memoized by its inputs.
-#[derive(Default)]
 pub struct Planner {
     workloads: Workloads,
     last: Option<(Vec<Candidate>, Arc<Placement>)>,
+    shared: Placements,
 }
 
 impl Planner {
+    /// A planner that shares its placements through `shared`.
+    pub fn new(shared: Placements) -> Self {
+        Planner {
+            workloads: Workloads::default(),
+            last: None,
+            shared,
+        }
+    }
+
     /// The view of `members` and `snapshot`, the nodes in `unschedulable` taking no pods;
     /// the last placement again if neither the workloads nor the candidates changed.
     pub fn view(
@@ -36,7 +91,7 @@ impl Planner {
         let changed = self.workloads.update(snapshot);
         let placement = match &self.last {
             Some((same, placement)) if !changed && *same == candidates => placement.clone(),
-            _ => Arc::new(place(&candidates, self.workloads.iter())),
+            _ => self.shared.place(&candidates, &self.workloads),
         };
         self.last = Some((candidates, placement.clone()));
         View {
@@ -71,7 +126,7 @@ mod tests {
             .unwrap();
         let snapshot = Arc::new(state.snapshot());
         let none = BTreeSet::new();
-        let mut planner = Planner::default();
+        let mut planner = Planner::new(Placements::default());
         let alive = [member("a", Liveness::Alive), member("b", Liveness::Alive)];
         let first = planner.view(&alive, &none, &snapshot).placement;
         let suspect = [member("a", Liveness::Alive), member("b", Liveness::Suspect)];

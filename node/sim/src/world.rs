@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use weeble_core::document::{self, Op, Stored, journal};
 use weeble_core::membership::{Detection, MemberId};
@@ -19,7 +20,8 @@ use weeble_core::node::{Answer, Config, Effect, Input, NodeCore, Timer};
 use weeble_core::reconcile::Action;
 use weeble_core::reconcile::pass::{Event, Settings};
 use weeble_core::runtime::{ContainerState, LABEL_DEPLOYMENT, LABEL_POD, Observed, RuntimeError};
-use weeble_core::status::{Send, StatusMessage};
+use weeble_core::status::{NodeStatus, Send, StatusMessage};
+use weeble_core::view::Placements;
 use weeble_crdt::{ActorId, DesiredState};
 
 /// How long a request to a node that does not answer waits (the transport's timeout).
@@ -57,13 +59,51 @@ struct Node {
     containers: Vec<Observed>,
     /// Containers made so far, for their ids.
     made: u64,
-    /// The nodes it has a connection with, and when each was last used (µs).
-    links: BTreeMap<usize, u64>,
+    /// The nodes it has a connection with.
+    links: Connections,
     /// Frozen: what reaches it waits in `held`, in order.
     paused: bool,
     held: Vec<Occurrence>,
     /// How far its clock is off virtual time, µs.
     clock_us: i64,
+}
+
+/// A node's connections: the peers, and when each was last used (µs), by peer and by age, so
+/// that the least recently used is found at once.
+#[derive(Default)]
+struct Connections {
+    used: BTreeMap<usize, u64>,
+    by_age: BTreeSet<(u64, usize)>,
+}
+
+impl Connections {
+    /// The connection to `peer` is used at `now`, opened if need be; past [`MAX_CONNECTED`],
+    /// the least recently used one closes, and its peer is returned.
+    fn used(&mut self, peer: usize, now: u64) -> Option<usize> {
+        if let Some(was) = self.used.insert(peer, now) {
+            self.by_age.remove(&(was, peer));
+        }
+        self.by_age.insert((now, peer));
+        if self.used.len() <= MAX_CONNECTED {
+            return None;
+        }
+        let (_, oldest) = self.by_age.pop_first()?;
+        self.used.remove(&oldest);
+        Some(oldest)
+    }
+
+    /// Closes the connection to `peer`; true if there was one.
+    fn remove(&mut self, peer: usize) -> bool {
+        let Some(at) = self.used.remove(&peer) else {
+            return false;
+        };
+        self.by_age.remove(&(at, peer));
+        true
+    }
+
+    fn peers(self) -> impl Iterator<Item = usize> {
+        self.used.into_keys()
+    }
 }
 
 /// Something that happens at a virtual time.
@@ -165,6 +205,9 @@ pub struct World {
     pub deaths: Vec<(u64, usize, usize)>,
     /// When each pod (namespace/name) last started running, and where.
     pub started: Vec<(u64, String, usize)>,
+    /// The placements the cores compute, shared as the cores of one process share them.
+    placements: Placements,
+    sizes: StatusSizes,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -186,7 +229,7 @@ impl World {
                 file: journal::file(&state.save()),
                 containers: Vec::new(),
                 made: 0,
-                links: BTreeMap::new(),
+                links: Connections::default(),
                 paused: false,
                 held: Vec::new(),
                 clock_us: 0,
@@ -211,6 +254,8 @@ impl World {
             written: BTreeSet::new(),
             deaths: Vec::new(),
             started: Vec::new(),
+            placements: Placements::default(),
+            sizes: StatusSizes::default(),
         }
     }
 
@@ -259,6 +304,7 @@ impl World {
                 resync_ms: 10_000,
                 join_grace_ms: 3_000,
             },
+            placements: self.placements.clone(),
         };
         node.core = Some(NodeCore::new(config, stored, now));
         self.input_at(self.now, i, life, Input::Timer(Timer::Announce));
@@ -273,10 +319,10 @@ impl World {
         node.containers.clear();
         node.paused = false;
         node.held.clear();
-        let peers: Vec<usize> = std::mem::take(&mut node.links).into_keys().collect();
+        let peers: Vec<usize> = std::mem::take(&mut node.links).peers().collect();
         let peer_id = node.member.peer_id.clone();
         for peer in peers {
-            if self.nodes[peer].links.remove(&i).is_some() {
+            if self.nodes[peer].links.remove(i) {
                 let life = self.life(peer);
                 let input = Input::Disconnected(peer_id.clone());
                 let at = self.now + self.net.links.latency_us;
@@ -331,14 +377,8 @@ impl World {
             return;
         }
         for (this, other) in [(a, b), (b, a)] {
-            let links = &mut self.nodes[this].links;
-            links.insert(other, self.now);
-            if links.len() > MAX_CONNECTED {
-                let oldest = links.iter().min_by_key(|(_, at)| **at).map(|(p, _)| *p);
-                if let Some(oldest) = oldest {
-                    links.remove(&oldest);
-                    self.nodes[oldest].links.remove(&this);
-                }
+            if let Some(oldest) = self.nodes[this].links.used(other, self.now) {
+                self.nodes[oldest].links.remove(this);
             }
         }
     }
@@ -572,7 +612,7 @@ impl World {
                 self.request(i, to, Occurrence::Datagram { from: i, to, data }, None);
             }
             Effect::Status(Send { to, message }) => {
-                let size = encoded_size(&message);
+                let size = self.sizes.message(&message);
                 Self::count(&mut self.counts.status, size + 8);
                 let to_index = self.by_addr[&to.p2p];
                 let failed = matches!(message, StatusMessage::Versions(_)).then(|| {
@@ -733,9 +773,58 @@ fn target(event: &Occurrence) -> usize {
     }
 }
 
-/// How many bytes `message` takes on the wire (bincode, as the transport encodes it), counted
-/// without writing them anywhere.
-fn encoded_size(message: &StatusMessage) -> usize {
+/// How many bytes a status message takes on the wire (bincode, as the transport encodes it),
+/// counted without writing them anywhere. A report is the same bytes each time it is sent, so
+/// the size of each node's latest report is kept: pushing a report to a few peers and passing
+/// it on costs one count, not one per message.
+#[derive(Default)]
+struct StatusSizes {
+    /// Per node: the version of its report last counted, and its size.
+    reports: BTreeMap<String, ((u64, u64), usize)>,
+}
+
+impl StatusSizes {
+    fn message(&mut self, message: &StatusMessage) -> usize {
+        // The variant's index, then its fields; a Vec is its length, then its items.
+        match message {
+            StatusMessage::Reports(reports) => 1 + self.reports(reports),
+            StatusMessage::Delta { reports, want } => {
+                1 + self.reports(reports) + encoded_size(want)
+            }
+            StatusMessage::Versions(_) => encoded_size(message),
+        }
+    }
+
+    fn reports(&mut self, reports: &[Arc<NodeStatus>]) -> usize {
+        let each: usize = reports.iter().map(|r| self.report(r)).sum();
+        varint_size(reports.len()) + each
+    }
+
+    fn report(&mut self, report: &NodeStatus) -> usize {
+        let at = (report.epoch, report.version);
+        match self.reports.get(&report.node) {
+            Some(&(counted, size)) if counted == at => size,
+            _ => {
+                let size = encoded_size(report);
+                self.reports.insert(report.node.clone(), (at, size));
+                size
+            }
+        }
+    }
+}
+
+/// How many bytes bincode's variable-length integer encoding takes for `n`.
+fn varint_size(n: usize) -> usize {
+    match n {
+        0..251 => 1,
+        251..65_536 => 3,
+        65_536..4_294_967_296 => 5,
+        _ => 9,
+    }
+}
+
+/// How many bytes `value` takes in bincode's standard encoding, counted without writing them.
+fn encoded_size(value: &impl serde::Serialize) -> usize {
     struct Count<'a>(&'a mut usize);
     impl bincode::enc::write::Writer for Count<'_> {
         fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
@@ -745,7 +834,7 @@ fn encoded_size(message: &StatusMessage) -> usize {
     }
     let mut size = 0;
     let config = bincode::config::standard();
-    let _ = bincode::serde::encode_into_writer(message, Count(&mut size), config);
+    let _ = bincode::serde::encode_into_writer(value, Count(&mut size), config);
     size
 }
 
@@ -789,5 +878,68 @@ fn kind(input: &Input) -> u64 {
         Input::Probed { .. } => 13,
         Input::Leaving => 14,
         Input::Leave => 15,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weeble_core::status::{Phase, PodStatus, Version};
+
+    fn pod(node: &str, i: usize) -> PodStatus {
+        PodStatus {
+            name: format!("web-{i}"),
+            namespace: "default".into(),
+            deployment: "web".into(),
+            node: node.into(),
+            labels: [("app".to_string(), "web".to_string())].into(),
+            container_ids: vec![format!("c{i}")],
+            phase: Phase::Running,
+            ready: true,
+            restarts: 0,
+            reason: None,
+            message: None,
+            host_ip: [10, 0, 0, 1].into(),
+            ports: Vec::new(),
+            started_at_ms: 1_700_000_000_000,
+            template_hash: "abc".into(),
+        }
+    }
+
+    #[test]
+    fn status_sizes_are_those_of_the_encoding() {
+        // A node's report at one version is always the same report: its size is by version.
+        let report = |node: &str, pods: usize| {
+            Arc::new(NodeStatus {
+                node: node.into(),
+                epoch: 7,
+                version: pods as u64,
+                pods: (0..pods).map(|i| pod(node, i)).collect(),
+                not_ready: None,
+                leaving: false,
+            })
+        };
+        let messages = [
+            StatusMessage::Reports(vec![report("n1", 3), report("n2", 300)]),
+            StatusMessage::Reports((0..300).map(|i| report(&format!("n{i}"), 0)).collect()),
+            StatusMessage::Delta {
+                reports: vec![report("n1", 3)],
+                want: vec!["n3".into(), "n4".into()],
+            },
+            StatusMessage::Versions(vec![Version {
+                node: "n1".into(),
+                epoch: 1,
+                version: 2,
+            }]),
+        ];
+        let mut sizes = StatusSizes::default();
+        for message in &messages {
+            assert_eq!(sizes.message(message), encoded_size(message), "{message:?}");
+            assert_eq!(
+                sizes.message(message),
+                encoded_size(message),
+                "counted again"
+            );
+        }
     }
 }

@@ -23,7 +23,9 @@ pub struct Send {
 /// One node's status: its report, everyone's, and the exchanges it runs.
 pub struct StatusGossip {
     mine: NodeStatus,
-    table: StatusTable,
+    /// Shared with whoever the core published it to; copied on a change only if they still
+    /// hold it (`Arc::make_mut`).
+    table: Arc<StatusTable>,
     fanout: Fanout,
     /// How many peers beyond ⌈ln N⌉ a change is pushed to.
     extra: usize,
@@ -47,14 +49,14 @@ impl StatusGossip {
         table.merge(Arc::new(mine.clone()));
         StatusGossip {
             mine,
-            table,
+            table: Arc::new(table),
             fanout: Fanout::new(seed),
             extra,
             exchanging: BTreeSet::new(),
         }
     }
 
-    pub fn table(&self) -> &StatusTable {
+    pub fn table(&self) -> &Arc<StatusTable> {
         &self.table
     }
 
@@ -102,7 +104,7 @@ impl StatusGossip {
         }
         self.mine.version += 1;
         let mine = Arc::new(self.mine.clone());
-        self.table.merge(mine.clone());
+        Arc::make_mut(&mut self.table).merge(mine.clone());
         let report = StatusMessage::Reports(vec![mine]);
         self.push(peers, "", report)
     }
@@ -156,22 +158,26 @@ impl StatusGossip {
     /// A node was declared down: its report no longer describes anything running. True if
     /// the table changed.
     pub fn forget(&mut self, node: &str) -> bool {
-        node != self.mine.node && self.table.forget(node)
+        node != self.mine.node && Arc::make_mut(&mut self.table).forget(node)
     }
 
     /// Keeps the reports newer than ours (never one about this node); returns those kept.
     fn merge(&mut self, reports: Vec<Arc<NodeStatus>>) -> Vec<Arc<NodeStatus>> {
         reports
             .into_iter()
-            .filter(|r| r.node != self.mine.node && self.table.merge(r.clone()))
+            .filter(|r| r.node != self.mine.node && self.merge_one(r))
             .collect()
+    }
+
+    /// Keeps `report` if it is newer than the table's, copying the table first only then.
+    fn merge_one(&mut self, report: &Arc<NodeStatus>) -> bool {
+        self.table.is_newer(report) && Arc::make_mut(&mut self.table).merge(report.clone())
     }
 
     /// `message` to ⌈ln N⌉ + `extra` random `peers`, leaving out `except` (a libp2p id).
     fn push(&mut self, peers: &[MemberId], except: &str, message: StatusMessage) -> Vec<Send> {
-        let peers: Vec<&MemberId> = peers.iter().filter(|m| m.peer_id != except).collect();
         self.fanout
-            .push(&peers, self.extra)
+            .push(peers, self.extra, |m| m.peer_id == except)
             .into_iter()
             .map(|to| Send {
                 to: to.clone(),
