@@ -314,7 +314,10 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         mut disk,
     } = adapters;
     let stored = store::open(disk.as_mut())?;
-    let epoch = crate::clock::now_ms() as u64;
+    let epoch = next_epoch(
+        &config.data_dir.join("epoch"),
+        crate::clock::now_ms() as u64,
+    );
     let me = MemberId {
         name: config.name.clone(),
         peer_id: transport.peer_id(),
@@ -401,10 +404,43 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
 
 /// The peer addresses saved by an earlier run; none if there is no file (or it is unreadable:
 /// the join addresses still work).
+/// This life's epoch ([`node::next_epoch`]), after the last life's kept in `path`; kept there
+/// in turn. A node that cannot write it starts all the same.
+fn next_epoch(path: &Path, now_ms: u64) -> u64 {
+    let last = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    let epoch = node::next_epoch(last, now_ms);
+    if let Err(e) = std::fs::write(path, epoch.to_string()) {
+        warn!(path = %path.display(), error = %e, "could not keep this life's epoch");
+    }
+    epoch
+}
+
 fn read_peers(path: &Path) -> BTreeSet<SocketAddr> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .filter_map(|line| line.trim().parse().ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_follows_the_last_life_even_when_the_clock_reads_earlier() {
+        let dir = std::env::temp_dir().join(format!("weeble-epoch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("epoch");
+        assert_eq!(next_epoch(&path, 5_000), 5_000, "the first life: now");
+        assert_eq!(next_epoch(&path, 9_000), 9_000, "a clock ahead: now");
+        assert_eq!(
+            next_epoch(&path, 100),
+            9_001,
+            "a clock behind: past the last life"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -108,8 +108,9 @@ impl Fanout {
         picked
     }
 
-    /// The peers a change goes to: [`push_width`]`(extra, …)` of `peers` but those `except`
-    /// holds for, at random.
+    /// The peers a change goes to: [`push_width`]`(extra, peers.len())` of `peers` but those
+    /// `except` holds for, at random (the width counts the excepted peers too: where ⌈ln N⌉
+    /// steps up, one push more than counting them out would give).
     pub fn push<T: Clone>(
         &mut self,
         peers: &[T],
@@ -149,6 +150,20 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(again(3), again(3), "the same seed picks the same peers");
+    }
+
+    #[test]
+    fn a_pick_leaves_out_the_excepted_and_still_picks_as_many_as_there_are() {
+        let peers: Vec<u32> = (0..10).collect();
+        let mut fanout = Fanout::new(5);
+        for _ in 0..100 {
+            let picked = fanout.pick_except(&peers, 4, |&p| p == 3);
+            assert_eq!(picked.len(), 4);
+            assert!(!picked.contains(&3), "{picked:?}");
+            assert_eq!(picked.iter().collect::<BTreeSet<_>>().len(), 4, "distinct");
+        }
+        let all_but_one = fanout.pick_except(&peers, 20, |&p| p == 3);
+        assert_eq!(all_but_one.len(), 9, "every peer but the excepted one");
     }
 
     #[test]

@@ -356,15 +356,20 @@ impl Membership {
             incarnation,
             ..
         } = &timer
-            && let Some(heard) = self.heard.get(&member_id.peer_id)
+            && let Some(heard) = self.heard.get_mut(&member_id.peer_id)
         {
-            let silence = now.saturating_sub(heard.at);
+            // A clock stepped back puts the last message in the future: nothing then says
+            // when it came. It counts as heard now, for the silence, but vouches for nothing.
+            let in_the_past = heard.at <= now;
+            heard.at = heard.at.min(now);
+            let silence = now - heard.at;
+            let gap = heard.gap;
             let still_suspect = self.foca.iter_membership_state().any(|m| {
                 m.id() == member_id
                     && m.incarnation() == *incarnation
                     && m.state() == State::Suspect
             });
-            if still_suspect && silence < self.suspect_to_down {
+            if still_suspect && in_the_past && silence < self.suspect_to_down {
                 let alive = foca::Member::new(member_id.clone(), incarnation + 1, State::Alive);
                 let result = self
                     .foca
@@ -372,7 +377,7 @@ impl Membership {
                 return self.drain_after(result, true);
             }
             let tolerance =
-                (heard.gap * 2).clamp(self.suspect_to_down, self.suspect_to_down * MAX_TOLERANCE);
+                (gap * 2).clamp(self.suspect_to_down, self.suspect_to_down * MAX_TOLERANCE);
             if silence < tolerance {
                 return Ok(vec![Effect::Schedule {
                     after: tolerance - silence,
@@ -441,8 +446,9 @@ impl Membership {
         }
     }
 
-    /// A fingerprint of what [`Self::listing`] reads: every member's address, bump and state,
-    /// and this node's bump, combined in any order and read without copying anything. Most
+    /// A fingerprint of what [`Self::listing`] reads: every member's name, peer id, address,
+    /// bump and state, and this node's, combined in any order and read without copying
+    /// anything (a rename at the same address and bump changes it too). Most
     /// datagrams that carry member updates carry news already applied (each is sent many
     /// times); with this they cost a walk of the members, not a sorted copy of them (at 500
     /// nodes, the listing was a fifth of the simulator's time).
@@ -456,7 +462,8 @@ impl Membership {
                 }
             };
             let port = u64::from(id.p2p.port());
-            mix(ip ^ mix(port ^ mix(id.bump ^ mix(state))))
+            let names = crate::hash::fnv1a(&[id.name.as_bytes(), b"\0", id.peer_id.as_bytes()]);
+            mix(names ^ mix(ip ^ mix(port ^ mix(id.bump ^ mix(state)))))
         };
         self.foca
             .iter_membership_state()

@@ -69,6 +69,15 @@ pub struct Config {
     pub placements: Placements,
 }
 
+/// A life's epoch (Unix ms), which orders its status reports and identity (`bump`) after the
+/// last life's (`last`): now, or one past the last if the clock reads earlier (a device that
+/// boots with no clock until NTP answers, or a clock stepped back). Without this, a node
+/// restarted behind its last life had its reports refused by every peer, and its identity
+/// lost to the old one.
+pub fn next_epoch(last: Option<u64>, now_ms: u64) -> u64 {
+    last.map_or(now_ms, |last| now_ms.max(last + 1))
+}
+
 /// A timer the core asked for ([`Effect::Schedule`]), handed back as [`Input::Timer`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Timer {
@@ -516,6 +525,7 @@ impl NodeCore {
                 }),
                 membership::Effect::Up(m) => {
                     info!(peer = %m.name, addr = %m.p2p, "peer joined");
+                    self.status.returned(&m.name);
                     if m.p2p != self.me().p2p && self.known.insert(m.p2p) {
                         effects.push(Effect::Known(self.known.iter().copied().collect()));
                     }

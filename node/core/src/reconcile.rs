@@ -287,19 +287,21 @@ fn book_key(pod: &DesiredPod, container: &str) -> String {
     format!("{}/{}", pod.id(), container)
 }
 
-/// The container's identity in the runtime's labels: (namespace/pod, container name).
 /// The replica a container belongs to, from its labels: the deployment's key and the index
-/// that ends its pod's name (`<deployment>-<index>`).
+/// that ends its pod's name (`<deployment>-<index>`, exactly as [`ReplicaKey::pod_name`]
+/// writes it).
 fn replica_of(o: &Observed) -> Option<ReplicaKey> {
     let deployment = ObjectKey::parse(o.labels.get(LABEL_DEPLOYMENT)?);
     let pod = o.labels.get(LABEL_POD)?;
     let index = pod.strip_prefix(&deployment.name)?.strip_prefix('-')?;
-    Some(ReplicaKey {
+    let key = ReplicaKey {
         index: index.parse().ok()?,
         deployment,
-    })
+    };
+    (key.pod_name() == *pod).then_some(key)
 }
 
+/// The container's identity in the runtime's labels: (namespace/pod, container name).
 fn observed_key(o: &Observed) -> Option<(String, String)> {
     let deployment = o.labels.get(LABEL_DEPLOYMENT)?;
     let namespace = deployment.split_once('/')?.0;

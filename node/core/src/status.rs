@@ -169,6 +169,16 @@ impl StatusTable {
         true
     }
 
+    /// Whether `node` was forgotten (declared down) and not heard from since.
+    pub fn is_forgotten(&self, node: &str) -> bool {
+        self.forgotten.contains_key(node)
+    }
+
+    /// Takes `node`'s reports again, whatever their version: it is a member again.
+    pub fn remember(&mut self, node: &str) {
+        self.forgotten.remove(node);
+    }
+
     /// Drops `node`'s report (it was declared down: nothing it reported runs any more). True
     /// if there was one.
     pub fn forget(&mut self, node: &str) -> bool {

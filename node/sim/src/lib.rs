@@ -142,9 +142,9 @@ pub fn run(options: &Options, mut progress: impl FnMut(u64)) -> Report {
     let mut detect = Vec::new();
     for &v in &victims {
         let mut heard: BTreeMap<usize, u64> = BTreeMap::new();
-        for &(at, by, dead) in &world.deaths[deaths_before..] {
-            if dead == v {
-                heard.entry(by).or_insert(at);
+        for death in &world.deaths[deaths_before..] {
+            if death.dead == v {
+                heard.entry(death.by).or_insert(death.at);
             }
         }
         if survivors.iter().all(|s| heard.contains_key(s)) {

@@ -12,22 +12,24 @@
 //! - every replica that placement could give an owner runs exactly once;
 //! - after the heal, no replica ran twice for longer than the make-before-break bound
 //!   ([`HANDOVER_MAX_MS`] and a resync);
-//! - no node was declared dead while it was up, running and reachable for the whole detection
-//!   window before: no pause or crash of it or of the node that declared it, and no cut or
-//!   partition between it and any node (a slow or lossy link is still reachable). A node cut
-//!   off from part of the cluster is declared dead there, rightly, and that news, final in
-//!   SWIM for the identity it names, reaches the rest of the cluster once the cut heals: the
-//!   node then rejoins under a renewed identity.
+//! - every node's status table holds the same reports, every node's own among them;
+//! - no node was declared dead falsely. A declaration is first-hand if, within the detection
+//!   window before it, the node or its declarer was crashed or paused, or the link between
+//!   them was cut or partitioned (a slow or lossy link still reaches); any other declaration
+//!   must be of an identity some node declared dead first-hand: that news is final in SWIM
+//!   for the identity it names, and reaches the rest of the cluster once a cut heals (the
+//!   node then rejoins under a renewed identity).
 //!
 //! A failure names the seed and the command that replays it.
 
 use crate::net::{Impairment, Links};
-use crate::world::{Conditions, World};
+use crate::world::{Conditions, Death, World};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use weeble_core::document::Op;
+use weeble_core::membership::{Detection, MAX_TOLERANCE};
 use weeble_core::reconcile::HANDOVER_MAX_MS;
 use weeble_crdt::{Kind, ObjectKey};
 
@@ -41,9 +43,13 @@ const FAULTS_UNTIL_US: u64 = FAULTS_FROM_US + 60_000_000;
 const SETTLE_US: u64 = 60_000_000;
 
 /// How long before a death a node and its declarer must have been whole and in touch for the
-/// death to be false: SWIM's probe, its indirect probes and the suspicion (1 + 0.5 + 2 s), with
-/// room for TCP's retransmissions on a lossy link.
-const DETECTION_WINDOW_US: u64 = 10_000_000;
+/// death to be false: SWIM's probe and its indirect probes, the longest suspicion the accrual
+/// detector allows, and room for TCP's retransmissions on a lossy link.
+fn detection_window_us() -> u64 {
+    let d = Detection::default();
+    let longest = d.probe_period + d.probe_rtt + d.suspect_to_down * MAX_TOLERANCE;
+    longest.as_micros() as u64 + 3_000_000
+}
 
 /// How long a replica may run twice after the heal: a handover's bound, and the resync that
 /// notices it ran out.
@@ -74,10 +80,12 @@ impl Fault {
     /// Whether it touches any of `nodes` (a split or a heal touches every node).
     fn involves(&self, nodes: &[usize]) -> bool {
         match self {
-            Fault::Crash(i) | Fault::Restart(i) | Fault::Pause(i) | Fault::Resume(i) => {
-                nodes.contains(i)
-            }
-            Fault::Clock(i, _) | Fault::Write(i, ..) => nodes.contains(i),
+            Fault::Crash(i)
+            | Fault::Restart(i)
+            | Fault::Pause(i)
+            | Fault::Resume(i)
+            | Fault::Clock(i, _)
+            | Fault::Write(i, ..) => nodes.contains(i),
             Fault::Impair(a, b, _) => nodes.contains(a) || nodes.contains(b),
             Fault::Split(_) | Fault::Heal => true,
         }
@@ -188,7 +196,8 @@ impl Plan {
                 Fault::Crash(node)
             }
             50..60 => {
-                let node = *self.down.iter().next()?;
+                let down: Vec<usize> = self.down.iter().copied().collect();
+                let node = *down.get(self.rng.random_range(0..down.len().max(1)))?;
                 self.down.remove(&node);
                 Fault::Restart(node)
             }
@@ -315,27 +324,20 @@ impl Troubles {
         }
     }
 
-    /// Whether `by` declaring `dead` dead at `at` is excused, within the detection window
-    /// before it: either was crashed or paused, or `dead` was cut off from some node.
-    fn excuses(&self, by: usize, dead: usize, at: u64) -> bool {
-        let from = at.saturating_sub(DETECTION_WINDOW_US);
+    /// Whether `by` had grounds of its own to declare `dead` dead at `at`: within the
+    /// detection window before it, either was crashed or paused, or the link between them was
+    /// cut or partitioned.
+    fn first_hand(&self, by: usize, dead: usize, at: u64) -> bool {
+        let from = at.saturating_sub(detection_window_us());
         let overlaps = |spans: Option<&Vec<(u64, u64)>>, open: Option<&u64>| {
             spans.is_some_and(|s| s.iter().any(|&(a, b)| a <= at && b >= from))
                 || open.is_some_and(|&since| since <= at)
         };
-        let involves = |pair: &(usize, usize)| pair.0 == dead || pair.1 == dead;
+        let pair = (by.min(dead), by.max(dead));
         [by, dead]
             .iter()
             .any(|i| overlaps(self.node.get(i), self.node_open.get(i)))
-            || self
-                .pair
-                .iter()
-                .filter(|(pair, _)| involves(pair))
-                .any(|(pair, spans)| overlaps(Some(spans), self.pair_open.get(pair)))
-            || self
-                .pair_open
-                .iter()
-                .any(|(pair, &since)| involves(pair) && since <= at)
+            || overlaps(self.pair.get(&pair), self.pair_open.get(&pair))
     }
 }
 
@@ -349,6 +351,7 @@ pub fn check(schedule: &Schedule) -> Result<Kept, Broken> {
     settle(&mut world).map_err(broken)?;
     let acknowledged = documents_agree(&world, &writes).map_err(broken)?;
     let replicas = each_replica_runs_once(&world).map_err(broken)?;
+    status_tables_agree(&world).map_err(broken)?;
     no_false_death(&world, &troubles, schedule).map_err(broken)?;
     Ok(Kept {
         nodes: schedule.nodes,
@@ -475,7 +478,7 @@ fn documents_agree(world: &World, writes: &BTreeMap<u64, Change>) -> Result<usiz
     }
     let acknowledged: BTreeMap<&u64, &Change> = writes
         .iter()
-        .filter(|(id, _)| world.written.contains(id))
+        .filter(|(id, _)| world.written.contains_key(id))
         .collect();
     let deleting = |name: &str| writes.values().any(|c| *c == Change::Delete(name.into()));
     for i in 0..n {
@@ -516,6 +519,11 @@ fn documents_agree(world: &World, writes: &BTreeMap<u64, Change>) -> Result<usiz
 /// returns how many.
 fn each_replica_runs_once(world: &World) -> Result<usize, String> {
     let placement = &core(world, 0).view().placement;
+    if let Some(i) = (1..world.size()).find(|&i| core(world, i).view().placement != *placement) {
+        return Err(format!(
+            "n{i} places the replicas otherwise than n0 after settling"
+        ));
+    }
     let placed: BTreeSet<String> = placement
         .replicas()
         .filter(|(_, owner)| owner.is_ok())
@@ -536,28 +544,58 @@ fn each_replica_runs_once(world: &World) -> Result<usize, String> {
     Ok(placed.len())
 }
 
-/// No node declared dead while it was up and reachable, and its declarer up, for the whole
-/// detection window before.
+/// No false death: every declaration first-hand ([`Troubles::first_hand`]), or of an
+/// identity some node declared dead first-hand.
 fn no_false_death(world: &World, troubles: &Troubles, schedule: &Schedule) -> Result<(), String> {
-    for &(at, by, dead) in &world.deaths {
-        if !troubles.excuses(by, dead, at) {
-            let recent: Vec<String> = schedule
-                .faults
-                .iter()
-                .filter(|(t, f)| {
-                    t + 2 * DETECTION_WINDOW_US >= at && *t <= at && f.involves(&[by, dead])
-                })
-                .map(|(t, f)| format!("{:.3} s {f:?}", *t as f64 / 1e6))
-                .collect();
-            return Err(format!(
-                "n{by} declared n{dead} dead at {:.3} s, though both were up and n{dead} reachable \
-                 for the {} s before; what happened to them in the 20 s before: {recent:?}",
-                at as f64 / 1e6,
-                DETECTION_WINDOW_US / 1_000_000
-            ));
-        }
+    let first_hand = |d: &Death| troubles.first_hand(d.by, d.dead, d.at);
+    let rightly_dead: BTreeSet<(usize, u64)> = world
+        .deaths
+        .iter()
+        .filter(|d| first_hand(d))
+        .map(|d| (d.dead, d.bump))
+        .collect();
+    let false_death = world
+        .deaths
+        .iter()
+        .find(|d| !rightly_dead.contains(&(d.dead, d.bump)));
+    let Some(&Death { at, by, dead, .. }) = false_death else {
+        return Ok(());
+    };
+    let window = detection_window_us();
+    let recent: Vec<String> = schedule
+        .faults
+        .iter()
+        .filter(|(t, f)| t + 2 * window >= at && *t <= at && f.involves(&[by, dead]))
+        .map(|(t, f)| format!("{:.3} s {f:?}", *t as f64 / 1e6))
+        .collect();
+    Err(format!(
+        "n{by} declared n{dead} dead at {:.3} s, though no node had grounds to in the {} s \
+         before; what happened to them in the {} s before: {recent:?}",
+        at as f64 / 1e6,
+        window / 1_000_000,
+        2 * window / 1_000_000
+    ))
+}
+
+/// Every node's status table holds the same reports, every node's own among them.
+fn status_tables_agree(world: &World) -> Result<(), String> {
+    let n = world.size();
+    let tables: BTreeSet<u64> = (0..n)
+        .map(|i| core(world, i).table().fingerprint())
+        .collect();
+    if tables.len() != 1 {
+        return Err(format!(
+            "{} different status tables after settling",
+            tables.len()
+        ));
     }
-    Ok(())
+    let table = core(world, 0).table();
+    match (0..n).find(|&i| !table.nodes().contains_key(&format!("n{i}"))) {
+        Some(i) => Err(format!(
+            "n{i}'s report is in no status table after settling"
+        )),
+        None => Ok(()),
+    }
 }
 
 fn core(world: &World, i: usize) -> &weeble_core::node::NodeCore {

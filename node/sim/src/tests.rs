@@ -57,7 +57,7 @@ fn a_restarted_node_loads_what_it_persisted() {
     world.run_until(3_000_000);
     world.write(1, 9, Op::Apply(deployments(3, 1)));
     world.run_until(4_000_000);
-    assert!(world.written.contains(&9), "the write is acknowledged");
+    assert!(world.written.contains_key(&9), "the write is acknowledged");
     world.crash(2);
     assert!(world.core(2).is_none());
     world.run_until(5_000_000);

@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use weeble_core::document::{self, Op, Stored, journal};
-use weeble_core::membership::{Detection, MemberId};
-use weeble_core::node::{Answer, Config, Effect, Input, NodeCore, Timer};
+use weeble_core::membership::{Detection, Liveness, MemberId};
+use weeble_core::node::{Answer, Config, Effect, Input, NodeCore, Timer, next_epoch};
 use weeble_core::reconcile::Action;
 use weeble_core::reconcile::pass::{Event, Settings};
 use weeble_core::runtime::{ContainerState, LABEL_DEPLOYMENT, LABEL_POD, Observed, RuntimeError};
@@ -66,6 +66,8 @@ struct Node {
     held: Vec<Occurrence>,
     /// How far its clock is off virtual time, µs.
     clock_us: i64,
+    /// Its last life's epoch (kept on disk, as `weeble node` keeps it).
+    epoch: Option<u64>,
 }
 
 /// A node's connections: the peers, and when each was last used (µs), by peer and by age, so
@@ -142,6 +144,16 @@ enum Occurrence {
     },
 }
 
+/// A node declared dead by another.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Death {
+    pub at: u64,
+    pub by: usize,
+    pub dead: usize,
+    /// The identity declared dead (its bump).
+    pub bump: u64,
+}
+
 /// Messages sent, and their bytes, of one kind.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct Sent {
@@ -199,10 +211,10 @@ pub struct World {
     pub counts: Counts,
     /// FNV-1a over every event run: the same seed gives the same hash.
     pub trace: u64,
-    /// Writes acknowledged (`Written` with success), by id.
-    pub written: BTreeSet<u64>,
-    /// Nodes each node declared dead (by `Disconnect`), with when.
-    pub deaths: Vec<(u64, usize, usize)>,
+    /// Writes acknowledged (`Written` with success): id → when.
+    pub written: BTreeMap<u64, u64>,
+    /// Nodes each node declared dead (by `Disconnect`).
+    pub deaths: Vec<Death>,
     /// When each pod (namespace/name) last started running, and where.
     pub started: Vec<(u64, String, usize)>,
     /// The placements the cores compute, shared as the cores of one process share them.
@@ -233,6 +245,7 @@ impl World {
                 paused: false,
                 held: Vec::new(),
                 clock_us: 0,
+                epoch: None,
             });
         }
         let by_addr = (0..n).map(|i| (addr(i), i)).collect();
@@ -251,7 +264,7 @@ impl World {
             next_request: 0,
             counts: Counts::default(),
             trace: 0xcbf2_9ce4_8422_2325,
-            written: BTreeSet::new(),
+            written: BTreeMap::new(),
             deaths: Vec::new(),
             started: Vec::new(),
             placements: Placements::default(),
@@ -280,8 +293,9 @@ impl World {
         let node = &mut self.nodes[i];
         node.life += 1;
         let life = node.life;
-        let now_ms = now.as_millis() as u64;
-        node.member.bump = now_ms + 1;
+        let epoch = next_epoch(node.epoch, now.as_millis() as u64);
+        node.epoch = Some(epoch);
+        node.member.bump = epoch;
         let loaded = document::load(Some(&node.file), ActorId::from(actor(seed, i, life)))
             .expect("a file this simulation wrote loads");
         let stored = Stored {
@@ -294,7 +308,7 @@ impl World {
             detection: Detection::default(),
             fanout: 3,
             replicate_to: 4,
-            epoch: now_ms + 1,
+            epoch,
             seed,
             known: [addr(0), other].into(),
             reconcile: Settings {
@@ -666,7 +680,7 @@ impl World {
             }
             Effect::Written { id, result } => {
                 if result.is_ok() {
-                    self.written.insert(id);
+                    self.written.insert(id, self.now);
                 }
             }
             Effect::Schedule { after, timer } => {
@@ -726,7 +740,20 @@ impl World {
             }
             Effect::Disconnect(peer) => {
                 if let Some(&dead) = self.by_peer.get(&peer) {
-                    self.deaths.push((self.now, i, dead));
+                    // The identity declared dead: the newest one of that node it holds down.
+                    let members = self.nodes[i].core.as_ref().map(|c| &c.view().members);
+                    let down = members
+                        .into_iter()
+                        .flatten()
+                        .filter(|(m, l)| *l == Liveness::Down && m.peer_id == peer);
+                    let bump = down.map(|(m, _)| m.bump).max().unwrap_or_default();
+                    let at = self.now;
+                    self.deaths.push(Death {
+                        at,
+                        by: i,
+                        dead,
+                        bump,
+                    });
                 }
             }
             Effect::Replicated(_)

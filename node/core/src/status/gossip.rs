@@ -23,8 +23,9 @@ pub struct Send {
 /// One node's status: its report, everyone's, and the exchanges it runs.
 pub struct StatusGossip {
     mine: NodeStatus,
-    /// Shared with whoever the core published it to; copied on a change only if they still
-    /// hold it (`Arc::make_mut`).
+    /// Shared with whoever the core published it to, and copied on a change only if they
+    /// still hold it (`Arc::make_mut`): the agent's watch always does, so it copies at each
+    /// change as before; the simulator's cores, whose tables nobody else holds, never do.
     table: Arc<StatusTable>,
     fanout: Fanout,
     /// How many peers beyond ⌈ln N⌉ a change is pushed to.
@@ -153,6 +154,17 @@ impl StatusGossip {
             to: peer.clone(),
             message: StatusMessage::Reports(wanted),
         })
+    }
+
+    /// A node is a member again (a new life, or back under a renewed identity): its reports
+    /// are taken again, even at the version it was forgotten at. The news of its old
+    /// identity's death can reach a node after its newest report did, and the node may have
+    /// nothing new to report for a long time; without this, that node's report stayed out
+    /// of this table (the simulator's fault schedules found tables that never agreed again).
+    pub fn returned(&mut self, node: &str) {
+        if self.table.is_forgotten(node) {
+            Arc::make_mut(&mut self.table).remember(node);
+        }
     }
 
     /// A node was declared down: its report no longer describes anything running. True if
