@@ -70,41 +70,43 @@ struct Node {
     epoch: Option<u64>,
 }
 
-/// A node's connections: the peers, and when each was last used (µs), by peer and by age, so
-/// that the least recently used is found at once.
+/// A node's connections: the peers, and when each was last used (µs). At most
+/// [`MAX_CONNECTED`], so a plain list, searched in place, is the quickest to keep.
 #[derive(Default)]
-struct Connections {
-    used: BTreeMap<usize, u64>,
-    by_age: BTreeSet<(u64, usize)>,
-}
+struct Connections(Vec<(usize, u64)>);
 
 impl Connections {
     /// The connection to `peer` is used at `now`, opened if need be; past [`MAX_CONNECTED`],
-    /// the least recently used one closes, and its peer is returned.
+    /// the least recently used one (the lowest peer among equals) closes, and its peer is
+    /// returned.
     fn used(&mut self, peer: usize, now: u64) -> Option<usize> {
-        if let Some(was) = self.used.insert(peer, now) {
-            self.by_age.remove(&(was, peer));
-        }
-        self.by_age.insert((now, peer));
-        if self.used.len() <= MAX_CONNECTED {
+        if let Some(link) = self.0.iter_mut().find(|(p, _)| *p == peer) {
+            link.1 = now;
             return None;
         }
-        let (_, oldest) = self.by_age.pop_first()?;
-        self.used.remove(&oldest);
-        Some(oldest)
+        self.0.push((peer, now));
+        if self.0.len() <= MAX_CONNECTED {
+            return None;
+        }
+        let (oldest, _) = self
+            .0
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (p, at))| (*at, *p))?;
+        Some(self.0.swap_remove(oldest).0)
     }
 
     /// Closes the connection to `peer`; true if there was one.
     fn remove(&mut self, peer: usize) -> bool {
-        let Some(at) = self.used.remove(&peer) else {
+        let Some(at) = self.0.iter().position(|(p, _)| *p == peer) else {
             return false;
         };
-        self.by_age.remove(&(at, peer));
+        self.0.swap_remove(at);
         true
     }
 
     fn peers(self) -> impl Iterator<Item = usize> {
-        self.used.into_keys()
+        self.0.into_iter().map(|(p, _)| p)
     }
 }
 
