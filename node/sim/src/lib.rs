@@ -20,7 +20,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
 use weeble_core::document::Op;
-use weeble_crdt::parse_manifests;
+use weeble_core::node::NodeCore;
+use weeble_crdt::{ObjectKey, parse_manifests};
 use world::{Conditions, World};
 
 /// What to simulate.
@@ -63,6 +64,12 @@ pub struct Report {
     pub msgs_per_node_s: f64,
     /// The idle bytes per node and second by kind: membership, status, document sync.
     pub idle_bytes: [f64; 3],
+    /// A write after the idle window (a Service, which starts no pod, applied at a random
+    /// node): virtual seconds until it was acknowledged (held by enough peers), and until
+    /// half and 99 % of the nodes held it.
+    pub write_ack_s: f64,
+    pub write_spread_p50_s: f64,
+    pub write_spread_p99_s: f64,
     pub virtual_s: f64,
     pub trace_hash: u64,
     /// Phases that did not finish in time, if any.
@@ -71,6 +78,12 @@ pub struct Report {
 
 /// The idle window the traffic is measured over, virtual µs.
 const IDLE_US: u64 = 10_000_000;
+
+/// How long the write after the idle window may take to reach every node, virtual µs.
+const SPREAD_MAX_US: u64 = 10_000_000;
+
+/// How often the nodes are looked at while the write spreads, virtual µs.
+const SPREAD_STEP_US: u64 = 1_000;
 
 /// Runs the scenario; `progress` hears the virtual time reached (µs) after each virtual second.
 pub fn run(options: &Options, mut progress: impl FnMut(u64)) -> Report {
@@ -125,6 +138,30 @@ pub fn run(options: &Options, mut progress: impl FnMut(u64)) -> Report {
     let per_node_s = |n: u64| n as f64 / options.nodes as f64 / idle_s.max(1e-9);
     let idle_bytes = [idle.membership, idle.status, idle.sync].map(|s| per_node_s(s.bytes));
 
+    let writer = rng.random_range(0..options.nodes);
+    let write_at = world.now;
+    let key = ObjectKey::new("default", "probe");
+    world.write(writer, WRITE_ID, Op::Apply(service(&key.name)));
+    let mut spread = Vec::new();
+    let mut seen = vec![false; options.nodes];
+    let spread_end = (world.now + SPREAD_MAX_US).min(end);
+    while spread.len() < options.nodes && world.now < spread_end {
+        let next = world.now + SPREAD_STEP_US;
+        advance(&mut world, next);
+        for (i, seen) in seen.iter_mut().enumerate().filter(|(_, seen)| !**seen) {
+            let holds = |c: &NodeCore| c.view().snapshot.services.contains_key(&key);
+            if world.core(i).is_some_and(holds) {
+                *seen = true;
+                spread.push(seconds(world.now - write_at));
+            }
+        }
+    }
+    let acked = world.replicated.get(&WRITE_ID);
+    if spread.len() < options.nodes || acked.is_none() {
+        unfinished.push("the write spreading");
+    }
+    let write_ack_s = acked.map_or(0.0, |at| seconds(at - write_at));
+
     let crash_at = world.now;
     let mut victims: Vec<usize> = (0..options.nodes).collect();
     shuffle(&mut victims, &mut rng);
@@ -178,6 +215,9 @@ pub fn run(options: &Options, mut progress: impl FnMut(u64)) -> Report {
         bytes_per_node_s: per_node_s(idle.total().bytes),
         msgs_per_node_s: per_node_s(idle.total().messages),
         idle_bytes,
+        write_ack_s,
+        write_spread_p50_s: percentile(&mut spread, 50.0),
+        write_spread_p99_s: percentile(&mut spread, 99.0),
         virtual_s: seconds(world.now),
         trace_hash: world.trace,
         unfinished,
@@ -221,6 +261,20 @@ fn shuffle<T>(items: &mut [T], rng: &mut StdRng) {
         let j = rng.random_range(0..=i);
         items.swap(i, j);
     }
+}
+
+/// The id of the write whose spread is measured (the deployments' is 1).
+const WRITE_ID: u64 = 2;
+
+/// The Service `name`, selecting the first deployment's pods.
+fn service(name: &str) -> Vec<weeble_crdt::Object> {
+    let text = format!(
+        "kind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: d0}}\n  \
+         ports: [{{port: 80}}]\n"
+    );
+    parse_manifests(&text)
+        .expect("a generated manifest is valid")
+        .objects
 }
 
 /// `count` deployments holding `replicas` in all.

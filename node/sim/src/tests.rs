@@ -41,6 +41,13 @@ fn crashed_nodes_replicas_run_again_elsewhere_once_each() {
         "{report:?}"
     );
     assert!(report.bytes_per_node_s > 0.0, "{report:?}");
+    assert!(
+        report.write_ack_s > 0.0
+            && report.write_spread_p50_s > 0.0
+            && report.write_spread_p50_s <= report.write_spread_p99_s
+            && report.write_spread_p99_s < 5.0,
+        "a write is acknowledged and reaches every node: {report:?}"
+    );
 }
 
 #[test]

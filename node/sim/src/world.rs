@@ -213,8 +213,10 @@ pub struct World {
     pub counts: Counts,
     /// FNV-1a over every event run: the same seed gives the same hash.
     pub trace: u64,
-    /// Writes acknowledged (`Written` with success): id → when.
+    /// Writes on disk (`Written` with success): id → when.
     pub written: BTreeMap<u64, u64>,
+    /// Writes held by enough peers to be acknowledged (`Replicated`): id → when.
+    pub replicated: BTreeMap<u64, u64>,
     /// Nodes each node declared dead (by `Disconnect`).
     pub deaths: Vec<Death>,
     /// When each pod (namespace/name) last started running, and where.
@@ -267,6 +269,7 @@ impl World {
             counts: Counts::default(),
             trace: 0xcbf2_9ce4_8422_2325,
             written: BTreeMap::new(),
+            replicated: BTreeMap::new(),
             deaths: Vec::new(),
             started: Vec::new(),
             placements: Placements::default(),
@@ -758,8 +761,10 @@ impl World {
                     });
                 }
             }
-            Effect::Replicated(_)
-            | Effect::Snapshot(_)
+            Effect::Replicated(id) => {
+                self.replicated.insert(id, self.now);
+            }
+            Effect::Snapshot(_)
             | Effect::Containers(_)
             | Effect::Known(_)
             | Effect::Digest(_)
