@@ -285,43 +285,70 @@ pub struct Kept {
     pub nodes: usize,
     pub faults: usize,
     pub writes_acknowledged: usize,
-    /// Deaths declared, all of them of nodes that were down, paused or cut off.
+    /// Deaths declared, every one first-hand or of an identity declared dead first-hand.
     pub deaths: usize,
     pub replicas: usize,
     pub trace_hash: u64,
 }
 
-/// When a pair of nodes, or a node, could not be counted on: closed intervals of virtual µs.
+/// When something could not be counted on: its spans of virtual µs, the last perhaps still
+/// open.
+struct Spans<K> {
+    closed: BTreeMap<K, Vec<(u64, u64)>>,
+    /// Open ones: since when.
+    open: BTreeMap<K, u64>,
+}
+
+impl<K> Default for Spans<K> {
+    fn default() -> Self {
+        Spans {
+            closed: BTreeMap::new(),
+            open: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord + Copy> Spans<K> {
+    /// A span of `key` begins at `at`, unless one is open already.
+    fn begin(&mut self, key: K, at: u64) {
+        self.open.entry(key).or_insert(at);
+    }
+
+    /// The open span of `key`, if any, ends at `at`.
+    fn end(&mut self, key: K, at: u64) {
+        if let Some(since) = self.open.remove(&key) {
+            self.closed.entry(key).or_default().push((since, at));
+        }
+    }
+
+    /// Every open span ends at `at`.
+    fn end_all(&mut self, at: u64) {
+        let open: Vec<K> = self.open.keys().copied().collect();
+        for key in open {
+            self.end(key, at);
+        }
+    }
+
+    /// Whether a span of `key` overlaps `from..=at`.
+    fn during(&self, key: K, from: u64, at: u64) -> bool {
+        let closed = self.closed.get(&key);
+        closed.is_some_and(|s| s.iter().any(|&(a, b)| a <= at && b >= from))
+            || self.open.get(&key).is_some_and(|&since| since <= at)
+    }
+}
+
+/// When nodes and links could not be counted on.
 #[derive(Default)]
 struct Troubles {
     /// Per node: crashed or paused.
-    node: BTreeMap<usize, Vec<(u64, u64)>>,
+    node: Spans<usize>,
     /// Per unordered pair: on different sides, or a direction cut.
-    pair: BTreeMap<(usize, usize), Vec<(u64, u64)>>,
-    /// Open ones: since when.
-    node_open: BTreeMap<usize, u64>,
-    pair_open: BTreeMap<(usize, usize), u64>,
+    pair: Spans<(usize, usize)>,
 }
 
 impl Troubles {
-    fn begin_node(&mut self, i: usize, at: u64) {
-        self.node_open.entry(i).or_insert(at);
-    }
-
-    fn end_node(&mut self, i: usize, at: u64) {
-        if let Some(since) = self.node_open.remove(&i) {
-            self.node.entry(i).or_default().push((since, at));
-        }
-    }
-
     fn begin_pair(&mut self, a: usize, b: usize, at: u64) {
-        self.pair_open.entry((a.min(b), a.max(b))).or_insert(at);
-    }
-
-    fn heal(&mut self, at: u64) {
-        for (pair, since) in std::mem::take(&mut self.pair_open) {
-            self.pair.entry(pair).or_default().push((since, at));
-        }
+        self.pair.begin((a.min(b), a.max(b)), at);
     }
 
     /// Whether `by` had grounds of its own to declare `dead` dead at `at`: within the
@@ -329,15 +356,9 @@ impl Troubles {
     /// cut or partitioned.
     fn first_hand(&self, by: usize, dead: usize, at: u64) -> bool {
         let from = at.saturating_sub(detection_window_us());
-        let overlaps = |spans: Option<&Vec<(u64, u64)>>, open: Option<&u64>| {
-            spans.is_some_and(|s| s.iter().any(|&(a, b)| a <= at && b >= from))
-                || open.is_some_and(|&since| since <= at)
-        };
         let pair = (by.min(dead), by.max(dead));
-        [by, dead]
-            .iter()
-            .any(|i| overlaps(self.node.get(i), self.node_open.get(i)))
-            || overlaps(self.pair.get(&pair), self.pair_open.get(&pair))
+        [by, dead].iter().any(|&i| self.node.during(i, from, at))
+            || self.pair.during(pair, from, at)
     }
 }
 
@@ -384,19 +405,19 @@ fn run_faults(schedule: &Schedule) -> (World, Troubles, BTreeMap<u64, Change>) {
         match fault {
             Fault::Crash(i) => {
                 world.crash(*i);
-                troubles.begin_node(*i, at);
+                troubles.node.begin(*i, at);
             }
             Fault::Restart(i) => {
                 world.start(*i);
-                troubles.end_node(*i, at);
+                troubles.node.end(*i, at);
             }
             Fault::Pause(i) => {
                 world.pause(*i);
-                troubles.begin_node(*i, at);
+                troubles.node.begin(*i, at);
             }
             Fault::Resume(i) => {
                 world.resume(*i);
-                troubles.end_node(*i, at);
+                troubles.node.end(*i, at);
             }
             Fault::Clock(i, offset) => world.set_clock(*i, *offset),
             Fault::Split(sides) => {
@@ -417,7 +438,7 @@ fn run_faults(schedule: &Schedule) -> (World, Troubles, BTreeMap<u64, Change>) {
             }
             Fault::Heal => {
                 world.net.heal();
-                troubles.heal(at);
+                troubles.pair.end_all(at);
             }
             Fault::Write(i, id, change) => {
                 writes.insert(*id, change.clone());
@@ -427,14 +448,14 @@ fn run_faults(schedule: &Schedule) -> (World, Troubles, BTreeMap<u64, Change>) {
     }
     world.run_until(FAULTS_UNTIL_US);
     world.net.heal();
-    troubles.heal(FAULTS_UNTIL_US);
+    troubles.pair.end_all(FAULTS_UNTIL_US);
     for i in 0..n {
         if world.is_paused(i) {
             world.resume(i);
         } else if !world.is_up(i) {
             world.start(i);
         }
-        troubles.end_node(i, FAULTS_UNTIL_US);
+        troubles.node.end(i, FAULTS_UNTIL_US);
     }
     (world, troubles, writes)
 }
