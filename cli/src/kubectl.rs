@@ -444,7 +444,7 @@ pub fn logs(client: &Client, ns: &str, pod: &str, tail: usize) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weeble_core::membership::{Liveness, MemberId};
+    use weeble_core::membership::{Liveness, MemberId, MemberInfo};
     use weeble_core::placement::Unplaced;
     use weeble_crdt::{Labels, Object, ResourceAmounts, parse_manifests};
 
@@ -493,7 +493,7 @@ spec:
                 "<none>"
             ]
         );
-        let member = MemberId {
+        let member = MemberId::from(MemberInfo {
             name: "n1".into(),
             peer_id: "peer1".into(),
             p2p: "127.0.0.11:7946".parse().unwrap(),
@@ -505,7 +505,7 @@ spec:
             },
             max_pods: 10,
             bump: 1,
-        };
+        });
         let suspect = objects::Node::new(&member, Liveness::Suspect, None);
         assert_eq!(
             table(&[suspect], true)[1],

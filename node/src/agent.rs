@@ -7,7 +7,7 @@
 //! view + status ──▶ endpoints ──▶ service proxy (and the API); view ──▶ DNS server
 
 use crate::driver::{self, Command, Driver, Inboxes};
-use crate::membership::{Detection, MemberId, live_peers};
+use crate::membership::{Detection, MemberId, MemberInfo, live_peers};
 use crate::network::{NetConfig, Network};
 use crate::probe::{Checker, Probes};
 use crate::proxy::net::{Net, Tcp};
@@ -318,7 +318,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         &config.data_dir.join("epoch"),
         crate::clock::now_ms() as u64,
     );
-    let me = MemberId {
+    let me = MemberId::from(MemberInfo {
         name: config.name.clone(),
         peer_id: transport.peer_id(),
         p2p: config.p2p,
@@ -327,7 +327,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         capacity: config.capacity,
         max_pods: config.max_pods,
         bump: epoch,
-    };
+    });
     info!(node = %me.name, peer_id = %me.peer_id, p2p = %me.p2p, api = %me.api, "node starting");
     let peers_file = config.data_dir.join("peers");
     let mut known = read_peers(&peers_file);

@@ -205,11 +205,11 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                 None
             }
             NetEvent::Request {
-                from,
                 request: Inbound::Status(message),
                 reply,
+                ..
             } => {
-                let answer = self.step(Input::Status { from, message }, waiting).await;
+                let answer = self.step(Input::Status { message }, waiting).await;
                 let response = match answer {
                     Some(Answer::Status(Some(message))) => Response::Status(message),
                     _ => Response::Ack,
@@ -241,7 +241,7 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                 tokio::spawn(async move {
                     let reply = transport.sync(to.clone(), message).await;
                     let reply = reply.map_err(|e| e.to_string());
-                    let peer = to.peer_id;
+                    let peer = to.peer_id.clone();
                     let _ = feedback.send(Input::SyncReply { peer, reply }).await;
                 });
             }

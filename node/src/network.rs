@@ -485,7 +485,10 @@ impl NetworkActor {
                     match dial_failure(&error.to_string()) {
                         DialFailure::NothingListens => {
                             info!(peer = %member.name, %error, "nothing listens at the peer's address: its process is gone");
-                            let _ = self.events.send(NetEvent::Gone(member.peer_id)).await;
+                            let _ = self
+                                .events
+                                .send(NetEvent::Gone(member.peer_id.clone()))
+                                .await;
                         }
                         // A process that is dying may still accept, then reset: look again.
                         DialFailure::Reset if attempt < CHECK_ATTEMPTS => {

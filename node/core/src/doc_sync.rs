@@ -85,7 +85,7 @@ impl DocSync {
     /// The document changed: a sync with a few random `peers`.
     pub fn changed(&mut self, peers: &[MemberId]) -> Vec<SyncEffect> {
         self.generation += 1;
-        let picked = self.fanout.push(peers, self.extra, |_| false);
+        let picked = self.fanout.push(peers, self.extra);
         picked
             .into_iter()
             .filter_map(|peer| self.exchange(peer, None, false))

@@ -6,10 +6,11 @@
 //!   two that differ find out within a few periods. Only then do they exchange anything more
 //!   (status versions, or an automerge sync); [`Digest::differs`] says what, and
 //!   [`starts_exchange`] which of the two begins it, so a pair exchanges once, not twice.
-//! - A change is pushed at once to a few random peers ([`Fanout`], [`push_width`]), and each
-//!   peer that learns something new from a push passes it on the same way: a rumour reaches
+//! - A change is pushed to a few random peers ([`Fanout`], [`push_width`]), and each peer
+//!   that learns something new from a push passes it on the same way: a rumour reaches
 //!   every node in about log(N) hops, and costs each node ⌈ln N⌉ + c messages (memberlist
-//!   retransmits each broadcast about as often).
+//!   retransmits each broadcast about as often). Status news waits a moment first, to leave
+//!   with whatever else is news then (`status::gossip`).
 
 use crate::hash::fnv1a;
 use rand::rngs::StdRng;
@@ -78,46 +79,25 @@ impl Fanout {
         }
     }
 
-    /// Up to `n` of `peers`, distinct, at random, in the order picked.
+    /// Up to `n` of `peers`, distinct, at random, in the order picked: a partial
+    /// Fisher–Yates shuffle that keeps only the positions it swapped, so that picking a few
+    /// of thousands of peers costs a few steps, not thousands.
     pub fn pick<T: Clone>(&mut self, peers: &[T], n: usize) -> Vec<T> {
-        self.pick_except(peers, n, |_| false)
-    }
-
-    /// Up to `n` of `peers` but those `except` holds for, distinct, at random, in the order
-    /// picked: a partial Fisher–Yates shuffle that keeps only the positions it swapped, so
-    /// that picking a few of thousands of peers costs a few steps, not thousands.
-    pub fn pick_except<T: Clone>(
-        &mut self,
-        peers: &[T],
-        n: usize,
-        except: impl Fn(&T) -> bool,
-    ) -> Vec<T> {
         let mut swapped: BTreeMap<usize, usize> = BTreeMap::new();
-        let mut picked = Vec::with_capacity(n.min(peers.len()));
-        for i in 0..peers.len() {
-            if picked.len() == n {
-                break;
-            }
-            let j = self.rng.random_range(i..peers.len());
-            let at_i = swapped.get(&i).copied().unwrap_or(i);
-            let at_j = swapped.insert(j, at_i).unwrap_or(j);
-            if !except(&peers[at_j]) {
-                picked.push(peers[at_j].clone());
-            }
-        }
-        picked
+        (0..n.min(peers.len()))
+            .map(|i| {
+                let j = self.rng.random_range(i..peers.len());
+                let at_i = swapped.get(&i).copied().unwrap_or(i);
+                let at_j = swapped.insert(j, at_i).unwrap_or(j);
+                peers[at_j].clone()
+            })
+            .collect()
     }
 
-    /// The peers a change goes to: [`push_width`]`(extra, peers.len())` of `peers` but those
-    /// `except` holds for, at random (the width counts the excepted peers too: where ⌈ln N⌉
-    /// steps up, one push more than counting them out would give).
-    pub fn push<T: Clone>(
-        &mut self,
-        peers: &[T],
-        extra: usize,
-        except: impl Fn(&T) -> bool,
-    ) -> Vec<T> {
-        self.pick_except(peers, push_width(extra, peers.len()), except)
+    /// The peers a change goes to: [`push_width`]`(extra, peers.len())` of `peers`, at
+    /// random.
+    pub fn push<T: Clone>(&mut self, peers: &[T], extra: usize) -> Vec<T> {
+        self.pick(peers, push_width(extra, peers.len()))
     }
 }
 
@@ -150,20 +130,6 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(again(3), again(3), "the same seed picks the same peers");
-    }
-
-    #[test]
-    fn a_pick_leaves_out_the_excepted_and_still_picks_as_many_as_there_are() {
-        let peers: Vec<u32> = (0..10).collect();
-        let mut fanout = Fanout::new(5);
-        for _ in 0..100 {
-            let picked = fanout.pick_except(&peers, 4, |&p| p == 3);
-            assert_eq!(picked.len(), 4);
-            assert!(!picked.contains(&3), "{picked:?}");
-            assert_eq!(picked.iter().collect::<BTreeSet<_>>().len(), 4, "distinct");
-        }
-        let all_but_one = fanout.pick_except(&peers, 20, |&p| p == 3);
-        assert_eq!(all_but_one.len(), 9, "every peer but the excepted one");
     }
 
     #[test]

@@ -20,9 +20,17 @@ use std::time::Duration;
 use weeble_crdt::{Labels, ResourceAmounts};
 
 /// A member as the cluster knows it: everything another node needs to reach it and place
-/// work on it. Sent in every membership message, so kept small.
+/// work on it. Sent in every membership message, so kept small; shared, not copied: SWIM's
+/// list, the core's, the live peers and the view each hold every member, and foca clones an
+/// update twice to apply it. Reads and writes its fields through [`MemberInfo`]; a write
+/// copies it first if it is shared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberId {
+#[serde(transparent)]
+pub struct MemberId(Arc<MemberInfo>);
+
+/// What a [`MemberId`] holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
     pub name: String,
     /// The libp2p peer id, base58; empty for a join address whose peer is not known yet.
     pub peer_id: String,
@@ -36,11 +44,31 @@ pub struct MemberId {
     pub bump: u64,
 }
 
+impl std::ops::Deref for MemberId {
+    type Target = MemberInfo;
+
+    fn deref(&self) -> &MemberInfo {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for MemberId {
+    fn deref_mut(&mut self) -> &mut MemberInfo {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<MemberInfo> for MemberId {
+    fn from(info: MemberInfo) -> Self {
+        MemberId(Arc::new(info))
+    }
+}
+
 impl MemberId {
     /// A stand-in for a peer known only by its address (`--join`): enough to send it an
     /// announce, which SWIM accepts for any identity with the receiver's address.
     pub fn seed(p2p: SocketAddr) -> Self {
-        MemberId {
+        MemberId::from(MemberInfo {
             name: String::new(),
             peer_id: String::new(),
             p2p,
@@ -49,23 +77,22 @@ impl MemberId {
             capacity: ResourceAmounts::default(),
             max_pods: 0,
             bump: 0,
-        }
+        })
     }
 
     /// Node `n{i}` (peer id `p{i}`) at `p2p`, with one core, 1 GiB and the kubelet's 110 pods:
     /// the node the tests and the simulator run.
     pub fn numbered(i: usize, p2p: SocketAddr) -> Self {
-        MemberId {
-            name: format!("n{i}"),
-            peer_id: format!("p{i}"),
-            capacity: ResourceAmounts {
-                cpu_millis: 1000,
-                memory_bytes: 1 << 30,
-            },
-            max_pods: 110,
-            bump: 1,
-            ..MemberId::seed(p2p)
-        }
+        let mut member = MemberId::seed(p2p);
+        member.name = format!("n{i}");
+        member.peer_id = format!("p{i}");
+        member.capacity = ResourceAmounts {
+            cpu_millis: 1000,
+            memory_bytes: 1 << 30,
+        };
+        member.max_pods = 110;
+        member.bump = 1;
+        member
     }
 
     /// Test node `i`, at 127.0.0.1:7000+i.
@@ -81,10 +108,9 @@ impl Identity for MemberId {
     type Addr = SocketAddr;
 
     fn renew(&self) -> Option<Self> {
-        Some(MemberId {
-            bump: self.bump + 1,
-            ..self.clone()
-        })
+        let mut renewed = self.clone();
+        renewed.bump += 1;
+        Some(renewed)
     }
 
     fn addr(&self) -> SocketAddr {
@@ -190,23 +216,25 @@ pub fn live_peers<'a>(
 /// Announces per tick at most: a long list of unreachable addresses costs little.
 pub const ANNOUNCES_PER_TICK: usize = 3;
 
-/// The known peer addresses to announce to this tick: those at which no member is alive (a
-/// new node's `--join` seeds, the far side of a healed partition, a peer met before a
-/// restart), [`ANNOUNCES_PER_TICK`] at most, taken in turn from `turn` on, so that each gets
-/// its turn however many there are.
-pub fn announce_targets(
+/// The known peer addresses at which no member is alive: a new node's `--join` seeds, the
+/// far side of a healed partition, a peer met before a restart.
+pub fn unreached(
     known: &std::collections::BTreeSet<SocketAddr>,
     members: &[(MemberId, Liveness)],
-    turn: usize,
 ) -> Vec<SocketAddr> {
     let active: std::collections::BTreeSet<SocketAddr> = members
         .iter()
         .filter(|(_, l)| *l != Liveness::Down)
         .map(|(m, _)| m.p2p)
         .collect();
-    let inactive: Vec<SocketAddr> = known.difference(&active).copied().collect();
-    (0..inactive.len().min(ANNOUNCES_PER_TICK))
-        .map(|i| inactive[(turn + i) % inactive.len()])
+    known.difference(&active).copied().collect()
+}
+
+/// The addresses to announce to this tick: [`ANNOUNCES_PER_TICK`] of the `unreached` at
+/// most, taken in turn from `turn` on, so that each gets its turn however many there are.
+pub fn announce_targets(unreached: &[SocketAddr], turn: usize) -> Vec<SocketAddr> {
+    (0..unreached.len().min(ANNOUNCES_PER_TICK))
+        .map(|i| unreached[(turn + i) % unreached.len()])
         .collect()
 }
 
@@ -262,6 +290,8 @@ pub struct Membership {
     /// Every member with its liveness, sorted by name: listed again from foca only after a
     /// step that may have changed it (see [`Self::drain`]), not on every datagram.
     members: Vec<(MemberId, Liveness)>,
+    /// How many of `members` are suspect.
+    suspects: usize,
     /// Grows each time `members` changes.
     generation: u64,
     /// The fingerprint of foca's states `members` was listed at ([`Self::states`]).
@@ -299,6 +329,7 @@ impl Membership {
             suspect_to_down: detection.suspect_to_down,
             heard: HashMap::new(),
             members: vec![(me, Liveness::Alive)],
+            suspects: 0,
             generation: 0,
             states: 0,
             updates,
@@ -319,7 +350,7 @@ impl Membership {
     pub fn receive(&mut self, data: &[u8], now: Duration) -> Result<Vec<Effect>, MembershipError> {
         if let Ok(header) = foca::Codec::decode_header(&mut BincodeCodec::default(), data) {
             self.heard
-                .entry(header.src.peer_id)
+                .entry(header.src.peer_id.clone())
                 .and_modify(|h| h.again(now))
                 .or_insert(Heard {
                     at: now,
@@ -441,6 +472,10 @@ impl Membership {
         self.states = states;
         let members = self.listing();
         if members != self.members {
+            self.suspects = members
+                .iter()
+                .filter(|(_, l)| *l == Liveness::Suspect)
+                .count();
             self.members = members;
             self.generation += 1;
         }
@@ -504,9 +539,8 @@ impl Membership {
         result: Result<(), foca::Error>,
         silently: bool,
     ) -> Result<Vec<Effect>, MembershipError> {
-        let mut changed = silently
-            || self.updates.swap(0, Ordering::Relaxed) > 0
-            || self.members.iter().any(|(_, l)| *l == Liveness::Suspect);
+        let mut changed =
+            silently || self.updates.swap(0, Ordering::Relaxed) > 0 || self.suspects > 0;
         let mut effects = Vec::new();
         while let Some(n) = self.runtime.to_notify() {
             match n {
@@ -547,9 +581,73 @@ impl Membership {
 
 /// Encodes membership messages with bincode (the project's one binary encoding), counting
 /// the member updates it decodes: a datagram that carried none changed no member's state.
+///
+/// Each update comes many times (piggybacked up to `max_transmissions` times by each node
+/// that hears it): an identity already seen at its address is read in place and shared,
+/// not decoded into new strings again.
 #[derive(Default, Clone)]
 pub struct BincodeCodec {
     updates: Arc<AtomicUsize>,
+    /// The identity last decoded at each address, at most [`MAX_SEEN`].
+    seen: HashMap<SocketAddr, MemberId>,
+}
+
+/// Identities the codec keeps to share: more members than any cluster has.
+const MAX_SEEN: usize = 1 << 16;
+
+/// An update as the wire holds it, read in place: foca's `Member` (an identity, its
+/// incarnation and state), the identity's fields in [`MemberInfo`]'s order.
+#[derive(Deserialize)]
+struct WireUpdate<'a> {
+    #[serde(borrow)]
+    id: WireId<'a>,
+    incarnation: foca::Incarnation,
+    state: State,
+}
+
+#[derive(Deserialize)]
+struct WireId<'a> {
+    name: &'a str,
+    peer_id: &'a str,
+    p2p: SocketAddr,
+    api: SocketAddr,
+    #[serde(borrow)]
+    labels: std::collections::BTreeMap<&'a str, &'a str>,
+    capacity: ResourceAmounts,
+    max_pods: u32,
+    bump: u64,
+}
+
+impl WireId<'_> {
+    /// Whether `known` is this identity.
+    fn is(&self, known: &MemberInfo) -> bool {
+        let labels = known.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        self.name == known.name
+            && self.peer_id == known.peer_id
+            && self.p2p == known.p2p
+            && self.api == known.api
+            && self.capacity == known.capacity
+            && self.max_pods == known.max_pods
+            && self.bump == known.bump
+            && labels.eq(self.labels.iter().map(|(k, v)| (*k, *v)))
+    }
+
+    fn to_owned(&self) -> MemberId {
+        MemberId::from(MemberInfo {
+            name: self.name.to_string(),
+            peer_id: self.peer_id.to_string(),
+            p2p: self.p2p,
+            api: self.api,
+            labels: self
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            capacity: self.capacity,
+            max_pods: self.max_pods,
+            bump: self.bump,
+        })
+    }
 }
 
 const BINCODE: bincode::config::Configuration = bincode::config::standard();
@@ -604,9 +702,25 @@ impl foca::Codec<MemberId> for BincodeCodec {
         Self::encode(member, buf).map_err(|e| CodecError(e.to_string()))
     }
 
-    fn decode_member(&mut self, buf: impl Buf) -> Result<foca::Member<MemberId>, CodecError> {
+    fn decode_member(&mut self, mut buf: impl Buf) -> Result<foca::Member<MemberId>, CodecError> {
         self.updates.fetch_add(1, Ordering::Relaxed);
-        Self::decode(buf).map_err(|e| CodecError(e.to_string()))
+        let (wire, used): (WireUpdate, usize) =
+            bincode::serde::borrow_decode_from_slice(buf.chunk(), BINCODE)
+                .map_err(|e| CodecError(e.to_string()))?;
+        let id = match self.seen.get(&wire.id.p2p) {
+            Some(known) if wire.id.is(known) => known.clone(),
+            _ => {
+                if self.seen.len() >= MAX_SEEN {
+                    self.seen.clear();
+                }
+                let id = wire.id.to_owned();
+                self.seen.insert(id.p2p, id.clone());
+                id
+            }
+        };
+        let member = foca::Member::new(id, wire.incarnation, wire.state);
+        buf.advance(used);
+        Ok(member)
     }
 }
 

@@ -14,7 +14,8 @@
 //!   placement computed again only if what it reads changed, and a reconcile pass
 //!   ([`Reconciler`]), as after a container stopped, the probes found something, or (while
 //!   pods are handed over) the status table changed;
-//! - the reconciler's pods → this node's status report, spread by [`StatusGossip`]; its probes
+//! - the reconciler's pods → this node's status report, spread by [`StatusGossip`] with the
+//!   rest of its news a moment later ([`Timer::Push`]); its probes
 //!   → the [`Prober`], whose findings wake it again;
 //! - the status table or the document changed → a new digest, carried by every datagram;
 //! - the document cannot be persisted → the node reports itself not Ready, and takes no pods.
@@ -29,14 +30,14 @@ use crate::document::{
 use crate::gossip::{Digest, doc_fingerprint, starts_exchange};
 use crate::membership::{
     self, ANNOUNCES_PER_TICK, Detection, Liveness, MemberId, Membership, announce_targets,
-    gone_for_good, live_peers, take_answer,
+    gone_for_good, live_peers, take_answer, unreached,
 };
 use crate::probe::{Check, Health, Prober};
 use crate::reconcile::pass::{Context, Event, Reconciler, Settings, Work};
 use crate::reconcile::{Action, wakes};
 use crate::runtime::RuntimeEvent;
 
-use crate::status::{Send, StatusGossip, StatusMessage, StatusTable};
+use crate::status::{PUSH_AFTER, Send, StatusGossip, StatusMessage, StatusTable};
 use crate::view::{Placements, Planner, View};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -90,6 +91,8 @@ pub enum Timer {
     Probe,
     /// Try to persist again ([`crate::document::RETRY_PERSIST`]).
     Persist,
+    /// Push the status news gathered since [`PUSH_AFTER`] ago.
+    Push,
 }
 
 /// What happens to a node. Peers are named by their libp2p id.
@@ -106,7 +109,6 @@ pub enum Input {
     },
     /// A peer's status message; its answer is among the effects as [`Effect::Answer`].
     Status {
-        from: String,
         message: StatusMessage,
     },
     /// The answer to the versions this node sent `peer` (`None`: the exchange failed).
@@ -211,7 +213,8 @@ pub enum Effect {
     Check(MemberId),
     /// Close every connection to this peer (declared dead).
     Disconnect(String),
-    /// Every peer address this node knows: keep them, for the next start.
+    /// Every peer address this node knows, after it met new ones (at most once an announce
+    /// tick): keep them, for the next start.
     Known(Vec<SocketAddr>),
     /// What this node holds now, for every membership datagram to carry.
     Digest(Digest),
@@ -237,6 +240,12 @@ pub struct NodeCore {
     probe_at: Option<i64>,
     /// Every peer address this node was given or has met.
     known: BTreeSet<SocketAddr>,
+    /// Whether `known` grew since it was last handed out ([`Effect::Known`], at most once an
+    /// announce tick: a thousand joins are one write of the peers file, not a thousand).
+    known_changed: bool,
+    /// The known addresses with no live member, and the members' generation and the number
+    /// of known addresses they were listed at.
+    unreached: ((u64, usize), Vec<SocketAddr>),
     /// Where the next round of announces starts among the addresses with no live member.
     turn: usize,
     /// The live peers, listed again when the members change.
@@ -278,6 +287,8 @@ impl NodeCore {
             health: Arc::default(),
             probe_at: None,
             known,
+            known_changed: false,
+            unreached: ((u64::MAX, 0), Vec::new()),
             turn: 0,
             peers: Vec::new(),
             peers_generation: 0,
@@ -323,15 +334,14 @@ impl NodeCore {
                 }
                 self.swim(swim, &mut effects);
                 self.refresh_peers();
-                self.compare(&from, digest, &mut effects);
+                self.compare(now, &from, digest, &mut effects);
             }
-            Input::Status { from, message } => {
-                let (answer, sends) = self.status.receive(&from, message, &self.peers);
+            Input::Status { message } => {
+                let answer = self.status.receive(message, now);
                 effects.push(Effect::Answer(Answer::Status(answer)));
-                effects.extend(sends.into_iter().map(Effect::Status));
             }
             Input::StatusAnswer { peer, answer } => {
-                let sends = self.status.answered(&peer, answer);
+                let sends = self.status.answered(&peer, answer, now);
                 effects.extend(sends.into_iter().map(Effect::Status));
             }
             Input::Timer(Timer::Membership(timer)) => {
@@ -339,6 +349,9 @@ impl NodeCore {
                 self.swim(swim, &mut effects);
             }
             Input::Timer(Timer::Announce) => {
+                if std::mem::take(&mut self.known_changed) {
+                    effects.push(Effect::Known(self.known.iter().copied().collect()));
+                }
                 let first = self.turn == 0;
                 let swim = Ok(self.announce());
                 self.swim(swim, &mut effects);
@@ -389,6 +402,10 @@ impl NodeCore {
                 self.document.persisted(result, &self.peers, &mut doc);
                 self.document_effects(doc, &mut effects);
             }
+            Input::Timer(Timer::Push) => {
+                let sends = self.status.push(&self.peers);
+                effects.extend(sends.into_iter().map(Effect::Status));
+            }
             Input::Timer(Timer::Persist) => {
                 let mut doc = Vec::new();
                 self.document.retry(&mut doc);
@@ -409,8 +426,7 @@ impl NodeCore {
                 self.probe(now, &mut effects);
             }
             Input::Leaving => {
-                let sends = self.status.set_leaving(&self.peers);
-                effects.extend(sends.into_iter().map(Effect::Status));
+                self.status.set_leaving();
             }
             Input::Leave => {
                 info!("leaving the cluster");
@@ -468,8 +484,7 @@ impl NodeCore {
         for w in work {
             match w {
                 Work::Pods(pods) => {
-                    let sends = self.status.set_pods(pods, &self.peers);
-                    effects.extend(sends.into_iter().map(Effect::Status));
+                    self.status.set_pods(pods);
                 }
                 Work::WakeIn { ms, token } => effects.push(Effect::Schedule {
                     after: Duration::from_millis(ms.max(0) as u64),
@@ -489,7 +504,11 @@ impl NodeCore {
 
     /// Announces to a few known addresses at which no member is alive.
     fn announce(&mut self) -> Vec<membership::Effect> {
-        let seeds = announce_targets(&self.known, self.membership.members(), self.turn);
+        let listed_at = (self.membership.generation(), self.known.len());
+        if self.unreached.0 != listed_at {
+            self.unreached = (listed_at, unreached(&self.known, self.membership.members()));
+        }
+        let seeds = announce_targets(&self.unreached.1, self.turn);
         self.turn = self.turn.wrapping_add(ANNOUNCES_PER_TICK);
         let mut effects = Vec::new();
         for seed in seeds {
@@ -526,8 +545,8 @@ impl NodeCore {
                 membership::Effect::Up(m) => {
                     info!(peer = %m.name, addr = %m.p2p, "peer joined");
                     self.status.returned(&m.name);
-                    if m.p2p != self.me().p2p && self.known.insert(m.p2p) {
-                        effects.push(Effect::Known(self.known.iter().copied().collect()));
+                    if m.p2p != self.me().p2p {
+                        self.known_changed |= self.known.insert(m.p2p);
                     }
                 }
                 membership::Effect::Down(m) => {
@@ -536,7 +555,7 @@ impl NodeCore {
                         self.status.forget(&m.name);
                     }
                     self.document.forget(&m.peer_id);
-                    effects.push(Effect::Disconnect(m.peer_id));
+                    effects.push(Effect::Disconnect(m.peer_id.clone()));
                 }
                 membership::Effect::Active => info!("joined the cluster"),
                 membership::Effect::Idle => info!("no live peer left: running alone"),
@@ -547,8 +566,7 @@ impl NodeCore {
                     );
                     // Peers forgot this node's status: spread it again; and introduce the new
                     // identity now rather than at the next announce.
-                    let sends = self.status.renew(&self.peers);
-                    effects.extend(sends.into_iter().map(Effect::Status));
+                    self.status.renew();
                     let more = Ok(self.announce());
                     self.swim(more, effects);
                 }
@@ -558,7 +576,7 @@ impl NodeCore {
 
     /// A peer's digest: if what it holds differs from what this node holds, and this node
     /// begins exchanges with it, an exchange.
-    fn compare(&mut self, from: &str, theirs: Digest, effects: &mut Vec<Effect>) {
+    fn compare(&mut self, now: Duration, from: &str, theirs: Digest, effects: &mut Vec<Effect>) {
         let differs = self.digest.differs(&theirs);
         if !(differs.status || differs.doc) || !starts_exchange(&self.me().peer_id, from) {
             return;
@@ -567,7 +585,7 @@ impl NodeCore {
             return;
         };
         if differs.status {
-            effects.extend(self.status.exchange(&peer).map(Effect::Status));
+            effects.extend(self.status.exchange(&peer, now).map(Effect::Status));
         }
         if differs.doc {
             let mut doc = Vec::new();
@@ -602,7 +620,7 @@ impl NodeCore {
 
     /// Whether this node can persist the document, as its status report says: a node that
     /// cannot is not Ready, and leaves placement until it can.
-    fn report_persisting(&mut self, effects: &mut Vec<Effect>) {
+    fn report_persisting(&mut self) {
         if self.document.failing() == self.not_persisting.as_deref() {
             return;
         }
@@ -617,8 +635,7 @@ impl NodeCore {
                 None
             }
         };
-        let sends = self.status.set_not_ready(why, &self.peers);
-        effects.extend(sends.into_iter().map(Effect::Status));
+        self.status.set_not_ready(why);
     }
 
     /// Lists the live peers again if the members changed since they were last listed.
@@ -640,7 +657,7 @@ impl NodeCore {
         table_before: u64,
         effects: &mut Vec<Effect>,
     ) {
-        self.report_persisting(effects);
+        self.report_persisting();
         let table_changed = self.status.table().fingerprint() != table_before;
         let members_changed = self.membership.generation() != generation;
         let snapshot = self.document.snapshot();
@@ -677,6 +694,12 @@ impl NodeCore {
         }
         if wake {
             self.reconcile(now, Event::Wake, effects);
+        }
+        if self.status.push_due() {
+            effects.push(Effect::Schedule {
+                after: PUSH_AFTER,
+                timer: Timer::Push,
+            });
         }
     }
 }

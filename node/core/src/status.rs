@@ -10,7 +10,7 @@ use std::sync::Arc;
 use weeble_crdt::{Labels, Protocol};
 
 mod gossip;
-pub use gossip::{Send, StatusGossip};
+pub use gossip::{EXCHANGE_GAP, EXCHANGE_QUIET, PUSH_AFTER, Send, StatusGossip};
 
 /// Kubernetes' pod phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

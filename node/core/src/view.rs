@@ -4,7 +4,7 @@
 //! cores of one process share the placements they compute ([`Placements`]).
 
 use crate::membership::{Liveness, MemberId};
-use crate::placement::{Candidate, Placement, Workload, Workloads, candidates, place};
+use crate::placement::{Candidate, Placement, Workload, Workloads, candidates, place, place_after};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use weeble_crdt::Snapshot;
@@ -38,8 +38,15 @@ struct Placed {
 const PLACEMENTS_KEPT: usize = 8;
 
 impl Placements {
-    /// The placement of `workloads` on `candidates`: one kept, or computed and kept.
-    fn place(&self, candidates: &[Candidate], workloads: &Workloads) -> Arc<Placement> {
+    /// The placement of `workloads` on `candidates`: one kept, or computed and kept; computed
+    /// from `last`, the placement of the same workloads on other candidates, if it can be
+    /// ([`place_after`]).
+    fn place(
+        &self,
+        candidates: &[Candidate],
+        workloads: &Workloads,
+        last: Option<&(Vec<Candidate>, Arc<Placement>)>,
+    ) -> Arc<Placement> {
         let mut kept = self
             .0
             .lock()
@@ -49,7 +56,9 @@ impl Placements {
         if let Some(found) = kept.iter().find(|p| same(p)) {
             return found.placement.clone();
         }
-        let placement = Arc::new(place(candidates, workloads.iter()));
+        let derived =
+            last.and_then(|(had, before)| place_after(had, before, candidates, workloads.iter()));
+        let placement = Arc::new(derived.unwrap_or_else(|| place(candidates, workloads.iter())));
         if kept.len() == PLACEMENTS_KEPT {
             kept.pop_front();
         }
@@ -91,7 +100,10 @@ impl Planner {
         let changed = self.workloads.update(snapshot);
         let placement = match &self.last {
             Some((same, placement)) if !changed && *same == candidates => placement.clone(),
-            _ => self.shared.place(&candidates, &self.workloads),
+            last => {
+                let last = last.as_ref().filter(|_| !changed);
+                self.shared.place(&candidates, &self.workloads, last)
+            }
         };
         self.last = Some((candidates, placement.clone()));
         View {

@@ -510,16 +510,7 @@ impl World {
             Occurrence::Status { from, to, message } => {
                 let versions = matches!(message, StatusMessage::Versions(_));
                 let answer = match self.is_up(to) {
-                    true => {
-                        let from_peer = self.nodes[from].member.peer_id.clone();
-                        self.step(
-                            to,
-                            Input::Status {
-                                from: from_peer,
-                                message,
-                            },
-                        )
-                    }
+                    true => self.step(to, Input::Status { message }),
                     false => None,
                 };
                 if versions {
@@ -527,8 +518,16 @@ impl World {
                         Some(Answer::Status(answer)) => answer,
                         _ => None,
                     };
+                    // The asker hears back whatever happens, as a transport's request does:
+                    // the answer, or after a timeout, nothing.
                     let peer = self.nodes[to].member.clone();
-                    self.send(to, from, Input::StatusAnswer { peer, answer });
+                    let (delay, answer) = match self.net.transit(&mut self.rng, to, from) {
+                        Some(delay) => (delay, answer),
+                        None => (REQUEST_TIMEOUT_US, None),
+                    };
+                    let life = self.life(from);
+                    let input = Input::StatusAnswer { peer, answer };
+                    self.input_at(self.now + delay, from, life, input);
                 }
             }
             Occurrence::Sync {
@@ -646,7 +645,7 @@ impl World {
                 let to_index = self.by_addr[&to.p2p];
                 let reply = Err("unreachable".into());
                 let failed = Input::SyncReply {
-                    peer: to.peer_id,
+                    peer: to.peer_id.clone(),
                     reply,
                 };
                 let (from, to) = (i, to_index);
@@ -739,7 +738,7 @@ impl World {
             Effect::Check(member) => {
                 let to = self.by_addr[&member.p2p];
                 if !self.is_up(to) {
-                    let input = Input::Gone(member.peer_id);
+                    let input = Input::Gone(member.peer_id.clone());
                     self.input_at(soon, i, life, input);
                 }
             }

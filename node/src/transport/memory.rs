@@ -200,7 +200,7 @@ impl Transport for MemoryTransport {
     async fn check(&self, peer: MemberId) {
         let gone = !self.board.board().lines.contains_key(&peer.p2p);
         if gone && let Some((mine, _, _)) = self.board.reach(self.me, self.me) {
-            let _ = mine.try_send(NetEvent::Gone(peer.peer_id));
+            let _ = mine.try_send(NetEvent::Gone(peer.peer_id.clone()));
         }
     }
 

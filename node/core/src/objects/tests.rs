@@ -2,6 +2,7 @@
 //! what the API writes.
 
 use super::*;
+use crate::membership::MemberInfo;
 use crate::services::Endpoint;
 use crate::status::PortStatus;
 use serde_json::json;
@@ -67,7 +68,7 @@ fn reported(container_ids: &[&str], ready: bool) -> status::PodStatus {
 }
 
 fn member() -> MemberId {
-    MemberId {
+    MemberId::from(MemberInfo {
         name: "n1".into(),
         peer_id: "peer1".into(),
         p2p: "127.0.0.11:7946".parse().unwrap(),
@@ -79,7 +80,7 @@ fn member() -> MemberId {
         },
         max_pods: 110,
         bump: 1,
-    }
+    })
 }
 
 fn node_report(not_ready: Option<&str>, leaving: bool) -> status::NodeStatus {

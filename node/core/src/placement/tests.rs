@@ -316,3 +316,97 @@ fn an_image_change_leaves_the_workloads_as_they_were_and_a_scale_does_not() {
     let placed = place(&nodes(3), workloads.iter());
     assert_eq!(placed.replicas().count(), 4);
 }
+
+/// Members of weight 1 to 3, a few with labels, some near their max_pods.
+fn crowded_cluster() -> impl Strategy<Value = (Vec<Candidate>, Vec<Workload>)> {
+    (
+        prop::collection::btree_map("[a-z]{1,6}", (1u32..4, 0u32..3, 1u32..200), 3..30),
+        prop::collection::btree_map("[a-z][a-z0-9-]{0,8}", (1u32..50, 0u32..3), 1..12),
+    )
+        .prop_map(|(names, deps)| {
+            let members = names
+                .iter()
+                .map(|(n, &(weight, zone, max_pods))| {
+                    let mut c = node(n);
+                    c.weight = f64::from(weight);
+                    c.max_pods = max_pods;
+                    c.labels.insert("zone".into(), zone.to_string());
+                    c
+                })
+                .collect();
+            let ws = deps
+                .iter()
+                .map(|(name, &(replicas, zone))| {
+                    let mut w = workload(name, replicas);
+                    if zone > 0 {
+                        w.node_selector.insert("zone".into(), zone.to_string());
+                    }
+                    w
+                })
+                .collect();
+            (members, ws)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn a_placement_derived_after_members_left_is_the_one_place_gives(
+        (members, ws) in crowded_cluster(),
+        gone in prop::collection::vec(any::<prop::sample::Index>(), 1..4),
+    ) {
+        let before = place(&members, &ws);
+        let gone: BTreeSet<String> = gone.iter().map(|i| members[i.index(members.len())].name.clone()).collect();
+        let rest: Vec<Candidate> = members.iter().filter(|m| !gone.contains(&m.name)).cloned().collect();
+        if let Some(derived) = place_after(&members, &before, &rest, &ws) {
+            prop_assert!(!before.spilled);
+            prop_assert_eq!(derived, place(&rest, &ws));
+        }
+    }
+}
+
+#[test]
+fn a_placement_is_derived_after_members_left_unless_it_spilled_or_a_member_changed() {
+    let members = nodes(50);
+    let ws = workloads("app", 10, 300);
+    let before = place(&members, &ws);
+    assert!(!before.spilled);
+    let rest: Vec<Candidate> = members[3..].to_vec();
+    let derived = place_after(&members, &before, &rest, &ws).expect("derived");
+    assert_eq!(derived, place(&rest, &ws));
+    let mut changed = rest.clone();
+    changed[0].max_pods = 1;
+    assert_eq!(
+        place_after(&members, &before, &changed, &ws),
+        None,
+        "a member changed"
+    );
+    let mut grown = members.clone();
+    grown.push(node("newcomer"));
+    assert_eq!(
+        place_after(&members, &before, &grown, &ws),
+        None,
+        "a member is new"
+    );
+    // Each member takes as many pods as the busiest one runs: nothing spills yet.
+    let most = counts(&before).into_iter().max().unwrap() as u32;
+    let mut small = members.clone();
+    for m in &mut small {
+        m.max_pods = most;
+    }
+    let tight = place(&small, &ws);
+    assert!(!tight.spilled, "none spills yet");
+    assert_eq!(
+        place_after(&small, &tight, &small[10..], &ws),
+        None,
+        "the replicas of 10 members gone overfill the rest"
+    );
+    assert!(place(&small[10..], &ws).spilled);
+    let spilled = place(&small[10..], &ws);
+    assert_eq!(
+        place_after(&small[10..], &spilled, &small[11..], &ws),
+        None,
+        "it spilled"
+    );
+}

@@ -219,6 +219,7 @@ fn placed_on(owner: &str) -> Placement {
     Placement {
         nodes,
         deployments: BTreeMap::from([(ObjectKey::new("default", "web"), vec![Ok(index)])]),
+        spilled: false,
     }
 }
 
@@ -280,7 +281,7 @@ fn the_old_owner_keeps_a_replica_until_the_new_owner_runs_it_or_time_runs_out() 
     // A pod placed nowhere else (scaled away) is removed at once, and forgotten.
     let gone = Placement {
         nodes: placement.nodes.clone(),
-        deployments: BTreeMap::new(),
+        ..Placement::default()
     };
     let none = handovers(NODE, &gone, &here, &pending, &mut since, 3_000);
     assert!(none.is_empty() && since.is_empty());
