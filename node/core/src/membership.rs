@@ -296,8 +296,8 @@ pub struct Membership {
     generation: u64,
     /// The fingerprint of foca's states `members` was listed at ([`Self::states`]).
     states: u64,
-    /// How many member updates the codec has decoded, shared with it.
-    updates: Arc<AtomicUsize>,
+    /// How many member updates the codec has encoded, shared with it.
+    changes: Arc<AtomicUsize>,
 }
 
 impl Membership {
@@ -321,7 +321,7 @@ impl Membership {
             num_members: std::num::NonZeroUsize::new(1).expect("non-zero"),
         });
         let codec = BincodeCodec::default();
-        let updates = codec.updates.clone();
+        let changes = codec.changes.clone();
         let foca = Foca::new(me.clone(), config, StdRng::seed_from_u64(seed), codec);
         Membership {
             foca,
@@ -332,7 +332,7 @@ impl Membership {
             suspects: 0,
             generation: 0,
             states: 0,
-            updates,
+            changes,
         }
     }
 
@@ -483,10 +483,9 @@ impl Membership {
 
     /// A fingerprint of what [`Self::listing`] reads: every member's name, peer id, address,
     /// bump and state, and this node's, combined in any order and read without copying
-    /// anything (a rename at the same address and bump changes it too). Most
-    /// datagrams that carry member updates carry news already applied (each is sent many
-    /// times); with this they cost a walk of the members, not a sorted copy of them (at 500
-    /// nodes, the listing was a fifth of the simulator's time).
+    /// anything (a rename at the same address and bump changes it too): a call that may have
+    /// changed a member but did not costs a walk of the members, not a sorted copy of them
+    /// (at 500 nodes, the listing was a fifth of the simulator's time).
     fn states(&self) -> u64 {
         let member = |id: &MemberId, state: u64| {
             let ip = match id.p2p.ip() {
@@ -521,7 +520,7 @@ impl Membership {
             })
             .collect();
         all.push((self.me().clone(), Liveness::Alive));
-        all.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        all.sort_unstable_by(|a, b| a.0.name.cmp(&b.0.name));
         all
     }
 
@@ -531,16 +530,18 @@ impl Membership {
 
     /// The effects of a foca call, listing the members again if they may have changed:
     /// `silently` (a timer foca handles without telling), on a join, death, rename or rejoin,
-    /// on this node's own suspicion (foca schedules its end), when the call decoded member updates (a suspicion heard of comes untold), or while any
-    /// member is suspect (its refutation comes untold too). An idle cluster's datagrams carry
-    /// no updates, so most calls list nothing.
+    /// on this node's own suspicion (foca schedules its end), when foca encoded a member
+    /// update (it does for each update that changed its list, to spread it: a suspicion heard
+    /// of comes untold), or while any member is suspect (its refutation comes untold too).
+    /// An idle cluster's datagrams carry no updates, and most updates are news already
+    /// applied (each is sent many times), so most calls list nothing.
     fn drain_after(
         &mut self,
         result: Result<(), foca::Error>,
         silently: bool,
     ) -> Result<Vec<Effect>, MembershipError> {
         let mut changed =
-            silently || self.updates.swap(0, Ordering::Relaxed) > 0 || self.suspects > 0;
+            silently || self.changes.swap(0, Ordering::Relaxed) > 0 || self.suspects > 0;
         let mut effects = Vec::new();
         while let Some(n) = self.runtime.to_notify() {
             match n {
@@ -580,20 +581,44 @@ impl Membership {
 }
 
 /// Encodes membership messages with bincode (the project's one binary encoding), counting
-/// the member updates it decodes: a datagram that carried none changed no member's state.
+/// the member updates it encodes: foca encodes an update when it changed its member list
+/// (and when it sends a feed of members), so a call that made it encode none changed no
+/// member's state.
 ///
 /// Each update comes many times (piggybacked up to `max_transmissions` times by each node
-/// that hears it): an identity already seen at its address is read in place and shared,
-/// not decoded into new strings again.
+/// that hears it, and a forming cluster of 1,000 sends each node 30 million): the bytes of
+/// the update last decoded for each member name are kept, and the same bytes again are
+/// the same update, shared, not decoded. A new update of a known identity shares its
+/// identity, read in place rather than into new strings.
 #[derive(Default, Clone)]
 pub struct BincodeCodec {
-    updates: Arc<AtomicUsize>,
-    /// The identity last decoded at each address, at most [`MAX_SEEN`].
-    seen: HashMap<SocketAddr, MemberId>,
+    changes: Arc<AtomicUsize>,
+    /// The update last decoded for each member name (by its hash), and its bytes; at most
+    /// [`MAX_SEEN`].
+    seen: HashMap<u64, (Vec<u8>, foca::Member<MemberId>)>,
 }
 
-/// Identities the codec keeps to share: more members than any cluster has.
+/// Updates the codec keeps: one per member, and more members than any cluster has.
 const MAX_SEEN: usize = 1 << 16;
+
+/// The hash of the name an encoded update begins with (bincode: a varint length, then the
+/// bytes), or `None` if the bytes are too short to hold it.
+fn name_key(bytes: &[u8]) -> Option<u64> {
+    let (len, at) = match *bytes.first()? {
+        n @ 0..251 => (u64::from(n), 1),
+        251 => (
+            u64::from(u16::from_le_bytes(bytes.get(1..3)?.try_into().ok()?)),
+            3,
+        ),
+        252 => (
+            u64::from(u32::from_le_bytes(bytes.get(1..5)?.try_into().ok()?)),
+            5,
+        ),
+        _ => return None,
+    };
+    let end = at + usize::try_from(len).ok()?;
+    Some(crate::hash::fnv1a(&[bytes.get(at..end)?]))
+}
 
 /// An update as the wire holds it, read in place: foca's `Member` (an identity, its
 /// incarnation and state), the identity's fields in [`MemberInfo`]'s order.
@@ -699,26 +724,35 @@ impl foca::Codec<MemberId> for BincodeCodec {
         member: &foca::Member<MemberId>,
         buf: impl BufMut,
     ) -> Result<(), CodecError> {
+        self.changes.fetch_add(1, Ordering::Relaxed);
         Self::encode(member, buf).map_err(|e| CodecError(e.to_string()))
     }
 
     fn decode_member(&mut self, mut buf: impl Buf) -> Result<foca::Member<MemberId>, CodecError> {
-        self.updates.fetch_add(1, Ordering::Relaxed);
+        let bytes = buf.chunk();
+        let key = name_key(bytes);
+        let seen = key.and_then(|key| self.seen.get(&key));
+        // An encoding is self-delimiting: bytes that begin with a whole update are that update.
+        if let Some((known, member)) = seen.filter(|(known, _)| bytes.starts_with(known)) {
+            let member = member.clone();
+            buf.advance(known.len());
+            return Ok(member);
+        }
         let (wire, used): (WireUpdate, usize) =
-            bincode::serde::borrow_decode_from_slice(buf.chunk(), BINCODE)
+            bincode::serde::borrow_decode_from_slice(bytes, BINCODE)
                 .map_err(|e| CodecError(e.to_string()))?;
-        let id = match self.seen.get(&wire.id.p2p) {
-            Some(known) if wire.id.is(known) => known.clone(),
-            _ => {
-                if self.seen.len() >= MAX_SEEN {
-                    self.seen.clear();
-                }
-                let id = wire.id.to_owned();
-                self.seen.insert(id.p2p, id.clone());
-                id
-            }
+        let id = match seen {
+            Some((_, known)) if wire.id.is(known.id()) => known.id().clone(),
+            _ => wire.id.to_owned(),
         };
         let member = foca::Member::new(id, wire.incarnation, wire.state);
+        if let Some(key) = key {
+            if self.seen.len() >= MAX_SEEN {
+                self.seen.clear();
+            }
+            self.seen
+                .insert(key, (bytes[..used].to_vec(), member.clone()));
+        }
         buf.advance(used);
         Ok(member)
     }

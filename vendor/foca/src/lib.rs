@@ -1690,11 +1690,29 @@ impl<T> BroadcastHandler<T> for NoCustomBroadcast {
 
 struct Addr<T>(T);
 
-impl<T: PartialEq> Invalidates for Addr<T> {
+impl<T: PartialEq + core::hash::Hash> Invalidates for Addr<T> {
     // State is managed externally (via Members), so invalidation
     // is a trivial replace-if-same-key
     fn invalidates(&self, other: &Self) -> bool {
         self.0 == other.0
+    }
+
+    // Weeble's change: the address's hash (FNV-1a over what `Hash` writes).
+    fn key(&self) -> Option<u64> {
+        struct Fnv(u64);
+        impl core::hash::Hasher for Fnv {
+            fn finish(&self) -> u64 {
+                self.0
+            }
+            fn write(&mut self, bytes: &[u8]) {
+                for &b in bytes {
+                    self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+                }
+            }
+        }
+        let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
+        core::hash::Hash::hash(&self.0, &mut hasher);
+        Some(core::hash::Hasher::finish(&hasher))
     }
 }
 

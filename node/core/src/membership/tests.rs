@@ -389,7 +389,7 @@ fn a_dead_member_back_under_a_renewed_identity_is_not_gone() {
 }
 
 #[test]
-fn the_codec_shares_an_identity_it_has_seen_and_reads_a_changed_one_anew() {
+fn the_codec_shares_an_update_or_identity_it_has_seen_and_reads_a_changed_one_anew() {
     use foca::Codec;
     let mut codec = BincodeCodec::default();
     let mut labelled = member(1);
@@ -411,6 +411,18 @@ fn the_codec_shares_an_identity_it_has_seen_and_reads_a_changed_one_anew() {
     assert!(
         Arc::ptr_eq(&again.id().0, &decoded.id().0),
         "the same identity is shared"
+    );
+    let refuted = {
+        let bytes = encode(&mut codec, &labelled, 5);
+        codec.decode_member(&bytes[..]).unwrap()
+    };
+    assert_eq!(
+        (refuted.incarnation(), refuted.state()),
+        (5, State::Suspect)
+    );
+    assert!(
+        Arc::ptr_eq(&refuted.id().0, &decoded.id().0),
+        "a new update of a known identity shares it"
     );
     let mut relabelled = labelled.clone();
     relabelled.labels.insert("zone".into(), "b".into());
