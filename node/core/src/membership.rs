@@ -187,6 +187,11 @@ pub fn suspicions<'a>(
     before: &[(MemberId, Liveness)],
     after: &'a [(MemberId, Liveness)],
 ) -> Vec<(&'a MemberId, Liveness, Liveness)> {
+    // Most changes are joins and deaths with no suspect on either side: no map to build.
+    let suspect = |list: &[(MemberId, Liveness)]| list.iter().any(|(_, l)| *l == Liveness::Suspect);
+    if !suspect(before) && !suspect(after) {
+        return Vec::new();
+    }
     let was: std::collections::HashMap<(&str, u64), Liveness> = before
         .iter()
         .map(|(m, l)| ((m.name.as_str(), m.bump), *l))

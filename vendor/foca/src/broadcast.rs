@@ -171,6 +171,7 @@ where
         debug_assert!(self.flop.is_empty());
 
         let mut num_taken = 0;
+        let mut misfits = 0;
         let mut remaining = max_items;
 
         while buffer.has_remaining_mut() && remaining > 0 {
@@ -179,7 +180,8 @@ where
             };
             debug_assert!(node.remaining_tx > 0);
 
-            if buffer.remaining_mut() >= node.data.len() {
+            let fitted = buffer.remaining_mut() >= node.data.len();
+            if fitted {
                 num_taken += 1;
                 remaining -= 1;
 
@@ -191,6 +193,13 @@ where
                 self.flop.push(node);
             } else {
                 forget_key(&mut self.keyed, node.item.key());
+            }
+            // Weeble's change: a nearly full buffer stops the search after a few items
+            // in a row that did not fit, rather than taking every item out of the heap and
+            // putting it back (a cluster forming queues an update per member).
+            misfits = if fitted { 0 } else { misfits + 1 };
+            if misfits == MAX_MISFITS {
+                break;
             }
         }
 
@@ -210,6 +219,7 @@ where
         debug_assert!(self.flop.is_empty());
 
         let mut num_taken = 0;
+        let mut misfits = 0;
         let mut remaining = max_items;
 
         while buffer.has_remaining_mut() && remaining > 0 {
@@ -218,7 +228,8 @@ where
             };
             debug_assert!(node.remaining_tx > 0);
 
-            if buffer.remaining_mut() >= node.data.len() + 2 {
+            let fitted = buffer.remaining_mut() >= node.data.len() + 2;
+            if fitted {
                 num_taken += 1;
                 remaining -= 1;
 
@@ -233,6 +244,13 @@ where
             } else {
                 forget_key(&mut self.keyed, node.item.key());
             }
+            // Weeble's change: a nearly full buffer stops the search after a few items
+            // in a row that did not fit, rather than taking every item out of the heap and
+            // putting it back (a cluster forming queues an update per member).
+            misfits = if fitted { 0 } else { misfits + 1 };
+            if misfits == MAX_MISFITS {
+                break;
+            }
         }
 
         self.flip.append(&mut self.flop);
@@ -240,6 +258,9 @@ where
         num_taken
     }
 }
+
+// Weeble's change: how many items in a row that do not fit end a fill.
+const MAX_MISFITS: usize = 16;
 
 // Weeble's change: one item of `key` left the queue.
 fn forget_key(keyed: &mut alloc::collections::BTreeMap<u64, usize>, key: Option<u64>) {
