@@ -190,6 +190,10 @@ impl StatusGossip {
     /// The digest of `peer` showed another table at `now`: our versions to it, unless an
     /// exchange runs already or may not begin yet. Its answer goes to [`Self::answered`].
     pub fn exchange(&mut self, peer: &MemberId, now: Duration) -> Option<Send> {
+        // A wait never lasts longer than the longest pause from now: a clock stepped back
+        // would otherwise hold every exchange off by as much as the step.
+        let longest = now + EXCHANGE_QUIET.max(EXCHANGE_GAP);
+        self.next_exchange = self.next_exchange.min(longest);
         if self.exchanging.is_some() || now < self.next_exchange {
             return None;
         }

@@ -250,6 +250,20 @@ fn no_exchange_while_pushes_bring_news_nor_soon_after_one_that_brought_nothing()
         g.exchange(&peer, ms(2800)).is_some(),
         "one that brought news may be followed at once: a node catching up"
     );
+    // The clock steps back an hour just after a push brought news: the wait is no longer
+    // than it would have been.
+    other.set_pods(vec![running_pod("n0001")]);
+    let hour = Duration::from_secs(3600);
+    g.answered(&peer, None, ms(2800));
+    g.receive(other.push(&[member(0)]).remove(0).message, hour);
+    assert!(
+        g.exchange(&peer, ms(3000)).is_none(),
+        "the pushes still spread"
+    );
+    assert!(
+        g.exchange(&peer, ms(3000) + EXCHANGE_GAP).is_some(),
+        "a clock stepped back holds exchanges off no longer than a wait"
+    );
 }
 
 #[test]
