@@ -593,8 +593,8 @@ impl Membership {
 /// Each update comes many times (piggybacked up to `max_transmissions` times by each node
 /// that hears it, and a forming cluster of 1,000 sends each node 30 million): the bytes of
 /// the update last decoded for each member name are kept, and the same bytes again are
-/// the same update, shared, not decoded. A new update of a known identity shares its
-/// identity, read in place rather than into new strings.
+/// the same update, shared, not decoded. A new update of a known identity is decoded once and
+/// shares the identity already held.
 #[derive(Default, Clone)]
 pub struct BincodeCodec {
     changes: Arc<AtomicUsize>,
@@ -606,81 +606,14 @@ pub struct BincodeCodec {
 /// Updates the codec keeps: one per member, and more members than any cluster has.
 const MAX_SEEN: usize = 1 << 16;
 
-/// The hash of the name an encoded update begins with (bincode: a varint length, then the
-/// bytes), or `None` if the bytes are too short to hold it.
-fn name_key(bytes: &[u8]) -> Option<u64> {
-    let (len, at) = match *bytes.first()? {
-        n @ 0..251 => (u64::from(n), 1),
-        251 => (
-            u64::from(u16::from_le_bytes(bytes.get(1..3)?.try_into().ok()?)),
-            3,
-        ),
-        252 => (
-            u64::from(u32::from_le_bytes(bytes.get(1..5)?.try_into().ok()?)),
-            5,
-        ),
-        _ => return None,
-    };
-    let end = at + usize::try_from(len).ok()?;
-    Some(crate::hash::fnv1a(&[bytes.get(at..end)?]))
-}
-
-/// An update as the wire holds it, read in place: foca's `Member` (an identity, its
-/// incarnation and state), the identity's fields in [`MemberInfo`]'s order.
-#[derive(Deserialize)]
-struct WireUpdate<'a> {
-    #[serde(borrow)]
-    id: WireId<'a>,
-    incarnation: foca::Incarnation,
-    state: State,
-}
-
-#[derive(Deserialize)]
-struct WireId<'a> {
-    name: &'a str,
-    peer_id: &'a str,
-    p2p: SocketAddr,
-    api: SocketAddr,
-    #[serde(borrow)]
-    labels: std::collections::BTreeMap<&'a str, &'a str>,
-    capacity: ResourceAmounts,
-    max_pods: u32,
-    bump: u64,
-}
-
-impl WireId<'_> {
-    /// Whether `known` is this identity.
-    fn is(&self, known: &MemberInfo) -> bool {
-        let labels = known.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        self.name == known.name
-            && self.peer_id == known.peer_id
-            && self.p2p == known.p2p
-            && self.api == known.api
-            && self.capacity == known.capacity
-            && self.max_pods == known.max_pods
-            && self.bump == known.bump
-            && labels.eq(self.labels.iter().map(|(k, v)| (*k, *v)))
-    }
-
-    fn to_owned(&self) -> MemberId {
-        MemberId::from(MemberInfo {
-            name: self.name.to_string(),
-            peer_id: self.peer_id.to_string(),
-            p2p: self.p2p,
-            api: self.api,
-            labels: self
-                .labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            capacity: self.capacity,
-            max_pods: self.max_pods,
-            bump: self.bump,
-        })
-    }
-}
-
 const BINCODE: bincode::config::Configuration = bincode::config::standard();
+
+/// The hash of the name an encoded update begins with (its identity's first field), or
+/// `None` if the bytes do not begin with one.
+fn name_key(bytes: &[u8]) -> Option<u64> {
+    let (name, _): (&str, usize) = bincode::serde::borrow_decode_from_slice(bytes, BINCODE).ok()?;
+    Some(crate::hash::fnv1a(&[name.as_bytes()]))
+}
 
 impl BincodeCodec {
     fn encode<T: Serialize>(
@@ -743,14 +676,15 @@ impl foca::Codec<MemberId> for BincodeCodec {
             buf.advance(known.len());
             return Ok(member);
         }
-        let (wire, used): (WireUpdate, usize) =
-            bincode::serde::borrow_decode_from_slice(bytes, BINCODE)
+        let (update, used): (foca::Member<MemberId>, usize) =
+            bincode::serde::decode_from_slice(bytes, BINCODE)
                 .map_err(|e| CodecError(e.to_string()))?;
-        let id = match seen {
-            Some((_, known)) if wire.id.is(known.id()) => known.id().clone(),
-            _ => wire.id.to_owned(),
+        let member = match seen {
+            Some((_, known)) if known.id() == update.id() => {
+                foca::Member::new(known.id().clone(), update.incarnation(), update.state())
+            }
+            _ => update,
         };
-        let member = foca::Member::new(id, wire.incarnation, wire.state);
         if let Some(key) = key {
             if self.seen.len() >= MAX_SEEN {
                 self.seen.clear();

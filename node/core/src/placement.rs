@@ -230,9 +230,8 @@ pub fn place<'a>(
     workloads: impl IntoIterator<Item = &'a Workload>,
 ) -> Placement {
     let mut ranker = Ranker::new(candidates);
-    let sorted = ranker.sorted.clone();
-    let mut remaining: Vec<ResourceAmounts> = sorted.iter().map(|c| c.allocatable).collect();
-    let mut pods_left: Vec<u32> = sorted.iter().map(|c| c.max_pods).collect();
+    let mut remaining: Vec<ResourceAmounts> = ranker.sorted.iter().map(|c| c.allocatable).collect();
+    let mut pods_left: Vec<u32> = ranker.sorted.iter().map(|c| c.max_pods).collect();
     // Members that can take another pod: once there are none, the rest go unranked.
     let mut open = pods_left.iter().filter(|&&n| n > 0).count();
     let mut workloads: Vec<&Workload> = workloads.into_iter().collect();
@@ -300,7 +299,6 @@ pub fn place_after<'a>(
         return None;
     }
     let mut ranker = Ranker::new(candidates);
-    let sorted = ranker.sorted.clone();
     let old = by_name(had);
     if old.iter().map(|c| &c.name).ne(before.nodes.iter()) {
         return None;
@@ -308,7 +306,7 @@ pub fn place_after<'a>(
     // Where each of `before`'s members is now: every candidate must be one of them, unchanged.
     let mut now: Vec<Option<usize>> = vec![None; old.len()];
     let mut at = 0;
-    for (i, c) in sorted.iter().enumerate() {
+    for (i, c) in ranker.sorted.iter().enumerate() {
         while at < old.len() && old[at].name < c.name {
             at += 1;
         }
@@ -317,8 +315,8 @@ pub fn place_after<'a>(
         }
         now[at] = Some(i);
     }
-    let mut pods = vec![0u64; sorted.len()];
-    let mut used = vec![(0u128, 0u128); sorted.len()];
+    let mut pods = vec![0u64; ranker.sorted.len()];
+    let mut used = vec![(0u128, 0u128); ranker.sorted.len()];
     let mut placement = ranker.placement();
     for w in workloads {
         let slots_before = before.deployments.get(&w.deployment)?;
@@ -345,7 +343,7 @@ pub fn place_after<'a>(
     if placement.deployments.len() != before.deployments.len() {
         return None;
     }
-    let fits = sorted.iter().enumerate().all(|(i, c)| {
+    let fits = ranker.sorted.iter().enumerate().all(|(i, c)| {
         pods[i] <= u64::from(c.max_pods)
             && used[i].0 <= u128::from(c.allocatable.cpu_millis)
             && used[i].1 <= u128::from(c.allocatable.memory_bytes)

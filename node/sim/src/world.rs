@@ -521,13 +521,12 @@ impl World {
                     // The asker hears back whatever happens, as a transport's request does:
                     // the answer, or after a timeout, nothing.
                     let peer = self.nodes[to].member.clone();
-                    let (delay, answer) = match self.net.transit(&mut self.rng, to, from) {
-                        Some(delay) => (delay, answer),
-                        None => (REQUEST_TIMEOUT_US, None),
+                    let lost = Input::StatusAnswer {
+                        peer: peer.clone(),
+                        answer: None,
                     };
                     let life = self.life(from);
-                    let input = Input::StatusAnswer { peer, answer };
-                    self.input_at(self.now + delay, from, life, input);
+                    self.answer(to, from, life, Input::StatusAnswer { peer, answer }, lost);
                 }
             }
             Occurrence::Sync {
@@ -589,6 +588,16 @@ impl World {
             .as_ref()
             .map(|c| c.digest())
             .unwrap_or_default()
+    }
+
+    /// The answer to a request of `asker` (in its life `life`), from `from`: `answer` after the
+    /// network's delay, or `lost` after the request's timeout if it cannot get there.
+    fn answer(&mut self, from: usize, asker: usize, life: u32, answer: Input, lost: Input) {
+        let (delay, input) = match self.net.transit(&mut self.rng, from, asker) {
+            Some(delay) => (delay, answer),
+            None => (REQUEST_TIMEOUT_US, lost),
+        };
+        self.input_at(self.now + delay, asker, life, input);
     }
 
     /// An input for `to` from `from`, after the network's delay (lost if it cannot get there).
@@ -666,12 +675,15 @@ impl World {
                     .map_or(0, |m| m.as_ref().map_or(0, Vec::len));
                 Self::count(&mut self.counts.sync, size + 8);
                 let peer = self.nodes[i].member.peer_id.clone();
-                let (delay, reply) = match self.net.transit(&mut self.rng, i, asker) {
-                    Some(delay) => (delay, answer),
-                    None => (REQUEST_TIMEOUT_US, Err("timed out".into())),
+                let lost = Input::SyncReply {
+                    peer: peer.clone(),
+                    reply: Err("timed out".into()),
                 };
-                let input = Input::SyncReply { peer, reply };
-                self.input_at(self.now + delay, asker, asker_life, input);
+                let reply = Input::SyncReply {
+                    peer,
+                    reply: answer,
+                };
+                self.answer(i, asker, asker_life, reply, lost);
             }
             Effect::Persist(persist) => {
                 let file = &mut self.nodes[i].file;

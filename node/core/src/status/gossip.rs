@@ -13,7 +13,7 @@
 //!   missed, they do not race them. Without these limits, a deployment of 15,000 replicas
 //!   starting on 500 simulated nodes cost 5.8 million status messages and 14 GB in a second.
 
-use super::{MAX_PODS_PER_MESSAGE, NodeStatus, PodStatus, StatusMessage, StatusTable};
+use super::{NodeStatus, PodStatus, StatusMessage, StatusTable, bounded};
 use crate::gossip::Fanout;
 use crate::membership::MemberId;
 use std::collections::BTreeMap;
@@ -145,14 +145,9 @@ impl StatusGossip {
     /// push, which [`Self::push_due`] then asks for) to ⌈ln N⌉ + `extra` random `peers`.
     pub fn push(&mut self, peers: &[MemberId]) -> Vec<Send> {
         self.push_scheduled = false;
-        let mut pods = 0;
-        let mut reports = Vec::new();
-        while let Some(entry) = self.news.first_entry() {
-            pods += entry.get().pods.len();
-            if pods > MAX_PODS_PER_MESSAGE && !reports.is_empty() {
-                break;
-            }
-            reports.push(entry.remove());
+        let reports = bounded(self.news.values());
+        for report in &reports {
+            self.news.remove(&report.node);
         }
         if reports.is_empty() {
             return Vec::new();
