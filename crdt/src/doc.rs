@@ -18,12 +18,12 @@ use crate::model::*;
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{
-    ActorId, AutoCommit, ChangeHash, ObjId, ObjType, PatchAction, Prop, ROOT, ReadDoc, ScalarValue,
-    Value,
+    ActorId, AutoCommit, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, ScalarValue, Value,
+    legacy,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The schema marker written by the genesis change.
@@ -183,8 +183,6 @@ impl DesiredState {
     pub fn new(actor: ActorId) -> Self {
         let mut doc = Self::genesis();
         doc.set_actor(actor);
-        // The genesis holds no object: an empty snapshot is where `refresh` starts.
-        doc.update_diff_cursor();
         DesiredState { doc }
     }
 
@@ -220,15 +218,12 @@ impl DesiredState {
     /// Forgets every change made since `heads`: a write that could not be persisted leaves
     /// no trace. The document goes on under a fresh `actor`, so the forgotten changes'
     /// sequence numbers are never used again. Everything up to `heads` must already be saved
-    /// (the next `save_incremental` starts after it), and the last snapshot read must be of
-    /// `heads` (the next `refresh` starts there).
+    /// (the next `save_incremental` starts after it).
     pub fn rollback(&mut self, heads: &[ChangeHash], actor: ActorId) -> Result<(), StateError> {
         let mut doc = self.doc.fork_at(heads)?;
         doc.set_actor(actor);
         // Moves the fork's save cursor to its heads: what it holds is on disk already.
         doc.save_incremental();
-        // And its diff index: a snapshot of `heads` is where `refresh` starts again.
-        doc.update_diff_cursor();
         self.doc = doc;
         Ok(())
     }
@@ -338,28 +333,28 @@ impl DesiredState {
             self.read_root(&mut snapshot, &root);
         }
         snapshot.heads = self.sorted_heads();
-        self.doc.update_diff_cursor();
         snapshot
     }
 
-    /// Brings `snapshot`, the one read by the last `snapshot` or `refresh`, up to date: only
-    /// the objects that changed since are read again, found through automerge's diff index
-    /// (kept from the last read on), so a write costs what it changed, not what the document
-    /// holds.
+    /// Brings `snapshot`, one read from this document before (by `snapshot` or `refresh`, or
+    /// an empty one), up to date: only the objects that the changes since its heads touched
+    /// are read again, so a write costs what it changed, not what the document holds. A
+    /// snapshot whose heads the document does not hold (read before a rollback) is read whole.
     pub fn refresh(&mut self, snapshot: &mut Snapshot) {
-        let changed: std::collections::BTreeSet<String> = self
-            .doc
-            .diff_incremental()
-            .into_iter()
-            .filter_map(|patch| match (patch.path.first(), patch.action) {
-                (Some((_, Prop::Map(root))), _) => Some(root.clone()),
-                (None, PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key }) => {
-                    Some(key)
-                }
-                _ => None,
-            })
+        let since: Vec<ChangeHash> = snapshot
+            .heads
+            .iter()
+            .filter_map(|h| h.parse().ok())
             .collect();
-        for root in changed {
+        let held = since.len() == snapshot.heads.len()
+            && since
+                .iter()
+                .all(|h| self.doc.get_change_by_hash(h).is_some());
+        if !held {
+            *snapshot = self.snapshot();
+            return;
+        }
+        for root in self.touched_roots(&since) {
             snapshot
                 .unreadable
                 .retain(|entry| !entry.starts_with(&format!("{root}: ")));
@@ -375,6 +370,39 @@ impl DesiredState {
             }
         }
         snapshot.heads = self.sorted_heads();
+    }
+
+    /// The root keys that the changes made since `heads` touch: written at the root (an object
+    /// created or deleted) or holding an object that had a field written. Read from the
+    /// changes, not from automerge's diff: in automerge 0.12 a diff can leave out a root key
+    /// whose winning value changed because a delete uncovered a concurrent one (the test
+    /// `refresh_sees_an_object_uncovered_by_a_delete`).
+    fn touched_roots(&mut self, heads: &[ChangeHash]) -> BTreeSet<String> {
+        let mut roots = BTreeSet::new();
+        let mut objects = BTreeMap::new();
+        for change in self.doc.get_changes(heads) {
+            for op in change.decode().operations {
+                let root = match (op.obj, op.key) {
+                    (legacy::ObjectId::Root, legacy::Key::Map(key)) => Some(key.to_string()),
+                    (legacy::ObjectId::Id(id), _) => objects
+                        .entry(id.to_string())
+                        .or_insert_with_key(|id| self.root_of(id))
+                        .clone(),
+                    _ => None,
+                };
+                roots.extend(root);
+            }
+        }
+        roots
+    }
+
+    /// The root key under which the object `id` (`counter@actor`) was created, seen or not.
+    fn root_of(&self, id: &str) -> Option<String> {
+        let obj = self.doc.import_obj(id).ok()?;
+        match self.doc.parents(obj).ok()?.path().first() {
+            Some((_, Prop::Map(root))) => Some(root.clone()),
+            _ => None,
+        }
     }
 
     /// The heads as hex strings, sorted.

@@ -157,6 +157,35 @@ fn delete_wins_over_a_concurrent_update_and_a_later_apply_recreates() {
     );
 }
 
+/// Found by the convergence property test: a node sees a peer's object win over its own,
+/// then in one sync learns that the peer deleted it and that a third node created one too.
+/// Automerge 0.12's incremental diff reported that last step as a conflict only, not as a new
+/// winning value; a snapshot kept by `refresh` must still show its own object again.
+#[test]
+fn refresh_sees_an_object_uncovered_by_a_delete() {
+    let (mut first, mut own, mut winner) = (peer(1), peer(3), peer(4));
+    let replicas = |doc: &mut DesiredState, n: u32| {
+        let Object::Deployment(mut d) = talk_deployment("nginx") else {
+            unreachable!()
+        };
+        d.spec.replicas = n;
+        doc.apply(&Object::Deployment(d)).unwrap();
+    };
+    replicas(&mut own, 0);
+    let mut view = own.snapshot();
+    replicas(&mut winner, 2);
+    own.doc.merge(&mut winner.doc).unwrap();
+    own.refresh(&mut view);
+    assert_eq!(view.deployments[&key()].spec.replicas, 2, "actor 4 wins");
+    winner.delete(Kind::Deployment, &key()).unwrap();
+    replicas(&mut first, 0);
+    first.doc.merge(&mut winner.doc).unwrap();
+    own.doc.merge(&mut first.doc).unwrap();
+    own.refresh(&mut view);
+    assert_eq!(view, own.snapshot());
+    assert_eq!(view.deployments[&key()].spec.replicas, 0);
+}
+
 #[test]
 fn save_load_and_incremental_save_round_trip() {
     let mut a = peer(1);
@@ -203,9 +232,16 @@ fn a_rolled_back_write_leaves_no_trace_in_the_document_its_saves_or_its_peers() 
     let saved = a.snapshot();
     a.scale(&key(), 7).unwrap();
     a.apply(&talk_deployment("nginx:refused")).unwrap();
+    let mut forgotten = saved.clone();
+    a.refresh(&mut forgotten);
     a.rollback(&before, ActorId::from([2; 16])).unwrap();
     assert_eq!(a.heads(), before);
     assert_eq!(a.snapshot(), saved);
+    a.refresh(&mut forgotten);
+    assert_eq!(
+        forgotten, saved,
+        "a snapshot of forgotten changes is read again whole"
+    );
     assert!(a.save_incremental().is_empty(), "nothing new to save");
     let mut b = peer(3);
     sync_pair(&mut a, &mut b);
