@@ -349,7 +349,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         seed: rand::random(),
         known,
         reconcile,
-        placements: weeble_core::view::Placements::default(),
+        shared: weeble_core::node::Shared::default(),
     };
     let core = NodeCore::new(core_config, stored, crate::clock::now());
     let (view_tx, view) = watch::channel(core.view().clone());

@@ -14,8 +14,8 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weeble_crdt::{Labels, ResourceAmounts};
 
@@ -309,7 +309,8 @@ pub struct Membership {
 }
 
 impl Membership {
-    pub fn new(me: MemberId, detection: Detection, seed: u64) -> Self {
+    /// Membership of `me`, decoding updates through `updates` (shared by the process's nodes).
+    pub fn new(me: MemberId, detection: Detection, seed: u64, updates: Updates) -> Self {
         let mut config = foca::Config::new_lan(std::num::NonZeroU32::new(16).expect("non-zero"));
         config.probe_period = detection.probe_period;
         config.probe_rtt = detection.probe_rtt;
@@ -332,7 +333,10 @@ impl Membership {
             frequency: PERIODIC_ANNOUNCE,
             num_members: std::num::NonZeroUsize::new(1).expect("non-zero"),
         });
-        let codec = BincodeCodec::default();
+        let codec = BincodeCodec {
+            changes: Arc::default(),
+            updates,
+        };
         let changes = codec.changes.clone();
         let foca = Foca::new(me.clone(), config, StdRng::seed_from_u64(seed), codec);
         Membership {
@@ -360,14 +364,17 @@ impl Membership {
 
     /// A datagram arrived, `now` being the time since any fixed instant.
     pub fn receive(&mut self, data: &[u8], now: Duration) -> Result<Vec<Effect>, MembershipError> {
-        if let Ok(header) = foca::Codec::decode_header(&mut BincodeCodec::default(), data) {
-            self.heard
-                .entry(header.src.peer_id.clone())
-                .and_modify(|h| h.again(now))
-                .or_insert(Heard {
-                    at: now,
-                    gap: Duration::ZERO,
-                });
+        if let Some(peer_id) = sender_peer_id(data) {
+            match self.heard.get_mut(peer_id) {
+                Some(heard) => heard.again(now),
+                None => drop(self.heard.insert(
+                    peer_id.to_string(),
+                    Heard {
+                        at: now,
+                        gap: Duration::ZERO,
+                    },
+                )),
+            }
         }
         let result = self.foca.handle_data(data, &mut self.runtime);
         self.drain(result)
@@ -597,21 +604,79 @@ impl Membership {
 /// (and when it sends a feed of members), so a call that made it encode none changed no
 /// member's state.
 ///
-/// Each update comes many times (piggybacked up to `max_transmissions` times by each node
-/// that hears it, and a forming cluster of 1,000 sends each node 30 million): the bytes of
-/// the update last decoded for each member name are kept, and the same bytes again are
-/// the same update, shared, not decoded. A new update of a known identity is decoded once and
-/// shares the identity already held.
+/// Updates are decoded through [`Updates`], which the codecs of one process share.
 #[derive(Default, Clone)]
 pub struct BincodeCodec {
     changes: Arc<AtomicUsize>,
-    /// The update last decoded for each member name (by its hash), and its bytes; at most
-    /// [`MAX_SEEN`].
-    seen: HashMap<u64, (Vec<u8>, foca::Member<MemberId>)>,
+    updates: Updates,
 }
 
-/// Updates the codec keeps: one per member, and more members than any cluster has.
-const MAX_SEEN: usize = 1 << 16;
+/// Member updates decoded lately by the membership codecs of one process, by their bytes.
+/// Each update comes many times (piggybacked up to `max_transmissions` times by each node
+/// that hears it: a forming cluster of 1,000 sends each node 16 million): the same bytes
+/// again are the same update, shared, not decoded. A new update of a known identity is
+/// decoded once and shares the identity already held. `weeble node` runs one codec; the
+/// simulator runs thousands, which then hold one copy of each member, not one each (at
+/// 1,000 nodes, a quarter of a node's memory was its own copy of every member and their
+/// updates), and find it in one table that stays in the processor's cache.
+#[derive(Debug, Default, Clone)]
+pub struct Updates(Arc<Mutex<HashMap<u64, Vec<Decoded>>>>);
+
+/// One update decoded, and its bytes.
+#[derive(Debug)]
+struct Decoded {
+    bytes: Vec<u8>,
+    update: foca::Member<MemberId>,
+}
+
+/// Member names [`Updates`] keeps updates of: more than any cluster has. Past it, it starts
+/// again empty.
+const MAX_NAMES: usize = 1 << 16;
+
+/// Updates kept per member name: its states (alive, suspect, down) at the incarnations
+/// nodes disagree on while news spreads. A new one replaces the oldest.
+const UPDATES_PER_NAME: usize = 4;
+
+impl Updates {
+    /// The update `bytes` begin with: one decoded before, or decoded now (and kept).
+    fn decode(&self, bytes: &[u8]) -> Result<(foca::Member<MemberId>, usize), CodecError> {
+        let key = name_key(bytes);
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let known = key
+            .and_then(|key| kept.get(&key))
+            .map_or(&[][..], Vec::as_slice);
+        // An encoding is self-delimiting: bytes that begin with a whole update are that update.
+        if let Some(d) = known.iter().find(|d| bytes.starts_with(&d.bytes)) {
+            return Ok((d.update.clone(), d.bytes.len()));
+        }
+        let (update, used): (foca::Member<MemberId>, usize) =
+            bincode::serde::decode_from_slice(bytes, BINCODE)
+                .map_err(|e| CodecError(e.to_string()))?;
+        let update = match known.iter().find(|d| d.update.id() == update.id()) {
+            Some(d) => {
+                foca::Member::new(d.update.id().clone(), update.incarnation(), update.state())
+            }
+            None => update,
+        };
+        if let Some(key) = key {
+            if kept.len() >= MAX_NAMES && !kept.contains_key(&key) {
+                kept.clear();
+            }
+            let variants = kept.entry(key).or_default();
+            if variants.len() >= UPDATES_PER_NAME {
+                variants.remove(0);
+            }
+            variants.push(Decoded {
+                bytes: bytes[..used].to_vec(),
+                update: update.clone(),
+            });
+        }
+        Ok((update, used))
+    }
+}
 
 const BINCODE: bincode::config::Configuration = bincode::config::standard();
 
@@ -620,6 +685,14 @@ const BINCODE: bincode::config::Configuration = bincode::config::standard();
 fn name_key(bytes: &[u8]) -> Option<u64> {
     let (name, _): (&str, usize) = bincode::serde::borrow_decode_from_slice(bytes, BINCODE).ok()?;
     Some(crate::hash::fnv1a(&[name.as_bytes()]))
+}
+
+/// The peer id of a datagram's sender, read in place: a header begins with the sender's
+/// identity, whose first fields are its name and peer id.
+fn sender_peer_id(datagram: &[u8]) -> Option<&str> {
+    let ((_name, peer_id), _): ((&str, &str), usize) =
+        bincode::serde::borrow_decode_from_slice(datagram, BINCODE).ok()?;
+    Some(peer_id)
 }
 
 impl BincodeCodec {
@@ -674,33 +747,9 @@ impl foca::Codec<MemberId> for BincodeCodec {
     }
 
     fn decode_member(&mut self, mut buf: impl Buf) -> Result<foca::Member<MemberId>, CodecError> {
-        let bytes = buf.chunk();
-        let key = name_key(bytes);
-        let seen = key.and_then(|key| self.seen.get(&key));
-        // An encoding is self-delimiting: bytes that begin with a whole update are that update.
-        if let Some((known, member)) = seen.filter(|(known, _)| bytes.starts_with(known)) {
-            let member = member.clone();
-            buf.advance(known.len());
-            return Ok(member);
-        }
-        let (update, used): (foca::Member<MemberId>, usize) =
-            bincode::serde::decode_from_slice(bytes, BINCODE)
-                .map_err(|e| CodecError(e.to_string()))?;
-        let member = match seen {
-            Some((_, known)) if known.id() == update.id() => {
-                foca::Member::new(known.id().clone(), update.incarnation(), update.state())
-            }
-            _ => update,
-        };
-        if let Some(key) = key {
-            if self.seen.len() >= MAX_SEEN {
-                self.seen.clear();
-            }
-            self.seen
-                .insert(key, (bytes[..used].to_vec(), member.clone()));
-        }
+        let (update, used) = self.updates.decode(buf.chunk())?;
         buf.advance(used);
-        Ok(member)
+        Ok(update)
     }
 }
 

@@ -29,7 +29,7 @@ use crate::document::{
 };
 use crate::gossip::{Digest, doc_fingerprint, starts_exchange};
 use crate::membership::{
-    self, ANNOUNCES_PER_TICK, Detection, Liveness, MemberId, Membership, announce_targets,
+    self, ANNOUNCES_PER_TICK, Detection, Liveness, MemberId, Membership, Updates, announce_targets,
     gone_for_good, live_peers, take_answer, unreached,
 };
 use crate::probe::{Check, Health, Prober};
@@ -66,8 +66,17 @@ pub struct Config {
     /// Peer addresses given (`--join`) or saved by an earlier run.
     pub known: BTreeSet<SocketAddr>,
     pub reconcile: Settings,
-    /// The placements this process's cores share.
+    /// What this process's cores share.
+    pub shared: Shared,
+}
+
+/// What the cores of one process share: memos of pure functions (the same inputs give the
+/// same result), so that cores that compute the same thing, as the simulator's thousands do,
+/// compute and hold it once. `weeble node` runs one core, for which they are its own.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
     pub placements: Placements,
+    pub updates: Updates,
 }
 
 /// A life's epoch (Unix ms), which orders its status reports and identity (`bump`) after the
@@ -263,10 +272,15 @@ impl NodeCore {
     /// reconcile pass.
     pub fn new(config: Config, stored: Stored, now: Duration) -> Self {
         let name = config.me.name.clone();
-        let membership = Membership::new(config.me, config.detection, config.seed);
+        let membership = Membership::new(
+            config.me,
+            config.detection,
+            config.seed,
+            config.shared.updates,
+        );
         let status = StatusGossip::new(name, config.epoch, config.fanout, config.seed ^ 1);
         let document = Document::new(stored, config.fanout, config.replicate_to, config.seed ^ 2);
-        let mut planner = Planner::new(config.placements);
+        let mut planner = Planner::new(config.shared.placements);
         let unschedulable = status.table().unschedulable().clone();
         let snapshot = document.snapshot();
         let view = Arc::new(planner.view(membership.members(), &unschedulable, snapshot));

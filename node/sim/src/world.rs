@@ -16,12 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use weeble_core::document::{self, Op, Stored, journal};
 use weeble_core::membership::{Detection, Liveness, MemberId};
-use weeble_core::node::{Answer, Config, Effect, Input, NodeCore, Timer, next_epoch};
+use weeble_core::node::{Answer, Config, Effect, Input, NodeCore, Shared, Timer, next_epoch};
 use weeble_core::reconcile::Action;
 use weeble_core::reconcile::pass::{Event, Settings};
 use weeble_core::runtime::{ContainerState, LABEL_DEPLOYMENT, LABEL_POD, Observed, RuntimeError};
 use weeble_core::status::{NodeStatus, Send, StatusMessage};
-use weeble_core::view::Placements;
 use weeble_crdt::{ActorId, DesiredState};
 
 /// How long a request to a node that does not answer waits (the transport's timeout).
@@ -221,8 +220,8 @@ pub struct World {
     pub deaths: Vec<Death>,
     /// When each pod (namespace/name) last started running, and where.
     pub started: Vec<(u64, String, usize)>,
-    /// The placements the cores compute, shared as the cores of one process share them.
-    placements: Placements,
+    /// What the cores share, as the cores of one process do.
+    shared: Shared,
     sizes: StatusSizes,
 }
 
@@ -272,7 +271,7 @@ impl World {
             replicated: BTreeMap::new(),
             deaths: Vec::new(),
             started: Vec::new(),
-            placements: Placements::default(),
+            shared: Shared::default(),
             sizes: StatusSizes::default(),
         }
     }
@@ -323,7 +322,7 @@ impl World {
                 resync_ms: 10_000,
                 join_grace_ms: 3_000,
             },
-            placements: self.placements.clone(),
+            shared: self.shared.clone(),
         };
         node.core = Some(NodeCore::new(config, stored, now));
         self.input_at(self.now, i, life, Input::Timer(Timer::Announce));

@@ -58,11 +58,13 @@ impl Sim {
             link_busy_until: BTreeMap::new(),
             rng: StdRng::seed_from_u64(u64::from(n)),
         };
+        // Shared, as by the nodes of one process.
+        let updates = Updates::default();
         for i in 0..n {
             let m = member(i);
             sim.nodes.insert(
                 m.name.clone(),
-                Membership::new(m, Detection::default(), u64::from(i)),
+                Membership::new(m, Detection::default(), u64::from(i), updates.clone()),
             );
         }
         for i in 1..n {
@@ -389,7 +391,7 @@ fn a_dead_member_back_under_a_renewed_identity_is_not_gone() {
 }
 
 #[test]
-fn the_codec_shares_an_update_or_identity_it_has_seen_and_reads_a_changed_one_anew() {
+fn codecs_share_an_update_or_identity_seen_and_read_a_changed_one_anew() {
     use foca::Codec;
     let mut codec = BincodeCodec::default();
     let mut labelled = member(1);
@@ -442,4 +444,22 @@ fn the_codec_shares_an_update_or_identity_it_has_seen_and_reads_a_changed_one_an
     .unwrap();
     assert_eq!(renewed_back.id().bump, labelled.bump + 1);
     assert!(codec.decode_member(&first[..3]).is_err(), "a cut update");
+    // Another node's codec in the same process shares what this one decoded.
+    let mut other = BincodeCodec {
+        changes: Arc::default(),
+        updates: codec.updates.clone(),
+    };
+    let theirs = other.decode_member(&first[..]).unwrap();
+    assert!(Arc::ptr_eq(&theirs.id().0, &decoded.id().0));
+    assert!(
+        !Arc::ptr_eq(
+            &BincodeCodec::default()
+                .decode_member(&first[..])
+                .unwrap()
+                .id()
+                .0,
+            &decoded.id().0
+        ),
+        "a codec of its own decodes anew"
+    );
 }

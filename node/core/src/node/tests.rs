@@ -77,7 +77,7 @@ impl Cluster {
                     resync_ms: 10_000,
                     join_grace_ms: 3_000,
                 },
-                placements: Placements::default(),
+                shared: Shared::default(),
             };
             let stored = Stored {
                 state: DesiredState::new(ActorId::from([i as u8 + 1; 16])),
