@@ -518,14 +518,33 @@ fn container_spec(
 /// The probes of every running container of `desired`, resolved: HTTP and TCP probes go to
 /// the container's own address, commands into the container.
 pub fn probe_checks(desired: &[DesiredPod], observed: &[Observed]) -> Vec<Check> {
+    let probed =
+        |c: &&weeble_crdt::Container| c.liveness_probe.is_some() || c.readiness_probe.is_some();
     let mut checks = Vec::new();
+    if !desired
+        .iter()
+        .any(|pod| pod.template.containers.iter().any(|c| probed(&c)))
+    {
+        return checks;
+    }
+    // The running containers by pod, container and template hash, each key made once (the
+    // first of two with one key, as a search would find).
+    let mut running: BTreeMap<(String, String, &str), &Observed> = BTreeMap::new();
+    for o in observed
+        .iter()
+        .filter(|o| o.state == ContainerState::Running)
+    {
+        if let (Some((pod, container)), Some(hash)) =
+            (observed_key(o), o.labels.get(LABEL_TEMPLATE_HASH))
+        {
+            running.entry((pod, container, hash)).or_insert(o);
+        }
+    }
     for pod in desired {
-        for c in &pod.template.containers {
-            let Some(o) = observed.iter().find(|o| {
-                observed_key(o) == Some((pod.id(), c.name.clone()))
-                    && o.labels.get(LABEL_TEMPLATE_HASH) == Some(&pod.template_hash)
-                    && o.state == ContainerState::Running
-            }) else {
+        let id = pod.id();
+        for c in pod.template.containers.iter().filter(probed) {
+            let key = (id.clone(), c.name.clone(), pod.template_hash.as_str());
+            let Some(&o) = running.get(&key) else {
                 continue;
             };
             // Probes go to the container's own address, as the kubelet's go to the pod's:
