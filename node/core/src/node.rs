@@ -10,8 +10,9 @@
 //!   it is back under a renewed identity) and its connections closed;
 //! - peers declared this node dead and it rejoined → its report spreads again, and it
 //!   announces itself at once;
-//! - the members, the document or the set of nodes taking no pods changed → a new view, with
-//!   placement computed again only if what it reads changed, and a reconcile pass
+//! - the members, the document or the set of nodes taking no pods changed → a new view (for
+//!   members that only joined or were suspected, [`VIEW_AFTER`] later, with those that come
+//!   meanwhile), with placement computed again only if what it reads changed, and a reconcile pass
 //!   ([`Reconciler`]), as after a container stopped, the probes found something, or (while
 //!   pods are handed over) the status table changed;
 //! - the reconciler's pods → this node's status report, spread by [`StatusGossip`] with the
@@ -49,6 +50,12 @@ use weeble_crdt::{Outcome, Snapshot};
 /// How often a node announces itself to known addresses with no live member: that is how a
 /// new node joins, and how the sides of a healed partition find each other again.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a change of members that removes none (joins, suspicions and their end) waits
+/// before the view is built again, gathering those that come meanwhile: a thousand nodes
+/// joining are a few views at each node, not a thousand (each lists every member and asks for
+/// their placement). A member declared dead, which moves its replicas, rebuilds it at once.
+pub const VIEW_AFTER: Duration = Duration::from_millis(100);
 
 /// Everything a node's core is told at start.
 #[derive(Debug, Clone)]
@@ -102,6 +109,8 @@ pub enum Timer {
     Persist,
     /// Push the status news gathered since [`PUSH_AFTER`] ago.
     Push,
+    /// Build the view for the members that joined since [`VIEW_AFTER`] ago.
+    View,
 }
 
 /// What happens to a node. Peers are named by their libp2p id.
@@ -264,6 +273,13 @@ pub struct NodeCore {
     unschedulable: BTreeSet<String>,
     digest: Digest,
     view: Arc<View>,
+    /// The members' generation `view` was built at.
+    view_generation: u64,
+    /// Whether [`Timer::View`] is scheduled.
+    view_due: bool,
+    /// Whether the view must be built at the end of this step (a member died, or
+    /// [`Timer::View`] came).
+    view_now: bool,
 }
 
 impl NodeCore {
@@ -309,6 +325,9 @@ impl NodeCore {
             unschedulable,
             digest,
             view,
+            view_generation: 0,
+            view_due: false,
+            view_now: false,
         }
     }
 
@@ -331,7 +350,6 @@ impl NodeCore {
     /// Takes one input at time `now` (since the Unix epoch; the driver's one clock) and
     /// returns what to do.
     pub fn step(&mut self, now: Duration, input: Input) -> Vec<Effect> {
-        let members_generation = self.membership.generation();
         let table_before = self.status.table().fingerprint();
         let mut effects = Vec::new();
         match input {
@@ -416,6 +434,10 @@ impl NodeCore {
                 self.document.persisted(result, &self.peers, &mut doc);
                 self.document_effects(doc, &mut effects);
             }
+            Input::Timer(Timer::View) => {
+                self.view_due = false;
+                self.view_now = true;
+            }
             Input::Timer(Timer::Push) => {
                 let sends = self.status.push(&self.peers);
                 effects.extend(sends.into_iter().map(Effect::Status));
@@ -449,7 +471,7 @@ impl NodeCore {
             }
         }
         self.refresh_peers();
-        self.publish(now, members_generation, table_before, &mut effects);
+        self.publish(now, table_before, &mut effects);
         effects
     }
 
@@ -565,6 +587,7 @@ impl NodeCore {
                 }
                 membership::Effect::Down(m) => {
                     info!(peer = %m.name, "peer declared dead");
+                    self.view_now = true;
                     if gone_for_good(self.membership.members(), &m) {
                         self.status.forget(&m.name);
                     }
@@ -664,26 +687,23 @@ impl NodeCore {
 
     /// Publishes what changed in this step: the table and digest, the view; wakes the
     /// reconciler if what it reads changed.
-    fn publish(
-        &mut self,
-        now: Duration,
-        generation: u64,
-        table_before: u64,
-        effects: &mut Vec<Effect>,
-    ) {
+    fn publish(&mut self, now: Duration, table_before: u64, effects: &mut Vec<Effect>) {
         self.report_persisting();
         let table_changed = self.status.table().fingerprint() != table_before;
-        let members_changed = self.membership.generation() != generation;
         let snapshot = self.document.snapshot();
-        let mut view_changed = members_changed || !Arc::ptr_eq(snapshot, &self.view.snapshot);
-        if members_changed {
-            let before = &self.view.members;
-            for (m, was, now) in membership::suspicions(before, self.membership.members()) {
-                match now {
-                    Liveness::Suspect => info!(peer = %m.name, "peer suspected"),
-                    _ => info!(peer = %m.name, ?was, "peer no longer suspected"),
-                }
+        let mut view_changed = !Arc::ptr_eq(snapshot, &self.view.snapshot);
+        let members_changed = self.membership.generation() != self.view_generation;
+        let at_once = std::mem::take(&mut self.view_now);
+        if members_changed && !at_once {
+            if !self.view_due {
+                self.view_due = true;
+                effects.push(Effect::Schedule {
+                    after: VIEW_AFTER,
+                    timer: Timer::View,
+                });
             }
+        } else {
+            view_changed |= members_changed;
         }
         let mut wake = table_changed && self.reconciler.handing_over();
         if table_changed {
@@ -697,12 +717,21 @@ impl NodeCore {
             }
         }
         if view_changed {
+            for (m, was, now) in
+                membership::suspicions(&self.view.members, self.membership.members())
+            {
+                match now {
+                    Liveness::Suspect => info!(peer = %m.name, "peer suspected"),
+                    _ => info!(peer = %m.name, ?was, "peer no longer suspected"),
+                }
+            }
             let view = self.planner.view(
                 self.membership.members(),
                 &self.unschedulable,
                 self.document.snapshot(),
             );
             self.view = Arc::new(view);
+            self.view_generation = self.membership.generation();
             effects.push(Effect::View(self.view.clone()));
             wake = true;
         }

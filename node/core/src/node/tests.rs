@@ -430,6 +430,28 @@ fn a_peer_that_holds_something_else_is_synced_by_the_node_with_the_smaller_id() 
 }
 
 #[test]
+fn a_join_is_in_the_view_view_after_later_with_those_that_came_meanwhile() {
+    let mut cluster = Cluster::new(3, 4);
+    cluster.run_until(50);
+    assert!(
+        cluster
+            .effects_of("n0")
+            .any(|e| matches!(e, Effect::Schedule { timer: Timer::View, .. })),
+        "n0 heard of a join"
+    );
+    assert_eq!(cluster.alive("n0"), ["n0"], "its view waits");
+    let views = |c: &Cluster| {
+        c.effects_of("n0")
+            .filter(|e| matches!(e, Effect::View(_)))
+            .count()
+    };
+    let before = views(&cluster);
+    cluster.run_until(50 + VIEW_AFTER.as_millis() as u64 + 10);
+    assert_eq!(cluster.alive("n0"), ["n0", "n1", "n2"]);
+    assert_eq!(views(&cluster), before + 1, "both joins in one view");
+}
+
+#[test]
 fn an_unchanged_member_list_publishes_no_new_view() {
     let mut cluster = Cluster::new(3, 4);
     cluster.run_until(10_000);
