@@ -11,6 +11,29 @@ pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
         })
 }
 
+/// A hasher for keys that are well-mixed hashes already ([`mix`]'s): it passes a `u64` through.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = fnv1a(&[&self.0.to_le_bytes(), bytes]);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A map keyed by hashes ([`mix`]'s), hashed no further. Its order is the hashes': for
+/// lookups, never to iterate.
+pub(crate) type ByHash<V> =
+    std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<Prehashed>>;
+
 /// SplitMix64's finalizer: spreads every input bit over the whole output.
 pub(crate) fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -434,9 +434,13 @@ fn a_join_is_in_the_view_view_after_later_with_those_that_came_meanwhile() {
     let mut cluster = Cluster::new(3, 4);
     cluster.run_until(50);
     assert!(
-        cluster
-            .effects_of("n0")
-            .any(|e| matches!(e, Effect::Schedule { timer: Timer::View, .. })),
+        cluster.effects_of("n0").any(|e| matches!(
+            e,
+            Effect::Schedule {
+                timer: Timer::View,
+                ..
+            }
+        )),
         "n0 heard of a join"
     );
     assert_eq!(cluster.alive("n0"), ["n0"], "its view waits");
