@@ -515,6 +515,23 @@ fn container_spec(
     }
 }
 
+/// `observed` by pod (`namespace/pod`), container name and template hash, each key made once:
+/// the first of two with one key, as a search in order finds. A search for each desired
+/// container made a key for every observed one: quadratic in the pods, on every pass.
+fn by_template<'a>(
+    observed: impl Iterator<Item = &'a Observed>,
+) -> BTreeMap<(String, String, &'a str), &'a Observed> {
+    let mut index = BTreeMap::new();
+    for o in observed {
+        if let (Some((pod, container)), Some(hash)) =
+            (observed_key(o), o.labels.get(LABEL_TEMPLATE_HASH))
+        {
+            index.entry((pod, container, hash.as_str())).or_insert(o);
+        }
+    }
+    index
+}
+
 /// The probes of every running container of `desired`, resolved: HTTP and TCP probes go to
 /// the container's own address, commands into the container.
 pub fn probe_checks(desired: &[DesiredPod], observed: &[Observed]) -> Vec<Check> {
@@ -527,19 +544,11 @@ pub fn probe_checks(desired: &[DesiredPod], observed: &[Observed]) -> Vec<Check>
     {
         return checks;
     }
-    // The running containers by pod, container and template hash, each key made once (the
-    // first of two with one key, as a search would find).
-    let mut running: BTreeMap<(String, String, &str), &Observed> = BTreeMap::new();
-    for o in observed
-        .iter()
-        .filter(|o| o.state == ContainerState::Running)
-    {
-        if let (Some((pod, container)), Some(hash)) =
-            (observed_key(o), o.labels.get(LABEL_TEMPLATE_HASH))
-        {
-            running.entry((pod, container, hash)).or_insert(o);
-        }
-    }
+    let running = by_template(
+        observed
+            .iter()
+            .filter(|o| o.state == ContainerState::Running),
+    );
     for pod in desired {
         let id = pod.id();
         for c in pod.template.containers.iter().filter(probed) {
@@ -604,9 +613,11 @@ pub fn pod_statuses(
     unready: &std::collections::BTreeSet<String>,
     now_ms: i64,
 ) -> Vec<PodStatus> {
+    let observed = by_template(observed.iter());
     desired
         .iter()
         .map(|pod| {
+            let id = pod.id();
             let mut status = PodStatus {
                 name: pod.name(),
                 namespace: pod.key.deployment.namespace.clone(),
@@ -630,10 +641,8 @@ pub fn pod_statuses(
                     .cloned()
                     .unwrap_or_default();
                 status.restarts += attempts.restarts;
-                let found = observed.iter().find(|o| {
-                    observed_key(o) == Some((pod.id(), c.name.clone()))
-                        && o.labels.get(LABEL_TEMPLATE_HASH) == Some(&pod.template_hash)
-                });
+                let key = (id.clone(), c.name.clone(), pod.template_hash.as_str());
+                let found = observed.get(&key).copied();
                 let (phase, reason) = match found {
                     None => match &attempts.error {
                         Some((reason, message)) => {
