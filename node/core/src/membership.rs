@@ -285,14 +285,8 @@ impl Heard {
     }
 }
 
-/// How many times each node passes on the news of a member's arrival. Each time goes to a
-/// random member, so a node misses one arrival with a chance of about e^-24 (4·10⁻¹¹), and a
-/// forming cluster of N has N² (node, arrival) pairs: 0.004 misses expected at 10,000 nodes.
-/// A miss lasts until the two next talk (minutes in a large cluster), and placement differs
-/// meanwhile. At 16 (memberlist's count at 1,000 nodes, which also runs a full push-pull of
-/// the member list every 30 s) the simulator's 2,000 nodes formed with one node that never
-/// heard of one member.
-const JOIN_TRANSMISSIONS: std::num::NonZeroU8 = std::num::NonZeroU8::new(24).expect("non-zero");
+/// How many times each node passes on the news of a member's arrival.
+const JOIN_TRANSMISSIONS: std::num::NonZeroU8 = std::num::NonZeroU8::new(16).expect("non-zero");
 
 /// SWIM membership of one node.
 pub struct Membership {
@@ -324,7 +318,8 @@ impl Membership {
         // Keep piggybacking each update long enough for a member that was paused or cut off
         // for a second to hear of its own suspicion and refute it (Lifeguard's concern).
         config.max_transmissions = std::num::NonZeroU8::new(32).expect("non-zero");
-        // The news of a member's arrival need only reach every member once: a forming cluster
+        // The news of a member's arrival need only reach every member once (and the announces
+        // mend a miss): memberlist's count at 1,000 nodes (4 × ⌈log₁₀ N⌉). A forming cluster
         // of N receives N² × this many updates; at 32 that was most of the simulator's time.
         config.max_join_transmissions = Some(JOIN_TRANSMISSIONS);
         // Datagrams travel over libp2p streams, not UDP: a larger packet carries more updates.
