@@ -285,9 +285,6 @@ impl Heard {
     }
 }
 
-/// How many times each node passes on the news of a member's arrival.
-const JOIN_TRANSMISSIONS: std::num::NonZeroU8 = std::num::NonZeroU8::new(16).expect("non-zero");
-
 /// SWIM membership of one node.
 pub struct Membership {
     foca: Foca<MemberId, BincodeCodec, StdRng, foca::NoCustomBroadcast>,
@@ -318,10 +315,6 @@ impl Membership {
         // Keep piggybacking each update long enough for a member that was paused or cut off
         // for a second to hear of its own suspicion and refute it (Lifeguard's concern).
         config.max_transmissions = std::num::NonZeroU8::new(32).expect("non-zero");
-        // The news of a member's arrival need only reach every member once (and the announces
-        // mend a miss): memberlist's count at 1,000 nodes (4 × ⌈log₁₀ N⌉). A forming cluster
-        // of N receives N² × this many updates; at 32 that was most of the simulator's time.
-        config.max_join_transmissions = Some(JOIN_TRANSMISSIONS);
         // Datagrams travel over libp2p streams, not UDP: a larger packet carries more updates.
         config.max_packet_size = std::num::NonZeroUsize::new(16 * 1024).expect("non-zero");
         // foca announces itself to a random member every 30 s by default, and the answer is a
