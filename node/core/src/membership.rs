@@ -326,10 +326,7 @@ impl Membership {
             frequency: PERIODIC_ANNOUNCE,
             num_members: std::num::NonZeroUsize::new(1).expect("non-zero"),
         });
-        let codec = BincodeCodec {
-            changes: Arc::default(),
-            updates,
-        };
+        let codec = BincodeCodec::new(updates);
         let changes = codec.changes.clone();
         let foca = Foca::new(me.clone(), config, StdRng::seed_from_u64(seed), codec);
         Membership {
@@ -606,7 +603,7 @@ pub struct BincodeCodec {
 
 /// Member updates decoded lately by the membership codecs of one process, by their bytes.
 /// Each update comes many times (piggybacked up to `max_transmissions` times by each node
-/// that hears it: a forming cluster of 1,000 sends each node 16 million): the same bytes
+/// that hears it: a forming cluster of 1,000 sends each node 30 million): the same bytes
 /// again are the same update, shared, not decoded. A new update of a known identity is
 /// decoded once and shares the identity already held. `weeble node` runs one codec; the
 /// simulator runs thousands, which then hold one copy of each member, not one each (at
@@ -689,6 +686,14 @@ fn sender_peer_id(datagram: &[u8]) -> Option<&str> {
 }
 
 impl BincodeCodec {
+    /// A codec decoding updates through `updates`.
+    pub fn new(updates: Updates) -> Self {
+        BincodeCodec {
+            changes: Arc::default(),
+            updates,
+        }
+    }
+
     fn encode<T: Serialize>(
         value: &T,
         mut buf: impl BufMut,

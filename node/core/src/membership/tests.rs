@@ -445,10 +445,7 @@ fn codecs_share_an_update_or_identity_seen_and_read_a_changed_one_anew() {
     assert_eq!(renewed_back.id().bump, labelled.bump + 1);
     assert!(codec.decode_member(&first[..3]).is_err(), "a cut update");
     // Another node's codec in the same process shares what this one decoded.
-    let mut other = BincodeCodec {
-        changes: Arc::default(),
-        updates: codec.updates.clone(),
-    };
+    let mut other = BincodeCodec::new(codec.updates.clone());
     let theirs = other.decode_member(&first[..]).unwrap();
     assert!(Arc::ptr_eq(&theirs.id().0, &decoded.id().0));
     assert!(
