@@ -666,6 +666,24 @@ impl Updates {
         }
         Ok((update, used))
     }
+
+    /// The identity already held that equals `id` (decoded from a header), if one is: a
+    /// member's list entry compares identities with each update applied to it, and shared
+    /// ones compare by pointer, not field by field.
+    fn intern(&self, id: MemberId) -> MemberId {
+        let kept = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let known = kept.get(&crate::hash::fnv1a(&[id.name.as_bytes()]));
+        known
+            .into_iter()
+            .flatten()
+            .map(|d| d.update.id())
+            .find(|known| **known == id)
+            .cloned()
+            .unwrap_or(id)
+    }
 }
 
 const BINCODE: bincode::config::Configuration = bincode::config::standard();
@@ -732,7 +750,11 @@ impl foca::Codec<MemberId> for BincodeCodec {
     }
 
     fn decode_header(&mut self, buf: impl Buf) -> Result<foca::Header<MemberId>, CodecError> {
-        Self::decode(buf).map_err(|e| CodecError(e.to_string()))
+        let mut header: foca::Header<MemberId> =
+            Self::decode(buf).map_err(|e| CodecError(e.to_string()))?;
+        header.src = self.updates.intern(header.src);
+        header.dst = self.updates.intern(header.dst);
+        Ok(header)
     }
 
     fn encode_member(

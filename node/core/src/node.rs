@@ -11,8 +11,8 @@
 //! - peers declared this node dead and it rejoined → its report spreads again, and it
 //!   announces itself at once;
 //! - the members, the document or the set of nodes taking no pods changed → a new view (for
-//!   members that only joined or were suspected, [`VIEW_AFTER`] later, with those that come
-//!   meanwhile), with placement computed again only if what it reads changed, and a reconcile pass
+//!   a change of members, [`VIEW_AFTER`] later, with the changes that come meanwhile), with
+//!   placement computed again only if what it reads changed, and a reconcile pass
 //!   ([`Reconciler`]), as after a container stopped, the probes found something, or (while
 //!   pods are handed over) the status table changed;
 //! - the reconciler's pods → this node's status report, spread by [`StatusGossip`] with the
@@ -51,10 +51,13 @@ use weeble_crdt::{Outcome, Snapshot};
 /// new node joins, and how the sides of a healed partition find each other again.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 
-/// How long a change of members that removes none (joins, suspicions and their end) waits
-/// before the view is built again, gathering those that come meanwhile: a thousand nodes
-/// joining are a few views at each node, not a thousand (each lists every member and asks for
-/// their placement). A member declared dead, which moves its replicas, rebuilds it at once.
+/// How long a change of members waits before the view is built again, gathering the changes
+/// that come meanwhile: a thousand nodes joining are a few views at each node, not a thousand
+/// (each lists every member and asks for their placement); and nodes that die together (a
+/// rack, a switch, a partition) are one move of their replicas, not one per death heard, each
+/// moving again the replicas the last one placed on a node whose death was still on its way.
+/// A death's replicas start elsewhere this much later: 10 of 1,000 simulated nodes crashing at
+/// once had made each survivor place everything again about 4 times, in 3,700 distinct views.
 pub const VIEW_AFTER: Duration = Duration::from_millis(100);
 
 /// Everything a node's core is told at start.
@@ -109,7 +112,7 @@ pub enum Timer {
     Persist,
     /// Push the status news gathered since [`PUSH_AFTER`] ago.
     Push,
-    /// Build the view for the members that joined since [`VIEW_AFTER`] ago.
+    /// Build the view for the members that changed since [`VIEW_AFTER`] ago.
     View,
 }
 
@@ -277,8 +280,7 @@ pub struct NodeCore {
     view_generation: u64,
     /// Whether [`Timer::View`] is scheduled.
     view_due: bool,
-    /// Whether the view must be built at the end of this step (a member died, or
-    /// [`Timer::View`] came).
+    /// Whether the view must be built at the end of this step ([`Timer::View`] came).
     view_now: bool,
 }
 
@@ -587,7 +589,6 @@ impl NodeCore {
                 }
                 membership::Effect::Down(m) => {
                     info!(peer = %m.name, "peer declared dead");
-                    self.view_now = true;
                     if gone_for_good(self.membership.members(), &m) {
                         self.status.forget(&m.name);
                     }

@@ -162,6 +162,16 @@ impl StatusTable {
     /// Whether `report` is newer than what we have for its node (and than the version its
     /// node was forgotten at): whether [`Self::merge`] would keep it.
     pub fn is_newer(&self, report: &NodeStatus) -> bool {
+        // The very report held, come again (passed on in the same process): one pointer to
+        // compare, not a name.
+        let hash = name_hash(&report.node);
+        if self
+            .by_hash
+            .get(&hash)
+            .is_some_and(|old| std::ptr::eq(&**old, report))
+        {
+            return false;
+        }
         let at = (report.epoch, report.version);
         let newer = self
             .held(&report.node)
@@ -178,10 +188,11 @@ impl StatusTable {
         }
         self.forgotten.remove(&report.node);
         self.fingerprint ^= version_hash(&report.node, report.epoch, report.version);
-        match report.not_ready.is_some() || report.leaving {
-            true => self.unschedulable.insert(report.node.clone()),
-            false => self.unschedulable.remove(&report.node),
-        };
+        if report.not_ready.is_some() || report.leaving {
+            self.unschedulable.insert(report.node.clone());
+        } else if !self.unschedulable.is_empty() {
+            self.unschedulable.remove(&report.node);
+        }
         let hash = name_hash(&report.node);
         match self.by_hash.get(&hash) {
             Some(other) if other.node != report.node => {}
@@ -197,6 +208,8 @@ impl StatusTable {
     fn held(&self, node: &str) -> Option<&Arc<NodeStatus>> {
         match self.by_hash.get(&name_hash(node)) {
             Some(report) if report.node == node => Some(report),
+            // Every report indexed: one that is not is not held.
+            _ if self.by_hash.len() == self.nodes.len() => None,
             // Not indexed: absent, or another name took the hash first.
             _ => self.nodes.get(node),
         }
@@ -385,6 +398,22 @@ mod tests {
             !t.is_newer(&report("n2", 1, 1)),
             "forgotten at that version"
         );
+    }
+
+    #[test]
+    fn a_report_whose_hash_another_name_took_is_found_by_its_name() {
+        let mut t = StatusTable::default();
+        t.merge(report("b", 1, 1));
+        // As if "b" hashed as "a" does: "b" took the slot "a" will want.
+        let b = t.by_hash.remove(&name_hash("b")).unwrap();
+        t.by_hash.insert(name_hash("a"), b);
+        assert!(t.held("a").is_none() && t.is_newer(&report("a", 1, 1)));
+        let a = Arc::new(report("a", 1, 1));
+        assert!(t.merge(a.clone()), "kept, though not indexed");
+        assert_eq!(t.held("a").map(|r| r.version), Some(1));
+        assert!(!t.is_newer(&a), "the very report held");
+        assert!(!t.is_newer(&report("a", 1, 1)) && t.is_newer(&report("a", 1, 2)));
+        assert!(t.held("c").is_none());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use crate::net::{Links, Net};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -823,8 +823,9 @@ fn target(event: &Occurrence) -> usize {
 /// it on costs one count, not one per message.
 #[derive(Default)]
 struct StatusSizes {
-    /// Per node: the version of its report last counted, and its size.
-    reports: BTreeMap<String, ((u64, u64), usize)>,
+    /// Per node: the version of its report last counted, and its size. Looked up for each
+    /// report sent, never walked: a hash map's order is never seen.
+    reports: HashMap<String, ((u64, u64), usize)>,
 }
 
 impl StatusSizes {

@@ -1697,24 +1697,41 @@ impl<T: PartialEq + core::hash::Hash> Invalidates for Addr<T> {
         self.0 == other.0
     }
 
-    // Weeble's change: the address's hash (FNV-1a over what `Hash` writes).
+    // Weeble's change: the address's hash.
     fn key(&self) -> Option<u64> {
-        struct Fnv(u64);
-        impl core::hash::Hasher for Fnv {
-            fn finish(&self) -> u64 {
-                self.0
-            }
-            fn write(&mut self, bytes: &[u8]) {
-                for &b in bytes {
-                    self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-                }
-            }
-        }
-        let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
-        core::hash::Hash::hash(&self.0, &mut hasher);
-        Some(core::hash::Hasher::finish(&hasher))
+        Some(addr_hash(&self.0))
     }
 }
+
+// Weeble's change: a hash of an address, the same in every build: the broadcast queue's
+// key of an address's update.
+pub(crate) fn addr_hash<A: core::hash::Hash>(addr: &A) -> u64 {
+    core::hash::BuildHasher::hash_one(&AddrHasher::default(), addr)
+}
+
+// Weeble's change: FNV-1a over what `Hash` writes; hashes addresses, which are short.
+pub(crate) struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl core::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+// Weeble's change: builds [`Fnv`] hashers.
+pub(crate) type AddrHasher = core::hash::BuildHasherDefault<Fnv>;
 
 #[cfg(test)]
 impl<T, C, RNG, B> Foca<T, C, RNG, B>

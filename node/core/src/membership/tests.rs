@@ -459,4 +459,25 @@ fn codecs_share_an_update_or_identity_seen_and_read_a_changed_one_anew() {
         ),
         "a codec of its own decodes anew"
     );
+    // A header's identities are the ones its updates brought, where they are known.
+    let mut header = |src: &MemberId, dst: &MemberId| {
+        let mut buf = Vec::new();
+        let header = foca::Header {
+            src: src.clone(),
+            src_incarnation: 0,
+            dst: dst.clone(),
+            message: foca::Message::Ping(1),
+        };
+        other.encode_header(&header, &mut buf).unwrap();
+        other.decode_header(&buf[..]).unwrap()
+    };
+    let stranger = member(9);
+    let read = header(&MemberId::from((*labelled).clone()), &stranger);
+    assert!(Arc::ptr_eq(&read.src.0, &decoded.id().0), "a known sender");
+    assert_eq!(read.dst, stranger, "an unknown receiver, read as it came");
+    let read = header(&relabelled, &stranger);
+    assert!(
+        Arc::ptr_eq(&read.src.0, &changed.id().0),
+        "the variant the header names, of several of one name"
+    );
 }
