@@ -456,6 +456,34 @@ fn a_join_is_in_the_view_view_after_later_with_those_that_came_meanwhile() {
 }
 
 #[test]
+fn deaths_heard_within_view_after_of_each_other_are_one_view() {
+    let mut cluster = Cluster::new(4, 4);
+    cluster.run_until(10_000);
+    assert_eq!(cluster.alive("n0"), ["n0", "n1", "n2", "n3"]);
+    let before = cluster.log.len();
+    for (name, peer, at) in [("n2", "p2", 10_000), ("n3", "p3", 10_050)] {
+        cluster.nodes.get_mut(name).unwrap().stopped = true;
+        cluster.push(at, "n0", Input::Disconnected(peer.into()));
+    }
+    cluster.run_until(10_050 + VIEW_AFTER.as_millis() as u64 + 10);
+    assert_eq!(cluster.alive("n0"), ["n0", "n1"]);
+    let views: Vec<Vec<String>> = cluster.log[before..]
+        .iter()
+        .filter_map(|(n, e)| match e {
+            Effect::View(view) if n == "n0" => Some(
+                view.members
+                    .iter()
+                    .filter(|(_, l)| *l != Liveness::Down)
+                    .map(|(m, _)| m.name.clone())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(views, [["n0", "n1"]], "one view, without both");
+}
+
+#[test]
 fn an_unchanged_member_list_publishes_no_new_view() {
     let mut cluster = Cluster::new(3, 4);
     cluster.run_until(10_000);
