@@ -39,25 +39,37 @@ impl DesiredPod {
 }
 
 /// The pods placement gives `node`, in key order; `service_ip` is where the node serves the
-/// services its pods' variables point to.
+/// services its pods' variables point to. A deployment's replicas come one after another, and
+/// share its template's hash and the services' variables, made once for them all (each pass
+/// made them per pod: at 1,000 simulated nodes, most of a resync's time).
 pub fn desired_pods(
     snapshot: &Snapshot,
     placement: &Placement,
     node: &str,
     service_ip: IpAddr,
 ) -> Vec<DesiredPod> {
-    placement
-        .owned_by(node)
-        .filter_map(|key| {
-            let d = snapshot.deployments.get(&key.deployment)?;
-            Some(DesiredPod {
-                template: d.spec.template.clone(),
-                template_hash: template_hash(&d.spec.template),
-                service_env: services::environment(snapshot, &key.deployment.namespace, service_ip),
-                key,
-            })
-        })
-        .collect()
+    let mut pods: Vec<DesiredPod> = Vec::new();
+    for key in placement.owned_by(node) {
+        let Some(d) = snapshot.deployments.get(&key.deployment) else {
+            continue;
+        };
+        let (template_hash, service_env) = match pods.last() {
+            Some(last) if last.key.deployment == key.deployment => {
+                (last.template_hash.clone(), last.service_env.clone())
+            }
+            _ => (
+                template_hash(&d.spec.template),
+                services::environment(snapshot, &key.deployment.namespace, service_ip),
+            ),
+        };
+        pods.push(DesiredPod {
+            template: d.spec.template.clone(),
+            template_hash,
+            service_env,
+            key,
+        });
+    }
+    pods
 }
 
 /// The longest an old owner keeps a replica whose new owner has not reported it Running.

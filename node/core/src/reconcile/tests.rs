@@ -473,3 +473,46 @@ fn the_join_grace_ends_once_at_the_first_peer_or_when_it_runs_out() {
     assert_eq!(alone.check(4_000, false), Grace::RanOut);
     assert_eq!(alone.check(5_000, true), Grace::Over);
 }
+
+#[test]
+fn each_desired_pod_carries_its_own_deployments_template_hash_and_services() {
+    use crate::membership::MemberId;
+    use crate::placement::{Candidate, Workloads, place};
+    use weeble_crdt::{ActorId, DesiredState, parse_manifests};
+    let deployment = |namespace: &str, name: &str, image: &str| {
+        format!(
+            "kind: Deployment\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  \
+             replicas: 3\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      \
+             containers: [{{name: c, image: {image}}}]\n---\n"
+        )
+    };
+    let text = deployment("default", "a", "one")
+        + &deployment("default", "b", "two")
+        + &deployment("other", "c", "three")
+        + "kind: Service\nmetadata: {name: web, namespace: other}\nspec:\n  \
+           selector: {app: c}\n  ports: [{port: 80}]\n";
+    let mut state = DesiredState::new(ActorId::from([1; 16]));
+    for object in parse_manifests(&text).unwrap().objects {
+        state.apply(&object).unwrap();
+    }
+    let snapshot = state.snapshot();
+    let mut member = MemberId::test(1);
+    member.name = NODE.into();
+    let mut workloads = Workloads::default();
+    workloads.update(&snapshot);
+    let placement = place(&[Candidate::from_member(&member)], workloads.iter());
+    let pods = desired_pods(&snapshot, &placement, NODE, ip());
+    assert_eq!(pods.len(), 9, "three replicas of each, all here");
+    for pod in &pods {
+        let d = &snapshot.deployments[&pod.key.deployment];
+        assert_eq!(pod.template, d.spec.template);
+        assert_eq!(pod.template_hash, template_hash(&d.spec.template));
+        let env = services::environment(&snapshot, &pod.key.deployment.namespace, ip());
+        assert_eq!(pod.service_env, env, "{:?}", pod.key);
+    }
+    let hashes: std::collections::BTreeSet<&str> =
+        pods.iter().map(|p| p.template_hash.as_str()).collect();
+    assert_eq!(hashes.len(), 3, "one hash per template");
+    assert!(pods.iter().any(|p| p.service_env.is_empty()));
+    assert!(pods.iter().any(|p| !p.service_env.is_empty()));
+}
