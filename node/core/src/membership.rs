@@ -631,10 +631,7 @@ impl Updates {
     /// The update `bytes` begin with: one decoded before, or decoded now (and kept).
     fn decode(&self, bytes: &[u8]) -> Result<(foca::Member<MemberId>, usize), CodecError> {
         let key = name_key(bytes);
-        let mut kept = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut kept = self.kept();
         let known = key
             .and_then(|key| kept.get(&key))
             .map_or(&[][..], Vec::as_slice);
@@ -645,10 +642,8 @@ impl Updates {
         let (update, used): (foca::Member<MemberId>, usize) =
             bincode::serde::decode_from_slice(bytes, BINCODE)
                 .map_err(|e| CodecError(e.to_string()))?;
-        let update = match known.iter().find(|d| d.update.id() == update.id()) {
-            Some(d) => {
-                foca::Member::new(d.update.id().clone(), update.incarnation(), update.state())
-            }
+        let update = match held_identity(known, update.id()) {
+            Some(id) => foca::Member::new(id.clone(), update.incarnation(), update.state()),
             None => update,
         };
         if let Some(key) = key {
@@ -671,19 +666,23 @@ impl Updates {
     /// member's list entry compares identities with each update applied to it, and shared
     /// ones compare by pointer, not field by field.
     fn intern(&self, id: MemberId) -> MemberId {
-        let kept = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let known = kept.get(&crate::hash::fnv1a(&[id.name.as_bytes()]));
-        known
-            .into_iter()
-            .flatten()
-            .map(|d| d.update.id())
-            .find(|known| **known == id)
-            .cloned()
-            .unwrap_or(id)
+        let kept = self.kept();
+        let known = kept
+            .get(&name_hash(&id.name))
+            .map_or(&[][..], Vec::as_slice);
+        held_identity(known, &id).cloned().unwrap_or(id)
     }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<Decoded>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The identity equal to `id` that one of `known` (the updates kept under its name) holds.
+fn held_identity<'a>(known: &'a [Decoded], id: &MemberId) -> Option<&'a MemberId> {
+    known.iter().map(|d| d.update.id()).find(|held| *held == id)
 }
 
 const BINCODE: bincode::config::Configuration = bincode::config::standard();
@@ -692,7 +691,12 @@ const BINCODE: bincode::config::Configuration = bincode::config::standard();
 /// `None` if the bytes do not begin with one.
 fn name_key(bytes: &[u8]) -> Option<u64> {
     let (name, _): (&str, usize) = bincode::serde::borrow_decode_from_slice(bytes, BINCODE).ok()?;
-    Some(crate::hash::fnv1a(&[name.as_bytes()]))
+    Some(name_hash(name))
+}
+
+/// The key of a member name's updates in [`Updates`].
+fn name_hash(name: &str) -> u64 {
+    crate::hash::fnv1a(&[name.as_bytes()])
 }
 
 /// The peer id of a datagram's sender, read in place: a header begins with the sender's

@@ -162,19 +162,15 @@ impl StatusTable {
     /// Whether `report` is newer than what we have for its node (and than the version its
     /// node was forgotten at): whether [`Self::merge`] would keep it.
     pub fn is_newer(&self, report: &NodeStatus) -> bool {
+        let indexed = self.by_hash.get(&name_hash(&report.node));
         // The very report held, come again (passed on in the same process): one pointer to
         // compare, not a name.
-        let hash = name_hash(&report.node);
-        if self
-            .by_hash
-            .get(&hash)
-            .is_some_and(|old| std::ptr::eq(&**old, report))
-        {
+        if indexed.is_some_and(|old| std::ptr::eq(&**old, report)) {
             return false;
         }
         let at = (report.epoch, report.version);
         let newer = self
-            .held(&report.node)
+            .held_given(indexed, &report.node)
             .is_none_or(|old| at > (old.epoch, old.version));
         let forgotten = self.forgotten.get(&report.node).is_some_and(|&f| at <= f);
         newer && !forgotten
@@ -206,7 +202,16 @@ impl StatusTable {
 
     /// The report held of `node`, if one is.
     fn held(&self, node: &str) -> Option<&Arc<NodeStatus>> {
-        match self.by_hash.get(&name_hash(node)) {
+        self.held_given(self.by_hash.get(&name_hash(node)), node)
+    }
+
+    /// The report held of `node`, `indexed` being the index's entry at its name's hash.
+    fn held_given<'a>(
+        &'a self,
+        indexed: Option<&'a Arc<NodeStatus>>,
+        node: &str,
+    ) -> Option<&'a Arc<NodeStatus>> {
+        match indexed {
             Some(report) if report.node == node => Some(report),
             // Every report indexed: one that is not is not held.
             _ if self.by_hash.len() == self.nodes.len() => None,

@@ -34,9 +34,9 @@ pub trait Identity: Clone + Eq + fmt::Debug {
     /// an example of one)
     ///
     /// It's a good idea to have this type as lean as possible
-    // Weeble's change: `Ord`, for `Members` to index members by address, and `Hash`, for
-    // the broadcast queue to find an address's update.
-    type Addr: Ord + core::hash::Hash;
+    // Weeble's change: `Eq + Hash`, for `Members` to index members by address, and for the
+    // broadcast queue to find an address's update.
+    type Addr: Eq + core::hash::Hash;
 
     /// Opt-in on auto-rejoining by providing a new identity.
     ///
