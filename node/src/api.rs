@@ -435,7 +435,8 @@ fn ready_replicas(
     only: Option<&ObjectKey>,
 ) -> BTreeMap<ObjectKey, usize> {
     let mut ready = BTreeMap::new();
-    for (node, status) in table.nodes() {
+    for status in table.nodes() {
+        let node = &status.node;
         for p in status.pods.iter().filter(|p| p.ready) {
             if only.is_some_and(|k| k.namespace != p.namespace || k.name != p.deployment) {
                 continue;
@@ -726,7 +727,7 @@ async fn list_nodes<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>)
 
 /// A member as a Kubernetes Node, with the status it gossips.
 fn node_view((m, liveness): &(MemberId, Liveness), table: &StatusTable) -> objects::Node {
-    objects::Node::new(m, *liveness, table.nodes().get(&m.name).map(|n| &**n))
+    objects::Node::new(m, *liveness, table.report(&m.name).map(|n| &**n))
 }
 
 async fn get_node<R>(State(api): State<Api<R>>, Path(name): Path<String>) -> Reply<objects::Node> {
@@ -751,11 +752,10 @@ fn push_pods(
     // large as the pods that run.
     let reports: HashMap<(&str, &str, &str), &PodStatus> = table
         .nodes()
-        .iter()
-        .flat_map(|(node, s)| {
+        .flat_map(|s| {
             s.pods
                 .iter()
-                .map(move |p| ((node.as_str(), p.namespace.as_str(), p.name.as_str()), p))
+                .map(move |p| ((s.node.as_str(), p.namespace.as_str(), p.name.as_str()), p))
         })
         .collect();
     let (start, skip) = match after {
@@ -772,7 +772,7 @@ fn push_pods(
         };
         for (index, slot) in slots.iter().enumerate().skip(first) {
             let name = format!("{}-{index}", key.name);
-            let owner = slot.map(|i| view.placement.nodes[i].as_str());
+            let owner = slot.owner().map(|i| view.placement.nodes[i].as_str());
             let reported = owner
                 .ok()
                 .and_then(|node| reports.get(&(node, key.namespace.as_str(), name.as_str())));
@@ -797,11 +797,10 @@ fn find_pod(view: &View, table: &StatusTable, ns: &str, name: &str) -> Option<ob
     let key = ObjectKey::new(ns, deployment);
     let d = view.snapshot.deployments.get(&key)?;
     let slot = view.placement.deployments.get(&key)?.get(index)?;
-    let owner = slot.map(|i| view.placement.nodes[i].as_str());
+    let owner = slot.owner().map(|i| view.placement.nodes[i].as_str());
     let reported = owner.ok().and_then(|node| {
         table
-            .nodes()
-            .get(node)?
+            .report(node)?
             .pods
             .iter()
             .find(|p| p.namespace == ns && p.name == name)

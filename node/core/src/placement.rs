@@ -154,13 +154,49 @@ pub enum Unplaced {
     TooManyPods,
 }
 
+/// One replica's owner (an index into [`Placement::nodes`]), or why it has none, in four
+/// bytes: a placement holds one per replica, and while a crash is heard, the cores of one
+/// simulated process hold hundreds of placements at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot(u32);
+
+impl Slot {
+    /// The reasons, from `u32::MAX` down; owners are the values below.
+    const UNPLACED: [Unplaced; 3] = [
+        Unplaced::NoEligibleNode,
+        Unplaced::InsufficientCapacity,
+        Unplaced::TooManyPods,
+    ];
+
+    pub fn new(owner: Result<usize, Unplaced>) -> Self {
+        match owner {
+            Ok(i) => {
+                let i = u32::try_from(i).expect("fewer members than u32::MAX");
+                debug_assert!(i <= u32::MAX - Self::UNPLACED.len() as u32);
+                Slot(i)
+            }
+            Err(why) => {
+                let at = Self::UNPLACED.iter().position(|&u| u == why);
+                Slot(u32::MAX - at.unwrap_or_default() as u32)
+            }
+        }
+    }
+
+    pub fn owner(self) -> Result<usize, Unplaced> {
+        match Self::UNPLACED.get((u32::MAX - self.0) as usize) {
+            Some(&why) => Err(why),
+            None => Ok(self.0 as usize),
+        }
+    }
+}
+
 /// The owner of every replica, or why it has none.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Placement {
     /// Candidate names in name order; owners are indexes into this.
     pub nodes: Vec<String>,
     /// Per deployment, per replica index: the owner, or why there is none.
-    pub deployments: BTreeMap<ObjectKey, Vec<Result<usize, Unplaced>>>,
+    pub deployments: BTreeMap<ObjectKey, Vec<Slot>>,
     /// Whether some replica is not on its top-ranked member (it spilled, or has no owner).
     pub spilled: bool,
 }
@@ -171,7 +207,7 @@ impl Placement {
             .deployments
             .get(&replica.deployment)?
             .get(replica.index as usize)?;
-        slot.as_ref().ok().map(|&i| self.nodes[i].as_str())
+        slot.owner().ok().map(|i| self.nodes[i].as_str())
     }
 
     /// Every replica in key order, with its owner's name or why it has none.
@@ -184,7 +220,7 @@ impl Placement {
                         deployment: deployment.clone(),
                         index: index as u32,
                     };
-                    (key, slot.map(|i| self.nodes[i].as_str()))
+                    (key, slot.owner().map(|i| self.nodes[i].as_str()))
                 })
             })
     }
@@ -199,7 +235,7 @@ impl Placement {
                 let mine = slots
                     .iter()
                     .enumerate()
-                    .filter(move |(_, slot)| me.is_some() && slot.ok() == me);
+                    .filter(move |(_, slot)| me.is_some() && slot.owner().ok() == me);
                 mine.map(move |(index, _)| ReplicaKey {
                     deployment: deployment.clone(),
                     index: index as u32,
@@ -272,7 +308,7 @@ pub fn place<'a>(
                     open -= 1;
                 }
             }
-            slots.push(owner);
+            slots.push(Slot::new(owner));
         }
         placement.deployments.insert(w.deployment.clone(), slots);
     }
@@ -326,7 +362,7 @@ pub fn place_after<'a>(
         let base = deployment_hash(w);
         let mut slots = Vec::with_capacity(slots_before.len());
         for (index, slot) in slots_before.iter().enumerate() {
-            let owner = match now[(*slot).ok()?] {
+            let owner = match now[slot.owner().ok()?] {
                 Some(i) => i,
                 None => {
                     let (classes, scratch) = ranker.classes(&w.node_selector);
@@ -336,7 +372,7 @@ pub fn place_after<'a>(
             pods[owner] += 1;
             used[owner].0 += u128::from(w.requests.cpu_millis);
             used[owner].1 += u128::from(w.requests.memory_bytes);
-            slots.push(Ok(owner));
+            slots.push(Slot::new(Ok(owner)));
         }
         placement.deployments.insert(w.deployment.clone(), slots);
     }

@@ -113,7 +113,7 @@ pub fn handovers(
         if owner == node {
             continue;
         }
-        let owner_running = table.nodes().get(owner).is_some_and(|n| {
+        let owner_running = table.report(owner).is_some_and(|n| {
             n.pods.iter().any(|p| {
                 p.name == key.pod_name()
                     && p.namespace == key.deployment.namespace

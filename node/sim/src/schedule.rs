@@ -611,7 +611,7 @@ fn status_tables_agree(world: &World) -> Result<(), String> {
         ));
     }
     let table = core(world, 0).table();
-    match (0..n).find(|&i| !table.nodes().contains_key(&format!("n{i}"))) {
+    match (0..n).find(|&i| table.report(&format!("n{i}")).is_none()) {
         Some(i) => Err(format!(
             "n{i}'s report is in no status table after settling"
         )),

@@ -218,7 +218,10 @@ fn placed_on(owner: &str) -> Placement {
     let index = nodes.iter().position(|n| n == owner).unwrap();
     Placement {
         nodes,
-        deployments: BTreeMap::from([(ObjectKey::new("default", "web"), vec![Ok(index)])]),
+        deployments: BTreeMap::from([(
+            ObjectKey::new("default", "web"),
+            vec![crate::placement::Slot::new(Ok(index))],
+        )]),
         spilled: false,
     }
 }
