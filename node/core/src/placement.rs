@@ -49,11 +49,12 @@ impl Candidate {
 /// The members that take replicas: those not down, and of those, the ones that take pods (a
 /// node that cannot persist the desired state reports itself not Ready; one that is leaving
 /// says so). If none takes pods, every live member stays a candidate: a lone node with a full
-/// disk keeps running what it can.
+/// disk keeps running what it can. Members, not [`Candidate`]s: shared, where candidates are
+/// copies (a view keeps these with its placement).
 pub fn candidates(
     members: &[(MemberId, Liveness)],
     unschedulable: &BTreeSet<String>,
-) -> Vec<Candidate> {
+) -> Vec<MemberId> {
     let live: Vec<&MemberId> = members
         .iter()
         .filter(|(_, l)| *l != Liveness::Down)
@@ -65,7 +66,16 @@ pub fn candidates(
         .filter(|m| !unschedulable.contains(&m.name))
         .collect();
     let chosen = if open.is_empty() { live } else { open };
-    chosen.into_iter().map(Candidate::from_member).collect()
+    chosen.into_iter().cloned().collect()
+}
+
+/// Whether two lists of members make the same candidates (the same names, labels, capacity
+/// and pod limits, in the same order), whatever else of them differs.
+pub fn same_candidates(a: &[MemberId], b: &[MemberId]) -> bool {
+    fn key(m: &MemberId) -> (&String, &Labels, ResourceAmounts, u32) {
+        (&m.name, &m.labels, m.capacity, m.max_pods)
+    }
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| key(a) == key(b))
 }
 
 /// What placement needs to know about a deployment.

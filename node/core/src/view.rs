@@ -5,7 +5,9 @@
 
 use crate::hash::{ByHash, fnv1a, mix};
 use crate::membership::{Liveness, MemberId};
-use crate::placement::{Candidate, Placement, Workload, Workloads, candidates, place, place_after};
+use crate::placement::{
+    Candidate, Placement, Workload, Workloads, candidates, place, place_after, same_candidates,
+};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use weeble_crdt::Snapshot;
@@ -31,7 +33,8 @@ pub struct Placements(Arc<Mutex<Memo>>);
 /// One placement and what it was computed from; a planner holds the one of its view.
 #[derive(Debug)]
 struct Placed {
-    candidates: Vec<Candidate>,
+    /// The members that are its candidates ([`candidates`]).
+    members: Vec<MemberId>,
     workloads: Vec<Workload>,
     placement: Arc<Placement>,
 }
@@ -52,8 +55,8 @@ const PLACEMENTS_KEPT: usize = 8;
 
 /// A hash of what a placement is computed from: the candidates' names and the workloads'
 /// deployments and sizes (the rest, rarely different, is compared when the hashes match).
-fn inputs_hash(candidates: &[Candidate], workloads: &Workloads) -> u64 {
-    let names = candidates.iter().map(|c| c.name.as_bytes());
+fn inputs_hash(members: &[MemberId], workloads: &Workloads) -> u64 {
+    let names = members.iter().map(|m| m.name.as_bytes());
     let sizes: Vec<[u8; 4]> = workloads.iter().map(|w| w.replicas.to_le_bytes()).collect();
     let deployments = workloads.iter().zip(&sizes).flat_map(|(w, size)| {
         let key = &w.deployment;
@@ -68,12 +71,12 @@ fn inputs_hash(candidates: &[Candidate], workloads: &Workloads) -> u64 {
 }
 
 impl Placements {
-    /// The placement of `workloads` on `candidates`: one held, or computed and kept; computed
-    /// from `last` (the placement of the same workloads on other candidates) if it can be
-    /// ([`place_after`]).
+    /// The placement of `workloads` on the candidates `members` make: one held, or computed
+    /// and kept; computed from `last` (the placement of the same workloads on other
+    /// candidates) if it can be ([`place_after`]).
     fn place(
         &self,
-        candidates: Vec<Candidate>,
+        members: Vec<MemberId>,
         workloads: &Workloads,
         last: Option<&Placed>,
     ) -> Arc<Placed> {
@@ -81,9 +84,10 @@ impl Placements {
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let hash = inputs_hash(&candidates, workloads);
-        let same =
-            |p: &Placed| p.candidates == candidates && p.workloads.iter().eq(workloads.iter());
+        let hash = inputs_hash(&members, workloads);
+        let same = |p: &Placed| {
+            same_candidates(&p.members, &members) && p.workloads.iter().eq(workloads.iter())
+        };
         let found = memo
             .held
             .get(&hash)
@@ -91,9 +95,14 @@ impl Placements {
         if let Some(found) = found {
             return found;
         }
+        let as_candidates = |members: &[MemberId]| -> Vec<Candidate> {
+            members.iter().map(Candidate::from_member).collect()
+        };
+        let candidates = as_candidates(&members);
         let derived = last.and_then(|had| {
+            let had_candidates = as_candidates(&had.members);
             place_after(
-                &had.candidates,
+                &had_candidates,
                 &had.placement,
                 &candidates,
                 workloads.iter(),
@@ -101,7 +110,7 @@ impl Placements {
         });
         let placement = derived.unwrap_or_else(|| place(&candidates, workloads.iter()));
         let placed = Arc::new(Placed {
-            candidates,
+            members,
             workloads: workloads.iter().cloned().collect(),
             placement: Arc::new(placement),
         });
@@ -157,13 +166,13 @@ impl Planner {
         unschedulable: &BTreeSet<String>,
         snapshot: &Arc<Snapshot>,
     ) -> View {
-        let candidates = candidates(members, unschedulable);
+        let chosen = candidates(members, unschedulable);
         let changed = self.workloads.update(snapshot);
         let placed = match &self.last {
-            Some(last) if !changed && last.candidates == candidates => last.clone(),
+            Some(last) if !changed && same_candidates(&last.members, &chosen) => last.clone(),
             last => {
                 let last = last.as_deref().filter(|_| !changed);
-                self.shared.place(candidates, &self.workloads, last)
+                self.shared.place(chosen, &self.workloads, last)
             }
         };
         let placement = placed.placement.clone();

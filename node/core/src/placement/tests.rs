@@ -262,7 +262,7 @@ fn a_member_that_is_not_ready_takes_no_replicas_unless_no_member_is_ready() {
         let not_ready = not_ready.iter().map(|n| n.to_string()).collect();
         candidates(&members, &not_ready)
             .into_iter()
-            .map(|c| c.name)
+            .map(|c| c.name.clone())
             .collect()
     };
     assert_eq!(names(&[]), ["a", "b"], "the down member is out");
@@ -272,7 +272,7 @@ fn a_member_that_is_not_ready_takes_no_replicas_unless_no_member_is_ready() {
         ["a", "b"],
         "alone, a node runs what it can"
     );
-    let c = &candidates(&members, &BTreeSet::new())[0];
+    let c = Candidate::from_member(&candidates(&members, &BTreeSet::new())[0]);
     assert_eq!((c.weight, c.max_pods), (2.0, 110));
 }
 
@@ -423,4 +423,21 @@ fn a_slot_holds_any_owner_or_reason_as_it_was_given() {
         Slot::UNPLACED.len(),
         "each reason its own value"
     );
+}
+
+#[test]
+fn members_differing_only_in_what_placement_does_not_read_make_the_same_candidates() {
+    let member = |name: &str, bump: u64| {
+        let mut m = MemberId::seed("127.0.0.1:1".parse().unwrap());
+        m.name = name.into();
+        m.bump = bump;
+        m
+    };
+    let before = [member("a", 1), member("b", 1)];
+    assert!(same_candidates(&before, &[member("a", 1), member("b", 2)]));
+    let mut labelled = member("b", 1);
+    labelled.labels.insert("zone".into(), "x".into());
+    assert!(!same_candidates(&before, &[member("a", 1), labelled]));
+    assert!(!same_candidates(&before, &[member("a", 1)]));
+    assert!(!same_candidates(&before, &[member("b", 1), member("a", 1)]));
 }
