@@ -293,8 +293,9 @@ pub struct Membership {
     /// When each member (by peer id) was last heard from, and how long its silences last.
     heard: HashMap<String, Heard>,
     /// Every member with its liveness, sorted by name: listed again from foca only after a
-    /// step that may have changed it (see [`Self::drain`]), not on every datagram.
-    members: Vec<(MemberId, Liveness)>,
+    /// step that may have changed it (see [`Self::drain`]), not on every datagram. Shared
+    /// with the views made of it, which hold it, not copies.
+    members: Arc<[(MemberId, Liveness)]>,
     /// How many of `members` are suspect.
     suspects: usize,
     /// Grows each time `members` changes.
@@ -334,7 +335,7 @@ impl Membership {
             runtime: AccumulatingRuntime::new(),
             suspect_to_down: detection.suspect_to_down,
             heard: HashMap::new(),
-            members: vec![(me, Liveness::Alive)],
+            members: Arc::new([(me, Liveness::Alive)]),
             suspects: 0,
             generation: 0,
             states: 0,
@@ -462,7 +463,7 @@ impl Membership {
     }
 
     /// Every member this node knows of, itself included, with its liveness, sorted by name.
-    pub fn members(&self) -> &[(MemberId, Liveness)] {
+    pub fn members(&self) -> &Arc<[(MemberId, Liveness)]> {
         &self.members
     }
 
@@ -480,12 +481,12 @@ impl Membership {
         }
         self.states = states;
         let members = self.listing();
-        if members != self.members {
+        if *members != *self.members {
             self.suspects = members
                 .iter()
                 .filter(|(_, l)| *l == Liveness::Suspect)
                 .count();
-            self.members = members;
+            self.members = members.into();
             self.generation += 1;
         }
     }

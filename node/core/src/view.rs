@@ -15,7 +15,8 @@ use weeble_crdt::Snapshot;
 /// What the node knows of the cluster at one moment, and the placement it implies.
 #[derive(Debug, Clone)]
 pub struct View {
-    pub members: Vec<(MemberId, Liveness)>,
+    /// Membership's list, shared.
+    pub members: Arc<[(MemberId, Liveness)]>,
     pub snapshot: Arc<Snapshot>,
     pub placement: Arc<Placement>,
 }
@@ -162,7 +163,7 @@ impl Planner {
     /// the last placement again if neither the workloads nor the candidates changed.
     pub fn view(
         &mut self,
-        members: &[(MemberId, Liveness)],
+        members: &Arc<[(MemberId, Liveness)]>,
         unschedulable: &BTreeSet<String>,
         snapshot: &Arc<Snapshot>,
     ) -> View {
@@ -178,7 +179,7 @@ impl Planner {
         let placement = placed.placement.clone();
         self.last = Some(placed);
         View {
-            members: members.to_vec(),
+            members: members.clone(),
             snapshot: snapshot.clone(),
             placement,
         }
@@ -215,15 +216,17 @@ mod tests {
         let snapshot = web();
         let none = BTreeSet::new();
         let mut planner = Planner::new(Placements::default());
-        let alive = [member("a", Liveness::Alive), member("b", Liveness::Alive)];
+        let alive: Arc<[_]> =
+            Arc::new([member("a", Liveness::Alive), member("b", Liveness::Alive)]);
         let first = planner.view(&alive, &none, &snapshot).placement;
-        let suspect = [member("a", Liveness::Alive), member("b", Liveness::Suspect)];
+        let suspect: Arc<[_]> =
+            Arc::new([member("a", Liveness::Alive), member("b", Liveness::Suspect)]);
         let after_suspicion = planner.view(&suspect, &none, &snapshot).placement;
         assert!(
             Arc::ptr_eq(&first, &after_suspicion),
             "a suspicion moves nothing"
         );
-        let down = [member("a", Liveness::Alive), member("b", Liveness::Down)];
+        let down: Arc<[_]> = Arc::new([member("a", Liveness::Alive), member("b", Liveness::Down)]);
         let after_death = planner.view(&down, &none, &snapshot).placement;
         assert!(
             !Arc::ptr_eq(&first, &after_death),
@@ -243,7 +246,7 @@ mod tests {
         let snapshot = web();
         let none = BTreeSet::new();
         let shared = Placements::default();
-        let members = |names: &[String]| -> Vec<(MemberId, Liveness)> {
+        let members = |names: &[String]| -> Arc<[(MemberId, Liveness)]> {
             names.iter().map(|n| member(n, Liveness::Alive)).collect()
         };
         let abc = members(&["a".into(), "b".into(), "c".into()]);

@@ -756,7 +756,7 @@ impl World {
             Effect::Disconnect(peer) => {
                 if let Some(&dead) = self.by_peer.get(&peer) {
                     // The identity declared dead: the newest one of that node it holds down.
-                    let members = self.nodes[i].core.as_ref().map(|c| &c.view().members);
+                    let members = self.nodes[i].core.as_ref().map(|c| &c.view().members[..]);
                     let down = members
                         .into_iter()
                         .flatten()

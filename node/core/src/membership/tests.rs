@@ -160,7 +160,7 @@ impl Sim {
             }
             let node = &self.nodes[&to];
             assert_eq!(
-                node.members(),
+                &node.members()[..],
                 node.listing(),
                 "{to}'s kept member list differs from foca's at {at} ms"
             );
