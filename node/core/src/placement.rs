@@ -171,31 +171,28 @@ pub enum Unplaced {
 pub struct Slot(u32);
 
 impl Slot {
-    /// The reasons, from `u32::MAX` down; owners are the values below.
-    const UNPLACED: [Unplaced; 3] = [
-        Unplaced::NoEligibleNode,
-        Unplaced::InsufficientCapacity,
-        Unplaced::TooManyPods,
-    ];
+    /// The highest owner a slot holds: the values above are the [`Unplaced`] reasons.
+    const MAX_OWNER: u32 = u32::MAX - 3;
 
     pub fn new(owner: Result<usize, Unplaced>) -> Self {
         match owner {
             Ok(i) => {
-                let i = u32::try_from(i).expect("fewer members than u32::MAX");
-                debug_assert!(i <= u32::MAX - Self::UNPLACED.len() as u32);
+                let i = u32::try_from(i).expect("fewer members than u32::MAX - 2");
+                debug_assert!(i <= Self::MAX_OWNER);
                 Slot(i)
             }
-            Err(why) => {
-                let at = Self::UNPLACED.iter().position(|&u| u == why);
-                Slot(u32::MAX - at.unwrap_or_default() as u32)
-            }
+            Err(Unplaced::NoEligibleNode) => Slot(u32::MAX),
+            Err(Unplaced::InsufficientCapacity) => Slot(u32::MAX - 1),
+            Err(Unplaced::TooManyPods) => Slot(u32::MAX - 2),
         }
     }
 
     pub fn owner(self) -> Result<usize, Unplaced> {
-        match Self::UNPLACED.get((u32::MAX - self.0) as usize) {
-            Some(&why) => Err(why),
-            None => Ok(self.0 as usize),
+        match self.0 {
+            u32::MAX => Err(Unplaced::NoEligibleNode),
+            n if n == u32::MAX - 1 => Err(Unplaced::InsufficientCapacity),
+            n if n == u32::MAX - 2 => Err(Unplaced::TooManyPods),
+            owner => Ok(owner as usize),
         }
     }
 }

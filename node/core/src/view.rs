@@ -42,7 +42,8 @@ struct Placed {
 
 #[derive(Debug, Default)]
 struct Memo {
-    /// Every placement held anywhere, by [`inputs_hash`] (several where hashes collide).
+    /// The placements held anywhere, by [`inputs_hash`] (several where hashes collide), and
+    /// some no one holds any more, until the next sweep (or the next keep of their hash).
     held: ByHash<Vec<Weak<Placed>>>,
     /// The last few computed, held here as well: a view passing back to a set of members
     /// no core holds any more (a suspicion, then its refutation) finds it.
@@ -127,10 +128,11 @@ impl Memo {
             self.recent.pop_front();
         }
         self.recent.push_back(placed.clone());
-        self.held
-            .entry(hash)
-            .or_default()
-            .push(Arc::downgrade(placed));
+        // Those of the same hash that no one holds go now: the sweep below counts hashes,
+        // and inputs that come back again and again would otherwise pile up under theirs.
+        let same_hash = self.held.entry(hash).or_default();
+        same_hash.retain(|p| p.strong_count() > 0);
+        same_hash.push(Arc::downgrade(placed));
         if self.held.len() >= self.sweep_at {
             self.held.retain(|_, held| {
                 held.retain(|p| p.strong_count() > 0);

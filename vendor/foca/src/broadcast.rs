@@ -263,8 +263,8 @@ impl<T> Broadcasts<T> {
     // Weeble's change: the heaps give back what a burst made them hold. A forming cluster
     // queues an update per member at every node, and the heaps kept that room for good: at
     // 2,000 simulated nodes, 300 MB of empty queues long after the joins had gone out.
-    /// Puts the items a fill took back in the queue, and shrinks both heaps if they hold
-    /// room for four times what is queued.
+    /// Puts the items a fill took back in the queue, and shrinks each heap to twice what it
+    /// holds if it has room for more than four times that (and for more than 64).
     fn settle(&mut self) {
         self.flip.append(&mut self.flop);
         for heap in [&mut self.flip, &mut self.flop] {

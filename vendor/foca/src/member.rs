@@ -205,14 +205,24 @@ where
         if a == b {
             return;
         }
+        let (a32, b32) = (a as u32, b as u32);
+        let (hash_a, hash_b) = (self.hash_at(a32), self.hash_at(b32));
+        // An entry is found by its member's hash and the place it holds. A probe tries every
+        // entry on its path whose tag matches, whatever its member, so no two entries may
+        // hold the same place meanwhile: `a`'s steps aside first (no member is at u32::MAX).
+        self.move_place(hash_a, a32, u32::MAX);
+        self.move_place(hash_b, b32, a32);
+        self.move_place(hash_a, u32::MAX, b32);
         self.inner.swap(a, b);
-        let (a, b) = (a as u32, b as u32);
-        // Found by the place each held before the swap.
-        for (now, was) in [(a, b), (b, a)] {
-            let hash = self.hash_at(now);
-            if let Some(place) = self.by_addr.find_mut(hash, |&i| i == was) {
-                *place = now;
-            }
+    }
+
+    /// Moves the index's entry of the member whose address hashes to `hash` from place
+    /// `from` to place `to`.
+    fn move_place(&mut self, hash: u64, from: u32, to: u32) {
+        let place = self.by_addr.find_mut(hash, |&i| i == from);
+        debug_assert!(place.is_some(), "every member is indexed");
+        if let Some(place) = place {
+            *place = to;
         }
     }
 
@@ -331,7 +341,9 @@ where
         let last = self.inner.len() - 1;
         self.swap(pos, last);
         let hash = crate::addr_hash(&id.addr());
-        if let Ok(place) = self.by_addr.find_entry(hash, |&i| i as usize == last) {
+        let place = self.by_addr.find_entry(hash, |&i| i as usize == last);
+        debug_assert!(place.is_ok(), "every member is indexed");
+        if let Ok(place) = place {
             place.remove();
         }
         self.inner.pop()
@@ -903,5 +915,39 @@ mod tests {
 
         assert_eq!(ConflictResult::Lost, summary.conflict,);
         assert!(!summary.apply_successful, "must not apply if conflict lost");
+    }
+
+    // Weeble's change: the index follows every insert, swap and removal.
+    #[test]
+    fn the_index_finds_every_member_through_inserts_swaps_and_removals() {
+        use alloc::{boxed::Box, format};
+        let mut rng = SmallRng::seed_from_u64(7);
+        let ids: Vec<Id> = (0..2000)
+            .map(|i| Id(Box::leak(format!("m{i}").into_boxed_str())))
+            .collect();
+        let check = |members: &Members<Id>| {
+            assert_eq!(members.by_addr.len(), members.inner.len());
+            for (at, member) in members.inner.iter().enumerate() {
+                assert_eq!(members.position(&member.id.addr()), Some(at));
+            }
+        };
+        let mut members = Members::new(Vec::new());
+        for (n, id) in ids.iter().enumerate() {
+            let _ = members.apply(Member::alive(*id), &mut rng);
+            if n % 3 == 2 {
+                let gone = ids[n / 2];
+                let _ = members.apply(Member::down(gone), &mut rng);
+                assert!(members.remove_if_down(&gone).is_some());
+            }
+            if n % 100 == 99 {
+                check(&members);
+            }
+        }
+        check(&members);
+        // A round of probes ends in a shuffle, which reindexes.
+        for _ in 0..=members.inner.len() {
+            assert!(members.next(&mut rng).is_some());
+        }
+        check(&members);
     }
 }

@@ -413,15 +413,20 @@ fn a_placement_is_derived_after_members_left_unless_it_spilled_or_a_member_chang
 
 #[test]
 fn a_slot_holds_any_owner_or_reason_as_it_was_given() {
-    let owners = [0, 1, 999, u32::MAX as usize - Slot::UNPLACED.len()];
-    for owner in owners.map(Ok).into_iter().chain(Slot::UNPLACED.map(Err)) {
+    let reasons = [
+        Unplaced::NoEligibleNode,
+        Unplaced::InsufficientCapacity,
+        Unplaced::TooManyPods,
+    ];
+    let owners = [0, 1, 999, Slot::MAX_OWNER as usize];
+    for owner in owners.map(Ok).into_iter().chain(reasons.map(Err)) {
         assert_eq!(Slot::new(owner).owner(), owner);
     }
-    let reasons: BTreeSet<u32> = Slot::UNPLACED.map(|u| Slot::new(Err(u)).0).into();
-    assert_eq!(
-        reasons.len(),
-        Slot::UNPLACED.len(),
-        "each reason its own value"
+    let values: BTreeSet<u32> = reasons.map(|u| Slot::new(Err(u)).0).into();
+    assert_eq!(values.len(), reasons.len(), "each reason its own value");
+    assert!(
+        values.iter().all(|&v| v > Slot::MAX_OWNER),
+        "above every owner"
     );
 }
 
