@@ -42,7 +42,7 @@ struct Placed {
 
 #[derive(Debug, Default)]
 struct Memo {
-    /// The placements held anywhere, by [`inputs_hash`] (several where hashes collide), and
+    /// The placements held anywhere, by [`names_hash`] (several where hashes collide), and
     /// some no one holds any more, until the next sweep (or the next keep of their hash).
     held: ByHash<Vec<Weak<Placed>>>,
     /// The last few computed, held here as well: a view passing back to a set of members
@@ -55,21 +55,12 @@ struct Memo {
 /// Placements kept by the memo itself (beyond those the cores hold).
 const PLACEMENTS_KEPT: usize = 8;
 
-/// A hash of what a placement is computed from: the candidates' names and the workloads'
-/// deployments and sizes (the rest, rarely different, is compared when the hashes match).
-fn inputs_hash(members: &[MemberId], workloads: &Workloads) -> u64 {
-    let names = members.iter().map(|m| m.name.as_bytes());
-    let sizes: Vec<[u8; 4]> = workloads.iter().map(|w| w.replicas.to_le_bytes()).collect();
-    let deployments = workloads.iter().zip(&sizes).flat_map(|(w, size)| {
-        let key = &w.deployment;
-        [
-            key.namespace.as_bytes(),
-            key.name.as_bytes(),
-            size.as_slice(),
-        ]
-    });
-    let parts: Vec<&[u8]> = names.chain(deployments).collect();
-    mix(fnv1a(&parts))
+/// A hash of the candidates' names, which is what differs between the placements held at
+/// once; the rest of the inputs (the candidates' labels and capacity, the workloads) is
+/// compared where the hashes match.
+fn names_hash(members: &[MemberId]) -> u64 {
+    let names: Vec<&[u8]> = members.iter().map(|m| m.name.as_bytes()).collect();
+    mix(fnv1a(&names))
 }
 
 impl Placements {
@@ -86,7 +77,7 @@ impl Placements {
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let hash = inputs_hash(&members, workloads);
+        let hash = names_hash(&members);
         let same = |p: &Placed| {
             same_candidates(&p.members, &members) && p.workloads.iter().eq(workloads.iter())
         };
@@ -122,7 +113,7 @@ impl Placements {
 }
 
 impl Memo {
-    /// Keeps `placed` (of inputs hashing to `hash`) for others to find.
+    /// Keeps `placed` (whose candidates' names hash to `hash`) for others to find.
     fn keep(&mut self, hash: u64, placed: &Arc<Placed>) {
         if self.recent.len() == PLACEMENTS_KEPT {
             self.recent.pop_front();

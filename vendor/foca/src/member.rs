@@ -147,6 +147,11 @@ pub(crate) struct Members<T: crate::Identity> {
     num_active: usize,
 }
 
+// Weeble's change: the index's hash of the member at `at` in `inner`.
+fn hash_at<T: crate::Identity>(inner: &[Member<T>], at: u32) -> u64 {
+    crate::addr_hash(&inner[at as usize].id.addr())
+}
+
 #[cfg(test)]
 impl<T: crate::Identity> Members<T> {
     pub(crate) fn len(&self) -> usize {
@@ -178,18 +183,11 @@ where
         members
     }
 
-    /// The index's hash of the member at `at`.
-    fn hash_at(&self, at: u32) -> u64 {
-        crate::addr_hash(&self.inner[at as usize].id.addr())
-    }
-
     /// Indexes the member at `at`, which is not yet.
     fn index(&mut self, at: u32) {
-        let hash = self.hash_at(at);
         let inner = &self.inner;
-        self.by_addr.insert_unique(hash, at, |&i| {
-            crate::addr_hash(&inner[i as usize].id.addr())
-        });
+        self.by_addr
+            .insert_unique(hash_at(inner, at), at, |&i| hash_at(inner, i));
     }
 
     /// Indexes every member again, after `inner` was reordered.
@@ -206,7 +204,7 @@ where
             return;
         }
         let (a32, b32) = (a as u32, b as u32);
-        let (hash_a, hash_b) = (self.hash_at(a32), self.hash_at(b32));
+        let (hash_a, hash_b) = (hash_at(&self.inner, a32), hash_at(&self.inner, b32));
         // An entry is found by its member's hash and the place it holds. A probe tries every
         // entry on its path whose tag matches, whatever its member, so no two entries may
         // hold the same place meanwhile: `a`'s steps aside first (no member is at u32::MAX).
@@ -230,7 +228,9 @@ where
     fn position(&self, addr: &T::Addr) -> Option<usize> {
         let inner = &self.inner;
         self.by_addr
-            .find(crate::addr_hash(addr), |&i| inner[i as usize].id.addr() == *addr)
+            .find(crate::addr_hash(addr), |&i| {
+                inner[i as usize].id.addr() == *addr
+            })
             .map(|&i| i as usize)
     }
 
