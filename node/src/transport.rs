@@ -86,6 +86,7 @@ pub enum Inbound {
 pub struct LocalDigest {
     status: AtomicU64,
     doc: AtomicU64,
+    members: AtomicU64,
 }
 
 impl LocalDigest {
@@ -93,12 +94,14 @@ impl LocalDigest {
         Digest {
             status: self.status.load(Ordering::Relaxed),
             doc: self.doc.load(Ordering::Relaxed),
+            members: self.members.load(Ordering::Relaxed),
         }
     }
 
     pub fn set(&self, digest: Digest) {
         self.status.store(digest.status, Ordering::Relaxed);
         self.doc.store(digest.doc, Ordering::Relaxed);
+        self.members.store(digest.members, Ordering::Relaxed);
     }
 }
 

@@ -1,10 +1,11 @@
 //! Spreading what a node holds at a cost per node that does not grow with the cluster.
 //!
 //! - Every membership datagram carries the sender's [`Digest`]: one fingerprint of its status
-//!   table and one of the document's heads, 16 bytes. SWIM already sends one to a random
-//!   member every probe period, so two nodes that hold the same thing learn it for free, and
-//!   two that differ find out within a few periods. Only then do they exchange anything more
-//!   (status versions, or an automerge sync); [`Digest::differs`] says what, and
+//!   table, one of the document's heads and one of its live members, 24 bytes. SWIM already
+//!   sends one to a random member every probe period, so two nodes that hold the same thing
+//!   learn it for free, and two that differ find out within a few periods. Only then do they
+//!   exchange anything more (status versions, an automerge sync, or a member pull,
+//!   `membership::pull`); [`Digest::differs`] says what, and
 //!   [`starts_exchange`] which of the two begins it, so a pair exchanges once, not twice.
 //! - A change is pushed to a few random peers ([`Fanout`], [`push_width`]), and each peer
 //!   that learns something new from a push passes it on the same way: a rumour reaches
@@ -18,13 +19,16 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// What a node holds, in 16 bytes: equal digests mean equal status tables and documents.
+/// What a node holds, in 24 bytes: equal digests mean equal status tables, documents and
+/// live members.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Digest {
     /// [`crate::status::StatusTable::fingerprint`].
     pub status: u64,
     /// [`doc_fingerprint`] of the document's heads.
     pub doc: u64,
+    /// [`crate::membership::Membership::fingerprint`].
+    pub members: u64,
 }
 
 /// What differs between our digest and a peer's.
@@ -32,6 +36,13 @@ pub struct Digest {
 pub struct Differs {
     pub status: bool,
     pub doc: bool,
+    pub members: bool,
+}
+
+impl Differs {
+    pub fn any(&self) -> bool {
+        self.status || self.doc || self.members
+    }
 }
 
 impl Digest {
@@ -39,6 +50,7 @@ impl Digest {
         Differs {
             status: self.status != theirs.status,
             doc: self.doc != theirs.doc,
+            members: self.members != theirs.members,
         }
     }
 }
@@ -147,15 +159,25 @@ mod tests {
             doc_fingerprint(&heads(&["aa"])),
             doc_fingerprint(&heads(&["ab"]))
         );
-        let a = Digest { status: 1, doc: 2 };
+        let a = Digest {
+            status: 1,
+            doc: 2,
+            members: 3,
+        };
         assert_eq!(a.differs(&a), Differs::default());
+        assert!(!a.differs(&a).any());
+        let other = Digest { doc: 3, ..a };
+        let differs = a.differs(&other);
         assert_eq!(
-            a.differs(&Digest { status: 1, doc: 3 }),
+            differs,
             Differs {
                 status: false,
-                doc: true
+                doc: true,
+                members: false,
             }
         );
+        assert!(differs.any());
+        assert!(a.differs(&Digest { members: 4, ..a }).members);
     }
 
     #[test]

@@ -5,10 +5,17 @@
 //! what to schedule, who came up or went down). It knows no network, no clock and no tokio:
 //! the agent carries its datagrams over libp2p and runs its timers, and the simulator can
 //! run the very same code with a virtual clock.
+//!
+//! Two protocols share the membership channel, each datagram beginning with its own byte:
+//! SWIM's (foca's datagrams, as they are), and the member pull ([`pull`]) that mends what
+//! SWIM's rumours missed.
+
+pub mod pull;
 
 use crate::hash::mix;
 use bytes::{Buf, BufMut};
 use foca::{AccumulatingRuntime, Foca, Identity, OwnedNotification, State, Timer};
+use pull::{Buckets, Pacing};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -23,10 +30,45 @@ use weeble_crdt::{Labels, ResourceAmounts};
 /// work on it. Sent in every membership message, so kept small; shared, not copied: SWIM's
 /// list, the core's, the live peers and the view each hold every member, and foca clones an
 /// update twice to apply it. Reads and writes its fields through [`MemberInfo`]; a write
-/// copies it first if it is shared.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct MemberId(Arc<MemberInfo>);
+/// copies it first if it is shared. Encoded as its [`MemberInfo`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberId(Arc<Held>);
+
+/// A member's fields, and the hash of its identity once asked for ([`MemberId::hash`]):
+/// membership sums every member's hash after each change it hears of, and the member is
+/// shared by every list that holds it, so the hash is worked out once per identity.
+#[derive(Clone)]
+struct Held {
+    info: MemberInfo,
+    hash: std::sync::OnceLock<u64>,
+}
+
+/// Equal fields, equal members: the hash is derived from them.
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        self.info == other.info
+    }
+}
+
+impl Eq for Held {}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.info.fmt(f)
+    }
+}
+
+impl Serialize for MemberId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.info.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for MemberId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        MemberInfo::deserialize(deserializer).map(MemberId::from)
+    }
+}
 
 /// What a [`MemberId`] holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,23 +90,37 @@ impl std::ops::Deref for MemberId {
     type Target = MemberInfo;
 
     fn deref(&self) -> &MemberInfo {
-        &self.0
+        &self.0.info
     }
 }
 
+/// A write forgets the hash: the fields it was worked out from may change.
 impl std::ops::DerefMut for MemberId {
     fn deref_mut(&mut self) -> &mut MemberInfo {
-        Arc::make_mut(&mut self.0)
+        let held = Arc::make_mut(&mut self.0);
+        held.hash = std::sync::OnceLock::new();
+        &mut held.info
     }
 }
 
 impl From<MemberInfo> for MemberId {
     fn from(info: MemberInfo) -> Self {
-        MemberId(Arc::new(info))
+        MemberId(Arc::new(Held {
+            info,
+            hash: std::sync::OnceLock::new(),
+        }))
     }
 }
 
 impl MemberId {
+    /// [`pull::identity_hash`] of this member, worked out once.
+    pub fn hash(&self) -> u64 {
+        *self
+            .0
+            .hash
+            .get_or_init(|| pull::identity_hash(&self.0.info))
+    }
+
     /// A stand-in for a peer known only by its address (`--join`): enough to send it an
     /// announce, which SWIM accepts for any identity with the receiver's address.
     pub fn seed(p2p: SocketAddr) -> Self {
@@ -304,7 +360,25 @@ pub struct Membership {
     states: u64,
     /// How many member updates the codec has encoded, shared with it.
     changes: Arc<AtomicUsize>,
+    /// The codec's, for the members a pull brings.
+    updates: Updates,
+    /// The live members' identities, summed ([`pull::Buckets::fingerprint`]).
+    fingerprint: u64,
+    /// When this node may pull members, and from whom it awaits an answer.
+    pacing: Pacing,
 }
+
+/// How many times each node passes on the news of a member's arrival.
+const JOIN_TRANSMISSIONS: std::num::NonZeroU8 = match std::num::NonZeroU8::new(4) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
+/// The first byte of a SWIM datagram on the membership channel.
+const SWIM: u8 = 0;
+
+/// The first byte of a member pull message on the membership channel.
+const PULL: u8 = 1;
 
 impl Membership {
     /// Membership of `me`, decoding updates through `updates` (shared by the process's nodes).
@@ -316,6 +390,9 @@ impl Membership {
         // Keep piggybacking each update long enough for a member that was paused or cut off
         // for a second to hear of its own suspicion and refute it (Lifeguard's concern).
         config.max_transmissions = std::num::NonZeroU8::new(32).expect("non-zero");
+        // The news of an arrival need only reach each member once, and what it misses a pull
+        // mends (`pull`). A forming cluster of N receives N² × this many updates.
+        config.max_join_transmissions = Some(JOIN_TRANSMISSIONS);
         // Datagrams travel over libp2p streams, not UDP: a larger packet carries more updates.
         config.max_packet_size = std::num::NonZeroUsize::new(16 * 1024).expect("non-zero");
         // foca announces itself to a random member every 30 s by default, and the answer is a
@@ -327,8 +404,9 @@ impl Membership {
             frequency: PERIODIC_ANNOUNCE,
             num_members: std::num::NonZeroUsize::new(1).expect("non-zero"),
         });
-        let codec = BincodeCodec::new(updates);
+        let codec = BincodeCodec::new(updates.clone());
         let changes = codec.changes.clone();
+        let fingerprint = me.hash();
         let foca = Foca::new(me.clone(), config, StdRng::seed_from_u64(seed), codec);
         Membership {
             foca,
@@ -340,6 +418,9 @@ impl Membership {
             generation: 0,
             states: 0,
             changes,
+            updates,
+            fingerprint,
+            pacing: Pacing::default(),
         }
     }
 
@@ -355,6 +436,15 @@ impl Membership {
 
     /// A datagram arrived, `now` being the time since any fixed instant.
     pub fn receive(&mut self, data: &[u8], now: Duration) -> Result<Vec<Effect>, MembershipError> {
+        match data.split_first() {
+            Some((&SWIM, data)) => self.receive_swim(data, now),
+            Some((&PULL, data)) => self.receive_pull(data, now),
+            _ => Err(MembershipError("a datagram of no known protocol".into())),
+        }
+    }
+
+    /// A SWIM datagram: news it brings holds pulls off for a while.
+    fn receive_swim(&mut self, data: &[u8], now: Duration) -> Result<Vec<Effect>, MembershipError> {
         if let Some(peer_id) = sender_peer_id(data) {
             match self.heard.get_mut(peer_id) {
                 Some(heard) => heard.again(now),
@@ -367,8 +457,125 @@ impl Membership {
                 )),
             }
         }
+        let generation = self.generation;
         let result = self.foca.handle_data(data, &mut self.runtime);
-        self.drain(result)
+        let effects = self.drain(result);
+        if self.generation != generation {
+            self.pacing.news(now);
+        }
+        effects
+    }
+
+    /// The fingerprint of the live members (alive or suspect, this node included), for the
+    /// digest: two nodes with different ones know different members, and pull.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// `peer`'s digest showed other members at `now`: this node's summary to it, unless a
+    /// pull runs already or may not begin yet.
+    pub fn pull(&mut self, peer: &MemberId, now: Duration) -> Vec<Effect> {
+        if !self.pacing.begin(peer, now) {
+            return Vec::new();
+        }
+        let mut data = vec![PULL];
+        data.extend(pull::summary(self.me(), &self.buckets()));
+        vec![Effect::Send {
+            to: peer.clone(),
+            data,
+        }]
+    }
+
+    /// A member pull message: a summary is answered with our members where it differs; an
+    /// answer's members are applied, and ours in the same buckets go back; members sent back
+    /// are applied.
+    fn receive_pull(&mut self, data: &[u8], now: Duration) -> Result<Vec<Effect>, MembershipError> {
+        let bad = |e: pull::PullError| MembershipError(e.to_string());
+        let (message, at) = pull::decode(data).map_err(bad)?;
+        let mut effects = Vec::new();
+        match message {
+            pull::Message::Summary { asker, buckets } => {
+                let asker = self.updates.intern(asker);
+                let want = self.buckets().differing(&buckets);
+                let mut answer = vec![PULL];
+                answer.extend(pull::delta(&want));
+                self.encode_members(&want, &mut answer)?;
+                effects.push(Effect::Send {
+                    to: asker,
+                    data: answer,
+                });
+            }
+            pull::Message::Delta { want } => {
+                let before = self.fingerprint;
+                effects = self.apply_pulled(&data[at..])?;
+                let news = self.fingerprint != before;
+                if let Some(peer) = self.pacing.answered(news, now)
+                    && !want.is_empty()
+                {
+                    let mut ours = vec![PULL];
+                    ours.extend(pull::members());
+                    self.encode_members(&want, &mut ours)?;
+                    effects.push(Effect::Send {
+                        to: peer,
+                        data: ours,
+                    });
+                }
+            }
+            pull::Message::Members => effects = self.apply_pulled(&data[at..])?,
+        }
+        Ok(effects)
+    }
+
+    /// The live members' identities (this node's included), summed by bucket.
+    fn buckets(&self) -> Buckets {
+        let live = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() != State::Down)
+            .map(|m| m.id());
+        Buckets::of(std::iter::once(self.me()).chain(live).map(MemberId::hash))
+    }
+
+    /// Appends the members in the buckets `want`, in any state, this node's own included
+    /// (alive, at the first incarnation: a peer that holds a later one keeps it), up to
+    /// [`pull::MAX_MEMBERS`], each encoded as SWIM encodes an update.
+    fn encode_members(&self, want: &[u8], out: &mut Vec<u8>) -> Result<(), MembershipError> {
+        let mut wanted = [false; pull::BUCKETS];
+        for b in want {
+            wanted[usize::from(*b)] = true;
+        }
+        let me = foca::Member::new(self.me().clone(), 0, State::Alive);
+        let members = std::iter::once(&me).chain(self.foca.iter_membership_state());
+        let chosen = members.filter(|m| wanted[pull::bucket(m.id().hash())]);
+        for member in chosen.take(pull::MAX_MEMBERS) {
+            bincode::serde::encode_into_std_write(member, out, BINCODE)
+                .map_err(|e| MembershipError(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Applies the members `data` holds (at most [`pull::MAX_MEMBERS`]) as rumours are
+    /// applied, without passing them on.
+    fn apply_pulled(&mut self, mut data: &[u8]) -> Result<Vec<Effect>, MembershipError> {
+        let mut members = Vec::new();
+        while !data.is_empty() {
+            if members.len() == pull::MAX_MEMBERS {
+                return Err(MembershipError(format!(
+                    "a pull of more than {} members",
+                    pull::MAX_MEMBERS
+                )));
+            }
+            let (member, used) = self
+                .updates
+                .decode(data)
+                .map_err(|e| MembershipError(e.to_string()))?;
+            members.push(member);
+            data = &data[used..];
+        }
+        let result = self
+            .foca
+            .apply_many(members.into_iter(), false, &mut self.runtime);
+        self.drain_after(result, true)
     }
 
     /// A timer fired, `now` being the time since the same instant as for [`Self::receive`].
@@ -486,6 +693,11 @@ impl Membership {
                 .iter()
                 .filter(|(_, l)| *l == Liveness::Suspect)
                 .count();
+            self.fingerprint = members
+                .iter()
+                .filter(|(_, l)| *l != Liveness::Down)
+                .map(|(m, _)| m.hash())
+                .fold(0, u64::wrapping_add);
             self.members = members.into();
             self.generation += 1;
         }
@@ -497,18 +709,7 @@ impl Membership {
     /// changed a member but did not costs a walk of the members, not a sorted copy of them
     /// (at 500 nodes, the listing was a fifth of the simulator's time).
     fn states(&self) -> u64 {
-        let member = |id: &MemberId, state: u64| {
-            let ip = match id.p2p.ip() {
-                std::net::IpAddr::V4(a) => u64::from(a.to_bits()),
-                std::net::IpAddr::V6(a) => {
-                    let bits = a.to_bits();
-                    bits as u64 ^ (bits >> 64) as u64
-                }
-            };
-            let port = u64::from(id.p2p.port());
-            let names = crate::hash::fnv1a(&[id.name.as_bytes(), b"\0", id.peer_id.as_bytes()]);
-            mix(names ^ mix(ip ^ mix(port ^ mix(id.bump ^ mix(state)))))
-        };
+        let member = |id: &MemberId, state: u64| mix(id.hash() ^ mix(state));
         self.foca
             .iter_membership_state()
             .map(|m| member(m.id(), m.state() as u64 + 1))
@@ -571,10 +772,10 @@ impl Membership {
             .iter()
             .any(|e| matches!(e, Effect::Up(_) | Effect::Down(_) | Effect::Rejoined(_)));
         while let Some((to, data)) = self.runtime.to_send() {
-            effects.push(Effect::Send {
-                to,
-                data: data.to_vec(),
-            });
+            let mut datagram = Vec::with_capacity(1 + data.len());
+            datagram.push(SWIM);
+            datagram.extend_from_slice(&data);
+            effects.push(Effect::Send { to, data: datagram });
         }
         while let Some((after, timer)) = self.runtime.to_schedule() {
             // This node's own suspicion: its end is scheduled.

@@ -4,8 +4,8 @@
 //! [`Membership`] (SWIM), [`StatusGossip`], [`DocSync`], the [`Planner`] — and what one of them
 //! decides that another must hear is joined here:
 //!
-//! - a peer's digest differs from ours → a status exchange and/or a document sync with it (the
-//!   smaller peer id begins, so that two nodes do not both start one);
+//! - a peer's digest differs from ours → a status exchange, a document sync and/or a member
+//!   pull with it (the smaller peer id begins, so that two nodes do not both start one);
 //! - a member joined → its address is remembered; one died → its report is forgotten (unless
 //!   it is back under a renewed identity) and its connections closed;
 //! - peers declared this node dead and it rejoined → its report spreads again, and it
@@ -18,7 +18,8 @@
 //! - the reconciler's pods → this node's status report, spread by [`StatusGossip`] with the
 //!   rest of its news a moment later ([`Timer::Push`]); its probes
 //!   → the [`Prober`], whose findings wake it again;
-//! - the status table or the document changed → a new digest, carried by every datagram;
+//! - the status table, the document or the live members changed → a new digest, carried by
+//!   every datagram;
 //! - the document cannot be persisted → the node reports itself not Ready, and takes no pods.
 //!
 //! The document ([`Document`]) is put on disk before anything that shows a change leaves the
@@ -305,6 +306,7 @@ impl NodeCore {
         let digest = Digest {
             status: status.table().fingerprint(),
             doc: doc_fingerprint(&snapshot.heads),
+            members: membership.fingerprint(),
         };
         let mut known = config.known;
         known.remove(&membership.me().p2p);
@@ -615,8 +617,13 @@ impl NodeCore {
     /// A peer's digest: if what it holds differs from what this node holds, and this node
     /// begins exchanges with it, an exchange.
     fn compare(&mut self, now: Duration, from: &str, theirs: Digest, effects: &mut Vec<Effect>) {
-        let differs = self.digest.differs(&theirs);
-        if !(differs.status || differs.doc) || !starts_exchange(&self.me().peer_id, from) {
+        // The members may have changed in this very step; the digest is published after it.
+        let mine = Digest {
+            members: self.membership.fingerprint(),
+            ..self.digest
+        };
+        let differs = mine.differs(&theirs);
+        if !differs.any() || !starts_exchange(&self.me().peer_id, from) {
             return;
         }
         let Some(peer) = self.peers.iter().find(|m| m.peer_id == from).cloned() else {
@@ -629,6 +636,10 @@ impl NodeCore {
             let mut doc = Vec::new();
             self.document.differs(&peer, &self.peers, &mut doc);
             self.document_effects(doc, effects);
+        }
+        if differs.members {
+            let pull = Ok(self.membership.pull(&peer, now));
+            self.swim(pull, effects);
         }
     }
 
@@ -707,9 +718,13 @@ impl NodeCore {
             view_changed |= members_changed;
         }
         let mut wake = table_changed && self.reconciler.handing_over();
-        if table_changed {
+        let members = self.membership.fingerprint();
+        if table_changed || members != self.digest.members {
             self.digest.status = self.status.table().fingerprint();
+            self.digest.members = members;
             effects.push(Effect::Digest(self.digest));
+        }
+        if table_changed {
             effects.push(Effect::Table(self.status.table().clone()));
             let unschedulable = self.status.table().unschedulable();
             if *unschedulable != self.unschedulable {

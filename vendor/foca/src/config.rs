@@ -59,6 +59,17 @@ pub struct Config {
     /// *very* large clusters.
     pub max_transmissions: NonZeroU8,
 
+    /// Weeble's change: how many times the news of a member's arrival (an
+    /// update that says a member is [`crate::State::Alive`] at incarnation
+    /// 0, which no refutation is) is sent along with normal messages; `None`:
+    /// [`Config::max_transmissions`], as for every other update.
+    ///
+    /// The news of an arrival only has to reach every member once, and a
+    /// forming cluster hears one per member: a cluster of N members forming
+    /// receives N² × this many updates. A suspicion's news must last long
+    /// enough for the suspect to hear it and refute, which may call for more.
+    pub max_join_transmissions: Option<NonZeroU8>,
+
     /// How long a Suspect member is considered active before being
     /// declared Down.
     ///
@@ -211,6 +222,7 @@ impl Config {
             num_indirect_probes: NonZeroUsize::new(3).unwrap(),
 
             max_transmissions: NonZeroU8::new(10).unwrap(),
+            max_join_transmissions: None,
 
             suspect_to_down_after: Duration::from_secs(3),
             remove_down_after: DEFAULT_REMOVE_DOWN_AFTER,
@@ -269,6 +281,7 @@ impl Config {
             num_indirect_probes: NonZeroUsize::new(3).unwrap(),
 
             max_transmissions: Self::compute_max_tx(cluster_size),
+            max_join_transmissions: None,
 
             suspect_to_down_after: Self::suspicion_duration(cluster_size, period, 4.0),
             remove_down_after: DEFAULT_REMOVE_DOWN_AFTER,
@@ -311,6 +324,7 @@ impl Config {
             num_indirect_probes: NonZeroUsize::new(3).unwrap(),
 
             max_transmissions: Self::compute_max_tx(cluster_size),
+            max_join_transmissions: None,
 
             suspect_to_down_after: Self::suspicion_duration(cluster_size, period, 6.0),
             remove_down_after: DEFAULT_REMOVE_DOWN_AFTER,

@@ -1258,10 +1258,16 @@ where
 
             // Cluster state changed, start broadcasting it
             if do_broadcast {
+                // Weeble's change: the news of an arrival may go fewer times
+                // (`Config::max_join_transmissions`).
+                let arrival = update.state() == State::Alive && update.incarnation() == 0;
+                let max_tx = match self.config.max_join_transmissions {
+                    Some(join) if arrival => join,
+                    _ => self.config.max_transmissions,
+                };
                 let addr = Addr(id.addr());
                 let data = self.serialize_member(update)?;
-                self.updates
-                    .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+                self.updates.add_or_replace(addr, data, max_tx.get().into());
             }
 
             // Down is a terminal state, so set up a handler for removing
@@ -2139,6 +2145,49 @@ mod tests {
         updates.sort_by_key(|m| *m.id());
 
         assert_eq!(active, updates);
+    }
+
+    // Weeble's change: `max_join_transmissions`.
+    #[test]
+    fn news_of_an_arrival_goes_out_max_join_transmissions_times() {
+        let config = Config {
+            max_transmissions: NonZeroU8::new(10).unwrap(),
+            max_join_transmissions: Some(NonZeroU8::new(3).unwrap()),
+            num_indirect_probes: NonZeroUsize::new(1).unwrap(),
+            ..config()
+        };
+        let mut foca = Foca::new(ID::new(1), config, rng(), codec());
+        let header = Header {
+            src: ID::new(2),
+            src_incarnation: 1,
+            dst: ID::new(1),
+            message: Message::Gossip,
+        };
+        // An arrival (Alive at incarnation 0), and a refutation.
+        let updates = vec![
+            Member::new(ID::new(3), 0, State::Alive),
+            Member::new(ID::new(4), 1, State::Alive),
+        ];
+        let mut runtime = AccumulatingRuntime::new();
+        assert_eq!(
+            Ok(()),
+            foca.handle_data(&encode((header, updates)), &mut runtime)
+        );
+        // Each gossip sends one message, holding every update left.
+        let mut carried = Vec::new();
+        for _ in 0..12 {
+            runtime.clear();
+            assert_eq!(Ok(()), foca.gossip(&mut runtime));
+            let (_, data) = runtime.to_send().expect("one message");
+            let (_, updates) = decode(data);
+            carried.push(updates.iter().filter(|u| *u.id() == ID::new(3)).count());
+        }
+        assert_eq!(carried.iter().sum::<usize>(), 3, "{carried:?}");
+        assert_eq!(
+            foca.updates_backlog(),
+            0,
+            "the others went max_transmissions times"
+        );
     }
 
     #[test]

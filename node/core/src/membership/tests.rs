@@ -481,3 +481,110 @@ fn codecs_share_an_update_or_identity_seen_and_read_a_changed_one_anew() {
         "the variant the header names, of several of one name"
     );
 }
+
+/// The pull datagrams among `effects`, with the place in `nodes` of the member each is for.
+fn pulls(nodes: &[&mut Membership], effects: Vec<Effect>) -> Vec<(usize, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in effects {
+        if let Effect::Send { to, data } = e
+            && data.first() == Some(&PULL)
+            && let Some(at) = nodes.iter().position(|n| n.me().p2p == to.p2p)
+        {
+            out.push((at, data));
+        }
+    }
+    out
+}
+
+/// Carries `effects`' pull datagrams to the members of `nodes` they are for, and those their
+/// answers call for, until none is left.
+fn exchange(nodes: &mut [&mut Membership], effects: Vec<Effect>, now: Duration) {
+    let mut queue = pulls(nodes, effects);
+    while !queue.is_empty() {
+        let (to, data) = queue.remove(0);
+        let effects = nodes[to].receive(&data, now).unwrap();
+        queue.extend(pulls(nodes, effects));
+    }
+}
+
+#[test]
+fn a_pull_brings_both_sides_the_members_the_other_holds_and_is_paced() {
+    let mut sim = Sim::new(4);
+    sim.run_until(5_000);
+    sim.declare_down("n0", "peer3");
+    let now = Duration::from_secs(5);
+    let names = |m: &Membership| {
+        m.members()
+            .iter()
+            .map(|(m, l)| format!("{}:{l:?}", m.name))
+            .collect::<Vec<_>>()
+    };
+    let mut lone = Membership::new(member(7), Detection::default(), 7, Updates::default());
+    let mut nodes = sim.nodes.values_mut();
+    let (n0, n1) = (nodes.next().unwrap(), nodes.next().unwrap());
+    assert_ne!(lone.fingerprint(), n0.fingerprint());
+    let peer = n0.me().clone();
+    let summary = lone.pull(&peer, now);
+    assert_eq!(summary.len(), 1, "one summary: {summary:?}");
+    exchange(&mut [&mut lone, n0], summary, now);
+    assert_eq!(
+        names(&lone),
+        ["n0:Alive", "n1:Alive", "n2:Alive", "n7:Alive"],
+        "the lone member learns every live member n0 holds"
+    );
+    assert!(
+        names(n0).contains(&"n7:Alive".to_string()),
+        "{:?}",
+        names(n0)
+    );
+    assert_eq!(lone.fingerprint(), n0.fingerprint(), "they agree now");
+    assert_eq!(
+        lone.pull(&peer, now).len(),
+        1,
+        "it brought news: the next may begin at once"
+    );
+    assert!(
+        lone.pull(&peer, now).is_empty(),
+        "one at a time: the next waits for this one's answer"
+    );
+
+    // n1 has not heard that n3 is dead: n3 is live to it, so their buckets differ there.
+    assert!(names(n1).contains(&"n3:Alive".to_string()));
+    let summary = n1.pull(&peer, now);
+    exchange(&mut [n1, n0], summary, now);
+    assert!(
+        names(n1).contains(&"n3:Down".to_string()),
+        "{:?}",
+        names(n1)
+    );
+    assert!(
+        names(n1).contains(&"n7:Alive".to_string()),
+        "{:?}",
+        names(n1)
+    );
+}
+
+#[test]
+fn a_pull_that_brings_nothing_holds_the_next_off_for_a_gap() {
+    let mut sim = Sim::new(3);
+    sim.run_until(5_000);
+    let now = Duration::from_secs(5);
+    let mut nodes = sim.nodes.values_mut();
+    let (n0, n1) = (nodes.next().unwrap(), nodes.next().unwrap());
+    assert_eq!(n0.fingerprint(), n1.fingerprint());
+    let peer = n1.me().clone();
+    let summary = n0.pull(&peer, now);
+    exchange(&mut [n0, n1], summary, now);
+    assert!(n0.pull(&peer, now + pull::PULL_GAP / 2).is_empty());
+    assert_eq!(n0.pull(&peer, now + pull::PULL_GAP).len(), 1);
+}
+
+#[test]
+fn a_pull_message_that_does_not_read_is_refused() {
+    let mut m = Membership::new(member(1), Detection::default(), 1, Updates::default());
+    let now = Duration::from_secs(1);
+    for bad in [vec![], vec![9, 0], vec![PULL, 7], vec![PULL, 2, 0xFF, 0xFF]] {
+        assert!(m.receive(&bad, now).is_err(), "{bad:?}");
+    }
+    assert_eq!(m.members().len(), 1, "nothing changed");
+}

@@ -395,7 +395,11 @@ fn a_peer_that_holds_something_else_is_synced_by_the_node_with_the_smaller_id() 
     let mut cluster = Cluster::new(2, 4);
     cluster.run_until(3_000);
     let p1 = cluster.nodes["n1"].core.me().peer_id.clone();
-    let differs = Digest { status: 1, doc: 2 };
+    let differs = Digest {
+        status: 1,
+        doc: 2,
+        members: 3,
+    };
     let datagram = |from: &str| Input::Datagram {
         from: from.into(),
         data: Vec::new(),
@@ -416,12 +420,19 @@ fn a_peer_that_holds_something_else_is_synced_by_the_node_with_the_smaller_id() 
             ..
         })
     )));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Membership { to, .. } if to.peer_id == p1)),
+        "a member pull: {effects:?}"
+    );
     let n1 = &mut cluster.nodes.get_mut("n1").unwrap().core;
     let effects = n1.step(Duration::from_secs(3), datagram("p0"));
     assert!(
-        !effects
-            .iter()
-            .any(|e| matches!(e, Effect::Sync { .. } | Effect::Status(_))),
+        !effects.iter().any(|e| matches!(
+            e,
+            Effect::Sync { .. } | Effect::Status(_) | Effect::Membership { .. }
+        )),
         "p1 > p0: n1 waits for n0 to begin: {effects:?}"
     );
 }
