@@ -423,7 +423,10 @@ async fn get_deployment<R>(
 
 /// How many replicas placement has for a deployment (placed or not).
 fn placed(view: &View, key: &ObjectKey) -> usize {
-    view.placement.deployments.get(key).map_or(0, Vec::len)
+    view.placement
+        .deployments()
+        .get(key)
+        .map_or(0, crate::placement::Replicas::len)
 }
 
 /// Per deployment (or for `only` one), how many of its replicas run ready on the node
@@ -762,7 +765,7 @@ fn push_pods(
         Some((key, index)) => (Bound::Included(key.clone()), Some((key, index))),
         None => (Bound::Unbounded, None),
     };
-    for (key, slots) in list::objects_from(&view.placement.deployments, ns, start) {
+    for (key, _) in list::objects_from(view.placement.deployments(), ns, start) {
         let Some(d) = view.snapshot.deployments.get(key) else {
             continue;
         };
@@ -770,9 +773,8 @@ fn push_pods(
             Some((after, index)) if after == key => *index as usize + 1,
             _ => 0,
         };
-        for (index, slot) in slots.iter().enumerate().skip(first) {
+        for (index, owner) in view.placement.owners(key).enumerate().skip(first) {
             let name = format!("{}-{index}", key.name);
-            let owner = slot.owner().map(|i| view.placement.nodes[i].as_str());
             let reported = owner
                 .ok()
                 .and_then(|node| reports.get(&(node, key.namespace.as_str(), name.as_str())));
@@ -796,8 +798,7 @@ fn find_pod(view: &View, table: &StatusTable, ns: &str, name: &str) -> Option<ob
         .filter(|i: &usize| i.to_string() == index)?;
     let key = ObjectKey::new(ns, deployment);
     let d = view.snapshot.deployments.get(&key)?;
-    let slot = view.placement.deployments.get(&key)?.get(index)?;
-    let owner = slot.owner().map(|i| view.placement.nodes[i].as_str());
+    let owner = view.placement.owners(&key).nth(index)?;
     let reported = owner.ok().and_then(|node| {
         table
             .report(node)?

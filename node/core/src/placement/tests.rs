@@ -37,7 +37,7 @@ fn workloads(prefix: &str, deployments: u32, replicas: u32) -> Vec<Workload> {
 }
 
 fn counts(p: &Placement) -> Vec<usize> {
-    p.nodes.iter().map(|n| p.owned_by(n).count()).collect()
+    p.nodes().iter().map(|n| p.owned_by(n).count()).collect()
 }
 
 fn owners_by_name(p: &Placement) -> BTreeMap<ReplicaKey, String> {
@@ -155,7 +155,7 @@ fn pod_names_are_deployment_and_index() {
     assert_eq!(key.pod_name(), "nginx-2");
     let p = place(&nodes(3), &[workload("nginx", 3)]);
     let mine: Vec<String> = p
-        .nodes
+        .nodes()
         .iter()
         .flat_map(|n| p.owned_by(n).map(|k| k.pod_name()))
         .collect();
@@ -361,9 +361,51 @@ proptest! {
         let rest: Vec<Candidate> = members.iter().filter(|m| !gone.contains(&m.name)).cloned().collect();
         if let Some(derived) = place_after(&members, &before, &rest, &ws) {
             prop_assert!(!before.spilled);
-            prop_assert_eq!(derived, place(&rest, &ws));
+            prop_assert_eq!(&derived, &place(&rest, &ws));
+            // And from the derived one, as members keep leaving.
+            let fewer = &rest[rest.len() / 3..];
+            if let Some(again) = place_after(&rest, &derived, fewer, &ws) {
+                prop_assert_eq!(again, place(fewer, &ws));
+            }
         }
     }
+}
+
+#[test]
+fn a_derived_placement_shares_its_base_and_holds_the_moved_replicas_until_they_are_many() {
+    let members = nodes(50);
+    let ws = workloads("app", 10, 300);
+    let before = place(&members, &ws);
+    let rest = &members[1..];
+    let derived = place_after(&members, &before, rest, &ws).expect("derived");
+    let gone = before.owned_by(&members[0].name).count();
+    assert!(gone > 0);
+    assert!(
+        Arc::ptr_eq(&derived.nodes, &before.nodes),
+        "the names are shared"
+    );
+    assert!(
+        Arc::ptr_eq(&derived.first, &before.first),
+        "the first slots too"
+    );
+    assert_eq!(derived.moves, gone, "only the replicas of the member gone");
+    assert_eq!(derived.owned_by(&members[0].name).count(), 0);
+    assert_eq!(counts(&derived)[0], 0, "the name stays, owning nothing");
+    let again = place_after(rest, &derived, &members[2..], &ws).expect("derived again");
+    assert!(Arc::ptr_eq(&again.first, &before.first));
+    let differ = before.replicas().zip(again.replicas());
+    let differ = differ.filter(|(a, b)| a.1 != b.1).count();
+    assert_eq!(
+        again.moves, differ,
+        "each replica moved once, wherever it went first"
+    );
+    assert_eq!(again, place(&members[2..], &ws));
+    // Past a quarter of the replicas moved, the placement holds its own slots again.
+    let most = &members[20..];
+    let compact = place_after(&members, &before, most, &ws).expect("derived");
+    assert!(!Arc::ptr_eq(&compact.first, &before.first));
+    assert_eq!(compact.moves, 0);
+    assert_eq!(compact, place(most, &ws));
 }
 
 #[test]

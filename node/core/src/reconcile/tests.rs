@@ -216,14 +216,13 @@ fn a_missing_image_is_reported_and_retried_later_not_in_a_loop() {
 fn placed_on(owner: &str) -> Placement {
     let nodes = vec!["n1".to_string(), "n2".to_string()];
     let index = nodes.iter().position(|n| n == owner).unwrap();
-    Placement {
+    Placement::of(
         nodes,
-        deployments: BTreeMap::from([(
+        BTreeMap::from([(
             ObjectKey::new("default", "web"),
             vec![crate::placement::Slot::new(Ok(index))],
         )]),
-        spilled: false,
-    }
+    )
 }
 
 /// The status table as `n2` reports `pod`: running if `running`, else nothing yet.
@@ -282,10 +281,7 @@ fn the_old_owner_keeps_a_replica_until_the_new_owner_runs_it_or_time_runs_out() 
         ["remove c0"]
     );
     // A pod placed nowhere else (scaled away) is removed at once, and forgotten.
-    let gone = Placement {
-        nodes: placement.nodes.clone(),
-        ..Placement::default()
-    };
+    let gone = Placement::of(placement.nodes().to_vec(), BTreeMap::new());
     let none = handovers(NODE, &gone, &here, &pending, &mut since, 3_000);
     assert!(none.is_empty() && since.is_empty());
     assert_eq!(
