@@ -366,6 +366,8 @@ pub struct Membership {
     fingerprint: u64,
     /// When this node may pull members, and from whom it awaits an answer.
     pacing: Pacing,
+    /// The bucket the next answer to a pull begins at ([`pull::Buckets::differing`]).
+    next_bucket: usize,
 }
 
 /// How many times each node passes on the news of a member's arrival.
@@ -421,6 +423,7 @@ impl Membership {
             updates,
             fingerprint,
             pacing: Pacing::default(),
+            next_bucket: 0,
         }
     }
 
@@ -496,25 +499,29 @@ impl Membership {
         match message {
             pull::Message::Summary { asker, buckets } => {
                 let asker = self.updates.intern(asker);
-                let want = self.buckets().differing(&buckets);
+                let differ = self.buckets().differing(&buckets, self.next_bucket);
+                let (members, sent) = self.encode_members(&differ)?;
+                if let Some(last) = sent.last() {
+                    self.next_bucket = (usize::from(*last) + 1) % pull::BUCKETS;
+                }
                 let mut answer = vec![PULL];
-                answer.extend(pull::delta(&want));
-                self.encode_members(&want, &mut answer)?;
+                answer.extend(pull::delta(&self.me().peer_id, &sent));
+                answer.extend(members);
                 effects.push(Effect::Send {
                     to: asker,
                     data: answer,
                 });
             }
-            pull::Message::Delta { want } => {
+            pull::Message::Delta { from, want } => {
                 let before = self.fingerprint;
                 effects = self.apply_pulled(&data[at..])?;
                 let news = self.fingerprint != before;
-                if let Some(peer) = self.pacing.answered(news, now)
+                if let Some(peer) = self.pacing.answered(&from, news, now)
                     && !want.is_empty()
                 {
                     let mut ours = vec![PULL];
                     ours.extend(pull::members());
-                    self.encode_members(&want, &mut ours)?;
+                    ours.extend(self.encode_members(&want)?.0);
                     effects.push(Effect::Send {
                         to: peer,
                         data: ours,
@@ -533,25 +540,34 @@ impl Membership {
             .iter_membership_state()
             .filter(|m| m.state() != State::Down)
             .map(|m| m.id());
-        Buckets::of(std::iter::once(self.me()).chain(live).map(MemberId::hash))
+        Buckets::of(std::iter::once(self.me()).chain(live))
     }
 
-    /// Appends the members in the buckets `want`, in any state, this node's own included
-    /// (alive, at the first incarnation: a peer that holds a later one keeps it), up to
-    /// [`pull::MAX_MEMBERS`], each encoded as SWIM encodes an update.
-    fn encode_members(&self, want: &[u8], out: &mut Vec<u8>) -> Result<(), MembershipError> {
-        let mut wanted = [false; pull::BUCKETS];
-        for b in want {
-            wanted[usize::from(*b)] = true;
-        }
+    /// The members in the buckets `want`, in any state, this node's own included (alive, at
+    /// the first incarnation: a peer that holds a later one keeps it), each encoded as SWIM
+    /// encodes an update: whole buckets, in `want`'s order, while they fit in
+    /// [`pull::MAX_MEMBERS`] (the first one cut short if it alone does not); and the buckets
+    /// sent.
+    fn encode_members(&self, want: &[u8]) -> Result<(Vec<u8>, Vec<u8>), MembershipError> {
+        let mut by_bucket: Vec<Vec<&foca::Member<MemberId>>> = vec![Vec::new(); pull::BUCKETS];
         let me = foca::Member::new(self.me().clone(), 0, State::Alive);
-        let members = std::iter::once(&me).chain(self.foca.iter_membership_state());
-        let chosen = members.filter(|m| wanted[pull::bucket(m.id().hash())]);
-        for member in chosen.take(pull::MAX_MEMBERS) {
-            bincode::serde::encode_into_std_write(member, out, BINCODE)
-                .map_err(|e| MembershipError(e.to_string()))?;
+        for member in std::iter::once(&me).chain(self.foca.iter_membership_state()) {
+            by_bucket[pull::bucket(member.id())].push(member);
         }
-        Ok(())
+        let (mut out, mut sent, mut count) = (Vec::new(), Vec::new(), 0);
+        for &b in want {
+            let members = &by_bucket[usize::from(b)];
+            if !sent.is_empty() && count + members.len() > pull::MAX_MEMBERS {
+                break;
+            }
+            for member in members.iter().take(pull::MAX_MEMBERS) {
+                bincode::serde::encode_into_std_write(member, &mut out, BINCODE)
+                    .map_err(|e| MembershipError(e.to_string()))?;
+            }
+            count += members.len().min(pull::MAX_MEMBERS);
+            sent.push(b);
+        }
+        Ok((out, sent))
     }
 
     /// Applies the members `data` holds (at most [`pull::MAX_MEMBERS`]) as rumours are
@@ -805,7 +821,7 @@ pub struct BincodeCodec {
 
 /// Member updates decoded lately by the membership codecs of one process, by their bytes.
 /// Each update comes many times (piggybacked up to `max_transmissions` times by each node
-/// that hears it: a forming cluster of 1,000 sends each node 30 million): the same bytes
+/// that hears it: a forming cluster of 1,000 sends each node millions): the same bytes
 /// again are the same update, shared, not decoded. A new update of a known identity is
 /// decoded once and shares the identity already held. `weeble node` runs one codec; the
 /// simulator runs thousands, which then hold one copy of each member, not one each (at

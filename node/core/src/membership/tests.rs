@@ -538,20 +538,21 @@ fn a_pull_brings_both_sides_the_members_the_other_holds_and_is_paced() {
         names(n0)
     );
     assert_eq!(lone.fingerprint(), n0.fingerprint(), "they agree now");
-    assert_eq!(
-        lone.pull(&peer, now).len(),
-        1,
-        "it brought news: the next may begin at once"
-    );
     assert!(
         lone.pull(&peer, now).is_empty(),
+        "it brought news: the next waits for the peer to apply ours"
+    );
+    let later = now + pull::PULL_AGAIN;
+    assert_eq!(lone.pull(&peer, later).len(), 1);
+    assert!(
+        lone.pull(&peer, later).is_empty(),
         "one at a time: the next waits for this one's answer"
     );
 
     // n1 has not heard that n3 is dead: n3 is live to it, so their buckets differ there.
     assert!(names(n1).contains(&"n3:Alive".to_string()));
-    let summary = n1.pull(&peer, now);
-    exchange(&mut [n1, n0], summary, now);
+    let summary = n1.pull(&peer, later);
+    exchange(&mut [n1, n0], summary, later);
     assert!(
         names(n1).contains(&"n3:Down".to_string()),
         "{:?}",
@@ -587,4 +588,41 @@ fn a_pull_message_that_does_not_read_is_refused() {
         assert!(m.receive(&bad, now).is_err(), "{bad:?}");
     }
     assert_eq!(m.members().len(), 1, "nothing changed");
+}
+
+#[test]
+fn a_pull_of_more_members_than_a_message_holds_takes_whole_buckets_and_the_rest_next() {
+    let now = Duration::from_secs(1);
+    let mut big = Membership::new(member(1), Detection::default(), 1, Updates::default());
+    let many = pull::MAX_MEMBERS + 500;
+    for chunk in (0..many).collect::<Vec<_>>().chunks(1000) {
+        let mut data = vec![PULL];
+        data.extend(pull::members());
+        for &i in chunk {
+            let p2p = SocketAddr::from(([10, 1, (i / 250) as u8, (i % 250) as u8], 7000));
+            let update = foca::Member::new(MemberId::numbered(i + 100, p2p), 0, State::Alive);
+            bincode::serde::encode_into_std_write(update, &mut data, BINCODE).unwrap();
+        }
+        big.receive(&data, now).unwrap();
+    }
+    assert_eq!(big.members().len(), many + 1);
+    let mut lone = Membership::new(member(2), Detection::default(), 2, Updates::default());
+    let peer = big.me().clone();
+    let mut pulls = 0;
+    let mut at = now;
+    while lone.fingerprint() != big.fingerprint() {
+        pulls += 1;
+        assert!(pulls <= 3, "the rest comes in the next pulls");
+        let before = lone.members().len();
+        let summary = lone.pull(&peer, at);
+        exchange(&mut [&mut lone, &mut big], summary, at);
+        let learned = lone.members().len() - before;
+        assert!(
+            learned > 0 && learned <= pull::MAX_MEMBERS,
+            "whole buckets, one message's worth: {learned}"
+        );
+        at += pull::PULL_AGAIN;
+    }
+    assert_eq!(pulls, 2);
+    assert_eq!(lone.members().len(), many + 2);
 }
