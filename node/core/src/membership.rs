@@ -10,6 +10,7 @@
 //! SWIM's (foca's datagrams, as they are), and the member pull ([`pull`]) that mends what
 //! SWIM's rumours missed.
 
+pub mod addresses;
 pub mod pull;
 
 use crate::hash::mix;
@@ -280,15 +281,15 @@ pub const ANNOUNCES_PER_TICK: usize = 3;
 /// The known peer addresses at which no member is alive: a new node's `--join` seeds, the
 /// far side of a healed partition, a peer met before a restart.
 pub fn unreached(
-    known: &std::collections::BTreeSet<SocketAddr>,
+    known: &addresses::Addresses,
     members: &[(MemberId, Liveness)],
 ) -> Vec<SocketAddr> {
-    let active: std::collections::BTreeSet<SocketAddr> = members
+    let active: addresses::Addresses = members
         .iter()
         .filter(|(_, l)| *l != Liveness::Down)
         .map(|(m, _)| m.p2p)
         .collect();
-    known.difference(&active).copied().collect()
+    known.iter().filter(|a| !active.contains(a)).collect()
 }
 
 /// The addresses to announce to this tick: [`ANNOUNCES_PER_TICK`] of the `unreached` at

@@ -30,6 +30,7 @@ use crate::document::{
     DocEffect, Document, Op, Persist, PersistFailure, Stored, SyncAnswer, WriteError,
 };
 use crate::gossip::{Digest, doc_fingerprint, starts_exchange};
+use crate::membership::addresses::Addresses;
 use crate::membership::{
     self, ANNOUNCES_PER_TICK, Detection, Liveness, MemberId, Membership, Updates, announce_targets,
     gone_for_good, live_peers, take_answer, unreached,
@@ -261,7 +262,7 @@ pub struct NodeCore {
     /// When the probe timer asked for is due (Unix ms), if one is.
     probe_at: Option<i64>,
     /// Every peer address this node was given or has met.
-    known: BTreeSet<SocketAddr>,
+    known: Addresses,
     /// Whether `known` grew since it was last handed out ([`Effect::Known`], at most once an
     /// announce tick: a thousand joins are one write of the peers file, not a thousand).
     known_changed: bool,
@@ -308,7 +309,7 @@ impl NodeCore {
             doc: doc_fingerprint(&snapshot.heads),
             members: membership.fingerprint(),
         };
-        let mut known = config.known;
+        let mut known: Addresses = config.known.into_iter().collect();
         known.remove(&membership.me().p2p);
         NodeCore {
             membership,
@@ -386,7 +387,7 @@ impl NodeCore {
             }
             Input::Timer(Timer::Announce) => {
                 if std::mem::take(&mut self.known_changed) {
-                    effects.push(Effect::Known(self.known.iter().copied().collect()));
+                    effects.push(Effect::Known(self.known.iter().collect()));
                 }
                 let first = self.turn == 0;
                 let swim = Ok(self.announce());

@@ -350,7 +350,7 @@ fn the_datagram_a_request_calls_for_is_taken_out_as_its_answer() {
 #[test]
 fn announces_go_in_turn_to_known_addresses_where_no_member_is_alive() {
     let addr = |i: u8| -> SocketAddr { format!("127.0.0.{i}:7946").parse().unwrap() };
-    let known: std::collections::BTreeSet<SocketAddr> = (1..=6).map(addr).collect();
+    let known: addresses::Addresses = (1..=6).map(addr).collect();
     let alive = |i: u8, l| {
         let mut m = MemberId::seed(addr(i));
         m.name = format!("n{i}");
