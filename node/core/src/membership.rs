@@ -545,13 +545,12 @@ impl Membership {
     }
 
     /// The members in the buckets `want`, in any state, this node's own included (alive, at
-    /// the first incarnation: a peer that holds a later one keeps it), each encoded as SWIM
-    /// encodes an update: whole buckets, in `want`'s order, while they fit in
+    /// its incarnation), each encoded as SWIM encodes an update: whole buckets, in `want`'s order, while they fit in
     /// [`pull::MAX_MEMBERS`] (the first one cut short if it alone does not); and the buckets
     /// sent.
     fn encode_members(&self, want: &[u8]) -> Result<(Vec<u8>, Vec<u8>), MembershipError> {
         let mut by_bucket: Vec<Vec<&foca::Member<MemberId>>> = vec![Vec::new(); pull::BUCKETS];
-        let me = foca::Member::new(self.me().clone(), 0, State::Alive);
+        let me = foca::Member::new(self.me().clone(), self.foca.incarnation(), State::Alive);
         for member in std::iter::once(&me).chain(self.foca.iter_membership_state()) {
             by_bucket[pull::bucket(member.id())].push(member);
         }

@@ -275,6 +275,12 @@ where
         &self.identity
     }
 
+    /// Weeble's change: getter for this instance's own incarnation, for a
+    /// synchronization protocol that states this member's own entry.
+    pub const fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
     /// Re-enable joining a cluster with the same identity after being
     /// declared Down.
     ///
@@ -1749,10 +1755,6 @@ where
     B: BroadcastHandler<T>,
     B::Error: core::error::Error + Send,
 {
-    pub(crate) fn incarnation(&self) -> Incarnation {
-        self.incarnation
-    }
-
     pub(crate) fn probe(&self) -> &Probe<T> {
         &self.probe
     }

@@ -626,3 +626,22 @@ fn a_pull_of_more_members_than_a_message_holds_takes_whole_buckets_and_the_rest_
     assert_eq!(pulls, 2);
     assert_eq!(lone.members().len(), many + 2);
 }
+
+#[test]
+fn a_pull_states_the_answerer_s_own_entry_at_its_incarnation() {
+    let now = Duration::from_secs(1);
+    let mut m = Membership::new(member(1), Detection::default(), 1, Updates::default());
+    // Told it is suspected, it refutes under the next incarnation.
+    let mut data = vec![PULL];
+    data.extend(pull::members());
+    let suspect = foca::Member::new(member(1), 0, State::Suspect);
+    bincode::serde::encode_into_std_write(suspect, &mut data, BINCODE).unwrap();
+    m.receive(&data, now).unwrap();
+    assert_eq!(m.foca.incarnation(), 1);
+    let mut lone = Membership::new(member(2), Detection::default(), 2, Updates::default());
+    let peer = m.me().clone();
+    let summary = lone.pull(&peer, now);
+    exchange(&mut [&mut lone, &mut m], summary, now);
+    let held = lone.foca.iter_membership_state().find(|e| e.id() == &peer);
+    assert_eq!(held.map(|e| e.incarnation()), Some(1));
+}
