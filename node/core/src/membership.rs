@@ -709,11 +709,8 @@ impl Membership {
                 .iter()
                 .filter(|(_, l)| *l == Liveness::Suspect)
                 .count();
-            self.fingerprint = members
-                .iter()
-                .filter(|(_, l)| *l != Liveness::Down)
-                .map(|(m, _)| m.hash())
-                .fold(0, u64::wrapping_add);
+            let live = members.iter().filter(|(_, l)| *l != Liveness::Down);
+            self.fingerprint = Buckets::of(live.map(|(m, _)| m)).fingerprint();
             self.members = members.into();
             self.generation += 1;
         }

@@ -212,8 +212,6 @@ pub struct Placement {
     first: Arc<BTreeMap<ObjectKey, Replicas>>,
     /// The replicas whose owner is no longer `first`'s, by deployment and index.
     moved: BTreeMap<ObjectKey, BTreeMap<u32, Slot>>,
-    /// How many replicas `moved` holds.
-    moves: usize,
     /// Whether some replica is not on its top-ranked member (it spilled, or has no owner).
     pub spilled: bool,
 }
@@ -341,6 +339,11 @@ impl Placement {
     fn name(&self, slot: Slot) -> Result<&str, Unplaced> {
         slot.owner().map(|i| self.nodes[i].as_str())
     }
+
+    /// How many replicas moved since the first slots.
+    fn moves(&self) -> usize {
+        self.moved.values().map(BTreeMap::len).sum()
+    }
 }
 
 /// Members of one weight, so the logarithm is taken once per class, not once per member.
@@ -458,7 +461,6 @@ pub fn place_after<'a>(
     let mut pods = vec![0u64; ranker.sorted.len()];
     let mut used = vec![(0u128, 0u128); ranker.sorted.len()];
     let mut moved = before.moved.clone();
-    let mut moves = before.moves;
     let mut placed = 0;
     for w in workloads {
         let replicas = before.first.get(&w.deployment)?.len();
@@ -467,23 +469,26 @@ pub fn place_after<'a>(
         }
         placed += 1;
         let base = deployment_hash(w);
+        let mut moving = Vec::new();
         for (index, slot) in before.slots(&w.deployment).enumerate() {
             let owner = match now[slot.owner().ok()?] {
                 Some(i) => i,
                 None => {
                     let (classes, scratch) = ranker.classes(&w.node_selector);
                     let top = top(classes, replica_hash(base, index as u32), scratch)?;
-                    let slot = Slot::new(Ok(at[top]));
-                    let of = moved.entry(w.deployment.clone()).or_default();
-                    if of.insert(index as u32, slot).is_none() {
-                        moves += 1;
-                    }
+                    moving.push((index as u32, Slot::new(Ok(at[top]))));
                     top
                 }
             };
             pods[owner] += 1;
             used[owner].0 += u128::from(w.requests.cpu_millis);
             used[owner].1 += u128::from(w.requests.memory_bytes);
+        }
+        if !moving.is_empty() {
+            moved
+                .entry(w.deployment.clone())
+                .or_default()
+                .extend(moving);
         }
     }
     if placed != before.first.len() {
@@ -501,11 +506,10 @@ pub fn place_after<'a>(
         nodes: before.nodes.clone(),
         first: before.first.clone(),
         moved,
-        moves,
         spilled: false,
     };
     let all: usize = placement.first.values().map(Replicas::len).sum();
-    if placement.moves * 4 > all {
+    if placement.moves() * 4 > all {
         placement.first = Arc::new(
             placement
                 .first
@@ -514,7 +518,6 @@ pub fn place_after<'a>(
                 .collect(),
         );
         placement.moved.clear();
-        placement.moves = 0;
     }
     Some(placement)
 }
