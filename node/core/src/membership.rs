@@ -359,6 +359,9 @@ pub struct Membership {
     generation: u64,
     /// The fingerprint of foca's states `members` was listed at ([`Self::states`]).
     states: u64,
+    /// Whether foca's members may have changed since `members` was listed: arrivals and
+    /// suspicions wait for [`Self::list`], deaths and renames are listed at once.
+    unlisted: bool,
     /// How many member updates the codec has encoded, shared with it.
     changes: Arc<AtomicUsize>,
     /// The codec's, for the members a pull brings.
@@ -420,6 +423,7 @@ impl Membership {
             suspects: 0,
             generation: 0,
             states: 0,
+            unlisted: false,
             changes,
             updates,
             fingerprint,
@@ -696,8 +700,24 @@ impl Membership {
         self.generation
     }
 
+    /// Whether members may have changed that [`Self::members`] does not list yet.
+    pub fn unlisted(&self) -> bool {
+        self.unlisted
+    }
+
+    /// Lists the members that changed since they were last listed, if any did: the core
+    /// calls this when it builds its view, which waits for changes anyway (`VIEW_AFTER`).
+    /// At a thousand nodes forming a cluster, each arrival heard listed every member again
+    /// (a sort of them by name): a fifth of the forming's time.
+    pub fn list(&mut self) {
+        if self.unlisted {
+            self.list_members();
+        }
+    }
+
     /// Lists the members from foca again, if their states differ from the last listing's.
     fn list_members(&mut self) {
+        self.unlisted = false;
         let states = self.states();
         if states == self.states {
             return;
@@ -752,38 +772,43 @@ impl Membership {
         self.drain_after(result, false)
     }
 
-    /// The effects of a foca call, listing the members again if they may have changed:
-    /// `silently` (a timer foca handles without telling), on a join, death, rename or rejoin,
-    /// on this node's own suspicion (foca schedules its end), when foca encoded a member
-    /// update (it does for each update that changed its list, to spread it: a suspicion heard
-    /// of comes untold), or while any member is suspect (its refutation comes untold too).
-    /// An idle cluster's datagrams carry no updates, and most updates are news already
-    /// applied (each is sent many times), so most calls list nothing.
+    /// The effects of a foca call, noting that the members may have changed: on a join,
+    /// death, rename or rejoin, on this node's own suspicion (foca schedules its end), when
+    /// foca encoded a member update (it does for each update that changed its list, to
+    /// spread it: a suspicion heard of comes untold), or while any member is suspect (its
+    /// refutation comes untold too). They are listed at once `silently` (a timer foca
+    /// handles without telling, or a pull, whose pacing compares fingerprints) and on a
+    /// death, rejoin or rename, which the core acts on with the list; arrivals and
+    /// suspicions wait for [`Self::list`].
     fn drain_after(
         &mut self,
         result: Result<(), foca::Error>,
         silently: bool,
     ) -> Result<Vec<Effect>, MembershipError> {
-        let mut changed =
-            silently || self.changes.swap(0, Ordering::Relaxed) > 0 || self.suspects > 0;
+        let mut changed = self.changes.swap(0, Ordering::Relaxed) > 0 || self.suspects > 0;
+        let mut at_once = silently;
         let mut effects = Vec::new();
         while let Some(n) = self.runtime.to_notify() {
             match n {
-                OwnedNotification::MemberUp(id) => effects.push(Effect::Up(id)),
+                OwnedNotification::MemberUp(id) => {
+                    changed = true;
+                    effects.push(Effect::Up(id));
+                }
                 OwnedNotification::MemberDown(id) => {
+                    at_once = true;
                     self.heard.remove(&id.peer_id);
                     effects.push(Effect::Down(id));
                 }
                 OwnedNotification::Active => effects.push(Effect::Active),
                 OwnedNotification::Idle => effects.push(Effect::Idle),
-                OwnedNotification::Rejoin(id) => effects.push(Effect::Rejoined(id)),
-                OwnedNotification::Rename(..) => changed = true,
+                OwnedNotification::Rejoin(id) => {
+                    at_once = true;
+                    effects.push(Effect::Rejoined(id));
+                }
+                OwnedNotification::Rename(..) => at_once = true,
                 _ => {}
             }
         }
-        changed |= effects
-            .iter()
-            .any(|e| matches!(e, Effect::Up(_) | Effect::Down(_) | Effect::Rejoined(_)));
         while let Some((to, data)) = self.runtime.to_send() {
             let mut datagram = Vec::with_capacity(1 + data.len());
             datagram.push(SWIM);
@@ -795,8 +820,9 @@ impl Membership {
             changed |= matches!(timer, Timer::ChangeSuspectToDown { .. });
             effects.push(Effect::Schedule { after, timer });
         }
-        if changed {
-            self.list_members();
+        self.unlisted |= changed || at_once;
+        if at_once {
+            self.list();
         }
         // Errors from a bad datagram are reported after the effects it still caused.
         result.map_err(|e| MembershipError(e.to_string()))?;

@@ -11,7 +11,8 @@
 //! - peers declared this node dead and it rejoined → its report spreads again, and it
 //!   announces itself at once;
 //! - the members, the document or the set of nodes taking no pods changed → a new view (for
-//!   a change of members, [`VIEW_AFTER`] later, with the changes that come meanwhile), with
+//!   a change of members, [`VIEW_AFTER`] later, with the changes that come meanwhile, which
+//!   membership lists only then unless one is a death), with
 //!   placement computed again only if what it reads changed, and a reconcile pass
 //!   ([`Reconciler`]), as after a container stopped, the probes found something, or (while
 //!   pods are handed over) the status table changed;
@@ -440,6 +441,7 @@ impl NodeCore {
                 self.document_effects(doc, &mut effects);
             }
             Input::Timer(Timer::View) => {
+                self.membership.list();
                 self.view_due = false;
                 self.view_now = true;
             }
@@ -705,7 +707,8 @@ impl NodeCore {
         let table_changed = self.status.table().fingerprint() != table_before;
         let snapshot = self.document.snapshot();
         let mut view_changed = !Arc::ptr_eq(snapshot, &self.view.snapshot);
-        let members_changed = self.membership.generation() != self.view_generation;
+        let members_changed =
+            self.membership.generation() != self.view_generation || self.membership.unlisted();
         let at_once = std::mem::take(&mut self.view_now);
         if members_changed && !at_once {
             if !self.view_due {

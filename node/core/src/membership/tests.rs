@@ -158,11 +158,19 @@ impl Sim {
                 Ok(effects) => self.apply(&to, effects),
                 Err(e) => eprintln!("{to}: {e}"),
             }
-            let node = &self.nodes[&to];
+            // What the core does when it builds its view: the list is foca's then, and it
+            // was already unless changes wait to be listed.
+            let node = self.nodes.get_mut(&to).unwrap();
+            let listed = node.members()[..] == node.listing()[..];
+            assert!(
+                listed || node.unlisted(),
+                "{to}'s kept member list differs from foca's at {at} ms, unnoticed"
+            );
+            node.list();
             assert_eq!(
                 &node.members()[..],
                 node.listing(),
-                "{to}'s kept member list differs from foca's at {at} ms"
+                "{to}'s member list, listed, differs from foca's at {at} ms"
             );
         }
         self.now = t;
