@@ -134,9 +134,10 @@ impl PartialEq for StatusTable {
     }
 }
 
-/// A report in [`StatusTable::nodes`], ordered, equal and found by its node's name.
+/// A report in a set of reports ([`StatusTable::nodes`], a gossip's news), ordered, equal
+/// and found by its node's name, which it holds: no copy of the name per entry.
 #[derive(Debug, Clone)]
-struct Held(Arc<NodeStatus>);
+pub(crate) struct Held(pub(crate) Arc<NodeStatus>);
 
 impl Borrow<str> for Held {
     fn borrow(&self) -> &str {
