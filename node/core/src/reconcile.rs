@@ -38,18 +38,18 @@ impl DesiredPod {
     }
 }
 
-/// The pods placement gives `node`, in key order; `service_ip` is where the node serves the
-/// services its pods' variables point to. A deployment's replicas come one after another, and
-/// share its template's hash and the services' variables, made once for them all (each pass
-/// made them per pod: at 1,000 simulated nodes, most of a resync's time).
+/// The pods of the replicas placement gives this node (`owned`, in key order:
+/// [`Placement::owned_by`]); `service_ip` is where the node serves the services its pods'
+/// variables point to. A deployment's replicas come one after another, and share its
+/// template's hash and the services' variables, made once for them all (each pass made them
+/// per pod: at 1,000 simulated nodes, most of a resync's time).
 pub fn desired_pods(
     snapshot: &Snapshot,
-    placement: &Placement,
-    node: &str,
+    owned: &[ReplicaKey],
     service_ip: IpAddr,
 ) -> Vec<DesiredPod> {
     let mut pods: Vec<DesiredPod> = Vec::new();
-    for key in placement.owned_by(node) {
+    for key in owned.iter().cloned() {
         let Some(d) = snapshot.deployments.get(&key.deployment) else {
             continue;
         };

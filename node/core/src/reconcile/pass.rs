@@ -16,13 +16,14 @@ use super::{
     probe_checks, record,
 };
 use crate::membership::Liveness;
+use crate::placement::{Placement, ReplicaKey};
 use crate::probe::{Check, Health};
 use crate::runtime::{Observed, RuntimeError};
 use crate::status::{PodStatus, StatusTable};
 use crate::view::View;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use tracing::{info, warn};
 
 /// How a node reconciles, from its configuration.
@@ -127,6 +128,10 @@ pub struct Reconciler {
     /// The newest wake-up asked for; older ones are ignored.
     token: u64,
     checks: Vec<Check>,
+    /// The replicas placed on this node, and the placement they were read from: read again
+    /// only from a new placement, as reading them walks every replica's owner (each pass
+    /// read them anew: at 2,000 simulated nodes, 7 % of the run).
+    owned: (Weak<Placement>, Vec<ReplicaKey>),
 }
 
 impl Reconciler {
@@ -143,6 +148,7 @@ impl Reconciler {
             holding_until: None,
             token: 0,
             checks: Vec::new(),
+            owned: (Weak::new(), Vec::new()),
         }
     }
 
@@ -234,12 +240,12 @@ impl Reconciler {
 
     /// Plans a batch from what the runtime shows.
     fn plan(&mut self, observed: Vec<Observed>, ctx: Context<'_>) -> Vec<Work> {
-        let desired = desired_pods(
-            &ctx.view.snapshot,
-            &ctx.view.placement,
-            &self.settings.node,
-            self.settings.service_ip,
-        );
+        let placement = &ctx.view.placement;
+        if self.owned.0.as_ptr() != Arc::as_ptr(placement) {
+            let owned = placement.owned_by(&self.settings.node).collect();
+            self.owned = (Arc::downgrade(placement), owned);
+        }
+        let desired = desired_pods(&ctx.view.snapshot, &self.owned.1, self.settings.service_ip);
         let holding_until = self.holding_until;
         let desired = match holding_until {
             Some(_) => already_running(desired, &observed),

@@ -500,7 +500,8 @@ fn each_desired_pod_carries_its_own_deployments_template_hash_and_services() {
     let mut workloads = Workloads::default();
     workloads.update(&snapshot);
     let placement = place(&[Candidate::from_member(&member)], workloads.iter());
-    let pods = desired_pods(&snapshot, &placement, NODE, ip());
+    let owned: Vec<_> = placement.owned_by(NODE).collect();
+    let pods = desired_pods(&snapshot, &owned, ip());
     assert_eq!(pods.len(), 9, "three replicas of each, all here");
     for pod in &pods {
         let d = &snapshot.deployments[&pod.key.deployment];
