@@ -29,6 +29,7 @@ mod due;
 pub mod gossip;
 mod hash;
 pub mod membership;
+mod memo;
 pub mod node;
 pub mod objects;
 pub mod placement;

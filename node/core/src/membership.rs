@@ -14,6 +14,7 @@ pub mod addresses;
 pub mod pull;
 
 use crate::hash::mix;
+use crate::memo;
 use bytes::{Buf, BufMut};
 use foca::{AccumulatingRuntime, Foca, Identity, OwnedNotification, State, Timer};
 use pull::{Buckets, Pacing};
@@ -366,6 +367,8 @@ pub struct Membership {
     changes: Arc<AtomicUsize>,
     /// The codec's, for the members a pull brings.
     updates: Updates,
+    /// Where `members` is shared with other cores that list the same.
+    lists: Lists,
     /// The live members' identities, summed ([`pull::Buckets::fingerprint`]).
     fingerprint: u64,
     /// When this node may pull members, and from whom it awaits an answer.
@@ -387,8 +390,9 @@ const SWIM: u8 = 0;
 const PULL: u8 = 1;
 
 impl Membership {
-    /// Membership of `me`, decoding updates through `updates` (shared by the process's nodes).
-    pub fn new(me: MemberId, detection: Detection, seed: u64, updates: Updates) -> Self {
+    /// Membership of `me`, with what the process's cores share.
+    pub fn new(me: MemberId, detection: Detection, seed: u64, shared: Shared) -> Self {
+        let Shared { updates, lists } = shared;
         let mut config = foca::Config::new_lan(std::num::NonZeroU32::new(16).expect("non-zero"));
         config.probe_period = detection.probe_period;
         config.probe_rtt = detection.probe_rtt;
@@ -426,6 +430,7 @@ impl Membership {
             unlisted: false,
             changes,
             updates,
+            lists,
             fingerprint,
             pacing: Pacing::default(),
             next_bucket: 0,
@@ -731,7 +736,7 @@ impl Membership {
                 .count();
             let live = members.iter().filter(|(_, l)| *l != Liveness::Down);
             self.fingerprint = Buckets::of(live.map(|(m, _)| m)).fingerprint();
-            self.members = members.into();
+            self.members = self.lists.share(members);
             self.generation += 1;
         }
     }
@@ -840,6 +845,44 @@ impl Membership {
 pub struct BincodeCodec {
     changes: Arc<AtomicUsize>,
     updates: Updates,
+}
+
+/// What the membership cores of one process share: `weeble node` runs one, the simulator
+/// thousands.
+#[derive(Debug, Default, Clone)]
+pub struct Shared {
+    pub updates: Updates,
+    pub lists: Lists,
+}
+
+/// The member lists the cores of one process hold ([`crate::memo`]): a core that lists the
+/// same members in the same states as another shares its list. At 2,000 simulated nodes,
+/// each core's own copy (and its view's, until the next view) was 29 bytes a member at the
+/// peak, the largest share of it.
+#[derive(Debug, Default, Clone)]
+pub struct Lists(Arc<Mutex<memo::Held<List>>>);
+
+/// Every member with its liveness, sorted by name ([`Membership::members`]).
+type List = [(MemberId, Liveness)];
+
+impl Lists {
+    /// `members` as a shared list: one a core holds already, if equal, or this one, kept.
+    fn share(&self, members: Vec<(MemberId, Liveness)>) -> Arc<List> {
+        let hash = members
+            .iter()
+            .map(|(m, l)| mix(m.hash() ^ *l as u64))
+            .fold(0, u64::wrapping_add);
+        let mut held = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(list) = held.find(hash, |list| *list == members[..]) {
+            return list;
+        }
+        let list: Arc<List> = members.into();
+        held.keep(hash, &list);
+        list
+    }
 }
 
 /// Member updates decoded lately by the membership codecs of one process, by their bytes.

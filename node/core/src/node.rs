@@ -33,7 +33,7 @@ use crate::document::{
 use crate::gossip::{Digest, doc_fingerprint, starts_exchange};
 use crate::membership::addresses::Addresses;
 use crate::membership::{
-    self, ANNOUNCES_PER_TICK, Detection, Liveness, MemberId, Membership, Updates, announce_targets,
+    self, ANNOUNCES_PER_TICK, Detection, Liveness, MemberId, Membership, announce_targets,
     gone_for_good, live_peers, take_answer, unreached,
 };
 use crate::probe::{Check, Health, Prober};
@@ -89,7 +89,7 @@ pub struct Config {
 #[derive(Debug, Clone, Default)]
 pub struct Shared {
     pub placements: Placements,
-    pub updates: Updates,
+    pub membership: membership::Shared,
 }
 
 /// A life's epoch (Unix ms), which orders its status reports and identity (`bump`) after the
@@ -297,7 +297,7 @@ impl NodeCore {
             config.me,
             config.detection,
             config.seed,
-            config.shared.updates,
+            config.shared.membership,
         );
         let status = StatusGossip::new(name, config.epoch, config.fanout, config.seed ^ 1);
         let document = Document::new(stored, config.fanout, config.replicate_to, config.seed ^ 2);

@@ -3,13 +3,14 @@
 //! (not a new image or new labels) or the candidates (the members that take pods); and the
 //! cores of one process share the placements they compute ([`Placements`]).
 
-use crate::hash::{ByHash, fnv1a, mix};
+use crate::hash::{fnv1a, mix};
 use crate::membership::{Liveness, MemberId};
+use crate::memo;
 use crate::placement::{
     Candidate, Placement, Workload, Workloads, candidates, place, place_after, same_candidates,
 };
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use weeble_crdt::Snapshot;
 
 /// What the node knows of the cluster at one moment, and the placement it implies.
@@ -42,14 +43,11 @@ struct Placed {
 
 #[derive(Debug, Default)]
 struct Memo {
-    /// The placements held anywhere, by [`names_hash`] (several where hashes collide), and
-    /// some no one holds any more, until the next sweep (or the next keep of their hash).
-    held: ByHash<Vec<Weak<Placed>>>,
+    /// The placements held anywhere, by [`names_hash`].
+    held: memo::Held<Placed>,
     /// The last few computed, held here as well: a view passing back to a set of members
     /// no core holds any more (a suspicion, then its refutation) finds it.
     recent: VecDeque<Arc<Placed>>,
-    /// The size of `held` at which placements no one holds are swept from it.
-    sweep_at: usize,
 }
 
 /// Placements kept by the memo itself (beyond those the cores hold).
@@ -81,11 +79,7 @@ impl Placements {
         let same = |p: &Placed| {
             same_candidates(&p.members, &members) && p.workloads.iter().eq(workloads.iter())
         };
-        let found = memo
-            .held
-            .get(&hash)
-            .and_then(|held| held.iter().filter_map(Weak::upgrade).find(|p| same(p)));
-        if let Some(found) = found {
+        if let Some(found) = memo.held.find(hash, same) {
             return found;
         }
         let as_candidates = |members: &[MemberId]| -> Vec<Candidate> {
@@ -119,19 +113,7 @@ impl Memo {
             self.recent.pop_front();
         }
         self.recent.push_back(placed.clone());
-        // Those of the same hash that no one holds go now: the sweep below counts hashes,
-        // and inputs that come back again and again would otherwise pile up under theirs.
-        let same_hash = self.held.entry(hash).or_default();
-        same_hash.retain(|p| p.strong_count() > 0);
-        same_hash.push(Arc::downgrade(placed));
-        if self.held.len() >= self.sweep_at {
-            self.held.retain(|_, held| {
-                held.retain(|p| p.strong_count() > 0);
-                !held.is_empty()
-            });
-            // Swept again when it has doubled: a sweep's cost is spread over as many keeps.
-            self.sweep_at = (self.held.len() * 2).max(PLACEMENTS_KEPT);
-        }
+        self.held.keep(hash, placed);
     }
 }
 

@@ -59,12 +59,12 @@ impl Sim {
             rng: StdRng::seed_from_u64(u64::from(n)),
         };
         // Shared, as by the nodes of one process.
-        let updates = Updates::default();
+        let shared = Shared::default();
         for i in 0..n {
             let m = member(i);
             sim.nodes.insert(
                 m.name.clone(),
-                Membership::new(m, Detection::default(), u64::from(i), updates.clone()),
+                Membership::new(m, Detection::default(), u64::from(i), shared.clone()),
             );
         }
         for i in 1..n {
@@ -208,6 +208,11 @@ fn members_join_through_one_seed_and_all_see_each_other_alive() {
             "{name} sees {view:?}"
         );
     }
+    let lists: Vec<_> = sim.nodes.values().map(|m| m.members().clone()).collect();
+    assert!(
+        lists.iter().all(|l| Arc::ptr_eq(l, &lists[0])),
+        "the nodes of one process hold one list"
+    );
 }
 
 #[test]
@@ -527,7 +532,7 @@ fn a_pull_brings_both_sides_the_members_the_other_holds_and_is_paced() {
             .map(|(m, l)| format!("{}:{l:?}", m.name))
             .collect::<Vec<_>>()
     };
-    let mut lone = Membership::new(member(7), Detection::default(), 7, Updates::default());
+    let mut lone = Membership::new(member(7), Detection::default(), 7, Shared::default());
     let mut nodes = sim.nodes.values_mut();
     let (n0, n1) = (nodes.next().unwrap(), nodes.next().unwrap());
     assert_ne!(lone.fingerprint(), n0.fingerprint());
@@ -590,7 +595,7 @@ fn a_pull_that_brings_nothing_holds_the_next_off_for_a_gap() {
 
 #[test]
 fn a_pull_message_that_does_not_read_is_refused() {
-    let mut m = Membership::new(member(1), Detection::default(), 1, Updates::default());
+    let mut m = Membership::new(member(1), Detection::default(), 1, Shared::default());
     let now = Duration::from_secs(1);
     for bad in [vec![], vec![9, 0], vec![PULL, 7], vec![PULL, 2, 0xFF, 0xFF]] {
         assert!(m.receive(&bad, now).is_err(), "{bad:?}");
@@ -601,7 +606,7 @@ fn a_pull_message_that_does_not_read_is_refused() {
 #[test]
 fn a_pull_of_more_members_than_a_message_holds_takes_whole_buckets_and_the_rest_next() {
     let now = Duration::from_secs(1);
-    let mut big = Membership::new(member(1), Detection::default(), 1, Updates::default());
+    let mut big = Membership::new(member(1), Detection::default(), 1, Shared::default());
     let many = pull::MAX_MEMBERS + 500;
     for chunk in (0..many).collect::<Vec<_>>().chunks(1000) {
         let mut data = vec![PULL];
@@ -614,7 +619,7 @@ fn a_pull_of_more_members_than_a_message_holds_takes_whole_buckets_and_the_rest_
         big.receive(&data, now).unwrap();
     }
     assert_eq!(big.members().len(), many + 1);
-    let mut lone = Membership::new(member(2), Detection::default(), 2, Updates::default());
+    let mut lone = Membership::new(member(2), Detection::default(), 2, Shared::default());
     let peer = big.me().clone();
     let mut pulls = 0;
     let mut at = now;
@@ -638,7 +643,7 @@ fn a_pull_of_more_members_than_a_message_holds_takes_whole_buckets_and_the_rest_
 #[test]
 fn a_pull_states_the_answerer_s_own_entry_at_its_incarnation() {
     let now = Duration::from_secs(1);
-    let mut m = Membership::new(member(1), Detection::default(), 1, Updates::default());
+    let mut m = Membership::new(member(1), Detection::default(), 1, Shared::default());
     // Told it is suspected, it refutes under the next incarnation.
     let mut data = vec![PULL];
     data.extend(pull::members());
@@ -646,7 +651,7 @@ fn a_pull_states_the_answerer_s_own_entry_at_its_incarnation() {
     bincode::serde::encode_into_std_write(suspect, &mut data, BINCODE).unwrap();
     m.receive(&data, now).unwrap();
     assert_eq!(m.foca.incarnation(), 1);
-    let mut lone = Membership::new(member(2), Detection::default(), 2, Updates::default());
+    let mut lone = Membership::new(member(2), Detection::default(), 2, Shared::default());
     let peer = m.me().clone();
     let summary = lone.pull(&peer, now);
     exchange(&mut [&mut lone, &mut m], summary, now);
