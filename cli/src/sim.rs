@@ -77,15 +77,16 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
             let done = now_us / 1_000_000;
             let bar = (done * 30 / total.max(1)) as usize;
             eprint!(
-                "\r[{:<30}] {done}/{total} virtual s, {:.1} s wall",
+                "\r[{:<30}] {done}/{total} virtual s, {:.1} s wall, {:.0} MB",
                 "#".repeat(bar.min(30)),
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                rss_mb("VmRSS")
             );
             let _ = std::io::stderr().flush();
         }
     });
     let wall_s = started.elapsed().as_secs_f64();
-    let peak_rss_mb = peak_rss_mb();
+    let peak_rss_mb = rss_mb("VmHWM");
     if args.json {
         let out = json!({
             "nodes": report.nodes,
@@ -140,12 +141,13 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The process's peak resident memory (Linux: `VmHWM`); 0 where it cannot be read.
-fn peak_rss_mb() -> f64 {
+/// One of the process's resident memory figures in MB (Linux: `VmRSS` now, `VmHWM` its
+/// peak); 0 where it cannot be read.
+fn rss_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kb = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
     kb.unwrap_or(0.0) / 1024.0
 }

@@ -71,6 +71,15 @@ impl Placements {
         workloads: &Workloads,
         last: Option<&Placed>,
     ) -> Arc<Placed> {
+        if workloads.iter().next().is_none() {
+            // Nothing to place: no placement to keep per set of members (a cluster of 1,000
+            // forming with no deployment yet held 17 MB of them, its members' names).
+            return Arc::new(Placed {
+                members: Vec::new(),
+                workloads: Vec::new(),
+                placement: Arc::default(),
+            });
+        }
         let mut memo = self
             .0
             .lock()
