@@ -8,10 +8,12 @@
 //!   `membership::pull`); [`Digest::differs`] says what, and
 //!   [`starts_exchange`] which of the two begins it, so a pair exchanges once, not twice.
 //! - A change is pushed to a few random peers ([`Fanout`], [`push_width`]), and each peer
-//!   that learns something new from a push passes it on the same way: a rumour reaches
-//!   every node in about log(N) hops, and costs each node ⌈ln N⌉ + c messages (memberlist
-//!   retransmits each broadcast about as often). Status news waits a moment first, to leave
-//!   with whatever else is news then (`status::gossip`).
+//!   that learns something new from a push passes it on: a rumour reaches every node in
+//!   about log(N) hops, and costs each node ⌈ln N⌉ + c messages (memberlist retransmits each
+//!   broadcast about as often). Status news waits a moment first, to leave with whatever
+//!   else is news then, and is passed on to fewer peers (`status::gossip`'s `RELAY_WIDTH`):
+//!   every node's report changes at once when a deployment starts, and what the narrower
+//!   rumour misses, one exchange brings.
 
 use crate::hash::fnv1a;
 use rand::rngs::StdRng;

@@ -7,7 +7,7 @@
 //!   [`PUSH_AFTER`], then leaves in one message to a few random live peers: a burst of
 //!   reports (a deployment starting everywhere) costs each node a few messages per wait, not
 //!   a few per report, and a report that changed twice meanwhile goes once. This node's own
-//!   report goes to `push_width` peers, what it passes on to [`RELAY_WIDTH`].
+//!   report goes to [`push_width`] peers, what it passes on to [`RELAY_WIDTH`].
 //! - A peer's digest differs → our versions to it; its delta back; what it wants, to it. One
 //!   exchange at a time, none while pushes still bring news ([`EXCHANGE_QUIET`]), and after
 //!   one that brought nothing, none for [`EXCHANGE_GAP`]: exchanges mend what the pushes
