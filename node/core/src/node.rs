@@ -276,6 +276,9 @@ pub struct NodeCore {
     unreached: ((u64, usize), Vec<SocketAddr>),
     /// Where the next round of announces starts among the addresses with no live member.
     turn: usize,
+    /// Members declared down, whose reports are forgotten once the members are listed again
+    /// (with the view) unless they are back under a renewed identity by then.
+    downs: Vec<MemberId>,
     /// The live peers, listed again when the members change.
     peers: Vec<MemberId>,
     /// The members' generation `peers` were listed at.
@@ -330,6 +333,7 @@ impl NodeCore {
             known_changed: false,
             unreached: ((u64::MAX, 0), Vec::new()),
             turn: 0,
+            downs: Vec::new(),
             peers: Vec::new(),
             peers_generation: 0,
             unschedulable,
@@ -600,10 +604,8 @@ impl NodeCore {
                     if m.p2p != self.me().p2p {
                         self.known_changed |= self.known.insert(m.p2p);
                     }
-                    if gone_for_good(self.membership.members(), &m) {
-                        self.status.forget(&m.name);
-                    }
                     self.document.forget(&m.peer_id);
+                    self.downs.push(m.clone());
                     effects.push(Effect::Disconnect(m.peer_id.clone()));
                 }
                 membership::Effect::Active => info!("joined the cluster"),
@@ -721,6 +723,13 @@ impl NodeCore {
     /// reconciler if what it reads changed.
     fn publish(&mut self, now: Duration, table_before: u64, effects: &mut Vec<Effect>) {
         self.report_persisting();
+        if !self.membership.unlisted() {
+            for m in std::mem::take(&mut self.downs) {
+                if gone_for_good(self.membership.members(), &m) {
+                    self.status.forget(&m.name);
+                }
+            }
+        }
         let table_changed = self.status.table().fingerprint() != table_before;
         let snapshot = self.document.snapshot();
         let mut view_changed = !Arc::ptr_eq(snapshot, &self.view.snapshot);

@@ -208,12 +208,65 @@ pub struct Placement {
     /// Member names in name order; a slot's owner is an index into this. A derived
     /// placement shares its base's: the members gone since stay in it, owning nothing.
     nodes: Arc<[String]>,
-    /// Per deployment, per replica index: the owner as first placed, or why there is none.
-    first: Arc<BTreeMap<ObjectKey, Replicas>>,
+    /// The owners as first placed.
+    first: Arc<First>,
     /// The replicas whose owner is no longer `first`'s, by deployment and index.
     moved: BTreeMap<ObjectKey, BTreeMap<u32, Slot>>,
     /// Whether some replica is not on its top-ranked member (it spilled, or has no owner).
     pub spilled: bool,
+}
+
+/// The owners as first placed, and each member's replicas among them: a member's own
+/// replicas, and those of the members gone, are found without a walk of every replica.
+/// While 100 crashes of 10,000 simulated nodes were heard, each node walked 300,000
+/// replicas for each set of members it saw, twice (to derive the placement, and for its
+/// own share).
+#[derive(Debug, Default)]
+struct First {
+    /// Per deployment, per replica index: the owner, or why there is none.
+    deployments: BTreeMap<ObjectKey, Replicas>,
+    /// The deployments' keys in key order: `owned` names a deployment by its place here.
+    keys: Vec<ObjectKey>,
+    /// Member `i`'s replicas are `owned[starts[i]..starts[i + 1]]`, in key order.
+    starts: Vec<u32>,
+    /// Every owned replica as (its deployment's place in `keys`, its index), by owner.
+    owned: Vec<(u32, u32)>,
+}
+
+impl First {
+    /// The slots of `deployments`, whose owners are indexes into `members` names.
+    fn new(deployments: BTreeMap<ObjectKey, Replicas>, members: usize) -> Self {
+        let mut starts = vec![0u32; members + 1];
+        let owners = || {
+            deployments.values().enumerate().flat_map(|(d, replicas)| {
+                let owned = replicas.0.iter().enumerate();
+                owned.filter_map(move |(index, slot)| Some((slot.owner().ok()?, d, index)))
+            })
+        };
+        for (owner, _, _) in owners() {
+            starts[owner + 1] += 1;
+        }
+        for i in 0..members {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts.clone();
+        let mut owned = vec![(0, 0); starts[members] as usize];
+        for (owner, d, index) in owners() {
+            owned[next[owner] as usize] = (d as u32, index as u32);
+            next[owner] += 1;
+        }
+        First {
+            keys: deployments.keys().cloned().collect(),
+            deployments,
+            starts,
+            owned,
+        }
+    }
+
+    /// The replicas member `i` owns here, as (deployment's place in `keys`, index).
+    fn owned_by(&self, i: usize) -> &[(u32, u32)] {
+        &self.owned[self.starts[i] as usize..self.starts[i + 1] as usize]
+    }
 }
 
 /// A deployment's replicas as first placed; how many there are is all that shows of them
@@ -236,7 +289,7 @@ impl Replicas {
 impl PartialEq for Placement {
     fn eq(&self, other: &Self) -> bool {
         self.spilled == other.spilled
-            && self.first.keys().eq(other.first.keys())
+            && self.first.keys.eq(&other.first.keys)
             && self.replicas().eq(other.replicas())
     }
 }
@@ -245,14 +298,13 @@ impl Placement {
     /// A placement of these slots on `nodes` (in name order), for tests.
     #[cfg(test)]
     pub fn of(nodes: Vec<String>, deployments: BTreeMap<ObjectKey, Vec<Slot>>) -> Self {
+        let deployments = deployments
+            .into_iter()
+            .map(|(k, s)| (k, Replicas(s)))
+            .collect();
         Placement {
+            first: Arc::new(First::new(deployments, nodes.len())),
             nodes: nodes.into(),
-            first: Arc::new(
-                deployments
-                    .into_iter()
-                    .map(|(k, s)| (k, Replicas(s)))
-                    .collect(),
-            ),
             ..Placement::default()
         }
     }
@@ -265,7 +317,7 @@ impl Placement {
 
     /// The deployments placed, in key order, with their replicas.
     pub fn deployments(&self) -> &BTreeMap<ObjectKey, Replicas> {
-        &self.first
+        &self.first.deployments
     }
 
     /// The owners of a deployment's replicas in index order: a name, or why there is none.
@@ -279,6 +331,7 @@ impl Placement {
     pub fn owner(&self, replica: &ReplicaKey) -> Option<&str> {
         let first = *self
             .first
+            .deployments
             .get(&replica.deployment)?
             .0
             .get(replica.index as usize)?;
@@ -289,7 +342,7 @@ impl Placement {
 
     /// Every replica in key order, with its owner's name or why it has none.
     pub fn replicas(&self) -> impl Iterator<Item = (ReplicaKey, Result<&str, Unplaced>)> + '_ {
-        self.first.keys().flat_map(move |deployment| {
+        self.first.keys.iter().flat_map(move |deployment| {
             self.owners(deployment)
                 .enumerate()
                 .map(move |(index, owner)| {
@@ -302,20 +355,30 @@ impl Placement {
         })
     }
 
-    /// The replicas a member owns, in key order: a walk of the owners' indexes, making a key
-    /// only for the member's own.
-    pub fn owned_by<'a>(&'a self, node: &'a str) -> impl Iterator<Item = ReplicaKey> + 'a {
-        let me = self.nodes.binary_search_by(|n| n.as_str().cmp(node)).ok();
-        self.first.keys().flat_map(move |deployment| {
-            let mine = self
-                .slots(deployment)
-                .enumerate()
-                .filter(move |(_, slot)| me.is_some() && slot.owner().ok() == me);
-            mine.map(move |(index, _)| ReplicaKey {
-                deployment: deployment.clone(),
-                index: index as u32,
-            })
-        })
+    /// The replicas a member owns, in key order: those it was first given and still owns,
+    /// and those moved to it.
+    pub fn owned_by(&self, node: &str) -> impl Iterator<Item = ReplicaKey> + use<> {
+        let mut mine = Vec::new();
+        if let Ok(me) = self.nodes.binary_search_by(|n| n.as_str().cmp(node)) {
+            let key = |d: u32, index: u32| ReplicaKey {
+                deployment: self.first.keys[d as usize].clone(),
+                index,
+            };
+            let stayed = self.first.owned_by(me).iter().filter(|&&(d, index)| {
+                let moved = self.moved.get(&self.first.keys[d as usize]);
+                !moved.is_some_and(|m| m.contains_key(&index))
+            });
+            mine.extend(stayed.map(|&(d, index)| key(d, index)));
+            for (deployment, moved) in &self.moved {
+                let to_me = moved.iter().filter(|(_, slot)| slot.owner() == Ok(me));
+                mine.extend(to_me.map(|(&index, _)| ReplicaKey {
+                    deployment: deployment.clone(),
+                    index,
+                }));
+            }
+            mine.sort_unstable();
+        }
+        mine.into_iter()
     }
 
     /// The replicas no member can take, and why.
@@ -326,7 +389,8 @@ impl Placement {
 
     /// A deployment's slots in index order: the first ones, and the moved where they moved.
     fn slots<'a>(&'a self, deployment: &ObjectKey) -> impl Iterator<Item = Slot> + 'a {
-        let first = self.first.get(deployment).map_or(&[][..], |r| &r.0[..]);
+        let first = self.first.deployments.get(deployment);
+        let first = first.map_or(&[][..], |r| &r.0[..]);
         let mut moved = self.moved.get(deployment).into_iter().flatten().peekable();
         first.iter().enumerate().map(move |(index, slot)| {
             match moved.next_if(|(at, _)| **at as usize == index) {
@@ -411,7 +475,7 @@ pub fn place<'a>(
     }
     Placement {
         nodes: ranker.sorted.iter().map(|c| c.name.clone()).collect(),
-        first: Arc::new(first),
+        first: Arc::new(First::new(first, ranker.sorted.len())),
         spilled,
         ..Placement::default()
     }
@@ -458,49 +522,45 @@ pub fn place_after<'a>(
         at[i] = n;
         now[n] = Some(i);
     }
-    let mut pods = vec![0u64; ranker.sorted.len()];
-    let mut used = vec![(0u128, 0u128); ranker.sorted.len()];
+    // The same deployments with as many replicas each, in key order.
+    let mut workloads: Vec<&Workload> = workloads.into_iter().collect();
+    workloads.sort_by(|a, b| a.deployment.cmp(&b.deployment));
+    let first = &before.first;
+    let same = first.deployments.iter().zip(&workloads);
+    if workloads.len() != first.keys.len()
+        || same
+            .into_iter()
+            .any(|((key, r), w)| *key != w.deployment || r.len() != w.replicas as usize)
+    {
+        return None;
+    }
+    // The replicas on members gone: those first given to them and not moved since, and
+    // those moved to them.
+    let gone = |n: usize| now[n].is_none();
+    let mut moving: Vec<(u32, u32)> = Vec::new();
+    for n in (0..before.nodes.len()).filter(|&n| gone(n)) {
+        let stayed = first.owned_by(n).iter().filter(|&&(d, index)| {
+            let moved = before.moved.get(&first.keys[d as usize]);
+            !moved.is_some_and(|m| m.contains_key(&index))
+        });
+        moving.extend(stayed);
+    }
+    for (d, key) in first.keys.iter().enumerate() {
+        for (&index, slot) in before.moved.get(key).into_iter().flatten() {
+            if gone(slot.owner().ok()?) {
+                moving.push((d as u32, index));
+            }
+        }
+    }
     let mut moved = before.moved.clone();
-    let mut placed = 0;
-    for w in workloads {
-        let replicas = before.first.get(&w.deployment)?.len();
-        if replicas != w.replicas as usize {
-            return None;
-        }
-        placed += 1;
-        let base = deployment_hash(w);
-        let mut moving = Vec::new();
-        for (index, slot) in before.slots(&w.deployment).enumerate() {
-            let owner = match now[slot.owner().ok()?] {
-                Some(i) => i,
-                None => {
-                    let (classes, scratch) = ranker.classes(&w.node_selector);
-                    let top = top(classes, replica_hash(base, index as u32), scratch)?;
-                    moving.push((index as u32, Slot::new(Ok(at[top]))));
-                    top
-                }
-            };
-            pods[owner] += 1;
-            used[owner].0 += u128::from(w.requests.cpu_millis);
-            used[owner].1 += u128::from(w.requests.memory_bytes);
-        }
-        if !moving.is_empty() {
-            moved
-                .entry(w.deployment.clone())
-                .or_default()
-                .extend(moving);
-        }
-    }
-    if placed != before.first.len() {
-        return None;
-    }
-    let fits = ranker.sorted.iter().enumerate().all(|(i, c)| {
-        pods[i] <= u64::from(c.max_pods)
-            && used[i].0 <= u128::from(c.allocatable.cpu_millis)
-            && used[i].1 <= u128::from(c.allocatable.memory_bytes)
-    });
-    if !fits {
-        return None;
+    let mut gained = BTreeSet::new();
+    for (d, index) in moving {
+        let w = workloads[d as usize];
+        let (classes, scratch) = ranker.classes(&w.node_selector);
+        let top = top(classes, replica_hash(deployment_hash(w), index), scratch)?;
+        gained.insert(at[top]);
+        let slots = moved.entry(w.deployment.clone()).or_default();
+        slots.insert(index, Slot::new(Ok(at[top])));
     }
     let mut placement = Placement {
         nodes: before.nodes.clone(),
@@ -508,15 +568,52 @@ pub fn place_after<'a>(
         moved,
         spilled: false,
     };
-    let all: usize = placement.first.values().map(Replicas::len).sum();
+    // Only the members that gained replicas may be over their capacity now (`before` fits):
+    // their pods and requests, from what stayed on them and what moved to them.
+    let mut load: BTreeMap<usize, (u64, u128, u128)> =
+        gained.iter().map(|&n| (n, (0, 0, 0))).collect();
+    let mut add = |n: usize, d: usize| {
+        if let Some((pods, cpu, memory)) = load.get_mut(&n) {
+            let requests = &workloads[d].requests;
+            *pods += 1;
+            *cpu += u128::from(requests.cpu_millis);
+            *memory += u128::from(requests.memory_bytes);
+        }
+    };
+    for &n in &gained {
+        for &(d, index) in first.owned_by(n) {
+            let moved = placement.moved.get(&first.keys[d as usize]);
+            if !moved.is_some_and(|m| m.contains_key(&index)) {
+                add(n, d as usize);
+            }
+        }
+    }
+    for (d, key) in first.keys.iter().enumerate() {
+        for slot in placement
+            .moved
+            .get(key)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+        {
+            add(slot.owner().ok()?, d);
+        }
+    }
+    let fits = load.iter().all(|(&n, &(pods, cpu, memory))| {
+        let c = now[n].map(|i| ranker.sorted[i]);
+        c.is_some_and(|c| {
+            pods <= u64::from(c.max_pods)
+                && cpu <= u128::from(c.allocatable.cpu_millis)
+                && memory <= u128::from(c.allocatable.memory_bytes)
+        })
+    });
+    if !fits {
+        return None;
+    }
+    let all: usize = first.deployments.values().map(Replicas::len).sum();
     if placement.moves() * 4 > all {
-        placement.first = Arc::new(
-            placement
-                .first
-                .keys()
-                .map(|k| (k.clone(), Replicas(placement.slots(k).collect())))
-                .collect(),
-        );
+        let slots = first.keys.iter();
+        let slots = slots.map(|k| (k.clone(), Replicas(placement.slots(k).collect())));
+        placement.first = Arc::new(First::new(slots.collect(), before.nodes.len()));
         placement.moved.clear();
     }
     Some(placement)

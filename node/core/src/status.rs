@@ -278,9 +278,10 @@ impl StatusTable {
         true
     }
 
-    /// The version of every report held.
+    /// The version of every report held, in no particular order.
     pub fn versions(&self) -> Vec<Version> {
-        self.nodes()
+        self.reports
+            .iter()
             .map(|n| Version {
                 node: n.node.clone(),
                 epoch: n.epoch,
@@ -291,23 +292,31 @@ impl StatusTable {
 
     /// The answer to a peer's [`StatusMessage::Versions`]: the reports it lacks or holds older
     /// (up to [`MAX_PODS_PER_MESSAGE`] pods), and the nodes whose reports it holds newer.
+    /// Both tables are read through their hashes, not in name order: sorting them was most
+    /// of an exchange's cost at 3,000 simulated nodes.
     pub fn delta(&self, theirs: &[Version]) -> StatusMessage {
-        let theirs: BTreeMap<&str, (u64, u64)> = theirs
+        let mut by_name: HashTable<&Version> = HashTable::with_capacity(theirs.len());
+        for v in theirs {
+            let hash = name_hash(&v.node);
+            if by_name.find(hash, |held| held.node == v.node).is_none() {
+                by_name.insert_unique(hash, v, |held| name_hash(&held.node));
+            }
+        }
+        let want = by_name
             .iter()
-            .map(|v| (v.node.as_str(), (v.epoch, v.version)))
-            .collect();
-        let want = theirs
-            .iter()
-            .filter(|&(node, &at)| {
-                let forgotten = self.forgotten.get(*node).is_some_and(|&f| at <= f);
-                !forgotten && self.report(node).is_none_or(|n| at > (n.epoch, n.version))
+            .filter(|v| {
+                let at = (v.epoch, v.version);
+                let forgotten = self.forgotten.get(&v.node).is_some_and(|&f| at <= f);
+                !forgotten
+                    && self
+                        .report(&v.node)
+                        .is_none_or(|n| at > (n.epoch, n.version))
             })
-            .map(|(node, _)| node.to_string())
+            .map(|v| v.node.clone())
             .collect();
-        let newer = self.nodes().filter(|n| {
-            theirs
-                .get(n.node.as_str())
-                .is_none_or(|&at| (n.epoch, n.version) > at)
+        let newer = self.reports.iter().filter(|n| {
+            let theirs = by_name.find(name_hash(&n.node), |v| v.node == n.node);
+            theirs.is_none_or(|v| (n.epoch, n.version) > (v.epoch, v.version))
         });
         StatusMessage::Delta {
             reports: bounded(newer),
@@ -508,7 +517,7 @@ mod tests {
         for r in a.reports(&want) {
             b.merge(r);
         }
-        assert_eq!(a.versions(), b.versions());
+        assert_eq!(a, b);
         assert_eq!(a.fingerprint(), b.fingerprint());
     }
 

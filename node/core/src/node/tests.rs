@@ -375,7 +375,8 @@ fn a_leaving_node_hands_its_pods_over_and_a_stopped_one_is_forgotten() {
     // n2 stops without a word; its connections close, the check finds nothing there.
     cluster.nodes.get_mut("n2").unwrap().stopped = true;
     cluster.push(cluster.now, "n0", Input::Disconnected("p2".into()));
-    cluster.run_until(8_100);
+    // The death is listed with the next view.
+    cluster.run_until(8_010 + VIEW_AFTER.as_millis() as u64);
     assert_eq!(cluster.alive("n0"), ["n0", "n1"]);
     assert!(
         cluster

@@ -362,6 +362,10 @@ proptest! {
         if let Some(derived) = place_after(&members, &before, &rest, &ws) {
             prop_assert!(!before.spilled);
             prop_assert_eq!(&derived, &place(&rest, &ws));
+            for n in derived.nodes() {
+                let walked: Vec<ReplicaKey> = derived.replicas().filter(|(_, o)| *o == Ok(n.as_str())).map(|(k, _)| k).collect();
+                prop_assert_eq!(derived.owned_by(n).collect::<Vec<_>>(), walked, "{}'s replicas", n);
+            }
             // And from the derived one, as members keep leaving.
             let fewer = &rest[rest.len() / 3..];
             if let Some(again) = place_after(&rest, &derived, fewer, &ws) {
