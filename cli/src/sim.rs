@@ -125,6 +125,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         );
         let [membership, status, sync] = report.idle_bytes;
         println!(
+            "every node held the same status and document {:.0} s after every replica ran (virtual)",
+            report.agreed_s
+        );
+        println!(
             "idle: {:.0} bytes ({membership:.0} membership, {status:.0} status, {sync:.0} sync) and {:.1} messages per node per second",
             report.bytes_per_node_s, report.msgs_per_node_s
         );
