@@ -115,6 +115,11 @@ impl From<MemberInfo> for MemberId {
 }
 
 impl MemberId {
+    /// Whether `other` is this very identity, shared: equal without reading either.
+    pub fn is(&self, other: &MemberId) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// [`pull::identity_hash`] of this member, worked out once.
     pub fn hash(&self) -> u64 {
         *self
