@@ -308,15 +308,6 @@ pub fn announce_targets(unreached: &[SocketAddr], turn: usize) -> Vec<SocketAddr
 
 /// Whether `down`, just declared dead, is gone: not if the same node is back already under a
 /// renewed identity (it was wrongly declared dead and rejoined), whose reports still count.
-/// A name's first 16 bytes as a number, padded with zeros: ordered as the names are, but for
-/// names that share those 16 bytes.
-fn name_prefix(name: &str) -> u128 {
-    let mut bytes = [0u8; 16];
-    let n = name.len().min(16);
-    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
-    u128::from_be_bytes(bytes)
-}
-
 /// `members` are sorted by name ([`Membership::members`]): only those of its name are read.
 pub fn gone_for_good(members: &[(MemberId, Liveness)], down: &MemberId) -> bool {
     let from = members.partition_point(|(m, _)| m.name < down.name);
@@ -877,6 +868,15 @@ impl Membership {
         result.map_err(|e| MembershipError(e.to_string()))?;
         Ok(effects)
     }
+}
+
+/// A name's first 16 bytes as a number, padded with zeros: ordered as the names are, but for
+/// names that share those 16 bytes ([`Membership::listing`]).
+fn name_prefix(name: &str) -> u128 {
+    let mut bytes = [0u8; 16];
+    let n = name.len().min(16);
+    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+    u128::from_be_bytes(bytes)
 }
 
 /// Encodes membership messages with bincode (the project's one binary encoding), counting

@@ -362,25 +362,41 @@ impl Placement {
     pub fn owned_by(&self, node: &str) -> impl Iterator<Item = ReplicaKey> + use<> {
         let mut mine = Vec::new();
         if let Ok(me) = self.nodes.binary_search_by(|n| n.as_str().cmp(node)) {
-            let key = |d: u32, index: u32| ReplicaKey {
+            let to_me = self
+                .moved_slots()
+                .filter(|&(_, _, slot)| slot.owner() == Ok(me));
+            let to_me = to_me.map(|(d, index, _)| (d, index));
+            let key = |(d, index): (u32, u32)| ReplicaKey {
                 deployment: self.first.keys[d as usize].clone(),
                 index,
             };
-            let stayed = self.first.owned_by(me).iter().filter(|&&(d, index)| {
-                let moved = self.moved.get(&self.first.keys[d as usize]);
-                !moved.is_some_and(|m| m.contains_key(&index))
-            });
-            mine.extend(stayed.map(|&(d, index)| key(d, index)));
-            for (deployment, moved) in &self.moved {
-                let to_me = moved.iter().filter(|(_, slot)| slot.owner() == Ok(me));
-                mine.extend(to_me.map(|(&index, _)| ReplicaKey {
-                    deployment: deployment.clone(),
-                    index,
-                }));
-            }
+            mine.extend(self.stayed(me).chain(to_me).map(key));
             mine.sort_unstable();
         }
         mine.into_iter()
+    }
+
+    /// The replicas member `i` (of [`Self::nodes`]) was first given and still owns, as
+    /// (its deployment's place among the keys, its index).
+    fn stayed(&self, i: usize) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.first
+            .owned_by(i)
+            .iter()
+            .copied()
+            .filter(|&(d, index)| {
+                let moved = self.moved.get(&self.first.keys[d as usize]);
+                !moved.is_some_and(|m| m.contains_key(&index))
+            })
+    }
+
+    /// The replicas moved since the first slots, as (their deployment's place among the
+    /// keys, their index, their slot now).
+    fn moved_slots(&self) -> impl Iterator<Item = (u32, u32, Slot)> + '_ {
+        let keys = self.first.keys.iter().enumerate();
+        keys.flat_map(move |(d, key)| {
+            let moved = self.moved.get(key).into_iter().flatten();
+            moved.map(move |(&index, &slot)| (d as u32, index, slot))
+        })
     }
 
     /// The replicas no member can take, and why.
@@ -541,17 +557,11 @@ pub fn place_after<'a>(
     let gone = |n: usize| now[n].is_none();
     let mut moving: Vec<(u32, u32)> = Vec::new();
     for n in (0..before.nodes.len()).filter(|&n| gone(n)) {
-        let stayed = first.owned_by(n).iter().filter(|&&(d, index)| {
-            let moved = before.moved.get(&first.keys[d as usize]);
-            !moved.is_some_and(|m| m.contains_key(&index))
-        });
-        moving.extend(stayed);
+        moving.extend(before.stayed(n));
     }
-    for (d, key) in first.keys.iter().enumerate() {
-        for (&index, slot) in before.moved.get(key).into_iter().flatten() {
-            if gone(slot.owner().ok()?) {
-                moving.push((d as u32, index));
-            }
+    for (d, index, slot) in before.moved_slots() {
+        if gone(slot.owner().ok()?) {
+            moving.push((d, index));
         }
     }
     let mut moved = before.moved.clone();
@@ -583,22 +593,12 @@ pub fn place_after<'a>(
         }
     };
     for &n in &gained {
-        for &(d, index) in first.owned_by(n) {
-            let moved = placement.moved.get(&first.keys[d as usize]);
-            if !moved.is_some_and(|m| m.contains_key(&index)) {
-                add(n, d as usize);
-            }
+        for (d, _) in placement.stayed(n) {
+            add(n, d as usize);
         }
     }
-    for (d, key) in first.keys.iter().enumerate() {
-        for slot in placement
-            .moved
-            .get(key)
-            .into_iter()
-            .flat_map(BTreeMap::values)
-        {
-            add(slot.owner().ok()?, d);
-        }
+    for (d, _, slot) in placement.moved_slots() {
+        add(slot.owner().ok()?, d as usize);
     }
     let fits = load.iter().all(|(&n, &(pods, cpu, memory))| {
         let c = now[n].map(|i| ranker.sorted[i]);

@@ -217,9 +217,14 @@ impl StatusTable {
         let held = self.reports.find(name_hash(&report.node), |r| {
             std::ptr::eq(&**r, report) || r.node == report.node
         });
-        let at = (report.epoch, report.version);
+        self.takes(held, &report.node, (report.epoch, report.version))
+    }
+
+    /// Whether a report of `node` at `at` is newer than `held` (the table's report of that
+    /// node, if any) and than the version `node` was forgotten at.
+    fn takes(&self, held: Option<&Arc<NodeStatus>>, node: &str, at: (u64, u64)) -> bool {
         let newer = held.is_none_or(|old| at > (old.epoch, old.version));
-        let forgotten = self.forgotten.get(&report.node).is_some_and(|&f| at <= f);
+        let forgotten = self.forgotten.get(node).is_some_and(|&f| at <= f);
         newer && !forgotten
     }
 
@@ -304,14 +309,7 @@ impl StatusTable {
         }
         let want = by_name
             .iter()
-            .filter(|v| {
-                let at = (v.epoch, v.version);
-                let forgotten = self.forgotten.get(&v.node).is_some_and(|&f| at <= f);
-                !forgotten
-                    && self
-                        .report(&v.node)
-                        .is_none_or(|n| at > (n.epoch, n.version))
-            })
+            .filter(|v| self.takes(self.report(&v.node), &v.node, (v.epoch, v.version)))
             .map(|v| v.node.clone())
             .collect();
         let newer = self.reports.iter().filter(|n| {
