@@ -17,6 +17,7 @@
 
 use crate::hash::{fnv1a, mix};
 use crate::membership::{Liveness, MemberId};
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use weeble_crdt::{Deployment, Labels, ObjectKey, ResourceAmounts, Snapshot};
@@ -51,33 +52,52 @@ impl Candidate {
 /// says so). If none takes pods, every live member stays a candidate: a lone node with a full
 /// disk keeps running what it can. Members, not [`Candidate`]s: shared, where candidates are
 /// copies (a view keeps these with its placement).
-pub fn candidates(
-    members: &[(MemberId, Liveness)],
+pub fn candidates<'a>(
+    members: &'a [(MemberId, Liveness)],
     unschedulable: &BTreeSet<String>,
-) -> Vec<MemberId> {
+) -> Vec<&'a MemberId> {
     let live: Vec<&MemberId> = members
         .iter()
         .filter(|(_, l)| *l != Liveness::Down)
         .map(|(m, _)| m)
         .collect();
+    if unschedulable.is_empty() {
+        return live;
+    }
     let open: Vec<&MemberId> = live
         .iter()
         .copied()
         .filter(|m| !unschedulable.contains(&m.name))
         .collect();
-    let chosen = if open.is_empty() { live } else { open };
-    chosen.into_iter().cloned().collect()
+    if open.is_empty() { live } else { open }
 }
 
-/// Whether two lists of members make the same candidates (the same names, labels, capacity
-/// and pod limits, in the same order), whatever else of them differs. The members of one
-/// process's lists are shared, so most are found the same by their pointers alone: each
-/// view of a 10,000-node cluster compares two such lists.
-pub fn same_candidates(a: &[MemberId], b: &[MemberId]) -> bool {
+/// The members of `had` that `now` no longer holds, when `now` is `had` less those members
+/// and each of the rest makes the same candidate (the same name, labels, capacity and pod
+/// limit) in the same order: what [`place_after`] is told. `None` otherwise (a member is
+/// new, changed or moved). The members of one process's lists are shared, so most are found
+/// the same by their pointers alone: each view of a 10,000-node cluster compares two lists.
+pub fn left<'a>(
+    had: &'a [impl Borrow<MemberId>],
+    now: &[impl Borrow<MemberId>],
+) -> Option<Vec<&'a str>> {
     fn key(m: &MemberId) -> (&String, &Labels, ResourceAmounts, u32) {
         (&m.name, &m.labels, m.capacity, m.max_pods)
     }
-    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.is(b) || key(a) == key(b))
+    let mut gone = Vec::new();
+    let mut now = now.iter().map(Borrow::borrow).peekable();
+    for m in had.iter().map(Borrow::borrow) {
+        if now.next_if(|n| m.is(n) || key(m) == key(n)).is_none() {
+            gone.push(m.name.as_str());
+        }
+    }
+    now.peek().is_none().then_some(gone)
+}
+
+/// Whether two lists of members make the same candidates, in the same order, whatever else
+/// of them differs ([`left`], with none gone).
+pub fn same_candidates(a: &[impl Borrow<MemberId>], b: &[impl Borrow<MemberId>]) -> bool {
+    a.len() == b.len() && left(a, b).is_some()
 }
 
 /// What placement needs to know about a deployment.
@@ -201,21 +221,58 @@ impl Slot {
 
 /// The owner of every replica, or why it has none.
 ///
-/// A placement derived from another ([`place_after`]) shares that one's names and its first
-/// slots, and holds only the replicas that moved since: while a crash is heard, nearly every
-/// node holds a placement of its own (each hears the deaths in its own order), and a whole
-/// one of 300,000 replicas on 10,000 members is 1.7 MB.
+/// A placement derived from another ([`place_after`]) shares that one's members and its
+/// first slots, and holds only which members are gone and the replicas that moved since:
+/// while a crash is heard, nearly every node holds a placement of its own (each hears the
+/// deaths in its own order), and a whole one of 300,000 replicas on 10,000 members is 1.7 MB.
 #[derive(Debug, Clone, Default)]
 pub struct Placement {
-    /// Member names in name order; a slot's owner is an index into this. A derived
+    /// The members first placed on; a slot's owner is an index into them. A derived
     /// placement shares its base's: the members gone since stay in it, owning nothing.
-    nodes: Arc<[String]>,
+    nodes: Arc<Nodes>,
     /// The owners as first placed.
     first: Arc<First>,
-    /// The replicas whose owner is no longer `first`'s, by deployment and index.
-    moved: BTreeMap<ObjectKey, BTreeMap<u32, Slot>>,
+    /// Which of `nodes` are gone since the first slots (their places, ascending).
+    gone: Vec<u32>,
+    /// The replicas whose owner is no longer `first`'s, by (their deployment's place among
+    /// the keys, their index).
+    moved: BTreeMap<(u32, u32), Slot>,
     /// Whether some replica is not on its top-ranked member (it spilled, or has no owner).
     pub spilled: bool,
+}
+
+/// The candidates a placement was first made on, in name order (one per name), with their
+/// names' hashes: what ranks a replica, kept so that a placement derived after deaths ranks
+/// the replicas that move without reading, copying or sorting the members again.
+#[derive(Debug, Default)]
+struct Nodes {
+    candidates: Vec<Candidate>,
+    hashes: Vec<u32>,
+}
+
+impl Nodes {
+    fn new(candidates: &[Candidate]) -> Self {
+        let mut candidates = candidates.to_vec();
+        candidates.sort_by(|a, b| a.name.cmp(&b.name));
+        candidates.dedup_by(|a, b| a.name == b.name);
+        let hashes = candidates
+            .iter()
+            .map(|c| mix(fnv1a(&[c.name.as_bytes()])) as u32)
+            .collect();
+        Nodes { candidates, hashes }
+    }
+
+    fn len(&self) -> usize {
+        self.candidates.len()
+    }
+
+    /// The place of the member named `name`.
+    fn find(&self, name: &str) -> Option<usize> {
+        let by_name = self
+            .candidates
+            .binary_search_by(|c| c.name.as_str().cmp(name));
+        by_name.ok()
+    }
 }
 
 /// The owners as first placed, and each member's replicas among them: a member's own
@@ -269,6 +326,11 @@ impl First {
     fn owned_by(&self, i: usize) -> &[(u32, u32)] {
         &self.owned[self.starts[i] as usize..self.starts[i + 1] as usize]
     }
+
+    /// The place of `deployment` among the keys.
+    fn place_of(&self, deployment: &ObjectKey) -> Option<usize> {
+        self.keys.binary_search(deployment).ok()
+    }
 }
 
 /// A deployment's replicas as first placed; how many there are is all that shows of them
@@ -297,24 +359,37 @@ impl PartialEq for Placement {
 }
 
 impl Placement {
-    /// A placement of these slots on `nodes` (in name order), for tests.
+    /// A placement of these slots on members of these names, for tests.
     #[cfg(test)]
-    pub fn of(nodes: Vec<String>, deployments: BTreeMap<ObjectKey, Vec<Slot>>) -> Self {
+    pub fn of(names: Vec<String>, deployments: BTreeMap<ObjectKey, Vec<Slot>>) -> Self {
         let deployments = deployments
             .into_iter()
             .map(|(k, s)| (k, Replicas(s)))
             .collect();
+        let named = |name| Candidate {
+            name,
+            labels: Labels::new(),
+            allocatable: ResourceAmounts::default(),
+            max_pods: 0,
+            weight: 1.0,
+        };
+        let nodes = Nodes::new(&names.into_iter().map(named).collect::<Vec<_>>());
         Placement {
             first: Arc::new(First::new(deployments, nodes.len())),
-            nodes: nodes.into(),
+            nodes: Arc::new(nodes),
             ..Placement::default()
         }
     }
 
     /// Every name an owner may have, in name order (a derived placement's include members
     /// gone since, which own nothing).
-    pub fn nodes(&self) -> &[String] {
-        &self.nodes
+    #[cfg(test)]
+    pub fn nodes(&self) -> Vec<String> {
+        self.nodes
+            .candidates
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
     }
 
     /// The deployments placed, in key order, with their replicas.
@@ -327,33 +402,31 @@ impl Placement {
         &'a self,
         deployment: &ObjectKey,
     ) -> impl Iterator<Item = Result<&'a str, Unplaced>> + 'a {
-        self.slots(deployment).map(|slot| self.name(slot))
+        let d = self.first.place_of(deployment);
+        d.into_iter()
+            .flat_map(|d| self.slots(d))
+            .map(|slot| self.name(slot))
     }
 
     pub fn owner(&self, replica: &ReplicaKey) -> Option<&str> {
-        let first = *self
-            .first
-            .deployments
-            .get(&replica.deployment)?
-            .0
-            .get(replica.index as usize)?;
-        let moved = self.moved.get(&replica.deployment);
-        let slot = moved.and_then(|m| m.get(&replica.index)).unwrap_or(&first);
-        self.name(*slot).ok()
+        let d = self.first.place_of(&replica.deployment)?;
+        let first = &self.first.deployments[&replica.deployment].0;
+        let first = *first.get(replica.index as usize)?;
+        let moved = self.moved.get(&(d as u32, replica.index));
+        self.name(*moved.unwrap_or(&first)).ok()
     }
 
     /// Every replica in key order, with its owner's name or why it has none.
     pub fn replicas(&self) -> impl Iterator<Item = (ReplicaKey, Result<&str, Unplaced>)> + '_ {
-        self.first.keys.iter().flat_map(move |deployment| {
-            self.owners(deployment)
-                .enumerate()
-                .map(move |(index, owner)| {
-                    let key = ReplicaKey {
-                        deployment: deployment.clone(),
-                        index: index as u32,
-                    };
-                    (key, owner)
-                })
+        let keys = self.first.keys.iter().enumerate();
+        keys.flat_map(move |(d, deployment)| {
+            self.slots(d).enumerate().map(move |(index, slot)| {
+                let key = ReplicaKey {
+                    deployment: deployment.clone(),
+                    index: index as u32,
+                };
+                (key, self.name(slot))
+            })
         })
     }
 
@@ -361,11 +434,12 @@ impl Placement {
     /// and those moved to it.
     pub fn owned_by(&self, node: &str) -> impl Iterator<Item = ReplicaKey> + use<> {
         let mut mine = Vec::new();
-        if let Ok(me) = self.nodes.binary_search_by(|n| n.as_str().cmp(node)) {
+        if let Some(me) = self.nodes.find(node) {
             let to_me = self
-                .moved_slots()
-                .filter(|&(_, _, slot)| slot.owner() == Ok(me));
-            let to_me = to_me.map(|(d, index, _)| (d, index));
+                .moved
+                .iter()
+                .filter(|&(_, slot)| slot.owner() == Ok(me));
+            let to_me = to_me.map(|(&replica, _)| replica);
             let key = |(d, index): (u32, u32)| ReplicaKey {
                 deployment: self.first.keys[d as usize].clone(),
                 index,
@@ -376,27 +450,11 @@ impl Placement {
         mine.into_iter()
     }
 
-    /// The replicas member `i` (of [`Self::nodes`]) was first given and still owns, as
-    /// (its deployment's place among the keys, its index).
+    /// The replicas member `i` (of `nodes`) was first given and still owns, as (its
+    /// deployment's place among the keys, its index).
     fn stayed(&self, i: usize) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.first
-            .owned_by(i)
-            .iter()
-            .copied()
-            .filter(|&(d, index)| {
-                let moved = self.moved.get(&self.first.keys[d as usize]);
-                !moved.is_some_and(|m| m.contains_key(&index))
-            })
-    }
-
-    /// The replicas moved since the first slots, as (their deployment's place among the
-    /// keys, their index, their slot now).
-    fn moved_slots(&self) -> impl Iterator<Item = (u32, u32, Slot)> + '_ {
-        let keys = self.first.keys.iter().enumerate();
-        keys.flat_map(move |(d, key)| {
-            let moved = self.moved.get(key).into_iter().flatten();
-            moved.map(move |(&index, &slot)| (d as u32, index, slot))
-        })
+        let first = self.first.owned_by(i).iter().copied();
+        first.filter(|replica| !self.moved.contains_key(replica))
     }
 
     /// The replicas no member can take, and why.
@@ -405,13 +463,14 @@ impl Placement {
             .filter_map(|(key, owner)| owner.err().map(|why| (key, why)))
     }
 
-    /// A deployment's slots in index order: the first ones, and the moved where they moved.
-    fn slots<'a>(&'a self, deployment: &ObjectKey) -> impl Iterator<Item = Slot> + 'a {
-        let first = self.first.deployments.get(deployment);
-        let first = first.map_or(&[][..], |r| &r.0[..]);
-        let mut moved = self.moved.get(deployment).into_iter().flatten().peekable();
+    /// The slots of the deployment at place `d` among the keys, in index order: the first
+    /// ones, and the moved where they moved.
+    fn slots(&self, d: usize) -> impl Iterator<Item = Slot> + '_ {
+        let first = &self.first.deployments[&self.first.keys[d]].0;
+        let d = d as u32;
+        let mut moved = self.moved.range((d, 0)..=(d, u32::MAX)).peekable();
         first.iter().enumerate().map(move |(index, slot)| {
-            match moved.next_if(|(at, _)| **at as usize == index) {
+            match moved.next_if(|((_, at), _)| *at as usize == index) {
                 Some((_, moved)) => *moved,
                 None => *slot,
             }
@@ -419,12 +478,13 @@ impl Placement {
     }
 
     fn name(&self, slot: Slot) -> Result<&str, Unplaced> {
-        slot.owner().map(|i| self.nodes[i].as_str())
+        slot.owner().map(|i| self.nodes.candidates[i].name.as_str())
     }
 
     /// How many replicas moved since the first slots.
+    #[cfg(test)]
     fn moves(&self) -> usize {
-        self.moved.values().map(BTreeMap::len).sum()
+        self.moved.len()
     }
 }
 
@@ -443,9 +503,11 @@ pub fn place<'a>(
     candidates: &[Candidate],
     workloads: impl IntoIterator<Item = &'a Workload>,
 ) -> Placement {
-    let mut ranker = Ranker::new(candidates);
-    let mut remaining: Vec<ResourceAmounts> = ranker.sorted.iter().map(|c| c.allocatable).collect();
-    let mut pods_left: Vec<u32> = ranker.sorted.iter().map(|c| c.max_pods).collect();
+    let nodes = Arc::new(Nodes::new(candidates));
+    let mut ranker = Ranker::new(&nodes, &[]);
+    let sorted = &nodes.candidates;
+    let mut remaining: Vec<ResourceAmounts> = sorted.iter().map(|c| c.allocatable).collect();
+    let mut pods_left: Vec<u32> = sorted.iter().map(|c| c.max_pods).collect();
     // Members that can take another pod: once there are none, the rest go unranked.
     let mut open = pods_left.iter().filter(|&&n| n > 0).count();
     let mut workloads: Vec<&Workload> = workloads.into_iter().collect();
@@ -492,54 +554,47 @@ pub fn place<'a>(
         first.insert(w.deployment.clone(), Replicas(slots));
     }
     Placement {
-        nodes: ranker.sorted.iter().map(|c| c.name.clone()).collect(),
-        first: Arc::new(First::new(first, ranker.sorted.len())),
+        first: Arc::new(First::new(first, nodes.len())),
+        nodes,
         spilled,
         ..Placement::default()
     }
 }
 
-/// The placement [`place`] gives for `workloads` on `candidates`, derived from `before`, its
-/// placement of the same workloads on `had`, when `candidates` are `had` less some members:
-/// only the replicas of the members gone are ranked again, a few hashes per member each,
-/// instead of every replica (at 1,000 simulated nodes and 30,000 replicas, a few crashes
-/// heard in different orders made every node place everything many times over). It shares
-/// `before`'s names and first slots, and holds the replicas moved (until they are a quarter
-/// of all: then it holds its own slots again).
+/// The placement [`place`] gives for `workloads` on the candidates of `before` (its
+/// placement of the same workloads) less the members named in `gone`, each of the rest
+/// unchanged ([`left`] finds them): only the replicas of the members gone are ranked again,
+/// a few hashes per member each, instead of every replica (at 1,000 simulated nodes and
+/// 30,000 replicas, a few crashes heard in different orders made every node place
+/// everything many times over), and the members are not read again (at 10,000 nodes,
+/// reading them was most of the work). It shares `before`'s members and first slots, and
+/// holds which are gone and the replicas moved (until they are a quarter of all: then it
+/// holds its own slots again).
 ///
-/// `None` when that is not sure to equal [`place`]: a candidate is new or changed, some
-/// replica of `before` spilled, or the replicas moved would overfill a member. Otherwise it
-/// does: with no member over its capacity once every replica is on its top-ranked member,
-/// `place`, taking them in key order, finds room on that member for each.
+/// `None` when that is not sure to equal [`place`]: a member gone is not one of `before`'s,
+/// some replica of `before` spilled, or the replicas moved would overfill a member.
+/// Otherwise it does: with no member over its capacity once every replica is on its
+/// top-ranked member, `place`, taking them in key order, finds room on that member for each.
 pub fn place_after<'a>(
-    had: &[Candidate],
     before: &Placement,
-    candidates: &[Candidate],
+    gone: &[&str],
     workloads: impl IntoIterator<Item = &'a Workload>,
 ) -> Option<Placement> {
     if before.spilled {
         return None;
     }
-    let mut ranker = Ranker::new(candidates);
-    let old = by_name(had);
-    // Each candidate must be one of `had`, unchanged; `at[i]` is candidate i's place among
-    // `before`'s names, `now[j]` the candidate that `before`'s name j is now, if any.
-    let mut at = vec![0; ranker.sorted.len()];
-    let mut now: Vec<Option<usize>> = vec![None; before.nodes.len()];
-    let (mut o, mut n) = (0, 0);
-    for (i, c) in ranker.sorted.iter().enumerate() {
-        while o < old.len() && old[o].name < c.name {
-            o += 1;
-        }
-        while n < before.nodes.len() && before.nodes[n] < c.name {
-            n += 1;
-        }
-        if o == old.len() || old[o] != *c || n == before.nodes.len() || before.nodes[n] != c.name {
+    let nodes = &before.nodes;
+    // The places of the members gone now, each one of `before`'s that was still there.
+    let mut leaving = Vec::with_capacity(gone.len());
+    for name in gone {
+        let n = nodes.find(name)? as u32;
+        if before.gone.binary_search(&n).is_ok() {
             return None;
         }
-        at[i] = n;
-        now[n] = Some(i);
+        leaving.push(n);
     }
+    leaving.sort_unstable();
+    leaving.dedup();
     // The same deployments with as many replicas each, in key order.
     let mut workloads: Vec<&Workload> = workloads.into_iter().collect();
     workloads.sort_by(|a, b| a.deployment.cmp(&b.deployment));
@@ -552,31 +607,35 @@ pub fn place_after<'a>(
     {
         return None;
     }
-    // The replicas on members gone: those first given to them and not moved since, and
-    // those moved to them.
-    let gone = |n: usize| now[n].is_none();
+    // The replicas on the members leaving: those first given to them and not moved since,
+    // and those moved to them.
+    let leaves = |n: usize| leaving.binary_search(&(n as u32)).is_ok();
     let mut moving: Vec<(u32, u32)> = Vec::new();
-    for n in (0..before.nodes.len()).filter(|&n| gone(n)) {
-        moving.extend(before.stayed(n));
+    for &n in &leaving {
+        moving.extend(before.stayed(n as usize));
     }
-    for (d, index, slot) in before.moved_slots() {
-        if gone(slot.owner().ok()?) {
-            moving.push((d, index));
+    for (&replica, slot) in &before.moved {
+        if leaves(slot.owner().ok()?) {
+            moving.push(replica);
         }
     }
+    let mut all_gone = before.gone.clone();
+    all_gone.extend(&leaving);
+    all_gone.sort_unstable();
+    let mut ranker = Ranker::new(nodes, &all_gone);
     let mut moved = before.moved.clone();
     let mut gained = BTreeSet::new();
     for (d, index) in moving {
         let w = workloads[d as usize];
         let (classes, scratch) = ranker.classes(&w.node_selector);
         let top = top(classes, replica_hash(deployment_hash(w), index), scratch)?;
-        gained.insert(at[top]);
-        let slots = moved.entry(w.deployment.clone()).or_default();
-        slots.insert(index, Slot::new(Ok(at[top])));
+        gained.insert(top);
+        moved.insert((d, index), Slot::new(Ok(top)));
     }
     let mut placement = Placement {
-        nodes: before.nodes.clone(),
-        first: before.first.clone(),
+        nodes: nodes.clone(),
+        first: first.clone(),
+        gone: all_gone,
         moved,
         spilled: false,
     };
@@ -584,9 +643,9 @@ pub fn place_after<'a>(
     // their pods and requests, from what stayed on them and what moved to them.
     let mut load: BTreeMap<usize, (u64, u128, u128)> =
         gained.iter().map(|&n| (n, (0, 0, 0))).collect();
-    let mut add = |n: usize, d: usize| {
+    let mut add = |n: usize, d: u32| {
         if let Some((pods, cpu, memory)) = load.get_mut(&n) {
-            let requests = &workloads[d].requests;
+            let requests = &workloads[d as usize].requests;
             *pods += 1;
             *cpu += u128::from(requests.cpu_millis);
             *memory += u128::from(requests.memory_bytes);
@@ -594,72 +653,58 @@ pub fn place_after<'a>(
     };
     for &n in &gained {
         for (d, _) in placement.stayed(n) {
-            add(n, d as usize);
+            add(n, d);
         }
     }
-    for (d, _, slot) in placement.moved_slots() {
-        add(slot.owner().ok()?, d as usize);
+    for (&(d, _), slot) in &placement.moved {
+        add(slot.owner().ok()?, d);
     }
     let fits = load.iter().all(|(&n, &(pods, cpu, memory))| {
-        let c = now[n].map(|i| ranker.sorted[i]);
-        c.is_some_and(|c| {
-            pods <= u64::from(c.max_pods)
-                && cpu <= u128::from(c.allocatable.cpu_millis)
-                && memory <= u128::from(c.allocatable.memory_bytes)
-        })
+        let c = &nodes.candidates[n];
+        pods <= u64::from(c.max_pods)
+            && cpu <= u128::from(c.allocatable.cpu_millis)
+            && memory <= u128::from(c.allocatable.memory_bytes)
     });
     if !fits {
         return None;
     }
     let all: usize = first.deployments.values().map(Replicas::len).sum();
-    if placement.moves() * 4 > all {
-        let slots = first.keys.iter();
-        let slots = slots.map(|k| (k.clone(), Replicas(placement.slots(k).collect())));
-        placement.first = Arc::new(First::new(slots.collect(), before.nodes.len()));
+    if placement.moved.len() * 4 > all {
+        let slots = (0..first.keys.len()).map(|d| Replicas(placement.slots(d).collect()));
+        let slots = first.keys.iter().cloned().zip(slots).collect();
+        placement.first = Arc::new(First::new(slots, nodes.len()));
         placement.moved.clear();
     }
     Some(placement)
 }
 
-/// Candidates in name order (one per name; owners are indexes into this order).
-fn by_name(candidates: &[Candidate]) -> Vec<&Candidate> {
-    let mut sorted: Vec<&Candidate> = candidates.iter().collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    sorted.dedup_by(|a, b| a.name == b.name);
-    sorted
-}
-
-/// Ranks candidates for replicas: the candidates in name order, their names' hashes, and
-/// their weight classes for each nodeSelector, made the first time it is asked for.
+/// Ranks members for replicas: the weight classes of the members each nodeSelector admits,
+/// made the first time it is asked for, of the members not gone.
 struct Ranker<'a> {
-    sorted: Vec<&'a Candidate>,
-    hashes: Vec<u32>,
+    nodes: &'a Nodes,
+    /// Places in `nodes` that take no replica (gone since the first slots), ascending.
+    gone: &'a [u32],
     classes: BTreeMap<&'a Labels, Vec<WeightClass>>,
     scratch: Vec<u32>,
 }
 
 impl<'a> Ranker<'a> {
-    fn new(candidates: &'a [Candidate]) -> Self {
-        let sorted = by_name(candidates);
-        let hashes = sorted
-            .iter()
-            .map(|c| mix(fnv1a(&[c.name.as_bytes()])) as u32)
-            .collect();
+    fn new(nodes: &'a Nodes, gone: &'a [u32]) -> Self {
         Ranker {
-            scratch: Vec::with_capacity(sorted.len()),
-            sorted,
-            hashes,
+            nodes,
+            gone,
             classes: BTreeMap::new(),
+            scratch: Vec::with_capacity(nodes.len()),
         }
     }
 
     /// The weight classes of the candidates `selector` admits, and a buffer for [`top`].
     fn classes(&mut self, selector: &'a Labels) -> (&[WeightClass], &mut Vec<u32>) {
-        let (sorted, hashes) = (&self.sorted, &self.hashes);
+        let (nodes, gone) = (self.nodes, self.gone);
         let classes = self
             .classes
             .entry(selector)
-            .or_insert_with(|| weight_classes(sorted, hashes, selector));
+            .or_insert_with(|| weight_classes(nodes, gone, selector));
         (classes, &mut self.scratch)
     }
 }
@@ -675,9 +720,14 @@ fn replica_hash(deployment: u64, index: u32) -> u32 {
     mix(deployment ^ mix(u64::from(index) + 1)) as u32
 }
 
-fn weight_classes(sorted: &[&Candidate], hashes: &[u32], selector: &Labels) -> Vec<WeightClass> {
+/// The weight classes of the members of `nodes` that `selector` admits, but those `gone`.
+fn weight_classes(nodes: &Nodes, gone: &[u32], selector: &Labels) -> Vec<WeightClass> {
     let mut classes: Vec<WeightClass> = Vec::new();
-    for (i, c) in sorted.iter().enumerate() {
+    let mut gone = gone.iter().peekable();
+    for (i, c) in nodes.candidates.iter().enumerate() {
+        if gone.next_if(|&&g| g as usize == i).is_some() {
+            continue;
+        }
         let eligible = selector.iter().all(|(k, v)| c.labels.get(k) == Some(v));
         let weighed = c.weight > 0.0 && c.weight.is_finite();
         if !(eligible && weighed) {
@@ -685,12 +735,12 @@ fn weight_classes(sorted: &[&Candidate], hashes: &[u32], selector: &Labels) -> V
         }
         match classes.iter_mut().find(|class| class.weight == c.weight) {
             Some(class) => {
-                class.hashes.push(hashes[i]);
+                class.hashes.push(nodes.hashes[i]);
                 class.members.push(i);
             }
             None => classes.push(WeightClass {
                 weight: c.weight,
-                hashes: vec![hashes[i]],
+                hashes: vec![nodes.hashes[i]],
                 members: vec![i],
             }),
         }

@@ -3,11 +3,12 @@
 //! (not a new image or new labels) or the candidates (the members that take pods); and the
 //! cores of one process share the placements they compute ([`Placements`]).
 
-use crate::hash::{fnv1a, mix};
+use crate::hash::mix;
 use crate::membership::{Liveness, MemberId};
 use crate::memo;
 use crate::placement::{
-    Candidate, Placement, Workload, Workloads, candidates, place, place_after, same_candidates,
+    Candidate, Placement, Workload, Workloads, candidates, left, place, place_after,
+    same_candidates,
 };
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -43,7 +44,7 @@ struct Placed {
 
 #[derive(Debug, Default)]
 struct Memo {
-    /// The placements held anywhere, by [`names_hash`].
+    /// The placements held anywhere, by [`identities_hash`].
     held: memo::Held<Placed>,
     /// The last few computed, held here as well: a view passing back to a set of members
     /// no core holds any more (a suspicion, then its refutation) finds it.
@@ -53,12 +54,12 @@ struct Memo {
 /// Placements kept by the memo itself (beyond those the cores hold).
 const PLACEMENTS_KEPT: usize = 8;
 
-/// A hash of the candidates' names, which is what differs between the placements held at
-/// once; the rest of the inputs (the candidates' labels and capacity, the workloads) is
-/// compared where the hashes match.
-fn names_hash(members: &[MemberId]) -> u64 {
-    let names: Vec<&[u8]> = members.iter().map(|m| m.name.as_bytes()).collect();
-    mix(fnv1a(&names))
+/// A hash of the candidates' identities, each worked out once by membership
+/// ([`MemberId::hash`]): the lists of one cluster's nodes that differ hold different
+/// identities. What placement reads of them (and the workloads) is compared where the
+/// hashes match.
+fn identities_hash(members: &[MemberId]) -> u64 {
+    members.iter().fold(0, |h, m| mix(h ^ m.hash()))
 }
 
 impl Placements {
@@ -84,27 +85,21 @@ impl Placements {
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let hash = names_hash(&members);
+        let hash = identities_hash(&members);
         let same = |p: &Placed| {
             same_candidates(&p.members, &members) && p.workloads.iter().eq(workloads.iter())
         };
         if let Some(found) = memo.held.find(hash, same) {
             return found;
         }
-        let as_candidates = |members: &[MemberId]| -> Vec<Candidate> {
-            members.iter().map(Candidate::from_member).collect()
-        };
-        let candidates = as_candidates(&members);
         let derived = last.and_then(|had| {
-            let had_candidates = as_candidates(&had.members);
-            place_after(
-                &had_candidates,
-                &had.placement,
-                &candidates,
-                workloads.iter(),
-            )
+            let gone = left(&had.members, &members)?;
+            place_after(&had.placement, &gone, workloads.iter())
         });
-        let placement = derived.unwrap_or_else(|| place(&candidates, workloads.iter()));
+        let placement = derived.unwrap_or_else(|| {
+            let candidates: Vec<Candidate> = members.iter().map(Candidate::from_member).collect();
+            place(&candidates, workloads.iter())
+        });
         let placed = Arc::new(Placed {
             members,
             workloads: workloads.iter().cloned().collect(),
@@ -157,6 +152,7 @@ impl Planner {
             Some(last) if !changed && same_candidates(&last.members, &chosen) => last.clone(),
             last => {
                 let last = last.as_deref().filter(|_| !changed);
+                let chosen = chosen.into_iter().cloned().collect();
                 self.shared.place(chosen, &self.workloads, last)
             }
         };

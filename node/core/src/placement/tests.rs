@@ -36,6 +36,10 @@ fn workloads(prefix: &str, deployments: u32, replicas: u32) -> Vec<Workload> {
         .collect()
 }
 
+fn names(members: &[Candidate]) -> Vec<&str> {
+    members.iter().map(|m| m.name.as_str()).collect()
+}
+
 fn counts(p: &Placement) -> Vec<usize> {
     p.nodes().iter().map(|n| p.owned_by(n).count()).collect()
 }
@@ -272,7 +276,7 @@ fn a_member_that_is_not_ready_takes_no_replicas_unless_no_member_is_ready() {
         ["a", "b"],
         "alone, a node runs what it can"
     );
-    let c = Candidate::from_member(&candidates(&members, &BTreeSet::new())[0]);
+    let c = Candidate::from_member(candidates(&members, &BTreeSet::new())[0]);
     assert_eq!((c.weight, c.max_pods), (2.0, 110));
 }
 
@@ -359,16 +363,17 @@ proptest! {
         let before = place(&members, &ws);
         let gone: BTreeSet<String> = gone.iter().map(|i| members[i.index(members.len())].name.clone()).collect();
         let rest: Vec<Candidate> = members.iter().filter(|m| !gone.contains(&m.name)).cloned().collect();
-        if let Some(derived) = place_after(&members, &before, &rest, &ws) {
+        let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+        if let Some(derived) = place_after(&before, &gone, &ws) {
             prop_assert!(!before.spilled);
             prop_assert_eq!(&derived, &place(&rest, &ws));
             for n in derived.nodes() {
                 let walked: Vec<ReplicaKey> = derived.replicas().filter(|(_, o)| *o == Ok(n.as_str())).map(|(k, _)| k).collect();
-                prop_assert_eq!(derived.owned_by(n).collect::<Vec<_>>(), walked, "{}'s replicas", n);
+                prop_assert_eq!(derived.owned_by(&n).collect::<Vec<_>>(), walked, "{}'s replicas", n);
             }
             // And from the derived one, as members keep leaving.
-            let fewer = &rest[rest.len() / 3..];
-            if let Some(again) = place_after(&rest, &derived, fewer, &ws) {
+            let (more, fewer) = rest.split_at(rest.len() / 3);
+            if let Some(again) = place_after(&derived, &names(more), &ws) {
                 prop_assert_eq!(again, place(fewer, &ws));
             }
         }
@@ -380,8 +385,7 @@ fn a_derived_placement_shares_its_base_and_holds_the_moved_replicas_until_they_a
     let members = nodes(50);
     let ws = workloads("app", 10, 300);
     let before = place(&members, &ws);
-    let rest = &members[1..];
-    let derived = place_after(&members, &before, rest, &ws).expect("derived");
+    let derived = place_after(&before, &names(&members[..1]), &ws).expect("derived");
     let gone = before.owned_by(&members[0].name).count();
     assert!(gone > 0);
     assert!(
@@ -399,7 +403,7 @@ fn a_derived_placement_shares_its_base_and_holds_the_moved_replicas_until_they_a
     );
     assert_eq!(derived.owned_by(&members[0].name).count(), 0);
     assert_eq!(counts(&derived)[0], 0, "the name stays, owning nothing");
-    let again = place_after(rest, &derived, &members[2..], &ws).expect("derived again");
+    let again = place_after(&derived, &names(&members[1..2]), &ws).expect("derived again");
     assert!(Arc::ptr_eq(&again.first, &before.first));
     let differ = before.replicas().zip(again.replicas());
     let differ = differ.filter(|(a, b)| a.1 != b.1).count();
@@ -410,35 +414,30 @@ fn a_derived_placement_shares_its_base_and_holds_the_moved_replicas_until_they_a
     );
     assert_eq!(again, place(&members[2..], &ws));
     // Past a quarter of the replicas moved, the placement holds its own slots again.
-    let most = &members[20..];
-    let compact = place_after(&members, &before, most, &ws).expect("derived");
+    let (gone, most) = members.split_at(20);
+    let compact = place_after(&before, &names(gone), &ws).expect("derived");
     assert!(!Arc::ptr_eq(&compact.first, &before.first));
     assert_eq!(compact.moves(), 0);
     assert_eq!(compact, place(most, &ws));
 }
 
 #[test]
-fn a_placement_is_derived_after_members_left_unless_it_spilled_or_a_member_changed() {
+fn a_placement_is_derived_after_members_left_unless_it_spilled_or_one_was_not_there() {
     let members = nodes(50);
     let ws = workloads("app", 10, 300);
     let before = place(&members, &ws);
     assert!(!before.spilled);
-    let rest: Vec<Candidate> = members[3..].to_vec();
-    let derived = place_after(&members, &before, &rest, &ws).expect("derived");
-    assert_eq!(derived, place(&rest, &ws));
-    let mut changed = rest.clone();
-    changed[0].max_pods = 1;
+    let derived = place_after(&before, &names(&members[..3]), &ws).expect("derived");
+    assert_eq!(derived, place(&members[3..], &ws));
     assert_eq!(
-        place_after(&members, &before, &changed, &ws),
+        place_after(&before, &["newcomer"], &ws),
         None,
-        "a member changed"
+        "not one of its members"
     );
-    let mut grown = members.clone();
-    grown.push(node("newcomer"));
     assert_eq!(
-        place_after(&members, &before, &grown, &ws),
+        place_after(&derived, &names(&members[..1]), &ws),
         None,
-        "a member is new"
+        "gone already"
     );
     // Each member takes as many pods as the busiest one runs: nothing spills yet.
     let most = counts(&before).into_iter().max().unwrap() as u32;
@@ -449,14 +448,14 @@ fn a_placement_is_derived_after_members_left_unless_it_spilled_or_a_member_chang
     let tight = place(&small, &ws);
     assert!(!tight.spilled, "none spills yet");
     assert_eq!(
-        place_after(&small, &tight, &small[10..], &ws),
+        place_after(&tight, &names(&small[..10]), &ws),
         None,
         "the replicas of 10 members gone overfill the rest"
     );
     assert!(place(&small[10..], &ws).spilled);
     let spilled = place(&small[10..], &ws);
     assert_eq!(
-        place_after(&small[10..], &spilled, &small[11..], &ws),
+        place_after(&spilled, &names(&small[10..11]), &ws),
         None,
         "it spilled"
     );
@@ -493,7 +492,15 @@ fn members_differing_only_in_what_placement_does_not_read_make_the_same_candidat
     assert!(same_candidates(&before, &[member("a", 1), member("b", 2)]));
     let mut labelled = member("b", 1);
     labelled.labels.insert("zone".into(), "x".into());
-    assert!(!same_candidates(&before, &[member("a", 1), labelled]));
+    assert!(!same_candidates(
+        &before,
+        &[member("a", 1), labelled.clone()]
+    ));
     assert!(!same_candidates(&before, &[member("a", 1)]));
     assert!(!same_candidates(&before, &[member("b", 1), member("a", 1)]));
+    assert_eq!(left(&before, &[member("b", 2)]), Some(vec!["a"]), "a left");
+    let changed = [member("a", 1), labelled];
+    assert_eq!(left(&before, &changed), None, "b changed");
+    let grown = [member("a", 1), member("b", 1), member("c", 1)];
+    assert_eq!(left(&before, &grown), None, "c is new");
 }

@@ -281,7 +281,7 @@ fn the_old_owner_keeps_a_replica_until_the_new_owner_runs_it_or_time_runs_out() 
         ["remove c0"]
     );
     // A pod placed nowhere else (scaled away) is removed at once, and forgotten.
-    let gone = Placement::of(placement.nodes().to_vec(), BTreeMap::new());
+    let gone = Placement::of(placement.nodes(), BTreeMap::new());
     let none = handovers(NODE, &gone, &here, &pending, &mut since, 3_000);
     assert!(none.is_empty() && since.is_empty());
     assert_eq!(
