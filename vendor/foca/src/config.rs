@@ -70,6 +70,15 @@ pub struct Config {
     /// enough for the suspect to hear it and refute, which may call for more.
     pub max_join_transmissions: Option<NonZeroU8>,
 
+    /// Weeble's change: the news of an arrival (as for
+    /// [`Config::max_join_transmissions`]) is not queued to be sent along
+    /// when this many updates are queued already; `None`: no bound.
+    ///
+    /// A cluster forming queues the news of every member at every member:
+    /// N² updates held at once. Something else must mend what a member
+    /// misses then (Weeble pulls the members a peer holds).
+    pub max_queued_arrivals: Option<NonZeroUsize>,
+
     /// How long a Suspect member is considered active before being
     /// declared Down.
     ///
@@ -223,6 +232,7 @@ impl Config {
 
             max_transmissions: NonZeroU8::new(10).unwrap(),
             max_join_transmissions: None,
+            max_queued_arrivals: None,
 
             suspect_to_down_after: Duration::from_secs(3),
             remove_down_after: DEFAULT_REMOVE_DOWN_AFTER,
@@ -282,6 +292,7 @@ impl Config {
 
             max_transmissions: Self::compute_max_tx(cluster_size),
             max_join_transmissions: None,
+            max_queued_arrivals: None,
 
             suspect_to_down_after: Self::suspicion_duration(cluster_size, period, 4.0),
             remove_down_after: DEFAULT_REMOVE_DOWN_AFTER,
@@ -325,6 +336,7 @@ impl Config {
 
             max_transmissions: Self::compute_max_tx(cluster_size),
             max_join_transmissions: None,
+            max_queued_arrivals: None,
 
             suspect_to_down_after: Self::suspicion_duration(cluster_size, period, 6.0),
             remove_down_after: DEFAULT_REMOVE_DOWN_AFTER,

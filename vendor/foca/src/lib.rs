@@ -1262,11 +1262,17 @@ where
                 "Update applied"
             );
 
+            // Weeble's change: the news of an arrival may go fewer times
+            // (`Config::max_join_transmissions`), or not at all when many updates
+            // are queued already (`Config::max_queued_arrivals`).
+            let arrival = update.state() == State::Alive && update.incarnation() == 0;
+            let crowded = arrival
+                && self
+                    .config
+                    .max_queued_arrivals
+                    .is_some_and(|max| self.updates.len() >= max.get());
             // Cluster state changed, start broadcasting it
-            if do_broadcast {
-                // Weeble's change: the news of an arrival may go fewer times
-                // (`Config::max_join_transmissions`).
-                let arrival = update.state() == State::Alive && update.incarnation() == 0;
+            if do_broadcast && !crowded {
                 let max_tx = match self.config.max_join_transmissions {
                     Some(join) if arrival => join,
                     _ => self.config.max_transmissions,
@@ -2147,6 +2153,40 @@ mod tests {
         updates.sort_by_key(|m| *m.id());
 
         assert_eq!(active, updates);
+    }
+
+    // Weeble's change: `max_queued_arrivals`.
+    #[test]
+    fn news_of_an_arrival_is_not_queued_past_max_queued_arrivals() {
+        let config = Config {
+            max_queued_arrivals: Some(NonZeroUsize::new(2).unwrap()),
+            ..config()
+        };
+        let mut foca = Foca::new(ID::new(1), config, rng(), codec());
+        let header = Header {
+            src: ID::new(2),
+            src_incarnation: 1,
+            dst: ID::new(1),
+            message: Message::Gossip,
+        };
+        // Three arrivals, then a refutation: the third arrival finds two queued.
+        let updates = vec![
+            Member::new(ID::new(3), 0, State::Alive),
+            Member::new(ID::new(4), 0, State::Alive),
+            Member::new(ID::new(5), 0, State::Alive),
+            Member::new(ID::new(6), 1, State::Alive),
+        ];
+        let mut runtime = AccumulatingRuntime::new();
+        assert_eq!(
+            Ok(()),
+            foca.handle_data(&encode((header, updates)), &mut runtime)
+        );
+        assert_eq!(foca.num_members(), 5, "every arrival applied");
+        assert_eq!(
+            foca.updates_backlog(),
+            3,
+            "two arrivals and the refutation queued, not the third arrival"
+        );
     }
 
     // Weeble's change: `max_join_transmissions`.
