@@ -72,11 +72,13 @@ pub fn candidates<'a>(
     if open.is_empty() { live } else { open }
 }
 
-/// The members of `had` that `now` no longer holds, when `now` is `had` less those members
-/// and each of the rest makes the same candidate (the same name, labels, capacity and pod
-/// limit) in the same order: what [`place_after`] is told. `None` otherwise (a member is
-/// new, changed or moved). The members of one process's lists are shared, so most are found
-/// the same by their pointers alone: each view of a 10,000-node cluster compares two lists.
+/// The names of the members of `had` that `now` no longer holds, when `now` is `had` less
+/// those members and each of the rest makes the same candidate (the same name, labels,
+/// capacity and pod limit) in the same order: what [`place_after`] is told. `None`
+/// otherwise (a member is new, changed or moved, or one gone shares its name with one that
+/// stays: placement takes one member per name, so that name is not gone). The members of
+/// one process's lists are shared, so most are found the same by their pointers alone:
+/// each view of a 10,000-node cluster compares two lists.
 pub fn left<'a>(
     had: &'a [impl Borrow<MemberId>],
     now: &[impl Borrow<MemberId>],
@@ -85,13 +87,15 @@ pub fn left<'a>(
         (&m.name, &m.labels, m.capacity, m.max_pods)
     }
     let mut gone = Vec::new();
-    let mut now = now.iter().map(Borrow::borrow).peekable();
+    let mut rest = now.iter().map(Borrow::borrow).peekable();
     for m in had.iter().map(Borrow::borrow) {
-        if now.next_if(|n| m.is(n) || key(m) == key(n)).is_none() {
+        if rest.next_if(|n| m.is(n) || key(m) == key(n)).is_none() {
             gone.push(m.name.as_str());
         }
     }
-    now.peek().is_none().then_some(gone)
+    let stays = |name: &str| now.iter().any(|n| n.borrow().name == name);
+    let whole = rest.peek().is_none() && !gone.iter().any(|&name| stays(name));
+    whole.then_some(gone)
 }
 
 /// Whether two lists of members make the same candidates, in the same order, whatever else

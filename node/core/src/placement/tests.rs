@@ -503,4 +503,10 @@ fn members_differing_only_in_what_placement_does_not_read_make_the_same_candidat
     assert_eq!(left(&before, &changed), None, "b changed");
     let grown = [member("a", 1), member("b", 1), member("c", 1)];
     assert_eq!(left(&before, &grown), None, "c is new");
+    let twins = [member("a", 1), member("b", 1), member("b", 2)];
+    assert_eq!(
+        left(&twins, &[member("a", 1), member("b", 2)]),
+        None,
+        "one of the two b is gone, but b stays a candidate"
+    );
 }
