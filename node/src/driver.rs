@@ -25,7 +25,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 use weeble_core::document::{Op, Persist, PersistFailure, WriteError};
 use weeble_core::node::{Answer, Effect, Input, NodeCore, Timer};
-use weeble_core::status::{Send, StatusMessage};
+use weeble_core::status::Send;
 use weeble_core::view::View;
 use weeble_crdt::{Outcome, Snapshot};
 
@@ -334,14 +334,14 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
     }
 
     /// Carries a status message without waiting (best effort: anti-entropy mends a loss),
-    /// [`MAX_STATUS_SENDS`] at once at most; the answer to versions goes back to the core.
+    /// [`MAX_STATUS_SENDS`] at once at most; the answer to one that asks goes back to the core.
     fn send_status(&self, Send { to, message }: Send) {
         let (transport, feedback) = (self.transport.clone(), self.feedback.clone());
-        let versions = matches!(message, StatusMessage::Versions(_));
+        let asks = message.asks();
         let permit = match self.status_sends.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
-            // Versions are answered to the core, which waits for that answer.
-            Err(_) if versions => None,
+            // The core waits for the answer to one that asks.
+            Err(_) if asks => None,
             Err(_) => {
                 warn!(peer = %to.name, "status push dropped: {MAX_STATUS_SENDS} in flight already");
                 return;
@@ -356,7 +356,7 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                     None
                 }
             };
-            if versions {
+            if asks {
                 let input = Input::StatusAnswer { peer: to, answer };
                 let _ = feedback.send(input).await;
             }

@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 /// The largest message either exchange accepts (a whole document in one sync message).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
-const PROTOCOL: StreamProtocol = StreamProtocol::new("/weeble/rpc/2");
+const PROTOCOL: StreamProtocol = StreamProtocol::new("/weeble/rpc/3");
 /// Peers connected at most: past it, the least recently used connection is closed.
 pub const MAX_CONNECTED: usize = 64;
 const BINCODE: bincode::config::Configuration = bincode::config::standard();

@@ -81,22 +81,43 @@ pub struct Version {
     pub version: u64,
 }
 
-/// What peers send each other about status (see [`crate::gossip`] for when).
+/// What peers send each other about status (see [`crate::gossip`] for when). `Sums` and
+/// `Delta` ask for an answer ([`Self::asks`]); the others do not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StatusMessage {
     /// Reports pushed (a node's own change, or one passed on) or asked for: the receiver
     /// keeps what is newer. Shared: a report passed on, or kept, is never copied (on the wire
     /// an `Arc` is the report itself).
     Reports(Vec<Arc<NodeStatus>>),
-    /// The sender's version of every report it holds: their digests differed.
-    Versions(Vec<Version>),
-    /// The answer to `Versions`: the reports the asker lacks or holds older, and the nodes
-    /// whose reports the asker holds newer, to be sent back as `Reports`.
+    /// An exchange begins (the digests differed): the sender's [`StatusTable::sums`]. Answered
+    /// with `Versions`.
+    Sums(Vec<u64>),
+    /// The answer to `Sums`: the buckets whose sums differ, and the answerer's versions in
+    /// them.
+    Versions {
+        buckets: Vec<u8>,
+        versions: Vec<Version>,
+    },
+    /// What the asker makes of the answer's versions: its reports in those buckets that the
+    /// answerer lacks or holds older, and the nodes whose reports the answerer holds newer.
+    /// Answered with those reports, as `Reports`.
     Delta {
         reports: Vec<Arc<NodeStatus>>,
         want: Vec<String>,
     },
 }
+
+impl StatusMessage {
+    /// Whether the sender waits for an answer (the driver hands it back, or its failure).
+    pub fn asks(&self) -> bool {
+        matches!(self, StatusMessage::Sums(_) | StatusMessage::Delta { .. })
+    }
+}
+
+/// The buckets a status table is summed in ([`StatusTable::sums`]): an exchange carries the
+/// versions of the buckets that differ only. At 10,000 simulated nodes, exchanges that
+/// carried every version (a table's worth, each time) took a fifth of the run.
+pub const BUCKETS: usize = 64;
 
 /// The most pods the reports of one message carry (a report's size is mostly its pods); the
 /// rest follow in the next exchange, which the digests still differing will bring.
@@ -108,21 +129,33 @@ pub const MAX_PODS_PER_MESSAGE: usize = 4096;
 pub const MAX_FORGOTTEN: usize = 4096;
 
 /// The latest report of every node heard from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StatusTable {
-    /// Every node's latest report, found by a hash of its node's name ([`name_hash`]) and
-    /// compared by the name it holds: one pointer a report, no copy of its name. Each report
-    /// received is looked up (one message brings many, and each comes several times);
-    /// nothing is read in this table's own order ([`Self::nodes`] sorts). At 1,000 simulated
-    /// nodes a B-tree by name beside a hash index held 48 bytes a report, and kept a fifth
-    /// of a deployment's start in replacing entries.
-    reports: HashTable<Arc<NodeStatus>>,
+    /// Every node's latest report, in the bucket of its node's name ([`name_hash`],
+    /// [`bucket`]), found by that hash and compared by the name it holds: one pointer a
+    /// report, no copy of its name. Each report received is looked up (one message brings
+    /// many, and each comes several times); nothing is read in this table's own order
+    /// ([`Self::nodes`] sorts). At 1,000 simulated nodes a B-tree by name beside a hash index
+    /// held 48 bytes a report, and kept a fifth of a deployment's start in replacing entries.
+    reports: [HashTable<Arc<NodeStatus>>; BUCKETS],
     /// Nodes declared down, with the version of their report then (at most [`MAX_FORGOTTEN`]).
     forgotten: BTreeMap<String, (u64, u64)>,
-    /// XOR of every kept report's version hash: equal tables, equal fingerprints.
-    fingerprint: u64,
+    /// Per bucket, the XOR of its reports' version hashes: equal buckets, equal sums. Kept up
+    /// to date at each change, so reading them costs nothing.
+    sums: [u64; BUCKETS],
     /// The nodes whose report says they take no pods, kept with each change.
     unschedulable: BTreeSet<String>,
+}
+
+impl Default for StatusTable {
+    fn default() -> Self {
+        StatusTable {
+            reports: std::array::from_fn(|_| HashTable::new()),
+            forgotten: BTreeMap::new(),
+            sums: [0; BUCKETS],
+            unschedulable: BTreeSet::new(),
+        }
+    }
 }
 
 /// Equal tables hold the same reports and remember the same forgotten nodes; the rest follows.
@@ -170,7 +203,12 @@ fn name_hash(node: &str) -> u64 {
     crate::hash::mix(crate::hash::fnv1a(&[node.as_bytes()]))
 }
 
-/// The hash of one report's version, XORed into the table's fingerprint.
+/// The bucket of a report whose node's name hashes to `name_hash`.
+fn bucket(name_hash: u64) -> usize {
+    (name_hash >> 58) as usize
+}
+
+/// The hash of one report's version, XORed into its bucket's sum.
 fn version_hash(node: &str, epoch: u64, version: u64) -> u64 {
     crate::hash::mix(crate::hash::fnv1a(&[
         node.as_bytes(),
@@ -183,30 +221,45 @@ fn version_hash(node: &str, epoch: u64, version: u64) -> u64 {
 impl StatusTable {
     /// Every node's latest report, in node name order (sorted at each call).
     pub fn nodes(&self) -> impl ExactSizeIterator<Item = &Arc<NodeStatus>> {
-        let mut all: Vec<&Arc<NodeStatus>> = self.reports.iter().collect();
+        let mut all: Vec<&Arc<NodeStatus>> = self.reports.iter().flatten().collect();
         all.sort_unstable_by(|a, b| a.node.cmp(&b.node));
         all.into_iter()
     }
 
     /// How many reports are held.
     pub fn len(&self) -> usize {
-        self.reports.len()
+        self.reports.iter().map(HashTable::len).sum()
     }
 
     /// Whether no report is held.
     pub fn is_empty(&self) -> bool {
-        self.reports.is_empty()
+        self.reports.iter().all(HashTable::is_empty)
     }
 
     /// The latest report of `node`, if one is held.
     pub fn report(&self, node: &str) -> Option<&Arc<NodeStatus>> {
-        self.reports.find(name_hash(node), |r| r.node == node)
+        let hash = name_hash(node);
+        self.reports[bucket(hash)].find(hash, |r| r.node == node)
     }
 
     /// A fingerprint of every report's version: two tables with the same fingerprint hold the
-    /// same reports. Kept up to date at each change, so reading it costs nothing.
+    /// same reports.
     pub fn fingerprint(&self) -> u64 {
-        self.fingerprint
+        self.sums.iter().fold(0, |a, s| a ^ s)
+    }
+
+    /// The sums of the reports' versions, by bucket: what an exchange begins with.
+    pub fn sums(&self) -> Vec<u64> {
+        self.sums.to_vec()
+    }
+
+    /// The buckets whose sums differ from a peer's `theirs` (all of those it sent none for).
+    pub fn differing(&self, theirs: &[u64]) -> Vec<u8> {
+        let differs = |b: usize| theirs.get(b) != Some(&self.sums[b]);
+        (0..BUCKETS)
+            .filter(|&b| differs(b))
+            .map(|b| b as u8)
+            .collect()
     }
 
     /// Whether `report` is newer than what we have for its node (and than the version its
@@ -214,7 +267,8 @@ impl StatusTable {
     pub fn is_newer(&self, report: &NodeStatus) -> bool {
         // The very report held, come again (passed on in the same process), is found by a
         // pointer compared, not a name.
-        let held = self.reports.find(name_hash(&report.node), |r| {
+        let hash = name_hash(&report.node);
+        let held = self.reports[bucket(hash)].find(hash, |r| {
             std::ptr::eq(&**r, report) || r.node == report.node
         });
         self.takes(held, &report.node, (report.epoch, report.version))
@@ -235,21 +289,23 @@ impl StatusTable {
             return false;
         }
         self.forgotten.remove(&report.node);
-        self.fingerprint ^= version_hash(&report.node, report.epoch, report.version);
+        let hash = name_hash(&report.node);
+        let sum = &mut self.sums[bucket(hash)];
+        *sum ^= version_hash(&report.node, report.epoch, report.version);
         if report.not_ready.is_some() || report.leaving {
             self.unschedulable.insert(report.node.clone());
         } else if !self.unschedulable.is_empty() {
             self.unschedulable.remove(&report.node);
         }
-        let entry = self.reports.entry(
-            name_hash(&report.node),
+        let entry = self.reports[bucket(hash)].entry(
+            hash,
             |r| r.node == report.node,
             |r| name_hash(&r.node),
         );
         match entry {
             Entry::Occupied(mut held) => {
                 let old = std::mem::replace(held.get_mut(), report);
-                self.fingerprint ^= version_hash(&old.node, old.epoch, old.version);
+                *sum ^= version_hash(&old.node, old.epoch, old.version);
             }
             Entry::Vacant(vacant) => drop(vacant.insert(report)),
         }
@@ -269,12 +325,13 @@ impl StatusTable {
     /// Drops `node`'s report (it was declared down: nothing it reported runs any more). True
     /// if there was one.
     pub fn forget(&mut self, node: &str) -> bool {
-        let Ok(held) = self.reports.find_entry(name_hash(node), |r| r.node == node) else {
+        let hash = name_hash(node);
+        let Ok(held) = self.reports[bucket(hash)].find_entry(hash, |r| r.node == node) else {
             return false;
         };
         let (old, _) = held.remove();
         self.unschedulable.remove(node);
-        self.fingerprint ^= version_hash(&old.node, old.epoch, old.version);
+        self.sums[bucket(hash)] ^= version_hash(&old.node, old.epoch, old.version);
         if self.forgotten.len() >= MAX_FORGOTTEN {
             self.forgotten.pop_first();
         }
@@ -283,10 +340,10 @@ impl StatusTable {
         true
     }
 
-    /// The version of every report held, in no particular order.
-    pub fn versions(&self) -> Vec<Version> {
-        self.reports
-            .iter()
+    /// The version of every report held in `buckets` (those past [`BUCKETS`] hold none), in
+    /// no particular order.
+    pub fn versions(&self, buckets: &[u8]) -> Vec<Version> {
+        self.in_buckets(buckets)
             .map(|n| Version {
                 node: n.node.clone(),
                 epoch: n.epoch,
@@ -295,11 +352,12 @@ impl StatusTable {
             .collect()
     }
 
-    /// The answer to a peer's [`StatusMessage::Versions`]: the reports it lacks or holds older
-    /// (up to [`MAX_PODS_PER_MESSAGE`] pods), and the nodes whose reports it holds newer.
-    /// Both tables are read through their hashes, not in name order: sorting them was most
-    /// of an exchange's cost at 3,000 simulated nodes.
-    pub fn delta(&self, theirs: &[Version]) -> StatusMessage {
+    /// What a peer's `theirs`, its versions in `buckets`, lacks: our reports in those buckets
+    /// that it lacks or holds older (up to [`MAX_PODS_PER_MESSAGE`] pods), and the nodes
+    /// whose reports it holds newer (the [`StatusMessage::Delta`] to send it). Both sides are
+    /// read through their hashes, not in name order: sorting them was most of an exchange's
+    /// cost at 3,000 simulated nodes.
+    pub fn delta(&self, buckets: &[u8], theirs: &[Version]) -> StatusMessage {
         let mut by_name: HashTable<&Version> = HashTable::with_capacity(theirs.len());
         for v in theirs {
             let hash = name_hash(&v.node);
@@ -312,7 +370,7 @@ impl StatusTable {
             .filter(|v| self.takes(self.report(&v.node), &v.node, (v.epoch, v.version)))
             .map(|v| v.node.clone())
             .collect();
-        let newer = self.reports.iter().filter(|n| {
+        let newer = self.in_buckets(buckets).filter(|n| {
             let theirs = by_name.find(name_hash(&n.node), |v| v.node == n.node);
             theirs.is_none_or(|v| (n.epoch, n.version) > (v.epoch, v.version))
         });
@@ -320,6 +378,14 @@ impl StatusTable {
             reports: bounded(newer),
             want,
         }
+    }
+
+    /// The reports held in `buckets`.
+    fn in_buckets<'a>(&'a self, buckets: &'a [u8]) -> impl Iterator<Item = &'a Arc<NodeStatus>> {
+        let tables = buckets
+            .iter()
+            .filter_map(|&b| self.reports.get(usize::from(b)));
+        tables.flatten()
     }
 
     /// The reports of `nodes` (those held), up to [`MAX_PODS_PER_MESSAGE`] pods.
@@ -477,7 +543,7 @@ mod tests {
         );
         assert!(!t.merge(report("dead", 1, 3)));
         assert!(
-            matches!(t.delta(&[Version { node: "dead".into(), epoch: 1, version: 4 }]), StatusMessage::Delta { want, .. } if want.is_empty()),
+            matches!(t.delta(&[], &[Version { node: "dead".into(), epoch: 1, version: 4 }]), StatusMessage::Delta { want, .. } if want.is_empty()),
             "not asked for either"
         );
         assert!(
@@ -501,22 +567,32 @@ mod tests {
             }
         }
         b.merge(report("n3", 7, 0));
-        // a asks b with its versions; b answers with what a lacks, and asks for the rest.
-        let StatusMessage::Delta { reports, want } = b.delta(&a.versions()) else {
+        // a asks b with its sums; b answers with its versions where they differ; a sends
+        // what b lacks, and asks for the rest.
+        let buckets = b.differing(&a.sums());
+        assert!(buckets.len() < BUCKETS, "only the buckets that differ");
+        let StatusMessage::Delta { reports, want } = a.delta(&buckets, &b.versions(&buckets))
+        else {
             panic!("a delta")
         };
-        let mut names: Vec<_> = reports.iter().map(|r| r.node.clone()).collect();
-        names.sort();
-        assert_eq!(names, ["n2", "n3", "n4"]);
-        assert_eq!(want, ["n1"]);
+        assert_eq!(
+            reports.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(),
+            ["n1"]
+        );
+        let mut want = want;
+        want.sort();
+        assert_eq!(want, ["n2", "n3", "n4"]);
         for r in reports {
-            a.merge(r);
-        }
-        for r in a.reports(&want) {
             b.merge(r);
+        }
+        for r in b.reports(&want) {
+            a.merge(r);
         }
         assert_eq!(a, b);
         assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.sums(), b.sums());
+        assert!(a.differing(&b.sums()).is_empty());
+        assert_eq!(a.differing(&[]).len(), BUCKETS, "none sent: all differ");
     }
 
     #[test]
@@ -528,7 +604,8 @@ mod tests {
             r.pods = vec![running_pod(&node); MAX_PODS_PER_MESSAGE / 2 + 1];
             t.merge(r);
         }
-        let StatusMessage::Delta { reports, .. } = t.delta(&[]) else {
+        let all: Vec<u8> = (0..BUCKETS as u8).collect();
+        let StatusMessage::Delta { reports, .. } = t.delta(&all, &[]) else {
             panic!("a delta")
         };
         assert_eq!(reports.len(), 1, "two would be over the bound");

@@ -507,12 +507,12 @@ impl World {
                 }
             }
             Occurrence::Status { from, to, message } => {
-                let versions = matches!(message, StatusMessage::Versions(_));
+                let asks = message.asks();
                 let answer = match self.is_up(to) {
                     true => self.step(to, Input::Status { message }),
                     false => None,
                 };
-                if versions {
+                if asks {
                     let answer = match answer {
                         Some(Answer::Status(answer)) => answer,
                         _ => None,
@@ -641,7 +641,7 @@ impl World {
                 let size = self.sizes.message(&message);
                 Self::count(&mut self.counts.status, size + 8);
                 let to_index = self.by_addr[&to.p2p];
-                let failed = matches!(message, StatusMessage::Versions(_)).then(|| {
+                let failed = message.asks().then(|| {
                     let answer = None;
                     Input::StatusAnswer { peer: to, answer }
                 });
@@ -836,7 +836,7 @@ impl StatusSizes {
             StatusMessage::Delta { reports, want } => {
                 1 + self.reports(reports) + encoded_size(want)
             }
-            StatusMessage::Versions(_) => encoded_size(message),
+            StatusMessage::Sums(_) | StatusMessage::Versions { .. } => encoded_size(message),
         }
     }
 
@@ -971,11 +971,15 @@ mod tests {
                 reports: vec![report("n1", 3)],
                 want: vec!["n3".into(), "n4".into()],
             },
-            StatusMessage::Versions(vec![Version {
-                node: "n1".into(),
-                epoch: 1,
-                version: 2,
-            }]),
+            StatusMessage::Versions {
+                buckets: vec![3, 9],
+                versions: vec![Version {
+                    node: "n1".into(),
+                    epoch: 1,
+                    version: 2,
+                }],
+            },
+            StatusMessage::Sums(vec![1, u64::MAX, 0]),
         ];
         let mut sizes = StatusSizes::default();
         for message in &messages {

@@ -162,10 +162,10 @@ impl Cluster {
             }
             Effect::Status(Send { to, message }) => {
                 let target = self.name_of(&to);
-                let versions = matches!(message, StatusMessage::Versions(_));
+                let asks = message.asks();
                 let input = Input::Status { message };
                 let answer = self.step(&target, input);
-                if versions {
+                if asks {
                     let answer = match answer {
                         Some(Answer::Status(a)) => a,
                         _ => None,
@@ -417,7 +417,7 @@ fn a_peer_that_holds_something_else_is_synced_by_the_node_with_the_smaller_id() 
     assert!(effects.iter().any(|e| matches!(
         e,
         Effect::Status(Send {
-            message: StatusMessage::Versions(_),
+            message: StatusMessage::Sums(_),
             ..
         })
     )));

@@ -236,22 +236,36 @@ fn no_exchange_while_pushes_bring_news_nor_soon_after_one_that_brought_nothing()
         g.exchange(&peer, ms(1600)).is_some(),
         "a push that brought nothing new keeps nobody waiting"
     );
-    let nothing = StatusMessage::Delta {
-        reports: vec![],
-        want: vec![],
+    let nothing = StatusMessage::Versions {
+        buckets: vec![],
+        versions: vec![],
     };
     assert!(g.answered(&peer, Some(nothing), ms(1700)).is_none());
     assert!(g.exchange(&peer, ms(2600)).is_none(), "it brought nothing");
     assert!(g.exchange(&peer, ms(2700)).is_some());
+    // The peer holds its own report newer, and lacks ours: its versions where the sums
+    // differ, then our delta, then what we wanted.
     other.set_pods(vec![]);
-    let newer = StatusMessage::Delta {
-        reports: other.table().reports(&["n0001".into()]),
-        want: vec!["n0000".into()],
+    let sums = StatusMessage::Sums(g.table().sums());
+    let versions = other.receive(sums, ms(2750));
+    let delta = g
+        .answered(&peer, versions, ms(2750))
+        .expect("our delta to it");
+    let StatusMessage::Delta { reports, want } = &delta.message else {
+        panic!("{delta:?}")
     };
-    let back = g
-        .answered(&peer, Some(newer), ms(2800))
-        .expect("what it wants");
-    assert!(matches!(back.message, StatusMessage::Reports(r) if r[0].node == "n0000"));
+    assert_eq!(
+        (reports[0].node.as_str(), &want[..]),
+        ("n0000", &["n0001".to_string()][..])
+    );
+    assert!(
+        g.exchange(&member(2), ms(2800)).is_none(),
+        "the exchange goes on until the delta is answered"
+    );
+    let wanted = other.receive(delta.message, ms(2800));
+    assert!(other.table().report("n0000").is_some(), "it took ours");
+    assert!(g.answered(&peer, wanted, ms(2800)).is_none());
+    assert_eq!(other.table(), g.table(), "and we took its own");
     assert!(
         g.exchange(&peer, ms(2800)).is_some(),
         "one that brought news may be followed at once: a node catching up"
