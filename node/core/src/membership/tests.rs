@@ -510,14 +510,21 @@ fn pulls(nodes: &[&mut Membership], effects: Vec<Effect>) -> Vec<(usize, Vec<u8>
 }
 
 /// Carries `effects`' pull datagrams to the members of `nodes` they are for, and those their
-/// answers call for, until none is left.
-fn exchange(nodes: &mut [&mut Membership], effects: Vec<Effect>, now: Duration) {
+/// answers call for, until none is left; then lists each node's members, as its view would.
+/// Returns how many messages went.
+fn exchange(nodes: &mut [&mut Membership], effects: Vec<Effect>, now: Duration) -> usize {
     let mut queue = pulls(nodes, effects);
+    let mut sent = 0;
     while !queue.is_empty() {
+        sent += 1;
         let (to, data) = queue.remove(0);
         let effects = nodes[to].receive(&data, now).unwrap();
         queue.extend(pulls(nodes, effects));
     }
+    for node in nodes.iter_mut() {
+        node.list();
+    }
+    sent
 }
 
 #[test]
@@ -539,7 +546,8 @@ fn a_pull_brings_both_sides_the_members_the_other_holds_and_is_paced() {
     let peer = n0.me().clone();
     let summary = lone.pull(&peer, now);
     assert_eq!(summary.len(), 1, "one summary: {summary:?}");
-    exchange(&mut [&mut lone, n0], summary, now);
+    let sent = exchange(&mut [&mut lone, n0], summary, now);
+    assert_eq!(sent, 4, "summary, entries, exchange, members");
     assert_eq!(
         names(&lone),
         ["n0:Alive", "n1:Alive", "n2:Alive", "n7:Alive"],
@@ -588,7 +596,11 @@ fn a_pull_that_brings_nothing_holds_the_next_off_for_a_gap() {
     assert_eq!(n0.fingerprint(), n1.fingerprint());
     let peer = n1.me().clone();
     let summary = n0.pull(&peer, now);
-    exchange(&mut [n0, n1], summary, now);
+    let sent = exchange(&mut [n0, n1], summary, now);
+    assert_eq!(
+        sent, 2,
+        "the same members: nothing to exchange after the entries"
+    );
     assert!(n0.pull(&peer, now + pull::PULL_GAP / 2).is_empty());
     assert_eq!(n0.pull(&peer, now + pull::PULL_GAP).len(), 1);
 }
@@ -604,13 +616,13 @@ fn a_pull_message_that_does_not_read_is_refused() {
 }
 
 #[test]
-fn a_pull_of_more_members_than_a_message_holds_takes_whole_buckets_and_the_rest_next() {
+fn a_pull_of_more_members_than_a_message_holds_brings_the_rest_next() {
     let now = Duration::from_secs(1);
     let mut big = Membership::new(member(1), Detection::default(), 1, Shared::default());
     let many = pull::MAX_MEMBERS + 500;
     for chunk in (0..many).collect::<Vec<_>>().chunks(1000) {
         let mut data = vec![PULL];
-        data.extend(pull::members());
+        data.extend(pull::members("p0"));
         for &i in chunk {
             let p2p = SocketAddr::from(([10, 1, (i / 250) as u8, (i % 250) as u8], 7000));
             let update = foca::Member::new(MemberId::numbered(i + 100, p2p), 0, State::Alive);
@@ -618,6 +630,7 @@ fn a_pull_of_more_members_than_a_message_holds_takes_whole_buckets_and_the_rest_
         }
         big.receive(&data, now).unwrap();
     }
+    big.list();
     assert_eq!(big.members().len(), many + 1);
     let mut lone = Membership::new(member(2), Detection::default(), 2, Shared::default());
     let peer = big.me().clone();
@@ -632,7 +645,7 @@ fn a_pull_of_more_members_than_a_message_holds_takes_whole_buckets_and_the_rest_
         let learned = lone.members().len() - before;
         assert!(
             learned > 0 && learned <= pull::MAX_MEMBERS,
-            "whole buckets, one message's worth: {learned}"
+            "one message's worth: {learned}"
         );
         at += pull::PULL_AGAIN;
     }
@@ -646,7 +659,7 @@ fn a_pull_states_the_answerer_s_own_entry_at_its_incarnation() {
     let mut m = Membership::new(member(1), Detection::default(), 1, Shared::default());
     // Told it is suspected, it refutes under the next incarnation.
     let mut data = vec![PULL];
-    data.extend(pull::members());
+    data.extend(pull::members("p9"));
     let suspect = foca::Member::new(member(1), 0, State::Suspect);
     bincode::serde::encode_into_std_write(suspect, &mut data, BINCODE).unwrap();
     m.receive(&data, now).unwrap();
