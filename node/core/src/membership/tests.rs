@@ -651,6 +651,20 @@ fn a_pull_of_more_members_than_a_message_holds_brings_the_rest_next() {
     }
     assert_eq!(pulls, 2);
     assert_eq!(lone.members().len(), many + 2);
+
+    // The other way: the asker holds more members the peer lacks than a message holds.
+    let mut other = Membership::new(member(3), Detection::default(), 3, Shared::default());
+    let peer = other.me().clone();
+    let mut pulls = 0;
+    while big.fingerprint() != other.fingerprint() {
+        pulls += 1;
+        assert!(pulls <= 3, "the rest goes in the next pulls");
+        let summary = big.pull(&peer, at);
+        exchange(&mut [&mut big, &mut other], summary, at);
+        at += pull::PULL_AGAIN;
+    }
+    assert_eq!(pulls, 2);
+    assert_eq!(other.members().len(), many + 3);
 }
 
 #[test]
