@@ -238,19 +238,13 @@ impl StatusGossip {
         answer: Option<StatusMessage>,
         now: Duration,
     ) -> Option<Send> {
-        let ours = self.exchanging.as_deref() == Some(peer.peer_id.as_str());
-        if ours {
-            self.exchanging = None;
-        }
         let reports = match answer {
             Some(StatusMessage::Versions { buckets, versions }) => {
                 let delta = self.table.delta(&buckets, &versions);
                 let empty = matches!(&delta, StatusMessage::Delta { reports, want }
                     if reports.is_empty() && want.is_empty());
                 if !empty {
-                    if ours {
-                        self.exchanging = Some(peer.peer_id.clone());
-                    }
+                    // The exchange goes on until the delta is answered.
                     return Some(Send {
                         to: peer.clone(),
                         message: delta,
@@ -261,6 +255,9 @@ impl StatusGossip {
             Some(StatusMessage::Reports(reports)) => reports,
             _ => Vec::new(),
         };
+        if self.exchanging.as_deref() == Some(peer.peer_id.as_str()) {
+            self.exchanging = None;
+        }
         // One that brought news may be followed by another at once: a node catching up
         // takes a table bigger than one message a message at a time.
         if self.merge(reports).is_empty() {
