@@ -289,15 +289,16 @@ impl StatusGossip {
 
     /// Keeps the reports newer than ours (never one about this node); returns those kept.
     fn merge(&mut self, reports: Vec<Arc<NodeStatus>>) -> Vec<Arc<NodeStatus>> {
-        reports
-            .into_iter()
-            .filter(|r| r.node != self.mine.node && self.merge_one(r))
-            .collect()
+        reports.into_iter().filter(|r| self.merge_one(r)).collect()
     }
 
-    /// Keeps `report` if it is newer than the table's, copying the table first only then.
+    /// Keeps `report` if it is newer than the table's and not about this node, copying the
+    /// table first only then. Most reports a node hears it holds already: their names are
+    /// compared with this node's only once they are found newer.
     fn merge_one(&mut self, report: &Arc<NodeStatus>) -> bool {
-        self.table.is_newer(report) && Arc::make_mut(&mut self.table).merge(report.clone())
+        self.table.is_newer(report)
+            && report.node != self.mine.node
+            && Arc::make_mut(&mut self.table).merge(report.clone())
     }
 }
 
