@@ -115,8 +115,9 @@ impl StatusMessage {
 }
 
 /// The buckets a status table is summed in ([`StatusTable::sums`]): an exchange carries the
-/// versions of the buckets that differ only. At 10,000 simulated nodes, exchanges that
-/// carried every version (a table's worth, each time) took a fifth of the run.
+/// versions of the buckets that differ only, where it had carried the whole table's (10,000
+/// entries at 10,000 nodes) each time. This saves bytes on the wire; the simulator's wall
+/// time stayed the same (at 5,000 nodes, reports passed on cost far more than exchanges).
 pub const BUCKETS: usize = 64;
 
 /// The most pods the reports of one message carry (a report's size is mostly its pods); the

@@ -18,16 +18,15 @@
 //!    another incarnation or state ([`compare`]), and the hashes of those it wants;
 //! 4. [`Message::Members`], its answer: the members wanted.
 //!
-//! Only the buckets that differ travel, and of them only the members that differ: one
-//! arrival missed at 10,000 nodes costs about 150 entries of 11 bytes and one member each
-//! way. While the cluster forms, most buckets differ and most of their members are known to
-//! both sides: at 2,000 simulated nodes, pulls that carried whole buckets of members carried
-//! 4.6 members for each one a node learned, and decoding and applying them was a third of
-//! the forming's time. Both sides apply what they get as SWIM would apply a rumour (the
-//! newer incarnation wins, down beats alive at the same one), without passing it on: every
-//! node that still differs pulls for itself. Pulls are paced as status exchanges are
-//! ([`Pacing`]): one at a time, none while rumours still bring news, and after one that
-//! brought nothing, none for a while.
+//! Only the buckets that differ travel, and of them only the members that differ: one arrival
+//! missed at 10,000 nodes costs about 150 entries of 11 bytes and one member each way. While the
+//! cluster forms, most buckets differ and most of their members are known to both sides: at 2,000
+//! simulated nodes, pulls that carried whole buckets of members carried 4.6 members for each one a
+//! node learned, and at 10,000 encoding, decoding and applying them was nearly a third of the
+//! forming's time. Both sides apply what they get as SWIM would apply a rumour (the newer
+//! incarnation wins, down beats alive at the same one), without passing it on: every node that
+//! still differs pulls for itself. Pulls are paced as status exchanges are ([`Pacing`]): one at a
+//! time, none while rumours still bring news, and after one that brought nothing, none for a while.
 //!
 //! On the wire each message is a kind byte and the encodings of its parts: members are
 //! encoded one by one as SWIM encodes its updates, so that they are decoded through the same

@@ -8,12 +8,12 @@
 //!   reports (a deployment starting everywhere) costs each node a few messages per wait, not
 //!   a few per report, and a report that changed twice meanwhile goes once. This node's own
 //!   report goes to [`push_width`] peers, what it passes on to [`RELAY_WIDTH`].
-//! - A peer's digest differs → our sums of versions by bucket to it; its versions in the
-//!   buckets that differ back; our delta (our newer reports, and what we want) to it; what we
-//!   wanted back. One exchange at a time, none while pushes still bring news ([`EXCHANGE_QUIET`]), and after
-//!   one that brought nothing, none for [`EXCHANGE_GAP`]: exchanges mend what the pushes
-//!   missed, they do not race them. Without these limits, a deployment of 15,000 replicas
-//!   starting on 500 simulated nodes cost 5.8 million status messages and 14 GB in a second.
+//! - A peer's digest differs → our sums of versions by bucket to it; its versions in the buckets
+//!   that differ back; our delta (our newer reports, and what we want) to it; what we wanted back.
+//!   One exchange at a time, none while pushes still bring news ([`EXCHANGE_QUIET`]), and after one
+//!   that brought nothing, none for [`EXCHANGE_GAP`]: exchanges mend what the pushes missed, they
+//!   do not race them. Without these limits, a deployment of 15,000 replicas starting on 500
+//!   simulated nodes cost 5.8 million status messages and 14 GB in a second.
 
 use super::{Held, NodeStatus, PodStatus, StatusMessage, StatusTable, bounded};
 use crate::gossip::{Fanout, push_width};
