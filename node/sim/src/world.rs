@@ -196,7 +196,6 @@ impl Counts {
 /// The simulated world.
 pub struct World {
     nodes: Vec<Node>,
-    by_addr: BTreeMap<SocketAddr, usize>,
     by_peer: BTreeMap<String, usize>,
     /// Boxed: the map moves its entries as it grows, and an occurrence can be large.
     queue: BTreeMap<(u64, u64), Box<Occurrence>>,
@@ -230,6 +229,18 @@ fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 7000))
 }
 
+/// The node at `addr` ([`addr`]'s inverse), if it is one of `n`: worked out, not looked up
+/// (a map of 10,000 addresses was looked up for every message, a comparison of addresses at
+/// each of its levels).
+fn index(addr: SocketAddr, n: usize) -> Option<usize> {
+    let SocketAddr::V4(v4) = addr else {
+        return None;
+    };
+    let [ten, a, b, c] = v4.ip().octets();
+    let i = (usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c)).checked_sub(1)?;
+    (ten == 10 && v4.port() == 7000 && i < n).then_some(i)
+}
+
 impl World {
     /// `n` nodes, each knowing node 0's address and one other's; none started yet.
     pub fn new(n: usize, seed: u64, settings: Conditions) -> Self {
@@ -251,11 +262,9 @@ impl World {
                 epoch: None,
             });
         }
-        let by_addr = (0..n).map(|i| (addr(i), i)).collect();
         let by_peer = (0..n).map(|i| (format!("p{i}"), i)).collect();
         World {
             nodes,
-            by_addr,
             by_peer,
             queue: BTreeMap::new(),
             seq: 0,
@@ -279,6 +288,11 @@ impl World {
     /// How many nodes the world has, up or down.
     pub fn size(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// The node at `addr`: every address a core names is one of the world's.
+    fn index(&self, addr: SocketAddr) -> usize {
+        index(addr, self.nodes.len()).expect("an address of the simulated world")
     }
 
     pub fn is_up(&self, i: usize) -> bool {
@@ -634,13 +648,13 @@ impl World {
         match effect {
             Effect::Membership { to, data } => {
                 Self::count(&mut self.counts.membership, data.len() + 24);
-                let to = self.by_addr[&to.p2p];
+                let to = self.index(to.p2p);
                 self.request(i, to, Occurrence::Datagram { from: i, to, data }, None);
             }
             Effect::Status(Send { to, message }) => {
                 let size = self.sizes.message(&message);
                 Self::count(&mut self.counts.status, size + 8);
-                let to_index = self.by_addr[&to.p2p];
+                let to_index = self.index(to.p2p);
                 let failed = message.asks().then(|| {
                     let answer = None;
                     Input::StatusAnswer { peer: to, answer }
@@ -650,7 +664,7 @@ impl World {
             }
             Effect::Sync { to, message } => {
                 Self::count(&mut self.counts.sync, message.len() + 8);
-                let to_index = self.by_addr[&to.p2p];
+                let to_index = self.index(to.p2p);
                 let reply = Err("unreachable".into());
                 let failed = Input::SyncReply {
                     peer: to.peer_id.clone(),
@@ -747,7 +761,7 @@ impl World {
                 self.input_at(soon, i, life, input);
             }
             Effect::Check(member) => {
-                let to = self.by_addr[&member.p2p];
+                let to = self.index(member.p2p);
                 if !self.is_up(to) {
                     let input = Input::Gone(member.peer_id.clone());
                     self.input_at(soon, i, life, input);
@@ -943,6 +957,29 @@ fn kind(input: &Input) -> u64 {
 mod tests {
     use super::*;
     use weeble_core::status::{Phase, PodStatus, Version};
+
+    #[test]
+    fn a_node_is_found_by_its_address() {
+        for i in [0, 1, 254, 255, 256, 65_535, 65_536, 99_999] {
+            assert_eq!(index(addr(i), 100_000), Some(i), "node {i} at {}", addr(i));
+        }
+        assert_eq!(index(addr(10), 10), None, "past the world's nodes");
+        assert_eq!(
+            index("10.0.0.1:7001".parse().unwrap(), 10),
+            None,
+            "another port"
+        );
+        assert_eq!(
+            index("11.0.0.1:7000".parse().unwrap(), 10),
+            None,
+            "another network"
+        );
+        assert_eq!(
+            index("10.0.0.0:7000".parse().unwrap(), 10),
+            None,
+            "before the first"
+        );
+    }
 
     fn pod(node: &str, i: usize) -> PodStatus {
         PodStatus {
