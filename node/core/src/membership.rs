@@ -281,6 +281,9 @@ pub fn live_peers<'a>(
         .map(|(m, _)| m)
 }
 
+/// The effects one foca call drains beyond which its runtime's queues are made anew.
+const RUNTIME_KEPT: usize = 64;
+
 /// Announces per tick at most: a long list of unreachable addresses costs little.
 pub const ANNOUNCES_PER_TICK: usize = 3;
 
@@ -916,6 +919,11 @@ impl Membership {
             // This node's own suspicion: its end is scheduled.
             changed |= matches!(timer, Timer::ChangeSuspectToDown { .. });
             effects.push(Effect::Schedule { after, timer });
+        }
+        if effects.len() > RUNTIME_KEPT {
+            // Drained: the queues, which never shrink, give back the room a burst made them
+            // hold (a pull that brings 10,000 members queues 10,000 notifications).
+            self.runtime = AccumulatingRuntime::new();
         }
         self.unlisted |= changed || at_once;
         if at_once {

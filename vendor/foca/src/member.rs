@@ -437,6 +437,11 @@ where
                 let is_active_now = update.is_active();
 
                 // Insert at the end and swap with a random position.
+                // Weeble's change: the list grows by an eighth, not twice over, when full:
+                // every node holds every member, and a list of 10,000 left room for 6,384.
+                if self.inner.len() == self.inner.capacity() {
+                    self.inner.reserve_exact(self.inner.len() / 8 + 8);
+                }
                 self.inner.push(update);
                 let inserted_at = self.inner.len() - 1;
                 self.index(inserted_at as u32);
