@@ -109,6 +109,25 @@ enum ImageCommand {
     BuildDemo,
 }
 
+/// jemalloc, not glibc's allocator: the simulator allocates and frees small values by the
+/// billion, and at 2,000 simulated nodes ran 18 % faster with it, with a peak as low or lower
+/// (glibc's peak moved by a tenth with the order of unrelated allocations). The agent runs
+/// on it too: one allocator for the one binary.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options (its `malloc_conf`): pages freed go back to the system after a
+/// second, not ten, so a burst's room does not stay counted in the process's memory.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: MallocConf = MallocConf(c"dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// A C string jemalloc reads at its start: a pointer that is never written.
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: it points at a constant string, never written.
+unsafe impl Sync for MallocConf {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let client = || client::Client::new(&cli.server);
