@@ -12,6 +12,7 @@ use crate::services;
 use crate::status::{Phase, PodStatus, PortStatus, StatusTable};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use weeble_crdt::{
     Labels, ObjectKey, PodTemplate, ProbeAction, RestartPolicy, Snapshot, TargetPort,
 };
@@ -20,7 +21,9 @@ use weeble_crdt::{
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredPod {
     pub key: ReplicaKey,
-    pub template: PodTemplate,
+    /// Shared by the deployment's pods on this node: a template copied per pod was a tenth of
+    /// a simulated node's memory once its pods ran.
+    pub template: Arc<PodTemplate>,
     pub template_hash: String,
     /// The services' variables its containers get when they are created (not part of the
     /// template hash: a service coming or going restarts nothing, as in Kubernetes).
@@ -40,8 +43,8 @@ impl DesiredPod {
 
 /// The pods of the replicas placement gives this node (`owned`, in key order:
 /// [`Placement::owned_by`]); `service_ip` is where the node serves the services its pods'
-/// variables point to. A deployment's replicas come one after another, and share its
-/// template's hash and the services' variables, made once for them all (each pass made them
+/// variables point to. A deployment's replicas come one after another, and share its template,
+/// its hash and the services' variables, made once for them all (each pass made them
 /// per pod: at 1,000 simulated nodes, most of a resync's time).
 pub fn desired_pods(
     snapshot: &Snapshot,
@@ -53,17 +56,20 @@ pub fn desired_pods(
         let Some(d) = snapshot.deployments.get(&key.deployment) else {
             continue;
         };
-        let (template_hash, service_env) = match pods.last() {
-            Some(last) if last.key.deployment == key.deployment => {
-                (last.template_hash.clone(), last.service_env.clone())
-            }
+        let (template, template_hash, service_env) = match pods.last() {
+            Some(last) if last.key.deployment == key.deployment => (
+                last.template.clone(),
+                last.template_hash.clone(),
+                last.service_env.clone(),
+            ),
             _ => (
+                Arc::new(d.spec.template.clone()),
                 template_hash(&d.spec.template),
                 services::environment(snapshot, &key.deployment.namespace, service_ip),
             ),
         };
         pods.push(DesiredPod {
-            template: d.spec.template.clone(),
+            template,
             template_hash,
             service_env,
             key,

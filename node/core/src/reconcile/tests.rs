@@ -42,7 +42,7 @@ fn pod(index: u32, image: &str, policy: RestartPolicy) -> DesiredPod {
             ("WEB_SERVICE_HOST".into(), "127.0.0.9".into()),
             ("WEB_SERVICE_PORT".into(), "80".into()),
         ],
-        template,
+        template: Arc::new(template),
     }
 }
 
@@ -293,7 +293,7 @@ fn the_old_owner_keeps_a_replica_until_the_new_owner_runs_it_or_time_runs_out() 
 #[test]
 fn probes_go_to_the_running_container_s_own_address_and_unready_pods_are_not_ready() {
     let mut p = pod(0, "img", RestartPolicy::Always);
-    let c = &mut p.template.containers[0];
+    let c = &mut Arc::make_mut(&mut p.template).containers[0];
     c.ports = vec![weeble_crdt::ContainerPort {
         name: Some("http".into()),
         container_port: 8080,
@@ -505,7 +505,7 @@ fn each_desired_pod_carries_its_own_deployments_template_hash_and_services() {
     assert_eq!(pods.len(), 9, "three replicas of each, all here");
     for pod in &pods {
         let d = &snapshot.deployments[&pod.key.deployment];
-        assert_eq!(pod.template, d.spec.template);
+        assert_eq!(*pod.template, d.spec.template);
         assert_eq!(pod.template_hash, template_hash(&d.spec.template));
         let env = services::environment(&snapshot, &pod.key.deployment.namespace, ip());
         assert_eq!(pod.service_env, env, "{:?}", pod.key);
@@ -513,6 +513,14 @@ fn each_desired_pod_carries_its_own_deployments_template_hash_and_services() {
     let hashes: std::collections::BTreeSet<&str> =
         pods.iter().map(|p| p.template_hash.as_str()).collect();
     assert_eq!(hashes.len(), 3, "one hash per template");
+    for pair in pods.windows(2) {
+        let same = pair[0].key.deployment == pair[1].key.deployment;
+        assert_eq!(
+            Arc::ptr_eq(&pair[0].template, &pair[1].template),
+            same,
+            "one template held per deployment"
+        );
+    }
     assert!(pods.iter().any(|p| p.service_env.is_empty()));
     assert!(pods.iter().any(|p| !p.service_env.is_empty()));
 }
