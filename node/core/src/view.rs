@@ -100,6 +100,10 @@ impl Placements {
             let candidates: Vec<Candidate> = members.iter().map(Candidate::from_member).collect();
             place(&candidates, workloads.iter())
         });
+        // Held as long as the placement: in no more room than it needs (the candidates were
+        // gathered in room that doubled as it filled).
+        let mut members = members;
+        members.shrink_to_fit();
         let placed = Arc::new(Placed {
             members,
             workloads: workloads.iter().cloned().collect(),
