@@ -454,7 +454,7 @@ impl NodeCore {
                 self.view_now = true;
             }
             Input::Timer(Timer::Push) => {
-                let sends = self.status.push(&self.peers);
+                let sends = self.status.push(&self.peers, now);
                 effects.extend(sends.into_iter().map(Effect::Status));
             }
             Input::Timer(Timer::Persist) => {

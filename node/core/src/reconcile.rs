@@ -9,7 +9,7 @@ use crate::placement::{Placement, ReplicaKey};
 use crate::probe::{Check, How, Kind};
 use crate::runtime::*;
 use crate::services;
-use crate::status::{Phase, PodStatus, PortStatus, StatusTable};
+use crate::status::{CONTAINER_CREATING, Phase, PodStatus, PortStatus, StatusTable};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -667,7 +667,7 @@ pub fn pod_statuses(
                             status.message = Some(message.clone());
                             (Phase::Pending, Some(reason.clone()))
                         }
-                        None => (Phase::Pending, Some("ContainerCreating".into())),
+                        None => (Phase::Pending, Some(CONTAINER_CREATING.into())),
                     },
                     Some(o) => {
                         status.container_ids.push(o.id.clone());
@@ -698,7 +698,7 @@ pub fn pod_statuses(
                                 }
                             }
                             ContainerState::Created | ContainerState::Other => {
-                                (Phase::Pending, Some("ContainerCreating".into()))
+                                (Phase::Pending, Some(CONTAINER_CREATING.into()))
                             }
                         }
                     }

@@ -24,6 +24,9 @@ pub enum Phase {
     Failed,
 }
 
+/// Kubernetes' reason for a pod whose containers are being created.
+pub const CONTAINER_CREATING: &str = "ContainerCreating";
+
 /// A container port published on its node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortStatus {

@@ -76,7 +76,7 @@ impl Cluster {
             }
             for i in due {
                 pushes += 1;
-                let sends = self.nodes[i].push(&self.peers[i]);
+                let sends = self.nodes[i].push(&self.peers[i], self.now);
                 self.send(i, sends);
             }
         }
@@ -193,12 +193,12 @@ fn news_waits_for_the_push_and_leaves_in_one_message_per_peer() {
     let mut other = StatusGossip::new("n0001".into(), 1, 3, 1);
     other.set_not_ready(Some("disk full".into()));
     other.set_not_ready(None);
-    let reports = other.push(&[member(0)]).remove(0).message;
+    let reports = other.push(&[member(0)], Duration::ZERO).remove(0).message;
     assert_eq!(g.receive(reports, Duration::ZERO), None);
     g.set_leaving();
     assert!(g.push_due(), "a push is asked for");
     assert!(!g.push_due(), "once");
-    let sends = g.push(&peers);
+    let sends = g.push(&peers, Duration::ZERO);
     assert_eq!(sends.len(), 3, "every peer of a 4-node cluster");
     for send in &sends {
         let StatusMessage::Reports(reports) = &send.message else {
@@ -215,7 +215,7 @@ fn news_waits_for_the_push_and_leaves_in_one_message_per_peer() {
         );
     }
     assert!(!g.push_due(), "nothing left to push");
-    assert!(g.push(&peers).is_empty());
+    assert!(g.push(&peers, Duration::ZERO).is_empty());
 }
 
 #[test]
@@ -225,7 +225,7 @@ fn no_exchange_while_pushes_bring_news_nor_soon_after_one_that_brought_nothing()
     let peer = member(1);
     let mut other = StatusGossip::new("n0001".into(), 1, 3, 1);
     other.set_pods(vec![running_pod("n0001")]);
-    let news = other.push(&[member(0)]).remove(0).message;
+    let news = other.push(&[member(0)], Duration::ZERO).remove(0).message;
     g.receive(news.clone(), ms(1000));
     assert!(
         g.exchange(&peer, ms(1400)).is_none(),
@@ -275,7 +275,10 @@ fn no_exchange_while_pushes_bring_news_nor_soon_after_one_that_brought_nothing()
     other.set_pods(vec![running_pod("n0001")]);
     let hour = Duration::from_secs(3600);
     g.answered(&peer, None, ms(2800));
-    g.receive(other.push(&[member(0)]).remove(0).message, hour);
+    g.receive(
+        other.push(&[member(0)], Duration::ZERO).remove(0).message,
+        hour,
+    );
     assert!(
         g.exchange(&peer, ms(3000)).is_none(),
         "the pushes still spread"
@@ -301,10 +304,70 @@ fn one_exchange_at_a_time_and_a_report_forgotten_is_not_pushed() {
     );
     let mut other = StatusGossip::new("n0001".into(), 1, 3, 1);
     other.set_pods(vec![running_pod("n0001")]);
-    g.receive(other.push(&[member(0)]).remove(0).message, later);
+    g.receive(
+        other.push(&[member(0)], Duration::ZERO).remove(0).message,
+        later,
+    );
     assert!(g.forget("n0001"));
     assert!(
-        g.push(&[peer]).is_empty(),
+        g.push(&[peer], Duration::ZERO).is_empty(),
         "the dead node's report is not news"
+    );
+}
+
+#[test]
+fn a_report_of_pods_being_created_waits_for_them_to_run_for_a_second_at_most() {
+    let mut g = StatusGossip::new("n0000".into(), 1, 3, 0);
+    let peers: Vec<MemberId> = (1..4).map(member).collect();
+    let creating = |name: &str| PodStatus {
+        name: name.into(),
+        phase: Phase::Pending,
+        ready: false,
+        reason: Some(CONTAINER_CREATING.into()),
+        container_ids: vec![],
+        ..running_pod("n0000")
+    };
+    let pushed = |sends: &[Send]| -> Vec<u64> {
+        let mut versions = Vec::new();
+        for send in sends {
+            let StatusMessage::Reports(reports) = &send.message else {
+                panic!("{send:?}");
+            };
+            versions.extend(reports.iter().map(|r| r.version));
+        }
+        versions
+    };
+    g.set_pods(vec![creating("web-0")]);
+    assert!(g.push_due(), "a push is asked for");
+    assert!(
+        g.push(&peers, Duration::ZERO).is_empty(),
+        "held: its pod is being created"
+    );
+    let own = g.table().report("n0000").map(|r| r.version);
+    assert_eq!(own, Some(1), "this node's own table holds it at once");
+    g.set_pods(vec![running_pod("n0000")]);
+    assert!(g.push_due(), "the news is still there to push");
+    let sends = g.push(&peers, PUSH_AFTER);
+    assert_eq!(
+        pushed(&sends),
+        [2, 2, 2],
+        "one report per peer: its pod running"
+    );
+
+    // A pod that stays in creation holds the report back for START_HOLD, no longer.
+    let at = Duration::from_secs(10);
+    g.set_pods(vec![running_pod("n0000"), creating("web-1")]);
+    assert!(g.push(&peers, at).is_empty());
+    assert!(g.push(&peers, at + START_HOLD - PUSH_AFTER).is_empty());
+    assert_eq!(pushed(&g.push(&peers, at + START_HOLD)), [3, 3, 3]);
+
+    // A report passed on is never held, whatever its pods.
+    let mut other = StatusGossip::new("n0001".into(), 1, 3, 1);
+    other.set_pods(vec![creating("web-2")]);
+    let theirs = StatusMessage::Reports(vec![other.table().report("n0001").unwrap().clone()]);
+    g.receive(theirs, at);
+    assert_eq!(
+        pushed(&g.push(&peers, at + START_HOLD)).len(),
+        RELAY_WIDTH.min(3)
     );
 }
