@@ -131,9 +131,6 @@ impl<T: Resource> Sink<T> {
 /// How many pages may wait for a slow client.
 const PAGES_AHEAD: usize = 2;
 
-/// Lists above this many items give their memory back to the system when done.
-const TRIM_AFTER: usize = 1000;
-
 /// A streamed [`weeble_core::objects::List`] of `T`: `produce` pushes items into the sink on a
 /// blocking thread (it owns what it reads) until it runs out or `push` says stop.
 pub fn respond<T, F>(limit: Option<usize>, produce: F) -> Response
@@ -165,9 +162,6 @@ where
         serde_json::to_writer(&mut sink.buffer, &metadata).expect("list metadata serializes");
         sink.buffer.push(b'}');
         sink.flush();
-        if sink.sent > TRIM_AFTER {
-            give_back_memory();
-        }
     });
     let stream = futures::stream::poll_fn(move |cx| {
         receiver
@@ -179,16 +173,6 @@ where
         Body::from_stream(stream),
     )
         .into_response()
-}
-
-/// Returns freed heap to the system: glibc keeps it in its arenas otherwise, and a node
-/// that once answered a large list would keep that memory for good.
-fn give_back_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 #[cfg(test)]
