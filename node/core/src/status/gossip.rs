@@ -7,7 +7,8 @@
 //!   [`PUSH_AFTER`], then leaves in one message to a few random live peers: a burst of
 //!   reports (a deployment starting everywhere) costs each node a few messages per wait, not
 //!   a few per report, and a report that changed twice meanwhile goes once. This node's own
-//!   report goes to [`push_width`] peers, what it passes on to [`RELAY_WIDTH`].
+//!   report goes to [`push_width`] peers, what it passes on to [`RELAY_WIDTH`]; while some of
+//!   its pods are being created, its own report waits for them, [`START_HOLD`] at most.
 //! - A peer's digest differs → our sums of versions by bucket to it; its versions in the buckets
 //!   that differ back; our delta (our newer reports, and what we want) to it; what we wanted back.
 //!   One exchange at a time, none while pushes still bring news ([`EXCHANGE_QUIET`]), and after one
@@ -33,8 +34,8 @@ pub const PUSH_AFTER: Duration = Duration::from_millis(50);
 /// node (its pods running), not one while they are created and another once they run. At
 /// 1,000 simulated nodes each node pushed 2.3 versions of its report while its pods started,
 /// and every node took in each about five times. What a node holds of its own report is never
-/// held back (its table and the API show it at once), and a report stating anything else
-/// (a pod running, gone or failing) is pushed as soon as it is made.
+/// held back (its table and the API show it at once), a report none of whose pods is being
+/// created is pushed as soon as it is made, and reports passed on are never held.
 pub const START_HOLD: Duration = Duration::from_secs(1);
 
 /// How many peers a node passes others' news on to. Every node that learns a report passes
