@@ -113,7 +113,8 @@ pub enum Timer {
     Probe,
     /// Try to persist again ([`crate::document::RETRY_PERSIST`]).
     Persist,
-    /// Push the status news gathered since [`PUSH_AFTER`] ago.
+    /// Push the status news gathered since [`PUSH_AFTER`] ago (this node's own report may
+    /// wait longer: [`crate::status::START_HOLD`]).
     Push,
     /// Build the view for the members that changed since [`VIEW_AFTER`] ago.
     View,

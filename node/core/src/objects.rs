@@ -372,7 +372,7 @@ impl Pod {
                 d,
                 name,
                 Some(node),
-                "ContainerCreating",
+                status::CONTAINER_CREATING,
                 "waiting for the node to report",
             ),
             (None, Err(why)) => {

@@ -76,7 +76,7 @@ pub struct StatusGossip {
     /// Whether the push of `news` is scheduled already.
     push_scheduled: bool,
     /// Since when this node's report, its pods still being created, has been held back
-    /// ([`START_HOLD`]).
+    /// ([`START_HOLD`]); `None` once it is pushed.
     held_since: Option<Duration>,
     /// The peer (libp2p id) the exchange running is with, if one is.
     exchanging: Option<String>,
@@ -181,6 +181,9 @@ impl StatusGossip {
             self.news.remove(report.node.as_str());
             own |= report.node == self.mine.node;
         }
+        if own {
+            self.held_since = None;
+        }
         if reports.is_empty() {
             return Vec::new();
         }
@@ -199,19 +202,23 @@ impl StatusGossip {
             .collect()
     }
 
-    /// Whether this node's report, news to push, waits at `now`: its pods are still being
-    /// created and it has waited less than [`START_HOLD`].
+    /// Whether this node's report, news to push, waits at `now`: some of its pods are still
+    /// being created, it says nothing else that others must act on (leaving, not Ready), and
+    /// it has waited less than [`START_HOLD`] (from the earliest time read since: a clock
+    /// stepped back does not make it wait longer).
     fn hold_own(&mut self, now: Duration) -> bool {
         let creating = |pod: &PodStatus| {
             pod.phase == Phase::Pending && pod.reason.as_deref() == Some(CONTAINER_CREATING)
         };
-        let news = self.news.contains(self.mine.node.as_str());
-        if !(news && self.mine.pods.iter().any(creating)) {
-            self.held_since = None;
+        let mine = &self.mine;
+        let urgent = mine.leaving || mine.not_ready.is_some();
+        let news = self.news.contains(mine.node.as_str());
+        if !news || urgent || !mine.pods.iter().any(creating) {
             return false;
         }
-        let since = *self.held_since.get_or_insert(now);
-        now < since + START_HOLD
+        let since = self.held_since.get_or_insert(now);
+        *since = (*since).min(now);
+        now < *since + START_HOLD
     }
 
     /// A message from a peer at `now`: the answer it expects (`None`: a bare ack). Reports

@@ -354,20 +354,38 @@ fn a_report_of_pods_being_created_waits_for_them_to_run_for_a_second_at_most() {
         "one report per peer: its pod running"
     );
 
-    // A pod that stays in creation holds the report back for START_HOLD, no longer.
+    // A pod that stays in creation holds the report back for START_HOLD, no longer; what
+    // is passed on meanwhile goes without it, and is never held, whatever its pods.
     let at = Duration::from_secs(10);
     g.set_pods(vec![running_pod("n0000"), creating("web-1")]);
     assert!(g.push(&peers, at).is_empty());
+    let mut other = StatusGossip::new("n0001".into(), 1, 3, 1);
+    other.set_pods(vec![creating("web-2")]);
+    let theirs = other.table().report("n0001").unwrap().clone();
+    g.receive(StatusMessage::Reports(vec![theirs]), at);
+    let relayed = g.push(&peers, at + PUSH_AFTER);
+    assert_eq!(relayed.len(), RELAY_WIDTH.min(3));
+    for send in &relayed {
+        let StatusMessage::Reports(reports) = &send.message else {
+            panic!("{send:?}");
+        };
+        let nodes: Vec<&str> = reports.iter().map(|r| r.node.as_str()).collect();
+        assert_eq!(nodes, ["n0001"], "passed on at once, without ours");
+    }
     assert!(g.push(&peers, at + START_HOLD - PUSH_AFTER).is_empty());
     assert_eq!(pushed(&g.push(&peers, at + START_HOLD)), [3, 3, 3]);
 
-    // A report passed on is never held, whatever its pods.
-    let mut other = StatusGossip::new("n0001".into(), 1, 3, 1);
-    other.set_pods(vec![creating("web-2")]);
-    let theirs = StatusMessage::Reports(vec![other.table().report("n0001").unwrap().clone()]);
-    g.receive(theirs, at);
-    assert_eq!(
-        pushed(&g.push(&peers, at + START_HOLD)).len(),
-        RELAY_WIDTH.min(3)
-    );
+    // The next report of pods being created waits again, and a clock stepped back does
+    // not make it wait longer than START_HOLD from the earliest time read.
+    let at = Duration::from_secs(20);
+    g.set_pods(vec![creating("web-1"), creating("web-3")]);
+    assert!(g.push(&peers, at).is_empty(), "held again");
+    let back = at - Duration::from_secs(5);
+    assert!(g.push(&peers, back).is_empty());
+    assert_eq!(pushed(&g.push(&peers, back + START_HOLD)), [4, 4, 4]);
+
+    // A node leaving, or not Ready, says so at once, whatever its pods.
+    g.set_pods(vec![creating("web-4")]);
+    g.set_leaving();
+    assert_eq!(pushed(&g.push(&peers, at)), [6, 6, 6]);
 }
