@@ -117,9 +117,12 @@ enum ImageCommand {
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options (its `malloc_conf`): pages freed go back to the system after a
-/// second, not ten, so a burst's room does not stay counted in the process's memory.
+/// second, not ten, so a burst's room does not stay counted in the process's memory; a
+/// background thread of jemalloc's gives them back, so an agent idle after a large list does
+/// too (without it, only the next allocations in the same arena would).
 #[unsafe(export_name = "_rjem_malloc_conf")]
-static MALLOC_CONF: MallocConf = MallocConf(c"dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+static MALLOC_CONF: MallocConf =
+    MallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
 
 /// A C string jemalloc reads at its start: a pointer that is never written.
 #[repr(transparent)]
