@@ -68,7 +68,7 @@ impl Placements {
     /// candidates) if it can be ([`place_after`]).
     fn place(
         &self,
-        members: Vec<MemberId>,
+        mut members: Vec<MemberId>,
         workloads: &Workloads,
         last: Option<&Placed>,
     ) -> Arc<Placed> {
@@ -102,7 +102,6 @@ impl Placements {
         });
         // Held as long as the placement: in no more room than it needs (the candidates were
         // gathered in room that doubled as it filled).
-        let mut members = members;
         members.shrink_to_fit();
         let placed = Arc::new(Placed {
             members,
