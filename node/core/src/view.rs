@@ -36,10 +36,43 @@ pub struct Placements(Arc<Mutex<Memo>>);
 /// One placement and what it was computed from; a planner holds the one of its view.
 #[derive(Debug)]
 struct Placed {
-    /// The members that are its candidates ([`candidates`]).
-    members: Vec<MemberId>,
+    /// The membership list its candidates were chosen from ([`candidates`]): the list of the
+    /// view that holds it, shared with membership, not a list of its own (while a crash was
+    /// heard, each node's own list of its candidates was 8 bytes a pair of nodes).
+    members: Arc<[(MemberId, Liveness)]>,
+    /// The nodes that took no pods then.
+    unschedulable: BTreeSet<String>,
+    /// Its candidates' [`identities_hash`].
+    hash: u64,
     workloads: Vec<Workload>,
     placement: Arc<Placement>,
+}
+
+impl Placed {
+    /// The members it was computed on.
+    fn candidates(&self) -> Vec<&MemberId> {
+        candidates(&self.members, &self.unschedulable)
+    }
+
+    /// The same placement, of the same candidates, chosen from `members` (another list:
+    /// another node's, or one where only what placement does not read changed), so that it
+    /// holds the list of the view that holds it.
+    fn listed(
+        self: &Arc<Self>,
+        members: &Arc<[(MemberId, Liveness)]>,
+        unschedulable: &BTreeSet<String>,
+    ) -> Arc<Placed> {
+        if Arc::ptr_eq(&self.members, members) && self.unschedulable == *unschedulable {
+            return self.clone();
+        }
+        Arc::new(Placed {
+            members: members.clone(),
+            unschedulable: unschedulable.clone(),
+            hash: self.hash,
+            workloads: self.workloads.clone(),
+            placement: self.placement.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -58,17 +91,19 @@ const PLACEMENTS_KEPT: usize = 8;
 /// ([`MemberId::hash`]): the lists of one cluster's nodes that differ hold different
 /// identities. What placement reads of them (and the workloads) is compared where the
 /// hashes match.
-fn identities_hash(members: &[MemberId]) -> u64 {
+fn identities_hash(members: &[&MemberId]) -> u64 {
     members.iter().fold(0, |h, m| mix(h ^ m.hash()))
 }
 
 impl Placements {
-    /// The placement of `workloads` on the candidates `members` make: one held, or computed
-    /// and kept; computed from `last` (the placement of the same workloads on other
-    /// candidates) if it can be ([`place_after`]).
+    /// The placement of `workloads` on the candidates `members` make, less those in
+    /// `unschedulable` ([`candidates`]): one held, or computed and kept; computed from
+    /// `last` (the placement of the same workloads on other candidates) if it can be
+    /// ([`place_after`]).
     fn place(
         &self,
-        mut members: Vec<MemberId>,
+        members: &Arc<[(MemberId, Liveness)]>,
+        unschedulable: &BTreeSet<String>,
         workloads: &Workloads,
         last: Option<&Placed>,
     ) -> Arc<Placed> {
@@ -76,52 +111,95 @@ impl Placements {
             // Nothing to place: no placement to keep per set of members (a cluster of 1,000
             // forming with no deployment yet held 17 MB of them, its members' names).
             return Arc::new(Placed {
-                members: Vec::new(),
+                members: Arc::new([]),
+                unschedulable: BTreeSet::new(),
+                hash: 0,
                 workloads: Vec::new(),
                 placement: Arc::default(),
             });
         }
+        let chosen = candidates(members, unschedulable);
         let mut memo = self
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let hash = identities_hash(&members);
+        let hash = identities_hash(&chosen);
         let same = |p: &Placed| {
-            same_candidates(&p.members, &members) && p.workloads.iter().eq(workloads.iter())
+            p.workloads.iter().eq(workloads.iter()) && same_candidates(&p.candidates(), &chosen)
         };
         if let Some(found) = memo.held.find(hash, same) {
-            return found;
+            return memo.listed(&found, members, unschedulable);
         }
         let derived = last.and_then(|had| {
-            let gone = left(&had.members, &members)?;
+            let had_chosen = had.candidates();
+            let gone = left(&had_chosen, &chosen)?;
             place_after(&had.placement, &gone, workloads.iter())
         });
         let placement = derived.unwrap_or_else(|| {
-            let candidates: Vec<Candidate> = members.iter().map(Candidate::from_member).collect();
+            let candidates: Vec<Candidate> =
+                chosen.iter().map(|m| Candidate::from_member(m)).collect();
             place(&candidates, workloads.iter())
         });
-        // Held as long as the placement: in no more room than it needs (the candidates were
-        // gathered in room that doubled as it filled).
-        members.shrink_to_fit();
         let placed = Arc::new(Placed {
-            members,
+            members: members.clone(),
+            unschedulable: unschedulable.clone(),
+            hash,
             workloads: workloads.iter().cloned().collect(),
             placement: Arc::new(placement),
         });
-        memo.keep(hash, &placed);
+        memo.keep(&placed);
         placed
+    }
+
+    /// `placed`, chosen from `members` ([`Placed::listed`]), kept for others to find.
+    fn listed(
+        &self,
+        placed: &Arc<Placed>,
+        members: &Arc<[(MemberId, Liveness)]>,
+        unschedulable: &BTreeSet<String>,
+    ) -> Arc<Placed> {
+        let mut memo = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        memo.listed(placed, members, unschedulable)
     }
 }
 
 impl Memo {
-    /// Keeps `placed` (whose candidates' names hash to `hash`) for others to find.
-    fn keep(&mut self, hash: u64, placed: &Arc<Placed>) {
+    /// Keeps `placed` for others to find.
+    fn keep(&mut self, placed: &Arc<Placed>) {
         if self.recent.len() == PLACEMENTS_KEPT {
             self.recent.pop_front();
         }
         self.recent.push_back(placed.clone());
-        self.held.keep(hash, placed);
+        self.held.keep(placed.hash, placed);
     }
+
+    /// `placed`, chosen from `members` ([`Placed::listed`]); kept if it is a new one.
+    fn listed(
+        &mut self,
+        placed: &Arc<Placed>,
+        members: &Arc<[(MemberId, Liveness)]>,
+        unschedulable: &BTreeSet<String>,
+    ) -> Arc<Placed> {
+        let listed = placed.listed(members, unschedulable);
+        if !Arc::ptr_eq(&listed, placed) {
+            self.keep(&listed);
+        }
+        listed
+    }
+}
+
+/// Whether `members`, less those in `unschedulable`, make the candidates `placed` was
+/// computed on: at once if they are its very list.
+fn same_as(
+    placed: &Placed,
+    members: &Arc<[(MemberId, Liveness)]>,
+    unschedulable: &BTreeSet<String>,
+) -> bool {
+    let listed = Arc::ptr_eq(&placed.members, members) && placed.unschedulable == *unschedulable;
+    listed || same_candidates(&placed.candidates(), &candidates(members, unschedulable))
 }
 
 /// Placement memoized by its inputs.
@@ -149,14 +227,15 @@ impl Planner {
         unschedulable: &BTreeSet<String>,
         snapshot: &Arc<Snapshot>,
     ) -> View {
-        let chosen = candidates(members, unschedulable);
         let changed = self.workloads.update(snapshot);
         let placed = match &self.last {
-            Some(last) if !changed && same_candidates(&last.members, &chosen) => last.clone(),
+            Some(last) if !changed && same_as(last, members, unschedulable) => {
+                self.shared.listed(last, members, unschedulable)
+            }
             last => {
                 let last = last.as_deref().filter(|_| !changed);
-                let chosen = chosen.into_iter().cloned().collect();
-                self.shared.place(chosen, &self.workloads, last)
+                self.shared
+                    .place(members, unschedulable, &self.workloads, last)
             }
         };
         let placement = placed.placement.clone();
