@@ -14,7 +14,7 @@
 //! it), so such an exchange carries the write.
 
 use crate::gossip::Fanout;
-use crate::membership::MemberId;
+use crate::membership::{MemberId, Peers};
 use std::collections::BTreeMap;
 
 /// What the driver must do.
@@ -83,7 +83,7 @@ impl DocSync {
     }
 
     /// The document changed: a sync with a few random `peers`.
-    pub fn changed(&mut self, peers: &[MemberId]) -> Vec<SyncEffect> {
+    pub fn changed(&mut self, peers: &Peers) -> Vec<SyncEffect> {
         self.generation += 1;
         let picked = self.fanout.push(peers, self.extra);
         picked
@@ -102,7 +102,7 @@ impl DocSync {
     /// A write to acknowledge (call `id`, chosen by the caller, unique among those running):
     /// answered with [`SyncEffect::Replicated`] once `count` of `peers` hold it, or every one
     /// was tried.
-    pub fn replicate(&mut self, id: u64, peers: &[MemberId], count: usize) -> Vec<SyncEffect> {
+    pub fn replicate(&mut self, id: u64, peers: &Peers, count: usize) -> Vec<SyncEffect> {
         let untried = self.fanout.pick(peers, peers.len());
         self.replications.insert(
             id,
@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn a_change_goes_to_a_few_random_peers() {
-        let peers: Vec<MemberId> = (1..=50).map(peer).collect();
+        let peers = Peers::of((1..=50).map(peer));
         let mut sync = DocSync::new(3, 1);
         let effects = sync.changed(&peers);
         assert_eq!(effects.len(), push_width(3, 50));
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn a_write_is_answered_once_enough_peers_completed_a_sync_trying_others_on_failure() {
-        let peers: Vec<MemberId> = (1..=6).map(peer).collect();
+        let peers = Peers::of((1..=6).map(peer));
         let mut sync = DocSync::new(3, 7);
         let first = started(&sync.replicate(9, &peers, 2));
         assert_eq!(first.len(), 2, "two at once");
@@ -270,10 +270,10 @@ mod tests {
     fn a_write_no_peer_can_take_is_answered_once_every_one_was_tried() {
         let mut sync = DocSync::new(3, 7);
         assert_eq!(
-            sync.replicate(1, &[], 4),
+            sync.replicate(1, &Peers::default(), 4),
             [SyncEffect::Replicated { id: 1 }]
         );
-        let effects = sync.replicate(2, &[peer(1), peer(2)], 4);
+        let effects = sync.replicate(2, &Peers::of([peer(1), peer(2)]), 4);
         assert_eq!(
             started(&effects).len(),
             2,
@@ -289,8 +289,8 @@ mod tests {
         let p1 = peer(1);
         assert_eq!(started(&sync.differs(&p1)), ["p1"]);
         // The write's document: pushed to nobody (no peers given), but later than that sync.
-        assert!(sync.changed(&[]).is_empty());
-        assert!(sync.replicate(5, std::slice::from_ref(&p1), 1).is_empty());
+        assert!(sync.changed(&Peers::default()).is_empty());
+        assert!(sync.replicate(5, &Peers::of([p1.clone()]), 1).is_empty());
         // The sync that ran before the write does not count for it...
         let next = sync.ended("p1", true);
         assert_eq!(started(&next), ["p1"]);
@@ -302,9 +302,9 @@ mod tests {
     fn a_write_counts_a_sync_that_began_after_its_change() {
         let mut sync = DocSync::new(3, 7);
         let p1 = peer(1);
-        assert_eq!(started(&sync.changed(std::slice::from_ref(&p1))), ["p1"]);
+        assert_eq!(started(&sync.changed(&Peers::of([p1.clone()]))), ["p1"]);
         assert!(
-            sync.replicate(5, std::slice::from_ref(&p1), 1).is_empty(),
+            sync.replicate(5, &Peers::of([p1.clone()]), 1).is_empty(),
             "the push already running carries the write: nothing new starts"
         );
         assert_eq!(sync.ended("p1", true), [SyncEffect::Replicated { id: 5 }]);

@@ -27,7 +27,7 @@
 pub mod journal;
 
 use crate::doc_sync::{DocSync, SyncEffect};
-use crate::membership::MemberId;
+use crate::membership::{MemberId, Peers};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
@@ -317,7 +317,7 @@ impl Document {
     }
 
     /// A write (`id` unique among those not answered yet).
-    pub fn write(&mut self, id: u64, op: Op, peers: &[MemberId], out: &mut Vec<DocEffect>) {
+    pub fn write(&mut self, id: u64, op: Op, peers: &Peers, out: &mut Vec<DocEffect>) {
         self.submit(Job::Write { id, op }, peers, out);
     }
 
@@ -327,7 +327,7 @@ impl Document {
         id: u64,
         from: String,
         message: Vec<u8>,
-        peers: &[MemberId],
+        peers: &Peers,
         out: &mut Vec<DocEffect>,
     ) {
         self.submit(Job::Request { id, from, message }, peers, out);
@@ -339,14 +339,14 @@ impl Document {
         &mut self,
         peer: String,
         reply: SyncAnswer,
-        peers: &[MemberId],
+        peers: &Peers,
         out: &mut Vec<DocEffect>,
     ) {
         self.submit(Job::Reply { peer, reply }, peers, out);
     }
 
     /// `peer`'s digest shows another document: an exchange with it.
-    pub fn differs(&mut self, peer: &MemberId, peers: &[MemberId], out: &mut Vec<DocEffect>) {
+    pub fn differs(&mut self, peer: &MemberId, peers: &Peers, out: &mut Vec<DocEffect>) {
         let syncs = self.sync.differs(peer);
         self.syncs(syncs, peers, out);
     }
@@ -369,7 +369,7 @@ impl Document {
     pub fn persisted(
         &mut self,
         result: Result<(), PersistFailure>,
-        peers: &[MemberId],
+        peers: &Peers,
         out: &mut Vec<DocEffect>,
     ) {
         let Some(pending) = self.pending.take() else {
@@ -388,7 +388,7 @@ impl Document {
     }
 
     /// Runs `job` now, or after the persist that is out (if the queue has room).
-    fn submit(&mut self, job: Job, peers: &[MemberId], out: &mut Vec<DocEffect>) {
+    fn submit(&mut self, job: Job, peers: &Peers, out: &mut Vec<DocEffect>) {
         if self.pending.is_none() {
             self.run(job, peers, out);
         } else if self.waiting.len() < MAX_WAITING {
@@ -400,7 +400,7 @@ impl Document {
     }
 
     /// A job the queue has no room for.
-    fn refuse(&mut self, job: Job, peers: &[MemberId], out: &mut Vec<DocEffect>) {
+    fn refuse(&mut self, job: Job, peers: &Peers, out: &mut Vec<DocEffect>) {
         match job {
             Job::Write { id, .. } => out.push(DocEffect::Written {
                 id,
@@ -418,7 +418,7 @@ impl Document {
         }
     }
 
-    fn run(&mut self, job: Job, peers: &[MemberId], out: &mut Vec<DocEffect>) {
+    fn run(&mut self, job: Job, peers: &Peers, out: &mut Vec<DocEffect>) {
         let before = self.state.heads();
         match job {
             Job::Write { id, op } => match self.change(op) {
@@ -520,7 +520,7 @@ impl Document {
     }
 
     /// The next message of the exchange this node runs with `peer`, or its end.
-    fn next(&mut self, peer: &str, peers: &[MemberId], out: &mut Vec<DocEffect>) {
+    fn next(&mut self, peer: &str, peers: &Peers, out: &mut Vec<DocEffect>) {
         let Some((member, rounds)) = self.exchanges.get(peer).cloned() else {
             debug!(%peer, "a sync reply for no exchange: ignored");
             return;
@@ -541,19 +541,19 @@ impl Document {
 
     /// The exchange with `peer` ended; `completed`: the peer holds what this node held when
     /// it began.
-    fn end(&mut self, peer: &str, completed: bool, peers: &[MemberId], out: &mut Vec<DocEffect>) {
+    fn end(&mut self, peer: &str, completed: bool, peers: &Peers, out: &mut Vec<DocEffect>) {
         self.exchanges.remove(peer);
         let syncs = self.sync.ended(peer, completed);
         self.syncs(syncs, peers, out);
     }
 
-    fn replicate(&mut self, id: u64, peers: &[MemberId], out: &mut Vec<DocEffect>) {
+    fn replicate(&mut self, id: u64, peers: &Peers, out: &mut Vec<DocEffect>) {
         let syncs = self.sync.replicate(id, peers, self.replicate_to);
         self.syncs(syncs, peers, out);
     }
 
     /// What [`DocSync`] decided: exchanges to begin, writes to acknowledge.
-    fn syncs(&mut self, syncs: Vec<SyncEffect>, peers: &[MemberId], out: &mut Vec<DocEffect>) {
+    fn syncs(&mut self, syncs: Vec<SyncEffect>, peers: &Peers, out: &mut Vec<DocEffect>) {
         for effect in syncs {
             match effect {
                 SyncEffect::Start { peer, differs } => {
@@ -590,7 +590,7 @@ impl Document {
     }
 
     /// The change is on disk: what waited for it goes out.
-    fn landed(&mut self, pending: Pending, peers: &[MemberId], out: &mut Vec<DocEffect>) {
+    fn landed(&mut self, pending: Pending, peers: &Peers, out: &mut Vec<DocEffect>) {
         match pending.lands {
             Lands::Append { frame, chunk } => {
                 self.file.len += frame;
@@ -640,7 +640,7 @@ impl Document {
         &mut self,
         pending: Pending,
         failure: PersistFailure,
-        peers: &[MemberId],
+        peers: &Peers,
         out: &mut Vec<DocEffect>,
     ) {
         let PersistFailure { why, torn } = failure;
@@ -675,7 +675,7 @@ impl Document {
 
     /// The document changed and is on disk: a new snapshot (only the objects that changed are
     /// read again), and a sync with a few random peers.
-    fn changed(&mut self, peers: &[MemberId], out: &mut Vec<DocEffect>) {
+    fn changed(&mut self, peers: &Peers, out: &mut Vec<DocEffect>) {
         let mut next = Snapshot::clone(&self.snapshot);
         self.state.refresh(&mut next);
         self.snapshot = Arc::new(next);

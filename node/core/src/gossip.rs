@@ -16,6 +16,7 @@
 //!   rumour misses, one exchange brings.
 
 use crate::hash::fnv1a;
+use crate::membership::{MemberId, Peers};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -93,57 +94,125 @@ impl Fanout {
         }
     }
 
-    /// Up to `n` of `peers`, distinct, at random, in the order picked: a partial
-    /// Fisher–Yates shuffle that keeps only the positions it swapped, so that picking a few
-    /// of thousands of peers costs a few steps, not thousands.
-    pub fn pick<T: Clone>(&mut self, peers: &[T], n: usize) -> Vec<T> {
-        let mut swapped: BTreeMap<usize, usize> = BTreeMap::new();
-        (0..n.min(peers.len()))
-            .map(|i| {
-                let j = self.rng.random_range(i..peers.len());
-                let at_i = swapped.get(&i).copied().unwrap_or(i);
-                let at_j = swapped.insert(j, at_i).unwrap_or(j);
-                peers[at_j].clone()
-            })
-            .collect()
+    /// Up to `n` of `peers`, distinct, at random, in the order picked.
+    pub fn pick(&mut self, peers: &Peers, n: usize) -> Vec<MemberId> {
+        let (members, live) = peers.drawn_from();
+        let picked = self.pick_where(members, n, live);
+        picked.into_iter().map(|(m, _)| m).collect()
     }
 
     /// The peers a change goes to: [`push_width`]`(extra, peers.len())` of `peers`, at
     /// random.
-    pub fn push<T: Clone>(&mut self, peers: &[T], extra: usize) -> Vec<T> {
+    pub fn push(&mut self, peers: &Peers, extra: usize) -> Vec<MemberId> {
         self.pick(peers, push_width(extra, peers.len()))
+    }
+
+    /// Up to `n` of the items of `pool` that `takes`, distinct, at random, in the order
+    /// picked: a partial Fisher–Yates shuffle that keeps only the positions it swapped and
+    /// passes over the items refused, so that picking a few of thousands costs a few steps,
+    /// not thousands.
+    fn pick_where<T: Clone>(&mut self, pool: &[T], n: usize, takes: impl Fn(&T) -> bool) -> Vec<T> {
+        let mut swapped: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut picked = Vec::new();
+        for i in 0..pool.len() {
+            if picked.len() >= n {
+                break;
+            }
+            let j = self.rng.random_range(i..pool.len());
+            let at_i = swapped.get(&i).copied().unwrap_or(i);
+            let at_j = swapped.insert(j, at_i).unwrap_or(j);
+            if takes(&pool[at_j]) {
+                picked.push(pool[at_j].clone());
+            }
+        }
+        picked
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::membership::Liveness;
     use std::collections::BTreeSet;
+    use std::sync::Arc;
 
     #[test]
     fn a_pick_is_distinct_bounded_seeded_and_covers_every_peer_over_time() {
         let peers: Vec<u32> = (0..50).collect();
+        let all = |_: &u32| true;
         let mut fanout = Fanout::new(7);
         let mut seen = BTreeSet::new();
         for _ in 0..100 {
-            let picked = fanout.pick(&peers, 3);
+            let picked = fanout.pick_where(&peers, 3, all);
             assert_eq!(picked.len(), 3);
             assert_eq!(picked.iter().collect::<BTreeSet<_>>().len(), 3, "distinct");
             seen.extend(picked);
         }
         assert_eq!(seen.len(), 50, "every peer gets picked sooner or later");
         assert_eq!(
-            Fanout::new(1).pick(&[1, 2], 5).len(),
+            Fanout::new(1).pick_where(&[1, 2], 5, all).len(),
             2,
             "no more than there are"
         );
-        assert!(Fanout::new(1).pick::<u32>(&[], 3).is_empty());
+        assert!(Fanout::new(1).pick_where(&[], 3, all).is_empty());
         let again = |seed| {
             (0..5)
-                .map(|_| Fanout::new(seed).pick(&peers, 3))
+                .map(|_| Fanout::new(seed).pick_where(&peers, 3, all))
                 .collect::<Vec<_>>()
         };
         assert_eq!(again(3), again(3), "the same seed picks the same peers");
+    }
+
+    #[test]
+    fn a_pick_takes_only_what_it_may_and_every_one_of_those_over_time() {
+        let pool: Vec<u32> = (0..50).collect();
+        let even = |n: &u32| n.is_multiple_of(2);
+        let mut fanout = Fanout::new(5);
+        let mut seen = BTreeSet::new();
+        for _ in 0..100 {
+            let picked = fanout.pick_where(&pool, 3, even);
+            assert_eq!(picked.len(), 3, "{picked:?}");
+            assert!(picked.iter().all(even), "{picked:?}");
+            seen.extend(picked);
+        }
+        assert_eq!(seen.len(), 25, "every even one gets picked sooner or later");
+        let all_even = fanout.pick_where(&pool, 50, even);
+        assert_eq!(all_even.iter().collect::<BTreeSet<_>>().len(), 25);
+    }
+
+    #[test]
+    fn the_peers_picked_are_live_and_not_this_node() {
+        let named = |name: &str| {
+            let mut m = MemberId::seed("127.0.0.1:1".parse().unwrap());
+            m.name = name.into();
+            m.peer_id = format!("p-{name}");
+            m
+        };
+        let list: Arc<[(MemberId, Liveness)]> = Arc::new([
+            (named("a"), Liveness::Alive),
+            (named("b"), Liveness::Down),
+            (named("c"), Liveness::Suspect),
+            (named("me"), Liveness::Alive),
+            (
+                MemberId::seed("127.0.0.1:2".parse().unwrap()),
+                Liveness::Alive,
+            ),
+        ]);
+        let peers = Peers::new(list, "me");
+        assert_eq!(peers.len(), 2);
+        let names = |picked: Vec<MemberId>| -> BTreeSet<String> {
+            picked.into_iter().map(|m| m.name.clone()).collect()
+        };
+        let mut fanout = Fanout::new(3);
+        for _ in 0..20 {
+            assert_eq!(
+                names(fanout.pick(&peers, 5)),
+                BTreeSet::from(["a".into(), "c".into()])
+            );
+        }
+        assert_eq!(peers.find("p-c").map(|m| m.name.as_str()), Some("c"));
+        assert!(peers.find("p-b").is_none(), "down");
+        assert!(peers.find("p-me").is_none(), "this node");
     }
 
     #[test]

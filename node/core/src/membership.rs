@@ -269,6 +269,68 @@ pub fn suspicions<'a>(
         .collect()
 }
 
+/// A node's live peers ([`live_peers`]), read from its membership list, which membership and
+/// the views share: not a list of their own (each simulated node holding one was 8 bytes a
+/// pair of nodes at 3,000 nodes, and listing them copied every member at each change).
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    members: Arc<List>,
+    /// This node's name.
+    me: String,
+    /// How many of `members` are live peers.
+    len: usize,
+}
+
+impl Peers {
+    /// The live peers among `members`, the list of the node named `me`.
+    pub fn new(members: Arc<List>, me: &str) -> Self {
+        let len = live_peers(&members, me).count();
+        Peers {
+            members,
+            me: me.to_string(),
+            len,
+        }
+    }
+
+    /// `members`, each alive, as the peers of a node that is none of them.
+    #[cfg(test)]
+    pub fn of(members: impl IntoIterator<Item = MemberId>) -> Self {
+        let list: Arc<List> = members.into_iter().map(|m| (m, Liveness::Alive)).collect();
+        Peers::new(list, "")
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every live peer, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &MemberId> {
+        live_peers(&self.members, &self.me)
+    }
+
+    /// The live peer of libp2p id `peer_id`, if one is.
+    pub fn find(&self, peer_id: &str) -> Option<&MemberId> {
+        self.iter().find(|m| m.peer_id == peer_id)
+    }
+
+    /// The membership list, and whether one of its entries is a live peer: what a random
+    /// pick draws from ([`crate::gossip::Fanout::pick`]).
+    pub(crate) fn drawn_from(&self) -> (&List, impl Fn(&(MemberId, Liveness)) -> bool) {
+        (&self.members, |(m, l): &(MemberId, Liveness)| {
+            is_live_peer(m, *l, &self.me)
+        })
+    }
+}
+
+/// Whether `member`, in state `liveness`, is a live peer of the node named `me`.
+fn is_live_peer(member: &MemberId, liveness: Liveness, me: &str) -> bool {
+    liveness != Liveness::Down && member.name != me && !member.peer_id.is_empty()
+}
+
 /// The members other than `me` (by name) that are not down and can be reached by their
 /// libp2p id: where a change can go.
 pub fn live_peers<'a>(
@@ -277,7 +339,7 @@ pub fn live_peers<'a>(
 ) -> impl Iterator<Item = &'a MemberId> + 'a {
     members
         .iter()
-        .filter(move |(m, l)| *l != Liveness::Down && m.name != me && !m.peer_id.is_empty())
+        .filter(move |(m, l)| is_live_peer(m, *l, me))
         .map(|(m, _)| m)
 }
 

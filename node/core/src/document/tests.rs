@@ -83,7 +83,7 @@ struct Node {
     i: u8,
     doc: Document,
     file: File,
-    peers: Vec<MemberId>,
+    peers: Peers,
 }
 
 impl Node {
@@ -102,14 +102,14 @@ impl Node {
                 bytes,
                 ..File::default()
             },
-            peers: vec![member(i + 1), member(i + 2)],
+            peers: Peers::of([member(i + 1), member(i + 2)]),
         }
     }
 
     /// A node that pushes its changes to no peer (the tests run its exchanges).
     fn alone(i: u8) -> Self {
         Node {
-            peers: Vec::new(),
+            peers: Peers::default(),
             ..Node::new(i)
         }
     }
@@ -208,8 +208,12 @@ fn a_failed_append_that_cannot_be_cut_off_makes_the_next_change_rewrite_the_file
     assert!(node.doc.file.rewrite, "the torn append stays: rewrite next");
     node.file.capacity = None;
     let mut out = Vec::new();
-    node.doc
-        .write(2, Op::Apply(vec![deployment("accepted")]), &[], &mut out);
+    node.doc.write(
+        2,
+        Op::Apply(vec![deployment("accepted")]),
+        &Peers::default(),
+        &mut out,
+    );
     assert!(
         matches!(&out[..], [DocEffect::Persist(Persist::Replace(_))]),
         "{out:?}"
@@ -225,7 +229,7 @@ fn a_sync_that_brings_a_change_is_answered_only_once_it_is_on_disk() {
     a.write(1, "web");
     // a begins an exchange with b, as a digest that differs would make it.
     let mut out = Vec::new();
-    a.doc.differs(&member(1), &[member(1)], &mut out);
+    a.doc.differs(&member(1), &Peers::of([member(1)]), &mut out);
     let Some(DocEffect::Send { message, .. }) = out.pop() else {
         panic!("a sends: {out:?}");
     };
@@ -234,7 +238,8 @@ fn a_sync_that_brings_a_change_is_answered_only_once_it_is_on_disk() {
     let mut message = message;
     for _ in 0..MAX_ROUNDS {
         let mut out = Vec::new();
-        b.doc.request(7, "p0".into(), message, &[], &mut out);
+        b.doc
+            .request(7, "p0".into(), message, &Peers::default(), &mut out);
         if let [DocEffect::Persist(_)] = &out[..] {
             answers = out;
             break;
@@ -249,8 +254,12 @@ fn a_sync_that_brings_a_change_is_answered_only_once_it_is_on_disk() {
             panic!("b answers at once when nothing changed: {out:?}");
         };
         let mut out = Vec::new();
-        a.doc
-            .reply("p1".into(), Ok(Some(reply.clone())), &[], &mut out);
+        a.doc.reply(
+            "p1".into(),
+            Ok(Some(reply.clone())),
+            &Peers::default(),
+            &mut out,
+        );
         let Some(DocEffect::Send { message: next, .. }) = out.pop() else {
             panic!("a goes on: {out:?}");
         };
@@ -262,15 +271,19 @@ fn a_sync_that_brings_a_change_is_answered_only_once_it_is_on_disk() {
     );
     // While the persist is out, b's document waits: a write is queued.
     let mut out = Vec::new();
-    b.doc
-        .write(8, Op::Apply(vec![deployment("later")]), &[], &mut out);
+    b.doc.write(
+        8,
+        Op::Apply(vec![deployment("later")]),
+        &Peers::default(),
+        &mut out,
+    );
     assert!(out.is_empty(), "queued behind the persist: {out:?}");
     let Some(DocEffect::Persist(p)) = answers.pop() else {
         unreachable!()
     };
     let result = b.file.carry(&p);
     let mut out = Vec::new();
-    b.doc.persisted(result, &[], &mut out);
+    b.doc.persisted(result, &Peers::default(), &mut out);
     let answer = out.iter().position(|e| {
         matches!(
             e,
@@ -297,7 +310,7 @@ fn a_sync_that_cannot_be_persisted_is_refused_and_the_peers_asked_to_resend() {
     a.write(1, "web");
     b.file.capacity = Some(b.file.bytes.len());
     let mut out = Vec::new();
-    a.doc.differs(&member(1), &[member(1)], &mut out);
+    a.doc.differs(&member(1), &Peers::of([member(1)]), &mut out);
     let mut message = match out.pop() {
         Some(DocEffect::Send { message, .. }) => message,
         other => panic!("{other:?}"),
@@ -306,7 +319,7 @@ fn a_sync_that_cannot_be_persisted_is_refused_and_the_peers_asked_to_resend() {
     for _ in 0..MAX_ROUNDS {
         let mut out = Vec::new();
         b.doc
-            .request(7, "p0".into(), message.clone(), &[], &mut out);
+            .request(7, "p0".into(), message.clone(), &Peers::default(), &mut out);
         let out = b.settle(out);
         match &out[..] {
             [
@@ -316,8 +329,12 @@ fn a_sync_that_cannot_be_persisted_is_refused_and_the_peers_asked_to_resend() {
                 },
             ] => {
                 let mut next = Vec::new();
-                a.doc
-                    .reply("p1".into(), Ok(Some(reply.clone())), &[], &mut next);
+                a.doc.reply(
+                    "p1".into(),
+                    Ok(Some(reply.clone())),
+                    &Peers::default(),
+                    &mut next,
+                );
                 match next.pop() {
                     Some(DocEffect::Send { message: m, .. }) => message = m,
                     other => panic!("{other:?}"),
@@ -355,21 +372,26 @@ fn sync(a: &mut Node, b: &mut Node) {
     let mut out = Vec::new();
     let (a_id, b_member) = (member(a.i).peer_id.clone(), member(b.i));
     let b_id = b_member.peer_id.clone();
-    a.doc.differs(&b_member, &[], &mut out);
+    a.doc.differs(&b_member, &Peers::default(), &mut out);
     let mut out = a.settle(out);
     for _ in 0..=MAX_ROUNDS {
         let Some(DocEffect::Send { message, .. }) = out.pop() else {
             return;
         };
         let mut answered = Vec::new();
-        b.doc.request(1, a_id.clone(), message, &[], &mut answered);
+        b.doc
+            .request(1, a_id.clone(), message, &Peers::default(), &mut answered);
         let reply = b.settle(answered).into_iter().find_map(|e| match e {
             DocEffect::Answer { answer, .. } => Some(answer),
             _ => None,
         });
         let mut next = Vec::new();
-        a.doc
-            .reply(b_id.clone(), reply.expect("answered"), &[], &mut next);
+        a.doc.reply(
+            b_id.clone(),
+            reply.expect("answered"),
+            &Peers::default(),
+            &mut next,
+        );
         out = a.settle(next);
     }
     panic!("the exchange did not end within {MAX_ROUNDS} rounds");
@@ -381,7 +403,7 @@ fn jobs_past_the_queue_s_bound_are_refused() {
     let mut out = Vec::new();
     for id in 0..=MAX_WAITING as u64 + 1 {
         let op = Op::Apply(vec![deployment(&format!("d{id}"))]);
-        node.doc.write(id, op, &[], &mut out);
+        node.doc.write(id, op, &Peers::default(), &mut out);
     }
     let busy: Vec<_> = out
         .iter()
@@ -432,7 +454,7 @@ fn a_node_that_starts_unable_to_persist_retries_until_it_can() {
             capacity: Some(0),
             ..File::default()
         },
-        peers: Vec::new(),
+        peers: Peers::default(),
     };
     let mut out = Vec::new();
     node.doc.start(&mut out);

@@ -20,7 +20,7 @@ use super::{
     CONTAINER_CREATING, Held, NodeStatus, Phase, PodStatus, StatusMessage, StatusTable, bounded,
 };
 use crate::gossip::{Fanout, push_width};
-use crate::membership::MemberId;
+use crate::membership::{MemberId, Peers};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,7 +171,7 @@ impl StatusGossip {
     /// the next push, which [`Self::push_due`] then asks for) to random `peers`: ⌈ln N⌉ +
     /// `extra` of them if it holds this node's own report, [`RELAY_WIDTH`] if not. This
     /// node's report waits while its pods are being created, for [`START_HOLD`] at most.
-    pub fn push(&mut self, peers: &[MemberId], now: Duration) -> Vec<Send> {
+    pub fn push(&mut self, peers: &Peers, now: Duration) -> Vec<Send> {
         self.push_scheduled = false;
         let held = self.hold_own(now);
         let news = self.news.iter().map(|held| &held.0);

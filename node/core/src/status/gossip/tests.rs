@@ -19,7 +19,7 @@ fn member(i: usize) -> MemberId {
 struct Cluster {
     nodes: Vec<StatusGossip>,
     /// Each node's live peers: everyone else.
-    peers: Vec<Vec<MemberId>>,
+    peers: Vec<Peers>,
     in_flight: VecDeque<(usize, Send)>,
     /// Messages each node sent (answers included).
     sent: Vec<usize>,
@@ -36,7 +36,7 @@ impl Cluster {
             peers: (0..n)
                 .map(|i| {
                     let others = all.iter().filter(|m| m.name != all[i].name);
-                    others.cloned().collect()
+                    Peers::of(others.cloned())
                 })
                 .collect(),
             in_flight: VecDeque::new(),
@@ -185,7 +185,7 @@ fn a_report_once_forgotten_is_not_brought_back_by_a_slower_peer() {
 #[test]
 fn news_waits_for_the_push_and_leaves_in_one_message_per_peer() {
     let mut g = StatusGossip::new("n0000".into(), 1, 3, 0);
-    let peers: Vec<MemberId> = (1..4).map(member).collect();
+    let peers = Peers::of((1..4).map(member));
     assert!(!g.push_due(), "no news, no push");
     g.set_pods(vec![]);
     assert!(!g.push_due(), "no change, no news");
@@ -193,7 +193,10 @@ fn news_waits_for_the_push_and_leaves_in_one_message_per_peer() {
     let mut other = StatusGossip::new("n0001".into(), 1, 3, 1);
     other.set_not_ready(Some("disk full".into()));
     other.set_not_ready(None);
-    let reports = other.push(&[member(0)], Duration::ZERO).remove(0).message;
+    let reports = other
+        .push(&Peers::of([member(0)]), Duration::ZERO)
+        .remove(0)
+        .message;
     assert_eq!(g.receive(reports, Duration::ZERO), None);
     g.set_leaving();
     assert!(g.push_due(), "a push is asked for");
@@ -225,7 +228,10 @@ fn no_exchange_while_pushes_bring_news_nor_soon_after_one_that_brought_nothing()
     let peer = member(1);
     let mut other = StatusGossip::new("n0001".into(), 1, 3, 1);
     other.set_pods(vec![running_pod("n0001")]);
-    let news = other.push(&[member(0)], Duration::ZERO).remove(0).message;
+    let news = other
+        .push(&Peers::of([member(0)]), Duration::ZERO)
+        .remove(0)
+        .message;
     g.receive(news.clone(), ms(1000));
     assert!(
         g.exchange(&peer, ms(1400)).is_none(),
@@ -276,7 +282,10 @@ fn no_exchange_while_pushes_bring_news_nor_soon_after_one_that_brought_nothing()
     let hour = Duration::from_secs(3600);
     g.answered(&peer, None, ms(2800));
     g.receive(
-        other.push(&[member(0)], Duration::ZERO).remove(0).message,
+        other
+            .push(&Peers::of([member(0)]), Duration::ZERO)
+            .remove(0)
+            .message,
         hour,
     );
     assert!(
@@ -305,12 +314,15 @@ fn one_exchange_at_a_time_and_a_report_forgotten_is_not_pushed() {
     let mut other = StatusGossip::new("n0001".into(), 1, 3, 1);
     other.set_pods(vec![running_pod("n0001")]);
     g.receive(
-        other.push(&[member(0)], Duration::ZERO).remove(0).message,
+        other
+            .push(&Peers::of([member(0)]), Duration::ZERO)
+            .remove(0)
+            .message,
         later,
     );
     assert!(g.forget("n0001"));
     assert!(
-        g.push(&[peer], Duration::ZERO).is_empty(),
+        g.push(&Peers::of([peer]), Duration::ZERO).is_empty(),
         "the dead node's report is not news"
     );
 }
@@ -318,7 +330,7 @@ fn one_exchange_at_a_time_and_a_report_forgotten_is_not_pushed() {
 #[test]
 fn a_report_of_pods_being_created_waits_for_them_to_run_for_a_second_at_most() {
     let mut g = StatusGossip::new("n0000".into(), 1, 3, 0);
-    let peers: Vec<MemberId> = (1..4).map(member).collect();
+    let peers = Peers::of((1..4).map(member));
     let creating = |name: &str| PodStatus {
         name: name.into(),
         phase: Phase::Pending,
