@@ -24,6 +24,9 @@ pub struct DesiredPod {
     /// Shared by the deployment's pods on this node: a template copied per pod was a tenth of
     /// a simulated node's memory once its pods ran.
     pub template: Arc<PodTemplate>,
+    /// The template's labels, shared with the pod's status reports (a map copied per pod
+    /// allocated a 500-byte node of its B-tree, held in each version of the node's report).
+    pub labels: Arc<Labels>,
     pub template_hash: String,
     /// The services' variables its containers get when they are created (not part of the
     /// template hash: a service coming or going restarts nothing, as in Kubernetes).
@@ -56,20 +59,23 @@ pub fn desired_pods(
         let Some(d) = snapshot.deployments.get(&key.deployment) else {
             continue;
         };
-        let (template, template_hash, service_env) = match pods.last() {
+        let (template, labels, template_hash, service_env) = match pods.last() {
             Some(last) if last.key.deployment == key.deployment => (
                 last.template.clone(),
+                last.labels.clone(),
                 last.template_hash.clone(),
                 last.service_env.clone(),
             ),
             _ => (
                 Arc::new(d.spec.template.clone()),
+                Arc::new(d.spec.template.labels.clone()),
                 template_hash(&d.spec.template),
                 services::environment(snapshot, &key.deployment.namespace, service_ip),
             ),
         };
         pods.push(DesiredPod {
             template,
+            labels,
             template_hash,
             service_env,
             key,
@@ -641,7 +647,7 @@ pub fn pod_statuses(
                 namespace: pod.key.deployment.namespace.clone(),
                 deployment: pod.key.deployment.name.clone(),
                 node: node.to_string(),
-                labels: pod.template.labels.clone(),
+                labels: pod.labels.clone(),
                 container_ids: vec![],
                 phase: Phase::Running,
                 ready: true,

@@ -43,7 +43,8 @@ pub struct PodStatus {
     /// The deployment's name (in the same namespace).
     pub deployment: String,
     pub node: String,
-    pub labels: Labels,
+    /// Shared by the pods of one deployment on the node that reports them.
+    pub labels: Arc<Labels>,
     pub container_ids: Vec<String>,
     pub phase: Phase,
     pub ready: bool,
@@ -435,7 +436,7 @@ pub(crate) fn running_pod(node: &str) -> PodStatus {
         namespace: "default".into(),
         deployment: "web".into(),
         node: node.into(),
-        labels: Labels::new(),
+        labels: Arc::default(),
         container_ids: vec!["c".into()],
         phase: Phase::Running,
         ready: true,

@@ -987,7 +987,7 @@ mod tests {
             namespace: "default".into(),
             deployment: "web".into(),
             node: node.into(),
-            labels: [("app".to_string(), "web".to_string())].into(),
+            labels: std::sync::Arc::new([("app".to_string(), "web".to_string())].into()),
             container_ids: vec![format!("c{i}")],
             phase: Phase::Running,
             ready: true,

@@ -49,7 +49,7 @@ fn reported(container_ids: &[&str], ready: bool) -> status::PodStatus {
         namespace: "default".into(),
         deployment: "web".into(),
         node: "n1".into(),
-        labels: Labels::from([("app".into(), "web".into())]),
+        labels: std::sync::Arc::new(Labels::from([("app".into(), "web".into())])),
         container_ids: container_ids.iter().map(|id| id.to_string()).collect(),
         phase: Phase::Running,
         ready,

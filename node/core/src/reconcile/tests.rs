@@ -37,6 +37,7 @@ fn pod(index: u32, image: &str, policy: RestartPolicy) -> DesiredPod {
             deployment: ObjectKey::new("default", "web"),
             index,
         },
+        labels: Arc::new(template.labels.clone()),
         template_hash: template_hash(&template),
         service_env: vec![
             ("WEB_SERVICE_HOST".into(), "127.0.0.9".into()),

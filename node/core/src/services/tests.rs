@@ -56,10 +56,12 @@ fn pod(name: &str, node: u8, ready: bool, labels: &[(&str, &str)]) -> PodStatus 
         namespace: "default".into(),
         deployment: "web".into(),
         node: format!("node-{node}"),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<Labels>(),
+        labels: std::sync::Arc::new(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Labels>(),
+        ),
         container_ids: vec![format!("c-{name}")],
         phase: Phase::Running,
         ready,

@@ -63,7 +63,9 @@ pub struct Send {
 
 /// One node's status: its report, everyone's, and the exchanges it runs.
 pub struct StatusGossip {
-    mine: NodeStatus,
+    /// This node's report, the very one its table and news hold: each change makes a new
+    /// one (held in one copy, not in one more of its own: a node's pods were a copy too many).
+    mine: Arc<NodeStatus>,
     /// Shared with whoever the core published it to, and copied on a change only if they
     /// still hold it (`Arc::make_mut`): the agent's watch always does, so it copies at each
     /// change as before; the simulator's cores, whose tables nobody else holds, never do.
@@ -96,8 +98,9 @@ impl StatusGossip {
             not_ready: None,
             leaving: false,
         };
+        let mine = Arc::new(mine);
         let mut table = StatusTable::default();
-        table.merge(Arc::new(mine.clone()));
+        table.merge(mine.clone());
         StatusGossip {
             mine,
             table: Arc::new(table),
@@ -122,41 +125,50 @@ impl StatusGossip {
 
     /// This node's pods now; pushed if they changed.
     pub fn set_pods(&mut self, pods: Vec<PodStatus>) {
-        self.change(|mine| {
-            let changed = mine.pods != pods;
-            mine.pods = pods;
-            changed
-        })
+        let mine = &self.mine;
+        if mine.pods != pods {
+            self.change(NodeStatus {
+                node: mine.node.clone(),
+                epoch: mine.epoch,
+                version: mine.version,
+                pods,
+                not_ready: mine.not_ready.clone(),
+                leaving: mine.leaving,
+            })
+        }
     }
 
     /// Why this node is not Ready now (`None`: it is); pushed if that changed.
     pub fn set_not_ready(&mut self, why: Option<String>) {
-        self.change(|mine| {
-            let changed = mine.not_ready != why;
-            mine.not_ready = why;
-            changed
-        })
+        if self.mine.not_ready != why {
+            self.change(NodeStatus {
+                not_ready: why,
+                ..NodeStatus::clone(&self.mine)
+            })
+        }
     }
 
     /// This node is leaving: it takes no pods any more.
     pub fn set_leaving(&mut self) {
-        self.change(|mine| !std::mem::replace(&mut mine.leaving, true))
+        if !self.mine.leaving {
+            self.change(NodeStatus {
+                leaving: true,
+                ..NodeStatus::clone(&self.mine)
+            })
+        }
     }
 
     /// Peers had declared this node dead and forgot its report: a new version wins it back.
     pub fn renew(&mut self) {
-        self.change(|_| true)
+        self.change(NodeStatus::clone(&self.mine))
     }
 
-    /// A new version of this node's report, if `edit` changed it, to push.
-    fn change(&mut self, edit: impl FnOnce(&mut NodeStatus) -> bool) {
-        if !edit(&mut self.mine) {
-            return;
-        }
-        self.mine.version += 1;
-        let mine = Arc::new(self.mine.clone());
-        Arc::make_mut(&mut self.table).merge(mine.clone());
-        self.news.replace(Held(mine));
+    /// `next` as the next version of this node's report, to push.
+    fn change(&mut self, mut next: NodeStatus) {
+        next.version = self.mine.version + 1;
+        self.mine = Arc::new(next);
+        Arc::make_mut(&mut self.table).merge(self.mine.clone());
+        self.news.replace(Held(self.mine.clone()));
     }
 
     /// Whether a push must be scheduled, in [`PUSH_AFTER`], for the news there is: true once
