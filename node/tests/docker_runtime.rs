@@ -94,10 +94,12 @@ impl TestNode {
             working_dir: Some("/".to_owned()),
             ports: vec![(80, Protocol::Tcp)],
             publish_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            labels: [(LABEL_NODE, self.0.as_str()), (LABEL_POD, pod)]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
+            labels: std::sync::Arc::new(
+                [(LABEL_NODE, self.0.as_str()), (LABEL_POD, pod)]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            ),
             cpu_limit_millis: 500,
             memory_limit_bytes: 256 << 20,
         }
@@ -347,7 +349,7 @@ async fn a_create_whose_name_is_taken_adopts_the_same_pod_and_replaces_an_older_
     let node = TestNode::new();
     let serve = ["serve-demo", "--listen", "0.0.0.0:80"];
     let mut spec = node.spec("taken-0", &serve);
-    spec.labels
+    std::sync::Arc::make_mut(&mut spec.labels)
         .insert(LABEL_TEMPLATE_HASH.to_owned(), "new".to_owned());
     let labels: Vec<(&str, &str)> = spec
         .labels

@@ -533,7 +533,7 @@ fn container_spec(
             .map(|p| (p.container_port, p.protocol))
             .collect(),
         publish_ip,
-        labels,
+        labels: Arc::new(labels),
         cpu_limit_millis: c.resources.limits.cpu_millis,
         memory_limit_bytes: c.resources.limits.memory_bytes,
     }

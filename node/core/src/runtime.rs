@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use weeble_crdt::Protocol;
 
 /// Label: the node that owns the container (the only containers a node ever touches).
@@ -36,7 +37,8 @@ pub struct ContainerSpec {
     pub ports: Vec<(u16, Protocol)>,
     pub publish_ip: IpAddr,
     /// Must include `weeble.node`; the reconciler adds pod, deployment, template hash.
-    pub labels: BTreeMap<String, String>,
+    /// Shared with the container the runtime then observes ([`Observed::created`]).
+    pub labels: Arc<BTreeMap<String, String>>,
     /// 0 means no limit.
     pub cpu_limit_millis: u64,
     /// 0 means no limit.
@@ -72,7 +74,8 @@ pub struct Observed {
     pub id: String,
     pub name: String,
     pub image: String,
-    pub labels: BTreeMap<String, String>,
+    /// Shared by the copies of one observation (the runtime's and the reconciler's).
+    pub labels: Arc<BTreeMap<String, String>>,
     pub state: ContainerState,
     pub ports: Vec<PublishedPort>,
     /// Its own address (on the engine's bridge), where this node's probes reach it; none

@@ -21,7 +21,7 @@ use bollard::query_parameters::{
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptions, StartContainerOptions,
 };
 use futures::{StreamExt, TryStreamExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -534,7 +534,12 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         cmd: non_empty(&spec.args),
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         working_dir: spec.working_dir.clone(),
-        labels: Some(spec.labels.clone().into_iter().collect()),
+        labels: Some(
+            spec.labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
         exposed_ports: Some(port_keys),
         host_config: Some(HostConfig {
             port_bindings: Some(bindings),
@@ -616,11 +621,7 @@ fn observe(id: String, info: ContainerInspectResponse) -> Observed {
             .trim_start_matches('/')
             .to_owned(),
         image: config.image.unwrap_or_default(),
-        labels: config
-            .labels
-            .unwrap_or_default()
-            .into_iter()
-            .collect::<BTreeMap<_, _>>(),
+        labels: Arc::new(config.labels.unwrap_or_default().into_iter().collect()),
         ip: ip.filter(|_| state == ContainerState::Running),
         state,
         ports,
@@ -641,7 +642,7 @@ fn summarized(id: String, summary: ContainerSummary) -> Observed {
             .trim_start_matches('/')
             .to_owned(),
         image: summary.image.unwrap_or_default(),
-        labels: summary.labels.unwrap_or_default().into_iter().collect(),
+        labels: Arc::new(summary.labels.unwrap_or_default().into_iter().collect()),
         state: ContainerState::Other,
         ports: Vec::new(),
         ip: None,
@@ -812,7 +813,10 @@ mod tests {
             working_dir: None,
             ports: vec![(80, Protocol::Tcp), (53, Protocol::Udp)],
             publish_ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 7)),
-            labels: BTreeMap::from([(LABEL_NODE.into(), "n1".into())]),
+            labels: Arc::new(std::collections::BTreeMap::from([(
+                LABEL_NODE.into(),
+                "n1".into(),
+            )])),
             cpu_limit_millis: 250,
             memory_limit_bytes: 0,
         };

@@ -372,7 +372,7 @@ mod tests {
             working_dir: None,
             ports: vec![(80, Protocol::Tcp), (53, Protocol::Udp)],
             publish_ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)),
-            labels: BTreeMap::from([(LABEL_NODE.to_owned(), node.to_owned())]),
+            labels: Arc::new(BTreeMap::from([(LABEL_NODE.to_owned(), node.to_owned())])),
             cpu_limit_millis: 0,
             memory_limit_bytes: 0,
         }
