@@ -97,7 +97,7 @@ impl Fanout {
     /// Up to `n` of `peers`, distinct, at random, in the order picked.
     pub fn pick(&mut self, peers: &Peers, n: usize) -> Vec<MemberId> {
         let (members, live) = peers.drawn_from();
-        let picked = self.pick_where(members, n, live);
+        let picked = self.pick_where(&members[..], n, live);
         picked.into_iter().map(|(m, _)| m).collect()
     }
 
@@ -132,7 +132,7 @@ impl Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::membership::Liveness;
+    use crate::membership::{Liveness, MemberList};
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
@@ -188,7 +188,7 @@ mod tests {
             m.peer_id = format!("p-{name}");
             m
         };
-        let list: Arc<[(MemberId, Liveness)]> = Arc::new([
+        let list = Arc::new(MemberList::from_iter([
             (named("a"), Liveness::Alive),
             (named("b"), Liveness::Down),
             (named("c"), Liveness::Suspect),
@@ -197,7 +197,7 @@ mod tests {
                 MemberId::seed("127.0.0.1:2".parse().unwrap()),
                 Liveness::Alive,
             ),
-        ]);
+        ]));
         let peers = Peers::new(list, "me");
         assert_eq!(peers.len(), 2);
         let names = |picked: Vec<MemberId>| -> BTreeSet<String> {

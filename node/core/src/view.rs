@@ -4,7 +4,7 @@
 //! cores of one process share the placements they compute ([`Placements`]).
 
 use crate::hash::mix;
-use crate::membership::{Liveness, MemberId};
+use crate::membership::{MemberId, MemberList};
 use crate::memo;
 use crate::placement::{
     Candidate, Placement, Workload, Workloads, candidates, left, place, place_after,
@@ -18,7 +18,7 @@ use weeble_crdt::Snapshot;
 #[derive(Debug, Clone)]
 pub struct View {
     /// Membership's list, shared.
-    pub members: Arc<[(MemberId, Liveness)]>,
+    pub members: Arc<MemberList>,
     pub snapshot: Arc<Snapshot>,
     pub placement: Arc<Placement>,
 }
@@ -39,7 +39,7 @@ struct Placed {
     /// The membership list its candidates were chosen from ([`candidates`]): the list of the
     /// view that holds it, shared with membership, not a list of its own (while a crash was
     /// heard, each node's own list of its candidates was 8 bytes a pair of nodes).
-    members: Arc<[(MemberId, Liveness)]>,
+    members: Arc<MemberList>,
     /// The nodes that took no pods then.
     unschedulable: BTreeSet<String>,
     /// Its candidates' [`identities_hash`].
@@ -59,7 +59,7 @@ impl Placed {
     /// holds the list of the view that holds it.
     fn listed(
         self: &Arc<Self>,
-        members: &Arc<[(MemberId, Liveness)]>,
+        members: &Arc<MemberList>,
         unschedulable: &BTreeSet<String>,
     ) -> Arc<Placed> {
         if Arc::ptr_eq(&self.members, members) && self.unschedulable == *unschedulable {
@@ -102,7 +102,7 @@ impl Placements {
     /// ([`place_after`]).
     fn place(
         &self,
-        members: &Arc<[(MemberId, Liveness)]>,
+        members: &Arc<MemberList>,
         unschedulable: &BTreeSet<String>,
         workloads: &Workloads,
         last: Option<&Placed>,
@@ -111,7 +111,7 @@ impl Placements {
             // Nothing to place: no placement to keep per set of members (a cluster of 1,000
             // forming with no deployment yet held 17 MB of them, its members' names).
             return Arc::new(Placed {
-                members: Arc::new([]),
+                members: Arc::default(),
                 unschedulable: BTreeSet::new(),
                 hash: 0,
                 workloads: Vec::new(),
@@ -155,7 +155,7 @@ impl Placements {
     fn listed(
         &self,
         placed: &Arc<Placed>,
-        members: &Arc<[(MemberId, Liveness)]>,
+        members: &Arc<MemberList>,
         unschedulable: &BTreeSet<String>,
     ) -> Arc<Placed> {
         let mut memo = self
@@ -180,7 +180,7 @@ impl Memo {
     fn listed(
         &mut self,
         placed: &Arc<Placed>,
-        members: &Arc<[(MemberId, Liveness)]>,
+        members: &Arc<MemberList>,
         unschedulable: &BTreeSet<String>,
     ) -> Arc<Placed> {
         let listed = placed.listed(members, unschedulable);
@@ -193,11 +193,7 @@ impl Memo {
 
 /// Whether `members`, less those in `unschedulable`, make the candidates `placed` was
 /// computed on: at once if they are its very list.
-fn same_as(
-    placed: &Placed,
-    members: &Arc<[(MemberId, Liveness)]>,
-    unschedulable: &BTreeSet<String>,
-) -> bool {
+fn same_as(placed: &Placed, members: &Arc<MemberList>, unschedulable: &BTreeSet<String>) -> bool {
     let listed = Arc::ptr_eq(&placed.members, members) && placed.unschedulable == *unschedulable;
     listed || same_candidates(&placed.candidates(), &candidates(members, unschedulable))
 }
@@ -223,7 +219,7 @@ impl Planner {
     /// the last placement again if neither the workloads nor the candidates changed.
     pub fn view(
         &mut self,
-        members: &Arc<[(MemberId, Liveness)]>,
+        members: &Arc<MemberList>,
         unschedulable: &BTreeSet<String>,
         snapshot: &Arc<Snapshot>,
     ) -> View {
@@ -251,6 +247,7 @@ impl Planner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::membership::Liveness;
     use weeble_crdt::{ActorId, DesiredState, parse_manifests};
 
     fn member(name: &str, liveness: Liveness) -> (MemberId, Liveness) {
@@ -278,17 +275,16 @@ mod tests {
         let snapshot = web();
         let none = BTreeSet::new();
         let mut planner = Planner::new(Placements::default());
-        let alive: Arc<[_]> =
-            Arc::new([member("a", Liveness::Alive), member("b", Liveness::Alive)]);
+        let list = |members: [(MemberId, Liveness); 2]| Arc::new(MemberList::from_iter(members));
+        let alive = list([member("a", Liveness::Alive), member("b", Liveness::Alive)]);
         let first = planner.view(&alive, &none, &snapshot).placement;
-        let suspect: Arc<[_]> =
-            Arc::new([member("a", Liveness::Alive), member("b", Liveness::Suspect)]);
+        let suspect = list([member("a", Liveness::Alive), member("b", Liveness::Suspect)]);
         let after_suspicion = planner.view(&suspect, &none, &snapshot).placement;
         assert!(
             Arc::ptr_eq(&first, &after_suspicion),
             "a suspicion moves nothing"
         );
-        let down: Arc<[_]> = Arc::new([member("a", Liveness::Alive), member("b", Liveness::Down)]);
+        let down = list([member("a", Liveness::Alive), member("b", Liveness::Down)]);
         let after_death = planner.view(&down, &none, &snapshot).placement;
         assert!(
             !Arc::ptr_eq(&first, &after_death),
@@ -308,8 +304,8 @@ mod tests {
         let snapshot = web();
         let none = BTreeSet::new();
         let shared = Placements::default();
-        let members = |names: &[String]| -> Arc<[(MemberId, Liveness)]> {
-            names.iter().map(|n| member(n, Liveness::Alive)).collect()
+        let members = |names: &[String]| -> Arc<MemberList> {
+            Arc::new(names.iter().map(|n| member(n, Liveness::Alive)).collect())
         };
         let abc = members(&["a".into(), "b".into(), "c".into()]);
         let mut holder = Planner::new(shared.clone());
