@@ -4,7 +4,8 @@
 //! hold the same member list and placement once the news has spread.
 //!
 //! Holds weak references only: a value goes when the last core drops it, and its entry at the
-//! next keep of its hash or the next sweep.
+//! next keep of its hash or the next sweep. A weak reference keeps the `Arc`'s own allocation
+//! until then, so a large value keeps its bulk apart from it (`membership::MemberList`).
 
 use crate::hash::ByHash;
 use std::sync::{Arc, Weak};
