@@ -42,9 +42,11 @@ struct Placed {
     members: Arc<MemberList>,
     /// The nodes that took no pods then.
     unschedulable: BTreeSet<String>,
-    /// Its candidates' [`identities_hash`].
+    /// Its candidates' [`identities_hash`], under which the memo keeps it (a copy,
+    /// [`Placed::listed`], is never kept there: it holds the hash of the placement it copies).
     hash: u64,
-    workloads: Vec<Workload>,
+    /// Shared by its copies.
+    workloads: Arc<[Workload]>,
     placement: Arc<Placement>,
 }
 
@@ -56,7 +58,9 @@ impl Placed {
 
     /// The same placement, of the same candidates, chosen from `members` (another list:
     /// another node's, or one where only what placement does not read changed), so that it
-    /// holds the list of the view that holds it.
+    /// holds the list of the view that holds it. A copy is this node's own: it is not kept in
+    /// the memo (one per node under one hash, each looked at by every keep of that hash),
+    /// where the placement it copies stays while it is held or among the last computed.
     fn listed(
         self: &Arc<Self>,
         members: &Arc<MemberList>,
@@ -114,7 +118,7 @@ impl Placements {
                 members: Arc::default(),
                 unschedulable: BTreeSet::new(),
                 hash: 0,
-                workloads: Vec::new(),
+                workloads: Arc::new([]),
                 placement: Arc::default(),
             });
         }
@@ -128,7 +132,7 @@ impl Placements {
             p.workloads.iter().eq(workloads.iter()) && same_candidates(&p.candidates(), &chosen)
         };
         if let Some(found) = memo.held.find(hash, same) {
-            return memo.listed(&found, members, unschedulable);
+            return found.listed(members, unschedulable);
         }
         let derived = last.and_then(|had| {
             let had_chosen = had.candidates();
@@ -150,20 +154,6 @@ impl Placements {
         memo.keep(&placed);
         placed
     }
-
-    /// `placed`, chosen from `members` ([`Placed::listed`]), kept for others to find.
-    fn listed(
-        &self,
-        placed: &Arc<Placed>,
-        members: &Arc<MemberList>,
-        unschedulable: &BTreeSet<String>,
-    ) -> Arc<Placed> {
-        let mut memo = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        memo.listed(placed, members, unschedulable)
-    }
 }
 
 impl Memo {
@@ -174,20 +164,6 @@ impl Memo {
         }
         self.recent.push_back(placed.clone());
         self.held.keep(placed.hash, placed);
-    }
-
-    /// `placed`, chosen from `members` ([`Placed::listed`]); kept if it is a new one.
-    fn listed(
-        &mut self,
-        placed: &Arc<Placed>,
-        members: &Arc<MemberList>,
-        unschedulable: &BTreeSet<String>,
-    ) -> Arc<Placed> {
-        let listed = placed.listed(members, unschedulable);
-        if !Arc::ptr_eq(&listed, placed) {
-            self.keep(&listed);
-        }
-        listed
     }
 }
 
@@ -226,7 +202,7 @@ impl Planner {
         let changed = self.workloads.update(snapshot);
         let placed = match &self.last {
             Some(last) if !changed && same_as(last, members, unschedulable) => {
-                self.shared.listed(last, members, unschedulable)
+                last.listed(members, unschedulable)
             }
             last => {
                 let last = last.as_deref().filter(|_| !changed);
@@ -321,6 +297,19 @@ mod tests {
             Arc::ptr_eq(&held, &found),
             "held by one, found by the other"
         );
+        let equal = members(&["a".into(), "b".into(), "c".into()]);
+        let mut another = Planner::new(shared.clone());
+        let copied = another.view(&equal, &none, &snapshot);
+        assert!(
+            Arc::ptr_eq(&held, &copied.placement),
+            "found from an equal list of its own"
+        );
+        let last = another.last.as_ref().expect("a placement");
+        assert!(
+            Arc::ptr_eq(&last.members, &equal),
+            "held with that node's own list"
+        );
+        drop(another);
         drop((holder, other));
         let mut late = Planner::new(shared);
         let again = late.view(&abc, &none, &snapshot).placement;
