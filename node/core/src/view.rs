@@ -56,6 +56,12 @@ impl Placed {
         candidates(&self.members, &self.unschedulable)
     }
 
+    /// Whether it was chosen from the very list `members` with the same nodes taking no
+    /// pods: the same candidates, known without comparing them.
+    fn is_listed_in(&self, members: &Arc<MemberList>, unschedulable: &BTreeSet<String>) -> bool {
+        Arc::ptr_eq(&self.members, members) && self.unschedulable == *unschedulable
+    }
+
     /// The same placement, of the same candidates, chosen from `members` (another list:
     /// another node's, or one where only what placement does not read changed), so that it
     /// holds the list of the view that holds it. A copy is this node's own: it is not kept in
@@ -66,7 +72,7 @@ impl Placed {
         members: &Arc<MemberList>,
         unschedulable: &BTreeSet<String>,
     ) -> Arc<Placed> {
-        if Arc::ptr_eq(&self.members, members) && self.unschedulable == *unschedulable {
+        if self.is_listed_in(members, unschedulable) {
             return self.clone();
         }
         Arc::new(Placed {
@@ -100,7 +106,7 @@ fn identities_hash(members: &[&MemberId]) -> u64 {
 }
 
 impl Placements {
-    /// The placement of `workloads` on the candidates `members` make, less those in
+    /// The placement of `workloads` on the candidates `chosen` from `members`, less those in
     /// `unschedulable` ([`candidates`]): one held, or computed and kept; computed from
     /// `last` (the placement of the same workloads on other candidates) if it can be
     /// ([`place_after`]).
@@ -108,6 +114,7 @@ impl Placements {
         &self,
         members: &Arc<MemberList>,
         unschedulable: &BTreeSet<String>,
+        chosen: &[&MemberId],
         workloads: &Workloads,
         last: Option<&Placed>,
     ) -> Arc<Placed> {
@@ -122,21 +129,20 @@ impl Placements {
                 placement: Arc::default(),
             });
         }
-        let chosen = candidates(members, unschedulable);
         let mut memo = self
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let hash = identities_hash(&chosen);
+        let hash = identities_hash(chosen);
         let same = |p: &Placed| {
-            p.workloads.iter().eq(workloads.iter()) && same_candidates(&p.candidates(), &chosen)
+            p.workloads.iter().eq(workloads.iter()) && same_candidates(&p.candidates(), chosen)
         };
         if let Some(found) = memo.held.find(hash, same) {
             return found.listed(members, unschedulable);
         }
         let derived = last.and_then(|had| {
             let had_chosen = had.candidates();
-            let gone = left(&had_chosen, &chosen)?;
+            let gone = left(&had_chosen, chosen)?;
             place_after(&had.placement, &gone, workloads.iter())
         });
         let placement = derived.unwrap_or_else(|| {
@@ -167,13 +173,6 @@ impl Memo {
     }
 }
 
-/// Whether `members`, less those in `unschedulable`, make the candidates `placed` was
-/// computed on: at once if they are its very list.
-fn same_as(placed: &Placed, members: &Arc<MemberList>, unschedulable: &BTreeSet<String>) -> bool {
-    let listed = Arc::ptr_eq(&placed.members, members) && placed.unschedulable == *unschedulable;
-    listed || same_candidates(&placed.candidates(), &candidates(members, unschedulable))
-}
-
 /// Placement memoized by its inputs.
 pub struct Planner {
     workloads: Workloads,
@@ -200,14 +199,24 @@ impl Planner {
         snapshot: &Arc<Snapshot>,
     ) -> View {
         let changed = self.workloads.update(snapshot);
-        let placed = match &self.last {
-            Some(last) if !changed && same_as(last, members, unschedulable) => {
-                last.listed(members, unschedulable)
-            }
+        let last = self.last.as_ref().filter(|_| !changed);
+        let placed = match last {
+            Some(last) if last.is_listed_in(members, unschedulable) => last.clone(),
             last => {
-                let last = last.as_deref().filter(|_| !changed);
-                self.shared
-                    .place(members, unschedulable, &self.workloads, last)
+                // Chosen once, for the comparison with the last and for placement.
+                let chosen = candidates(members, unschedulable);
+                match last {
+                    Some(last) if same_candidates(&last.candidates(), &chosen) => {
+                        last.listed(members, unschedulable)
+                    }
+                    last => self.shared.place(
+                        members,
+                        unschedulable,
+                        &chosen,
+                        &self.workloads,
+                        last.map(|l| &**l),
+                    ),
+                }
             }
         };
         let placement = placed.placement.clone();
