@@ -423,6 +423,8 @@ pub struct Membership {
     suspect_to_down: Duration,
     /// When each member (by peer id) was last heard from, and how long its silences last.
     heard: HashMap<String, Heard>,
+    /// When any member was last heard from.
+    last_heard: Duration,
     /// Every member with its liveness, sorted by name: listed again from foca only after a
     /// step that may have changed it (see [`Self::drain`]), not on every datagram. Shared
     /// with the views made of it, which hold it, not copies.
@@ -519,6 +521,7 @@ impl Membership {
             runtime: AccumulatingRuntime::new(),
             suspect_to_down: detection.suspect_to_down,
             heard: HashMap::new(),
+            last_heard: Duration::ZERO,
             members: Arc::new(MemberList::from_iter([(me, Liveness::Alive)])),
             suspects: 0,
             generation: 0,
@@ -556,6 +559,7 @@ impl Membership {
     /// A SWIM datagram: news it brings holds pulls off for a while.
     fn receive_swim(&mut self, data: &[u8], now: Duration) -> Result<Vec<Effect>, MembershipError> {
         if let Some(peer_id) = sender_peer_id(data) {
+            self.last_heard = self.last_heard.max(now);
             match self.heard.get_mut(peer_id) {
                 Some(heard) => heard.again(now),
                 None => drop(self.heard.insert(
@@ -754,7 +758,13 @@ impl Membership {
     /// window and at most [`MAX_TOLERANCE`] windows (an accrual detector, after Lifeguard's
     /// caution). On a lossy link the transport resends, so messages come late, not never;
     /// evicting such a member would move its replicas for nothing. A member that crashed, is
-    /// paused or cut off sends nothing and goes down on time.
+    /// paused or cut off sends nothing and goes down on time. A node that has heard from no
+    /// member for a whole suspicion window, though it knows others, cannot tell a suspect's
+    /// silence from its own (its network stalled, its process was paused): it waits for
+    /// anyone to be heard, a window at a time, up to the longest tolerance (Lifeguard's local
+    /// health, in short). Without this, a node whose network stalled for 3.5 s declared the
+    /// members it had not heard from dead (a test found it once foca no longer told members
+    /// that had refuted a suspicion they were down, which had made it rejoin first).
     ///
     /// A suspect heard from within the last suspicion window, which is after its suspicion
     /// began, is alive but may never learn that it is suspected (the news of it can run out of
@@ -793,13 +803,17 @@ impl Membership {
                     .apply_many(std::iter::once(alive), true, &mut self.runtime);
                 return self.drain_after(result, Listing::Untold);
             }
-            let tolerance =
-                (gap * 2).clamp(self.suspect_to_down, self.suspect_to_down * MAX_TOLERANCE);
-            if silence < tolerance {
-                return Ok(vec![Effect::Schedule {
-                    after: tolerance - silence,
-                    timer,
-                }]);
+            let longest = self.suspect_to_down * MAX_TOLERANCE;
+            let alone = self.heard.len() > 1
+                && now.saturating_sub(self.last_heard) >= self.suspect_to_down;
+            let wait = match alone {
+                true => self.suspect_to_down.min(longest.saturating_sub(silence)),
+                false => (gap * 2)
+                    .clamp(self.suspect_to_down, longest)
+                    .saturating_sub(silence),
+            };
+            if !wait.is_zero() {
+                return Ok(vec![Effect::Schedule { after: wait, timer }]);
             }
         }
         // foca tells of no suspicion refuted or down member removed: these timers may do

@@ -718,11 +718,16 @@ where
                             member.incarnation() == incarnation
                         })
                     {
+                        // Weeble's change: only a member declared down now is told so.
+                        // One that refuted the suspicion meanwhile (a higher incarnation:
+                        // the condition failed, nothing was applied) was told it too, and
+                        // took itself for dead: it rejoined under a new identity.
+                        let declared = summary.apply_successful && !summary.is_active_now;
                         self.handle_apply_summary(summary, as_down, true, &mut runtime)?;
                         // Member went down we might need to adjust our internal state
                         self.adjust_connection_state(&mut runtime);
 
-                        if self.config.notify_down_members {
+                        if declared && self.config.notify_down_members {
                             // As a courtesy, we send a lightweight message to the member
                             // we're declaring down so that if it manages to receive it,
                             // it can react accordingly
@@ -3887,6 +3892,44 @@ mod tests {
 
         // The runtime should be instructed to send a TurnUndead message to `probed`
         expect_message!(runtime, probed, Message::<ID>::TurnUndead);
+    }
+
+    // Weeble's change.
+    #[test]
+    fn a_member_that_refuted_its_suspicion_is_not_told_it_is_down() {
+        let config = {
+            let mut c = Config::simple();
+            c.notify_down_members = true;
+            c
+        };
+        let (mut foca, probed, send_indirect_probe) = craft_probing_foca(2, config);
+        let mut runtime = AccumulatingRuntime::new();
+        assert_eq!(Ok(()), foca.handle_timer(send_indirect_probe, &mut runtime));
+        // `probed` is suspect at incarnation 0; it refutes: alive at incarnation 1.
+        let token = foca.timer_token();
+        assert_eq!(
+            Ok(()),
+            foca.apply(Member::new(probed, 1, State::Alive), &mut runtime)
+        );
+        runtime.clear();
+        // The suspicion's timer, set for incarnation 0, fires after the refutation.
+        assert_eq!(
+            Ok(()),
+            foca.handle_timer(
+                Timer::ChangeSuspectToDown {
+                    member_id: probed,
+                    incarnation: Incarnation::default(),
+                    token,
+                },
+                &mut runtime
+            )
+        );
+        assert!(
+            runtime.take_data(probed).is_none(),
+            "no TurnUndead to a member still alive"
+        );
+        reject_notification!(runtime, Notification::MemberDown(&probed));
+        assert!(foca.iter_members().any(|m| m.id() == &probed));
     }
 
     #[test]
