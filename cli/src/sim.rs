@@ -41,6 +41,10 @@ pub struct SimArgs {
     /// The chance that a container action fails.
     #[arg(long, default_value_t = 0.0)]
     failure_rate: f64,
+    /// Threads the nodes run on (default: the machine's cores); the run is the same for any
+    /// number.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -69,6 +73,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         },
         start_us: args.start_delay.as_micros() as u64,
         failure_rate: args.failure_rate,
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     };
     let started = Instant::now();
     let total = options.duration_s;

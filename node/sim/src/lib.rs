@@ -42,6 +42,8 @@ pub struct Options {
     pub start_us: u64,
     /// The chance that a container action fails.
     pub failure_rate: f64,
+    /// Threads the nodes run on: the run is the same for any number.
+    pub threads: usize,
 }
 
 /// What a run showed (the keys of `weeble sim --json`).
@@ -95,6 +97,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(u64)) -> Report {
         links: options.links.clone(),
         start_us: options.start_us,
         failure_rate: options.failure_rate,
+        threads: options.threads,
     };
     let mut world = World::new(options.nodes, options.seed, conditions);
     let mut rng = StdRng::seed_from_u64(options.seed ^ 0x5111);
@@ -233,7 +236,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(u64)) -> Report {
         write_spread_p50_s: percentile(&mut spread, 50.0),
         write_spread_p99_s: percentile(&mut spread, 99.0),
         virtual_s: seconds(world.now),
-        trace_hash: world.trace,
+        trace_hash: world.trace(),
         unfinished,
     }
 }

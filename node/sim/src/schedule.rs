@@ -362,13 +362,13 @@ impl Troubles {
     }
 }
 
-/// Runs `schedule` and checks every promise after it.
-pub fn check(schedule: &Schedule) -> Result<Kept, Broken> {
+/// Runs `schedule` on `threads` threads and checks every promise after it.
+pub fn check(schedule: &Schedule, threads: usize) -> Result<Kept, Broken> {
     let broken = |what: String| Broken {
         seed: schedule.seed,
         what,
     };
-    let (mut world, troubles, writes) = run_faults(schedule);
+    let (mut world, troubles, writes) = run_faults(schedule, threads);
     settle(&mut world).map_err(broken)?;
     let acknowledged = documents_agree(&world, &writes).map_err(broken)?;
     let replicas = each_replica_runs_once(&world).map_err(broken)?;
@@ -380,18 +380,19 @@ pub fn check(schedule: &Schedule) -> Result<Kept, Broken> {
         writes_acknowledged: acknowledged,
         deaths: world.deaths.len(),
         replicas,
-        trace_hash: world.trace,
+        trace_hash: world.trace(),
     })
 }
 
 /// Starts the cluster and runs the schedule's faults and writes, then heals every link and
 /// resumes or restarts every node; returns the world, when nodes and links were in trouble,
 /// and the writes made, by id.
-fn run_faults(schedule: &Schedule) -> (World, Troubles, BTreeMap<u64, Change>) {
+fn run_faults(schedule: &Schedule, threads: usize) -> (World, Troubles, BTreeMap<u64, Change>) {
     let conditions = Conditions {
         links: Links::default(),
         start_us: 200_000,
         failure_rate: schedule.failure_rate,
+        threads,
     };
     let n = schedule.nodes;
     let mut world = World::new(n, schedule.seed, conditions);

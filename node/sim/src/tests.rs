@@ -14,6 +14,7 @@ fn options(nodes: usize, replicas: u32, kill: usize, seed: u64) -> Options {
         links: Links::default(),
         start_us: 300_000,
         failure_rate: 0.0,
+        threads: 1,
     }
 }
 
@@ -24,6 +25,26 @@ fn the_same_seed_gives_the_same_run_and_another_seed_another() {
     assert_eq!(a, b, "same seed, same report");
     let c = run(&options(5, 10, 1, 8), |_| {});
     assert_ne!(a.trace_hash, c.trace_hash, "another seed, another trace");
+}
+
+#[test]
+fn the_run_is_the_same_on_any_number_of_threads() {
+    let one = run(&options(8, 40, 2, 5), |_| {});
+    let three = run(
+        &Options {
+            threads: 3,
+            ..options(8, 40, 2, 5)
+        },
+        |_| {},
+    );
+    assert!(one.unfinished.is_empty(), "{one:?}");
+    assert_eq!(one, three, "one thread or three, the same run");
+    // Pauses, partitions, one-way cuts, clock steps and restarts as well.
+    for seed in [13, 21] {
+        let schedule = schedule::Schedule::random(seed);
+        let kept = |threads| schedule::check(&schedule, threads).expect("the promises kept");
+        assert_eq!(kept(1).trace_hash, kept(2).trace_hash, "schedule {seed}");
+    }
 }
 
 #[test]
@@ -56,6 +77,7 @@ fn a_restarted_node_loads_what_it_persisted() {
         links: Links::default(),
         start_us: 1_000,
         failure_rate: 0.0,
+        threads: 2,
     };
     let mut world = World::new(3, 1, conditions);
     for i in 0..3 {
@@ -107,7 +129,7 @@ fn fault_schedules_keep_every_promise() {
                 while let Some(&seed) =
                     seeds.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
                 {
-                    let result = schedule::check(&schedule::Schedule::random(seed));
+                    let result = schedule::check(&schedule::Schedule::random(seed), 1);
                     if let Err(broken) = &result {
                         eprintln!("{broken}");
                     }

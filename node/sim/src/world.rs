@@ -1,11 +1,19 @@
-//! The discrete-event loop: N `NodeCore`s, a queue of (virtual time, sequence) → event, the
-//! simulated [`Net`], each node's state file (what it persisted) and containers. Every effect a
-//! core returns is carried out here as a driver would, with the network's delays: datagrams
-//! and their answers, status messages, sync requests and their (possibly later) answers,
-//! persists, timers, container work. A crashed node loses everything but its file; a
-//! restarted one loads that file, as `weeble node` does. A paused node (a frozen process) runs
-//! nothing until it resumes: what reaches it waits, its timers come late. Each node's clock
-//! can be set off from the others', and stepped at any time, as NTP does.
+//! The discrete-event loop: N `NodeCore`s, a queue of (virtual time, origin, sequence) →
+//! event, the simulated [`Net`], each node's state file (what it persisted) and containers.
+//! Every effect a core returns is carried out here as a driver would, with the network's
+//! delays: datagrams and their answers, status messages, sync requests and their (possibly
+//! later) answers, persists, timers, container work. A crashed node loses everything but its
+//! file; a restarted one loads that file, as `weeble node` does. A paused node (a frozen
+//! process) runs nothing until it resumes: what reaches it waits, its timers come late. Each
+//! node's clock can be set off from the others', and stepped at any time, as NTP does.
+//!
+//! The nodes are dealt to [`Shard`]s that run on threads of their own, a window of virtual
+//! time at a time, as a conservative parallel simulation does: nothing one node sends reaches
+//! another sooner than the network's latency, so within a window no shard hears from
+//! another, and what one sends to another's nodes is handed over when the window closes. The
+//! run is the same whatever the number of shards: each node's random draws are its own, an
+//! event's place in a node's queue is (time, the node that made it, that node's count), and
+//! the trace is each node's hash of the events it ran.
 
 use crate::net::{Links, Net};
 use rand::rngs::StdRng;
@@ -15,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use weeble_core::document::{self, Op, Stored, journal};
+use weeble_core::gossip::Digest;
 use weeble_core::membership::{Detection, Liveness, MemberId};
 use weeble_core::node::{Answer, Config, Effect, Input, NodeCore, Shared, Timer, next_epoch};
 use weeble_core::reconcile::Action;
@@ -36,6 +45,9 @@ const ENGINE_US: u64 = 1_000;
 /// transport's `MAX_CONNECTED`).
 const MAX_CONNECTED: usize = 64;
 
+/// FNV-1a's offset basis: a trace's hash before any event.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
 /// How the simulated world behaves.
 #[derive(Debug, Clone)]
 pub struct Conditions {
@@ -44,6 +56,9 @@ pub struct Conditions {
     pub start_us: u64,
     /// The chance that a container action fails.
     pub failure_rate: f64,
+    /// Threads the nodes are run on (at least 1; one if the links have no latency, which
+    /// leaves no window). The run is the same for any number.
+    pub threads: usize,
 }
 
 /// One simulated node.
@@ -51,8 +66,6 @@ struct Node {
     member: MemberId,
     /// `None` while it is down.
     core: Option<NodeCore>,
-    /// Grows with every crash: events for an earlier life are dropped.
-    life: u32,
     /// What it persisted: survives a crash.
     file: Vec<u8>,
     containers: Vec<Observed>,
@@ -67,6 +80,16 @@ struct Node {
     clock_us: i64,
     /// Its last life's epoch (kept on disk, as `weeble node` keeps it).
     epoch: Option<u64>,
+    /// Its draws (the network's delays and losses, its containers' failures).
+    rng: StdRng,
+    /// Events it made so far: the last part of their place in the queue.
+    made_events: u64,
+    /// FNV-1a over every event it ran.
+    trace: u64,
+    /// Sync requests it was sent, waiting for its answer: request id → who asked, in which
+    /// life.
+    requests: BTreeMap<u64, (usize, u32)>,
+    next_request: u64,
 }
 
 /// A node's connections: the peers, and when each was last used (µs). At most
@@ -117,11 +140,12 @@ enum Occurrence {
         life: u32,
         input: Input,
     },
-    /// A membership datagram (a request) reaches `to`.
+    /// A membership datagram (a request) reaches `to`, with what `from` held when it sent it.
     Datagram {
         from: usize,
         to: usize,
         data: Vec<u8>,
+        digest: Digest,
     },
     /// A status message reaches `to`.
     Status {
@@ -143,7 +167,13 @@ enum Occurrence {
         actions: Vec<Action>,
         failed: Vec<bool>,
     },
+    /// `from` closed its connection to `to` (it had too many): `to`'s side closes, quietly.
+    Closed { from: usize, to: usize },
 }
+
+/// An event's place in the queue: its time, the node that made it (the world's driver is
+/// past the last node), and that one's count of events made.
+type Key = (u64, usize, u64);
 
 /// A node declared dead by another.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -191,37 +221,89 @@ impl Counts {
             sync: minus(self.sync, before.sync),
         }
     }
+
+    /// Adds what `other` counted, and empties it.
+    fn take(&mut self, other: &mut Counts) {
+        let other = std::mem::take(other);
+        for (mine, theirs) in [
+            (&mut self.membership, other.membership),
+            (&mut self.status, other.status),
+            (&mut self.sync, other.sync),
+        ] {
+            mine.messages += theirs.messages;
+            mine.bytes += theirs.bytes;
+        }
+    }
+}
+
+/// What the nodes of a shard did in one window that the world records, each with the node
+/// it happened at.
+#[derive(Default)]
+struct Found {
+    counts: Counts,
+    written: Vec<(u64, usize, u64)>,
+    replicated: Vec<(u64, usize, u64)>,
+    deaths: Vec<Death>,
+    started: Vec<(u64, String, usize)>,
 }
 
 /// The simulated world.
 pub struct World {
-    nodes: Vec<Node>,
-    by_peer: BTreeMap<String, usize>,
-    /// Boxed: the map moves its entries as it grows, and an occurrence can be large.
-    queue: BTreeMap<(u64, u64), Box<Occurrence>>,
-    seq: u64,
+    shards: Vec<Shard>,
+    common: Common,
+    /// Events the driver made (crashes, writes, restarts): the last part of their place.
+    made_events: u64,
     /// Virtual time, µs.
     pub now: u64,
     pub net: Net,
+    /// The driver's draws (whom a node knows at start, its seed).
     rng: StdRng,
-    settings: Conditions,
-    /// Sync requests waiting for their answer: (node, request id) → who asked, in which life.
-    requests: BTreeMap<(usize, u64), (usize, u32)>,
-    next_request: u64,
     pub counts: Counts,
-    /// FNV-1a over every event run: the same seed gives the same hash.
-    pub trace: u64,
     /// Writes on disk (`Written` with success): id → when.
     pub written: BTreeMap<u64, u64>,
     /// Writes held by enough peers to be acknowledged (`Replicated`): id → when.
     pub replicated: BTreeMap<u64, u64>,
-    /// Nodes each node declared dead (by `Disconnect`).
+    /// Nodes each node declared dead (by `Disconnect`), in the order of their time.
     pub deaths: Vec<Death>,
-    /// When each pod (namespace/name) last started running, and where.
+    /// When each pod (namespace/name) last started running, and where, in the order of
+    /// their time.
     pub started: Vec<(u64, String, usize)>,
     /// What the cores share, as the cores of one process do.
     shared: Shared,
+}
+
+/// What every shard reads during a window and only the world's driver changes.
+struct Common {
+    settings: Conditions,
+    /// Each node's life (grows with every crash: events for an earlier life are dropped),
+    /// and whether it is up.
+    lives: Vec<(u32, bool)>,
+    /// Each node's libp2p id.
+    peer_ids: Vec<String>,
+    by_peer: BTreeMap<String, usize>,
+}
+
+/// Some of the nodes (those whose index is `index` modulo the number of shards), their
+/// queue of events, and what they did in the window running.
+struct Shard {
+    index: usize,
+    count: usize,
+    nodes: Vec<Node>,
+    queue: BTreeMap<Key, Box<Occurrence>>,
+    /// Events for the other shards' nodes, handed over when the window closes.
+    out: Vec<(Key, Box<Occurrence>)>,
+    /// The node whose event runs: the events made meanwhile are its.
+    acting: usize,
+    now: u64,
+    found: Found,
     sizes: StatusSizes,
+}
+
+/// A shard's work in one window, with what it reads of the world.
+struct Window<'a> {
+    shard: &'a mut Shard,
+    common: &'a Common,
+    net: &'a Net,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -241,17 +323,47 @@ fn index(addr: SocketAddr, n: usize) -> Option<usize> {
     (ten == 10 && v4.port() == 7000 && i < n).then_some(i)
 }
 
+/// The time as a node whose clock is `clock_us` off sees it at `now`: virtual time counted
+/// from a fixed epoch, and the offset.
+fn clock(now: u64, clock_us: i64) -> Duration {
+    let us = 1_700_000_000_000_000 + now as i64 + clock_us;
+    Duration::from_micros(us.max(0) as u64)
+}
+
+fn fnv(hash: u64, words: &[u64]) -> u64 {
+    words
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .fold(hash, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
 impl World {
     /// `n` nodes, each knowing node 0's address and one other's; none started yet.
     pub fn new(n: usize, seed: u64, settings: Conditions) -> Self {
-        let mut nodes = Vec::with_capacity(n);
+        let threads = match settings.links.latency_us {
+            0 => 1,
+            _ => settings.threads.clamp(1, n.max(1)),
+        };
+        let mut shards: Vec<Shard> = (0..threads)
+            .map(|index| Shard {
+                index,
+                count: threads,
+                nodes: Vec::with_capacity(n / threads + 1),
+                queue: BTreeMap::new(),
+                out: Vec::new(),
+                acting: 0,
+                now: 0,
+                found: Found::default(),
+                sizes: StatusSizes::default(),
+            })
+            .collect();
         for i in 0..n {
-            let member = MemberId::numbered(i, addr(i));
             let mut state = DesiredState::new(ActorId::from(actor(seed, i, 0)));
-            nodes.push(Node {
-                member,
+            shards[i % threads].nodes.push(Node {
+                member: MemberId::numbered(i, addr(i)),
                 core: None,
-                life: 0,
                 file: journal::file(&state.save()),
                 containers: Vec::new(),
                 made: 0,
@@ -260,57 +372,78 @@ impl World {
                 held: Vec::new(),
                 clock_us: 0,
                 epoch: None,
+                rng: StdRng::seed_from_u64(fnv(seed, &[i as u64])),
+                made_events: 0,
+                trace: FNV_OFFSET,
+                requests: BTreeMap::new(),
+                next_request: 0,
             });
         }
-        let by_peer = (0..n).map(|i| (format!("p{i}"), i)).collect();
+        let peer_ids: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+        let by_peer = peer_ids.iter().cloned().zip(0..).collect();
         World {
-            nodes,
-            by_peer,
-            queue: BTreeMap::new(),
-            seq: 0,
+            shards,
+            common: Common {
+                settings: settings.clone(),
+                lives: vec![(0, false); n],
+                peer_ids,
+                by_peer,
+            },
+            made_events: 0,
             now: 0,
-            net: Net::new(n, settings.links.clone()),
+            net: Net::new(n, settings.links),
             rng: StdRng::seed_from_u64(seed),
-            settings,
-            requests: BTreeMap::new(),
-            next_request: 0,
             counts: Counts::default(),
-            trace: 0xcbf2_9ce4_8422_2325,
             written: BTreeMap::new(),
             replicated: BTreeMap::new(),
             deaths: Vec::new(),
             started: Vec::new(),
             shared: Shared::default(),
-            sizes: StatusSizes::default(),
         }
     }
 
     /// How many nodes the world has, up or down.
     pub fn size(&self) -> usize {
-        self.nodes.len()
+        self.common.lives.len()
     }
 
-    /// The node at `addr`: every address a core names is one of the world's.
-    fn index(&self, addr: SocketAddr) -> usize {
-        index(addr, self.nodes.len()).expect("an address of the simulated world")
+    fn node(&self, i: usize) -> &Node {
+        let count = self.shards.len();
+        &self.shards[i % count].nodes[i / count]
+    }
+
+    fn node_mut(&mut self, i: usize) -> &mut Node {
+        let count = self.shards.len();
+        &mut self.shards[i % count].nodes[i / count]
     }
 
     pub fn is_up(&self, i: usize) -> bool {
-        self.nodes[i].core.is_some()
+        self.common.lives[i].1
     }
 
     pub fn core(&self, i: usize) -> Option<&NodeCore> {
-        self.nodes[i].core.as_ref()
+        self.node(i).core.as_ref()
+    }
+
+    /// The trace's hash: of each node's hash of the events it ran, in the nodes' order.
+    pub fn trace(&self) -> u64 {
+        let traces: Vec<u64> = (0..self.size()).map(|i| self.node(i).trace).collect();
+        fnv(FNV_OFFSET, &traces)
     }
 
     /// Starts (or restarts) node `i` on what its file holds.
     pub fn start(&mut self, i: usize) {
-        let other = addr(self.rng.random_range(0..self.nodes.len()));
+        let other = addr(self.rng.random_range(0..self.size()));
         let seed = self.rng.random::<u64>();
-        let now = self.clock(i);
-        let node = &mut self.nodes[i];
-        node.life += 1;
-        let life = node.life;
+        let (now, shared) = (self.now, self.shared.clone());
+        let life = {
+            let (life, up) = &mut self.common.lives[i];
+            *life += 1;
+            *up = true;
+            *life
+        };
+        let node = self.node_mut(i);
+        let now = clock(now, node.clock_us);
         let epoch = next_epoch(node.epoch, now.as_millis() as u64);
         node.epoch = Some(epoch);
         node.member.bump = epoch;
@@ -336,7 +469,7 @@ impl World {
                 resync_ms: 10_000,
                 join_grace_ms: 3_000,
             },
-            shared: self.shared.clone(),
+            shared,
         };
         node.core = Some(NodeCore::new(config, stored, now));
         self.input_at(self.now, i, life, Input::Timer(Timer::Announce));
@@ -345,17 +478,19 @@ impl World {
     /// Node `i` crashes: its process and containers are gone, its file stays. Its peers'
     /// connections to it close (the kernel resets them, as when a process dies).
     pub fn crash(&mut self, i: usize) {
-        let node = &mut self.nodes[i];
+        let (life, up) = &mut self.common.lives[i];
+        *life += 1;
+        *up = false;
+        let node = self.node_mut(i);
         node.core = None;
-        node.life += 1;
         node.containers.clear();
         node.paused = false;
         node.held.clear();
         let peers: Vec<usize> = std::mem::take(&mut node.links).peers().collect();
         let peer_id = node.member.peer_id.clone();
         for peer in peers {
-            if self.nodes[peer].links.remove(i) {
-                let life = self.life(peer);
+            if self.node_mut(peer).links.remove(i) {
+                let life = self.common.lives[peer].0;
                 let input = Input::Disconnected(peer_id.clone());
                 let at = self.now + self.net.links.latency_us;
                 self.input_at(at, peer, life, input);
@@ -365,12 +500,13 @@ impl World {
 
     /// Node `i` freezes (SIGSTOP): nothing it is sent or asked for runs until [`World::resume`].
     pub fn pause(&mut self, i: usize) {
-        self.nodes[i].paused = self.is_up(i);
+        let up = self.is_up(i);
+        self.node_mut(i).paused = up;
     }
 
     /// Node `i` runs again: what waited for it comes now, in the order it came.
     pub fn resume(&mut self, i: usize) {
-        let node = &mut self.nodes[i];
+        let node = self.node_mut(i);
         node.paused = false;
         for event in std::mem::take(&mut node.held) {
             self.at(self.now, event);
@@ -378,46 +514,17 @@ impl World {
     }
 
     pub fn is_paused(&self, i: usize) -> bool {
-        self.nodes[i].paused
+        self.node(i).paused
     }
 
     /// Node `i`'s clock reads `offset_us` off virtual time from now on (a skew, or a step).
     pub fn set_clock(&mut self, i: usize, offset_us: i64) {
-        self.nodes[i].clock_us = offset_us;
-    }
-
-    /// A request from `from` to `to`: `arrives` after the network's delay, or, if it cannot
-    /// get there, `failed` (if any) back to `from` once the request times out.
-    fn request(&mut self, from: usize, to: usize, arrives: Occurrence, failed: Option<Input>) {
-        self.contact(from, to);
-        match self.net.transit(&mut self.rng, from, to) {
-            Some(delay) => self.at(self.now + delay, arrives),
-            None => {
-                if let Some(input) = failed {
-                    let life = self.life(from);
-                    let timeout = self.now + REQUEST_TIMEOUT_US;
-                    self.input_at(timeout, from, life, input);
-                }
-            }
-        }
-    }
-
-    /// A message between `a` and `b`: their connection is used (opened if need be; past
-    /// [`MAX_CONNECTED`], each closes its least recently used one, quietly).
-    fn contact(&mut self, a: usize, b: usize) {
-        if !self.is_up(b) {
-            return;
-        }
-        for (this, other) in [(a, b), (b, a)] {
-            if let Some(oldest) = self.nodes[this].links.used(other, self.now) {
-                self.nodes[oldest].links.remove(this);
-            }
-        }
+        self.node_mut(i).clock_us = offset_us;
     }
 
     /// A write at node `i`, with the id it is acknowledged under.
     pub fn write(&mut self, i: usize, id: u64, op: Op) {
-        let life = self.nodes[i].life;
+        let life = self.common.lives[i].0;
         let input = Input::Write { id, op };
         self.input_at(self.now, i, life, input);
     }
@@ -425,7 +532,8 @@ impl World {
     /// The pods running on live nodes: (namespace/pod) → how many copies.
     pub fn running(&self) -> BTreeMap<String, usize> {
         let mut pods = BTreeMap::new();
-        for node in self.nodes.iter().filter(|n| n.core.is_some()) {
+        let nodes = self.shards.iter().flat_map(|s| &s.nodes);
+        for node in nodes.filter(|n| n.core.is_some()) {
             for c in &node.containers {
                 if c.state == ContainerState::Running {
                     *pods.entry(pod_key(c)).or_default() += 1;
@@ -437,34 +545,169 @@ impl World {
 
     /// The pods (namespace/pod) with a running container on `nodes`.
     pub fn pods_on(&self, nodes: &[usize]) -> BTreeSet<String> {
-        let on = nodes.iter().flat_map(|&i| &self.nodes[i].containers);
+        let on = nodes.iter().flat_map(|&i| &self.node(i).containers);
         let running = on.filter(|c| c.state == ContainerState::Running);
         running.map(pod_key).collect()
     }
 
-    /// Runs every event due up to `until` µs.
+    /// Runs every event due up to `until` µs, a window at a time: with one shard, one
+    /// window; with more, no longer than the network's latency, the soonest anything one
+    /// node sends reaches another.
     pub fn run_until(&mut self, until: u64) {
-        while let Some(entry) = self.queue.first_entry() {
-            let (at, _) = *entry.key();
-            if at > until {
+        let width = match self.shards.len() {
+            1 => u64::MAX,
+            _ => self.net.links.latency_us,
+        };
+        loop {
+            let next = self.shards.iter().filter_map(|s| s.queue.keys().next());
+            let Some(&(next, ..)) = next.min() else {
+                break;
+            };
+            if next > until {
                 break;
             }
-            let event = entry.remove();
-            self.now = at;
-            let node = &mut self.nodes[target(&event)];
-            match node.paused {
-                true => node.held.push(*event),
-                false => self.run(*event),
-            }
+            self.window(next.saturating_add(width).min(until + 1));
         }
         self.now = until;
     }
 
-    /// The time as node `i` sees it: virtual time counted from a fixed epoch, and its clock's
-    /// offset.
-    fn clock(&self, i: usize) -> Duration {
-        let us = 1_700_000_000_000_000 + self.now as i64 + self.nodes[i].clock_us;
-        Duration::from_micros(us.max(0) as u64)
+    /// Runs every shard's events due before `end`, on threads of their own; then hands over
+    /// what each sent to the others' nodes, and records what they found.
+    fn window(&mut self, end: u64) {
+        let (common, net) = (&self.common, &self.net);
+        match &mut self.shards[..] {
+            [one] => one.run(common, net, end),
+            [first, rest @ ..] => std::thread::scope(|scope| {
+                for shard in rest {
+                    scope.spawn(move || shard.run(common, net, end));
+                }
+                first.run(common, net, end);
+            }),
+            [] => {}
+        }
+        let count = self.shards.len();
+        let mut found = Found::default();
+        let mut handed = Vec::new();
+        for shard in &mut self.shards {
+            handed.append(&mut shard.out);
+            let theirs = &mut shard.found;
+            self.counts.take(&mut theirs.counts);
+            found.written.append(&mut theirs.written);
+            found.replicated.append(&mut theirs.replicated);
+            found.deaths.append(&mut theirs.deaths);
+            found.started.append(&mut theirs.started);
+        }
+        for (key, event) in handed {
+            self.shards[target(&event) % count].queue.insert(key, event);
+        }
+        // In the order of time, then of node: the same whatever the shards (each node's
+        // own in the order it found them).
+        found.written.sort_by_key(|&(at, node, _)| (at, node));
+        found.replicated.sort_by_key(|&(at, node, _)| (at, node));
+        found.deaths.sort_by_key(|d| (d.at, d.by));
+        found.started.sort_by_key(|&(at, _, node)| (at, node));
+        self.written
+            .extend(found.written.into_iter().map(|(at, _, id)| (id, at)));
+        self.replicated
+            .extend(found.replicated.into_iter().map(|(at, _, id)| (id, at)));
+        self.deaths.append(&mut found.deaths);
+        self.started.append(&mut found.started);
+    }
+
+    /// `input` for node `node` in its life `life`, at `at`, from the driver.
+    fn input_at(&mut self, at: u64, node: usize, life: u32, input: Input) {
+        self.at(at, Occurrence::Input { node, life, input });
+    }
+
+    /// An event the driver makes.
+    fn at(&mut self, at: u64, event: Occurrence) {
+        self.made_events += 1;
+        let key = (at, self.size(), self.made_events);
+        let count = self.shards.len();
+        self.shards[target(&event) % count]
+            .queue
+            .insert(key, Box::new(event));
+    }
+}
+
+impl Shard {
+    /// Runs its events due before `end`.
+    fn run(&mut self, common: &Common, net: &Net, end: u64) {
+        let mut window = Window {
+            shard: self,
+            common,
+            net,
+        };
+        window.run(end);
+    }
+}
+
+impl Window<'_> {
+    fn run(&mut self, end: u64) {
+        while let Some(entry) = self.shard.queue.first_entry() {
+            let (at, ..) = *entry.key();
+            if at >= end {
+                break;
+            }
+            let event = entry.remove();
+            let i = target(&event);
+            self.shard.now = at;
+            self.shard.acting = i;
+            let node = self.node(i);
+            match node.paused {
+                true => node.held.push(*event),
+                false => self.occur(*event),
+            }
+        }
+    }
+
+    fn node(&mut self, i: usize) -> &mut Node {
+        debug_assert_eq!(
+            i % self.shard.count,
+            self.shard.index,
+            "a node of this shard"
+        );
+        &mut self.shard.nodes[i / self.shard.count]
+    }
+
+    fn is_up(&self, i: usize) -> bool {
+        self.common.lives[i].1
+    }
+
+    fn life(&self, i: usize) -> u32 {
+        self.common.lives[i].0
+    }
+
+    fn alive(&self, i: usize, life: u32) -> bool {
+        self.common.lives[i] == (life, true)
+    }
+
+    /// The node at `addr`: every address a core names is one of the world's.
+    fn index(&self, addr: SocketAddr) -> usize {
+        index(addr, self.common.lives.len()).expect("an address of the simulated world")
+    }
+
+    /// How long a message from the acting node to `to` takes, if it gets there.
+    fn transit(&mut self, to: usize) -> Option<u64> {
+        let from = self.shard.acting;
+        let net = self.net;
+        net.transit(&mut self.node(from).rng, from, to)
+    }
+
+    /// An event the acting node makes, for whichever node it happens to.
+    fn at(&mut self, at: u64, event: Occurrence) {
+        let acting = self.shard.acting;
+        let node = self.node(acting);
+        node.made_events += 1;
+        let key = (at, acting, node.made_events);
+        let event = Box::new(event);
+        match target(&event) % self.shard.count == self.shard.index {
+            true => self.shard.queue.insert(key, event),
+            false => {
+                self.shard.out.push((key, event));
+                None
+            }
+        };
     }
 
     /// `input` for node `node` in its life `life`, at `at`.
@@ -472,58 +715,82 @@ impl World {
         self.at(at, Occurrence::Input { node, life, input });
     }
 
-    fn at(&mut self, at: u64, event: Occurrence) {
-        self.seq += 1;
-        self.queue.insert((at, self.seq), Box::new(event));
-    }
-
-    fn hash(&mut self, words: &[u64]) {
-        for w in words {
-            for b in w.to_le_bytes() {
-                self.trace = (self.trace ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    /// A request from the acting node `from` to `to`: `arrives` after the network's delay,
+    /// or, if it cannot get there, `failed` (if any) back to `from` once the request times
+    /// out.
+    fn request(&mut self, from: usize, to: usize, arrives: Occurrence, failed: Option<Input>) {
+        if self.is_up(to) {
+            self.contact(from, to);
+        }
+        match self.transit(to) {
+            Some(delay) => self.at(self.shard.now + delay, arrives),
+            None => {
+                if let Some(input) = failed {
+                    let life = self.life(from);
+                    let timeout = self.shard.now + REQUEST_TIMEOUT_US;
+                    self.input_at(timeout, from, life, input);
+                }
             }
         }
     }
 
-    fn alive(&self, i: usize, life: u32) -> bool {
-        self.nodes[i].core.is_some() && self.nodes[i].life == life
+    /// Node `this` (the acting one) uses its connection to `other`, opening it if need be;
+    /// past [`MAX_CONNECTED`] it closes its least recently used one, quietly: the other side
+    /// hears of it a latency later.
+    fn contact(&mut self, this: usize, other: usize) {
+        let now = self.shard.now;
+        if let Some(oldest) = self.node(this).links.used(other, now) {
+            let at = now + self.net.links.latency_us;
+            self.at(
+                at,
+                Occurrence::Closed {
+                    from: this,
+                    to: oldest,
+                },
+            );
+        }
     }
 
-    fn life(&self, i: usize) -> u32 {
-        self.nodes[i].life
-    }
-
-    fn run(&mut self, event: Occurrence) {
+    fn occur(&mut self, event: Occurrence) {
         match event {
             Occurrence::Input { node, life, input } => {
                 if self.alive(node, life) {
                     self.step(node, input);
                 }
             }
-            Occurrence::Datagram { from, to, data } => {
+            Occurrence::Datagram {
+                from,
+                to,
+                data,
+                digest,
+            } => {
                 if !self.is_up(to) {
                     return;
                 }
+                self.contact(to, from);
                 let input = Input::Datagram {
-                    from: self.nodes[from].member.peer_id.clone(),
+                    from: self.common.peer_ids[from].clone(),
                     data,
-                    digest: self.digest(from),
+                    digest,
                     request: true,
                 };
                 if let Some(Answer::Membership(Some(data))) = self.step(to, input) {
                     let back = Input::Datagram {
-                        from: self.nodes[to].member.peer_id.clone(),
+                        from: self.common.peer_ids[to].clone(),
                         data,
                         digest: self.digest(to),
                         request: false,
                     };
-                    self.send(to, from, back);
+                    self.send(from, back);
                 }
             }
             Occurrence::Status { from, to, message } => {
                 let asks = message.asks();
                 let answer = match self.is_up(to) {
-                    true => self.step(to, Input::Status { message }),
+                    true => {
+                        self.contact(to, from);
+                        self.step(to, Input::Status { message })
+                    }
                     false => None,
                 };
                 if asks {
@@ -533,13 +800,13 @@ impl World {
                     };
                     // The asker hears back whatever happens, as a transport's request does:
                     // the answer, or after a timeout, nothing.
-                    let peer = self.nodes[to].member.clone();
+                    let peer = self.node(to).member.clone();
                     let lost = Input::StatusAnswer {
                         peer: peer.clone(),
                         answer: None,
                     };
                     let life = self.life(from);
-                    self.answer(to, from, life, Input::StatusAnswer { peer, answer }, lost);
+                    self.answer(from, life, Input::StatusAnswer { peer, answer }, lost);
                 }
             }
             Occurrence::Sync {
@@ -550,17 +817,19 @@ impl World {
             } => {
                 if !self.is_up(to) {
                     let reply = Input::SyncReply {
-                        peer: self.nodes[to].member.peer_id.clone(),
+                        peer: self.common.peer_ids[to].clone(),
                         reply: Err("unreachable".into()),
                     };
-                    let at = self.now + REQUEST_TIMEOUT_US;
+                    let at = self.shard.now + REQUEST_TIMEOUT_US;
                     self.input_at(at, from, life, reply);
                     return;
                 }
-                self.next_request += 1;
-                let id = self.next_request;
-                self.requests.insert((to, id), (from, life));
-                let from_peer = self.nodes[from].member.peer_id.clone();
+                self.contact(to, from);
+                let node = self.node(to);
+                node.next_request += 1;
+                let id = node.next_request;
+                node.requests.insert(id, (from, life));
+                let from_peer = self.common.peer_ids[from].clone();
                 self.step(
                     to,
                     Input::SyncRequest {
@@ -592,40 +861,46 @@ impl World {
                     .collect();
                 self.step(node, Input::Reconcile(Event::Acted(outcomes)));
             }
+            Occurrence::Closed { from, to } => {
+                self.node(to).links.remove(from);
+            }
         }
     }
 
-    fn digest(&self, i: usize) -> weeble_core::gossip::Digest {
-        self.nodes[i]
+    fn digest(&mut self, i: usize) -> Digest {
+        self.node(i)
             .core
             .as_ref()
             .map(|c| c.digest())
             .unwrap_or_default()
     }
 
-    /// The answer to a request of `asker` (in its life `life`), from `from`: `answer` after the
-    /// network's delay, or `lost` after the request's timeout if it cannot get there.
-    fn answer(&mut self, from: usize, asker: usize, life: u32, answer: Input, lost: Input) {
-        let (delay, input) = match self.net.transit(&mut self.rng, from, asker) {
+    /// The acting node's answer to a request of `asker` (in its life `life`): `answer` after
+    /// the network's delay, or `lost` after the request's timeout if it cannot get there.
+    fn answer(&mut self, asker: usize, life: u32, answer: Input, lost: Input) {
+        let (delay, input) = match self.transit(asker) {
             Some(delay) => (delay, answer),
             None => (REQUEST_TIMEOUT_US, lost),
         };
-        self.input_at(self.now + delay, asker, life, input);
+        self.input_at(self.shard.now + delay, asker, life, input);
     }
 
-    /// An input for `to` from `from`, after the network's delay (lost if it cannot get there).
-    fn send(&mut self, from: usize, to: usize, input: Input) {
-        if let Some(delay) = self.net.transit(&mut self.rng, from, to) {
+    /// An input for `to` from the acting node, after the network's delay (lost if it cannot
+    /// get there).
+    fn send(&mut self, to: usize, input: Input) {
+        if let Some(delay) = self.transit(to) {
             let life = self.life(to);
-            self.input_at(self.now + delay, to, life, input);
+            self.input_at(self.shard.now + delay, to, life, input);
         }
     }
 
     /// Steps node `i` and carries out its effects; returns its answer to a request.
     fn step(&mut self, i: usize, input: Input) -> Option<Answer> {
-        self.hash(&[self.now, i as u64, kind(&input)]);
-        let now = self.clock(i);
-        let effects = self.nodes[i].core.as_mut()?.step(now, input);
+        let now = self.shard.now;
+        let node = self.node(i);
+        node.trace = fnv(node.trace, &[now, i as u64, kind(&input)]);
+        let at = clock(now, node.clock_us);
+        let effects = node.core.as_mut()?.step(at, input);
         let mut answer = None;
         for effect in effects {
             match effect {
@@ -644,16 +919,24 @@ impl World {
     /// What a driver does with one effect of node `i`.
     fn carry(&mut self, i: usize, effect: Effect) {
         let life = self.life(i);
-        let soon = self.now + ENGINE_US;
+        let now = self.shard.now;
+        let soon = now + ENGINE_US;
         match effect {
             Effect::Membership { to, data } => {
-                Self::count(&mut self.counts.membership, data.len() + 24);
+                Self::count(&mut self.shard.found.counts.membership, data.len() + 24);
                 let to = self.index(to.p2p);
-                self.request(i, to, Occurrence::Datagram { from: i, to, data }, None);
+                let digest = self.digest(i);
+                let arrives = Occurrence::Datagram {
+                    from: i,
+                    to,
+                    data,
+                    digest,
+                };
+                self.request(i, to, arrives, None);
             }
             Effect::Status(Send { to, message }) => {
-                let size = self.sizes.message(&message);
-                Self::count(&mut self.counts.status, size + 8);
+                let size = self.shard.sizes.message(&message);
+                Self::count(&mut self.shard.found.counts.status, size + 8);
                 let to_index = self.index(to.p2p);
                 let failed = message.asks().then(|| {
                     let answer = None;
@@ -663,7 +946,7 @@ impl World {
                 self.request(i, to, Occurrence::Status { from, to, message }, failed);
             }
             Effect::Sync { to, message } => {
-                Self::count(&mut self.counts.sync, message.len() + 8);
+                Self::count(&mut self.shard.found.counts.sync, message.len() + 8);
                 let to_index = self.index(to.p2p);
                 let reply = Err("unreachable".into());
                 let failed = Input::SyncReply {
@@ -680,14 +963,14 @@ impl World {
                 self.request(i, to, arrives, Some(failed));
             }
             Effect::SyncAnswer { id, answer } => {
-                let Some((asker, asker_life)) = self.requests.remove(&(i, id)) else {
+                let Some((asker, asker_life)) = self.node(i).requests.remove(&id) else {
                     return;
                 };
                 let size = answer
                     .as_ref()
                     .map_or(0, |m| m.as_ref().map_or(0, Vec::len));
-                Self::count(&mut self.counts.sync, size + 8);
-                let peer = self.nodes[i].member.peer_id.clone();
+                Self::count(&mut self.shard.found.counts.sync, size + 8);
+                let peer = self.common.peer_ids[i].clone();
                 let lost = Input::SyncReply {
                     peer: peer.clone(),
                     reply: Err("timed out".into()),
@@ -696,36 +979,36 @@ impl World {
                     peer,
                     reply: answer,
                 };
-                self.answer(i, asker, asker_life, reply, lost);
+                self.answer(asker, asker_life, reply, lost);
             }
             Effect::Persist(persist) => {
-                let file = &mut self.nodes[i].file;
+                let file = &mut self.node(i).file;
                 match persist {
                     document::Persist::Append { frame, .. } => file.extend(frame),
                     document::Persist::Replace(bytes) => *file = bytes,
                 }
                 let input = Input::Persisted(Ok(()));
-                self.input_at(self.now + DISK_US, i, life, input);
+                self.input_at(now + DISK_US, i, life, input);
             }
             Effect::Written { id, result } => {
                 if result.is_ok() {
-                    self.written.insert(id, self.now);
+                    self.shard.found.written.push((now, i, id));
                 }
             }
             Effect::Schedule { after, timer } => {
                 // Rounded up: a timer asked for in less than a microsecond must still come
                 // later than now, or a core that asks again for the rest never sees time move
                 // (the fault schedules found one: a suspicion's timer, every 0 µs, forever).
-                let at = self.now + after.as_nanos().div_ceil(1000) as u64;
+                let at = now + after.as_nanos().div_ceil(1000) as u64;
                 self.input_at(at, i, life, Input::Timer(timer));
             }
             Effect::ListContainers => {
-                let listed = Ok(self.nodes[i].containers.clone());
+                let listed = Ok(self.node(i).containers.clone());
                 let input = Input::Reconcile(Event::Listed(listed));
                 self.input_at(soon, i, life, input);
             }
             Effect::Terminate(ids) => {
-                for c in &mut self.nodes[i].containers {
+                for c in &mut self.node(i).containers {
                     if ids.contains(&c.id) {
                         c.state = ContainerState::Exited { code: 137 };
                     }
@@ -734,14 +1017,15 @@ impl World {
                 self.input_at(soon, i, life, input);
             }
             Effect::Act(actions) => {
-                let rate = self.settings.failure_rate;
+                let rate = self.common.settings.failure_rate;
+                let rng = &mut self.node(i).rng;
                 let failed = actions
                     .iter()
-                    .map(|_| rate > 0.0 && self.rng.random::<f64>() < rate)
+                    .map(|_| rate > 0.0 && rng.random::<f64>() < rate)
                     .collect();
                 let creates = actions.iter().any(|a| !matches!(a, Action::Remove { .. }));
                 let delay = if creates {
-                    self.settings.start_us
+                    self.common.settings.start_us
                 } else {
                     ENGINE_US
                 };
@@ -751,7 +1035,7 @@ impl World {
                     actions,
                     failed,
                 };
-                self.at(self.now + delay, event);
+                self.at(now + delay, event);
             }
             Effect::Probe(check) => {
                 let input = Input::Probed {
@@ -768,17 +1052,16 @@ impl World {
                 }
             }
             Effect::Disconnect(peer) => {
-                if let Some(&dead) = self.by_peer.get(&peer) {
+                if let Some(&dead) = self.common.by_peer.get(&peer) {
                     // The identity declared dead: the newest one of that node it holds down.
-                    let members = self.nodes[i].core.as_ref().map(|c| &c.view().members[..]);
+                    let members = self.node(i).core.as_ref().map(|c| &c.view().members[..]);
                     let down = members
                         .into_iter()
                         .flatten()
                         .filter(|(m, l)| *l == Liveness::Down && m.peer_id == peer);
                     let bump = down.map(|(m, _)| m.bump).max().unwrap_or_default();
-                    let at = self.now;
-                    self.deaths.push(Death {
-                        at,
+                    self.shard.found.deaths.push(Death {
+                        at: now,
                         by: i,
                         dead,
                         bump,
@@ -786,7 +1069,7 @@ impl World {
                 }
             }
             Effect::Replicated(id) => {
-                self.replicated.insert(id, self.now);
+                self.shard.found.replicated.push((now, i, id));
             }
             Effect::Snapshot(_)
             | Effect::Containers(_)
@@ -800,15 +1083,17 @@ impl World {
 
     /// One container action on node `i`, as an engine that took it would.
     fn act(&mut self, i: usize, action: &Action) {
-        let now_ms = self.clock(i).as_millis() as i64;
-        let node = &mut self.nodes[i];
+        let now = self.shard.now;
+        let node = self.node(i);
+        let now_ms = clock(now, node.clock_us).as_millis() as i64;
         match action {
             Action::Create { spec, .. } => {
                 node.made += 1;
                 let id = format!("{}-{}", node.member.name, node.made);
                 let observed = Observed::created(id, spec, now_ms);
-                self.started.push((self.now, pod_key(&observed), i));
+                let pod = pod_key(&observed);
                 node.containers.push(observed);
+                self.shard.found.started.push((now, pod, i));
             }
             Action::Start { id, .. } => {
                 for c in node.containers.iter_mut().filter(|c| &c.id == id) {
@@ -827,7 +1112,8 @@ fn target(event: &Occurrence) -> usize {
         Occurrence::Input { node, .. } | Occurrence::Acted { node, .. } => node,
         Occurrence::Datagram { to, .. }
         | Occurrence::Status { to, .. }
-        | Occurrence::Sync { to, .. } => to,
+        | Occurrence::Sync { to, .. }
+        | Occurrence::Closed { to, .. } => to,
     }
 }
 
