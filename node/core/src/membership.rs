@@ -804,8 +804,8 @@ impl Membership {
                 return self.drain_after(result, Listing::Untold);
             }
             let longest = self.suspect_to_down * MAX_TOLERANCE;
-            let alone = self.heard.len() > 1
-                && now.saturating_sub(self.last_heard) >= self.suspect_to_down;
+            let alone =
+                self.heard.len() > 1 && now.saturating_sub(self.last_heard) >= self.suspect_to_down;
             let wait = match alone {
                 true => self.suspect_to_down.min(longest.saturating_sub(silence)),
                 false => (gap * 2)
