@@ -20,7 +20,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weeble_core::document::{self, Op, Stored, journal};
 use weeble_core::gossip::Digest;
@@ -551,67 +552,78 @@ impl World {
     }
 
     /// Runs every event due up to `until` µs, a window at a time: with one shard, one
-    /// window; with more, no longer than the network's latency, the soonest anything one
-    /// node sends reaches another.
+    /// window; with more, windows no longer than the network's latency (the soonest anything
+    /// one node sends reaches another), each shard on a thread of its own, the threads
+    /// meeting at a [`Gate`] between windows.
     pub fn run_until(&mut self, until: u64) {
-        let width = match self.shards.len() {
-            1 => u64::MAX,
-            _ => self.net.links.latency_us,
+        let World {
+            shards,
+            common,
+            net,
+            counts,
+            written,
+            replicated,
+            deaths,
+            started,
+            ..
+        } = self;
+        let (common, net) = (&*common, &*net);
+        let mut record = |shards: &mut [&mut Shard]| {
+            hand_over(shards, counts, written, replicated, deaths, started)
         };
-        loop {
-            let next = self.shards.iter().filter_map(|s| s.queue.keys().next());
-            let Some(&(next, ..)) = next.min() else {
-                break;
-            };
-            if next > until {
-                break;
+        if let [one] = &mut shards[..] {
+            one.run(common, net, until + 1);
+            record(&mut [one]);
+        } else {
+            let cells: Vec<Mutex<Shard>> =
+                std::mem::take(shards).into_iter().map(Mutex::new).collect();
+            let end = AtomicU64::new(0);
+            let gate = Gate::new(cells.len());
+            fn lock(cell: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+                cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
             }
-            self.window(next.saturating_add(width).min(until + 1));
+            std::thread::scope(|scope| {
+                for cell in &cells[1..] {
+                    let (end, gate) = (&end, &gate);
+                    scope.spawn(move || {
+                        let _breaks = gate.breaks_on_panic();
+                        loop {
+                            gate.wait();
+                            match end.load(Ordering::Acquire) {
+                                STOP => break,
+                                end => lock(cell).run(common, net, end),
+                            }
+                            gate.wait();
+                        }
+                    });
+                }
+                let _breaks = gate.breaks_on_panic();
+                loop {
+                    let next = cells
+                        .iter()
+                        .filter_map(|c| lock(c).queue.keys().next().map(|k| k.0))
+                        .min();
+                    let Some(next) = next.filter(|&next| next <= until) else {
+                        end.store(STOP, Ordering::Release);
+                        gate.wait();
+                        break;
+                    };
+                    let window_end = next.saturating_add(net.links.latency_us).min(until + 1);
+                    end.store(window_end, Ordering::Release);
+                    gate.wait();
+                    lock(&cells[0]).run(common, net, window_end);
+                    gate.wait();
+                    let mut guards: Vec<_> = cells.iter().map(lock).collect();
+                    let mut all: Vec<&mut Shard> = guards.iter_mut().map(|g| &mut **g).collect();
+                    record(&mut all);
+                }
+            });
+            *shards = cells
+                .into_iter()
+                .map(|c| c.into_inner().unwrap_or_else(|p| p.into_inner()))
+                .collect();
         }
         self.now = until;
-    }
-
-    /// Runs every shard's events due before `end`, on threads of their own; then hands over
-    /// what each sent to the others' nodes, and records what they found.
-    fn window(&mut self, end: u64) {
-        let (common, net) = (&self.common, &self.net);
-        match &mut self.shards[..] {
-            [one] => one.run(common, net, end),
-            [first, rest @ ..] => std::thread::scope(|scope| {
-                for shard in rest {
-                    scope.spawn(move || shard.run(common, net, end));
-                }
-                first.run(common, net, end);
-            }),
-            [] => {}
-        }
-        let count = self.shards.len();
-        let mut found = Found::default();
-        let mut handed = Vec::new();
-        for shard in &mut self.shards {
-            handed.append(&mut shard.out);
-            let theirs = &mut shard.found;
-            self.counts.take(&mut theirs.counts);
-            found.written.append(&mut theirs.written);
-            found.replicated.append(&mut theirs.replicated);
-            found.deaths.append(&mut theirs.deaths);
-            found.started.append(&mut theirs.started);
-        }
-        for (key, event) in handed {
-            self.shards[target(&event) % count].queue.insert(key, event);
-        }
-        // In the order of time, then of node: the same whatever the shards (each node's
-        // own in the order it found them).
-        found.written.sort_by_key(|&(at, node, _)| (at, node));
-        found.replicated.sort_by_key(|&(at, node, _)| (at, node));
-        found.deaths.sort_by_key(|d| (d.at, d.by));
-        found.started.sort_by_key(|&(at, _, node)| (at, node));
-        self.written
-            .extend(found.written.into_iter().map(|(at, _, id)| (id, at)));
-        self.replicated
-            .extend(found.replicated.into_iter().map(|(at, _, id)| (id, at)));
-        self.deaths.append(&mut found.deaths);
-        self.started.append(&mut found.started);
     }
 
     /// `input` for node `node` in its life `life`, at `at`, from the driver.
@@ -627,6 +639,111 @@ impl World {
         self.shards[target(&event) % count]
             .queue
             .insert(key, Box::new(event));
+    }
+}
+
+/// What [`World::run_until`]'s threads are told to do next: run the window that ends then,
+/// or stop.
+const STOP: u64 = u64::MAX;
+
+/// Hands over what each shard's nodes sent to the others' (at once, for the next window),
+/// and records what they found: in the order of time, then of node, the same whatever the
+/// shards (each node's own in the order it found them).
+fn hand_over(
+    shards: &mut [&mut Shard],
+    counts: &mut Counts,
+    written: &mut BTreeMap<u64, u64>,
+    replicated: &mut BTreeMap<u64, u64>,
+    deaths: &mut Vec<Death>,
+    started: &mut Vec<(u64, String, usize)>,
+) {
+    let mut found = Found::default();
+    let mut handed = Vec::new();
+    for shard in shards.iter_mut() {
+        handed.append(&mut shard.out);
+        let theirs = &mut shard.found;
+        counts.take(&mut theirs.counts);
+        found.written.append(&mut theirs.written);
+        found.replicated.append(&mut theirs.replicated);
+        found.deaths.append(&mut theirs.deaths);
+        found.started.append(&mut theirs.started);
+    }
+    let count = shards.len();
+    for (key, event) in handed {
+        shards[target(&event) % count].queue.insert(key, event);
+    }
+    found.written.sort_by_key(|&(at, node, _)| (at, node));
+    found.replicated.sort_by_key(|&(at, node, _)| (at, node));
+    found.deaths.sort_by_key(|d| (d.at, d.by));
+    found.started.sort_by_key(|&(at, _, node)| (at, node));
+    written.extend(found.written.into_iter().map(|(at, _, id)| (id, at)));
+    replicated.extend(found.replicated.into_iter().map(|(at, _, id)| (id, at)));
+    deaths.append(&mut found.deaths);
+    started.append(&mut found.started);
+}
+
+/// Where the threads of a run meet between windows: each waits until all have come. A
+/// window lasts microseconds to milliseconds of wall time, so a thread spins a while before
+/// it yields its core; it yields, so more threads than cores still make progress. A thread
+/// that panics breaks the gate, and every thread that waits there then panics too, rather
+/// than wait for ever.
+struct Gate {
+    parties: usize,
+    arrived: AtomicUsize,
+    round: AtomicUsize,
+    broken: AtomicBool,
+}
+
+/// Breaks its gate if the thread holding it panics.
+struct Breaks<'a>(&'a Gate);
+
+impl Drop for Breaks<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.broken.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// How many times a thread at the gate spins before it yields between looks.
+const SPINS: u32 = 1 << 14;
+
+impl Gate {
+    fn new(parties: usize) -> Self {
+        Gate {
+            parties,
+            arrived: AtomicUsize::new(0),
+            round: AtomicUsize::new(0),
+            broken: AtomicBool::new(false),
+        }
+    }
+
+    /// A guard that breaks the gate if this thread panics while it holds it.
+    fn breaks_on_panic(&self) -> Breaks<'_> {
+        Breaks(self)
+    }
+
+    /// Waits for every party; what each did before it came is seen by all after.
+    fn wait(&self) {
+        let round = self.round.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.parties {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.round.store(round.wrapping_add(1), Ordering::Release);
+            return;
+        }
+        let mut spins = 0;
+        while self.round.load(Ordering::Acquire) == round {
+            assert!(
+                !self.broken.load(Ordering::Acquire),
+                "another simulation thread panicked"
+            );
+            if spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
     }
 }
 
@@ -1285,6 +1402,29 @@ mod tests {
             started_at_ms: 1_700_000_000_000,
             template_hash: "abc".into(),
         }
+    }
+
+    #[test]
+    fn a_thread_that_panics_breaks_the_gate_and_the_others_stop_waiting() {
+        use std::panic::{AssertUnwindSafe, catch_unwind};
+        let gate = Gate::new(2);
+        let stopped = Mutex::new(None);
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    let _breaks = gate.breaks_on_panic();
+                    panic!("a bug in a core");
+                });
+                let waited = catch_unwind(AssertUnwindSafe(|| gate.wait()));
+                *stopped.lock().unwrap() = Some(waited.is_err());
+            })
+        }));
+        assert!(run.is_err(), "the thread's panic is the run's");
+        assert_eq!(
+            *stopped.lock().unwrap(),
+            Some(true),
+            "the other stopped waiting"
+        );
     }
 
     #[test]
