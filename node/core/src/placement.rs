@@ -19,7 +19,7 @@ use crate::hash::{fnv1a, mix};
 use crate::membership::{Liveness, MemberId};
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use weeble_crdt::{Deployment, Labels, ObjectKey, ResourceAmounts, Snapshot};
 
 /// A member that may run replicas, as the membership view describes it.
@@ -243,7 +243,27 @@ pub struct Placement {
     moved: BTreeMap<(u32, u32), Slot>,
     /// Whether some replica is not on its top-ranked member (it spilled, or has no owner).
     pub spilled: bool,
+    /// The rankings of the replicas that moved since the first slots, shared by every
+    /// placement derived from them.
+    ranks: Arc<Mutex<Ranks>>,
 }
+
+/// How many members each replica's ranking keeps ([`Ranks`]).
+const RANKED: usize = 4;
+
+/// No member: a ranking of fewer than [`RANKED`] eligible members ends with these.
+const NO_MEMBER: u32 = u32::MAX;
+
+/// Replicas' [`RANKED`] best members on the members first placed on, best first, by
+/// (their deployment's place among the keys, their index): ranked the first time a
+/// placement derived from the first slots moves the replica ([`place_after`]), and read by
+/// every later one, which moves it to the first of them not gone, without ranking every
+/// member again (only a replica whose ranked members are all gone is). While 30 crashes of
+/// 3,000 simulated nodes were heard, the nodes derived 6,535 placements, which ranked 1.6
+/// million replicas on every member: the replicas of 30 members, each ranked again and
+/// again. Ranked when first moved, not when first placed: ranking every replica that
+/// deeply made a whole placement 2.6 times as long.
+type Ranks = BTreeMap<(u32, u32), [u32; RANKED]>;
 
 /// The candidates a placement was first made on, in name order (one per name), with their
 /// names' hashes: what ranks a replica, kept so that a placement derived after deaths ranks
@@ -627,21 +647,36 @@ pub fn place_after<'a>(
     all_gone.extend(&leaving);
     all_gone.sort_unstable();
     let mut ranker = Ranker::new(nodes, &all_gone);
+    let mut first_ranker = Ranker::new(nodes, &[]);
+    let mut ranks = before.ranks.lock().unwrap_or_else(|p| p.into_inner());
     let mut moved = before.moved.clone();
     let mut gained = BTreeSet::new();
+    let stays = |n: &u32| *n != NO_MEMBER && all_gone.binary_search(n).is_err();
     for (d, index) in moving {
         let w = workloads[d as usize];
-        let (classes, scratch) = ranker.classes(&w.node_selector);
-        let top = top(classes, replica_hash(deployment_hash(w), index), scratch)?;
+        let replica = replica_hash(deployment_hash(w), index);
+        let ranking = ranks.entry((d, index)).or_insert_with(|| {
+            let (classes, scratch) = first_ranker.classes(&w.node_selector);
+            top_ranked(classes, replica, scratch)
+        });
+        let top = match ranking.iter().copied().find(stays) {
+            Some(next) => next as usize,
+            None => {
+                let (classes, scratch) = ranker.classes(&w.node_selector);
+                top(classes, replica, scratch)?
+            }
+        };
         gained.insert(top);
         moved.insert((d, index), Slot::new(Ok(top)));
     }
+    drop(ranks);
     let mut placement = Placement {
         nodes: nodes.clone(),
         first: first.clone(),
         gone: all_gone,
         moved,
         spilled: false,
+        ranks: before.ranks.clone(),
     };
     // Only the members that gained replicas may be over their capacity now (`before` fits):
     // their pods and requests, from what stayed on them and what moved to them.
@@ -777,18 +812,59 @@ fn top(classes: &[WeightClass], replica: u32, scratch: &mut Vec<u32>) -> Option<
 /// This is the hot loop of placement: it hashes into a buffer, then takes the maximum, so
 /// that both passes vectorise.
 fn best_in(class: &WeightClass, replica: u32, scratch: &mut Vec<u32>) -> Option<(u32, usize)> {
+    hash_class(class, replica, scratch);
+    let (best, at) = highest(scratch)?;
+    Some((best, class.members[at]))
+}
+
+/// Every member of the class hashed with the replica, into `scratch`.
+fn hash_class(class: &WeightClass, replica: u32, scratch: &mut Vec<u32>) {
     scratch.clear();
     scratch.resize(class.hashes.len(), 0);
     hash_all(scratch, &class.hashes, replica);
-    let best = scratch.iter().copied().max()?;
+}
+
+/// The highest hash and its first place.
+fn highest(hashes: &[u32]) -> Option<(u32, usize)> {
+    let best = hashes.iter().copied().max()?;
     // Find the first chunk holding the maximum without an early exit per element (so the
     // test vectorises), then the element within it.
     const CHUNK: usize = 16;
-    let chunk = scratch
+    let chunk = hashes
         .chunks(CHUNK)
         .position(|c| c.iter().fold(false, |f, &h| f | (h == best)))?;
-    let within = scratch[chunk * CHUNK..].iter().position(|&h| h == best)?;
-    Some((best, class.members[chunk * CHUNK + within]))
+    let within = hashes[chunk * CHUNK..].iter().position(|&h| h == best)?;
+    Some((best, chunk * CHUNK + within))
+}
+
+/// The [`RANKED`] highest-scoring members for a replica hash, best first, as [`top`] ranks
+/// them (ties to the earlier name); [`NO_MEMBER`] past the last eligible one. Each class's
+/// best are taken one at a time, each taken one's hash then set to 0; where the highest
+/// left after the first is 0, the class's ranking stops there (a member whose hash is 0
+/// may follow, unranked: a replica whose ranked members are all gone is ranked on every
+/// member again).
+fn top_ranked(classes: &[WeightClass], replica: u32, scratch: &mut Vec<u32>) -> [u32; RANKED] {
+    let mut best: Vec<(f64, usize)> = Vec::with_capacity(RANKED * classes.len());
+    for class in classes {
+        hash_class(class, replica, scratch);
+        for taken in 0..RANKED {
+            match highest(scratch) {
+                Some((h, at)) if h > 0 || taken == 0 => {
+                    best.push((score(class.weight, h), class.members[at]));
+                    scratch[at] = 0;
+                }
+                _ => break,
+            }
+        }
+    }
+    if classes.len() > 1 {
+        best.sort_by(|(a, i), (b, j)| b.total_cmp(a).then(i.cmp(j)));
+    }
+    let mut ranking = [NO_MEMBER; RANKED];
+    for (slot, (_, i)) in ranking.iter_mut().zip(best) {
+        *slot = i as u32;
+    }
+    ranking
 }
 
 /// `out[j] = mix32(replica ^ nodes[j])`, on AVX2 where the processor has it.

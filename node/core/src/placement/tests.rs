@@ -380,6 +380,27 @@ proptest! {
     }
 }
 
+proptest! {
+    #[test]
+    fn a_replicas_ranked_members_are_the_best_of_the_full_ranking(
+        (members, _) in crowded_cluster(),
+        replica in any::<u32>(),
+        zone in 0u8..3,
+    ) {
+        let nodes = Nodes::new(&members);
+        let mut selector = Labels::new();
+        if zone > 0 {
+            selector.insert("zone".into(), zone.to_string());
+        }
+        let classes = weight_classes(&nodes, &[], &selector);
+        let full = ranked(&classes, replica);
+        let ranking = top_ranked(&classes, replica, &mut Vec::new());
+        let kept: Vec<usize> = ranking.iter().take_while(|&&i| i != NO_MEMBER).map(|&i| i as usize).collect();
+        prop_assert_eq!(kept.len(), full.len().min(RANKED));
+        prop_assert_eq!(&kept[..], &full[..kept.len()]);
+    }
+}
+
 #[test]
 fn a_derived_placement_shares_its_base_and_holds_the_moved_replicas_until_they_are_many() {
     let members = nodes(50);
@@ -411,6 +432,12 @@ fn a_derived_placement_shares_its_base_and_holds_the_moved_replicas_until_they_a
         again.moves(),
         differ,
         "each replica moved once, wherever it went first"
+    );
+    assert!(Arc::ptr_eq(&again.ranks, &before.ranks), "the rankings too");
+    assert_eq!(
+        before.ranks.lock().unwrap().len(),
+        again.moves(),
+        "each replica moved was ranked once, and read again by the next derived"
     );
     assert_eq!(again, place(&members[2..], &ws));
     // Past a quarter of the replicas moved, the placement holds its own slots again.
