@@ -97,8 +97,9 @@ impl Fanout {
     /// Up to `n` of `peers`, distinct, at random, in the order picked.
     pub fn pick(&mut self, peers: &Peers, n: usize) -> Vec<MemberId> {
         let (members, live) = peers.drawn_from();
-        let picked = self.pick_where(&members[..], n, live);
-        picked.into_iter().map(|(m, _)| m).collect()
+        let entry = |i| members.get(i).expect("a place in the list");
+        let picked = self.pick_where(members.len(), entry, n, |entry| live(entry));
+        picked.into_iter().map(|(m, _)| m.clone()).collect()
     }
 
     /// The peers a change goes to: [`push_width`]`(extra, peers.len())` of `peers`, at
@@ -107,22 +108,29 @@ impl Fanout {
         self.pick(peers, push_width(extra, peers.len()))
     }
 
-    /// Up to `n` of the items of `pool` that `takes`, distinct, at random, in the order
-    /// picked: a partial Fisher–Yates shuffle that keeps only the positions it swapped and
-    /// passes over the items refused, so that picking a few of thousands costs a few steps,
-    /// not thousands.
-    fn pick_where<T: Clone>(&mut self, pool: &[T], n: usize, takes: impl Fn(&T) -> bool) -> Vec<T> {
+    /// Up to `n` of the `len` items of a pool (`item(i)` is the one at place `i`) that
+    /// `takes`, distinct, at random, in the order picked: a partial Fisher–Yates shuffle that
+    /// keeps only the positions it swapped and passes over the items refused, so that
+    /// picking a few of thousands costs a few steps, not thousands.
+    fn pick_where<T>(
+        &mut self,
+        len: usize,
+        item: impl Fn(usize) -> T,
+        n: usize,
+        takes: impl Fn(&T) -> bool,
+    ) -> Vec<T> {
         let mut swapped: BTreeMap<usize, usize> = BTreeMap::new();
         let mut picked = Vec::new();
-        for i in 0..pool.len() {
+        for i in 0..len {
             if picked.len() >= n {
                 break;
             }
-            let j = self.rng.random_range(i..pool.len());
+            let j = self.rng.random_range(i..len);
             let at_i = swapped.get(&i).copied().unwrap_or(i);
             let at_j = swapped.insert(j, at_i).unwrap_or(j);
-            if takes(&pool[at_j]) {
-                picked.push(pool[at_j].clone());
+            let item = item(at_j);
+            if takes(&item) {
+                picked.push(item);
             }
         }
         picked
@@ -136,6 +144,11 @@ mod tests {
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
+    /// Up to `n` of `pool` that `takes`, picked by `fanout`.
+    fn pick(fanout: &mut Fanout, pool: &[u32], n: usize, takes: impl Fn(&u32) -> bool) -> Vec<u32> {
+        fanout.pick_where(pool.len(), |i| pool[i], n, takes)
+    }
+
     #[test]
     fn a_pick_is_distinct_bounded_seeded_and_covers_every_peer_over_time() {
         let peers: Vec<u32> = (0..50).collect();
@@ -143,21 +156,21 @@ mod tests {
         let mut fanout = Fanout::new(7);
         let mut seen = BTreeSet::new();
         for _ in 0..100 {
-            let picked = fanout.pick_where(&peers, 3, all);
+            let picked = pick(&mut fanout, &peers, 3, all);
             assert_eq!(picked.len(), 3);
             assert_eq!(picked.iter().collect::<BTreeSet<_>>().len(), 3, "distinct");
             seen.extend(picked);
         }
         assert_eq!(seen.len(), 50, "every peer gets picked sooner or later");
         assert_eq!(
-            Fanout::new(1).pick_where(&[1, 2], 5, all).len(),
+            pick(&mut Fanout::new(1), &[1, 2], 5, all).len(),
             2,
             "no more than there are"
         );
-        assert!(Fanout::new(1).pick_where(&[], 3, all).is_empty());
+        assert!(pick(&mut Fanout::new(1), &[], 3, all).is_empty());
         let again = |seed| {
             (0..5)
-                .map(|_| Fanout::new(seed).pick_where(&peers, 3, all))
+                .map(|_| pick(&mut Fanout::new(seed), &peers, 3, all))
                 .collect::<Vec<_>>()
         };
         assert_eq!(again(3), again(3), "the same seed picks the same peers");
@@ -170,13 +183,13 @@ mod tests {
         let mut fanout = Fanout::new(5);
         let mut seen = BTreeSet::new();
         for _ in 0..100 {
-            let picked = fanout.pick_where(&pool, 3, even);
+            let picked = pick(&mut fanout, &pool, 3, even);
             assert_eq!(picked.len(), 3, "{picked:?}");
             assert!(picked.iter().all(even), "{picked:?}");
             seen.extend(picked);
         }
         assert_eq!(seen.len(), 25, "every even one gets picked sooner or later");
-        let all_even = fanout.pick_where(&pool, 50, even);
+        let all_even = pick(&mut fanout, &pool, 50, even);
         assert_eq!(all_even.iter().collect::<BTreeSet<_>>().len(), 25);
     }
 

@@ -247,11 +247,11 @@ impl Default for Detection {
 /// The members whose suspicion began or ended between two member lists: (member, before,
 /// after) where one of the two is `Suspect`. Deaths and joins have their own effects.
 pub fn suspicions<'a>(
-    before: &[(MemberId, Liveness)],
-    after: &'a [(MemberId, Liveness)],
+    before: &MemberList,
+    after: &'a MemberList,
 ) -> Vec<(&'a MemberId, Liveness, Liveness)> {
     // Most changes are joins and deaths with no suspect on either side: no map to build.
-    let suspect = |list: &[(MemberId, Liveness)]| list.iter().any(|(_, l)| *l == Liveness::Suspect);
+    let suspect = |list: &MemberList| list.iter().any(|(_, l)| *l == Liveness::Suspect);
     if !suspect(before) && !suspect(after) {
         return Vec::new();
     }
@@ -334,7 +334,7 @@ fn is_live_peer(member: &MemberId, liveness: Liveness, me: &str) -> bool {
 /// The members other than `me` (by name) that are not down and can be reached by their
 /// libp2p id: where a change can go.
 pub fn live_peers<'a>(
-    members: &'a [(MemberId, Liveness)],
+    members: &'a MemberList,
     me: &'a str,
 ) -> impl Iterator<Item = &'a MemberId> + 'a {
     members
@@ -351,10 +351,7 @@ pub const ANNOUNCES_PER_TICK: usize = 3;
 
 /// The known peer addresses at which no member is alive: a new node's `--join` seeds, the
 /// far side of a healed partition, a peer met before a restart.
-pub fn unreached(
-    known: &addresses::Addresses,
-    members: &[(MemberId, Liveness)],
-) -> Vec<SocketAddr> {
+pub fn unreached(known: &addresses::Addresses, members: &MemberList) -> Vec<SocketAddr> {
     let active: addresses::Addresses = members
         .iter()
         .filter(|(_, l)| *l != Liveness::Down)
@@ -374,10 +371,10 @@ pub fn announce_targets(unreached: &[SocketAddr], turn: usize) -> Vec<SocketAddr
 /// Whether `down`, just declared dead, is gone: not if the same node is back already under a
 /// renewed identity (it was wrongly declared dead and rejoined), whose reports still count.
 /// `members` are sorted by name ([`Membership::members`]): only those of its name are read.
-pub fn gone_for_good(members: &[(MemberId, Liveness)], down: &MemberId) -> bool {
-    let from = members.partition_point(|(m, _)| m.name < down.name);
-    !members[from..]
-        .iter()
+pub fn gone_for_good(members: &MemberList, down: &MemberId) -> bool {
+    let from = members.partition_point(|m| m.name < down.name);
+    !(from..)
+        .map_while(|i| members.get(i))
         .take_while(|(m, _)| m.name == down.name)
         .any(|(m, l)| m.bump != down.bump && *l != Liveness::Down)
 }
@@ -887,14 +884,14 @@ impl Membership {
         }
         self.states = states;
         let members = self.listing();
-        if members[..] != self.members[..] {
+        if !self.members.iter().eq(&members) {
             self.suspects = members
                 .iter()
                 .filter(|(_, l)| *l == Liveness::Suspect)
                 .count();
             let live = members.iter().filter(|(_, l)| *l != Liveness::Down);
             self.fingerprint = Buckets::of(live.map(|(m, _)| m)).fingerprint();
-            self.members = self.lists.share(members);
+            self.members = self.lists.share(&self.members, members);
             self.generation += 1;
         }
     }
@@ -1048,30 +1045,111 @@ pub struct Shared {
 pub struct Lists(Arc<Mutex<memo::Held<MemberList>>>);
 
 /// Every member with its liveness, sorted by name ([`Membership::members`]), shared by the
-/// views made of it. Its entries are held apart from the `Arc` that shares it: a weak
-/// reference (the one [`Lists`] keeps) holds on to an `Arc`'s own allocation until it is
-/// swept, and with the entries in that allocation, each simulated node held half a list
-/// more than it used (a list no one held any more, 16 bytes a member).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct MemberList(Box<[(MemberId, Liveness)]>);
+/// views made of it: a base list, and the entries where this list's differs from it. A list
+/// of the same members as the one before, most in the same states, shares that one's base
+/// and holds only the entries that changed ([`MemberList::after`]): while 100 crashes of
+/// 10,000 simulated nodes were heard, each node held a list of its own (each heard the
+/// suspicions and deaths in its own order), 16 bytes a pair of nodes, a ninth of the peak.
+/// Its entries are held apart from the `Arc` that shares it: a weak reference (the one
+/// [`Lists`] keeps) holds on to an `Arc`'s own allocation until it is swept, and with the
+/// entries in that allocation, each simulated node held half a list more than it used.
+#[derive(Debug, Default)]
+pub struct MemberList {
+    base: Arc<[(MemberId, Liveness)]>,
+    /// The entries that differ from `base`'s, by their place in it, ascending.
+    changed: Box<[(u32, (MemberId, Liveness))]>,
+}
 
-impl std::ops::Deref for MemberList {
-    type Target = [(MemberId, Liveness)];
+/// A list holds the entries that changed from its base up to this share of its members;
+/// past it, a base of its own.
+const CHANGED_AT_MOST: usize = 16;
 
-    fn deref(&self) -> &Self::Target {
-        &self.0
+impl MemberList {
+    pub fn len(&self) -> usize {
+        self.base.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.base.is_empty()
+    }
+
+    /// Every entry, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &(MemberId, Liveness)> + '_ {
+        let mut changed = self.changed.iter().peekable();
+        self.base.iter().enumerate().map(move |(i, entry)| {
+            match changed.next_if(|(at, _)| *at as usize == i) {
+                Some((_, entry)) => entry,
+                None => entry,
+            }
+        })
+    }
+
+    /// The entry at place `i`.
+    pub fn get(&self, i: usize) -> Option<&(MemberId, Liveness)> {
+        match self
+            .changed
+            .binary_search_by_key(&i, |(at, _)| *at as usize)
+        {
+            Ok(k) => Some(&self.changed[k].1),
+            Err(_) => self.base.get(i),
+        }
+    }
+
+    /// The place of the first member for which `before` is false (members for which it is
+    /// true come first: a test on their names).
+    pub fn partition_point(&self, before: impl Fn(&MemberId) -> bool) -> usize {
+        self.base.partition_point(|(m, _)| before(m))
+    }
+
+    /// `members` as a list after `last`: on `last`'s base, holding only the entries that
+    /// differ, if the members are the base's in the same order and no more than one in
+    /// [`CHANGED_AT_MOST`] differs; on a base of their own otherwise.
+    fn after(last: &MemberList, members: Vec<(MemberId, Liveness)>) -> Self {
+        let base = &last.base;
+        let same_members = base.len() == members.len()
+            && base
+                .iter()
+                .zip(&members)
+                .all(|((a, _), (b, _))| a.is(b) || a == b);
+        if same_members {
+            let changed = members
+                .iter()
+                .enumerate()
+                .filter(|(i, (_, l))| base[*i].1 != *l);
+            if changed.clone().count() <= members.len() / CHANGED_AT_MOST {
+                let changed = changed.map(|(i, entry)| (i as u32, entry.clone()));
+                return MemberList {
+                    base: base.clone(),
+                    changed: changed.collect(),
+                };
+            }
+        }
+        members.into_iter().collect()
     }
 }
 
+/// Equal entries, equal lists, however each holds them.
+impl PartialEq for MemberList {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for MemberList {}
+
 impl FromIterator<(MemberId, Liveness)> for MemberList {
     fn from_iter<I: IntoIterator<Item = (MemberId, Liveness)>>(members: I) -> Self {
-        MemberList(members.into_iter().collect())
+        MemberList {
+            base: members.into_iter().collect(),
+            changed: Box::default(),
+        }
     }
 }
 
 impl Lists {
-    /// `members` as a shared list: one a core holds already, if equal, or this one, kept.
-    fn share(&self, members: Vec<(MemberId, Liveness)>) -> Arc<MemberList> {
+    /// `members` as a shared list: one a core holds already, if equal, or this one (after
+    /// `last`, [`MemberList::after`]), kept.
+    fn share(&self, last: &MemberList, members: Vec<(MemberId, Liveness)>) -> Arc<MemberList> {
         let hash = members
             .iter()
             .map(|(m, l)| mix(m.hash() ^ *l as u64))
@@ -1080,10 +1158,10 @@ impl Lists {
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(list) = held.find(hash, |list| list[..] == members[..]) {
+        if let Some(list) = held.find(hash, |list| list.iter().eq(&members)) {
             return list;
         }
-        let list = Arc::new(MemberList(members.into_boxed_slice()));
+        let list = Arc::new(MemberList::after(last, members));
         held.keep(hash, &list);
         list
     }

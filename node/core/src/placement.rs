@@ -16,7 +16,7 @@
 //! last one, ranking only the replicas of the members gone; it gives what [`place`] would.
 
 use crate::hash::{fnv1a, mix};
-use crate::membership::{Liveness, MemberId};
+use crate::membership::{Liveness, MemberId, MemberList};
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -53,7 +53,7 @@ impl Candidate {
 /// disk keeps running what it can. Members, not [`Candidate`]s: shared, where candidates are
 /// copies (a view keeps these with its placement).
 pub fn candidates<'a>(
-    members: &'a [(MemberId, Liveness)],
+    members: &'a MemberList,
     unschedulable: &BTreeSet<String>,
 ) -> Vec<&'a MemberId> {
     let live: Vec<&MemberId> = members

@@ -1171,7 +1171,7 @@ impl Window<'_> {
             Effect::Disconnect(peer) => {
                 if let Some(&dead) = self.common.by_peer.get(&peer) {
                     // The identity declared dead: the newest one of that node it holds down.
-                    let members = self.node(i).core.as_ref().map(|c| &c.view().members[..]);
+                    let members = self.node(i).core.as_ref().map(|c| c.view().members.iter());
                     let down = members
                         .into_iter()
                         .flatten()

@@ -161,14 +161,14 @@ impl Sim {
             // What the core does when it builds its view: the list is foca's then, and it
             // was already unless changes wait to be listed.
             let node = self.nodes.get_mut(&to).unwrap();
-            let listed = node.members()[..] == node.listing()[..];
+            let listed = node.members().iter().eq(&node.listing());
             assert!(
                 listed || node.unlisted(),
                 "{to}'s kept member list differs from foca's at {at} ms, unnoticed"
             );
             node.list();
             assert_eq!(
-                &node.members()[..],
+                node.members().iter().cloned().collect::<Vec<_>>(),
                 node.listing(),
                 "{to}'s member list, listed, differs from foca's at {at} ms"
             );
@@ -326,7 +326,8 @@ fn a_live_member_declared_down_rejoins_under_a_renewed_identity() {
 
 #[test]
 fn suspicion_starting_and_ending_is_reported_once_each() {
-    let list = |l1: Liveness, l2: Liveness| vec![(member(1), l1), (member(2), l2)];
+    let list =
+        |l1: Liveness, l2: Liveness| MemberList::from_iter([(member(1), l1), (member(2), l2)]);
     let (calm, worried) = (
         list(Liveness::Alive, Liveness::Alive),
         list(Liveness::Suspect, Liveness::Alive),
@@ -369,17 +370,17 @@ fn announces_go_in_turn_to_known_addresses_where_no_member_is_alive() {
         m.name = format!("n{i}");
         (m, l)
     };
-    let members = vec![
+    let members = MemberList::from_iter([
         alive(1, Liveness::Alive),
         alive(2, Liveness::Suspect),
         alive(3, Liveness::Down),
-    ];
+    ]);
     // 3, 4, 5, 6 have no live member: three a tick, in turn.
     let far = unreached(&known, &members);
     assert_eq!(far, [addr(3), addr(4), addr(5), addr(6)]);
     assert_eq!(announce_targets(&far, 0), [addr(3), addr(4), addr(5)]);
     assert_eq!(announce_targets(&far, 3), [addr(6), addr(3), addr(4)]);
-    let everyone: Vec<_> = (1..=6).map(|i| alive(i, Liveness::Alive)).collect();
+    let everyone: MemberList = (1..=6).map(|i| alive(i, Liveness::Alive)).collect();
     assert!(unreached(&known, &everyone).is_empty());
     assert!(announce_targets(&[], 0).is_empty());
 }
@@ -392,15 +393,57 @@ fn a_dead_member_back_under_a_renewed_identity_is_not_gone() {
         (m, l)
     };
     let (old, _) = node(1, Liveness::Down);
-    assert!(gone_for_good(&[node(1, Liveness::Down)], &old));
+    let list = MemberList::from_iter;
+    assert!(gone_for_good(&list([node(1, Liveness::Down)]), &old));
     assert!(!gone_for_good(
-        &[node(1, Liveness::Down), node(2, Liveness::Alive)],
+        &MemberList::from_iter([node(1, Liveness::Down), node(2, Liveness::Alive)]),
         &old
     ));
     assert!(
-        gone_for_good(&[node(2, Liveness::Down)], &old),
+        gone_for_good(&list([node(2, Liveness::Down)]), &old),
         "the new one is dead too"
     );
+}
+
+#[test]
+fn a_list_of_the_same_members_holds_only_the_entries_that_changed() {
+    let all = |l: fn(usize) -> Liveness| -> Vec<(MemberId, Liveness)> {
+        (0..40u8).map(|i| (member(i), l(usize::from(i)))).collect()
+    };
+    let first = MemberList::from_iter(all(|_| Liveness::Alive));
+    let two_down = all(|i| {
+        if i == 3 || i == 30 {
+            Liveness::Down
+        } else {
+            Liveness::Alive
+        }
+    });
+    let after = MemberList::after(&first, two_down.clone());
+    assert!(Arc::ptr_eq(&after.base, &first.base), "the base shared");
+    assert_eq!(after.changed.len(), 2, "the two entries changed, held");
+    assert!(after.iter().eq(&two_down), "read as the whole list");
+    assert_eq!(after.get(30), Some(&two_down[30]));
+    assert_eq!(after.get(31), Some(&two_down[31]));
+    assert_eq!(after.len(), 40);
+    assert_eq!(
+        after,
+        MemberList::from_iter(two_down),
+        "equal to the same held whole"
+    );
+    // Past one entry in 16 changed, or other members: a base of its own.
+    let many_down = all(|i| {
+        if i < 5 {
+            Liveness::Down
+        } else {
+            Liveness::Alive
+        }
+    });
+    let own = MemberList::after(&first, many_down.clone());
+    assert!(!Arc::ptr_eq(&own.base, &first.base) && own.changed.is_empty());
+    assert!(own.iter().eq(&many_down));
+    let fewer = all(|_| Liveness::Alive)[1..].to_vec();
+    let other = MemberList::after(&first, fewer);
+    assert!(!Arc::ptr_eq(&other.base, &first.base) && other.len() == 39);
 }
 
 #[test]

@@ -257,11 +257,11 @@ fn a_member_that_is_not_ready_takes_no_replicas_unless_no_member_is_ready() {
         m.max_pods = 110;
         (m, liveness)
     };
-    let members = [
+    let members = MemberList::from_iter([
         member("a", Liveness::Alive),
         member("b", Liveness::Suspect),
         member("c", Liveness::Down),
-    ];
+    ]);
     let names = |not_ready: &[&str]| -> Vec<String> {
         let not_ready = not_ready.iter().map(|n| n.to_string()).collect();
         candidates(&members, &not_ready)
