@@ -786,6 +786,7 @@ impl Membership {
             // when it came. It counts as heard now, for the silence, but vouches for nothing.
             let in_the_past = heard.at <= now;
             heard.at = heard.at.min(now);
+            self.last_heard = self.last_heard.min(now);
             let silence = now - heard.at;
             let gap = heard.gap;
             let still_suspect = self.foca.iter_membership_state().any(|m| {

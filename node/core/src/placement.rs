@@ -840,11 +840,13 @@ fn highest(hashes: &[u32]) -> Option<(u32, usize)> {
 /// The [`RANKED`] highest-scoring members for a replica hash, best first, as [`top`] ranks
 /// them (ties to the earlier name); [`NO_MEMBER`] past the last eligible one. Each class's
 /// best are taken one at a time, each taken one's hash then set to 0; where the highest
-/// left after the first is 0, the class's ranking stops there (a member whose hash is 0
-/// may follow, unranked: a replica whose ranked members are all gone is ranked on every
-/// member again).
+/// left after the first is 0, the class's ranking stops there, and the whole ranking ends
+/// above the score of a member whose hash is 0 in that class, which may follow unranked (a
+/// replica whose ranked members are all gone is ranked on every member again).
 fn top_ranked(classes: &[WeightClass], replica: u32, scratch: &mut Vec<u32>) -> [u32; RANKED] {
     let mut best: Vec<(f64, usize)> = Vec::with_capacity(RANKED * classes.len());
+    // The score of a member a class may have left unranked: the ranking ends above it.
+    let mut unranked = f64::NEG_INFINITY;
     for class in classes {
         hash_class(class, replica, scratch);
         for taken in 0..RANKED {
@@ -853,13 +855,18 @@ fn top_ranked(classes: &[WeightClass], replica: u32, scratch: &mut Vec<u32>) -> 
                     best.push((score(class.weight, h), class.members[at]));
                     scratch[at] = 0;
                 }
-                _ => break,
+                Some(_) => {
+                    unranked = unranked.max(score(class.weight, 0));
+                    break;
+                }
+                None => break,
             }
         }
     }
     if classes.len() > 1 {
         best.sort_by(|(a, i), (b, j)| b.total_cmp(a).then(i.cmp(j)));
     }
+    best.retain(|(s, _)| *s > unranked);
     let mut ranking = [NO_MEMBER; RANKED];
     for (slot, (_, i)) in ranking.iter_mut().zip(best) {
         *slot = i as u32;

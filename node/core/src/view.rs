@@ -65,8 +65,9 @@ impl Placed {
     /// The same placement, of the same candidates, chosen from `members` (another list:
     /// another node's, or one where only what placement does not read changed), so that it
     /// holds the list of the view that holds it. A copy is this node's own: it is not kept in
-    /// the memo (one per node under one hash, each looked at by every keep of that hash),
-    /// where the placement it copies stays while it is held or among the last computed.
+    /// the memo by its candidates' hash (one per node under one hash, each looked at by every
+    /// keep of that hash), where the placement it copies stays while it is held or among the
+    /// last computed; it is kept by its list's address (`Memo::by_list`).
     fn listed(
         self: &Arc<Self>,
         members: &Arc<MemberList>,

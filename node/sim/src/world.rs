@@ -303,6 +303,8 @@ struct Shard {
 /// A shard's work in one window, with what it reads of the world.
 struct Window<'a> {
     shard: &'a mut Shard,
+    /// When it closes: nothing a node makes for another shard's nodes may come sooner.
+    end: u64,
     common: &'a Common,
     net: &'a Net,
 }
@@ -552,8 +554,8 @@ impl World {
     }
 
     /// Runs every event due up to `until` µs, a window at a time: with one shard, one
-    /// window; with more, windows no longer than the network's latency (the soonest anything
-    /// one node sends reaches another), each shard on a thread of its own, the threads
+    /// window; with more, windows no longer than the network's latency or a request's timeout
+    /// (the soonest anything one node makes for another comes), each shard on a thread of its own, the threads
     /// meeting at a [`Gate`] between windows.
     pub fn run_until(&mut self, until: u64) {
         let World {
@@ -577,6 +579,9 @@ impl World {
         } else {
             let cells: Vec<Mutex<Shard>> =
                 std::mem::take(shards).into_iter().map(Mutex::new).collect();
+            // The soonest a node's event for another node comes: the network's latency, or
+            // a request's timeout (a lost request's answer) if that is sooner.
+            let width = net.links.latency_us.min(REQUEST_TIMEOUT_US);
             let end = AtomicU64::new(0);
             let gate = Gate::new(cells.len());
             fn lock(cell: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
@@ -608,7 +613,7 @@ impl World {
                         gate.wait();
                         break;
                     };
-                    let window_end = next.saturating_add(net.links.latency_us).min(until + 1);
+                    let window_end = next.saturating_add(width).min(until + 1);
                     end.store(window_end, Ordering::Release);
                     gate.wait();
                     lock(&cells[0]).run(common, net, window_end);
@@ -752,18 +757,19 @@ impl Shard {
     fn run(&mut self, common: &Common, net: &Net, end: u64) {
         let mut window = Window {
             shard: self,
+            end,
             common,
             net,
         };
-        window.run(end);
+        window.run();
     }
 }
 
 impl Window<'_> {
-    fn run(&mut self, end: u64) {
+    fn run(&mut self) {
         while let Some(entry) = self.shard.queue.first_entry() {
             let (at, ..) = *entry.key();
-            if at >= end {
+            if at >= self.end {
                 break;
             }
             let event = entry.remove();
@@ -821,6 +827,11 @@ impl Window<'_> {
         match target(&event) % self.shard.count == self.shard.index {
             true => self.shard.queue.insert(key, event),
             false => {
+                // The other shard may have run past any sooner time in this window.
+                assert!(
+                    at >= self.end,
+                    "an event for another shard within the window"
+                );
                 self.shard.out.push((key, event));
                 None
             }

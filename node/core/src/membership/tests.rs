@@ -294,6 +294,22 @@ fn a_member_whose_messages_have_come_late_before_is_given_longer() {
 }
 
 #[test]
+fn a_node_that_hears_no_one_doubts_itself_before_its_peers() {
+    let mut sim = Sim::new(4);
+    sim.run_until(5_000);
+    // n3's network stalls for 6 s: what it sends and what it is sent come late, never lost.
+    sim.stalls.push(("n3".into(), 10_000, 16_000));
+    sim.run_until(30_000);
+    let by_n3: Vec<_> = sim.downs.iter().filter(|(by, _)| by == "n3").collect();
+    assert!(by_n3.is_empty(), "n3 declared its peers dead: {by_n3:?}");
+    assert!(
+        sim.downs.iter().any(|(by, who)| by != "n3" && who == "n3"),
+        "its peers, who heard each other, declared it dead: {:?}",
+        sim.downs
+    );
+}
+
+#[test]
 fn a_member_whose_process_is_gone_is_down_everywhere_without_waiting_for_suspicion() {
     let mut sim = Sim::new(4);
     sim.run_until(5_000);
@@ -430,6 +446,17 @@ fn a_list_of_the_same_members_holds_only_the_entries_that_changed() {
         MemberList::from_iter(two_down),
         "equal to the same held whole"
     );
+    // After a list holding changes, one back in its base's state: on the same base still.
+    let one_down = all(|i| {
+        if i == 30 {
+            Liveness::Down
+        } else {
+            Liveness::Alive
+        }
+    });
+    let back = MemberList::after(&after, one_down.clone());
+    assert!(Arc::ptr_eq(&back.base, &first.base) && back.changed.len() == 1);
+    assert!(back.iter().eq(&one_down));
     // Past one entry in 16 changed, or other members: a base of its own.
     let many_down = all(|i| {
         if i < 5 {
