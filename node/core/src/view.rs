@@ -126,25 +126,44 @@ impl Placements {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The placement of `workloads` some core holds with the very list `members` and the
-    /// same nodes taking no pods, if one does.
-    fn listed(
+    /// The placement of `workloads` on the candidates of `members`, less those in
+    /// `unschedulable` ([`candidates`]): the one some core holds with this very list (found
+    /// by its address, without listing the candidates); `last`'s, if it has the same
+    /// candidates; or one held or computed ([`Self::place`]). Kept by the list's address
+    /// for the cores that view the same list.
+    fn placed(
         &self,
         members: &Arc<MemberList>,
         unschedulable: &BTreeSet<String>,
         workloads: &Workloads,
-    ) -> Option<Arc<Placed>> {
+        last: Option<&Arc<Placed>>,
+    ) -> Arc<Placed> {
         let same = |p: &Placed| {
             p.is_listed_in(members, unschedulable) && p.workloads.iter().eq(workloads.iter())
         };
-        self.memo().by_list.find(list_hash(members), same)
-    }
-
-    /// Keeps `placed` for the cores that view the same list to find ([`Self::listed`]).
-    fn keep_listed(&self, placed: &Arc<Placed>) {
-        if !placed.workloads.is_empty() {
-            self.memo().by_list.keep(list_hash(&placed.members), placed);
+        if let Some(found) = self.memo().by_list.find(list_hash(members), same) {
+            return found;
         }
+        // Chosen once, for the comparison with the last and for placement.
+        let chosen = candidates(members, unschedulable);
+        let placed = match last {
+            Some(last) if same_candidates(&last.candidates(), &chosen) => {
+                last.listed(members, unschedulable)
+            }
+            last => self.place(
+                members,
+                unschedulable,
+                &chosen,
+                workloads,
+                last.map(|l| &**l),
+            ),
+        };
+        if !placed.workloads.is_empty() {
+            self.memo()
+                .by_list
+                .keep(list_hash(&placed.members), &placed);
+        }
+        placed
     }
 
     /// The placement of `workloads` on the candidates `chosen` from `members`, less those in
@@ -238,30 +257,11 @@ impl Planner {
     ) -> View {
         let changed = self.workloads.update(snapshot);
         let last = self.last.as_ref().filter(|_| !changed);
-        let listed = || self.shared.listed(members, unschedulable, &self.workloads);
         let placed = match last {
             Some(last) if last.is_listed_in(members, unschedulable) => last.clone(),
-            last => match listed() {
-                Some(found) => found,
-                None => {
-                    // Chosen once, for the comparison with the last and for placement.
-                    let chosen = candidates(members, unschedulable);
-                    let placed = match last {
-                        Some(last) if same_candidates(&last.candidates(), &chosen) => {
-                            last.listed(members, unschedulable)
-                        }
-                        last => self.shared.place(
-                            members,
-                            unschedulable,
-                            &chosen,
-                            &self.workloads,
-                            last.map(|l| &**l),
-                        ),
-                    };
-                    self.shared.keep_listed(&placed);
-                    placed
-                }
-            },
+            last => self
+                .shared
+                .placed(members, unschedulable, &self.workloads, last),
         };
         let placement = placed.placement.clone();
         self.last = Some(placed);
