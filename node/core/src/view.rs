@@ -62,6 +62,16 @@ impl Placed {
         Arc::ptr_eq(&self.members, members) && self.unschedulable == *unschedulable
     }
 
+    /// Whether `members` less `unschedulable` are known to make its candidates, without
+    /// listing them ([`MemberList::same_up_and_down`]).
+    fn same_candidates_known(
+        &self,
+        members: &MemberList,
+        unschedulable: &BTreeSet<String>,
+    ) -> bool {
+        self.unschedulable == *unschedulable && self.members.same_up_and_down(members)
+    }
+
     /// The same placement, of the same candidates, chosen from `members` (another list:
     /// another node's, or one where only what placement does not read changed), so that it
     /// holds the list of the view that holds it. A copy is this node's own: it is not kept in
@@ -129,7 +139,7 @@ impl Placements {
     /// The placement of `workloads` on the candidates of `members`, less those in
     /// `unschedulable` ([`candidates`]): the one some core holds with this very list (found
     /// by its address, without listing the candidates); `last`'s, if it has the same
-    /// candidates; or one held or computed ([`Self::place`]). Kept by the list's address
+    /// candidates (known from the lists alone, or compared); or one held or computed ([`Self::place`]). Kept by the list's address
     /// for the cores that view the same list.
     fn placed(
         &self,
@@ -144,19 +154,26 @@ impl Placements {
         if let Some(found) = self.memo().by_list.find(list_hash(members), same) {
             return found;
         }
-        // Chosen once, for the comparison with the last and for placement.
-        let chosen = candidates(members, unschedulable);
         let placed = match last {
-            Some(last) if same_candidates(&last.candidates(), &chosen) => {
+            Some(last) if last.same_candidates_known(members, unschedulable) => {
                 last.listed(members, unschedulable)
             }
-            last => self.place(
-                members,
-                unschedulable,
-                &chosen,
-                workloads,
-                last.map(|l| &**l),
-            ),
+            last => {
+                // Chosen once, for the comparison with the last and for placement.
+                let chosen = candidates(members, unschedulable);
+                match last {
+                    Some(last) if same_candidates(&last.candidates(), &chosen) => {
+                        last.listed(members, unschedulable)
+                    }
+                    last => self.place(
+                        members,
+                        unschedulable,
+                        &chosen,
+                        workloads,
+                        last.map(|l| &**l),
+                    ),
+                }
+            }
         };
         if !placed.workloads.is_empty() {
             self.memo()

@@ -474,6 +474,36 @@ fn a_list_of_the_same_members_holds_only_the_entries_that_changed() {
 }
 
 #[test]
+fn lists_on_one_base_are_known_up_and_down_alike_where_only_suspicions_differ() {
+    let all = |l: fn(usize) -> Liveness| -> Vec<(MemberId, Liveness)> {
+        (0..40u8).map(|i| (member(i), l(usize::from(i)))).collect()
+    };
+    let first = MemberList::from_iter(all(|_| Liveness::Alive));
+    let suspect = |i| {
+        if i == 7 {
+            Liveness::Suspect
+        } else {
+            Liveness::Alive
+        }
+    };
+    let one_suspect = MemberList::after(&first, all(suspect));
+    assert!(first.same_up_and_down(&one_suspect) && one_suspect.same_up_and_down(&first));
+    let down = |i| match i {
+        7 => Liveness::Suspect,
+        9 => Liveness::Down,
+        _ => Liveness::Alive,
+    };
+    let one_down = MemberList::after(&first, all(down));
+    assert!(!one_suspect.same_up_and_down(&one_down), "9 died");
+    assert!(!one_down.same_up_and_down(&first));
+    let whole = MemberList::from_iter(all(suspect));
+    assert!(
+        !whole.same_up_and_down(&one_suspect),
+        "another base: not known, though equal"
+    );
+}
+
+#[test]
 fn codecs_share_an_update_or_identity_seen_and_read_a_changed_one_anew() {
     use foca::Codec;
     let mut codec = BincodeCodec::default();
