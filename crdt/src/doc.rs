@@ -18,8 +18,8 @@ use crate::model::*;
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{
-    ActorId, AutoCommit, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, ScalarValue, Value,
-    legacy,
+    ActorId, AutoCommit, ChangeHash, ObjId, ObjType, PatchLog, Prop, ROOT, ReadDoc, ScalarValue,
+    Value, legacy,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -501,8 +501,17 @@ impl DesiredState {
     ) -> Result<bool, StateError> {
         let message = sync::Message::decode(message)
             .map_err(|e| StateError::BadSyncMessage(e.to_string()))?;
+        // `get_heads` closes any open transaction, which `receive_sync_message` would.
         let before = self.doc.get_heads();
-        self.doc.sync().receive_sync_message(&mut peer.0, message)?;
+        // Applied with a patch log of its own, dropped at once: automerge 0.12 records the
+        // patches of a received change in the document's log even while that is inactive,
+        // and nothing ever empties it (at 1,000 simulated nodes, 20 KB a node, 6 % of the
+        // process's peak).
+        self.doc.sync().receive_sync_message_log_patches(
+            &mut peer.0,
+            message,
+            &mut PatchLog::null(),
+        )?;
         Ok(self.doc.get_heads() != before)
     }
 }

@@ -49,6 +49,9 @@ pub const MAX_ROUNDS: u32 = 16;
 /// refused (the peer or writer tries again).
 pub const MAX_WAITING: usize = 1024;
 
+/// Peers whose sync progress a node keeps, at most ([`Syncs`]): those it synced with last.
+pub const MAX_SYNC_PEERS: usize = 16;
+
 /// A change to the desired state, as the API asks for it.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -256,8 +259,8 @@ impl File {
 pub struct Document {
     state: DesiredState,
     snapshot: Arc<Snapshot>,
-    /// Sync progress with each peer (by libp2p id), both ways.
-    peers: BTreeMap<String, PeerSync>,
+    /// Sync progress with the peers synced with last (by libp2p id), both ways.
+    peers: Syncs,
     /// The exchanges this node began: the peer, and how many messages it sent.
     exchanges: BTreeMap<String, (MemberId, u32)>,
     sync: DocSync,
@@ -282,7 +285,7 @@ impl Document {
         Document {
             snapshot: Arc::new(state.snapshot()),
             state,
-            peers: BTreeMap::new(),
+            peers: Syncs::default(),
             exchanges: BTreeMap::new(),
             sync: DocSync::new(fanout, seed),
             replicate_to,
@@ -504,7 +507,7 @@ impl Document {
         message: &[u8],
         before: &[ChangeHash],
     ) -> Result<bool, StateError> {
-        let sync = self.peers.entry(peer.to_string()).or_default();
+        let sync = self.peers.of(peer);
         let received = self.state.receive_sync(sync, message);
         if received.is_err() {
             self.peers.remove(peer);
@@ -515,7 +518,7 @@ impl Document {
 
     /// The next sync message for `peer`, if there is anything to say.
     fn message(&mut self, peer: &str) -> Option<Vec<u8>> {
-        let sync = self.peers.entry(peer.to_string()).or_default();
+        let sync = self.peers.of(peer);
         self.state.sync_message(sync)
     }
 
@@ -690,13 +693,64 @@ impl Document {
         if self.state.heads() == before {
             return;
         }
-        for sync in self.peers.values_mut() {
-            sync.ask_for_resend();
-        }
+        self.peers.ask_for_resend();
         let actor = ActorId::from(self.actors.random::<[u8; 16]>());
         if let Err(e) = self.state.rollback(before, actor) {
             // The heads are the document's own: forking at them cannot fail.
             warn!(error = %e, "rolling back a change that was not persisted failed");
+        }
+    }
+}
+
+/// Sync progress with the [`MAX_SYNC_PEERS`] peers synced with last: a node pushes each change
+/// to a few peers and answers those that push to it, and kept the progress with every peer
+/// it ever synced with (at 1,000 simulated nodes, about 30 KB a node). Once this node has
+/// rolled back a change, a peer's progress begun anew (again, after it was dropped) asks the
+/// peer to send again whatever it believes sent: its sent changes may include the one rolled
+/// back, which it was asked to send again ([`PeerSync::ask_for_resend`]) only if its progress
+/// was kept then.
+#[derive(Debug, Default)]
+struct Syncs {
+    /// Each peer's progress, and when it was last used (a count of uses).
+    by_peer: BTreeMap<String, (u64, PeerSync)>,
+    uses: u64,
+    /// Whether a change was ever rolled back.
+    rolled_back: bool,
+}
+
+impl Syncs {
+    /// `peer`'s progress, begun anew if not kept; the least used lately is dropped to make
+    /// room.
+    fn of(&mut self, peer: &str) -> &mut PeerSync {
+        self.uses += 1;
+        if !self.by_peer.contains_key(peer) && self.by_peer.len() >= MAX_SYNC_PEERS {
+            let least = self.by_peer.iter().min_by_key(|(_, (used, _))| *used);
+            if let Some(least) = least.map(|(peer, _)| peer.clone()) {
+                self.by_peer.remove(&least);
+            }
+        }
+        let rolled_back = self.rolled_back;
+        let (used, sync) = self.by_peer.entry(peer.to_string()).or_insert_with(|| {
+            let mut sync = PeerSync::default();
+            if rolled_back {
+                sync.ask_for_resend();
+            }
+            (0, sync)
+        });
+        *used = self.uses;
+        sync
+    }
+
+    fn remove(&mut self, peer: &str) {
+        self.by_peer.remove(peer);
+    }
+
+    /// A change was rolled back: asks every peer kept to send again what it sent, and every
+    /// peer synced with anew from now on.
+    fn ask_for_resend(&mut self) {
+        self.rolled_back = true;
+        for (_, sync) in self.by_peer.values_mut() {
+            sync.ask_for_resend();
         }
     }
 }

@@ -160,6 +160,10 @@ pub use crate::codec::postcard_impl::PostcardCodec;
 
 type Result<T> = core::result::Result<T, Error>;
 
+/// Weeble's change: the room a message's buffer begins with (it grows as it is filled, up to
+/// `Config::max_packet_size`): a probe or an ack with a few updates fits.
+const SEND_BUF_START: usize = 512;
+
 /// Foca is the main interaction point of this crate.
 ///
 /// It manages the cluster members and executes the SWIM protocol. It's
@@ -188,8 +192,6 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
     updates_buf: Vec<Member<T>>,
     // Used when selecting (random) members
     choice_buf: Vec<Member<T>>,
-
-    send_buf: Vec<u8>,
 
     // Holds (serialized) cluster updates, which may live for a
     // while until they get disseminated `Config::max_transmissions`
@@ -250,7 +252,6 @@ where
         broadcast_handler: B,
     ) -> Self {
         let max_indirect_probes = config.num_indirect_probes.get();
-        let max_bytes = config.max_packet_size.get();
         Self {
             identity,
             config,
@@ -264,7 +265,6 @@ where
             choice_buf: Vec::new(),
             connection_state: ConnectionState::Disconnected,
             updates: Broadcasts::new(),
-            send_buf: Vec::with_capacity(max_bytes),
             custom_broadcasts: Broadcasts::new(),
             broadcast_handler,
         }
@@ -1449,25 +1449,14 @@ where
         )
         .entered();
 
-        // XXX We take() here and by the end we put it back.
-        //     This must be done for every return point in send_message
-        self.send_buf.clear();
-        let mut buf = mem::take(&mut self.send_buf).limit(self.config.max_packet_size.get());
-        debug_assert_eq!(
-            buf.get_ref().capacity(),
-            self.config.max_packet_size.get(),
-            "send_buf lost capacity, would trigger unnecessary allocs"
-        );
+        // Weeble's change: a buffer of its own for each message, grown as it is filled (up
+        // to the packet size), not one of the packet size kept by every instance: a
+        // process running thousands of instances held 16 KB of it for each.
+        let mut buf = Vec::with_capacity(SEND_BUF_START).limit(self.config.max_packet_size.get());
 
-        if let Err(err) = self
-            .codec
+        self.codec
             .encode_header(&header, &mut buf)
-            .map_err(|e| Error::Encode(Box::new(e)))
-        {
-            debug_assert_eq!(0, self.send_buf.capacity(), "send_buf modified while taken");
-            self.send_buf = buf.into_inner();
-            return Err(err);
-        }
+            .map_err(|e| Error::Encode(Box::new(e)))?;
 
         // If we're piggybacking data, we need at least 2 extra bytes
         // so that we can also encode the number of items we're stuffing
@@ -1545,9 +1534,6 @@ where
         #[cfg(feature = "unstable-notifications")]
         runtime.notify(Notification::DataSent(&header));
 
-        // absorb the buf into send_buf so we can reuse its capacity
-        debug_assert_eq!(0, self.send_buf.capacity(), "send_buf modified while taken");
-        self.send_buf = data;
         Ok(())
     }
 

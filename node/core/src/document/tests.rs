@@ -474,3 +474,33 @@ fn a_node_that_starts_unable_to_persist_retries_until_it_can() {
         "the file holds the (empty) document"
     );
 }
+
+#[test]
+fn a_node_keeps_the_sync_progress_of_its_last_peers_only_and_still_syncs_with_the_others() {
+    let mut hub = Node::alone(0);
+    let mut others: Vec<Node> = (1..=MAX_SYNC_PEERS as u8 + 4).map(Node::alone).collect();
+    hub.write(1, "web");
+    for other in &mut others {
+        sync(&mut hub, other);
+        assert_eq!(names(other.doc.snapshot()), ["web"]);
+    }
+    assert_eq!(
+        hub.doc.peers.by_peer.len(),
+        MAX_SYNC_PEERS,
+        "the last ones kept"
+    );
+    let first = member(others[0].i).peer_id.clone();
+    assert!(
+        !hub.doc.peers.by_peer.contains_key(&first),
+        "the first dropped"
+    );
+    // The first one, whose progress the hub dropped, writes; the hub pulls it anew, then
+    // pushes its own next change to it.
+    others[0].write(2, "api");
+    sync(&mut others[0], &mut hub);
+    assert_eq!(names(hub.doc.snapshot()), ["api", "web"]);
+    hub.write(3, "db");
+    sync(&mut hub, &mut others[0]);
+    assert_eq!(names(others[0].doc.snapshot()), ["api", "db", "web"]);
+    assert_eq!(hub.doc.peers.by_peer.len(), MAX_SYNC_PEERS);
+}
