@@ -304,8 +304,9 @@ fn a_sync_that_brings_a_change_is_answered_only_once_it_is_on_disk() {
     assert_eq!(b.file.names(), ["later", "web"]);
 }
 
-#[test]
-fn a_sync_that_cannot_be_persisted_is_refused_and_the_peers_asked_to_resend() {
+/// `a` sends `b` a change that `b`'s full disk refuses (`a` does not hear of it), then `b`'s
+/// disk has room again.
+fn refused_by_a_full_disk() -> (Node, Node) {
     let (mut a, mut b) = (Node::alone(0), Node::alone(1));
     a.write(1, "web");
     b.file.capacity = Some(b.file.bytes.len());
@@ -360,11 +361,29 @@ fn a_sync_that_cannot_be_persisted_is_refused_and_the_peers_asked_to_resend() {
     b.doc.retry(&mut out);
     b.settle(out);
     assert_eq!(b.doc.failing(), None, "the retry cleared the report");
+    (a, b)
+}
+
+#[test]
+fn a_sync_that_cannot_be_persisted_is_refused_and_the_peers_asked_to_resend() {
+    let (mut a, mut b) = refused_by_a_full_disk();
     // a has not heard of the refusal and believes b holds its change; b's next message asks
     // it to send again.
     sync(&mut b, &mut a);
     assert_eq!(names(b.doc.snapshot()), ["web"]);
     assert_eq!(b.file.names(), ["web"]);
+}
+
+#[test]
+fn a_peer_met_anew_after_a_rollback_is_asked_to_resend() {
+    let (mut a, mut b) = refused_by_a_full_disk();
+    // b syncs with as many other peers as it keeps the progress of: a's is dropped.
+    for i in 2..2 + MAX_SYNC_PEERS as u8 {
+        sync(&mut b, &mut Node::alone(i));
+    }
+    assert!(!b.doc.peers.by_peer.contains_key(&member(0).peer_id));
+    sync(&mut b, &mut a);
+    assert_eq!(names(b.doc.snapshot()), ["web"], "a sent it again");
 }
 
 /// A whole exchange begun by `a` with `b`; every persist lands.
