@@ -244,14 +244,49 @@ pub struct Placement {
     first: Arc<First>,
     /// Which of `nodes` are gone since the first slots (their places, ascending).
     gone: Vec<u32>,
-    /// The replicas whose owner is no longer `first`'s, by (their deployment's place among
-    /// the keys, their index): exactly those `first` gave to a member in `gone`.
-    moved: BTreeMap<(u32, u32), Slot>,
+    /// The replicas whose owner is no longer `first`'s: exactly those `first` gave to a
+    /// member in `gone`.
+    moved: Moved,
     /// Whether some replica is not on its top-ranked member (it spilled, or has no owner).
     pub spilled: bool,
     /// The rankings of the replicas that moved since the first slots, shared by every
     /// placement derived from them.
     ranks: Arc<Mutex<Ranks>>,
+}
+
+/// The replicas moved since the first slots and their owners, by (their deployment's place
+/// among the keys, their index), in that order. A sorted slice, not a tree: while a crash is
+/// heard, each placement derived holds its own, made from the last one's and a few more, and
+/// a tree held about twice the bytes a replica and was copied node by node.
+#[derive(Debug, Clone, Default)]
+struct Moved(Box<[((u32, u32), Slot)]>);
+
+impl Moved {
+    /// `moves`, in any order, each replica once.
+    fn of_moves(mut moves: Vec<((u32, u32), Slot)>) -> Moved {
+        moves.sort_unstable_by_key(|(r, _)| *r);
+        Moved(moves.into_boxed_slice())
+    }
+
+    fn get(&self, replica: (u32, u32)) -> Option<Slot> {
+        let at = self.0.binary_search_by_key(&replica, |(r, _)| *r).ok()?;
+        Some(self.0[at].1)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &((u32, u32), Slot)> {
+        self.0.iter()
+    }
+
+    /// Those of the deployment at place `d`, in index order.
+    fn of(&self, d: u32) -> &[((u32, u32), Slot)] {
+        let from = self.0.partition_point(|((e, _), _)| *e < d);
+        let to = self.0.partition_point(|((e, _), _)| *e <= d);
+        &self.0[from..to]
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// How many members each replica's ranking keeps ([`Ranks`]).
@@ -442,8 +477,8 @@ impl Placement {
         let d = self.first.place_of(&replica.deployment)?;
         let first = &self.first.deployments[&replica.deployment].0;
         let first = *first.get(replica.index as usize)?;
-        let moved = self.moved.get(&(d as u32, replica.index));
-        self.name(*moved.unwrap_or(&first)).ok()
+        let moved = self.moved.get((d as u32, replica.index));
+        self.name(moved.unwrap_or(first)).ok()
     }
 
     /// Every replica in key order, with its owner's name or why it has none.
@@ -465,11 +500,8 @@ impl Placement {
     pub fn owned_by(&self, node: &str) -> impl Iterator<Item = ReplicaKey> + use<> {
         let mut mine = Vec::new();
         if let Some(me) = self.nodes.find(node) {
-            let to_me = self
-                .moved
-                .iter()
-                .filter(|&(_, slot)| slot.owner() == Ok(me));
-            let to_me = to_me.map(|(&replica, _)| replica);
+            let to_me = self.moved.iter().filter(|(_, slot)| slot.owner() == Ok(me));
+            let to_me = to_me.map(|&(replica, _)| replica);
             let key = |(d, index): (u32, u32)| ReplicaKey {
                 deployment: self.first.keys[d as usize].clone(),
                 index,
@@ -503,7 +535,7 @@ impl Placement {
     fn slots(&self, d: usize) -> impl Iterator<Item = Slot> + '_ {
         let first = &self.first.deployments[&self.first.keys[d]].0;
         let d = d as u32;
-        let mut moved = self.moved.range((d, 0)..=(d, u32::MAX)).peekable();
+        let mut moved = self.moved.of(d).iter().peekable();
         first.iter().enumerate().map(move |(index, slot)| {
             match moved.next_if(|((_, at), _)| *at as usize == index) {
                 Some((_, moved)) => *moved,
@@ -649,7 +681,7 @@ pub fn place_after<'a>(
     for &n in &leaving {
         moving.extend(before.stayed(n as usize));
     }
-    for (&replica, slot) in &before.moved {
+    for &(replica, slot) in before.moved.iter() {
         if leaves(slot.owner().ok()?) {
             moving.push(replica);
         }
@@ -660,7 +692,14 @@ pub fn place_after<'a>(
     let mut ranker = Ranker::new(nodes, &all_gone);
     let mut first_ranker = Ranker::new(nodes, &[]);
     let mut ranks = before.ranks.lock().unwrap_or_else(|p| p.into_inner());
-    let mut moved = before.moved.clone();
+    // The moves that stay (their owner does not leave), and those made now.
+    let mut moves = Vec::with_capacity(before.moved.len() + moving.len());
+    moves.extend(
+        before
+            .moved
+            .iter()
+            .filter(|(_, slot)| !slot.owner().is_ok_and(leaves)),
+    );
     let mut gained = BTreeSet::new();
     let stays = |n: &u32| *n != NO_MEMBER && all_gone.binary_search(n).is_err();
     for (d, index) in moving {
@@ -678,9 +717,10 @@ pub fn place_after<'a>(
             }
         };
         gained.insert(top);
-        moved.insert((d, index), Slot::new(Ok(top)));
+        moves.push(((d, index), Slot::new(Ok(top))));
     }
     drop(ranks);
+    let moved = Moved::of_moves(moves);
     let mut placement = Placement {
         nodes: nodes.clone(),
         first: first.clone(),
@@ -706,7 +746,7 @@ pub fn place_after<'a>(
             add(n, d);
         }
     }
-    for (&(d, _), slot) in &placement.moved {
+    for &((d, _), slot) in placement.moved.iter() {
         add(slot.owner().ok()?, d);
     }
     let fits = load.iter().all(|(&n, &(pods, cpu, memory))| {
@@ -723,7 +763,7 @@ pub fn place_after<'a>(
         let slots = (0..first.keys.len()).map(|d| Replicas(placement.slots(d).collect()));
         let slots = first.keys.iter().cloned().zip(slots).collect();
         placement.first = Arc::new(First::new(slots, nodes.len()));
-        placement.moved.clear();
+        placement.moved = Moved::default();
     }
     Some(placement)
 }
