@@ -674,16 +674,19 @@ pub fn place_after<'a>(
     {
         return None;
     }
-    // The replicas on the members leaving: those first given to them and not moved since,
-    // and those moved to them.
+    // The replicas on the members leaving (`moving`): those first given to them and not
+    // moved since, and those moved to them; the other moves stay (`moves`), with those made
+    // below.
     let leaves = |n: usize| leaving.binary_search(&(n as u32)).is_ok();
     let mut moving: Vec<(u32, u32)> = Vec::new();
     for &n in &leaving {
         moving.extend(before.stayed(n as usize));
     }
+    let mut moves = Vec::with_capacity(before.moved.len() + moving.len());
     for &(replica, slot) in before.moved.iter() {
-        if leaves(slot.owner().ok()?) {
-            moving.push(replica);
+        match leaves(slot.owner().ok()?) {
+            true => moving.push(replica),
+            false => moves.push((replica, slot)),
         }
     }
     let mut all_gone = before.gone.clone();
@@ -692,14 +695,6 @@ pub fn place_after<'a>(
     let mut ranker = Ranker::new(nodes, &all_gone);
     let mut first_ranker = Ranker::new(nodes, &[]);
     let mut ranks = before.ranks.lock().unwrap_or_else(|p| p.into_inner());
-    // The moves that stay (their owner does not leave), and those made now.
-    let mut moves = Vec::with_capacity(before.moved.len() + moving.len());
-    moves.extend(
-        before
-            .moved
-            .iter()
-            .filter(|(_, slot)| !slot.owner().is_ok_and(leaves)),
-    );
     let mut gained = BTreeSet::new();
     let stays = |n: &u32| *n != NO_MEMBER && all_gone.binary_search(n).is_err();
     for (d, index) in moving {

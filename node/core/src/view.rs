@@ -139,8 +139,8 @@ impl Placements {
     /// The placement of `workloads` on the candidates of `members`, less those in
     /// `unschedulable` ([`candidates`]): the one some core holds with this very list (found
     /// by its address, without listing the candidates); `last`'s, if it has the same
-    /// candidates (known from the lists alone, or compared); or one held or computed ([`Self::place`]). Kept by the list's address
-    /// for the cores that view the same list.
+    /// candidates (known from the lists alone, or compared); or one held or computed
+    /// ([`Self::place`]). Kept by the list's address for the cores that view the same list.
     fn placed(
         &self,
         members: &Arc<MemberList>,

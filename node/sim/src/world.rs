@@ -554,9 +554,9 @@ impl World {
     }
 
     /// Runs every event due up to `until` µs, a window at a time: with one shard, one
-    /// window; with more, windows no longer than the network's latency or a request's timeout
-    /// (the soonest anything one node makes for another comes), each shard on a thread of its own, the threads
-    /// meeting at a [`Gate`] between windows.
+    /// window; with more, windows no longer than the network's latency or a request's
+    /// timeout (the soonest anything one node makes for another comes), each shard on a
+    /// thread of its own, the threads meeting at a [`Gate`] between windows.
     pub fn run_until(&mut self, until: u64) {
         let World {
             shards,
