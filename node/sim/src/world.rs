@@ -7,7 +7,7 @@
 //! process) runs nothing until it resumes: what reaches it waits, its timers come late. Each
 //! node's clock can be set off from the others', and stepped at any time, as NTP does.
 //!
-//! The nodes are dealt to [`Shard`]s that run on threads of their own, a window of virtual
+//! The nodes are dealt to [`Shard`]s that a few threads run, a window of virtual
 //! time at a time, as a conservative parallel simulation does: nothing one node sends reaches
 //! another sooner than the network's latency, so within a window no shard hears from
 //! another, and what one sends to another's nodes is handed over when the window closes. The
@@ -251,6 +251,8 @@ struct Found {
 /// The simulated world.
 pub struct World {
     shards: Vec<Shard>,
+    /// The threads that run the shards, each taking the next shard not yet run in a window.
+    threads: usize,
     common: Common,
     /// Events the driver made (crashes, writes, restarts): the last part of their place.
     made_events: u64,
@@ -349,11 +351,15 @@ impl World {
             0 => 1,
             _ => settings.threads.clamp(1, n.max(1)),
         };
-        let mut shards: Vec<Shard> = (0..threads)
+        let count = match threads {
+            1 => 1,
+            _ => (threads * SHARDS_PER_THREAD).min(n),
+        };
+        let mut shards: Vec<Shard> = (0..count)
             .map(|index| Shard {
                 index,
-                count: threads,
-                nodes: Vec::with_capacity(n / threads + 1),
+                count,
+                nodes: Vec::with_capacity(n / count + 1),
                 queue: BTreeMap::new(),
                 out: Vec::new(),
                 acting: 0,
@@ -364,7 +370,7 @@ impl World {
             .collect();
         for i in 0..n {
             let mut state = DesiredState::new(ActorId::from(actor(seed, i, 0)));
-            shards[i % threads].nodes.push(Node {
+            shards[i % count].nodes.push(Node {
                 member: MemberId::numbered(i, addr(i)),
                 core: None,
                 file: journal::file(&state.save()),
@@ -386,6 +392,7 @@ impl World {
         let by_peer = peer_ids.iter().cloned().zip(0..).collect();
         World {
             shards,
+            threads,
             common: Common {
                 settings: settings.clone(),
                 lives: vec![(0, false); n],
@@ -555,11 +562,13 @@ impl World {
 
     /// Runs every event due up to `until` µs, a window at a time: with one shard, one
     /// window; with more, windows no longer than the network's latency or a request's
-    /// timeout (the soonest anything one node makes for another comes), each shard on a
-    /// thread of its own, the threads meeting at a [`Gate`] between windows.
+    /// timeout (the soonest anything one node makes for another comes), the threads taking
+    /// the shards one by one ([`SHARDS_PER_THREAD`]) and meeting at a [`Gate`] between
+    /// windows.
     pub fn run_until(&mut self, until: u64) {
         let World {
             shards,
+            threads,
             common,
             net,
             counts,
@@ -569,7 +578,7 @@ impl World {
             started,
             ..
         } = self;
-        let (common, net) = (&*common, &*net);
+        let (common, net, threads) = (&*common, &*net, *threads);
         let mut record = |shards: &mut [&mut Shard]| {
             hand_over(shards, counts, written, replicated, deaths, started)
         };
@@ -583,20 +592,29 @@ impl World {
             // a request's timeout (a lost request's answer) if that is sooner.
             let width = net.links.latency_us.min(REQUEST_TIMEOUT_US);
             let end = AtomicU64::new(0);
-            let gate = Gate::new(cells.len());
+            // The next shard no thread has taken in the window running.
+            let next = AtomicUsize::new(0);
+            let gate = Gate::new(threads);
             fn lock(cell: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
                 cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
             }
+            // Runs the shards no other thread took, one after the other, until the window
+            // ends: a thread whose shards' nodes had less to do takes more of them.
+            let run_window = |end: u64| {
+                while let Some(cell) = cells.get(next.fetch_add(1, Ordering::AcqRel)) {
+                    lock(cell).run(common, net, end);
+                }
+            };
             std::thread::scope(|scope| {
-                for cell in &cells[1..] {
-                    let (end, gate) = (&end, &gate);
+                for _ in 1..threads {
+                    let (end, gate, run_window) = (&end, &gate, &run_window);
                     scope.spawn(move || {
                         let _breaks = gate.breaks_on_panic();
                         loop {
                             gate.wait();
                             match end.load(Ordering::Acquire) {
                                 STOP => break,
-                                end => lock(cell).run(common, net, end),
+                                end => run_window(end),
                             }
                             gate.wait();
                         }
@@ -604,19 +622,20 @@ impl World {
                 }
                 let _breaks = gate.breaks_on_panic();
                 loop {
-                    let next = cells
+                    let next_at = cells
                         .iter()
                         .filter_map(|c| lock(c).queue.keys().next().map(|k| k.0))
                         .min();
-                    let Some(next) = next.filter(|&next| next <= until) else {
+                    let Some(next_at) = next_at.filter(|&at| at <= until) else {
                         end.store(STOP, Ordering::Release);
                         gate.wait();
                         break;
                     };
-                    let window_end = next.saturating_add(width).min(until + 1);
+                    let window_end = next_at.saturating_add(width).min(until + 1);
                     end.store(window_end, Ordering::Release);
+                    next.store(0, Ordering::Release);
                     gate.wait();
-                    lock(&cells[0]).run(common, net, window_end);
+                    run_window(window_end);
                     gate.wait();
                     let mut guards: Vec<_> = cells.iter().map(lock).collect();
                     let mut all: Vec<&mut Shard> = guards.iter_mut().map(|g| &mut **g).collect();
@@ -709,6 +728,11 @@ impl Drop for Breaks<'_> {
         }
     }
 }
+
+/// How many shards the nodes are dealt to per thread: a thread takes the next shard not yet
+/// run in a window, so one whose nodes had less to do takes more, and the threads wait less
+/// for each other at the window's end.
+const SHARDS_PER_THREAD: usize = 8;
 
 /// How many times a thread at the gate spins before it yields between looks.
 const SPINS: u32 = 1 << 14;
@@ -1370,7 +1394,7 @@ fn kind(input: &Input) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weeble_core::status::{Phase, PodStatus, Version};
+    use weeble_core::status::{NodeName, Phase, PodStatus, Version};
 
     #[test]
     fn a_node_is_found_by_its_address() {
@@ -1456,15 +1480,11 @@ mod tests {
             StatusMessage::Reports((0..300).map(|i| report(&format!("n{i}"), 0)).collect()),
             StatusMessage::Delta {
                 reports: vec![report("n1", 3)],
-                want: vec!["n3".into(), "n4".into()],
+                want: vec![NodeName::new("n3"), NodeName::new("n4")],
             },
             StatusMessage::Versions {
                 buckets: vec![3, 9],
-                versions: vec![Version {
-                    node: "n1".into(),
-                    epoch: 1,
-                    version: 2,
-                }],
+                versions: vec![Version::new("n1", 1, 2)],
             },
             StatusMessage::Sums(vec![1, u64::MAX, 0]),
         ];

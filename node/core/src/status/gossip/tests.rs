@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::gossip::{push_width, starts_exchange};
-use crate::status::running_pod;
+use crate::status::{NodeName, running_pod};
 use std::collections::VecDeque;
 
 fn member(i: usize) -> MemberId {
@@ -262,7 +262,7 @@ fn no_exchange_while_pushes_bring_news_nor_soon_after_one_that_brought_nothing()
     };
     assert_eq!(
         (reports[0].node.as_str(), &want[..]),
-        ("n0000", &["n0001".to_string()][..])
+        ("n0000", &[NodeName::new("n0001")][..])
     );
     assert!(
         g.exchange(&member(2), ms(2800)).is_none(),
