@@ -683,8 +683,9 @@ mod tests {
             "a slower peer offers it again: refused"
         );
         assert!(!t.merge(report("dead", 1, 3)));
+        let delta = t.delta(&[], &[Version::new("dead", 1, 4)]);
         assert!(
-            matches!(t.delta(&[], &[Version::new("dead", 1, 4)]), StatusMessage::Delta { want, .. } if want.is_empty()),
+            matches!(delta, StatusMessage::Delta { want, .. } if want.is_empty()),
             "not asked for either"
         );
         assert!(

@@ -293,14 +293,23 @@ struct Shard {
     count: usize,
     nodes: Vec<Node>,
     queue: BTreeMap<Key, Box<Occurrence>>,
-    /// Events for the other shards' nodes, handed over when the window closes.
-    out: Vec<(Key, Box<Occurrence>)>,
+    /// Events for the other shards' nodes, by their shard, handed over when the window
+    /// closes: each with the soonest time among them.
+    out: Vec<(u64, Events)>,
+    /// What the other shards' nodes made for this shard's in the last window, and the
+    /// soonest time among them: put in the queue when the next window begins, by the thread
+    /// that runs this shard (when one thread put every shard's in, between windows, the
+    /// others waited for it).
+    inbox: (u64, Vec<Events>),
     /// The node whose event runs: the events made meanwhile are its.
     acting: usize,
     now: u64,
     found: Found,
     sizes: StatusSizes,
 }
+
+/// Events with their places in the queue, in no order.
+type Events = Vec<(Key, Box<Occurrence>)>;
 
 /// A shard's work in one window, with what it reads of the world.
 struct Window<'a> {
@@ -361,7 +370,8 @@ impl World {
                 count,
                 nodes: Vec::with_capacity(n / count + 1),
                 queue: BTreeMap::new(),
-                out: Vec::new(),
+                out: (0..count).map(|_| (u64::MAX, Vec::new())).collect(),
+                inbox: (u64::MAX, Vec::new()),
                 acting: 0,
                 now: 0,
                 found: Found::default(),
@@ -592,21 +602,27 @@ impl World {
             // a request's timeout (a lost request's answer) if that is sooner.
             let width = net.links.latency_us.min(REQUEST_TIMEOUT_US);
             let end = AtomicU64::new(0);
-            // The next shard no thread has taken in the window running.
-            let next = AtomicUsize::new(0);
             let gate = Gate::new(threads);
             fn lock(cell: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
                 cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
             }
-            // Runs the shards no other thread took, one after the other, until the window
-            // ends: a thread whose shards' nodes had less to do takes more of them.
-            let run_window = |end: u64| {
-                while let Some(cell) = cells.get(next.fetch_add(1, Ordering::AcqRel)) {
-                    lock(cell).run(common, net, end);
+            // Each thread has a block of shards of its own, which it runs first, one after
+            // the other; then it takes those of the other blocks no thread took yet. A
+            // thread whose nodes had less to do takes more, and a shard's nodes mostly stay
+            // on one core, with what they hold in its cache.
+            let blocks: Vec<&[Mutex<Shard>]> =
+                cells.chunks(cells.len().div_ceil(threads)).collect();
+            // How many shards of each block were taken in the window running.
+            let taken: Vec<AtomicUsize> = blocks.iter().map(|_| AtomicUsize::new(0)).collect();
+            let run_window = |me: usize, end: u64| {
+                for b in (0..blocks.len()).map(|o| (me + o) % blocks.len()) {
+                    while let Some(cell) = blocks[b].get(taken[b].fetch_add(1, Ordering::AcqRel)) {
+                        lock(cell).run(common, net, end);
+                    }
                 }
             };
             std::thread::scope(|scope| {
-                for _ in 1..threads {
+                for me in 1..threads {
                     let (end, gate, run_window) = (&end, &gate, &run_window);
                     scope.spawn(move || {
                         let _breaks = gate.breaks_on_panic();
@@ -614,7 +630,7 @@ impl World {
                             gate.wait();
                             match end.load(Ordering::Acquire) {
                                 STOP => break,
-                                end => run_window(end),
+                                end => run_window(me, end),
                             }
                             gate.wait();
                         }
@@ -622,10 +638,7 @@ impl World {
                 }
                 let _breaks = gate.breaks_on_panic();
                 loop {
-                    let next_at = cells
-                        .iter()
-                        .filter_map(|c| lock(c).queue.keys().next().map(|k| k.0))
-                        .min();
+                    let next_at = cells.iter().filter_map(|c| lock(c).next_at()).min();
                     let Some(next_at) = next_at.filter(|&at| at <= until) else {
                         end.store(STOP, Ordering::Release);
                         gate.wait();
@@ -633,9 +646,11 @@ impl World {
                     };
                     let window_end = next_at.saturating_add(width).min(until + 1);
                     end.store(window_end, Ordering::Release);
-                    next.store(0, Ordering::Release);
+                    for t in &taken {
+                        t.store(0, Ordering::Release);
+                    }
                     gate.wait();
-                    run_window(window_end);
+                    run_window(0, window_end);
                     gate.wait();
                     let mut guards: Vec<_> = cells.iter().map(lock).collect();
                     let mut all: Vec<&mut Shard> = guards.iter_mut().map(|g| &mut **g).collect();
@@ -670,9 +685,9 @@ impl World {
 /// or stop.
 const STOP: u64 = u64::MAX;
 
-/// Hands over what each shard's nodes sent to the others' (at once, for the next window),
-/// and records what they found: in the order of time, then of node, the same whatever the
-/// shards (each node's own in the order it found them).
+/// Hands over what each shard's nodes sent to the others' (to their inboxes, for the next
+/// window), and records what they found: in the order of time, then of node, the same
+/// whatever the shards (each node's own in the order it found them).
 fn hand_over(
     shards: &mut [&mut Shard],
     counts: &mut Counts,
@@ -682,19 +697,24 @@ fn hand_over(
     started: &mut Vec<(u64, String, usize)>,
 ) {
     let mut found = Found::default();
-    let mut handed = Vec::new();
+    for from in 0..shards.len() {
+        for to in 0..shards.len() {
+            let (soonest, events) =
+                std::mem::replace(&mut shards[from].out[to], (u64::MAX, Vec::new()));
+            if !events.is_empty() {
+                let inbox = &mut shards[to].inbox;
+                inbox.0 = inbox.0.min(soonest);
+                inbox.1.push(events);
+            }
+        }
+    }
     for shard in shards.iter_mut() {
-        handed.append(&mut shard.out);
         let theirs = &mut shard.found;
         counts.take(&mut theirs.counts);
         found.written.append(&mut theirs.written);
         found.replicated.append(&mut theirs.replicated);
         found.deaths.append(&mut theirs.deaths);
         found.started.append(&mut theirs.started);
-    }
-    let count = shards.len();
-    for (key, event) in handed {
-        shards[target(&event) % count].queue.insert(key, event);
     }
     found.written.sort_by_key(|&(at, node, _)| (at, node));
     found.replicated.sort_by_key(|&(at, node, _)| (at, node));
@@ -777,8 +797,19 @@ impl Gate {
 }
 
 impl Shard {
-    /// Runs its events due before `end`.
+    /// When its next event comes, if it has one.
+    fn next_at(&self) -> Option<u64> {
+        let queued = self.queue.keys().next().map(|k| k.0);
+        let handed = (!self.inbox.1.is_empty()).then_some(self.inbox.0);
+        queued.into_iter().chain(handed).min()
+    }
+
+    /// Runs its events due before `end`, with those handed to it.
     fn run(&mut self, common: &Common, net: &Net, end: u64) {
+        let (_, handed) = std::mem::replace(&mut self.inbox, (u64::MAX, Vec::new()));
+        for events in handed {
+            self.queue.extend(events);
+        }
         let mut window = Window {
             shard: self,
             end,
@@ -856,7 +887,9 @@ impl Window<'_> {
                     at >= self.end,
                     "an event for another shard within the window"
                 );
-                self.shard.out.push((key, event));
+                let out = &mut self.shard.out[target(&event) % self.shard.count];
+                out.0 = out.0.min(at);
+                out.1.push((key, event));
                 None
             }
         };
