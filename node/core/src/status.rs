@@ -5,8 +5,6 @@
 
 use hashbrown::hash_table::{Entry, HashTable};
 use serde::{Deserialize, Serialize};
-use std::borrow::Borrow;
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -285,37 +283,6 @@ impl PartialEq for StatusTable {
         self.nodes().eq(other.nodes()) && self.forgotten == other.forgotten
     }
 }
-
-/// A report in a set of reports (a gossip's news), ordered, equal and found by its node's
-/// name, which it holds: no copy of the name per entry.
-#[derive(Debug, Clone)]
-pub(crate) struct Held(pub(crate) Arc<NodeStatus>);
-
-impl Borrow<str> for Held {
-    fn borrow(&self) -> &str {
-        &self.0.node
-    }
-}
-
-impl Ord for Held {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.node.cmp(&other.0.node)
-    }
-}
-
-impl PartialOrd for Held {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Held {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.node == other.0.node
-    }
-}
-
-impl Eq for Held {}
 
 impl Eq for StatusTable {}
 

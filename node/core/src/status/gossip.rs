@@ -17,11 +17,13 @@
 //!   simulated nodes cost 5.8 million status messages and 14 GB in a second.
 
 use super::{
-    CONTAINER_CREATING, Held, NodeStatus, Phase, PodStatus, StatusMessage, StatusTable, bounded,
+    CONTAINER_CREATING, NodeStatus, Phase, PodStatus, StatusMessage, StatusTable, bounded,
+    name_hash,
 };
 use crate::gossip::{Fanout, push_width};
+use crate::hash::name_prefix;
 use crate::membership::{MemberId, Peers};
-use std::collections::BTreeSet;
+use hashbrown::hash_table::{Entry, HashTable};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,7 +76,7 @@ pub struct StatusGossip {
     /// How many peers beyond ⌈ln N⌉ a change is pushed to.
     extra: usize,
     /// The news to push next, the newest report of each node.
-    news: BTreeSet<Held>,
+    news: News,
     /// Whether the push of `news` is scheduled already.
     push_scheduled: bool,
     /// Since when this node's report, its pods still being created, has been held back
@@ -106,7 +108,7 @@ impl StatusGossip {
             table: Arc::new(table),
             fanout: Fanout::new(seed),
             extra,
-            news: BTreeSet::new(),
+            news: News::default(),
             push_scheduled: false,
             held_since: None,
             exchanging: None,
@@ -168,7 +170,7 @@ impl StatusGossip {
         next.version = self.mine.version + 1;
         self.mine = Arc::new(next);
         Arc::make_mut(&mut self.table).merge(self.mine.clone());
-        self.news.replace(Held(self.mine.clone()));
+        self.news.put(self.mine.clone());
     }
 
     /// Whether a push must be scheduled, in [`PUSH_AFTER`], for the news there is: true once
@@ -186,13 +188,14 @@ impl StatusGossip {
     pub fn push(&mut self, peers: &Peers, now: Duration) -> Vec<Send> {
         self.push_scheduled = false;
         let held = self.hold_own(now);
-        let news = self.news.iter().map(|held| &held.0);
+        let news = self.news.in_name_order();
         let reports = bounded(news.filter(|r| !(held && r.node == self.mine.node)));
         let mut own = false;
         for report in &reports {
-            self.news.remove(report.node.as_str());
+            self.news.remove(&report.node);
             own |= report.node == self.mine.node;
         }
+        self.news.free_when_empty();
         if own {
             self.held_since = None;
         }
@@ -224,7 +227,7 @@ impl StatusGossip {
         };
         let mine = &self.mine;
         let urgent = mine.leaving || mine.not_ready.is_some();
-        let news = self.news.contains(mine.node.as_str());
+        let news = self.news.contains(&mine.node);
         if !news || urgent || !mine.pods.iter().any(creating) {
             return false;
         }
@@ -261,7 +264,7 @@ impl StatusGossip {
             self.next_exchange = self.next_exchange.max(now + EXCHANGE_QUIET);
         }
         for report in news {
-            self.news.replace(Held(report));
+            self.news.put(report);
         }
     }
 
@@ -352,6 +355,56 @@ impl StatusGossip {
         self.table.is_newer(report)
             && report.node != self.mine.node
             && Arc::make_mut(&mut self.table).merge(report.clone())
+    }
+}
+
+/// The news to push next: the newest report of each node, found by its name's hash, and put
+/// in name order only when pushed. A tree by name compared names at each of its levels for
+/// each report heard newer: a tenth of a deployment's start at 5,000 simulated nodes.
+#[derive(Default)]
+struct News(HashTable<Arc<NodeStatus>>);
+
+impl News {
+    /// Keeps `report`, in the place of the one of its node held.
+    fn put(&mut self, report: Arc<NodeStatus>) {
+        let hash = name_hash(&report.node);
+        let same = |held: &Arc<NodeStatus>| held.node == report.node;
+        match self.0.entry(hash, same, |held| name_hash(&held.node)) {
+            Entry::Occupied(mut held) => *held.get_mut() = report,
+            Entry::Vacant(place) => drop(place.insert(report)),
+        }
+    }
+
+    fn contains(&self, node: &str) -> bool {
+        self.0
+            .find(name_hash(node), |held| held.node == node)
+            .is_some()
+    }
+
+    fn remove(&mut self, node: &str) {
+        if let Ok(held) = self.0.find_entry(name_hash(node), |held| held.node == node) {
+            held.remove();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Gives back the table's room once nothing is left in it: a burst's news (every
+    /// node's report as a deployment starts) would otherwise keep it, at every node.
+    fn free_when_empty(&mut self) {
+        if self.0.is_empty() {
+            self.0 = HashTable::new();
+        }
+    }
+
+    /// Every report held, in its node's name order.
+    fn in_name_order(&self) -> impl Iterator<Item = &Arc<NodeStatus>> {
+        let mut all: Vec<(u128, &Arc<NodeStatus>)> =
+            self.0.iter().map(|r| (name_prefix(&r.node), r)).collect();
+        all.sort_unstable_by(|(a, ra), (b, rb)| a.cmp(b).then_with(|| ra.node.cmp(&rb.node)));
+        all.into_iter().map(|(_, r)| r)
     }
 }
 
