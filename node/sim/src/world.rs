@@ -251,7 +251,7 @@ struct Found {
 /// The simulated world.
 pub struct World {
     shards: Vec<Shard>,
-    /// The threads that run the shards, each taking the next shard not yet run in a window.
+    /// How many threads run the shards ([`World::run_until`]).
     threads: usize,
     common: Common,
     /// Events the driver made (crashes, writes, restarts): the last part of their place.
@@ -572,9 +572,9 @@ impl World {
 
     /// Runs every event due up to `until` µs, a window at a time: with one shard, one
     /// window; with more, windows no longer than the network's latency or a request's
-    /// timeout (the soonest anything one node makes for another comes), the threads taking
-    /// the shards one by one ([`SHARDS_PER_THREAD`]) and meeting at a [`Gate`] between
-    /// windows.
+    /// timeout (the soonest anything one node makes for another comes), each thread running
+    /// its own block of shards ([`SHARDS_PER_THREAD`]) and then the others' not yet taken,
+    /// the threads meeting at a [`Gate`] between windows.
     pub fn run_until(&mut self, until: u64) {
         let World {
             shards,

@@ -401,3 +401,56 @@ fn a_report_of_pods_being_created_waits_for_them_to_run_for_a_second_at_most() {
     g.set_leaving();
     assert_eq!(pushed(&g.push(&peers, at)), [6, 6, 6]);
 }
+
+#[test]
+fn news_keeps_the_newest_report_of_each_node_and_gives_them_in_name_order() {
+    let report = |node: &str, version| {
+        Arc::new(NodeStatus {
+            node: node.into(),
+            epoch: 1,
+            version,
+            pods: Vec::new(),
+            not_ready: None,
+            leaving: false,
+        })
+    };
+    let mut news = News::default();
+    // Names sharing their first 16 bytes are ordered by the rest.
+    let long = "a-name-of-sixteen-bytes";
+    for (node, version) in [
+        ("n3", 1),
+        ("n10", 1),
+        (long, 1),
+        ("n1", 1),
+        ("n1", 2),
+        ("n2", 1),
+    ] {
+        news.put(report(node, version));
+    }
+    news.put(report("a-name-of-sixteen-bytes-0", 1));
+    let order: Vec<(String, u64)> = news
+        .in_name_order()
+        .map(|r| (r.node.clone(), r.version))
+        .collect();
+    let order: Vec<(&str, u64)> = order.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    assert_eq!(
+        order,
+        [
+            (long, 1),
+            ("a-name-of-sixteen-bytes-0", 1),
+            ("n1", 2),
+            ("n10", 1),
+            ("n2", 1),
+            ("n3", 1)
+        ]
+    );
+    assert!(news.contains("n10") && !news.contains("n4"));
+    for (node, _) in order {
+        news.remove(node);
+    }
+    news.free_when_empty();
+    assert!(
+        news.is_empty() && news.0.capacity() == 0,
+        "its room given back"
+    );
+}
