@@ -1368,12 +1368,12 @@ impl StatusSizes {
 fn numbered(name: &str) -> Option<usize> {
     let digits = name.strip_prefix('n')?;
     let canonical = digits == "0" || !digits.starts_with('0');
-    digits
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| digits.parse().ok())
-        .flatten()
-        .filter(|_| canonical)
+    let decimal = digits.bytes().all(|b| b.is_ascii_digit());
+    if canonical && decimal {
+        digits.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// How many bytes bincode's variable-length integer encoding takes for `n`.
