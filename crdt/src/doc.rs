@@ -40,9 +40,25 @@ pub enum StateError {
     Automerge(#[from] automerge::AutomergeError),
     #[error("sync message could not be decoded: {0}")]
     BadSyncMessage(String),
+    #[error("the stored object cannot be read: {0}")]
+    Unreadable(String),
+    #[error("{}", no_revision(key, *revision))]
+    NoRevision {
+        key: ObjectKey,
+        revision: Option<u64>,
+    },
 }
 
-/// What an `apply`, `scale` or `delete` did.
+fn no_revision(key: &ObjectKey, revision: Option<u64>) -> String {
+    match revision {
+        None => format!("Deployment {key} has no previous revision to roll back to"),
+        Some(n) => format!(
+            "Deployment {key} has no revision {n} to roll back to (`weeble rollout history` lists them)"
+        ),
+    }
+}
+
+/// What an `apply`, `scale`, `delete` or `rollout` command did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -51,6 +67,11 @@ pub enum Outcome {
     Unchanged,
     Scaled,
     Deleted,
+    #[serde(rename = "rolled back")]
+    RolledBack,
+    Paused,
+    Resumed,
+    Restarted,
 }
 
 /// The outcome as kubectl prints it (`deployment.apps/web created`): its serde text.
@@ -62,6 +83,10 @@ impl std::fmt::Display for Outcome {
             Outcome::Unchanged => "unchanged",
             Outcome::Scaled => "scaled",
             Outcome::Deleted => "deleted",
+            Outcome::RolledBack => "rolled back",
+            Outcome::Paused => "paused",
+            Outcome::Resumed => "resumed",
+            Outcome::Restarted => "restarted",
         })
     }
 }
@@ -132,11 +157,14 @@ fn kind_prefix(kind: Kind) -> &'static str {
     }
 }
 
-/// The fields of one object as stored: JSON strings, plus `replicas` for deployments.
-struct Fields {
+/// The fields of one object as stored: JSON strings, and numbers and flags for
+/// deployments; a deployment's template is written with its history (`history`).
+struct Fields<'a> {
     /// Fields that belong to the spec: changing one bumps the generation.
     spec: Vec<(&'static str, ScalarValue)>,
-    labels: String,
+    template: Option<(&'a PodTemplate, u32)>,
+    /// Metadata: JSON strings.
+    meta: [(&'static str, ScalarValue); 2],
 }
 
 fn json<T: Serialize>(value: &T) -> ScalarValue {
@@ -147,20 +175,34 @@ fn json<T: Serialize>(value: &T) -> ScalarValue {
     )
 }
 
-fn fields(object: &Object) -> Fields {
+fn fields(object: &Object) -> Fields<'_> {
+    let meta = object.meta();
+    let meta = [
+        ("labels", json(&meta.labels)),
+        ("annotations", json(&meta.annotations)),
+    ];
     match object {
-        Object::Deployment(d) => Fields {
-            spec: vec![
-                ("replicas", ScalarValue::Int(i64::from(d.spec.replicas))),
-                ("selector", json(&d.spec.selector)),
-                ("template", json(&d.spec.template)),
-                ("strategy", json(&d.spec.strategy)),
-            ],
-            labels: serde_json::to_string(&d.meta.labels).expect("labels serialize"),
-        },
+        Object::Deployment(d) => {
+            let s = &d.spec;
+            let int = |n: u32| ScalarValue::Int(i64::from(n));
+            Fields {
+                spec: vec![
+                    ("replicas", int(s.replicas)),
+                    ("selector", json(&s.selector)),
+                    ("strategy", json(&s.strategy)),
+                    ("minReadySeconds", int(s.min_ready_seconds)),
+                    ("progressDeadlineSeconds", int(s.progress_deadline_seconds)),
+                    ("revisionHistoryLimit", int(s.revision_history_limit)),
+                    ("paused", ScalarValue::Boolean(s.paused)),
+                ],
+                template: Some((&s.template, s.revision_history_limit)),
+                meta,
+            }
+        }
         Object::Service(s) => Fields {
             spec: vec![("spec", json(&s.spec))],
-            labels: serde_json::to_string(&s.meta.labels).expect("labels serialize"),
+            template: None,
+            meta,
         },
     }
 }
@@ -240,30 +282,31 @@ impl DesiredState {
                 let obj = self
                     .doc
                     .put_object(ROOT, root_key(kind, &key), ObjType::Map)?;
-                for (field, value) in fields.spec {
+                for (field, value) in fields.spec.into_iter().chain(fields.meta) {
                     self.doc.put(&obj, field, value)?;
                 }
-                self.doc.put(&obj, "labels", fields.labels)?;
+                if let Some((template, limit)) = fields.template {
+                    self.put_template(&obj, template, limit)?;
+                }
                 self.doc.put(&obj, "generation", ScalarValue::counter(1))?;
                 Outcome::Created
             }
             Some(obj) => {
                 let mut spec_changed = false;
                 for (field, value) in fields.spec {
-                    if self.scalar(&obj, field)?.as_ref() != Some(&value) {
-                        self.doc.put(&obj, field, value)?;
-                        spec_changed = true;
-                    }
+                    spec_changed |= self.put_changed(&obj, field, value)?;
                 }
-                let labels = ScalarValue::Str(fields.labels.into());
-                let labels_changed = self.scalar(&obj, "labels")?.as_ref() != Some(&labels);
-                if labels_changed {
-                    self.doc.put(&obj, "labels", labels)?;
+                if let Some((template, limit)) = fields.template {
+                    spec_changed |= self.put_template(&obj, template, limit)?;
+                }
+                let mut meta_changed = false;
+                for (field, value) in fields.meta {
+                    meta_changed |= self.put_changed(&obj, field, value)?;
                 }
                 if spec_changed {
                     self.doc.increment(&obj, "generation", 1)?;
                 }
-                if spec_changed || labels_changed {
+                if spec_changed || meta_changed {
                     Outcome::Configured
                 } else {
                     Outcome::Unchanged
@@ -310,6 +353,20 @@ impl DesiredState {
             self.doc
                 .commit_with(CommitOptions::default().with_message(message).with_time(0));
         }
+    }
+
+    /// Writes `value` unless the field holds it already; whether it wrote.
+    fn put_changed(
+        &mut self,
+        obj: &ObjId,
+        field: &str,
+        value: ScalarValue,
+    ) -> Result<bool, StateError> {
+        if self.scalar(obj, field)?.as_ref() == Some(&value) {
+            return Ok(false);
+        }
+        self.doc.put(obj, field, value)?;
+        Ok(true)
     }
 
     fn object_id(&self, kind: Kind, key: &ObjectKey) -> Result<Option<ObjId>, StateError> {
@@ -434,6 +491,18 @@ impl DesiredState {
     fn read_deployment(&self, root: &str, key: ObjectKey) -> Result<Deployment, String> {
         let obj = self.map_at(root)?;
         let replicas = self.read_int(&obj, "replicas")?;
+        // Fields added after a deployment may have been written read as their defaults.
+        let count = |field: &str, default: u32| match self.scalar(&obj, field) {
+            Ok(None) => Ok(default),
+            _ => {
+                let n = self.read_int(&obj, field)?;
+                u32::try_from(n).map_err(|_| format!("{field} {n}"))
+            }
+        };
+        let paused = matches!(
+            self.scalar(&obj, "paused"),
+            Ok(Some(ScalarValue::Boolean(true)))
+        );
         Ok(Deployment {
             meta: self.read_meta(&obj, key)?,
             spec: DeploymentSpec {
@@ -441,7 +510,18 @@ impl DesiredState {
                 selector: self.read_json(&obj, "selector")?,
                 template: self.read_json(&obj, "template")?,
                 strategy: self.read_json(&obj, "strategy")?,
+                min_ready_seconds: count("minReadySeconds", 0)?,
+                progress_deadline_seconds: count(
+                    "progressDeadlineSeconds",
+                    DEFAULT_PROGRESS_DEADLINE_SECONDS,
+                )?,
+                revision_history_limit: count(
+                    "revisionHistoryLimit",
+                    DEFAULT_REVISION_HISTORY_LIMIT,
+                )?,
+                paused,
             },
+            history: self.read_history(&obj),
         })
     }
 
@@ -458,6 +538,11 @@ impl DesiredState {
             namespace: key.namespace,
             name: key.name,
             labels: self.read_json(obj, "labels")?,
+            // Added after an object may have been written.
+            annotations: match self.scalar(obj, "annotations") {
+                Ok(None) => Labels::new(),
+                _ => self.read_json(obj, "annotations")?,
+            },
             generation: self.read_int(obj, "generation")? as u64,
         })
     }
@@ -515,6 +600,8 @@ impl DesiredState {
         Ok(self.doc.get_heads() != before)
     }
 }
+
+mod history;
 
 #[cfg(test)]
 mod tests;

@@ -34,7 +34,7 @@ pub struct ObjectMeta {
     pub name: Option<String>,
     pub namespace: Option<String>,
     pub labels: Option<Labels>,
-    pub annotations: Option<Present>,
+    pub annotations: Option<Labels>,
     pub uid: Option<Present>,
     pub resource_version: Option<Present>,
     pub generation: Option<Present>,
@@ -62,10 +62,10 @@ pub struct DeploymentSpec {
     pub selector: Option<LabelSelector>,
     pub template: PodTemplate,
     pub strategy: Option<Strategy>,
-    pub min_ready_seconds: Option<Present>,
-    pub revision_history_limit: Option<Present>,
-    pub progress_deadline_seconds: Option<Present>,
-    pub paused: Option<Present>,
+    pub min_ready_seconds: Option<i64>,
+    pub revision_history_limit: Option<i64>,
+    pub progress_deadline_seconds: Option<i64>,
+    pub paused: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,7 +109,7 @@ pub struct PodTemplate {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TemplateMeta {
     pub labels: Option<Labels>,
-    pub annotations: Option<Present>,
+    pub annotations: Option<Labels>,
     pub name: Option<Present>,
     pub creation_timestamp: Option<Present>,
 }

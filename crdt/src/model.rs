@@ -76,8 +76,21 @@ pub struct Meta {
     pub namespace: String,
     pub name: String,
     pub labels: Labels,
+    /// Kept as written; Weeble reads [`ROLLBACK_ON_FAILURE`] and [`CHANGE_CAUSE`].
+    pub annotations: Labels,
     pub generation: u64,
 }
+
+/// A deployment annotation: `"true"` reverts a rollout that cannot progress to the last
+/// revision that completed, by itself (Kubernetes only reports `ProgressDeadlineExceeded`).
+pub const ROLLBACK_ON_FAILURE: &str = "weeble.io/rollback-on-failure";
+
+/// A deployment annotation kept with each revision: `rollout history`'s CHANGE-CAUSE.
+pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+
+/// The pod template annotation `rollout restart` sets (as kubectl does): a new template,
+/// so a new rollout of the same containers.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
 impl Meta {
     pub fn key(&self) -> ObjectKey {
@@ -112,6 +125,8 @@ impl Object {
 pub struct Deployment {
     pub meta: Meta,
     pub spec: DeploymentSpec,
+    /// The revisions the document keeps: empty in a manifest.
+    pub history: History,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,18 +137,74 @@ pub struct DeploymentSpec {
     pub selector: Labels,
     pub template: PodTemplate,
     pub strategy: Strategy,
+    /// A new pod counts as available once it has been ready this long.
+    pub min_ready_seconds: u32,
+    /// A rollout that made no progress this long has failed (`ProgressDeadlineExceeded`).
+    pub progress_deadline_seconds: u32,
+    /// How many old revisions the document keeps for `rollout undo`.
+    pub revision_history_limit: u32,
+    /// A paused deployment starts no rollout step (`rollout pause`).
+    pub paused: bool,
+}
+
+/// Kubernetes' defaults for the rollout fields.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: u32 = 600;
+pub const DEFAULT_REVISION_HISTORY_LIMIT: u32 = 10;
+
+/// A deployment's revisions: the current template's number, and the old templates kept (a
+/// Kubernetes Deployment keeps them as old ReplicaSets), oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    pub revision: u64,
+    pub old: Vec<Revision>,
+}
+
+/// An old template, under the number it had when it was current.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revision {
+    pub revision: u64,
+    pub template: PodTemplate,
+    /// The deployment's `kubernetes.io/change-cause` when this template was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_cause: Option<String>,
+}
+
+impl History {
+    /// The old revision whose template has this hash.
+    pub fn by_hash(&self, hash: &str) -> Option<&Revision> {
+        self.old.iter().find(|r| r.template.hash() == hash)
+    }
+
+    pub fn by_number(&self, revision: u64) -> Option<&Revision> {
+        self.old.iter().find(|r| r.revision == revision)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodTemplate {
     pub labels: Labels,
+    /// Left out of the JSON when empty, so that templates written before it keep their hash
+    /// (and their containers).
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub annotations: Labels,
     pub containers: Vec<Container>,
     pub node_selector: Labels,
     pub restart_policy: RestartPolicy,
 }
 
 impl PodTemplate {
+    /// A short, stable hash of the template (FNV-1a of its JSON): containers made from
+    /// another template are replaced, and a rollout tells revisions apart by it.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("templates serialize");
+        let hash = json.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        format!("{hash:016x}")
+    }
+
     /// The sum of the containers' requests: what placement reserves on a node per replica.
     pub fn requests(&self) -> ResourceAmounts {
         self.containers
@@ -258,6 +329,30 @@ pub enum Strategy {
 pub enum IntOrPercent {
     Count(u32),
     Percent(u32),
+}
+
+impl IntOrPercent {
+    /// A zero count or percentage (whatever the replicas).
+    pub fn is_zero(self) -> bool {
+        matches!(self, IntOrPercent::Count(0) | IntOrPercent::Percent(0))
+    }
+
+    /// The count for `replicas`, a percentage rounded up (`maxSurge`) or down
+    /// (`maxUnavailable`), as Kubernetes does.
+    pub fn of(self, replicas: u32, round_up: bool) -> u32 {
+        match self {
+            IntOrPercent::Count(n) => n,
+            IntOrPercent::Percent(p) => {
+                let scaled = u64::from(replicas) * u64::from(p);
+                let n = if round_up {
+                    scaled.div_ceil(100)
+                } else {
+                    scaled / 100
+                };
+                n as u32
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

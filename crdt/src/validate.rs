@@ -114,18 +114,35 @@ pub fn deployment(m: k8s::DeploymentManifest, f: &mut Findings) -> Deployment {
     f.ignored("", &[("status", m.status.is_some())]);
     let meta = meta(m.metadata, Kind::Deployment, f);
     let s = m.spec;
-    f.ignored(
-        "spec",
-        &[
-            ("minReadySeconds", s.min_ready_seconds.is_some()),
-            ("revisionHistoryLimit", s.revision_history_limit.is_some()),
-            (
-                "progressDeadlineSeconds",
-                s.progress_deadline_seconds.is_some(),
-            ),
-        ],
+    let seconds = |path: &str, value: Option<i64>, default: u32, f: &mut Findings| match value {
+        None => default,
+        Some(n) => u32::try_from(n).unwrap_or_else(|_| {
+            f.error(path, format!("must be between 0 and {}, got {n}", u32::MAX));
+            default
+        }),
+    };
+    let min_ready_seconds = seconds("spec.minReadySeconds", s.min_ready_seconds, 0, f);
+    let progress_deadline_seconds = seconds(
+        "spec.progressDeadlineSeconds",
+        s.progress_deadline_seconds,
+        DEFAULT_PROGRESS_DEADLINE_SECONDS,
+        f,
     );
-    f.unsupported("spec", &[("paused", s.paused.is_some())]);
+    if progress_deadline_seconds <= min_ready_seconds {
+        f.error(
+            "spec.progressDeadlineSeconds",
+            format!(
+                "must be greater than minReadySeconds ({min_ready_seconds}), \
+                 got {progress_deadline_seconds}"
+            ),
+        );
+    }
+    let revision_history_limit = seconds(
+        "spec.revisionHistoryLimit",
+        s.revision_history_limit,
+        DEFAULT_REVISION_HISTORY_LIMIT,
+        f,
+    );
     let replicas = match s.replicas {
         None => 1,
         Some(n) if !(0..=MAX_REPLICAS).contains(&n) => {
@@ -147,7 +164,12 @@ pub fn deployment(m: k8s::DeploymentManifest, f: &mut Findings) -> Deployment {
             selector,
             template,
             strategy,
+            min_ready_seconds,
+            progress_deadline_seconds,
+            revision_history_limit,
+            paused: s.paused.unwrap_or(false),
         },
+        history: History::default(),
     }
 }
 
@@ -294,7 +316,6 @@ fn meta(m: k8s::ObjectMeta, kind: Kind, f: &mut Findings) -> Meta {
     f.ignored(
         "metadata",
         &[
-            ("annotations", m.annotations.is_some()),
             ("uid", m.uid.is_some()),
             ("resourceVersion", m.resource_version.is_some()),
             ("generation", m.generation.is_some()),
@@ -334,10 +355,13 @@ fn meta(m: k8s::ObjectMeta, kind: Kind, f: &mut Findings) -> Meta {
     }
     let labels_map = m.labels.unwrap_or_default();
     labels("metadata.labels", &labels_map, f);
+    let annotations = m.annotations.unwrap_or_default();
+    self::annotations("metadata.annotations", &annotations, f);
     Meta {
         namespace,
         name,
         labels: labels_map,
+        annotations,
         generation: 0,
     }
 }
@@ -407,6 +431,12 @@ fn strategy(s: Option<k8s::Strategy>, f: &mut Findings) -> Strategy {
                 25,
                 f,
             );
+            if surge.is_zero() && unavailable.is_zero() {
+                f.error(
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    "may not be 0 when maxSurge is 0: the rollout could never replace a pod",
+                );
+            }
             Strategy::RollingUpdate {
                 max_surge: surge,
                 max_unavailable: unavailable,
@@ -456,19 +486,20 @@ fn int_or_percent(
 }
 
 fn pod_template(t: k8s::PodTemplate, f: &mut Findings) -> PodTemplate {
-    let labels_map = match t.metadata {
+    let (labels_map, annotations) = match t.metadata {
         Some(m) => {
             f.ignored(
                 "spec.template.metadata",
                 &[
-                    ("annotations", m.annotations.is_some()),
                     ("name", m.name.is_some()),
                     ("creationTimestamp", m.creation_timestamp.is_some()),
                 ],
             );
-            m.labels.unwrap_or_default()
+            let annotations = m.annotations.unwrap_or_default();
+            self::annotations("spec.template.metadata.annotations", &annotations, f);
+            (m.labels.unwrap_or_default(), annotations)
         }
-        None => Labels::new(),
+        None => (Labels::new(), Labels::new()),
     };
     if labels_map.is_empty() {
         f.error(
@@ -578,6 +609,7 @@ fn pod_template(t: k8s::PodTemplate, f: &mut Findings) -> PodTemplate {
         .collect();
     PodTemplate {
         labels: labels_map,
+        annotations,
         containers,
         node_selector,
         restart_policy,
@@ -900,6 +932,28 @@ fn protocol(path: &str, given: Option<&str>, f: &mut Findings) -> Protocol {
             );
             Protocol::Tcp
         }
+    }
+}
+
+/// Kubernetes' limit on an object's annotations, keys and values together.
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
+/// Annotation keys are qualified names, as label keys; values are free text, capped in all.
+fn annotations(path: &str, annotations: &Labels, f: &mut Findings) {
+    for key in annotations.keys() {
+        if let Err(why) = label_key(key) {
+            f.error(
+                format!("{path}.{}", clip(key)),
+                format!("invalid annotation key {}: {why}", echo(key)),
+            );
+        }
+    }
+    let size: usize = annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_ANNOTATIONS_BYTES {
+        f.error(
+            path,
+            format!("{size} bytes in all: at most {MAX_ANNOTATIONS_BYTES}"),
+        );
     }
 }
 

@@ -130,7 +130,7 @@ fn ignored_fields_warn_and_unsupported_fields_fail() {
         )
     };
     let ok = parse_manifests(&with(
-        "  annotations: {note: x}\n",
+        "  uid: 0f2a\n",
         "        imagePullPolicy: Always\n",
         "",
     ))
@@ -139,7 +139,7 @@ fn ignored_fields_warn_and_unsupported_fields_fail() {
     assert_eq!(
         paths,
         [
-            "metadata.annotations",
+            "metadata.uid",
             "spec.template.spec.containers[0].imagePullPolicy"
         ]
     );
@@ -155,6 +155,57 @@ fn ignored_fields_warn_and_unsupported_fields_fail() {
         ["spec.template.spec.volumes", "spec.template.spec.affinity"]
     );
     assert!(err.to_string().contains("not supported"), "{err}");
+}
+
+#[test]
+fn rollout_fields_and_annotations_are_kept_with_kubernetes_defaults_and_rules() {
+    let deployment = |spec: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: a\n  annotations:\n    \
+             weeble.io/rollback-on-failure: \"true\"\nspec:\n{spec}  selector: {{matchLabels: \
+             {{app: a}}}}\n  template:\n    metadata:\n      labels: {{app: a}}\n      \
+             annotations: {{note: x}}\n    spec:\n      containers:\n      - name: a\n        \
+             image: i\n"
+        )
+    };
+    let fields = |spec: &str| {
+        let parsed = parse_manifests(&deployment(spec)).expect("valid");
+        assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+        let Object::Deployment(d) = &parsed.objects[0] else {
+            panic!()
+        };
+        assert_eq!(d.meta.annotations[ROLLBACK_ON_FAILURE], "true");
+        assert_eq!(d.spec.template.annotations["note"], "x");
+        let s = &d.spec;
+        (
+            s.min_ready_seconds,
+            s.progress_deadline_seconds,
+            s.revision_history_limit,
+            s.paused,
+        )
+    };
+    assert_eq!(fields(""), (0, 600, 10, false));
+    let set = "  minReadySeconds: 5\n  progressDeadlineSeconds: 30\n  revisionHistoryLimit: 2\n  \
+               paused: true\n  strategy:\n    rollingUpdate: {maxSurge: 0, maxUnavailable: 50%}\n";
+    assert_eq!(fields(set), (5, 30, 2, true));
+    let err = parse_manifests(&deployment(
+        "  minReadySeconds: 30\n  progressDeadlineSeconds: 30\n  revisionHistoryLimit: -1\n  \
+         strategy:\n    rollingUpdate: {maxSurge: 0%, maxUnavailable: 0}\n",
+    ))
+    .unwrap_err();
+    let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "spec.progressDeadlineSeconds",
+            "spec.revisionHistoryLimit",
+            "spec.strategy.rollingUpdate.maxUnavailable"
+        ],
+        "{err}"
+    );
+    let bad_key = deployment("").replace("weeble.io/rollback-on-failure", "-bad");
+    let err = parse_manifests(&bad_key).unwrap_err();
+    assert_eq!(err.errors[0].path, "metadata.annotations.-bad", "{err}");
 }
 
 /// Each broken manifest must be rejected with a message containing every expected fragment.

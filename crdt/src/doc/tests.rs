@@ -305,3 +305,116 @@ fn a_node_that_rolled_back_a_received_change_gets_it_again_by_asking_for_a_resen
         assert_eq!((settled, got), (arrives, arrives), "resend asked: {resend}");
     }
 }
+
+fn history(s: &mut DesiredState) -> (u64, Vec<(u64, String)>) {
+    let d = s.snapshot().deployments[&key()].clone();
+    let old = d.history.old.iter();
+    let old = old.map(|r| (r.revision, r.template.containers[0].image.clone()));
+    (d.history.revision, old.collect())
+}
+
+#[test]
+fn a_template_change_keeps_the_old_one_numbered_and_undo_brings_it_back_as_the_next() {
+    let mut a = peer(1);
+    a.apply(&talk_deployment("v1")).unwrap();
+    assert_eq!(history(&mut a), (1, vec![]));
+    let mut v2 = talk_deployment("v2");
+    if let Object::Deployment(d) = &mut v2 {
+        d.meta
+            .annotations
+            .insert(CHANGE_CAUSE.into(), "to v2".into());
+    }
+    a.apply(&v2).unwrap();
+    a.apply(&talk_deployment("v3")).unwrap();
+    assert_eq!(
+        history(&mut a),
+        (3, vec![(1, "v1".into()), (2, "v2".into())])
+    );
+    let snapshot = a.snapshot();
+    let d = &snapshot.deployments[&key()];
+    assert_eq!(
+        d.history.by_number(2).unwrap().change_cause.as_deref(),
+        Some("to v2")
+    );
+    assert_eq!(
+        d.history
+            .by_hash(&d.history.old[0].template.hash())
+            .unwrap()
+            .revision,
+        1
+    );
+    // A scale is no new revision.
+    a.scale(&key(), 5).unwrap();
+    assert_eq!(history(&mut a).0, 3);
+
+    assert_eq!(a.undo(&key(), None).unwrap(), Outcome::RolledBack);
+    assert_eq!(image(&mut a), "v2");
+    assert_eq!(
+        history(&mut a),
+        (4, vec![(1, "v1".into()), (3, "v3".into())])
+    );
+    a.undo(&key(), Some(1)).unwrap();
+    assert_eq!(image(&mut a), "v1");
+    assert_eq!(
+        history(&mut a),
+        (5, vec![(3, "v3".into()), (4, "v2".into())])
+    );
+    let err = a.undo(&key(), Some(9)).unwrap_err().to_string();
+    assert!(err.contains("no revision 9"), "{err}");
+    // Applying an old manifest again is a rollback too.
+    a.apply(&talk_deployment("v3")).unwrap();
+    assert_eq!(
+        history(&mut a),
+        (6, vec![(4, "v2".into()), (5, "v1".into())])
+    );
+}
+
+#[test]
+fn old_revisions_past_the_limit_go_and_restart_pause_and_resume_are_recorded() {
+    let mut a = peer(1);
+    let with_limit = |image: &str| {
+        let mut o = talk_deployment(image);
+        if let Object::Deployment(d) = &mut o {
+            d.spec.revision_history_limit = 2;
+        }
+        o
+    };
+    for image in ["v1", "v2", "v3", "v4"] {
+        a.apply(&with_limit(image)).unwrap();
+    }
+    assert_eq!(
+        history(&mut a),
+        (4, vec![(2, "v2".into()), (3, "v3".into())])
+    );
+    assert_eq!(
+        a.restart(&key(), "2026-12-06T15:00:00Z").unwrap(),
+        Outcome::Restarted
+    );
+    let snapshot = a.snapshot();
+    let d = &snapshot.deployments[&key()];
+    assert_eq!(d.history.revision, 5);
+    assert_eq!(
+        d.spec.template.annotations[RESTARTED_AT],
+        "2026-12-06T15:00:00Z"
+    );
+    assert_eq!(d.spec.template.containers[0].image, "v4");
+    assert_eq!(a.pause(&key(), true).unwrap(), Outcome::Paused);
+    assert_eq!(a.pause(&key(), true).unwrap(), Outcome::Unchanged);
+    assert!(a.snapshot().deployments[&key()].spec.paused);
+    assert_eq!(a.pause(&key(), false).unwrap(), Outcome::Resumed);
+    assert!(!a.snapshot().deployments[&key()].spec.paused);
+}
+
+#[test]
+fn two_concurrent_template_changes_keep_one_winner_and_the_template_both_replaced() {
+    let (mut a, mut b) = (peer(1), peer(2));
+    a.apply(&talk_deployment("v1")).unwrap();
+    sync_pair(&mut a, &mut b);
+    a.apply(&talk_deployment("from-a")).unwrap();
+    b.apply(&talk_deployment("from-b")).unwrap();
+    sync_pair(&mut a, &mut b);
+    let (ha, hb) = (history(&mut a), history(&mut b));
+    assert_eq!(ha, hb, "one result on both peers");
+    assert_eq!(ha, (2, vec![(1, "v1".into())]));
+    assert_eq!(image(&mut a), image(&mut b));
+}

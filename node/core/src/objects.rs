@@ -68,7 +68,7 @@ impl ObjectMeta {
             name: meta.name.clone(),
             namespace: Some(meta.namespace.clone()),
             labels: Some(meta.labels.clone()),
-            annotations: None,
+            annotations: (!meta.annotations.is_empty()).then(|| meta.annotations.clone()),
             generation: Some(meta.generation),
         }
     }
@@ -500,6 +500,11 @@ pub struct DeploymentSpec {
     pub selector: LabelSelector,
     pub strategy: Strategy,
     pub template: PodTemplateSpec,
+    pub min_ready_seconds: u32,
+    pub progress_deadline_seconds: u32,
+    pub revision_history_limit: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -517,6 +522,8 @@ pub struct PodTemplateSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateMeta {
     pub labels: Labels,
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub annotations: Labels,
 }
 
 /// A template's pod spec: no node yet, and the nodes it may go to.
@@ -557,6 +564,7 @@ impl Deployment {
                 template: PodTemplateSpec {
                     metadata: TemplateMeta {
                         labels: template.labels.clone(),
+                        annotations: template.annotations.clone(),
                     },
                     spec: TemplatePodSpec {
                         containers: containers(d),
@@ -564,6 +572,10 @@ impl Deployment {
                         restart_policy: template.restart_policy,
                     },
                 },
+                min_ready_seconds: d.spec.min_ready_seconds,
+                progress_deadline_seconds: d.spec.progress_deadline_seconds,
+                revision_history_limit: d.spec.revision_history_limit,
+                paused: d.spec.paused,
             },
             status: DeploymentStatus {
                 observed_generation: d.meta.generation,

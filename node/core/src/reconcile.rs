@@ -69,7 +69,7 @@ pub fn desired_pods(
             _ => (
                 Arc::new(d.spec.template.clone()),
                 Arc::new(d.spec.template.labels.clone()),
-                template_hash(&d.spec.template),
+                d.spec.template.hash(),
                 services::environment(snapshot, &key.deployment.namespace, service_ip),
             ),
         };
@@ -253,15 +253,6 @@ pub fn already_running(desired: Vec<DesiredPod>, observed: &[Observed]) -> Vec<D
                 .any(|o| observed_key(o).is_some_and(|(id, _)| id == pod.id()))
         })
         .collect()
-}
-
-/// A short, stable hash of a pod template: containers made from another template are replaced.
-pub fn template_hash(template: &PodTemplate) -> String {
-    let json = serde_json::to_vec(template).expect("templates serialize");
-    let hash = json.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{hash:016x}")
 }
 
 /// Restart and retry bookkeeping per container (`namespace/pod/container`).

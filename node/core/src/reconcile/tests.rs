@@ -14,6 +14,7 @@ fn ip() -> IpAddr {
 fn pod(index: u32, image: &str, policy: RestartPolicy) -> DesiredPod {
     let template = PodTemplate {
         labels: Labels::from([("app".into(), "web".into())]),
+        annotations: Labels::new(),
         containers: vec![Container {
             name: "web".into(),
             image: image.into(),
@@ -38,7 +39,7 @@ fn pod(index: u32, image: &str, policy: RestartPolicy) -> DesiredPod {
             index,
         },
         labels: Arc::new(template.labels.clone()),
-        template_hash: template_hash(&template),
+        template_hash: template.hash(),
         service_env: vec![
             ("WEB_SERVICE_HOST".into(), "127.0.0.9".into()),
             ("WEB_SERVICE_PORT".into(), "80".into()),
@@ -316,7 +317,7 @@ fn probes_go_to_the_running_container_s_own_address_and_unready_pods_are_not_rea
         command: vec!["true".into()],
     }));
     let p = DesiredPod {
-        template_hash: template_hash(&p.template),
+        template_hash: p.template.hash(),
         ..p
     };
     let running = observed(&p, "c0", ContainerState::Running);
@@ -507,7 +508,7 @@ fn each_desired_pod_carries_its_own_deployments_template_hash_and_services() {
     for pod in &pods {
         let d = &snapshot.deployments[&pod.key.deployment];
         assert_eq!(*pod.template, d.spec.template);
-        assert_eq!(pod.template_hash, template_hash(&d.spec.template));
+        assert_eq!(pod.template_hash, d.spec.template.hash());
         let env = services::environment(&snapshot, &pod.key.deployment.namespace, ip());
         assert_eq!(pod.service_env, env, "{:?}", pod.key);
     }

@@ -1,0 +1,188 @@
+//! A deployment's revisions in the document, and the writes that make one: a new template
+//! (`apply`), an old one again (`undo`), the same one restarted (`restart`).
+//!
+//! Layout, in the deployment's map: `template` (the current template, JSON), `revision` (its
+//! number, an integer) and `revisions`, a map from an old template's hash to its
+//! [`Revision`] (JSON). Keyed by hash, two concurrent changes of one template both keep the
+//! template they replaced (the same entry, written twice alike) and one of them wins
+//! `template` on every node; the loser is simply gone, as one of two concurrent `kubectl
+//! apply`s is. A template that comes back (an `undo`, or an apply of an old manifest) leaves
+//! `revisions` and takes the next number, as a Kubernetes ReplicaSet does.
+
+use super::*;
+use automerge::{ScalarValueRef, ValueRef};
+
+/// The fields of a deployment's history.
+const TEMPLATE: &str = "template";
+const REVISION: &str = "revision";
+const REVISIONS: &str = "revisions";
+
+impl DesiredState {
+    /// Makes `template` the deployment's current one (a no-op if it is already): the one it
+    /// replaces is kept under its number with the change cause it was applied with, the new
+    /// one gets the next number, and only the newest `limit` old revisions stay. Returns
+    /// whether the template changed.
+    pub(super) fn put_template(
+        &mut self,
+        obj: &ObjId,
+        template: &PodTemplate,
+        limit: u32,
+    ) -> Result<bool, StateError> {
+        let value = json(template);
+        let Some(ScalarValue::Str(current)) = self.scalar(obj, TEMPLATE)? else {
+            self.doc.put(obj, TEMPLATE, value)?;
+            self.doc.put(obj, REVISION, ScalarValue::Uint(1))?;
+            return Ok(true);
+        };
+        if ScalarValue::Str(current.clone()) == value {
+            return Ok(false);
+        }
+        let revisions = match self.doc.get(obj, REVISIONS)? {
+            Some((Value::Object(ObjType::Map), id)) => id,
+            _ => self.doc.put_object(obj, REVISIONS, ObjType::Map)?,
+        };
+        let number = self.read_revision(obj);
+        let old: PodTemplate = serde_json::from_str(&current)
+            .map_err(|e| StateError::Unreadable(format!("{TEMPLATE}: {e}")))?;
+        let change_cause = self
+            .read_json::<Labels>(obj, "annotations")
+            .ok()
+            .and_then(|mut a| a.remove(CHANGE_CAUSE));
+        let kept = Revision {
+            revision: number,
+            template: old.clone(),
+            change_cause,
+        };
+        self.doc.put(&revisions, old.hash(), json(&kept))?;
+        self.doc.put(obj, TEMPLATE, value)?;
+        let mut old = self.read_revisions(&revisions);
+        let newest = old.iter().map(|r| r.revision).max().unwrap_or(0);
+        self.doc
+            .put(obj, REVISION, ScalarValue::Uint(number.max(newest) + 1))?;
+        let hash = template.hash();
+        old.retain(|r| r.template.hash() != hash);
+        if self.doc.get(&revisions, &hash)?.is_some() {
+            self.doc.delete(&revisions, &hash)?;
+        }
+        let gone = old.len().saturating_sub(limit as usize);
+        for r in &old[..gone] {
+            self.doc.delete(&revisions, r.template.hash())?;
+        }
+        Ok(true)
+    }
+
+    /// The deployment's history as the document holds it (revision 1 for a deployment
+    /// written before revisions were kept).
+    pub(super) fn read_history(&self, obj: &ObjId) -> History {
+        let old = match self.doc.get(obj, REVISIONS) {
+            Ok(Some((Value::Object(ObjType::Map), id))) => self.read_revisions(&id),
+            _ => Vec::new(),
+        };
+        History {
+            revision: self.read_revision(obj),
+            old,
+        }
+    }
+
+    fn read_revision(&self, obj: &ObjId) -> u64 {
+        match self.scalar(obj, REVISION) {
+            Ok(Some(ScalarValue::Uint(n))) => n,
+            _ => 1,
+        }
+    }
+
+    /// The old revisions, oldest first (by number, then hash: two concurrent writers may
+    /// have given two templates one number). An entry that cannot be read is left out.
+    fn read_revisions(&self, revisions: &ObjId) -> Vec<Revision> {
+        let mut old: Vec<Revision> = self
+            .doc
+            .map_range(revisions, ..)
+            .filter_map(|item| match item.value {
+                ValueRef::Scalar(ScalarValueRef::Str(s)) => serde_json::from_str(&s).ok(),
+                _ => None,
+            })
+            .collect();
+        old.sort_by_cached_key(|r| (r.revision, r.template.hash()));
+        old
+    }
+
+    /// `rollout undo`: makes an old revision's template current again (the newest old one
+    /// if `to` is `None`). The template it replaces is kept like any other.
+    pub fn undo(&mut self, key: &ObjectKey, to: Option<u64>) -> Result<Outcome, StateError> {
+        let obj = self.deployment_id(key)?;
+        let history = self.read_history(&obj);
+        let target = match to {
+            None => history.old.last(),
+            Some(n) => history.by_number(n),
+        };
+        let Some(target) = target else {
+            return Err(StateError::NoRevision {
+                key: key.clone(),
+                revision: to,
+            });
+        };
+        let template = target.template.clone();
+        let limit = self.read_limit(&obj);
+        self.put_template(&obj, &template, limit)?;
+        self.doc.increment(&obj, "generation", 1)?;
+        let message = format!("undo Deployment {key} to revision {}", target.revision);
+        self.commit(Outcome::RolledBack, message);
+        Ok(Outcome::RolledBack)
+    }
+
+    /// `rollout restart`: the same template with the annotation kubectl sets
+    /// ([`RESTARTED_AT`], `at` an RFC 3339 time), so a new rollout of the same containers.
+    pub fn restart(&mut self, key: &ObjectKey, at: &str) -> Result<Outcome, StateError> {
+        let obj = self.deployment_id(key)?;
+        let mut template: PodTemplate = self
+            .read_json(&obj, TEMPLATE)
+            .map_err(StateError::Unreadable)?;
+        template
+            .annotations
+            .insert(RESTARTED_AT.to_string(), at.to_string());
+        let limit = self.read_limit(&obj);
+        if !self.put_template(&obj, &template, limit)? {
+            return Ok(Outcome::Unchanged);
+        }
+        self.doc.increment(&obj, "generation", 1)?;
+        self.commit(
+            Outcome::Restarted,
+            format!("restart Deployment {key} at {at}"),
+        );
+        Ok(Outcome::Restarted)
+    }
+
+    /// `rollout pause` and `resume`: a paused deployment starts no rollout step.
+    pub fn pause(&mut self, key: &ObjectKey, paused: bool) -> Result<Outcome, StateError> {
+        let obj = self.deployment_id(key)?;
+        let value = ScalarValue::Boolean(paused);
+        if self.scalar(&obj, "paused")? == Some(value.clone()) {
+            return Ok(Outcome::Unchanged);
+        }
+        self.doc.put(&obj, "paused", value)?;
+        self.doc.increment(&obj, "generation", 1)?;
+        let outcome = if paused {
+            Outcome::Paused
+        } else {
+            Outcome::Resumed
+        };
+        self.commit(outcome, format!("{outcome} Deployment {key}"));
+        Ok(outcome)
+    }
+
+    fn read_limit(&self, obj: &ObjId) -> u32 {
+        self.read_int(obj, "revisionHistoryLimit")
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(DEFAULT_REVISION_HISTORY_LIMIT)
+    }
+
+    fn deployment_id(&self, key: &ObjectKey) -> Result<ObjId, StateError> {
+        let kind = Kind::Deployment;
+        self.object_id(kind, key)?
+            .ok_or_else(|| StateError::NotFound {
+                kind,
+                key: key.clone(),
+            })
+    }
+}
