@@ -35,6 +35,7 @@ pub mod objects;
 pub mod placement;
 pub mod probe;
 pub mod reconcile;
+pub mod rollout;
 pub mod runtime;
 pub mod services;
 pub mod status;

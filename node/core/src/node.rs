@@ -747,7 +747,7 @@ impl NodeCore {
         } else {
             view_changed |= members_changed;
         }
-        let mut wake = table_changed && self.reconciler.handing_over();
+        let mut wake = table_changed && self.reconciler.watches_status();
         let members = self.membership.fingerprint();
         if table_changed || members != self.digest.members {
             self.digest.status = self.status.table().fingerprint();

@@ -7,6 +7,7 @@
 
 use crate::placement::{Placement, ReplicaKey};
 use crate::probe::{Check, How, Kind};
+use crate::rollout::{self, Choice, Pace};
 use crate::runtime::*;
 use crate::services;
 use crate::status::{CONTAINER_CREATING, Phase, PodStatus, PortStatus, StatusTable};
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use weeble_crdt::{
-    Labels, ObjectKey, PodTemplate, ProbeAction, RestartPolicy, Snapshot, TargetPort,
+    Deployment, Labels, ObjectKey, PodTemplate, ProbeAction, RestartPolicy, Snapshot, TargetPort,
 };
 
 /// A pod this node should run.
@@ -45,43 +46,82 @@ impl DesiredPod {
 }
 
 /// The pods of the replicas placement gives this node (`owned`, in key order:
-/// [`Placement::owned_by`]); `service_ip` is where the node serves the services its pods'
-/// variables point to. A deployment's replicas come one after another, and share its template,
-/// its hash and the services' variables, made once for them all (each pass made them
-/// per pod: at 1,000 simulated nodes, most of a resync's time).
+/// [`Placement::owned_by`]), each with the template its deployment's rollout gives it
+/// (`paces`, for the deployments in a rollout: [`rollout::pace`]; the current template for the
+/// others), and the surge replicas beside them; `service_ip` is where the node serves the
+/// services its pods' variables point to. A deployment's replicas come one after another,
+/// and those of one template share it, its hash and the services' variables, made once for
+/// them all (each pass made them per pod: at 1,000 simulated nodes, most of a resync's time).
 pub fn desired_pods(
     snapshot: &Snapshot,
     owned: &[ReplicaKey],
     service_ip: IpAddr,
+    paces: &BTreeMap<ObjectKey, Pace>,
 ) -> Vec<DesiredPod> {
-    let mut pods: Vec<DesiredPod> = Vec::new();
-    for key in owned.iter().cloned() {
+    let mut pods = Pods {
+        snapshot,
+        service_ip,
+        pods: Vec::new(),
+        last: None,
+    };
+    for key in owned {
         let Some(d) = snapshot.deployments.get(&key.deployment) else {
             continue;
         };
-        let (template, labels, template_hash, service_env) = match pods.last() {
-            Some(last) if last.key.deployment == key.deployment => (
-                last.template.clone(),
-                last.labels.clone(),
-                last.template_hash.clone(),
-                last.service_env.clone(),
-            ),
-            _ => (
-                Arc::new(d.spec.template.clone()),
-                Arc::new(d.spec.template.labels.clone()),
-                d.spec.template.hash(),
-                services::environment(snapshot, &key.deployment.namespace, service_ip),
-            ),
+        let current = &d.spec.template;
+        let Some(pace) = paces.get(&key.deployment) else {
+            pods.push(d, current, key.clone());
+            continue;
         };
-        pods.push(DesiredPod {
-            template,
-            labels,
-            template_hash,
-            service_env,
-            key,
-        });
+        let template = match pace.slots.get(key.index as usize) {
+            Some(Choice::Old(hash)) => d.history.by_hash(hash).map_or(current, |r| &r.template),
+            Some(Choice::Nothing) => continue,
+            Some(Choice::Current) | None => current,
+        };
+        pods.push(d, template, key.clone());
+        let replicas = d.spec.replicas;
+        let beside = |&i: &u32| rollout::surge_slot(replicas, i) == Some(key.index);
+        for index in (replicas..replicas + pace.surge).filter(beside) {
+            let deployment = key.deployment.clone();
+            pods.push(d, current, ReplicaKey { deployment, index });
+        }
     }
-    pods
+    pods.pods
+}
+
+/// The desired pods as they are made: the pods of one template, one after another, share it.
+struct Pods<'a> {
+    snapshot: &'a Snapshot,
+    service_ip: IpAddr,
+    pods: Vec<DesiredPod>,
+    /// The template the last pod was made from, compared by address (a deployment's current
+    /// and old templates are the snapshot's own).
+    last: Option<&'a PodTemplate>,
+}
+
+impl<'a> Pods<'a> {
+    fn push(&mut self, d: &Deployment, template: &'a PodTemplate, key: ReplicaKey) {
+        let same = self.last.is_some_and(|last| std::ptr::eq(last, template));
+        let pod = match self.pods.last() {
+            Some(last) if same => DesiredPod {
+                key,
+                ..last.clone()
+            },
+            _ => DesiredPod {
+                template: Arc::new(template.clone()),
+                labels: Arc::new(template.labels.clone()),
+                template_hash: template.hash(),
+                service_env: services::environment(
+                    self.snapshot,
+                    &d.meta.namespace,
+                    self.service_ip,
+                ),
+                key,
+            },
+        };
+        self.last = Some(template);
+        self.pods.push(pod);
+    }
 }
 
 /// The longest an old owner keeps a replica whose new owner has not reported it Running.
@@ -305,7 +345,7 @@ fn book_key(pod: &DesiredPod, container: &str) -> String {
 /// The replica a container belongs to, from its labels: the deployment's key and the index
 /// that ends its pod's name (`<deployment>-<index>`, exactly as [`ReplicaKey::pod_name`]
 /// writes it).
-fn replica_of(o: &Observed) -> Option<ReplicaKey> {
+pub(crate) fn replica_of(o: &Observed) -> Option<ReplicaKey> {
     let deployment = ObjectKey::parse(o.labels.get(LABEL_DEPLOYMENT)?);
     let pod = o.labels.get(LABEL_POD)?;
     let index = pod.strip_prefix(&deployment.name)?.strip_prefix('-')?;

@@ -177,3 +177,113 @@ fn a_schedule_is_the_same_for_the_same_seed() {
     assert!((5..=20).contains(&a.nodes));
     assert_ne!(a.faults, schedule::Schedule::random(4).faults);
 }
+
+/// A rolling update of 1,000 replicas over 100 nodes, with 3 nodes crashed and the cluster
+/// split 70 | 30 halfway through. No side ever runs more than `replicas + maxSurge` pods; the
+/// pods running ready never fall below `replicas - maxUnavailable`: before the faults, and on
+/// each side once it has its replicas back (it loses some to the faults, until it declares the
+/// other side dead). After the heal (each side ran every replica: the extra copies go) every
+/// replica runs the new template exactly once.
+#[test]
+fn a_rolling_update_keeps_its_bounds_through_a_crash_and_a_partition() {
+    const NODES: usize = 100;
+    const REPLICAS: usize = 1000;
+    let (surge, unavailable) = (100, 50);
+    let web = |image: &str| {
+        let text = format!(
+            "kind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {REPLICAS}\n  \
+             strategy: {{rollingUpdate: {{maxSurge: 10%, maxUnavailable: 5%}}}}\n  \
+             template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      \
+             containers: [{{name: c, image: {image}}}]\n"
+        );
+        parse_manifests(&text).expect("valid").objects
+    };
+    let conditions = Conditions {
+        links: Links::default(),
+        start_us: 300_000,
+        failure_rate: 0.0,
+        threads: 2,
+    };
+    let mut world = World::new(NODES, 5, conditions);
+    for i in 0..NODES {
+        world.start(i);
+    }
+    world.run_until(3_000_000);
+    world.write(0, 1, Op::Apply(web("v1")));
+    let all: Vec<usize> = (0..NODES).collect();
+    let running = |world: &World, nodes: &[usize], image: &str| {
+        let web = world.containers_on(nodes).filter(|c| c.image == image);
+        web.count()
+    };
+    let mut at = world.now;
+    while running(&world, &all, "v1") < REPLICAS && at < 30_000_000 {
+        at += 100_000;
+        world.run_until(at);
+    }
+    assert_eq!(
+        running(&world, &all, "v1"),
+        REPLICAS,
+        "the first template runs"
+    );
+
+    world.write(7, 2, Op::Apply(web("v2")));
+    let sides: Vec<Vec<usize>> = vec![(0..70).collect(), (70..NODES).collect()];
+    let mut faulted = None;
+    // While split, per side: whether it has had its replicas back since the fault.
+    let mut recovered = [false; 2];
+    let (mut lowest, mut highest) = (usize::MAX, 0);
+    let end = at + 120_000_000;
+    while at < end {
+        at += 50_000;
+        world.run_until(at);
+        let new = running(&world, &all, "v2");
+        let split = faulted.is_some_and(|f| at < f + 20_000_000);
+        if faulted.is_none() && new >= REPLICAS / 2 {
+            for i in [3, 50, 90] {
+                world.crash(i);
+            }
+            world
+                .net
+                .split((0..NODES as u32).map(|i| u32::from(i >= 70)).collect());
+            faulted = Some(at);
+            recovered = [false; 2];
+            continue;
+        }
+        let groups: Vec<(usize, &[usize])> = match (faulted, split) {
+            (None, _) => vec![(0, &all)],
+            (Some(_), true) => sides.iter().map(Vec::as_slice).enumerate().collect(),
+            (Some(_), false) => vec![],
+        };
+        for (side, nodes) in groups {
+            let pods = world.containers_on(nodes).count();
+            let context = format!("{pods} pods at {at} µs on {} nodes", nodes.len());
+            assert!(pods <= REPLICAS + surge, "{context}");
+            recovered[side] |= pods + unavailable >= REPLICAS;
+            if faulted.is_none() || recovered[side] {
+                assert!(pods + unavailable >= REPLICAS, "{context}");
+            }
+            (lowest, highest) = (lowest.min(pods), highest.max(pods));
+        }
+        if faulted.is_some() && !split {
+            world.net.heal();
+            if new == REPLICAS && running(&world, &all, "v1") == 0 {
+                break;
+            }
+        }
+    }
+    assert!(faulted.is_some(), "the faults came during the rollout");
+    assert_eq!(recovered, [true; 2], "each side had its replicas back");
+    let pods = world.running();
+    let web_pods = pods.iter().filter(|(p, _)| p.starts_with("default/web-"));
+    assert_eq!(web_pods.clone().count(), REPLICAS);
+    assert!(web_pods.clone().all(|(_, &n)| n == 1), "each replica once");
+    assert_eq!(
+        running(&world, &all, "v1"),
+        0,
+        "no replica on the old template"
+    );
+    assert!(
+        lowest < REPLICAS && highest > REPLICAS,
+        "the rollout paced: {lowest}..{highest} pods"
+    );
+}

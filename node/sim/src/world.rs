@@ -563,6 +563,13 @@ impl World {
         pods
     }
 
+    /// The running containers of `nodes` that are up.
+    pub fn containers_on<'a>(&'a self, nodes: &'a [usize]) -> impl Iterator<Item = &'a Observed> {
+        let up = nodes.iter().filter(|&&i| self.is_up(i));
+        let on = up.flat_map(|&i| &self.node(i).containers);
+        on.filter(|c| c.state == ContainerState::Running)
+    }
+
     /// The pods (namespace/pod) with a running container on `nodes`.
     pub fn pods_on(&self, nodes: &[usize]) -> BTreeSet<String> {
         let on = nodes.iter().flat_map(|&i| &self.node(i).containers);

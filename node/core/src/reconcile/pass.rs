@@ -18,6 +18,7 @@ use super::{
 use crate::membership::Liveness;
 use crate::placement::{Placement, ReplicaKey};
 use crate::probe::{Check, Health};
+use crate::rollout;
 use crate::runtime::{Observed, RuntimeError};
 use crate::status::{PodStatus, StatusTable};
 use crate::view::View;
@@ -25,6 +26,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use tracing::{info, warn};
+
+/// How often a pass runs while a rollout this node takes part in goes on.
+const ROLLING_PASS_MS: i64 = 1000;
 
 /// How a node reconciles, from its configuration.
 #[derive(Debug, Clone)]
@@ -122,6 +126,8 @@ pub struct Reconciler {
     again: bool,
     /// Pods are being handed over: a change of the status table wakes the reconciler.
     handing_over: bool,
+    /// A rollout this node takes part in is not complete: so does a change of the table.
+    rolling: bool,
     /// Until when (Unix ms) this pass holds back from starting containers: the node has
     /// just started, heard from no peer yet, and its join grace is not over.
     holding_until: Option<i64>,
@@ -145,6 +151,7 @@ impl Reconciler {
             stage: Stage::Idle,
             again: false,
             handing_over: false,
+            rolling: false,
             holding_until: None,
             token: 0,
             checks: Vec::new(),
@@ -152,9 +159,10 @@ impl Reconciler {
         }
     }
 
-    /// Whether pods are being handed over (a status change then calls for a pass).
-    pub fn handing_over(&self) -> bool {
-        self.handing_over
+    /// Whether a change of the status table calls for a pass: pods are being handed over, or
+    /// a rollout this node takes part in goes on.
+    pub fn watches_status(&self) -> bool {
+        self.handing_over || self.rolling
     }
 
     /// Takes one event; `ctx` is what the node knows now.
@@ -245,7 +253,7 @@ impl Reconciler {
             let owned = placement.owned_by(&self.settings.node).collect();
             self.owned = (Arc::downgrade(placement), owned);
         }
-        let desired = desired_pods(&ctx.view.snapshot, &self.owned.1, self.settings.service_ip);
+        let desired = self.desired(&observed, ctx);
         let holding_until = self.holding_until;
         let desired = match holding_until {
             Some(_) => already_running(desired, &observed),
@@ -284,6 +292,32 @@ impl Reconciler {
         vec![Work::Act(batch)]
     }
 
+    /// The pods this node should run: those placement gives it, each with the template its
+    /// deployment's rollout gives it (paced from the status table, for the deployments in a
+    /// rollout here: [`rollout::rolling`]), and the surge pods beside them.
+    fn desired(&mut self, observed: &[Observed], ctx: Context<'_>) -> Vec<DesiredPod> {
+        let (snapshot, ip) = (&ctx.view.snapshot, self.settings.service_ip);
+        let desired = desired_pods(snapshot, &self.owned.1, ip, &BTreeMap::new());
+        let rolling = rollout::rolling(snapshot, &desired, observed);
+        let paces: BTreeMap<_, _> = rolling
+            .into_iter()
+            .map(|(key, current)| {
+                let d = &snapshot.deployments[&key];
+                let seen = rollout::seen(d, ctx.table, &ctx.view.members, ctx.now_ms);
+                (key, rollout::pace(d, &seen, &current))
+            })
+            .collect();
+        self.rolling = paces.iter().any(|(key, pace)| {
+            !pace
+                .progress
+                .complete(snapshot.deployments[key].spec.replicas)
+        });
+        match paces.is_empty() {
+            true => desired,
+            false => desired_pods(snapshot, &self.owned.1, ip, &paces),
+        }
+    }
+
     /// Ends a pass: the pods' status, the probes, the count; when to look again.
     fn report(&mut self, plan: Planned, observed: &[Observed], ctx: Context<'_>) -> Vec<Work> {
         let mut work = vec![Work::Containers(observed.len())];
@@ -304,6 +338,12 @@ impl Reconciler {
         )));
         let now = ctx.now_ms;
         let next = next_pass_in_ms(&self.book, &plan.handovers, plan.more, s.resync_ms, now);
+        // Rolling, it looks again each second: a pod becomes available once it has been
+        // ready for `minReadySeconds`, which no report announces.
+        let next = match self.rolling {
+            true => next.min(ROLLING_PASS_MS),
+            false => next,
+        };
         // Holding, it also looks again when the grace runs out.
         let next = plan
             .holding_until

@@ -503,7 +503,7 @@ fn each_desired_pod_carries_its_own_deployments_template_hash_and_services() {
     workloads.update(&snapshot);
     let placement = place(&[Candidate::from_member(&member)], workloads.iter());
     let owned: Vec<_> = placement.owned_by(NODE).collect();
-    let pods = desired_pods(&snapshot, &owned, ip());
+    let pods = desired_pods(&snapshot, &owned, ip(), &BTreeMap::new());
     assert_eq!(pods.len(), 9, "three replicas of each, all here");
     for pod in &pods {
         let d = &snapshot.deployments[&pod.key.deployment];

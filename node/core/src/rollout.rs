@@ -1,0 +1,313 @@
+//! Rollouts with no leader: which template each replica of a deployment runs while its
+//! template changes, decided alike by every node from the document and the gossiped status.
+//!
+//! A deployment's replicas keep their slots (`<deployment>-<index>`, placed as ever); a
+//! rollout changes them in place, lowest index first. [`pace`] is pure: the deployment, what
+//! the node sees of each slot ([`Seen`], from the status table of its live peers) in, the
+//! template each slot runs and how many surge replicas run beside them ([`Pace`]) out. Each
+//! node acts on the slots placement gives it; a node that sees the same table decides the
+//! same, and one that sees an older table decides as the cluster stood then (the bounds hold
+//! as each node sees the cluster, as Kubernetes' controller holds them as its cache does).
+//!
+//! `RollingUpdate` (the default, 25 % / 25 %): surge replicas (`maxSurge`, on the nodes of
+//! slots 0, 1, …: [`surge_slot`]) run the new template while any slot still runs an old
+//! one; a slot changes when the available replicas, surge included, stay at least `replicas -
+//! maxUnavailable` without it. A slot whose replica is gone or not available changes at
+//! once: that costs no availability. `Recreate`: every old replica stops before any slot
+//! starts the new template. `paused`: no slot starts changing.
+
+use crate::membership::{Liveness, MemberList};
+use crate::reconcile::{DesiredPod, replica_of};
+use crate::runtime::{LABEL_TEMPLATE_HASH, Observed};
+use crate::status::{Phase, PodStatus, StatusTable};
+use std::collections::BTreeMap;
+use weeble_crdt::{Deployment, ObjectKey, Snapshot, Strategy};
+
+/// What a node sees of one replica slot: the template of a pod reported for it, and whether
+/// that pod is available (ready for `minReadySeconds`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub template_hash: String,
+    pub available: bool,
+}
+
+/// The template a slot runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// The deployment's current template.
+    Current,
+    /// The old template with this hash, kept for now.
+    Old(String),
+    /// No pod for now (`Recreate`, while old pods still run).
+    Nothing,
+}
+
+/// What a deployment's slots run, as this node sees the rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pace {
+    /// Slot by slot, below `replicas`.
+    pub slots: Vec<Choice>,
+    /// How many surge replicas run the current template, in slots `replicas..`.
+    pub surge: u32,
+    pub progress: Progress,
+}
+
+/// How far a rollout has come, as this node sees it (Kubernetes' deployment status).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Slots below `replicas` whose pod runs the current template (`UP-TO-DATE`).
+    pub updated: u32,
+    /// Of those, the available ones.
+    pub updated_available: u32,
+    /// Available pods, surge included (`AVAILABLE`).
+    pub available: u32,
+    /// Pods seen, surge and old included.
+    pub pods: u32,
+}
+
+impl Progress {
+    /// Every slot runs the current template, available, and nothing else runs.
+    pub fn complete(&self, replicas: u32) -> bool {
+        self.updated_available == replicas && self.pods == replicas
+    }
+}
+
+/// How a slot stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stand<'a> {
+    /// No pod seen.
+    Missing,
+    Current {
+        available: bool,
+    },
+    Old {
+        hash: &'a str,
+        available: bool,
+    },
+}
+
+/// A slot's standing from the pods seen for it (two, while it is handed over): the current
+/// template if any runs it, else the first old one available, else the first.
+fn stand<'a>(seen: &'a [Seen], current: &str) -> Stand<'a> {
+    let available = |s: &&Seen| s.available;
+    if seen.iter().any(|s| s.template_hash == current) {
+        let available = seen
+            .iter()
+            .any(|s| s.template_hash == current && s.available);
+        return Stand::Current { available };
+    }
+    match seen.iter().find(available).or(seen.first()) {
+        None => Stand::Missing,
+        Some(s) => Stand::Old {
+            hash: &s.template_hash,
+            available: s.available,
+        },
+    }
+}
+
+/// `maxSurge` and `maxUnavailable` for `replicas`, as Kubernetes resolves them: the surge
+/// rounded up, the unavailable down, and 1 unavailable if both come to 0.
+pub fn bounds(strategy: &Strategy, replicas: u32) -> (u32, u32) {
+    let Strategy::RollingUpdate {
+        max_surge,
+        max_unavailable,
+    } = strategy
+    else {
+        return (0, replicas);
+    };
+    let surge = max_surge.of(replicas, true);
+    let unavailable = max_unavailable.of(replicas, false).min(replicas);
+    match (surge, unavailable) {
+        (0, 0) => (0, 1.min(replicas)),
+        bounds => bounds,
+    }
+}
+
+/// The rollout of `d` as `seen` shows it: the pods seen, by slot index (slots at and past
+/// `replicas` are surge, or left from a larger count).
+pub fn pace(d: &Deployment, seen: &BTreeMap<u32, Vec<Seen>>, current: &str) -> Pace {
+    let replicas = d.spec.replicas;
+    let stands: Vec<Stand> = (0..replicas)
+        .map(|i| seen.get(&i).map_or(Stand::Missing, |s| stand(s, current)))
+        .collect();
+    let beyond: Vec<(u32, Stand)> = seen
+        .range(replicas..)
+        .map(|(&i, s)| (i, stand(s, current)))
+        .collect();
+    let mut progress = Progress {
+        pods: seen.values().map(|s| s.len().min(1) as u32).sum(),
+        ..Progress::default()
+    };
+    let mut old = false;
+    for stand in &stands {
+        match *stand {
+            Stand::Current { available } => {
+                progress.updated += 1;
+                progress.updated_available += u32::from(available);
+                progress.available += u32::from(available);
+            }
+            Stand::Old { available, .. } => {
+                old = true;
+                progress.available += u32::from(available);
+            }
+            Stand::Missing => {}
+        }
+    }
+    // Past `replicas`: surge replicas, or old ones left from a larger count (going, as placed
+    // nowhere; `Recreate` waits for them too).
+    let (mut surge_running, mut old_beyond) = (false, false);
+    for (_, stand) in &beyond {
+        match *stand {
+            Stand::Current { available } => {
+                surge_running = true;
+                progress.available += u32::from(available);
+            }
+            Stand::Old { .. } => old_beyond = true,
+            Stand::Missing => {}
+        }
+    }
+    let (slots, surge) = match d.spec.strategy {
+        Strategy::Recreate if old || old_beyond => (vec![Choice::Nothing; replicas as usize], 0),
+        Strategy::Recreate => (vec![Choice::Current; replicas as usize], 0),
+        Strategy::RollingUpdate { .. } => {
+            let (max_surge, max_unavailable) = bounds(&d.spec.strategy, replicas);
+            let rolling = old || (surge_running && progress.updated_available < replicas);
+            let surge = match rolling {
+                true => max_surge.min(replicas - progress.updated_available),
+                false => 0,
+            };
+            // The surge replicas that stop now (the slots left to change are fewer) are
+            // not counted on.
+            let stopping = beyond.iter().filter(|(i, stand)| {
+                *i >= replicas + surge && *stand == Stand::Current { available: true }
+            });
+            let staying = progress.available - stopping.count() as u32;
+            let floor = replicas - max_unavailable;
+            let mut budget = match d.spec.paused {
+                true => 0,
+                false => staying.saturating_sub(floor),
+            };
+            let slots = stands
+                .iter()
+                .map(|stand| match *stand {
+                    Stand::Old {
+                        hash,
+                        available: true,
+                    } if budget == 0 => Choice::Old(hash.to_string()),
+                    Stand::Old {
+                        available: true, ..
+                    } => {
+                        budget -= 1;
+                        Choice::Current
+                    }
+                    Stand::Old { hash, .. } if d.spec.paused => Choice::Old(hash.to_string()),
+                    _ => Choice::Current,
+                })
+                .collect();
+            (slots, surge)
+        }
+    };
+    Pace {
+        slots,
+        surge,
+        progress,
+    }
+}
+
+/// The slot below `replicas` whose node runs surge slot `index` (`replicas` and past): the
+/// surge replicas go beside slots 0, 1, …, so that only the nodes that run the deployment's
+/// replicas take part in its rollout.
+pub fn surge_slot(replicas: u32, index: u32) -> Option<u32> {
+    (replicas > 0 && index >= replicas).then(|| (index - replicas) % replicas)
+}
+
+/// The deployments whose rollout this node takes part in, as its own containers show, with
+/// their current template's hash: it runs a replica of an older template, or a surge
+/// replica (an index past the count); for `Recreate`, also one whose pod it must start (it
+/// may not while old replicas run elsewhere). `desired` holds this node's pods, each with
+/// its deployment's current template. Only these are paced: a deployment no rollout changes
+/// costs no walk of the status table.
+pub fn rolling(
+    snapshot: &Snapshot,
+    desired: &[DesiredPod],
+    observed: &[Observed],
+) -> BTreeMap<ObjectKey, String> {
+    let current: BTreeMap<&ObjectKey, &str> = desired
+        .iter()
+        .map(|p| (&p.key.deployment, p.template_hash.as_str()))
+        .collect();
+    let mut rolling = BTreeMap::new();
+    for o in observed {
+        let Some(key) = replica_of(o) else { continue };
+        let Some(d) = snapshot.deployments.get(&key.deployment) else {
+            continue;
+        };
+        let Some(&hash) = current.get(&key.deployment) else {
+            continue;
+        };
+        let older = o.labels.get(LABEL_TEMPLATE_HASH).is_none_or(|h| h != hash);
+        if older || key.index >= d.spec.replicas {
+            rolling.insert(key.deployment, hash.to_string());
+        }
+    }
+    let runs = |p: &DesiredPod| {
+        observed.iter().any(|o| {
+            o.labels.get(LABEL_TEMPLATE_HASH) == Some(&p.template_hash)
+                && replica_of(o).as_ref() == Some(&p.key)
+        })
+    };
+    for p in desired {
+        let d = &snapshot.deployments[&p.key.deployment];
+        if d.spec.strategy == Strategy::Recreate && !runs(p) {
+            rolling.insert(p.key.deployment.clone(), p.template_hash.clone());
+        }
+    }
+    rolling
+}
+
+/// The slot index of a pod of deployment `name`, from its name (`<name>-<index>`).
+pub fn slot_of(name: &str, pod: &str) -> Option<u32> {
+    pod.strip_prefix(name)?.strip_prefix('-')?.parse().ok()
+}
+
+/// What `table` shows of `d`'s slots: the pods its live members report, by slot. A pod is
+/// available once Running and ready and started `minReadySeconds` before `now_ms` (its
+/// node's clock against this node's).
+pub fn seen(
+    d: &Deployment,
+    table: &StatusTable,
+    members: &MemberList,
+    now_ms: i64,
+) -> BTreeMap<u32, Vec<Seen>> {
+    let min_ready_ms = i64::from(d.spec.min_ready_seconds) * 1000;
+    let (namespace, name) = (&d.meta.namespace, &d.meta.name);
+    let mut seen: BTreeMap<u32, Vec<Seen>> = BTreeMap::new();
+    for report in table.nodes().filter(|r| live(members, &r.node)) {
+        let pods = report.pods.iter();
+        for p in pods.filter(|p| p.deployment == *name && p.namespace == *namespace) {
+            let Some(index) = slot_of(name, &p.name) else {
+                continue;
+            };
+            seen.entry(index).or_default().push(Seen {
+                template_hash: p.template_hash.clone(),
+                available: available(p, min_ready_ms, now_ms),
+            });
+        }
+    }
+    seen
+}
+
+fn available(p: &PodStatus, min_ready_ms: i64, now_ms: i64) -> bool {
+    p.phase == Phase::Running && p.ready && now_ms - p.started_at_ms >= min_ready_ms
+}
+
+/// Whether `node` is a member not declared down.
+fn live(members: &MemberList, node: &str) -> bool {
+    let at = members.partition_point(|m| m.name.as_str() < node);
+    members
+        .get(at)
+        .is_some_and(|(m, l)| m.name == node && *l != Liveness::Down)
+}
+
+#[cfg(test)]
+mod tests;
