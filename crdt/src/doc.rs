@@ -128,6 +128,8 @@ impl PeerSync {
 /// The desired state of the cluster as one automerge document.
 pub struct DesiredState {
     doc: AutoCommit,
+    /// What the next writes record as their time ([`Self::set_time`]).
+    now_ms: i64,
 }
 
 impl std::fmt::Debug for DesiredState {
@@ -221,11 +223,16 @@ impl DesiredState {
         doc
     }
 
+    /// The time the next writes record (Unix ms): when a deployment's template changed.
+    pub fn set_time(&mut self, now_ms: i64) {
+        self.now_ms = now_ms;
+    }
+
     /// A new document at genesis, writing as `actor` (unique per writer and per process run).
     pub fn new(actor: ActorId) -> Self {
         let mut doc = Self::genesis();
         doc.set_actor(actor);
-        DesiredState { doc }
+        DesiredState { doc, now_ms: 0 }
     }
 
     /// Loads a saved document (full save followed by any incremental saves).
@@ -240,7 +247,7 @@ impl DesiredState {
             }
         }
         doc.set_actor(actor);
-        Ok(DesiredState { doc })
+        Ok(DesiredState { doc, now_ms: 0 })
     }
 
     /// The whole document, compacted.

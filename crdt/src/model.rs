@@ -157,6 +157,24 @@ pub const DEFAULT_REVISION_HISTORY_LIMIT: u32 = 10;
 pub struct History {
     pub revision: u64,
     pub old: Vec<Revision>,
+    /// When the current template was written (Unix ms, the writer's clock; 0 if before
+    /// this was kept): where a rollout's progress deadline counts from.
+    pub changed_ms: i64,
+    /// The cluster reverted a rollout that could not progress, by itself
+    /// ([`ROLLBACK_ON_FAILURE`]); cleared by the next template change.
+    pub reverted: Option<Reverted>,
+}
+
+/// A rollout the cluster reverted by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reverted {
+    /// The revision that failed, now an old one.
+    pub from: u64,
+    /// The revision the template went back to (its number before the revert).
+    pub to: u64,
+    /// Why, as the nodes saw it (`ProgressDeadlineExceeded: ...`).
+    pub reason: String,
 }
 
 /// An old template, under the number it had when it was current.

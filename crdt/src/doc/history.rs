@@ -16,6 +16,8 @@ use automerge::{ScalarValueRef, ValueRef};
 const TEMPLATE: &str = "template";
 const REVISION: &str = "revision";
 const REVISIONS: &str = "revisions";
+const CHANGED: &str = "templateChangedMs";
+const REVERTED: &str = "reverted";
 
 impl DesiredState {
     /// Makes `template` the deployment's current one (a no-op if it is already): the one it
@@ -29,14 +31,20 @@ impl DesiredState {
         limit: u32,
     ) -> Result<bool, StateError> {
         let value = json(template);
-        let Some(ScalarValue::Str(current)) = self.scalar(obj, TEMPLATE)? else {
+        let current = self.scalar(obj, TEMPLATE)?;
+        if current.as_ref() == Some(&value) {
+            return Ok(false);
+        }
+        self.doc
+            .put(obj, CHANGED, ScalarValue::Timestamp(self.now_ms))?;
+        if self.doc.get(obj, REVERTED)?.is_some() {
+            self.doc.delete(obj, REVERTED)?;
+        }
+        let Some(ScalarValue::Str(current)) = current else {
             self.doc.put(obj, TEMPLATE, value)?;
             self.doc.put(obj, REVISION, ScalarValue::Uint(1))?;
             return Ok(true);
         };
-        if ScalarValue::Str(current.clone()) == value {
-            return Ok(false);
-        }
         let revisions = match self.doc.get(obj, REVISIONS)? {
             Some((Value::Object(ObjType::Map), id)) => id,
             _ => self.doc.put_object(obj, REVISIONS, ObjType::Map)?,
@@ -78,9 +86,15 @@ impl DesiredState {
             Ok(Some((Value::Object(ObjType::Map), id))) => self.read_revisions(&id),
             _ => Vec::new(),
         };
+        let changed_ms = match self.scalar(obj, CHANGED) {
+            Ok(Some(ScalarValue::Timestamp(ms))) => ms,
+            _ => 0,
+        };
         History {
             revision: self.read_revision(obj),
             old,
+            changed_ms,
+            reverted: self.read_json(obj, REVERTED).ok(),
         }
     }
 
@@ -126,6 +140,40 @@ impl DesiredState {
         self.put_template(&obj, &template, limit)?;
         self.doc.increment(&obj, "generation", 1)?;
         let message = format!("undo Deployment {key} to revision {}", target.revision);
+        self.commit(Outcome::RolledBack, message);
+        Ok(Outcome::RolledBack)
+    }
+
+    /// Reverts a rollout that could not progress (`from_hash`, the template that failed) to
+    /// old revision `to`, and says why in the deployment (`reverted`). Unchanged if the
+    /// template is no longer `from_hash` (reverted already, or changed since): every node that
+    /// sees the failure may ask for it, and two that do write the same.
+    pub fn revert(
+        &mut self,
+        key: &ObjectKey,
+        from_hash: &str,
+        to: u64,
+        reason: &str,
+    ) -> Result<Outcome, StateError> {
+        let obj = self.deployment_id(key)?;
+        let template: PodTemplate = self
+            .read_json(&obj, TEMPLATE)
+            .map_err(StateError::Unreadable)?;
+        let history = self.read_history(&obj);
+        let target = history.by_number(to).map(|r| r.template.clone());
+        let (Some(target), true) = (target, template.hash() == from_hash) else {
+            return Ok(Outcome::Unchanged);
+        };
+        let limit = self.read_limit(&obj);
+        self.put_template(&obj, &target, limit)?;
+        let reverted = Reverted {
+            from: history.revision,
+            to,
+            reason: reason.to_string(),
+        };
+        self.doc.put(&obj, REVERTED, json(&reverted))?;
+        self.doc.increment(&obj, "generation", 1)?;
+        let message = format!("revert Deployment {key} to revision {to}: {reason}");
         self.commit(Outcome::RolledBack, message);
         Ok(Outcome::RolledBack)
     }

@@ -418,3 +418,35 @@ fn two_concurrent_template_changes_keep_one_winner_and_the_template_both_replace
     assert_eq!(ha, (2, vec![(1, "v1".into())]));
     assert_eq!(image(&mut a), image(&mut b));
 }
+
+#[test]
+fn a_revert_happens_once_says_why_and_is_forgotten_at_the_next_change() {
+    let mut a = peer(1);
+    a.set_time(1_000);
+    a.apply(&talk_deployment("good")).unwrap();
+    a.set_time(2_000);
+    a.apply(&talk_deployment("broken")).unwrap();
+    let broken = a.snapshot().deployments[&key()].spec.template.hash();
+    assert_eq!(a.snapshot().deployments[&key()].history.changed_ms, 2_000);
+    a.set_time(3_000);
+    let why = "ProgressDeadlineExceeded: ErrImageNeverPull";
+    assert_eq!(
+        a.revert(&key(), &broken, 1, why).unwrap(),
+        Outcome::RolledBack
+    );
+    // Asked again (another node saw it too): the template is no longer the broken one.
+    assert_eq!(
+        a.revert(&key(), &broken, 1, why).unwrap(),
+        Outcome::Unchanged
+    );
+    let d = a.snapshot().deployments[&key()].clone();
+    assert_eq!(d.spec.template.containers[0].image, "good");
+    assert_eq!((d.history.revision, d.history.changed_ms), (3, 3_000));
+    let reverted = d.history.reverted.clone().expect("the revert is recorded");
+    assert_eq!(
+        (reverted.from, reverted.to, reverted.reason.as_str()),
+        (2, 1, why)
+    );
+    a.apply(&talk_deployment("fixed")).unwrap();
+    assert_eq!(a.snapshot().deployments[&key()].history.reverted, None);
+}

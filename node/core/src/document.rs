@@ -52,13 +52,27 @@ pub const MAX_WAITING: usize = 1024;
 /// Peers whose sync progress a node keeps, at most ([`Syncs`]): those it synced with last.
 pub const MAX_SYNC_PEERS: usize = 16;
 
-/// A change to the desired state, as the API asks for it.
-#[derive(Debug, Clone)]
+/// A change to the desired state, as the API asks for it (or the node itself: a revert).
+#[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// Create or update objects, in order, all or nothing.
     Apply(Vec<Object>),
     Scale(ObjectKey, u32),
     Delete(Kind, ObjectKey),
+    /// `rollout undo`: an old revision's template again (the newest old one if `None`).
+    Undo(ObjectKey, Option<u64>),
+    /// `rollout restart`: the same template, restarted at the write's time.
+    Restart(ObjectKey),
+    /// `rollout pause` (true) and `resume`.
+    Pause(ObjectKey, bool),
+    /// A rollout that could not progress goes back to old revision `to`, if its template is
+    /// still `from_hash` (the cluster's own revert: [`crate::rollout`]).
+    Revert {
+        key: ObjectKey,
+        from_hash: String,
+        to: u64,
+        reason: String,
+    },
 }
 
 /// Why a write was refused; the document is as it was.
@@ -186,6 +200,8 @@ enum Job {
     Write {
         id: u64,
         op: Op,
+        /// When it was asked for (Unix ms): the time a template change records.
+        at_ms: i64,
     },
     Request {
         id: u64,
@@ -319,9 +335,9 @@ impl Document {
         }
     }
 
-    /// A write (`id` unique among those not answered yet).
-    pub fn write(&mut self, id: u64, op: Op, peers: &Peers, out: &mut Vec<DocEffect>) {
-        self.submit(Job::Write { id, op }, peers, out);
+    /// A write (`id` unique among those not answered yet), asked for at `at_ms`.
+    pub fn write(&mut self, id: u64, op: Op, at_ms: i64, peers: &Peers, out: &mut Vec<DocEffect>) {
+        self.submit(Job::Write { id, op, at_ms }, peers, out);
     }
 
     /// A peer's sync message, request `id`: [`DocEffect::Answer`] answers it.
@@ -424,7 +440,7 @@ impl Document {
     fn run(&mut self, job: Job, peers: &Peers, out: &mut Vec<DocEffect>) {
         let before = self.state.heads();
         match job {
-            Job::Write { id, op } => match self.change(op) {
+            Job::Write { id, op, at_ms } => match self.change(op, at_ms) {
                 Err(e) => {
                     self.undo(&before);
                     let result = Err(e.into());
@@ -491,11 +507,25 @@ impl Document {
     }
 
     /// Carries out a write on the document (not yet on disk).
-    fn change(&mut self, op: Op) -> Result<Vec<Outcome>, StateError> {
+    fn change(&mut self, op: Op, at_ms: i64) -> Result<Vec<Outcome>, StateError> {
+        self.state.set_time(at_ms);
+        let state = &mut self.state;
         match op {
-            Op::Apply(objects) => objects.iter().map(|o| self.state.apply(o)).collect(),
-            Op::Scale(key, n) => self.state.scale(&key, n).map(|o| vec![o]),
-            Op::Delete(kind, key) => self.state.delete(kind, &key).map(|o| vec![o]),
+            Op::Apply(objects) => objects.iter().map(|o| state.apply(o)).collect(),
+            Op::Scale(key, n) => state.scale(&key, n).map(|o| vec![o]),
+            Op::Delete(kind, key) => state.delete(kind, &key).map(|o| vec![o]),
+            Op::Undo(key, to) => state.undo(&key, to).map(|o| vec![o]),
+            Op::Restart(key) => {
+                let at = crate::time::rfc3339(at_ms);
+                state.restart(&key, &at).map(|o| vec![o])
+            }
+            Op::Pause(key, paused) => state.pause(&key, paused).map(|o| vec![o]),
+            Op::Revert {
+                key,
+                from_hash,
+                to,
+                reason,
+            } => state.revert(&key, &from_hash, to, &reason).map(|o| vec![o]),
         }
     }
 

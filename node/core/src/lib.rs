@@ -39,4 +39,5 @@ pub mod rollout;
 pub mod runtime;
 pub mod services;
 pub mod status;
+pub mod time;
 pub mod view;

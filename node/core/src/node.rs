@@ -63,6 +63,10 @@ pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 /// once had made each survivor place everything again about 4 times, in 3,700 distinct views.
 pub const VIEW_AFTER: Duration = Duration::from_millis(100);
 
+/// The ids of the writes a node makes itself ([`Work::Write`]) have this bit set: never
+/// one a driver gave a write it was asked for.
+pub const OWN_WRITE: u64 = 1 << 63;
+
 /// Everything a node's core is told at start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -251,6 +255,8 @@ pub enum Effect {
 
 /// One node's decisions.
 pub struct NodeCore {
+    /// The writes this node made itself ([`Work::Write`]), counted for their ids.
+    own_writes: u64,
     membership: Membership,
     status: StatusGossip,
     document: Document,
@@ -321,6 +327,7 @@ impl NodeCore {
         let mut known: Addresses = config.known.into_iter().collect();
         known.remove(&membership.me().p2p);
         NodeCore {
+            own_writes: 0,
             membership,
             status,
             document,
@@ -430,7 +437,8 @@ impl NodeCore {
             }
             Input::Write { id, op } => {
                 let mut doc = Vec::new();
-                self.document.write(id, op, &self.peers, &mut doc);
+                let at_ms = now.as_millis() as i64;
+                self.document.write(id, op, at_ms, &self.peers, &mut doc);
                 self.document_effects(doc, &mut effects);
             }
             Input::SyncRequest { id, from, message } => {
@@ -550,6 +558,14 @@ impl NodeCore {
                     self.probed(now, effects);
                 }
                 Work::Containers(n) => effects.push(Effect::Containers(n)),
+                Work::Write(op) => {
+                    self.own_writes += 1;
+                    let id = OWN_WRITE | self.own_writes;
+                    let mut doc = Vec::new();
+                    let at_ms = now.as_millis() as i64;
+                    self.document.write(id, op, at_ms, &self.peers, &mut doc);
+                    self.document_effects(doc, effects);
+                }
             }
         }
     }

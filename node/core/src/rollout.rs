@@ -18,17 +18,21 @@
 
 use crate::membership::{Liveness, MemberList};
 use crate::reconcile::{DesiredPod, replica_of};
-use crate::runtime::{LABEL_TEMPLATE_HASH, Observed};
+use crate::runtime::{ContainerState, LABEL_TEMPLATE_HASH, Observed};
 use crate::status::{Phase, PodStatus, StatusTable};
 use std::collections::BTreeMap;
 use weeble_crdt::{Deployment, ObjectKey, Snapshot, Strategy};
 
 /// What a node sees of one replica slot: the template of a pod reported for it, and whether
 /// that pod is available (ready for `minReadySeconds`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Seen {
     pub template_hash: String,
     pub available: bool,
+    /// When it became available (Unix ms, its node's clock; 0 if it is not).
+    pub available_ms: i64,
+    /// Why it is not running, in Kubernetes' words with the runtime's message.
+    pub why: Option<String>,
 }
 
 /// The template a slot runs.
@@ -214,6 +218,57 @@ pub fn pace(d: &Deployment, seen: &BTreeMap<u32, Vec<Seen>>, current: &str) -> P
     }
 }
 
+/// Why the rollout of `d` to its `current` template failed, if it did: it is not complete and
+/// made no progress for `progressDeadlineSeconds`, counted from the template's change or the
+/// last pod of it that became available (Kubernetes' `ProgressDeadlineExceeded`), with the
+/// reason its new pods give. Every node that sees the same table and document says the same,
+/// each by its own clock. None for a template written before its time was kept.
+pub fn stalled(
+    d: &Deployment,
+    seen: &BTreeMap<u32, Vec<Seen>>,
+    current: &str,
+    pace: &Pace,
+    now_ms: i64,
+) -> Option<String> {
+    let changed = d.history.changed_ms;
+    if changed == 0 || pace.progress.complete(d.spec.replicas) {
+        return None;
+    }
+    let new = seen
+        .values()
+        .flatten()
+        .filter(|s| s.template_hash == current);
+    let progressed = new.clone().map(|s| s.available_ms).fold(changed, i64::max);
+    let deadline_ms = i64::from(d.spec.progress_deadline_seconds) * 1000;
+    if now_ms - progressed <= deadline_ms {
+        return None;
+    }
+    let why = new
+        .filter_map(|s| s.why.as_deref())
+        .next()
+        .unwrap_or("its new pods never became available");
+    Some(format!(
+        "revision {} made no progress in {} s: {why}",
+        d.history.revision, d.spec.progress_deadline_seconds
+    ))
+}
+
+/// The old revision a failed rollout of `d` goes back to: the one most of the replicas
+/// still available run (the last that served), else the newest old one.
+pub fn last_good(d: &Deployment, seen: &BTreeMap<u32, Vec<Seen>>, current: &str) -> Option<u64> {
+    let mut serving: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in seen.values().flatten() {
+        if s.available && s.template_hash != current {
+            *serving.entry(&s.template_hash).or_default() += 1;
+        }
+    }
+    let most = serving
+        .into_iter()
+        .max_by_key(|&(hash, n)| (n, std::cmp::Reverse(hash)));
+    let serving = most.and_then(|(hash, _)| d.history.by_hash(hash));
+    serving.or(d.history.old.last()).map(|r| r.revision)
+}
+
 /// The slot below `replicas` whose node runs surge slot `index` (`replicas` and past): the
 /// surge replicas go beside slots 0, 1, …, so that only the nodes that run the deployment's
 /// replicas take part in its rollout.
@@ -223,8 +278,9 @@ pub fn surge_slot(replicas: u32, index: u32) -> Option<u32> {
 
 /// The deployments whose rollout this node takes part in, as its own containers show, with
 /// their current template's hash: it runs a replica of an older template, or a surge
-/// replica (an index past the count); for `Recreate`, also one whose pod it must start (it
-/// may not while old replicas run elsewhere). `desired` holds this node's pods, each with
+/// replica (an index past the count); or it has a pod not running yet of a deployment whose
+/// template changed once (its rollout may have stalled on it) or that is `Recreate` (it may
+/// not start while old replicas run elsewhere). `desired` holds this node's pods, each with
 /// its deployment's current template. Only these are paced: a deployment no rollout changes
 /// costs no walk of the status table.
 pub fn rolling(
@@ -252,13 +308,15 @@ pub fn rolling(
     }
     let runs = |p: &DesiredPod| {
         observed.iter().any(|o| {
-            o.labels.get(LABEL_TEMPLATE_HASH) == Some(&p.template_hash)
+            o.state == ContainerState::Running
+                && o.labels.get(LABEL_TEMPLATE_HASH) == Some(&p.template_hash)
                 && replica_of(o).as_ref() == Some(&p.key)
         })
     };
     for p in desired {
         let d = &snapshot.deployments[&p.key.deployment];
-        if d.spec.strategy == Strategy::Recreate && !runs(p) {
+        let changed = d.spec.strategy == Strategy::Recreate || d.history.revision > 1;
+        if changed && !runs(p) {
             rolling.insert(p.key.deployment.clone(), p.template_hash.clone());
         }
     }
@@ -288,9 +346,20 @@ pub fn seen(
             let Some(index) = slot_of(name, &p.name) else {
                 continue;
             };
+            let available = available(p, min_ready_ms, now_ms);
+            let why = p.reason.as_ref().map(|reason| match &p.message {
+                Some(message) => format!("{reason}: {message}"),
+                None => reason.clone(),
+            });
             seen.entry(index).or_default().push(Seen {
                 template_hash: p.template_hash.clone(),
-                available: available(p, min_ready_ms, now_ms),
+                available,
+                available_ms: if available {
+                    p.started_at_ms + min_ready_ms
+                } else {
+                    0
+                },
+                why,
             });
         }
     }

@@ -18,7 +18,7 @@ pub mod world;
 use net::Links;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use weeble_core::document::Op;
 use weeble_core::gossip;
 use weeble_core::node::NodeCore;
@@ -97,6 +97,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(u64)) -> Report {
         links: options.links.clone(),
         start_us: options.start_us,
         failure_rate: options.failure_rate,
+        absent_images: BTreeSet::new(),
         threads: options.threads,
     };
     let mut world = World::new(options.nodes, options.seed, conditions);

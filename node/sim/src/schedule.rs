@@ -392,6 +392,7 @@ fn run_faults(schedule: &Schedule, threads: usize) -> (World, Troubles, BTreeMap
         links: Links::default(),
         start_us: 200_000,
         failure_rate: schedule.failure_rate,
+        absent_images: BTreeSet::new(),
         threads,
     };
     let n = schedule.nodes;

@@ -2,6 +2,7 @@
 //! schedules.
 
 use super::*;
+use weeble_core::rollout;
 
 fn options(nodes: usize, replicas: u32, kill: usize, seed: u64) -> Options {
     Options {
@@ -77,6 +78,7 @@ fn a_restarted_node_loads_what_it_persisted() {
         links: Links::default(),
         start_us: 1_000,
         failure_rate: 0.0,
+        absent_images: BTreeSet::new(),
         threads: 2,
     };
     let mut world = World::new(3, 1, conditions);
@@ -202,6 +204,7 @@ fn a_rolling_update_keeps_its_bounds_through_a_crash_and_a_partition() {
         links: Links::default(),
         start_us: 300_000,
         failure_rate: 0.0,
+        absent_images: BTreeSet::new(),
         threads: 2,
     };
     let mut world = World::new(NODES, 5, conditions);
@@ -286,4 +289,94 @@ fn a_rolling_update_keeps_its_bounds_through_a_crash_and_a_partition() {
         lowest < REPLICAS && highest > REPLICAS,
         "the rollout paced: {lowest}..{highest} pods"
     );
+}
+
+/// An update to an image no node holds: the rollout stops with the old replicas serving (never
+/// fewer than `replicas - maxUnavailable`), every node says why once `progressDeadlineSeconds`
+/// pass; annotated `weeble.io/rollback-on-failure`, the cluster goes back to the last revision
+/// by itself and says so in the deployment.
+#[test]
+fn a_broken_update_stops_with_the_old_replicas_serving_and_reverts_when_asked() {
+    for revert in [false, true] {
+        let web = |image: &str| {
+            let annotation = match revert {
+                true => "\n  annotations: {weeble.io/rollback-on-failure: \"true\"}",
+                false => "",
+            };
+            let text = format!(
+                "kind: Deployment\nmetadata:\n  name: web{annotation}\nspec:\n  replicas: 20\n  \
+                 progressDeadlineSeconds: 10\n  template:\n    metadata: {{labels: {{app: web}}}}\n    \
+                 spec:\n      containers: [{{name: c, image: {image}}}]\n"
+            );
+            Op::Apply(parse_manifests(&text).expect("valid").objects)
+        };
+        let conditions = Conditions {
+            links: Links::default(),
+            start_us: 300_000,
+            failure_rate: 0.0,
+            absent_images: BTreeSet::from(["missing".to_string()]),
+            threads: 1,
+        };
+        let mut world = World::new(10, 3, conditions);
+        for i in 0..10 {
+            world.start(i);
+        }
+        world.run_until(3_000_000);
+        world.write(0, 1, web("v1"));
+        world.run_until(8_000_000);
+        world.write(4, 2, web("missing"));
+        let written_at = world.now;
+        let all: Vec<usize> = (0..10).collect();
+        let v1 = |world: &World| {
+            world
+                .containers_on(&all)
+                .filter(|c| c.image == "v1")
+                .count()
+        };
+        let key = ObjectKey::new("default", "web");
+        let mut stalled = None;
+        let mut at = world.now;
+        for _ in 0..400 {
+            at += 100_000;
+            world.run_until(at);
+            assert!(
+                v1(&world) >= 15,
+                "{} old replicas serve at {at} µs",
+                v1(&world)
+            );
+            let core = world.core(1).expect("up");
+            let view = core.view();
+            let d = &view.snapshot.deployments[&key];
+            let current = d.spec.template.hash();
+            // Node 1's clock: node 4's when it wrote, and the time since (no clock is off).
+            let now_ms = d.history.changed_ms + ((at - written_at) / 1000) as i64;
+            let seen = rollout::seen(d, core.table(), &view.members, now_ms);
+            let pace = rollout::pace(d, &seen, &current);
+            stalled = stalled.or(rollout::stalled(d, &seen, &current, &pace, now_ms));
+            if revert && d.history.reverted.is_some() && v1(&world) == 20 {
+                break;
+            }
+        }
+        let reason = stalled.expect("the rollout was seen to fail");
+        assert!(reason.contains("ErrImageNeverPull"), "{reason}");
+        let core = world.core(7).expect("up");
+        let d = core.view().snapshot.deployments[&key].clone();
+        let image = &d.spec.template.containers[0].image;
+        match revert {
+            false => {
+                assert_eq!(image, "missing", "no revert unless asked for");
+                assert!(v1(&world) >= 15);
+            }
+            true => {
+                assert_eq!(image, "v1", "the cluster went back by itself");
+                let reverted = d.history.reverted.as_ref().expect("and says so");
+                assert_eq!((reverted.from, reverted.to), (2, 1));
+                assert!(
+                    reverted.reason.contains("ErrImageNeverPull"),
+                    "{reverted:?}"
+                );
+                assert_eq!(v1(&world), 20, "every replica back on the old template");
+            }
+        }
+    }
 }

@@ -57,6 +57,9 @@ pub struct Conditions {
     pub start_us: u64,
     /// The chance that a container action fails.
     pub failure_rate: f64,
+    /// Images the engine does not hold: creating a container of one fails, as Docker's
+    /// does for an image it may not pull.
+    pub absent_images: BTreeSet<String>,
     /// Threads the nodes are run on (at least 1; one if the links have no latency, which
     /// leaves no window). The run is the same for any number.
     pub threads: usize,
@@ -166,7 +169,7 @@ enum Occurrence {
         node: usize,
         life: u32,
         actions: Vec<Action>,
-        failed: Vec<bool>,
+        failed: Vec<Option<RuntimeError>>,
     },
     /// `from` closed its connection to `to` (it had too many): `to`'s side closes, quietly.
     Closed { from: usize, to: usize },
@@ -1044,8 +1047,8 @@ impl Window<'_> {
                     .iter()
                     .zip(failed)
                     .map(|(action, failed)| match failed {
-                        true => Err(RuntimeError::Failed("simulated failure".into())),
-                        false => {
+                        Some(error) => Err(error),
+                        None => {
                             self.act(node, action);
                             Ok(())
                         }
@@ -1209,11 +1212,18 @@ impl Window<'_> {
                 self.input_at(soon, i, life, input);
             }
             Effect::Act(actions) => {
-                let rate = self.common.settings.failure_rate;
+                let settings = &self.common.settings;
+                let (rate, absent) = (settings.failure_rate, &settings.absent_images);
                 let rng = &mut self.node(i).rng;
                 let failed = actions
                     .iter()
-                    .map(|_| rate > 0.0 && rng.random::<f64>() < rate)
+                    .map(|action| match action {
+                        Action::Create { spec, .. } if absent.contains(&spec.image) => {
+                            Some(RuntimeError::ImageMissing(spec.image.clone()))
+                        }
+                        _ => (rate > 0.0 && rng.random::<f64>() < rate)
+                            .then(|| RuntimeError::Failed("simulated failure".into())),
+                    })
                     .collect();
                 let creates = actions.iter().any(|a| !matches!(a, Action::Remove { .. }));
                 let delay = if creates {

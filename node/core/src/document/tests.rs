@@ -137,7 +137,7 @@ impl Node {
     fn write(&mut self, id: u64, name: &str) -> Vec<DocEffect> {
         let mut out = Vec::new();
         let op = Op::Apply(vec![deployment(name)]);
-        self.doc.write(id, op, &self.peers.clone(), &mut out);
+        self.doc.write(id, op, 0, &self.peers.clone(), &mut out);
         self.settle(out)
     }
 }
@@ -211,6 +211,7 @@ fn a_failed_append_that_cannot_be_cut_off_makes_the_next_change_rewrite_the_file
     node.doc.write(
         2,
         Op::Apply(vec![deployment("accepted")]),
+        0,
         &Peers::default(),
         &mut out,
     );
@@ -274,6 +275,7 @@ fn a_sync_that_brings_a_change_is_answered_only_once_it_is_on_disk() {
     b.doc.write(
         8,
         Op::Apply(vec![deployment("later")]),
+        0,
         &Peers::default(),
         &mut out,
     );
@@ -422,7 +424,7 @@ fn jobs_past_the_queue_s_bound_are_refused() {
     let mut out = Vec::new();
     for id in 0..=MAX_WAITING as u64 + 1 {
         let op = Op::Apply(vec![deployment(&format!("d{id}"))]);
-        node.doc.write(id, op, &Peers::default(), &mut out);
+        node.doc.write(id, op, 0, &Peers::default(), &mut out);
     }
     let busy: Vec<_> = out
         .iter()

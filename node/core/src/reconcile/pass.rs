@@ -15,6 +15,7 @@ use super::{
     failed_liveness, handovers, next_handover_deadline, next_pass_in_ms, plan, pod_statuses,
     probe_checks, record,
 };
+use crate::document::Op;
 use crate::membership::Liveness;
 use crate::placement::{Placement, ReplicaKey};
 use crate::probe::{Check, Health};
@@ -26,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use tracing::{info, warn};
+use weeble_crdt::ROLLBACK_ON_FAILURE;
 
 /// How often a pass runs while a rollout this node takes part in goes on.
 const ROLLING_PASS_MS: i64 = 1000;
@@ -78,6 +80,8 @@ pub enum Work {
     Pods(Vec<PodStatus>),
     /// Wake the reconciler in this many ms, handing back `token` (only the newest counts).
     WakeIn { ms: i64, token: u64 },
+    /// Write this to the desired state (a rollout that failed goes back: [`rollout`]).
+    Write(Op),
 }
 
 /// Where a pass stands.
@@ -253,7 +257,7 @@ impl Reconciler {
             let owned = placement.owned_by(&self.settings.node).collect();
             self.owned = (Arc::downgrade(placement), owned);
         }
-        let desired = self.desired(&observed, ctx);
+        let (desired, writes) = self.desired(&observed, ctx);
         let holding_until = self.holding_until;
         let desired = match holding_until {
             Some(_) => already_running(desired, &observed),
@@ -281,41 +285,66 @@ impl Reconciler {
             more,
             holding_until,
         };
+        let mut work: Vec<Work> = writes.into_iter().map(Work::Write).collect();
         if batch.is_empty() {
-            return self.report(plan, &observed, ctx);
+            work.extend(self.report(plan, &observed, ctx));
+            return work;
         }
         self.stage = Stage::Acting {
             plan,
             batch: batch.clone(),
             observed,
         };
-        vec![Work::Act(batch)]
+        work.push(Work::Act(batch));
+        work
     }
 
     /// The pods this node should run: those placement gives it, each with the template its
     /// deployment's rollout gives it (paced from the status table, for the deployments in a
-    /// rollout here: [`rollout::rolling`]), and the surge pods beside them.
-    fn desired(&mut self, observed: &[Observed], ctx: Context<'_>) -> Vec<DesiredPod> {
+    /// rollout here: [`rollout::rolling`]), and the surge pods beside them. With them, the
+    /// reverts this node asks for: of the failed rollouts of deployments annotated
+    /// [`ROLLBACK_ON_FAILURE`] whose replica 0 it runs (one node a side asks, not all).
+    fn desired(&mut self, observed: &[Observed], ctx: Context<'_>) -> (Vec<DesiredPod>, Vec<Op>) {
         let (snapshot, ip) = (&ctx.view.snapshot, self.settings.service_ip);
         let desired = desired_pods(snapshot, &self.owned.1, ip, &BTreeMap::new());
         let rolling = rollout::rolling(snapshot, &desired, observed);
-        let paces: BTreeMap<_, _> = rolling
-            .into_iter()
-            .map(|(key, current)| {
-                let d = &snapshot.deployments[&key];
-                let seen = rollout::seen(d, ctx.table, &ctx.view.members, ctx.now_ms);
-                (key, rollout::pace(d, &seen, &current))
-            })
-            .collect();
+        let mut paces = BTreeMap::new();
+        let mut writes = Vec::new();
+        for (key, current) in rolling {
+            let d = &snapshot.deployments[&key];
+            let seen = rollout::seen(d, ctx.table, &ctx.view.members, ctx.now_ms);
+            let pace = rollout::pace(d, &seen, &current);
+            let first = ReplicaKey {
+                deployment: key.clone(),
+                index: 0,
+            };
+            let annotated = d.meta.annotations.get(ROLLBACK_ON_FAILURE);
+            let reverts = annotated.is_some_and(|v| v == "true")
+                && self.owned.1.binary_search(&first).is_ok();
+            let stalled = || rollout::stalled(d, &seen, &current, &pace, ctx.now_ms);
+            if let Some(reason) = reverts.then(stalled).flatten()
+                && let Some(to) = rollout::last_good(d, &seen, &current)
+            {
+                warn!(deployment = %key, %reason, to, "the rollout failed: reverting");
+                writes.push(Op::Revert {
+                    key: key.clone(),
+                    from_hash: current,
+                    to,
+                    reason,
+                });
+            }
+            paces.insert(key, pace);
+        }
         self.rolling = paces.iter().any(|(key, pace)| {
             !pace
                 .progress
                 .complete(snapshot.deployments[key].spec.replicas)
         });
-        match paces.is_empty() {
+        let desired = match paces.is_empty() {
             true => desired,
             false => desired_pods(snapshot, &self.owned.1, ip, &paces),
-        }
+        };
+        (desired, writes)
     }
 
     /// Ends a pass: the pods' status, the probes, the count; when to look again.

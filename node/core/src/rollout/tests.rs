@@ -31,6 +31,7 @@ fn seen(slots: &str) -> BTreeMap<u32, Vec<Seen>> {
         vec![Seen {
             template_hash: hash.into(),
             available,
+            ..Seen::default()
         }]
     };
     slots
@@ -213,4 +214,69 @@ proptest! {
         prop_assert!(roll(replicas, surge, unavailable, &up).is_ok(), "{:?}",
             roll(replicas, surge, unavailable, &up));
     }
+}
+
+#[test]
+fn a_rollout_stalls_after_its_deadline_without_progress_and_goes_back_to_what_serves() {
+    let mut d = deployment(3, rolling(IntOrPercent::Count(1), IntOrPercent::Count(0)));
+    d.spec.progress_deadline_seconds = 10;
+    d.history.changed_ms = 100_000;
+    d.history.revision = 3;
+    let mut seen = seen("ooos");
+    seen.get_mut(&3).unwrap()[0].why = Some("ErrImageNeverPull: no image".into());
+    let pace = pace(&d, &seen, NEW);
+    let stalled = |now_ms| super::stalled(&d, &seen, NEW, &pace, now_ms);
+    assert_eq!(stalled(110_000), None, "within the deadline");
+    let why = stalled(110_001).expect("past it");
+    assert!(
+        why.contains("revision 3") && why.contains("ErrImageNeverPull"),
+        "{why}"
+    );
+    // A pod that became available later is progress: the deadline counts from it.
+    let mut progressed = seen.clone();
+    progressed.insert(
+        0,
+        vec![Seen {
+            template_hash: NEW.into(),
+            available: true,
+            available_ms: 105_000,
+            why: None,
+        }],
+    );
+    assert_eq!(super::stalled(&d, &progressed, NEW, &pace, 110_001), None);
+    // Unknown change time (written before it was kept): no deadline.
+    d.history.changed_ms = 0;
+    assert_eq!(super::stalled(&d, &seen, NEW, &pace, 1_000_000), None);
+
+    // The old revision most available replicas run is the last good one.
+    let template = |image: &str| {
+        let mut t = d.spec.template.clone();
+        t.containers[0].image = image.into();
+        t
+    };
+    for (revision, image) in [(1, "a"), (2, "b")] {
+        d.history.old.push(weeble_crdt::Revision {
+            revision,
+            template: template(image),
+            change_cause: None,
+        });
+    }
+    let of = |image: &str| template(image).hash();
+    let mut serving = BTreeMap::new();
+    for (i, image) in ["a", "a", "b"].iter().enumerate() {
+        serving.insert(
+            i as u32,
+            vec![Seen {
+                template_hash: of(image),
+                available: true,
+                ..Seen::default()
+            }],
+        );
+    }
+    assert_eq!(last_good(&d, &serving, NEW), Some(1));
+    assert_eq!(
+        last_good(&d, &BTreeMap::new(), NEW),
+        Some(2),
+        "else the newest old one"
+    );
 }
