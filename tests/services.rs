@@ -39,21 +39,7 @@ const IPS: [&str; 3] = ["127.0.0.71", "127.0.0.72", "127.0.0.73"];
 
 /// Three nodes running 3 ready replicas of `echo` behind its service; None without Docker.
 fn cluster_with_service() -> Option<Cluster> {
-    if !docker_available() {
-        return None;
-    }
-    assert!(weeble(&["image", "build-demo"]).status.success());
-    let tag = std::process::id();
-    let mut cluster = Cluster::new("services-test");
-    for (i, ip) in IPS.iter().enumerate() {
-        let seed = p2p(IPS[(i + 1) % 3]);
-        cluster.start(&format!("s{tag}-{i}"), ip, &["--join", &seed]);
-    }
-    for i in 0..3 {
-        wait_for("three ready nodes", Duration::from_secs(30), || {
-            (ready_nodes(&cluster.server(i)).len() == 3).then_some(())
-        });
-    }
+    let cluster = Cluster::three_with_demo("services-test", IPS)?;
     apply(&cluster, "echo.yaml", MANIFEST);
     for i in 0..3 {
         wait_for(

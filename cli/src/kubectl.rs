@@ -361,6 +361,13 @@ pub fn describe(client: &Client, ns: &str, resource: Resource, name: &str) -> an
         for line in table(&mine, true) {
             println!("  {}", line.join("  "));
         }
+        let path = format!("/apis/weeble.io/v1/namespaces/{ns}/deployments/{name}/rollout/history");
+        let revisions: Vec<objects::Revision> = client.get(&path)?;
+        println!("Revisions:");
+        for r in revisions.iter().rev() {
+            let current = if r.current { " (current)" } else { "" };
+            println!("  {}{current}: {}", r.revision, r.images.join(", "));
+        }
     }
     Ok(())
 }
@@ -464,7 +471,17 @@ spec:
         let Some(Object::Deployment(d)) = parsed.objects.first() else {
             panic!("the manifest holds a deployment");
         };
-        let deployment = objects::Deployment::new(d, 2, 1);
+        let report = weeble_core::rollout::Report {
+            progress: weeble_core::rollout::Progress {
+                updated: 2,
+                updated_available: 1,
+                available: 1,
+                pods: 2,
+                ..Default::default()
+            },
+            stalled: None,
+        };
+        let deployment = objects::Deployment::new(d, &report, 1);
         assert_eq!(
             table(&[deployment], true),
             [

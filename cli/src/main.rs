@@ -1,5 +1,5 @@
 //! `weeble`: the masterless orchestrator's one binary: the agent (`weeble node`), the
-//! kubectl-style client (`apply`, `get`, `describe`, `scale`, `delete`, `logs`), and helpers
+//! kubectl-style client (`apply`, `get`, `describe`, `scale`, `delete`, `logs`, `rollout`), and helpers
 //! for a machine with no registry (`image build-demo`, `serve-demo`), and the simulator
 //! (`sim`).
 
@@ -8,6 +8,7 @@ mod client;
 mod demo;
 mod kubectl;
 mod manifests;
+mod rollout;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -82,6 +83,11 @@ enum Command {
         name: Option<String>,
         #[arg(short = 'f', long = "filename", conflicts_with_all = ["resource", "name"])]
         file: Option<PathBuf>,
+    },
+    /// Follow, list, undo, pause, resume or restart a deployment's rollouts.
+    Rollout {
+        #[command(subcommand)]
+        command: rollout::Command,
     },
     /// Print a pod's container output (fetched from the pod's node).
     Logs {
@@ -165,6 +171,7 @@ fn main() -> ExitCode {
             file,
         } => kubectl::delete(&client(), ns, resource, name.as_deref(), file.as_deref()),
         Command::Logs { pod, tail } => kubectl::logs(&client(), ns, &pod, tail),
+        Command::Rollout { command } => rollout::run(&client(), ns, command),
         Command::Image {
             command: ImageCommand::BuildDemo,
         } => agent::build_demo_image(),

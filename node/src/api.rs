@@ -13,6 +13,7 @@ pub mod list;
 pub mod listen;
 
 use crate::agent::Agent;
+use crate::clock;
 use crate::membership::{Liveness, MemberId};
 use crate::placement::ReplicaKey;
 use crate::runtime::{ContainerRuntime, LABEL_POD, RuntimeError};
@@ -33,6 +34,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 use weeble_core::document::{Op, WriteError};
 use weeble_core::objects::{self, Resource, StatusCause};
+use weeble_core::rollout;
 use weeble_crdt::echo::{clip_to, echo};
 use weeble_crdt::{Kind, ObjectKey, parse_manifests};
 
@@ -91,6 +93,10 @@ fn router<R: ContainerRuntime>(agent: Agent, runtime: R, policy: guard::Policy) 
         .route("/healthz", get(|| async { "ok" }))
         .route("/apis/weeble.io/v1/apply", post(apply::<R>))
         .route("/apis/weeble.io/v1/state", get(state::<R>))
+        .route(
+            "/apis/weeble.io/v1/namespaces/{ns}/deployments/{name}/rollout/{action}",
+            get(rollout_history::<R>).post(rollout_action::<R>),
+        )
         .route("/apis/apps/v1/deployments", get(list_deployments::<R>))
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments",
@@ -273,6 +279,7 @@ impl From<WriteError> for ApiError {
             WriteError::NotFound { kind, key } => {
                 return ApiError::not_found(format!("{kind} {key}"));
             }
+            WriteError::Invalid(_) => StatusCode::BAD_REQUEST,
             WriteError::Busy => StatusCode::TOO_MANY_REQUESTS,
             WriteError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             WriteError::Rejected(_) | WriteError::NotPersisted(_) => {
@@ -362,21 +369,39 @@ async fn delete<R>(api: &Api<R>, kind: Kind, ns: String, name: String) -> Reply<
     Ok(Json(objects::Status::deleted(kind, &name)))
 }
 
-/// What the deployment list reads: the view, and each deployment's ready replicas.
+/// What the deployment list reads: the view, each deployment's ready replicas, and its
+/// rollout as this node sees it.
 struct DeploymentSource {
     view: Arc<View>,
     ready: BTreeMap<ObjectKey, usize>,
+    rollouts: BTreeMap<ObjectKey, rollout::Report>,
 }
 
 fn deployment_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListReply {
     let (view, table) = (view(api), table(api));
     let ready = ready_replicas(&view, &table, None);
+    let now_ms = clock::now_ms();
+    let mut seen = rollout::seen_all(&view.snapshot, &table, &view.members, now_ms);
+    let rollouts = view
+        .snapshot
+        .deployments
+        .iter()
+        .map(|(key, d)| {
+            let slots = seen.remove(&(key.namespace.as_str(), key.name.as_str()));
+            let report = rollout::report(d, &slots.unwrap_or_default(), now_ms);
+            (key.clone(), report)
+        })
+        .collect();
     keyed_list(
-        DeploymentSource { view, ready },
+        DeploymentSource {
+            view,
+            ready,
+            rollouts,
+        },
         |s| &s.view.snapshot.deployments,
         |s, key, d| {
             let ready = s.ready.get(key).copied().unwrap_or(0);
-            objects::Deployment::new(d, placed(&s.view, key), ready)
+            objects::Deployment::new(d, &s.rollouts[key], ready)
         },
         ns,
         page,
@@ -406,27 +431,14 @@ async fn get_deployment<R>(
 ) -> Reply<objects::Deployment> {
     let (view, table) = (view(&api), table(&api));
     let key = ObjectKey::new(&ns, &name);
-    let d = view
-        .snapshot
-        .deployments
-        .get(&key)
-        .ok_or_else(|| ApiError::not_found(format!("Deployment {ns}/{name}")))?;
+    let d = deployment_of(&view, &key)?;
     let ready = ready_replicas(&view, &table, Some(&key))
         .remove(&key)
         .unwrap_or(0);
-    Ok(Json(objects::Deployment::new(
-        d,
-        placed(&view, &key),
-        ready,
-    )))
-}
-
-/// How many replicas placement has for a deployment (placed or not).
-fn placed(view: &View, key: &ObjectKey) -> usize {
-    view.placement
-        .deployments()
-        .get(key)
-        .map_or(0, crate::placement::Replicas::len)
+    let now_ms = clock::now_ms();
+    let seen = rollout::seen(d, &table, &view.members, now_ms);
+    let report = rollout::report(d, &seen, now_ms);
+    Ok(Json(objects::Deployment::new(d, &report, ready)))
 }
 
 /// Per deployment (or for `only` one), how many of its replicas run ready on the node
@@ -518,6 +530,79 @@ async fn put_scale<R>(
     let key = ObjectKey::new(&ns, &name);
     api.agent.write(Op::Scale(key.clone(), replicas)).await?;
     Ok(Json(objects::Scale::new(&key, replicas, 0)))
+}
+
+/// The body of `rollout/undo`: the revision to go back to (the last old one if none).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UndoBody {
+    to_revision: Option<u64>,
+}
+
+/// `rollout undo|restart|pause|resume` of a deployment: a write of the document; answers
+/// `{"outcome": ...}` as kubectl prints it (`rolled back`, `restarted`, `paused`, `resumed`,
+/// `unchanged`).
+async fn rollout_action<R>(
+    State(api): State<Api<R>>,
+    Path((ns, name, action)): Path<(String, String, String)>,
+    body: String,
+) -> Reply<Value> {
+    let key = ObjectKey::new(&ns, &name);
+    let op = match action.as_str() {
+        "undo" => {
+            let body: UndoBody = match body.trim() {
+                "" => UndoBody::default(),
+                text => serde_json::from_str(text).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "expected {{\"toRevision\": N}} or nothing: {}",
+                        clip_to(&e.to_string(), 200)
+                    ))
+                })?,
+            };
+            Op::Undo(key, body.to_revision.filter(|&n| n > 0))
+        }
+        "restart" => Op::Restart(key),
+        "pause" => Op::Pause(key, true),
+        "resume" => Op::Pause(key, false),
+        other => {
+            return Err(ApiError::not_found(format!(
+                "rollout action {}: use undo, restart, pause or resume",
+                echo(other)
+            )));
+        }
+    };
+    let outcomes = api.agent.write(op).await?;
+    let outcome = outcomes
+        .first()
+        .map_or("unchanged".into(), ToString::to_string);
+    Ok(Json(json!({ "outcome": outcome })))
+}
+
+/// A deployment's revisions, oldest first, the current one last: `GET rollout/history`.
+async fn rollout_history<R>(
+    State(api): State<Api<R>>,
+    Path((ns, name, what)): Path<(String, String, String)>,
+) -> Reply<Vec<objects::Revision>> {
+    if what != "history" {
+        return Err(ApiError::not_found(format!(
+            "rollout {}: GET rollout/history, or POST undo, restart, pause or resume",
+            echo(&what)
+        )));
+    }
+    let view = view(&api);
+    let d = deployment_of(&view, &ObjectKey::new(&ns, &name))?;
+    Ok(Json(objects::Revision::history(d)))
+}
+
+/// The deployment `key` of the view, or 404.
+fn deployment_of<'a>(
+    view: &'a View,
+    key: &ObjectKey,
+) -> Result<&'a Arc<weeble_crdt::Deployment>, ApiError> {
+    view.snapshot
+        .deployments
+        .get(key)
+        .ok_or_else(|| ApiError::not_found(format!("Deployment {key}")))
 }
 
 fn service_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListReply {

@@ -144,6 +144,30 @@ impl Cluster {
         }
     }
 
+    /// Three nodes on `ips`, each joining the next, every one seeing all three Ready, with the
+    /// demo image built; `None` without Docker (see [`docker_available`]).
+    pub fn three_with_demo(tag: &str, ips: [&str; 3]) -> Option<Self> {
+        if !docker_available() {
+            return None;
+        }
+        assert!(weeble(&["image", "build-demo"]).status.success());
+        let mut cluster = Cluster::new(tag);
+        for (i, ip) in ips.iter().enumerate() {
+            let seed = p2p(ips[(i + 1) % 3]);
+            cluster.start(
+                &format!("{tag}{}-{i}", std::process::id()),
+                ip,
+                &["--join", &seed],
+            );
+        }
+        for i in 0..3 {
+            wait_for("three ready nodes", Duration::from_secs(30), || {
+                (ready_nodes(&cluster.server(i)).len() == 3).then_some(())
+            });
+        }
+        Some(cluster)
+    }
+
     /// A new cluster key, in a file of the cluster's directory.
     pub fn key(&self, file: &str) -> PathBuf {
         let path = self.dir.join(file);

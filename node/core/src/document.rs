@@ -80,6 +80,9 @@ pub enum Op {
 pub enum WriteError {
     #[error("{kind} {key} not found")]
     NotFound { kind: Kind, key: ObjectKey },
+    /// The write asks for what is not there (a revision to roll back to).
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Rejected(String),
     #[error("the change could not be persisted: {0}")]
@@ -95,6 +98,7 @@ impl From<StateError> for WriteError {
     fn from(e: StateError) -> Self {
         match e {
             StateError::NotFound { kind, key } => WriteError::NotFound { kind, key },
+            e @ StateError::NoRevision { .. } => WriteError::Invalid(e.to_string()),
             other => WriteError::Rejected(other.to_string()),
         }
     }

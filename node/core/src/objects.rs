@@ -8,6 +8,7 @@
 
 use crate::membership::{Liveness, MemberId};
 use crate::placement::Unplaced;
+use crate::rollout::{self, Report};
 use crate::services::PortEndpoints;
 use crate::status::{self, Phase};
 use serde::de::DeserializeOwned;
@@ -17,7 +18,7 @@ use std::fmt;
 use std::net::IpAddr;
 use weeble_crdt::{
     self as crdt, ContainerPort, EnvVar, Kind, Labels, ObjectKey, Outcome, Parsed, Protocol,
-    RestartPolicy, Strategy, TargetPort,
+    ROLLBACK_ON_FAILURE, RestartPolicy, Strategy, TargetPort,
 };
 
 /// On a pod: the deployment it is a replica of, `namespace/name`.
@@ -539,17 +540,107 @@ pub struct TemplatePodSpec {
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentStatus {
     pub observed_generation: u64,
-    /// Replicas placement has (on a node or not).
-    pub replicas: usize,
+    /// Pods seen, of any template, surge included.
+    pub replicas: u32,
     /// Replicas running ready on the node placement gives them to.
     pub ready_replicas: usize,
-    pub available_replicas: usize,
-    pub updated_replicas: usize,
+    /// Pods ready for `minReadySeconds`, of any template.
+    pub available_replicas: u32,
+    /// Pods of the current template, surge included.
+    pub updated_replicas: u32,
+    /// The desired replicas not available.
+    pub unavailable_replicas: u32,
+    pub conditions: Vec<DeploymentCondition>,
+}
+
+/// Kubernetes' deployment conditions: `Available` and `Progressing`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The reasons of the `Progressing` condition that end a rollout: `rollout status` stops
+/// waiting on them (the first is Kubernetes', the second Weeble's own revert).
+pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+pub const ROLLED_BACK: &str = "RolledBack";
+
+impl DeploymentCondition {
+    fn new(type_: &str, status: &str, reason: &str, message: String) -> Self {
+        DeploymentCondition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+        }
+    }
+
+    /// `d`'s conditions, from its rollout as this node sees it (`report`).
+    fn of(d: &crdt::Deployment, report: &Report) -> Vec<Self> {
+        let (replicas, progress) = (d.spec.replicas, &report.progress);
+        let (_, max_unavailable) = rollout::bounds(&d.spec.strategy, replicas);
+        let available = match progress.available + max_unavailable >= replicas {
+            true => Self::new(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.".into(),
+            ),
+            false => Self::new(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.".into(),
+            ),
+        };
+        let revision = d.history.revision;
+        let progressing = match (&report.stalled, &d.history.reverted) {
+            _ if d.spec.paused => Self::new(
+                "Progressing",
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused".into(),
+            ),
+            (Some(why), _) => Self::new(
+                "Progressing",
+                "False",
+                PROGRESS_DEADLINE_EXCEEDED,
+                why.clone(),
+            ),
+            (None, Some(r)) => Self::new(
+                "Progressing",
+                "False",
+                ROLLED_BACK,
+                format!(
+                    "revision {} failed ({}); the cluster went back to revision {}'s template \
+                     as revision {revision} ({ROLLBACK_ON_FAILURE})",
+                    r.from, r.reason, r.to
+                ),
+            ),
+            (None, None) if progress.complete(replicas) => Self::new(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                format!("revision {revision} has successfully progressed."),
+            ),
+            (None, None) => Self::new(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                format!("revision {revision} is progressing."),
+            ),
+        };
+        vec![available, progressing]
+    }
 }
 
 impl Deployment {
-    /// `d` with `placed` replicas in placement, `ready` of them running ready.
-    pub fn new(d: &crdt::Deployment, placed: usize, ready: usize) -> Self {
+    /// `d` as this node sees its rollout (`report`), `ready` of its replicas running ready.
+    pub fn new(d: &crdt::Deployment, report: &Report, ready: usize) -> Self {
         let template = &d.spec.template;
         Deployment {
             api_version: Self::API_VERSION.into(),
@@ -579,12 +670,55 @@ impl Deployment {
             },
             status: DeploymentStatus {
                 observed_generation: d.meta.generation,
-                replicas: placed,
+                replicas: report.progress.pods,
                 ready_replicas: ready,
-                available_replicas: ready,
-                updated_replicas: placed,
+                available_replicas: report.progress.available,
+                updated_replicas: report.progress.updated + report.progress.surge,
+                unavailable_replicas: d.spec.replicas.saturating_sub(report.progress.available),
+                conditions: DeploymentCondition::of(d, report),
             },
         }
+    }
+}
+
+/// One revision of a deployment, as `rollout history` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revision {
+    pub revision: u64,
+    /// Whether the deployment runs it now.
+    pub current: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_cause: Option<String>,
+    /// Its containers' images, in order.
+    pub images: Vec<String>,
+    pub template_hash: String,
+}
+
+impl Revision {
+    /// `d`'s revisions, oldest first, the current one last.
+    pub fn history(d: &crdt::Deployment) -> Vec<Self> {
+        let of = |revision, template: &crdt::PodTemplate, change_cause: Option<&String>| Revision {
+            revision,
+            current: false,
+            change_cause: change_cause.cloned(),
+            images: template
+                .containers
+                .iter()
+                .map(|c| c.image.clone())
+                .collect(),
+            template_hash: template.hash(),
+        };
+        let old = d.history.old.iter();
+        let mut all: Vec<Revision> = old
+            .map(|r| of(r.revision, &r.template, r.change_cause.as_ref()))
+            .collect();
+        let cause = d.meta.annotations.get(crdt::CHANGE_CAUSE);
+        all.push(Revision {
+            current: true,
+            ..of(d.history.revision, &d.spec.template, cause)
+        });
+        all
     }
 }
 

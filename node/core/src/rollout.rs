@@ -63,6 +63,8 @@ pub struct Progress {
     pub updated: u32,
     /// Of those, the available ones.
     pub updated_available: u32,
+    /// Surge pods seen (past `replicas`, on the current template).
+    pub surge: u32,
     /// Available pods, surge included (`AVAILABLE`).
     pub available: u32,
     /// Pods seen, surge and old included.
@@ -129,7 +131,7 @@ pub fn bounds(strategy: &Strategy, replicas: u32) -> (u32, u32) {
 
 /// The rollout of `d` as `seen` shows it: the pods seen, by slot index (slots at and past
 /// `replicas` are surge, or left from a larger count).
-pub fn pace(d: &Deployment, seen: &BTreeMap<u32, Vec<Seen>>, current: &str) -> Pace {
+pub fn pace(d: &Deployment, seen: &Slots, current: &str) -> Pace {
     let replicas = d.spec.replicas;
     let stands: Vec<Stand> = (0..replicas)
         .map(|i| seen.get(&i).map_or(Stand::Missing, |s| stand(s, current)))
@@ -164,6 +166,7 @@ pub fn pace(d: &Deployment, seen: &BTreeMap<u32, Vec<Seen>>, current: &str) -> P
         match *stand {
             Stand::Current { available } => {
                 surge_running = true;
+                progress.surge += 1;
                 progress.available += u32::from(available);
             }
             Stand::Old { .. } => old_beyond = true,
@@ -218,6 +221,23 @@ pub fn pace(d: &Deployment, seen: &BTreeMap<u32, Vec<Seen>>, current: &str) -> P
     }
 }
 
+/// A deployment's rollout as a node reports it: how far it came, and why it failed if it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub progress: Progress,
+    pub stalled: Option<String>,
+}
+
+/// The rollout of `d` to its current template as `seen` shows it, at `now_ms`.
+pub fn report(d: &Deployment, seen: &Slots, now_ms: i64) -> Report {
+    let current = d.spec.template.hash();
+    let pace = pace(d, seen, &current);
+    Report {
+        stalled: stalled(d, seen, &current, &pace, now_ms),
+        progress: pace.progress,
+    }
+}
+
 /// Why the rollout of `d` to its `current` template failed, if it did: it is not complete and
 /// made no progress for `progressDeadlineSeconds`, counted from the template's change or the
 /// last pod of it that became available (Kubernetes' `ProgressDeadlineExceeded`), with the
@@ -225,7 +245,7 @@ pub fn pace(d: &Deployment, seen: &BTreeMap<u32, Vec<Seen>>, current: &str) -> P
 /// each by its own clock. None for a template written before its time was kept.
 pub fn stalled(
     d: &Deployment,
-    seen: &BTreeMap<u32, Vec<Seen>>,
+    seen: &Slots,
     current: &str,
     pace: &Pace,
     now_ms: i64,
@@ -255,7 +275,7 @@ pub fn stalled(
 
 /// The old revision a failed rollout of `d` goes back to: the one most of the replicas
 /// still available run (the last that served), else the newest old one.
-pub fn last_good(d: &Deployment, seen: &BTreeMap<u32, Vec<Seen>>, current: &str) -> Option<u64> {
+pub fn last_good(d: &Deployment, seen: &Slots, current: &str) -> Option<u64> {
     let mut serving: BTreeMap<&str, usize> = BTreeMap::new();
     for s in seen.values().flatten() {
         if s.available && s.template_hash != current {
@@ -328,30 +348,63 @@ pub fn slot_of(name: &str, pod: &str) -> Option<u32> {
     pod.strip_prefix(name)?.strip_prefix('-')?.parse().ok()
 }
 
+/// What a node sees of one deployment's replicas, by slot index.
+pub type Slots = BTreeMap<u32, Vec<Seen>>;
+
 /// What `table` shows of `d`'s slots: the pods its live members report, by slot. A pod is
 /// available once Running and ready and started `minReadySeconds` before `now_ms` (its
 /// node's clock against this node's).
-pub fn seen(
-    d: &Deployment,
+pub fn seen(d: &Deployment, table: &StatusTable, members: &MemberList, now_ms: i64) -> Slots {
+    let (namespace, name) = (d.meta.namespace.as_str(), d.meta.name.as_str());
+    let mine = |p: &PodStatus| (p.deployment == name && p.namespace == namespace).then_some(d);
+    gather(table, members, now_ms, mine)
+        .remove(&(namespace, name))
+        .unwrap_or_default()
+}
+
+/// [`seen`] for every deployment of `snapshot`, in one walk of the table.
+pub fn seen_all<'a>(
+    snapshot: &'a Snapshot,
     table: &StatusTable,
     members: &MemberList,
     now_ms: i64,
-) -> BTreeMap<u32, Vec<Seen>> {
-    let min_ready_ms = i64::from(d.spec.min_ready_seconds) * 1000;
-    let (namespace, name) = (&d.meta.namespace, &d.meta.name);
-    let mut seen: BTreeMap<u32, Vec<Seen>> = BTreeMap::new();
+) -> BTreeMap<(&'a str, &'a str), Slots> {
+    let deployments: BTreeMap<(&str, &str), &Deployment> = snapshot
+        .deployments
+        .iter()
+        .map(|(k, d)| ((k.namespace.as_str(), k.name.as_str()), &**d))
+        .collect();
+    let of = |p: &PodStatus| {
+        deployments
+            .get(&(p.namespace.as_str(), p.deployment.as_str()))
+            .copied()
+    };
+    gather(table, members, now_ms, of)
+}
+
+/// The pods of `table`'s live members, by deployment (`of` finds a pod's, if it is one to
+/// read) and slot.
+fn gather<'a>(
+    table: &StatusTable,
+    members: &MemberList,
+    now_ms: i64,
+    of: impl Fn(&PodStatus) -> Option<&'a Deployment>,
+) -> BTreeMap<(&'a str, &'a str), Slots> {
+    let mut seen: BTreeMap<(&str, &str), Slots> = BTreeMap::new();
     for report in table.nodes().filter(|r| live(members, &r.node)) {
-        let pods = report.pods.iter();
-        for p in pods.filter(|p| p.deployment == *name && p.namespace == *namespace) {
-            let Some(index) = slot_of(name, &p.name) else {
+        for p in &report.pods {
+            let Some(d) = of(p) else { continue };
+            let Some(index) = slot_of(&d.meta.name, &p.name) else {
                 continue;
             };
+            let min_ready_ms = i64::from(d.spec.min_ready_seconds) * 1000;
             let available = available(p, min_ready_ms, now_ms);
             let why = p.reason.as_ref().map(|reason| match &p.message {
                 Some(message) => format!("{reason}: {message}"),
                 None => reason.clone(),
             });
-            seen.entry(index).or_default().push(Seen {
+            let slots = seen.entry((&d.meta.namespace, &d.meta.name)).or_default();
+            slots.entry(index).or_default().push(Seen {
                 template_hash: p.template_hash.clone(),
                 available,
                 available_ms: if available {

@@ -207,15 +207,65 @@ fn a_pod_no_node_reports_is_pending_with_the_reason() {
 }
 
 #[test]
-fn a_deployment_counts_placed_and_ready_replicas() {
+fn a_deployment_counts_its_pods_and_says_how_its_rollout_stands() {
     let (d, _) = objects();
-    let view = Deployment::new(&d, 2, 1);
+    let progress = crate::rollout::Progress {
+        updated: 1,
+        updated_available: 1,
+        surge: 1,
+        available: 1,
+        pods: 3,
+    };
+    let report = crate::rollout::Report {
+        progress,
+        stalled: None,
+    };
+    let view = Deployment::new(&d, &report, 1);
     let json = to_json(&view);
+    let conditions = json["status"]["conditions"].clone();
     assert_eq!(
         json["status"],
-        json!({"observedGeneration": 0, "replicas": 2, "readyReplicas": 1,
-               "availableReplicas": 1, "updatedReplicas": 2})
+        json!({"observedGeneration": 0, "replicas": 3, "readyReplicas": 1,
+               "availableReplicas": 1, "updatedReplicas": 2, "unavailableReplicas": 1,
+               "conditions": conditions})
     );
+    let reasons = |json: &serde_json::Value| {
+        let conditions = json["status"]["conditions"].as_array().unwrap().iter();
+        conditions
+            .map(|c| format!("{}={}:{}", c["type"], c["status"], c["reason"]))
+            .collect::<Vec<_>>()
+    };
+    // 2 replicas, 25 % unavailable: none may be missing, one is.
+    assert_eq!(
+        reasons(&json),
+        [
+            r#""Available"="False":"MinimumReplicasUnavailable""#,
+            r#""Progressing"="True":"ReplicaSetUpdated""#
+        ]
+    );
+    let stalled = crate::rollout::Report {
+        stalled: Some("revision 1 made no progress in 600 s: ErrImageNeverPull".into()),
+        ..report.clone()
+    };
+    let failed = to_json(&Deployment::new(&d, &stalled, 1));
+    assert_eq!(
+        failed["status"]["conditions"][1]["reason"],
+        PROGRESS_DEADLINE_EXCEEDED
+    );
+    assert!(
+        failed["status"]["conditions"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ErrImageNeverPull")
+    );
+    let mut reverted = d.clone();
+    reverted.history.reverted = Some(weeble_crdt::Reverted {
+        from: 2,
+        to: 1,
+        reason: "revision 2 made no progress".into(),
+    });
+    let json = to_json(&Deployment::new(&reverted, &report, 1));
+    assert_eq!(json["status"]["conditions"][1]["reason"], ROLLED_BACK);
     assert_eq!(
         json["spec"]["selector"],
         json!({"matchLabels": {"app": "web"}})

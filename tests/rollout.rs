@@ -1,0 +1,250 @@
+//! Rolling updates on real containers, paced by three `weeble node` processes on
+//! 127.0.0.101-103 with no leader: a 5-replica deployment behind a service is updated (its
+//! `MESSAGE` changes) while a client sends requests through every node's service port. No
+//! request fails, the available replicas never fall below `replicas - maxUnavailable`, and
+//! every reply ends with the new message. An update to an image no node has stops with the
+//! old replicas serving, `rollout status` fails with the reason, `rollout undo` restores it;
+//! annotated `weeble.io/rollback-on-failure`, the cluster goes back by itself and says so.
+//!
+//! Needs Docker: skipped with a message when it is missing, except under CI=true.
+
+mod support;
+
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::*;
+
+const IPS: [&str; 3] = ["127.0.0.101", "127.0.0.102", "127.0.0.103"];
+const PORT: u16 = 18181;
+
+/// The deployment `roll` (5 replicas, 25 % / 25 %: one more, one fewer) with `image` and
+/// `message`, behind the service `roll`; `annotations` as YAML flow, or empty.
+fn manifest(image: &str, message: &str, annotations: &str) -> String {
+    format!(
+        "kind: Deployment
+metadata: {{name: roll, annotations: {{{annotations}}}}}
+spec:
+  replicas: 5
+  progressDeadlineSeconds: 20
+  template:
+    metadata: {{labels: {{app: roll}}}}
+    spec:
+      containers:
+      - name: web
+        image: {image}
+        env: [{{name: MESSAGE, value: {message}}}]
+        ports: [{{containerPort: 80, name: http}}]
+        readinessProbe: {{httpGet: {{path: /, port: 80}}, periodSeconds: 1}}
+---
+kind: Service
+metadata: {{name: roll}}
+spec:
+  selector: {{app: roll}}
+  ports: [{{port: {PORT}, targetPort: http}}]
+"
+    )
+}
+
+fn apply(cluster: &Cluster, manifest: &str) {
+    let path = cluster.dir.join("roll.yaml");
+    std::fs::write(&path, manifest).unwrap();
+    let out = weeble(&[
+        "--server",
+        &cluster.server(1),
+        "apply",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+}
+
+/// `weeble rollout ARGS… deployment/roll` at node `i`.
+fn rollout(cluster: &Cluster, i: usize, args: &[&str]) -> std::process::Output {
+    let server = cluster.server(i);
+    let mut all = vec!["--server", server.as_str(), "rollout"];
+    all.extend_from_slice(args);
+    all.push("deployment/roll");
+    weeble(&all)
+}
+
+/// What a request through node `ip`'s service port got: the message, or nothing.
+fn ask(ip: &str) -> Option<String> {
+    let reply = try_http_get(&format!("{ip}:{PORT}"), "/").ok()?;
+    let body = reply.split_once("\r\n\r\n")?.1;
+    let (_, message) = body.strip_prefix("hello from ")?.split_once(": ")?;
+    Some(message.trim().to_string())
+}
+
+/// A client asking every node's service port in turn, and a sampler reading the available
+/// replicas, until stopped: what each request got, and the fewest replicas available.
+struct Load {
+    stop: Arc<AtomicBool>,
+    replies: Arc<Mutex<Vec<Option<String>>>>,
+    fewest: Arc<Mutex<u64>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(server: String) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let replies = Arc::new(Mutex::new(Vec::new()));
+        let fewest = Arc::new(Mutex::new(u64::MAX));
+        let (s, r) = (stop.clone(), replies.clone());
+        let client = std::thread::spawn(move || {
+            // Bounded: at most 40,000 requests, 5 ms apart (200 s), however long the
+            // rollout takes.
+            for n in 0..40_000 {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                let reply = ask(IPS[n % 3]);
+                r.lock().unwrap().push(reply);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let (s, f) = (stop.clone(), fewest.clone());
+        let sampler = std::thread::spawn(move || {
+            for _ in 0..2_000 {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                let d = json(&server, &["get", "deployments", "roll"]);
+                if let Some(n) = d["status"]["availableReplicas"].as_u64() {
+                    let mut fewest = f.lock().unwrap();
+                    *fewest = (*fewest).min(n);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Load {
+            stop,
+            replies,
+            fewest,
+            threads: vec![client, sampler],
+        }
+    }
+
+    /// Stops; the replies, and the fewest replicas seen available.
+    fn finish(self) -> (Vec<Option<String>>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let replies = std::mem::take(&mut *self.replies.lock().unwrap());
+        let fewest = *self.fewest.lock().unwrap();
+        (replies, fewest)
+    }
+}
+
+/// Every request answered, the last ones all with `message`.
+fn all_answered_ending_with(replies: &[Option<String>], message: &str) {
+    let failed = replies.iter().filter(|r| r.is_none()).count();
+    eprintln!("{} requests, {failed} failed", replies.len());
+    assert_eq!(failed, 0, "no request fails");
+    assert!(
+        replies.len() >= 30,
+        "the client kept asking: {}",
+        replies.len()
+    );
+    let last = &replies[replies.len() - 15..];
+    assert!(
+        last.iter().all(|r| r.as_deref() == Some(message)),
+        "the last replies carry {message}: {last:?}"
+    );
+}
+
+fn image_of(cluster: &Cluster) -> String {
+    let d = json(&cluster.server(2), &["get", "deployments", "roll"]);
+    d["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_rolling_update_drops_no_request_and_a_broken_one_stops_or_goes_back() {
+    let _one_at_a_time = serial();
+    let Some(cluster) = Cluster::three_with_demo("rollout-test", IPS) else {
+        return;
+    };
+    let demo = "weeble-demo:latest";
+    apply(&cluster, &manifest(demo, "v1", ""));
+    let status = rollout(&cluster, 0, &["status", "--timeout", "90s"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    wait_for("v1 behind every port", Duration::from_secs(30), || {
+        IPS.iter()
+            .all(|ip| ask(ip).as_deref() == Some("v1"))
+            .then_some(())
+    });
+
+    // The update, under load: no request fails, at least 4 of 5 available throughout.
+    let load = Load::start(cluster.server(0));
+    std::thread::sleep(Duration::from_secs(1));
+    apply(&cluster, &manifest(demo, "v2", ""));
+    let status = rollout(&cluster, 2, &["status", "--timeout", "120s"]);
+    let said = text(&status.stdout);
+    assert!(status.status.success(), "{said}{}", text(&status.stderr));
+    assert!(said.contains("successfully rolled out"), "{said}");
+    std::thread::sleep(Duration::from_secs(2));
+    let (replies, fewest) = load.finish();
+    all_answered_ending_with(&replies, "v2");
+    assert!(fewest >= 4, "available replicas fell to {fewest}");
+    let d: Value = json(&cluster.server(1), &["get", "deployments", "roll"]);
+    assert_eq!(d["status"]["updatedReplicas"], 5, "{d}");
+
+    // A broken update stops: the old replicas serve, `rollout status` says why.
+    let load = Load::start(cluster.server(0));
+    apply(&cluster, &manifest("weeble-absent:1", "v3", ""));
+    let status = rollout(&cluster, 1, &["status", "--timeout", "90s"]);
+    let why = text(&status.stderr);
+    assert!(!status.status.success(), "a broken rollout fails");
+    assert!(
+        why.contains("progress deadline") && why.contains("ErrImageNeverPull"),
+        "{why}"
+    );
+    let history = text(&rollout(&cluster, 0, &["history"]).stdout);
+    assert!(history.contains("3         <none>  (current)"), "{history}");
+    let undo = rollout(&cluster, 0, &["undo"]);
+    assert!(undo.status.success(), "{}", text(&undo.stderr));
+    assert!(text(&undo.stdout).contains("rolled back"));
+    let status = rollout(&cluster, 2, &["status", "--timeout", "90s"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert_eq!(image_of(&cluster), demo);
+    std::thread::sleep(Duration::from_secs(2));
+    let (replies, fewest) = load.finish();
+    all_answered_ending_with(&replies, "v2");
+    assert!(fewest >= 4, "available replicas fell to {fewest}");
+
+    // The same broken update, annotated: the cluster goes back by itself and says so.
+    let load = Load::start(cluster.server(0));
+    let annotation = "weeble.io/rollback-on-failure: \"true\"";
+    apply(&cluster, &manifest("weeble-absent:1", "v3", annotation));
+    let status = rollout(&cluster, 0, &["status", "--timeout", "90s"]);
+    let why = text(&status.stderr);
+    assert!(!status.status.success());
+    assert!(
+        why.contains("rolled back") && why.contains("ErrImageNeverPull"),
+        "{why}"
+    );
+    wait_for("the old template back", Duration::from_secs(30), || {
+        (image_of(&cluster) == demo).then_some(())
+    });
+    let describe = weeble(&[
+        "--server",
+        &cluster.server(1),
+        "describe",
+        "deployment",
+        "roll",
+    ]);
+    assert!(
+        text(&describe.stdout).contains("RolledBack"),
+        "{}",
+        text(&describe.stdout)
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (replies, fewest) = load.finish();
+    all_answered_ending_with(&replies, "v2");
+    assert!(fewest >= 4, "available replicas fell to {fewest}");
+}
