@@ -45,6 +45,10 @@ pub struct SimArgs {
     /// number.
     #[arg(long)]
     threads: Option<usize>,
+    /// After the write, change every deployment's image and time the rolling update (25 % /
+    /// 25 %) until every replica runs the new one; before the crash.
+    #[arg(long)]
+    update: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -76,6 +80,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         threads: args
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        update: args.update,
     };
     let started = Instant::now();
     let total = options.duration_s;
@@ -95,7 +100,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let wall_s = started.elapsed().as_secs_f64();
     let peak_rss_mb = rss_mb("VmHWM");
     if args.json {
-        let out = json!({
+        let mut out = json!({
             "nodes": report.nodes,
             "replicas_desired": report.replicas_desired,
             "replicas_running": report.replicas_running,
@@ -111,6 +116,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
             "peak_rss_mb": peak_rss_mb,
             "trace_hash": format!("{:016x}", report.trace_hash),
         });
+        if let Some(update_s) = report.update_s {
+            out["update_s"] = json!(update_s);
+        }
         println!("{out}");
     } else {
         eprintln!();
@@ -130,6 +138,11 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
             "a write at one node: acknowledged in {:.3} s; held by half the nodes in {:.3} s, by 99 % in {:.3} s (virtual)",
             report.write_ack_s, report.write_spread_p50_s, report.write_spread_p99_s
         );
+        if let Some(update_s) = report.update_s {
+            println!(
+                "a rolling update of every replica's image: {update_s:.1} s until every replica ran the new one (virtual)"
+            );
+        }
         let [membership, status, sync] = report.idle_bytes;
         println!(
             "every node held the same status and document {:.0} s after every replica ran (virtual)",

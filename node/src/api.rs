@@ -381,7 +381,8 @@ fn deployment_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> List
     let (view, table) = (view(api), table(api));
     let ready = ready_replicas(&view, &table, None);
     let now_ms = clock::now_ms();
-    let mut seen = rollout::seen_all(&view.snapshot, &table, &view.members, now_ms);
+    let deployments = view.snapshot.deployments.values().map(|d| &**d);
+    let mut seen = rollout::seen_of(deployments, &table, &view.members, now_ms);
     let rollouts = view
         .snapshot
         .deployments

@@ -44,6 +44,9 @@ pub struct Options {
     pub failure_rate: f64,
     /// Threads the nodes run on: the run is the same for any number.
     pub threads: usize,
+    /// After the write, change every deployment's image (a rolling update, 25 % / 25 %) and
+    /// time it, before the crash.
+    pub update: bool,
 }
 
 /// What a run showed (the keys of `weeble sim --json`).
@@ -76,6 +79,9 @@ pub struct Report {
     pub write_ack_s: f64,
     pub write_spread_p50_s: f64,
     pub write_spread_p99_s: f64,
+    /// With [`Options::update`]: virtual seconds from the image change, applied at a random
+    /// node, until every replica runs the new image once and nothing else runs.
+    pub update_s: Option<f64>,
     pub virtual_s: f64,
     pub trace_hash: u64,
     /// Phases that did not finish in time, if any.
@@ -179,6 +185,32 @@ pub fn run(options: &Options, mut progress: impl FnMut(u64)) -> Report {
     }
     let write_ack_s = acked.map_or(0.0, |at| seconds(at - write_at));
 
+    let update_s = options.update.then(|| {
+        let writer = rng.random_range(0..options.nodes);
+        let at = world.now;
+        let mut updated = deployments(options.replicas, options.deployments);
+        for object in &mut updated {
+            if let weeble_crdt::Object::Deployment(d) = object {
+                d.spec.template.containers[0].image = UPDATED_IMAGE.into();
+            }
+        }
+        world.write(writer, UPDATE_ID, Op::Apply(updated));
+        let all: Vec<usize> = (0..options.nodes).collect();
+        let done = |w: &World| {
+            let mut running = w.containers_on(&all);
+            let all_new = running.all(|c| c.image == UPDATED_IMAGE);
+            all_new && w.running().len() == desired && w.running().values().all(|&n| n == 1)
+        };
+        while !done(&world) && world.now < end {
+            let next = world.now + UPDATE_STEP_US;
+            advance(&mut world, next.min(end));
+        }
+        if !done(&world) {
+            unfinished.push("the rolling update");
+        }
+        seconds(world.now - at)
+    });
+
     let crash_at = world.now;
     let mut victims: Vec<usize> = (0..options.nodes).collect();
     shuffle(&mut victims, &mut rng);
@@ -236,6 +268,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(u64)) -> Report {
         write_ack_s,
         write_spread_p50_s: percentile(&mut spread, 50.0),
         write_spread_p99_s: percentile(&mut spread, 99.0),
+        update_s,
         virtual_s: seconds(world.now),
         trace_hash: world.trace(),
         unfinished,
@@ -293,6 +326,13 @@ fn shuffle<T>(items: &mut [T], rng: &mut StdRng) {
 
 /// The id of the write whose spread is measured (the deployments' is 1).
 const WRITE_ID: u64 = 2;
+
+/// The id of the rolling update's write, and the image it changes to.
+const UPDATE_ID: u64 = 3;
+const UPDATED_IMAGE: &str = "img-2";
+
+/// How often the nodes are looked at while a rolling update goes on, virtual µs.
+const UPDATE_STEP_US: u64 = 100_000;
 
 /// The Service `name`, selecting the first deployment's pods.
 fn service(name: &str) -> Vec<weeble_crdt::Object> {

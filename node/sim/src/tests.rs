@@ -16,6 +16,7 @@ fn options(nodes: usize, replicas: u32, kill: usize, seed: u64) -> Options {
         start_us: 300_000,
         failure_rate: 0.0,
         threads: 1,
+        update: false,
     }
 }
 
@@ -379,4 +380,66 @@ fn a_broken_update_stops_with_the_old_replicas_serving_and_reverts_when_asked() 
             }
         }
     }
+}
+
+/// Two operators change one deployment at once, on the two sides of a partition: each side
+/// rolls to its own template; after the heal every node holds one winner, and every replica
+/// runs it exactly once (none is left on the losing, orphaned template).
+#[test]
+fn two_concurrent_changes_end_on_one_template_everywhere() {
+    let web = |image: &str| {
+        let mut objects = manifest("web", 30);
+        if let weeble_crdt::Object::Deployment(d) = &mut objects[0] {
+            d.spec.template.containers[0].image = image.into();
+        }
+        Op::Apply(objects)
+    };
+    let conditions = Conditions {
+        links: Links::default(),
+        start_us: 300_000,
+        failure_rate: 0.0,
+        absent_images: BTreeSet::new(),
+        threads: 1,
+    };
+    let mut world = World::new(12, 9, conditions);
+    for i in 0..12 {
+        world.start(i);
+    }
+    world.run_until(3_000_000);
+    world.write(0, 1, web("v1"));
+    world.run_until(8_000_000);
+    world
+        .net
+        .split((0..12).map(|i| u32::from(i >= 6)).collect());
+    world.write(2, 2, web("from-a"));
+    world.write(9, 3, web("from-b"));
+    world.run_until(20_000_000);
+    world.net.heal();
+    world.run_until(45_000_000);
+    let key = ObjectKey::new("default", "web");
+    let images: BTreeSet<String> = (0..12)
+        .map(|i| {
+            world.core(i).unwrap().view().snapshot.deployments[&key]
+                .spec
+                .template
+                .containers[0]
+                .image
+                .clone()
+        })
+        .collect();
+    assert_eq!(images.len(), 1, "one template on every node: {images:?}");
+    let winner = images.first().unwrap().clone();
+    assert!(winner == "from-a" || winner == "from-b", "{winner}");
+    let all: Vec<usize> = (0..12).collect();
+    let running: Vec<&str> = world
+        .containers_on(&all)
+        .map(|c| c.image.as_str())
+        .collect();
+    assert_eq!(running.len(), 30, "each replica once");
+    assert!(
+        running.iter().all(|&i| i == winner),
+        "none on another template: {running:?}"
+    );
+    let pods = world.running();
+    assert!(pods.values().all(|&n| n == 1), "{pods:?}");
 }

@@ -26,10 +26,10 @@ const NEW: &str = "new";
 
 /// Slot by slot: `o` old and available, `n` new and available, `s` new and starting, `-`
 /// nothing seen.
-fn seen(slots: &str) -> BTreeMap<u32, Vec<Seen>> {
-    let pod = |hash: &str, available| {
+fn seen(slots: &str) -> Slots<'static> {
+    let pod = |hash: &'static str, available| {
         vec![Seen {
-            template_hash: hash.into(),
+            template_hash: hash,
             available,
             ..Seen::default()
         }]
@@ -223,7 +223,8 @@ fn a_rollout_stalls_after_its_deadline_without_progress_and_goes_back_to_what_se
     d.history.changed_ms = 100_000;
     d.history.revision = 3;
     let mut seen = seen("ooos");
-    seen.get_mut(&3).unwrap()[0].why = Some("ErrImageNeverPull: no image".into());
+    seen.get_mut(&3).unwrap()[0].reason = Some("ErrImageNeverPull");
+    seen.get_mut(&3).unwrap()[0].message = Some("no image");
     let pace = pace(&d, &seen, NEW);
     let stalled = |now_ms| super::stalled(&d, &seen, NEW, &pace, now_ms);
     assert_eq!(stalled(110_000), None, "within the deadline");
@@ -237,10 +238,10 @@ fn a_rollout_stalls_after_its_deadline_without_progress_and_goes_back_to_what_se
     progressed.insert(
         0,
         vec![Seen {
-            template_hash: NEW.into(),
+            template_hash: NEW,
             available: true,
             available_ms: 105_000,
-            why: None,
+            ..Seen::default()
         }],
     );
     assert_eq!(super::stalled(&d, &progressed, NEW, &pace, 110_001), None);
@@ -261,13 +262,13 @@ fn a_rollout_stalls_after_its_deadline_without_progress_and_goes_back_to_what_se
             change_cause: None,
         });
     }
-    let of = |image: &str| template(image).hash();
+    let hashes: Vec<String> = ["a", "a", "b"].iter().map(|i| template(i).hash()).collect();
     let mut serving = BTreeMap::new();
-    for (i, image) in ["a", "a", "b"].iter().enumerate() {
+    for (i, hash) in hashes.iter().enumerate() {
         serving.insert(
             i as u32,
             vec![Seen {
-                template_hash: of(image),
+                template_hash: hash,
                 available: true,
                 ..Seen::default()
             }],
@@ -279,4 +280,30 @@ fn a_rollout_stalls_after_its_deadline_without_progress_and_goes_back_to_what_se
         Some(2),
         "else the newest old one"
     );
+}
+
+#[test]
+fn a_second_change_and_a_scale_during_a_rollout_go_on_as_in_kubernetes() {
+    let d = deployment(4, rolling(IntOrPercent::Count(1), IntOrPercent::Count(1)));
+    // The first change's template ran on two slots when a second came: both older ones are
+    // old alike, and the rollout goes on to the newest, lowest slots first.
+    let mut mixed = seen("oooo");
+    for i in [0, 1] {
+        mixed.get_mut(&i).unwrap()[0].template_hash = "middle";
+    }
+    let pace1 = pace(&d, &mixed, NEW);
+    assert_eq!((choices(&pace1), pace1.surge), ("cooo".into(), 1));
+    assert_eq!(pace1.slots.get(1), Some(&Choice::Old("middle".into())));
+    assert_eq!(pace1.slots.get(2), Some(&Choice::Old("old".into())));
+    // Scaled up to 6 (the surge replica becomes slot 4): the new slot starts on the newest
+    // template at once, and 5 of 6 available leave no room for more.
+    let mut more = d.clone();
+    more.spec.replicas = 6;
+    let pace2 = pace(&more, &seen("oooon"), NEW);
+    assert_eq!((choices(&pace2), pace2.surge), ("oooocc".into(), 1));
+    // Scaled down to 2: the slots past the count go (placed nowhere), the rest go on.
+    let mut fewer = d.clone();
+    fewer.spec.replicas = 2;
+    let pace3 = pace(&fewer, &seen("oooo"), NEW);
+    assert_eq!((choices(&pace3), pace3.surge), ("co".into(), 1));
 }
