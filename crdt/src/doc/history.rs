@@ -41,8 +41,8 @@ impl DesiredState {
             self.doc.delete(obj, REVERTED)?;
         }
         let Some(ScalarValue::Str(current)) = current else {
+            // The first template: revision 1, which a missing `revision` reads as.
             self.doc.put(obj, TEMPLATE, value)?;
-            self.doc.put(obj, REVISION, ScalarValue::Uint(1))?;
             return Ok(true);
         };
         let revisions = match self.doc.get(obj, REVISIONS)? {

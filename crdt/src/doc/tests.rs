@@ -450,3 +450,38 @@ fn a_revert_happens_once_says_why_and_is_forgotten_at_the_next_change() {
     a.apply(&talk_deployment("fixed")).unwrap();
     assert_eq!(a.snapshot().deployments[&key()].history.reverted, None);
 }
+
+#[test]
+fn fields_at_their_defaults_are_not_written_and_read_back_alike() {
+    let mut a = peer(1);
+    a.apply(&talk_deployment("v1")).unwrap();
+    let root = a
+        .doc
+        .get(ROOT, root_key(Kind::Deployment, &key()))
+        .unwrap()
+        .unwrap()
+        .1;
+    let keys: Vec<String> = a.doc.keys(&root).collect();
+    for unwritten in ["minReadySeconds", "paused", "annotations", "revision"] {
+        assert!(
+            !keys.contains(&unwritten.to_string()),
+            "{unwritten} in {keys:?}"
+        );
+    }
+    let mut slow = talk_deployment("v1");
+    if let Object::Deployment(d) = &mut slow {
+        d.spec.min_ready_seconds = 5;
+    }
+    assert_eq!(a.apply(&slow).unwrap(), Outcome::Configured);
+    assert_eq!(a.snapshot().deployments[&key()].spec.min_ready_seconds, 5);
+    assert_eq!(
+        a.apply(&talk_deployment("v1")).unwrap(),
+        Outcome::Configured
+    );
+    let d = a.snapshot().deployments[&key()].clone();
+    assert_eq!(
+        (d.spec.min_ready_seconds, d.spec.progress_deadline_seconds),
+        (0, 600)
+    );
+    assert_eq!(a.apply(&talk_deployment("v1")).unwrap(), Outcome::Unchanged);
+}

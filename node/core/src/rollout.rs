@@ -381,6 +381,10 @@ pub fn seen_of<'a, 't>(
         .into_iter()
         .map(|d| ((d.meta.namespace.as_str(), d.meta.name.as_str()), d))
         .collect();
+    if deployments.is_empty() {
+        // Nothing in a rollout: the table is not read (each pass of every node read it).
+        return BTreeMap::new();
+    }
     let of = |p: &PodStatus| {
         let key = (p.namespace.as_str(), p.deployment.as_str());
         deployments.get(&key).copied()
