@@ -476,7 +476,6 @@ spec:
                 updated: 2,
                 updated_available: 1,
                 available: 1,
-                pods: 2,
                 ..Default::default()
             },
             stalled: None,

@@ -195,6 +195,13 @@ fn stand(d: &objects::Deployment) -> Stand {
             updated,
         );
     }
+    if status.replicas > replicas {
+        let extra = status.replicas - replicas;
+        return waiting(
+            format!("{extra} surge replicas are pending termination..."),
+            updated,
+        );
+    }
     if status.available_replicas < replicas {
         let available = status.available_replicas;
         return waiting(

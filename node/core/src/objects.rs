@@ -540,7 +540,8 @@ pub struct TemplatePodSpec {
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentStatus {
     pub observed_generation: u64,
-    /// Pods seen, of any template, surge included.
+    /// The replicas (each a pod, running or not, as Kubernetes counts pod objects) and the
+    /// pods past them (surge, or left from a larger count).
     pub replicas: u32,
     /// Replicas running ready on the node placement gives them to.
     pub ready_replicas: usize,
@@ -670,7 +671,7 @@ impl Deployment {
             },
             status: DeploymentStatus {
                 observed_generation: d.meta.generation,
-                replicas: report.progress.pods,
+                replicas: d.spec.replicas + report.progress.beyond,
                 ready_replicas: ready,
                 available_replicas: report.progress.available,
                 updated_replicas: report.progress.updated + report.progress.surge,

@@ -24,9 +24,9 @@ use std::collections::BTreeMap;
 use weeble_crdt::{Deployment, ObjectKey, Snapshot, Strategy};
 
 /// What a node sees of one replica slot: the template of a pod reported for it, and whether
-/// that pod is available (ready for `minReadySeconds`).
-/// Read from the table, not copied: a node in a rollout reads every report of its peers at
-/// each pass (at 1,000 simulated nodes, copying each pod's template hash was most of it).
+/// that pod is available (ready for `minReadySeconds`). Borrowed from the table, not copied:
+/// a node in a rollout reads every report of its peers at each pass (at 1,000 simulated
+/// nodes, copying each pod's template hash was a tenth of a rolling update's wall time).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Seen<'a> {
     pub template_hash: &'a str,
@@ -71,14 +71,15 @@ pub struct Progress {
     pub surge: u32,
     /// Available pods, surge included (`AVAILABLE`).
     pub available: u32,
-    /// Pods seen, surge and old included.
-    pub pods: u32,
+    /// Slots past `replicas` with a pod seen: surge replicas, or old ones left from a larger
+    /// count.
+    pub beyond: u32,
 }
 
 impl Progress {
     /// Every slot runs the current template, available, and nothing else runs.
     pub fn complete(&self, replicas: u32) -> bool {
-        self.updated_available == replicas && self.pods == replicas
+        self.updated_available == replicas && self.beyond == 0
     }
 }
 
@@ -145,7 +146,7 @@ pub fn pace(d: &Deployment, seen: &Slots, current: &str) -> Pace {
         .map(|(&i, s)| (i, stand(s, current)))
         .collect();
     let mut progress = Progress {
-        pods: seen.values().map(|s| s.len().min(1) as u32).sum(),
+        beyond: beyond.len() as u32,
         ..Progress::default()
     };
     let mut old = false;

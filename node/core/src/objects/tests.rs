@@ -214,7 +214,7 @@ fn a_deployment_counts_its_pods_and_says_how_its_rollout_stands() {
         updated_available: 1,
         surge: 1,
         available: 1,
-        pods: 3,
+        beyond: 1,
     };
     let report = crate::rollout::Report {
         progress,
