@@ -5,6 +5,8 @@
 //! every reply ends with the new message. An update to an image no node has stops with the
 //! old replicas serving, `rollout status` fails with the reason, `rollout undo` restores it;
 //! annotated `weeble.io/rollback-on-failure`, the cluster goes back by itself and says so.
+//! A paused deployment changes nothing until resumed; a restart replaces every container; an
+//! undo to a numbered revision brings its template back.
 //!
 //! Needs Docker: skipped with a message when it is missing, except under CI=true.
 
@@ -20,14 +22,15 @@ const IPS: [&str; 3] = ["127.0.0.101", "127.0.0.102", "127.0.0.103"];
 const PORT: u16 = 18181;
 
 /// The deployment `roll` (5 replicas, 25 % / 25 %: one more, one fewer) with `image` and
-/// `message`, behind the service `roll`; `annotations` as YAML flow, or empty.
-fn manifest(image: &str, message: &str, annotations: &str) -> String {
+/// `message`, behind the service `roll`; `annotations` as YAML flow, or empty; a rollout
+/// that makes no progress for `deadline` seconds fails.
+fn manifest(image: &str, message: &str, annotations: &str, deadline: u32) -> String {
     format!(
         "kind: Deployment
 metadata: {{name: roll, annotations: {{{annotations}}}}}
 spec:
   replicas: 5
-  progressDeadlineSeconds: 20
+  progressDeadlineSeconds: {deadline}
   template:
     metadata: {{labels: {{app: roll}}}}
     spec:
@@ -78,7 +81,8 @@ fn ask(ip: &str) -> Option<String> {
 }
 
 /// A client asking every node's service port in turn, and a sampler reading the available
-/// replicas, until stopped: what each request got, and the fewest replicas available.
+/// replicas at each of `servers`, until stopped: what each request got, and the fewest
+/// replicas available.
 struct Load {
     stop: Arc<AtomicBool>,
     replies: Arc<Mutex<Vec<Option<String>>>>,
@@ -87,7 +91,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(server: String) -> Self {
+    fn start(servers: Vec<String>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let replies = Arc::new(Mutex::new(Vec::new()));
         let fewest = Arc::new(Mutex::new(u64::MAX));
@@ -110,8 +114,13 @@ impl Load {
                 if s.load(Ordering::Relaxed) {
                     break;
                 }
-                let d = json(&server, &["get", "deployments", "roll"]);
-                if let Some(n) = d["status"]["availableReplicas"].as_u64() {
+                // As the nodes see it: each node's view lags the others' by the status it
+                // has not heard yet, so a sample is the most any node sees available.
+                let available = servers.iter().filter_map(|server| {
+                    let d = json(server, &["get", "deployments", "roll"]);
+                    d["status"]["availableReplicas"].as_u64()
+                });
+                if let Some(n) = available.max() {
                     let mut fewest = f.lock().unwrap();
                     *fewest = (*fewest).min(n);
                 }
@@ -170,7 +179,7 @@ fn a_rolling_update_drops_no_request_and_a_broken_one_stops_or_goes_back() {
         return;
     };
     let demo = "weeble-demo:latest";
-    apply(&cluster, &manifest(demo, "v1", ""));
+    apply(&cluster, &manifest(demo, "v1", "", 20));
     let status = rollout(&cluster, 0, &["status", "--timeout", "90s"]);
     assert!(status.status.success(), "{}", text(&status.stderr));
     wait_for("v1 behind every port", Duration::from_secs(30), || {
@@ -180,9 +189,9 @@ fn a_rolling_update_drops_no_request_and_a_broken_one_stops_or_goes_back() {
     });
 
     // The update, under load: no request fails, at least 4 of 5 available throughout.
-    let load = Load::start(cluster.server(0));
+    let load = Load::start((0..3).map(|i| cluster.server(i)).collect());
     std::thread::sleep(Duration::from_secs(1));
-    apply(&cluster, &manifest(demo, "v2", ""));
+    apply(&cluster, &manifest(demo, "v2", "", 20));
     let status = rollout(&cluster, 2, &["status", "--timeout", "120s"]);
     let said = text(&status.stdout);
     assert!(status.status.success(), "{said}{}", text(&status.stderr));
@@ -195,8 +204,8 @@ fn a_rolling_update_drops_no_request_and_a_broken_one_stops_or_goes_back() {
     assert_eq!(d["status"]["updatedReplicas"], 5, "{d}");
 
     // A broken update stops: the old replicas serve, `rollout status` says why.
-    let load = Load::start(cluster.server(0));
-    apply(&cluster, &manifest("weeble-absent:1", "v3", ""));
+    let load = Load::start((0..3).map(|i| cluster.server(i)).collect());
+    apply(&cluster, &manifest("weeble-absent:1", "v3", "", 20));
     let status = rollout(&cluster, 1, &["status", "--timeout", "90s"]);
     let why = text(&status.stderr);
     assert!(!status.status.success(), "a broken rollout fails");
@@ -218,9 +227,9 @@ fn a_rolling_update_drops_no_request_and_a_broken_one_stops_or_goes_back() {
     assert!(fewest >= 4, "available replicas fell to {fewest}");
 
     // The same broken update, annotated: the cluster goes back by itself and says so.
-    let load = Load::start(cluster.server(0));
+    let load = Load::start((0..3).map(|i| cluster.server(i)).collect());
     let annotation = "weeble.io/rollback-on-failure: \"true\"";
-    apply(&cluster, &manifest("weeble-absent:1", "v3", annotation));
+    apply(&cluster, &manifest("weeble-absent:1", "v3", annotation, 20));
     let status = rollout(&cluster, 0, &["status", "--timeout", "90s"]);
     let why = text(&status.stderr);
     assert!(!status.status.success());
@@ -247,4 +256,66 @@ fn a_rolling_update_drops_no_request_and_a_broken_one_stops_or_goes_back() {
     let (replies, fewest) = load.finish();
     all_answered_ending_with(&replies, "v2");
     assert!(fewest >= 4, "available replicas fell to {fewest}");
+
+    // Paused, a change waits; resumed, it rolls out.
+    let paused = rollout(&cluster, 0, &["pause"]);
+    assert!(
+        text(&paused.stdout).contains("paused"),
+        "{}",
+        text(&paused.stderr)
+    );
+    // No longer annotated, and a deadline no slow engine reaches.
+    apply(&cluster, &manifest(demo, "v4", "", 300));
+    std::thread::sleep(Duration::from_secs(4));
+    let d = json(&cluster.server(2), &["get", "deployments", "roll"]);
+    assert_eq!(
+        d["status"]["updatedReplicas"], 0,
+        "nothing changed while paused: {d}"
+    );
+    assert!(IPS.iter().all(|ip| ask(ip).as_deref() == Some("v2")));
+    let resumed = rollout(&cluster, 1, &["resume"]);
+    assert!(
+        text(&resumed.stdout).contains("resumed"),
+        "{}",
+        text(&resumed.stderr)
+    );
+    let status = rollout(&cluster, 2, &["status", "--timeout", "90s"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    wait_for("v4 behind every port", Duration::from_secs(30), || {
+        IPS.iter()
+            .all(|ip| ask(ip).as_deref() == Some("v4"))
+            .then_some(())
+    });
+
+    // A restart replaces every container with the same template; an undo to a numbered
+    // revision brings its template back.
+    let before = cluster.containers(true);
+    let restarted = rollout(&cluster, 0, &["restart"]);
+    assert!(
+        text(&restarted.stdout).contains("restarted"),
+        "{}",
+        text(&restarted.stderr)
+    );
+    let started = std::time::Instant::now();
+    let status = rollout(&cluster, 1, &["status", "--timeout", "90s"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    eprintln!("restart rolled out in {:?}", started.elapsed());
+    let after = cluster.containers(true);
+    assert_eq!(after.len(), 5, "{after:?}");
+    assert!(
+        after.iter().all(|id| !before.contains(id)),
+        "every container replaced"
+    );
+    let history = text(&rollout(&cluster, 0, &["history"]).stdout);
+    let first = history.lines().find(|l| l.starts_with("1 ")).map(|_| "1");
+    let to = first.expect("revision 1 (v1) is kept");
+    let undo = rollout(&cluster, 2, &["undo", "--to-revision", to]);
+    assert!(undo.status.success(), "{}", text(&undo.stderr));
+    let status = rollout(&cluster, 0, &["status", "--timeout", "90s"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    wait_for("v1 behind every port", Duration::from_secs(30), || {
+        IPS.iter()
+            .all(|ip| ask(ip).as_deref() == Some("v1"))
+            .then_some(())
+    });
 }

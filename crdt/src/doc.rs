@@ -202,16 +202,17 @@ fn fields(object: &Object) -> Fields<'_> {
         Object::Deployment(d) => {
             let s = &d.spec;
             let int = |n: u32| ScalarValue::Int(i64::from(n));
+            let mut spec = vec![
+                ("replicas", int(s.replicas)),
+                ("selector", json(&s.selector)),
+                ("strategy", json(&s.strategy)),
+                ("minReadySeconds", int(s.min_ready_seconds)),
+                ("progressDeadlineSeconds", int(s.progress_deadline_seconds)),
+                ("revisionHistoryLimit", int(s.revision_history_limit)),
+            ];
+            spec.extend(s.paused.map(|p| ("paused", ScalarValue::Boolean(p))));
             Fields {
-                spec: vec![
-                    ("replicas", int(s.replicas)),
-                    ("selector", json(&s.selector)),
-                    ("strategy", json(&s.strategy)),
-                    ("minReadySeconds", int(s.min_ready_seconds)),
-                    ("progressDeadlineSeconds", int(s.progress_deadline_seconds)),
-                    ("revisionHistoryLimit", int(s.revision_history_limit)),
-                    ("paused", ScalarValue::Boolean(s.paused)),
-                ],
+                spec,
                 template: Some((&s.template, s.revision_history_limit)),
                 meta,
             }
@@ -527,6 +528,7 @@ impl DesiredState {
             self.stored(&obj, "paused"),
             Ok(Some(ScalarValue::Boolean(true)))
         );
+        let paused = Some(paused);
         Ok(Deployment {
             meta: self.read_meta(&obj, key)?,
             spec: DeploymentSpec {

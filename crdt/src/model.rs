@@ -143,8 +143,16 @@ pub struct DeploymentSpec {
     pub progress_deadline_seconds: u32,
     /// How many old revisions the document keeps for `rollout undo`.
     pub revision_history_limit: u32,
-    /// A paused deployment starts no rollout step (`rollout pause`).
-    pub paused: bool,
+    /// A paused deployment starts no rollout step (`rollout pause`). `None` in a manifest
+    /// that does not say: an apply leaves it as `rollout pause|resume` left it, as kubectl's
+    /// apply leaves a field it never set; always `Some` as the document holds it.
+    pub paused: Option<bool>,
+}
+
+impl DeploymentSpec {
+    pub fn is_paused(&self) -> bool {
+        self.paused == Some(true)
+    }
 }
 
 /// Kubernetes' defaults for the rollout fields.

@@ -167,7 +167,7 @@ pub fn deployment(m: k8s::DeploymentManifest, f: &mut Findings) -> Deployment {
             min_ready_seconds,
             progress_deadline_seconds,
             revision_history_limit,
-            paused: s.paused.unwrap_or(false),
+            paused: s.paused,
         },
         history: History::default(),
     }

@@ -181,7 +181,7 @@ fn rollout_fields_and_annotations_are_kept_with_kubernetes_defaults_and_rules() 
             s.min_ready_seconds,
             s.progress_deadline_seconds,
             s.revision_history_limit,
-            s.paused,
+            s.is_paused(),
         )
     };
     assert_eq!(fields(""), (0, 600, 10, false));

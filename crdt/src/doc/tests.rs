@@ -400,9 +400,19 @@ fn old_revisions_past_the_limit_go_and_restart_pause_and_resume_are_recorded() {
     assert_eq!(d.spec.template.containers[0].image, "v4");
     assert_eq!(a.pause(&key(), true).unwrap(), Outcome::Paused);
     assert_eq!(a.pause(&key(), true).unwrap(), Outcome::Unchanged);
-    assert!(a.snapshot().deployments[&key()].spec.paused);
+    assert!(a.snapshot().deployments[&key()].spec.is_paused());
+    // An apply that does not say leaves it paused; one that says `paused: false` resumes.
+    a.apply(&with_limit("v5")).unwrap();
+    assert!(a.snapshot().deployments[&key()].spec.is_paused());
+    let mut resume = with_limit("v5");
+    if let Object::Deployment(d) = &mut resume {
+        d.spec.paused = Some(false);
+    }
+    a.apply(&resume).unwrap();
+    assert!(!a.snapshot().deployments[&key()].spec.is_paused());
+    a.pause(&key(), true).unwrap();
     assert_eq!(a.pause(&key(), false).unwrap(), Outcome::Resumed);
-    assert!(!a.snapshot().deployments[&key()].spec.paused);
+    assert!(!a.snapshot().deployments[&key()].spec.is_paused());
 }
 
 #[test]

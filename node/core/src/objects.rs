@@ -600,7 +600,7 @@ impl DeploymentCondition {
         };
         let revision = d.history.revision;
         let progressing = match (&report.stalled, &d.history.reverted) {
-            _ if d.spec.paused => Self::new(
+            _ if d.spec.is_paused() => Self::new(
                 "Progressing",
                 "Unknown",
                 "DeploymentPaused",
@@ -667,7 +667,7 @@ impl Deployment {
                 min_ready_seconds: d.spec.min_ready_seconds,
                 progress_deadline_seconds: d.spec.progress_deadline_seconds,
                 revision_history_limit: d.spec.revision_history_limit,
-                paused: d.spec.paused,
+                paused: d.spec.is_paused(),
             },
             status: DeploymentStatus {
                 observed_generation: d.meta.generation,

@@ -184,9 +184,12 @@ pub fn pace(d: &Deployment, seen: &Slots, current: &str) -> Pace {
         Strategy::RollingUpdate { .. } => {
             let (max_surge, max_unavailable) = bounds(&d.spec.strategy, replicas);
             let rolling = old || (surge_running && progress.updated_available < replicas);
-            let surge = match rolling {
-                true => max_surge.min(replicas - progress.updated_available),
-                false => 0,
+            // Paused, no surge replica starts (those running stay, as a paused Kubernetes
+            // deployment keeps its ReplicaSets' counts).
+            let surge = match (rolling, d.spec.is_paused()) {
+                (false, _) => 0,
+                (true, false) => max_surge.min(replicas - progress.updated_available),
+                (true, true) => progress.surge.min(max_surge),
             };
             // The surge replicas that stop now (the slots left to change are fewer) are
             // not counted on.
@@ -195,7 +198,7 @@ pub fn pace(d: &Deployment, seen: &Slots, current: &str) -> Pace {
             });
             let staying = progress.available - stopping.count() as u32;
             let floor = replicas - max_unavailable;
-            let mut budget = match d.spec.paused {
+            let mut budget = match d.spec.is_paused() {
                 true => 0,
                 false => staying.saturating_sub(floor),
             };
@@ -212,7 +215,7 @@ pub fn pace(d: &Deployment, seen: &Slots, current: &str) -> Pace {
                         budget -= 1;
                         Choice::Current
                     }
-                    Stand::Old { hash, .. } if d.spec.paused => Choice::Old(hash.to_string()),
+                    Stand::Old { hash, .. } if d.spec.is_paused() => Choice::Old(hash.to_string()),
                     _ => Choice::Current,
                 })
                 .collect();

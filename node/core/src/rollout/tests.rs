@@ -120,8 +120,14 @@ fn no_surge_changes_in_place_and_no_unavailable_waits_for_the_surge() {
 #[test]
 fn paused_starts_no_slot_and_recreate_stops_every_old_replica_first() {
     let mut d = deployment(3, rolling(IntOrPercent::Count(1), IntOrPercent::Count(1)));
-    d.spec.paused = true;
-    assert_eq!(choices(&pace(&d, &seen("oxo"), NEW)), "ooo");
+    d.spec.paused = Some(true);
+    let paused = pace(&d, &seen("oxo"), NEW);
+    assert_eq!(
+        (choices(&paused), paused.surge),
+        ("ooo".into(), 0),
+        "no surge starts"
+    );
+    assert_eq!(pace(&d, &seen("oxon"), NEW).surge, 1, "one running stays");
     assert_eq!(choices(&pace(&d, &seen("s-o"), NEW)), "cco");
     let recreate = deployment(3, Strategy::Recreate);
     assert_eq!(choices(&pace(&recreate, &seen("oo-"), NEW)), "---");
