@@ -264,8 +264,7 @@ fn a_rolling_update_drops_no_request_and_a_broken_one_stops_or_goes_back() {
         "{}",
         text(&paused.stderr)
     );
-    // No longer annotated, and a deadline no slow engine reaches.
-    apply(&cluster, &manifest(demo, "v4", "", 300));
+    apply(&cluster, &manifest(demo, "v4", annotation, 20));
     std::thread::sleep(Duration::from_secs(4));
     let d = json(&cluster.server(2), &["get", "deployments", "roll"]);
     assert_eq!(

@@ -338,8 +338,12 @@ pub enum Action {
     },
 }
 
+/// A container's entry in the book: `namespace/pod/container@template-hash`. A new template
+/// starts afresh, as a new Kubernetes pod does: its create is not held back by the backoff
+/// of the one it replaces (after an update to an absent image, the next template's pods
+/// waited out that backoff, up to 30 s, in `ContainerCreating`).
 fn book_key(pod: &DesiredPod, container: &str) -> String {
-    format!("{}/{}", pod.id(), container)
+    format!("{}/{}@{}", pod.id(), container, pod.template_hash)
 }
 
 /// The replica a container belongs to, from its labels: the deployment's key and the index

@@ -212,6 +212,13 @@ fn a_missing_image_is_reported_and_retried_later_not_in_a_loop() {
         (status.phase, status.reason.as_deref()),
         (Phase::Pending, Some("ErrImageNeverPull"))
     );
+    // The next template (the image fixed) is not held back by that backoff.
+    let fixed = pod(0, "img", RestartPolicy::Always);
+    assert_eq!(
+        plan_here(&[fixed], &[], &book, 500).len(),
+        1,
+        "starts at once"
+    );
 }
 
 /// Placement of one replica of `default/web` on `owner`, with `n1` (this node) a member too.
