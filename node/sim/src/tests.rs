@@ -326,7 +326,6 @@ fn a_broken_update_stops_with_the_old_replicas_serving_and_reverts_when_asked() 
         world.write(0, 1, web("v1"));
         world.run_until(8_000_000);
         world.write(4, 2, web("missing"));
-        let written_at = world.now;
         let all: Vec<usize> = (0..10).collect();
         let v1 = |world: &World| {
             world
@@ -349,8 +348,7 @@ fn a_broken_update_stops_with_the_old_replicas_serving_and_reverts_when_asked() 
             let view = core.view();
             let d = &view.snapshot.deployments[&key];
             let current = d.spec.template.hash();
-            // Node 1's clock: node 4's when it wrote, and the time since (no clock is off).
-            let now_ms = d.history.changed_ms + ((at - written_at) / 1000) as i64;
+            let now_ms = world.clock_ms(1);
             let seen = rollout::seen(d, core.table(), &view.members, now_ms);
             let pace = rollout::pace(d, &seen, &current);
             stalled = stalled.or(rollout::stalled(d, &seen, &current, &pace, now_ms));
@@ -358,8 +356,11 @@ fn a_broken_update_stops_with_the_old_replicas_serving_and_reverts_when_asked() 
                 break;
             }
         }
-        let reason = stalled.expect("the rollout was seen to fail");
-        assert!(reason.contains("ErrImageNeverPull"), "{reason}");
+        // Annotated, the revert may come before node 1 looks: its record says why instead.
+        if !revert {
+            let reason = stalled.expect("the rollout was seen to fail");
+            assert!(reason.contains("ErrImageNeverPull"), "{reason}");
+        }
         let core = world.core(7).expect("up");
         let d = core.view().snapshot.deployments[&key].clone();
         let image = &d.spec.template.containers[0].image;

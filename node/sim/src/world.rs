@@ -540,6 +540,11 @@ impl World {
         self.node(i).paused
     }
 
+    /// What node `i`'s clock reads now, Unix ms.
+    pub fn clock_ms(&self, i: usize) -> i64 {
+        clock(self.now, self.node(i).clock_us).as_millis() as i64
+    }
+
     /// Node `i`'s clock reads `offset_us` off virtual time from now on (a skew, or a step).
     pub fn set_clock(&mut self, i: usize, offset_us: i64) {
         self.node_mut(i).clock_us = offset_us;
