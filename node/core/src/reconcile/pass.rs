@@ -18,7 +18,7 @@ use super::{
 use crate::document::Op;
 use crate::membership::Liveness;
 use crate::placement::{Placement, ReplicaKey};
-use crate::probe::{Check, Health};
+use crate::probe::{Check, Health, Kind};
 use crate::rollout;
 use crate::runtime::{Observed, RuntimeError};
 use crate::status::{PodStatus, StatusTable};
@@ -357,6 +357,14 @@ impl Reconciler {
     fn report(&mut self, plan: Planned, observed: &[Observed], ctx: Context<'_>) -> Vec<Work> {
         let mut work = vec![Work::Containers(observed.len())];
         let checks = probe_checks(&plan.desired, observed);
+        // A readiness probe the prober does not run yet has not passed: its container is
+        // not ready in this report (the health read here is from before the probe was
+        // known, and said nothing of it: a rollout counted the new pod available a second
+        // early and changed the next replica, 3 of 5 available where 4 were the bound).
+        let mut unready = ctx.health.unready.clone();
+        let new = checks.iter().filter(|c| !self.checks.contains(c));
+        let new_readiness = new.filter(|c| c.kind == Kind::Readiness);
+        unready.extend(new_readiness.map(|c| c.container_id.clone()));
         if checks != self.checks {
             self.checks = checks.clone();
             work.push(Work::Checks(checks));
@@ -368,7 +376,7 @@ impl Reconciler {
             &plan.desired,
             observed,
             &self.book,
-            &ctx.health.unready,
+            &unready,
             ctx.now_ms,
         )));
         let now = ctx.now_ms;
