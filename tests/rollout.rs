@@ -72,6 +72,25 @@ fn rollout(cluster: &Cluster, i: usize, args: &[&str]) -> std::process::Output {
     weeble(&all)
 }
 
+/// `weeble rollout status` at node `i` says the rollout completed within 90 s.
+fn rolled_out(cluster: &Cluster, i: usize) {
+    let status = rollout(cluster, i, &["status", "--timeout", "90s"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+}
+
+/// Waits until every node's service port answers with `message`.
+fn serving(message: &str) {
+    wait_for(
+        &format!("{message} behind every port"),
+        Duration::from_secs(30),
+        || {
+            IPS.iter()
+                .all(|ip| ask(ip).as_deref() == Some(message))
+                .then_some(())
+        },
+    );
+}
+
 /// What a request through node `ip`'s service port got: the message, or nothing.
 fn ask(ip: &str) -> Option<String> {
     let reply = try_http_get(&format!("{ip}:{PORT}"), "/").ok()?;
@@ -180,13 +199,8 @@ fn a_rolling_update_drops_no_request_and_a_broken_one_stops_or_goes_back() {
     };
     let demo = "weeble-demo:latest";
     apply(&cluster, &manifest(demo, "v1", "", 20));
-    let status = rollout(&cluster, 0, &["status", "--timeout", "90s"]);
-    assert!(status.status.success(), "{}", text(&status.stderr));
-    wait_for("v1 behind every port", Duration::from_secs(30), || {
-        IPS.iter()
-            .all(|ip| ask(ip).as_deref() == Some("v1"))
-            .then_some(())
-    });
+    rolled_out(&cluster, 0);
+    serving("v1");
 
     // The update, under load: no request fails, at least 4 of 5 available throughout.
     let load = Load::start((0..3).map(|i| cluster.server(i)).collect());
@@ -218,8 +232,7 @@ fn a_rolling_update_drops_no_request_and_a_broken_one_stops_or_goes_back() {
     let undo = rollout(&cluster, 0, &["undo"]);
     assert!(undo.status.success(), "{}", text(&undo.stderr));
     assert!(text(&undo.stdout).contains("rolled back"));
-    let status = rollout(&cluster, 2, &["status", "--timeout", "90s"]);
-    assert!(status.status.success(), "{}", text(&status.stderr));
+    rolled_out(&cluster, 2);
     assert_eq!(image_of(&cluster), demo);
     std::thread::sleep(Duration::from_secs(2));
     let (replies, fewest) = load.finish();
@@ -278,13 +291,8 @@ fn a_rolling_update_drops_no_request_and_a_broken_one_stops_or_goes_back() {
         "{}",
         text(&resumed.stderr)
     );
-    let status = rollout(&cluster, 2, &["status", "--timeout", "90s"]);
-    assert!(status.status.success(), "{}", text(&status.stderr));
-    wait_for("v4 behind every port", Duration::from_secs(30), || {
-        IPS.iter()
-            .all(|ip| ask(ip).as_deref() == Some("v4"))
-            .then_some(())
-    });
+    rolled_out(&cluster, 2);
+    serving("v4");
 
     // A restart replaces every container with the same template; an undo to a numbered
     // revision brings its template back.
@@ -296,8 +304,7 @@ fn a_rolling_update_drops_no_request_and_a_broken_one_stops_or_goes_back() {
         text(&restarted.stderr)
     );
     let started = std::time::Instant::now();
-    let status = rollout(&cluster, 1, &["status", "--timeout", "90s"]);
-    assert!(status.status.success(), "{}", text(&status.stderr));
+    rolled_out(&cluster, 1);
     eprintln!("restart rolled out in {:?}", started.elapsed());
     let after = cluster.containers(true);
     assert_eq!(after.len(), 5, "{after:?}");
@@ -310,11 +317,6 @@ fn a_rolling_update_drops_no_request_and_a_broken_one_stops_or_goes_back() {
     let to = first.expect("revision 1 (v1) is kept");
     let undo = rollout(&cluster, 2, &["undo", "--to-revision", to]);
     assert!(undo.status.success(), "{}", text(&undo.stderr));
-    let status = rollout(&cluster, 0, &["status", "--timeout", "90s"]);
-    assert!(status.status.success(), "{}", text(&status.stderr));
-    wait_for("v1 behind every port", Duration::from_secs(30), || {
-        IPS.iter()
-            .all(|ip| ask(ip).as_deref() == Some("v1"))
-            .then_some(())
-    });
+    rolled_out(&cluster, 0);
+    serving("v1");
 }

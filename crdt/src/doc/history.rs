@@ -135,11 +135,9 @@ impl DesiredState {
                 revision: to,
             });
         };
-        let template = target.template.clone();
-        let limit = self.read_limit(&obj);
-        self.put_template(&obj, &template, limit)?;
-        self.doc.increment(&obj, "generation", 1)?;
-        let message = format!("undo Deployment {key} to revision {}", target.revision);
+        let (template, revision) = (target.template.clone(), target.revision);
+        self.change_template(&obj, &template)?;
+        let message = format!("undo Deployment {key} to revision {revision}");
         self.commit(Outcome::RolledBack, message);
         Ok(Outcome::RolledBack)
     }
@@ -156,23 +154,19 @@ impl DesiredState {
         reason: &str,
     ) -> Result<Outcome, StateError> {
         let obj = self.deployment_id(key)?;
-        let template: PodTemplate = self
-            .read_json(&obj, TEMPLATE)
-            .map_err(StateError::Unreadable)?;
+        let template = self.current_template(&obj)?;
         let history = self.read_history(&obj);
         let target = history.by_number(to).map(|r| r.template.clone());
         let (Some(target), true) = (target, template.hash() == from_hash) else {
             return Ok(Outcome::Unchanged);
         };
-        let limit = self.read_limit(&obj);
-        self.put_template(&obj, &target, limit)?;
+        self.change_template(&obj, &target)?;
         let reverted = Reverted {
             from: history.revision,
             to,
             reason: reason.to_string(),
         };
         self.doc.put(&obj, REVERTED, json(&reverted))?;
-        self.doc.increment(&obj, "generation", 1)?;
         let message = format!("revert Deployment {key} to revision {to}: {reason}");
         self.commit(Outcome::RolledBack, message);
         Ok(Outcome::RolledBack)
@@ -182,17 +176,13 @@ impl DesiredState {
     /// ([`RESTARTED_AT`], `at` an RFC 3339 time), so a new rollout of the same containers.
     pub fn restart(&mut self, key: &ObjectKey, at: &str) -> Result<Outcome, StateError> {
         let obj = self.deployment_id(key)?;
-        let mut template: PodTemplate = self
-            .read_json(&obj, TEMPLATE)
-            .map_err(StateError::Unreadable)?;
+        let mut template = self.current_template(&obj)?;
         template
             .annotations
             .insert(RESTARTED_AT.to_string(), at.to_string());
-        let limit = self.read_limit(&obj);
-        if !self.put_template(&obj, &template, limit)? {
+        if !self.change_template(&obj, &template)? {
             return Ok(Outcome::Unchanged);
         }
-        self.doc.increment(&obj, "generation", 1)?;
         self.commit(
             Outcome::Restarted,
             format!("restart Deployment {key} at {at}"),
@@ -218,11 +208,24 @@ impl DesiredState {
         Ok(outcome)
     }
 
-    fn read_limit(&self, obj: &ObjId) -> u32 {
-        self.read_int(obj, "revisionHistoryLimit")
+    /// A rollout command's new template: [`Self::put_template`] under the deployment's own
+    /// `revisionHistoryLimit`, a spec change (the generation counts it). Whether it changed.
+    fn change_template(&mut self, obj: &ObjId, template: &PodTemplate) -> Result<bool, StateError> {
+        let limit = self
+            .read_int(obj, "revisionHistoryLimit")
             .ok()
             .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(DEFAULT_REVISION_HISTORY_LIMIT)
+            .unwrap_or(DEFAULT_REVISION_HISTORY_LIMIT);
+        let changed = self.put_template(obj, template, limit)?;
+        if changed {
+            self.doc.increment(obj, "generation", 1)?;
+        }
+        Ok(changed)
+    }
+
+    fn current_template(&self, obj: &ObjId) -> Result<PodTemplate, StateError> {
+        self.read_json(obj, TEMPLATE)
+            .map_err(StateError::Unreadable)
     }
 
     fn deployment_id(&self, key: &ObjectKey) -> Result<ObjId, StateError> {

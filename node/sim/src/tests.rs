@@ -20,6 +20,17 @@ fn options(nodes: usize, replicas: u32, kill: usize, seed: u64) -> Options {
     }
 }
 
+/// Links with no latency and an engine that fails no action and holds every image.
+fn conditions(start_us: u64, threads: usize) -> Conditions {
+    Conditions {
+        links: Links::default(),
+        start_us,
+        failure_rate: 0.0,
+        absent_images: BTreeSet::new(),
+        threads,
+    }
+}
+
 #[test]
 fn the_same_seed_gives_the_same_run_and_another_seed_another() {
     let a = run(&options(5, 10, 1, 7), |_| {});
@@ -75,14 +86,7 @@ fn crashed_nodes_replicas_run_again_elsewhere_once_each() {
 
 #[test]
 fn a_restarted_node_loads_what_it_persisted() {
-    let conditions = Conditions {
-        links: Links::default(),
-        start_us: 1_000,
-        failure_rate: 0.0,
-        absent_images: BTreeSet::new(),
-        threads: 2,
-    };
-    let mut world = World::new(3, 1, conditions);
+    let mut world = World::new(3, 1, conditions(1_000, 2));
     for i in 0..3 {
         world.start(i);
     }
@@ -201,14 +205,7 @@ fn a_rolling_update_keeps_its_bounds_through_a_crash_and_a_partition() {
         );
         parse_manifests(&text).expect("valid").objects
     };
-    let conditions = Conditions {
-        links: Links::default(),
-        start_us: 300_000,
-        failure_rate: 0.0,
-        absent_images: BTreeSet::new(),
-        threads: 2,
-    };
-    let mut world = World::new(NODES, 5, conditions);
+    let mut world = World::new(NODES, 5, conditions(300_000, 2));
     for i in 0..NODES {
         world.start(i);
     }
@@ -312,11 +309,8 @@ fn a_broken_update_stops_with_the_old_replicas_serving_and_reverts_when_asked() 
             Op::Apply(parse_manifests(&text).expect("valid").objects)
         };
         let conditions = Conditions {
-            links: Links::default(),
-            start_us: 300_000,
-            failure_rate: 0.0,
             absent_images: BTreeSet::from(["missing".to_string()]),
-            threads: 1,
+            ..conditions(300_000, 1)
         };
         let mut world = World::new(10, 3, conditions);
         for i in 0..10 {
@@ -395,14 +389,7 @@ fn two_concurrent_changes_end_on_one_template_everywhere() {
         }
         Op::Apply(objects)
     };
-    let conditions = Conditions {
-        links: Links::default(),
-        start_us: 300_000,
-        failure_rate: 0.0,
-        absent_images: BTreeSet::new(),
-        threads: 1,
-    };
-    let mut world = World::new(12, 9, conditions);
+    let mut world = World::new(12, 9, conditions(300_000, 1));
     for i in 0..12 {
         world.start(i);
     }
