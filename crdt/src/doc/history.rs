@@ -194,7 +194,7 @@ impl DesiredState {
     pub fn pause(&mut self, key: &ObjectKey, paused: bool) -> Result<Outcome, StateError> {
         let obj = self.deployment_id(key)?;
         let value = ScalarValue::Boolean(paused);
-        if self.scalar(&obj, "paused")? == Some(value.clone()) {
+        if self.stored(&obj, "paused")? == Some(value.clone()) {
             return Ok(Outcome::Unchanged);
         }
         self.doc.put(&obj, "paused", value)?;

@@ -398,6 +398,8 @@ fn old_revisions_past_the_limit_go_and_restart_pause_and_resume_are_recorded() {
         "2026-12-06T15:00:00Z"
     );
     assert_eq!(d.spec.template.containers[0].image, "v4");
+    // A deployment never paused reads as running: resuming it changes nothing.
+    assert_eq!(a.pause(&key(), false).unwrap(), Outcome::Unchanged);
     assert_eq!(a.pause(&key(), true).unwrap(), Outcome::Paused);
     assert_eq!(a.pause(&key(), true).unwrap(), Outcome::Unchanged);
     assert!(a.snapshot().deployments[&key()].spec.is_paused());
