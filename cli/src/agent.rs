@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use weeble_core::time::parse_duration;
 use weeble_crdt::quantity::{RawQuantity, cpu_millis, memory_bytes};
 use weeble_crdt::{Labels, ResourceAmounts};
 use weeble_node::agent::{self, NodeConfig};
@@ -111,28 +112,6 @@ pub struct NodeArgs {
 enum LogFormat {
     Text,
     Json,
-}
-
-/// `250ms`, `2s`, `1.5s` or `1m`.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map_or((text, ""), |at| text.split_at(at));
-    let scale = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        _ => {
-            return Err(format!(
-                "{text:?}: give a number and a unit: ms, s or m (e.g. 500ms)"
-            ));
-        }
-    };
-    number
-        .parse::<f64>()
-        .ok()
-        .and_then(|n| Duration::try_from_secs_f64(n * scale).ok())
-        .ok_or_else(|| format!("{text:?} is not a duration (e.g. 500ms, 2s)"))
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -328,23 +307,4 @@ pub fn serve_demo(listen: SocketAddr) -> anyhow::Result<()> {
             _ = shutdown() => Ok(()),
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_need_a_unit_and_say_what_is_wrong() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("500").unwrap_err().contains("unit"));
-        assert!(parse_duration("fast").unwrap_err().contains("unit"));
-        assert!(
-            parse_duration("1.2.3s")
-                .unwrap_err()
-                .contains("not a duration")
-        );
-    }
 }

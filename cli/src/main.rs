@@ -1,7 +1,7 @@
 //! `weeble`: the masterless orchestrator's one binary: the agent (`weeble node`), the
 //! kubectl-style client (`apply`, `get`, `describe`, `scale`, `delete`, `logs`, `rollout`), and helpers
-//! for a machine with no registry (`image build-demo`, `serve-demo`), and the simulator
-//! (`sim`).
+//! for a machine with no registry (`image build-demo`, `serve-demo`), the simulator
+//! (`sim`), and resilience experiments (`scenario`).
 
 mod agent;
 mod client;
@@ -9,6 +9,7 @@ mod demo;
 mod kubectl;
 mod manifests;
 mod rollout;
+mod scenario;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,11 @@ enum Command {
     /// Simulate a cluster of N nodes running this node code, deterministically, in virtual
     /// time: a cluster forms, deployments run, nodes crash.
     Sim(Box<sim::SimArgs>),
+    /// Run resilience experiments from scenario files, with reports and timelines.
+    Scenario {
+        #[command(subcommand)]
+        command: scenario::Command,
+    },
     /// Create or update the objects of a manifest file.
     Apply {
         /// The manifest: a YAML file of Deployments and Services, or - for standard input.
@@ -146,6 +152,7 @@ fn main() -> ExitCode {
         Command::Node(args) => agent::run(*args),
         Command::Keygen => agent::keygen(),
         Command::Sim(args) => sim::run(*args),
+        Command::Scenario { command } => scenario::run_command(command),
         Command::Apply {
             file,
             dry_run: true,

@@ -1,7 +1,6 @@
 //! `weeble rollout`: follow, list, undo, pause, resume and restart a deployment's rollouts,
 //! as `kubectl rollout` does (its messages, its exit codes).
 
-use crate::agent::parse_duration;
 use crate::client::Client;
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
@@ -9,6 +8,7 @@ use serde::Deserialize;
 use std::io::Write;
 use std::time::{Duration, Instant};
 use weeble_core::objects::{self, PROGRESS_DEADLINE_EXCEEDED, ROLLED_BACK};
+use weeble_core::time::parse_duration;
 use weeble_crdt::ROLLBACK_ON_FAILURE;
 
 #[derive(Subcommand)]

@@ -2,11 +2,11 @@
 //! (`weeble-sim`): a cluster forms, deployments are applied at one random peer and run, nodes
 //! crash; then a summary, or one JSON object.
 
-use crate::agent::parse_duration;
 use clap::Args;
 use serde_json::json;
 use std::io::Write;
 use std::time::{Duration, Instant};
+use weeble_core::time::parse_duration;
 use weeble_sim::net::Links;
 
 #[derive(Args)]

@@ -1,4 +1,30 @@
-//! Times as Kubernetes writes them: RFC 3339 in UTC, to the second (`2026-12-06T15:00:00Z`).
+//! Times as people write them: RFC 3339 in UTC, to the second (`2026-12-06T15:00:00Z`), as
+//! Kubernetes does, and durations as a number and a unit (`500ms`, `2s`, `1.5m`, `3h`).
+
+use std::time::Duration;
+
+/// `250ms`, `2s`, `1.5s`, `1m` or `3h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or((text, ""), |at| text.split_at(at));
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "{text:?}: give a number and a unit: ms, s, m or h (e.g. 500ms)"
+            ));
+        }
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .and_then(|n| Duration::try_from_secs_f64(n * scale).ok())
+        .ok_or_else(|| format!("{text:?} is not a duration (e.g. 500ms, 2s)"))
+}
 
 /// The RFC 3339 UTC time of Unix milliseconds `ms` (rounded down to the second).
 pub fn rfc3339(ms: i64) -> String {
@@ -35,5 +61,20 @@ mod tests {
         assert_eq!(rfc3339(1_780_758_000_999), "2026-06-06T15:00:00Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn durations_need_a_unit_and_say_what_is_wrong() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3h"), Ok(Duration::from_secs(10_800)));
+        assert!(parse_duration("500").unwrap_err().contains("unit"));
+        assert!(parse_duration("fast").unwrap_err().contains("unit"));
+        assert!(
+            parse_duration("1.2.3s")
+                .unwrap_err()
+                .contains("not a duration")
+        );
     }
 }

@@ -18,7 +18,7 @@ pub mod world;
 use net::Links;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use weeble_core::document::Op;
 use weeble_core::gossip;
 use weeble_core::node::NodeCore;
@@ -103,8 +103,8 @@ pub fn run(options: &Options, mut progress: impl FnMut(u64)) -> Report {
         links: options.links.clone(),
         start_us: options.start_us,
         failure_rate: options.failure_rate,
-        absent_images: BTreeSet::new(),
         threads: options.threads,
+        ..Conditions::default()
     };
     let mut world = World::new(options.nodes, options.seed, conditions);
     let mut rng = StdRng::seed_from_u64(options.seed ^ 0x5111);
@@ -293,7 +293,7 @@ fn run_while(
 }
 
 /// Whether every live node holds the same status table and document.
-fn agreed(world: &World) -> bool {
+pub fn agreed(world: &World) -> bool {
     let mut held = (0..world.size()).filter_map(|i| world.core(i)).map(|c| {
         let heads = &c.view().snapshot.heads;
         (c.table().fingerprint(), gossip::doc_fingerprint(heads))

@@ -1,7 +1,7 @@
 //! The simulated network: every link has a latency with jitter and a loss rate, with TCP's
 //! retransmissions (a lost segment is sent again after a timeout that doubles); the nodes can
-//! be split into groups that cannot reach each other, and one direction of one link can be
-//! cut, slowed or made lossy.
+//! be split into groups that cannot reach each other, one direction of one link can be
+//! cut, slowed or made lossy, and a node can be taken off the network altogether.
 
 use rand::RngExt;
 use rand::rngs::StdRng;
@@ -54,6 +54,8 @@ pub struct Net {
     side: Vec<u32>,
     /// Impaired directions of links: (from, to) → what is wrong.
     impaired: BTreeMap<(usize, usize), Impairment>,
+    /// Nodes off the network: they reach no one, no one reaches them.
+    off: Vec<bool>,
 }
 
 impl Net {
@@ -62,6 +64,7 @@ impl Net {
             links,
             side: vec![0; nodes],
             impaired: BTreeMap::new(),
+            off: vec![false; nodes],
         }
     }
 
@@ -76,22 +79,32 @@ impl Net {
         self.impaired.insert((from, to), impairment);
     }
 
-    /// Every node on one side again, every link whole.
+    /// Node `i` off the network (`false`: back on it), until [`Net::heal`].
+    pub fn set_off(&mut self, i: usize, off: bool) {
+        self.off[i] = off;
+    }
+
+    /// Every node on one side and on the network again, every link whole.
     pub fn heal(&mut self) {
         self.side.iter_mut().for_each(|s| *s = 0);
         self.impaired.clear();
+        self.off.iter_mut().for_each(|o| *o = false);
+    }
+
+    /// Whether anything sent from `from` can reach `to`: same side, both on the network, the
+    /// direction not cut (a lossy or slow link still reaches).
+    pub fn reaches(&self, from: usize, to: usize) -> bool {
+        let cut = self.impaired.get(&(from, to)).is_some_and(|i| i.cut);
+        from == to || (self.side[from] == self.side[to] && !self.off[from] && !self.off[to] && !cut)
     }
 
     /// How long a message from `from` takes to reach `to`, retransmissions included; `None`
     /// if it cannot (another side of a partition, or every transmission lost).
     pub fn transit(&self, rng: &mut StdRng, from: usize, to: usize) -> Option<u64> {
-        if self.side[from] != self.side[to] {
+        if !self.reaches(from, to) {
             return None;
         }
         let impairment = self.impaired.get(&(from, to)).copied().unwrap_or_default();
-        if impairment.cut {
-            return None;
-        }
         let loss = self.links.loss.max(impairment.loss);
         let mut waited = 0;
         for attempt in 0..ATTEMPTS {
@@ -123,6 +136,11 @@ mod tests {
         assert!(net.transit(&mut rng, 0, 1).is_some());
         net.heal();
         assert!(net.transit(&mut rng, 0, 2).is_some());
+        net.set_off(1, true);
+        assert!(!net.reaches(0, 1) && !net.reaches(1, 2));
+        assert!(net.reaches(0, 2), "the others still reach each other");
+        net.heal();
+        assert!(net.reaches(0, 1), "a heal puts it back on the network");
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //!
 //! A failure names the seed and the command that replays it.
 
-use crate::net::{Impairment, Links};
+use crate::net::Impairment;
 use crate::world::{Conditions, Death, World};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -389,11 +389,9 @@ pub fn check(schedule: &Schedule, threads: usize) -> Result<Kept, Broken> {
 /// and the writes made, by id.
 fn run_faults(schedule: &Schedule, threads: usize) -> (World, Troubles, BTreeMap<u64, Change>) {
     let conditions = Conditions {
-        links: Links::default(),
-        start_us: 200_000,
         failure_rate: schedule.failure_rate,
-        absent_images: BTreeSet::new(),
         threads,
+        ..Conditions::default()
     };
     let n = schedule.nodes;
     let mut world = World::new(n, schedule.seed, conditions);

@@ -2,6 +2,7 @@
 //! schedules.
 
 use super::*;
+use std::collections::BTreeSet;
 use weeble_core::rollout;
 
 fn options(nodes: usize, replicas: u32, kill: usize, seed: u64) -> Options {
@@ -23,11 +24,9 @@ fn options(nodes: usize, replicas: u32, kill: usize, seed: u64) -> Options {
 /// Links with no latency and an engine that fails no action and holds every image.
 fn conditions(start_us: u64, threads: usize) -> Conditions {
     Conditions {
-        links: Links::default(),
         start_us,
-        failure_rate: 0.0,
-        absent_images: BTreeSet::new(),
         threads,
+        ..Conditions::default()
     }
 }
 

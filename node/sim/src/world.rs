@@ -29,7 +29,10 @@ use weeble_core::membership::{Detection, Liveness, MemberId};
 use weeble_core::node::{Answer, Config, Effect, Input, NodeCore, Shared, Timer, next_epoch};
 use weeble_core::reconcile::Action;
 use weeble_core::reconcile::pass::{Event, Settings};
-use weeble_core::runtime::{ContainerState, LABEL_DEPLOYMENT, LABEL_POD, Observed, RuntimeError};
+use weeble_core::runtime::{
+    ContainerState, LABEL_DEPLOYMENT, LABEL_POD, Observed, PublishedPort, RuntimeError,
+    RuntimeEvent,
+};
 use weeble_core::status::{NodeStatus, Send, StatusMessage};
 use weeble_crdt::{ActorId, DesiredState};
 
@@ -63,6 +66,23 @@ pub struct Conditions {
     /// Threads the nodes are run on (at least 1; one if the links have no latency, which
     /// leaves no window). The run is the same for any number.
     pub threads: usize,
+    /// Every node's failure detection.
+    pub detection: Detection,
+}
+
+impl Default for Conditions {
+    /// A LAN, containers that start in 200 ms, an engine that fails nothing and holds every
+    /// image, one thread, the default detection.
+    fn default() -> Self {
+        Conditions {
+            links: Links::default(),
+            start_us: 200_000,
+            failure_rate: 0.0,
+            absent_images: BTreeSet::new(),
+            threads: 1,
+            detection: Detection::default(),
+        }
+    }
 }
 
 /// One simulated node.
@@ -459,6 +479,7 @@ impl World {
         let other = addr(self.rng.random_range(0..self.size()));
         let seed = self.rng.random::<u64>();
         let (now, shared) = (self.now, self.shared.clone());
+        let detection = self.common.settings.detection;
         let life = {
             let (life, up) = &mut self.common.lives[i];
             *life += 1;
@@ -479,7 +500,7 @@ impl World {
         };
         let config = Config {
             me: node.member.clone(),
-            detection: Detection::default(),
+            detection,
             fanout: 3,
             replicate_to: 4,
             epoch,
@@ -548,6 +569,39 @@ impl World {
     /// Node `i`'s clock reads `offset_us` off virtual time from now on (a skew, or a step).
     pub fn set_clock(&mut self, i: usize, offset_us: i64) {
         self.node_mut(i).clock_us = offset_us;
+    }
+
+    /// Node `i`'s identity before it starts: its labels, capacity and pod limit.
+    pub fn member_mut(&mut self, i: usize) -> &mut MemberId {
+        &mut self.node_mut(i).member
+    }
+
+    /// The container of `pod` (namespace/name) on node `i` dies (exit 137, as `docker kill`),
+    /// and the node hears the engine's event; false if none of its containers runs it.
+    pub fn kill_container(&mut self, i: usize, pod: &str) -> bool {
+        let now_ms = clock(self.now, self.node(i).clock_us).as_millis() as i64;
+        let running = self
+            .node_mut(i)
+            .containers
+            .iter_mut()
+            .find(|c| c.state == ContainerState::Running && pod_key(c) == pod);
+        let Some(c) = running else {
+            return false;
+        };
+        c.state = ContainerState::Exited { code: 137 };
+        c.finished_at_ms = now_ms;
+        let event = RuntimeEvent {
+            container_id: c.id.clone(),
+            action: "die".into(),
+        };
+        let life = self.common.lives[i].0;
+        self.input_at(self.now + ENGINE_US, i, life, Input::Container(event));
+        true
+    }
+
+    /// The containers of node `i`, running or not (none while it is down).
+    pub fn containers_of(&self, i: usize) -> &[Observed] {
+        &self.node(i).containers
     }
 
     /// A write at node `i`, with the id it is acknowledged under.
@@ -1297,7 +1351,20 @@ impl Window<'_> {
             Action::Create { spec, .. } => {
                 node.made += 1;
                 let id = format!("{}-{}", node.member.name, node.made);
-                let observed = Observed::created(id, spec, now_ms);
+                let mut observed = Observed::created(id, spec, now_ms);
+                // As Docker publishes them: each on a free port of the node's address.
+                let made = node.made;
+                observed.ports = spec
+                    .ports
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &(container_port, protocol))| PublishedPort {
+                        container_port,
+                        protocol,
+                        host_ip: spec.publish_ip,
+                        host_port: 30_000 + ((made * 8 + k as u64) % 30_000) as u16,
+                    })
+                    .collect();
                 let pod = pod_key(&observed);
                 node.containers.push(observed);
                 self.shard.found.started.push((now, pod, i));
@@ -1424,7 +1491,7 @@ fn encoded_size(value: &impl serde::Serialize) -> usize {
 }
 
 /// A container's pod, `namespace/name`.
-fn pod_key(c: &Observed) -> String {
+pub fn pod_key(c: &Observed) -> String {
     let namespace = c
         .labels
         .get(LABEL_DEPLOYMENT)
