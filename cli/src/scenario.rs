@@ -5,7 +5,7 @@
 
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 use weeble_scenario::backend::Backend;
@@ -117,10 +117,11 @@ fn run_one(
     };
     let started = Instant::now();
     let mut shown = None;
+    let terminal = std::io::stderr().is_terminal();
     let mut progress = |done: u64, total: u64| {
-        // At most every 200 ms of wall time, and at the end.
+        // On a terminal, at most every 200 ms of wall time, and at the end.
         let tick = started.elapsed().as_millis() / 200;
-        if shown == Some(tick) && done < total {
+        if !terminal || (shown == Some(tick) && done < total) {
             return;
         }
         shown = Some(tick);
@@ -135,7 +136,9 @@ fn run_one(
         let _ = std::io::stderr().flush();
     };
     let report = run(&scenario, backend.as_mut(), &options, &mut progress)?;
-    eprintln!();
+    if terminal {
+        eprintln!();
+    }
     let files = [
         ("report.md", report.markdown()),
         ("report.json", report.json()),
