@@ -29,9 +29,14 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: &str) -> Self {
+        Client::with_timeout(server, Duration::from_secs(30))
+    }
+
+    /// A client whose every request gives up after `timeout`.
+    pub fn with_timeout(server: &str, timeout: Duration) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_global(Some(timeout))
             .build()
             .into();
         Client {

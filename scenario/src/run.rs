@@ -20,6 +20,8 @@ use crate::spec::{Action, Expect, Scenario, seconds};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How long the manifests may take to be acknowledged and their replicas to run.
 const MANIFESTS_MAX_MS: u64 = 30_000;
@@ -37,6 +39,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error("interrupted at {0} of the timeline")]
+    Interrupted(String),
 }
 
 /// How to run.
@@ -46,6 +50,8 @@ pub struct RunOptions {
     pub seed: u64,
     /// How often the runner looks, at least (a long run looks less often).
     pub sample_ms: u64,
+    /// Set (by a Ctrl-C) to end the run early; the backend is dropped, and cleans up.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// Something the timeline makes happen at a moment.
@@ -60,13 +66,14 @@ enum Event {
     StopClient(usize),
 }
 
-/// The actions a backend cannot carry out, each with its step's path.
-pub fn unsupported(scenario: &Scenario, backend: &dyn Backend) -> Vec<String> {
+/// The steps whose action `cannot` refuses (a backend's [`Backend::cannot`]), each with its
+/// path and why.
+pub fn unsupported(scenario: &Scenario, cannot: impl Fn(&Action) -> Option<String>) -> Vec<String> {
     scenario
         .timeline
         .iter()
         .filter_map(|s| {
-            let why = backend.cannot(&s.action)?;
+            let why = cannot(&s.action)?;
             Some(format!("{}.{}: {why}", s.path, s.action.name()))
         })
         .collect()
@@ -79,7 +86,7 @@ pub fn run(
     options: &RunOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Report, RunError> {
-    let reasons = unsupported(scenario, backend);
+    let reasons = unsupported(scenario, |a| backend.cannot(a));
     if !reasons.is_empty() {
         return Err(RunError::Cannot {
             backend: backend.name(),
@@ -111,6 +118,9 @@ pub fn run(
         progress(target, end);
         if target >= end {
             break;
+        }
+        if options.stop.load(Ordering::Relaxed) {
+            return Err(RunError::Interrupted(seconds(target)));
         }
     }
     Ok(run.report(backend))

@@ -25,6 +25,7 @@ fn simulate(name: &str, text: Option<&str>, seed: u64) -> Report {
         name: name.into(),
         seed,
         sample_ms: 100,
+        stop: Default::default(),
     };
     run(&scenario, &mut backend, &options, &mut |_, _| {}).unwrap_or_else(|e| panic!("{name}: {e}"))
 }

@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use weeble_crdt::{
-    self as crdt, ContainerPort, EnvVar, Kind, Labels, ObjectKey, Outcome, Parsed, Protocol,
-    ROLLBACK_ON_FAILURE, RestartPolicy, Strategy, TargetPort,
+    self as crdt, ContainerPort, EnvVar, IntOrPercent, Kind, Labels, ObjectKey, Outcome, Parsed,
+    Protocol, ROLLBACK_ON_FAILURE, RestartPolicy, Strategy, TargetPort,
 };
 
 /// On a pod: the deployment it is a replica of, `namespace/name`.
@@ -499,13 +499,57 @@ resource!(Deployment, "apps/v1");
 pub struct DeploymentSpec {
     pub replicas: u32,
     pub selector: LabelSelector,
-    pub strategy: Strategy,
+    pub strategy: DeploymentStrategy,
     pub template: PodTemplateSpec,
     pub min_ready_seconds: u32,
     pub progress_deadline_seconds: u32,
     pub revision_history_limit: u32,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+}
+
+/// A deployment's strategy as Kubernetes writes it: `{type: RollingUpdate, rollingUpdate:
+/// {maxSurge: 25%, maxUnavailable: 1}}` or `{type: Recreate}` (what `kubectl get -o yaml` shows,
+/// and what applies again as it is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStrategy {
+    #[serde(rename = "type")]
+    pub type_: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_update: Option<RollingUpdateDeployment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollingUpdateDeployment {
+    pub max_surge: serde_json::Value,
+    pub max_unavailable: serde_json::Value,
+}
+
+impl From<&Strategy> for DeploymentStrategy {
+    fn from(strategy: &Strategy) -> Self {
+        let int_or_string = |v: IntOrPercent| match v {
+            IntOrPercent::Count(n) => serde_json::Value::from(n),
+            IntOrPercent::Percent(p) => serde_json::Value::from(format!("{p}%")),
+        };
+        match strategy {
+            Strategy::RollingUpdate {
+                max_surge,
+                max_unavailable,
+            } => DeploymentStrategy {
+                type_: "RollingUpdate".into(),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: int_or_string(*max_surge),
+                    max_unavailable: int_or_string(*max_unavailable),
+                }),
+            },
+            Strategy::Recreate => DeploymentStrategy {
+                type_: "Recreate".into(),
+                rolling_update: None,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -652,7 +696,7 @@ impl Deployment {
                 selector: LabelSelector {
                     match_labels: d.spec.selector.clone(),
                 },
-                strategy: d.spec.strategy.clone(),
+                strategy: DeploymentStrategy::from(&d.spec.strategy),
                 template: PodTemplateSpec {
                     metadata: TemplateMeta {
                         labels: template.labels.clone(),

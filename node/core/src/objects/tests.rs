@@ -489,3 +489,19 @@ fn a_list_and_an_apply_answer_round_trip() {
     );
     round_trips(&applied);
 }
+
+#[test]
+fn a_strategy_is_written_as_kubernetes_writes_it() {
+    let rolling = Strategy::RollingUpdate {
+        max_surge: IntOrPercent::Percent(25),
+        max_unavailable: IntOrPercent::Count(1),
+    };
+    assert_eq!(
+        serde_json::to_value(DeploymentStrategy::from(&rolling)).unwrap(),
+        serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 1}})
+    );
+    assert_eq!(
+        serde_json::to_value(DeploymentStrategy::from(&Strategy::Recreate)).unwrap(),
+        serde_json::json!({"type": "Recreate"})
+    );
+}

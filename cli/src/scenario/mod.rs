@@ -1,12 +1,18 @@
 //! `weeble scenario`: resilience experiments from files (`weeble-scenario`). `list` describes
 //! the library that comes with Weeble; `run FILE|NAME` checks the file, runs it on a backend
 //! with a progress bar, and writes `report.md`, `report.json` and `timeline.svg`; it exits
-//! non-zero when an expectation is not met.
+//! non-zero when an expectation is not met. The real backends are here, beside the client
+//! they talk to the nodes with: [`real`] (what every real cluster answers) and [`process`].
+
+mod process;
+mod real;
 
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use weeble_scenario::backend::Backend;
 use weeble_scenario::run::{RunOptions, run, unsupported};
@@ -33,6 +39,9 @@ pub enum Command {
         /// ones).
         #[arg(long)]
         nodes: Option<usize>,
+        /// The loopback /24 the process backend's nodes take (node i: .10+i).
+        #[arg(long, default_value = "127.0.3")]
+        subnet: String,
     },
 }
 
@@ -40,6 +49,8 @@ pub enum Command {
 pub enum BackendName {
     /// The simulator: the node's own code, in virtual time.
     Sim,
+    /// Real `weeble node` processes on loopback, with this machine's Docker.
+    Process,
 }
 
 pub fn run_command(command: Command) -> anyhow::Result<()> {
@@ -58,7 +69,8 @@ pub fn run_command(command: Command) -> anyhow::Result<()> {
             seed,
             out,
             nodes,
-        } => run_one(&scenario, backend, seed, out, nodes),
+            subnet,
+        } => run_one(&scenario, backend, seed, out, nodes, &subnet),
     }
 }
 
@@ -68,6 +80,7 @@ fn run_one(
     seed: u64,
     out: Option<PathBuf>,
     nodes: Option<usize>,
+    subnet: &str,
 ) -> anyhow::Result<()> {
     let (name, text) = match library::find(source) {
         Some(text) => (source.to_string(), text.to_string()),
@@ -96,24 +109,32 @@ fn run_one(
         .flatten()
         .collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut backend: Box<dyn Backend> = match backend {
-        BackendName::Sim => Box::new(weeble_scenario::sim::Sim::new(seed, threads, added)),
+    let before = match backend {
+        BackendName::Sim => Vec::new(),
+        BackendName::Process => unsupported(&scenario, process::cannot),
     };
-    let cannot = unsupported(&scenario, backend.as_ref());
-    if !cannot.is_empty() {
-        bail!(
-            "the {} backend cannot run {name}:\n{}",
-            backend.name(),
-            cannot.join("\n")
-        );
+    if !before.is_empty() {
+        bail!("this backend cannot run {name}:\n{}", before.join("\n"));
     }
+    let (mut backend, sample_ms): (Box<dyn Backend>, u64) = match backend {
+        BackendName::Sim => (
+            Box::new(weeble_scenario::sim::Sim::new(seed, threads, added)),
+            100,
+        ),
+        BackendName::Process => {
+            let binary = std::env::current_exe().context("locating this binary")?;
+            let host = process::Processes::new(binary, subnet).map_err(anyhow::Error::msg)?;
+            (Box::new(real::Real::new(host, added)), 250)
+        }
+    };
     let out =
         out.unwrap_or_else(|| PathBuf::from(format!("scenario-runs/{name}-{}", backend.name())));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot make {}", out.display()))?;
     let options = RunOptions {
         name: name.clone(),
         seed,
-        sample_ms: 100,
+        sample_ms,
+        stop: interrupted(),
     };
     let started = Instant::now();
     let mut shown = None;
@@ -161,4 +182,32 @@ fn run_one(
         );
     }
     Ok(())
+}
+
+/// A flag a Ctrl-C (SIGINT) or SIGTERM sets, so that the run ends and its backend removes what
+/// it started.
+fn interrupted() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        eprintln!("\ninterrupted: stopping and removing what the run started");
+        set.store(true, Ordering::Relaxed);
+    });
+    flag
 }
