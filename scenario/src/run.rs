@@ -105,14 +105,19 @@ pub fn run(
         let event_at = plan.get(next_event).map_or(u64::MAX, |(at, _)| *at);
         let target = next_sample.min(event_at).min(end);
         backend.advance(t0 + target);
+        // On a real backend, time goes on while the runner acts and looks: what it records
+        // is when it did (on the simulator, the target itself).
+        let now = |backend: &dyn Backend| backend.now_ms().saturating_sub(t0).max(target);
         while plan.get(next_event).is_some_and(|(at, _)| *at <= target) {
-            let (at, event) = &plan[next_event];
-            run.event(backend, *at, event);
+            let event = &plan[next_event].1;
+            let at = now(backend);
+            run.event(backend, at, event);
             next_event += 1;
         }
         if target == next_sample || target == end {
+            let at = now(backend);
             let seen = backend.observe();
-            run.sample(backend, target, seen);
+            run.sample(backend, at, seen);
             next_sample += sample_ms;
         }
         progress(target, end);
@@ -253,7 +258,7 @@ impl<'a> Runner<'a> {
 
     /// Applies the manifests at node 0 and waits for the acknowledgement and for every replica
     /// they ask for to run: time 0 of the timeline.
-    fn apply_manifests(&mut self, backend: &mut dyn Backend) -> Result<(), BackendError> {
+    fn apply_manifests(&mut self, backend: &mut dyn Backend) -> Result<(), RunError> {
         if self.scenario.manifests.objects.is_empty() {
             return Ok(());
         }
@@ -265,12 +270,18 @@ impl<'a> Runner<'a> {
         loop {
             match backend.acknowledged(id) {
                 Some(true) => break,
-                Some(false) => return Err(BackendError("the manifests were refused".into())),
+                Some(false) => {
+                    return Err(BackendError("the manifests were refused".into()).into());
+                }
+                None if self.options.stop.load(Ordering::Relaxed) => {
+                    return Err(RunError::Interrupted("the start".into()));
+                }
                 None if backend.now_ms() - start > MANIFESTS_MAX_MS => {
-                    return Err(BackendError(format!(
+                    let why = format!(
                         "the manifests were not acknowledged within {}",
                         seconds(MANIFESTS_MAX_MS)
-                    )));
+                    );
+                    return Err(BackendError(why).into());
                 }
                 None => {
                     let now = backend.now_ms();
@@ -296,13 +307,17 @@ impl<'a> Runner<'a> {
             {
                 break;
             }
+            if self.options.stop.load(Ordering::Relaxed) {
+                return Err(RunError::Interrupted("the start".into()));
+            }
             if backend.now_ms() - start > MANIFESTS_MAX_MS {
-                return Err(BackendError(format!(
+                let why = format!(
                     "the manifests' replicas did not all run within {} ({} of {})",
                     seconds(MANIFESTS_MAX_MS),
                     counted.serving,
                     counted.desired
-                )));
+                );
+                return Err(BackendError(why).into());
             }
             let now = backend.now_ms();
             backend.advance(now + 100);

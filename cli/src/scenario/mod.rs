@@ -2,8 +2,10 @@
 //! the library that comes with Weeble; `run FILE|NAME` checks the file, runs it on a backend
 //! with a progress bar, and writes `report.md`, `report.json` and `timeline.svg`; it exits
 //! non-zero when an expectation is not met. The real backends are here, beside the client
-//! they talk to the nodes with: [`real`] (what every real cluster answers) and [`process`].
+//! they talk to the nodes with: [`real`] (what every real cluster answers), [`process`] and
+//! [`docker`].
 
+mod docker;
 mod process;
 mod real;
 
@@ -51,6 +53,8 @@ pub enum BackendName {
     Sim,
     /// Real `weeble node` processes on loopback, with this machine's Docker.
     Process,
+    /// Each node in a container of its own on a private Docker network.
+    Docker,
 }
 
 pub fn run_command(command: Command) -> anyhow::Result<()> {
@@ -112,6 +116,7 @@ fn run_one(
     let before = match backend {
         BackendName::Sim => Vec::new(),
         BackendName::Process => unsupported(&scenario, process::cannot),
+        BackendName::Docker => docker::writes_off_the_network(&scenario),
     };
     if !before.is_empty() {
         bail!("this backend cannot run {name}:\n{}", before.join("\n"));
@@ -124,6 +129,11 @@ fn run_one(
         BackendName::Process => {
             let binary = std::env::current_exe().context("locating this binary")?;
             let host = process::Processes::new(binary, subnet).map_err(anyhow::Error::msg)?;
+            (Box::new(real::Real::new(host, added)), 250)
+        }
+        BackendName::Docker => {
+            let binary = std::env::current_exe().context("locating this binary")?;
+            let host = docker::Containers::new(&binary).map_err(anyhow::Error::msg)?;
             (Box::new(real::Real::new(host, added)), 250)
         }
     };

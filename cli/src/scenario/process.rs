@@ -8,7 +8,7 @@
 //! It cannot split the network: on loopback, libp2p dials from 127.0.0.1 whatever a node's
 //! address, so packets cannot be told apart by address (`--backend docker` can).
 
-use super::real::{Host, containers_of, docker};
+use super::real::{Host, containers_of, docker, node_args};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -66,54 +66,18 @@ impl Processes {
         })
     }
 
-    fn ip(&self, i: usize) -> String {
-        format!("{}.{}", self.prefix, 10 + i)
-    }
-
     /// Node `i`'s command line.
     fn args(&self, i: usize, cluster: &Cluster, labels: &Labels) -> Vec<String> {
-        let ms = |d: std::time::Duration| format!("{}ms", d.as_millis());
-        let mut args: Vec<String> = [
-            "node",
-            "--name",
+        let ip = self.ip(i);
+        node_args(
             &self.node_name(i),
-            "--data-dir",
             &self.dir.join(i.to_string()).to_string_lossy(),
-            "--p2p",
-            &format!("{}:7946", self.ip(i)),
-            "--api",
-            &format!("{}:7070", self.ip(i)),
-            "--log-format",
-            "json",
-            "--probe-interval",
-            &ms(cluster.detection.probe_period),
-            "--probe-timeout",
-            &ms(cluster.detection.probe_rtt),
-            "--suspect-timeout",
-            &ms(cluster.detection.suspect_to_down),
-        ]
-        .map(String::from)
-        .into();
-        if i > 0 {
-            args.extend(["--join".into(), format!("{}:7946", self.ip(0))]);
-        }
-        for (k, v) in labels {
-            args.extend(["--label".into(), format!("{k}={v}")]);
-        }
-        let mut capacity = Vec::new();
-        if let Some(cpu) = cluster.cpu_millis {
-            capacity.push(format!("cpu={cpu}m"));
-        }
-        if let Some(memory) = cluster.memory_bytes {
-            capacity.push(format!("memory={memory}"));
-        }
-        if !capacity.is_empty() {
-            args.extend(["--capacity".into(), capacity.join(",")]);
-        }
-        if let Some(pods) = cluster.max_pods {
-            args.extend(["--max-pods".into(), pods.to_string()]);
-        }
-        args
+            &format!("{ip}:7946"),
+            &format!("{ip}:7070"),
+            (i > 0).then(|| format!("{}:7946", self.ip(0))),
+            cluster,
+            labels,
+        )
     }
 
     fn spawn(&self, i: usize, args: &[String]) -> Result<Child, String> {
@@ -192,16 +156,12 @@ impl Host for Processes {
             .unwrap_or_else(|| format!("{} is not a network action", action.name())))
     }
 
-    fn node_name(&self, i: usize) -> String {
-        format!("{}-{i}", self.tag)
+    fn tag(&self) -> &str {
+        &self.tag
     }
 
-    fn api(&self, i: usize) -> String {
-        format!("http://{}:7070", self.ip(i))
-    }
-
-    fn service_ip(&self, i: usize) -> String {
-        self.ip(i)
+    fn ip(&self, i: usize) -> String {
+        format!("{}.{}", self.prefix, 10 + i)
     }
 
     fn clean_up(&mut self) {

@@ -51,17 +51,80 @@ pub trait Host {
     /// A partition, cut, bad link, heal, disconnect, connect or offline reboot.
     fn network(&mut self, action: &Action, cluster: &Cluster) -> Result<(), String>;
 
+    /// What every node's name starts with: unique to the run.
+    fn tag(&self) -> &str;
+
+    /// Node `i`'s address: its API (port 7070), its p2p port (7946) and its services.
+    fn ip(&self, i: usize) -> String;
+
     /// Node `i`'s name: its containers' `weeble.node` label.
-    fn node_name(&self, i: usize) -> String;
+    fn node_name(&self, i: usize) -> String {
+        format!("{}-{i}", self.tag())
+    }
 
     /// Node `i`'s API, as a URL.
-    fn api(&self, i: usize) -> String;
-
-    /// The address node `i` serves services on.
-    fn service_ip(&self, i: usize) -> String;
+    fn api(&self, i: usize) -> String {
+        format!("http://{}:7070", self.ip(i))
+    }
 
     /// Removes everything it started.
     fn clean_up(&mut self);
+}
+
+/// A node's command line (`weeble node ...`): the scenario's detection, labels, capacity and
+/// pod limit, JSON logs, joining `join` if given.
+pub fn node_args(
+    name: &str,
+    data_dir: &str,
+    p2p: &str,
+    api: &str,
+    join: Option<String>,
+    cluster: &Cluster,
+    labels: &Labels,
+) -> Vec<String> {
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    let d = &cluster.detection;
+    let mut args: Vec<String> = [
+        "node",
+        "--name",
+        name,
+        "--data-dir",
+        data_dir,
+        "--p2p",
+        p2p,
+        "--api",
+        api,
+        "--log-format",
+        "json",
+        "--probe-interval",
+        &ms(d.probe_period),
+        "--probe-timeout",
+        &ms(d.probe_rtt),
+        "--suspect-timeout",
+        &ms(d.suspect_to_down),
+    ]
+    .map(String::from)
+    .into();
+    if let Some(join) = join {
+        args.extend(["--join".into(), join]);
+    }
+    for (k, v) in labels {
+        args.extend(["--label".into(), format!("{k}={v}")]);
+    }
+    let mut capacity = Vec::new();
+    if let Some(cpu) = cluster.cpu_millis {
+        capacity.push(format!("cpu={cpu}m"));
+    }
+    if let Some(memory) = cluster.memory_bytes {
+        capacity.push(format!("memory={memory}"));
+    }
+    if !capacity.is_empty() {
+        args.extend(["--capacity".into(), capacity.join(",")]);
+    }
+    if let Some(pods) = cluster.max_pods {
+        args.extend(["--max-pods".into(), pods.to_string()]);
+    }
+    args
 }
 
 /// A steady client's thread.
@@ -273,7 +336,27 @@ impl<H: Host> Backend for Real<H> {
             Action::KillNode(i) | Action::PauseNode(i) => Err(format!("node {i} is not up")),
             Action::RestartNode(i) => Err(format!("node {i} is not down")),
             Action::ResumeNode(i) => Err(format!("node {i} is not paused")),
-            other => self.host.network(other, &self.cluster),
+            other => {
+                self.host.network(other, &self.cluster)?;
+                let nodes = self.states.len();
+                let mut online = |i: usize, on: bool| {
+                    let (from, to) = if on {
+                        (NodeState::Offline, NodeState::Up)
+                    } else {
+                        (NodeState::Up, NodeState::Offline)
+                    };
+                    if self.states[i] == from {
+                        self.states[i] = to;
+                    }
+                };
+                match other {
+                    Action::Disconnect(i) | Action::RebootOffline(i) => online(*i, false),
+                    Action::Connect(i) => online(*i, true),
+                    Action::Heal => (0..nodes).for_each(|i| online(i, true)),
+                    _ => {}
+                }
+                Ok(())
+            }
         }
     }
 
@@ -289,11 +372,8 @@ impl<H: Host> Backend for Real<H> {
                 .as_u64()
                 .map(|p| p as u16)
         });
-        let addr: Option<SocketAddr> = port.and_then(|p| {
-            format!("{}:{p}", self.host.service_ip(spec.via))
-                .parse()
-                .ok()
-        });
+        let addr: Option<SocketAddr> =
+            port.and_then(|p| format!("{}:{p}", self.host.ip(spec.via)).parse().ok());
         let (stop, requests, answered) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicU64::new(0)),
