@@ -749,6 +749,9 @@ impl Check {
 
     /// Manifests given as a list of YAML objects, read as one file of documents.
     fn manifests(&mut self, path: &str, documents: &[Value]) -> Manifests {
+        if documents.is_empty() {
+            return Manifests::default();
+        }
         let mut text = String::new();
         for document in documents {
             text.push_str("---\n");

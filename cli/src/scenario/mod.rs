@@ -119,7 +119,13 @@ fn run_one(
         BackendName::Docker => docker::writes_off_the_network(&scenario),
     };
     if !before.is_empty() {
-        bail!("this backend cannot run {name}:\n{}", before.join("\n"));
+        bail!(
+            "the {} backend cannot run {name}:\n{}",
+            backend
+                .to_possible_value()
+                .map_or_else(String::new, |v| v.get_name().to_string()),
+            before.join("\n")
+        );
     }
     let (mut backend, sample_ms): (Box<dyn Backend>, u64) = match backend {
         BackendName::Sim => (
