@@ -366,7 +366,7 @@ impl<'a> Runner<'a> {
                 let id = self.next_write;
                 self.next_write += 1;
                 let result = backend.act(a, on, id);
-                let sides = self.apart.sides(self.last.nodes.len());
+                let sides = self.apart.sides(self.present());
                 let separation = self.apart.any().then(|| self.separations.len() - 1);
                 self.writes.push(WriteLog {
                     id,
@@ -389,6 +389,18 @@ impl<'a> Runner<'a> {
         }
         self.steps
             .push(StepLog::new(at, &path, what, outcome.err()));
+    }
+
+    /// The nodes started so far (the file's, and those added since), as the last sample saw
+    /// them; the file's before the first.
+    fn present(&self) -> usize {
+        let started = self
+            .last
+            .nodes
+            .iter()
+            .filter(|s| **s != NodeState::Absent)
+            .count();
+        started.max(self.scenario.cluster.nodes)
     }
 
     /// A container kill with no pod named: one running pod (of the deployment, if named),
@@ -461,7 +473,7 @@ impl<'a> Runner<'a> {
             Action::Heal => self.apart = Apart::default(),
             _ => {}
         }
-        let nodes = self.last.nodes.len();
+        let nodes = self.present();
         match (was, self.apart.any()) {
             (false, true) => self.separations.push(Separation {
                 from_s: at as f64 / 1000.0,
