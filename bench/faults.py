@@ -125,7 +125,7 @@ class Bed:
                     "-v", "/var/run/docker.sock:/var/run/docker.sock",
                     "--entrypoint", "/weeble", IMAGE, "node", "--name", name,
                     "--data-dir", "/data", "--p2p", f"{ip}:7946", "--api", "0.0.0.0:7070",
-                    "--publish-ip", f"{prefix}.1", "--log-format", "json"]
+                    "--insecure-api", "--publish-ip", f"{prefix}.1", "--log-format", "json"]
             if i:
                 args += ["--join", f"{self.ip(0)}:7946"]
             sh(*args)

@@ -1,5 +1,5 @@
 //! The API against what a browser, a careless client or a hostile one sends: one real
-//! `weeble node` per test (127.0.0.121-129), spoken to over raw HTTP/1.1 sockets so that every
+//! `weeble node` per test (127.0.0.121-126), spoken to over raw HTTP/1.1 sockets so that every
 //! header and every stall is the test's choice.
 
 mod support;
@@ -491,4 +491,129 @@ fn pod_reads_cost_what_they_return_not_every_replica() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 30000);
+}
+
+/// `GET /apis/apps/v1/deployments` with `token` (if any): the answer.
+fn list_with(addr: &str, token: Option<&str>) -> Answer {
+    let auth = token.map_or(String::new(), |t| format!("\r\nAuthorization: Bearer {t}"));
+    request(
+        addr,
+        &format!("GET /apis/apps/v1/deployments HTTP/1.1\r\nHost: {addr}{auth}"),
+        b"",
+    )
+}
+
+#[test]
+fn without_a_token_the_api_says_401_and_a_read_only_one_cannot_write() {
+    let _serial = serial();
+    let ip = "127.0.0.125";
+    let addr = format!("{ip}:17070");
+    let dir = std::env::temp_dir().join(format!("weeble-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens");
+    let (admin, reader) = ("admin-0123456789abcdef", "reader-0123456789abcdef");
+    std::fs::write(
+        &file,
+        format!("{admin},alice\n{reader},grafana,read-only\n"),
+    )
+    .unwrap();
+    let Some(cluster) = node("tok", ip, &["--api-token-file", file.to_str().unwrap()]) else {
+        return;
+    };
+    let post = |extra: &str| {
+        let head = apply_head(ip, &format!("\r\nContent-Type: application/yaml{extra}"));
+        request(&addr, &head, DEPLOYMENT.as_bytes())
+    };
+    // No token, a wrong one, a read-only one writing: refused, and nothing changes.
+    let unauthorized = post("");
+    let message = unauthorized.status(401, "Unauthorized");
+    assert!(message.contains("needs a token"), "{message}");
+    assert!(
+        unauthorized.head.contains("www-authenticate: bearer"),
+        "{}",
+        unauthorized.head
+    );
+    post("\r\nAuthorization: Bearer wrong-token-0123456789").status(401, "Unauthorized");
+    let forbidden = post(&format!("\r\nAuthorization: Bearer {reader}"));
+    assert!(
+        forbidden
+            .status(403, "Forbidden")
+            .contains("\"grafana\" is read-only")
+    );
+    list_with(&addr, None).status(401, "Unauthorized");
+    let listed = list_with(&addr, Some(reader));
+    assert_eq!(listed.code, 200, "a read-only token reads");
+    assert_eq!(
+        listed.json()["items"].as_array().unwrap().len(),
+        0,
+        "nothing was written"
+    );
+    assert!(
+        try_http_get(&addr, "/healthz").unwrap().ends_with("ok"),
+        "/healthz is open"
+    );
+    // The full token writes; the CLI sends it with --token or WEEBLE_TOKEN.
+    let written = post(&format!("\r\nAuthorization: Bearer {admin}"));
+    assert_eq!(written.code, 200, "{}", written.body);
+    let server = format!("http://{addr}");
+    let denied = weeble(&["--server", &server, "get", "deployments"]);
+    assert!(!denied.status.success());
+    assert!(
+        text(&denied.stderr).contains("needs a token"),
+        "{}",
+        text(&denied.stderr)
+    );
+    let by_flag = weeble(&["--server", &server, "--token", reader, "get", "deployments"]);
+    assert!(
+        text(&by_flag.stdout).contains("idle"),
+        "{}",
+        text(&by_flag.stderr)
+    );
+    let by_env = std::process::Command::new(WEEBLE)
+        .args([
+            "--server",
+            &server,
+            "scale",
+            "deployment",
+            "idle",
+            "--replicas",
+            "0",
+        ])
+        .env("WEEBLE_TOKEN", admin)
+        .output()
+        .unwrap();
+    assert!(by_env.status.success(), "{}", text(&by_env.stderr));
+    // The log names the token of each write, never the token itself.
+    let log = std::fs::read_to_string(cluster.log_path("tok")).unwrap();
+    let writes = messages(&json_log(&cluster, "tok"), "write").len();
+    assert_eq!(
+        writes, 2,
+        "the apply and the scale, each logged with its token's name"
+    );
+    assert!(log.contains("\"token\":\"alice\"") && !log.contains(admin) && !log.contains(reader));
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_node_will_not_serve_its_api_beyond_loopback_without_a_token() {
+    let dir = std::env::temp_dir().join(format!("weeble-open-{}", std::process::id()));
+    let out = weeble(&[
+        "node",
+        "--name",
+        "open",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--p2p",
+        "127.0.0.126:17946",
+        "--api",
+        "0.0.0.0:17999",
+    ]);
+    assert!(!out.status.success());
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("--api 0.0.0.0:17999") && said.contains("--api-token-file"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,6 +11,7 @@ use weeble_crdt::quantity::{RawQuantity, cpu_millis, memory_bytes};
 use weeble_crdt::{Labels, ResourceAmounts};
 use weeble_node::agent::{self, NodeConfig};
 use weeble_node::api::ApiOptions;
+use weeble_node::api::auth::Tokens;
 use weeble_node::api::listen::{Limits, raise_open_files_limit};
 use weeble_node::membership::Detection;
 use weeble_node::runtime::{demo, docker::Docker};
@@ -60,6 +61,15 @@ pub struct NodeArgs {
     /// other pages are refused); repeat for several.
     #[arg(long = "api-allow-origin")]
     api_allow_origins: Vec<String>,
+    /// A file of bearer tokens the API accepts, one a line: `TOKEN,NAME` or
+    /// `TOKEN,NAME,read-only` (the name shows in the logs; a read-only token may only read).
+    /// Without it the API asks for none, which only a loopback --api allows.
+    #[arg(long)]
+    api_token_file: Option<PathBuf>,
+    /// Serve the API on a non-loopback address with no token: anyone who can reach it may
+    /// change what the cluster runs.
+    #[arg(long)]
+    insecure_api: bool,
     /// Any peer's --p2p address; repeat for several. No peer is special.
     #[arg(long)]
     join: Vec<SocketAddr>,
@@ -112,6 +122,13 @@ pub struct NodeArgs {
 enum LogFormat {
     Text,
     Json,
+}
+
+/// The API's tokens from `path` ([`Tokens::parse`]).
+fn read_tokens(path: &Path) -> anyhow::Result<Tokens> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--api-token-file {}", path.display()))?;
+    Tokens::parse(&text).map_err(|e| anyhow!("--api-token-file {}: {e}", path.display()))
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -227,7 +244,19 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         },
         allow_hosts: args.api_allow_hosts,
         allow_origins: args.api_allow_origins,
+        tokens: args
+            .api_token_file
+            .as_deref()
+            .map(read_tokens)
+            .transpose()?,
     };
+    if api_options.tokens.is_none() && !args.api.ip().is_loopback() && !args.insecure_api {
+        bail!(
+            "--api {}: the API would be open to anyone who can reach that address; give \
+             --api-token-file FILE (tokens the CLI passes with --token), or --insecure-api",
+            args.api
+        );
+    }
     let mut config = NodeConfig::new(args.name, args.data_dir, args.p2p, args.api);
     config.join = args.join;
     config.publish_ip = args.publish_ip;

@@ -4,6 +4,7 @@ use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
+use ureq::http::header;
 use weeble_core::objects::{List, ListMeta, Status};
 
 /// How many items the CLI asks for in each page of a list (kubectl's default chunk size).
@@ -21,10 +22,11 @@ fn query_encode(text: &str) -> String {
         .collect()
 }
 
-/// A node's API, as `--server` names it.
+/// A node's API, as `--server` names it, with the token it asks for (`--token`).
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    token: Option<String>,
 }
 
 impl Client {
@@ -34,20 +36,38 @@ impl Client {
 
     /// A client whose every request gives up after `timeout`.
     pub fn with_timeout(server: &str, timeout: Duration) -> Self {
+        // A redirect (a pod's log, on another node) is followed here, with the token:
+        // ureq would drop the token on the way to another host.
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
+            .max_redirects(0)
             .build()
             .into();
         Client {
             base: server.trim_end_matches('/').to_string(),
             agent,
+            token: None,
+        }
+    }
+
+    /// The same client, sending `token` (`Authorization: Bearer`) with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// `request` with the token, if there is one.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header(header::AUTHORIZATION, format!("Bearer {token}")),
+            None => request,
         }
     }
 
     /// The object at `path`, read as a `T` (a `serde_json::Value` to take it as it is).
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let response = self.agent.get(&self.url(path)).call();
+        let response = self.authorized(self.agent.get(&self.url(path))).call();
         self.json(path, response)
     }
 
@@ -81,8 +101,20 @@ impl Client {
         }
     }
 
+    /// The text at `path`, following one redirect to another node.
     pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        let response = self.agent.get(&self.url(path)).call();
+        let response = self.authorized(self.agent.get(&self.url(path))).call();
+        let response = match response {
+            Ok(r) if r.status().is_redirection() => {
+                let location = r
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|l| l.to_str().ok());
+                let location = location.context("a redirect with no Location")?.to_string();
+                self.authorized(self.agent.get(&location)).call()
+            }
+            other => other,
+        };
         let (status, body) = self.read(path, response)?;
         if status >= 400 {
             return Err(self.failure(status, &body));
@@ -92,8 +124,7 @@ impl Client {
 
     pub fn post_text<T: DeserializeOwned>(&self, path: &str, body: &str) -> anyhow::Result<T> {
         let response = self
-            .agent
-            .post(&self.url(path))
+            .authorized(self.agent.post(&self.url(path)))
             .content_type("application/yaml")
             .send(body);
         self.json(path, response)
@@ -105,15 +136,14 @@ impl Client {
         body: &impl Serialize,
     ) -> anyhow::Result<T> {
         let response = self
-            .agent
-            .put(&self.url(path))
+            .authorized(self.agent.put(&self.url(path)))
             .content_type("application/json")
             .send(serde_json::to_string(body)?);
         self.json(path, response)
     }
 
     pub fn delete(&self, path: &str) -> anyhow::Result<Status> {
-        let response = self.agent.delete(&self.url(path)).call();
+        let response = self.authorized(self.agent.delete(&self.url(path))).call();
         self.json(path, response)
     }
 

@@ -31,6 +31,9 @@ struct Cli {
         default_value = "http://127.0.0.1:7070"
     )]
     server: String,
+    /// The bearer token the node's API asks for (one of its --api-token-file).
+    #[arg(long, global = true, env = "WEEBLE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// The namespace of named objects.
     #[arg(short = 'n', long, global = true, default_value = "default")]
     namespace: String,
@@ -145,7 +148,7 @@ unsafe impl Sync for MallocConf {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let client = || client::Client::new(&cli.server);
+    let client = || client::Client::new(&cli.server).with_token(cli.token.clone());
     let ns = cli.namespace.as_str();
     let result = match cli.command {
         Command::Demo => demo::run(),

@@ -4,10 +4,11 @@
 //! Reads come from this node's view: deployments and services from the desired state, pods
 //! from placement joined with the status their nodes gossip, nodes from membership.
 //!
-//! Every request passes the browser checks of [`guard`]; the connections are bounded by
-//! [`listen`]; every error, including the framework's own (unknown path, wrong method, body
-//! too large), is a `Status` object.
+//! Every request passes the browser checks of [`guard`], then, if the node has tokens, the
+//! token check of [`auth`]; the connections are bounded by [`listen`]; every error, including
+//! the framework's own (unknown path, wrong method, body too large), is a `Status` object.
 
+pub mod auth;
 pub mod guard;
 pub mod list;
 pub mod listen;
@@ -53,6 +54,8 @@ pub struct ApiOptions {
     pub allow_hosts: Vec<String>,
     /// Origins whose pages may call the API besides the node's own.
     pub allow_origins: Vec<String>,
+    /// The bearer tokens it accepts; `None`: it asks for none.
+    pub tokens: Option<auth::Tokens>,
 }
 
 /// Serves the API on `addr` until the process ends.
@@ -85,10 +88,15 @@ pub fn app<R: ContainerRuntime>(options: ApiOptions, agent: Agent, runtime: R) -
         allow_hosts: options.allow_hosts,
         allow_origins: options.allow_origins,
     };
-    router(agent, runtime, policy)
+    router(agent, runtime, policy, options.tokens)
 }
 
-fn router<R: ContainerRuntime>(agent: Agent, runtime: R, policy: guard::Policy) -> Router {
+fn router<R: ContainerRuntime>(
+    agent: Agent,
+    runtime: R,
+    policy: guard::Policy,
+    tokens: Option<auth::Tokens>,
+) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/apis/weeble.io/v1/apply", post(apply::<R>))
@@ -146,6 +154,10 @@ fn router<R: ContainerRuntime>(agent: Agent, runtime: R, policy: guard::Policy) 
             )
         })
         .with_state(Api { agent, runtime })
+        .layer(middleware::from_fn_with_state(
+            Arc::new(tokens),
+            authenticate,
+        ))
         .layer(middleware::from_fn_with_state(Arc::new(policy), check))
         .layer(middleware::from_fn(errors_as_status))
 }
@@ -189,6 +201,57 @@ async fn check(State(policy): State<Arc<guard::Policy>>, request: Request, next:
         }
     };
     ApiError::new(StatusCode::FORBIDDEN, message).into_response()
+}
+
+/// Refuses a request without a token the node accepts (401), or a write with a read-only one
+/// (403); `/healthz` is open, as a load balancer's check needs. A write names its token in the
+/// log.
+async fn authenticate(
+    State(tokens): State<Arc<Option<auth::Tokens>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(tokens) = tokens.as_ref().as_ref() else {
+        return next.run(request).await;
+    };
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let (status, message) = match tokens.check(request.method(), given) {
+        Ok(token) => {
+            if request.method() != axum::http::Method::GET {
+                tracing::info!(token = %token.name, request = %what(&request), "write");
+            }
+            return next.run(request).await;
+        }
+        Err(auth::Denied::Missing) => (
+            StatusCode::UNAUTHORIZED,
+            "this node's API needs a token (Authorization: Bearer TOKEN; the CLI's --token or \
+             WEEBLE_TOKEN)"
+                .to_string(),
+        ),
+        Err(auth::Denied::Unknown) => (
+            StatusCode::UNAUTHORIZED,
+            "the token is not one this node accepts".to_string(),
+        ),
+        Err(auth::Denied::ReadOnly(name)) => (
+            StatusCode::FORBIDDEN,
+            format!("token {name:?} is read-only: it cannot {}", what(&request)),
+        ),
+    };
+    tracing::debug!(%status, request = %what(&request), "refused: {message}");
+    let mut response = ApiError::new(status, message).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        let challenge = header::HeaderValue::from_static("Bearer");
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    response
 }
 
 /// A request's method and path, for a message (a very long path is cut).

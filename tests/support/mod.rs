@@ -428,6 +428,7 @@ impl Bed {
             &p2p,
             "--api",
             "0.0.0.0:7070",
+            "--insecure-api",
             "--publish-ip",
             &gateway,
             "--log-format",

@@ -1163,6 +1163,7 @@ impl Status {
     pub fn failure(code: u16, message: String, causes: Vec<StatusCause>) -> Self {
         let reason = match code {
             400 => "BadRequest",
+            401 => "Unauthorized",
             403 => "Forbidden",
             404 => "NotFound",
             405 => "MethodNotAllowed",
