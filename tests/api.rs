@@ -1,5 +1,5 @@
 //! The API against what a browser, a careless client or a hostile one sends: one real
-//! `weeble node` per test (127.0.0.121-126), spoken to over raw HTTP/1.1 sockets so that every
+//! `weeble node` per test (127.0.0.121-127), spoken to over raw HTTP/1.1 sockets so that every
 //! header and every stall is the test's choice.
 
 mod support;
@@ -503,20 +503,23 @@ fn list_with(addr: &str, token: Option<&str>) -> Answer {
     )
 }
 
+/// A token file of `lines` for test `tag`, in a directory of its own (removed by the caller).
+fn token_file(tag: &str, lines: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("weeble-{tag}-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens");
+    std::fs::write(&file, lines).unwrap();
+    (dir, file)
+}
+
 #[test]
 fn without_a_token_the_api_says_401_and_a_read_only_one_cannot_write() {
     let _serial = serial();
     let ip = "127.0.0.125";
     let addr = format!("{ip}:17070");
-    let dir = std::env::temp_dir().join(format!("weeble-tokens-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("tokens");
     let (admin, reader) = ("admin-0123456789abcdef", "reader-0123456789abcdef");
-    std::fs::write(
-        &file,
-        format!("{admin},alice\n{reader},grafana,read-only\n"),
-    )
-    .unwrap();
+    let lines = format!("{admin},alice\n{reader},grafana,read-only\n");
+    let (dir, file) = token_file("auth", &lines);
     let Some(cluster) = node("tok", ip, &["--api-token-file", file.to_str().unwrap()]) else {
         return;
     };
@@ -615,5 +618,56 @@ fn a_node_will_not_serve_its_api_beyond_loopback_without_a_token() {
         said.contains("--api 0.0.0.0:17999") && said.contains("--api-token-file"),
         "{said}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_caller_past_its_rate_gets_429_and_the_others_do_not() {
+    let _serial = serial();
+    let ip = "127.0.0.127";
+    let addr = format!("{ip}:17070");
+    let (flood, calm) = ("flood-0123456789abcdef", "calm-0123456789abcdefg");
+    let (dir, file) = token_file("rate", &format!("{flood},flooder\n{calm},calm\n"));
+    let flags = [
+        "--api-token-file",
+        file.to_str().unwrap(),
+        "--api-rate-limit",
+        "5",
+    ];
+    let Some(cluster) = node("rate", ip, &flags) else {
+        return;
+    };
+    // A burst of 10 (twice the rate) passes; the rest of 40 at once are refused.
+    let codes: Vec<u16> = (0..40)
+        .map(|_| list_with(&addr, Some(flood)).code)
+        .collect();
+    let refused = codes.iter().filter(|&&c| c == 429).count();
+    assert!((25..=30).contains(&refused), "{codes:?}");
+    let limited = list_with(&addr, Some(flood));
+    assert!(
+        limited
+            .status(429, "TooManyRequests")
+            .contains("flooder asks faster")
+    );
+    assert!(limited.head.contains("retry-after: 1"), "{}", limited.head);
+    // A write past the rate changes nothing.
+    let head = apply_head(
+        ip,
+        &format!("\r\nContent-Type: application/yaml\r\nAuthorization: Bearer {flood}"),
+    );
+    request(&addr, &head, DEPLOYMENT.as_bytes()).status(429, "TooManyRequests");
+    // Another caller is not slowed, and sees that nothing was written.
+    let listed = list_with(&addr, Some(calm));
+    assert_eq!(listed.code, 200);
+    assert_eq!(listed.json()["items"].as_array().unwrap().len(), 0);
+    // The flood is logged once for the period, not once per request.
+    let log = json_log(&cluster, "rate");
+    let warned = messages(
+        &log,
+        "over the API's rate limit: refusing its requests (429) for now; logged once every 10 s",
+    );
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(warned[0]["fields"]["caller"], "flooder");
+    drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
 }

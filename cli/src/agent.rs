@@ -70,6 +70,10 @@ pub struct NodeArgs {
     /// change what the cluster runs.
     #[arg(long)]
     insecure_api: bool,
+    /// Requests a second each caller (each token, or all callers of a node with no tokens)
+    /// may make, twice that in a burst; past it: 429. Default: no limit.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    api_rate_limit: Option<u32>,
     /// Any peer's --p2p address; repeat for several. No peer is special.
     #[arg(long)]
     join: Vec<SocketAddr>,
@@ -249,6 +253,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             .as_deref()
             .map(read_tokens)
             .transpose()?,
+        rate_limit: args.api_rate_limit,
     };
     if api_options.tokens.is_none() && !args.api.ip().is_loopback() && !args.insecure_api {
         bail!(

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod guard;
 pub mod list;
 pub mod listen;
+pub mod rate;
 
 use crate::agent::Agent;
 use crate::clock;
@@ -56,6 +57,8 @@ pub struct ApiOptions {
     pub allow_origins: Vec<String>,
     /// The bearer tokens it accepts; `None`: it asks for none.
     pub tokens: Option<auth::Tokens>,
+    /// Requests a second each caller may make (twice that in a burst); `None`: no limit.
+    pub rate_limit: Option<u32>,
 }
 
 /// Serves the API on `addr` until the process ends.
@@ -88,7 +91,8 @@ pub fn app<R: ContainerRuntime>(options: ApiOptions, agent: Agent, runtime: R) -
         allow_hosts: options.allow_hosts,
         allow_origins: options.allow_origins,
     };
-    router(agent, runtime, policy, options.tokens)
+    let limiter = options.rate_limit.map(rate::Limiter::new);
+    router(agent, runtime, policy, options.tokens, limiter)
 }
 
 fn router<R: ContainerRuntime>(
@@ -96,6 +100,7 @@ fn router<R: ContainerRuntime>(
     runtime: R,
     policy: guard::Policy,
     tokens: Option<auth::Tokens>,
+    limiter: Option<rate::Limiter>,
 ) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -154,6 +159,10 @@ fn router<R: ContainerRuntime>(
             )
         })
         .with_state(Api { agent, runtime })
+        .layer(middleware::from_fn_with_state(
+            Arc::new(std::sync::Mutex::new(limiter)),
+            limit_rate,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::new(tokens),
             authenticate,
@@ -226,6 +235,9 @@ async fn authenticate(
             if request.method() != axum::http::Method::GET {
                 tracing::info!(token = %token.name, request = %what(&request), "write");
             }
+            let caller = Caller(token.name.clone());
+            let mut request = request;
+            request.extensions_mut().insert(caller);
             return next.run(request).await;
         }
         Err(auth::Denied::Missing) => (
@@ -251,6 +263,48 @@ async fn authenticate(
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, challenge);
     }
+    response
+}
+
+/// Who sends a request: its token's name (set by [`authenticate`]).
+#[derive(Clone)]
+struct Caller(String);
+
+/// Refuses a request past its caller's rate (429, with `Retry-After`); the caller is its
+/// token's name, or `anonymous` on a node that asks for no token. `/healthz` is not counted.
+async fn limit_rate(
+    State(limiter): State<Arc<std::sync::Mutex<Option<rate::Limiter>>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .map_or("anonymous", |c| c.0.as_str());
+    let verdict = match limiter.lock().expect("the limiter's lock").as_mut() {
+        Some(limiter) => limiter.allow(caller, clock::now_ms()),
+        None => rate::Verdict::Allowed,
+    };
+    let rate::Verdict::Limited { retry_after_s, log } = verdict else {
+        return next.run(request).await;
+    };
+    if log {
+        tracing::warn!(
+            caller,
+            "over the API's rate limit: refusing its requests (429) for now; logged once every 10 s"
+        );
+    }
+    let message = format!(
+        "{caller} asks faster than --api-rate-limit allows; try again in {retry_after_s} s"
+    );
+    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).into_response();
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(retry_after_s),
+    );
     response
 }
 

@@ -1170,6 +1170,7 @@ impl Status {
             413 => "RequestEntityTooLarge",
             415 => "UnsupportedMediaType",
             422 => "Invalid",
+            429 => "TooManyRequests",
             503 => "ServiceUnavailable",
             500 => "InternalError",
             _ => "Unknown",
