@@ -536,6 +536,49 @@ impl<H: Host> Drop for Real<H> {
             self.stop_client(id);
         }
         self.host.clean_up();
+        sweep_workloads(self.host.tag());
+    }
+}
+
+/// How many times [`sweep_workloads`] looks at most, and how long apart.
+const SWEEPS: usize = 10;
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
+
+/// Removes every workload container of the run's nodes (named `TAG-N`), looking again until
+/// two looks in a row find none: the engine may still finish a create that a node asked for
+/// just before it was killed (a kill-node run once left two such containers behind).
+fn sweep_workloads(tag: &str) {
+    let prefix = format!("{tag}-");
+    let format = r#"{{.ID}} {{.Label "weeble.node"}}"#;
+    let mut empty_looks = 0;
+    for _ in 0..SWEEPS {
+        let listed = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=weeble.node",
+            "--format",
+            format,
+        ]);
+        let ids: Vec<String> = listed
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, node)| node.starts_with(&prefix))
+            .map(|(id, _)| id.to_string())
+            .collect();
+        if ids.is_empty() {
+            empty_looks += 1;
+            if empty_looks == 2 {
+                return;
+            }
+        } else {
+            empty_looks = 0;
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = docker(&args);
+        }
+        std::thread::sleep(SWEEP_EVERY);
     }
 }
 
