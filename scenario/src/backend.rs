@@ -42,8 +42,9 @@ pub struct Observation {
     pub agreed: bool,
 }
 
-/// What one node holds of one deployment or service at the end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one node holds of one deployment or service at the end (a service: nothing beyond
+/// being there, [`Held::default`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Held {
     pub replicas: Option<u32>,
     /// The first container's image, for a deployment.

@@ -22,6 +22,7 @@ use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use weeble_sim::percentile;
 
 /// How long the manifests may take to be acknowledged and their replicas to run.
 const MANIFESTS_MAX_MS: u64 = 30_000;
@@ -972,14 +973,4 @@ fn longest(samples: &[Sample], holds: impl Fn(&Sample) -> bool) -> u64 {
         best = best.max(last.at_ms - from);
     }
     best
-}
-
-/// The `p`th percentile (nearest rank), sorting `values`; `None` for none.
-fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-    Some(values[rank.clamp(1, values.len()) - 1])
 }

@@ -19,7 +19,7 @@ use weeble_core::runtime::{ContainerState, LABEL_DEPLOYMENT};
 use weeble_core::services;
 use weeble_crdt::{Kind, Object, ObjectKey, ResourceAmounts};
 use weeble_sim::net::Impairment;
-use weeble_sim::world::{Conditions, World, pod_key};
+use weeble_sim::world::{Conditions, World, numbered, pod_key};
 
 /// How long the cluster may take to form, virtual ms.
 const FORM_MAX_MS: u64 = 120_000;
@@ -121,7 +121,7 @@ impl Sim {
         for k in 0..ready.len() {
             let endpoint = &ready[(client.turn + k) % ready.len()];
             let pod = format!("{}/{}", client.service.namespace, endpoint.pod);
-            let serves = index_of(&endpoint.node).is_some_and(|j| {
+            let serves = numbered(&endpoint.node).is_some_and(|j| {
                 self.serving(j)
                     && w.net.reaches(via, j)
                     && w.net.reaches(j, via)
@@ -182,11 +182,6 @@ impl Sim {
             other => return Err(format!("{} is not a write", other.name())),
         })
     }
-}
-
-/// The index of simulated node `n{i}`.
-fn index_of(name: &str) -> Option<usize> {
-    name.strip_prefix('n')?.parse().ok()
 }
 
 impl Backend for Sim {
@@ -463,7 +458,7 @@ impl Backend for Sim {
                 w.core(i).filter(|_| i < self.started).map(|c| {
                     let members = c.view().members.iter();
                     let alive = members.filter(|(_, l)| *l != Liveness::Down);
-                    alive.filter_map(|(m, _)| index_of(&m.name)).collect()
+                    alive.filter_map(|(m, _)| numbered(&m.name)).collect()
                 })
             })
             .collect();
@@ -500,13 +495,7 @@ impl Backend for Sim {
             );
         }
         for key in snapshot.services.keys() {
-            let nothing = Held {
-                replicas: None,
-                image: None,
-                env: BTreeMap::new(),
-                reverted: None,
-            };
-            held.insert(format!("Service/{}", key.name), nothing);
+            held.insert(format!("Service/{}", key.name), Held::default());
         }
         Some(held)
     }

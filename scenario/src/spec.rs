@@ -586,13 +586,19 @@ impl Scenario {
 
     /// Nodes at the start and added by the timeline.
     pub fn total_nodes(&self) -> usize {
-        let added = self
-            .timeline
-            .iter()
-            .filter(|s| matches!(s.action, Action::AddNode { .. }))
-            .map(|s| s.times().count())
-            .sum::<usize>();
-        self.cluster.nodes + added
+        self.cluster.nodes + self.added_labels().len()
+    }
+
+    /// The labels of each node the timeline adds, in the order they join (a repeated
+    /// `addNode` adds one each time).
+    pub fn added_labels(&self) -> Vec<Labels> {
+        let adds = self.timeline.iter().filter_map(|s| match &s.action {
+            Action::AddNode { labels } => {
+                Some(std::iter::repeat_n(labels.clone(), s.times().count()))
+            }
+            _ => None,
+        });
+        adds.flatten().collect()
     }
 
     /// The scenario with `nodes` nodes at the start instead: the timeline's indices still name

@@ -6,21 +6,13 @@ use crate::library::SCENARIOS;
 use crate::report::Report;
 use crate::run::{RunOptions, run};
 use crate::sim::Sim;
-use crate::spec::{Action, Scenario};
+use crate::spec::Scenario;
 
 /// Runs library scenario `name` (or the text `text`, if given) on the simulator.
 fn simulate(name: &str, text: Option<&str>, seed: u64) -> Report {
     let text = text.unwrap_or_else(|| crate::library::find(name).expect("a library scenario"));
     let scenario = Scenario::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let added = scenario
-        .timeline
-        .iter()
-        .filter_map(|s| match &s.action {
-            Action::AddNode { labels } => Some(labels.clone()),
-            _ => None,
-        })
-        .collect();
-    let mut backend = Sim::new(seed, 2, added);
+    let mut backend = Sim::new(seed, 2, scenario.added_labels());
     let options = RunOptions {
         name: name.into(),
         seed,

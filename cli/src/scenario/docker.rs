@@ -11,7 +11,7 @@
 //! it: such a step is named before anything starts ([`writes_off_the_network`]). A slow link
 //! cannot be made (this kernel has no netem).
 
-use super::real::{Host, containers_of, docker, node_args};
+use super::real::{Host, docker, node_args, remove_workloads};
 use std::process::Command;
 use weeble_crdt::Labels;
 use weeble_scenario::spec::{Action, Cluster, Scenario};
@@ -58,14 +58,8 @@ pub fn writes_off_the_network(scenario: &Scenario) -> Vec<String> {
 }
 
 impl Containers {
-    /// Checks Docker, builds the demo image (it holds the `weeble` binary), makes the network.
-    pub fn new(binary: &std::path::Path) -> Result<Self, String> {
-        docker(&["info", "--format", "{{.ServerVersion}}"])
-            .map_err(|e| format!("the docker backend needs the Docker engine: {e}"))?;
-        let built = Command::new(binary).args(["image", "build-demo"]).output();
-        if !built.is_ok_and(|o| o.status.success()) {
-            return Err("could not build the demo image (weeble image build-demo)".into());
-        }
+    /// Makes the run's network; the nodes (the demo image's `weeble`) come at `boot`.
+    pub fn new() -> Result<Self, String> {
         let pid = std::process::id();
         let prefix = format!("172.31.{}", 20 + pid % 200);
         let network = format!("weeble-scenario-{pid}");
@@ -148,16 +142,6 @@ impl Containers {
         }
         docker(&["network", "disconnect", &self.network, &self.node_name(i)]).map(drop)
     }
-
-    fn remove_workloads(&self, i: usize) -> Result<(), String> {
-        let ids = containers_of(&self.node_name(i))?;
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut args = vec!["rm", "-f"];
-        args.extend(ids.iter().map(String::as_str));
-        docker(&args).map(drop)
-    }
 }
 
 impl Host for Containers {
@@ -216,7 +200,7 @@ impl Host for Containers {
 
     fn kill(&mut self, i: usize) -> Result<(), String> {
         docker(&["kill", &self.node_name(i)])?;
-        self.remove_workloads(i)
+        remove_workloads(&self.node_name(i))
     }
 
     fn freeze(&mut self, i: usize, frozen: bool) -> Result<(), String> {
@@ -284,7 +268,7 @@ impl Host for Containers {
         self.heal_rules();
         for i in 0..self.made.len() {
             let _ = docker(&["rm", "-f", &self.node_name(i)]);
-            let _ = self.remove_workloads(i);
+            let _ = remove_workloads(&self.node_name(i));
         }
         let _ = docker(&["network", "rm", &self.network]);
     }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use weeble_scenario::backend::Backend;
 use weeble_scenario::run::{RunOptions, run, unsupported};
-use weeble_scenario::spec::{Action, Scenario};
+use weeble_scenario::spec::Scenario;
 use weeble_scenario::{library, svg};
 
 #[derive(Subcommand)]
@@ -101,17 +101,7 @@ fn run_one(
     if let Some(n) = nodes {
         scenario = scenario.with_nodes(n).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let added: Vec<_> = scenario
-        .timeline
-        .iter()
-        .filter_map(|s| match &s.action {
-            Action::AddNode { labels } => {
-                Some(std::iter::repeat_n(labels.clone(), s.times().count()))
-            }
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let added = scenario.added_labels();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let before = match backend {
         BackendName::Sim => Vec::new(),
@@ -133,13 +123,13 @@ fn run_one(
             100,
         ),
         BackendName::Process => {
-            let binary = std::env::current_exe().context("locating this binary")?;
+            let binary = prepared_binary()?;
             let host = process::Processes::new(binary, subnet).map_err(anyhow::Error::msg)?;
             (Box::new(real::Real::new(host, added)), 250)
         }
         BackendName::Docker => {
-            let binary = std::env::current_exe().context("locating this binary")?;
-            let host = docker::Containers::new(&binary).map_err(anyhow::Error::msg)?;
+            prepared_binary()?;
+            let host = docker::Containers::new().map_err(anyhow::Error::msg)?;
             (Box::new(real::Real::new(host, added)), 250)
         }
     };
@@ -198,6 +188,14 @@ fn run_one(
         );
     }
     Ok(())
+}
+
+/// This binary, with the Docker engine answering and the demo image built from it
+/// ([`real::prepare`]): what a real backend starts from.
+fn prepared_binary() -> anyhow::Result<PathBuf> {
+    let binary = std::env::current_exe().context("locating this binary")?;
+    real::prepare(&binary).map_err(anyhow::Error::msg)?;
+    Ok(binary)
 }
 
 /// A flag a Ctrl-C (SIGINT) or SIGTERM sets, so that the run ends and its backend removes what

@@ -8,7 +8,7 @@
 //! It cannot split the network: on loopback, libp2p dials from 127.0.0.1 whatever a node's
 //! address, so packets cannot be told apart by address (`--backend docker` can).
 
-use super::real::{Host, containers_of, docker, node_args};
+use super::real::{Host, node_args, remove_workloads};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -46,14 +46,8 @@ pub struct Processes {
 }
 
 impl Processes {
-    /// Checks that Docker answers and builds the demo image; the nodes come at `boot`.
+    /// Room for the nodes' data, which `binary` runs; the nodes come at `boot`.
     pub fn new(binary: PathBuf, prefix: &str) -> Result<Self, String> {
-        docker(&["info", "--format", "{{.ServerVersion}}"])
-            .map_err(|e| format!("the process backend needs the Docker engine: {e}"))?;
-        let built = Command::new(&binary).args(["image", "build-demo"]).output();
-        if !built.is_ok_and(|o| o.status.success()) {
-            return Err("could not build the demo image (weeble image build-demo)".into());
-        }
         let tag = format!("sc{}", std::process::id());
         let dir = std::env::temp_dir().join(format!("weeble-scenario-{tag}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -137,13 +131,7 @@ impl Host for Processes {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let ids = containers_of(&self.node_name(i))?;
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids.iter().map(String::as_str));
-            docker(&args)?;
-        }
-        Ok(())
+        remove_workloads(&self.node_name(i))
     }
 
     fn freeze(&mut self, i: usize, frozen: bool) -> Result<(), String> {

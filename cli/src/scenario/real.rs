@@ -514,16 +514,8 @@ impl<H: Host> Backend for Real<H> {
             );
         }
         for s in services["items"].as_array()? {
-            let nothing = Held {
-                replicas: None,
-                image: None,
-                env: BTreeMap::new(),
-                reverted: None,
-            };
-            held.insert(
-                format!("Service/{}", s["metadata"]["name"].as_str()?),
-                nothing,
-            );
+            let name = s["metadata"]["name"].as_str()?;
+            held.insert(format!("Service/{name}"), Held::default());
         }
         Some(held)
     }
@@ -574,9 +566,7 @@ fn sweep_workloads(tag: &str) {
             }
         } else {
             empty_looks = 0;
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids.iter().map(String::as_str));
-            let _ = docker(&args);
+            let _ = remove(&ids);
         }
         std::thread::sleep(SWEEP_EVERY);
     }
@@ -631,15 +621,37 @@ pub fn containers() -> Result<Vec<Container>, String> {
         .collect())
 }
 
-/// Every container of node `node`, running or not.
-pub fn containers_of(node: &str) -> Result<Vec<String>, String> {
+/// Removes every workload container of node `node`, running or not.
+pub fn remove_workloads(node: &str) -> Result<(), String> {
     let out = docker(&[
         "ps",
         "-aq",
         "--filter",
         &format!("label=weeble.node={node}"),
     ])?;
-    Ok(out.lines().map(String::from).collect())
+    remove(&out.lines().map(String::from).collect::<Vec<_>>())
+}
+
+/// `docker rm -f` of `ids` (nothing to do for none).
+fn remove(ids: &[String]) -> Result<(), String> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids.iter().map(String::as_str));
+    docker(&args).map(drop)
+}
+
+/// What every real backend needs first: the Docker engine answering, and the demo image (the
+/// scenarios' workload, and in it the `weeble` that `--backend docker` runs) built by `binary`.
+pub fn prepare(binary: &std::path::Path) -> Result<(), String> {
+    docker(&["info", "--format", "{{.ServerVersion}}"])
+        .map_err(|e| format!("a real backend needs the Docker engine: {e}"))?;
+    let built = Command::new(binary).args(["image", "build-demo"]).output();
+    built
+        .is_ok_and(|o| o.status.success())
+        .then_some(())
+        .ok_or_else(|| "could not build the demo image (weeble image build-demo)".into())
 }
 
 /// `docker ARGS`: its output, or why it failed.

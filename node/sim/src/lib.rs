@@ -257,17 +257,17 @@ pub fn run(options: &Options, mut progress: impl FnMut(u64)) -> Report {
         replicas_desired: options.replicas,
         replicas_running: running.len(),
         duplicates: running.values().map(|n| n - 1).sum(),
-        detect_p50_s: percentile(&mut detect, 50.0),
-        detect_p95_s: percentile(&mut detect, 95.0),
-        restore_p50_s: percentile(&mut restore, 50.0),
-        restore_p95_s: percentile(&mut restore, 95.0),
+        detect_p50_s: percentile(&mut detect, 50.0).unwrap_or(0.0),
+        detect_p95_s: percentile(&mut detect, 95.0).unwrap_or(0.0),
+        restore_p50_s: percentile(&mut restore, 50.0).unwrap_or(0.0),
+        restore_p95_s: percentile(&mut restore, 95.0).unwrap_or(0.0),
         agreed_s,
         bytes_per_node_s: per_node_s(idle.total().bytes),
         msgs_per_node_s: per_node_s(idle.total().messages),
         idle_bytes,
         write_ack_s,
-        write_spread_p50_s: percentile(&mut spread, 50.0),
-        write_spread_p99_s: percentile(&mut spread, 99.0),
+        write_spread_p50_s: percentile(&mut spread, 50.0).unwrap_or(0.0),
+        write_spread_p99_s: percentile(&mut spread, 99.0).unwrap_or(0.0),
         update_s,
         virtual_s: seconds(world.now),
         trace_hash: world.trace(),
@@ -306,14 +306,14 @@ fn seconds(us: u64) -> f64 {
     us as f64 / 1e6
 }
 
-/// The `p`th percentile (nearest rank); 0 for none.
-fn percentile(values: &mut [f64], p: f64) -> f64 {
+/// The `p`th percentile (nearest rank), sorting `values`; `None` for none.
+pub fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
     if values.is_empty() {
-        return 0.0;
+        return None;
     }
     values.sort_by(f64::total_cmp);
     let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-    values[rank.clamp(1, values.len()) - 1]
+    Some(values[rank.clamp(1, values.len()) - 1])
 }
 
 /// Fisher–Yates, on the seeded generator.

@@ -1454,7 +1454,7 @@ impl StatusSizes {
 
 /// The number of the simulated node named `name` ("n" and the number, as
 /// `MemberId::numbered` names them), if it is such a name: one number per name.
-fn numbered(name: &str) -> Option<usize> {
+pub fn numbered(name: &str) -> Option<usize> {
     let digits = name.strip_prefix('n')?;
     let canonical = digits == "0" || !digits.starts_with('0');
     let decimal = digits.bytes().all(|b| b.is_ascii_digit());
