@@ -252,8 +252,21 @@ impl DesiredState {
     }
 
     /// Loads a saved document (full save followed by any incremental saves).
+    ///
+    /// automerge 0.12 checks a saved document's columns only in part before it reads them:
+    /// a crafted file made its loader panic (an `unwrap` in hexane's column reader, found by
+    /// the `state_file` fuzz target). The load touches nothing but the document it makes,
+    /// so such a panic is caught and told as a document that does not load.
     pub fn load(bytes: &[u8], actor: ActorId) -> Result<Self, StateError> {
-        let mut doc = AutoCommit::load(bytes)?;
+        check_chunks(bytes).map_err(StateError::NotWeeble)?;
+        let mut doc = std::panic::catch_unwind(|| AutoCommit::load(bytes)).map_err(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            StateError::NotWeeble(format!("automerge could not read it ({why})"))
+        })??;
         match doc.get(ROOT, SCHEMA_KEY)? {
             Some((Value::Scalar(v), _)) if v.as_i64() == Some(SCHEMA_VERSION) => {}
             other => {
@@ -602,6 +615,12 @@ impl DesiredState {
     ) -> Result<bool, StateError> {
         let message = sync::Message::decode(message)
             .map_err(|e| StateError::BadSyncMessage(e.to_string()))?;
+        for have in &message.have {
+            check_bloom(&have.bloom.to_bytes()).map_err(StateError::BadSyncMessage)?;
+        }
+        for chunk in message.changes.iter() {
+            check_chunks(chunk).map_err(StateError::BadSyncMessage)?;
+        }
         // `get_heads` closes any open transaction, which `receive_sync_message` would.
         let before = self.doc.get_heads();
         // Applied with a patch log of its own, dropped at once: automerge 0.12 records the
@@ -614,6 +633,85 @@ impl DesiredState {
             &mut PatchLog::null(),
         )?;
         Ok(self.doc.get_heads() != before)
+    }
+}
+
+/// automerge's chunks: a document, a change, a compressed change, a bundle.
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+const CHUNK_BUNDLE: u8 = 3;
+
+/// Whether `bytes` are whole automerge chunks of the kinds a saved document and a sync
+/// message hold (documents and changes), each header read: magic, checksum, type, length.
+/// A bundle is refused: nothing Weeble runs writes one, and automerge 0.12 expands a
+/// bundle's run-length columns at their word (94 bytes asked for gigabytes; the `state_file`
+/// fuzz target found it, and a sync message's changes are read by the same loader).
+fn check_chunks(mut bytes: &[u8]) -> Result<(), String> {
+    while !bytes.is_empty() {
+        let bad = |what: &str| Err(format!("not automerge chunks: {what}"));
+        let Some((header, rest)) = bytes.split_first_chunk::<9>() else {
+            return bad("a chunk header cut short");
+        };
+        if header[..4] != CHUNK_MAGIC {
+            return bad("a chunk without automerge's magic bytes");
+        }
+        match header[8] {
+            0..CHUNK_BUNDLE => {}
+            CHUNK_BUNDLE => return bad("a bundle, which Weeble never writes"),
+            other => return bad(&format!("a chunk of unknown type {other}")),
+        }
+        let mut rest = rest;
+        let Some(len) = leb128(&mut rest) else {
+            return bad("a chunk length that does not read");
+        };
+        match usize::try_from(len).ok().and_then(|len| rest.get(len..)) {
+            Some(after) => bytes = after,
+            None => return bad("a chunk longer than what holds it"),
+        }
+    }
+    Ok(())
+}
+
+/// An unsigned LEB128 number of at most 64 bits, read off the front of `bytes`.
+fn leb128(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value |= u64::from(byte & 0x7f).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// automerge's bloom filter parameters: 10 bits an entry, 7 probes.
+const BLOOM_BITS_PER_ENTRY: u64 = 10;
+const BLOOM_PROBES: u64 = 7;
+
+/// Whether a peer's bloom filter (in a sync message's `have`) is one automerge writes: empty,
+/// or its entries, 10 bits an entry, 7 probes, and the bits they take. automerge 0.12 trusts
+/// the numbers: a filter that claims entries but holds no bits divides by zero when the node
+/// answers, one that claims billions of probes allocates them (the `sync` fuzz target found
+/// both).
+fn check_bloom(bytes: &[u8]) -> Result<(), String> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let mut rest = bytes;
+    let mut next = || leb128(&mut rest);
+    let (entries, bits_per_entry, probes) = (next(), next(), next());
+    match (entries, bits_per_entry, probes) {
+        (Some(entries), Some(BLOOM_BITS_PER_ENTRY), Some(BLOOM_PROBES))
+            if entries > 0 && rest.len() as u64 == (entries * BLOOM_BITS_PER_ENTRY).div_ceil(8) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "a bloom filter automerge does not write ({entries:?} entries, {bits_per_entry:?} \
+             bits each, {probes:?} probes, {} bytes of bits)",
+            rest.len()
+        )),
     }
 }
 

@@ -614,47 +614,15 @@ async fn get_scale<R>(
     )))
 }
 
-#[derive(Deserialize)]
-struct ScaleBody {
-    spec: ScaleSpec,
-}
-
-#[derive(Deserialize)]
-struct ScaleSpec {
-    replicas: i64,
-}
-
 async fn put_scale<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
     body: String,
 ) -> Reply<objects::Scale> {
-    let body: ScaleBody = serde_json::from_str(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "expected {{\"spec\": {{\"replicas\": N}}}}: {}",
-            clip_to(&e.to_string(), 200)
-        ))
-    })?;
-    let max = i64::from(u32::try_from(weeble_crdt::validate::MAX_REPLICAS).unwrap_or(u32::MAX));
-    let replicas = u32::try_from(body.spec.replicas)
-        .ok()
-        .filter(|&n| i64::from(n) <= max)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "spec.replicas: must be between 0 and {max}, got {}",
-                body.spec.replicas
-            ))
-        })?;
+    let replicas = objects::scale_replicas(&body).map_err(ApiError::bad_request)?;
     let key = ObjectKey::new(&ns, &name);
     api.agent.write(Op::Scale(key.clone(), replicas)).await?;
     Ok(Json(objects::Scale::new(&key, replicas, 0)))
-}
-
-/// The body of `rollout/undo`: the revision to go back to (the last old one if none).
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UndoBody {
-    to_revision: Option<u64>,
 }
 
 /// `rollout undo|restart|pause|resume` of a deployment: a write of the document; answers
@@ -667,18 +635,10 @@ async fn rollout_action<R>(
 ) -> Reply<Value> {
     let key = ObjectKey::new(&ns, &name);
     let op = match action.as_str() {
-        "undo" => {
-            let body: UndoBody = match body.trim() {
-                "" => UndoBody::default(),
-                text => serde_json::from_str(text).map_err(|e| {
-                    ApiError::bad_request(format!(
-                        "expected {{\"toRevision\": N}} or nothing: {}",
-                        clip_to(&e.to_string(), 200)
-                    ))
-                })?,
-            };
-            Op::Undo(key, body.to_revision.filter(|&n| n > 0))
-        }
+        "undo" => Op::Undo(
+            key,
+            objects::undo_revision(&body).map_err(ApiError::bad_request)?,
+        ),
         "restart" => Op::Restart(key),
         "pause" => Op::Pause(key, true),
         "resume" => Op::Pause(key, false),

@@ -25,13 +25,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
+use weeble_core::wire::{self, MAX_MESSAGE};
 
-/// The largest message either exchange accepts (a whole document in one sync message).
-const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 const PROTOCOL: StreamProtocol = StreamProtocol::new("/weeble/rpc/3");
 /// Peers connected at most: past it, the least recently used connection is closed.
 pub const MAX_CONNECTED: usize = 64;
-const BINCODE: bincode::config::Configuration = bincode::config::standard();
 
 /// Where the answer to a request goes.
 type Reply = oneshot::Sender<Result<Response, NetError>>;
@@ -713,23 +711,14 @@ async fn read_frame<T: serde::de::DeserializeOwned>(
     }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
-    let (value, _) = bincode::serde::decode_from_slice(&buf, BINCODE)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    Ok(value)
+    wire::decode(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 async fn write_frame<T: Serialize>(
     io: &mut (impl AsyncWrite + Unpin + Send),
     value: &T,
 ) -> io::Result<()> {
-    let bytes = bincode::serde::encode_to_vec(value, BINCODE)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    if bytes.len() > MAX_MESSAGE {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "message over the limit",
-        ));
-    }
+    let bytes = wire::encode(value).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
     io.write_all(&bytes).await?;
     io.close().await

@@ -11,33 +11,11 @@ pub mod memory;
 
 use crate::membership::MemberId;
 use crate::status::StatusMessage;
-use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
 use weeble_core::gossip::Digest;
-
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Request {
-    Membership { data: Vec<u8>, digest: Digest },
-    Status(StatusMessage),
-    Sync(Vec<u8>),
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Response {
-    Ack,
-    /// The membership datagram the request's own datagram called for at once (SWIM's ack to
-    /// a ping), and what the answering node holds: one exchange instead of two.
-    Membership {
-        data: Vec<u8>,
-        digest: Digest,
-    },
-    Status(StatusMessage),
-    Sync(Option<Vec<u8>>),
-    /// The peer could not take the sync message in (it cannot persist it): why.
-    SyncRefused(String),
-}
+pub use weeble_core::wire::{Request, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {

@@ -497,3 +497,22 @@ fn fields_at_their_defaults_are_not_written_and_read_back_alike() {
     );
     assert_eq!(a.apply(&talk_deployment("v1")).unwrap(), Outcome::Unchanged);
 }
+
+/// What the `state_file` fuzz target found (`fuzz/corpus/state_file/regression-*`): a
+/// document that made automerge's column reader panic, and a bundle whose run lengths asked
+/// for gigabytes. Both are a document that does not load, not a crash.
+#[test]
+fn a_crafted_state_document_is_an_error_not_a_crash() {
+    let found = |name: &str| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/state_file");
+        std::fs::read(format!("{dir}/{name}")).unwrap()
+    };
+    let err = DesiredState::load(&found("regression-bundle"), ActorId::random()).unwrap_err();
+    assert!(err.to_string().contains("a bundle"), "{err}");
+    let err = DesiredState::load(&found("regression-hexane-panic"), ActorId::random());
+    assert!(err.is_err());
+    // A document as Weeble saves it still loads.
+    let mut a = peer(1);
+    a.apply(&talk_deployment("nginx")).unwrap();
+    assert!(DesiredState::load(&a.save(), ActorId::random()).is_ok());
+}

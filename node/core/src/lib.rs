@@ -41,3 +41,4 @@ pub mod services;
 pub mod status;
 pub mod time;
 pub mod view;
+pub mod wire;

@@ -15,6 +15,7 @@ pub mod pull;
 
 use crate::hash::{ByHash, mix};
 use crate::memo;
+use crate::wire::BINCODE;
 use bytes::{Buf, BufMut};
 use foca::{AccumulatingRuntime, Foca, Identity, OwnedNotification, State, Timer};
 use pull::{Buckets, Pacing};
@@ -1267,8 +1268,6 @@ impl Updates {
 fn held_identity<'a>(known: &'a [Decoded], id: &MemberId) -> Option<&'a MemberId> {
     known.iter().map(|d| d.update.id()).find(|held| *held == id)
 }
-
-const BINCODE: bincode::config::Configuration = bincode::config::standard();
 
 /// The hash of the name an encoded update begins with (its identity's first field), or
 /// `None` if the bytes do not begin with one.

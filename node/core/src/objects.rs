@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use weeble_crdt::echo::clip_to;
 use weeble_crdt::{
     self as crdt, ContainerPort, EnvVar, IntOrPercent, Kind, Labels, ObjectKey, Outcome, Parsed,
     Protocol, ROLLBACK_ON_FAILURE, RestartPolicy, Strategy, TargetPort,
@@ -805,6 +806,57 @@ impl Scale {
             spec: ScaleSpec { replicas },
             status: ScaleStatus { replicas: ready },
         }
+    }
+}
+
+/// The body of a `PUT .../scale`: the replicas wanted, read from `{"spec": {"replicas": N}}`
+/// and checked against [`weeble_crdt::validate::MAX_REPLICAS`]; the error says what was
+/// expected.
+pub fn scale_replicas(body: &str) -> Result<u32, String> {
+    #[derive(Deserialize)]
+    struct Body {
+        spec: Spec,
+    }
+    #[derive(Deserialize)]
+    struct Spec {
+        replicas: i64,
+    }
+    let body: Body = serde_json::from_str(body).map_err(|e| {
+        format!(
+            "expected {{\"spec\": {{\"replicas\": N}}}}: {}",
+            clip_to(&e.to_string(), 200)
+        )
+    })?;
+    let max = i64::from(u32::try_from(weeble_crdt::validate::MAX_REPLICAS).unwrap_or(u32::MAX));
+    u32::try_from(body.spec.replicas)
+        .ok()
+        .filter(|&n| i64::from(n) <= max)
+        .ok_or_else(|| {
+            format!(
+                "spec.replicas: must be between 0 and {max}, got {}",
+                body.spec.replicas
+            )
+        })
+}
+
+/// The body of a `rollout/undo`: the revision to go back to, from `{"toRevision": N}`, or
+/// `None` (nothing, or 0) for the last old one.
+pub fn undo_revision(body: &str) -> Result<Option<u64>, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Body {
+        to_revision: Option<u64>,
+    }
+    match body.trim() {
+        "" => Ok(None),
+        text => serde_json::from_str::<Body>(text)
+            .map(|b| b.to_revision.filter(|&n| n > 0))
+            .map_err(|e| {
+                format!(
+                    "expected {{\"toRevision\": N}} or nothing: {}",
+                    clip_to(&e.to_string(), 200)
+                )
+            }),
     }
 }
 

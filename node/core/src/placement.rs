@@ -885,8 +885,8 @@ fn highest(hashes: &[u32]) -> Option<(u32, usize)> {
 
 /// The [`RANKED`] highest-scoring members for a replica hash, best first, as [`top`] ranks
 /// them (ties to the earlier name); [`NO_MEMBER`] past the last eligible one. Each class's
-/// best are taken one at a time, each taken one's hash then set to 0; where the highest
-/// left after the first is 0, the class's ranking stops there, and the whole ranking ends
+/// best are taken one at a time, each taken one's hash then set to 0, until the class has
+/// none left; where the highest left after the first is 0, the class's ranking stops there, and the whole ranking ends
 /// above the score of a member whose hash is 0 in that class, which may follow unranked (a
 /// replica whose ranked members are all gone is ranked on every member again).
 fn top_ranked(classes: &[WeightClass], replica: u32, scratch: &mut Vec<u32>) -> [u32; RANKED] {
@@ -895,7 +895,7 @@ fn top_ranked(classes: &[WeightClass], replica: u32, scratch: &mut Vec<u32>) -> 
     let mut unranked = f64::NEG_INFINITY;
     for class in classes {
         hash_class(class, replica, scratch);
-        for taken in 0..RANKED {
+        for taken in 0..RANKED.min(class.members.len()) {
             match highest(scratch) {
                 Some((h, at)) if h > 0 || taken == 0 => {
                     best.push((score(class.weight, h), class.members[at]));

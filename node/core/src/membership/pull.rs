@@ -34,6 +34,7 @@
 
 use super::{MemberId, MemberInfo};
 use crate::hash::{fnv1a, mix};
+use crate::wire::BINCODE;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -200,8 +201,6 @@ const SUMMARY: u8 = 0;
 const ENTRIES: u8 = 1;
 const EXCHANGE: u8 = 2;
 const MEMBERS: u8 = 3;
-
-const BINCODE: bincode::config::Configuration = bincode::config::standard();
 
 /// A pull message that could not be read.
 #[derive(Debug, thiserror::Error)]

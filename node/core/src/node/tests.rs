@@ -546,3 +546,35 @@ fn a_container_whose_liveness_probe_fails_is_killed_and_started_again() {
         "every node sees the restart"
     );
 }
+
+/// What the `datagram` and `sync` fuzz targets found (`fuzz/corpus/*/regression-*`): a
+/// datagram whose lengths claim 2⁶⁰ bytes, and a sync message whose bloom filter claims
+/// entries with no bits, are refused; the node goes on and still joins its peer.
+#[test]
+fn what_the_fuzz_targets_found_is_refused_and_the_node_goes_on() {
+    let found = |target: &str, name: &str| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus");
+        std::fs::read(format!("{dir}/{target}/{name}")).unwrap()
+    };
+    let mut cluster = Cluster::new(2, 0);
+    let data = found("datagram", "regression-length-2e60");
+    let input = Input::Datagram {
+        from: "p1".into(),
+        data,
+        digest: Digest::default(),
+        request: true,
+    };
+    assert_eq!(cluster.step("n0", input), Some(Answer::Membership(None)));
+    let message = found("sync", "regression-bloom-without-bits");
+    let id = cluster.next_request;
+    cluster.next_request += 1;
+    cluster.requests.insert(("n0".into(), id), "n1".into());
+    let from = "p1".into();
+    cluster.step("n0", Input::SyncRequest { id, from, message });
+    let refused = cluster.effects_of("n0").any(
+        |e| matches!(e, Effect::SyncAnswer { id: i, answer: Err(why) } if *i == id && why.contains("bloom")),
+    );
+    assert!(refused, "the sync message is refused with its reason");
+    cluster.run_until(3_000);
+    assert_eq!(cluster.alive("n0"), ["n0", "n1"], "n0 still joins n1");
+}

@@ -1,0 +1,101 @@
+//! The frames peers exchange on the one request-response protocol (`/weeble/rpc/3`): what a
+//! [`Request`] and its [`Response`] carry, and their bytes (bincode, standard config). The
+//! transport adds only a length before each frame; decoding is here, pure, so that the fuzz
+//! targets (`fuzz/`) run the very code a node runs on what a peer sent.
+
+use crate::gossip::Digest;
+use crate::status::StatusMessage;
+use bincode::config::{Configuration, Limit, LittleEndian, Varint};
+use serde::{Deserialize, Serialize};
+
+/// The largest frame either way (a whole document in one sync message).
+pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// How every message a peer sends is encoded: bincode's standard configuration, with
+/// [`MAX_MESSAGE`] as the most a decode may claim in all. Without the limit, a length of 2⁶⁰
+/// before a string or a list was taken at its word and allocated (the fuzz targets `frame`,
+/// `status` and `datagram` found it in a few seconds each).
+pub const BINCODE: Configuration<LittleEndian, Varint, Limit<MAX_MESSAGE>> =
+    bincode::config::standard().with_limit::<MAX_MESSAGE>();
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    Membership { data: Vec<u8>, digest: Digest },
+    Status(StatusMessage),
+    Sync(Vec<u8>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    Ack,
+    /// The membership datagram the request's own datagram called for at once (SWIM's ack to
+    /// a ping), and what the answering node holds: one exchange instead of two.
+    Membership {
+        data: Vec<u8>,
+        digest: Digest,
+    },
+    Status(StatusMessage),
+    Sync(Option<Vec<u8>>),
+    /// The peer could not take the sync message in (it cannot persist it): why.
+    SyncRefused(String),
+}
+
+/// Why a frame was not read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("a frame of {0} bytes is over the limit of {MAX_MESSAGE}")]
+    TooLarge(usize),
+    #[error("a frame that does not decode: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    #[error("a frame that does not encode: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+}
+
+/// A frame's bytes, refused past [`MAX_MESSAGE`].
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
+    let bytes = bincode::serde::encode_to_vec(value, BINCODE)?;
+    if bytes.len() > MAX_MESSAGE {
+        return Err(WireError::TooLarge(bytes.len()));
+    }
+    Ok(bytes)
+}
+
+/// A frame read from its bytes (trailing bytes are ignored, as they always were).
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(WireError::TooLarge(bytes.len()));
+    }
+    Ok(bincode::serde::decode_from_slice(bytes, BINCODE)?.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the fuzz targets found, kept in their corpus (`fuzz/corpus/*/regression-*`).
+    fn found(target: &str, name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../../fuzz/corpus/{target}/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn a_length_past_the_limit_is_an_error_not_an_allocation() {
+        let frame = found("frame", "regression-length-2e60");
+        assert!(decode::<Request>(&frame).is_err());
+        let status = found("status", "regression-length-2e60");
+        let err = decode::<StatusMessage>(&status).unwrap_err();
+        assert!(err.to_string().contains("does not decode"), "{err}");
+    }
+
+    #[test]
+    fn frames_read_back_as_written_and_refuse_more_than_the_limit() {
+        let request = Request::Sync(vec![7; 100]);
+        let again: Request = decode(&encode(&request).unwrap()).unwrap();
+        assert!(matches!(again, Request::Sync(m) if m == vec![7; 100]));
+        let err = encode(&Request::Sync(vec![0; MAX_MESSAGE])).unwrap_err();
+        assert!(matches!(err, WireError::TooLarge(_)), "{err}");
+    }
+}
