@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
+use weeble_core::keys::NodeKey;
 use weeble_core::membership::{Detection, MemberId};
 use weeble_core::node::{Config, Effect, Input, NodeCore, Shared};
 use weeble_core::reconcile::pass::Settings;
@@ -26,6 +27,7 @@ pub fn core(i: usize) -> NodeCore {
             join_grace_ms: 3_000,
         },
         me,
+        key: NodeKey::numbered(i),
         detection: Detection::default(),
         fanout: 3,
         replicate_to: 0,

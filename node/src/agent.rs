@@ -29,6 +29,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span, warn};
 use weeble_core::document::{Op, WriteError};
+use weeble_core::keys::NodeKey;
 use weeble_core::node::{self, NodeCore};
 use weeble_crdt::{Labels, Outcome, ResourceAmounts, Snapshot};
 
@@ -241,6 +242,20 @@ fn node_key(data_dir: &Path) -> Result<Keypair, AgentError> {
     }
 }
 
+/// The signing half of a libp2p key (an ed25519 key: the only kind `node_key` makes).
+fn signing_key(keypair: &Keypair) -> Result<NodeKey, String> {
+    let ed25519 = keypair
+        .clone()
+        .try_into_ed25519()
+        .map_err(|e| e.to_string())?;
+    let secret: [u8; 32] = ed25519
+        .secret()
+        .as_ref()
+        .try_into()
+        .map_err(|_| "not 32 bytes")?;
+    Ok(NodeKey::from_secret(secret))
+}
+
 /// Starts a node on the libp2p transport, Docker (or whatever `runtime` is) and the state
 /// file in its data directory.
 pub async fn start<R: ContainerRuntime>(
@@ -249,6 +264,10 @@ pub async fn start<R: ContainerRuntime>(
 ) -> Result<Agent, AgentError> {
     data_dir(&config)?;
     let keypair = node_key(&config.data_dir)?;
+    let key = signing_key(&keypair).map_err(|reason| AgentError::Key {
+        path: config.data_dir.join("node.key"),
+        reason,
+    })?;
     let (stop, shutdown) = Stop::new();
     let digest = Arc::new(LocalDigest::default());
     let (transport, events) = Network::start(NetConfig {
@@ -259,6 +278,7 @@ pub async fn start<R: ContainerRuntime>(
         shutdown: shutdown.clone(),
     })?;
     let adapters = Adapters {
+        key,
         checker: Probes(runtime.clone()),
         services: Tcp,
         runtime,
@@ -281,6 +301,8 @@ fn data_dir(config: &NodeConfig) -> Result<(), AgentError> {
 /// `runtime::memory`, `store::disk::MemoryDisk`, `probe::MemoryProbes`,
 /// `proxy::net::MemoryNet`), which run nodes inside one process.
 pub struct Adapters<R, T, C, N> {
+    /// The node's key: the transport's peer id is its.
+    pub key: NodeKey,
     pub runtime: R,
     /// Runs the health checks.
     pub checker: C,
@@ -305,6 +327,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
 ) -> Result<Agent, AgentError> {
     data_dir(&config)?;
     let Adapters {
+        key,
         runtime,
         checker,
         services,
@@ -313,6 +336,16 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         digest,
         mut disk,
     } = adapters;
+    if key.peer_id() != transport.peer_id() {
+        return Err(AgentError::Key {
+            path: config.data_dir.join("node.key"),
+            reason: format!(
+                "the transport's peer id {} is not the key's {}",
+                transport.peer_id(),
+                key.peer_id()
+            ),
+        });
+    }
     let stored = store::open(disk.as_mut())?;
     let epoch = next_epoch(
         &config.data_dir.join("epoch"),
@@ -320,7 +353,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
     );
     let me = MemberId::from(MemberInfo {
         name: config.name.clone(),
-        peer_id: transport.peer_id(),
+        peer_id: key.peer_id(),
         p2p: config.p2p,
         api: config.api,
         labels: config.labels.clone(),
@@ -341,6 +374,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
     };
     let core_config = node::Config {
         me,
+        key,
         detection: config.detection,
         fanout: config.fanout,
         replicate_to: config.replicate_to,
@@ -442,5 +476,14 @@ mod tests {
             "a clock behind: past the last life"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_signing_key_has_the_libp2p_keys_peer_id() {
+        for _ in 0..8 {
+            let keypair = Keypair::generate_ed25519();
+            let peer_id = libp2p::PeerId::from(keypair.public()).to_base58();
+            assert_eq!(signing_key(&keypair).unwrap().peer_id(), peer_id);
+        }
     }
 }

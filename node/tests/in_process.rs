@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 use weeble_core::document::{Op, WriteError};
+use weeble_core::keys::NodeKey;
 use weeble_core::objects::{List, Node, Pod};
 use weeble_core::status::Phase;
 use weeble_crdt::parse_manifests;
@@ -91,10 +92,10 @@ impl Bed {
         config.resync = Duration::from_secs(1);
         config.join_grace = Duration::from_millis(500);
         let digest = Arc::new(LocalDigest::default());
-        let (transport, events) = self
-            .board
-            .attach(addr(i), format!("peer{i}"), digest.clone());
+        let key = NodeKey::numbered(i);
+        let (transport, events) = self.board.attach(addr(i), key.peer_id(), digest.clone());
         let adapters = Adapters {
+            key,
             runtime: self.runtime.clone(),
             checker: self.probes.clone(),
             services: self.net.clone(),

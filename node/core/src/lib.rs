@@ -28,6 +28,7 @@ pub mod document;
 mod due;
 pub mod gossip;
 mod hash;
+pub mod keys;
 pub mod membership;
 mod memo;
 pub mod node;

@@ -144,12 +144,12 @@ impl MemberId {
         })
     }
 
-    /// Node `n{i}` (peer id `p{i}`) at `p2p`, with one core, 1 GiB and the kubelet's 110 pods:
+    /// Node `n{i}` (the peer id of [`crate::keys::NodeKey::numbered`]`(i)`) at `p2p`, with one core, 1 GiB and the kubelet's 110 pods:
     /// the node the tests and the simulator run.
     pub fn numbered(i: usize, p2p: SocketAddr) -> Self {
         let mut member = MemberId::seed(p2p);
         member.name = format!("n{i}");
-        member.peer_id = format!("p{i}");
+        member.peer_id = crate::keys::NodeKey::numbered(i).peer_id();
         member.capacity = ResourceAmounts {
             cpu_millis: 1000,
             memory_bytes: 1 << 30,
@@ -1280,6 +1280,17 @@ fn name_key(bytes: &[u8]) -> Option<u64> {
 /// hasher was 2 % of a forming cluster's time at 10,000 simulated nodes).
 fn name_hash(name: &str) -> u64 {
     mix(crate::hash::fnv1a(&[name.as_bytes()]))
+}
+
+/// The peer id a membership datagram says it comes from (a SWIM header's sender, or the peer
+/// a pull message names), read in place; `None` if it names none. The transport
+/// authenticates the peer that sent it, and the two must be one (`NodeCore`).
+pub fn sender(datagram: &[u8]) -> Option<&str> {
+    match datagram.split_first()? {
+        (&SWIM, rest) => sender_peer_id(rest),
+        (&PULL, rest) => pull::sender(rest),
+        _ => None,
+    }
 }
 
 /// The peer id of a datagram's sender, read in place: a header begins with the sender's

@@ -41,7 +41,8 @@ use crate::reconcile::pass::{Context, Event, Reconciler, Settings, Work};
 use crate::reconcile::{Action, wakes};
 use crate::runtime::RuntimeEvent;
 
-use crate::status::{PUSH_AFTER, Send, StatusGossip, StatusMessage, StatusTable};
+use crate::keys::NodeKey;
+use crate::status::{NodeStatus, PUSH_AFTER, Send, StatusGossip, StatusMessage, StatusTable};
 use crate::view::{Placements, Planner, View};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -71,6 +72,8 @@ pub const OWN_WRITE: u64 = 1 << 63;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub me: MemberId,
+    /// The node's key, whose peer id is `me`'s: it signs this node's status reports.
+    pub key: NodeKey,
     pub detection: Detection,
     /// Peers beyond ⌈ln N⌉ a change is pushed to (`gossip::push_width`).
     pub fanout: usize,
@@ -299,6 +302,29 @@ pub struct NodeCore {
     view_due: bool,
     /// Whether the view must be built at the end of this step ([`Timer::View`] came).
     view_now: bool,
+    /// What peers sent that this node refused, told in the log now and then.
+    refused: Refused,
+}
+
+/// Messages refused as forged, told in the log once every [`Refused::EVERY`] at most with
+/// how many came since: a flood of them is one line, not one a message.
+#[derive(Default)]
+struct Refused {
+    told_at: Option<Duration>,
+    since: u64,
+}
+
+impl Refused {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn note(&mut self, now: Duration, what: &str) {
+        self.since += 1;
+        if self.told_at.is_none_or(|at| now >= at + Self::EVERY) {
+            warn!(refused_since_last_told = self.since, "refused {what}");
+            self.told_at = Some(now);
+            self.since = 0;
+        }
+    }
 }
 
 impl NodeCore {
@@ -313,7 +339,13 @@ impl NodeCore {
             config.seed,
             config.shared.membership,
         );
-        let status = StatusGossip::new(name, config.epoch, config.fanout, config.seed ^ 1);
+        let status = StatusGossip::new(
+            name,
+            config.key,
+            config.epoch,
+            config.fanout,
+            config.seed ^ 1,
+        );
         let document = Document::new(stored, config.fanout, config.replicate_to, config.seed ^ 2);
         let mut planner = Planner::new(config.shared.placements);
         let unschedulable = status.table().unschedulable().clone();
@@ -350,11 +382,36 @@ impl NodeCore {
             view_generation: 0,
             view_due: false,
             view_now: false,
+            refused: Refused::default(),
         }
     }
 
     pub fn me(&self) -> &MemberId {
         self.membership.me()
+    }
+
+    /// Keeps of `message`'s reports those signed by their node: by the key of a member of
+    /// that name. A report of a node not listed yet is refused too; once it is, the status
+    /// digests differ and an exchange brings the report again.
+    fn signed_only(&mut self, now: Duration, message: &mut StatusMessage) {
+        let Some(reports) = message.reports_mut() else {
+            return;
+        };
+        let members = self.membership.members();
+        let signed = |report: &NodeStatus| {
+            let at = members.partition_point(|m| m.name < report.node);
+            (at..)
+                .map_while(|i| members.get(i))
+                .take_while(|(m, _)| m.name == report.node)
+                .any(|(m, _)| report.is_signed_by(&m.peer_id))
+        };
+        let before = reports.len();
+        reports.retain(|report| signed(report));
+        if reports.len() < before {
+            let refused = before - reports.len();
+            let what = format!("{refused} status reports not signed by their node's key");
+            self.refused.note(now, &what);
+        }
     }
 
     pub fn view(&self) -> &Arc<View> {
@@ -378,6 +435,20 @@ impl NodeCore {
             Input::Datagram {
                 from,
                 data,
+                request,
+                ..
+            } if membership::sender(&data).is_some_and(|sender| sender != from) => {
+                // Another's name on a datagram: the transport authenticated `from`, and a
+                // node speaks for itself only (it cannot refute, ack or leave for another).
+                let what = format!("a membership datagram from {from} in another's name");
+                self.refused.note(now, &what);
+                if request {
+                    effects.push(Effect::Answer(Answer::Membership(None)));
+                }
+            }
+            Input::Datagram {
+                from,
+                data,
                 digest,
                 request,
             } => {
@@ -390,11 +461,15 @@ impl NodeCore {
                 self.refresh_peers();
                 self.compare(now, &from, digest, &mut effects);
             }
-            Input::Status { message } => {
+            Input::Status { mut message } => {
+                self.signed_only(now, &mut message);
                 let answer = self.status.receive(message, now);
                 effects.push(Effect::Answer(Answer::Status(answer)));
             }
-            Input::StatusAnswer { peer, answer } => {
+            Input::StatusAnswer { peer, mut answer } => {
+                if let Some(answer) = &mut answer {
+                    self.signed_only(now, answer);
+                }
                 let sends = self.status.answered(&peer, answer, now);
                 effects.extend(sends.into_iter().map(Effect::Status));
             }

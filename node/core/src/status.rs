@@ -3,6 +3,7 @@
 //!
 //! [`StatusTable`] holds the latest report of every node; [`StatusGossip`] keeps it.
 
+use crate::keys::{NodeKey, Signature};
 use hashbrown::hash_table::{Entry, HashTable};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,9 +74,39 @@ pub struct NodeStatus {
     /// The node is leaving the cluster (it was told to stop): it takes no pods, and hands
     /// over those it runs.
     pub leaving: bool,
+    /// The node's signature of the rest ([`Self::signed`]), by its key: whoever passes a
+    /// report on cannot change it, nor make one for another node. Checked against the peer
+    /// id of the member of that name ([`Self::is_signed_by`]).
+    pub signature: Signature,
 }
 
 impl NodeStatus {
+    /// This report signed by `key` (its node's).
+    pub fn signed(mut self, key: &NodeKey) -> Self {
+        self.signature = key.sign(&self.signed_bytes());
+        self
+    }
+
+    /// Whether the key of `peer_id` signed this report.
+    pub fn is_signed_by(&self, peer_id: &str) -> bool {
+        self.signature.is_by(peer_id, || self.signed_bytes())
+    }
+
+    /// What the signature covers: every field but itself, as they travel.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let NodeStatus {
+            node,
+            epoch,
+            version,
+            pods,
+            not_ready,
+            leaving,
+            signature: _,
+        } = self;
+        let fields = (node, epoch, version, pods, not_ready, leaving);
+        bincode::serde::encode_to_vec(fields, crate::wire::BINCODE).unwrap_or_default()
+    }
+
     /// `(epoch, version)`: what orders a node's reports.
     pub fn at(&self) -> (u64, u64) {
         (self.epoch, self.version)
@@ -115,6 +146,7 @@ fn bare(node: String, epoch: u64, version: u64) -> Arc<NodeStatus> {
         pods: Vec::new(),
         not_ready: None,
         leaving: false,
+        signature: Signature::default(),
     })
 }
 
@@ -233,6 +265,14 @@ pub enum StatusMessage {
 }
 
 impl StatusMessage {
+    /// The reports it carries, if it carries any.
+    pub fn reports_mut(&mut self) -> Option<&mut Vec<Arc<NodeStatus>>> {
+        match self {
+            StatusMessage::Reports(reports) | StatusMessage::Delta { reports, .. } => Some(reports),
+            StatusMessage::Sums(_) | StatusMessage::Versions { .. } => None,
+        }
+    }
+
     /// Whether the sender waits for an answer (the driver hands it back, or its failure).
     pub fn asks(&self) -> bool {
         matches!(self, StatusMessage::Sums(_) | StatusMessage::Delta { .. })
@@ -560,6 +600,7 @@ mod tests {
             pods: vec![],
             not_ready: None,
             leaving: false,
+            signature: Signature::default(),
         }
     }
 

@@ -72,21 +72,13 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, WireErr
 mod tests {
     use super::*;
 
-    /// What the fuzz targets found, kept in their corpus (`fuzz/corpus/*/regression-*`).
-    fn found(target: &str, name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../../fuzz/corpus/{target}/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
+    /// What the `frame` and `status` fuzz targets found (kept in their corpus).
     #[test]
     fn a_length_past_the_limit_is_an_error_not_an_allocation() {
-        let frame = found("frame", "regression-length-2e60");
-        assert!(decode::<Request>(&frame).is_err());
-        let status = found("status", "regression-length-2e60");
-        let err = decode::<StatusMessage>(&status).unwrap_err();
+        let frame = include_bytes!("../../../fuzz/corpus/frame/regression-length-2e60");
+        assert!(decode::<Request>(frame).is_err());
+        let status = include_bytes!("../../../fuzz/corpus/status/regression-length-2e60");
+        let err = decode::<StatusMessage>(status).unwrap_err();
         assert!(err.to_string().contains("does not decode"), "{err}");
     }
 

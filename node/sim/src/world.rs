@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weeble_core::document::{self, Op, Stored, journal};
 use weeble_core::gossip::Digest;
+use weeble_core::keys::NodeKey;
 use weeble_core::membership::{Detection, Liveness, MemberId};
 use weeble_core::node::{Answer, Config, Effect, Input, NodeCore, Shared, Timer, next_epoch};
 use weeble_core::reconcile::Action;
@@ -401,10 +402,13 @@ impl World {
                 sizes: StatusSizes::default(),
             })
             .collect();
+        let mut peer_ids = Vec::with_capacity(n);
         for i in 0..n {
             let mut state = DesiredState::new(ActorId::from(actor(seed, i, 0)));
+            let member = MemberId::numbered(i, addr(i));
+            peer_ids.push(member.peer_id.clone());
             shards[i % count].nodes.push(Node {
-                member: MemberId::numbered(i, addr(i)),
+                member,
                 core: None,
                 file: journal::file(&state.save()),
                 containers: Vec::new(),
@@ -421,7 +425,6 @@ impl World {
                 next_request: 0,
             });
         }
-        let peer_ids: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
         let by_peer = peer_ids.iter().cloned().zip(0..).collect();
         World {
             shards,
@@ -500,6 +503,7 @@ impl World {
         };
         let config = Config {
             me: node.member.clone(),
+            key: NodeKey::numbered(i),
             detection,
             fanout: 3,
             replicate_to: 4,
@@ -1615,6 +1619,7 @@ mod tests {
                 pods: (0..pods).map(|i| pod(node, i)).collect(),
                 not_ready: None,
                 leaving: false,
+                signature: Default::default(),
             })
         };
         let messages = [

@@ -239,8 +239,13 @@ fn a_sync_that_brings_a_change_is_answered_only_once_it_is_on_disk() {
     let mut message = message;
     for _ in 0..MAX_ROUNDS {
         let mut out = Vec::new();
-        b.doc
-            .request(7, "p0".into(), message, &Peers::default(), &mut out);
+        b.doc.request(
+            7,
+            member(0).peer_id.clone(),
+            message,
+            &Peers::default(),
+            &mut out,
+        );
         if let [DocEffect::Persist(_)] = &out[..] {
             answers = out;
             break;
@@ -256,7 +261,7 @@ fn a_sync_that_brings_a_change_is_answered_only_once_it_is_on_disk() {
         };
         let mut out = Vec::new();
         a.doc.reply(
-            "p1".into(),
+            member(1).peer_id.clone(),
             Ok(Some(reply.clone())),
             &Peers::default(),
             &mut out,
@@ -321,8 +326,13 @@ fn refused_by_a_full_disk() -> (Node, Node) {
     let mut refused = None;
     for _ in 0..MAX_ROUNDS {
         let mut out = Vec::new();
-        b.doc
-            .request(7, "p0".into(), message.clone(), &Peers::default(), &mut out);
+        b.doc.request(
+            7,
+            member(0).peer_id.clone(),
+            message.clone(),
+            &Peers::default(),
+            &mut out,
+        );
         let out = b.settle(out);
         match &out[..] {
             [
@@ -333,7 +343,7 @@ fn refused_by_a_full_disk() -> (Node, Node) {
             ] => {
                 let mut next = Vec::new();
                 a.doc.reply(
-                    "p1".into(),
+                    member(1).peer_id.clone(),
                     Ok(Some(reply.clone())),
                     &Peers::default(),
                     &mut next,

@@ -235,6 +235,25 @@ pub fn members(from: &str) -> Vec<u8> {
     encode(MEMBERS, from)
 }
 
+/// The peer id a pull message says it comes from (the asker's, or the answerer's it names),
+/// read in place.
+pub fn sender(data: &[u8]) -> Option<&str> {
+    let (&kind, rest) = data.split_first()?;
+    match kind {
+        SUMMARY | EXCHANGE => {
+            let ((_name, peer_id), _): ((&str, &str), usize) =
+                bincode::serde::borrow_decode_from_slice(rest, BINCODE).ok()?;
+            Some(peer_id)
+        }
+        ENTRIES | MEMBERS => {
+            let (from, _): (&str, usize) =
+                bincode::serde::borrow_decode_from_slice(rest, BINCODE).ok()?;
+            Some(from)
+        }
+        _ => None,
+    }
+}
+
 /// The message `data` holds, and where its members begin.
 pub fn decode(data: &[u8]) -> Result<(Message, usize), PullError> {
     let bad = |e: bincode::error::DecodeError| PullError(e.to_string());

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::due::Due;
+use crate::keys::NodeKey;
 use crate::runtime::{ContainerState, Observed};
 use std::collections::{BTreeMap, BTreeSet};
 use weeble_crdt::{ActorId, DesiredState, parse_manifests};
@@ -64,6 +65,7 @@ impl Cluster {
             let me = MemberId::test(i);
             let config = Config {
                 me,
+                key: NodeKey::numbered(i),
                 detection: Detection::default(),
                 fanout: 3,
                 replicate_to,
@@ -374,14 +376,15 @@ fn a_leaving_node_hands_its_pods_over_and_a_stopped_one_is_forgotten() {
     assert_eq!(running, [3, 3, 0], "n2's pods were handed over");
     // n2 stops without a word; its connections close, the check finds nothing there.
     cluster.nodes.get_mut("n2").unwrap().stopped = true;
-    cluster.push(cluster.now, "n0", Input::Disconnected("p2".into()));
+    let p2 = cluster.nodes["n2"].core.me().peer_id.clone();
+    cluster.push(cluster.now, "n0", Input::Disconnected(p2.clone()));
     // The death is listed with the next view.
     cluster.run_until(8_010 + VIEW_AFTER.as_millis() as u64);
     assert_eq!(cluster.alive("n0"), ["n0", "n1"]);
     assert!(
         cluster
             .effects_of("n0")
-            .any(|e| matches!(e, Effect::Disconnect(p) if p == "p2")),
+            .any(|e| matches!(e, Effect::Disconnect(p) if *p == p2)),
         "n0 closes n2's connections"
     );
     let table = cluster.nodes["n0"].core.table();
@@ -395,7 +398,13 @@ fn a_leaving_node_hands_its_pods_over_and_a_stopped_one_is_forgotten() {
 fn a_peer_that_holds_something_else_is_synced_by_the_node_with_the_smaller_id() {
     let mut cluster = Cluster::new(2, 4);
     cluster.run_until(3_000);
-    let p1 = cluster.nodes["n1"].core.me().peer_id.clone();
+    // `low` has the smaller peer id, `high` the larger.
+    let peer = |n: &str| cluster.nodes[n].core.me().peer_id.clone();
+    let (low, high) = match peer("n0") < peer("n1") {
+        true => ("n0", "n1"),
+        false => ("n1", "n0"),
+    };
+    let (p_low, p_high) = (peer(low), peer(high));
     let differs = Digest {
         status: 1,
         doc: 2,
@@ -407,12 +416,12 @@ fn a_peer_that_holds_something_else_is_synced_by_the_node_with_the_smaller_id() 
         digest: differs,
         request: false,
     };
-    let n0 = &mut cluster.nodes.get_mut("n0").unwrap().core;
-    let effects = n0.step(Duration::from_secs(3), datagram(&p1));
+    let first = &mut cluster.nodes.get_mut(low).unwrap().core;
+    let effects = first.step(Duration::from_secs(3), datagram(&p_high));
     assert!(
         effects
             .iter()
-            .any(|e| matches!(e, Effect::Sync { to, .. } if to.peer_id == p1))
+            .any(|e| matches!(e, Effect::Sync { to, .. } if to.peer_id == p_high))
     );
     assert!(effects.iter().any(|e| matches!(
         e,
@@ -424,17 +433,17 @@ fn a_peer_that_holds_something_else_is_synced_by_the_node_with_the_smaller_id() 
     assert!(
         effects
             .iter()
-            .any(|e| matches!(e, Effect::Membership { to, .. } if to.peer_id == p1)),
+            .any(|e| matches!(e, Effect::Membership { to, .. } if to.peer_id == p_high)),
         "a member pull: {effects:?}"
     );
-    let n1 = &mut cluster.nodes.get_mut("n1").unwrap().core;
-    let effects = n1.step(Duration::from_secs(3), datagram("p0"));
+    let second = &mut cluster.nodes.get_mut(high).unwrap().core;
+    let effects = second.step(Duration::from_secs(3), datagram(&p_low));
     assert!(
         !effects.iter().any(|e| matches!(
             e,
             Effect::Sync { .. } | Effect::Status(_) | Effect::Membership { .. }
         )),
-        "p1 > p0: n1 waits for n0 to begin: {effects:?}"
+        "the larger id waits for the smaller to begin: {effects:?}"
     );
 }
 
@@ -470,9 +479,10 @@ fn deaths_heard_within_view_after_of_each_other_are_one_view() {
     cluster.run_until(10_000);
     assert_eq!(cluster.alive("n0"), ["n0", "n1", "n2", "n3"]);
     let before = cluster.log.len();
-    for (name, peer, at) in [("n2", "p2", 10_000), ("n3", "p3", 10_050)] {
+    for (name, at) in [("n2", 10_000), ("n3", 10_050)] {
+        let peer = cluster.nodes[name].core.me().peer_id.clone();
         cluster.nodes.get_mut(name).unwrap().stopped = true;
-        cluster.push(at, "n0", Input::Disconnected(peer.into()));
+        cluster.push(at, "n0", Input::Disconnected(peer));
     }
     cluster.run_until(10_050 + VIEW_AFTER.as_millis() as u64 + 10);
     assert_eq!(cluster.alive("n0"), ["n0", "n1"]);
@@ -552,12 +562,9 @@ fn a_container_whose_liveness_probe_fails_is_killed_and_started_again() {
 /// entries with no bits, are refused; the node goes on and still joins its peer.
 #[test]
 fn what_the_fuzz_targets_found_is_refused_and_the_node_goes_on() {
-    let found = |target: &str, name: &str| {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus");
-        std::fs::read(format!("{dir}/{target}/{name}")).unwrap()
-    };
     let mut cluster = Cluster::new(2, 0);
-    let data = found("datagram", "regression-length-2e60");
+    let data = include_bytes!("../../../../fuzz/corpus/datagram/regression-length-2e60").to_vec();
+    // The datagram names peer "p1" as its sender: from "p1", it is read (and refused).
     let input = Input::Datagram {
         from: "p1".into(),
         data,
@@ -565,11 +572,12 @@ fn what_the_fuzz_targets_found_is_refused_and_the_node_goes_on() {
         request: true,
     };
     assert_eq!(cluster.step("n0", input), Some(Answer::Membership(None)));
-    let message = found("sync", "regression-bloom-without-bits");
+    let message =
+        include_bytes!("../../../../fuzz/corpus/sync/regression-bloom-without-bits").to_vec();
     let id = cluster.next_request;
     cluster.next_request += 1;
     cluster.requests.insert(("n0".into(), id), "n1".into());
-    let from = "p1".into();
+    let from = cluster.nodes["n1"].core.me().peer_id.clone();
     cluster.step("n0", Input::SyncRequest { id, from, message });
     let refused = cluster.effects_of("n0").any(
         |e| matches!(e, Effect::SyncAnswer { id: i, answer: Err(why) } if *i == id && why.contains("bloom")),
@@ -577,4 +585,91 @@ fn what_the_fuzz_targets_found_is_refused_and_the_node_goes_on() {
     assert!(refused, "the sync message is refused with its reason");
     cluster.run_until(3_000);
     assert_eq!(cluster.alive("n0"), ["n0", "n1"], "n0 still joins n1");
+}
+
+/// A status report is taken only if its node's key signed it: n2 cannot report pods for n1,
+/// whether it signs the report itself or passes it on unsigned; n1's own report is taken.
+#[test]
+fn a_status_report_is_taken_only_if_its_node_signed_it() {
+    let mut cluster = Cluster::new(3, 0);
+    cluster.run_until(3_000);
+    let n1 = cluster.nodes["n1"]
+        .core
+        .table()
+        .report("n1")
+        .unwrap()
+        .clone();
+    let forged = |key: Option<usize>| {
+        let mut report = NodeStatus::clone(&n1);
+        report.version += 10;
+        report.pods = vec![crate::status::running_pod("n1")];
+        let report = match key {
+            Some(i) => report.signed(&NodeKey::numbered(i)),
+            None => report,
+        };
+        Input::Status {
+            message: StatusMessage::Reports(vec![Arc::new(report)]),
+        }
+    };
+    for key in [Some(2), None] {
+        cluster.step("n0", forged(key));
+        let held = cluster.nodes["n0"]
+            .core
+            .table()
+            .report("n1")
+            .unwrap()
+            .clone();
+        assert_eq!(held.at(), n1.at(), "the forged report is refused");
+        assert!(held.pods.is_empty());
+    }
+    cluster.step("n0", forged(Some(1)));
+    let held = cluster.nodes["n0"]
+        .core
+        .table()
+        .report("n1")
+        .unwrap()
+        .clone();
+    assert_eq!(held.version, n1.version + 10, "n1's own signature is taken");
+}
+
+/// n2 passes on a datagram n1 sent (its leave) as its own: n0 refuses it, and n1 stays
+/// alive at n0; the same datagram from n1 itself is taken.
+#[test]
+fn a_membership_datagram_in_another_nodes_name_is_refused() {
+    let mut cluster = Cluster::new(3, 0);
+    cluster.run_until(3_000);
+    assert_eq!(cluster.alive("n0"), ["n0", "n1", "n2"]);
+    let n0 = cluster.nodes["n0"].core.me().p2p;
+    let now = Duration::from_millis(cluster.now);
+    let leave = cluster
+        .nodes
+        .get_mut("n1")
+        .unwrap()
+        .core
+        .step(now, Input::Leave);
+    let to_n0 = leave.into_iter().find_map(|e| match e {
+        Effect::Membership { to, data } if to.p2p == n0 => Some(data),
+        _ => None,
+    });
+    let data = to_n0.expect("n1's leave goes to n0");
+    let (p1, p2) = (
+        NodeKey::numbered(1).peer_id(),
+        NodeKey::numbered(2).peer_id(),
+    );
+    let datagram = |from: String| Input::Datagram {
+        from,
+        data: data.clone(),
+        digest: Digest::default(),
+        request: true,
+    };
+    let answer = cluster.step("n0", datagram(p2));
+    assert_eq!(answer, Some(Answer::Membership(None)));
+    cluster.run_until(cluster.now + 200);
+    assert_eq!(cluster.alive("n0"), ["n0", "n1", "n2"], "n1 did not leave");
+    cluster.step("n0", datagram(p1));
+    cluster.run_until(cluster.now + 200);
+    assert!(
+        !cluster.alive("n0").contains(&"n1".to_string()),
+        "n1's own leave is taken"
+    );
 }

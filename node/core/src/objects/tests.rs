@@ -91,6 +91,7 @@ fn node_report(not_ready: Option<&str>, leaving: bool) -> status::NodeStatus {
         pods: vec![],
         not_ready: not_ready.map(String::from),
         leaving,
+        signature: Default::default(),
     }
 }
 

@@ -254,6 +254,7 @@ fn n2_reports(pod: &DesiredPod, running: bool) -> StatusTable {
         ),
         not_ready: None,
         leaving: false,
+        signature: Default::default(),
     });
     table
 }

@@ -96,6 +96,7 @@ fn table(pods: Vec<PodStatus>) -> StatusTable {
             pods: vec![],
             not_ready: None,
             leaving: false,
+            signature: Default::default(),
         });
         entry.pods.push(p);
     }

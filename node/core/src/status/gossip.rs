@@ -22,6 +22,7 @@ use super::{
 };
 use crate::gossip::{Fanout, push_width};
 use crate::hash::name_prefix;
+use crate::keys::NodeKey;
 use crate::membership::{MemberId, Peers};
 use hashbrown::hash_table::{Entry, HashTable};
 use std::sync::Arc;
@@ -68,6 +69,8 @@ pub struct StatusGossip {
     /// This node's report, the very one its table and news hold: each change makes a new
     /// one (held in one copy, not in one more of its own: a node's pods were a copy too many).
     mine: Arc<NodeStatus>,
+    /// What signs this node's reports.
+    key: NodeKey,
     /// Shared with whoever the core published it to, and copied on a change only if they
     /// still hold it (`Arc::make_mut`): the agent's watch always does, so it copies at each
     /// change as before; the simulator's cores, whose tables nobody else holds, never do.
@@ -90,8 +93,9 @@ pub struct StatusGossip {
 
 impl StatusGossip {
     /// A node's status as it starts (`epoch`: its start, so that its reports win over its
-    /// previous life's), pushing each change to ⌈ln N⌉ + `extra` peers picked with `seed`.
-    pub fn new(node: String, epoch: u64, extra: usize, seed: u64) -> Self {
+    /// previous life's), each report signed with `key`, pushing each change to ⌈ln N⌉ +
+    /// `extra` peers picked with `seed`.
+    pub fn new(node: String, key: NodeKey, epoch: u64, extra: usize, seed: u64) -> Self {
         let mine = NodeStatus {
             node,
             epoch,
@@ -99,12 +103,14 @@ impl StatusGossip {
             pods: Vec::new(),
             not_ready: None,
             leaving: false,
+            signature: Default::default(),
         };
-        let mine = Arc::new(mine);
+        let mine = Arc::new(mine.signed(&key));
         let mut table = StatusTable::default();
         table.merge(mine.clone());
         StatusGossip {
             mine,
+            key,
             table: Arc::new(table),
             fanout: Fanout::new(seed),
             extra,
@@ -136,6 +142,7 @@ impl StatusGossip {
                 pods,
                 not_ready: mine.not_ready.clone(),
                 leaving: mine.leaving,
+                signature: Default::default(),
             })
         }
     }
@@ -165,10 +172,10 @@ impl StatusGossip {
         self.change(NodeStatus::clone(&self.mine))
     }
 
-    /// `next` as the next version of this node's report, to push.
+    /// `next` as the next version of this node's report, signed, to push.
     fn change(&mut self, mut next: NodeStatus) {
         next.version = self.mine.version + 1;
-        self.mine = Arc::new(next);
+        self.mine = Arc::new(next.signed(&self.key));
         Arc::make_mut(&mut self.table).merge(self.mine.clone());
         self.news.put(self.mine.clone());
     }

@@ -31,7 +31,9 @@ impl Cluster {
         let all: Vec<MemberId> = (0..n).map(member).collect();
         Cluster {
             nodes: (0..n)
-                .map(|i| StatusGossip::new(all[i].name.clone(), 1, 3, i as u64))
+                .map(|i| {
+                    StatusGossip::new(all[i].name.clone(), NodeKey::numbered(i), 1, 3, i as u64)
+                })
                 .collect(),
             peers: (0..n)
                 .map(|i| {
@@ -184,13 +186,13 @@ fn a_report_once_forgotten_is_not_brought_back_by_a_slower_peer() {
 
 #[test]
 fn news_waits_for_the_push_and_leaves_in_one_message_per_peer() {
-    let mut g = StatusGossip::new("n0000".into(), 1, 3, 0);
+    let mut g = StatusGossip::new("n0000".into(), NodeKey::numbered(0), 1, 3, 0);
     let peers = Peers::of((1..4).map(member));
     assert!(!g.push_due(), "no news, no push");
     g.set_pods(vec![]);
     assert!(!g.push_due(), "no change, no news");
     g.set_pods(vec![running_pod("n0000")]);
-    let mut other = StatusGossip::new("n0001".into(), 1, 3, 1);
+    let mut other = StatusGossip::new("n0001".into(), NodeKey::numbered(1), 1, 3, 1);
     other.set_not_ready(Some("disk full".into()));
     other.set_not_ready(None);
     let reports = other
@@ -224,9 +226,9 @@ fn news_waits_for_the_push_and_leaves_in_one_message_per_peer() {
 #[test]
 fn no_exchange_while_pushes_bring_news_nor_soon_after_one_that_brought_nothing() {
     let ms = Duration::from_millis;
-    let mut g = StatusGossip::new("n0000".into(), 1, 3, 0);
+    let mut g = StatusGossip::new("n0000".into(), NodeKey::numbered(0), 1, 3, 0);
     let peer = member(1);
-    let mut other = StatusGossip::new("n0001".into(), 1, 3, 1);
+    let mut other = StatusGossip::new("n0001".into(), NodeKey::numbered(1), 1, 3, 1);
     other.set_pods(vec![running_pod("n0001")]);
     let news = other
         .push(&Peers::of([member(0)]), Duration::ZERO)
@@ -300,7 +302,7 @@ fn no_exchange_while_pushes_bring_news_nor_soon_after_one_that_brought_nothing()
 
 #[test]
 fn one_exchange_at_a_time_and_a_report_forgotten_is_not_pushed() {
-    let mut g = StatusGossip::new("n0000".into(), 1, 3, 0);
+    let mut g = StatusGossip::new("n0000".into(), NodeKey::numbered(0), 1, 3, 0);
     let peer = member(1);
     let now = Duration::ZERO;
     assert!(g.exchange(&peer, now).is_some());
@@ -311,7 +313,7 @@ fn one_exchange_at_a_time_and_a_report_forgotten_is_not_pushed() {
         g.exchange(&member(2), later).is_some(),
         "over once answered"
     );
-    let mut other = StatusGossip::new("n0001".into(), 1, 3, 1);
+    let mut other = StatusGossip::new("n0001".into(), NodeKey::numbered(1), 1, 3, 1);
     other.set_pods(vec![running_pod("n0001")]);
     g.receive(
         other
@@ -329,7 +331,7 @@ fn one_exchange_at_a_time_and_a_report_forgotten_is_not_pushed() {
 
 #[test]
 fn a_report_of_pods_being_created_waits_for_them_to_run_for_a_second_at_most() {
-    let mut g = StatusGossip::new("n0000".into(), 1, 3, 0);
+    let mut g = StatusGossip::new("n0000".into(), NodeKey::numbered(0), 1, 3, 0);
     let peers = Peers::of((1..4).map(member));
     let creating = |name: &str| PodStatus {
         name: name.into(),
@@ -371,7 +373,7 @@ fn a_report_of_pods_being_created_waits_for_them_to_run_for_a_second_at_most() {
     let at = Duration::from_secs(10);
     g.set_pods(vec![running_pod("n0000"), creating("web-1")]);
     assert!(g.push(&peers, at).is_empty());
-    let mut other = StatusGossip::new("n0001".into(), 1, 3, 1);
+    let mut other = StatusGossip::new("n0001".into(), NodeKey::numbered(1), 1, 3, 1);
     other.set_pods(vec![creating("web-2")]);
     let theirs = other.table().report("n0001").unwrap().clone();
     g.receive(StatusMessage::Reports(vec![theirs]), at);
@@ -412,6 +414,7 @@ fn news_keeps_the_newest_report_of_each_node_and_gives_them_in_name_order() {
             pods: Vec::new(),
             not_ready: None,
             leaving: false,
+            signature: Default::default(),
         })
     };
     let mut news = News::default();
