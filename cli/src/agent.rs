@@ -13,8 +13,19 @@ use weeble_node::agent::{self, NodeConfig};
 use weeble_node::api::ApiOptions;
 use weeble_node::api::auth::Tokens;
 use weeble_node::api::listen::{Limits, raise_open_files_limit};
+use weeble_node::join::JoinToken;
 use weeble_node::membership::Detection;
 use weeble_node::runtime::{demo, docker::Docker};
+
+/// `weeble node`: run a node agent (its flags), or an action on the cluster's peers.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct NodeCommand {
+    #[command(subcommand)]
+    pub action: Option<crate::peers::Action>,
+    #[command(flatten)]
+    pub run: Option<NodeArgs>,
+}
 
 #[derive(Args)]
 pub struct NodeArgs {
@@ -74,12 +85,22 @@ pub struct NodeArgs {
     /// may make, twice that in a burst; past it: 429. Default: no limit.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     api_rate_limit: Option<u32>,
+    /// Requests a second each peer may send this node (membership, status, document sync),
+    /// twice that in a burst; past it they are dropped, and logged once every 10 s.
+    #[arg(long, default_value_t = weeble_node::network::RATE_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    p2p_rate_limit: u32,
     /// Any peer's --p2p address; repeat for several. No peer is special.
     #[arg(long)]
     join: Vec<SocketAddr>,
     /// A file made by `weeble keygen`: only nodes with the same key can connect.
     #[arg(long)]
     cluster_key: Option<PathBuf>,
+    /// Join with a token from `weeble node join-token` (run against any node): this node's
+    /// key, which the cluster allowed, the cluster key and a peer to join. For a new data
+    /// directory; it takes the place of --cluster-key.
+    #[arg(long, env = "WEEBLE_JOIN_TOKEN", conflicts_with = "cluster_key")]
+    join_token: Option<String>,
     /// A label for nodeSelector, `key=value`; repeat for several.
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
@@ -187,12 +208,8 @@ fn read_cluster_key(path: &Path) -> anyhow::Result<[u8; 32]> {
                 path.display()
             )
         })?;
-    let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .map_err(|_| anyhow!("{}: not hexadecimal", path.display()))?;
-    }
-    Ok(key)
+    let key = weeble_node::join::unhex(hex).and_then(|k| k.try_into().ok());
+    key.ok_or_else(|| anyhow!("{}: not hexadecimal", path.display()))
 }
 
 pub fn keygen() -> anyhow::Result<()> {
@@ -272,6 +289,13 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(read_cluster_key)
         .transpose()?;
+    if let Some(token) = &args.join_token {
+        let token = JoinToken::parse(token).map_err(|e| anyhow!("--join-token: {e}"))?;
+        config.key = Some(token.key_bytes());
+        config.cluster_key = token.cluster_key().flatten();
+        config.join.push(token.join);
+    }
+    config.p2p_rate_limit = args.p2p_rate_limit;
     config.labels = args.labels.into_iter().collect::<Labels>();
     config.capacity = args.capacity.unwrap_or_else(machine_capacity);
     config.max_pods = args.max_pods;

@@ -12,7 +12,7 @@ use std::path::Path;
 use weeble_core::objects::{
     self, ANNOTATION_API, ANNOTATION_DEPLOYMENT, ConditionStatus, ObjectMeta,
 };
-use weeble_crdt::Kind;
+use weeble_crdt::{Admission, Kind};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Resource {
@@ -27,6 +27,9 @@ pub enum Resource {
     Endpoints,
     #[value(alias = "node", alias = "no")]
     Nodes,
+    /// The peers the members and the admission list name (`weeble node allow|deny`).
+    #[value(alias = "peer")]
+    Peers,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -45,6 +48,7 @@ impl Resource {
             Resource::Services => format!("/api/v1/namespaces/{ns}/services"),
             Resource::Endpoints => format!("/api/v1/namespaces/{ns}/endpoints"),
             Resource::Nodes => "/api/v1/nodes".to_string(),
+            Resource::Peers => "/apis/weeble.io/v1/peers".to_string(),
         };
         match name {
             Some(name) => format!("{base}/{name}"),
@@ -92,6 +96,7 @@ pub fn get(
                 Resource::Services => rows::<objects::Service>(client, &path, name, wide)?,
                 Resource::Endpoints => rows::<objects::Endpoints>(client, &path, name, wide)?,
                 Resource::Nodes => rows::<objects::Node>(client, &path, name, wide)?,
+                Resource::Peers => rows::<objects::Peer>(client, &path, name, wide)?,
             };
             // The header alone: nothing was found.
             if rows.len() == 1 {
@@ -252,6 +257,28 @@ impl Row for objects::Endpoints {
     }
 }
 
+impl Row for objects::Peer {
+    const COLUMNS: &'static [&'static str] = &["PEER", "NODE", "ADDRESS", "LIVENESS", "ADMISSION"];
+
+    fn cells(&self) -> Vec<String> {
+        let status = &self.status;
+        let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| NONE.into());
+        let admission = match (self.spec.admission, status.admitted) {
+            (Some(Admission::Allowed), _) => "allowed",
+            (Some(Admission::Denied), _) => "denied",
+            (None, true) => "open",
+            (None, false) => "not allowed",
+        };
+        vec![
+            self.metadata.name.clone(),
+            or_none(&status.node),
+            or_none(&status.address),
+            or_none(&status.liveness),
+            admission.into(),
+        ]
+    }
+}
+
 impl Row for objects::Node {
     const COLUMNS: &'static [&'static str] = &["NAME", "STATUS", "ADDRESS", "API"];
     const WIDE: &'static [&'static str] = &["CPU", "MEMORY", "LABELS"];
@@ -336,7 +363,7 @@ pub fn describe(client: &Client, ns: &str, resource: Resource, name: &str) -> an
     let object: Described = client.get(&resource.path(ns, Some(name)))?;
     let meta = &object.metadata;
     println!("Name:         {}", meta.name);
-    if resource != Resource::Nodes {
+    if !matches!(resource, Resource::Nodes | Resource::Peers) {
         println!(
             "Namespace:    {}",
             meta.namespace.as_deref().unwrap_or(NONE)

@@ -8,6 +8,7 @@ mod client;
 mod demo;
 mod kubectl;
 mod manifests;
+mod peers;
 mod rollout;
 mod scenario;
 mod sim;
@@ -45,8 +46,8 @@ struct Cli {
 enum Command {
     /// Run the talk's demo on three local nodes, showing each step, then stop them.
     Demo,
-    /// Run a node agent.
-    Node(Box<agent::NodeArgs>),
+    /// Run a node agent; or, with a subcommand, change which peers the cluster admits.
+    Node(Box<agent::NodeCommand>),
     /// Print a new cluster key (for --cluster-key) on standard output.
     Keygen,
     /// Simulate a cluster of N nodes running this node code, deterministically, in virtual
@@ -152,7 +153,11 @@ fn main() -> ExitCode {
     let ns = cli.namespace.as_str();
     let result = match cli.command {
         Command::Demo => demo::run(),
-        Command::Node(args) => agent::run(*args),
+        Command::Node(node) => match (node.action, node.run) {
+            (Some(action), _) => peers::run(&client(), action),
+            (None, Some(args)) => agent::run(args),
+            (None, None) => Err(anyhow::anyhow!("weeble node: give --name and --data-dir")),
+        },
         Command::Keygen => agent::keygen(),
         Command::Sim(args) => sim::run(*args),
         Command::Scenario { command } => scenario::run_command(command),

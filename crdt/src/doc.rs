@@ -72,6 +72,8 @@ pub enum Outcome {
     Paused,
     Resumed,
     Restarted,
+    Allowed,
+    Denied,
 }
 
 /// The outcome as kubectl prints it (`deployment.apps/web created`): its serde text.
@@ -87,6 +89,8 @@ impl std::fmt::Display for Outcome {
             Outcome::Paused => "paused",
             Outcome::Resumed => "resumed",
             Outcome::Restarted => "restarted",
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
         })
     }
 }
@@ -98,6 +102,8 @@ pub struct Snapshot {
     /// one with only the changed objects read again.
     pub deployments: BTreeMap<ObjectKey, Arc<Deployment>>,
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    /// The peers the cluster allows or denies ([`peers`]).
+    pub peers: Admissions,
     /// Entries that could not be read (written by a newer or broken peer), with the reason.
     pub unreadable: Vec<String>,
     /// The document's heads (hex change hashes, sorted): two nodes with the same heads hold
@@ -458,7 +464,9 @@ impl DesiredState {
             snapshot
                 .unreadable
                 .retain(|entry| !entry.starts_with(&format!("{root}: ")));
-            if let Some((kind, key)) = parse_root(&root) {
+            if let Some(peer) = root.strip_prefix(peers::PREFIX) {
+                snapshot.peers.set(peer, None);
+            } else if let Some((kind, key)) = parse_root(&root) {
                 match kind {
                     "deployments" => drop(snapshot.deployments.remove(&key)),
                     "services" => drop(snapshot.services.remove(&key)),
@@ -514,6 +522,14 @@ impl DesiredState {
 
     /// Reads the object at root key `root` into `snapshot` (or notes why it cannot).
     fn read_root(&self, snapshot: &mut Snapshot, root: &str) {
+        if let Some(peer) = root.strip_prefix(peers::PREFIX) {
+            let read = self.scalar(&ROOT, root).map_err(|e| e.to_string());
+            match read.and_then(|v| Admission::read(&v.unwrap_or(ScalarValue::Null))) {
+                Ok(admission) => snapshot.peers.set(peer, Some(admission)),
+                Err(why) => snapshot.unreadable.push(format!("{root}: {why}")),
+            }
+            return;
+        }
         let Some((prefix, key)) = parse_root(root) else {
             return;
         };
@@ -716,6 +732,8 @@ fn check_bloom(bytes: &[u8]) -> Result<(), String> {
 }
 
 mod history;
+pub mod peers;
+pub use peers::{Admission, Admissions};
 
 #[cfg(test)]
 mod tests;

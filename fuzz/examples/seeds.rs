@@ -156,6 +156,7 @@ fn run(seeds: &mut Seeds) {
                             ms + 1,
                             j,
                             Input::Status {
+                                from: me.peer_id.clone(),
                                 message: send.message,
                             },
                             Some(i),

@@ -11,6 +11,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     weeble_fuzz::step(
         &mut core,
         Duration::from_millis(10),
-        Input::Status { message },
+        Input::Status {
+            from: "p1".into(),
+            message,
+        },
     );
 });

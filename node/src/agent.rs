@@ -62,6 +62,11 @@ pub struct NodeConfig {
     pub dns_port: u16,
     /// With a key, the node runs a libp2p private network (TCP only).
     pub cluster_key: Option<[u8; 32]>,
+    /// Requests a second each peer may send ([`crate::network::RATE_LIMIT`] by default).
+    pub p2p_rate_limit: u32,
+    /// The node's libp2p key (protobuf encoding) from a join token, for a data directory
+    /// that holds none yet; `None`: the data directory's, made on the first start.
+    pub key: Option<Vec<u8>>,
     pub labels: Labels,
     pub capacity: ResourceAmounts,
     /// The most pods this node runs at once (the kubelet's `--max-pods`); placement puts the
@@ -99,6 +104,8 @@ impl NodeConfig {
             service_ip: None,
             dns_port: 53,
             cluster_key: None,
+            p2p_rate_limit: crate::network::RATE_LIMIT,
+            key: None,
             labels: Labels::new(),
             capacity: ResourceAmounts {
                 cpu_millis: 1000,
@@ -220,17 +227,29 @@ impl Agent {
     }
 }
 
-/// The node's libp2p key: made once, kept in the data directory (a stable identity).
-fn node_key(data_dir: &Path) -> Result<Keypair, AgentError> {
+/// The node's libp2p key: made once (or `given`, from a join token), kept in the data
+/// directory (a stable identity). A key given for a data directory that holds another is an
+/// error: a join token is for a new node.
+fn node_key(data_dir: &Path, given: Option<&[u8]>) -> Result<Keypair, AgentError> {
     let path = data_dir.join("node.key");
     let bad = |reason: String| AgentError::Key {
         path: path.clone(),
         reason,
     };
     match std::fs::read(&path) {
+        Ok(bytes) if given.is_some_and(|given| given != bytes) => Err(bad(
+            "the data directory holds another key than the join token's: a join token is for \
+             a new node (give it an empty --data-dir)"
+                .into(),
+        )),
         Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| bad(e.to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = Keypair::generate_ed25519();
+            let key = match given {
+                Some(given) => {
+                    Keypair::from_protobuf_encoding(given).map_err(|e| bad(e.to_string()))?
+                }
+                None => Keypair::generate_ed25519(),
+            };
             let bytes = key.to_protobuf_encoding().map_err(|e| bad(e.to_string()))?;
             std::fs::write(&path, bytes).map_err(|source| AgentError::DataDir {
                 path: path.clone(),
@@ -243,7 +262,7 @@ fn node_key(data_dir: &Path) -> Result<Keypair, AgentError> {
 }
 
 /// The signing half of a libp2p key (an ed25519 key: the only kind `node_key` makes).
-fn signing_key(keypair: &Keypair) -> Result<NodeKey, String> {
+pub fn signing_key(keypair: &Keypair) -> Result<NodeKey, String> {
     let ed25519 = keypair
         .clone()
         .try_into_ed25519()
@@ -263,7 +282,7 @@ pub async fn start<R: ContainerRuntime>(
     runtime: R,
 ) -> Result<Agent, AgentError> {
     data_dir(&config)?;
-    let keypair = node_key(&config.data_dir)?;
+    let keypair = node_key(&config.data_dir, config.key.as_deref())?;
     let key = signing_key(&keypair).map_err(|reason| AgentError::Key {
         path: config.data_dir.join("node.key"),
         reason,
@@ -274,6 +293,7 @@ pub async fn start<R: ContainerRuntime>(
         keypair,
         listen: config.p2p,
         cluster_key: config.cluster_key,
+        rate_limit: config.p2p_rate_limit,
         digest: digest.clone(),
         shutdown: shutdown.clone(),
     })?;

@@ -12,12 +12,13 @@ pub mod auth;
 pub mod guard;
 pub mod list;
 pub mod listen;
-pub mod rate;
 
 use crate::agent::Agent;
 use crate::clock;
+use crate::join::JoinToken;
 use crate::membership::{Liveness, MemberId};
 use crate::placement::ReplicaKey;
+use crate::rate;
 use crate::runtime::{ContainerRuntime, LABEL_POD, RuntimeError};
 use crate::status::{PodStatus, StatusTable};
 use crate::view::View;
@@ -38,7 +39,7 @@ use weeble_core::document::{Op, WriteError};
 use weeble_core::objects::{self, Resource, StatusCause};
 use weeble_core::rollout;
 use weeble_crdt::echo::{clip_to, echo};
-use weeble_crdt::{Kind, ObjectKey, parse_manifests};
+use weeble_crdt::{Admission, Kind, ObjectKey, parse_manifests};
 
 /// The API's shared state: the agent's handles and this node's runtime (for logs).
 #[derive(Clone)]
@@ -147,6 +148,13 @@ fn router<R: ContainerRuntime>(
         .route("/api/v1/namespaces/{ns}/pods", get(list_pods_in::<R>))
         .route("/api/v1/namespaces/{ns}/pods/{name}", get(get_pod::<R>))
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log::<R>))
+        .route("/apis/weeble.io/v1/peers", get(list_peers::<R>))
+        .route("/apis/weeble.io/v1/peers/{peer}", get(get_peer::<R>))
+        .route(
+            "/apis/weeble.io/v1/peers/{peer}/{action}",
+            post(admit_peer::<R>),
+        )
+        .route("/apis/weeble.io/v1/jointokens", post(join_token::<R>))
         .route("/api/v1/nodes", get(list_nodes::<R>))
         .route("/api/v1/nodes/{name}", get(get_node::<R>))
         .fallback(|request: Request| async move {
@@ -889,6 +897,98 @@ async fn list_nodes<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>)
             }
         }
     }))
+}
+
+/// `GET /apis/weeble.io/v1/peers`: every peer the members or the admission list name.
+async fn list_peers<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>) -> ListReply {
+    let after = page
+        .token
+        .map(|t| list::parse_token(&t, 1).map(|p| p[0].to_string()))
+        .transpose()
+        .map_err(bad_token)?;
+    let view = view(&api);
+    Ok(list::respond(page.limit, move |sink| {
+        let peers = objects::Peer::all(&view.members, &view.snapshot.peers);
+        let after = |p: &objects::Peer| after.as_ref().is_none_or(|a| p.metadata.name > *a);
+        for peer in peers.into_iter().filter(after) {
+            if !sink.push(|| peer.metadata.name.clone(), &peer) {
+                break;
+            }
+        }
+    }))
+}
+
+async fn get_peer<R>(State(api): State<Api<R>>, Path(peer): Path<String>) -> Reply<objects::Peer> {
+    let view = view(&api);
+    let peers = objects::Peer::all(&view.members, &view.snapshot.peers);
+    let found = peers.into_iter().find(|p| p.metadata.name == peer);
+    found.map(Json).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "peer {} is neither a member nor allowed or denied",
+            echo(&peer)
+        ))
+    })
+}
+
+/// `POST /apis/weeble.io/v1/peers/{peer}/allow|deny`: `weeble node allow|deny PEER`. The
+/// first peer allowed closes the cluster to the peers not allowed, so the live members are
+/// allowed with it: turning the list on cuts no one off.
+async fn admit_peer<R>(
+    State(api): State<Api<R>>,
+    Path((peer, action)): Path<(String, String)>,
+) -> Reply<Value> {
+    let admission = match action.as_str() {
+        "allow" => Admission::Allowed,
+        "deny" => Admission::Denied,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "peer action {}: use allow or deny",
+                echo(other)
+            )));
+        }
+    };
+    if !weeble_core::keys::is_peer_id(&peer) {
+        return Err(ApiError::bad_request(format!(
+            "peer {}: not a peer id (`weeble get peers` lists them)",
+            echo(&peer)
+        )));
+    }
+    let peers = admitted_with_members(&api, peer, admission);
+    let outcomes = api.agent.write(Op::Admit(peers.clone(), admission)).await?;
+    let outcomes: Vec<Value> = peers
+        .iter()
+        .zip(outcomes)
+        .map(|(p, o)| json!({ "peer": p, "outcome": o.to_string() }))
+        .collect();
+    Ok(Json(json!({ "peers": outcomes })))
+}
+
+/// `peer`, and if it is the first allowed, every live member with it.
+fn admitted_with_members<R>(api: &Api<R>, peer: String, admission: Admission) -> Vec<String> {
+    let view = view(api);
+    let mut peers = vec![peer];
+    if admission == Admission::Allowed && !view.snapshot.peers.is_closed() {
+        let live = view.members.iter().filter(|(_, l)| *l != Liveness::Down);
+        let ids = live
+            .map(|(m, _)| m.peer_id.clone())
+            .filter(|p| !p.is_empty());
+        peers.extend(ids.filter(|p| view.snapshot.peers.admits(p)));
+        peers.sort();
+        peers.dedup();
+    }
+    peers
+}
+
+/// `POST /apis/weeble.io/v1/jointokens`: `weeble node join-token`. A key made for a new
+/// node, allowed at once, in a token with the cluster key and this node's p2p address.
+async fn join_token<R>(State(api): State<Api<R>>) -> Reply<Value> {
+    let config = &api.agent.config;
+    let (token, peer) = JoinToken::for_new_node(config.cluster_key, config.p2p);
+    let peers = admitted_with_members(&api, peer.clone(), Admission::Allowed);
+    api.agent
+        .write(Op::Admit(peers, Admission::Allowed))
+        .await?;
+    Ok(Json(json!({ "peer": peer, "token": token.encode() })))
 }
 
 /// A member as a Kubernetes Node, with the status it gossips.

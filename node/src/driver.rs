@@ -205,11 +205,11 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                 None
             }
             NetEvent::Request {
+                from,
                 request: Inbound::Status(message),
                 reply,
-                ..
             } => {
-                let answer = self.step(Input::Status { message }, waiting).await;
+                let answer = self.step(Input::Status { from, message }, waiting).await;
                 let response = match answer {
                     Some(Answer::Status(Some(message))) => Response::Status(message),
                     _ => Response::Ack,

@@ -5,6 +5,7 @@
 //! beyond, the least recently used connection closes, and SWIM dials again when it probes.
 
 use crate::membership::MemberId;
+use crate::rate::{Limiter, Verdict};
 use crate::shutdown::Shutdown;
 use crate::transport::{Inbound, LocalDigest, NetError, NetEvent, Request, Response};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
@@ -72,7 +73,14 @@ pub struct NetConfig {
     pub digest: Arc<LocalDigest>,
     /// The actor ends, closing every connection, when this fires.
     pub shutdown: Shutdown,
+    /// Requests a second each peer may send (twice that in a burst); past it, they are
+    /// dropped (`--p2p-rate-limit`).
+    pub rate_limit: u32,
 }
+
+/// The default of `--p2p-rate-limit`: well above what a peer sends a node in a busy
+/// cluster (SWIM a few a second, status pushes 20 at most, a document exchange's 16 rounds).
+pub const RATE_LIMIT: u32 = 100;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -120,6 +128,8 @@ impl Network {
             listening: false,
             handshake_warnings: Warnings::default(),
             connected,
+            limiter: Limiter::new(config.rate_limit),
+            started: tokio::time::Instant::now(),
         };
         tokio::spawn(actor.run(rx, config.shutdown));
         Ok((Network { tx, peer_id }, events_rx))
@@ -256,6 +266,10 @@ struct NetworkActor {
     /// Requests waiting for their answer.
     pending: HashMap<OutboundRequestId, Reply>,
     digest: Arc<LocalDigest>,
+    /// How fast each peer may ask ([`NetConfig::rate_limit`]).
+    limiter: Limiter,
+    /// The limiter's clock starts here.
+    started: tokio::time::Instant,
     /// When each connected peer last sent or was sent a request: the least recently used one
     /// is disconnected when more than [`MAX_CONNECTED`] are.
     last_used: HashMap<PeerId, tokio::time::Instant>,
@@ -540,6 +554,24 @@ impl NetworkActor {
         });
     }
 
+    /// Whether `peer` may send one more request now; a refusal is logged once a period.
+    fn within_rate(&mut self, peer: PeerId) -> bool {
+        let now_ms = self.started.elapsed().as_millis() as i64;
+        match self.limiter.allow(&peer.to_base58(), now_ms) {
+            Verdict::Allowed => true,
+            Verdict::Limited { log, .. } => {
+                if log {
+                    warn!(
+                        %peer,
+                        "a peer sends faster than --p2p-rate-limit allows: its requests are \
+                         dropped for now; logged once every 10 s"
+                    );
+                }
+                false
+            }
+        }
+    }
+
     /// Notes that `peer`'s connection (if it has one) is in use now.
     fn used(&mut self, peer: PeerId) {
         if let Some(at) = self.last_used.get_mut(&peer) {
@@ -573,6 +605,19 @@ impl NetworkActor {
                 ..
             } => {
                 self.used(peer);
+                if !self.within_rate(peer) {
+                    // Dropped: a membership datagram is best effort, and a sync or status
+                    // request is told why.
+                    if !matches!(request, Request::Membership { .. }) {
+                        let refused = Response::SyncRefused("over the rate limit".into());
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .rpc
+                            .send_response(channel, refused);
+                    }
+                    return;
+                }
                 let request = match request {
                     Request::Membership { data, digest } => {
                         let (reply, answer) = oneshot::channel();

@@ -516,3 +516,43 @@ fn a_crafted_state_document_is_an_error_not_a_crash() {
     a.apply(&talk_deployment("nginx")).unwrap();
     assert!(DesiredState::load(&a.save(), ActorId::random()).is_ok());
 }
+
+/// The admission list: open until a peer is allowed, then only the allowed; a denied peer is
+/// out either way. It travels by sync like any object, and a refreshed snapshot reads it as
+/// a whole one does.
+#[test]
+fn peers_allowed_and_denied_travel_and_close_the_cluster() {
+    let (mut a, mut b) = (peer(1), peer(2));
+    let mut seen = b.snapshot();
+    assert!(
+        seen.peers.admits("x") && !seen.peers.is_closed(),
+        "open at first"
+    );
+    let out = a.admit(&["bad".into()], Admission::Denied).unwrap();
+    assert_eq!(out, [Outcome::Denied]);
+    sync_pair(&mut a, &mut b);
+    b.refresh(&mut seen);
+    assert!(
+        !seen.peers.admits("bad") && seen.peers.admits("x"),
+        "denied, still open"
+    );
+    let peers = ["x".to_string(), "y".to_string()];
+    assert_eq!(
+        a.admit(&peers, Admission::Allowed).unwrap(),
+        [Outcome::Allowed; 2]
+    );
+    assert_eq!(
+        a.admit(&peers, Admission::Allowed).unwrap(),
+        [Outcome::Unchanged; 2]
+    );
+    sync_pair(&mut a, &mut b);
+    b.refresh(&mut seen);
+    assert!(seen.peers.is_closed());
+    assert!(seen.peers.admits("x") && seen.peers.admits("y") && !seen.peers.admits("z"));
+    b.admit(&["y".into()], Admission::Denied).unwrap();
+    b.refresh(&mut seen);
+    assert!(!seen.peers.admits("y"));
+    assert_eq!(seen, b.snapshot(), "a refresh reads what a whole read does");
+    sync_pair(&mut a, &mut b);
+    assert_eq!(a.snapshot().peers, b.snapshot().peers);
+}

@@ -35,8 +35,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 use weeble_crdt::{
-    ActorId, ChangeHash, DesiredState, Kind, Object, ObjectKey, Outcome, PeerSync, Snapshot,
-    StateError,
+    ActorId, Admission, ChangeHash, DesiredState, Kind, Object, ObjectKey, Outcome, PeerSync,
+    Snapshot, StateError,
 };
 
 /// How often a node that cannot persist tries to rewrite its file, to learn that it can again.
@@ -73,6 +73,8 @@ pub enum Op {
         to: u64,
         reason: String,
     },
+    /// Allow or deny these peers (libp2p peer ids): `weeble node allow|deny`.
+    Admit(Vec<String>, Admission),
 }
 
 /// Why a write was refused; the document is as it was.
@@ -530,6 +532,7 @@ impl Document {
                 to,
                 reason,
             } => state.revert(&key, &from_hash, to, &reason).map(|o| vec![o]),
+            Op::Admit(peers, admission) => state.admit(&peers, admission),
         }
     }
 

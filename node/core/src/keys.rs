@@ -50,6 +50,11 @@ impl NodeKey {
     }
 }
 
+/// Whether `text` is an ed25519 peer id (the kind every node has).
+pub fn is_peer_id(text: &str) -> bool {
+    public_key(text).is_some()
+}
+
 /// The public key a peer id holds, if it is an ed25519 peer id.
 fn public_key(peer_id: &str) -> Option<VerifyingKey> {
     let mut bytes = [0u8; 38];

@@ -44,7 +44,7 @@ use crate::runtime::RuntimeEvent;
 use crate::keys::NodeKey;
 use crate::status::{NodeStatus, PUSH_AFTER, Send, StatusGossip, StatusMessage, StatusTable};
 use crate::view::{Placements, Planner, View};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,8 +139,10 @@ pub enum Input {
         digest: Digest,
         request: bool,
     },
-    /// A peer's status message; its answer is among the effects as [`Effect::Answer`].
+    /// A status message from peer `from`; its answer is among the effects as
+    /// [`Effect::Answer`].
     Status {
+        from: String,
         message: StatusMessage,
     },
     /// The answer to the versions this node sent `peer` (`None`: the exchange failed).
@@ -306,23 +308,29 @@ pub struct NodeCore {
     refused: Refused,
 }
 
-/// Messages refused as forged, told in the log once every [`Refused::EVERY`] at most with
-/// how many came since: a flood of them is one line, not one a message.
-#[derive(Default)]
-struct Refused {
-    told_at: Option<Duration>,
-    since: u64,
+/// Why a peer's message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Refusal {
+    NotAdmitted,
+    Unsigned,
+    AnothersName,
 }
+
+/// Messages refused, told in the log once every [`Refused::EVERY`] at most for each reason,
+/// with how many came since: a flood of them is a line, not one a message.
+#[derive(Default)]
+struct Refused(BTreeMap<Refusal, (Option<Duration>, u64)>);
 
 impl Refused {
     const EVERY: Duration = Duration::from_secs(10);
 
-    fn note(&mut self, now: Duration, what: &str) {
-        self.since += 1;
-        if self.told_at.is_none_or(|at| now >= at + Self::EVERY) {
-            warn!(refused_since_last_told = self.since, "refused {what}");
-            self.told_at = Some(now);
-            self.since = 0;
+    fn note(&mut self, now: Duration, why: Refusal, what: impl FnOnce() -> String) {
+        let (told_at, since) = self.0.entry(why).or_insert((None, 0));
+        *since += 1;
+        if told_at.is_none_or(|at| now >= at + Self::EVERY) {
+            warn!(refused_since_last_told = *since, "refused {}", what());
+            *told_at = Some(now);
+            *since = 0;
         }
     }
 }
@@ -390,27 +398,88 @@ impl NodeCore {
         self.membership.me()
     }
 
+    /// What a peer the cluster does not admit gets for `input`, if it came from one: its
+    /// requests refused, its connections closed, nothing it sent taken in.
+    fn turned_away(&mut self, now: Duration, input: &Input) -> Option<Vec<Effect>> {
+        let peers = &self.document.snapshot().peers;
+        let (from, answer) = match input {
+            Input::Datagram { from, request, .. } if !peers.admits(from) => (
+                from,
+                request.then_some(Effect::Answer(Answer::Membership(None))),
+            ),
+            Input::Status { from, .. } if !peers.admits(from) => {
+                (from, Some(Effect::Answer(Answer::Status(None))))
+            }
+            Input::SyncRequest { id, from, .. } if !peers.admits(from) => {
+                let answer = Err(format!("peer {from} is not admitted to the cluster"));
+                (from, Some(Effect::SyncAnswer { id: *id, answer }))
+            }
+            _ => return None,
+        };
+        self.refused.note(now, Refusal::NotAdmitted, || {
+            format!("a message from {from}, which is not admitted")
+        });
+        Some(
+            answer
+                .into_iter()
+                .chain([Effect::Disconnect(from.clone())])
+                .collect(),
+        )
+    }
+
+    /// Declares down every live member the cluster does not admit (allowed no more, or
+    /// denied): its connections close with its death, and nothing it sends is taken in
+    /// ([`Self::turned_away`]). A no-op while no peer is allowed or denied.
+    fn turn_away_members(&mut self, effects: &mut Vec<Effect>) {
+        let peers = &self.document.snapshot().peers;
+        if peers.iter().next().is_none() {
+            return;
+        }
+        let me = self.me().name.clone();
+        let out: Vec<String> = self
+            .membership
+            .members()
+            .iter()
+            .filter(|(m, l)| *l != Liveness::Down && m.name != me && !m.peer_id.is_empty())
+            .filter(|(m, _)| !peers.admits(&m.peer_id))
+            .map(|(m, _)| m.peer_id.clone())
+            .collect();
+        if out.is_empty() {
+            return;
+        }
+        for peer in out {
+            info!(%peer, "peer not admitted: declared down");
+            let swim = self.membership.declare_down(&peer);
+            self.swim(swim, effects);
+            effects.push(Effect::Disconnect(peer));
+        }
+        // The view about to be built leaves them out.
+        self.membership.list();
+    }
+
     /// Keeps of `message`'s reports those signed by their node: by the key of a member of
-    /// that name. A report of a node not listed yet is refused too; once it is, the status
+    /// that name, one the cluster admits. A report of a node not listed yet is refused too; once it is, the status
     /// digests differ and an exchange brings the report again.
     fn signed_only(&mut self, now: Duration, message: &mut StatusMessage) {
         let Some(reports) = message.reports_mut() else {
             return;
         };
         let members = self.membership.members();
+        let peers = &self.document.snapshot().peers;
         let signed = |report: &NodeStatus| {
             let at = members.partition_point(|m| m.name < report.node);
             (at..)
                 .map_while(|i| members.get(i))
                 .take_while(|(m, _)| m.name == report.node)
-                .any(|(m, _)| report.is_signed_by(&m.peer_id))
+                .any(|(m, _)| peers.admits(&m.peer_id) && report.is_signed_by(&m.peer_id))
         };
         let before = reports.len();
         reports.retain(|report| signed(report));
         if reports.len() < before {
             let refused = before - reports.len();
-            let what = format!("{refused} status reports not signed by their node's key");
-            self.refused.note(now, &what);
+            self.refused.note(now, Refusal::Unsigned, || {
+                format!("{refused} status reports not signed by their node's key")
+            });
         }
     }
 
@@ -429,6 +498,9 @@ impl NodeCore {
     /// Takes one input at time `now` (since the Unix epoch; the driver's one clock) and
     /// returns what to do.
     pub fn step(&mut self, now: Duration, input: Input) -> Vec<Effect> {
+        if let Some(refusal) = self.turned_away(now, &input) {
+            return refusal;
+        }
         let table_before = self.status.table().fingerprint();
         let mut effects = Vec::new();
         match input {
@@ -440,8 +512,9 @@ impl NodeCore {
             } if membership::sender(&data).is_some_and(|sender| sender != from) => {
                 // Another's name on a datagram: the transport authenticated `from`, and a
                 // node speaks for itself only (it cannot refute, ack or leave for another).
-                let what = format!("a membership datagram from {from} in another's name");
-                self.refused.note(now, &what);
+                self.refused.note(now, Refusal::AnothersName, || {
+                    format!("a membership datagram from {from} in another's name")
+                });
                 if request {
                     effects.push(Effect::Answer(Answer::Membership(None)));
                 }
@@ -461,7 +534,7 @@ impl NodeCore {
                 self.refresh_peers();
                 self.compare(now, &from, digest, &mut effects);
             }
-            Input::Status { mut message } => {
+            Input::Status { mut message, .. } => {
                 self.signed_only(now, &mut message);
                 let answer = self.status.receive(message, now);
                 effects.push(Effect::Answer(Answer::Status(answer)));
@@ -854,6 +927,7 @@ impl NodeCore {
             }
         }
         if view_changed {
+            self.turn_away_members(effects);
             for (m, was, now) in
                 membership::suspicions(&self.view.members, self.membership.members())
             {

@@ -6,7 +6,7 @@
 //! A field is left out only where Weeble's answers always left it out (a pending pod has no
 //! `hostIP`); other empty fields are written, as `null` or `[]`.
 
-use crate::membership::{Liveness, MemberId};
+use crate::membership::{Liveness, MemberId, MemberList};
 use crate::placement::Unplaced;
 use crate::rollout::{self, Report};
 use crate::services::PortEndpoints;
@@ -18,8 +18,8 @@ use std::fmt;
 use std::net::IpAddr;
 use weeble_crdt::echo::clip_to;
 use weeble_crdt::{
-    self as crdt, ContainerPort, EnvVar, IntOrPercent, Kind, Labels, ObjectKey, Outcome, Parsed,
-    Protocol, ROLLBACK_ON_FAILURE, RestartPolicy, Strategy, TargetPort,
+    self as crdt, Admission, Admissions, ContainerPort, EnvVar, IntOrPercent, Kind, Labels,
+    ObjectKey, Outcome, Parsed, Protocol, ROLLBACK_ON_FAILURE, RestartPolicy, Strategy, TargetPort,
 };
 
 /// On a pod: the deployment it is a replica of, `namespace/name`.
@@ -1146,6 +1146,76 @@ impl Node {
                 capacity,
             },
         }
+    }
+}
+
+/// A peer as the cluster admits it (`weeble get peers`, `GET /apis/weeble.io/v1/peers`):
+/// named by its peer id; what the desired state says of it, and the member it is, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: PeerSpec,
+    pub status: PeerStatus,
+}
+
+resource!(Peer, "weeble.io/v1");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerSpec {
+    /// `allowed`, `denied`, or absent: neither (admitted while no peer is allowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission: Option<Admission>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerStatus {
+    /// Whether the cluster takes it in now.
+    pub admitted: bool,
+    /// The node it is, if it is a member: its name, p2p address and liveness.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<String>,
+}
+
+impl Peer {
+    /// Every peer the members or the admission list name, by peer id (a member's newest
+    /// identity where it has several).
+    pub fn all(members: &MemberList, peers: &Admissions) -> Vec<Peer> {
+        let mut by_id: BTreeMap<&str, Option<&(MemberId, Liveness)>> = BTreeMap::new();
+        for (peer, _) in peers.iter() {
+            by_id.insert(peer, None);
+        }
+        for entry in members.iter().filter(|(m, _)| !m.peer_id.is_empty()) {
+            let held = by_id.entry(entry.0.peer_id.as_str()).or_default();
+            if held.is_none_or(|(m, _)| m.bump < entry.0.bump) {
+                *held = Some(entry);
+            }
+        }
+        let peer = |(id, member): (&str, Option<&(MemberId, Liveness)>)| Peer {
+            api_version: Self::API_VERSION.into(),
+            kind: Self::KIND.into(),
+            metadata: ObjectMeta {
+                name: id.to_string(),
+                ..ObjectMeta::default()
+            },
+            spec: PeerSpec {
+                admission: peers.get(id),
+            },
+            status: PeerStatus {
+                admitted: peers.admits(id),
+                node: member.map(|(m, _)| m.name.clone()),
+                address: member.map(|(m, _)| m.p2p.to_string()),
+                liveness: member.map(|(_, l)| l.to_string()),
+            },
+        };
+        by_id.into_iter().map(peer).collect()
     }
 }
 

@@ -1047,7 +1047,8 @@ impl Window<'_> {
                 let answer = match self.is_up(to) {
                     true => {
                         self.contact(to, from);
-                        self.step(to, Input::Status { message })
+                        let from = self.common.peer_ids[from].clone();
+                        self.step(to, Input::Status { from, message })
                     }
                     false => None,
                 };

@@ -8,6 +8,7 @@ use crate::due::Due;
 use crate::keys::NodeKey;
 use crate::runtime::{ContainerState, Observed};
 use std::collections::{BTreeMap, BTreeSet};
+use weeble_crdt::Admission;
 use weeble_crdt::{ActorId, DesiredState, parse_manifests};
 
 /// One node of the test cluster: its core and its containers.
@@ -165,7 +166,10 @@ impl Cluster {
             Effect::Status(Send { to, message }) => {
                 let target = self.name_of(&to);
                 let asks = message.asks();
-                let input = Input::Status { message };
+                let input = Input::Status {
+                    from: from_member.peer_id.clone(),
+                    message,
+                };
                 let answer = self.step(&target, input);
                 if asks {
                     let answer = match answer {
@@ -608,6 +612,7 @@ fn a_status_report_is_taken_only_if_its_node_signed_it() {
             None => report,
         };
         Input::Status {
+            from: NodeKey::numbered(2).peer_id(),
             message: StatusMessage::Reports(vec![Arc::new(report)]),
         }
     };
@@ -672,4 +677,52 @@ fn a_membership_datagram_in_another_nodes_name_is_refused() {
         !cluster.alive("n0").contains(&"n1".to_string()),
         "n1's own leave is taken"
     );
+}
+
+/// n0 takes a write that denies n2: every node declares n2 down and closes its connections
+/// within a round; n2's datagrams, status and syncs are refused, and what it writes reaches
+/// no one. Allowing n0 and n1 alone (closing the cluster) keeps n2 out as well.
+#[test]
+fn a_denied_peer_is_cut_off_and_changes_nothing() {
+    for admission in [Admission::Denied, Admission::Allowed] {
+        let mut cluster = Cluster::new(3, 0);
+        cluster.run_until(3_000);
+        assert_eq!(cluster.alive("n1"), ["n0", "n1", "n2"]);
+        let peer = |i: usize| NodeKey::numbered(i).peer_id();
+        let peers = match admission {
+            Admission::Denied => vec![peer(2)],
+            Admission::Allowed => vec![peer(0), peer(1)],
+        };
+        let op = Op::Admit(peers, admission);
+        cluster.push(cluster.now, "n0", Input::Write { id: 1, op });
+        let before = cluster.log.len();
+        cluster.run_until(cluster.now + 1_000);
+        for n in ["n0", "n1"] {
+            assert_eq!(cluster.alive(n), ["n0", "n1"], "{n} declared n2 down");
+            let closed = cluster.log[before..]
+                .iter()
+                .any(|(at, e)| at == n && matches!(e, Effect::Disconnect(p) if *p == peer(2)));
+            assert!(closed, "{n} closed n2's connections");
+        }
+        // What n2 sends now is refused, and its write stays its own.
+        cluster.requests.insert(("n1".into(), 99), "n2".into());
+        let sync = Input::SyncRequest {
+            id: 99,
+            from: peer(2),
+            message: Vec::new(),
+        };
+        cluster.step("n1", sync);
+        let refused = cluster.effects_of("n1").any(|e| {
+            matches!(e, Effect::SyncAnswer { id: 99, answer: Err(why) } if why.contains("not admitted"))
+        });
+        assert!(refused);
+        cluster.write("n2", deployment("intruder", 2), 2);
+        cluster.run_until(cluster.now + 5_000);
+        for n in ["n0", "n1"] {
+            let snapshot = cluster.view(n).snapshot.clone();
+            assert!(snapshot.deployments.is_empty(), "{n} took nothing from n2");
+            assert!(cluster.nodes[n].core.table().report("n2").is_none());
+            assert_eq!(cluster.alive(n), ["n0", "n1"], "n2 stays out");
+        }
+    }
 }

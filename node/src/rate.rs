@@ -1,8 +1,9 @@
-//! How fast each caller may ask: a token bucket per caller (a token's name, or `anonymous`
-//! on a node that asks for no token), refilled at `--api-rate-limit` requests a second up to
-//! twice that. A request past it is refused (429, with how long to wait), and each caller's
-//! refusals are logged at most once per [`LOG_EVERY_MS`]. Pure: [`Limiter::allow`] takes the
-//! caller and the time.
+//! How fast each caller may ask: a token bucket per caller, refilled at a rate a second up
+//! to twice that. The API's callers are its tokens' names (or `anonymous` on a node that asks
+//! for no token; `--api-rate-limit`: past it, 429 with how long to wait); the network's are
+//! peer ids (`--p2p-rate-limit`: past it, the request is dropped). Each caller's refusals
+//! are logged at most once per [`LOG_EVERY_MS`]. Pure: [`Limiter::allow`] takes the caller
+//! and the time.
 
 use std::collections::HashMap;
 
