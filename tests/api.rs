@@ -1,5 +1,5 @@
 //! The API against what a browser, a careless client or a hostile one sends: one real
-//! `weeble node` per test (127.0.0.121-127), spoken to over raw HTTP/1.1 sockets so that every
+//! `weeble node` per test (127.0.0.121-128), spoken to over raw HTTP/1.1 sockets so that every
 //! header and every stall is the test's choice.
 
 mod support;
@@ -670,4 +670,109 @@ fn a_caller_past_its_rate_gets_429_and_the_others_do_not() {
     assert_eq!(warned[0]["fields"]["caller"], "flooder");
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `weeble cert new` makes a CA and a certificate for the node; the node serves its API over
+/// TLS with it; the CLI reaches it with the CA (`--certificate-authority`), and not without
+/// it, nor over plain HTTP; `weeble config view` prints a kubeconfig that kubectl reads, with
+/// the server, the CA and the token.
+#[test]
+fn the_api_serves_tls_with_a_certificate_weeble_makes_and_the_cli_checks_it() {
+    if !docker_available() {
+        return;
+    }
+    let ip = "127.0.0.128";
+    let mut cluster = Cluster::new("tls");
+    let certs = cluster.dir.join("certs");
+    let certs_dir = certs.to_str().unwrap();
+    let made = weeble(&[
+        "cert", "new", "--dir", certs_dir, "--name", "tls", "--host", ip,
+    ]);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let again = weeble(&[
+        "cert", "new", "--dir", certs_dir, "--name", "tls", "--host", ip,
+    ]);
+    assert!(
+        !again.status.success(),
+        "an existing key is never overwritten"
+    );
+    let token = "tls-token-0123456789abcdef";
+    let tokens = cluster.dir.join("tokens");
+    std::fs::write(&tokens, format!("{token},ops\n")).unwrap();
+    let (crt, key, ca) = (
+        certs.join("tls.crt"),
+        certs.join("tls.key"),
+        certs.join("ca.crt"),
+    );
+    cluster.start(
+        "tls",
+        ip,
+        &[
+            "--api-tls-cert",
+            crt.to_str().unwrap(),
+            "--api-tls-key",
+            key.to_str().unwrap(),
+            "--api-token-file",
+            tokens.to_str().unwrap(),
+        ],
+    );
+    let https = format!("https://{ip}:17070");
+    let ca = ca.to_str().unwrap();
+    let cli = |server: &str, ca: Option<&str>, args: &[&str]| {
+        let mut all = vec!["--server", server, "--token", token];
+        if let Some(ca) = ca {
+            all.extend(["--certificate-authority", ca]);
+        }
+        all.extend(args);
+        weeble(&all)
+    };
+    wait_for("the API over TLS", Duration::from_secs(30), || {
+        cli(&https, Some(ca), &["get", "nodes"])
+            .status
+            .success()
+            .then_some(())
+    });
+    let untrusted = cli(&https, None, &["get", "nodes"]);
+    assert!(!untrusted.status.success());
+    assert!(
+        text(&untrusted.stderr).contains("invalid peer certificate"),
+        "{}",
+        text(&untrusted.stderr)
+    );
+    let plain = cli(&format!("http://{ip}:17070"), None, &["get", "nodes"]);
+    assert!(!plain.status.success(), "no plain HTTP on a TLS port");
+    let view = cli(&https, Some(ca), &["config", "view"]);
+    assert!(view.status.success(), "{}", text(&view.stderr));
+    let kubeconfig = cluster.dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, &view.stdout).unwrap();
+    let read = |path: &str| {
+        let out = std::process::Command::new("kubectl")
+            .args([
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "config",
+                "view",
+            ])
+            .args(["--raw", "-o", &format!("jsonpath={path}")])
+            .output()
+            .expect("kubectl runs");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(read("{.clusters[0].cluster.server}"), https);
+    assert_eq!(read("{.users[0].user.token}"), token);
+    assert_eq!(read("{.current-context}"), "tls", "named after the node");
+    let ca_data = read("{.clusters[0].cluster.certificate-authority-data}");
+    let ca_pem = std::fs::read_to_string(ca).unwrap();
+    let decoded = std::process::Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(ca_data.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(text(&decoded.stdout), ca_pem, "the CA, whole");
 }

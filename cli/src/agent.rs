@@ -13,6 +13,7 @@ use weeble_node::agent::{self, NodeConfig};
 use weeble_node::api::ApiOptions;
 use weeble_node::api::auth::Tokens;
 use weeble_node::api::listen::{Limits, raise_open_files_limit};
+use weeble_node::api::tls;
 use weeble_node::join::JoinToken;
 use weeble_node::membership::Detection;
 use weeble_node::runtime::{demo, docker::Docker};
@@ -77,6 +78,14 @@ pub struct NodeArgs {
     /// Without it the API asks for none, which only a loopback --api allows.
     #[arg(long)]
     api_token_file: Option<PathBuf>,
+    /// Serve the API over TLS with this certificate (PEM; `weeble cert new` makes one, or
+    /// give your own), and --api-tls-key its key. The CLI then needs https:// in --server and
+    /// the CA in --certificate-authority (unless a public CA signed it).
+    #[arg(long, requires = "api_tls_key")]
+    api_tls_cert: Option<PathBuf>,
+    /// The key of --api-tls-cert (PEM).
+    #[arg(long, requires = "api_tls_cert")]
+    api_tls_key: Option<PathBuf>,
     /// Serve the API on a non-loopback address with no token: anyone who can reach it may
     /// change what the cluster runs.
     #[arg(long)]
@@ -271,6 +280,12 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             .map(read_tokens)
             .transpose()?,
         rate_limit: args.api_rate_limit,
+        tls: match (&args.api_tls_cert, &args.api_tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(tls::server_config(cert, key).map_err(|e| anyhow!("--api-tls-cert: {e}"))?)
+            }
+            _ => None,
+        },
     };
     if api_options.tokens.is_none() && !args.api.ip().is_loopback() && !args.insecure_api {
         bail!(

@@ -3,8 +3,10 @@
 use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::path::Path;
 use std::time::Duration;
 use ureq::http::header;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, parse_pem};
 use weeble_core::objects::{List, ListMeta, Status};
 
 /// How many items the CLI asks for in each page of a list (kubectl's default chunk size).
@@ -27,6 +29,22 @@ pub struct Client {
     base: String,
     agent: ureq::Agent,
     token: Option<String>,
+    timeout: Duration,
+}
+
+/// The agent every request goes through: `timeout` for each, redirects left to the caller,
+/// TLS trusting `roots` (Mozilla's roots if `None`).
+fn agent(timeout: Duration, roots: Option<RootCerts>) -> ureq::Agent {
+    let tls = TlsConfig::builder()
+        .root_certs(roots.unwrap_or(RootCerts::WebPki))
+        .build();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        .tls_config(tls)
+        .build()
+        .into()
 }
 
 impl Client {
@@ -38,17 +56,37 @@ impl Client {
     pub fn with_timeout(server: &str, timeout: Duration) -> Self {
         // A redirect (a pod's log, on another node) is followed here, with the token:
         // ureq would drop the token on the way to another host.
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .max_redirects(0)
-            .build()
-            .into();
         Client {
             base: server.trim_end_matches('/').to_string(),
-            agent,
+            agent: agent(timeout, None),
             token: None,
+            timeout,
         }
+    }
+
+    /// The same client, trusting the CA certificates of the PEM file `ca` (if given) for an
+    /// https:// server, as kubectl's `--certificate-authority`.
+    pub fn with_certificate_authority(mut self, ca: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(ca) = ca else {
+            return Ok(self);
+        };
+        let pem = std::fs::read(ca)
+            .with_context(|| format!("--certificate-authority {}", ca.display()))?;
+        let certs: Vec<Certificate<'static>> = parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(cert)) => Some(cert),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            bail!(
+                "--certificate-authority {}: no PEM certificate in it (`weeble cert new` writes \
+                 ca.crt)",
+                ca.display()
+            );
+        }
+        self.agent = agent(self.timeout, Some(RootCerts::new_with_certs(&certs)));
+        Ok(self)
     }
 
     /// The same client, sending `token` (`Authorization: Bearer`) with every request.

@@ -4,6 +4,7 @@
 //! (`sim`), and resilience experiments (`scenario`).
 
 mod agent;
+mod cert;
 mod client;
 mod demo;
 mod kubectl;
@@ -35,6 +36,10 @@ struct Cli {
     /// The bearer token the node's API asks for (one of its --api-token-file).
     #[arg(long, global = true, env = "WEEBLE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The CA certificate (PEM) that signed the node's API certificate, for an https://
+    /// --server (`weeble cert new` writes it as ca.crt); Mozilla's roots without it.
+    #[arg(long, global = true, env = "WEEBLE_CA")]
+    certificate_authority: Option<PathBuf>,
     /// The namespace of named objects.
     #[arg(short = 'n', long, global = true, default_value = "default")]
     namespace: String,
@@ -48,6 +53,16 @@ enum Command {
     Demo,
     /// Run a node agent; or, with a subcommand, change which peers the cluster admits.
     Node(Box<agent::NodeCommand>),
+    /// Certificates for the nodes' APIs (TLS).
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// The CLI's own settings.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Print a new cluster key (for --cluster-key) on standard output.
     Keygen,
     /// Simulate a cluster of N nodes running this node code, deterministically, in virtual
@@ -119,6 +134,20 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum CertCommand {
+    /// A certificate and key for a node's API (NAME.crt, NAME.key), signed by the cluster's
+    /// CA, made in the same folder (ca.crt, ca.key) the first time.
+    New(cert::NewArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a kubeconfig-style file for the node of --server: its address, the CA of
+    /// --certificate-authority and the --token, under the node's name.
+    View,
+}
+
+#[derive(Subcommand)]
 enum ImageCommand {
     /// Build weeble-demo:latest from this binary: an HTTP server on port 80 that answers
     /// with its hostname and $MESSAGE.
@@ -149,16 +178,29 @@ unsafe impl Sync for MallocConf {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let client = || client::Client::new(&cli.server).with_token(cli.token.clone());
+    let client = || {
+        client::Client::new(&cli.server)
+            .with_token(cli.token.clone())
+            .with_certificate_authority(cli.certificate_authority.as_deref())
+    };
     let ns = cli.namespace.as_str();
     let result = match cli.command {
         Command::Demo => demo::run(),
         Command::Node(node) => match (node.action, node.run) {
-            (Some(action), _) => peers::run(&client(), action),
+            (Some(action), _) => client().and_then(|c| peers::run(&c, action)),
             (None, Some(args)) => agent::run(args),
             (None, None) => Err(anyhow::anyhow!("weeble node: give --name and --data-dir")),
         },
         Command::Keygen => agent::keygen(),
+        Command::Cert {
+            command: CertCommand::New(args),
+        } => cert::new(args),
+        Command::Config {
+            command: ConfigCommand::View,
+        } => client().and_then(|c| {
+            let ca = cli.certificate_authority.as_deref();
+            cert::view(&c, &cli.server, cli.token.as_deref(), ca)
+        }),
         Command::Sim(args) => sim::run(*args),
         Command::Scenario { command } => scenario::run_command(command),
         Command::Apply {
@@ -168,25 +210,28 @@ fn main() -> ExitCode {
         Command::Apply {
             file,
             dry_run: false,
-        } => kubectl::apply(&client(), &file),
+        } => client().and_then(|c| kubectl::apply(&c, &file)),
         Command::Get {
             resource,
             name,
             output,
-        } => kubectl::get(&client(), ns, resource, name.as_deref(), output),
-        Command::Describe { resource, name } => kubectl::describe(&client(), ns, resource, &name),
+        } => client().and_then(|c| kubectl::get(&c, ns, resource, name.as_deref(), output)),
+        Command::Describe { resource, name } => {
+            client().and_then(|c| kubectl::describe(&c, ns, resource, &name))
+        }
         Command::Scale {
             resource,
             name,
             replicas,
-        } => kubectl::scale(&client(), ns, resource, &name, replicas),
+        } => client().and_then(|c| kubectl::scale(&c, ns, resource, &name, replicas)),
         Command::Delete {
             resource,
             name,
             file,
-        } => kubectl::delete(&client(), ns, resource, name.as_deref(), file.as_deref()),
-        Command::Logs { pod, tail } => kubectl::logs(&client(), ns, &pod, tail),
-        Command::Rollout { command } => rollout::run(&client(), ns, command),
+        } => client()
+            .and_then(|c| kubectl::delete(&c, ns, resource, name.as_deref(), file.as_deref())),
+        Command::Logs { pod, tail } => client().and_then(|c| kubectl::logs(&c, ns, &pod, tail)),
+        Command::Rollout { command } => client().and_then(|c| rollout::run(&c, ns, command)),
         Command::Image {
             command: ImageCommand::BuildDemo,
         } => agent::build_demo_image(),

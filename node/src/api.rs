@@ -12,6 +12,7 @@ pub mod auth;
 pub mod guard;
 pub mod list;
 pub mod listen;
+pub mod tls;
 
 use crate::agent::Agent;
 use crate::clock;
@@ -60,6 +61,8 @@ pub struct ApiOptions {
     pub tokens: Option<auth::Tokens>,
     /// Requests a second each caller may make (twice that in a burst); `None`: no limit.
     pub rate_limit: Option<u32>,
+    /// TLS ([`tls::server_config`]); `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Serves the API on `addr` until the process ends.
@@ -70,7 +73,9 @@ pub async fn serve<R: ContainerRuntime>(
     runtime: R,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, limits = ?options.limits, "API listening");
+    let tls = options.tls.clone();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, limits = ?options.limits, "API listening");
     let limits = options.limits;
     let refusal = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -80,7 +85,7 @@ pub async fn serve<R: ContainerRuntime>(
         ),
     )
     .http_answer();
-    listen::serve(listener, limits, app(options, agent, runtime), refusal).await;
+    listen::serve(listener, limits, app(options, agent, runtime), refusal, tls).await;
     Ok(())
 }
 

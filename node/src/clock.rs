@@ -11,6 +11,6 @@ pub(crate) fn now() -> Duration {
 }
 
 /// Now, in Unix milliseconds.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     now().as_millis() as i64
 }

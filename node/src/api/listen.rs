@@ -45,7 +45,14 @@ impl Default for Limits {
 
 /// Serves `app` on `listener` within `limits` until the process ends. `refusal` is the
 /// whole HTTP answer sent to a connection over the cap.
-pub async fn serve(listener: TcpListener, limits: Limits, app: Router, refusal: Vec<u8>) {
+pub async fn serve(
+    listener: TcpListener,
+    limits: Limits,
+    app: Router,
+    refusal: Vec<u8>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut refused = RefusalLog::default();
     loop {
@@ -65,8 +72,9 @@ pub async fn serve(listener: TcpListener, limits: Limits, app: Router, refusal: 
             continue;
         };
         let app = app.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection(stream, app, limits).await;
+            connection(stream, app, limits, tls).await;
             drop(permit);
         });
     }
@@ -97,9 +105,15 @@ impl RefusalLog {
     }
 }
 
-/// One connection: HTTP/1 with hyper's header timer, dropped (and so closed) when no byte has
-/// moved for `idle_timeout`.
-async fn connection(stream: TcpStream, app: Router, limits: Limits) {
+/// One connection: TLS first if the API has it (its handshake within the header timeout),
+/// then HTTP/1 with hyper's header timer, dropped (and so closed) when no byte has moved for
+/// `idle_timeout`.
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let started = Instant::now();
     let moved = Arc::new(AtomicU64::new(0));
     let io = Watched {
@@ -107,6 +121,25 @@ async fn connection(stream: TcpStream, app: Router, limits: Limits) {
         started,
         moved: moved.clone(),
     };
+    match tls {
+        None => http(io, app, limits, started, moved).await,
+        Some(tls) => {
+            let handshake = tokio::time::timeout(limits.header_timeout, tls.accept(io)).await;
+            match handshake {
+                Ok(Ok(io)) => http(io, app, limits, started, moved).await,
+                Ok(Err(e)) => debug!(error = %e, "API: a TLS handshake failed"),
+                Err(_) => debug!("API: a TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+/// HTTP/1 on `io` until it ends or no byte has moved (`moved`, ms since `started`) for the
+/// idle timeout.
+async fn http<I>(io: I, app: Router, limits: Limits, started: Instant, moved: Arc<AtomicU64>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
