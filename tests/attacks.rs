@@ -31,7 +31,7 @@ fn deployments(server: &str) -> Vec<String> {
         .collect()
 }
 
-/// `weeble --server SERVER ARGS` with `stdin`, which must succeed; its standard output.
+/// `weeble --server SERVER ARGS`, which must succeed: its standard output.
 fn weeble_ok(server: &str, args: &[&str]) -> String {
     let mut all = vec!["--server", server];
     all.extend(args);
@@ -219,6 +219,19 @@ fn nodes_without_the_key_or_the_cluster_s_allow_change_nothing() {
         turned_away("ad-a"),
         "a logged the stranger or the denied node turned away"
     );
+
+    // Allowed at last, the stranger joins (and what it wrote merges: it is one of the
+    // cluster's writers now).
+    let stranger_peer = weeble_ok(&stranger_api, &["get", "peers"])
+        .lines()
+        .find(|l| l.contains("ad-stranger"))
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .expect("the stranger knows its own peer id");
+    let out = weeble_ok(&a, &["node", "allow", &stranger_peer]);
+    assert!(out.contains("allowed"), "{out}");
+    wait_for("the stranger Ready at a", Duration::from_secs(30), || {
+        ready_nodes(&a).contains("ad-stranger").then_some(())
+    });
 }
 
 /// An attacker admitted with a join token's key, speaking the p2p protocol from this process.
