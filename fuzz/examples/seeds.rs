@@ -103,7 +103,7 @@ fn run(seeds: &mut Seeds) {
             break;
         }
         let me = cores[i].me().clone();
-        let status_asks = matches!(&input, Input::Status { message } if message.asks());
+        let status_asks = matches!(&input, Input::Status { message, .. } if message.asks());
         let mut answered = false;
         for effect in cores[i].step(Duration::from_millis(ms), input) {
             match effect {

@@ -31,6 +31,7 @@ use crate::document::{
     DocEffect, Document, Op, Persist, PersistFailure, Stored, SyncAnswer, WriteError,
 };
 use crate::gossip::{Digest, doc_fingerprint, starts_exchange};
+use crate::keys::NodeKey;
 use crate::membership::addresses::Addresses;
 use crate::membership::{
     self, ANNOUNCES_PER_TICK, Detection, Liveness, MemberId, Membership, Peers, announce_targets,
@@ -41,7 +42,6 @@ use crate::reconcile::pass::{Context, Event, Reconciler, Settings, Work};
 use crate::reconcile::{Action, wakes};
 use crate::runtime::RuntimeEvent;
 
-use crate::keys::NodeKey;
 use crate::status::{NodeStatus, PUSH_AFTER, Send, StatusGossip, StatusMessage, StatusTable};
 use crate::view::{Placements, Planner, View};
 use std::collections::{BTreeMap, BTreeSet};
@@ -458,8 +458,8 @@ impl NodeCore {
     }
 
     /// Keeps of `message`'s reports those signed by their node: by the key of a member of
-    /// that name, one the cluster admits. A report of a node not listed yet is refused too; once it is, the status
-    /// digests differ and an exchange brings the report again.
+    /// that name, one the cluster admits. A report of a node not listed yet is refused too;
+    /// once it is, the status digests differ and an exchange brings the report again.
     fn signed_only(&mut self, now: Duration, message: &mut StatusMessage) {
         let Some(reports) = message.reports_mut() else {
             return;
