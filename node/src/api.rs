@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::ops::Bound;
 use std::sync::Arc;
 use weeble_core::document::{Op, WriteError};
-use weeble_core::objects::{self, Resource, StatusCause};
+use weeble_core::objects::{self, Resource, StatusCause, discovery};
 use weeble_core::rollout;
 use weeble_crdt::echo::{clip_to, echo};
 use weeble_crdt::{Admission, Kind, ObjectKey, parse_manifests};
@@ -110,6 +110,11 @@ fn router<R: ContainerRuntime>(
 ) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/version", get(version))
+        .route("/api", get(core_versions))
+        .route("/apis", get(|| async { Json(discovery::groups()) }))
+        .route("/api/v1", get(|| async { resources("v1") }))
+        .route("/apis/{group}/{version}", get(group_resources))
         .route("/apis/weeble.io/v1/apply", post(apply::<R>))
         .route("/apis/weeble.io/v1/state", get(state::<R>))
         .route(
@@ -434,6 +439,33 @@ fn view<R>(api: &Api<R>) -> std::sync::Arc<View> {
 
 fn table<R>(api: &Api<R>) -> std::sync::Arc<StatusTable> {
     api.agent.table.borrow().clone()
+}
+
+/// `/version`: the Kubernetes minor the API speaks, and Weeble's version.
+async fn version() -> Json<discovery::Version> {
+    Json(discovery::version(env!("CARGO_PKG_VERSION")))
+}
+
+/// `/api`, naming the address the request came to (its `Host`).
+async fn core_versions(headers: HeaderMap) -> Json<discovery::ApiVersions> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    Json(discovery::core_versions(host.unwrap_or_default()))
+}
+
+/// `/apis/{group}/{version}`.
+async fn group_resources(Path((group, version)): Path<(String, String)>) -> Reply<Value> {
+    resources(&format!("{group}/{version}"))
+}
+
+/// A group version's resources, or 404 if Weeble serves no such group version.
+fn resources(group_version: &str) -> Reply<Value> {
+    match discovery::resources(group_version) {
+        Some(list) => Ok(Json(serde_json::to_value(list).expect("a list serializes"))),
+        None => Err(ApiError::not_found(format!(
+            "the server could not find the requested resource: no group version {}",
+            echo(group_version)
+        ))),
+    }
 }
 
 /// `POST /apis/weeble.io/v1/apply`: a manifest file (YAML, many documents), all or nothing.

@@ -11,6 +11,7 @@ use crate::placement::Unplaced;
 use crate::rollout::{self, Report};
 use crate::services::PortEndpoints;
 use crate::status::{self, Phase};
+use crate::time;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -307,9 +308,10 @@ pub struct PodStatus {
     /// The node's address, where `ports` are published; not known until the node reports.
     #[serde(rename = "hostIP", skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<IpAddr>,
-    /// When the containers last started, Unix milliseconds (0 if not running).
+    /// When the containers last started (RFC 3339, as Kubernetes writes times); absent if
+    /// they are not running.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<i64>,
+    pub start_time: Option<String>,
     pub conditions: Vec<Condition>,
     /// One per container the node runs for the pod; absent until the node reports.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -403,7 +405,7 @@ impl Pod {
             reason: p.reason.clone(),
             message: p.message.clone(),
             host_ip: Some(p.host_ip),
-            start_time: Some(p.started_at_ms),
+            start_time: (p.started_at_ms > 0).then(|| time::rfc3339(p.started_at_ms)),
             conditions: vec![Condition::ready(p.ready.into(), None, None)],
             container_statuses: Some(
                 p.container_ids
@@ -1363,6 +1365,8 @@ impl Applied {
         }
     }
 }
+
+pub mod discovery;
 
 #[cfg(test)]
 mod tests;

@@ -144,7 +144,7 @@ fn a_reported_pod_is_written_as_the_api_always_wrote_it() {
         pod["status"],
         json!({
             "phase": "Running", "reason": null, "message": null, "hostIP": "127.0.0.11",
-            "startTime": 1_700_000_000_000_i64,
+            "startTime": "2023-11-14T22:13:20Z",
             "conditions": [{"type": "Ready", "status": "True"}],
             "containerStatuses": [{"containerID": "docker://c1", "ready": true, "restartCount": 3}],
             "restartCount": 3,
