@@ -22,15 +22,6 @@ use weeble_node::network::{NetConfig, Network};
 use weeble_node::shutdown::Stop;
 use weeble_node::transport::{LocalDigest, Transport};
 
-fn deployments(server: &str) -> Vec<String> {
-    let list = json(server, &["get", "deployments"]);
-    let items = list["items"].as_array().cloned().unwrap_or_default();
-    items
-        .iter()
-        .map(|d| d["metadata"]["name"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
 /// `weeble --server SERVER ARGS`, which must succeed: its standard output.
 fn weeble_ok(server: &str, args: &[&str]) -> String {
     let mut all = vec!["--server", server];
@@ -38,21 +29,6 @@ fn weeble_ok(server: &str, args: &[&str]) -> String {
     let out = weeble(&all);
     assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
     text(&out.stdout)
-}
-
-fn apply(server: &str, name: &str, replicas: u32) -> std::process::Output {
-    let manifest = format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  \
-         replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    \
-         metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n      \
-         - {{name: web, image: weeble-demo:latest, imagePullPolicy: Never}}\n"
-    );
-    let path =
-        std::env::temp_dir().join(format!("weeble-attack-{name}-{}.yaml", std::process::id()));
-    std::fs::write(&path, manifest).unwrap();
-    let out = weeble(&["--server", server, "apply", "-f", path.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&path);
-    out
 }
 
 /// The peers `server` knows, by node name: (peer id, liveness, admission).
@@ -138,7 +114,11 @@ fn nodes_without_the_key_or_the_cluster_s_allow_change_nothing() {
                 .success()
                 .then_some(())
         });
-        assert!(apply(&server, &format!("outsider{i}"), 2).status.success());
+        assert!(
+            apply_demo(&cluster, &server, &format!("outsider{i}"), 2)
+                .status
+                .success()
+        );
     }
 
     // A new node admitted with a join token (the list now allows a, b and it alone); one
@@ -167,7 +147,11 @@ fn nodes_without_the_key_or_the_cluster_s_allow_change_nothing() {
             .success()
             .then_some(())
     });
-    assert!(apply(&stranger_api, "stranger", 2).status.success());
+    assert!(
+        apply_demo(&cluster, &stranger_api, "stranger", 2)
+            .status
+            .success()
+    );
 
     // Denied at b: declared down everywhere within a few seconds; what it writes after
     // reaches no one.
@@ -193,7 +177,11 @@ fn nodes_without_the_key_or_the_cluster_s_allow_change_nothing() {
         "denied node down everywhere after {:?}",
         denied_at.elapsed()
     );
-    assert!(apply(&cluster.server(4), "denied", 2).status.success());
+    assert!(
+        apply_demo(&cluster, &cluster.server(4), "denied", 2)
+            .status
+            .success()
+    );
 
     holds("nothing reaches a or b", Duration::from_secs(6), || {
         let members = |s: &str| ready_nodes(s).into_iter().collect::<Vec<_>>();
@@ -208,15 +196,8 @@ fn nodes_without_the_key_or_the_cluster_s_allow_change_nothing() {
             "{node} started nothing"
         );
     }
-    let turned_away = |name: &str| {
-        json_log(&cluster, name).iter().any(|l| {
-            l["fields"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("which is not admitted"))
-        })
-    };
     assert!(
-        turned_away("ad-a"),
+        logged(&cluster, "ad-a", "which is not admitted"),
         "a logged the stranger or the denied node turned away"
     );
 
@@ -427,13 +408,7 @@ fn forged_status_and_forged_deaths_change_nothing_and_a_flood_leaves_honest_writ
             ready_nodes(a).len() == 3 && !pods.iter().any(|p| p["metadata"]["name"] == "forged-0")
         },
     );
-    let refused = |what: &str| {
-        json_log(&cluster, "fg-0").iter().any(|l| {
-            l["fields"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains(what))
-        })
-    };
+    let refused = |what: &str| logged(&cluster, "fg-0", what);
     assert!(
         refused("not signed by their node's key"),
         "the forged reports were refused"
@@ -465,7 +440,11 @@ fn forged_status_and_forged_deaths_change_nothing_and_a_flood_leaves_honest_writ
     };
     std::thread::sleep(Duration::from_secs(1));
     let wrote = Instant::now();
-    assert!(apply(&servers[1], "honest", 0).status.success());
+    assert!(
+        apply_demo(&cluster, &servers[1], "honest", 0)
+            .status
+            .success()
+    );
     wait_for(
         "b's write at a, during the flood",
         Duration::from_secs(15),

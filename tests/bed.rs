@@ -22,20 +22,13 @@ use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 use support::*;
 
-const MANIFEST: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: NAME\nspec:\n  \
-    replicas: COUNT\n  selector:\n    matchLabels:\n      app: NAME\n  template:\n    metadata:\n      \
-    labels:\n        app: NAME\n    spec:\n      containers:\n      - name: web\n        \
-    image: weeble-demo:latest\n";
-
-fn manifest(name: &str, replicas: u32) -> String {
-    MANIFEST
-        .replace("NAME", name)
-        .replace("COUNT", &replicas.to_string())
-}
-
 /// Applies a deployment inside node `index`'s container; panics unless acknowledged.
 fn apply_in(bed: &Bed, index: usize, name: &str, replicas: u32) {
-    let out = bed.weeble_in(index, &["apply", "-f", "-"], &manifest(name, replicas));
+    let out = bed.weeble_in(
+        index,
+        &["apply", "-f", "-"],
+        &demo_deployment(name, replicas),
+    );
     assert!(out.status.success(), "apply {name}: {}", text(&out.stderr));
 }
 
@@ -380,7 +373,7 @@ const SHARED: &str = "shared";
 
 /// Applies deployment `name` with no replicas and the given image, on node `index`.
 fn apply_image(bed: &Bed, index: usize, name: &str, image: &str) {
-    let manifest = manifest(name, 0).replace("weeble-demo:latest", image);
+    let manifest = demo_deployment(name, 0).replace("weeble-demo:latest", image);
     let out = bed.weeble_in(index, &["apply", "-f", "-"], &manifest);
     assert!(out.status.success(), "apply {name}: {}", text(&out.stderr));
 }

@@ -65,22 +65,7 @@ fn kubectl_discovers_reads_scales_describes_and_deletes_at_any_peer() {
             .unwrap_or("");
         assert!(line.contains(short), "{name}: {resources}");
     }
-    let manifest = cluster.dir.join("web.yaml");
-    std::fs::write(
-        &manifest,
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  \
-         selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    \
-         spec:\n      containers:\n      - {name: web, image: weeble-demo:latest, \
-         imagePullPolicy: Never}\n",
-    )
-    .unwrap();
-    let applied = weeble(&[
-        "--server",
-        &cluster.server(0),
-        "apply",
-        "-f",
-        manifest.to_str().unwrap(),
-    ]);
+    let applied = apply_demo(&cluster, &cluster.server(0), "web", 3);
     assert!(applied.status.success(), "{}", text(&applied.stderr));
     let nodes = kubectl_ok(&configs[2], &["get", "nodes", "-o", "name"]);
     assert_eq!(nodes.lines().count(), 3, "{nodes}");

@@ -90,16 +90,6 @@ fn start(cluster: &mut Cluster, base: u8, names: &[String], extra: &[&str]) {
     });
 }
 
-/// The names of the deployments `server` holds.
-fn deployments(server: &str) -> Vec<String> {
-    json(server, &["get", "deployments"])["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn node_named<'a>(nodes: &'a Value, name: &str) -> &'a Value {
     nodes["items"]
         .as_array()
@@ -458,19 +448,16 @@ fn nodes_with_different_cluster_keys_say_so_on_both_sides() {
             &seed,
         ],
     );
-    let said = |name: &str, what: &str| {
-        json_log(&cluster, name).iter().any(|l| {
-            l["fields"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains(what))
-        })
-    };
     wait_for(
         "both sides to log the mismatch",
         Duration::from_secs(20),
         || {
-            (said(b, "Do both nodes have the same --cluster-key")
-                && said(a, "failed its handshake: a node with another --cluster-key"))
+            (logged(&cluster, b, "Do both nodes have the same --cluster-key")
+                && logged(
+                    &cluster,
+                    a,
+                    "failed its handshake: a node with another --cluster-key",
+                ))
             .then_some(())
         },
     );

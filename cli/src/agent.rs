@@ -224,10 +224,7 @@ fn read_cluster_key(path: &Path) -> anyhow::Result<[u8; 32]> {
 pub fn keygen() -> anyhow::Result<()> {
     let key: [u8; 32] = rand::random();
     println!("/key/swarm/psk/1.0.0/\n/base16/");
-    println!(
-        "{}",
-        key.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    println!("{}", weeble_node::join::hex(&key));
     Ok(())
 }
 

@@ -332,6 +332,43 @@ fn parse_log(name: &str, log: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Whether node `name`'s log holds a line whose message contains `part`.
+pub fn logged(cluster: &Cluster, name: &str, part: &str) -> bool {
+    json_log(cluster, name).iter().any(|l| {
+        l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(part))
+    })
+}
+
+/// A deployment of `replicas` of the demo image, one container named `web`.
+pub fn demo_deployment(name: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  \
+         replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    \
+         metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n      \
+         - name: web\n        image: weeble-demo:latest\n"
+    )
+}
+
+/// `weeble apply` at `server` of [`demo_deployment`] `name`, written in the cluster's
+/// directory: the command's output.
+pub fn apply_demo(cluster: &Cluster, server: &str, name: &str, replicas: u32) -> Output {
+    let file = cluster.dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, demo_deployment(name, replicas)).unwrap();
+    weeble(&["--server", server, "apply", "-f", file.to_str().unwrap()])
+}
+
+/// The names of the deployments `server` holds.
+pub fn deployments(server: &str) -> Vec<String> {
+    json(server, &["get", "deployments"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub fn messages<'a>(log: &'a [Value], message: &str) -> Vec<&'a Value> {
     log.iter()
         .filter(|l| l["fields"]["message"] == message)

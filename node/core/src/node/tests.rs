@@ -282,6 +282,11 @@ impl Cluster {
         self.nodes[of].core.view().clone()
     }
 
+    /// The report of node `of` that node `at` holds.
+    fn report(&self, at: &str, of: &str) -> Arc<NodeStatus> {
+        self.nodes[at].core.table().report(of).unwrap().clone()
+    }
+
     fn alive(&self, of: &str) -> Vec<String> {
         let view = self.view(of);
         let alive = view.members.iter().filter(|(_, l)| *l == Liveness::Alive);
@@ -597,12 +602,7 @@ fn what_the_fuzz_targets_found_is_refused_and_the_node_goes_on() {
 fn a_status_report_is_taken_only_if_its_node_signed_it() {
     let mut cluster = Cluster::new(3, 0);
     cluster.run_until(3_000);
-    let n1 = cluster.nodes["n1"]
-        .core
-        .table()
-        .report("n1")
-        .unwrap()
-        .clone();
+    let n1 = cluster.report("n1", "n1");
     let forged = |key: Option<usize>| {
         let mut report = NodeStatus::clone(&n1);
         report.version += 10;
@@ -618,22 +618,12 @@ fn a_status_report_is_taken_only_if_its_node_signed_it() {
     };
     for key in [Some(2), None] {
         cluster.step("n0", forged(key));
-        let held = cluster.nodes["n0"]
-            .core
-            .table()
-            .report("n1")
-            .unwrap()
-            .clone();
+        let held = cluster.report("n0", "n1");
         assert_eq!(held.at(), n1.at(), "the forged report is refused");
         assert!(held.pods.is_empty());
     }
     cluster.step("n0", forged(Some(1)));
-    let held = cluster.nodes["n0"]
-        .core
-        .table()
-        .report("n1")
-        .unwrap()
-        .clone();
+    let held = cluster.report("n0", "n1");
     assert_eq!(held.version, n1.version + 10, "n1's own signature is taken");
 }
 
