@@ -135,3 +135,221 @@ fn kubectl_discovers_reads_scales_describes_and_deletes_at_any_peer() {
         text(&missing.stderr).contains("NotFound") || text(&missing.stderr).contains("not found")
     );
 }
+
+/// The lines a watch at `addr` (`host:port`) sends within `limit`, read over HTTP/1.0; stops
+/// early once `enough` holds for the lines so far.
+fn watch_lines(addr: &str, path: &str, limit: Duration, enough: impl Fn(&str) -> bool) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the API answers");
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (start, mut got, mut buffer) = (std::time::Instant::now(), Vec::new(), [0u8; 4096]);
+    while start.elapsed() < limit && !enough(&text(&got)) {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buffer[..n]),
+            Err(_) => {}
+        }
+    }
+    text(&got)
+}
+
+/// The `resourceVersion` of a list or an object as JSON.
+fn version_of(value: &serde_json::Value) -> u64 {
+    value["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no resourceVersion in {value}"))
+}
+
+#[test]
+fn kubectl_prints_tables_selects_and_watches_at_any_peer() {
+    let Some(cluster) =
+        Cluster::three_with_demo("kw", ["127.0.0.144", "127.0.0.145", "127.0.0.146"])
+    else {
+        return;
+    };
+    let configs: Vec<PathBuf> = (0..3).map(|i| kubeconfig(&cluster, i)).collect();
+    let applied = apply_demo(&cluster, &cluster.server(0), "web", 2);
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    // `rollout status` and `wait` watch until the deployment is there and ready.
+    let rolled = kubectl_ok(
+        &configs[1],
+        &["rollout", "status", "deployment/web", "--timeout=90s"],
+    );
+    assert!(rolled.contains("successfully rolled out"), "{rolled}");
+    let waited = kubectl_ok(
+        &configs[2],
+        &[
+            "wait",
+            "--for=condition=Available",
+            "deployment/web",
+            "--timeout=30s",
+        ],
+    );
+    assert!(waited.contains("condition met"), "{waited}");
+
+    // Tables with Kubernetes' columns, the wide ones with -o wide.
+    let pods = kubectl_ok(&configs[1], &["get", "pods"]);
+    let header: Vec<&str> = pods.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{pods}"
+    );
+    let rows: Vec<Vec<&str>> = pods
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{pods}");
+    assert!(
+        rows.iter().all(|r| r[1] == "1/1" && r[2] == "Running"),
+        "{pods}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r[4].ends_with('s') || r[4].ends_with('m')),
+        "{pods}"
+    );
+    let wide = kubectl_ok(&configs[2], &["get", "pods", "-o", "wide"]);
+    assert!(wide.lines().next().unwrap().contains("NODE"), "{wide}");
+    let node_of_web0 = wide
+        .lines()
+        .find(|l| l.starts_with("web-0"))
+        .and_then(|l| l.split_whitespace().nth(6))
+        .unwrap()
+        .to_string();
+    assert!(node_of_web0.starts_with("kw"), "{wide}");
+    let deployments = kubectl_ok(&configs[0], &["get", "deployments"]);
+    assert!(
+        deployments
+            .lines()
+            .any(|l| l.split_whitespace().take(4).eq(["web", "2/2", "2", "2"])),
+        "{deployments}"
+    );
+
+    // Selectors, honoured.
+    let named = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["get", "pods", "-o", "name"];
+        all.extend(args);
+        kubectl_ok(&configs[0], &all)
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(named(&["-l", "app=web"]).len(), 2);
+    assert!(named(&["-l", "app=other"]).is_empty());
+    assert!(named(&["-l", "app in (web, db),app!=db"]).len() == 2);
+    let on_node = format!("spec.nodeName={node_of_web0}");
+    assert!(
+        named(&["--field-selector", &on_node]).contains(&"pod/web-0".to_string()),
+        "{on_node}"
+    );
+    assert!(named(&["--field-selector", "status.phase=Pending"]).is_empty());
+    let refused = kubectl(
+        &configs[0],
+        &["get", "pods", "--field-selector", "spec.image=x"],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("field label not supported"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    // `get -w` at one peer sees a scale made at another.
+    let mut watch = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&configs[2])
+        .args(["get", "pods", "-w", "--output-watch-events"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    kubectl_ok(&configs[0], &["scale", "deployment/web", "--replicas=3"]);
+    let seen = wait_for("web-2 in the watch", Duration::from_secs(60), || {
+        // Rolled out: web-2 is running, so the watch has printed it by now.
+        let ready = kubectl_ok(
+            &configs[1],
+            &[
+                "get",
+                "deploy",
+                "web",
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ],
+        );
+        (ready == "3").then_some(())
+    });
+    let () = seen;
+    std::thread::sleep(Duration::from_secs(1));
+    watch.kill().unwrap();
+    let printed = {
+        use std::io::Read;
+        let mut out = String::new();
+        watch
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        watch.wait().unwrap();
+        out
+    };
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("ADDED") && l.contains("web-2")),
+        "{printed}"
+    );
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("MODIFIED") && l.contains("web-2") && l.contains("Running")),
+        "{printed}"
+    );
+
+    // Versions: a change gives the object a greater one at the node; a watch from a list's
+    // version is sent what followed it; one from before a node's journal is 410 Expired.
+    let api = |i: usize| cluster.server(i).trim_start_matches("http://").to_string();
+    let deployment = |i: usize| json(&cluster.server(i), &["get", "deployment", "web"]);
+    let before = version_of(&deployment(0));
+    let list: serde_json::Value = serde_json::from_str(
+        http_get(&api(1), "/apis/apps/v1/namespaces/default/deployments")
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap(),
+    )
+    .unwrap();
+    let listed = version_of(&list);
+    kubectl_ok(&configs[0], &["scale", "deployment/web", "--replicas=1"]);
+    let path =
+        format!("/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion={listed}");
+    let events = watch_lines(&api(1), &path, Duration::from_secs(20), |t| {
+        t.contains("\"replicas\":1")
+    });
+    let modified = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["type"] == "MODIFIED" && e["object"]["spec"]["replicas"] == 1)
+        .unwrap_or_else(|| panic!("no MODIFIED event with the scale in {events}"));
+    assert!(version_of(&modified["object"]) > listed);
+    wait_for("the scale at node 0", Duration::from_secs(10), || {
+        (version_of(&deployment(0)) > before).then_some(())
+    });
+    let expired = watch_lines(
+        &api(2),
+        "/api/v1/namespaces/default/endpoints?watch=1&resourceVersion=1",
+        Duration::from_secs(5),
+        |t| t.contains("ERROR"),
+    );
+    assert!(
+        expired.contains("\"type\":\"ERROR\"")
+            && expired.contains("\"code\":410")
+            && expired.contains("Expired"),
+        "{expired}"
+    );
+}

@@ -184,9 +184,8 @@ pub fn run() -> anyhow::Result<()> {
         .container_statuses
         .iter()
         .flatten()
-        .next()
+        .find_map(|c| c.container_id.as_deref())
         .with_context(|| format!("the running pod {name} reports no container"))?
-        .container_id
         .trim_start_matches("docker://")
         .to_string();
     Command::new("docker")

@@ -245,7 +245,7 @@ impl Row for objects::Endpoints {
 
     fn cells(&self) -> Vec<String> {
         let ready = self.subsets.iter().filter_map(|s| {
-            let ip = s.addresses.as_ref()?.first()?.ip?;
+            let ip = s.addresses.as_ref()?.first()?.ip;
             Some(format!("{ip}:{}", s.ports.first()?.port))
         });
         let waiting = self

@@ -190,6 +190,31 @@ fn unwritten(field: &str) -> Option<ScalarValue> {
     })
 }
 
+/// An object's uid: [`uid_of`] its map's id (`counter@actor`), which every node holds
+/// alike and a new creation changes.
+fn uid(obj: &ObjId) -> String {
+    uid_of(&obj.to_string())
+}
+
+/// A UUID (version 8, RFC 9562) made of the SHA-256 of `seed`: the same at every node.
+pub fn uid_of(seed: &str) -> String {
+    use sha2::Digest;
+    let mut b: [u8; 16] = sha2::Sha256::digest(seed.as_bytes())[..16]
+        .try_into()
+        .expect("a SHA-256 is longer than 16 bytes");
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 fn json<T: Serialize>(value: &T) -> ScalarValue {
     ScalarValue::Str(
         serde_json::to_string(value)
@@ -245,7 +270,8 @@ impl DesiredState {
         doc
     }
 
-    /// The time the next writes record (Unix ms): when a deployment's template changed.
+    /// The time the next writes record (Unix ms): when an object was created, when a
+    /// deployment's template changed.
     pub fn set_time(&mut self, now_ms: i64) {
         self.now_ms = now_ms;
     }
@@ -333,6 +359,8 @@ impl DesiredState {
                     self.put_template(&obj, template, limit)?;
                 }
                 self.doc.put(&obj, "generation", ScalarValue::counter(1))?;
+                self.doc
+                    .put(&obj, "created", ScalarValue::Int(self.now_ms))?;
                 Outcome::Created
             }
             Some(obj) => {
@@ -589,6 +617,8 @@ impl DesiredState {
             labels: self.read_json(obj, "labels")?,
             annotations: self.read_json(obj, "annotations")?,
             generation: self.read_int(obj, "generation")? as u64,
+            uid: uid(obj),
+            created_ms: self.read_int(obj, "created").unwrap_or(0),
         })
     }
 

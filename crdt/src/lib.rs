@@ -10,6 +10,8 @@ pub mod quantity;
 pub mod validate;
 
 pub use automerge::{ActorId, ChangeHash};
-pub use doc::{Admission, Admissions, DesiredState, Outcome, PeerSync, Snapshot, StateError};
+pub use doc::{
+    Admission, Admissions, DesiredState, Outcome, PeerSync, Snapshot, StateError, uid_of,
+};
 pub use manifest::{Located, ManifestError, Parsed, parse_manifests};
 pub use model::*;

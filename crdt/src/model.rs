@@ -79,6 +79,12 @@ pub struct Meta {
     /// Kept as written; Weeble reads [`ROLLBACK_ON_FAILURE`] and [`CHANGE_CAUSE`].
     pub annotations: Labels,
     pub generation: u64,
+    /// The object's identity, the same at every node: a UUID made from the document's id of
+    /// its map, so an object deleted and created again is a new object. Empty until stored.
+    pub uid: String,
+    /// When it was created, by the clock of the node that created it (Unix ms); 0 until
+    /// stored, and for objects stored before Weeble kept it.
+    pub created_ms: i64,
 }
 
 /// A deployment annotation: `"true"` reverts a rollout that cannot progress to the last

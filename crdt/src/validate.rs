@@ -363,6 +363,8 @@ fn meta(m: k8s::ObjectMeta, kind: Kind, f: &mut Findings) -> Meta {
         labels: labels_map,
         annotations,
         generation: 0,
+        uid: String::new(),
+        created_ms: 0,
     }
 }
 

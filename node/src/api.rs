@@ -12,41 +12,44 @@ pub mod auth;
 pub mod guard;
 pub mod list;
 pub mod listen;
+pub mod served;
 pub mod tls;
+pub mod watch;
 
 use crate::agent::Agent;
 use crate::clock;
 use crate::join::JoinToken;
-use crate::membership::{Liveness, MemberId};
-use crate::placement::ReplicaKey;
+use crate::membership::Liveness;
 use crate::rate;
 use crate::runtime::{ContainerRuntime, LABEL_POD, RuntimeError};
-use crate::status::{PodStatus, StatusTable};
+use crate::status::StatusTable;
 use crate::view::View;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use list::{PageQuery, Sink};
+use axum::{Extension, Json, Router};
+use list::ListQuery;
+use listen::Activity;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use served::{Deployments, Endpoints, Nodes, Peers, Pods, Served, Services};
 use std::net::SocketAddr;
-use std::ops::Bound;
 use std::sync::Arc;
 use weeble_core::document::{Op, WriteError};
-use weeble_core::objects::{self, Resource, StatusCause, discovery};
+use weeble_core::objects::{self, StatusCause, discovery};
 use weeble_core::rollout;
 use weeble_crdt::echo::{clip_to, echo};
 use weeble_crdt::{Admission, Kind, ObjectKey, parse_manifests};
 
-/// The API's shared state: the agent's handles and this node's runtime (for logs).
+/// The API's shared state: the agent's handles, this node's runtime (for logs), and the
+/// journal that versions what it serves.
 #[derive(Clone)]
 struct Api<R> {
     agent: Agent,
     runtime: R,
+    versions: Arc<watch::Versions>,
 }
 
 /// How the API is served, beyond its address: connection limits and who may call it.
@@ -121,10 +124,10 @@ fn router<R: ContainerRuntime>(
             "/apis/weeble.io/v1/namespaces/{ns}/deployments/{name}/rollout/{action}",
             get(rollout_history::<R>).post(rollout_action::<R>),
         )
-        .route("/apis/apps/v1/deployments", get(list_deployments::<R>))
+        .route("/apis/apps/v1/deployments", get(list::<Deployments, R>))
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments",
-            get(list_deployments_in::<R>),
+            get(list_in::<Deployments, R>),
         )
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
@@ -136,36 +139,36 @@ fn router<R: ContainerRuntime>(
                 .put(put_scale::<R>)
                 .patch(put_scale::<R>),
         )
-        .route("/api/v1/services", get(list_services::<R>))
+        .route("/api/v1/services", get(list::<Services, R>))
         .route(
             "/api/v1/namespaces/{ns}/services",
-            get(list_services_in::<R>),
+            get(list_in::<Services, R>),
         )
         .route(
             "/api/v1/namespaces/{ns}/services/{name}",
             get(get_service::<R>).delete(delete_service::<R>),
         )
-        .route("/api/v1/endpoints", get(list_endpoints::<R>))
+        .route("/api/v1/endpoints", get(list::<Endpoints, R>))
         .route(
             "/api/v1/namespaces/{ns}/endpoints",
-            get(list_endpoints_in::<R>),
+            get(list_in::<Endpoints, R>),
         )
         .route(
             "/api/v1/namespaces/{ns}/endpoints/{name}",
             get(get_endpoints::<R>),
         )
-        .route("/api/v1/pods", get(list_pods::<R>))
-        .route("/api/v1/namespaces/{ns}/pods", get(list_pods_in::<R>))
+        .route("/api/v1/pods", get(list::<Pods, R>))
+        .route("/api/v1/namespaces/{ns}/pods", get(list_in::<Pods, R>))
         .route("/api/v1/namespaces/{ns}/pods/{name}", get(get_pod::<R>))
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log::<R>))
-        .route("/apis/weeble.io/v1/peers", get(list_peers::<R>))
+        .route("/apis/weeble.io/v1/peers", get(list::<Peers, R>))
         .route("/apis/weeble.io/v1/peers/{peer}", get(get_peer::<R>))
         .route(
             "/apis/weeble.io/v1/peers/{peer}/{action}",
             post(admit_peer::<R>),
         )
         .route("/apis/weeble.io/v1/jointokens", post(join_token::<R>))
-        .route("/api/v1/nodes", get(list_nodes::<R>))
+        .route("/api/v1/nodes", get(list::<Nodes, R>))
         .route("/api/v1/nodes/{name}", get(get_node::<R>))
         .fallback(|request: Request| async move {
             ApiError::new(
@@ -176,7 +179,11 @@ fn router<R: ContainerRuntime>(
                 ),
             )
         })
-        .with_state(Api { agent, runtime })
+        .with_state(Api {
+            versions: watch::Versions::watching(&agent),
+            agent,
+            runtime,
+        })
         .layer(middleware::from_fn_with_state(
             Arc::new(std::sync::Mutex::new(limiter)),
             limit_rate,
@@ -499,29 +506,79 @@ fn bad_token(_: list::BadToken) -> ApiError {
     )
 }
 
-/// A list of the objects of a map keyed by [`ObjectKey`], paged and streamed. `source` owns
-/// what the list reads (the view, say); `map` finds the objects in it; `read` makes the read
-/// model of one.
-fn keyed_list<S, V, T>(
-    source: S,
-    map: fn(&S) -> &BTreeMap<ObjectKey, V>,
-    read: impl Fn(&S, &ObjectKey, &V) -> T + Send + 'static,
+/// `GET` a list of every object of `S` (`?watch=true`: a watch of them).
+async fn list<S: Served, R>(
+    State(api): State<Api<R>>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+    activity: Option<Extension<Activity>>,
+) -> ListReply {
+    listed::<S, R>(&api, None, &headers, query, activity).await
+}
+
+/// `GET` a list of the objects of `S` in one namespace (or a watch of them).
+async fn list_in<S: Served, R>(
+    State(api): State<Api<R>>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+    activity: Option<Extension<Activity>>,
+) -> ListReply {
+    listed::<S, R>(&api, Some(ns), &headers, query, activity).await
+}
+
+type ListReply = Result<Response, ApiError>;
+
+/// A list, a table ([`ListQuery::form`]) or a watch of the objects of `S` (of `ns`), as
+/// `query` selects them.
+async fn listed<S: Served, R>(
+    api: &Api<R>,
     ns: Option<String>,
-    page: PageQuery,
-) -> Result<Response, ApiError>
-where
-    S: Send + 'static,
-    V: 'static,
-    T: Resource + 'static,
-{
-    let after = list::object_token_key(page.token.as_deref()).map_err(bad_token)?;
-    Ok(list::respond(page.limit, move |sink| {
-        for (key, value) in list::objects_after(map(&source), ns.as_deref(), after) {
-            if !sink.push(|| list::object_token(key), &read(&source, key, value)) {
-                break;
-            }
-        }
+    headers: &HeaderMap,
+    query: ListQuery,
+    activity: Option<Extension<Activity>>,
+) -> ListReply {
+    let selector = query.selector(S::FIELDS).map_err(ApiError::bad_request)?;
+    api.versions.use_resource::<S>(&api.agent).await;
+    let accept = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok());
+    let form = query.form(accept);
+    if query.watching() {
+        let (request, activity) = (query.watch_request(), activity.map(|a| a.0));
+        let what = (ns, selector, form);
+        return watch::serve::<S>(&api.agent, api.versions.clone(), what, request, activity)
+            .map_err(|watch::BadVersion(v)| {
+                ApiError::bad_request(format!(
+                    "resourceVersion {}: not a version this API wrote (a list's \
+                     metadata.resourceVersion, or 0)",
+                    echo(&v)
+                ))
+            });
+    }
+    let after = query
+        .token
+        .as_deref()
+        .map(S::after)
+        .transpose()
+        .map_err(bad_token)?;
+    let listing = list::Listing {
+        resource: S::RESOURCE,
+        limit: query.limit,
+        form,
+        selector,
+        versions: api.versions.clone(),
+    };
+    let source = S::source(&api.agent);
+    Ok(list::respond(listing, move |sink| {
+        source.each(ns.as_deref(), after, &mut |token, object| {
+            sink.push(token, object)
+        });
     }))
+}
+
+/// One object of `S` as an answer, with its version.
+async fn versioned<S: Served, R>(api: &Api<R>, object: S::Object) -> Json<S::Object> {
+    api.versions.use_resource::<S>(&api.agent).await;
+    Json(api.versions.stamp(S::RESOURCE, object))
 }
 
 /// Deletes an object; answers with a Kubernetes `Status` of success.
@@ -531,63 +588,6 @@ async fn delete<R>(api: &Api<R>, kind: Kind, ns: String, name: String) -> Reply<
     Ok(Json(objects::Status::deleted(kind, &name)))
 }
 
-/// What the deployment list reads: the view, each deployment's ready replicas, and its
-/// rollout as this node sees it.
-struct DeploymentSource {
-    view: Arc<View>,
-    ready: BTreeMap<ObjectKey, usize>,
-    rollouts: BTreeMap<ObjectKey, rollout::Report>,
-}
-
-fn deployment_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListReply {
-    let (view, table) = (view(api), table(api));
-    let ready = ready_replicas(&view, &table, None);
-    let now_ms = clock::now_ms();
-    let deployments = view.snapshot.deployments.values().map(|d| &**d);
-    let mut seen = rollout::seen_of(deployments, &table, &view.members, now_ms);
-    let rollouts = view
-        .snapshot
-        .deployments
-        .iter()
-        .map(|(key, d)| {
-            let slots = seen.remove(&(key.namespace.as_str(), key.name.as_str()));
-            let report = rollout::report(d, &slots.unwrap_or_default(), now_ms);
-            (key.clone(), report)
-        })
-        .collect();
-    keyed_list(
-        DeploymentSource {
-            view,
-            ready,
-            rollouts,
-        },
-        |s| &s.view.snapshot.deployments,
-        |s, key, d| {
-            let ready = s.ready.get(key).copied().unwrap_or(0);
-            objects::Deployment::new(d, &s.rollouts[key], ready)
-        },
-        ns,
-        page,
-    )
-}
-
-type ListReply = Result<Response, ApiError>;
-
-async fn list_deployments<R>(
-    State(api): State<Api<R>>,
-    Query(page): Query<PageQuery>,
-) -> ListReply {
-    deployment_list(&api, None, page)
-}
-
-async fn list_deployments_in<R>(
-    State(api): State<Api<R>>,
-    Path(ns): Path<String>,
-    Query(page): Query<PageQuery>,
-) -> ListReply {
-    deployment_list(&api, Some(ns), page)
-}
-
 async fn get_deployment<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
@@ -595,48 +595,14 @@ async fn get_deployment<R>(
     let (view, table) = (view(&api), table(&api));
     let key = ObjectKey::new(&ns, &name);
     let d = deployment_of(&view, &key)?;
-    let ready = ready_replicas(&view, &table, Some(&key))
+    let ready = served::ready_replicas(&view, &table, Some(&key))
         .remove(&key)
         .unwrap_or(0);
     let now_ms = clock::now_ms();
     let seen = rollout::seen(d, &table, &view.members, now_ms);
     let report = rollout::report(d, &seen, now_ms);
-    Ok(Json(objects::Deployment::new(d, &report, ready)))
-}
-
-/// Per deployment (or for `only` one), how many of its replicas run ready on the node
-/// placement gives them to (a copy still running on an old owner does not count twice).
-/// Reads only what nodes report, never the list of every replica.
-fn ready_replicas(
-    view: &View,
-    table: &StatusTable,
-    only: Option<&ObjectKey>,
-) -> BTreeMap<ObjectKey, usize> {
-    let mut ready = BTreeMap::new();
-    for status in table.nodes() {
-        let node = &status.node;
-        for p in status.pods.iter().filter(|p| p.ready) {
-            if only.is_some_and(|k| k.namespace != p.namespace || k.name != p.deployment) {
-                continue;
-            }
-            let Some(index) = p
-                .name
-                .strip_prefix(p.deployment.as_str())
-                .and_then(|rest| rest.strip_prefix('-'))
-                .and_then(|i| i.parse().ok())
-            else {
-                continue;
-            };
-            let replica = ReplicaKey {
-                deployment: ObjectKey::new(&p.namespace, &p.deployment),
-                index,
-            };
-            if view.placement.owner(&replica) == Some(node.as_str()) {
-                *ready.entry(replica.deployment).or_default() += 1;
-            }
-        }
-    }
-    ready
+    let deployment = objects::Deployment::new(d, &report, ready);
+    Ok(versioned::<Deployments, R>(&api, deployment).await)
 }
 
 async fn delete_deployment<R>(
@@ -728,61 +694,17 @@ fn deployment_of<'a>(
         .ok_or_else(|| ApiError::not_found(format!("Deployment {key}")))
 }
 
-fn service_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListReply {
-    let ip = api.agent.config.service_ip();
-    keyed_list(
-        view(api),
-        |v| &v.snapshot.services,
-        move |_, _, s| objects::Service::new(s, ip),
-        ns,
-        page,
-    )
-}
-
-fn endpoints_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListReply {
-    keyed_list(
-        api.agent.endpoints.borrow().clone(),
-        |e| e,
-        |_, key, ports| objects::Endpoints::new(key, ports),
-        ns,
-        page,
-    )
-}
-
-async fn list_endpoints<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>) -> ListReply {
-    endpoints_list(&api, None, page)
-}
-
-async fn list_endpoints_in<R>(
-    State(api): State<Api<R>>,
-    Path(ns): Path<String>,
-    Query(page): Query<PageQuery>,
-) -> ListReply {
-    endpoints_list(&api, Some(ns), page)
-}
-
 async fn get_endpoints<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Reply<objects::Endpoints> {
     let endpoints = api.agent.endpoints.borrow().clone();
     let key = ObjectKey::new(&ns, &name);
-    endpoints
+    let ports = endpoints
         .get(&key)
-        .map(|ports| Json(objects::Endpoints::new(&key, ports)))
-        .ok_or_else(|| ApiError::not_found(format!("Endpoints {ns}/{name}")))
-}
-
-async fn list_services<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>) -> ListReply {
-    service_list(&api, None, page)
-}
-
-async fn list_services_in<R>(
-    State(api): State<Api<R>>,
-    Path(ns): Path<String>,
-    Query(page): Query<PageQuery>,
-) -> ListReply {
-    service_list(&api, Some(ns), page)
+        .ok_or_else(|| ApiError::not_found(format!("Endpoints {ns}/{name}")))?;
+    let object = objects::Endpoints::new(&key, ports);
+    Ok(versioned::<Endpoints, R>(&api, object).await)
 }
 
 async fn get_service<R>(
@@ -790,12 +712,13 @@ async fn get_service<R>(
     Path((ns, name)): Path<(String, String)>,
 ) -> Reply<objects::Service> {
     let ip = api.agent.config.service_ip();
-    view(&api)
+    let service = view(&api)
         .snapshot
         .services
         .get(&ObjectKey::new(&ns, &name))
-        .map(|s| Json(objects::Service::new(s, ip)))
-        .ok_or_else(|| ApiError::not_found(format!("Service {ns}/{name}")))
+        .map(|s| objects::Service::new(s, ip))
+        .ok_or_else(|| ApiError::not_found(format!("Service {ns}/{name}")))?;
+    Ok(versioned::<Services, R>(&api, service).await)
 }
 
 async fn delete_service<R>(
@@ -805,35 +728,6 @@ async fn delete_service<R>(
     delete(&api, Kind::Service, ns, name).await
 }
 
-fn pod_list<R>(api: &Api<R>, ns: Option<String>, page: PageQuery) -> ListReply {
-    let after = page
-        .token
-        .as_deref()
-        .map(|token| {
-            let parts = list::parse_token(token, 3)?;
-            let index: u32 = parts[2].parse().map_err(|_| list::BadToken)?;
-            Ok((ObjectKey::new(parts[0], parts[1]), index))
-        })
-        .transpose()
-        .map_err(bad_token)?;
-    let (view, table) = (view(api), table(api));
-    Ok(list::respond(page.limit, move |sink| {
-        push_pods(&view, &table, ns.as_deref(), after, sink)
-    }))
-}
-
-async fn list_pods<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>) -> ListReply {
-    pod_list(&api, None, page)
-}
-
-async fn list_pods_in<R>(
-    State(api): State<Api<R>>,
-    Path(ns): Path<String>,
-    Query(page): Query<PageQuery>,
-) -> ListReply {
-    pod_list(&api, Some(ns), page)
-}
-
 /// One pod, found from its name (`<deployment>-<index>`) through placement: no list of
 /// every pod is made.
 async fn get_pod<R>(
@@ -841,9 +735,9 @@ async fn get_pod<R>(
     Path((ns, name)): Path<(String, String)>,
 ) -> Reply<objects::Pod> {
     let (view, table) = (view(&api), table(&api));
-    find_pod(&view, &table, &ns, &name)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("Pod {ns}/{name}")))
+    let pod = served::find_pod(&view, &table, &ns, &name)
+        .ok_or_else(|| ApiError::not_found(format!("Pod {ns}/{name}")))?;
+    Ok(versioned::<Pods, R>(&api, pod).await)
 }
 
 #[derive(Deserialize)]
@@ -914,57 +808,17 @@ async fn state<R>(State(api): State<Api<R>>) -> Json<Value> {
     }))
 }
 
-async fn list_nodes<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>) -> ListReply {
-    let after = page
-        .token
-        .map(|t| list::parse_token(&t, 1).map(|p| p[0].to_string()))
-        .transpose()
-        .map_err(bad_token)?;
-    let (view, table) = (view(&api), table(&api));
-    Ok(list::respond(page.limit, move |sink| {
-        let mut members: Vec<&(MemberId, Liveness)> = view
-            .members
-            .iter()
-            .filter(|(m, _)| after.as_ref().is_none_or(|a| m.name > *a))
-            .collect();
-        members.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-        for member in members {
-            if !sink.push(|| member.0.name.clone(), &node_view(member, &table)) {
-                break;
-            }
-        }
-    }))
-}
-
-/// `GET /apis/weeble.io/v1/peers`: every peer the members or the admission list name.
-async fn list_peers<R>(State(api): State<Api<R>>, Query(page): Query<PageQuery>) -> ListReply {
-    let after = page
-        .token
-        .map(|t| list::parse_token(&t, 1).map(|p| p[0].to_string()))
-        .transpose()
-        .map_err(bad_token)?;
-    let view = view(&api);
-    Ok(list::respond(page.limit, move |sink| {
-        let peers = objects::Peer::all(&view.members, &view.snapshot.peers);
-        let after = |p: &objects::Peer| after.as_ref().is_none_or(|a| p.metadata.name > *a);
-        for peer in peers.into_iter().filter(after) {
-            if !sink.push(|| peer.metadata.name.clone(), &peer) {
-                break;
-            }
-        }
-    }))
-}
-
 async fn get_peer<R>(State(api): State<Api<R>>, Path(peer): Path<String>) -> Reply<objects::Peer> {
     let view = view(&api);
     let peers = objects::Peer::all(&view.members, &view.snapshot.peers);
     let found = peers.into_iter().find(|p| p.metadata.name == peer);
-    found.map(Json).ok_or_else(|| {
+    let found = found.ok_or_else(|| {
         ApiError::not_found(format!(
             "peer {} is neither a member nor allowed or denied",
             echo(&peer)
         ))
-    })
+    })?;
+    Ok(versioned::<Peers, R>(&api, found).await)
 }
 
 /// `POST /apis/weeble.io/v1/peers/{peer}/allow|deny`: `weeble node allow|deny PEER`. The
@@ -1028,83 +882,12 @@ async fn join_token<R>(State(api): State<Api<R>>) -> Reply<Value> {
     Ok(Json(json!({ "peer": peer, "token": token.encode() })))
 }
 
-/// A member as a Kubernetes Node, with the status it gossips.
-fn node_view((m, liveness): &(MemberId, Liveness), table: &StatusTable) -> objects::Node {
-    objects::Node::new(m, *liveness, table.report(&m.name).map(|n| &**n))
-}
-
 async fn get_node<R>(State(api): State<Api<R>>, Path(name): Path<String>) -> Reply<objects::Node> {
-    view(&api)
+    let node = view(&api)
         .members
         .iter()
         .find(|(m, _)| m.name == name)
-        .map(|member| Json(node_view(member, &table(&api))))
-        .ok_or_else(|| ApiError::not_found(format!("Node {name}")))
-}
-
-/// Pushes the pods of every deployment (of `ns`), from placement joined with what their
-/// nodes report, starting after `after` (a deployment and a replica index).
-fn push_pods(
-    view: &View,
-    table: &StatusTable,
-    ns: Option<&str>,
-    after: Option<(ObjectKey, u32)>,
-    sink: &mut Sink<objects::Pod>,
-) {
-    // What each node reports, by (node, namespace, pod): made once per list, and only as
-    // large as the pods that run.
-    let reports: HashMap<(&str, &str, &str), &PodStatus> = table
-        .nodes()
-        .flat_map(|s| {
-            s.pods
-                .iter()
-                .map(move |p| ((s.node.as_str(), p.namespace.as_str(), p.name.as_str()), p))
-        })
-        .collect();
-    let (start, skip) = match after {
-        Some((key, index)) => (Bound::Included(key.clone()), Some((key, index))),
-        None => (Bound::Unbounded, None),
-    };
-    for (key, _) in list::objects_from(view.placement.deployments(), ns, start) {
-        let Some(d) = view.snapshot.deployments.get(key) else {
-            continue;
-        };
-        let first = match &skip {
-            Some((after, index)) if after == key => *index as usize + 1,
-            _ => 0,
-        };
-        for (index, owner) in view.placement.owners(key).enumerate().skip(first) {
-            let name = format!("{}-{index}", key.name);
-            let reported = owner
-                .ok()
-                .and_then(|node| reports.get(&(node, key.namespace.as_str(), name.as_str())));
-            let token = || format!("{}/{}/{index}", key.namespace, key.name);
-            if !sink.push(
-                token,
-                &objects::Pod::desired(d, &name, owner, reported.copied()),
-            ) {
-                return;
-            }
-        }
-    }
-}
-
-/// The pod `ns/name`, if `name` is `<deployment>-<index>` of a replica placement has.
-fn find_pod(view: &View, table: &StatusTable, ns: &str, name: &str) -> Option<objects::Pod> {
-    let (deployment, index) = name.rsplit_once('-')?;
-    let index: usize = index
-        .parse()
-        .ok()
-        .filter(|i: &usize| i.to_string() == index)?;
-    let key = ObjectKey::new(ns, deployment);
-    let d = view.snapshot.deployments.get(&key)?;
-    let owner = view.placement.owners(&key).nth(index)?;
-    let reported = owner.ok().and_then(|node| {
-        table
-            .report(node)?
-            .pods
-            .iter()
-            .find(|p| p.namespace == ns && p.name == name)
-    });
-    Some(objects::Pod::desired(d, name, owner, reported))
+        .map(|member| served::node_view(member, &table(&api)))
+        .ok_or_else(|| ApiError::not_found(format!("Node {name}")))?;
+    Ok(versioned::<Nodes, R>(&api, node).await)
 }

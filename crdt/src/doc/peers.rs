@@ -22,6 +22,12 @@ pub enum Admission {
     Denied,
 }
 
+impl std::fmt::Display for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.stored())
+    }
+}
+
 impl Admission {
     fn stored(self) -> &'static str {
         match self {

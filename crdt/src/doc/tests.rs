@@ -157,6 +157,52 @@ fn delete_wins_over_a_concurrent_update_and_a_later_apply_recreates() {
     );
 }
 
+#[test]
+fn an_object_has_one_uid_at_every_node_a_creation_time_and_a_new_uid_when_made_again() {
+    let (mut a, mut b) = (peer(1), peer(2));
+    a.set_time(1_700_000_000_000);
+    a.apply(&talk_deployment("nginx")).unwrap();
+    b.set_time(1_700_000_000_500);
+    b.apply(&talk_deployment("nginx")).unwrap();
+    sync_pair(&mut a, &mut b);
+    let meta = |s: &mut DesiredState| s.snapshot().deployments[&key()].meta.clone();
+    let first = meta(&mut a);
+    assert_eq!(
+        first.uid,
+        meta(&mut b).uid,
+        "two concurrent creations: one winner"
+    );
+    assert!(
+        [1_700_000_000_000, 1_700_000_000_500].contains(&first.created_ms),
+        "the winner's creation time, got {}",
+        first.created_ms
+    );
+    let uuid = first.uid.as_bytes();
+    assert_eq!(
+        (first.uid.len(), uuid[14], uuid[8]),
+        (36, b'8', b'-'),
+        "{}",
+        first.uid
+    );
+    b.set_time(1_700_000_001_000);
+    b.apply(&talk_deployment("nginx:2")).unwrap();
+    assert_eq!(meta(&mut b).uid, first.uid, "an update keeps the uid");
+    assert_eq!(
+        meta(&mut b).created_ms,
+        first.created_ms,
+        "and the creation time"
+    );
+    b.delete(Kind::Deployment, &key()).unwrap();
+    b.apply(&talk_deployment("nginx")).unwrap();
+    sync_pair(&mut a, &mut b);
+    let again = meta(&mut a);
+    assert_ne!(again.uid, first.uid, "made again: a new object");
+    assert_eq!(
+        (again.created_ms, meta(&mut b).uid),
+        (1_700_000_001_000, again.uid)
+    );
+}
+
 /// Found by the convergence property test: a node sees a peer's object win over its own,
 /// then in one sync learns that the peer deleted it and that a third node created one too.
 /// Automerge 0.12's incremental diff reported that last step as a conflict only, not as a new

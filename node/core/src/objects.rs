@@ -40,18 +40,39 @@ pub trait Resource: Serialize + DeserializeOwned {
     const API_VERSION: &'static str;
 }
 
-/// `resource!(Pod, "v1")`: the type is served as kind `Pod` under `apiVersion` v1.
+/// A kind of object with metadata: one that is listed, versioned and watched.
+pub trait Object: Resource {
+    fn metadata(&self) -> &ObjectMeta;
+    fn metadata_mut(&mut self) -> &mut ObjectMeta;
+}
+
+/// `resource!(Pod, "v1")`: the type is served as kind `Pod` under `apiVersion` v1, and is
+/// an [`Object`] with its `metadata`; `resource!(Status, "v1", no metadata)`: only the first.
 macro_rules! resource {
-    ($type:ident, $api_version:literal) => {
+    ($type:ident, $api_version:literal, no metadata) => {
         impl Resource for $type {
             const KIND: &'static str = stringify!($type);
             const API_VERSION: &'static str = $api_version;
+        }
+    };
+    ($type:ident, $api_version:literal) => {
+        resource!($type, $api_version, no metadata);
+
+        impl Object for $type {
+            fn metadata(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+
+            fn metadata_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
         }
     };
 }
 
 /// Object metadata. Each kind fills the fields Weeble has for it; the others are left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,10 +83,20 @@ pub struct ObjectMeta {
     pub annotations: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
+    /// The same at every node; a new one when the object is made again ([`crdt::uid_of`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// RFC 3339; absent where Weeble does not know it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<String>,
+    /// This node's version of the object ([`watch`]): changes whenever what it serves of
+    /// the object changes; set by the API as it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
 }
 
 impl ObjectMeta {
-    /// The metadata of a stored object: name, namespace, labels and generation.
+    /// The metadata of a stored object: name, namespace, labels, generation, uid, creation.
     fn stored(meta: &crdt::Meta) -> Self {
         ObjectMeta {
             name: meta.name.clone(),
@@ -73,6 +104,21 @@ impl ObjectMeta {
             labels: Some(meta.labels.clone()),
             annotations: (!meta.annotations.is_empty()).then(|| meta.annotations.clone()),
             generation: Some(meta.generation),
+            uid: (!meta.uid.is_empty()).then(|| meta.uid.clone()),
+            creation_timestamp: known_time(meta.created_ms),
+            resource_version: None,
+        }
+    }
+
+    /// The metadata of an object made from stored object `meta` and named `name` (a pod of
+    /// a deployment): its uid from `meta`'s and `seed`.
+    fn derived(meta: &crdt::Meta, name: &str, seed: &str, created_ms: i64) -> Self {
+        ObjectMeta {
+            name: name.into(),
+            namespace: Some(meta.namespace.clone()),
+            uid: Some(crdt::uid_of(&format!("{}/{seed}", meta.uid))),
+            creation_timestamp: known_time(created_ms),
+            ..ObjectMeta::default()
         }
     }
 
@@ -90,6 +136,11 @@ impl ObjectMeta {
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.as_ref()?.get(key).map(String::as_str)
     }
+}
+
+/// A time (Unix ms) in RFC 3339, if it is known (not 0).
+fn known_time(ms: i64) -> Option<String> {
+    (ms > 0).then(|| time::rfc3339(ms))
 }
 
 /// `True`, `False` or `Unknown`: a condition's status.
@@ -308,6 +359,10 @@ pub struct PodStatus {
     /// The node's address, where `ports` are published; not known until the node reports.
     #[serde(rename = "hostIP", skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<IpAddr>,
+    /// Where the pod is reached: its node's address, on which its ports are published
+    /// (Weeble's pods have no address of their own on a cluster network).
+    #[serde(rename = "podIP", skip_serializing_if = "Option::is_none")]
+    pub pod_ip: Option<IpAddr>,
     /// When the containers last started (RFC 3339, as Kubernetes writes times); absent if
     /// they are not running.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -327,14 +382,92 @@ impl PodStatus {
     }
 }
 
+/// A container of a reported pod, as Kubernetes' clients read it (the Python client needs
+/// every field but `containerID` and `state`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStatus {
-    /// `docker://<id>`.
-    #[serde(rename = "containerID")]
-    pub container_id: String,
+    pub name: String,
+    pub image: String,
+    /// Weeble does not report image digests: empty, as for a container not yet made.
+    #[serde(rename = "imageID")]
+    pub image_id: String,
+    /// `docker://<id>`; absent while the container is not made.
+    #[serde(rename = "containerID", skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
     pub ready: bool,
+    pub started: bool,
     pub restart_count: u32,
+    pub state: ContainerState,
+}
+
+/// Exactly one of `running` (since when) and `waiting` (why).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerState {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<ContainerStateRunning>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<ContainerStateWaiting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStateRunning {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStateWaiting {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl ContainerStatus {
+    /// The statuses of `p`'s containers, named from the template it was made from (`d`'s
+    /// current one or an old revision's). A node reports the ids of the containers it has
+    /// made, in the template's order: where it has made them all, each gets its id and the
+    /// pod's state; else every container is shown waiting, for the pod's reason.
+    fn of(d: &crdt::Deployment, p: &status::PodStatus) -> Vec<Self> {
+        let template = match d.history.by_hash(&p.template_hash) {
+            Some(old) => &old.template,
+            None => &d.spec.template,
+        };
+        let all_made = p.container_ids.len() == template.containers.len();
+        let running = all_made && p.phase == Phase::Running;
+        template
+            .containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ContainerStatus {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                image_id: String::new(),
+                container_id: all_made.then(|| format!("docker://{}", p.container_ids[i])),
+                ready: p.ready,
+                started: running,
+                restart_count: p.restarts,
+                state: match running {
+                    true => ContainerState {
+                        running: Some(ContainerStateRunning {
+                            started_at: known_time(p.started_at_ms),
+                        }),
+                        waiting: None,
+                    },
+                    false => ContainerState {
+                        running: None,
+                        waiting: Some(ContainerStateWaiting {
+                            reason: p.reason.clone(),
+                            message: p.message.clone(),
+                        }),
+                    },
+                },
+            })
+            .collect()
+    }
 }
 
 /// A container port published on the pod's node.
@@ -405,18 +538,10 @@ impl Pod {
             reason: p.reason.clone(),
             message: p.message.clone(),
             host_ip: Some(p.host_ip),
+            pod_ip: Some(p.host_ip),
             start_time: (p.started_at_ms > 0).then(|| time::rfc3339(p.started_at_ms)),
             conditions: vec![Condition::ready(p.ready.into(), None, None)],
-            container_statuses: Some(
-                p.container_ids
-                    .iter()
-                    .map(|id| ContainerStatus {
-                        container_id: format!("docker://{id}"),
-                        ready: p.ready,
-                        restart_count: p.restarts,
-                    })
-                    .collect(),
-            ),
+            container_statuses: Some(ContainerStatus::of(d, p)),
             restart_count: p.restarts,
             ports: p
                 .ports
@@ -429,7 +554,12 @@ impl Pod {
                 })
                 .collect(),
         };
-        Pod::of(d, &p.name, &p.labels, &annotations, Some(&p.node), status)
+        let created_ms = match p.started_at_ms {
+            0 => d.meta.created_ms,
+            started => started,
+        };
+        let meta = (p.name.as_str(), &*p.labels, &annotations[..], created_ms);
+        Pod::of(d, meta, Some(&p.node), status)
     }
 
     /// A pod no node reports yet, on `node` if placement gave it one.
@@ -445,6 +575,7 @@ impl Pod {
             reason: Some(reason.into()),
             message: Some(message.into()),
             host_ip: None,
+            pod_ip: None,
             start_time: None,
             conditions: vec![Condition::ready(ConditionStatus::False, None, None)],
             container_statuses: None,
@@ -452,27 +583,32 @@ impl Pod {
             ports: vec![],
         };
         let annotations = [(ANNOTATION_DEPLOYMENT, d.meta.key().to_string())];
-        let labels = &d.spec.template.labels;
-        Pod::of(d, name, labels, &annotations, node, status)
+        let meta = (
+            name,
+            &d.spec.template.labels,
+            &annotations[..],
+            d.meta.created_ms,
+        );
+        Pod::of(d, meta, node, status)
     }
 
+    /// Pod `name` of `d` with `labels`, `annotations` and a creation time, on `node`. Its
+    /// uid is its deployment's, its name and its node's: a replica placed on another node is
+    /// another pod, as Kubernetes makes a new one.
     fn of(
         d: &crdt::Deployment,
-        name: &str,
-        labels: &Labels,
-        annotations: &[(&str, String)],
+        (name, labels, annotations, created_ms): (&str, &Labels, &[(&str, String)], i64),
         node: Option<&str>,
         status: PodStatus,
     ) -> Self {
+        let seed = format!("{name}/{}", node.unwrap_or_default());
         Pod {
             api_version: Self::API_VERSION.into(),
             kind: Self::KIND.into(),
             metadata: ObjectMeta {
-                name: name.into(),
-                namespace: Some(d.meta.namespace.clone()),
                 labels: Some(labels.clone()),
                 annotations: ObjectMeta::annotation_map(annotations),
-                generation: None,
+                ..ObjectMeta::derived(&d.meta, name, &seed, created_ms)
             },
             spec: PodSpec {
                 node_name: node.map(String::from),
@@ -948,12 +1084,11 @@ pub struct EndpointSubset {
     pub ports: Vec<EndpointPort>,
 }
 
-/// A pod, and for a ready one where it is published.
+/// A pod and its node's address (for a ready one, where its port is published).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointAddress {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ip: Option<IpAddr>,
+    pub ip: IpAddr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
     pub target_ref: ObjectReference,
@@ -993,7 +1128,7 @@ impl Endpoints {
                 };
                 let ready = p.ready.iter().map(move |e| EndpointSubset {
                     addresses: Some(vec![EndpointAddress {
-                        ip: Some(e.addr.ip()),
+                        ip: e.addr.ip(),
                         node_name: Some(e.node.clone()),
                         target_ref: pod(&e.pod),
                     }]),
@@ -1005,10 +1140,10 @@ impl Endpoints {
                     not_ready_addresses: Some(
                         p.not_ready
                             .iter()
-                            .map(|name| EndpointAddress {
-                                ip: None,
-                                node_name: None,
-                                target_ref: pod(name),
+                            .map(|n| EndpointAddress {
+                                ip: n.ip,
+                                node_name: Some(n.node.clone()),
+                                target_ref: pod(&n.pod),
                             })
                             .collect(),
                     ),
@@ -1023,6 +1158,7 @@ impl Endpoints {
             metadata: ObjectMeta {
                 name: key.name.clone(),
                 namespace: Some(key.namespace.clone()),
+                uid: Some(crdt::uid_of(&format!("endpoints/{key}"))),
                 ..ObjectMeta::default()
             },
             subsets,
@@ -1131,6 +1267,9 @@ impl Node {
                 name: m.name.clone(),
                 labels: Some(m.labels.clone()),
                 annotations: ObjectMeta::annotation_map(&annotations),
+                // Its key's, and the start of its current life.
+                uid: Some(crdt::uid_of(&format!("node/{}", m.peer_id))),
+                creation_timestamp: known_time(i64::try_from(m.bump).unwrap_or(0)),
                 ..ObjectMeta::default()
             },
             // A leaving node takes no pods: kubectl shows it `Ready,SchedulingDisabled`, as
@@ -1236,6 +1375,14 @@ pub struct ListMeta {
     /// The token to pass back (`?continue=`) for the next page; absent on the last page.
     #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
     pub continue_: Option<String>,
+    /// The node's [`journal`] number when the list was read: where a watch that follows
+    /// the list starts.
+    #[serde(
+        rename = "resourceVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resource_version: Option<String>,
 }
 
 /// Kubernetes' `Status`: the answer to a delete, and every error.
@@ -1255,7 +1402,7 @@ pub struct Status {
     pub details: StatusDetails,
 }
 
-resource!(Status, "v1");
+resource!(Status, "v1", no metadata);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StatusOutcome {
@@ -1367,6 +1514,9 @@ impl Applied {
 }
 
 pub mod discovery;
+pub mod journal;
+pub mod select;
+pub mod table;
 
 #[cfg(test)]
 mod tests;

@@ -23,8 +23,16 @@ pub struct PortEndpoints {
     pub target_port: String,
     /// Ready pods and where their target port is published, by pod name.
     pub ready: Vec<Endpoint>,
-    /// Selected pods that are not ready (or do not publish the target port), by pod name.
-    pub not_ready: Vec<String>,
+    /// Selected pods that are not ready (or do not publish the target port).
+    pub not_ready: Vec<NotReady>,
+}
+
+/// A selected pod that gets no traffic, and the address of its node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotReady {
+    pub pod: String,
+    pub node: String,
+    pub ip: IpAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,7 +81,11 @@ pub fn endpoints(snapshot: &Snapshot, table: &StatusTable) -> Endpoints {
                                 node: pod.node.clone(),
                                 addr,
                             }),
-                            _ => ends.not_ready.push(pod.name.clone()),
+                            _ => ends.not_ready.push(NotReady {
+                                pod: pod.name.clone(),
+                                node: pod.node.clone(),
+                                ip: pod.host_ip,
+                            }),
                         }
                     }
                     ends

@@ -35,6 +35,47 @@ pub fn rfc3339(ms: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
+/// The Unix milliseconds of an RFC 3339 UTC time as [`rfc3339`] writes it (fractions of
+/// a second allowed and dropped); `None` for any other text.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let shape = b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && text.ends_with('Z')
+        && (b.len() == 20 || b[19] == b'.');
+    if !shape {
+        return None;
+    }
+    let number = |at: std::ops::Range<usize>| text.get(at)?.parse::<i64>().ok();
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let fits = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && hour < 24
+        && minute < 60
+        && second < 61;
+    fits.then(|| {
+        let days = days_from_civil(year, month, day);
+        ((days * 86_400) + hour * 3600 + minute * 60 + second) * 1000
+    })
+}
+
+/// The days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * mp + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// The date of the proleptic Gregorian calendar `days` after 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`).
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
@@ -61,6 +102,27 @@ mod tests {
         assert_eq!(rfc3339(1_780_758_000_999), "2026-06-06T15:00:00Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        for ms in [
+            0,
+            1_780_758_000_000,
+            951_782_400_000,
+            -1000,
+            4_102_444_800_000,
+        ] {
+            assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms), "{ms}");
+        }
+        assert_eq!(
+            parse_rfc3339("2026-06-06T15:00:00.123Z"),
+            Some(1_780_758_000_000)
+        );
+        for bad in [
+            "",
+            "2026-06-06",
+            "2026-13-06T15:00:00Z",
+            "2026-06-06T15:00:00+01:00",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -114,19 +114,20 @@ async fn connection(
     limits: Limits,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
-    let started = Instant::now();
-    let moved = Arc::new(AtomicU64::new(0));
+    let activity = Activity {
+        started: Instant::now(),
+        moved: Arc::new(AtomicU64::new(0)),
+    };
     let io = Watched {
         stream,
-        started,
-        moved: moved.clone(),
+        activity: activity.clone(),
     };
     match tls {
-        None => http(io, app, limits, started, moved).await,
+        None => http(io, app, limits, activity).await,
         Some(tls) => {
             let handshake = tokio::time::timeout(limits.header_timeout, tls.accept(io)).await;
             match handshake {
-                Ok(Ok(io)) => http(io, app, limits, started, moved).await,
+                Ok(Ok(io)) => http(io, app, limits, activity).await,
                 Ok(Err(e)) => debug!(error = %e, "API: a TLS handshake failed"),
                 Err(_) => debug!("API: a TLS handshake timed out"),
             }
@@ -134,9 +135,8 @@ async fn connection(
     }
 }
 
-/// HTTP/1 on `io` until it ends or no byte has moved (`moved`, ms since `started`) for the
-/// idle timeout.
-async fn http<I>(io: I, app: Router, limits: Limits, started: Instant, moved: Arc<AtomicU64>)
+/// HTTP/1 on `io` until it ends or no byte has moved ([`Activity`]) for the idle timeout.
+async fn http<I>(io: I, app: Router, limits: Limits, activity: Activity)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -144,9 +144,10 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
+    let app = app.layer(axum::Extension(activity.clone()));
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
     tokio::pin!(conn);
-    let last_moved = || started + Duration::from_millis(moved.load(Ordering::Relaxed));
+    let last_moved = || activity.last();
     loop {
         tokio::select! {
             done = &mut conn => {
@@ -165,18 +166,37 @@ where
     }
 }
 
-/// A TCP stream that notes when a byte last moved, in milliseconds since `started`.
-struct Watched {
-    stream: TcpStream,
+/// When a byte last moved on a connection, in milliseconds since its start. A long answer
+/// (a watch) that has nothing to send, and whose client has read all it was sent, finds it
+/// among its request's extensions and winds it: the connection is quiet, not stuck.
+#[derive(Clone)]
+pub struct Activity {
     started: Instant,
     moved: Arc<AtomicU64>,
+}
+
+impl Activity {
+    /// Notes that the connection is alive now.
+    pub fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.moved.store(now, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.started + Duration::from_millis(self.moved.load(Ordering::Relaxed))
+    }
+}
+
+/// A TCP stream that notes when a byte last moved.
+struct Watched {
+    stream: TcpStream,
+    activity: Activity,
 }
 
 impl Watched {
     fn touch<T>(&self, poll: &Poll<std::io::Result<T>>) {
         if matches!(poll, Poll::Ready(Ok(_))) {
-            let now = self.started.elapsed().as_millis() as u64;
-            self.moved.store(now, Ordering::Relaxed);
+            self.activity.touch();
         }
     }
 }

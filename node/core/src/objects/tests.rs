@@ -3,12 +3,12 @@
 
 use super::*;
 use crate::membership::MemberInfo;
-use crate::services::Endpoint;
+use crate::services::{Endpoint, NotReady};
 use crate::status::PortStatus;
 use serde_json::json;
 use std::fmt::Debug;
 use std::net::SocketAddr;
-use weeble_crdt::{Object, ResourceAmounts, parse_manifests};
+use weeble_crdt::{Object, ResourceAmounts, parse_manifests, uid_of};
 
 const MANIFEST: &str = "
 kind: Deployment
@@ -45,14 +45,22 @@ fn objects() -> (crdt::Deployment, crdt::Service) {
 /// Replica 0 of `web`, running on `n1` with the given containers.
 fn reported(container_ids: &[&str], ready: bool) -> status::PodStatus {
     status::PodStatus {
+        ready,
+        ..reported_on("n1", container_ids)
+    }
+}
+
+/// Replica 0 of `web`, running ready on `node` with the given containers.
+fn reported_on(node: &str, container_ids: &[&str]) -> status::PodStatus {
+    status::PodStatus {
         name: "web-0".into(),
         namespace: "default".into(),
         deployment: "web".into(),
-        node: "n1".into(),
+        node: node.into(),
         labels: std::sync::Arc::new(Labels::from([("app".into(), "web".into())])),
         container_ids: container_ids.iter().map(|id| id.to_string()).collect(),
         phase: Phase::Running,
-        ready,
+        ready: true,
         restarts: 3,
         reason: None,
         message: None,
@@ -109,12 +117,27 @@ fn to_json<T: Serialize>(view: &T) -> serde_json::Value {
 #[test]
 fn a_pods_container_statuses_follow_its_container_ids() {
     let (d, _) = objects();
-    let p = reported(&["c1", "c2"], true);
+    let p = reported(&["c1"], true);
     let pod = Pod::desired(&d, "web-0", Ok("n1"), Some(&p));
     let statuses = pod.status.container_statuses.as_ref().unwrap();
-    let ids: Vec<&str> = statuses.iter().map(|c| c.container_id.as_str()).collect();
-    assert_eq!(ids, ["docker://c1", "docker://c2"]);
-    assert!(statuses.iter().all(|c| c.ready && c.restart_count == 3));
+    assert_eq!(
+        to_json(statuses),
+        json!([{"name": "web", "image": "weeble-demo", "imageID": "",
+                "containerID": "docker://c1", "ready": true, "started": true,
+                "restartCount": 3, "state": {"running": {"startedAt": "2023-11-14T22:13:20Z"}}}])
+    );
+    assert_eq!(pod.status.pod_ip, Some(IpAddr::from([127, 0, 0, 11])));
+    assert_eq!(
+        pod.metadata.creation_timestamp.as_deref(),
+        Some("2023-11-14T22:13:20Z")
+    );
+    let elsewhere = Pod::desired(&d, "web-0", Ok("n2"), Some(&reported_on("n2", &["c1"])));
+    assert_ne!(
+        elsewhere.metadata.uid, pod.metadata.uid,
+        "another node, another pod"
+    );
+    let again = Pod::desired(&d, "web-0", Ok("n1"), Some(&p));
+    assert_eq!(again.metadata.uid, pod.metadata.uid);
     assert!(pod.status.ready());
     assert_eq!(pod.spec.node_name.as_deref(), Some("n1"));
     assert_eq!(
@@ -125,8 +148,18 @@ fn a_pods_container_statuses_follow_its_container_ids() {
         pod.metadata.annotation(ANNOTATION_TEMPLATE_HASH),
         Some("abc")
     );
-    let none = Pod::desired(&d, "web-0", Ok("n1"), Some(&reported(&[], false)));
-    assert_eq!(none.status.container_statuses, Some(vec![]));
+    let mut waiting = reported(&[], false);
+    (waiting.phase, waiting.reason) = (Phase::Pending, Some("ErrImageNeverPull".into()));
+    let none = Pod::desired(&d, "web-0", Ok("n1"), Some(&waiting));
+    let statuses = none.status.container_statuses.as_ref().unwrap();
+    assert_eq!(
+        (statuses[0].container_id.as_ref(), statuses[0].started),
+        (None, false)
+    );
+    assert_eq!(
+        to_json(&statuses[0].state),
+        json!({"waiting": {"reason": "ErrImageNeverPull"}})
+    );
     assert!(!none.status.ready());
     round_trips(&pod);
 }
@@ -144,9 +177,11 @@ fn a_reported_pod_is_written_as_the_api_always_wrote_it() {
         pod["status"],
         json!({
             "phase": "Running", "reason": null, "message": null, "hostIP": "127.0.0.11",
-            "startTime": "2023-11-14T22:13:20Z",
+            "podIP": "127.0.0.11", "startTime": "2023-11-14T22:13:20Z",
             "conditions": [{"type": "Ready", "status": "True"}],
-            "containerStatuses": [{"containerID": "docker://c1", "ready": true, "restartCount": 3}],
+            "containerStatuses": [{"name": "web", "image": "weeble-demo", "imageID": "",
+                "containerID": "docker://c1", "ready": true, "started": true, "restartCount": 3,
+                "state": {"running": {"startedAt": "2023-11-14T22:13:20Z"}}}],
             "restartCount": 3,
             "ports": [{"containerPort": 80, "protocol": "TCP", "hostPort": 30080, "hostIP": "127.0.0.11"}],
         })
@@ -317,7 +352,11 @@ fn a_service_is_served_at_the_nodes_address_and_its_endpoints_by_pod() {
             node: "n1".into(),
             addr,
         }],
-        not_ready: vec!["web-1".into()],
+        not_ready: vec![NotReady {
+            pod: "web-1".into(),
+            node: "n2".into(),
+            ip: IpAddr::from([127, 0, 0, 12]),
+        }],
     }];
     let endpoints = Endpoints::new(&s.meta.key(), &ports);
     let pod = |name| json!({"kind": "Pod", "namespace": "default", "name": name});
@@ -325,11 +364,11 @@ fn a_service_is_served_at_the_nodes_address_and_its_endpoints_by_pod() {
         to_json(&endpoints),
         json!({
             "apiVersion": "v1", "kind": "Endpoints",
-            "metadata": {"name": "web", "namespace": "default"},
+            "metadata": {"name": "web", "namespace": "default", "uid": uid_of("endpoints/default/web")},
             "subsets": [
                 {"addresses": [{"ip": "127.0.0.11", "nodeName": "n1", "targetRef": pod("web-0")}],
                  "ports": [{"name": "http", "port": 30080, "protocol": "TCP"}]},
-                {"notReadyAddresses": [{"targetRef": pod("web-1")}],
+                {"notReadyAddresses": [{"ip": "127.0.0.12", "nodeName": "n2", "targetRef": pod("web-1")}],
                  "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]},
             ],
         })
@@ -395,7 +434,8 @@ fn a_node_shows_its_addresses_capacity_and_liveness() {
     let node = to_json(&Node::new(&member(), Liveness::Suspect, None));
     assert_eq!(
         node["metadata"],
-        json!({"name": "n1", "labels": {"zone": "a"},
+        json!({"name": "n1", "labels": {"zone": "a"}, "uid": uid_of("node/peer1"),
+               "creationTimestamp": "1970-01-01T00:00:00Z",
                "annotations": {"weeble.io/api": "127.0.0.11:7070", "weeble.io/peer-id": "peer1",
                                "weeble.io/liveness": "Suspect"}})
     );
@@ -469,12 +509,13 @@ fn a_list_and_an_apply_answer_round_trip() {
         kind: format!("{}List", Pod::KIND),
         metadata: ListMeta {
             continue_: Some("default/web/0".into()),
+            resource_version: Some("17".into()),
         },
         items: vec![Pod::desired(&d, "web-0", Err(Unplaced::TooManyPods), None)],
     };
     assert_eq!(
         to_json(&list)["metadata"],
-        json!({"continue": "default/web/0"})
+        json!({"continue": "default/web/0", "resourceVersion": "17"})
     );
     round_trips(&list);
     let last: List<u8> = serde_json::from_value(

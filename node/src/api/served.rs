@@ -1,0 +1,382 @@
+//! The resources the API lists and watches, each a [`Served`]: what a list of it reads from
+//! the node (taken at one moment), how it walks its objects in order from a continue token,
+//! and which fields a field selector may name. Lists, tables, watches and the journal that
+//! versions them ([`super::watch`]) all read objects through it, so they agree.
+
+use super::list::{self, BadToken};
+use crate::agent::Agent;
+use crate::clock;
+use crate::membership::{Liveness, MemberId};
+use crate::placement::ReplicaKey;
+use crate::services::Endpoints as AllEndpoints;
+use crate::status::{PodStatus, StatusTable};
+use crate::view::View;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::ops::Bound;
+use std::sync::Arc;
+use weeble_core::objects::table::Tabled;
+use weeble_core::objects::{self, Object};
+use weeble_core::rollout;
+use weeble_crdt::ObjectKey;
+
+/// Pushes one object and its continue token; false when the walk must stop.
+pub type Push<'a, T> = dyn FnMut(String, T) -> bool + 'a;
+
+/// A resource the API lists ([module docs](self)).
+pub trait Served: Sized + Send + 'static {
+    type Object: Object + Tabled + Send + 'static;
+    /// Where a list resumes, read from a continue token.
+    type After: Send + 'static;
+    /// Its plural, as paths name it (`pods`).
+    const RESOURCE: &'static str;
+    /// The fields a field selector may name besides `metadata.name` and `metadata.namespace`.
+    const FIELDS: &'static [&'static str] = &[];
+
+    /// The place after the item whose continue token is `token`.
+    fn after(token: &str) -> Result<Self::After, BadToken>;
+
+    /// What a list reads, as the node holds it now.
+    fn source(agent: &Agent) -> Self;
+
+    /// Every object (of namespace `ns`) after `after`, in the order of their tokens, until
+    /// `push` says stop.
+    fn each(&self, ns: Option<&str>, after: Option<Self::After>, push: &mut Push<Self::Object>);
+}
+
+/// An object's key in the journal: its namespace (empty for a node) and name.
+pub fn key_of(object: &impl Object) -> ObjectKey {
+    let meta = object.metadata();
+    ObjectKey::new(meta.namespace.clone().unwrap_or_default(), &meta.name)
+}
+
+/// Walks a map keyed by [`ObjectKey`] from a continue token on.
+fn each_keyed<V, T>(
+    map: &BTreeMap<ObjectKey, V>,
+    ns: Option<&str>,
+    after: Option<ObjectKey>,
+    push: &mut Push<T>,
+    read: impl Fn(&ObjectKey, &V) -> T,
+) {
+    for (key, value) in list::objects_after(map, ns, after) {
+        if !push(list::object_token(key), read(key, value)) {
+            return;
+        }
+    }
+}
+
+/// Reads the key of an object of a namespace from its continue token.
+fn keyed_after(token: &str) -> Result<ObjectKey, BadToken> {
+    list::parse_token(token, 2).map(|p| ObjectKey::new(p[0], p[1]))
+}
+
+/// Reads a name from a continue token (objects of no namespace).
+fn named_after(token: &str) -> Result<String, BadToken> {
+    list::parse_token(token, 1).map(|p| p[0].to_string())
+}
+
+/// Deployments: the view, each one's ready replicas, and its rollout as this node sees it.
+pub struct Deployments {
+    view: Arc<View>,
+    ready: BTreeMap<ObjectKey, usize>,
+    rollouts: BTreeMap<ObjectKey, rollout::Report>,
+}
+
+impl Served for Deployments {
+    type Object = objects::Deployment;
+    type After = ObjectKey;
+    const RESOURCE: &'static str = "deployments";
+
+    fn after(token: &str) -> Result<ObjectKey, BadToken> {
+        keyed_after(token)
+    }
+
+    fn source(agent: &Agent) -> Self {
+        let (view, table) = (agent.view.borrow().clone(), agent.table.borrow().clone());
+        let ready = ready_replicas(&view, &table, None);
+        let now_ms = clock::now_ms();
+        let deployments = view.snapshot.deployments.values().map(|d| &**d);
+        let mut seen = rollout::seen_of(deployments, &table, &view.members, now_ms);
+        let rollouts = view
+            .snapshot
+            .deployments
+            .iter()
+            .map(|(key, d)| {
+                let slots = seen.remove(&(key.namespace.as_str(), key.name.as_str()));
+                let report = rollout::report(d, &slots.unwrap_or_default(), now_ms);
+                (key.clone(), report)
+            })
+            .collect();
+        Deployments {
+            view,
+            ready,
+            rollouts,
+        }
+    }
+
+    fn each(&self, ns: Option<&str>, after: Option<ObjectKey>, push: &mut Push<Self::Object>) {
+        each_keyed(
+            &self.view.snapshot.deployments,
+            ns,
+            after,
+            push,
+            |key, d| {
+                let ready = self.ready.get(key).copied().unwrap_or(0);
+                objects::Deployment::new(d, &self.rollouts[key], ready)
+            },
+        );
+    }
+}
+
+/// Per deployment (or for `only` one), how many of its replicas run ready on the node
+/// placement gives them to (a copy still running on an old owner does not count twice).
+/// Reads only what nodes report, never the list of every replica.
+pub fn ready_replicas(
+    view: &View,
+    table: &StatusTable,
+    only: Option<&ObjectKey>,
+) -> BTreeMap<ObjectKey, usize> {
+    let mut ready = BTreeMap::new();
+    for status in table.nodes() {
+        let node = &status.node;
+        for p in status.pods.iter().filter(|p| p.ready) {
+            if only.is_some_and(|k| k.namespace != p.namespace || k.name != p.deployment) {
+                continue;
+            }
+            let Some(index) = p
+                .name
+                .strip_prefix(p.deployment.as_str())
+                .and_then(|rest| rest.strip_prefix('-'))
+                .and_then(|i| i.parse().ok())
+            else {
+                continue;
+            };
+            let replica = ReplicaKey {
+                deployment: ObjectKey::new(&p.namespace, &p.deployment),
+                index,
+            };
+            if view.placement.owner(&replica) == Some(node.as_str()) {
+                *ready.entry(replica.deployment).or_default() += 1;
+            }
+        }
+    }
+    ready
+}
+
+/// Services, each at this node's service address.
+pub struct Services {
+    view: Arc<View>,
+    ip: IpAddr,
+}
+
+impl Served for Services {
+    type Object = objects::Service;
+    type After = ObjectKey;
+    const RESOURCE: &'static str = "services";
+
+    fn after(token: &str) -> Result<ObjectKey, BadToken> {
+        keyed_after(token)
+    }
+
+    fn source(agent: &Agent) -> Self {
+        Services {
+            view: agent.view.borrow().clone(),
+            ip: agent.config.service_ip(),
+        }
+    }
+
+    fn each(&self, ns: Option<&str>, after: Option<ObjectKey>, push: &mut Push<Self::Object>) {
+        each_keyed(&self.view.snapshot.services, ns, after, push, |_, s| {
+            objects::Service::new(s, self.ip)
+        });
+    }
+}
+
+/// Every service's endpoints, as this node resolves them.
+pub struct Endpoints(Arc<AllEndpoints>);
+
+impl Served for Endpoints {
+    type Object = objects::Endpoints;
+    type After = ObjectKey;
+    const RESOURCE: &'static str = "endpoints";
+
+    fn after(token: &str) -> Result<ObjectKey, BadToken> {
+        keyed_after(token)
+    }
+
+    fn source(agent: &Agent) -> Self {
+        Endpoints(agent.endpoints.borrow().clone())
+    }
+
+    fn each(&self, ns: Option<&str>, after: Option<ObjectKey>, push: &mut Push<Self::Object>) {
+        each_keyed(&self.0, ns, after, push, |key, ports| {
+            objects::Endpoints::new(key, ports)
+        });
+    }
+}
+
+/// Pods: placement joined with what their nodes report.
+pub struct Pods {
+    view: Arc<View>,
+    table: Arc<StatusTable>,
+}
+
+impl Served for Pods {
+    type Object = objects::Pod;
+    /// A deployment and a replica index.
+    type After = (ObjectKey, u32);
+    const RESOURCE: &'static str = "pods";
+    const FIELDS: &'static [&'static str] =
+        &["spec.nodeName", "spec.restartPolicy", "status.phase"];
+
+    fn after(token: &str) -> Result<(ObjectKey, u32), BadToken> {
+        let parts = list::parse_token(token, 3)?;
+        let index: u32 = parts[2].parse().map_err(|_| BadToken)?;
+        Ok((ObjectKey::new(parts[0], parts[1]), index))
+    }
+
+    fn source(agent: &Agent) -> Self {
+        Pods {
+            view: agent.view.borrow().clone(),
+            table: agent.table.borrow().clone(),
+        }
+    }
+
+    fn each(
+        &self,
+        ns: Option<&str>,
+        after: Option<(ObjectKey, u32)>,
+        push: &mut Push<Self::Object>,
+    ) {
+        let (view, table) = (&self.view, &self.table);
+        // What each node reports, by (node, namespace, pod): made once per list, and only
+        // as large as the pods that run.
+        let reports: HashMap<(&str, &str, &str), &PodStatus> = table
+            .nodes()
+            .flat_map(|s| {
+                s.pods
+                    .iter()
+                    .map(move |p| ((s.node.as_str(), p.namespace.as_str(), p.name.as_str()), p))
+            })
+            .collect();
+        let (start, skip) = match after {
+            Some((key, index)) => (Bound::Included(key.clone()), Some((key, index))),
+            None => (Bound::Unbounded, None),
+        };
+        for (key, _) in list::objects_from(view.placement.deployments(), ns, start) {
+            let Some(d) = view.snapshot.deployments.get(key) else {
+                continue;
+            };
+            let first = match &skip {
+                Some((after, index)) if after == key => *index as usize + 1,
+                _ => 0,
+            };
+            for (index, owner) in view.placement.owners(key).enumerate().skip(first) {
+                let name = format!("{}-{index}", key.name);
+                let reported = owner
+                    .ok()
+                    .and_then(|node| reports.get(&(node, key.namespace.as_str(), name.as_str())));
+                let token = format!("{}/{}/{index}", key.namespace, key.name);
+                let pod = objects::Pod::desired(d, &name, owner, reported.copied());
+                if !push(token, pod) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The pod `ns/name`, if `name` is `<deployment>-<index>` of a replica placement has: found
+/// through placement, with no list of every pod.
+pub fn find_pod(view: &View, table: &StatusTable, ns: &str, name: &str) -> Option<objects::Pod> {
+    let (deployment, index) = name.rsplit_once('-')?;
+    let index: usize = index
+        .parse()
+        .ok()
+        .filter(|i: &usize| i.to_string() == index)?;
+    let key = ObjectKey::new(ns, deployment);
+    let d = view.snapshot.deployments.get(&key)?;
+    let owner = view.placement.owners(&key).nth(index)?;
+    let reported = owner.ok().and_then(|node| {
+        table
+            .report(node)?
+            .pods
+            .iter()
+            .find(|p| p.namespace == ns && p.name == name)
+    });
+    Some(objects::Pod::desired(d, name, owner, reported))
+}
+
+/// Members as nodes, with the status each gossips.
+pub struct Nodes {
+    view: Arc<View>,
+    table: Arc<StatusTable>,
+}
+
+impl Served for Nodes {
+    type Object = objects::Node;
+    type After = String;
+    const RESOURCE: &'static str = "nodes";
+    const FIELDS: &'static [&'static str] = &["spec.unschedulable"];
+
+    fn after(token: &str) -> Result<String, BadToken> {
+        named_after(token)
+    }
+
+    fn source(agent: &Agent) -> Self {
+        Nodes {
+            view: agent.view.borrow().clone(),
+            table: agent.table.borrow().clone(),
+        }
+    }
+
+    fn each(&self, _: Option<&str>, after: Option<String>, push: &mut Push<Self::Object>) {
+        let mut members: Vec<&(MemberId, Liveness)> = self
+            .view
+            .members
+            .iter()
+            .filter(|(m, _)| after.as_ref().is_none_or(|a| m.name > *a))
+            .collect();
+        members.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        for member in members {
+            if !push(member.0.name.clone(), node_view(member, &self.table)) {
+                return;
+            }
+        }
+    }
+}
+
+/// A member as a Kubernetes Node, with the status it gossips.
+pub fn node_view((m, liveness): &(MemberId, Liveness), table: &StatusTable) -> objects::Node {
+    objects::Node::new(m, *liveness, table.report(&m.name).map(|n| &**n))
+}
+
+/// Every peer the members or the admission list name.
+pub struct Peers(Arc<View>);
+
+impl Served for Peers {
+    type Object = objects::Peer;
+    type After = String;
+    const RESOURCE: &'static str = "peers";
+
+    fn after(token: &str) -> Result<String, BadToken> {
+        // Peer ids are base58: upper case is theirs.
+        let fine = !token.is_empty() && token.len() <= 128;
+        let fine = fine && token.bytes().all(|b| b.is_ascii_alphanumeric());
+        fine.then(|| token.to_string()).ok_or(BadToken)
+    }
+
+    fn source(agent: &Agent) -> Self {
+        Peers(agent.view.borrow().clone())
+    }
+
+    fn each(&self, _: Option<&str>, after: Option<String>, push: &mut Push<Self::Object>) {
+        let peers = objects::Peer::all(&self.0.members, &self.0.snapshot.peers);
+        let after = |p: &objects::Peer| after.as_ref().is_none_or(|a| p.metadata.name > *a);
+        for peer in peers.into_iter().filter(after) {
+            if !push(peer.metadata.name.clone(), peer) {
+                return;
+            }
+        }
+    }
+}
