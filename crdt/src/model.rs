@@ -91,6 +91,10 @@ pub struct Meta {
 /// revision that completed, by itself (Kubernetes only reports `ProgressDeadlineExceeded`).
 pub const ROLLBACK_ON_FAILURE: &str = "weeble.io/rollback-on-failure";
 
+/// The annotation that numbers a deployment's revision: the cluster's to write (as
+/// Kubernetes' controller writes it), dropped from the manifests it comes back in.
+pub const REVISION: &str = "deployment.kubernetes.io/revision";
+
 /// A deployment annotation kept with each revision: `rollout history`'s CHANGE-CAUSE.
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 

@@ -355,7 +355,8 @@ fn meta(m: k8s::ObjectMeta, kind: Kind, f: &mut Findings) -> Meta {
     }
     let labels_map = m.labels.unwrap_or_default();
     labels("metadata.labels", &labels_map, f);
-    let annotations = m.annotations.unwrap_or_default();
+    let mut annotations = m.annotations.unwrap_or_default();
+    annotations.remove(REVISION);
     self::annotations("metadata.annotations", &annotations, f);
     Meta {
         namespace,

@@ -15,6 +15,7 @@ pub mod listen;
 pub mod served;
 pub mod tls;
 pub mod watch;
+mod write;
 
 use crate::agent::Agent;
 use crate::clock;
@@ -22,7 +23,6 @@ use crate::join::JoinToken;
 use crate::membership::Liveness;
 use crate::rate;
 use crate::runtime::{ContainerRuntime, LABEL_POD, RuntimeError};
-use crate::status::StatusTable;
 use crate::view::View;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -34,12 +34,12 @@ use list::ListQuery;
 use listen::Activity;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use served::{Deployments, Endpoints, Nodes, Peers, Pods, Served, Services};
+use served::{Deployments, Endpoints, Nodes, Peers, Pods, ReplicaSets, Served, Services};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use weeble_core::document::{Op, WriteError};
-use weeble_core::objects::{self, StatusCause, discovery};
-use weeble_core::rollout;
+use weeble_core::objects::table::Tabled;
+use weeble_core::objects::{self, Object, Resource, StatusCause, discovery};
 use weeble_crdt::echo::{clip_to, echo};
 use weeble_crdt::{Admission, Kind, ObjectKey, parse_manifests};
 
@@ -127,11 +127,14 @@ fn router<R: ContainerRuntime>(
         .route("/apis/apps/v1/deployments", get(list::<Deployments, R>))
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments",
-            get(list_in::<Deployments, R>),
+            get(list_in::<Deployments, R>).post(write::create::<Deployments, R>),
         )
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-            get(get_deployment::<R>).delete(delete_deployment::<R>),
+            get(get_in::<Deployments, R>)
+                .put(write::replace::<Deployments, R>)
+                .patch(write::patch::<Deployments, R>)
+                .delete(delete_deployment::<R>),
         )
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
@@ -139,14 +142,26 @@ fn router<R: ContainerRuntime>(
                 .put(put_scale::<R>)
                 .patch(put_scale::<R>),
         )
+        .route("/apis/apps/v1/replicasets", get(list::<ReplicaSets, R>))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/replicasets",
+            get(list_in::<ReplicaSets, R>),
+        )
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/replicasets/{name}",
+            get(get_in::<ReplicaSets, R>),
+        )
         .route("/api/v1/services", get(list::<Services, R>))
         .route(
             "/api/v1/namespaces/{ns}/services",
-            get(list_in::<Services, R>),
+            get(list_in::<Services, R>).post(write::create::<Services, R>),
         )
         .route(
             "/api/v1/namespaces/{ns}/services/{name}",
-            get(get_service::<R>).delete(delete_service::<R>),
+            get(get_in::<Services, R>)
+                .put(write::replace::<Services, R>)
+                .patch(write::patch::<Services, R>)
+                .delete(delete_service::<R>),
         )
         .route("/api/v1/endpoints", get(list::<Endpoints, R>))
         .route(
@@ -155,21 +170,27 @@ fn router<R: ContainerRuntime>(
         )
         .route(
             "/api/v1/namespaces/{ns}/endpoints/{name}",
-            get(get_endpoints::<R>),
+            get(get_in::<Endpoints, R>),
         )
         .route("/api/v1/pods", get(list::<Pods, R>))
         .route("/api/v1/namespaces/{ns}/pods", get(list_in::<Pods, R>))
-        .route("/api/v1/namespaces/{ns}/pods/{name}", get(get_pod::<R>))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}",
+            get(get_in::<Pods, R>),
+        )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log::<R>))
         .route("/apis/weeble.io/v1/peers", get(list::<Peers, R>))
-        .route("/apis/weeble.io/v1/peers/{peer}", get(get_peer::<R>))
+        .route(
+            "/apis/weeble.io/v1/peers/{peer}",
+            get(get_named::<Peers, R>),
+        )
         .route(
             "/apis/weeble.io/v1/peers/{peer}/{action}",
             post(admit_peer::<R>),
         )
         .route("/apis/weeble.io/v1/jointokens", post(join_token::<R>))
         .route("/api/v1/nodes", get(list::<Nodes, R>))
-        .route("/api/v1/nodes/{name}", get(get_node::<R>))
+        .route("/api/v1/nodes/{name}", get(get_named::<Nodes, R>))
         .fallback(|request: Request| async move {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -223,12 +244,22 @@ async fn check(State(policy): State<Arc<guard::Policy>>, request: Request, next:
             echo(&origin)
         ),
         Err(guard::Refusal::ContentType(given)) => {
+            // kubectl create deployment|service (1.32) sends its object as protobuf.
+            let protobuf = given.as_deref().is_some_and(|g| g.contains("protobuf"));
             let given = given.map_or("none".into(), |g| echo(&g));
+            let hint = match protobuf {
+                true => {
+                    ": Weeble reads no protobuf; write the object as a manifest and use \
+                         kubectl apply -f (kubectl create deployment --dry-run=client -o yaml \
+                         makes one)"
+                }
+                false => "",
+            };
             return ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
                     "a write needs Content-Type application/yaml or application/json \
-                     (or a patch type kubectl sends), got {given}"
+                     (or a patch type kubectl sends), got {given}{hint}"
                 ),
             )
             .into_response();
@@ -375,6 +406,8 @@ pub struct ApiError {
     code: StatusCode,
     message: String,
     causes: Vec<StatusCause>,
+    /// Kubernetes' reason where it is not the one of the code (`AlreadyExists` for a 409).
+    reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -383,6 +416,16 @@ impl ApiError {
             code,
             message: message.into(),
             causes: vec![],
+            reason: None,
+        }
+    }
+
+    /// `what` exists already: 409 AlreadyExists.
+    fn already_exists(what: impl std::fmt::Display) -> Self {
+        let what = clip_to(&what.to_string(), 160);
+        ApiError {
+            reason: Some("AlreadyExists"),
+            ..ApiError::new(StatusCode::CONFLICT, format!("{what} already exists"))
         }
     }
 
@@ -398,7 +441,11 @@ impl ApiError {
     }
 
     fn body(self) -> objects::Status {
-        objects::Status::failure(self.code.as_u16(), self.message, self.causes)
+        let mut status = objects::Status::failure(self.code.as_u16(), self.message, self.causes);
+        if let Some(reason) = self.reason {
+            status.reason = Some(reason.into());
+        }
+        status
     }
 
     /// The whole HTTP/1.1 answer, for a connection that is closed without being served.
@@ -444,10 +491,6 @@ fn view<R>(api: &Api<R>) -> std::sync::Arc<View> {
     api.agent.view.borrow().clone()
 }
 
-fn table<R>(api: &Api<R>) -> std::sync::Arc<StatusTable> {
-    api.agent.table.borrow().clone()
-}
-
 /// `/version`: the Kubernetes minor the API speaks, and Weeble's version.
 async fn version() -> Json<discovery::Version> {
     Json(discovery::version(env!("CARGO_PKG_VERSION")))
@@ -480,7 +523,14 @@ async fn apply<R: ContainerRuntime>(
     State(api): State<Api<R>>,
     body: String,
 ) -> Reply<objects::Applied> {
-    let parsed = parse_manifests(&body).map_err(|e| ApiError {
+    let parsed = parse_manifests(&body).map_err(invalid)?;
+    let outcomes = api.agent.write(Op::Apply(parsed.objects.clone())).await?;
+    Ok(Json(objects::Applied::new(&parsed, outcomes)))
+}
+
+/// A manifest that does not validate: 422 Invalid, a cause per field.
+fn invalid(e: weeble_crdt::ManifestError) -> ApiError {
+    ApiError {
         causes: e
             .errors
             .iter()
@@ -493,9 +543,7 @@ async fn apply<R: ContainerRuntime>(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("manifest rejected, nothing applied:\n{e}"),
         )
-    })?;
-    let outcomes = api.agent.write(Op::Apply(parsed.objects.clone())).await?;
-    Ok(Json(objects::Applied::new(&parsed, outcomes)))
+    }
 }
 
 /// A 400 for a continue token this API did not write.
@@ -575,10 +623,51 @@ async fn listed<S: Served, R>(
     }))
 }
 
-/// One object of `S` as an answer, with its version.
-async fn versioned<S: Served, R>(api: &Api<R>, object: S::Object) -> Json<S::Object> {
+/// `GET` one object of `S` in a namespace.
+async fn get_in<S: Served, R>(
+    State(api): State<Api<R>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let Json(object) = one::<S, R>(&api, ObjectKey::new(ns, name)).await?;
+    Ok(as_asked(object, &headers, &query))
+}
+
+/// `GET` one object of `S`, a kind of no namespace.
+async fn get_named<S: Served, R>(
+    State(api): State<Api<R>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let Json(object) = one::<S, R>(&api, ObjectKey::new("", name)).await?;
+    Ok(as_asked(object, &headers, &query))
+}
+
+/// An object as the request asks: itself, or a table of one row (`kubectl get KIND NAME`).
+fn as_asked<T: Object + Tabled>(object: T, headers: &HeaderMap, query: &ListQuery) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok());
+    match query.form(accept) {
+        list::Form::List => Json(object).into_response(),
+        form => {
+            let value = serde_json::to_value(&object).expect("a read model serializes");
+            Json(list::table_of(&object, value, form, true)).into_response()
+        }
+    }
+}
+
+/// The object `key` of `S` with its version, or 404.
+async fn one<S: Served, R>(api: &Api<R>, key: ObjectKey) -> Reply<S::Object> {
+    let object = S::one(&api.agent, &key).ok_or_else(|| {
+        let key = match key.namespace.as_str() {
+            "" => key.name.clone(),
+            _ => key.to_string(),
+        };
+        ApiError::not_found(format!("{} {}", <S::Object as Resource>::KIND, echo(&key)))
+    })?;
     api.versions.use_resource::<S>(&api.agent).await;
-    Json(api.versions.stamp(S::RESOURCE, object))
+    Ok(Json(api.versions.stamp(S::RESOURCE, object)))
 }
 
 /// Deletes an object; answers with a Kubernetes `Status` of success.
@@ -586,23 +675,6 @@ async fn delete<R>(api: &Api<R>, kind: Kind, ns: String, name: String) -> Reply<
     let key = ObjectKey::new(&ns, &name);
     api.agent.write(Op::Delete(kind, key)).await?;
     Ok(Json(objects::Status::deleted(kind, &name)))
-}
-
-async fn get_deployment<R>(
-    State(api): State<Api<R>>,
-    Path((ns, name)): Path<(String, String)>,
-) -> Reply<objects::Deployment> {
-    let (view, table) = (view(&api), table(&api));
-    let key = ObjectKey::new(&ns, &name);
-    let d = deployment_of(&view, &key)?;
-    let ready = served::ready_replicas(&view, &table, Some(&key))
-        .remove(&key)
-        .unwrap_or(0);
-    let now_ms = clock::now_ms();
-    let seen = rollout::seen(d, &table, &view.members, now_ms);
-    let report = rollout::report(d, &seen, now_ms);
-    let deployment = objects::Deployment::new(d, &report, ready);
-    Ok(versioned::<Deployments, R>(&api, deployment).await)
 }
 
 async fn delete_deployment<R>(
@@ -617,7 +689,7 @@ async fn get_scale<R>(
     Path((ns, name)): Path<(String, String)>,
 ) -> Reply<objects::Scale> {
     let key = ObjectKey::new(&ns, &name);
-    let Json(d) = get_deployment(State(api), Path((ns, name))).await?;
+    let Json(d) = one::<Deployments, R>(&api, key.clone()).await?;
     Ok(Json(objects::Scale::new(
         &key,
         d.spec.replicas,
@@ -694,50 +766,11 @@ fn deployment_of<'a>(
         .ok_or_else(|| ApiError::not_found(format!("Deployment {key}")))
 }
 
-async fn get_endpoints<R>(
-    State(api): State<Api<R>>,
-    Path((ns, name)): Path<(String, String)>,
-) -> Reply<objects::Endpoints> {
-    let endpoints = api.agent.endpoints.borrow().clone();
-    let key = ObjectKey::new(&ns, &name);
-    let ports = endpoints
-        .get(&key)
-        .ok_or_else(|| ApiError::not_found(format!("Endpoints {ns}/{name}")))?;
-    let object = objects::Endpoints::new(&key, ports);
-    Ok(versioned::<Endpoints, R>(&api, object).await)
-}
-
-async fn get_service<R>(
-    State(api): State<Api<R>>,
-    Path((ns, name)): Path<(String, String)>,
-) -> Reply<objects::Service> {
-    let ip = api.agent.config.service_ip();
-    let service = view(&api)
-        .snapshot
-        .services
-        .get(&ObjectKey::new(&ns, &name))
-        .map(|s| objects::Service::new(s, ip))
-        .ok_or_else(|| ApiError::not_found(format!("Service {ns}/{name}")))?;
-    Ok(versioned::<Services, R>(&api, service).await)
-}
-
 async fn delete_service<R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Reply<objects::Status> {
     delete(&api, Kind::Service, ns, name).await
-}
-
-/// One pod, found from its name (`<deployment>-<index>`) through placement: no list of
-/// every pod is made.
-async fn get_pod<R>(
-    State(api): State<Api<R>>,
-    Path((ns, name)): Path<(String, String)>,
-) -> Reply<objects::Pod> {
-    let (view, table) = (view(&api), table(&api));
-    let pod = served::find_pod(&view, &table, &ns, &name)
-        .ok_or_else(|| ApiError::not_found(format!("Pod {ns}/{name}")))?;
-    Ok(versioned::<Pods, R>(&api, pod).await)
 }
 
 #[derive(Deserialize)]
@@ -752,7 +785,7 @@ async fn pod_log<R: ContainerRuntime>(
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
-    let Json(pod) = get_pod(State(api.clone()), Path((ns.clone(), name.clone()))).await?;
+    let Json(pod) = one::<Pods, R>(&api, ObjectKey::new(&ns, &name)).await?;
     let node = pod.spec.node_name.unwrap_or_default();
     if node != api.agent.config.name {
         let view = view(&api);
@@ -806,19 +839,6 @@ async fn state<R>(State(api): State<Api<R>>) -> Json<Value> {
         "deployments": snapshot.deployments.len(),
         "services": snapshot.services.len(),
     }))
-}
-
-async fn get_peer<R>(State(api): State<Api<R>>, Path(peer): Path<String>) -> Reply<objects::Peer> {
-    let view = view(&api);
-    let peers = objects::Peer::all(&view.members, &view.snapshot.peers);
-    let found = peers.into_iter().find(|p| p.metadata.name == peer);
-    let found = found.ok_or_else(|| {
-        ApiError::not_found(format!(
-            "peer {} is neither a member nor allowed or denied",
-            echo(&peer)
-        ))
-    })?;
-    Ok(versioned::<Peers, R>(&api, found).await)
 }
 
 /// `POST /apis/weeble.io/v1/peers/{peer}/allow|deny`: `weeble node allow|deny PEER`. The
@@ -880,14 +900,4 @@ async fn join_token<R>(State(api): State<Api<R>>) -> Reply<Value> {
         .write(Op::Admit(peers, Admission::Allowed))
         .await?;
     Ok(Json(json!({ "peer": peer, "token": token.encode() })))
-}
-
-async fn get_node<R>(State(api): State<Api<R>>, Path(name): Path<String>) -> Reply<objects::Node> {
-    let node = view(&api)
-        .members
-        .iter()
-        .find(|(m, _)| m.name == name)
-        .map(|member| served::node_view(member, &table(&api)))
-        .ok_or_else(|| ApiError::not_found(format!("Node {name}")))?;
-    Ok(versioned::<Nodes, R>(&api, node).await)
 }

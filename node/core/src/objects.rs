@@ -102,7 +102,9 @@ impl ObjectMeta {
             name: meta.name.clone(),
             namespace: Some(meta.namespace.clone()),
             labels: Some(meta.labels.clone()),
-            annotations: (!meta.annotations.is_empty()).then(|| meta.annotations.clone()),
+            // Written even when empty, as Kubernetes' controllers leave some on every object:
+            // `rollout undo` replaces them with a JSON patch, which needs them there.
+            annotations: Some(meta.annotations.clone()),
             generation: Some(meta.generation),
             uid: (!meta.uid.is_empty()).then(|| meta.uid.clone()),
             creation_timestamp: known_time(meta.created_ms),
@@ -252,12 +254,12 @@ impl From<&crdt::Container> for Container {
 
 /// The containers of a deployment's template.
 fn containers(d: &crdt::Deployment) -> Vec<Container> {
-    d.spec
-        .template
-        .containers
-        .iter()
-        .map(Container::from)
-        .collect()
+    containers_of(&d.spec.template)
+}
+
+/// The containers of a template.
+fn containers_of(template: &crdt::PodTemplate) -> Vec<Container> {
+    template.containers.iter().map(Container::from).collect()
 }
 
 /// A health check: its timing, and exactly one of `httpGet`, `tcpSocket` and `exec`.
@@ -703,6 +705,22 @@ pub struct PodTemplateSpec {
     pub spec: TemplatePodSpec,
 }
 
+impl From<&crdt::PodTemplate> for PodTemplateSpec {
+    fn from(template: &crdt::PodTemplate) -> Self {
+        PodTemplateSpec {
+            metadata: TemplateMeta {
+                labels: template.labels.clone(),
+                annotations: template.annotations.clone(),
+            },
+            spec: TemplatePodSpec {
+                containers: containers_of(template),
+                node_selector: template.node_selector.clone(),
+                restart_policy: template.restart_policy,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateMeta {
     pub labels: Labels,
@@ -825,28 +843,23 @@ impl DeploymentCondition {
 impl Deployment {
     /// `d` as this node sees its rollout (`report`), `ready` of its replicas running ready.
     pub fn new(d: &crdt::Deployment, report: &Report, ready: usize) -> Self {
-        let template = &d.spec.template;
         Deployment {
             api_version: Self::API_VERSION.into(),
             kind: Self::KIND.into(),
-            metadata: ObjectMeta::stored(&d.meta),
+            metadata: {
+                let mut meta = ObjectMeta::stored(&d.meta);
+                let revision = d.history.revision.to_string();
+                let annotations = meta.annotations.get_or_insert_default();
+                annotations.insert(crdt::REVISION.into(), revision);
+                meta
+            },
             spec: DeploymentSpec {
                 replicas: d.spec.replicas,
                 selector: LabelSelector {
                     match_labels: d.spec.selector.clone(),
                 },
                 strategy: DeploymentStrategy::from(&d.spec.strategy),
-                template: PodTemplateSpec {
-                    metadata: TemplateMeta {
-                        labels: template.labels.clone(),
-                        annotations: template.annotations.clone(),
-                    },
-                    spec: TemplatePodSpec {
-                        containers: containers(d),
-                        node_selector: template.node_selector.clone(),
-                        restart_policy: template.restart_policy,
-                    },
-                },
+                template: PodTemplateSpec::from(&d.spec.template),
                 min_ready_seconds: d.spec.min_ready_seconds,
                 progress_deadline_seconds: d.spec.progress_deadline_seconds,
                 revision_history_limit: d.spec.revision_history_limit,
@@ -1438,6 +1451,8 @@ impl Status {
             403 => "Forbidden",
             404 => "NotFound",
             405 => "MethodNotAllowed",
+            409 => "Conflict",
+            410 => "Expired",
             413 => "RequestEntityTooLarge",
             415 => "UnsupportedMediaType",
             422 => "Invalid",
@@ -1515,6 +1530,8 @@ impl Applied {
 
 pub mod discovery;
 pub mod journal;
+pub mod patch;
+pub mod replicaset;
 pub mod select;
 pub mod table;
 

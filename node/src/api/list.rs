@@ -183,6 +183,24 @@ pub fn object_token(key: &ObjectKey) -> String {
     format!("{}/{}", key.namespace, key.name)
 }
 
+/// A table of one object: `value` is `item` as JSON, its version set. Without `columns`
+/// its column definitions are left out (a watch sends them with its first event only).
+pub fn table_of<T: Tabled>(item: &T, value: Value, form: Form, columns: bool) -> Value {
+    let (now_ms, include) = match form {
+        Form::Table { now_ms, include } => (now_ms, include),
+        Form::List => (clock::now_ms(), Include::Metadata),
+    };
+    let columns = match columns {
+        true => serde_json::to_value(table::columns::<T>()).expect("columns serialize"),
+        false => json!([]),
+    };
+    let version = value["metadata"]["resourceVersion"].clone();
+    let row = json!({"cells": item.cells(now_ms), "object": include.of(value)});
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "Table",
+        "metadata": {"resourceVersion": version},
+        "columnDefinitions": columns, "rows": [row]})
+}
+
 /// Collects a list's items (of type `T`), those the selector takes, each with its version,
 /// into JSON pages of a few dozen kilobytes, sent as they fill.
 pub struct Sink<T> {

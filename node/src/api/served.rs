@@ -15,10 +15,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::ops::Bound;
 use std::sync::Arc;
+use weeble_core::objects::replicaset::ReplicaSet;
 use weeble_core::objects::table::Tabled;
 use weeble_core::objects::{self, Object};
 use weeble_core::rollout;
-use weeble_crdt::ObjectKey;
+use weeble_crdt::{self as crdt, ObjectKey};
 
 /// Pushes one object and its continue token; false when the walk must stop.
 pub type Push<'a, T> = dyn FnMut(String, T) -> bool + 'a;
@@ -42,6 +43,10 @@ pub trait Served: Sized + Send + 'static {
     /// Every object (of namespace `ns`) after `after`, in the order of their tokens, until
     /// `push` says stop.
     fn each(&self, ns: Option<&str>, after: Option<Self::After>, push: &mut Push<Self::Object>);
+
+    /// The object `key` (an empty namespace for an object of none), found directly: no list
+    /// of every object is made.
+    fn one(agent: &Agent, key: &ObjectKey) -> Option<Self::Object>;
 }
 
 /// An object's key in the journal: its namespace (empty for a node) and name.
@@ -126,12 +131,87 @@ impl Served for Deployments {
             },
         );
     }
+
+    fn one(agent: &Agent, key: &ObjectKey) -> Option<Self::Object> {
+        let (d, report, ready) = Deployments::one_source(agent, key)?;
+        Some(objects::Deployment::new(&d, &report, ready))
+    }
+}
+
+impl Deployments {
+    /// Deployment `key`, its rollout as this node sees it, and its replicas running ready.
+    fn one_source(
+        agent: &Agent,
+        key: &ObjectKey,
+    ) -> Option<(Arc<crdt::Deployment>, rollout::Report, usize)> {
+        let (view, table) = (agent.view.borrow().clone(), agent.table.borrow().clone());
+        let d = view.snapshot.deployments.get(key)?;
+        let ready = ready_replicas(&view, &table, Some(key)).remove(key);
+        let now_ms = clock::now_ms();
+        let seen = rollout::seen(d, &table, &view.members, now_ms);
+        let report = rollout::report(d, &seen, now_ms);
+        Some((d.clone(), report, ready.unwrap_or(0)))
+    }
+}
+
+/// The revisions of every deployment as ReplicaSets
+/// ([`weeble_core::objects::replicaset`]), in the order of their deployments.
+pub struct ReplicaSets(Deployments);
+
+impl Served for ReplicaSets {
+    type Object = ReplicaSet;
+    /// A deployment and the index of a revision among its own.
+    type After = (ObjectKey, u32);
+    const RESOURCE: &'static str = "replicasets";
+
+    fn after(token: &str) -> Result<(ObjectKey, u32), BadToken> {
+        Pods::after(token)
+    }
+
+    fn source(agent: &Agent) -> Self {
+        ReplicaSets(Deployments::source(agent))
+    }
+
+    fn each(
+        &self,
+        ns: Option<&str>,
+        after: Option<(ObjectKey, u32)>,
+        push: &mut Push<Self::Object>,
+    ) {
+        let deployments = &self.0.view.snapshot.deployments;
+        let (start, skip) = match after {
+            Some((key, index)) => (Bound::Included(key.clone()), Some((key, index))),
+            None => (Bound::Unbounded, None),
+        };
+        for (key, d) in list::objects_from(deployments, ns, start) {
+            let first = match &skip {
+                Some((after, index)) if after == key => *index as usize + 1,
+                _ => 0,
+            };
+            let revisions = ReplicaSet::of(d, &self.0.rollouts[key]);
+            for (index, rs) in revisions.into_iter().enumerate().skip(first) {
+                let token = format!("{}/{}/{index}", key.namespace, key.name);
+                if !push(token, rs) {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn one(agent: &Agent, key: &ObjectKey) -> Option<Self::Object> {
+        let (deployment, _) = key.name.rsplit_once('-')?;
+        let d = Deployments::one_source(agent, &ObjectKey::new(&key.namespace, deployment))?;
+        let revisions = ReplicaSet::of(&d.0, &d.1);
+        revisions
+            .into_iter()
+            .find(|rs| rs.metadata.meta.name == key.name)
+    }
 }
 
 /// Per deployment (or for `only` one), how many of its replicas run ready on the node
 /// placement gives them to (a copy still running on an old owner does not count twice).
 /// Reads only what nodes report, never the list of every replica.
-pub fn ready_replicas(
+fn ready_replicas(
     view: &View,
     table: &StatusTable,
     only: Option<&ObjectKey>,
@@ -190,6 +270,12 @@ impl Served for Services {
             objects::Service::new(s, self.ip)
         });
     }
+
+    fn one(agent: &Agent, key: &ObjectKey) -> Option<Self::Object> {
+        let s = Services::source(agent);
+        let service = s.view.snapshot.services.get(key)?;
+        Some(objects::Service::new(service, s.ip))
+    }
 }
 
 /// Every service's endpoints, as this node resolves them.
@@ -212,6 +298,11 @@ impl Served for Endpoints {
         each_keyed(&self.0, ns, after, push, |key, ports| {
             objects::Endpoints::new(key, ports)
         });
+    }
+
+    fn one(agent: &Agent, key: &ObjectKey) -> Option<Self::Object> {
+        let ports = Endpoints::source(agent).0.get(key)?.clone();
+        Some(objects::Endpoints::new(key, &ports))
     }
 }
 
@@ -284,11 +375,16 @@ impl Served for Pods {
             }
         }
     }
+
+    fn one(agent: &Agent, key: &ObjectKey) -> Option<Self::Object> {
+        let s = Pods::source(agent);
+        find_pod(&s.view, &s.table, &key.namespace, &key.name)
+    }
 }
 
 /// The pod `ns/name`, if `name` is `<deployment>-<index>` of a replica placement has: found
-/// through placement, with no list of every pod.
-pub fn find_pod(view: &View, table: &StatusTable, ns: &str, name: &str) -> Option<objects::Pod> {
+/// through placement.
+fn find_pod(view: &View, table: &StatusTable, ns: &str, name: &str) -> Option<objects::Pod> {
     let (deployment, index) = name.rsplit_once('-')?;
     let index: usize = index
         .parse()
@@ -344,10 +440,16 @@ impl Served for Nodes {
             }
         }
     }
+
+    fn one(agent: &Agent, key: &ObjectKey) -> Option<Self::Object> {
+        let s = Nodes::source(agent);
+        let member = s.view.members.iter().find(|(m, _)| m.name == key.name)?;
+        Some(node_view(member, &s.table))
+    }
 }
 
 /// A member as a Kubernetes Node, with the status it gossips.
-pub fn node_view((m, liveness): &(MemberId, Liveness), table: &StatusTable) -> objects::Node {
+fn node_view((m, liveness): &(MemberId, Liveness), table: &StatusTable) -> objects::Node {
     objects::Node::new(m, *liveness, table.report(&m.name).map(|n| &**n))
 }
 
@@ -378,5 +480,11 @@ impl Served for Peers {
                 return;
             }
         }
+    }
+
+    fn one(agent: &Agent, key: &ObjectKey) -> Option<Self::Object> {
+        let view = agent.view.borrow().clone();
+        let peers = objects::Peer::all(&view.members, &view.snapshot.peers);
+        peers.into_iter().find(|p| p.metadata.name == key.name)
     }
 }

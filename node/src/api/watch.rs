@@ -11,7 +11,7 @@
 //! goes. While nothing changes it tells the connection it is alive, as long as the client
 //! reads what it is sent ([`listen::Activity`]).
 
-use super::list::Form;
+use super::list::{self, Form};
 use super::listen::Activity;
 use super::served::{Served, key_of};
 use crate::agent::Agent;
@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 use weeble_core::objects::journal::{Change, Journal, Limits};
 use weeble_core::objects::select::Selector;
-use weeble_core::objects::table::{self, Tabled};
 use weeble_core::objects::{self, Object, Resource};
 use weeble_crdt::ObjectKey;
 
@@ -157,8 +156,9 @@ impl Versions {
 
     /// Looks at every served resource the journal follows.
     fn observe_all(&self, agent: &Agent) {
-        use super::served::{Deployments, Endpoints, Nodes, Peers, Pods, Services};
+        use super::served::{Deployments, Endpoints, Nodes, Peers, Pods, ReplicaSets, Services};
         self.observe_followed::<Deployments>(agent);
+        self.observe_followed::<ReplicaSets>(agent);
         self.observe_followed::<Services>(agent);
         self.observe_followed::<Endpoints>(agent);
         self.observe_followed::<Pods>(agent);
@@ -220,8 +220,7 @@ fn line(type_: &str, object: &Value) -> Bytes {
 
 /// An ERROR event carrying a 410 Expired `Status`.
 fn expired(message: String) -> Bytes {
-    let mut status = objects::Status::failure(410, message, vec![]);
-    status.reason = Some("Expired".into());
+    let status = objects::Status::failure(410, message, vec![]);
     line(
         "ERROR",
         &serde_json::to_value(status).expect("a Status serializes"),
@@ -247,22 +246,15 @@ impl<S: Served> Events<S> {
         if !in_ns || !self.selector.matches(&object) {
             return None;
         }
-        let Form::Table { include, .. } = self.form else {
+        if self.form == Form::List {
             return Some(line(type_, &object));
-        };
+        }
         let typed: S::Object = serde_json::from_value(object.clone()).ok()?;
-        let columns = match std::mem::replace(&mut self.columns_sent, true) {
-            false => {
-                serde_json::to_value(table::columns::<S::Object>()).expect("columns serialize")
-            }
-            true => json!([]),
-        };
-        let version = object["metadata"]["resourceVersion"].clone();
-        let row = json!({"cells": typed.cells(clock::now_ms()), "object": include.of(object)});
-        let table = json!({"apiVersion": "meta.k8s.io/v1", "kind": "Table",
-            "metadata": {"resourceVersion": version},
-            "columnDefinitions": columns, "rows": [row]});
-        Some(line(type_, &table))
+        let columns = !std::mem::replace(&mut self.columns_sent, true);
+        Some(line(
+            type_,
+            &list::table_of(&typed, object, self.form, columns),
+        ))
     }
 
     /// A BOOKMARK: the watch has seen everything up to `version`.

@@ -109,15 +109,22 @@ type Row = (
     bool,
 );
 
+/// The verbs of a resource clients read and watch.
+const READ: &[&str] = &["get", "list", "watch"];
+/// The verbs of a resource the desired state stores.
+const WRITE: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
+
 const CORE: &[Row] = &[
-    ("pods", "pod", true, "Pod", &["get", "list"], &["po"], true),
+    ("pods", "pod", true, "Pod", READ, &["po"], true),
     ("pods/log", "", true, "Pod", &["get"], &[], false),
     (
         "services",
         "service",
         true,
         "Service",
-        &["get", "list", "delete"],
+        WRITE,
         &["svc"],
         true,
     ),
@@ -126,19 +133,11 @@ const CORE: &[Row] = &[
         "endpoints",
         true,
         "Endpoints",
-        &["get", "list"],
+        READ,
         &["ep"],
         false,
     ),
-    (
-        "nodes",
-        "node",
-        false,
-        "Node",
-        &["get", "list"],
-        &["no"],
-        false,
-    ),
+    ("nodes", "node", false, "Node", READ, &["no"], false),
 ];
 
 const APPS: &[Row] = &[
@@ -147,8 +146,17 @@ const APPS: &[Row] = &[
         "deployment",
         true,
         "Deployment",
-        &["get", "list", "delete"],
+        WRITE,
         &["deploy"],
+        true,
+    ),
+    (
+        "replicasets",
+        "replicaset",
+        true,
+        "ReplicaSet",
+        READ,
+        &["rs"],
         true,
     ),
     (
@@ -162,7 +170,7 @@ const APPS: &[Row] = &[
     ),
 ];
 
-const WEEBLE: &[Row] = &[("peers", "peer", false, "Peer", &["get", "list"], &[], false)];
+const WEEBLE: &[Row] = &[("peers", "peer", false, "Peer", READ, &[], false)];
 
 /// The named groups and their one version each.
 const GROUPS: &[(&str, &str, &[Row])] = &[("apps", "v1", APPS), ("weeble.io", "v1", WEEBLE)];

@@ -3,6 +3,7 @@
 //! prints them (`-o wide` adds the columns of priority 1). The columns are Kubernetes' own for
 //! each kind, so `kubectl get pods` reads as it does against a Kubernetes cluster.
 
+use super::replicaset::ReplicaSet;
 use super::{ConditionStatus, Deployment, Endpoints, Node, Peer, Pod, Service, readiness};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -141,26 +142,60 @@ impl Tabled for Deployment {
     ];
 
     fn cells(&self, now_ms: i64) -> Vec<Value> {
-        let containers = &self.spec.template.spec.containers;
-        let join = |f: fn(&super::Container) -> &str| {
-            containers.iter().map(f).collect::<Vec<_>>().join(",")
-        };
-        let selector = self.spec.selector.match_labels.iter();
-        let selector: Vec<String> = selector.map(|(k, v)| format!("{k}={v}")).collect();
+        let (names, images) = names_and_images(&self.spec.template.spec.containers);
+        let ready = format!("{}/{}", self.status.ready_replicas, self.spec.replicas);
         vec![
             json!(self.metadata.name),
-            json!(format!(
-                "{}/{}",
-                self.status.ready_replicas, self.spec.replicas
-            )),
+            json!(ready),
             json!(self.status.updated_replicas),
             json!(self.status.available_replicas),
             json!(age(self.metadata.creation_timestamp.as_deref(), now_ms)),
-            json!(join(|c| &c.name)),
-            json!(join(|c| &c.image)),
-            or_none(selector.join(",")),
+            json!(names),
+            json!(images),
+            or_none(selector(&self.spec.selector.match_labels)),
         ]
     }
+}
+
+impl Tabled for ReplicaSet {
+    const COLUMNS: Columns = &[
+        ("Name", "string", 0),
+        ("Desired", "integer", 0),
+        ("Current", "integer", 0),
+        ("Ready", "integer", 0),
+        ("Age", "string", 0),
+        ("Containers", "string", 1),
+        ("Images", "string", 1),
+        ("Selector", "string", 1),
+    ];
+
+    fn cells(&self, now_ms: i64) -> Vec<Value> {
+        let meta = &self.metadata.meta;
+        let (names, images) = names_and_images(&self.spec.template.spec.containers);
+        vec![
+            json!(meta.name),
+            json!(self.spec.replicas),
+            json!(self.status.replicas),
+            json!(self.status.ready_replicas),
+            json!(age(meta.creation_timestamp.as_deref(), now_ms)),
+            json!(names),
+            json!(images),
+            or_none(selector(&self.spec.selector.match_labels)),
+        ]
+    }
+}
+
+/// Containers' names and images, each joined with commas.
+fn names_and_images(containers: &[super::Container]) -> (String, String) {
+    let join =
+        |f: fn(&super::Container) -> &str| containers.iter().map(f).collect::<Vec<_>>().join(",");
+    (join(|c| &c.name), join(|c| &c.image))
+}
+
+/// A selector as kubectl prints it: `a=b,c=d`.
+fn selector(labels: &weeble_crdt::Labels) -> String {
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(",")
 }
 
 impl Tabled for Service {
@@ -181,8 +216,6 @@ impl Tabled for Service {
             .iter()
             .map(|p| format!("{}/{}", p.port, protocol(p.protocol)))
             .collect();
-        let selector = self.spec.selector.iter();
-        let selector: Vec<String> = selector.map(|(k, v)| format!("{k}={v}")).collect();
         vec![
             json!(self.metadata.name),
             json!(self.spec.type_),
@@ -190,7 +223,7 @@ impl Tabled for Service {
             json!("<none>"),
             or_none(ports.join(",")),
             json!(age(self.metadata.creation_timestamp.as_deref(), now_ms)),
-            or_none(selector.join(",")),
+            or_none(selector(&self.spec.selector)),
         ]
     }
 }

@@ -1,0 +1,246 @@
+//! Writes as Kubernetes' clients send them, for the kinds the desired state stores
+//! (deployments and services): `POST` creates (409 if the object exists), `PUT` replaces (404
+//! if it does not; 409 if the body's `resourceVersion` is not the object's at this node),
+//! `PATCH` applies one of the four kinds of patch ([`weeble_core::objects::patch`]) to the
+//! object as served (server-side apply creates it if it is missing). Each result is validated
+//! as a manifest, as `weeble apply` validates one, and written whole: a write that does not
+//! validate is 422 with its field causes, and changes nothing.
+
+use super::served::Served;
+use super::{Api, ApiError, invalid};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use weeble_core::document::Op;
+use weeble_core::objects::Resource;
+use weeble_core::objects::patch::{self, PatchType};
+use weeble_crdt::echo::echo;
+use weeble_crdt::{Kind, ObjectKey, parse_manifests};
+
+/// A resource the desired state stores: one that is written.
+pub trait Stored: Served {
+    const KIND: Kind;
+}
+
+impl Stored for super::served::Deployments {
+    const KIND: Kind = Kind::Deployment;
+}
+
+impl Stored for super::served::Services {
+    const KIND: Kind = Kind::Service;
+}
+
+/// How long a write waits for the node's view to show what it wrote.
+const VIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `POST` an object of `S` into namespace `ns`.
+pub(super) async fn create<S: Stored, R>(
+    State(api): State<Api<R>>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    let value = body_value(&headers, &body)?;
+    let object = manifest::<S>(&ns, None, value)?;
+    let key = object.meta().key();
+    if S::one(&api.agent, &key).is_some() {
+        return Err(ApiError::already_exists(format!(
+            "{} {}",
+            S::KIND,
+            echo(&key.to_string())
+        )));
+    }
+    written::<S, R>(&api, object, StatusCode::CREATED).await
+}
+
+/// `PUT` an object of `S` in place of `ns/name`.
+pub(super) async fn replace<S: Stored, R>(
+    State(api): State<Api<R>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    let value = body_value(&headers, &body)?;
+    let key = ObjectKey::new(&ns, &name);
+    if S::one(&api.agent, &key).is_none() {
+        return Err(not_found::<S>(&key));
+    }
+    if let Some(given) = value
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
+        let current = api.versions.of(S::RESOURCE, &key).to_string();
+        if given != current {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "Operation cannot be fulfilled on {} {}: the object has been modified \
+                     (resourceVersion {} here, {} given); read it again and apply your changes \
+                     to the latest version",
+                    S::RESOURCE,
+                    echo(&key.to_string()),
+                    current,
+                    echo(given)
+                ),
+            ));
+        }
+    }
+    let object = manifest::<S>(&ns, Some(&name), value)?;
+    written::<S, R>(&api, object, StatusCode::OK).await
+}
+
+/// `PATCH` the object `ns/name` of `S`.
+pub(super) async fn patch<S: Stored, R>(
+    State(api): State<Api<R>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let kind = PatchType::of(content_type).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "a patch needs Content-Type application/json-patch+json, \
+                 application/merge-patch+json, application/strategic-merge-patch+json or \
+                 application/apply-patch+yaml, got {}",
+                echo(content_type)
+            ),
+        )
+    })?;
+    let given = match kind {
+        PatchType::Apply => yaml(&body)?,
+        _ => serde_json::from_str(&body)
+            .map_err(|e| ApiError::bad_request(format!("the patch is not JSON: {e}")))?,
+    };
+    let key = ObjectKey::new(&ns, &name);
+    let (mut target, code) = match (S::one(&api.agent, &key), kind) {
+        (Some(current), _) => {
+            let current = api.versions.stamp(S::RESOURCE, current);
+            let value = serde_json::to_value(current).expect("a read model serializes");
+            (value, StatusCode::OK)
+        }
+        (None, PatchType::Apply) => (json!({}), StatusCode::CREATED),
+        (None, _) => return Err(not_found::<S>(&key)),
+    };
+    patch::apply(&mut target, &given, kind).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the patch does not apply: {e}"),
+        )
+    })?;
+    let object = manifest::<S>(&ns, Some(&name), target)?;
+    written::<S, R>(&api, object, code).await
+}
+
+fn not_found<S: Stored>(key: &ObjectKey) -> ApiError {
+    ApiError::not_found(format!("{} {}", S::KIND, echo(&key.to_string())))
+}
+
+/// A body as JSON, or as YAML if it says it is (`kubectl create -f x.yaml` sends JSON).
+fn body_value(headers: &HeaderMap, body: &str) -> Result<Value, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.contains("yaml") {
+        return yaml(body);
+    }
+    serde_json::from_str(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))
+}
+
+fn yaml(body: &str) -> Result<Value, ApiError> {
+    serde_yaml_ng::from_str(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not YAML: {e}")))
+}
+
+/// `value` checked against the request (its kind that of `S`, its namespace `ns` or none,
+/// its name `name` if the path names one) and validated as a manifest.
+fn manifest<S: Stored>(
+    ns: &str,
+    name: Option<&str>,
+    mut value: Value,
+) -> Result<weeble_crdt::Object, ApiError> {
+    let kind = <S::Object as Resource>::KIND;
+    let Some(object) = value.as_object_mut() else {
+        return Err(ApiError::bad_request(format!("the body is not a {kind}")));
+    };
+    let given = object.entry("kind").or_insert_with(|| json!(kind));
+    if given != kind {
+        return Err(ApiError::bad_request(format!(
+            "the body is a {}, and this path takes a {kind}",
+            echo(&given.to_string())
+        )));
+    }
+    object
+        .entry("apiVersion")
+        .or_insert_with(|| json!(<S::Object as Resource>::API_VERSION));
+    let meta = object
+        .entry("metadata")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("metadata: not an object"))?;
+    let namespace = meta.entry("namespace").or_insert_with(|| json!(ns));
+    if namespace != ns {
+        return Err(ApiError::bad_request(format!(
+            "the namespace of the object ({}) does not match the namespace of the request ({ns})",
+            echo(&namespace.to_string())
+        )));
+    }
+    if let Some(name) = name {
+        let given = meta.entry("name").or_insert_with(|| json!(name));
+        if given != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name of the request ({name})",
+                echo(&given.to_string())
+            )));
+        }
+    }
+    let text = serde_json::to_string(&value).expect("a JSON value serializes");
+    let mut parsed = parse_manifests(&text).map_err(invalid)?;
+    match parsed.objects.len() {
+        1 => Ok(parsed.objects.remove(0)),
+        n => Err(ApiError::bad_request(format!(
+            "expected one object, got {n}"
+        ))),
+    }
+}
+
+/// Writes `object` and answers with it as now served, and `code`.
+async fn written<S: Stored, R>(
+    api: &Api<R>,
+    object: weeble_crdt::Object,
+    code: StatusCode,
+) -> Result<Response, ApiError> {
+    let key = object.meta().key();
+    api.agent.write(Op::Apply(vec![object])).await?;
+    // The write is on disk; the view that shows it follows within a step of the node.
+    let mut view = api.agent.view.clone();
+    let deadline = tokio::time::Instant::now() + VIEW_WAIT;
+    let served = loop {
+        if let Some(served) = S::one(&api.agent, &key) {
+            break served;
+        }
+        let changed = tokio::time::timeout_at(deadline, view.changed()).await;
+        if !matches!(changed, Ok(Ok(()))) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "{} {} was written, but this node's view does not show it: a concurrent \
+                     delete won",
+                    S::KIND,
+                    echo(&key.to_string())
+                ),
+            ));
+        }
+    };
+    api.versions.use_resource::<S>(&api.agent).await;
+    let served = api.versions.stamp(S::RESOURCE, served);
+    Ok((code, Json(served)).into_response())
+}
