@@ -39,9 +39,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use weeble_core::document::{Op, WriteError};
 use weeble_core::objects::table::Tabled;
-use weeble_core::objects::{self, Object, Resource, StatusCause, discovery};
+use weeble_core::objects::{self, Object, Resource, StatusCause, discovery, openapi};
 use weeble_crdt::echo::{clip_to, echo};
 use weeble_crdt::{Admission, Kind, ObjectKey, parse_manifests};
+
+/// Weeble's version, as `/version` and the OpenAPI documents say it.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The API's shared state: the agent's handles, this node's runtime (for logs), and the
 /// journal that versions what it serves.
@@ -117,6 +120,11 @@ fn router<R: ContainerRuntime>(
         .route("/api", get(core_versions))
         .route("/apis", get(|| async { Json(discovery::groups()) }))
         .route("/api/v1", get(|| async { resources("v1") }))
+        .route(
+            "/openapi/v3",
+            get(|| async { Json(openapi::root(VERSION)) }),
+        )
+        .route("/openapi/v3/{*group_version}", get(openapi_document))
         .route("/apis/{group}/{version}", get(group_resources))
         .route("/apis/weeble.io/v1/apply", post(apply::<R>))
         .route("/apis/weeble.io/v1/state", get(state::<R>))
@@ -493,7 +501,7 @@ fn view<R>(api: &Api<R>) -> std::sync::Arc<View> {
 
 /// `/version`: the Kubernetes minor the API speaks, and Weeble's version.
 async fn version() -> Json<discovery::Version> {
-    Json(discovery::version(env!("CARGO_PKG_VERSION")))
+    Json(discovery::version(VERSION))
 }
 
 /// `/api`, naming the address the request came to (its `Host`).
@@ -505,6 +513,16 @@ async fn core_versions(headers: HeaderMap) -> Json<discovery::ApiVersions> {
 /// `/apis/{group}/{version}`.
 async fn group_resources(Path((group, version)): Path<(String, String)>) -> Reply<Value> {
     resources(&format!("{group}/{version}"))
+}
+
+/// `/openapi/v3/{group_version}`: the document of a group version, or 404.
+async fn openapi_document(Path(group_version): Path<String>) -> Reply<Value> {
+    openapi::document(&group_version).map(Json).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no OpenAPI document for {} (api/v1 and apis/apps/v1 have one)",
+            echo(&group_version)
+        ))
+    })
 }
 
 /// A group version's resources, or 404 if Weeble serves no such group version.

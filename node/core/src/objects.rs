@@ -1530,6 +1530,7 @@ impl Applied {
 
 pub mod discovery;
 pub mod journal;
+pub mod openapi;
 pub mod patch;
 pub mod replicaset;
 pub mod select;
