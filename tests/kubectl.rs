@@ -352,3 +352,220 @@ fn kubectl_prints_tables_selects_and_watches_at_any_peer() {
         "{expired}"
     );
 }
+
+#[test]
+fn kubectl_writes_as_it_does_against_kubernetes_at_any_peer() {
+    let Some(cluster) =
+        Cluster::three_with_demo("kx", ["127.0.0.147", "127.0.0.148", "127.0.0.149"])
+    else {
+        return;
+    };
+    let configs: Vec<PathBuf> = (0..3).map(|i| kubeconfig(&cluster, i)).collect();
+    let manifest = |replicas: u32, extra: &str| {
+        let path = cluster
+            .dir
+            .join(format!("web-{replicas}{}.yaml", extra.len()));
+        let service = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  \
+                       selector: {app: web}\n  ports: [{port: 8080, targetPort: 80}]\n";
+        let text = demo_deployment("web", replicas)
+            .replace("spec:\n  replicas", &format!("spec:\n{extra}  replicas"));
+        std::fs::write(&path, format!("{text}{service}")).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let spec = |i: usize, path: &str| {
+        kubectl_ok(
+            &configs[i],
+            &[
+                "get",
+                "deployment",
+                "web",
+                "-o",
+                &format!("jsonpath={path}"),
+            ],
+        )
+    };
+
+    // Client-side apply: created, unchanged, configured; an unknown field is the server's 422.
+    let applied = kubectl_ok(&configs[0], &["apply", "-f", &manifest(2, "")]);
+    assert!(applied.contains("deployment.apps/web created"), "{applied}");
+    assert!(applied.contains("service/web created"), "{applied}");
+    let again = kubectl_ok(&configs[1], &["apply", "-f", &manifest(2, "")]);
+    assert!(again.contains("deployment.apps/web unchanged"), "{again}");
+    let changed = kubectl_ok(&configs[2], &["apply", "-f", &manifest(3, "")]);
+    assert!(
+        changed.contains("deployment.apps/web configured"),
+        "{changed}"
+    );
+    wait_for("three replicas at node 0", Duration::from_secs(10), || {
+        (spec(0, "{.spec.replicas}") == "3").then_some(())
+    });
+    let bad = kubectl(&configs[0], &["apply", "-f", &manifest(1, "  bogus: 1\n")]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("spec.bogus"),
+        "{}",
+        text(&bad.stderr)
+    );
+    assert_eq!(
+        spec(1, "{.spec.replicas}"),
+        "3",
+        "a refused apply changes nothing"
+    );
+    let created = kubectl(&configs[1], &["create", "-f", &manifest(3, "")]);
+    assert!(
+        text(&created.stderr).contains("AlreadyExists"),
+        "{}",
+        text(&created.stderr)
+    );
+
+    // set image, label, annotate; then the revisions as ReplicaSets: history and undo.
+    kubectl_ok(
+        &configs[0],
+        &[
+            "annotate",
+            "deployment/web",
+            "kubernetes.io/change-cause=first",
+        ],
+    );
+    let set = kubectl_ok(
+        &configs[1],
+        &["set", "image", "deployment/web", "web=weeble-demo:v2"],
+    );
+    assert!(set.contains("image updated"), "{set}");
+    kubectl_ok(
+        &configs[1],
+        &[
+            "annotate",
+            "--overwrite",
+            "deployment/web",
+            "kubernetes.io/change-cause=v2",
+        ],
+    );
+    kubectl_ok(&configs[2], &["label", "deployment/web", "tier=front"]);
+    wait_for(
+        "the label and the image at node 0",
+        Duration::from_secs(10),
+        || {
+            let both = spec(
+                0,
+                "{.metadata.labels.tier} {.spec.template.spec.containers[0].image}",
+            );
+            (both == "front weeble-demo:v2").then_some(())
+        },
+    );
+    let history = kubectl_ok(&configs[2], &["rollout", "history", "deployment/web"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter(|l| l.starts_with(char::is_numeric))
+        .collect();
+    assert_eq!(revisions.len(), 2, "{history}");
+    assert!(
+        revisions[0].contains("first") && revisions[1].contains("v2"),
+        "{history}"
+    );
+    let rs = kubectl_ok(&configs[0], &["get", "rs", "-o", "name"]);
+    assert_eq!(rs.lines().count(), 2, "{rs}");
+    let undone = kubectl_ok(&configs[0], &["rollout", "undo", "deployment/web"]);
+    assert!(undone.contains("rolled back"), "{undone}");
+    wait_for(
+        "the old image back at node 1",
+        Duration::from_secs(10),
+        || {
+            (spec(1, "{.spec.template.spec.containers[0].image}") == "weeble-demo:latest")
+                .then_some(())
+        },
+    );
+    let rolled = kubectl_ok(
+        &configs[1],
+        &["rollout", "status", "deployment/web", "--timeout=90s"],
+    );
+    assert!(rolled.contains("successfully rolled out"), "{rolled}");
+
+    // Replace with optimistic concurrency: a stale resourceVersion is a 409 Conflict.
+    let current = kubectl_ok(&configs[2], &["get", "deployment", "web", "-o", "json"]);
+    let mut object: serde_json::Value = serde_json::from_str(&current).unwrap();
+    object["spec"]["replicas"] = 1.into();
+    let fresh = cluster.dir.join("fresh.json");
+    std::fs::write(&fresh, object.to_string()).unwrap();
+    object["metadata"]["resourceVersion"] = "1".into();
+    let stale = cluster.dir.join("stale.json");
+    std::fs::write(&stale, object.to_string()).unwrap();
+    let conflict = kubectl(&configs[2], &["replace", "-f", stale.to_str().unwrap()]);
+    assert!(
+        text(&conflict.stderr).contains("Conflict"),
+        "{}",
+        text(&conflict.stderr)
+    );
+    let replaced = kubectl_ok(&configs[2], &["replace", "-f", fresh.to_str().unwrap()]);
+    assert!(replaced.contains("replaced"), "{replaced}");
+    wait_for("the replace at node 0", Duration::from_secs(10), || {
+        (spec(0, "{.spec.replicas}") == "1").then_some(())
+    });
+
+    // Server-side apply creates and merges; JSON and merge patches.
+    let other = cluster.dir.join("other.yaml");
+    std::fs::write(&other, demo_deployment("other", 1)).unwrap();
+    let ssa = kubectl_ok(
+        &configs[1],
+        &["apply", "--server-side", "-f", other.to_str().unwrap()],
+    );
+    assert!(ssa.contains("serverside-applied"), "{ssa}");
+    kubectl_ok(
+        &configs[0],
+        &[
+            "patch",
+            "deployment",
+            "other",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/replicas","value":2}]"#,
+        ],
+    );
+    kubectl_ok(
+        &configs[2],
+        &[
+            "patch",
+            "deployment",
+            "other",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"labels":{"patched":"yes"}}}"#,
+        ],
+    );
+    let other_spec = |path: &str| {
+        kubectl_ok(
+            &configs[1],
+            &[
+                "get",
+                "deployment",
+                "other",
+                "-o",
+                &format!("jsonpath={path}"),
+            ],
+        )
+    };
+    wait_for("both patches at node 1", Duration::from_secs(10), || {
+        (other_spec("{.spec.replicas} {.metadata.labels.patched}") == "2 yes").then_some(())
+    });
+
+    // explain reads the OpenAPI schemas; protobuf bodies are refused with a way out.
+    let explained = kubectl_ok(&configs[0], &["explain", "deployment.spec.replicas"]);
+    assert!(explained.contains("How many pods"), "{explained}");
+    let protobuf = kubectl(&configs[0], &["create", "deployment", "x", "--image=y"]);
+    assert!(
+        text(&protobuf.stderr).contains("apply -f"),
+        "{}",
+        text(&protobuf.stderr)
+    );
+
+    let deleted = kubectl_ok(&configs[1], &["delete", "-f", &manifest(3, "")]);
+    assert!(
+        deleted.contains("deployment.apps \"web\" deleted"),
+        "{deleted}"
+    );
+    wait_for("web gone at node 2", Duration::from_secs(10), || {
+        (!deployments(&cluster.server(2)).contains(&"web".to_string())).then_some(())
+    });
+}
