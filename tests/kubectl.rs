@@ -1,7 +1,8 @@
 //! The real kubectl on this machine's PATH against a cluster of real `weeble` processes
 //! (127.0.0.141-143), each command at another peer, through the kubeconfig that `weeble
-//! config view` prints: discovery (`version`, `api-resources`), reads, `scale`, `describe`
-//! and `delete`. Issue 18 grows this to the whole compatibility table.
+//! config view` prints: discovery, reads, tables, selectors, watches (`get -w`, `rollout
+//! status`, `wait`), writes (client- and server-side apply, patches, `set image`, `rollout
+//! undo`), `logs` and `logs -f`, `describe`, `scale`, `delete`.
 
 mod support;
 
@@ -65,7 +66,20 @@ fn kubectl_discovers_reads_scales_describes_and_deletes_at_any_peer() {
             .unwrap_or("");
         assert!(line.contains(short), "{name}: {resources}");
     }
-    let applied = apply_demo(&cluster, &cluster.server(0), "web", 3);
+    // The demo deployment, its port published (for the logs below).
+    let file = cluster.dir.join("web.yaml");
+    let manifest = demo_deployment("web", 3).replace(
+        "image: weeble-demo:latest\n",
+        "image: weeble-demo:latest\n        ports: [{containerPort: 80}]\n",
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let applied = weeble(&[
+        "--server",
+        &cluster.server(0),
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
     assert!(applied.status.success(), "{}", text(&applied.stderr));
     let nodes = kubectl_ok(&configs[2], &["get", "nodes", "-o", "name"]);
     assert_eq!(nodes.lines().count(), 3, "{nodes}");
@@ -99,6 +113,51 @@ fn kubectl_discovers_reads_scales_describes_and_deletes_at_any_peer() {
         described.contains("Node:") && described.contains("app=web"),
         "{described}"
     );
+    // Logs at a peer the pod may not be on: redirected there with every parameter.
+    let published = kubectl_ok(
+        &configs[2],
+        &[
+            "get",
+            "pod",
+            "web-1",
+            "-o",
+            "jsonpath={.status.podIP}:{.status.ports[0].hostPort}",
+        ],
+    );
+    http_get(&published, "/hello-logs");
+    let logs = kubectl_ok(&configs[0], &["logs", "web-1", "--tail=1", "--timestamps"]);
+    assert!(logs.contains("GET /hello-logs"), "{logs}");
+    assert!(
+        logs.starts_with("20") && logs.lines().count() == 1,
+        "{logs}"
+    );
+    let mut follow = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&configs[1])
+        .args(["logs", "-f", "web-1", "-c", "web"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    http_get(&published, "/followed");
+    std::thread::sleep(Duration::from_secs(1));
+    follow.kill().unwrap();
+    let followed = {
+        use std::io::Read;
+        let mut out = String::new();
+        follow
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        follow.wait().unwrap();
+        out
+    };
+    assert!(followed.contains("GET /followed"), "{followed}");
+    let wrong = kubectl(&configs[0], &["logs", "web-1", "-c", "nope"]);
+    assert!(!wrong.status.success());
+
     kubectl_ok(
         &configs[1],
         &["scale", "deployment", "web", "--replicas", "1"],

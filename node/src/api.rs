@@ -22,19 +22,23 @@ use crate::clock;
 use crate::join::JoinToken;
 use crate::membership::Liveness;
 use crate::rate;
-use crate::runtime::{ContainerRuntime, LABEL_POD, RuntimeError};
+use crate::runtime::{
+    ContainerRuntime, LABEL_CONTAINER, LABEL_POD, LogOptions, Observed, RuntimeError,
+};
 use crate::view::View;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use futures::StreamExt;
 use list::ListQuery;
 use listen::Activity;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use served::{Deployments, Endpoints, Nodes, Peers, Pods, ReplicaSets, Served, Services};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use weeble_core::document::{Op, WriteError};
@@ -53,6 +57,8 @@ struct Api<R> {
     agent: Agent,
     runtime: R,
     versions: Arc<watch::Versions>,
+    /// `https` if the API serves TLS, else `http`: where a redirect to a peer points.
+    scheme: &'static str,
 }
 
 /// How the API is served, beyond its address: connection limits and who may call it.
@@ -104,12 +110,21 @@ pub fn app<R: ContainerRuntime>(options: ApiOptions, agent: Agent, runtime: R) -
         allow_origins: options.allow_origins,
     };
     let limiter = options.rate_limit.map(rate::Limiter::new);
-    router(agent, runtime, policy, options.tokens, limiter)
+    let shared = Api {
+        versions: watch::Versions::watching(&agent),
+        agent,
+        runtime,
+        scheme: if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+    };
+    router(shared, policy, options.tokens, limiter)
 }
 
 fn router<R: ContainerRuntime>(
-    agent: Agent,
-    runtime: R,
+    shared: Api<R>,
     policy: guard::Policy,
     tokens: Option<auth::Tokens>,
     limiter: Option<rate::Limiter>,
@@ -208,11 +223,7 @@ fn router<R: ContainerRuntime>(
                 ),
             )
         })
-        .with_state(Api {
-            versions: watch::Versions::watching(&agent),
-            agent,
-            runtime,
-        })
+        .with_state(shared)
         .layer(middleware::from_fn_with_state(
             Arc::new(std::sync::Mutex::new(limiter)),
             limit_rate,
@@ -791,16 +802,24 @@ async fn delete_service<R>(
     delete(&api, Kind::Service, ns, name).await
 }
 
+/// `pods/NAME/log`'s parameters, as Kubernetes names them.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct LogQuery {
-    #[serde(rename = "tailLines")]
+    container: Option<String>,
+    follow: Option<String>,
     tail_lines: Option<usize>,
+    since_seconds: Option<i64>,
+    timestamps: Option<String>,
 }
 
-/// Logs are on the pod's node: served here if it is this node, else redirected there.
+/// Logs are on the pod's node: served here if it is this node, else redirected there with
+/// every parameter (a client that sends a token must send it to that node too: Go's and
+/// Python's clients drop it on a redirect to another host; README, "kubectl").
 async fn pod_log<R: ContainerRuntime>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
     let Json(pod) = one::<Pods, R>(&api, ObjectKey::new(&ns, &name)).await?;
@@ -817,10 +836,10 @@ async fn pod_log<R: ContainerRuntime>(
                     format!("pod {ns}/{name} is on node {node:?}, which this node cannot reach"),
                 )
             })?;
+        let query = raw.map_or(String::new(), |q| format!("?{q}"));
         let location = format!(
-            "http://{}/api/v1/namespaces/{ns}/pods/{name}/log?tailLines={}",
-            owner.0.api,
-            q.tail_lines.unwrap_or(100)
+            "{}://{}/api/v1/namespaces/{ns}/pods/{name}/log{query}",
+            api.scheme, owner.0.api,
         );
         return Ok((
             StatusCode::TEMPORARY_REDIRECT,
@@ -829,19 +848,55 @@ async fn pod_log<R: ContainerRuntime>(
             .into_response());
     }
     let containers = api.runtime.list(&node).await.map_err(runtime_error)?;
-    let mut text = String::new();
-    for c in containers
+    let mine = containers
         .iter()
-        .filter(|c| c.labels.get(LABEL_POD) == Some(&name))
-    {
-        text.push_str(
-            &api.runtime
-                .logs(&c.id, q.tail_lines.unwrap_or(100))
-                .await
-                .map_err(runtime_error)?,
-        );
+        .filter(|c| c.labels.get(LABEL_POD) == Some(&name));
+    // The newest container of each name (a rollout may leave an old one a moment).
+    let mut by_name: BTreeMap<&str, &Observed> = BTreeMap::new();
+    for c in mine {
+        let container = c.labels.get(LABEL_CONTAINER).map_or("", String::as_str);
+        let held = by_name.entry(container).or_insert(c);
+        if c.started_at_ms > held.started_at_ms {
+            *held = c;
+        }
     }
-    Ok(text.into_response())
+    let names = || by_name.keys().copied().collect::<Vec<_>>().join(" ");
+    let chosen = match (&q.container, by_name.len()) {
+        (Some(wanted), _) => by_name.get(wanted.as_str()).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "container {} is not valid for pod {name}: choose one of [{}]",
+                echo(wanted),
+                names()
+            ))
+        })?,
+        (None, 1) => by_name.values().next().expect("one container"),
+        (None, 0) => {
+            return Err(ApiError::bad_request(format!(
+                "pod {name} has no container on node {node} yet"
+            )));
+        }
+        (None, _) => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                names()
+            )));
+        }
+    };
+    let options = LogOptions {
+        tail: q.tail_lines,
+        follow: list::flag(q.follow.as_deref()),
+        since_s: q.since_seconds.map(|s| clock::now_ms() / 1000 - s),
+        timestamps: list::flag(q.timestamps.as_deref()),
+    };
+    let stream = api
+        .runtime
+        .logs(&chosen.id, &options)
+        .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 fn runtime_error(e: RuntimeError) -> ApiError {

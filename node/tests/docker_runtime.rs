@@ -16,7 +16,7 @@ use weeble_node::runtime::demo::{DEMO_IMAGE, build_demo_image};
 use weeble_node::runtime::docker::Docker;
 use weeble_node::runtime::{
     ContainerRuntime, ContainerSpec, ContainerState, LABEL_NODE, LABEL_POD, LABEL_TEMPLATE_HASH,
-    Observed, RuntimeError, RuntimeEvent,
+    LogOptions, Observed, RuntimeError, RuntimeEvent, log_text,
 };
 
 /// The longest any single wait in these tests may take.
@@ -224,12 +224,12 @@ async fn exited_containers_report_exit_codes_and_logs_and_start_again() {
         "clap's usage error"
     );
 
-    let logs = docker.logs(&ok, 10).await.unwrap();
+    let logs = last_lines(&docker, &ok, 10).await.unwrap();
     assert!(
         logs.contains(&format!("weeble {}", env!("CARGO_PKG_VERSION"))),
         "{logs:?}"
     );
-    let logs = docker.logs(&bad, 50).await.unwrap();
+    let logs = last_lines(&docker, &bad, 50).await.unwrap();
     assert!(
         logs.contains("--definitely-not-a-flag"),
         "stderr is included: {logs:?}"
@@ -241,13 +241,25 @@ async fn exited_containers_report_exit_codes_and_logs_and_start_again() {
     let again = listed(&docker, &node, &ok).await;
     assert_eq!(again.state, ContainerState::Exited { code: 0 });
     assert!(again.started_at_ms >= version.finished_at_ms, "{again:?}");
-    let logs = docker.logs(&ok, 10).await.unwrap();
+    let logs = last_lines(&docker, &ok, 10).await.unwrap();
     assert_eq!(
         logs.matches("weeble ").count(),
         2,
         "one line per run: {logs:?}"
     );
-    assert_eq!(docker.logs(&ok, 1).await.unwrap().lines().count(), 1);
+    assert_eq!(
+        last_lines(&docker, &ok, 1).await.unwrap().lines().count(),
+        1
+    );
+}
+
+/// The last `tail` lines of container `id`'s output, as text.
+async fn last_lines(docker: &Docker, id: &str, tail: usize) -> Result<String, RuntimeError> {
+    let options = LogOptions {
+        tail: Some(tail),
+        ..LogOptions::default()
+    };
+    log_text(docker.logs(id, &options)).await
 }
 
 #[tokio::test]
@@ -291,7 +303,7 @@ async fn running_containers_publish_their_ports_and_are_removed() {
         Err(RuntimeError::NotFound(id.clone()))
     );
     assert_eq!(
-        docker.logs(&id, 5).await,
+        last_lines(&docker, &id, 5).await,
         Err(RuntimeError::NotFound(id.clone()))
     );
 }

@@ -47,7 +47,7 @@ pub struct ListQuery {
 }
 
 /// `true` or `1`, as Kubernetes reads a flag.
-fn flag(value: Option<&str>) -> bool {
+pub fn flag(value: Option<&str>) -> bool {
     matches!(value, Some("true" | "1"))
 }
 

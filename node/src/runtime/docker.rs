@@ -6,8 +6,8 @@
 //! published with an empty `HostPort`).
 
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, LABEL_NODE, Observed, PublishedPort,
-    RuntimeError, RuntimeEvent,
+    ContainerRuntime, ContainerSpec, ContainerState, LABEL_NODE, LogOptions, LogStream, Observed,
+    PublishedPort, RuntimeError, RuntimeEvent,
 };
 use bollard::errors::Error as BollardError;
 use bollard::exec::StartExecOptions;
@@ -388,24 +388,39 @@ impl ContainerRuntime for Docker {
         }
     }
 
-    async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
-        let options = LogsOptionsBuilder::new()
+    /// The engine's log stream; a call that does not follow still ends within
+    /// [`CALL_TIMEOUT`] of its last chunk (an engine that stops answering ends it with an
+    /// error).
+    fn logs(&self, id: &str, options: &LogOptions) -> LogStream {
+        let mut builder = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
-            .tail(&tail.to_string())
-            .build();
-        let output = timed(
-            CALL_TIMEOUT,
-            self.client
-                .logs(id, Some(options))
-                .try_fold(Vec::new(), |mut output, chunk| {
-                    output.extend_from_slice(chunk.as_ref());
-                    futures::future::ready(Ok(output))
-                }),
-        )
-        .await
-        .map_err(container_error(id, "reading the logs of"))?;
-        Ok(String::from_utf8_lossy(&output).into_owned())
+            .follow(options.follow)
+            .timestamps(options.timestamps);
+        if let Some(tail) = options.tail {
+            builder = builder.tail(&tail.to_string());
+        }
+        if let Some(since) = options.since_s {
+            builder = builder.since(i32::try_from(since).unwrap_or(i32::MAX));
+        }
+        let (id, follow) = (id.to_owned(), options.follow);
+        let chunks = self.client.logs(&id, Some(builder.build()));
+        // Each chunk within the call timeout of the one before, unless it follows.
+        let limit = if follow { None } else { Some(CALL_TIMEOUT) };
+        futures::stream::unfold(chunks, move |mut chunks| {
+            let id = id.clone();
+            async move {
+                let next = match limit {
+                    Some(limit) => timed(limit, async { chunks.next().await.transpose() }).await,
+                    None => chunks.next().await.transpose(),
+                };
+                let chunk = next
+                    .map_err(|e| container_error(&id, "reading the logs of")(e))
+                    .transpose()?;
+                Some((chunk.map(|c| c.into_bytes()), chunks))
+            }
+        })
+        .boxed()
     }
 
     /// Must be called within a tokio runtime: it spawns the task that follows the engine's

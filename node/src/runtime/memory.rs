@@ -7,9 +7,10 @@
 //! node's own clock for a node run inside a process (`on_node_clock`).
 
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, LABEL_NODE, Observed, PublishedPort,
-    RuntimeError, RuntimeEvent,
+    ContainerRuntime, ContainerSpec, ContainerState, LABEL_NODE, LogOptions, LogStream, Observed,
+    PublishedPort, RuntimeError, RuntimeEvent,
 };
+use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::mpsc;
@@ -335,15 +336,22 @@ impl ContainerRuntime for MemoryRuntime {
         }
     }
 
-    async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
+    /// The lines the container wrote (the twin keeps no times: `since_s` and `timestamps`
+    /// change nothing, and a follow ends with what is there).
+    fn logs(&self, id: &str, options: &LogOptions) -> LogStream {
         let state = self.state();
-        let output = &state
-            .containers
-            .get(id)
-            .ok_or_else(|| RuntimeError::NotFound(id.to_owned()))?
-            .output;
-        let kept = &output[output.len().saturating_sub(tail)..];
-        Ok(kept.iter().map(|line| format!("{line}\n")).collect())
+        let text = state.containers.get(id).map(|c| {
+            let output = &c.output;
+            let tail = options.tail.unwrap_or(output.len());
+            let kept = &output[output.len().saturating_sub(tail)..];
+            kept.iter()
+                .map(|line| format!("{line}\n"))
+                .collect::<String>()
+        });
+        let chunk = text
+            .map(bytes::Bytes::from)
+            .ok_or_else(|| RuntimeError::NotFound(id.to_owned()));
+        futures::stream::iter([chunk]).boxed()
     }
 
     fn watch(&self, node: &str) -> mpsc::Receiver<RuntimeEvent> {
@@ -356,6 +364,7 @@ impl ContainerRuntime for MemoryRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::log_text;
     use std::net::{IpAddr, Ipv4Addr};
     use weeble_crdt::Protocol;
 
@@ -543,7 +552,7 @@ mod tests {
         assert_eq!(events.try_recv(), Ok(event(&id, "destroy")));
         assert!(events.try_recv().is_err());
         assert_eq!(
-            rt.logs(&id, 10).await,
+            log_text(rt.logs(&id, &LogOptions::default())).await,
             Err(RuntimeError::NotFound(id.clone()))
         );
     }
@@ -553,12 +562,21 @@ mod tests {
         let rt = runtime();
         let id = rt.create_and_start(&spec("n1", "a")).await.unwrap();
         rt.kill(&id, 3).unwrap();
-        assert_eq!(
-            rt.logs(&id, 10).await.unwrap(),
-            "started a\nexited with code 3\n"
-        );
-        assert_eq!(rt.logs(&id, 1).await.unwrap(), "exited with code 3\n");
-        assert_eq!(rt.logs(&id, 0).await.unwrap(), "");
+        let logs = |tail| {
+            let options = LogOptions {
+                tail,
+                ..LogOptions::default()
+            };
+            log_text(rt.logs(&id, &options))
+        };
+        assert_eq!(logs(None).await.unwrap(), "started a\nexited with code 3\n");
+        assert_eq!(logs(Some(1)).await.unwrap(), "exited with code 3\n");
+        assert_eq!(logs(Some(0)).await.unwrap(), "");
+        let missing = rt.logs("nope", &LogOptions::default());
+        assert!(matches!(
+            log_text(missing).await,
+            Err(RuntimeError::NotFound(_))
+        ));
     }
 
     #[tokio::test]

@@ -13,6 +13,34 @@ use std::future::Future;
 use tokio::sync::mpsc;
 pub use weeble_core::runtime::*;
 
+/// What to read of a container's output (Kubernetes' `pods/log` parameters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Only the last lines; all of them if `None`.
+    pub tail: Option<usize>,
+    /// Go on with what the container writes next, until it stops or the reader goes.
+    pub follow: bool,
+    /// Only what was written since this time (Unix seconds).
+    pub since_s: Option<i64>,
+    /// Each line starts with its RFC 3339 time.
+    pub timestamps: bool,
+}
+
+/// A container's output, chunk by chunk.
+pub type LogStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, RuntimeError>>;
+
+/// The whole of a log stream that ends (one that does not follow), as text.
+pub async fn log_text(stream: LogStream) -> Result<String, RuntimeError> {
+    use futures::TryStreamExt;
+    let bytes: Vec<u8> = stream
+        .try_fold(Vec::new(), |mut all, chunk| {
+            all.extend_from_slice(&chunk);
+            futures::future::ready(Ok(all))
+        })
+        .await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// The operations the reconciler needs. Implementations must be cheap to clone (a handle).
 pub trait ContainerRuntime: Clone + Send + Sync + 'static {
     /// Every container labelled `weeble.node=<node>`, running or not.
@@ -43,12 +71,9 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
         command: &[String],
     ) -> impl Future<Output = Result<i64, RuntimeError>> + Send;
 
-    /// The last `tail` lines of a container's output (stdout and stderr).
-    fn logs(
-        &self,
-        id: &str,
-        tail: usize,
-    ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+    /// A container's output (stdout and stderr), as `options` asks: all of it or its last
+    /// lines, from a time on, with timestamps, and on as it is written if it follows.
+    fn logs(&self, id: &str, options: &LogOptions) -> LogStream;
 
     /// Events for the node's containers, as they happen, until the receiver is dropped.
     fn watch(&self, node: &str) -> mpsc::Receiver<RuntimeEvent>;
