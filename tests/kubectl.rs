@@ -541,22 +541,37 @@ fn kubectl_writes_as_it_does_against_kubernetes_at_any_peer() {
     assert!(rolled.contains("successfully rolled out"), "{rolled}");
 
     // Replace with optimistic concurrency: a stale resourceVersion is a 409 Conflict.
-    let current = kubectl_ok(&configs[2], &["get", "deployment", "web", "-o", "json"]);
-    let mut object: serde_json::Value = serde_json::from_str(&current).unwrap();
-    object["spec"]["replicas"] = 1.into();
-    let fresh = cluster.dir.join("fresh.json");
-    std::fs::write(&fresh, object.to_string()).unwrap();
-    object["metadata"]["resourceVersion"] = "1".into();
-    let stale = cluster.dir.join("stale.json");
-    std::fs::write(&stale, object.to_string()).unwrap();
-    let conflict = kubectl(&configs[2], &["replace", "-f", stale.to_str().unwrap()]);
+    // The object read now, its replicas changed (and its version made stale if `stale`).
+    let edited = |stale: bool| {
+        let current = kubectl_ok(&configs[2], &["get", "deployment", "web", "-o", "json"]);
+        let mut object: serde_json::Value = serde_json::from_str(&current).unwrap();
+        object["spec"]["replicas"] = 1.into();
+        if stale {
+            object["metadata"]["resourceVersion"] = "1".into();
+        }
+        let path = cluster.dir.join(format!("edited-{stale}.json"));
+        std::fs::write(&path, object.to_string()).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let conflict = kubectl(&configs[2], &["replace", "-f", &edited(true)]);
     assert!(
         text(&conflict.stderr).contains("Conflict"),
         "{}",
         text(&conflict.stderr)
     );
-    let replaced = kubectl_ok(&configs[2], &["replace", "-f", fresh.to_str().unwrap()]);
-    assert!(replaced.contains("replaced"), "{replaced}");
+    // Read again and retry on a conflict, as clients do (its status may still change).
+    wait_for(
+        "a replace of what was just read",
+        Duration::from_secs(20),
+        || {
+            let out = kubectl(&configs[2], &["replace", "-f", &edited(false)]);
+            match out.status.success() {
+                true => Some(()),
+                false if text(&out.stderr).contains("Conflict") => None,
+                false => panic!("{}", text(&out.stderr)),
+            }
+        },
+    );
     wait_for("the replace at node 0", Duration::from_secs(10), || {
         (spec(0, "{.spec.replicas}") == "1").then_some(())
     });
@@ -617,6 +632,56 @@ fn kubectl_writes_as_it_does_against_kubernetes_at_any_peer() {
         text(&protobuf.stderr).contains("apply -f"),
         "{}",
         text(&protobuf.stderr)
+    );
+
+    // Namespaces: made by apply, holding what is applied in them, deleted with it.
+    let team = cluster.dir.join("team.yaml");
+    let in_team =
+        demo_deployment("crew", 1).replace("  name: crew\n", "  name: crew\n  namespace: team\n");
+    std::fs::write(&team, format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: team, labels: {{env: test}}}}\n---\n{in_team}")).unwrap();
+    let made = kubectl_ok(&configs[0], &["apply", "-f", team.to_str().unwrap()]);
+    assert!(
+        made.contains("namespace/team created") && made.contains("deployment.apps/crew created"),
+        "{made}"
+    );
+    let namespaces = kubectl_ok(
+        &configs[1],
+        &["get", "namespaces", "-l", "env=test", "-o", "name"],
+    );
+    assert_eq!(namespaces.trim(), "namespace/team");
+    wait_for("crew in team at node 2", Duration::from_secs(10), || {
+        let names = kubectl_ok(
+            &configs[2],
+            &["get", "deployments", "-n", "team", "-o", "name"],
+        );
+        (names.trim() == "deployment.apps/crew").then_some(())
+    });
+    let all = kubectl_ok(&configs[2], &["get", "deployments", "-A"]);
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("team") && l.contains("crew")),
+        "{all}"
+    );
+    kubectl_ok(&configs[2], &["delete", "namespace", "team"]);
+    wait_for(
+        "team and crew gone at node 0",
+        Duration::from_secs(10),
+        || {
+            let left = kubectl_ok(&configs[0], &["get", "deployments", "-A", "-o", "name"]);
+            (!left.contains("crew")).then_some(())
+        },
+    );
+    let gone = kubectl(&configs[0], &["get", "namespace", "team"]);
+    assert!(
+        text(&gone.stderr).contains("NotFound"),
+        "{}",
+        text(&gone.stderr)
+    );
+    let kept = kubectl(&configs[0], &["delete", "namespace", "default"]);
+    assert!(
+        text(&kept.stderr).contains("Forbidden"),
+        "{}",
+        text(&kept.stderr)
     );
 
     let deleted = kubectl_ok(&configs[1], &["delete", "-f", &manifest(3, "")]);

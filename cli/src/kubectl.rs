@@ -12,7 +12,7 @@ use std::path::Path;
 use weeble_core::objects::{
     self, ANNOTATION_API, ANNOTATION_DEPLOYMENT, ConditionStatus, ObjectMeta,
 };
-use weeble_crdt::{Admission, Kind};
+use weeble_crdt::{Admission, Kind, ObjectKey};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Resource {
@@ -62,11 +62,12 @@ pub fn apply(client: &Client, file: &Path) -> anyhow::Result<()> {
     let text = manifests::read_text(file)?;
     let answer: objects::Applied = client.post_text("/apis/weeble.io/v1/apply", &text)?;
     for item in answer.items {
-        let kind = match item.kind {
-            Kind::Deployment => "deployment.apps",
-            Kind::Service => "service",
-        };
-        println!("{kind}/{} {}", item.name, item.outcome);
+        println!(
+            "{}/{} {}",
+            item.kind.kubectl_name(),
+            item.name,
+            item.outcome
+        );
     }
     Ok(())
 }
@@ -432,19 +433,16 @@ pub fn delete(
     name: Option<&str>,
     file: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let targets: Vec<(Resource, String, String)> = match (resource, name, file) {
+    let targets: Vec<(Kind, ObjectKey)> = match (resource, name, file) {
         (_, _, Some(file)) => manifests::read(file)?
             .iter()
-            .map(|o| {
-                let r = match o {
-                    weeble_crdt::Object::Deployment(_) => Resource::Deployments,
-                    weeble_crdt::Object::Service(_) => Resource::Services,
-                };
-                (r, o.meta().namespace.clone(), o.meta().name.clone())
-            })
+            .map(|o| (o.kind(), o.meta().key()))
             .collect(),
-        (Some(r @ (Resource::Deployments | Resource::Services)), Some(name), None) => {
-            vec![(r, ns.to_string(), name.to_string())]
+        (Some(Resource::Deployments), Some(name), None) => {
+            vec![(Kind::Deployment, ObjectKey::new(ns, name))]
+        }
+        (Some(Resource::Services), Some(name), None) => {
+            vec![(Kind::Service, ObjectKey::new(ns, name))]
         }
         (Some(_), Some(_), None) => bail!("only deployments and services can be deleted"),
         _ => {
@@ -453,14 +451,9 @@ pub fn delete(
             ));
         }
     };
-    for (resource, ns, name) in targets {
-        client.delete(&resource.path(&ns, Some(&name)))?;
-        let kind = if resource == Resource::Deployments {
-            "deployment.apps"
-        } else {
-            "service"
-        };
-        println!("{kind}/{name} deleted");
+    for (kind, key) in targets {
+        client.delete(&kind.path(&key))?;
+        println!("{}/{} deleted", kind.kubectl_name(), key.name);
     }
     Ok(())
 }

@@ -43,10 +43,7 @@ pub fn read(file: &Path) -> anyhow::Result<Vec<Object>> {
 /// kubectl's way of naming an object: `deployment.apps/nginx`, `service/nginx-service`.
 pub fn resource_name(object: &Object) -> String {
     let meta = object.meta();
-    let kind = match object {
-        Object::Deployment(_) => "deployment.apps",
-        Object::Service(_) => "service",
-    };
+    let kind = object.kind().kubectl_name();
     if meta.namespace == weeble_crdt::DEFAULT_NAMESPACE {
         format!("{kind}/{}", meta.name)
     } else {

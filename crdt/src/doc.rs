@@ -102,6 +102,8 @@ pub struct Snapshot {
     /// one with only the changed objects read again.
     pub deployments: BTreeMap<ObjectKey, Arc<Deployment>>,
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    /// The namespaces operators made, keyed with an empty namespace.
+    pub namespaces: BTreeMap<ObjectKey, Arc<Namespace>>,
     /// The peers the cluster allows or denies ([`peers`]).
     pub peers: Admissions,
     /// Entries that could not be read (written by a newer or broken peer), with the reason.
@@ -162,6 +164,7 @@ fn kind_prefix(kind: Kind) -> &'static str {
     match kind {
         Kind::Deployment => "deployments",
         Kind::Service => "services",
+        Kind::Namespace => "namespaces",
     }
 }
 
@@ -250,6 +253,11 @@ fn fields(object: &Object) -> Fields<'_> {
         }
         Object::Service(s) => Fields {
             spec: vec![("spec", json(&s.spec))],
+            template: None,
+            meta,
+        },
+        Object::Namespace(_) => Fields {
+            spec: vec![],
             template: None,
             meta,
         },
@@ -408,14 +416,28 @@ impl DesiredState {
         Ok(Outcome::Scaled)
     }
 
+    /// Deletes an object; a namespace goes with every object in it (one that was never made
+    /// but holds objects is deleted as well: its objects go).
     pub fn delete(&mut self, kind: Kind, key: &ObjectKey) -> Result<Outcome, StateError> {
-        if self.object_id(kind, key)?.is_none() {
+        let mut roots = vec![];
+        if self.object_id(kind, key)?.is_some() {
+            roots.push(root_key(kind, key));
+        }
+        if kind == Kind::Namespace {
+            let within = |k: Kind| format!("{}/{}/", kind_prefix(k), key.name);
+            let prefixes = [within(Kind::Deployment), within(Kind::Service)];
+            let keys = self.doc.keys(ROOT);
+            roots.extend(keys.filter(|root| prefixes.iter().any(|p| root.starts_with(p))));
+        }
+        if roots.is_empty() {
             return Err(StateError::NotFound {
                 kind,
                 key: key.clone(),
             });
         }
-        self.doc.delete(ROOT, root_key(kind, key))?;
+        for root in roots {
+            self.doc.delete(ROOT, root)?;
+        }
         self.commit(Outcome::Deleted, format!("delete {kind} {key}"));
         Ok(Outcome::Deleted)
     }
@@ -498,6 +520,7 @@ impl DesiredState {
                 match kind {
                     "deployments" => drop(snapshot.deployments.remove(&key)),
                     "services" => drop(snapshot.services.remove(&key)),
+                    "namespaces" => drop(snapshot.namespaces.remove(&key)),
                     _ => {}
                 }
             }
@@ -568,6 +591,18 @@ impl DesiredState {
             "services" => self
                 .read_service(root, key.clone())
                 .map(|s| drop(snapshot.services.insert(key, Arc::new(s)))),
+            "namespaces" => {
+                let meta = self
+                    .map_at(root)
+                    .and_then(|obj| self.read_meta(&obj, key.clone()));
+                meta.map(|meta| {
+                    drop(
+                        snapshot
+                            .namespaces
+                            .insert(key, Arc::new(Namespace { meta })),
+                    )
+                })
+            }
             _ => Err(format!("unknown kind prefix {prefix:?}")),
         };
         if let Err(why) = read {

@@ -257,6 +257,16 @@ pub struct ResourceList {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamespaceManifest {
+    pub api_version: Option<String>,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: Option<Present>,
+    pub status: Option<Present>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServiceManifest {
     pub api_version: Option<String>,
     pub kind: String,

@@ -113,18 +113,21 @@ pub fn parse_manifests(text: &str) -> Result<Parsed, ManifestError> {
                 .map(|m| Object::Deployment(validate::deployment(m, &mut findings))),
             Some("Service") => strict::<k8s::ServiceManifest>(typed)
                 .map(|m| Object::Service(validate::service(m, &mut findings))),
+            Some("Namespace") => strict::<k8s::NamespaceManifest>(typed)
+                .map(|m| Object::Namespace(validate::namespace(m, &mut findings))),
             Some(other) => Err((
                 "kind".to_string(),
                 None,
                 format!(
-                    "unknown kind {}: Weeble supports Deployment (apps/v1) and Service (v1)",
+                    "unknown kind {}: Weeble supports Deployment (apps/v1), Service and \
+                     Namespace (v1)",
                     echo(other)
                 ),
             )),
             None => Err((
                 "kind".to_string(),
                 None,
-                "required: Deployment or Service".to_string(),
+                "required: Deployment, Service or Namespace".to_string(),
             )),
         };
         let object_label = type_meta.kind.as_deref().and_then(label);

@@ -38,9 +38,13 @@ impl ObjectKey {
     }
 }
 
+/// `namespace/name`, or the name alone for an object of no namespace.
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
+        match self.namespace.as_str() {
+            "" => f.write_str(&self.name),
+            ns => write!(f, "{ns}/{}", self.name),
+        }
     }
 }
 
@@ -49,14 +53,34 @@ impl fmt::Display for ObjectKey {
 pub enum Kind {
     Deployment,
     Service,
+    Namespace,
 }
 
 impl Kind {
+    /// kubectl's name of the kind, before an object's name: `deployment.apps/web`.
+    pub fn kubectl_name(self) -> &'static str {
+        match self {
+            Kind::Deployment => "deployment.apps",
+            Kind::Service => "service",
+            Kind::Namespace => "namespace",
+        }
+    }
+
+    /// The API path of object `key` of this kind (a namespace's own namespace is empty).
+    pub fn path(self, key: &ObjectKey) -> String {
+        let (ns, name) = (&key.namespace, &key.name);
+        match self {
+            Kind::Deployment => format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"),
+            Kind::Service => format!("/api/v1/namespaces/{ns}/services/{name}"),
+            Kind::Namespace => format!("/api/v1/namespaces/{name}"),
+        }
+    }
+
     /// The Kubernetes `apiVersion` this kind is served under.
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Deployment => "apps/v1",
-            Kind::Service => "v1",
+            Kind::Service | Kind::Namespace => "v1",
         }
     }
 }
@@ -66,6 +90,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Kind::Deployment => "Deployment",
             Kind::Service => "Service",
+            Kind::Namespace => "Namespace",
         })
     }
 }
@@ -113,6 +138,7 @@ impl Meta {
 pub enum Object {
     Deployment(Deployment),
     Service(Service),
+    Namespace(Namespace),
 }
 
 impl Object {
@@ -120,6 +146,7 @@ impl Object {
         match self {
             Object::Deployment(_) => Kind::Deployment,
             Object::Service(_) => Kind::Service,
+            Object::Namespace(_) => Kind::Namespace,
         }
     }
 
@@ -127,6 +154,7 @@ impl Object {
         match self {
             Object::Deployment(d) => &d.meta,
             Object::Service(s) => &s.meta,
+            Object::Namespace(n) => &n.meta,
         }
     }
 }
@@ -389,6 +417,14 @@ impl IntOrPercent {
             }
         }
     }
+}
+
+/// A namespace an operator made (`kind: Namespace`): its name (in `meta.name`; its
+/// `meta.namespace` is empty) and labels. Objects may name a namespace no one made, as
+/// Weeble has always let them; deleting a namespace deletes what is in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    pub meta: Meta,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

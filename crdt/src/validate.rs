@@ -173,6 +173,18 @@ pub fn deployment(m: k8s::DeploymentManifest, f: &mut Findings) -> Deployment {
     }
 }
 
+/// Validates a Namespace: a name (a DNS-1123 label) and labels; it has no namespace.
+pub fn namespace(m: k8s::NamespaceManifest, f: &mut Findings) -> Namespace {
+    api_version(m.api_version.as_deref(), Kind::Namespace, f);
+    f.ignored(
+        "",
+        &[("spec", m.spec.is_some()), ("status", m.status.is_some())],
+    );
+    let mut meta = meta(m.metadata, Kind::Namespace, f);
+    meta.namespace = String::new();
+    Namespace { meta }
+}
+
 /// Validates a Service. The returned object is only meaningful if `findings.errors` is empty.
 pub fn service(m: k8s::ServiceManifest, f: &mut Findings) -> Service {
     api_version(m.api_version.as_deref(), Kind::Service, f);
@@ -338,6 +350,7 @@ fn meta(m: k8s::ObjectMeta, kind: Kind, f: &mut Findings) -> Meta {
         let checked = match kind {
             Kind::Deployment => dns1123_label(&name, MAX_DEPLOYMENT_NAME),
             Kind::Service => dns1035_label(&name),
+            Kind::Namespace => dns1123_label(&name, 63),
         };
         if let Err(why) = checked {
             f.error(

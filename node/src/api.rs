@@ -37,7 +37,9 @@ use list::ListQuery;
 use listen::Activity;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use served::{Deployments, Endpoints, Nodes, Peers, Pods, ReplicaSets, Served, Services};
+use served::{
+    Deployments, Endpoints, Namespaces, Nodes, Peers, Pods, ReplicaSets, Served, Services,
+};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,7 +47,7 @@ use weeble_core::document::{Op, WriteError};
 use weeble_core::objects::table::Tabled;
 use weeble_core::objects::{self, Object, Resource, StatusCause, discovery, openapi};
 use weeble_crdt::echo::{clip_to, echo};
-use weeble_crdt::{Admission, Kind, ObjectKey, parse_manifests};
+use weeble_crdt::{Admission, ObjectKey, parse_manifests};
 
 /// Weeble's version, as `/version` and the OpenAPI documents say it.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -157,7 +159,7 @@ fn router<R: ContainerRuntime>(
             get(get_in::<Deployments, R>)
                 .put(write::replace::<Deployments, R>)
                 .patch(write::patch::<Deployments, R>)
-                .delete(delete_deployment::<R>),
+                .delete(write::delete::<Deployments, R>),
         )
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
@@ -184,7 +186,7 @@ fn router<R: ContainerRuntime>(
             get(get_in::<Services, R>)
                 .put(write::replace::<Services, R>)
                 .patch(write::patch::<Services, R>)
-                .delete(delete_service::<R>),
+                .delete(write::delete::<Services, R>),
         )
         .route("/api/v1/endpoints", get(list::<Endpoints, R>))
         .route(
@@ -213,6 +215,17 @@ fn router<R: ContainerRuntime>(
         )
         .route("/apis/weeble.io/v1/jointokens", post(join_token::<R>))
         .route("/api/v1/nodes", get(list::<Nodes, R>))
+        .route(
+            "/api/v1/namespaces",
+            get(list::<Namespaces, R>).post(write::create_named::<Namespaces, R>),
+        )
+        .route(
+            "/api/v1/namespaces/{name}",
+            get(get_named::<Namespaces, R>)
+                .put(write::replace_named::<Namespaces, R>)
+                .patch(write::patch_named::<Namespaces, R>)
+                .delete(write::delete_named::<Namespaces, R>),
+        )
         .route("/api/v1/nodes/{name}", get(get_named::<Nodes, R>))
         .fallback(|request: Request| async move {
             ApiError::new(
@@ -269,7 +282,7 @@ async fn check(State(policy): State<Arc<guard::Policy>>, request: Request, next:
             let hint = match protobuf {
                 true => {
                     ": Weeble reads no protobuf; write the object as a manifest and use \
-                         kubectl apply -f (kubectl create deployment --dry-run=client -o yaml \
+                         kubectl apply -f (kubectl create KIND NAME --dry-run=client -o yaml \
                          makes one)"
                 }
                 false => "",
@@ -689,28 +702,11 @@ fn as_asked<T: Object + Tabled>(object: T, headers: &HeaderMap, query: &ListQuer
 /// The object `key` of `S` with its version, or 404.
 async fn one<S: Served, R>(api: &Api<R>, key: ObjectKey) -> Reply<S::Object> {
     let object = S::one(&api.agent, &key).ok_or_else(|| {
-        let key = match key.namespace.as_str() {
-            "" => key.name.clone(),
-            _ => key.to_string(),
-        };
-        ApiError::not_found(format!("{} {}", <S::Object as Resource>::KIND, echo(&key)))
+        let kind = <S::Object as Resource>::KIND;
+        ApiError::not_found(format!("{kind} {}", echo(&key.to_string())))
     })?;
     api.versions.use_resource::<S>(&api.agent).await;
     Ok(Json(api.versions.stamp(S::RESOURCE, object)))
-}
-
-/// Deletes an object; answers with a Kubernetes `Status` of success.
-async fn delete<R>(api: &Api<R>, kind: Kind, ns: String, name: String) -> Reply<objects::Status> {
-    let key = ObjectKey::new(&ns, &name);
-    api.agent.write(Op::Delete(kind, key)).await?;
-    Ok(Json(objects::Status::deleted(kind, &name)))
-}
-
-async fn delete_deployment<R>(
-    State(api): State<Api<R>>,
-    Path((ns, name)): Path<(String, String)>,
-) -> Reply<objects::Status> {
-    delete(&api, Kind::Deployment, ns, name).await
 }
 
 async fn get_scale<R>(
@@ -793,13 +789,6 @@ fn deployment_of<'a>(
         .deployments
         .get(key)
         .ok_or_else(|| ApiError::not_found(format!("Deployment {key}")))
-}
-
-async fn delete_service<R>(
-    State(api): State<Api<R>>,
-    Path((ns, name)): Path<(String, String)>,
-) -> Reply<objects::Status> {
-    delete(&api, Kind::Service, ns, name).await
 }
 
 /// `pods/NAME/log`'s parameters, as Kubernetes names them.

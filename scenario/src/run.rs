@@ -297,7 +297,7 @@ impl<'a> Runner<'a> {
             .iter()
             .filter_map(|o| match o {
                 weeble_crdt::Object::Deployment(d) => Some((d.meta.name.clone(), d.spec.replicas)),
-                weeble_crdt::Object::Service(_) => None,
+                weeble_crdt::Object::Service(_) | weeble_crdt::Object::Namespace(_) => None,
             })
             .collect();
         loop {
@@ -861,7 +861,7 @@ fn explains(action: &Action, key: &str, now: Option<&crate::backend::Held>) -> b
                             && h.image.as_deref()
                                 == d.spec.template.containers.first().map(|c| c.image.as_str())
                     }
-                    weeble_crdt::Object::Service(_) => true,
+                    weeble_crdt::Object::Service(_) | weeble_crdt::Object::Namespace(_) => true,
                 }
         }),
         _ => false,

@@ -203,6 +203,48 @@ fn an_object_has_one_uid_at_every_node_a_creation_time_and_a_new_uid_when_made_a
     );
 }
 
+#[test]
+fn deleting_a_namespace_deletes_what_is_in_it_and_nothing_else() {
+    let text = "kind: Namespace\nmetadata: {name: team, labels: {a: b}}\n---\n\
+                kind: Service\nmetadata: {name: web, namespace: team}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n";
+    let mut s = peer(1);
+    for object in parse_manifests(text).expect("valid").objects {
+        s.apply(&object).unwrap();
+    }
+    let mut in_team = talk_deployment("nginx");
+    if let Object::Deployment(d) = &mut in_team {
+        d.meta.namespace = "team".into();
+    }
+    s.apply(&in_team).unwrap();
+    s.apply(&talk_deployment("nginx")).unwrap();
+    let snapshot = s.snapshot();
+    let team = ObjectKey::new("", "team");
+    assert_eq!(snapshot.namespaces[&team].meta.labels["a"], "b");
+    assert_eq!(
+        (snapshot.deployments.len(), snapshot.services.len()),
+        (2, 1)
+    );
+    assert_eq!(s.delete(Kind::Namespace, &team).unwrap(), Outcome::Deleted);
+    let after = s.snapshot();
+    assert!(after.namespaces.is_empty() && after.services.is_empty());
+    assert_eq!(
+        after.deployments.keys().collect::<Vec<_>>(),
+        [&key()],
+        "default's stays"
+    );
+    // A namespace no one made, holding objects, goes the same way; an empty one is not found.
+    let default = ObjectKey::new("", "default");
+    assert_eq!(
+        s.delete(Kind::Namespace, &default).unwrap(),
+        Outcome::Deleted
+    );
+    assert!(s.snapshot().deployments.is_empty());
+    assert!(matches!(
+        s.delete(Kind::Namespace, &default),
+        Err(StateError::NotFound { .. })
+    ));
+}
+
 /// Found by the convergence property test: a node sees a peer's object win over its own,
 /// then in one sync learns that the peer deleted it and that a third node created one too.
 /// Automerge 0.12's incremental diff reported that last step as a conflict only, not as a new

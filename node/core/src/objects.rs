@@ -1373,6 +1373,50 @@ impl Peer {
     }
 }
 
+/// A namespace: one an operator made, or one that objects name (or `default`), which
+/// Weeble serves as made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Namespace {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub status: NamespaceStatus,
+}
+
+resource!(Namespace, "v1");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceStatus {
+    /// Always `Active`: a deleted namespace is gone at once, with what was in it.
+    pub phase: String,
+}
+
+impl Namespace {
+    /// Namespace `name`, as an operator made it (`made`) or as objects name it.
+    pub fn new(name: &str, made: Option<&crdt::Namespace>) -> Self {
+        let metadata = match made {
+            Some(n) => ObjectMeta {
+                namespace: None,
+                ..ObjectMeta::stored(&n.meta)
+            },
+            None => ObjectMeta {
+                name: name.into(),
+                uid: Some(crdt::uid_of(&format!("namespace/{name}"))),
+                ..ObjectMeta::default()
+            },
+        };
+        Namespace {
+            api_version: Self::API_VERSION.into(),
+            kind: Self::KIND.into(),
+            metadata,
+            status: NamespaceStatus {
+                phase: "Active".into(),
+            },
+        }
+    }
+}
+
 /// A list of objects of one kind (`<Kind>List`), and where the next page starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -33,6 +33,8 @@ pub trait Served: Sized + Send + 'static {
     const RESOURCE: &'static str;
     /// The fields a field selector may name besides `metadata.name` and `metadata.namespace`.
     const FIELDS: &'static [&'static str] = &[];
+    /// Whether its objects live in namespaces (a node, a namespace, a peer do not).
+    const NAMESPACED: bool = true;
 
     /// The place after the item whose continue token is `token`.
     fn after(token: &str) -> Result<Self::After, BadToken>;
@@ -414,6 +416,7 @@ impl Served for Nodes {
     type After = String;
     const RESOURCE: &'static str = "nodes";
     const FIELDS: &'static [&'static str] = &["spec.unschedulable"];
+    const NAMESPACED: bool = false;
 
     fn after(token: &str) -> Result<String, BadToken> {
         named_after(token)
@@ -460,6 +463,7 @@ impl Served for Peers {
     type Object = objects::Peer;
     type After = String;
     const RESOURCE: &'static str = "peers";
+    const NAMESPACED: bool = false;
 
     fn after(token: &str) -> Result<String, BadToken> {
         // Peer ids are base58: upper case is theirs.
@@ -486,5 +490,60 @@ impl Served for Peers {
         let view = agent.view.borrow().clone();
         let peers = objects::Peer::all(&view.members, &view.snapshot.peers);
         peers.into_iter().find(|p| p.metadata.name == key.name)
+    }
+}
+
+/// Namespaces: `default`, those operators made, and those objects name.
+pub struct Namespaces(Arc<View>);
+
+impl Namespaces {
+    /// Every namespace's name, and what an operator made of it.
+    fn all(&self) -> BTreeMap<String, Option<&Arc<crdt::Namespace>>> {
+        let snapshot = &self.0.snapshot;
+        let named = snapshot.deployments.keys().chain(snapshot.services.keys());
+        let mut all: BTreeMap<String, Option<&Arc<crdt::Namespace>>> = named
+            .map(|key| (key.namespace.clone(), None))
+            .chain([(crdt::DEFAULT_NAMESPACE.to_string(), None)])
+            .collect();
+        for (key, made) in &snapshot.namespaces {
+            all.insert(key.name.clone(), Some(made));
+        }
+        all
+    }
+}
+
+impl Served for Namespaces {
+    type Object = objects::Namespace;
+    type After = String;
+    const RESOURCE: &'static str = "namespaces";
+    const FIELDS: &'static [&'static str] = &["status.phase"];
+    const NAMESPACED: bool = false;
+
+    fn after(token: &str) -> Result<String, BadToken> {
+        named_after(token)
+    }
+
+    fn source(agent: &Agent) -> Self {
+        Namespaces(agent.view.borrow().clone())
+    }
+
+    fn each(&self, _: Option<&str>, after: Option<String>, push: &mut Push<Self::Object>) {
+        let all = self.all();
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        for (name, made) in all.range((start, Bound::Unbounded)) {
+            if !push(
+                name.clone(),
+                objects::Namespace::new(name, made.map(|m| &**m)),
+            ) {
+                return;
+            }
+        }
+    }
+
+    fn one(agent: &Agent, key: &ObjectKey) -> Option<Self::Object> {
+        let namespaces = Namespaces::source(agent);
+        let all = namespaces.all();
+        let made = all.get(&key.name)?;
+        Some(objects::Namespace::new(&key.name, made.map(|m| &**m)))
     }
 }

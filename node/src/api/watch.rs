@@ -156,7 +156,9 @@ impl Versions {
 
     /// Looks at every served resource the journal follows.
     fn observe_all(&self, agent: &Agent) {
-        use super::served::{Deployments, Endpoints, Nodes, Peers, Pods, ReplicaSets, Services};
+        use super::served::{
+            Deployments, Endpoints, Namespaces, Nodes, Peers, Pods, ReplicaSets, Services,
+        };
         self.observe_followed::<Deployments>(agent);
         self.observe_followed::<ReplicaSets>(agent);
         self.observe_followed::<Services>(agent);
@@ -164,6 +166,7 @@ impl Versions {
         self.observe_followed::<Pods>(agent);
         self.observe_followed::<Nodes>(agent);
         self.observe_followed::<Peers>(agent);
+        self.observe_followed::<Namespaces>(agent);
     }
 }
 

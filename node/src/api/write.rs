@@ -1,10 +1,11 @@
 //! Writes as Kubernetes' clients send them, for the kinds the desired state stores
-//! (deployments and services): `POST` creates (409 if the object exists), `PUT` replaces (404
+//! (deployments, services, namespaces): `POST` creates (409 if the object exists), `PUT` replaces (404
 //! if it does not; 409 if the body's `resourceVersion` is not the object's at this node),
 //! `PATCH` applies one of the four kinds of patch ([`weeble_core::objects::patch`]) to the
 //! object as served (server-side apply creates it if it is missing). Each result is validated
 //! as a manifest, as `weeble apply` validates one, and written whole: a write that does not
-//! validate is 422 with its field causes, and changes nothing.
+//! validate is 422 with its field causes, and changes nothing. `DELETE` removes the object (a
+//! namespace with everything in it).
 
 use super::served::Served;
 use super::{Api, ApiError, invalid};
@@ -14,10 +15,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use weeble_core::document::Op;
-use weeble_core::objects::Resource;
 use weeble_core::objects::patch::{self, PatchType};
+use weeble_core::objects::{self, Resource};
 use weeble_crdt::echo::echo;
-use weeble_crdt::{Kind, ObjectKey, parse_manifests};
+use weeble_crdt::{DEFAULT_NAMESPACE, Kind, ObjectKey, parse_manifests};
 
 /// A resource the desired state stores: one that is written.
 pub trait Stored: Served {
@@ -32,6 +33,10 @@ impl Stored for super::served::Services {
     const KIND: Kind = Kind::Service;
 }
 
+impl Stored for super::served::Namespaces {
+    const KIND: Kind = Kind::Namespace;
+}
+
 /// How long a write waits for the node's view to show what it wrote.
 const VIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -42,8 +47,26 @@ pub(super) async fn create<S: Stored, R>(
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
-    let value = body_value(&headers, &body)?;
-    let object = manifest::<S>(&ns, None, value)?;
+    created::<S, R>(&api, &ns, &headers, &body).await
+}
+
+/// `POST` an object of `S`, a kind of no namespace.
+pub(super) async fn create_named<S: Stored, R>(
+    State(api): State<Api<R>>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    created::<S, R>(&api, "", &headers, &body).await
+}
+
+async fn created<S: Stored, R>(
+    api: &Api<R>,
+    ns: &str,
+    headers: &HeaderMap,
+    body: &str,
+) -> Result<Response, ApiError> {
+    let value = body_value(headers, body)?;
+    let object = manifest::<S>(ns, None, value)?;
     let key = object.meta().key();
     if S::one(&api.agent, &key).is_some() {
         return Err(ApiError::already_exists(format!(
@@ -52,7 +75,7 @@ pub(super) async fn create<S: Stored, R>(
             echo(&key.to_string())
         )));
     }
-    written::<S, R>(&api, object, StatusCode::CREATED).await
+    written::<S, R>(api, object, StatusCode::CREATED).await
 }
 
 /// `PUT` an object of `S` in place of `ns/name`.
@@ -62,8 +85,26 @@ pub(super) async fn replace<S: Stored, R>(
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
-    let value = body_value(&headers, &body)?;
-    let key = ObjectKey::new(&ns, &name);
+    replaced::<S, R>(&api, ObjectKey::new(ns, name), &headers, &body).await
+}
+
+/// `PUT` an object of `S`, a kind of no namespace, in place of `name`.
+pub(super) async fn replace_named<S: Stored, R>(
+    State(api): State<Api<R>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    replaced::<S, R>(&api, ObjectKey::new("", name), &headers, &body).await
+}
+
+async fn replaced<S: Stored, R>(
+    api: &Api<R>,
+    key: ObjectKey,
+    headers: &HeaderMap,
+    body: &str,
+) -> Result<Response, ApiError> {
+    let value = body_value(headers, body)?;
     if S::one(&api.agent, &key).is_none() {
         return Err(not_found::<S>(&key));
     }
@@ -87,8 +128,8 @@ pub(super) async fn replace<S: Stored, R>(
             ));
         }
     }
-    let object = manifest::<S>(&ns, Some(&name), value)?;
-    written::<S, R>(&api, object, StatusCode::OK).await
+    let object = manifest::<S>(&key.namespace, Some(&key.name), value)?;
+    written::<S, R>(api, object, StatusCode::OK).await
 }
 
 /// `PATCH` the object `ns/name` of `S`.
@@ -97,6 +138,25 @@ pub(super) async fn patch<S: Stored, R>(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
     body: String,
+) -> Result<Response, ApiError> {
+    patched::<S, R>(&api, ObjectKey::new(ns, name), &headers, &body).await
+}
+
+/// `PATCH` the object `name` of `S`, a kind of no namespace.
+pub(super) async fn patch_named<S: Stored, R>(
+    State(api): State<Api<R>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    patched::<S, R>(&api, ObjectKey::new("", name), &headers, &body).await
+}
+
+async fn patched<S: Stored, R>(
+    api: &Api<R>,
+    key: ObjectKey,
+    headers: &HeaderMap,
+    body: &str,
 ) -> Result<Response, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -114,11 +174,10 @@ pub(super) async fn patch<S: Stored, R>(
         )
     })?;
     let given = match kind {
-        PatchType::Apply => yaml(&body)?,
-        _ => serde_json::from_str(&body)
+        PatchType::Apply => yaml(body)?,
+        _ => serde_json::from_str(body)
             .map_err(|e| ApiError::bad_request(format!("the patch is not JSON: {e}")))?,
     };
-    let key = ObjectKey::new(&ns, &name);
     let (mut target, code) = match (S::one(&api.agent, &key), kind) {
         (Some(current), _) => {
             let current = api.versions.stamp(S::RESOURCE, current);
@@ -134,8 +193,39 @@ pub(super) async fn patch<S: Stored, R>(
             format!("the patch does not apply: {e}"),
         )
     })?;
-    let object = manifest::<S>(&ns, Some(&name), target)?;
-    written::<S, R>(&api, object, code).await
+    let object = manifest::<S>(&key.namespace, Some(&key.name), target)?;
+    written::<S, R>(api, object, code).await
+}
+
+/// `DELETE` the object `ns/name` of `S`.
+pub(super) async fn delete<S: Stored, R>(
+    State(api): State<Api<R>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Json<objects::Status>, ApiError> {
+    deleted::<S, R>(&api, ObjectKey::new(ns, name)).await
+}
+
+/// `DELETE` the object `name` of `S`, a kind of no namespace (a namespace: with everything
+/// in it; `default` stays).
+pub(super) async fn delete_named<S: Stored, R>(
+    State(api): State<Api<R>>,
+    Path(name): Path<String>,
+) -> Result<Json<objects::Status>, ApiError> {
+    if S::KIND == Kind::Namespace && name == DEFAULT_NAMESPACE {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "namespace default may not be deleted (delete what is in it instead)",
+        ));
+    }
+    deleted::<S, R>(&api, ObjectKey::new("", name)).await
+}
+
+async fn deleted<S: Stored, R>(
+    api: &Api<R>,
+    key: ObjectKey,
+) -> Result<Json<objects::Status>, ApiError> {
+    api.agent.write(Op::Delete(S::KIND, key.clone())).await?;
+    Ok(Json(objects::Status::deleted(S::KIND, &key.name)))
 }
 
 fn not_found<S: Stored>(key: &ObjectKey) -> ApiError {
@@ -186,7 +276,14 @@ fn manifest<S: Stored>(
         .or_insert_with(|| json!({}))
         .as_object_mut()
         .ok_or_else(|| ApiError::bad_request("metadata: not an object"))?;
-    let namespace = meta.entry("namespace").or_insert_with(|| json!(ns));
+    if !S::NAMESPACED {
+        // An object of no namespace ignores one given, as Kubernetes does.
+        meta.remove("namespace");
+    }
+    let namespace = match S::NAMESPACED {
+        true => meta.entry("namespace").or_insert_with(|| json!(ns)).clone(),
+        false => json!(ns),
+    };
     if namespace != ns {
         return Err(ApiError::bad_request(format!(
             "the namespace of the object ({}) does not match the namespace of the request ({ns})",

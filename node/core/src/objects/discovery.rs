@@ -137,6 +137,15 @@ const CORE: &[Row] = &[
         &["ep"],
         false,
     ),
+    (
+        "namespaces",
+        "namespace",
+        false,
+        "Namespace",
+        WRITE,
+        &["ns"],
+        false,
+    ),
     ("nodes", "node", false, "Node", READ, &["no"], false),
 ];
 

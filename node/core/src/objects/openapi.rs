@@ -428,6 +428,17 @@ const SCHEMAS: &[Schema] = &[
         ],
     ),
     (
+        "Namespace",
+        Some(("", "v1", "Namespace")),
+        "A namespace: objects in it are named apart from others; deleting it deletes them.",
+        &[
+            ("apiVersion", Str, "v1"),
+            ("kind", Str, "Namespace"),
+            ("metadata", Ref("ObjectMeta"), "Its name and labels."),
+            ("status", Any, "Always Active (read-only)."),
+        ],
+    ),
+    (
         "Pod",
         Some(("", "v1", "Pod")),
         "A replica of a deployment, where placement puts it and as its node reports it (read-only).",
@@ -490,6 +501,7 @@ const RESOURCES: &[(&str, &str, &str, bool)] = &[
     ("api/v1", "services", "Service", true),
     ("api/v1", "endpoints", "Endpoints", false),
     ("api/v1", "nodes", "Node", false),
+    ("api/v1", "namespaces", "Namespace", true),
     ("apis/apps/v1", "deployments", "Deployment", true),
     ("apis/apps/v1", "replicasets", "ReplicaSet", false),
 ];
@@ -594,7 +606,7 @@ pub fn document(group_version: &str) -> Option<Value> {
             }
             op
         };
-        let namespaced = kind != "Node";
+        let namespaced = !matches!(kind, "Node" | "Namespace");
         let base = match namespaced {
             true => format!("/{gv}/namespaces/{{namespace}}/{resource}"),
             false => format!("/{gv}/{resource}"),

@@ -4,7 +4,9 @@
 //! each kind, so `kubectl get pods` reads as it does against a Kubernetes cluster.
 
 use super::replicaset::ReplicaSet;
-use super::{ConditionStatus, Deployment, Endpoints, Node, Peer, Pod, Service, readiness};
+use super::{
+    ConditionStatus, Deployment, Endpoints, Namespace, Node, Peer, Pod, Service, readiness,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -298,6 +300,22 @@ impl Tabled for Node {
             or_none(ip.unwrap_or_default()),
             json!("<none>"),
             or_none(liveness.unwrap_or_default().to_string()),
+        ]
+    }
+}
+
+impl Tabled for Namespace {
+    const COLUMNS: Columns = &[
+        ("Name", "string", 0),
+        ("Status", "string", 0),
+        ("Age", "string", 0),
+    ];
+
+    fn cells(&self, now_ms: i64) -> Vec<Value> {
+        vec![
+            json!(self.metadata.name),
+            json!(self.status.phase),
+            json!(age(self.metadata.creation_timestamp.as_deref(), now_ms)),
         ]
     }
 }

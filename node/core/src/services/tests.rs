@@ -45,6 +45,7 @@ fn snapshot() -> Snapshot {
                 .insert(d.meta.key(), d.into())
                 .map(drop),
             Object::Service(s) => snapshot.services.insert(s.meta.key(), s.into()).map(drop),
+            Object::Namespace(n) => panic!("the manifest holds no namespace: {n:?}"),
         };
     }
     snapshot
