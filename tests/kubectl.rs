@@ -173,6 +173,37 @@ fn kubectl_discovers_reads_scales_describes_and_deletes_at_any_peer() {
             (replicas == "1").then_some(())
         },
     );
+    // Events: every node tells what it saw; describe finds a pod's by its uid.
+    wait_for(
+        "the scale in the events at node 2",
+        Duration::from_secs(10),
+        || {
+            let events = kubectl_ok(&configs[2], &["get", "events"]);
+            events
+                .lines()
+                .any(|l| l.contains("ScalingReplicaSet") && l.contains("from 3 to 1"))
+                .then_some(())
+        },
+    );
+    let scheduled = kubectl_ok(
+        &configs[0],
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=web-0,reason=Scheduled",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(scheduled.lines().count(), 1, "{scheduled}");
+    let described = kubectl_ok(&configs[1], &["describe", "pod", "web-0"]);
+    let events = described.split("Events:").nth(1).unwrap_or_default();
+    assert!(
+        events.contains("Scheduled") && events.contains("Started"),
+        "{described}"
+    );
+
     kubectl_ok(&configs[2], &["delete", "deployment", "web"]);
     wait_for(
         "the deployment gone at every peer",

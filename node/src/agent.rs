@@ -19,7 +19,7 @@ use crate::status::StatusTable;
 use crate::store::disk::{Disk, FileDisk};
 use crate::store::{self, StoreError};
 use crate::transport::{LocalDigest, NetError, NetEvent, Transport};
-use crate::view::{View, spawn_endpoints};
+use crate::view::{View, spawn_endpoints, spawn_recorder};
 use libp2p::identity::Keypair;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -31,6 +31,7 @@ use tracing::{Instrument, info, info_span, warn};
 use weeble_core::document::{Op, WriteError};
 use weeble_core::keys::NodeKey;
 use weeble_core::node::{self, NodeCore};
+use weeble_core::objects::event::Recorder;
 use weeble_crdt::{Labels, Outcome, ResourceAmounts, Snapshot};
 
 /// The kubelet's default pod limit per node.
@@ -147,11 +148,16 @@ pub struct Agent {
     pub view: watch::Receiver<Arc<View>>,
     /// Every service's endpoints, as this node resolves them.
     pub endpoints: watch::Receiver<Arc<Endpoints>>,
+    /// What this node saw happen, as Kubernetes events.
+    pub events: Arc<Mutex<Recorder>>,
     driver: mpsc::Sender<Command>,
     /// How many containers this node ran at the reconciler's last look.
     containers: watch::Receiver<usize>,
     stop: Arc<Stop>,
 }
+
+/// How many events a node keeps (the newest).
+const MAX_EVENTS: usize = 1000;
 
 /// How long a write waits for its copies to reach `replicate_to` peers before it is
 /// acknowledged anyway (it is on this node's disk already; a peer that is cut off gets it
@@ -438,6 +444,8 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
     tokio::spawn(driver.run(inboxes).instrument(info_span!("node")));
 
     let endpoints = spawn_endpoints(view.clone(), table.clone());
+    let events = Arc::new(Mutex::new(Recorder::new(&config.name, MAX_EVENTS)));
+    spawn_recorder(view.clone(), table.clone(), events.clone());
     crate::proxy::start(services, config.service_ip(), endpoints.clone());
     if config.dns_port != 0 {
         let addr = SocketAddr::new(config.service_ip(), config.dns_port);
@@ -450,6 +458,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         table,
         view,
         endpoints,
+        events,
         driver: driver_tx,
         containers: containers_rx,
         stop: Arc::new(stop),

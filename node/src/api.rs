@@ -38,7 +38,7 @@ use listen::Activity;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use served::{
-    Deployments, Endpoints, Namespaces, Nodes, Peers, Pods, ReplicaSets, Served, Services,
+    Deployments, Endpoints, Events, Namespaces, Nodes, Peers, Pods, ReplicaSets, Served, Services,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -196,6 +196,12 @@ fn router<R: ContainerRuntime>(
         .route(
             "/api/v1/namespaces/{ns}/endpoints/{name}",
             get(get_in::<Endpoints, R>),
+        )
+        .route("/api/v1/events", get(list::<Events, R>))
+        .route("/api/v1/namespaces/{ns}/events", get(list_in::<Events, R>))
+        .route(
+            "/api/v1/namespaces/{ns}/events/{name}",
+            get(get_in::<Events, R>),
         )
         .route("/api/v1/pods", get(list::<Pods, R>))
         .route("/api/v1/namespaces/{ns}/pods", get(list_in::<Pods, R>))

@@ -1,11 +1,13 @@
 //! What a node knows of the cluster at one moment (`weeble_core::view`: members, desired
 //! state, placement), published by the driver; the services' endpoints follow it and the
-//! pods' status, as a watch.
+//! pods' status, as a watch, and the node's events are recorded from both.
 
+use crate::clock;
 use crate::services::{self, Endpoints};
 use crate::status::StatusTable;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
+use weeble_core::objects::event::Recorder;
 pub use weeble_core::view::View;
 
 /// The endpoints of every service, recomputed whenever the view or the pods' status changes.
@@ -16,6 +18,31 @@ pub(crate) fn spawn_endpoints(
     combine(view, table, |view, table| {
         Arc::new(services::endpoints(&view.snapshot, table))
     })
+}
+
+/// Records the node's events ([`Recorder`]) whenever the view or the pods' status changes,
+/// until either sender is gone.
+pub(crate) fn spawn_recorder(
+    mut view: watch::Receiver<Arc<View>>,
+    mut table: watch::Receiver<Arc<StatusTable>>,
+    recorder: Arc<Mutex<Recorder>>,
+) {
+    tokio::spawn(async move {
+        loop {
+            {
+                let (v, t) = (
+                    view.borrow_and_update().clone(),
+                    table.borrow_and_update().clone(),
+                );
+                let mut recorder = recorder.lock().expect("the recorder's lock");
+                recorder.look(clock::now_ms(), &v.snapshot, &t, &v.members);
+            }
+            tokio::select! {
+                r = view.changed() => if r.is_err() { return },
+                r = table.changed() => if r.is_err() { return },
+            }
+        }
+    });
 }
 
 /// A watch of `f(a, b)`, computed now and again whenever `a` or `b` changes, until either

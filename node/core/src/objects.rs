@@ -50,7 +50,7 @@ pub trait Object: Resource {
 /// an [`Object`] with its `metadata`; `resource!(Status, "v1", no metadata)`: only the first.
 macro_rules! resource {
     ($type:ident, $api_version:literal, no metadata) => {
-        impl Resource for $type {
+        impl $crate::objects::Resource for $type {
             const KIND: &'static str = stringify!($type);
             const API_VERSION: &'static str = $api_version;
         }
@@ -58,12 +58,12 @@ macro_rules! resource {
     ($type:ident, $api_version:literal) => {
         resource!($type, $api_version, no metadata);
 
-        impl Object for $type {
-            fn metadata(&self) -> &ObjectMeta {
+        impl $crate::objects::Object for $type {
+            fn metadata(&self) -> &$crate::objects::ObjectMeta {
                 &self.metadata
             }
 
-            fn metadata_mut(&mut self) -> &mut ObjectMeta {
+            fn metadata_mut(&mut self) -> &mut $crate::objects::ObjectMeta {
                 &mut self.metadata
             }
         }
@@ -112,18 +112,6 @@ impl ObjectMeta {
         }
     }
 
-    /// The metadata of an object made from stored object `meta` and named `name` (a pod of
-    /// a deployment): its uid from `meta`'s and `seed`.
-    fn derived(meta: &crdt::Meta, name: &str, seed: &str, created_ms: i64) -> Self {
-        ObjectMeta {
-            name: name.into(),
-            namespace: Some(meta.namespace.clone()),
-            uid: Some(crdt::uid_of(&format!("{}/{seed}", meta.uid))),
-            creation_timestamp: known_time(created_ms),
-            ..ObjectMeta::default()
-        }
-    }
-
     /// Annotations from `(key, value)` pairs.
     fn annotation_map(pairs: &[(&str, String)]) -> Option<BTreeMap<String, String>> {
         Some(
@@ -138,6 +126,12 @@ impl ObjectMeta {
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.as_ref()?.get(key).map(String::as_str)
     }
+}
+
+/// The uid of pod `name` of deployment `d` on `node`: its deployment's, its name and its
+/// node's (a replica placed on another node is another pod, as Kubernetes makes a new one).
+pub fn pod_uid(d: &crdt::Meta, name: &str, node: &str) -> String {
+    crdt::uid_of(&format!("{}/{name}/{node}", d.uid))
 }
 
 /// A time (Unix ms) in RFC 3339, if it is known (not 0).
@@ -594,23 +588,25 @@ impl Pod {
         Pod::of(d, meta, node, status)
     }
 
-    /// Pod `name` of `d` with `labels`, `annotations` and a creation time, on `node`. Its
-    /// uid is its deployment's, its name and its node's: a replica placed on another node is
-    /// another pod, as Kubernetes makes a new one.
+    /// Pod `name` of `d` with `labels`, `annotations` and a creation time, on `node`
+    /// ([`pod_uid`]).
     fn of(
         d: &crdt::Deployment,
         (name, labels, annotations, created_ms): (&str, &Labels, &[(&str, String)], i64),
         node: Option<&str>,
         status: PodStatus,
     ) -> Self {
-        let seed = format!("{name}/{}", node.unwrap_or_default());
         Pod {
             api_version: Self::API_VERSION.into(),
             kind: Self::KIND.into(),
             metadata: ObjectMeta {
+                name: name.into(),
+                namespace: Some(d.meta.namespace.clone()),
                 labels: Some(labels.clone()),
                 annotations: ObjectMeta::annotation_map(annotations),
-                ..ObjectMeta::derived(&d.meta, name, &seed, created_ms)
+                uid: Some(pod_uid(&d.meta, name, node.unwrap_or_default())),
+                creation_timestamp: known_time(created_ms),
+                ..ObjectMeta::default()
             },
             spec: PodSpec {
                 node_name: node.map(String::from),
@@ -1573,6 +1569,7 @@ impl Applied {
 }
 
 pub mod discovery;
+pub mod event;
 pub mod journal;
 pub mod openapi;
 pub mod patch;

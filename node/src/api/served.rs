@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::ops::Bound;
 use std::sync::Arc;
+use weeble_core::objects::event::Event;
 use weeble_core::objects::replicaset::ReplicaSet;
 use weeble_core::objects::table::Tabled;
 use weeble_core::objects::{self, Object};
@@ -546,4 +547,55 @@ impl Served for Namespaces {
         let made = all.get(&key.name)?;
         Some(objects::Namespace::new(&key.name, made.map(|m| &**m)))
     }
+}
+
+/// The events this node recorded ([`weeble_core::objects::event`]), newest last.
+pub struct Events(Vec<Event>);
+
+impl Served for Events {
+    type Object = Event;
+    type After = ObjectKey;
+    const RESOURCE: &'static str = "events";
+    const FIELDS: &'static [&'static str] = &[
+        "involvedObject.kind",
+        "involvedObject.name",
+        "involvedObject.namespace",
+        "involvedObject.uid",
+        "reason",
+        "type",
+        "source.host",
+    ];
+
+    fn after(token: &str) -> Result<ObjectKey, BadToken> {
+        keyed_after(token)
+    }
+
+    fn source(agent: &Agent) -> Self {
+        Events(agent_events(agent))
+    }
+
+    fn each(&self, ns: Option<&str>, after: Option<ObjectKey>, push: &mut Push<Self::Object>) {
+        let in_ns = |e: &&Event| ns.is_none_or(|ns| e.metadata.namespace.as_deref() == Some(ns));
+        let mut started = after.is_none();
+        for event in self.0.iter().filter(in_ns) {
+            let key = key_of(event);
+            if !started {
+                started = after.as_ref() == Some(&key);
+                continue;
+            }
+            if !push(list::object_token(&key), event.clone()) {
+                return;
+            }
+        }
+    }
+
+    fn one(agent: &Agent, key: &ObjectKey) -> Option<Self::Object> {
+        agent_events(agent).into_iter().find(|e| key_of(e) == *key)
+    }
+}
+
+/// The events `agent`'s node recorded, oldest first.
+fn agent_events(agent: &Agent) -> Vec<Event> {
+    let recorder = agent.events.lock().expect("the recorder's lock");
+    recorder.events().cloned().collect()
 }

@@ -55,6 +55,7 @@ pub const KEPT_UNUSED: Duration = Duration::from_secs(10 * 60);
 pub struct Versions {
     journal: Mutex<Journal>,
     changes: broadcast::Sender<Arc<Change>>,
+
     /// The resources the journal follows, and when a client last asked for each.
     used: Mutex<HashMap<&'static str, Instant>>,
 }
@@ -73,6 +74,7 @@ impl Versions {
         Arc::new(Versions {
             journal: Mutex::new(Journal::new(now_us, Limits::default())),
             changes: broadcast::channel(CHANGES_AHEAD).0,
+
             used: Mutex::new(HashMap::new()),
         })
     }
@@ -157,7 +159,7 @@ impl Versions {
     /// Looks at every served resource the journal follows.
     fn observe_all(&self, agent: &Agent) {
         use super::served::{
-            Deployments, Endpoints, Namespaces, Nodes, Peers, Pods, ReplicaSets, Services,
+            Deployments, Endpoints, Events, Namespaces, Nodes, Peers, Pods, ReplicaSets, Services,
         };
         self.observe_followed::<Deployments>(agent);
         self.observe_followed::<ReplicaSets>(agent);
@@ -167,6 +169,7 @@ impl Versions {
         self.observe_followed::<Nodes>(agent);
         self.observe_followed::<Peers>(agent);
         self.observe_followed::<Namespaces>(agent);
+        self.observe_followed::<Events>(agent);
     }
 }
 

@@ -137,6 +137,7 @@ const CORE: &[Row] = &[
         &["ep"],
         false,
     ),
+    ("events", "event", true, "Event", READ, &["ev"], false),
     (
         "namespaces",
         "namespace",

@@ -320,6 +320,33 @@ impl Tabled for Namespace {
     }
 }
 
+impl Tabled for super::event::Event {
+    const COLUMNS: Columns = &[
+        ("Last Seen", "string", 0),
+        ("Type", "string", 0),
+        ("Reason", "string", 0),
+        ("Object", "string", 0),
+        ("Source", "string", 1),
+        ("Message", "string", 0),
+        ("Count", "integer", 1),
+        ("Name", "string", 1),
+    ];
+
+    fn cells(&self, now_ms: i64) -> Vec<Value> {
+        let object = &self.involved_object;
+        vec![
+            json!(age(Some(&self.last_timestamp), now_ms)),
+            json!(self.type_),
+            json!(self.reason),
+            json!(format!("{}/{}", object.kind.to_lowercase(), object.name)),
+            json!(format!("{}, {}", self.source.component, self.source.host)),
+            json!(self.message),
+            json!(self.count),
+            json!(self.metadata.name),
+        ]
+    }
+}
+
 impl Tabled for Peer {
     const COLUMNS: Columns = &[
         ("Name", "string", 0),

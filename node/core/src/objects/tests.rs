@@ -550,3 +550,100 @@ fn a_strategy_is_written_as_kubernetes_writes_it() {
         serde_json::json!({"type": "Recreate"})
     );
 }
+
+#[test]
+fn a_recorder_tells_what_happened_to_pods_deployments_and_nodes() {
+    use super::event::Recorder;
+    use crate::status::StatusTable;
+    let (mut d, _) = objects();
+    d.meta.uid = "d-uid".into();
+    let mut snapshot = weeble_crdt::Snapshot::default();
+    snapshot.deployments.insert(d.meta.key(), d.clone().into());
+    let table = |pods: Vec<status::PodStatus>| {
+        let mut table = StatusTable::default();
+        let mut report = node_report(None, false);
+        report.pods = pods;
+        table.merge(report);
+        table
+    };
+    let members = |liveness| -> MemberList { [(member(), liveness)].into_iter().collect() };
+    let mut recorder = Recorder::new("n1", 100);
+    let mut pending = reported(&[], false);
+    (pending.phase, pending.reason) = (Phase::Pending, Some(status::CONTAINER_CREATING.into()));
+    recorder.look(1_000, &snapshot, &table(vec![]), &members(Liveness::Alive));
+    assert_eq!(
+        recorder.events().count(),
+        0,
+        "the first look is the starting point"
+    );
+    let said = |r: &Recorder| -> Vec<String> {
+        r.events()
+            .map(|e| format!("{} {} {}", e.type_, e.reason, e.involved_object.name))
+            .collect()
+    };
+    recorder.look(
+        2_000,
+        &snapshot,
+        &table(vec![pending]),
+        &members(Liveness::Alive),
+    );
+    assert_eq!(said(&recorder), ["Normal Scheduled web-0"]);
+    let running = reported(&["c1"], true);
+    recorder.look(
+        3_000,
+        &snapshot,
+        &table(vec![running.clone()]),
+        &members(Liveness::Alive),
+    );
+    let mut restarted = running.clone();
+    (restarted.restarts, restarted.ready) = (4, false);
+    restarted.reason = Some("CrashLoopBackOff".into());
+    recorder.look(
+        4_000,
+        &snapshot,
+        &table(vec![restarted]),
+        &members(Liveness::Suspect),
+    );
+    let mut scaled = d.clone();
+    scaled.spec.replicas = 5;
+    snapshot.deployments.insert(d.meta.key(), scaled.into());
+    recorder.look(5_000, &snapshot, &table(vec![]), &members(Liveness::Alive));
+    assert_eq!(
+        said(&recorder),
+        [
+            "Normal Scheduled web-0",
+            "Normal Started web-0",
+            "Warning CrashLoopBackOff web-0",
+            "Warning BackOff web-0",
+            "Warning Unhealthy web-0",
+            "Warning NodeNotReady n1",
+            "Normal Killing web-0",
+            "Normal ScalingReplicaSet web",
+            "Normal NodeReady n1",
+        ]
+    );
+    let started = recorder.events().nth(1).unwrap();
+    let pod = Pod::desired(&d, "web-0", Ok("n1"), Some(&running));
+    assert_eq!(
+        Some(&started.involved_object.uid),
+        pod.metadata.uid.as_ref(),
+        "describe finds them by uid"
+    );
+    assert_eq!(started.last_timestamp, "1970-01-01T00:00:03Z");
+    let scaling = recorder.events().nth(7).unwrap();
+    assert!(
+        scaling.message.contains("from 2 to 5"),
+        "{}",
+        scaling.message
+    );
+    round_trips(scaling);
+    let mut small = Recorder::new("n1", 2);
+    small.look(0, &snapshot, &table(vec![]), &members(Liveness::Alive));
+    small.look(
+        1,
+        &snapshot,
+        &table(vec![reported(&["c1"], true)]),
+        &members(Liveness::Suspect),
+    );
+    assert_eq!(small.events().count(), 2, "the oldest go past the limit");
+}
