@@ -724,3 +724,77 @@ fn kubectl_writes_as_it_does_against_kubernetes_at_any_peer() {
         (!deployments(&cluster.server(2)).contains(&"web".to_string())).then_some(())
     });
 }
+
+/// The Python of `target/python` (a venv with the `kubernetes` client, which `.ci/run`
+/// makes); `None` (the test skips) if there is none, except under CI=true.
+fn python_client() -> Option<PathBuf> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python/bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", "import kubernetes"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("the kubernetes Python client is required under CI=true: .ci/run installs it");
+    }
+    if !ready {
+        eprintln!(
+            "SKIPPED: no kubernetes Python client in target/python (python3 -m venv \
+             target/python && target/python/bin/pip install kubernetes==32.0.1)"
+        );
+    }
+    ready.then_some(python)
+}
+
+#[test]
+fn the_official_python_client_creates_reads_patches_scales_watches_and_deletes() {
+    let Some(python) = python_client() else {
+        return;
+    };
+    let Some(cluster) =
+        Cluster::three_with_demo("py", ["127.0.0.154", "127.0.0.155", "127.0.0.156"])
+    else {
+        return;
+    };
+    let configs: Vec<PathBuf> = (0..3).map(|i| kubeconfig(&cluster, i)).collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/client.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .args(&configs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["created"], "py", "{seen}");
+    assert_eq!(seen["uid"].as_str().map(str::len), Some(36), "{seen}");
+    assert_eq!(seen["read_strategy"], "RollingUpdate", "{seen}");
+    assert_eq!(seen["listed"], serde_json::json!(["py"]), "{seen}");
+    assert_eq!(seen["listed_none"], 0, "{seen}");
+    assert_eq!(seen["patched"], "yes", "{seen}");
+    assert_eq!(seen["scaled"], 2, "{seen}");
+    assert_eq!(
+        seen["watched_running"],
+        serde_json::json!(["py-0", "py-1"]),
+        "{seen}"
+    );
+    assert!(
+        seen["pod_ips"]
+            .as_array()
+            .is_some_and(|ips| ips.len() == 2 && ips.iter().all(|ip| ip.is_string())),
+        "{seen}"
+    );
+    assert!(
+        seen["log"]
+            .as_str()
+            .is_some_and(|l| l.contains("GET /from-python")),
+        "{seen}"
+    );
+    assert_eq!(seen["deleted"], "Success", "{seen}");
+    wait_for("py gone at node 1", Duration::from_secs(10), || {
+        (!deployments(&cluster.server(1)).contains(&"py".to_string())).then_some(())
+    });
+}

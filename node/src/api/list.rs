@@ -46,9 +46,10 @@ pub struct ListQuery {
     pub include_object: Option<String>,
 }
 
-/// `true` or `1`, as Kubernetes reads a flag.
+/// A true flag as Kubernetes reads one (Go's `strconv.ParseBool`: `true`, `True`, `TRUE`,
+/// `t`, `T`, `1`; the Python client sends `True`).
 pub fn flag(value: Option<&str>) -> bool {
-    matches!(value, Some("true" | "1"))
+    matches!(value, Some("true" | "True" | "TRUE" | "t" | "T" | "1"))
 }
 
 impl ListQuery {
