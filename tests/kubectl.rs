@@ -158,6 +158,19 @@ fn kubectl_discovers_reads_scales_describes_and_deletes_at_any_peer() {
     let wrong = kubectl(&configs[0], &["logs", "web-1", "-c", "nope"]);
     assert!(!wrong.status.success());
 
+    // Deleting a pod at any peer makes it again on its node: a new uid, running again.
+    let uid = |i: usize| {
+        let path = "jsonpath={.metadata.uid} {.status.phase}";
+        kubectl_ok(&configs[i], &["get", "pod", "web-1", "-o", path])
+    };
+    let before = uid(0);
+    let deleted = kubectl_ok(&configs[2], &["delete", "pod", "web-1", "--timeout=60s"]);
+    assert!(deleted.contains("pod \"web-1\" deleted"), "{deleted}");
+    wait_for("web-1 made again", Duration::from_secs(30), || {
+        let after = uid(1);
+        (after.ends_with("Running") && after != before).then_some(())
+    });
+
     kubectl_ok(
         &configs[1],
         &["scale", "deployment", "web", "--replicas", "1"],

@@ -23,7 +23,8 @@ use crate::join::JoinToken;
 use crate::membership::Liveness;
 use crate::rate;
 use crate::runtime::{
-    ContainerRuntime, LABEL_CONTAINER, LABEL_POD, LogOptions, Observed, RuntimeError,
+    ContainerRuntime, LABEL_CONTAINER, LABEL_DEPLOYMENT, LABEL_POD, LogOptions, Observed,
+    RuntimeError,
 };
 use crate::view::View;
 use axum::extract::{Path, Query, RawQuery, Request, State};
@@ -207,7 +208,7 @@ fn router<R: ContainerRuntime>(
         .route("/api/v1/namespaces/{ns}/pods", get(list_in::<Pods, R>))
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}",
-            get(get_in::<Pods, R>),
+            get(get_in::<Pods, R>).delete(delete_pod::<R>),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log::<R>))
         .route("/apis/weeble.io/v1/peers", get(list::<Peers, R>))
@@ -817,38 +818,14 @@ async fn pod_log<R: ContainerRuntime>(
     RawQuery(raw): RawQuery,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
-    let Json(pod) = one::<Pods, R>(&api, ObjectKey::new(&ns, &name)).await?;
-    let node = pod.spec.node_name.unwrap_or_default();
-    if node != api.agent.config.name {
-        let view = view(&api);
-        let owner = view
-            .members
-            .iter()
-            .find(|(m, _)| m.name == node)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("pod {ns}/{name} is on node {node:?}, which this node cannot reach"),
-                )
-            })?;
-        let query = raw.map_or(String::new(), |q| format!("?{q}"));
-        let location = format!(
-            "{}://{}/api/v1/namespaces/{ns}/pods/{name}/log{query}",
-            api.scheme, owner.0.api,
-        );
-        return Ok((
-            StatusCode::TEMPORARY_REDIRECT,
-            [(header::LOCATION, location)],
-        )
-            .into_response());
-    }
-    let containers = api.runtime.list(&node).await.map_err(runtime_error)?;
-    let mine = containers
-        .iter()
-        .filter(|c| c.labels.get(LABEL_POD) == Some(&name));
-    // The newest container of each name (a rollout may leave an old one a moment).
+    let pod = match on_pods_node(&api, &ns, &name, "/log", raw).await? {
+        Ok(pod) => pod,
+        Err(redirect) => return Ok(redirect),
+    };
+    let node = pod.spec.node_name.clone().unwrap_or_default();
+    let containers = pod_containers(&api, &pod).await?;
     let mut by_name: BTreeMap<&str, &Observed> = BTreeMap::new();
-    for c in mine {
+    for c in &containers {
         let container = c.labels.get(LABEL_CONTAINER).map_or("", String::as_str);
         let held = by_name.entry(container).or_insert(c);
         if c.started_at_ms > held.started_at_ms {
@@ -892,6 +869,81 @@ async fn pod_log<R: ContainerRuntime>(
         axum::body::Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// Pod `ns/name`, if it is on this node (or placed nowhere); else a redirect of the request
+/// (`suffix` after the pod's path, `query` kept) to the API of the node it is on.
+async fn on_pods_node<R>(
+    api: &Api<R>,
+    ns: &str,
+    name: &str,
+    suffix: &str,
+    query: Option<String>,
+) -> Result<Result<objects::Pod, Response>, ApiError> {
+    let Json(pod) = one::<Pods, R>(api, ObjectKey::new(ns, name)).await?;
+    let Some(node) = pod.spec.node_name.clone() else {
+        return Ok(Ok(pod));
+    };
+    if node == api.agent.config.name {
+        return Ok(Ok(pod));
+    }
+    let view = view(api);
+    let owner = view
+        .members
+        .iter()
+        .find(|(m, _)| m.name == node)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("pod {ns}/{name} is on node {node:?}, which this node cannot reach"),
+            )
+        })?;
+    let query = query.map_or(String::new(), |q| format!("?{q}"));
+    let location = format!(
+        "{}://{}/api/v1/namespaces/{ns}/pods/{name}{suffix}{query}",
+        api.scheme, owner.0.api,
+    );
+    let redirect = (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, location)],
+    );
+    Ok(Err(redirect.into_response()))
+}
+
+/// The containers this node runs for `pod` (of its deployment, in its namespace).
+async fn pod_containers<R: ContainerRuntime>(
+    api: &Api<R>,
+    pod: &objects::Pod,
+) -> Result<Vec<Observed>, ApiError> {
+    let node = &api.agent.config.name;
+    let deployment = pod.metadata.annotation(objects::ANNOTATION_DEPLOYMENT);
+    let containers = api.runtime.list(node).await.map_err(runtime_error)?;
+    Ok(containers
+        .into_iter()
+        .filter(|c| {
+            c.labels.get(LABEL_POD) == Some(&pod.metadata.name)
+                && c.labels.get(LABEL_DEPLOYMENT).map(String::as_str) == deployment
+        })
+        .collect())
+}
+
+/// `DELETE` a pod: its containers are removed on its node (the request is redirected there)
+/// and its deployment makes them again: a new pod of the same name, with a new uid, as
+/// deleting a deployment's pod gives a new one in Kubernetes. Answers with the pod deleted.
+async fn delete_pod<R: ContainerRuntime>(
+    State(api): State<Api<R>>,
+    Path((ns, name)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pod = match on_pods_node(&api, &ns, &name, "", raw).await? {
+        Ok(pod) => pod,
+        Err(redirect) => return Ok(redirect),
+    };
+    for c in pod_containers(&api, &pod).await? {
+        api.runtime.remove(&c.id).await.map_err(runtime_error)?;
+    }
+    tracing::info!(pod = %format!("{ns}/{name}"), "pod deleted: its containers are made again");
+    Ok(Json(pod).into_response())
 }
 
 fn runtime_error(e: RuntimeError) -> ApiError {

@@ -128,10 +128,12 @@ impl ObjectMeta {
     }
 }
 
-/// The uid of pod `name` of deployment `d` on `node`: its deployment's, its name and its
-/// node's (a replica placed on another node is another pod, as Kubernetes makes a new one).
-pub fn pod_uid(d: &crdt::Meta, name: &str, node: &str) -> String {
-    crdt::uid_of(&format!("{}/{name}/{node}", d.uid))
+/// The uid of pod `name` of deployment `d` on `node` whose first container is `container`:
+/// a replica placed on another node, or whose containers were made again (a new template, a
+/// pod deleted), is another pod, as Kubernetes makes a new one; a container restarted in place
+/// keeps its pod. A pod gets its uid with its first container (until then it has none).
+pub fn pod_uid(d: &crdt::Meta, name: &str, node: &str, container: &str) -> String {
+    crdt::uid_of(&format!("{}/{name}/{node}/{container}", d.uid))
 }
 
 /// A time (Unix ms) in RFC 3339, if it is known (not 0).
@@ -555,7 +557,8 @@ impl Pod {
             started => started,
         };
         let meta = (p.name.as_str(), &*p.labels, &annotations[..], created_ms);
-        Pod::of(d, meta, Some(&p.node), status)
+        let container = p.container_ids.first().map(String::as_str);
+        Pod::of(d, meta, (Some(&p.node), container), status)
     }
 
     /// A pod no node reports yet, on `node` if placement gave it one.
@@ -585,15 +588,15 @@ impl Pod {
             &annotations[..],
             d.meta.created_ms,
         );
-        Pod::of(d, meta, node, status)
+        Pod::of(d, meta, (node, None), status)
     }
 
-    /// Pod `name` of `d` with `labels`, `annotations` and a creation time, on `node`
-    /// ([`pod_uid`]).
+    /// Pod `name` of `d` with `labels`, `annotations` and a creation time, on `node` with
+    /// its first container `container` ([`pod_uid`]).
     fn of(
         d: &crdt::Deployment,
         (name, labels, annotations, created_ms): (&str, &Labels, &[(&str, String)], i64),
-        node: Option<&str>,
+        (node, container): (Option<&str>, Option<&str>),
         status: PodStatus,
     ) -> Self {
         Pod {
@@ -604,7 +607,9 @@ impl Pod {
                 namespace: Some(d.meta.namespace.clone()),
                 labels: Some(labels.clone()),
                 annotations: ObjectMeta::annotation_map(annotations),
-                uid: Some(pod_uid(&d.meta, name, node.unwrap_or_default())),
+                uid: node
+                    .zip(container)
+                    .map(|(node, container)| pod_uid(&d.meta, name, node, container)),
                 creation_timestamp: known_time(created_ms),
                 ..ObjectMeta::default()
             },

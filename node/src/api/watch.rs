@@ -138,7 +138,8 @@ impl Versions {
         let mut objects = vec![];
         S::source(agent).each(None, None, &mut |_, object| {
             let text = serde_json::to_string(&object).expect("a read model serializes");
-            objects.push((key_of(&object), text));
+            let uid = object.metadata().uid.clone().unwrap_or_default();
+            objects.push((key_of(&object), uid, text));
             true
         });
         let now_us = clock::now().as_micros() as u64;

@@ -117,7 +117,15 @@ const WRITE: &[&str] = &[
 ];
 
 const CORE: &[Row] = &[
-    ("pods", "pod", true, "Pod", READ, &["po"], true),
+    (
+        "pods",
+        "pod",
+        true,
+        "Pod",
+        &["delete", "get", "list", "watch"],
+        &["po"],
+        true,
+    ),
     ("pods/log", "", true, "Pod", &["get"], &[], false),
     (
         "services",

@@ -59,7 +59,6 @@ struct PodSeen {
     reason: Option<String>,
     ready: bool,
     restarts: u32,
-    uid: String,
 }
 
 /// Records events from the differences between two looks ([module docs](self)).
@@ -71,9 +70,9 @@ pub struct Recorder {
     /// Numbers the events' names.
     counter: u64,
     events: VecDeque<Event>,
-    /// At the last look: pods by (namespace, name, node); deployments' replicas and
+    /// At the last look: pods by (namespace, name, node, uid); deployments' replicas and
     /// templates; nodes' liveness. `None` before the first look, which records nothing.
-    pods: Option<BTreeMap<(String, String, String), PodSeen>>,
+    pods: Option<BTreeMap<(String, String, String, String), PodSeen>>,
     deployments: BTreeMap<crdt::ObjectKey, (u32, String)>,
     nodes: BTreeMap<String, Liveness>,
 }
@@ -118,33 +117,41 @@ impl Recorder {
             let Some(d) = snapshot.deployments.get(&key) else {
                 continue;
             };
+            // A pod whose containers are being made is not one yet: its uid comes with them.
+            let creating = p.reason.as_deref() == Some(crate::status::CONTAINER_CREATING);
+            let container = p.container_ids.first().map(String::as_str);
+            if creating && container.is_none() {
+                continue;
+            }
+            let uid = container
+                .map(|c| pod_uid(&d.meta, &p.name, &p.node, c))
+                .unwrap_or_default();
             let seen = PodSeen {
                 phase: p.phase,
                 reason: p.reason.clone(),
                 ready: p.ready,
                 restarts: p.restarts,
-                uid: pod_uid(&d.meta, &p.name, &p.node),
             };
             now.insert(
-                (p.namespace.clone(), p.name.clone(), p.node.clone()),
+                (p.namespace.clone(), p.name.clone(), p.node.clone(), uid),
                 (seen, p.message.clone()),
             );
         }
         let before = self.pods.take().unwrap_or_default();
         if !first {
-            for ((ns, name, node), (seen, message)) in &now {
+            for ((ns, name, node, uid), (seen, message)) in &now {
                 let pod = |reason: &str, message: String, warning: bool| {
                     (
                         ns.as_str(),
                         name.as_str(),
-                        seen.uid.as_str(),
+                        uid.as_str(),
                         reason.to_string(),
                         message,
                         warning,
                     )
                 };
                 let mut happened = vec![];
-                let old = before.get(&(ns.clone(), name.clone(), node.clone()));
+                let old = before.get(&(ns.clone(), name.clone(), node.clone(), uid.clone()));
                 if old.is_none() {
                     happened.push(pod(
                         "Scheduled",
@@ -187,12 +194,12 @@ impl Recorder {
                     );
                 }
             }
-            for ((ns, name, node), old) in &before {
-                if !now.contains_key(&(ns.clone(), name.clone(), node.clone())) {
+            for (ns, name, node, uid) in before.keys() {
+                if !now.contains_key(&(ns.clone(), name.clone(), node.clone(), uid.clone())) {
                     let message = format!("Stopping the pod's containers on {node}");
                     self.record(
                         now_ms,
-                        ("Pod", "v1", ns, name, &old.uid),
+                        ("Pod", "v1", ns, name, uid),
                         "Killing",
                         message,
                         false,

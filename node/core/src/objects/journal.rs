@@ -85,6 +85,7 @@ pub struct Expired {
 #[derive(Debug, Clone)]
 struct Seen {
     version: u64,
+    uid: String,
     text: Arc<str>,
 }
 
@@ -144,25 +145,41 @@ impl Journal {
         self.seen.get(&(resource, key.clone())).map(|s| s.version)
     }
 
-    /// Looks at every object of `resource` as served now (each with its key, as JSON text
-    /// without a version) and records what appeared, changed or went since the last look;
-    /// returns those changes, numbered from `now_us` on. The first look at a resource only
-    /// numbers its objects: no watch can have started from before it.
+    /// Looks at every object of `resource` as served now (each with its key, its uid and
+    /// its JSON text without a version) and records what appeared, changed or went since the
+    /// last look; returns those changes, numbered from `now_us` on. An object whose uid
+    /// changed is another object: the old one is DELETED and the new one ADDED (a pod whose
+    /// containers were made again; what `kubectl delete` waits for); one that had none (a pod
+    /// before its first container) is only MODIFIED when it gets one. The first look at a
+    /// resource only numbers its objects: no watch can have started from before it.
     pub fn observe(
         &mut self,
         now_us: u64,
         resource: &'static str,
-        objects: impl IntoIterator<Item = (ObjectKey, String)>,
+        objects: impl IntoIterator<Item = (ObjectKey, String, String)>,
     ) -> Vec<Arc<Change>> {
         let first = self.followed.insert(resource);
         let mut changes = vec![];
         let mut present = HashSet::new();
-        for (key, text) in objects {
+        for (key, uid, text) in objects {
             let id = (resource, key);
             let type_ = match self.seen.get(&id) {
                 Some(seen) if *seen.text == *text => {
                     present.insert(id.1);
                     continue;
+                }
+                Some(seen) if !seen.uid.is_empty() && seen.uid != uid => {
+                    let (old, version) = (seen.text.clone(), self.tick(now_us));
+                    let type_ = ChangeType::Deleted;
+                    let key = id.1.clone();
+                    changes.push(Change {
+                        version,
+                        resource,
+                        key,
+                        type_,
+                        text: old,
+                    });
+                    ChangeType::Added
                 }
                 Some(_) => ChangeType::Modified,
                 None => ChangeType::Added,
@@ -170,13 +187,12 @@ impl Journal {
             let version = self.tick(now_us);
             let text: Arc<str> = text.into();
             present.insert(id.1.clone());
-            self.seen.insert(
-                id.clone(),
-                Seen {
-                    version,
-                    text: text.clone(),
-                },
-            );
+            let seen = Seen {
+                version,
+                uid,
+                text: text.clone(),
+            };
+            self.seen.insert(id.clone(), seen);
             changes.push(Change {
                 version,
                 resource,
@@ -259,10 +275,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(name: &str, phase: &str) -> (ObjectKey, String) {
+    fn pod(name: &str, phase: &str) -> (ObjectKey, String, String) {
         let object = json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": "default"}, "status": {"phase": phase}});
-        (ObjectKey::new("default", name), object.to_string())
+        (
+            ObjectKey::new("default", name),
+            format!("uid-{name}"),
+            object.to_string(),
+        )
     }
 
     fn summary(changes: &[Arc<Change>]) -> Vec<(u64, &str, &'static str)> {
@@ -311,8 +331,41 @@ mod tests {
         );
         assert_eq!(journal.version("pods", &key("a")), Some(2_002));
         assert_eq!(journal.version("pods", &key("b")), None);
+        let (k, _, text) = pod("c", "Running");
+        let remade = journal.observe(
+            1_600,
+            "pods",
+            [pod("a", "Running"), (k, "uid-c2".into(), text)],
+        );
+        assert_eq!(
+            summary(&remade),
+            [(2_005, "c", "DELETED"), (2_006, "c", "ADDED")],
+            "another uid, another object"
+        );
+        assert_eq!(
+            remade[0].object()["status"]["phase"],
+            "Pending",
+            "the one that went"
+        );
+        let (k, _, text) = pod("d", "Pending");
+        journal.observe(
+            1_700,
+            "pods",
+            [pod("a", "Running"), (k, String::new(), text)],
+        );
+        let (k, _, text) = pod("d", "Running");
+        let made = journal.observe(
+            1_800,
+            "pods",
+            [pod("a", "Running"), (k, "uid-d".into(), text)],
+        );
+        assert_eq!(
+            summary(&made),
+            [(2_009, "d", "MODIFIED")],
+            "a uid given, not changed"
+        );
         assert_eq!(journal.version("deployments", &key("a")), None);
-        assert_eq!(journal.last(), 2_004);
+        assert_eq!(journal.last(), 2_009);
         assert!(
             journal
                 .observe(4_000, "services", [pod("a", "x")])

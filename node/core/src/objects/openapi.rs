@@ -441,7 +441,7 @@ const SCHEMAS: &[Schema] = &[
     (
         "Pod",
         Some(("", "v1", "Pod")),
-        "A replica of a deployment, where placement puts it and as its node reports it (read-only).",
+        "A replica of a deployment, where placement puts it and as its node reports it. Deleting one makes its containers again: a new pod of the same name.",
         &[
             ("apiVersion", Str, "v1"),
             ("kind", Str, "Pod"),

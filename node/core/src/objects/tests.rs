@@ -587,7 +587,10 @@ fn a_recorder_tells_what_happened_to_pods_deployments_and_nodes() {
         &table(vec![pending]),
         &members(Liveness::Alive),
     );
-    assert_eq!(said(&recorder), ["Normal Scheduled web-0"]);
+    assert!(
+        said(&recorder).is_empty(),
+        "a pod being made is not one yet"
+    );
     let running = reported(&["c1"], true);
     recorder.look(
         3_000,
@@ -630,6 +633,25 @@ fn a_recorder_tells_what_happened_to_pods_deployments_and_nodes() {
         "describe finds them by uid"
     );
     assert_eq!(started.last_timestamp, "1970-01-01T00:00:03Z");
+    // Its containers made again (a pod deleted): another pod, as Kubernetes tells it.
+    let mut again = Recorder::new("n1", 100);
+    let alive = members(Liveness::Alive);
+    again.look(0, &snapshot, &table(vec![running.clone()]), &alive);
+    again.look(1, &snapshot, &table(vec![running.clone()]), &alive);
+    again.look(2, &snapshot, &table(vec![reported(&["c2"], true)]), &alive);
+    assert_eq!(
+        said(&again),
+        [
+            "Normal Scheduled web-0",
+            "Normal Started web-0",
+            "Normal Killing web-0"
+        ]
+    );
+    let uids: Vec<&str> = again
+        .events()
+        .map(|e| e.involved_object.uid.as_str())
+        .collect();
+    assert!(uids[0] == uids[1] && uids[1] != uids[2], "{uids:?}");
     let scaling = recorder.events().nth(7).unwrap();
     assert!(
         scaling.message.contains("from 2 to 5"),
