@@ -20,8 +20,14 @@ fn kubeconfig(cluster: &Cluster, index: usize) -> PathBuf {
     path
 }
 
+/// The kubectl on the PATH (1.32 here).
 fn kubectl(config: &Path, args: &[&str]) -> Output {
-    Command::new("kubectl")
+    kubectl_as(Path::new("kubectl"), config, args)
+}
+
+/// kubectl `binary` with the kubeconfig `config`.
+fn kubectl_as(binary: &Path, config: &Path, args: &[&str]) -> Output {
+    Command::new(binary)
         .arg("--kubeconfig")
         .arg(config)
         .args(args)
@@ -31,7 +37,11 @@ fn kubectl(config: &Path, args: &[&str]) -> Output {
 
 /// kubectl's standard output; it must succeed.
 fn kubectl_ok(config: &Path, args: &[&str]) -> String {
-    let out = kubectl(config, args);
+    succeeded(args, kubectl(config, args))
+}
+
+/// The standard output of a kubectl that must have succeeded.
+fn succeeded(args: &[&str], out: Output) -> String {
     assert!(
         out.status.success(),
         "kubectl {args:?}: {}{}",
@@ -810,4 +820,96 @@ fn the_official_python_client_creates_reads_patches_scales_watches_and_deletes()
     wait_for("py gone at node 1", Duration::from_secs(10), || {
         (!deployments(&cluster.server(1)).contains(&"py".to_string())).then_some(())
     });
+}
+
+/// Debian's kubectl 1.20 (`kubernetes-client`), unpacked in `target/kubectl-1.20` by
+/// `.ci/run`; `None` (the test skips) if it is not there, except under CI=true.
+fn kubectl_1_20() -> Option<PathBuf> {
+    let binary =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kubectl-1.20/usr/bin/kubectl");
+    let there = binary.is_file();
+    if !there && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("kubectl 1.20 is required under CI=true: .ci/run unpacks it");
+    }
+    if !there {
+        eprintln!(
+            "SKIPPED: no kubectl 1.20 in target/kubectl-1.20 (apt-get download kubernetes-client \
+             && dpkg -x kubernetes-client_*.deb target/kubectl-1.20)"
+        );
+    }
+    there.then_some(binary)
+}
+
+#[test]
+fn kubectl_1_20_validates_applies_reads_scales_and_deletes_at_any_peer() {
+    let Some(old) = kubectl_1_20() else {
+        return;
+    };
+    let Some(cluster) =
+        Cluster::three_with_demo("ko", ["127.0.0.157", "127.0.0.158", "127.0.0.159"])
+    else {
+        return;
+    };
+    let configs: Vec<PathBuf> = (0..3).map(|i| kubeconfig(&cluster, i)).collect();
+    let run = |i: usize, args: &[&str]| kubectl_as(&old, &configs[i], args);
+    let ok = |i: usize, args: &[&str]| succeeded(args, run(i, args));
+    let version = ok(0, &["version"]);
+    assert!(version.contains("GitVersion:\"v1.20"), "{version}");
+    assert!(version.contains("v1.32.0+weeble-"), "{version}");
+
+    // apply validates the manifest against /openapi/v2 (protobuf) on the client.
+    let file = cluster.dir.join("old.yaml");
+    std::fs::write(&file, demo_deployment("old", 2)).unwrap();
+    let applied = ok(1, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(applied.contains("deployment.apps/old created"), "{applied}");
+    let bad = cluster.dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        demo_deployment("bad", 1).replace("  replicas:", "  bogus: 1\n  replicas:"),
+    )
+    .unwrap();
+    let refused = run(1, &["apply", "-f", bad.to_str().unwrap()]);
+    assert!(
+        text(&refused.stderr).contains("unknown field \"bogus\""),
+        "{}",
+        text(&refused.stderr)
+    );
+    let explained = ok(2, &["explain", "deployment.spec.replicas"]);
+    assert!(explained.contains("How many pods"), "{explained}");
+
+    let rolled = ok(2, &["rollout", "status", "deployment/old", "--timeout=90s"]);
+    assert!(rolled.contains("successfully rolled out"), "{rolled}");
+    let pods = ok(0, &["get", "pods", "-o", "wide"]);
+    let header: Vec<&str> = pods.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        &header[..5],
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{pods}"
+    );
+    assert_eq!(
+        pods.lines().filter(|l| l.contains("Running")).count(),
+        2,
+        "{pods}"
+    );
+    let described = ok(1, &["describe", "deployment", "old"]);
+    assert!(
+        described.contains("Replicas:") && described.contains("NewReplicaSet:"),
+        "{described}"
+    );
+    ok(2, &["scale", "deployment/old", "--replicas=1"]);
+    wait_for("the scale at node 0", Duration::from_secs(10), || {
+        let replicas = ok(
+            0,
+            &[
+                "get",
+                "deployment",
+                "old",
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ],
+        );
+        (replicas == "1").then_some(())
+    });
+    let deleted = ok(0, &["delete", "deployment", "old"]);
+    assert!(deleted.contains("deleted"), "{deleted}");
 }

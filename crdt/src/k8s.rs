@@ -312,3 +312,93 @@ pub struct ServicePort {
     pub app_protocol: Option<Present>,
     pub node_port: Option<Present>,
 }
+
+/// The fields a manifest struct accepts, as a manifest writes them (`containerPort`), read
+/// from its `Deserialize`: what the API's OpenAPI schemas list, so that a client validating
+/// against them (kubectl 1.20) refuses no field Weeble takes.
+fn fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    /// A deserializer that only notes the fields it is asked for.
+    struct Fields(&'static [&'static str]);
+    impl<'de> Deserializer<'de> for &mut Fields {
+        type Error = serde::de::value::Error;
+
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = fields;
+            Err(serde::de::Error::custom("only the fields were wanted"))
+        }
+
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut found = Fields(&[]);
+    let _ = T::deserialize(&mut found);
+    found.0
+}
+
+/// The fields a manifest accepts for the Kubernetes schema `name` (`Container`,
+/// `DeploymentSpec`, …); `None` for one no manifest writes.
+pub fn accepted_fields(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "ObjectMeta" => fields::<ObjectMeta>(),
+        "LabelSelector" => fields::<LabelSelector>(),
+        "Deployment" => fields::<DeploymentManifest>(),
+        "DeploymentSpec" => fields::<DeploymentSpec>(),
+        "DeploymentStrategy" => fields::<Strategy>(),
+        "RollingUpdateDeployment" => fields::<RollingUpdate>(),
+        "PodTemplateSpec" => fields::<PodTemplate>(),
+        "PodSpec" => fields::<PodSpec>(),
+        "Container" => fields::<Container>(),
+        "Probe" => fields::<Probe>(),
+        "HTTPGetAction" => fields::<HttpGetAction>(),
+        "TCPSocketAction" => fields::<TcpSocketAction>(),
+        "ExecAction" => fields::<ExecAction>(),
+        "EnvVar" => fields::<EnvVar>(),
+        "ContainerPort" => fields::<ContainerPort>(),
+        "ResourceRequirements" => fields::<Resources>(),
+        "Service" => fields::<ServiceManifest>(),
+        "ServiceSpec" => fields::<ServiceSpec>(),
+        "ServicePort" => fields::<ServicePort>(),
+        "Namespace" => fields::<NamespaceManifest>(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fields_a_manifest_accepts_are_read_from_its_structs() {
+        let container = accepted_fields("Container").unwrap();
+        for field in [
+            "name",
+            "image",
+            "imagePullPolicy",
+            "livenessProbe",
+            "envFrom",
+        ] {
+            assert!(container.contains(&field), "{field}: {container:?}");
+        }
+        assert!(
+            accepted_fields("PodSpec")
+                .unwrap()
+                .contains(&"terminationGracePeriodSeconds")
+        );
+        assert!(accepted_fields("Pod").is_none());
+    }
+}

@@ -138,6 +138,7 @@ fn router<R: ContainerRuntime>(
         .route("/api", get(core_versions))
         .route("/apis", get(|| async { Json(discovery::groups()) }))
         .route("/api/v1", get(|| async { resources("v1") }))
+        .route("/openapi/v2", get(openapi_v2))
         .route(
             "/openapi/v3",
             get(|| async { Json(openapi::root(VERSION)) }),
@@ -211,6 +212,10 @@ fn router<R: ContainerRuntime>(
             get(get_in::<Pods, R>).delete(delete_pod::<R>),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log::<R>))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/{action}",
+            get(not_streamed).post(not_streamed),
+        )
         .route("/apis/weeble.io/v1/peers", get(list::<Peers, R>))
         .route(
             "/apis/weeble.io/v1/peers/{peer}",
@@ -264,11 +269,16 @@ async fn check(State(policy): State<Arc<guard::Policy>>, request: Request, next:
             .get(name)
             .map(|v| v.to_str().unwrap_or("(not text)"))
     };
+    // A pod's exec, attach and portforward carry no body the API reads.
+    let path = request.uri().path();
+    let stream = ["/exec", "/attach", "/portforward"]
+        .iter()
+        .any(|s| path.starts_with("/api/v1/namespaces/") && path.ends_with(s));
     let verdict = policy.check(
         request.method(),
         text(header::HOST),
         text(header::ORIGIN),
-        text(header::CONTENT_TYPE),
+        (!stream).then(|| text(header::CONTENT_TYPE)),
     );
     let message = match verdict {
         Ok(()) => return next.run(request).await,
@@ -544,6 +554,19 @@ async fn core_versions(headers: HeaderMap) -> Json<discovery::ApiVersions> {
 /// `/apis/{group}/{version}`.
 async fn group_resources(Path((group, version)): Path<(String, String)>) -> Reply<Value> {
     resources(&format!("{group}/{version}"))
+}
+
+/// `/openapi/v2`, as protobuf for a client that asks for it (kubectl before 1.27 asks for
+/// nothing else), as JSON otherwise.
+async fn openapi_v2(headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok());
+    let document = openapi::v2::document(VERSION);
+    if accept.is_some_and(|a| a.contains("protobuf")) {
+        let content_type = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+        let bytes = openapi::v2::protobuf(&document);
+        return ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
+    }
+    Json(document).into_response()
 }
 
 /// `/openapi/v3/{group_version}`: the document of a group version, or 404.
@@ -944,6 +967,26 @@ async fn delete_pod<R: ContainerRuntime>(
     }
     tracing::info!(pod = %format!("{ns}/{name}"), "pod deleted: its containers are made again");
     Ok(Json(pod).into_response())
+}
+
+/// `exec`, `attach` and `portforward` of a pod: not served (Weeble's API streams no
+/// terminal or port); the answer says so, and what to use instead.
+async fn not_streamed(Path((ns, name, action)): Path<(String, String, String)>) -> ApiError {
+    let what = match action.as_str() {
+        "exec" | "attach" => format!(
+            "{action} is not supported: Weeble's API streams no terminal; run docker {action} \
+             on the pod's node (kubectl get pod {name} -n {ns} -o wide names it)"
+        ),
+        "portforward" => format!(
+            "port-forward is not supported: Weeble publishes each container port on its node; \
+             kubectl get pod {name} -n {ns} -o jsonpath='{{.status.podIP}}:{{.status.ports}}' \
+             says where, and every node serves the pod's services on its own address"
+        ),
+        other => {
+            return ApiError::not_found(format!("pod subresource {}", echo(other)));
+        }
+    };
+    ApiError::bad_request(what)
 }
 
 fn runtime_error(e: RuntimeError) -> ApiError {

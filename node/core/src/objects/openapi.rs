@@ -1,4 +1,4 @@
-//! OpenAPI v3 documents, as kubectl reads them: `/openapi/v3` lists the group versions,
+//! OpenAPI v3 documents (and [`v2`] for older clients), as kubectl reads them: `/openapi/v3` lists the group versions,
 //! `/openapi/v3/api/v1` and `/openapi/v3/apis/apps/v1` describe each. Two clients read them:
 //!
 //! - `kubectl apply` (and `create`, `replace`) asks whether the server validates fields
@@ -12,6 +12,8 @@
 //! them; the read-only kinds (pods, nodes, endpoints, replica sets) get their top level.
 
 use serde_json::{Map, Value, json};
+
+pub mod v2;
 
 /// A field's type.
 #[derive(Clone, Copy)]
@@ -524,22 +526,42 @@ fn full_name(short: &str) -> String {
     format!("{package}.{short}")
 }
 
-fn reference(short: &str) -> Value {
-    json!({"$ref": format!("#/components/schemas/{}", full_name(short))})
+/// Which OpenAPI a document is written in: v3 refers to `#/components/schemas/` and wraps a
+/// field's reference in `allOf` (as Kubernetes' v3 documents do, which `kubectl explain`
+/// follows); v2 refers to `#/definitions/` directly.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Spec {
+    V2,
+    V3,
 }
 
-fn type_of(ty: Ty) -> Value {
+fn reference(short: &str, spec: Spec) -> Value {
+    let prefix = match spec {
+        Spec::V2 => "#/definitions/",
+        Spec::V3 => "#/components/schemas/",
+    };
+    json!({"$ref": format!("{prefix}{}", full_name(short))})
+}
+
+fn type_of(ty: Ty, spec: Spec) -> Value {
+    let refer = |short| match spec {
+        Spec::V2 => reference(short, spec),
+        Spec::V3 => json!({"allOf": [reference(short, spec)]}),
+    };
     match ty {
         Str => json!({"type": "string"}),
         Int => json!({"type": "integer", "format": "int32"}),
         Bool => json!({"type": "boolean"}),
+        // v2 as Kubernetes writes it: a string of format int-or-string, which validation
+        // takes a number for.
+        IntOrStr if spec == Spec::V2 => json!({"type": "string", "format": "int-or-string"}),
         IntOrStr => json!({"x-kubernetes-int-or-string": true}),
         StrMap => json!({"type": "object", "additionalProperties": {"type": "string"}}),
         StrList => json!({"type": "array", "items": {"type": "string"}}),
-        // kubectl explain follows a reference inside allOf, as Kubernetes' documents write it.
-        Ref(short) => json!({"allOf": [reference(short)]}),
-        RefList(short) => json!({"type": "array", "items": {"allOf": [reference(short)]}}),
-        Any => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        Ref(short) => refer(short),
+        RefList(short) => json!({"type": "array", "items": refer(short)}),
+        // No type: anything is valid.
+        Any => json!({}),
     }
 }
 
@@ -547,19 +569,29 @@ fn gvk(group: &str, version: &str, kind: &str) -> Value {
     json!([{"group": group, "version": version, "kind": kind}])
 }
 
-/// Every schema, by full name.
-fn schemas() -> Map<String, Value> {
+/// What the schemas say of a field a manifest accepts that they do not describe.
+const ACCEPTED: &str = "Accepted as Kubernetes defines it: Weeble does not act on it, warns, \
+                        or refuses it with the reason (README, \"Manifest fields\").";
+
+/// Every schema, by full name: the fields described, and every other field a manifest of it
+/// accepts ([`weeble_crdt::k8s::accepted_fields`]).
+fn schemas(spec: Spec) -> Map<String, Value> {
     SCHEMAS
         .iter()
         .map(|(short, kind, description, fields)| {
-            let properties: Map<String, Value> = fields
+            let mut properties: Map<String, Value> = fields
                 .iter()
                 .map(|(name, ty, description)| {
-                    let mut field = type_of(*ty);
+                    let mut field = type_of(*ty, spec);
                     field["description"] = json!(description);
                     (name.to_string(), field)
                 })
                 .collect();
+            for field in weeble_crdt::k8s::accepted_fields(short).unwrap_or_default() {
+                properties
+                    .entry(field.to_string())
+                    .or_insert_with(|| json!({"description": ACCEPTED}));
+            }
             let mut schema = json!({"type": "object", "description": description,
                 "properties": properties});
             if let Some((g, v, k)) = kind {
@@ -595,7 +627,8 @@ pub fn document(group_version: &str) -> Option<Value> {
     let mut paths = Map::new();
     for &(gv, resource, kind, written) in RESOURCES.iter().filter(|r| r.0 == group_version) {
         let extension = json!({"group": group, "version": version, "kind": kind});
-        let ok = json!({"200": {"description": "OK", "content": {"application/json": {"schema": reference(kind)}}}});
+        let schema = reference(kind, Spec::V3);
+        let ok = json!({"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}});
         let operation = |id: &str, validated: bool| {
             let mut op = json!({"operationId": id, "responses": ok,
                 "x-kubernetes-group-version-kind": extension});
@@ -626,7 +659,7 @@ pub fn document(group_version: &str) -> Option<Value> {
         "openapi": "3.0.0",
         "info": {"title": "Weeble", "version": version},
         "paths": paths,
-        "components": {"schemas": schemas()},
+        "components": {"schemas": schemas(Spec::V3)},
     }))
 }
 
@@ -636,7 +669,7 @@ mod tests {
 
     #[test]
     fn every_reference_names_a_schema_and_every_kind_is_documented() {
-        let schemas = schemas();
+        let schemas = schemas(Spec::V3);
         for gv in GROUP_VERSIONS {
             let doc = document(gv).unwrap();
             let text = doc.to_string();
