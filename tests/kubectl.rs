@@ -748,24 +748,39 @@ fn kubectl_writes_as_it_does_against_kubernetes_at_any_peer() {
     });
 }
 
-/// The Python of `target/python` (a venv with the `kubernetes` client, which `.ci/run`
-/// makes); `None` (the test skips) if there is none, except under CI=true.
-fn python_client() -> Option<PathBuf> {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python/bin/python");
-    let ready = Command::new(&python)
-        .args(["-c", "import kubernetes"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ready && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("the kubernetes Python client is required under CI=true: .ci/run installs it");
-    }
-    if !ready {
-        eprintln!(
-            "SKIPPED: no kubernetes Python client in target/python (python3 -m venv \
-             target/python && target/python/bin/pip install kubernetes==32.0.1)"
+/// A client `.ci/run` installs in `target/` (`path` under it), if `ready` says it is there;
+/// `None` (the test skips, saying how to install it: `install`) if not, except under
+/// CI=true.
+fn installed(path: &str, ready: impl Fn(&Path) -> bool, install: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(path);
+    let there = ready(&path);
+    if !there && std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "{} is required under CI=true: .ci/run installs it",
+            path.display()
         );
     }
-    ready.then_some(python)
+    if !there {
+        eprintln!("SKIPPED: no {} ({install})", path.display());
+    }
+    there.then_some(path)
+}
+
+/// The Python of a venv with the official `kubernetes` client.
+fn python_client() -> Option<PathBuf> {
+    let imports = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import kubernetes"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    installed(
+        "python/bin/python",
+        imports,
+        "python3 -m venv target/python && target/python/bin/pip install kubernetes==32.0.1",
+    )
 }
 
 #[test]
@@ -822,22 +837,13 @@ fn the_official_python_client_creates_reads_patches_scales_watches_and_deletes()
     });
 }
 
-/// Debian's kubectl 1.20 (`kubernetes-client`), unpacked in `target/kubectl-1.20` by
-/// `.ci/run`; `None` (the test skips) if it is not there, except under CI=true.
+/// Debian's kubectl 1.20 (`kubernetes-client`), unpacked beside the one on the PATH.
 fn kubectl_1_20() -> Option<PathBuf> {
-    let binary =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kubectl-1.20/usr/bin/kubectl");
-    let there = binary.is_file();
-    if !there && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("kubectl 1.20 is required under CI=true: .ci/run unpacks it");
-    }
-    if !there {
-        eprintln!(
-            "SKIPPED: no kubectl 1.20 in target/kubectl-1.20 (apt-get download kubernetes-client \
-             && dpkg -x kubernetes-client_*.deb target/kubectl-1.20)"
-        );
-    }
-    there.then_some(binary)
+    installed(
+        "kubectl-1.20/usr/bin/kubectl",
+        Path::is_file,
+        "apt-get download kubernetes-client && dpkg -x kubernetes-client_*.deb target/kubectl-1.20",
+    )
 }
 
 #[test]
