@@ -524,6 +524,17 @@ fn kubectl_writes_as_it_does_against_kubernetes_at_any_peer() {
         "3",
         "a refused apply changes nothing"
     );
+    let diffed = kubectl(&configs[2], &["diff", "-f", &manifest(4, "")]);
+    assert!(
+        text(&diffed.stderr).contains("dry run"),
+        "{}",
+        text(&diffed.stderr)
+    );
+    assert_eq!(
+        spec(0, "{.spec.replicas}"),
+        "3",
+        "a dry run changes nothing"
+    );
     let created = kubectl(&configs[1], &["create", "-f", &manifest(3, "")]);
     assert!(
         text(&created.stderr).contains("AlreadyExists"),

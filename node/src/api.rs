@@ -269,6 +269,19 @@ async fn check(State(policy): State<Arc<guard::Policy>>, request: Request, next:
             .get(name)
             .map(|v| v.to_str().unwrap_or("(not text)"))
     };
+    // A server-side dry run (kubectl diff, --dry-run=server) must change nothing: refused,
+    // rather than carried out for real.
+    let dry_run = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p.starts_with("dryRun=")));
+    if dry_run && request.method() != axum::http::Method::GET {
+        return ApiError::bad_request(
+            "server-side dry run (dryRun=All: kubectl diff, --dry-run=server) is not supported; \
+             nothing was changed (kubectl's --dry-run=client works)",
+        )
+        .into_response();
+    }
     // A pod's exec, attach and portforward carry no body the API reads.
     let path = request.uri().path();
     let stream = ["/exec", "/attach", "/portforward"]
