@@ -605,6 +605,25 @@ fn kubectl_writes_as_it_does_against_kubernetes_at_any_peer() {
     );
     assert!(rolled.contains("successfully rolled out"), "{rolled}");
 
+    // pause, resume and restart, each at another peer, each reading what the last wrote.
+    let paused = kubectl_ok(&configs[0], &["rollout", "pause", "deployment/web"]);
+    assert!(paused.contains("paused"), "{paused}");
+    wait_for("the pause at node 1", Duration::from_secs(10), || {
+        (spec(1, "{.spec.paused}") == "true").then_some(())
+    });
+    let resumed = kubectl_ok(&configs[1], &["rollout", "resume", "deployment/web"]);
+    assert!(resumed.contains("resumed"), "{resumed}");
+    wait_for("the resume at node 2", Duration::from_secs(10), || {
+        (spec(2, "{.spec.paused}").is_empty()).then_some(())
+    });
+    let restarted = kubectl_ok(&configs[2], &["rollout", "restart", "deployment/web"]);
+    assert!(restarted.contains("restarted"), "{restarted}");
+    let rolled = kubectl_ok(
+        &configs[0],
+        &["rollout", "status", "deployment/web", "--timeout=90s"],
+    );
+    assert!(rolled.contains("successfully rolled out"), "{rolled}");
+
     // Replace with optimistic concurrency: a stale resourceVersion is a 409 Conflict.
     // The object read now, its replicas changed (and its version made stale if `stale`).
     let edited = |stale: bool| {

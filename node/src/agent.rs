@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 use weeble_core::document::{Op, WriteError};
 use weeble_core::keys::NodeKey;
 use weeble_core::node::{self, NodeCore};
@@ -166,8 +166,8 @@ const REPLICATE_WAIT: Duration = Duration::from_secs(2);
 
 impl Agent {
     /// Writes to the desired state: returns once the change is on this node's disk and in
-    /// [`Agent::snapshot`], and `replicate_to` live peers (all of them if fewer) hold it on
-    /// theirs (or after [`REPLICATE_WAIT`]); or at once if it was refused.
+    /// [`Agent::snapshot`] and [`Agent::view`], and `replicate_to` live peers (all of them if
+    /// fewer) hold it on theirs (or after [`REPLICATE_WAIT`]); or at once if it was refused.
     pub async fn write(&self, op: Op) -> Result<Vec<Outcome>, WriteError> {
         let (written, on_disk) = oneshot::channel();
         let (replicated, held) = oneshot::channel();
@@ -181,10 +181,22 @@ impl Agent {
             .await
             .map_err(|_| WriteError::Stopped)?;
         let outcomes = on_disk.await.map_err(|_| WriteError::Stopped)??;
-        if tokio::time::timeout(REPLICATE_WAIT, held).await.is_err() {
+        // Read your writes: the node's view (what reads are served from) shows it before the
+        // write is answered, as the document does.
+        let heads = self.snapshot.borrow().heads.clone();
+        let mut view = self.view.clone();
+        let shown = async move { view.wait_for(|v| v.snapshot.heads == heads).await.is_ok() };
+        let (shown, held) = tokio::join!(
+            tokio::time::timeout(REPLICATE_WAIT, shown),
+            tokio::time::timeout(REPLICATE_WAIT, held)
+        );
+        if held.is_err() {
             warn!(
                 "a write was acknowledged before enough live peers had it (a peer is slow or cut off)"
             );
+        }
+        if !shown.unwrap_or(false) {
+            debug!("a write was answered before this node's view showed it (other changes came)");
         }
         Ok(outcomes)
     }

@@ -299,6 +299,13 @@ fn manifest<S: Stored>(
             )));
         }
     }
+    // The result is the whole object: a pause it leaves out is over (`rollout resume` sends
+    // `paused: null`), where `weeble apply` of a file that does not say leaves it as it is.
+    if S::KIND == Kind::Deployment
+        && let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut)
+    {
+        spec.entry("paused").or_insert(json!(false));
+    }
     let text = serde_json::to_string(&value).expect("a JSON value serializes");
     let mut parsed = parse_manifests(&text).map_err(invalid)?;
     match parsed.objects.len() {
