@@ -877,7 +877,7 @@ fn kubectl_1_20() -> Option<PathBuf> {
 }
 
 #[test]
-fn kubectl_1_20_validates_applies_reads_scales_and_deletes_at_any_peer() {
+fn kubectl_1_20_validates_applies_reads_rolls_out_logs_and_deletes_at_any_peer() {
     let Some(old) = kubectl_1_20() else {
         return;
     };
@@ -895,7 +895,11 @@ fn kubectl_1_20_validates_applies_reads_scales_and_deletes_at_any_peer() {
 
     // apply validates the manifest against /openapi/v2 (protobuf) on the client.
     let file = cluster.dir.join("old.yaml");
-    std::fs::write(&file, demo_deployment("old", 2)).unwrap();
+    let manifest = demo_deployment("old", 2).replace(
+        "image: weeble-demo:latest\n",
+        "image: weeble-demo:latest\n        ports: [{containerPort: 80}]\n",
+    );
+    std::fs::write(&file, manifest).unwrap();
     let applied = ok(1, &["apply", "-f", file.to_str().unwrap()]);
     assert!(applied.contains("deployment.apps/old created"), "{applied}");
     let bad = cluster.dir.join("bad.yaml");
@@ -927,6 +931,106 @@ fn kubectl_1_20_validates_applies_reads_scales_and_deletes_at_any_peer() {
         2,
         "{pods}"
     );
+    let selected = ok(1, &["get", "pods", "-l", "app=old", "-o", "name"]);
+    assert_eq!(selected.lines().count(), 2, "{selected}");
+    assert!(
+        ok(2, &["get", "pods", "-l", "app=other", "-o", "name"])
+            .trim()
+            .is_empty()
+    );
+
+    // Logs at a peer the pod may not be on, and followed.
+    let published = ok(
+        2,
+        &[
+            "get",
+            "pod",
+            "old-0",
+            "-o",
+            "jsonpath={.status.podIP}:{.status.ports[0].hostPort}",
+        ],
+    );
+    http_get(&published, "/from-1.20");
+    let logs = ok(0, &["logs", "old-0", "--tail=5"]);
+    assert!(logs.contains("GET /from-1.20"), "{logs}");
+    let mut follow = Command::new(&old)
+        .arg("--kubeconfig")
+        .arg(&configs[1])
+        .args(["logs", "-f", "old-0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    http_get(&published, "/followed-1.20");
+    std::thread::sleep(Duration::from_secs(1));
+    follow.kill().unwrap();
+    let followed = {
+        use std::io::Read;
+        let mut out = String::new();
+        follow
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        follow.wait().unwrap();
+        out
+    };
+    assert!(followed.contains("GET /followed-1.20"), "{followed}");
+
+    // set image, history, undo.
+    let set = ok(0, &["set", "image", "deployment/old", "web=weeble-demo:v2"]);
+    assert!(set.contains("image updated"), "{set}");
+    wait_for("two revisions at node 1", Duration::from_secs(10), || {
+        let history = ok(1, &["rollout", "history", "deployment/old"]);
+        let revisions = history
+            .lines()
+            .filter(|l| l.starts_with(char::is_numeric))
+            .count();
+        (revisions == 2).then_some(())
+    });
+    let undone = ok(2, &["rollout", "undo", "deployment/old"]);
+    assert!(undone.contains("rolled back"), "{undone}");
+    wait_for(
+        "the old image back at node 0",
+        Duration::from_secs(10),
+        || {
+            let image = ok(
+                0,
+                &[
+                    "get",
+                    "deployment",
+                    "old",
+                    "-o",
+                    "jsonpath={.spec.template.spec.containers[0].image}",
+                ],
+            );
+            (image == "weeble-demo:latest").then_some(())
+        },
+    );
+    let rolled = ok(1, &["rollout", "status", "deployment/old", "--timeout=90s"]);
+    assert!(rolled.contains("successfully rolled out"), "{rolled}");
+
+    // Namespaces, and server-side apply (beta in 1.20).
+    let team = cluster.dir.join("team-1.20.yaml");
+    let in_team =
+        demo_deployment("crew", 1).replace("  name: crew\n", "  name: crew\n  namespace: team\n");
+    std::fs::write(
+        &team,
+        format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: team}}\n---\n{in_team}"),
+    )
+    .unwrap();
+    let made = ok(0, &["apply", "--server-side", "-f", team.to_str().unwrap()]);
+    assert!(made.contains("namespace/team serverside-applied"), "{made}");
+    wait_for("crew in team at node 2", Duration::from_secs(10), || {
+        let names = ok(2, &["get", "deployments", "-n", "team", "-o", "name"]);
+        (names.trim() == "deployment.apps/crew").then_some(())
+    });
+    ok(1, &["delete", "namespace", "team"]);
+    wait_for("crew gone at node 0", Duration::from_secs(10), || {
+        (!ok(0, &["get", "deployments", "-A", "-o", "name"]).contains("crew")).then_some(())
+    });
+
     let described = ok(1, &["describe", "deployment", "old"]);
     assert!(
         described.contains("Replicas:") && described.contains("NewReplicaSet:"),
