@@ -1123,10 +1123,11 @@ pub struct EndpointPort {
 }
 
 impl Endpoints {
-    /// The endpoints of service `key`. Each ready pod publishes the target port on a port of
-    /// its own node, so each ready address gets a subset of its own; a port's pods that are
-    /// not ready share one, with the service port.
-    pub fn new(key: &ObjectKey, ports: &[PortEndpoints]) -> Self {
+    /// The endpoints of service `key` (`service`: its metadata, for their uid and creation).
+    /// Each ready pod publishes the target port on a port of its own node, so each ready
+    /// address gets a subset of its own; a port's pods that are not ready share one, with the
+    /// service port.
+    pub fn new(key: &ObjectKey, ports: &[PortEndpoints], service: Option<&crdt::Meta>) -> Self {
         let pod = |name: &str| ObjectReference {
             kind: Pod::KIND.into(),
             namespace: key.namespace.clone(),
@@ -1172,7 +1173,11 @@ impl Endpoints {
             metadata: ObjectMeta {
                 name: key.name.clone(),
                 namespace: Some(key.namespace.clone()),
-                uid: Some(crdt::uid_of(&format!("endpoints/{key}"))),
+                uid: Some(crdt::uid_of(&format!(
+                    "endpoints/{key}/{}",
+                    service.map_or("", |s| s.uid.as_str())
+                ))),
+                creation_timestamp: service.and_then(|s| known_time(s.created_ms)),
                 ..ObjectMeta::default()
             },
             subsets,

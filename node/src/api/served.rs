@@ -282,7 +282,19 @@ impl Served for Services {
 }
 
 /// Every service's endpoints, as this node resolves them.
-pub struct Endpoints(Arc<AllEndpoints>);
+pub struct Endpoints {
+    endpoints: Arc<AllEndpoints>,
+    /// For the services they are of.
+    view: Arc<View>,
+}
+
+impl Endpoints {
+    /// The endpoints of service `key`, with `ports`.
+    fn of(&self, key: &ObjectKey, ports: &[crate::services::PortEndpoints]) -> objects::Endpoints {
+        let service = self.view.snapshot.services.get(key).map(|s| &s.meta);
+        objects::Endpoints::new(key, ports, service)
+    }
+}
 
 impl Served for Endpoints {
     type Object = objects::Endpoints;
@@ -294,18 +306,22 @@ impl Served for Endpoints {
     }
 
     fn source(agent: &Agent) -> Self {
-        Endpoints(agent.endpoints.borrow().clone())
+        Endpoints {
+            endpoints: agent.endpoints.borrow().clone(),
+            view: agent.view.borrow().clone(),
+        }
     }
 
     fn each(&self, ns: Option<&str>, after: Option<ObjectKey>, push: &mut Push<Self::Object>) {
-        each_keyed(&self.0, ns, after, push, |key, ports| {
-            objects::Endpoints::new(key, ports)
+        each_keyed(&self.endpoints, ns, after, push, |key, ports| {
+            self.of(key, ports)
         });
     }
 
     fn one(agent: &Agent, key: &ObjectKey) -> Option<Self::Object> {
-        let ports = Endpoints::source(agent).0.get(key)?.clone();
-        Some(objects::Endpoints::new(key, &ports))
+        let source = Endpoints::source(agent);
+        let ports = source.endpoints.get(key)?;
+        Some(source.of(key, ports))
     }
 }
 

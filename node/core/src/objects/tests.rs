@@ -358,13 +358,13 @@ fn a_service_is_served_at_the_nodes_address_and_its_endpoints_by_pod() {
             ip: IpAddr::from([127, 0, 0, 12]),
         }],
     }];
-    let endpoints = Endpoints::new(&s.meta.key(), &ports);
+    let endpoints = Endpoints::new(&s.meta.key(), &ports, Some(&s.meta));
     let pod = |name| json!({"kind": "Pod", "namespace": "default", "name": name});
     assert_eq!(
         to_json(&endpoints),
         json!({
             "apiVersion": "v1", "kind": "Endpoints",
-            "metadata": {"name": "web", "namespace": "default", "uid": uid_of("endpoints/default/web")},
+            "metadata": {"name": "web", "namespace": "default", "uid": uid_of("endpoints/default/web/")},
             "subsets": [
                 {"addresses": [{"ip": "127.0.0.11", "nodeName": "n1", "targetRef": pod("web-0")}],
                  "ports": [{"name": "http", "port": 30080, "protocol": "TCP"}]},
@@ -374,6 +374,18 @@ fn a_service_is_served_at_the_nodes_address_and_its_endpoints_by_pod() {
         })
     );
     round_trips(&endpoints);
+    let mut made = s.meta.clone();
+    (made.uid, made.created_ms) = ("svc-uid".into(), 1_700_000_000_000);
+    let stored = Endpoints::new(&s.meta.key(), &ports, Some(&made));
+    assert_eq!(
+        stored.metadata.creation_timestamp.as_deref(),
+        Some("2023-11-14T22:13:20Z"),
+        "the service's"
+    );
+    assert_ne!(
+        stored.metadata.uid, endpoints.metadata.uid,
+        "a service made again, new endpoints"
+    );
 }
 
 #[test]
