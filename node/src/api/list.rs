@@ -145,11 +145,9 @@ pub fn parse_token(token: &str, parts: usize) -> Result<Vec<&str>, BadToken> {
     }
 }
 
-/// The key after which a list of objects keyed by [`ObjectKey`] resumes.
-pub fn object_token_key(token: Option<&str>) -> Result<Option<ObjectKey>, BadToken> {
-    token
-        .map(|t| parse_token(t, 2).map(|p| ObjectKey::new(p[0], p[1])))
-        .transpose()
+/// The key of the object a continue token names (`namespace/name`).
+pub fn object_token_key(token: &str) -> Result<ObjectKey, BadToken> {
+    parse_token(token, 2).map(|p| ObjectKey::new(p[0], p[1]))
 }
 
 /// The objects of `map` from `start` on, within `ns` if the list is of one namespace.
@@ -355,7 +353,7 @@ mod tests {
             .map(|(ns, name)| (ObjectKey::new(ns, name), ()))
             .collect();
         let keys = |ns, token: Option<&str>| -> Vec<String> {
-            let after = object_token_key(token).unwrap();
+            let after = token.map(|t| object_token_key(t).unwrap());
             objects_after(&map, ns, after)
                 .map(|(k, _)| object_token(k))
                 .collect()
@@ -366,7 +364,7 @@ mod tests {
         assert_eq!(keys(Some("b"), Some("b/x")), ["b/y"]);
         assert_eq!(keys(Some("b"), Some("a/z")), ["b/x", "b/y"]);
         assert!(keys(Some("b"), Some("c/a")).is_empty());
-        assert_eq!(object_token_key(Some("nope")), Err(BadToken));
+        assert_eq!(object_token_key("nope"), Err(BadToken));
         let from_b: Vec<String> =
             objects_from(&map, None, Bound::Included(ObjectKey::new("b", "x")))
                 .map(|(k, _)| object_token(k))

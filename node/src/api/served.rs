@@ -73,11 +73,6 @@ fn each_keyed<V, T>(
     }
 }
 
-/// Reads the key of an object of a namespace from its continue token.
-fn keyed_after(token: &str) -> Result<ObjectKey, BadToken> {
-    list::parse_token(token, 2).map(|p| ObjectKey::new(p[0], p[1]))
-}
-
 /// Reads a name from a continue token (objects of no namespace).
 fn named_after(token: &str) -> Result<String, BadToken> {
     list::parse_token(token, 1).map(|p| p[0].to_string())
@@ -96,7 +91,7 @@ impl Served for Deployments {
     const RESOURCE: &'static str = "deployments";
 
     fn after(token: &str) -> Result<ObjectKey, BadToken> {
-        keyed_after(token)
+        list::object_token_key(token)
     }
 
     fn source(agent: &Agent) -> Self {
@@ -258,7 +253,7 @@ impl Served for Services {
     const RESOURCE: &'static str = "services";
 
     fn after(token: &str) -> Result<ObjectKey, BadToken> {
-        keyed_after(token)
+        list::object_token_key(token)
     }
 
     fn source(agent: &Agent) -> Self {
@@ -302,7 +297,7 @@ impl Served for Endpoints {
     const RESOURCE: &'static str = "endpoints";
 
     fn after(token: &str) -> Result<ObjectKey, BadToken> {
-        keyed_after(token)
+        list::object_token_key(token)
     }
 
     fn source(agent: &Agent) -> Self {
@@ -583,7 +578,7 @@ impl Served for Events {
     ];
 
     fn after(token: &str) -> Result<ObjectKey, BadToken> {
-        keyed_after(token)
+        list::object_token_key(token)
     }
 
     fn source(agent: &Agent) -> Self {
