@@ -535,6 +535,21 @@ fn kubectl_writes_as_it_does_against_kubernetes_at_any_peer() {
         "3",
         "a dry run changes nothing"
     );
+    // kubectl sends a delete's dry run in the body: refused too, and the deployment stays.
+    let dry_delete = kubectl(
+        &configs[1],
+        &["delete", "deployment", "web", "--dry-run=server"],
+    );
+    assert!(
+        text(&dry_delete.stderr).contains("dry run"),
+        "{}",
+        text(&dry_delete.stderr)
+    );
+    assert_eq!(
+        spec(2, "{.spec.replicas}"),
+        "3",
+        "a dry-run delete deletes nothing"
+    );
     let created = kubectl(&configs[1], &["create", "-f", &manifest(3, "")]);
     assert!(
         text(&created.stderr).contains("AlreadyExists"),

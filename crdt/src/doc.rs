@@ -424,8 +424,8 @@ impl DesiredState {
             roots.push(root_key(kind, key));
         }
         if kind == Kind::Namespace {
-            let within = |k: Kind| format!("{}/{}/", kind_prefix(k), key.name);
-            let prefixes = [within(Kind::Deployment), within(Kind::Service)];
+            let within = |k: &Kind| format!("{}/{}/", kind_prefix(*k), key.name);
+            let prefixes: Vec<String> = Kind::NAMESPACED.iter().map(within).collect();
             let keys = self.doc.keys(ROOT);
             roots.extend(keys.filter(|root| prefixes.iter().any(|p| root.starts_with(p))));
         }

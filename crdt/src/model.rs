@@ -57,6 +57,9 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kinds whose objects live in a namespace (and go with it).
+    pub const NAMESPACED: [Kind; 2] = [Kind::Deployment, Kind::Service];
+
     /// kubectl's name of the kind, before an object's name: `deployment.apps/web`.
     pub fn kubectl_name(self) -> &'static str {
         match self {

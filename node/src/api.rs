@@ -261,6 +261,11 @@ fn router<R: ContainerRuntime>(
         .layer(middleware::from_fn(errors_as_status))
 }
 
+/// Why a server-side dry run is refused (in a write's query, or a delete's body).
+const DRY_RUN_REFUSED: &str = "server-side dry run (dryRun=All: kubectl diff, --dry-run=server) \
+                               is not supported; nothing was changed (kubectl's \
+                               --dry-run=client works)";
+
 /// Refuses a request that [`guard::Policy`] does not allow.
 async fn check(State(policy): State<Arc<guard::Policy>>, request: Request, next: Next) -> Response {
     let headers = request.headers();
@@ -276,17 +281,25 @@ async fn check(State(policy): State<Arc<guard::Policy>>, request: Request, next:
         .query()
         .is_some_and(|q| q.split('&').any(|p| p.starts_with("dryRun=")));
     if dry_run && request.method() != axum::http::Method::GET {
-        return ApiError::bad_request(
-            "server-side dry run (dryRun=All: kubectl diff, --dry-run=server) is not supported; \
-             nothing was changed (kubectl's --dry-run=client works)",
-        )
-        .into_response();
+        return ApiError::bad_request(DRY_RUN_REFUSED).into_response();
     }
-    // A pod's exec, attach and portforward carry no body the API reads.
-    let path = request.uri().path();
-    let stream = ["/exec", "/attach", "/portforward"]
-        .iter()
-        .any(|s| path.starts_with("/api/v1/namespaces/") && path.ends_with(s));
+    // A pod's exec, attach and portforward carry no body the API reads (their answer says
+    // they are not served).
+    let parts: Vec<&str> = request.uri().path().split('/').collect();
+    let stream = matches!(
+        parts.as_slice(),
+        [
+            "",
+            "api",
+            "v1",
+            "namespaces",
+            _,
+            "pods",
+            _,
+            "exec" | "attach" | "portforward"
+        ]
+    ) && [axum::http::Method::GET, axum::http::Method::POST]
+        .contains(request.method());
     let verdict = policy.check(
         request.method(),
         text(header::HOST),
@@ -893,7 +906,10 @@ async fn pod_log<R: ContainerRuntime>(
     let options = LogOptions {
         tail: q.tail_lines,
         follow: list::flag(q.follow.as_deref()),
-        since_s: q.since_seconds.map(|s| clock::now_ms() / 1000 - s),
+        since_s: q
+            .since_seconds
+            .filter(|&s| s > 0)
+            .map(|s| (clock::now_ms() / 1000).saturating_sub(s)),
         timestamps: list::flag(q.timestamps.as_deref()),
     };
     let stream = api
@@ -970,7 +986,9 @@ async fn delete_pod<R: ContainerRuntime>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
+    body: String,
 ) -> Result<Response, ApiError> {
+    write::check_delete::<Pods, R>(&api, &ObjectKey::new(&ns, &name), &body)?;
     let pod = match on_pods_node(&api, &ns, &name, "", raw).await? {
         Ok(pod) => pod,
         Err(redirect) => return Ok(redirect),

@@ -1508,6 +1508,7 @@ impl Status {
             422 => "Invalid",
             429 => "TooManyRequests",
             503 => "ServiceUnavailable",
+            504 => "Timeout",
             500 => "InternalError",
             _ => "Unknown",
         };

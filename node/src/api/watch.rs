@@ -58,6 +58,8 @@ pub struct Versions {
 
     /// The resources the journal follows, and when a client last asked for each.
     used: Mutex<HashMap<&'static str, Instant>>,
+    /// Per resource, held through a whole look at it ([`Versions::observe`]).
+    observing: Mutex<HashMap<&'static str, Arc<Mutex<()>>>>,
 }
 
 impl Versions {
@@ -76,6 +78,7 @@ impl Versions {
             changes: broadcast::channel(CHANGES_AHEAD).0,
 
             used: Mutex::new(HashMap::new()),
+            observing: Mutex::new(HashMap::new()),
         })
     }
 
@@ -133,8 +136,22 @@ impl Versions {
         object
     }
 
-    /// Records what `S` serves now, and sends the changes to the watches.
+    /// Records what `S` serves now (and sends its changes to the watches) at once: a write
+    /// answers with the version of what it wrote.
+    pub fn refresh<S: Served>(&self, agent: &Agent) {
+        self.observe::<S>(agent);
+    }
+
+    /// Records what `S` serves now, and sends the changes to the watches. One look at a
+    /// resource at a time, from reading its objects to sending their changes, so its changes
+    /// come in version order and no older look is recorded after a newer one; looks at other
+    /// resources go on meanwhile (a look at 30,000 pods holds up no read of a deployment).
     fn observe<S: Served>(&self, agent: &Agent) {
+        let lock = {
+            let mut locks = self.observing.lock().expect("the observing locks");
+            locks.entry(S::RESOURCE).or_default().clone()
+        };
+        let _one_at_a_time = lock.lock().expect("a resource's observing lock");
         let mut objects = vec![];
         S::source(agent).each(None, None, &mut |_, object| {
             let text = serde_json::to_string(&object).expect("a read model serializes");
@@ -279,6 +296,20 @@ impl<S: Served> Events<S> {
     }
 }
 
+/// How far ahead of this node's clock a version may be (another node's, its clock ahead):
+/// past it, a watch is refused with 410 rather than kept silent until its clock catches up.
+const MAX_AHEAD_US: u64 = 60_000_000;
+
+/// Where a watch starts.
+enum Start {
+    /// With every object as ADDED, then what follows this version.
+    Listed(u64),
+    /// With these changes (cheap copies, made into lines by the watch's own task).
+    Replayed(Vec<Arc<Change>>, u64),
+    /// Nowhere: one ERROR line, and the watch ends.
+    Refused(Bytes),
+}
+
 /// Serves a watch of `S` (of namespace `ns`, selected by `selector`, written in `form`).
 pub fn serve<S: Served>(
     agent: &Agent,
@@ -298,52 +329,73 @@ pub fn serve<S: Served>(
         columns_sent: false,
         kind: std::marker::PhantomData,
     };
-    // Subscribed before the first lines are made, so no change falls between.
+    // Subscribed before the start is read, so no change falls between.
     let mut feed = versions.changes.subscribe();
-    let mut first = vec![];
-    let cursor = match from {
-        None => {
-            let cursor = versions.last();
-            S::source(agent).each(events.ns.clone().as_deref(), None, &mut |_, object| {
-                let object = versions.stamp(S::RESOURCE, object);
-                let value = serde_json::to_value(&object).expect("a read model serializes");
-                first.extend(events.line("ADDED", &key_of(&object), value));
-                true
-            });
-            Some(cursor)
-        }
-        Some(from) => match versions.journal().since(from) {
-            Ok(changes) => {
-                let mut cursor = from;
-                for c in changes {
-                    cursor = c.version;
-                    if c.resource == S::RESOURCE {
-                        first.extend(events.line(c.type_.as_str(), &c.key, c.object()));
-                    }
+    let start = match from {
+        None => Start::Listed(versions.last()),
+        Some(from) => {
+            let journal = versions.journal();
+            match journal.since(S::RESOURCE, from) {
+                Ok(_) if from > journal.last().saturating_add(MAX_AHEAD_US) => {
+                    Start::Refused(expired(format!(
+                        "resource version {from} is ahead of this node's clock ({}); list again",
+                        journal.last()
+                    )))
                 }
-                Some(cursor)
+                Ok(changes) => Start::Replayed(changes.cloned().collect(), from),
+                Err(e) => Start::Refused(expired(format!(
+                    "too old resource version: {from} ({}): this node's journal of {} starts \
+                     there; list again",
+                    e.oldest,
+                    S::RESOURCE
+                ))),
             }
-            Err(e) => {
-                first.push(expired(format!(
-                    "too old resource version: {from} ({}): this node's journal starts there; \
-                     list again",
-                    e.oldest
-                )));
-                None
-            }
-        },
+        }
     };
+    let agent = agent.clone();
     let (lines, mut receiver) = mpsc::channel::<Bytes>(LINES_AHEAD);
     let timeout = request.timeout.unwrap_or(MAX_WATCH).min(MAX_WATCH);
     let bookmarks = request.bookmarks;
     tokio::spawn(async move {
-        for first in first {
-            if lines.send(first).await.is_err() {
+        let mut cursor = match start {
+            Start::Refused(line) => {
+                let _ = lines.send(line).await;
                 return;
             }
-        }
-        let Some(mut cursor) = cursor else {
-            return;
+            Start::Replayed(changes, from) => {
+                let mut cursor = from;
+                for c in changes {
+                    cursor = c.version;
+                    let line = events.line(c.type_.as_str(), &c.key, c.object());
+                    if let Some(line) = line
+                        && lines.send(line).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                cursor
+            }
+            Start::Listed(cursor) => {
+                // Every object, written into the channel as it is made, on a blocking thread
+                // (it owns what it reads): a watch of 100,000 pods holds a few lines at once.
+                let (versions, sender) = (versions.clone(), lines.clone());
+                let listed = tokio::task::spawn_blocking(move || {
+                    S::source(&agent).each(events.ns.clone().as_deref(), None, &mut |_, object| {
+                        let object = versions.stamp(S::RESOURCE, object);
+                        let value = serde_json::to_value(&object).expect("a read model serializes");
+                        match events.line("ADDED", &key_of(&object), value) {
+                            Some(line) => sender.blocking_send(line).is_ok(),
+                            None => true,
+                        }
+                    });
+                    events
+                });
+                match listed.await {
+                    Ok(listed) => events = listed,
+                    Err(_) => return,
+                }
+                cursor
+            }
         };
         let end = tokio::time::sleep(timeout);
         tokio::pin!(end);
@@ -377,13 +429,11 @@ pub fn serve<S: Served>(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
-            if change.version <= cursor {
+            // Each resource's changes come in order; other resources' are not this watch's.
+            if change.resource != S::RESOURCE || change.version <= cursor {
                 continue;
             }
             cursor = change.version;
-            if change.resource != S::RESOURCE {
-                continue;
-            }
             let line = events.line(change.type_.as_str(), &change.key, change.object());
             if let Some(line) = line
                 && lines.send(line).await.is_err()

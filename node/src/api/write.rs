@@ -8,15 +8,16 @@
 //! namespace with everything in it).
 
 use super::served::Served;
-use super::{Api, ApiError, invalid};
+use super::{Api, ApiError, DRY_RUN_REFUSED, invalid};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use weeble_core::document::Op;
 use weeble_core::objects::patch::{self, PatchType};
-use weeble_core::objects::{self, Resource};
+use weeble_core::objects::{self, Object, Resource};
 use weeble_crdt::echo::echo;
 use weeble_crdt::{DEFAULT_NAMESPACE, Kind, ObjectKey, parse_manifests};
 
@@ -201,8 +202,9 @@ async fn patched<S: Stored, R>(
 pub(super) async fn delete<S: Stored, R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
+    body: String,
 ) -> Result<Json<objects::Status>, ApiError> {
-    deleted::<S, R>(&api, ObjectKey::new(ns, name)).await
+    deleted::<S, R>(&api, ObjectKey::new(ns, name), &body).await
 }
 
 /// `DELETE` the object `name` of `S`, a kind of no namespace (a namespace: with everything
@@ -210,6 +212,7 @@ pub(super) async fn delete<S: Stored, R>(
 pub(super) async fn delete_named<S: Stored, R>(
     State(api): State<Api<R>>,
     Path(name): Path<String>,
+    body: String,
 ) -> Result<Json<objects::Status>, ApiError> {
     if S::KIND == Kind::Namespace && name == DEFAULT_NAMESPACE {
         return Err(ApiError::new(
@@ -217,15 +220,77 @@ pub(super) async fn delete_named<S: Stored, R>(
             "namespace default may not be deleted (delete what is in it instead)",
         ));
     }
-    deleted::<S, R>(&api, ObjectKey::new("", name)).await
+    deleted::<S, R>(&api, ObjectKey::new("", name), &body).await
 }
 
 async fn deleted<S: Stored, R>(
     api: &Api<R>,
     key: ObjectKey,
+    body: &str,
 ) -> Result<Json<objects::Status>, ApiError> {
+    check_delete::<S, R>(api, &key, body)?;
     api.agent.write(Op::Delete(S::KIND, key.clone())).await?;
     Ok(Json(objects::Status::deleted(S::KIND, &key.name)))
+}
+
+/// A `DELETE`'s body: Kubernetes' `DeleteOptions`, of which Weeble reads the dry run (which
+/// kubectl sends here, not in the query) and the preconditions. `propagationPolicy` and
+/// `gracePeriodSeconds` change nothing: what an object runs goes with it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteOptions {
+    #[serde(default)]
+    dry_run: Vec<String>,
+    preconditions: Option<Preconditions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Preconditions {
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+/// Refuses a delete of `key` (of `S`) that is a dry run (400) or whose preconditions the
+/// object as served here does not meet (409); an empty body asks nothing.
+pub(super) fn check_delete<S: Served, R>(
+    api: &Api<R>,
+    key: &ObjectKey,
+    body: &str,
+) -> Result<(), ApiError> {
+    let options: DeleteOptions = match body.trim() {
+        "" => DeleteOptions::default(),
+        text => serde_json::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("the body is not DeleteOptions: {e}")))?,
+    };
+    if !options.dry_run.is_empty() {
+        return Err(ApiError::bad_request(DRY_RUN_REFUSED));
+    }
+    let Some(wanted) = options.preconditions else {
+        return Ok(());
+    };
+    let Some(current) = S::one(&api.agent, key) else {
+        return Ok(());
+    };
+    let meta = current.metadata();
+    let version = api.versions.of(S::RESOURCE, key).to_string();
+    let unmet = |what: &str, wanted: &str, here: &str| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "precondition failed: {what} {} given, {} here",
+                echo(wanted),
+                echo(here)
+            ),
+        )
+    };
+    if let Some(uid) = wanted.uid.filter(|u| Some(u) != meta.uid.as_ref()) {
+        return Err(unmet("uid", &uid, meta.uid.as_deref().unwrap_or_default()));
+    }
+    if let Some(given) = wanted.resource_version.filter(|v| *v != version) {
+        return Err(unmet("resourceVersion", &given, &version));
+    }
+    Ok(())
 }
 
 fn not_found<S: Stored>(key: &ObjectKey) -> ApiError {
@@ -334,17 +399,23 @@ async fn written<S: Stored, R>(
         let changed = tokio::time::timeout_at(deadline, view.changed()).await;
         if !matches!(changed, Ok(Ok(()))) {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
+                StatusCode::GATEWAY_TIMEOUT,
                 format!(
-                    "{} {} was written, but this node's view does not show it: a concurrent \
-                     delete won",
+                    "{} {} was written, but this node's view does not show it yet (or a \
+                     concurrent delete won): read it again",
                     S::KIND,
                     echo(&key.to_string())
                 ),
             ));
         }
     };
+    // The answer carries the version of what was written.
     api.versions.use_resource::<S>(&api.agent).await;
+    let (versions, agent) = (api.versions.clone(), api.agent.clone());
+    let looked = tokio::task::spawn_blocking(move || versions.refresh::<S>(&agent)).await;
+    if looked.is_err() {
+        tracing::error!(resource = S::RESOURCE, "the API's journal failed to look");
+    }
     let served = api.versions.stamp(S::RESOURCE, served);
     Ok((code, Json(served)).into_response())
 }

@@ -152,7 +152,10 @@ impl Recorder {
                 };
                 let mut happened = vec![];
                 let old = before.get(&(ns.clone(), name.clone(), node.clone(), uid.clone()));
-                if old.is_none() {
+                // A pod with no container yet (its image missing, say) has no uid: getting its
+                // first container, it is the same pod, placed already.
+                let unmade = (ns.clone(), name.clone(), node.clone(), String::new());
+                if old.is_none() && !before.contains_key(&unmade) {
                     happened.push(pod(
                         "Scheduled",
                         format!("Successfully assigned {ns}/{name} to {node}"),
@@ -194,7 +197,7 @@ impl Recorder {
                     );
                 }
             }
-            for (ns, name, node, uid) in before.keys() {
+            for (ns, name, node, uid) in before.keys().filter(|k| !k.3.is_empty()) {
                 if !now.contains_key(&(ns.clone(), name.clone(), node.clone(), uid.clone())) {
                     let message = format!("Stopping the pod's containers on {node}");
                     self.record(

@@ -111,8 +111,9 @@ impl Default for Limits {
 pub struct Journal {
     last: u64,
     seen: HashMap<(&'static str, ObjectKey), Seen>,
-    /// The resources looked at since they were last forgotten.
-    followed: HashSet<&'static str>,
+    /// The resources looked at since they were last forgotten, each with the journal's last
+    /// number after its first look: a watch of it may start from there on.
+    followed: HashMap<&'static str, u64>,
     log: VecDeque<Arc<Change>>,
     log_bytes: usize,
     /// Every change after this version is in the log.
@@ -126,7 +127,7 @@ impl Journal {
         Journal {
             last: now_us,
             seen: HashMap::new(),
-            followed: HashSet::new(),
+            followed: HashMap::new(),
             log: VecDeque::new(),
             log_bytes: 0,
             complete_after: now_us,
@@ -158,7 +159,7 @@ impl Journal {
         resource: &'static str,
         objects: impl IntoIterator<Item = (ObjectKey, String, String)>,
     ) -> Vec<Arc<Change>> {
-        let first = self.followed.insert(resource);
+        let first = !self.followed.contains_key(resource);
         let mut changes = vec![];
         let mut present = HashSet::new();
         for (key, uid, text) in objects {
@@ -223,30 +224,39 @@ impl Journal {
             });
         }
         if first {
+            self.followed.insert(resource, self.last);
             return vec![];
         }
         changes.into_iter().map(|c| self.record(c)).collect()
     }
 
-    /// Stops following `resource`: forgets its objects, and with them every version given
-    /// so far as a place a watch could start from.
+    /// Stops following `resource`: forgets its objects and its changes; a watch of it must
+    /// start again from a list.
     pub fn forget(&mut self, resource: &'static str) {
         self.followed.remove(resource);
         self.seen.retain(|(r, _), _| *r != resource);
-        self.log.clear();
-        self.log_bytes = 0;
-        self.complete_after = self.last;
+        self.log.retain(|c| c.resource != resource);
+        self.log_bytes = self.log.iter().map(|c| c.text.len()).sum();
     }
 
-    /// The changes after `version`, oldest first; `Expired` if some may be missing.
-    pub fn since(&self, version: u64) -> Result<impl Iterator<Item = &Arc<Change>>, Expired> {
-        if version < self.complete_after {
-            return Err(Expired {
-                oldest: self.complete_after,
-            });
+    /// The changes to `resource` after `version`, oldest first; `Expired` if some may be
+    /// missing: the log no longer reaches back so far, or the journal did not follow the
+    /// resource then.
+    pub fn since(
+        &self,
+        resource: &'static str,
+        version: u64,
+    ) -> Result<impl Iterator<Item = &Arc<Change>>, Expired> {
+        let followed = self.followed.get(resource).copied().unwrap_or(self.last);
+        let oldest = self.complete_after.max(followed);
+        if version < oldest {
+            return Err(Expired { oldest });
         }
         let start = self.log.partition_point(|c| c.version <= version);
-        Ok(self.log.range(start..))
+        Ok(self
+            .log
+            .range(start..)
+            .filter(move |c| c.resource == resource))
     }
 
     fn tick(&mut self, now_us: u64) -> u64 {
@@ -387,14 +397,20 @@ mod tests {
             bytes: 1 << 20,
         };
         let mut journal = Journal::new(100, limits);
-        assert_eq!(journal.since(99).err(), Some(Expired { oldest: 100 }));
-        assert_eq!(journal.since(100).unwrap().count(), 0);
+        let expired = |j: &Journal, r, v| j.since(r, v).err().map(|e| e.oldest);
+        assert_eq!(expired(&journal, "pods", 99), Some(100));
         journal.observe(150, "pods", [pod("a", "Pending")]);
+        assert_eq!(
+            expired(&journal, "pods", 100),
+            Some(150),
+            "from before the journal followed pods"
+        );
         journal.observe(200, "pods", [pod("a", "Running")]);
         journal.observe(300, "pods", [pod("a", "Failed")]);
-        let after =
-            |j: &Journal, v| -> Vec<u64> { j.since(v).unwrap().map(|c| c.version).collect() };
-        assert_eq!(after(&journal, 100), [200, 300]);
+        let after = |j: &Journal, v| -> Vec<u64> {
+            j.since("pods", v).unwrap().map(|c| c.version).collect()
+        };
+        assert_eq!(after(&journal, 150), [200, 300]);
         assert_eq!(after(&journal, 200), [300]);
         assert_eq!(
             after(&journal, 250),
@@ -405,15 +421,31 @@ mod tests {
         assert!(after(&journal, 999).is_empty(), "ahead of this node");
         journal.observe(400, "pods", [pod("a", "Running")]);
         journal.observe(500, "pods", [pod("a", "Failed")]);
-        assert_eq!(journal.since(150).err(), Some(Expired { oldest: 200 }));
+        assert_eq!(
+            expired(&journal, "pods", 199),
+            Some(200),
+            "the log keeps three"
+        );
         assert_eq!(after(&journal, 200), [300, 400, 500]);
         journal.observe(600, "services", [pod("s", "x")]);
+        journal.observe(700, "services", [pod("s", "y")]);
+        assert_eq!(
+            expired(&journal, "pods", 200),
+            Some(300),
+            "one log for all: another resource's change pushed the oldest out"
+        );
+        assert_eq!(
+            after(&journal, 300),
+            [400, 500],
+            "the services' change is not the pods'"
+        );
         journal.forget("services");
-        assert_eq!(journal.since(600).unwrap().count(), 0);
-        assert!(journal.since(599).is_err(), "what was kept went with it");
-        assert_eq!(journal.version("pods", &key("a")), Some(500));
+        assert_eq!(after(&journal, 300), [400, 500], "pods kept");
+        assert!(journal.since("services", 700).unwrap().next().is_none());
+        assert_eq!(expired(&journal, "services", 650), Some(700));
         journal.forget("pods");
         assert_eq!(journal.version("pods", &key("a")), None);
+        assert_eq!(expired(&journal, "pods", 500), Some(700));
         let tiny = Limits {
             changes: 100,
             bytes: 10,
@@ -422,9 +454,9 @@ mod tests {
         small.observe(1, "pods", [pod("a", "Pending")]);
         small.observe(2, "pods", [pod("a", "Running")]);
         assert!(
-            small.since(1).is_err(),
+            small.since("pods", 1).is_err(),
             "a change over the byte bound is not kept"
         );
-        assert_eq!(small.since(2).unwrap().count(), 0);
+        assert_eq!(small.since("pods", 2).unwrap().count(), 0);
     }
 }

@@ -31,9 +31,7 @@ impl PatchType {
             "application/json-patch+json" => Some(PatchType::Json),
             "application/merge-patch+json" => Some(PatchType::Merge),
             "application/strategic-merge-patch+json" => Some(PatchType::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+json" => {
-                Some(PatchType::Apply)
-            }
+            "application/apply-patch+yaml" => Some(PatchType::Apply),
             _ => None,
         }
     }
@@ -98,7 +96,8 @@ fn merge(target: &mut Value, patch: &Value, strategic: bool) {
             {
                 list.retain(|item| !gone.contains(item));
             }
-            // `$setElementOrder/…` and `$retainKeys` only order or prune what the patch names.
+            // `$setElementOrder/…` only orders what the patch names; `$retainKeys` is applied
+            // once the other fields are merged.
             continue;
         }
         match value {
@@ -124,10 +123,21 @@ fn merge(target: &mut Value, patch: &Value, strategic: bool) {
             }
         }
     }
+    // `$retainKeys`: the object keeps only the fields named (a strategy switched to Recreate
+    // loses its rollingUpdate).
+    if let Some(Value::Array(kept)) = patch.get("$retainKeys").filter(|_| strategic) {
+        object.retain(|key, _| kept.iter().any(|k| k.as_str() == Some(key)));
+    }
 }
 
 /// A strategic merge of list `field`: item by item on its merge key, or replaced whole.
 fn merge_list(field: &str, current: &mut Value, items: &[Value]) {
+    // `{"$patch": "replace"}` among the items: the list is the other items, whole.
+    let replace = |item: &Value| item.get("$patch").and_then(Value::as_str) == Some("replace");
+    if items.iter().any(replace) {
+        *current = Value::Array(items.iter().filter(|i| !replace(i)).cloned().collect());
+        return;
+    }
     let key = items
         .iter()
         .find_map(Value::as_object)
@@ -156,12 +166,17 @@ fn merge_list(field: &str, current: &mut Value, items: &[Value]) {
     }
 }
 
+/// The most bytes a JSON patch's `copy` operations may add in all: copies could otherwise
+/// double a document with each operation of a small body.
+const MAX_COPIED: usize = 4 << 20;
+
 /// RFC 6902: `add`, `remove`, `replace`, `move`, `copy` and `test`, all or nothing.
 fn json_patch(target: &mut Value, patch: &Value) -> Result<(), String> {
     let Value::Array(operations) = patch else {
         return Err("a JSON patch is a list of operations".into());
     };
     let mut result = target.clone();
+    let mut copied = 0;
     for (i, operation) in operations.iter().enumerate() {
         let field = |name: &str| -> Result<&Value, String> {
             operation
@@ -185,6 +200,12 @@ fn json_patch(target: &mut Value, patch: &Value) -> Result<(), String> {
             }
             "copy" => {
                 let from = text("from")?;
+                copied += result.pointer(from).map_or(0, |v| v.to_string().len());
+                if copied > MAX_COPIED {
+                    return Err(format!(
+                        "operation {i}: the copies would add over {MAX_COPIED} bytes"
+                    ));
+                }
                 let value = result
                     .pointer(from)
                     .cloned()
@@ -370,6 +391,32 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn retain_keys_prune_and_a_replace_directive_replaces_a_list() {
+        let mut d = json!({"spec": {"strategy": {"type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1}}, "template": {"spec": {"containers": [
+            {"name": "a", "image": "a"}, {"name": "b", "image": "b"}]}}}});
+        let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"},
+            "template": {"spec": {"containers": [{"$patch": "replace"}, {"name": "c", "image": "c"}]}}}});
+        apply(&mut d, &patch, PatchType::Strategic).unwrap();
+        assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}));
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "c", "image": "c"}])
+        );
+    }
+
+    #[test]
+    fn copies_that_would_grow_a_document_without_bound_are_refused() {
+        let mut d = json!({"spec": {"blob": "x".repeat(1 << 20)}});
+        let doubling: Vec<Value> = (0..10)
+            .map(|i| json!({"op": "copy", "from": "/spec", "path": format!("/spec/c{i}")}))
+            .collect();
+        let e = apply(&mut d, &Value::Array(doubling), PatchType::Json).unwrap_err();
+        assert!(e.contains("would add over"), "{e}");
+        assert_eq!(d["spec"].as_object().unwrap().len(), 1, "nothing applied");
     }
 
     #[test]

@@ -664,6 +664,21 @@ fn a_recorder_tells_what_happened_to_pods_deployments_and_nodes() {
         .map(|e| e.involved_object.uid.as_str())
         .collect();
     assert!(uids[0] == uids[1] && uids[1] != uids[2], "{uids:?}");
+    // A pod whose image was missing gets its container: the same pod, now started.
+    let mut late = Recorder::new("n1", 100);
+    let mut missing = reported(&[], false);
+    (missing.phase, missing.reason) = (Phase::Pending, Some("ErrImageNeverPull".into()));
+    late.look(0, &snapshot, &table(vec![]), &alive);
+    late.look(1, &snapshot, &table(vec![missing]), &alive);
+    late.look(2, &snapshot, &table(vec![running.clone()]), &alive);
+    assert_eq!(
+        said(&late),
+        [
+            "Normal Scheduled web-0",
+            "Warning ErrImageNeverPull web-0",
+            "Normal Started web-0"
+        ]
+    );
     let scaling = recorder.events().nth(7).unwrap();
     assert!(
         scaling.message.contains("from 2 to 5"),
