@@ -452,6 +452,37 @@ fn kubectl_prints_tables_selects_and_watches_at_any_peer() {
     wait_for("the scale at node 0", Duration::from_secs(10), || {
         (version_of(&deployment(0)) > before).then_some(())
     });
+    // A watch with a selector is told ADDED when an object comes into it, DELETED when it
+    // leaves (a label added, then taken off, at another peer).
+    let labelled = format!(
+        "/apis/apps/v1/namespaces/default/deployments?watch=true&labelSelector=tier%3Dfront&resourceVersion={}",
+        version_of(&list)
+    );
+    let watcher = {
+        let addr = api(1);
+        std::thread::spawn(move || {
+            watch_lines(&addr, &labelled, Duration::from_secs(20), |t| {
+                t.contains("DELETED")
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    kubectl_ok(&configs[0], &["label", "deployment/web", "tier=front"]);
+    std::thread::sleep(Duration::from_secs(1));
+    kubectl_ok(&configs[2], &["label", "deployment/web", "tier-"]);
+    let seen = watcher.join().unwrap();
+    let types: Vec<String> = seen
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|e| e["type"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let first_added = types.iter().position(|t| t == "ADDED");
+    let deleted = types.iter().position(|t| t == "DELETED");
+    assert!(
+        first_added.is_some() && deleted > first_added,
+        "{types:?} in {seen}"
+    );
+
     let expired = watch_lines(
         &api(2),
         "/api/v1/namespaces/default/endpoints?watch=1&resourceVersion=1",

@@ -63,6 +63,37 @@ impl fmt::Display for ManifestError {
     }
 }
 
+/// The name of an anchor (`&name`) that an alias (`*name`) of `text` refers to, if any: the
+/// YAML parser expands each alias as it stands, bounded by jumps, not by what they copy, so a
+/// 2 MB file of aliases to a large anchor makes billions of values. Read from the text (an
+/// anchor or alias starts a value: after a space, `[`, `{`, `,` or the line's start); a
+/// quoted string that looks like both is refused too, and the message says why.
+fn aliased_anchor(text: &str) -> Option<&str> {
+    let mut anchors = std::collections::BTreeSet::new();
+    let mut aliases = vec![];
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let starts_value =
+            i == 0 || matches!(bytes[i - 1], b' ' | b'\n' | b'\t' | b'[' | b'{' | b',');
+        if !(starts_value && (b == b'&' || b == b'*')) {
+            continue;
+        }
+        let name = &text[i + 1..];
+        let end = name
+            .find(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '{' | '}'))
+            .unwrap_or(name.len());
+        let name = &name[..end];
+        if name.is_empty() {
+            continue;
+        }
+        match b {
+            b'&' => drop(anchors.insert(name)),
+            _ => aliases.push(name),
+        }
+    }
+    aliases.into_iter().find(|a| anchors.contains(a))
+}
+
 /// Parses and validates every document of `text`; nothing is returned unless all are valid.
 pub fn parse_manifests(text: &str) -> Result<Parsed, ManifestError> {
     // A byte order mark some editors write; kubectl accepts it too.
@@ -71,6 +102,20 @@ pub fn parse_manifests(text: &str) -> Result<Parsed, ManifestError> {
     let mut warnings = Vec::new();
     let mut objects = Vec::new();
     let mut seen: BTreeMap<(Kind, ObjectKey), usize> = BTreeMap::new();
+    if let Some(alias) = aliased_anchor(text) {
+        errors.push(Located {
+            document: None,
+            object: None,
+            path: String::new(),
+            line: None,
+            message: format!(
+                "YAML alias {} is not supported: write the value out (an alias expands where \
+                 it stands, and a small file of them can make a very large one)",
+                echo(alias)
+            ),
+        });
+        return Err(ManifestError { errors });
+    }
     // Two passes over the same stream: a loose one to learn each document's kind, then a
     // strict typed one, which keeps the parser's line numbers for its errors.
     let heads = Deserializer::from_str(text).map(serde_yaml_ng::Value::deserialize);

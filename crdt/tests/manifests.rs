@@ -553,3 +553,24 @@ fn errors_quote_at_most_64_characters_of_a_value() {
         );
     }
 }
+
+#[test]
+fn yaml_aliases_are_refused_before_they_expand() {
+    // One anchor of 1,000 values and 20,000 aliases to it: 20 million values if expanded.
+    let values = vec!["x"; 1000].join(", ");
+    let aliases = vec!["*big"; 20_000].join(", ");
+    let bomb = format!(
+        "kind: Deployment\nmetadata: {{name: web, labels: {{a: b}}}}\nspec:\n  template:\n    \
+         spec:\n      containers:\n      - name: web\n        image: x\n        \
+         args: &big [{values}]\n        command: [{aliases}]\n"
+    );
+    let start = std::time::Instant::now();
+    let e = parse_manifests(&bomb).unwrap_err().to_string();
+    assert!(e.contains("YAML alias \"big\" is not supported"), "{e}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    // An asterisk or an ampersand that names no anchor is text as before.
+    let plain = "kind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    \
+                 metadata: {labels: {app: web}}\n    spec:\n      containers:\n      \
+                 - {name: web, image: x, args: [\"a & b\", \"*\", \"&x\"]}\n";
+    assert!(parse_manifests(plain).is_ok());
+}

@@ -263,6 +263,21 @@ struct Events<S> {
 }
 
 impl<S: Served> Events<S> {
+    /// The line of `change`, or `None` if the watch does not take it. A change that takes
+    /// an object out of what the selector picks is DELETED (the object as it was), one that
+    /// brings it in ADDED, as Kubernetes' watch cache tells them.
+    fn change(&mut self, change: &Change) -> Option<Bytes> {
+        let object = change.object();
+        let previous = change
+            .previous_object()
+            .filter(|_| !self.selector.is_empty());
+        match previous.map(|p| (self.selector.matches(&p), self.selector.matches(&object), p)) {
+            Some((true, false, before)) => self.line("DELETED", &change.key, before),
+            Some((false, true, _)) => self.line("ADDED", &change.key, object),
+            _ => self.line(change.type_.as_str(), &change.key, object),
+        }
+    }
+
     /// The line of an event of `type_` for `object` (its version set), or `None` if the
     /// watch does not take it.
     fn line(&mut self, type_: &str, key: &ObjectKey, object: Value) -> Option<Bytes> {
@@ -366,7 +381,7 @@ pub fn serve<S: Served>(
                 let mut cursor = from;
                 for c in changes {
                     cursor = c.version;
-                    let line = events.line(c.type_.as_str(), &c.key, c.object());
+                    let line = events.change(&c);
                     if let Some(line) = line
                         && lines.send(line).await.is_err()
                     {
@@ -434,7 +449,7 @@ pub fn serve<S: Served>(
                 continue;
             }
             cursor = change.version;
-            let line = events.line(change.type_.as_str(), &change.key, change.object());
+            let line = events.change(&change);
             if let Some(line) = line
                 && lines.send(line).await.is_err()
             {

@@ -54,16 +54,35 @@ pub struct Change {
     /// The object as served, as JSON text without its version; for a deletion, as it was
     /// last served. Kept as text: a change waits in the log as the bytes it is sent as.
     pub text: Arc<str>,
+    /// For a MODIFIED change, the object as it was before: a watch with a selector is told
+    /// DELETED when the object leaves what it selects, and ADDED when it comes in.
+    pub previous: Option<Arc<str>>,
 }
 
 impl Change {
     /// The object, its `metadata.resourceVersion` set to this change's number.
     pub fn object(&self) -> Value {
-        let mut object: Value =
-            serde_json::from_str(&self.text).expect("the journal holds JSON it wrote");
-        set_version(&mut object, self.version);
-        object
+        versioned(&self.text, self.version)
     }
+
+    /// The object as it was before a MODIFIED change, with this change's number.
+    pub fn previous_object(&self) -> Option<Value> {
+        self.previous
+            .as_deref()
+            .map(|text| versioned(text, self.version))
+    }
+
+    /// The bytes it holds in the log.
+    fn bytes(&self) -> usize {
+        self.text.len() + self.previous.as_deref().map_or(0, str::len)
+    }
+}
+
+/// An object's JSON text, read, with `metadata.resourceVersion` set to `version`.
+fn versioned(text: &str, version: u64) -> Value {
+    let mut object: Value = serde_json::from_str(text).expect("the journal holds JSON it wrote");
+    set_version(&mut object, version);
+    object
 }
 
 /// `object` with its `metadata.resourceVersion` set to `version`.
@@ -179,12 +198,14 @@ impl Journal {
                         key,
                         type_,
                         text: old,
+                        previous: None,
                     });
-                    ChangeType::Added
+                    (ChangeType::Added, None)
                 }
-                Some(_) => ChangeType::Modified,
-                None => ChangeType::Added,
+                Some(seen) => (ChangeType::Modified, Some(seen.text.clone())),
+                None => (ChangeType::Added, None),
             };
+            let (type_, previous) = type_;
             let version = self.tick(now_us);
             let text: Arc<str> = text.into();
             present.insert(id.1.clone());
@@ -200,6 +221,7 @@ impl Journal {
                 key: id.1,
                 type_,
                 text,
+                previous,
             });
         }
         let gone: Vec<ObjectKey> = self
@@ -221,6 +243,7 @@ impl Journal {
                 key,
                 type_,
                 text: seen.text,
+                previous: None,
             });
         }
         if first {
@@ -236,7 +259,7 @@ impl Journal {
         self.followed.remove(resource);
         self.seen.retain(|(r, _), _| *r != resource);
         self.log.retain(|c| c.resource != resource);
-        self.log_bytes = self.log.iter().map(|c| c.text.len()).sum();
+        self.log_bytes = self.log.iter().map(|c| c.bytes()).sum();
     }
 
     /// The changes to `resource` after `version`, oldest first; `Expired` if some may be
@@ -268,12 +291,12 @@ impl Journal {
     fn record(&mut self, change: Change) -> Arc<Change> {
         let change = Arc::new(change);
         self.log.push_back(change.clone());
-        self.log_bytes += change.text.len();
+        self.log_bytes += change.bytes();
         while self.log.len() > self.limits.changes || self.log_bytes > self.limits.bytes {
             let Some(old) = self.log.pop_front() else {
                 break;
             };
-            self.log_bytes -= old.text.len();
+            self.log_bytes -= old.bytes();
             self.complete_after = old.version;
         }
         change
@@ -330,6 +353,17 @@ mod tests {
         );
         assert_eq!(next[0].object()["metadata"]["resourceVersion"], "2002");
         assert_eq!(next[0].object()["status"]["phase"], "Running");
+        let before = next[0]
+            .previous_object()
+            .expect("a modified change keeps the object before");
+        assert_eq!(
+            (
+                &before["status"]["phase"],
+                &before["metadata"]["resourceVersion"]
+            ),
+            (&json!("Pending"), &json!("2002"))
+        );
+        assert_eq!(next[1].previous, None, "an added one has none");
         let deleted = next[2].object();
         assert_eq!(
             (
