@@ -2,7 +2,8 @@
 //! 127.0.0.11-13 running containers on this machine's Docker engine. Apply at the second
 //! node, see the pods from every node, kill a container, read a pod's log, restart an agent
 //! (same identity and state, containers adopted), scale up and down, delete; a node with
-//! another cluster key never joins; a malformed manifest changes nothing; logs are JSON.
+//! another cluster key never joins; a malformed manifest changes nothing; logs are JSON; a node
+//! runs on the engine `--docker-host` names.
 //!
 //! Needs Docker: skipped with a message when it is missing, except under CI=true.
 
@@ -299,4 +300,64 @@ fn logs_are_json_with_a_span_per_actor(cluster: &Cluster) {
     }
     // Three, then two more on scale-up (a killed container is restarted, not re-created).
     assert!(started >= 5, "{started} containers started");
+}
+
+/// `--docker-host` names the engine a node runs on: a node whose engine cannot be reached does
+/// not start and says which it tried; one given the local socket by name runs its pods.
+#[test]
+fn a_node_runs_its_pods_on_the_engine_its_docker_host_names() {
+    if !docker_available() {
+        return;
+    }
+    assert!(weeble(&["image", "build-demo"]).status.success());
+    let mut cluster = Cluster::new("dh");
+    let missing = weeble(&[
+        "node",
+        "--name",
+        "nowhere",
+        "--data-dir",
+        cluster.dir.join("nowhere").to_str().unwrap(),
+        "--p2p",
+        &p2p("127.0.0.161"),
+        "--api",
+        "127.0.0.161:17070",
+        "--docker-host",
+        "unix:///nonexistent/docker.sock",
+    ]);
+    assert!(!missing.status.success());
+    let said = text(&missing.stderr);
+    assert!(said.contains("unix:///nonexistent/docker.sock"), "{said}");
+    let odd = cluster.dir.join("odd");
+    let refused = weeble(&[
+        "node",
+        "--name",
+        "odd",
+        "--data-dir",
+        odd.to_str().unwrap(),
+        "--docker-host",
+        "ssh://box",
+    ]);
+    assert!(
+        text(&refused.stderr).contains("unix:///PATH or tcp://HOST:PORT"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let socket = std::env::var("DOCKER_HOST").unwrap_or("unix:///var/run/docker.sock".into());
+    cluster.start(
+        &format!("dh{}", std::process::id()),
+        "127.0.0.160",
+        &["--docker-host", &socket],
+    );
+    let server = cluster.server(0);
+    wait_for("the node ready", Duration::from_secs(30), || {
+        (ready_nodes(&server).len() == 1).then_some(())
+    });
+    let applied = apply_demo(&cluster, &server, "dh", 1);
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    wait_for(
+        "the pod running on the named engine",
+        Duration::from_secs(60),
+        || (running(&pods(&server)) == 1).then_some(()),
+    );
 }

@@ -90,6 +90,11 @@ pub struct NodeArgs {
     /// change what the cluster runs.
     #[arg(long)]
     insecure_api: bool,
+    /// The Docker engine this node runs its containers on: unix:///PATH or tcp://HOST:PORT
+    /// (default: DOCKER_HOST, or the local engine's socket). Several nodes on one machine may
+    /// each have an engine of their own, with its own images.
+    #[arg(long, env = "DOCKER_HOST")]
+    docker_host: Option<String>,
     /// Requests a second each caller (each token, or all callers of a node with no tokens)
     /// may make, twice that in a burst; past it: 429. Default: no limit.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -312,6 +317,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.capacity = args.capacity.unwrap_or_else(machine_capacity);
     config.max_pods = args.max_pods;
     let leave_grace = args.leave_grace.unwrap_or(Duration::from_secs(30));
+    let docker_host = args.docker_host.clone();
     config.replicate_to = usize::from(args.replicate_to);
     config.fanout = usize::from(args.fanout);
     let default = Detection::default();
@@ -328,7 +334,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         );
     }
     runtime()?.block_on(async move {
-        let docker = Docker::connect().await.context("the node needs the Docker engine")?;
+        let docker = Docker::connect_to(docker_host.as_deref())
+            .await
+            .context("the node needs the Docker engine")?;
         let api = config.api;
         let node = agent::start(config, docker.clone()).await?;
         let leaving = node.clone();

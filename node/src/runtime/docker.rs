@@ -75,13 +75,35 @@ impl Docker {
     /// Connects to the local engine (`DOCKER_HOST`, or the default socket), checks that it
     /// answers, and settles on an API version both sides speak.
     pub async fn connect() -> Result<Self, RuntimeError> {
+        Docker::connect_to(None).await
+    }
+
+    /// Connects to the engine at `host` (`unix:///PATH` or `tcp://HOST:PORT`; the local one if
+    /// `None`), as [`Docker::connect`]: a node with an engine of its own (its own images).
+    pub async fn connect_to(host: Option<&str>) -> Result<Self, RuntimeError> {
+        let shown = host.unwrap_or("the local engine");
         let unreachable = |e: BollardError| {
             RuntimeError::Failed(format!(
-                "cannot reach the Docker engine (is it running, and may this user use its \
-                 socket?): {e}"
+                "cannot reach the Docker engine at {shown} (is it running, and may this user \
+                 use its socket?): {e}"
             ))
         };
-        let client = bollard::Docker::connect_with_local_defaults().map_err(unreachable)?;
+        let version = bollard::API_DEFAULT_VERSION;
+        let client = match host {
+            None => bollard::Docker::connect_with_local_defaults(),
+            Some(h) if h.starts_with("unix://") => {
+                bollard::Docker::connect_with_unix(h, CALL_TIMEOUT.as_secs(), version)
+            }
+            Some(h) if h.starts_with("tcp://") || h.starts_with("http://") => {
+                bollard::Docker::connect_with_http(h, CALL_TIMEOUT.as_secs(), version)
+            }
+            Some(h) => {
+                return Err(RuntimeError::Failed(format!(
+                    "--docker-host {h:?}: give unix:///PATH or tcp://HOST:PORT"
+                )));
+            }
+        }
+        .map_err(unreachable)?;
         client.ping().await.map_err(unreachable)?;
         // bollard speaks a newer API than older engines accept (Docker 20.10 stops at 1.41).
         let client = client.negotiate_version().await.map_err(unreachable)?;
