@@ -40,6 +40,33 @@ fn kubectl_ok(config: &Path, args: &[&str]) -> String {
     succeeded(args, kubectl(config, args))
 }
 
+/// What kubectl `binary` (with `config`) printed while it ran a command that does not end by
+/// itself (`logs -f`, `get -w`): started, given a second, then `meanwhile`, another second,
+/// and stopped.
+fn printed_while(binary: &Path, config: &Path, args: &[&str], meanwhile: impl FnOnce()) -> String {
+    use std::io::Read;
+    let mut running = Command::new(binary)
+        .arg("--kubeconfig")
+        .arg(config)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    std::thread::sleep(Duration::from_secs(1));
+    meanwhile();
+    std::thread::sleep(Duration::from_secs(1));
+    running.kill().unwrap();
+    let mut out = String::new();
+    running
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    running.wait().unwrap();
+    out
+}
+
 /// The standard output of a kubectl that must have succeeded.
 fn succeeded(args: &[&str], out: Output) -> String {
     assert!(
@@ -141,29 +168,12 @@ fn kubectl_discovers_reads_scales_describes_and_deletes_at_any_peer() {
         logs.starts_with("20") && logs.lines().count() == 1,
         "{logs}"
     );
-    let mut follow = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&configs[1])
-        .args(["logs", "-f", "web-1", "-c", "web"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    http_get(&published, "/followed");
-    std::thread::sleep(Duration::from_secs(1));
-    follow.kill().unwrap();
-    let followed = {
-        use std::io::Read;
-        let mut out = String::new();
-        follow
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        follow.wait().unwrap();
-        out
-    };
+    let followed = printed_while(
+        Path::new("kubectl"),
+        &configs[1],
+        &["logs", "-f", "web-1", "-c", "web"],
+        || drop(http_get(&published, "/followed")),
+    );
     assert!(followed.contains("GET /followed"), "{followed}");
     let wrong = kubectl(&configs[0], &["logs", "web-1", "-c", "nope"]);
     assert!(!wrong.status.success());
@@ -374,43 +384,20 @@ fn kubectl_prints_tables_selects_and_watches_at_any_peer() {
     );
 
     // `get -w` at one peer sees a scale made at another.
-    let mut watch = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&configs[2])
-        .args(["get", "pods", "-w", "--output-watch-events"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    kubectl_ok(&configs[0], &["scale", "deployment/web", "--replicas=3"]);
-    wait_for("web-2 running", Duration::from_secs(60), || {
-        // Rolled out: web-2 is running, so the watch has printed it by now.
-        let ready = kubectl_ok(
-            &configs[1],
-            &[
-                "get",
-                "deploy",
-                "web",
-                "-o",
-                "jsonpath={.status.readyReplicas}",
-            ],
-        );
-        (ready == "3").then_some(())
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    watch.kill().unwrap();
-    let printed = {
-        use std::io::Read;
-        let mut out = String::new();
-        watch
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        watch.wait().unwrap();
-        out
-    };
+    let printed = printed_while(
+        Path::new("kubectl"),
+        &configs[2],
+        &["get", "pods", "-w", "--output-watch-events"],
+        || {
+            kubectl_ok(&configs[0], &["scale", "deployment/web", "--replicas=3"]);
+            wait_for("web-2 running", Duration::from_secs(60), || {
+                // Rolled out: web-2 is running, so the watch has printed it by now.
+                let path = "jsonpath={.status.readyReplicas}";
+                let ready = kubectl_ok(&configs[1], &["get", "deploy", "web", "-o", path]);
+                (ready == "3").then_some(())
+            });
+        },
+    );
     assert!(
         printed
             .lines()
@@ -999,29 +986,9 @@ fn kubectl_1_20_validates_applies_reads_rolls_out_logs_and_deletes_at_any_peer()
     http_get(&published, "/from-1.20");
     let logs = ok(0, &["logs", "old-0", "--tail=5"]);
     assert!(logs.contains("GET /from-1.20"), "{logs}");
-    let mut follow = Command::new(&old)
-        .arg("--kubeconfig")
-        .arg(&configs[1])
-        .args(["logs", "-f", "old-0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    http_get(&published, "/followed-1.20");
-    std::thread::sleep(Duration::from_secs(1));
-    follow.kill().unwrap();
-    let followed = {
-        use std::io::Read;
-        let mut out = String::new();
-        follow
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        follow.wait().unwrap();
-        out
-    };
+    let followed = printed_while(&old, &configs[1], &["logs", "-f", "old-0"], || {
+        drop(http_get(&published, "/followed-1.20"))
+    });
     assert!(followed.contains("GET /followed-1.20"), "{followed}");
 
     // set image, history, undo.

@@ -87,11 +87,23 @@ impl Versions {
     pub async fn use_resource<S: Served>(self: &Arc<Self>, agent: &Agent) {
         let followed = self.used().insert(S::RESOURCE, Instant::now()).is_some();
         if !followed {
-            let (versions, agent) = (self.clone(), agent.clone());
-            let looked = tokio::task::spawn_blocking(move || versions.observe::<S>(&agent));
-            if looked.await.is_err() {
-                tracing::error!(resource = S::RESOURCE, "the API's journal failed to look");
-            }
+            self.look_at::<S>(agent).await;
+        }
+    }
+
+    /// Notes that a client asks for `S` and looks at it now, whether the journal followed it
+    /// or not: a write answers with the version of what it wrote.
+    pub async fn look_now<S: Served>(self: &Arc<Self>, agent: &Agent) {
+        self.used().insert(S::RESOURCE, Instant::now());
+        self.look_at::<S>(agent).await;
+    }
+
+    /// One look at `S` ([`Versions::observe`]), on a blocking thread.
+    async fn look_at<S: Served>(self: &Arc<Self>, agent: &Agent) {
+        let (versions, agent) = (self.clone(), agent.clone());
+        let looked = tokio::task::spawn_blocking(move || versions.observe::<S>(&agent));
+        if looked.await.is_err() {
+            tracing::error!(resource = S::RESOURCE, "the API's journal failed to look");
         }
     }
 
@@ -134,12 +146,6 @@ impl Versions {
         let version = self.of(resource, &key_of(&object));
         object.metadata_mut().resource_version = Some(version.to_string());
         object
-    }
-
-    /// Records what `S` serves now (and sends its changes to the watches) at once: a write
-    /// answers with the version of what it wrote.
-    pub fn refresh<S: Served>(&self, agent: &Agent) {
-        self.observe::<S>(agent);
     }
 
     /// Records what `S` serves now, and sends the changes to the watches. One look at a

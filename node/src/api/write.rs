@@ -410,12 +410,7 @@ async fn written<S: Stored, R>(
         }
     };
     // The answer carries the version of what was written.
-    api.versions.use_resource::<S>(&api.agent).await;
-    let (versions, agent) = (api.versions.clone(), api.agent.clone());
-    let looked = tokio::task::spawn_blocking(move || versions.refresh::<S>(&agent)).await;
-    if looked.is_err() {
-        tracing::error!(resource = S::RESOURCE, "the API's journal failed to look");
-    }
+    api.versions.look_now::<S>(&api.agent).await;
     let served = api.versions.stamp(S::RESOURCE, served);
     Ok((code, Json(served)).into_response())
 }
