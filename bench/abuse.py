@@ -31,10 +31,10 @@ BATCH = 500
 
 
 
-def deployment(name, replicas, image="weeble-demo:latest"):
+def deployment(name, replicas, image="weeble-demo:v1"):
     """One document of a manifest stream: `MANIFEST` with another image."""
     return "---\n" + MANIFEST.format(name=name, replicas=replicas).replace(
-        "image: weeble-demo:latest", f"image: {image}")
+        "image: weeble-demo:v1", f"image: {image}")
 
 
 def request(url, method="GET", body=None, content_type="application/yaml", timeout=60):

@@ -15,7 +15,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMAGE = "weeble-demo:latest"
+IMAGE = "weeble-demo:v1"
 TIMEOUT = 60.0
 
 MANIFEST = """apiVersion: apps/v1
@@ -31,7 +31,7 @@ spec:
     spec:
       containers:
       - name: web
-        image: weeble-demo:latest
+        image: weeble-demo:v1
         ports:
         - containerPort: 80
 """

@@ -37,7 +37,7 @@ def manifest(name, strategy, message):
     """common's deployment of REPLICAS replicas with `strategy` and $MESSAGE set."""
     text = MANIFEST.format(name=name, replicas=REPLICAS)
     text = text.replace("  template:\n", f"  strategy: {strategy}\n  template:\n")
-    image = "        image: weeble-demo:latest\n"
+    image = "        image: weeble-demo:v1\n"
     return text.replace(image, image + f'        env: [{{name: MESSAGE, value: "{message}"}}]\n')
 
 

@@ -119,7 +119,7 @@ spec:
     spec:
       containers:
       - name: idle
-        image: weeble-demo:latest
+        image: weeble-demo:v1
 ";
 
 fn apply_head(ip: &str, extra: &str) -> String {

@@ -373,7 +373,7 @@ const SHARED: &str = "shared";
 
 /// Applies deployment `name` with no replicas and the given image, on node `index`.
 fn apply_image(bed: &Bed, index: usize, name: &str, image: &str) {
-    let manifest = demo_deployment(name, 0).replace("weeble-demo:latest", image);
+    let manifest = demo_deployment(name, 0).replace("weeble-demo:v1", image);
     let out = bed.weeble_in(index, &["apply", "-f", "-"], &manifest);
     assert!(out.status.success(), "apply {name}: {}", text(&out.stderr));
 }

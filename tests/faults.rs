@@ -55,7 +55,7 @@ fn apply(server: &str, name: &str, replicas: u32, cpu_request: Option<&str>) {
     let manifest = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  \
          selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        \
-         app: {name}\n    spec:\n      containers:\n      - name: web\n        image: weeble-demo:latest{resources}\n"
+         app: {name}\n    spec:\n      containers:\n      - name: web\n        image: weeble-demo:v1{resources}\n"
     );
     let file =
         std::env::temp_dir().join(format!("weeble-faults-{name}-{}.yaml", std::process::id()));

@@ -106,8 +106,8 @@ fn kubectl_discovers_reads_scales_describes_and_deletes_at_any_peer() {
     // The demo deployment, its port published (for the logs below).
     let file = cluster.dir.join("web.yaml");
     let manifest = demo_deployment("web", 3).replace(
-        "image: weeble-demo:latest\n",
-        "image: weeble-demo:latest\n        ports: [{containerPort: 80}]\n",
+        "image: weeble-demo:v1\n",
+        "image: weeble-demo:v1\n        ports: [{containerPort: 80}]\n",
     );
     std::fs::write(&file, manifest).unwrap();
     let applied = weeble(&[
@@ -627,10 +627,7 @@ fn kubectl_writes_as_it_does_against_kubernetes_at_any_peer() {
     wait_for(
         "the old image back at node 1",
         Duration::from_secs(10),
-        || {
-            (spec(1, "{.spec.template.spec.containers[0].image}") == "weeble-demo:latest")
-                .then_some(())
-        },
+        || (spec(1, "{.spec.template.spec.containers[0].image}") == "weeble-demo:v1").then_some(()),
     );
     let rolled = kubectl_ok(
         &configs[1],
@@ -929,8 +926,8 @@ fn kubectl_1_20_validates_applies_reads_rolls_out_logs_and_deletes_at_any_peer()
     // apply validates the manifest against /openapi/v2 (protobuf) on the client.
     let file = cluster.dir.join("old.yaml");
     let manifest = demo_deployment("old", 2).replace(
-        "image: weeble-demo:latest\n",
-        "image: weeble-demo:latest\n        ports: [{containerPort: 80}]\n",
+        "image: weeble-demo:v1\n",
+        "image: weeble-demo:v1\n        ports: [{containerPort: 80}]\n",
     );
     std::fs::write(&file, manifest).unwrap();
     let applied = ok(1, &["apply", "-f", file.to_str().unwrap()]);
@@ -1018,7 +1015,7 @@ fn kubectl_1_20_validates_applies_reads_rolls_out_logs_and_deletes_at_any_peer()
                     "jsonpath={.spec.template.spec.containers[0].image}",
                 ],
             );
-            (image == "weeble-demo:latest").then_some(())
+            (image == "weeble-demo:v1").then_some(())
         },
     );
     let rolled = ok(1, &["rollout", "status", "deployment/old", "--timeout=90s"]);

@@ -43,7 +43,7 @@ fn manifest(name: &str, replicas: u32, pad: usize) -> String {
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  \
          selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        \
-         app: {name}\n    spec:\n      containers:\n      - name: web\n        image: weeble-demo:latest\n        \
+         app: {name}\n    spec:\n      containers:\n      - name: web\n        image: weeble-demo:v1\n        \
          env:\n        - name: PAD\n          value: \"{noise}\"\n"
     )
 }

@@ -26,7 +26,7 @@ spec:
     metadata: {labels: {app: echo}}
     spec:
       containers:
-      - {name: echo, image: weeble-demo:latest, ports: [{containerPort: 80, name: http}]}
+      - {name: echo, image: weeble-demo:v1, ports: [{containerPort: 80, name: http}]}
 ---
 kind: Service
 metadata: {name: echo}
@@ -245,7 +245,7 @@ spec:
     spec:
       containers:
       - name: web
-        image: weeble-demo:latest
+        image: weeble-demo:v1
         ports: [{containerPort: 80, name: http}]
         readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1, failureThreshold: 1}
         livenessProbe: {exec: {command: [/weeble, --version]}, periodSeconds: 1, timeoutSeconds: 5}
@@ -265,7 +265,7 @@ spec:
     spec:
       containers:
       - name: web
-        image: weeble-demo:latest
+        image: weeble-demo:v1
         ports: [{containerPort: 80}]
         livenessProbe: {httpGet: {path: /healthz, port: 80}, periodSeconds: 1, failureThreshold: 2}
 ";

@@ -95,6 +95,11 @@ pub struct NodeArgs {
     /// each have an engine of their own, with its own images.
     #[arg(long, env = "DOCKER_HOST")]
     docker_host: Option<String>,
+    /// A Docker config.json with the credentials of the registries this node pulls from
+    /// ({"auths": {"HOST[:PORT]": {"auth": base64 of USER:PASSWORD}}}); read at each pull, so
+    /// a fix takes effect at the next one. Never logged or shown by the API.
+    #[arg(long, value_name = "FILE")]
+    registry_auth: Option<PathBuf>,
     /// Requests a second each caller (each token, or all callers of a node with no tokens)
     /// may make, twice that in a burst; past it: 429. Default: no limit.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -316,6 +321,14 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.labels = args.labels.into_iter().collect::<Labels>();
     config.capacity = args.capacity.unwrap_or_else(machine_capacity);
     config.max_pods = args.max_pods;
+    if let Some(file) = &args.registry_auth {
+        // Read once now, so a file that cannot be read stops the start, not the first pull.
+        let credentials = weeble_node::runtime::credentials::CredentialsFile(file.clone());
+        credentials
+            .for_registry(weeble_crdt::image::DEFAULT_REGISTRY)
+            .map_err(|e| anyhow!("--registry-auth: {e}"))?;
+    }
+    config.registry_auth = args.registry_auth;
     let leave_grace = args.leave_grace.unwrap_or(Duration::from_secs(30));
     let docker_host = args.docker_host.clone();
     config.replicate_to = usize::from(args.replicate_to);

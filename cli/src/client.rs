@@ -110,12 +110,13 @@ impl Client {
     }
 
     /// Every item of the list at `path`, fetched in pages of [`PAGE`] items as kubectl does
-    /// (so no answer grows with the cluster), as one list.
+    /// (so no answer grows with the cluster), as one list. `path` may carry a query of its own.
     pub fn list<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<List<T>> {
         let mut items = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut url = format!("{path}?limit={PAGE}");
+            let query = if path.contains('?') { '&' } else { '?' };
+            let mut url = format!("{path}{query}limit={PAGE}");
             if let Some(token) = &token {
                 url = format!("{url}&continue={}", query_encode(token));
             }

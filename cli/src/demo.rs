@@ -99,7 +99,7 @@ pub fn run() -> anyhow::Result<()> {
         dir: dir.clone(),
     };
 
-    step("building the demo image weeble-demo:latest from this binary (no registry needed)");
+    step("building the demo image weeble-demo:v1 from this binary (no registry needed)");
     crate::agent::build_demo_image()?;
 
     step("starting three nodes, each joining the first; no node is special");

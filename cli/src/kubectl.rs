@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::path::Path;
+use weeble_core::objects::event::Event;
 use weeble_core::objects::{
     self, ANNOTATION_API, ANNOTATION_DEPLOYMENT, ConditionStatus, ObjectMeta,
 };
@@ -53,6 +54,18 @@ impl Resource {
         match name {
             Some(name) => format!("{base}/{name}"),
             None => base,
+        }
+    }
+
+    /// The kind its objects have (events name the object they are about by it).
+    fn kind(self) -> &'static str {
+        match self {
+            Resource::Deployments => "Deployment",
+            Resource::Pods => "Pod",
+            Resource::Services => "Service",
+            Resource::Endpoints => "Endpoints",
+            Resource::Nodes => "Node",
+            Resource::Peers => "Peer",
         }
     }
 }
@@ -396,6 +409,32 @@ pub fn describe(client: &Client, ns: &str, resource: Resource, name: &str) -> an
             let current = if r.current { " (current)" } else { "" };
             println!("  {}{current}: {}", r.revision, r.images.join(", "));
         }
+    }
+    print_events(client, ns, resource, name)
+}
+
+/// The events about one object, oldest first, as `kubectl describe` ends.
+fn print_events(client: &Client, ns: &str, resource: Resource, name: &str) -> anyhow::Result<()> {
+    let base = match resource {
+        Resource::Nodes | Resource::Peers => "/api/v1/events".to_string(),
+        _ => format!("/api/v1/namespaces/{ns}/events"),
+    };
+    let kind = resource.kind();
+    // `=` and `,` escaped: the selector is one query value.
+    let selector = format!("involvedObject.kind%3D{kind}%2CinvolvedObject.name%3D{name}");
+    let events = client.list::<Event>(&format!("{base}?fieldSelector={selector}"))?;
+    if events.items.is_empty() {
+        println!("Events:       {NONE}");
+        return Ok(());
+    }
+    println!("Events:");
+    for e in &events.items {
+        let times = match e.count {
+            1 => String::new(),
+            n => format!(" (x{n})"),
+        };
+        let (when, kind) = (&e.last_timestamp, &e.type_);
+        println!("  {when}  {kind:<7}  {}{times}: {}", e.reason, e.message);
     }
     Ok(())
 }

@@ -125,7 +125,7 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
-    /// The demo image's HTTP server (what `weeble-demo:latest` runs).
+    /// The demo image's HTTP server (what `weeble-demo:v1` runs).
     #[command(hide = true)]
     ServeDemo {
         #[arg(long, default_value = "0.0.0.0:80")]
@@ -149,7 +149,7 @@ enum ConfigCommand {
 
 #[derive(Subcommand)]
 enum ImageCommand {
-    /// Build weeble-demo:latest from this binary: an HTTP server on port 80 that answers
+    /// Build weeble-demo:v1 from this binary: an HTTP server on port 80 that answers
     /// with its hostname and $MESSAGE.
     BuildDemo,
 }

@@ -159,8 +159,8 @@ pub struct Container {
     pub ports: Option<Vec<ContainerPort>>,
     pub resources: Option<Resources>,
     pub working_dir: Option<String>,
+    pub image_pull_policy: Option<String>,
     // Accepted with a warning.
-    pub image_pull_policy: Option<Present>,
     pub termination_message_path: Option<Present>,
     pub termination_message_policy: Option<Present>,
     pub stdin: Option<Present>,

@@ -3,6 +3,7 @@
 
 pub mod doc;
 pub mod echo;
+pub mod image;
 pub mod k8s;
 pub mod manifest;
 pub mod model;

@@ -301,6 +301,18 @@ pub struct Container {
     /// Until it passes, the pod is not ready and gets no service traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness_probe: Option<Probe>,
+    /// As the manifest gave it, unless it is the image's default ([`crate::image::policy`]):
+    /// then absent, here and in the document (so a template hashes the same with or without
+    /// it, and as it did before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+}
+
+impl Container {
+    /// The policy its image is pulled by: the manifest's, or Kubernetes' default for the image.
+    pub fn pull_policy(&self) -> PullPolicy {
+        crate::image::policy(&self.image, self.image_pull_policy)
+    }
 }
 
 /// A health check, as Kubernetes times it.
@@ -372,6 +384,17 @@ pub struct Resources {
 pub struct ResourceAmounts {
     pub cpu_millis: u64,
     pub memory_bytes: u64,
+}
+
+/// When a node pulls a container's image (Kubernetes' `imagePullPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PullPolicy {
+    /// Before every container is made, even if the image is present.
+    Always,
+    /// Only when the image is not present.
+    IfNotPresent,
+    /// Never: a missing image is the pod's `ErrImageNeverPull`.
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

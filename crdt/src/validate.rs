@@ -636,7 +636,6 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
     f.ignored(
         path,
         &[
-            ("imagePullPolicy", c.image_pull_policy.is_some()),
             (
                 "terminationMessagePath",
                 c.termination_message_path.is_some(),
@@ -672,6 +671,25 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
         f.error(format!("{path}.image"), "required: the image to run");
     }
     capped(&format!("{path}.image"), &image, MAX_IMAGE_BYTES, f);
+    let image_pull_policy = match c.image_pull_policy.as_deref() {
+        None => None,
+        Some("Always") => Some(PullPolicy::Always),
+        Some("IfNotPresent") => Some(PullPolicy::IfNotPresent),
+        Some("Never") => Some(PullPolicy::Never),
+        Some(other) => {
+            f.error(
+                format!("{path}.imagePullPolicy"),
+                format!(
+                    "unknown imagePullPolicy {}: use Always, IfNotPresent or Never",
+                    echo(other)
+                ),
+            );
+            None
+        }
+    };
+    // The image's default is kept as no policy: a client that writes back what it read (the
+    // API shows the default) changes nothing, and the template's hash stays.
+    let image_pull_policy = image_pull_policy.filter(|p| *p != crate::image::policy(&image, None));
     let command = c.command.unwrap_or_default();
     argv(&format!("{path}.command"), &command, f);
     let args = c.args.unwrap_or_default();
@@ -745,6 +763,7 @@ fn container(path: &str, c: k8s::Container, f: &mut Findings) -> Container {
         working_dir: c.working_dir,
         liveness_probe,
         readiness_probe,
+        image_pull_policy,
     }
 }
 

@@ -51,7 +51,7 @@ spec:
       restartPolicy: OnFailure
       containers:
       - name: web
-        image: weeble-demo:latest
+        image: weeble-demo:v1
         command: ["/serve"]
         args: ["--port", "8080"]
         workingDir: /srv
@@ -129,19 +129,12 @@ fn ignored_fields_warn_and_unsupported_fields_fail() {
              spec:\n{extra_pod}      containers:\n      - name: a\n        image: i\n{extra_container}"
         )
     };
-    let ok = parse_manifests(&with(
-        "  uid: 0f2a\n",
-        "        imagePullPolicy: Always\n",
-        "",
-    ))
-    .expect("ignored fields only warn");
+    let ok = parse_manifests(&with("  uid: 0f2a\n", "        tty: true\n", ""))
+        .expect("ignored fields only warn");
     let paths: Vec<&str> = ok.warnings.iter().map(|w| w.path.as_str()).collect();
     assert_eq!(
         paths,
-        [
-            "metadata.uid",
-            "spec.template.spec.containers[0].imagePullPolicy"
-        ]
+        ["metadata.uid", "spec.template.spec.containers[0].tty"]
     );
     let err = parse_manifests(&with(
         "",
@@ -429,6 +422,46 @@ fn probes_are_read_with_kubernetes_defaults_and_their_mistakes_are_named() {
 fn a_byte_order_mark_before_the_file_is_ignored() {
     let parsed = parse_manifests(&format!("\u{feff}{TALK}")).expect("kubectl accepts a BOM too");
     assert_eq!(parsed.objects.len(), 2);
+}
+
+#[test]
+fn the_pull_policy_is_kept_as_given_and_defaults_by_the_images_tag() {
+    let container = |replace: &str| {
+        let parsed = parse_manifests(&talk_container(replace)).expect("a valid manifest");
+        let Object::Deployment(d) = &parsed.objects[0] else {
+            panic!("a deployment")
+        };
+        d.spec.template.containers[0].clone()
+    };
+    let never = container("image: nginx:1.27\n        imagePullPolicy: Never");
+    assert_eq!(never.image_pull_policy, Some(PullPolicy::Never));
+    assert_eq!(never.pull_policy(), PullPolicy::Never);
+    let default = container("image: nginx:1.27\n        imagePullPolicy: IfNotPresent");
+    assert_eq!(
+        default.image_pull_policy, None,
+        "the default, written back by a client, is no change"
+    );
+    assert_eq!(default, container("image: nginx:1.27"));
+    for (image, default) in [
+        ("nginx", PullPolicy::Always),
+        ("nginx:latest", PullPolicy::Always),
+        ("nginx:1.27", PullPolicy::IfNotPresent),
+    ] {
+        let c = container(&format!("image: {image}"));
+        assert_eq!(
+            (c.image_pull_policy, c.pull_policy()),
+            (None, default),
+            "{image}"
+        );
+    }
+    let errors = errors_of(&talk_container(
+        "image: nginx\n        imagePullPolicy: Sometimes",
+    ));
+    assert!(
+        errors[0].contains("spec.template.spec.containers[0].imagePullPolicy")
+            && errors[0].contains("use Always, IfNotPresent or Never"),
+        "{errors:?}"
+    );
 }
 
 /// A deployment in block style whose container's `image: nginx` line is `replace`.

@@ -13,6 +13,7 @@ use crate::probe::{Checker, Probes};
 use crate::proxy::net::{Net, Tcp};
 use crate::reconcile::pass::Settings;
 use crate::runtime::ContainerRuntime;
+use crate::runtime::credentials::CredentialsFile;
 use crate::services::Endpoints;
 use crate::shutdown::{Shutdown, Stop};
 use crate::status::StatusTable;
@@ -85,6 +86,8 @@ pub struct NodeConfig {
     /// How long a starting node that has heard from no peer keeps to the containers it
     /// already runs before it takes on the whole desired state alone.
     pub join_grace: Duration,
+    /// A Docker `config.json` with the registries' credentials, read at each pull.
+    pub registry_auth: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -118,6 +121,7 @@ impl NodeConfig {
             fanout: DEFAULT_FANOUT,
             replicate_to: DEFAULT_REPLICATE_TO,
             join_grace: Duration::from_secs(3),
+            registry_auth: None,
         }
     }
 }
@@ -449,6 +453,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         table: table_tx,
         containers: containers_tx,
         peers_file,
+        credentials: config.registry_auth.clone().map(CredentialsFile),
         feedback: feedback_tx,
         status_sends: Arc::new(Semaphore::new(driver::MAX_STATUS_SENDS)),
         shutdown: shutdown.clone(),

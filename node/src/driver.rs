@@ -2,7 +2,8 @@
 //! writes, container events, the probes' outcomes, timers, the results of the work it runs —
 //! and carries out the effects the core returns through the node's adapters: the
 //! [`Transport`], the [`ContainerRuntime`], the state file's [`Disk`], a [`Checker`] for the
-//! probes, the peers file, and the watches the API, the proxy and DNS read. Requests that the
+//! probes, the registry credentials file, the peers file, and the watches the API, the proxy
+//! and DNS read. Requests that the
 //! core answers later (a write, a peer's sync message) wait here, by id, for their answer.
 //! Time comes from one clock ([`crate::clock`]); the driver ends when the node's [`Shutdown`]
 //! fires.
@@ -10,6 +11,7 @@
 use crate::clock;
 use crate::probe::Checker;
 use crate::reconcile::{Action, ENGINE_CALLS_IN_FLIGHT, pass::Event};
+use crate::runtime::credentials::CredentialsFile;
 use crate::runtime::{ContainerRuntime, RuntimeError, RuntimeEvent};
 use crate::shutdown::Shutdown;
 use crate::status::StatusTable;
@@ -83,6 +85,8 @@ pub struct Driver<T, R, C> {
     pub containers: watch::Sender<usize>,
     /// Where the known peer addresses are kept, for the next start.
     pub peers_file: PathBuf,
+    /// Where the registries' credentials are read at each pull (`--registry-auth`), if anywhere.
+    pub credentials: Option<CredentialsFile>,
     pub feedback: mpsc::Sender<Input>,
     /// Permits for status pushes in flight ([`MAX_STATUS_SENDS`]).
     pub status_sends: Arc<Semaphore>,
@@ -272,6 +276,10 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                 let runtime = self.runtime.clone();
                 self.spawn_work(act(runtime, actions));
             }
+            Effect::Pull(image) => {
+                let (runtime, file) = (self.runtime.clone(), self.credentials.clone());
+                self.spawn_work(pull(runtime, file, image));
+            }
             Effect::Probe(check) => {
                 let (checker, feedback) = (self.checker.clone(), self.feedback.clone());
                 tokio::spawn(async move {
@@ -419,6 +427,28 @@ async fn act<R: ContainerRuntime>(runtime: R, actions: Vec<Action>) -> Event {
             .map(|o| o.expect("every action ran"))
             .collect(),
     )
+}
+
+/// Pulls `image`, with the credentials `file` has for its registry (read now: a file fixed
+/// since the last pull counts).
+async fn pull<R: ContainerRuntime>(
+    runtime: R,
+    file: Option<CredentialsFile>,
+    image: String,
+) -> Event {
+    let registry = weeble_crdt::image::Reference::parse(&image).map(|r| r.registry().to_string());
+    let credentials = match (file, registry) {
+        (Some(file), Ok(registry)) => {
+            let read = tokio::task::spawn_blocking(move || file.for_registry(&registry)).await;
+            read.unwrap_or_else(|e| Err(RuntimeError::Failed(format!("reading credentials: {e}"))))
+        }
+        _ => Ok(None),
+    };
+    let outcome = match credentials {
+        Ok(credentials) => runtime.pull(&image, credentials).await,
+        Err(e) => Err(e),
+    };
+    Event::Pulled { image, outcome }
 }
 
 async fn execute<R: ContainerRuntime>(runtime: &R, action: &Action) -> Result<(), RuntimeError> {

@@ -5,6 +5,7 @@
 
 use axum::body::Body;
 use axum::http::Request;
+use base64::Engine;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -48,7 +49,9 @@ fn data_dir(test: &str, i: usize) -> PathBuf {
 }
 
 /// Three nodes n0, n1, n2 in this process, each with its in-memory disk, over one
-/// switchboard and one in-memory runtime (with the image `img`) on the nodes' clock.
+/// switchboard and one in-memory runtime (with the image `img:1`) on the nodes' clock. The
+/// nodes read registry credentials from [`Bed::credentials`], which no test but the one
+/// about pulls writes.
 struct Bed {
     board: Switchboard,
     runtime: MemoryRuntime,
@@ -57,6 +60,8 @@ struct Bed {
     net: MemoryNet,
     disks: Vec<MemoryDisk>,
     nodes: Vec<Agent>,
+    /// The nodes' `--registry-auth` file.
+    credentials: PathBuf,
 }
 
 impl Bed {
@@ -69,8 +74,9 @@ impl Bed {
             net: MemoryNet::default(),
             disks: (0..3).map(|_| MemoryDisk::default()).collect(),
             nodes: Vec::new(),
+            credentials: data_dir(test, 9).with_extension("json"),
         };
-        bed.runtime.add_image("img");
+        bed.runtime.add_image("img:1");
         for i in 0..3 {
             let node = bed.node(test, i).await;
             bed.nodes.push(node);
@@ -91,6 +97,7 @@ impl Bed {
         config.dns_port = 0;
         config.resync = Duration::from_secs(1);
         config.join_grace = Duration::from_millis(500);
+        config.registry_auth = Some(self.credentials.clone());
         let digest = Arc::new(LocalDigest::default());
         let key = NodeKey::numbered(i);
         let (transport, events) = self.board.attach(addr(i), key.peer_id(), digest.clone());
@@ -132,6 +139,7 @@ impl Drop for Bed {
             node.stop();
             let _ = std::fs::remove_dir_all(&node.config.data_dir);
         }
+        let _ = std::fs::remove_file(&self.credentials);
     }
 }
 
@@ -147,7 +155,7 @@ async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
 }
 
 fn deployment(replicas: u32) -> Vec<weeble_crdt::Object> {
-    with_container(replicas, "{name: web, image: img}")
+    with_container(replicas, "{name: web, image: img:1}")
 }
 
 /// Deployment `web` of `replicas` pods of one container, given in YAML's flow style.
@@ -294,10 +302,58 @@ async fn a_node_whose_disk_is_full_refuses_writes_and_takes_no_pods_until_it_has
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_image_is_pulled_once_the_credentials_file_has_the_right_user() {
+    let bed = Bed::start("pulled").await;
+    bed.runtime.add_to_registry("private:1", Some("alice"));
+    let login = |user: &str| {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:pw"));
+        let file = format!(r#"{{"auths": {{"docker.io": {{"auth": "{auth}"}}}}}}"#);
+        std::fs::write(&bed.credentials, file).unwrap();
+    };
+    login("bob");
+    let nodes = &bed.nodes;
+    let objects = with_container(3, "{name: web, image: private:1}");
+    nodes[0].write(Op::Apply(objects)).await.unwrap();
+    let reasons = || -> BTreeSet<String> {
+        let table = nodes[1].table.borrow();
+        table
+            .pods()
+            .iter()
+            .filter_map(|p| p.reason.clone())
+            .collect()
+    };
+    until("the pods wait on a pull the registry refused", async || {
+        reasons().contains("ImagePullBackOff")
+    })
+    .await;
+    let pods: List<Pod> = get(&bed, 2, "/api/v1/namespaces/default/pods").await;
+    let statuses = pods.items[0].status.container_statuses.as_ref().unwrap();
+    let waiting = &statuses[0].state;
+    let said = serde_json::to_string(waiting).unwrap();
+    assert!(
+        said.contains("ImagePullBackOff") && said.contains("unauthorized"),
+        "{said}"
+    );
+    assert_eq!(bed.running().await, [0, 0, 0]);
+    login("alice");
+    until(
+        "the next pulls bring the image and the pods run",
+        async || bed.running().await.iter().sum::<usize>() == 3,
+    )
+    .await;
+    let pulls = bed.runtime.calls().into_iter();
+    let pulls = pulls.filter(|c| matches!(c, Call::Pull { image } if image == "private:1"));
+    assert!(
+        pulls.count() <= 6,
+        "at most one pull per node and attempt (two attempts in 30 s), whatever the pods"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_whose_liveness_probe_fails_is_killed_and_restarted() {
     let bed = Bed::start("probed").await;
     let probe = "livenessProbe: {exec: {command: [check]}, periodSeconds: 1, failureThreshold: 1}";
-    let container = format!("{{name: web, image: img, {probe}}}");
+    let container = format!("{{name: web, image: img:1, {probe}}}");
     bed.nodes[0]
         .write(Op::Apply(with_container(1, &container)))
         .await
@@ -335,7 +391,7 @@ async fn a_container_whose_liveness_probe_fails_is_killed_and_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_s_service_port_reaches_the_replicas_in_turn() {
     let bed = Bed::start("served").await;
-    let mut objects = with_container(3, "{name: web, image: img, ports: [{containerPort: 80}]}");
+    let mut objects = with_container(3, "{name: web, image: img:1, ports: [{containerPort: 80}]}");
     let service = "kind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 8080, targetPort: 80}]\n";
     objects.extend(parse_manifests(service).unwrap().objects);
     bed.nodes[0].write(Op::Apply(objects)).await.unwrap();

@@ -31,7 +31,7 @@ deployment = {
                 "containers": [
                     {
                         "name": "web",
-                        "image": "weeble-demo:latest",
+                        "image": "weeble-demo:v1",
                         "ports": [{"containerPort": 80}],
                     }
                 ]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 pub const WEEBLE: &str = env!("CARGO_BIN_EXE_weeble");
 pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const DEMO_IMAGE: &str = "weeble-demo:latest";
+const DEMO_IMAGE: &str = "weeble-demo:v1";
 
 /// Held by a test that must not share the machine with another of its binary: timing
 /// matters to it (failure detection), or it watches every container of its nodes.
@@ -36,13 +36,29 @@ pub fn docker_available() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !up && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("Docker is required under CI=true and is not reachable");
+    needed("the Docker engine", up)
+}
+
+/// Whether `program` is installed (on the PATH), as [`needed`] says.
+pub fn installed(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    needed(program, found)
+}
+
+/// Whether a test may go on, `what` it needs being `present` or not: under CI=true it must be
+/// (a panic); elsewhere its absence skips the test, with a message.
+fn needed(what: &str, present: bool) -> bool {
+    if !present && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{what} is required under CI=true (.ci/run provides it) and is missing");
     }
-    if !up {
-        eprintln!("SKIPPED: the Docker engine is not reachable; this test needs it");
+    if !present {
+        eprintln!("SKIPPED: {what} is missing; this test needs it");
     }
-    up
+    present
 }
 
 pub fn weeble(args: &[&str]) -> Output {
@@ -256,8 +272,35 @@ impl Drop for Cluster {
             let _ = node.child.kill();
             let _ = node.child.wait();
         }
+        if std::thread::panicking() {
+            self.print_warnings();
+        }
         remove_containers(&self.containers(false));
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Cluster {
+    /// The last warnings and errors each node logged, for a test that failed: its logs go
+    /// with it.
+    fn print_warnings(&self) {
+        for node in &self.nodes {
+            let log = std::fs::read_to_string(self.log_path(&node.name)).unwrap_or_default();
+            let warnings: Vec<&str> = log
+                .lines()
+                .filter(|line| {
+                    line.contains(r#""level":"WARN""#) || line.contains(r#""level":"ERROR""#)
+                })
+                .collect();
+            eprintln!(
+                "{}: {} warnings and errors, the last 30:",
+                node.name,
+                warnings.len()
+            );
+            for line in &warnings[warnings.len().saturating_sub(30)..] {
+                eprintln!("  {line}");
+            }
+        }
     }
 }
 
@@ -347,7 +390,7 @@ pub fn demo_deployment(name: &str, replicas: u32) -> String {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  \
          replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    \
          metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n      \
-         - name: web\n        image: weeble-demo:latest\n"
+         - name: web\n        image: weeble-demo:v1\n"
     )
 }
 

@@ -182,7 +182,7 @@ impl Host for Containers {
         let run = format!(
             "run -d --name {name} --hostname {name} --label weeble.scenario=node \
              --network {} --ip {ip} -v /var/run/docker.sock:/var/run/docker.sock \
-             --entrypoint /weeble weeble-demo:latest",
+             --entrypoint /weeble weeble-demo:v1",
             self.network
         );
         let mut args: Vec<String> = run.split_whitespace().map(String::from).collect();

@@ -237,6 +237,9 @@ pub enum Effect {
     /// Run these container actions, the removals first, a few engine calls at once
     /// (`reconcile::ENGINE_CALLS_IN_FLIGHT`); then `Input::Reconcile(Event::Acted)`.
     Act(Vec<Action>),
+    /// Pull this image into the engine, beside everything else (a pull may take minutes);
+    /// then `Input::Reconcile(Event::Pulled)`.
+    Pull(String),
     /// Run this probe (within its timeout) and hand back whether it passed, as
     /// [`Input::Probed`].
     Probe(Check),
@@ -701,6 +704,7 @@ impl NodeCore {
                 Work::List => effects.push(Effect::ListContainers),
                 Work::Terminate(ids) => effects.push(Effect::Terminate(ids)),
                 Work::Act(actions) => effects.push(Effect::Act(actions)),
+                Work::Pull(image) => effects.push(Effect::Pull(image)),
                 Work::Checks(checks) => {
                     self.prober.set(checks);
                     self.probed(now, effects);

@@ -231,6 +231,8 @@ pub struct Container {
     pub ports: Vec<ContainerPort>,
     pub liveness_probe: Option<Probe>,
     pub readiness_probe: Option<Probe>,
+    /// As Kubernetes shows it: the manifest's, or the default it got.
+    pub image_pull_policy: crdt::PullPolicy,
 }
 
 impl From<&crdt::Container> for Container {
@@ -244,6 +246,7 @@ impl From<&crdt::Container> for Container {
             ports: c.ports.clone(),
             liveness_probe: c.liveness_probe.as_ref().map(Probe::from),
             readiness_probe: c.readiness_probe.as_ref().map(Probe::from),
+            image_pull_policy: c.pull_policy(),
         }
     }
 }

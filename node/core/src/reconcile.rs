@@ -3,7 +3,8 @@
 //! `plan` is the pure core: desired pods, observed containers, the restart book and the time
 //! in; actions out (create, start, remove). Level-triggered and idempotent: the same inputs
 //! give the same plan, and a plan that was cut short is simply made again on the next pass.
-//! `pod_statuses` turns the same inputs into the status this node gossips.
+//! `pod_statuses` turns the same inputs into the status this node gossips. What a container
+//! waits on its image for (a pull, a failed one, a name that cannot be read) is [`pulls`].
 
 use crate::placement::{Placement, ReplicaKey};
 use crate::probe::{Check, How, Kind};
@@ -11,11 +12,13 @@ use crate::rollout::{self, Choice, Pace};
 use crate::runtime::*;
 use crate::services;
 use crate::status::{CONTAINER_CREATING, Phase, PodStatus, PortStatus, StatusTable};
+use pulls::{Gate, Pulls};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use weeble_crdt::{
-    Deployment, Labels, ObjectKey, PodTemplate, ProbeAction, RestartPolicy, Snapshot, TargetPort,
+    Deployment, Labels, ObjectKey, PodTemplate, ProbeAction, PullPolicy, RestartPolicy, Snapshot,
+    TargetPort,
 };
 
 /// A pod this node should run.
@@ -208,8 +211,10 @@ pub fn next_pass_in_ms(
     if more {
         return 0;
     }
-    book.values()
+    book.containers
+        .values()
         .map(|a| a.not_before_ms)
+        .chain(book.pulls.next_retry_ms())
         .chain(next_handover_deadline(handovers, now_ms))
         .map(|at| at - now_ms)
         .filter(|&ms| ms > 0)
@@ -308,7 +313,19 @@ pub struct Attempts {
     pub error: Option<(String, String)>,
 }
 
-pub type Book = BTreeMap<String, Attempts>;
+/// What the reconciler remembers from pass to pass: each container's attempts (by
+/// [`book_key`]) and each image's pulls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Book {
+    pub containers: BTreeMap<String, Attempts>,
+    pub pulls: Pulls,
+}
+
+impl Book {
+    pub fn new() -> Self {
+        Book::default()
+    }
+}
 
 /// The wait before the next attempt after `failures` quick failures in a row: the first
 /// restart is immediate (a killed container is back at once), then 1 s doubling to 60 s.
@@ -327,6 +344,8 @@ pub enum Action {
     Create {
         book_key: String,
         spec: Box<ContainerSpec>,
+        /// Its image's: a missing image is pulled, unless `Never`.
+        policy: PullPolicy,
     },
     Start {
         book_key: String,
@@ -370,9 +389,19 @@ fn observed_key(o: &Observed) -> Option<(String, String)> {
     ))
 }
 
+/// What a pass does: the actions on containers, and the images to pull.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// Images to pull now (none of them is being pulled; as many as
+    /// [`pulls::MAX_PULLS_IN_FLIGHT`] allows): their containers are made once they are here.
+    pub pulls: Vec<String>,
+}
+
 /// What to do now. Removals come first, so a replacement never collides with the name of
 /// the container it replaces. A pod handed over to another node is kept until that node
-/// runs it (see [`Handover`]).
+/// runs it (see [`Handover`]). A container whose image must be pulled first waits for the
+/// pull ([`Pulls::gate`]).
 pub fn plan(
     node: &str,
     publish_ip: IpAddr,
@@ -381,7 +410,7 @@ pub fn plan(
     handovers: &BTreeMap<String, Handover>,
     book: &Book,
     now_ms: i64,
-) -> Vec<Action> {
+) -> Plan {
     let mut by_key: BTreeMap<(String, String), Vec<&Observed>> = BTreeMap::new();
     let mut removals = Vec::new();
     for o in observed {
@@ -394,6 +423,8 @@ pub fn plan(
         }
     }
     let mut actions = Vec::new();
+    let mut pulls = Vec::new();
+    let pull_room = pulls::MAX_PULLS_IN_FLIGHT.saturating_sub(book.pulls.in_flight());
     for pod in desired {
         for container in &pod.template.containers {
             let key = book_key(pod, &container.name);
@@ -415,12 +446,25 @@ pub fn plan(
                     why: "duplicate of the pod's container",
                 });
             }
-            let waiting = book.get(&key).is_some_and(|a| now_ms < a.not_before_ms);
+            let waiting = book
+                .containers
+                .get(&key)
+                .is_some_and(|a| now_ms < a.not_before_ms);
             match current.first() {
-                None if !waiting => actions.push(Action::Create {
-                    book_key: key,
-                    spec: Box::new(container_spec(node, publish_ip, pod, &container.name)),
-                }),
+                None if !waiting => {
+                    let (image, policy) = (&container.image, container.pull_policy());
+                    match book.pulls.gate(image, policy, now_ms) {
+                        Gate::Go => actions.push(Action::Create {
+                            book_key: key,
+                            spec: Box::new(container_spec(node, publish_ip, pod, &container.name)),
+                            policy,
+                        }),
+                        Gate::Pull if !pulls.contains(image) && pulls.len() < pull_room => {
+                            pulls.push(image.clone())
+                        }
+                        _ => {}
+                    }
+                }
                 None => {}
                 Some(o) => {
                     let restart = match o.state {
@@ -455,7 +499,10 @@ pub fn plan(
         }));
     }
     removals.extend(actions);
-    removals
+    Plan {
+        actions: removals,
+        pulls,
+    }
 }
 
 /// The most engine calls a node has in flight at once: a flood of pods must not swamp the
@@ -473,7 +520,8 @@ pub fn batch(mut actions: Vec<Action>) -> (Vec<Action>, bool) {
     (actions, more)
 }
 
-/// Records the outcome of an action in the book.
+/// Records the outcome of an action in the book. A create that found its image missing,
+/// with a policy that pulls, is no failure of the container: its image is pulled next.
 pub fn record(
     book: &mut Book,
     action: &Action,
@@ -482,13 +530,20 @@ pub fn record(
     now_ms: i64,
 ) {
     let (key, restarting) = match action {
+        Action::Create { spec, policy, .. }
+            if *policy != PullPolicy::Never
+                && matches!(outcome, Err(RuntimeError::ImageMissing(_))) =>
+        {
+            book.pulls.missing(&spec.image, now_ms);
+            return;
+        }
         Action::Create { book_key, .. } => (book_key, false),
         Action::Start { book_key, id } => {
             let ran_ms = observed
                 .iter()
                 .find(|o| &o.id == id)
                 .map_or(0, |o| o.finished_at_ms.saturating_sub(o.started_at_ms));
-            let entry = book.entry(book_key.clone()).or_default();
+            let entry = book.containers.entry(book_key.clone()).or_default();
             if ran_ms >= STABLE_RUN_MS {
                 entry.failures = 0;
             }
@@ -496,7 +551,7 @@ pub fn record(
         }
         Action::Remove { .. } => return,
     };
-    let entry = book.entry(key.clone()).or_default();
+    let entry = book.containers.entry(key.clone()).or_default();
     match outcome {
         Ok(()) => {
             if restarting {
@@ -696,6 +751,7 @@ pub fn pod_statuses(
             };
             for c in &pod.template.containers {
                 let attempts = book
+                    .containers
                     .get(&book_key(pod, &c.name))
                     .cloned()
                     .unwrap_or_default();
@@ -703,13 +759,11 @@ pub fn pod_statuses(
                 let key = (id.clone(), c.name.clone(), pod.template_hash.as_str());
                 let found = observed.get(&key).copied();
                 let (phase, reason) = match found {
-                    None => match &attempts.error {
-                        Some((reason, message)) => {
-                            status.message = Some(message.clone());
-                            (Phase::Pending, Some(reason.clone()))
-                        }
-                        None => (Phase::Pending, Some(CONTAINER_CREATING.into())),
-                    },
+                    None => {
+                        let (reason, message) = waiting_for(&attempts, book, c, now_ms);
+                        status.message = message;
+                        (Phase::Pending, Some(reason))
+                    }
                     Some(o) => {
                         status.container_ids.push(o.id.clone());
                         status.ports.extend(o.ports.iter().map(|p| PortStatus {
@@ -763,7 +817,30 @@ pub fn pod_statuses(
         .collect()
 }
 
+/// Why a container that is not made yet waits, and the message that says more: the
+/// runtime's last error making it, or what its image waits on.
+fn waiting_for(
+    attempts: &Attempts,
+    book: &Book,
+    c: &weeble_crdt::Container,
+    now_ms: i64,
+) -> (String, Option<String>) {
+    if let Some((reason, message)) = &attempts.error {
+        return (reason.clone(), Some(message.clone()));
+    }
+    match book.pulls.gate(&c.image, c.pull_policy(), now_ms) {
+        Gate::Pulling => (
+            CONTAINER_CREATING.into(),
+            Some(format!("Pulling image {:?}", c.image)),
+        ),
+        Gate::Failed { reason, message } => (reason.into(), Some(message)),
+        Gate::Invalid(why) => (pulls::INVALID_IMAGE_NAME.into(), Some(why)),
+        Gate::Go | Gate::Pull => (CONTAINER_CREATING.into(), None),
+    }
+}
+
 pub mod pass;
+pub mod pulls;
 
 #[cfg(test)]
 mod tests;

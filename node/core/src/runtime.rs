@@ -117,6 +117,9 @@ pub enum RuntimeError {
     /// The image is not on this host and nothing can be pulled (like ErrImageNeverPull).
     #[error("image {0:?} is not present on this node and cannot be pulled")]
     ImageMissing(String),
+    /// A pull of an image failed: what the engine or the registry said.
+    #[error("{0}")]
+    PullFailed(String),
     #[error("container {0} not found")]
     NotFound(String),
     #[error("container runtime failed: {0}")]

@@ -61,8 +61,8 @@ pub struct Conditions {
     pub start_us: u64,
     /// The chance that a container action fails.
     pub failure_rate: f64,
-    /// Images the engine does not hold: creating a container of one fails, as Docker's
-    /// does for an image it may not pull.
+    /// Images neither the engine nor a registry holds: creating a container of one finds
+    /// it missing, and a pull of it fails.
     pub absent_images: BTreeSet<String>,
     /// Threads the nodes are run on (at least 1; one if the links have no latency, which
     /// leaves no window). The run is the same for any number.
@@ -1302,6 +1302,15 @@ impl Window<'_> {
                     failed,
                 };
                 self.at(now + delay, event);
+            }
+            Effect::Pull(image) => {
+                // No registry has an absent image; every other one is pulled at once.
+                let outcome = match self.common.settings.absent_images.contains(&image) {
+                    true => Err(RuntimeError::PullFailed(format!("{image:?}: not found"))),
+                    false => Ok(()),
+                };
+                let input = Input::Reconcile(Event::Pulled { image, outcome });
+                self.input_at(soon, i, life, input);
             }
             Effect::Probe(check) => {
                 let input = Input::Probed {

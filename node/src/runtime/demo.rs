@@ -1,5 +1,5 @@
 //! The demo workload, made on this machine because no registry is reachable: a tiny HTTP
-//! server inside the `weeble` binary, and the image `weeble-demo:latest` that runs it.
+//! server inside the `weeble` binary, and the image `weeble-demo:v1` that runs it.
 //!
 //! The image holds only the `weeble` binary at `/weeble` and the shared libraries `ldd` lists
 //! for it, at their usual paths. Its command line is
@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 /// The demo image, as tagged on the host.
-pub const DEMO_IMAGE: &str = "weeble-demo:latest";
+pub const DEMO_IMAGE: &str = "weeble-demo:v1";
 /// The environment variable whose value the demo server puts in every reply.
 pub const MESSAGE_ENV: &str = "MESSAGE";
 /// The demo image's settings, as `docker import --change` instructions.

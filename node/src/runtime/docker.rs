@@ -1,14 +1,17 @@
-//! The container runtime on the local Docker engine, through bollard. It never pulls: an
-//! image must already be on the host (see `demo` for the one Weeble can build itself).
+//! The container runtime on a Docker engine, through bollard. Creating a container never
+//! pulls: a missing image is `ImageMissing`, and the reconciler decides whether to `pull`
+//! (see `demo` for the one image Weeble builds itself).
 //!
 //! Two things about the engine that callers should know: an exited container reports no
 //! published ports, and starting it again gives each port a new free host port (they are
 //! published with an empty `HostPort`).
 
+use super::credentials::Credentials;
 use super::{
     ContainerRuntime, ContainerSpec, ContainerState, LABEL_NODE, LogOptions, LogStream, Observed,
     PublishedPort, RuntimeError, RuntimeEvent,
 };
+use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::exec::StartExecOptions;
 use bollard::models::{
@@ -43,6 +46,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest one container's inspection may take during a listing; past it, that
 /// container is reported from the listing alone and the others are not held up.
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a pull may go without a word of progress from the engine before it fails.
+const PULL_STALL: Duration = Duration::from_secs(120);
 
 /// `call`, or `RequestTimeoutError` if the engine has not answered within `limit`.
 async fn timed<T>(
@@ -342,6 +347,58 @@ impl ContainerRuntime for Docker {
         Ok(id)
     }
 
+    async fn pull(
+        &self,
+        image: &str,
+        credentials: Option<Credentials>,
+    ) -> Result<(), RuntimeError> {
+        let failed = |why: String| {
+            RuntimeError::PullFailed(format!("Failed to pull image {image:?}: {why}"))
+        };
+        let reference = weeble_crdt::image::Reference::parse(image).map_err(failed)?;
+        let name = match reference.registry {
+            Some(registry) => format!("{registry}/{}", reference.path),
+            None => reference.path.to_string(),
+        };
+        // The engine pulls every tag of a name given no tag: the tag (or digest) always goes.
+        let tag = reference
+            .digest
+            .or(reference.tag)
+            .unwrap_or(weeble_crdt::image::DEFAULT_TAG);
+        let options = CreateImageOptionsBuilder::new()
+            .from_image(&name)
+            .tag(tag)
+            .build();
+        let credentials = credentials.map(|c| DockerCredentials {
+            username: c.username,
+            password: c.password,
+            identitytoken: c.identity_token,
+            serveraddress: Some(c.registry),
+            ..Default::default()
+        });
+        let mut progress = self.client.create_image(Some(options), None, credentials);
+        loop {
+            let next = tokio::time::timeout(PULL_STALL, progress.next()).await;
+            match next {
+                Err(_) => {
+                    let stall = PULL_STALL.as_secs();
+                    return Err(failed(format!("no progress for {stall} s")));
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(failed(engine_message(e))),
+                Ok(Some(Ok(info))) => {
+                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                        return Err(failed(e));
+                    }
+                }
+            }
+        }
+        match self.image_id(image).await? {
+            Some(_) => Ok(()),
+            None => Err(failed("the engine finished but has no such image".into())),
+        }
+    }
+
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
         self.forget(id);
         timed(
@@ -521,6 +578,15 @@ fn docker_time(nanos: i64) -> String {
 }
 
 /// The HTTP status the engine answered with, if the failure was such an answer.
+/// What the engine said, without bollard's wrapping: its message for an engine error.
+fn engine_message(e: BollardError) -> String {
+    match e {
+        BollardError::DockerResponseServerError { message, .. } => message,
+        BollardError::DockerStreamError { error } => error,
+        e => e.to_string(),
+    }
+}
+
 fn status(e: &BollardError) -> Option<u16> {
     match e {
         BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
@@ -880,7 +946,7 @@ mod tests {
             "Name": "/weeble-n1-web-0-app",
             "State": {"Status": "running", "ExitCode": 0,
                 "StartedAt": "1970-01-01T00:00:02.5Z", "FinishedAt": "0001-01-01T00:00:00Z"},
-            "Config": {"Image": "weeble-demo:latest", "Labels": {"weeble.node": "n1"}},
+            "Config": {"Image": "weeble-demo:v1", "Labels": {"weeble.node": "n1"}},
             "NetworkSettings": {"Ports": {
                 "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32771"}],
                 "81/tcp": null,
@@ -890,7 +956,7 @@ mod tests {
         .unwrap();
         let observed = observe("abc".into(), info);
         assert_eq!(observed.name, "weeble-n1-web-0-app");
-        assert_eq!(observed.image, "weeble-demo:latest");
+        assert_eq!(observed.image, "weeble-demo:v1");
         assert_eq!(observed.state, ContainerState::Running);
         assert_eq!(observed.labels["weeble.node"], "n1");
         assert_eq!((observed.started_at_ms, observed.finished_at_ms), (2500, 0));
@@ -923,7 +989,7 @@ mod tests {
     #[test]
     fn a_container_that_cannot_be_inspected_is_listed_with_its_state_unknown() {
         let summary: ContainerSummary = serde_json::from_value(serde_json::json!({
-            "Id": "abc", "Names": ["/weeble_n1_default_web-0_app"], "Image": "weeble-demo:latest",
+            "Id": "abc", "Names": ["/weeble_n1_default_web-0_app"], "Image": "weeble-demo:v1",
             "State": "running", "Labels": {"weeble.node": "n1", "weeble.pod": "web-0"}
         }))
         .unwrap();

@@ -1,11 +1,13 @@
 //! An in-memory container runtime for unit tests and the simulator: deterministic ids, fake
-//! host ports, a record of every call, and controls to kill containers or fail a create.
+//! host ports, a record of every call, and controls to kill containers or fail a create. Its
+//! registry is a set of images a pull brings (given credentials, if it asks for them).
 //!
 //! It behaves like Docker where the reconciler can tell: an exited container has no published
 //! ports and gets new host ports when started again; removing a running container reports
 //! `die` then `destroy`. Times come from a clock the test sets (`set_clock_ms`), or from the
 //! node's own clock for a node run inside a process (`on_node_clock`).
 
+use super::credentials::Credentials;
 use super::{
     ContainerRuntime, ContainerSpec, ContainerState, LABEL_NODE, LogOptions, LogStream, Observed,
     PublishedPort, RuntimeError, RuntimeEvent,
@@ -30,6 +32,7 @@ pub enum Call {
     Remove { id: String },
     Terminate { id: String },
     Exec { id: String, command: Vec<String> },
+    Pull { image: String },
 }
 
 /// The fake runtime; clones share one state.
@@ -41,6 +44,8 @@ pub struct MemoryRuntime {
 #[derive(Debug)]
 struct State {
     images: BTreeSet<String>,
+    /// What a pull can bring, with the user it must be asked by (`None`: anyone).
+    registry: BTreeMap<String, Option<String>>,
     /// By id.
     containers: BTreeMap<String, FakeContainer>,
     calls: Vec<Call>,
@@ -58,6 +63,7 @@ impl Default for State {
     fn default() -> Self {
         State {
             images: BTreeSet::new(),
+            registry: BTreeMap::new(),
             containers: BTreeMap::new(),
             calls: Vec::new(),
             fail_next_create: None,
@@ -91,6 +97,12 @@ impl MemoryRuntime {
     /// Makes `image` present, so containers can be created from it.
     pub fn add_image(&self, image: &str) {
         self.state().images.insert(image.to_owned());
+    }
+
+    /// Puts `image` in the registry, pulled by anyone, or only by `user` if given.
+    pub fn add_to_registry(&self, image: &str, user: Option<&str>) {
+        let user = user.map(str::to_string);
+        self.state().registry.insert(image.to_owned(), user);
     }
 
     /// Every call made so far, oldest first.
@@ -246,6 +258,34 @@ impl ContainerRuntime for MemoryRuntime {
             .collect();
         observed.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(observed)
+    }
+
+    async fn pull(
+        &self,
+        image: &str,
+        credentials: Option<Credentials>,
+    ) -> Result<(), RuntimeError> {
+        let mut state = self.state();
+        state.calls.push(Call::Pull {
+            image: image.to_owned(),
+        });
+        let user = credentials.and_then(|c| c.username);
+        match state.registry.get(image) {
+            Some(None) => {}
+            Some(Some(wanted)) if user.as_ref() == Some(wanted) => {}
+            Some(Some(_)) => {
+                return Err(RuntimeError::PullFailed(format!(
+                    "Failed to pull image {image:?}: unauthorized"
+                )));
+            }
+            None => {
+                return Err(RuntimeError::PullFailed(format!(
+                    "Failed to pull image {image:?}: not found"
+                )));
+            }
+        }
+        state.images.insert(image.to_owned());
+        Ok(())
     }
 
     async fn create_and_start(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {

@@ -2,9 +2,10 @@
 //! (through bollard) and by an in-memory fake for unit tests and the simulator.
 //!
 //! The runtime knows nothing of placement or pods: it creates, lists, removes and watches
-//! containers carrying Weeble's labels. Every container it makes is labelled
+//! containers carrying Weeble's labels, and pulls images. Every container it makes is labelled
 //! `weeble.node=<node>`, and `list`/`watch` only ever see the given node's containers.
 
+pub mod credentials;
 pub mod demo;
 pub mod docker;
 pub mod memory;
@@ -47,11 +48,19 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
     fn list(&self, node: &str) -> impl Future<Output = Result<Vec<Observed>, RuntimeError>> + Send;
 
     /// Creates and starts a container; returns its id. Fails with `ImageMissing` at once if
-    /// the image is not present (it never pulls).
+    /// the image is not present (it never pulls: [`ContainerRuntime::pull`] does).
     fn create_and_start(
         &self,
         spec: &ContainerSpec,
     ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+
+    /// Pulls `image` from its registry, telling it `credentials` if given; done once the
+    /// engine has the image. A pull that stops making progress fails.
+    fn pull(
+        &self,
+        image: &str,
+        credentials: Option<credentials::Credentials>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Starts an existing (exited) container again, keeping its id. Its ports are published
     /// again, possibly on new host ports (Docker picks new ones): `list` again to find them.

@@ -37,7 +37,7 @@ fn addr(i: usize) -> SocketAddr {
 }
 
 fn deployment(name: &str, replicas: u32) -> weeble_crdt::Object {
-    with_container(name, replicas, "{name: web, image: img}")
+    with_container(name, replicas, "{name: web, image: img:1}")
 }
 
 /// Deployment `name` of `replicas` pods of one container, given in YAML's flow style.
@@ -530,7 +530,7 @@ fn a_container_whose_liveness_probe_fails_is_killed_and_started_again() {
     let mut cluster = Cluster::new(2, 4);
     cluster.run_until(5_000);
     let probe = "livenessProbe: {exec: {command: [check]}, periodSeconds: 1, failureThreshold: 2}";
-    let container = format!("{{name: web, image: img, {probe}}}");
+    let container = format!("{{name: web, image: img:1, {probe}}}");
     cluster.write("n0", with_container("web", 1, &container), 1);
     cluster.run_until(6_000);
     let (node, id) = cluster

@@ -1,5 +1,5 @@
 //! Events, as `kubectl get events` and `kubectl describe` show them: what a node noticed
-//! happen to pods (placed, started, failing, restarted, unready, stopped), deployments (scaled,
+//! happen to pods (placed, pulling an image, started, failing, restarted, unready, stopped), deployments (scaled,
 //! a new revision) and nodes (not ready, ready again). A [`Recorder`] compares what the node
 //! knows now with what it knew at its last look and records an event for each difference.
 //!
@@ -57,6 +57,7 @@ pub struct EventSource {
 struct PodSeen {
     phase: Phase,
     reason: Option<String>,
+    message: Option<String>,
     ready: bool,
     restarts: u32,
 }
@@ -117,10 +118,11 @@ impl Recorder {
             let Some(d) = snapshot.deployments.get(&key) else {
                 continue;
             };
-            // A pod whose containers are being made is not one yet: its uid comes with them.
+            // A pod whose containers are being made is not one yet (its uid comes with them),
+            // unless its image is being pulled.
             let creating = p.reason.as_deref() == Some(crate::status::CONTAINER_CREATING);
             let container = p.container_ids.first().map(String::as_str);
-            if creating && container.is_none() {
+            if creating && container.is_none() && p.message.is_none() {
                 continue;
             }
             let uid = container
@@ -129,17 +131,18 @@ impl Recorder {
             let seen = PodSeen {
                 phase: p.phase,
                 reason: p.reason.clone(),
+                message: p.message.clone(),
                 ready: p.ready,
                 restarts: p.restarts,
             };
             now.insert(
                 (p.namespace.clone(), p.name.clone(), p.node.clone(), uid),
-                (seen, p.message.clone()),
+                seen,
             );
         }
         let before = self.pods.take().unwrap_or_default();
         if !first {
-            for ((ns, name, node, uid), (seen, message)) in &now {
+            for ((ns, name, node, uid), seen) in &now {
                 let pod = |reason: &str, message: String, warning: bool| {
                     (
                         ns.as_str(),
@@ -166,12 +169,18 @@ impl Recorder {
                 if seen.phase == Phase::Running && !was(|o| o.phase == Phase::Running) {
                     happened.push(pod("Started", "Started the pod's containers".into(), false));
                 }
+                let creating = seen.reason.as_deref() == Some(crate::status::CONTAINER_CREATING);
                 if let Some(reason) = &seen.reason
                     && old.is_none_or(|o| o.reason.as_ref() != Some(reason))
-                    && reason != crate::status::CONTAINER_CREATING
+                    && !creating
                 {
-                    let message = message.clone().unwrap_or_else(|| reason.clone());
+                    let message = seen.message.clone().unwrap_or_else(|| reason.clone());
                     happened.push(pod(reason, message, true));
+                }
+                if let Some(pulling) = seen.message.as_ref().filter(|_| creating)
+                    && old.is_none_or(|o| o.message.as_ref() != Some(pulling))
+                {
+                    happened.push(pod("Pulling", pulling.clone(), false));
                 }
                 if let Some(o) = old.filter(|o| seen.restarts > o.restarts) {
                     let message = format!(
@@ -210,7 +219,7 @@ impl Recorder {
                 }
             }
         }
-        self.pods = Some(now.into_iter().map(|(k, (seen, _))| (k, seen)).collect());
+        self.pods = Some(now);
     }
 
     fn look_at_deployments(&mut self, now_ms: i64, snapshot: &Snapshot, first: bool) {

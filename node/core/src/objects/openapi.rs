@@ -275,6 +275,12 @@ const SCHEMAS: &[Schema] = &[
             ),
             ("workingDir", Str, "The working directory."),
             (
+                "imagePullPolicy",
+                Str,
+                "Always, IfNotPresent or Never; Always for :latest or no tag, IfNotPresent \
+                 otherwise.",
+            ),
+            (
                 "livenessProbe",
                 Ref("Probe"),
                 "Restarts the container when it fails.",

@@ -194,6 +194,7 @@ fn a_reported_pod_is_written_as_the_api_always_wrote_it() {
         pod["spec"]["containers"][0],
         json!({
             "name": "web", "image": "weeble-demo", "command": [], "args": [],
+            "imagePullPolicy": "Always",
             "env": [{"name": "MODE", "value": "fast"}],
             "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}],
             "livenessProbe": {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1,
@@ -666,16 +667,33 @@ fn a_recorder_tells_what_happened_to_pods_deployments_and_nodes() {
     assert!(uids[0] == uids[1] && uids[1] != uids[2], "{uids:?}");
     // A pod whose image was missing gets its container: the same pod, now started.
     let mut late = Recorder::new("n1", 100);
-    let mut missing = reported(&[], false);
-    (missing.phase, missing.reason) = (Phase::Pending, Some("ErrImageNeverPull".into()));
+    let waiting = |reason: &str, message: Option<&str>| {
+        let mut pod = reported(&[], false);
+        (pod.phase, pod.reason) = (Phase::Pending, Some(reason.into()));
+        pod.message = message.map(str::to_string);
+        pod
+    };
     late.look(0, &snapshot, &table(vec![]), &alive);
-    late.look(1, &snapshot, &table(vec![missing]), &alive);
-    late.look(2, &snapshot, &table(vec![running.clone()]), &alive);
+    let story = [
+        waiting("ErrImageNeverPull", None),
+        waiting(status::CONTAINER_CREATING, Some("Pulling image \"web\"")),
+        waiting("ErrImagePull", Some("unauthorized")),
+        waiting("ImagePullBackOff", Some("Back-off pulling image \"web\"")),
+        waiting(status::CONTAINER_CREATING, Some("Pulling image \"web\"")),
+        running.clone(),
+    ];
+    for (i, pod) in story.into_iter().enumerate() {
+        late.look(1 + i as i64, &snapshot, &table(vec![pod]), &alive);
+    }
     assert_eq!(
         said(&late),
         [
             "Normal Scheduled web-0",
             "Warning ErrImageNeverPull web-0",
+            "Normal Pulling web-0",
+            "Warning ErrImagePull web-0",
+            "Warning ImagePullBackOff web-0",
+            "Normal Pulling web-0",
             "Normal Started web-0"
         ]
     );

@@ -6,12 +6,13 @@
 //! A pass: list the containers → kill those whose liveness probe failed, and list again →
 //! plan a bounded batch of actions ([`batch`]) and run it → list again → report the pods'
 //! status, the probes to run and the number of containers → wait until woken (the view, a
-//! container that stopped, the probes' findings, a report while pods are handed over) or
-//! until the next retry, handover deadline or resync is due. A wake during a pass is kept: the
+//! container that stopped, the probes' findings, a report while pods are handed over, a pull
+//! that ended) or until the next retry, handover deadline or resync is due. Pulls run beside
+//! the passes, as long as they take: a pass starts them, and their end wakes one. A wake during a pass is kept: the
 //! next pass follows at once, which sees the newest view.
 
 use super::{
-    Action, Book, DesiredPod, Grace, JoinGrace, already_running, batch, desired_pods,
+    Action, Book, DesiredPod, Grace, JoinGrace, Plan, already_running, batch, desired_pods,
     failed_liveness, handovers, next_handover_deadline, next_pass_in_ms, plan, pod_statuses,
     probe_checks, record,
 };
@@ -61,6 +62,11 @@ pub enum Event {
     Terminated,
     /// The outcomes of [`Work::Act`], in the order of its actions.
     Acted(Vec<Result<(), RuntimeError>>),
+    /// The pull of [`Work::Pull`] ended.
+    Pulled {
+        image: String,
+        outcome: Result<(), RuntimeError>,
+    },
 }
 
 /// What the driver must do for the reconciler.
@@ -83,6 +89,8 @@ pub enum Work {
     WakeIn { ms: i64, token: u64 },
     /// Write this to the desired state (a rollout that failed goes back: [`rollout`]).
     Write(Op),
+    /// Pull this image, beside the passes; then [`Event::Pulled`].
+    Pull(String),
 }
 
 /// Where a pass stands.
@@ -177,6 +185,15 @@ impl Reconciler {
         let event = match event {
             Event::Due(token) if token != self.token => return Vec::new(),
             Event::Due(_) => Event::Wake,
+            Event::Pulled { image, outcome } => {
+                match &outcome {
+                    Ok(()) => info!(%image, "image pulled"),
+                    Err(e) => warn!(%image, error = %e, "cannot pull image"),
+                }
+                let outcome = outcome.map_err(|e| e.to_string());
+                self.book.pulls.finished(&image, outcome, ctx.now_ms);
+                Event::Wake
+            }
             event => event,
         };
         let stage = std::mem::replace(&mut self.stage, Stage::Idle);
@@ -216,6 +233,10 @@ impl Reconciler {
                 for (action, outcome) in batch.iter().zip(&outcomes) {
                     record(&mut self.book, action, outcome, &observed, ctx.now_ms);
                 }
+                // An image found missing is pulled by the next pass, at once.
+                self.again |= outcomes
+                    .iter()
+                    .any(|o| matches!(o, Err(RuntimeError::ImageMissing(_))));
                 self.stage = Stage::Relisting { plan };
                 vec![Work::List]
             }
@@ -278,9 +299,18 @@ impl Reconciler {
             &mut self.handover_since,
             ctx.now_ms,
         );
-        let actions = plan(
+        let wanted: BTreeSet<&str> = desired
+            .iter()
+            .flat_map(|p| p.template.containers.iter().map(|c| c.image.as_str()))
+            .collect();
+        self.book.pulls.keep_only(|image| wanted.contains(image));
+        let Plan { actions, pulls } = plan(
             &s.node, s.host_ip, &desired, &observed, &handovers, &self.book, ctx.now_ms,
         );
+        for image in &pulls {
+            info!(%image, "pulling image");
+            self.book.pulls.started(image, ctx.now_ms);
+        }
         let (batch, more) = batch(actions);
         let plan = Planned {
             desired,
@@ -289,6 +319,7 @@ impl Reconciler {
             holding_until,
         };
         let mut work: Vec<Work> = writes.into_iter().map(Work::Write).collect();
+        work.extend(pulls.into_iter().map(Work::Pull));
         if batch.is_empty() {
             work.extend(self.report(plan, &observed, ctx));
             return work;
@@ -379,6 +410,7 @@ impl Reconciler {
             &unready,
             ctx.now_ms,
         )));
+        self.book.pulls.told();
         let now = ctx.now_ms;
         let next = next_pass_in_ms(&self.book, &plan.handovers, plan.more, s.resync_ms, now);
         // Rolling, it looks again soon: the table tells how far the rollout came (and a pod

@@ -29,6 +29,7 @@ fn pod(index: u32, image: &str, policy: RestartPolicy) -> DesiredPod {
             working_dir: None,
             liveness_probe: None,
             readiness_probe: None,
+            image_pull_policy: None,
         }],
         node_selector: Labels::new(),
         restart_policy: policy,
@@ -65,7 +66,7 @@ fn observed(p: &DesiredPod, id: &str, state: ContainerState) -> Observed {
 
 /// The plan for this node when nothing is being handed over.
 fn plan_here(desired: &[DesiredPod], seen: &[Observed], book: &Book, now: i64) -> Vec<Action> {
-    plan(NODE, ip(), desired, seen, &BTreeMap::new(), book, now)
+    plan(NODE, ip(), desired, seen, &BTreeMap::new(), book, now).actions
 }
 
 fn kinds(actions: &[Action]) -> Vec<String> {
@@ -82,8 +83,8 @@ fn kinds(actions: &[Action]) -> Vec<String> {
 #[test]
 fn missing_containers_are_created_with_weeble_labels_and_running_ones_adopted() {
     let (a, b) = (
-        pod(0, "img", RestartPolicy::Always),
-        pod(1, "img", RestartPolicy::Always),
+        pod(0, "img:1", RestartPolicy::Always),
+        pod(1, "img:1", RestartPolicy::Always),
     );
     let seen = [observed(&a, "c0", ContainerState::Running)];
     let actions = plan_here(&[a, b], &seen, &Book::new(), 0);
@@ -110,8 +111,8 @@ fn missing_containers_are_created_with_weeble_labels_and_running_ones_adopted() 
 #[test]
 fn a_node_holding_back_keeps_what_it_runs_and_starts_nothing_new() {
     let (a, b) = (
-        pod(0, "img", RestartPolicy::Always),
-        pod(1, "img", RestartPolicy::Always),
+        pod(0, "img:1", RestartPolicy::Always),
+        pod(1, "img:1", RestartPolicy::Always),
     );
     let seen = [observed(&a, "c0", ContainerState::Exited { code: 1 })];
     let kept = already_running(vec![a.clone(), b], &seen);
@@ -139,7 +140,7 @@ fn exited_containers_restart_as_the_restart_policy_says() {
         (RestartPolicy::OnFailure, 137, true),
         (RestartPolicy::Never, 1, false),
     ] {
-        let p = pod(0, "img", policy);
+        let p = pod(0, "img:1", policy);
         let seen = [observed(&p, "c0", ContainerState::Exited { code })];
         let actions = plan_here(&[p], &seen, &Book::new(), 0);
         let expected: Vec<String> = if restarts {
@@ -166,7 +167,7 @@ fn a_changed_template_replaces_the_container_and_strays_are_removed_first() {
 
 #[test]
 fn restarts_back_off_after_quick_failures_and_statuses_say_why() {
-    let p = pod(0, "img", RestartPolicy::Always);
+    let p = pod(0, "img:1", RestartPolicy::Always);
     let seen = [observed(&p, "c0", ContainerState::Exited { code: 1 })];
     let mut book = Book::new();
     let mut now = 10_000;
@@ -187,8 +188,9 @@ fn restarts_back_off_after_quick_failures_and_statuses_say_why() {
 }
 
 #[test]
-fn a_missing_image_is_reported_and_retried_later_not_in_a_loop() {
-    let p = pod(0, "nowhere:latest", RestartPolicy::Always);
+fn a_missing_image_never_pulled_is_reported_and_retried_later_not_in_a_loop() {
+    let mut p = pod(0, "nowhere:latest", RestartPolicy::Always);
+    Arc::make_mut(&mut p.template).containers[0].image_pull_policy = Some(PullPolicy::Never);
     let mut book = Book::new();
     let actions = plan_here(std::slice::from_ref(&p), &[], &book, 0);
     record(
@@ -213,12 +215,90 @@ fn a_missing_image_is_reported_and_retried_later_not_in_a_loop() {
         (Phase::Pending, Some("ErrImageNeverPull"))
     );
     // The next template (the image fixed) is not held back by that backoff.
-    let fixed = pod(0, "img", RestartPolicy::Always);
+    let fixed = pod(0, "img:1", RestartPolicy::Always);
     assert_eq!(
         plan_here(&[fixed], &[], &book, 500).len(),
         1,
         "starts at once"
     );
+}
+
+#[test]
+fn a_missing_image_is_pulled_once_for_every_pod_that_needs_it_and_its_failures_are_reported() {
+    let pods: Vec<DesiredPod> = (0..3)
+        .map(|i| pod(i, "web:1", RestartPolicy::Always))
+        .collect();
+    let mut book = Book::new();
+    let status = |book: &Book, now| {
+        let s = &pod_statuses(NODE, ip(), &pods[..1], &[], book, &Default::default(), now)[0];
+        (
+            s.reason.clone().unwrap_or_default(),
+            s.message.clone().unwrap_or_default(),
+        )
+    };
+    // IfNotPresent (a tag): made at once; the engine lacks the image, so it is pulled, once.
+    let first = plan(NODE, ip(), &pods, &[], &BTreeMap::new(), &book, 0);
+    assert_eq!((first.actions.len(), first.pulls.len()), (3, 0));
+    for action in &first.actions {
+        let missing = Err(RuntimeError::ImageMissing("web:1".into()));
+        record(&mut book, action, &missing, &[], 0);
+    }
+    assert!(
+        book.containers.is_empty(),
+        "no container failed: its image is missing"
+    );
+    let second = plan(NODE, ip(), &pods, &[], &BTreeMap::new(), &book, 0);
+    assert_eq!(
+        (second.actions, second.pulls),
+        (vec![], vec!["web:1".to_string()])
+    );
+    book.pulls.started("web:1", 0);
+    assert_eq!(
+        status(&book, 100),
+        ("ContainerCreating".into(), "Pulling image \"web:1\"".into())
+    );
+    let pulling = plan(NODE, ip(), &pods, &[], &BTreeMap::new(), &book, 100);
+    assert_eq!(pulling, Plan::default(), "nothing while it is pulled");
+    // It fails: ErrImagePull once, then ImagePullBackOff until the back-off ends.
+    book.pulls
+        .finished("web:1", Err("pull access denied".into()), 1_000);
+    assert_eq!(
+        status(&book, 1_000),
+        ("ErrImagePull".into(), "pull access denied".into())
+    );
+    book.pulls.told();
+    assert_eq!(status(&book, 2_000).0, "ImagePullBackOff");
+    let due = next_pass_in_ms(&book, &BTreeMap::new(), false, 60_000, 2_000);
+    assert_eq!(due, 9_001, "the pass after the back-off");
+    let retry = plan(NODE, ip(), &pods, &[], &BTreeMap::new(), &book, 11_000);
+    assert_eq!(retry.pulls, ["web:1"]);
+    book.pulls.started("web:1", 11_000);
+    book.pulls.finished("web:1", Ok(()), 12_000);
+    let made = plan(NODE, ip(), &pods, &[], &BTreeMap::new(), &book, 12_000);
+    assert_eq!((made.actions.len(), made.pulls.len()), (3, 0));
+}
+
+#[test]
+fn always_pulls_before_making_pods_and_an_unreadable_image_is_never_made() {
+    let latest: Vec<DesiredPod> = (0..2)
+        .map(|i| pod(i, "web", RestartPolicy::Always))
+        .collect();
+    let mut book = Book::new();
+    let first = plan(NODE, ip(), &latest, &[], &BTreeMap::new(), &book, 0);
+    assert_eq!(
+        (first.actions.len(), first.pulls),
+        (0, vec!["web".to_string()])
+    );
+    book.pulls.started("web", 0);
+    book.pulls.finished("web", Ok(()), 500);
+    let made = plan(NODE, ip(), &latest, &[], &BTreeMap::new(), &book, 600);
+    assert_eq!(made.actions.len(), 2, "one pull served both");
+    let bad = [pod(0, "Web:1", RestartPolicy::Always)];
+    let nothing = plan(NODE, ip(), &bad, &[], &BTreeMap::new(), &book, 0);
+    assert_eq!(nothing, Plan::default());
+    let s = &pod_statuses(NODE, ip(), &bad, &[], &book, &Default::default(), 0)[0];
+    assert_eq!(s.reason.as_deref(), Some("InvalidImageName"));
+    assert!(s.message.as_deref().unwrap().contains("\"Web:1\""), "{s:?}");
 }
 
 /// Placement of one replica of `default/web` on `owner`, with `n1` (this node) a member too.
@@ -261,13 +341,13 @@ fn n2_reports(pod: &DesiredPod, running: bool) -> StatusTable {
 
 #[test]
 fn the_old_owner_keeps_a_replica_until_the_new_owner_runs_it_or_time_runs_out() {
-    let p = pod(0, "img", RestartPolicy::Always);
+    let p = pod(0, "img:1", RestartPolicy::Always);
     let here = [observed(&p, "c0", ContainerState::Running)];
     let placement = placed_on("n2");
     let mut since = BTreeMap::new();
     let plan_at = |table: &StatusTable, since: &mut BTreeMap<String, i64>, now: i64| {
         let handovers = handovers(NODE, &placement, &here, table, since, now);
-        kinds(&plan(NODE, ip(), &[], &here, &handovers, &Book::new(), now))
+        kinds(&plan(NODE, ip(), &[], &here, &handovers, &Book::new(), now).actions)
     };
 
     // The new owner has not started it: keep ours.
@@ -295,14 +375,14 @@ fn the_old_owner_keeps_a_replica_until_the_new_owner_runs_it_or_time_runs_out() 
     let none = handovers(NODE, &gone, &here, &pending, &mut since, 3_000);
     assert!(none.is_empty() && since.is_empty());
     assert_eq!(
-        kinds(&plan(NODE, ip(), &[], &here, &none, &Book::new(), 3_000)),
+        kinds(&plan(NODE, ip(), &[], &here, &none, &Book::new(), 3_000).actions),
         ["remove c0"]
     );
 }
 
 #[test]
 fn probes_go_to_the_running_container_s_own_address_and_unready_pods_are_not_ready() {
-    let mut p = pod(0, "img", RestartPolicy::Always);
+    let mut p = pod(0, "img:1", RestartPolicy::Always);
     let c = &mut Arc::make_mut(&mut p.template).containers[0];
     c.ports = vec![weeble_crdt::ContainerPort {
         name: Some("http".into()),
@@ -367,7 +447,7 @@ fn probes_go_to_the_running_container_s_own_address_and_unready_pods_are_not_rea
 fn container_names_of_different_namespaces_and_pods_never_collide() {
     // `a` + `b-c` and `a-b` + `c`: the same text once joined with `-`.
     let in_namespace = |namespace: &str, deployment: &str| {
-        let mut p = pod(0, "img", RestartPolicy::Always);
+        let mut p = pod(0, "img:1", RestartPolicy::Always);
         p.key.deployment = ObjectKey::new(namespace, deployment);
         container_spec(NODE, ip(), &p, "web").name
     };
@@ -377,10 +457,10 @@ fn container_names_of_different_namespaces_and_pods_never_collide() {
 #[test]
 fn a_pass_takes_a_bounded_batch_with_removals_first_and_says_more_are_left() {
     let desired: Vec<DesiredPod> = (0..ACTIONS_PER_PASS as u32 + 5)
-        .map(|i| pod(i, "img", RestartPolicy::Always))
+        .map(|i| pod(i, "img:1", RestartPolicy::Always))
         .collect();
     let stray = observed(
-        &pod(999, "img", RestartPolicy::Always),
+        &pod(999, "img:1", RestartPolicy::Always),
         "gone",
         ContainerState::Running,
     );
@@ -408,14 +488,14 @@ fn the_next_pass_comes_at_the_first_retry_or_handover_deadline_or_at_the_resync(
         0,
         "more left"
     );
-    book.insert(
+    book.containers.insert(
         "default/web-0/app".into(),
         Attempts {
             not_before_ms: now + 2_000,
             ..Attempts::default()
         },
     );
-    book.insert(
+    book.containers.insert(
         "default/web-1/app".into(),
         Attempts {
             not_before_ms: now - 5,
@@ -446,7 +526,7 @@ fn the_next_pass_comes_at_the_first_retry_or_handover_deadline_or_at_the_resync(
 
 #[test]
 fn only_a_running_container_whose_current_run_failed_liveness_is_killed() {
-    let p = pod(0, "img", RestartPolicy::Always);
+    let p = pod(0, "img:1", RestartPolicy::Always);
     let mut running = observed(&p, "c1", ContainerState::Running);
     running.started_at_ms = 50;
     let mut restarted = observed(&p, "c2", ContainerState::Running);

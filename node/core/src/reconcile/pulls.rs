@@ -1,0 +1,313 @@
+//! Image pulls, as the kubelet makes them. Whether a container's image must be pulled
+//! before the container is made follows its pull policy: `Always` pulls first (a pull that
+//! succeeded in the last [`FRESH_PULL_MS`] serves every container made meanwhile: the
+//! replicas of a deployment that start together pull once), `IfNotPresent` pulls once the
+//! engine has said it lacks the image, `Never` never pulls (`ErrImageNeverPull`). One pull of
+//! an image runs at a time however many pods wait for it, [`MAX_PULLS_IN_FLIGHT`] images at
+//! once; a failed pull is `ErrImagePull` in the report that follows it, then
+//! `ImagePullBackOff` until it is tried again, after a back-off that doubles from 10 s to
+//! 5 min (the kubelet's). An image that cannot be read is `InvalidImageName`, never pulled.
+//!
+//! Pure: the reconciler asks [`Pulls::gate`] for each container to make, starts the pulls
+//! it says, and tells the outcomes back.
+
+use std::collections::BTreeMap;
+use weeble_crdt::PullPolicy;
+use weeble_crdt::image::Reference;
+
+/// Pulls that run at once on one node, of different images.
+pub const MAX_PULLS_IN_FLIGHT: usize = 2;
+/// A pull that succeeded this recently counts as done for an `Always` container.
+pub const FRESH_PULL_MS: i64 = 10_000;
+/// The wait after the first failed pull of an image; it doubles with each failure after.
+pub const PULL_BACKOFF_FIRST_MS: i64 = 10_000;
+/// The longest wait between two pulls of an image that keeps failing.
+pub const PULL_BACKOFF_MAX_MS: i64 = 300_000;
+
+/// Kubernetes' reasons for a container that waits on its image.
+pub const ERR_IMAGE_PULL: &str = "ErrImagePull";
+pub const IMAGE_PULL_BACKOFF: &str = "ImagePullBackOff";
+pub const INVALID_IMAGE_NAME: &str = "InvalidImageName";
+
+/// What a container's image allows now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Make the container.
+    Go,
+    /// Pull the image first: no pull of it runs.
+    Pull,
+    /// A pull of the image runs.
+    Pulling,
+    /// Its last pull failed: the reason to show (`ErrImagePull`, then `ImagePullBackOff`)
+    /// and the message.
+    Failed {
+        reason: &'static str,
+        message: String,
+    },
+    /// The image cannot be read (`InvalidImageName`): why.
+    Invalid(String),
+}
+
+/// One image's pulls.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Image {
+    /// The engine said it lacks the image (a create failed); a pull that succeeds clears it.
+    missing: bool,
+    /// When the pull that runs began.
+    pulling_since: Option<i64>,
+    /// When the last pull that succeeded ended.
+    pulled_ms: Option<i64>,
+    /// Failed pulls in a row.
+    failures: u32,
+    /// The last pull failed: why, and no new pull before `not_before_ms`.
+    failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Failure {
+    message: String,
+    not_before_ms: i64,
+    /// A report said `ErrImagePull` already: the next ones say `ImagePullBackOff`.
+    told: bool,
+}
+
+/// The pulls of one node's images (see the [module](self)).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pulls {
+    images: BTreeMap<String, Image>,
+}
+
+impl Pulls {
+    /// Whether a container of `image`, pulled by `policy`, may be made at `now_ms`.
+    pub fn gate(&self, image: &str, policy: PullPolicy, now_ms: i64) -> Gate {
+        if let Err(why) = Reference::parse(image) {
+            return Gate::Invalid(format!("cannot read image name {image:?}: {why}"));
+        }
+        if policy == PullPolicy::Never {
+            return Gate::Go;
+        }
+        let Some(i) = self.images.get(image) else {
+            return match policy {
+                PullPolicy::Always => Gate::Pull,
+                _ => Gate::Go,
+            };
+        };
+        if i.pulling_since.is_some() {
+            return Gate::Pulling;
+        }
+        if let Some(f) = &i.failure {
+            if now_ms < f.not_before_ms {
+                let reason = if f.told {
+                    IMAGE_PULL_BACKOFF
+                } else {
+                    ERR_IMAGE_PULL
+                };
+                let message = match f.told {
+                    true => format!("Back-off pulling image {image:?}: {}", f.message),
+                    false => f.message.clone(),
+                };
+                return Gate::Failed { reason, message };
+            }
+            return Gate::Pull;
+        }
+        let fresh = i.pulled_ms.is_some_and(|at| now_ms - at < FRESH_PULL_MS);
+        match policy {
+            _ if i.missing => Gate::Pull,
+            PullPolicy::Always if !fresh => Gate::Pull,
+            _ => Gate::Go,
+        }
+    }
+
+    /// How many pulls run.
+    pub fn in_flight(&self) -> usize {
+        self.images
+            .values()
+            .filter(|i| i.pulling_since.is_some())
+            .count()
+    }
+
+    /// A pull of `image` began.
+    pub fn started(&mut self, image: &str, now_ms: i64) {
+        self.images
+            .entry(image.to_string())
+            .or_default()
+            .pulling_since = Some(now_ms);
+    }
+
+    /// The pull of `image` ended: done, or failed with this message.
+    pub fn finished(&mut self, image: &str, outcome: Result<(), String>, now_ms: i64) {
+        let i = self.images.entry(image.to_string()).or_default();
+        i.pulling_since = None;
+        match outcome {
+            Ok(()) => {
+                i.missing = false;
+                i.pulled_ms = Some(now_ms);
+                i.failures = 0;
+                i.failure = None;
+            }
+            Err(message) => fail(i, message, now_ms),
+        }
+    }
+
+    /// The engine said it lacks `image` when a container of it was made. Just after a pull
+    /// of it succeeded, that pull failed after all (it did not bring the name the container
+    /// asks for): backed off like any failed pull, not pulled again at once.
+    pub fn missing(&mut self, image: &str, now_ms: i64) {
+        let i = self.images.entry(image.to_string()).or_default();
+        i.missing = true;
+        if i.pulled_ms.is_some_and(|at| now_ms - at < FRESH_PULL_MS) {
+            let message = "the pull succeeded but the engine does not have the image".into();
+            i.pulled_ms = None;
+            fail(i, message, now_ms);
+        }
+    }
+
+    /// The failed pulls were reported (as `ErrImagePull`): from now on, `ImagePullBackOff`.
+    pub fn told(&mut self) {
+        for f in self.images.values_mut().filter_map(|i| i.failure.as_mut()) {
+            f.told = true;
+        }
+    }
+
+    /// When the earliest back-off ends (Unix ms), if one runs.
+    pub fn next_retry_ms(&self) -> Option<i64> {
+        self.images
+            .values()
+            .filter(|i| i.pulling_since.is_none())
+            .filter_map(|i| i.failure.as_ref().map(|f| f.not_before_ms))
+            .min()
+    }
+
+    /// Forgets the images no container wants (`wanted`) and no pull runs for: what is kept
+    /// is bounded by the desired pods.
+    pub fn keep_only(&mut self, wanted: impl Fn(&str) -> bool) {
+        self.images
+            .retain(|image, i| i.pulling_since.is_some() || wanted(image));
+    }
+}
+
+fn fail(i: &mut Image, message: String, now_ms: i64) {
+    i.failures += 1;
+    let wait = (PULL_BACKOFF_FIRST_MS << (i.failures - 1).min(8)).min(PULL_BACKOFF_MAX_MS);
+    i.failure = Some(Failure {
+        message,
+        not_before_ms: now_ms + wait,
+        told: false,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PullPolicy::*;
+
+    #[test]
+    fn the_policy_says_when_to_pull_and_one_pull_serves_every_container_of_its_image() {
+        let mut pulls = Pulls::default();
+        assert_eq!(pulls.gate("web:1", IfNotPresent, 0), Gate::Go);
+        assert_eq!(pulls.gate("web:1", Never, 0), Gate::Go);
+        assert_eq!(pulls.gate("web", Always, 0), Gate::Pull);
+        pulls.started("web", 0);
+        assert_eq!(pulls.gate("web", Always, 100), Gate::Pulling);
+        assert_eq!(pulls.in_flight(), 1);
+        pulls.finished("web", Ok(()), 2_000);
+        assert_eq!(pulls.gate("web", Always, 2_000), Gate::Go, "fresh");
+        assert_eq!(
+            pulls.gate("web", Always, 2_000 + FRESH_PULL_MS),
+            Gate::Pull,
+            "a container made later pulls again"
+        );
+        // IfNotPresent pulls once the engine said it lacks the image.
+        pulls.missing("web:1", 3_000);
+        assert_eq!(pulls.gate("web:1", IfNotPresent, 3_000), Gate::Pull);
+        assert_eq!(pulls.gate("web:1", Never, 3_000), Gate::Go);
+        pulls.started("web:1", 3_000);
+        pulls.finished("web:1", Ok(()), 4_000);
+        assert_eq!(pulls.gate("web:1", IfNotPresent, 4_000), Gate::Go);
+        assert_eq!(pulls.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_failed_pull_says_err_image_pull_once_then_backs_off_doubling_to_five_minutes() {
+        let mut pulls = Pulls::default();
+        pulls.started("web", 0);
+        pulls.finished("web", Err("unauthorized".into()), 1_000);
+        let failed = |reason: &'static str, message: &str| Gate::Failed {
+            reason,
+            message: message.into(),
+        };
+        assert_eq!(
+            pulls.gate("web", Always, 1_000),
+            failed(ERR_IMAGE_PULL, "unauthorized")
+        );
+        pulls.told();
+        assert_eq!(
+            pulls.gate("web", Always, 1_000),
+            failed(
+                IMAGE_PULL_BACKOFF,
+                "Back-off pulling image \"web\": unauthorized"
+            )
+        );
+        assert_eq!(pulls.next_retry_ms(), Some(1_000 + PULL_BACKOFF_FIRST_MS));
+        assert_eq!(
+            pulls.gate("web", Always, 11_000),
+            Gate::Pull,
+            "the back-off is over"
+        );
+        let mut at = 11_000;
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            pulls.started("web", at);
+            pulls.finished("web", Err("unauthorized".into()), at);
+            let next = pulls.next_retry_ms().unwrap();
+            waits.push((next - at) / 1_000);
+            at = next;
+        }
+        assert_eq!(waits, [20, 40, 80, 160, 300, 300, 300]);
+        pulls.started("web", at);
+        pulls.finished("web", Ok(()), at);
+        assert_eq!(
+            pulls.gate("web", Always, at),
+            Gate::Go,
+            "fixed, it recovers"
+        );
+        assert_eq!(pulls.next_retry_ms(), None);
+    }
+
+    #[test]
+    fn a_pull_that_did_not_bring_the_image_backs_off_instead_of_pulling_again_at_once() {
+        let mut pulls = Pulls::default();
+        pulls.started("web:1", 0);
+        pulls.finished("web:1", Ok(()), 0);
+        pulls.missing("web:1", 500);
+        assert!(matches!(
+            pulls.gate("web:1", IfNotPresent, 500),
+            Gate::Failed {
+                reason: ERR_IMAGE_PULL,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn an_unreadable_image_is_never_pulled_and_forgotten_images_go() {
+        let mut pulls = Pulls::default();
+        let Gate::Invalid(why) = pulls.gate("Web:1", Always, 0) else {
+            panic!("an invalid name")
+        };
+        assert!(why.contains("\"Web:1\""), "{why}");
+        pulls.missing("a:1", 0);
+        pulls.started("b:1", 0);
+        pulls.keep_only(|_| false);
+        assert_eq!(
+            pulls.gate("a:1", IfNotPresent, 0),
+            Gate::Go,
+            "a is forgotten"
+        );
+        assert_eq!(
+            pulls.gate("b:1", IfNotPresent, 0),
+            Gate::Pulling,
+            "b's pull runs"
+        );
+    }
+}

@@ -1,0 +1,408 @@
+//! Images on real engines, as a fleet has them: three `weeble node` processes on
+//! 127.0.0.162-164, each on a Docker engine of its own (a `dockerd` with its own data root,
+//! socket and bridge, started by the test and empty of images), and registries on loopback
+//! (Debian's `docker-registry`, one open and one behind htpasswd) that the demo image is
+//! pushed to. A deployment of it runs on the three nodes, each having pulled it; with wrong
+//! credentials, and with a tag the registry lacks, the pods say why (`ErrImagePull`, then
+//! `ImagePullBackOff`) and recover once the credentials file or the registry is fixed; the
+//! password is nowhere in the nodes' logs or the API.
+//!
+//! Needs Docker, `docker-registry` and `htpasswd` (`.ci/run` installs them) and root (the
+//! engines' bridges): skipped with a message when one is missing, except under CI=true.
+
+mod support;
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+const IPS: [&str; 3] = ["127.0.0.162", "127.0.0.163", "127.0.0.164"];
+const REGISTRY_IP: &str = "127.0.0.165";
+const OPEN_PORT: u16 = 15000;
+const LOCKED_PORT: u16 = 15001;
+const USER: &str = "fleet";
+const PASSWORD: &str = "pw-never-shown-7f3a";
+
+/// Runs `program ARGS`, and says what it printed if it failed.
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// A Docker engine of the test's own: data root, exec root, socket and bridge in a
+/// directory of its own. Dropped, it removes its containers, stops, and leaves nothing.
+struct Engine {
+    dir: PathBuf,
+    bridge: String,
+    daemon: Child,
+}
+
+impl Engine {
+    /// Engine `index`, on the bridge `wbimg<index>` (172.31.<10 + index>.1/24).
+    fn start(index: u8) -> Engine {
+        let dir =
+            std::env::temp_dir().join(format!("weeble-engine-{}-{index}", std::process::id()));
+        let bridge = format!("wbimg{index}");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let _ = Command::new("ip").args(["link", "del", &bridge]).output();
+        run("ip", &["link", "add", &bridge, "type", "bridge"]);
+        let address = format!("172.31.{}.1/24", 10 + index);
+        run("ip", &["addr", "add", &address, "dev", &bridge]);
+        run("ip", &["link", "set", &bridge, "up"]);
+        // A config of its own: the machine's daemon.json may name a data root it would share.
+        std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+        let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let daemon = Command::new("dockerd")
+            .args(["--config-file", &path("daemon.json")])
+            .args(["--data-root", &path("data"), "--exec-root", &path("exec")])
+            .args([
+                "--pidfile",
+                &path("pid"),
+                "-H",
+                &format!("unix://{}", path("sock")),
+            ])
+            .args(["--bridge", &bridge, "--iptables=false", "--ip-masq=false"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd starts");
+        let engine = Engine {
+            dir,
+            bridge,
+            daemon,
+        };
+        wait_for("the engine answers", Duration::from_secs(60), || {
+            engine.try_docker(&["info"]).then_some(())
+        });
+        engine
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.join("sock").display())
+    }
+
+    fn try_docker(&self, args: &[&str]) -> bool {
+        let host = self.host();
+        let mut all = vec!["-H", host.as_str()];
+        all.extend_from_slice(args);
+        Command::new("docker")
+            .args(&all)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn has_image(&self, image: &str) -> bool {
+        self.try_docker(&["image", "inspect", image])
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let host = self.host();
+        let ids = Command::new("docker")
+            .args(["-H", &host, "ps", "-aq"])
+            .output()
+            .map(|o| text(&o.stdout))
+            .unwrap_or_default();
+        for id in ids.lines() {
+            let _ = Command::new("docker")
+                .args(["-H", &host, "rm", "-f", id])
+                .output();
+        }
+        // TERM: the engine stops its containerd; whatever outlives it is killed by path.
+        let pid = self.daemon.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..150 {
+            if self.daemon.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        let dir = self.dir.to_str().unwrap();
+        let _ = Command::new("pkill").args(["-KILL", "-f", dir]).status();
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut inside: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(1))
+            .filter(|m| m.starts_with(dir))
+            .collect();
+        inside.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in inside {
+            let _ = Command::new("umount").args(["-l", mount]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
+
+/// A registry on `REGISTRY_IP:port` (Debian's `docker-registry`), behind htpasswd for
+/// [`USER`] if `locked`. Dropped, it stops and its storage goes.
+struct Registry {
+    dir: PathBuf,
+    process: Child,
+    address: String,
+}
+
+impl Registry {
+    fn start(port: u16, locked: bool) -> Registry {
+        let dir =
+            std::env::temp_dir().join(format!("weeble-registry-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let address = format!("{REGISTRY_IP}:{port}");
+        let auth = match locked {
+            true => {
+                let htpasswd = run("htpasswd", &["-Bbn", USER, PASSWORD]);
+                std::fs::write(dir.join("htpasswd"), htpasswd).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: weeble-test\n    path: {}\n",
+                    dir.join("htpasswd").display()
+                )
+            }
+            false => String::new(),
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {address}\n{auth}",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let process = Command::new("docker-registry")
+            .args(["serve", dir.join("config.yml").to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry starts");
+        let registry = Registry {
+            dir,
+            process,
+            address,
+        };
+        wait_for("the registry answers", Duration::from_secs(30), || {
+            try_http_get(&registry.address, "/v2/").ok().map(|_| ())
+        });
+        registry
+    }
+
+    /// Pushes the main engine's `local` image as `name` (`path:tag`) into this registry,
+    /// logged in with a Docker config of the test's own (the machine's is left alone).
+    fn push(&self, local: &str, name: &str) -> String {
+        let image = format!("{}/{name}", self.address);
+        let config = self.dir.join("docker-config");
+        let config = config.to_str().unwrap();
+        run("docker", &["tag", local, &image]);
+        let login = [
+            "--config",
+            config,
+            "login",
+            &self.address,
+            "-u",
+            USER,
+            "-p",
+            PASSWORD,
+        ];
+        if self.dir.join("htpasswd").exists() {
+            run("docker", &login);
+        }
+        run("docker", &["--config", config, "push", &image]);
+        run("docker", &["rmi", &image]);
+        image
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Applies deployment `name`: 3 replicas of `image`, one container `web` (one on each node:
+/// each runs one pod at most).
+fn apply(cluster: &Cluster, name: &str, image: &str) {
+    let manifest = format!(
+        "kind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 3\n  template:\n    \
+         metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n      \
+         - {{name: web, image: \"{image}\"}}\n"
+    );
+    let file = cluster.dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, manifest).unwrap();
+    let out = weeble(&[
+        "--server",
+        &cluster.server(0),
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+}
+
+/// Deployment `name`'s pods at node 1: (node, phase, waiting reason and message).
+fn states(cluster: &Cluster, name: &str) -> Vec<(String, String, String)> {
+    let of = |p: &&Value| p["metadata"]["labels"]["app"] == name;
+    pods(&cluster.server(1))
+        .iter()
+        .filter(of)
+        .map(|p| {
+            let waiting = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+            let why = format!("{} {}", waiting["reason"], waiting["message"]);
+            let node = p["spec"]["nodeName"].as_str().unwrap_or_default();
+            let phase = p["status"]["phase"].as_str().unwrap_or_default();
+            (node.to_string(), phase.to_string(), why)
+        })
+        .collect()
+}
+
+/// Waits until deployment `name` runs 3 pods, one per node; then deletes it (it leaves
+/// room for the next).
+fn runs_everywhere(cluster: &Cluster, name: &str, limit: Duration) {
+    wait_for(&format!("{name} running on the three nodes"), limit, || {
+        let states = states(cluster, name);
+        let nodes: std::collections::BTreeSet<_> = states.iter().map(|s| &s.0).collect();
+        let running = states.iter().all(|s| s.1 == "Running");
+        (states.len() == 3 && running && nodes.len() == 3).then_some(())
+    });
+    let out = weeble(&["--server", &cluster.server(2), "delete", "deployment", name]);
+    assert!(out.status.success(), "delete: {}", text(&out.stderr));
+}
+
+/// Waits until some pod of `name` waits with `reason`, whose message has `part`.
+fn waits_with(cluster: &Cluster, name: &str, reason: &str, part: &str) {
+    wait_for(
+        &format!("{name} waiting with {reason}"),
+        Duration::from_secs(60),
+        || {
+            states(cluster, name)
+                .iter()
+                .any(|s| s.2.contains(reason) && s.2.contains(part))
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn nodes_pull_from_registries_say_why_a_pull_fails_and_recover_once_it_is_fixed() {
+    let _one_at_a_time = serial();
+    if !docker_available() || !installed("docker-registry") || !installed("htpasswd") {
+        return;
+    }
+    assert!(weeble(&["image", "build-demo"]).status.success());
+    let open = Registry::start(OPEN_PORT, false);
+    let locked = Registry::start(LOCKED_PORT, true);
+    let image = open.push("weeble-demo:v1", "weeble/web:1");
+    let private = locked.push("weeble-demo:v1", "weeble/private:1");
+    // What `docker login` wrote: a Docker config.json, as an operator has one.
+    let logged_in = std::fs::read_to_string(locked.dir.join("docker-config/config.json")).unwrap();
+    let engines: Vec<Engine> = (0..3).map(Engine::start).collect();
+    let mut cluster = Cluster::new("images");
+    let auth = cluster.dir.join("registry-auth.json");
+    let locked_at = &locked.address;
+    let wrong =
+        format!(r#"{{"auths": {{"{locked_at}": {{"username": "{USER}", "password": "wrong"}}}}}}"#);
+    std::fs::write(&auth, wrong).unwrap();
+    for (i, ip) in IPS.iter().enumerate() {
+        let host = engines[i].host();
+        let join = p2p(IPS[(i + 1) % 3]);
+        let auth = auth.to_str().unwrap();
+        let name = format!("img{}-{i}", std::process::id());
+        let extra = [
+            "--join",
+            &join,
+            "--docker-host",
+            &host,
+            "--registry-auth",
+            auth,
+            "--max-pods",
+            "1",
+        ];
+        cluster.start(&name, ip, &extra);
+    }
+    for i in 0..3 {
+        wait_for("three ready nodes", Duration::from_secs(30), || {
+            (ready_nodes(&cluster.server(i)).len() == 3).then_some(())
+        });
+    }
+    assert!(
+        engines.iter().all(|e| !e.has_image(&image)),
+        "empty engines"
+    );
+
+    // Pulled from the open registry by every node, into its own engine.
+    apply(&cluster, "web", &image);
+    runs_everywhere(&cluster, "web", Duration::from_secs(180));
+    assert!(engines.iter().all(|e| e.has_image(&image)));
+
+    // The locked registry refuses the wrong password: ErrImagePull, then ImagePullBackOff.
+    apply(&cluster, "private", &private);
+    waits_with(&cluster, "private", "ErrImagePull", "unauthorized");
+    waits_with(&cluster, "private", "ImagePullBackOff", "unauthorized");
+    let described = weeble(&[
+        "--server",
+        &cluster.server(2),
+        "describe",
+        "pod",
+        "private-0",
+    ]);
+    let described = text(&described.stdout);
+    let told = [
+        "Pulling",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "unauthorized",
+    ];
+    assert!(told.iter().all(|t| described.contains(t)), "{described}");
+    // Fixed in the file: the next pull (after the back-off) brings it.
+    std::fs::write(&auth, logged_in).unwrap();
+    runs_everywhere(&cluster, "private", Duration::from_secs(120));
+
+    // A tag the registry lacks: the registry says so; pushed, the pods run.
+    let missing = format!("{REGISTRY_IP}:{OPEN_PORT}/weeble/web:2");
+    apply(&cluster, "later", &missing);
+    waits_with(&cluster, "later", "ErrImagePull", "not found");
+    open.push("weeble-demo:v1", "weeble/web:2");
+    runs_everywhere(&cluster, "later", Duration::from_secs(120));
+
+    // A name no registry could hold is never pulled.
+    apply(&cluster, "bad", "Weeble/Web:1");
+    waits_with(&cluster, "bad", "InvalidImageName", "Weeble/Web");
+
+    // The password is nowhere a person could read it.
+    for node in &cluster.nodes {
+        let log = std::fs::read_to_string(cluster.log_path(&node.name)).unwrap();
+        assert!(
+            !log.contains(PASSWORD),
+            "{}'s log shows the password",
+            node.name
+        );
+    }
+    let server = cluster.server(0);
+    for args in [
+        &["get", "pods", "-o", "yaml"][..],
+        &["get", "events", "-o", "yaml"],
+    ] {
+        let mut all = vec!["--server", server.as_str()];
+        all.extend_from_slice(args);
+        let out = text(&weeble(&all).stdout);
+        assert!(!out.contains(PASSWORD), "{args:?} shows the password");
+    }
+    drop(cluster);
+    drop(engines);
+}
