@@ -377,6 +377,7 @@ fn forged_status_and_forged_deaths_change_nothing_and_a_flood_leaves_honest_writ
             pods: vec![pod],
             not_ready: Some("forged by an attacker".into()),
             leaving: true,
+            images: Vec::new(),
             signature: Default::default(),
         };
         let report = match signer {

@@ -274,14 +274,30 @@ fn states(cluster: &Cluster, name: &str) -> Vec<(String, String, String)> {
 /// Waits until deployment `name` runs 3 pods, one per node; then deletes it (it leaves
 /// room for the next).
 fn runs_everywhere(cluster: &Cluster, name: &str, limit: Duration) {
+    runs_on_every_node(cluster, name, limit);
+    delete(cluster, name);
+}
+
+/// Waits until deployment `name` runs 3 pods, one per node.
+fn runs_on_every_node(cluster: &Cluster, name: &str, limit: Duration) {
     wait_for(&format!("{name} running on the three nodes"), limit, || {
         let states = states(cluster, name);
         let nodes: std::collections::BTreeSet<_> = states.iter().map(|s| &s.0).collect();
         let running = states.iter().all(|s| s.1 == "Running");
         (states.len() == 3 && running && nodes.len() == 3).then_some(())
     });
+}
+
+fn delete(cluster: &Cluster, name: &str) {
     let out = weeble(&["--server", &cluster.server(2), "delete", "deployment", name]);
     assert!(out.status.success(), "delete: {}", text(&out.stderr));
+}
+
+/// `weeble describe pod POD` at node 2.
+fn describe(cluster: &Cluster, pod: &str) -> String {
+    let out = weeble(&["--server", &cluster.server(2), "describe", "pod", pod]);
+    assert!(out.status.success(), "describe: {}", text(&out.stderr));
+    text(&out.stdout)
 }
 
 /// Waits until some pod of `name` waits with `reason`, whose message has `part`.
@@ -347,25 +363,57 @@ fn nodes_pull_from_registries_say_why_a_pull_fails_and_recover_once_it_is_fixed(
 
     // Pulled from the open registry by every node, into its own engine.
     apply(&cluster, "web", &image);
-    runs_everywhere(&cluster, "web", Duration::from_secs(180));
+    runs_on_every_node(&cluster, "web", Duration::from_secs(180));
     assert!(engines.iter().all(|e| e.has_image(&image)));
+    // Each node's report says it holds it, by the engine's id: `get images` at any node.
+    let held = wait_for(
+        "the image held by three nodes",
+        Duration::from_secs(30),
+        || {
+            let images = json(&cluster.server(2), &["get", "images"]);
+            let items = images["items"].as_array()?.clone();
+            let named = |i: &&Value| {
+                i["status"]["names"]
+                    .as_array()
+                    .is_some_and(|n| n.contains(&image.as_str().into()))
+            };
+            let item = items.iter().find(named)?.clone();
+            (item["status"]["nodes"].as_array()?.len() == 3).then_some(item)
+        },
+    );
+    // The pull (365 MB) took long enough for every node to hear of it.
+    let described = describe(&cluster, "web-0");
+    let pulling = format!("Normal   Pulling: Pulling image \"{image}\"");
+    assert!(described.contains(&pulling), "{described}");
+    let id = held["metadata"]["name"].as_str().unwrap().to_string();
+    let engine_id = run(
+        "docker",
+        &[
+            "-H",
+            &engines[0].host(),
+            "image",
+            "inspect",
+            "-f",
+            "{{.Id}}",
+            &image,
+        ],
+    );
+    assert_eq!(engine_id.trim(), format!("sha256:{id}"));
+    let table = text(&weeble(&["--server", &cluster.server(0), "get", "images"]).stdout);
+    assert!(
+        table.contains(&id[..12]) && table.contains(&image),
+        "{table}"
+    );
+    delete(&cluster, "web");
 
     // The locked registry refuses the wrong password: ErrImagePull, then ImagePullBackOff.
     apply(&cluster, "private", &private);
     waits_with(&cluster, "private", "ErrImagePull", "unauthorized");
     waits_with(&cluster, "private", "ImagePullBackOff", "unauthorized");
-    let described = weeble(&[
-        "--server",
-        &cluster.server(2),
-        "describe",
-        "pod",
-        "private-0",
-    ]);
-    let described = text(&described.stdout);
+    let described = describe(&cluster, "private-0");
     let told = [
-        "Pulling",
-        "ErrImagePull",
-        "ImagePullBackOff",
+        "Warning  ErrImagePull",
+        "Warning  ImagePullBackOff",
         "unauthorized",
     ];
     assert!(told.iter().all(|t| described.contains(t)), "{described}");

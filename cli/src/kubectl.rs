@@ -31,6 +31,9 @@ pub enum Resource {
     /// The peers the members and the admission list name (`weeble node allow|deny`).
     #[value(alias = "peer")]
     Peers,
+    /// The images the nodes hold, by id, and which nodes (from their reports).
+    #[value(alias = "image")]
+    Images,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,6 +53,7 @@ impl Resource {
             Resource::Endpoints => format!("/api/v1/namespaces/{ns}/endpoints"),
             Resource::Nodes => "/api/v1/nodes".to_string(),
             Resource::Peers => "/apis/weeble.io/v1/peers".to_string(),
+            Resource::Images => "/apis/weeble.io/v1/images".to_string(),
         };
         match name {
             Some(name) => format!("{base}/{name}"),
@@ -66,6 +70,7 @@ impl Resource {
             Resource::Endpoints => "Endpoints",
             Resource::Nodes => "Node",
             Resource::Peers => "Peer",
+            Resource::Images => "Image",
         }
     }
 }
@@ -111,6 +116,7 @@ pub fn get(
                 Resource::Endpoints => rows::<objects::Endpoints>(client, &path, name, wide)?,
                 Resource::Nodes => rows::<objects::Node>(client, &path, name, wide)?,
                 Resource::Peers => rows::<objects::Peer>(client, &path, name, wide)?,
+                Resource::Images => rows::<objects::Image>(client, &path, name, wide)?,
             };
             // The header alone: nothing was found.
             if rows.len() == 1 {
@@ -271,6 +277,20 @@ impl Row for objects::Endpoints {
     }
 }
 
+impl Row for objects::Image {
+    const COLUMNS: &'static [&'static str] = &["IMAGE ID", "NAMES", "NODES"];
+
+    fn cells(&self) -> Vec<String> {
+        // Docker's short id: the first 12 hex digits.
+        let short: String = self.metadata.name.chars().take(12).collect();
+        vec![
+            short,
+            self.status.names.join(","),
+            self.status.nodes.join(","),
+        ]
+    }
+}
+
 impl Row for objects::Peer {
     const COLUMNS: &'static [&'static str] = &["PEER", "NODE", "ADDRESS", "LIVENESS", "ADMISSION"];
 
@@ -377,7 +397,10 @@ pub fn describe(client: &Client, ns: &str, resource: Resource, name: &str) -> an
     let object: Described = client.get(&resource.path(ns, Some(name)))?;
     let meta = &object.metadata;
     println!("Name:         {}", meta.name);
-    if !matches!(resource, Resource::Nodes | Resource::Peers) {
+    if !matches!(
+        resource,
+        Resource::Nodes | Resource::Peers | Resource::Images
+    ) {
         println!(
             "Namespace:    {}",
             meta.namespace.as_deref().unwrap_or(NONE)
@@ -416,7 +439,7 @@ pub fn describe(client: &Client, ns: &str, resource: Resource, name: &str) -> an
 /// The events about one object, oldest first, as `kubectl describe` ends.
 fn print_events(client: &Client, ns: &str, resource: Resource, name: &str) -> anyhow::Result<()> {
     let base = match resource {
-        Resource::Nodes | Resource::Peers => "/api/v1/events".to_string(),
+        Resource::Nodes | Resource::Peers | Resource::Images => "/api/v1/events".to_string(),
         _ => format!("/api/v1/namespaces/{ns}/events"),
     };
     let kind = resource.kind();

@@ -39,7 +39,8 @@ use listen::Activity;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use served::{
-    Deployments, Endpoints, Events, Namespaces, Nodes, Peers, Pods, ReplicaSets, Served, Services,
+    Deployments, Endpoints, Events, Images, Namespaces, Nodes, Peers, Pods, ReplicaSets, Served,
+    Services,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -224,6 +225,11 @@ fn router<R: ContainerRuntime>(
         .route(
             "/apis/weeble.io/v1/peers/{peer}/{action}",
             post(admit_peer::<R>),
+        )
+        .route("/apis/weeble.io/v1/images", get(list::<Images, R>))
+        .route(
+            "/apis/weeble.io/v1/images/{image}",
+            get(get_named::<Images, R>),
         )
         .route("/apis/weeble.io/v1/jointokens", post(join_token::<R>))
         .route("/api/v1/nodes", get(list::<Nodes, R>))

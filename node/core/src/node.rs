@@ -697,6 +697,7 @@ impl NodeCore {
                 Work::Pods(pods) => {
                     self.status.set_pods(pods);
                 }
+                Work::Images(images) => self.status.set_images(images),
                 Work::WakeIn { ms, token } => effects.push(Effect::Schedule {
                     after: Duration::from_millis(ms.max(0) as u64),
                     timer: Timer::Reconcile(token),

@@ -14,7 +14,7 @@ use crate::status::{self, Phase};
 use crate::time;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use weeble_crdt::echo::clip_to;
@@ -1379,6 +1379,55 @@ impl Peer {
             },
         };
         by_id.into_iter().map(peer).collect()
+    }
+}
+
+/// An image that nodes hold, as their reports say (`weeble get images`, `GET
+/// /apis/weeble.io/v1/images`): named by the engine's id (its hex, without `sha256:`), with
+/// the names it goes by and the nodes that hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Image {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub status: ImageStatus,
+}
+
+resource!(Image, "weeble.io/v1");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageStatus {
+    /// The names the nodes' containers give it (`nginx:1.27`, `registry:5000/web@sha256:…`).
+    pub names: Vec<String>,
+    /// The nodes that hold it, by name.
+    pub nodes: Vec<String>,
+}
+
+impl Image {
+    /// Every image the reports in `table` list, by id.
+    pub fn all(table: &status::StatusTable) -> Vec<Image> {
+        let mut by_id: BTreeMap<&str, (BTreeSet<&str>, BTreeSet<&str>)> = BTreeMap::new();
+        for report in table.nodes() {
+            for held in &report.images {
+                let (names, nodes) = by_id.entry(&held.id).or_default();
+                names.insert(&held.image);
+                nodes.insert(&report.node);
+            }
+        }
+        let image = |(id, (names, nodes)): (&str, (BTreeSet<&str>, BTreeSet<&str>))| Image {
+            api_version: Self::API_VERSION.into(),
+            kind: Self::KIND.into(),
+            metadata: ObjectMeta {
+                name: id.trim_start_matches("sha256:").to_string(),
+                ..ObjectMeta::default()
+            },
+            status: ImageStatus {
+                names: names.into_iter().map(str::to_string).collect(),
+                nodes: nodes.into_iter().map(str::to_string).collect(),
+            },
+        };
+        by_id.into_iter().map(image).collect()
     }
 }
 

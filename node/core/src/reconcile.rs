@@ -11,7 +11,9 @@ use crate::probe::{Check, How, Kind};
 use crate::rollout::{self, Choice, Pace};
 use crate::runtime::*;
 use crate::services;
-use crate::status::{CONTAINER_CREATING, Phase, PodStatus, PortStatus, StatusTable};
+use crate::status::{
+    CONTAINER_CREATING, HeldImage, MAX_HELD_IMAGES, Phase, PodStatus, PortStatus, StatusTable,
+};
 use pulls::{Gate, Pulls};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -815,6 +817,24 @@ pub fn pod_statuses(
             status
         })
         .collect()
+}
+
+/// The images this node's containers were made from, with the engine's ids: what its report
+/// says it holds, for nodes that lack one to fetch it here (sorted, at most
+/// [`MAX_HELD_IMAGES`]).
+pub fn held_images(observed: &[Observed]) -> Vec<HeldImage> {
+    let mut held: Vec<HeldImage> = observed
+        .iter()
+        .filter(|o| !o.image_id.is_empty())
+        .map(|o| HeldImage {
+            image: o.image.clone(),
+            id: o.image_id.clone(),
+        })
+        .collect();
+    held.sort();
+    held.dedup();
+    held.truncate(MAX_HELD_IMAGES);
+    held
 }
 
 /// Why a container that is not made yet waits, and the message that says more: the

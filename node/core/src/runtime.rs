@@ -74,6 +74,8 @@ pub struct Observed {
     pub id: String,
     pub name: String,
     pub image: String,
+    /// The engine's id of that image (`sha256:…`); empty where the engine did not say.
+    pub image_id: String,
     /// Shared by the copies of one observation (the runtime's and the reconciler's).
     pub labels: Arc<BTreeMap<String, String>>,
     pub state: ContainerState,
@@ -94,6 +96,7 @@ impl Observed {
             id,
             name: spec.name.clone(),
             image: spec.image.clone(),
+            image_id: String::new(),
             labels: spec.labels.clone(),
             state: ContainerState::Running,
             ports: Vec::new(),

@@ -60,6 +60,18 @@ pub struct PodStatus {
     pub template_hash: String,
 }
 
+/// An image a node holds, as its report says: what its containers or a pull named it, and
+/// the engine's id for it (the sha256 of its config, the same on every engine): where a node
+/// that lacks the image can fetch it, and what the copy must be.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HeldImage {
+    pub image: String,
+    pub id: String,
+}
+
+/// The most images a node's report lists.
+pub const MAX_HELD_IMAGES: usize = 256;
+
 /// Everything one node reports. `(epoch, version)` orders reports: the epoch is the agent's
 /// start time, so a restarted node's reports win over its previous life's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +86,8 @@ pub struct NodeStatus {
     /// The node is leaving the cluster (it was told to stop): it takes no pods, and hands
     /// over those it runs.
     pub leaving: bool,
+    /// The images its engine holds that its pods name (sorted, at most [`MAX_HELD_IMAGES`]).
+    pub images: Vec<HeldImage>,
     /// The node's signature of the rest ([`Self::signed`]), by its key: whoever passes a
     /// report on cannot change it, nor make one for another node. Checked against the peer
     /// id of the member of that name ([`Self::is_signed_by`]).
@@ -101,9 +115,10 @@ impl NodeStatus {
             pods,
             not_ready,
             leaving,
+            images,
             signature: _,
         } = self;
-        let fields = (node, epoch, version, pods, not_ready, leaving);
+        let fields = (node, epoch, version, pods, not_ready, leaving, images);
         bincode::serde::encode_to_vec(fields, crate::wire::BINCODE).unwrap_or_default()
     }
 
@@ -146,6 +161,7 @@ fn bare(node: String, epoch: u64, version: u64) -> Arc<NodeStatus> {
         pods: Vec::new(),
         not_ready: None,
         leaving: false,
+        images: Vec::new(),
         signature: Signature::default(),
     })
 }
@@ -600,6 +616,7 @@ mod tests {
             pods: vec![],
             not_ready: None,
             leaving: false,
+            images: Vec::new(),
             signature: Signature::default(),
         }
     }

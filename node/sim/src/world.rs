@@ -1629,6 +1629,7 @@ mod tests {
                 pods: (0..pods).map(|i| pod(node, i)).collect(),
                 not_ready: None,
                 leaving: false,
+                images: Vec::new(),
                 signature: Default::default(),
             })
         };

@@ -505,6 +505,42 @@ impl Served for Peers {
     }
 }
 
+/// The images the nodes' reports say they hold.
+pub struct Images(Arc<StatusTable>);
+
+impl Served for Images {
+    type Object = objects::Image;
+    type After = String;
+    const RESOURCE: &'static str = "images";
+    const NAMESPACED: bool = false;
+
+    fn after(token: &str) -> Result<String, BadToken> {
+        // Image ids are hex.
+        let fine = !token.is_empty() && token.len() <= 128;
+        let fine = fine && token.bytes().all(|b| b.is_ascii_hexdigit());
+        fine.then(|| token.to_string()).ok_or(BadToken)
+    }
+
+    fn source(agent: &Agent) -> Self {
+        Images(agent.table.borrow().clone())
+    }
+
+    fn each(&self, _: Option<&str>, after: Option<String>, push: &mut Push<Self::Object>) {
+        let after = |i: &objects::Image| after.as_ref().is_none_or(|a| i.metadata.name > *a);
+        for image in objects::Image::all(&self.0).into_iter().filter(after) {
+            if !push(image.metadata.name.clone(), image) {
+                return;
+            }
+        }
+    }
+
+    fn one(agent: &Agent, key: &ObjectKey) -> Option<Self::Object> {
+        let table = agent.table.borrow().clone();
+        let images = objects::Image::all(&table);
+        images.into_iter().find(|i| i.metadata.name == key.name)
+    }
+}
+
 /// Namespaces: `default`, those operators made, and those objects name.
 pub struct Namespaces(Arc<View>);
 

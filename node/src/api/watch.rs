@@ -183,7 +183,8 @@ impl Versions {
     /// Looks at every served resource the journal follows.
     fn observe_all(&self, agent: &Agent) {
         use super::served::{
-            Deployments, Endpoints, Events, Namespaces, Nodes, Peers, Pods, ReplicaSets, Services,
+            Deployments, Endpoints, Events, Images, Namespaces, Nodes, Peers, Pods, ReplicaSets,
+            Services,
         };
         self.observe_followed::<Deployments>(agent);
         self.observe_followed::<ReplicaSets>(agent);
@@ -192,6 +193,7 @@ impl Versions {
         self.observe_followed::<Pods>(agent);
         self.observe_followed::<Nodes>(agent);
         self.observe_followed::<Peers>(agent);
+        self.observe_followed::<Images>(agent);
         self.observe_followed::<Namespaces>(agent);
         self.observe_followed::<Events>(agent);
     }

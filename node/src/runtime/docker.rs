@@ -724,6 +724,7 @@ fn observe(id: String, info: ContainerInspectResponse) -> Observed {
             .trim_start_matches('/')
             .to_owned(),
         image: config.image.unwrap_or_default(),
+        image_id: info.image.unwrap_or_default(),
         labels: Arc::new(config.labels.unwrap_or_default().into_iter().collect()),
         ip: ip.filter(|_| state == ContainerState::Running),
         state,
@@ -745,6 +746,7 @@ fn summarized(id: String, summary: ContainerSummary) -> Observed {
             .trim_start_matches('/')
             .to_owned(),
         image: summary.image.unwrap_or_default(),
+        image_id: summary.image_id.unwrap_or_default(),
         labels: Arc::new(summary.labels.unwrap_or_default().into_iter().collect()),
         state: ContainerState::Other,
         ports: Vec::new(),

@@ -237,6 +237,11 @@ fn container_node(spec: &ContainerSpec) -> String {
     spec.labels.get(LABEL_NODE).cloned().unwrap_or_default()
 }
 
+/// The id the twin gives an image: its name, marked as the twin's.
+fn image_id(image: &str) -> String {
+    format!("sha256:memory-{image}")
+}
+
 impl ContainerRuntime for MemoryRuntime {
     async fn list(&self, node: &str) -> Result<Vec<Observed>, RuntimeError> {
         let state = self.state();
@@ -248,6 +253,7 @@ impl ContainerRuntime for MemoryRuntime {
                 id: id.clone(),
                 name: c.spec.name.clone(),
                 image: c.spec.image.clone(),
+                image_id: image_id(&c.spec.image),
                 labels: c.spec.labels.clone(),
                 state: c.state,
                 ports: c.ports.clone(),

@@ -188,7 +188,10 @@ const APPS: &[Row] = &[
     ),
 ];
 
-const WEEBLE: &[Row] = &[("peers", "peer", false, "Peer", READ, &[], false)];
+const WEEBLE: &[Row] = &[
+    ("peers", "peer", false, "Peer", READ, &[], false),
+    ("images", "image", false, "Image", READ, &[], false),
+];
 
 /// The named groups and their one version each.
 const GROUPS: &[(&str, &str, &[Row])] = &[("apps", "v1", APPS), ("weeble.io", "v1", WEEBLE)];

@@ -5,7 +5,7 @@
 
 use super::replicaset::ReplicaSet;
 use super::{
-    ConditionStatus, Deployment, Endpoints, Namespace, Node, Peer, Pod, Service, readiness,
+    ConditionStatus, Deployment, Endpoints, Image, Namespace, Node, Peer, Pod, Service, readiness,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -343,6 +343,22 @@ impl Tabled for super::event::Event {
             json!(self.message),
             json!(self.count),
             json!(self.metadata.name),
+        ]
+    }
+}
+
+impl Tabled for Image {
+    const COLUMNS: Columns = &[
+        ("Name", "string", 0),
+        ("Names", "string", 0),
+        ("Nodes", "string", 0),
+    ];
+
+    fn cells(&self, _now_ms: i64) -> Vec<Value> {
+        vec![
+            json!(self.metadata.name),
+            json!(self.status.names.join(",")),
+            json!(self.status.nodes.join(",")),
         ]
     }
 }

@@ -99,6 +99,7 @@ fn node_report(not_ready: Option<&str>, leaving: bool) -> status::NodeStatus {
         pods: vec![],
         not_ready: not_ready.map(String::from),
         leaving,
+        images: Vec::new(),
         signature: Default::default(),
     }
 }
@@ -562,6 +563,51 @@ fn a_strategy_is_written_as_kubernetes_writes_it() {
         serde_json::to_value(DeploymentStrategy::from(&Strategy::Recreate)).unwrap(),
         serde_json::json!({"type": "Recreate"})
     );
+}
+
+#[test]
+fn images_are_listed_by_id_with_every_name_and_node_that_holds_them() {
+    use crate::status::{HeldImage, StatusTable};
+    let held = |image: &str, id: &str| HeldImage {
+        image: image.into(),
+        id: id.into(),
+    };
+    let mut table = StatusTable::default();
+    for (node, images) in [
+        (
+            "n1",
+            vec![held("web:1", "sha256:aa"), held("db:2", "sha256:bb")],
+        ),
+        ("n2", vec![held("registry:5000/web:1", "sha256:aa")]),
+    ] {
+        let mut report = node_report(None, false);
+        (report.node, report.images) = (node.into(), images);
+        table.merge(report);
+    }
+    let images = Image::all(&table);
+    let listed: Vec<(&str, Vec<String>, Vec<String>)> = images
+        .iter()
+        .map(|i| {
+            (
+                i.metadata.name.as_str(),
+                i.status.names.clone(),
+                i.status.nodes.clone(),
+            )
+        })
+        .collect();
+    let strings = |all: &[&str]| all.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        listed,
+        [
+            (
+                "aa",
+                strings(&["registry:5000/web:1", "web:1"]),
+                strings(&["n1", "n2"])
+            ),
+            ("bb", strings(&["db:2"]), strings(&["n1"])),
+        ]
+    );
+    round_trips(&images[0]);
 }
 
 #[test]

@@ -24,6 +24,9 @@ pub const PULL_BACKOFF_FIRST_MS: i64 = 10_000;
 /// The longest wait between two pulls of an image that keeps failing.
 pub const PULL_BACKOFF_MAX_MS: i64 = 300_000;
 
+/// How soon after a report said `ErrImagePull` a pass reports `ImagePullBackOff`.
+pub const BACKOFF_SHOWN_AFTER_MS: i64 = 1_000;
+
 /// Kubernetes' reasons for a container that waits on its image.
 pub const ERR_IMAGE_PULL: &str = "ErrImagePull";
 pub const IMAGE_PULL_BACKOFF: &str = "ImagePullBackOff";
@@ -163,10 +166,12 @@ impl Pulls {
     }
 
     /// The failed pulls were reported (as `ErrImagePull`): from now on, `ImagePullBackOff`.
-    pub fn told(&mut self) {
-        for f in self.images.values_mut().filter_map(|i| i.failure.as_mut()) {
-            f.told = true;
-        }
+    /// Whether one had not been told before (a pass should then say `ImagePullBackOff`
+    /// [`BACKOFF_SHOWN_AFTER_MS`] later, as the kubelet's next sync does, not only when the
+    /// back-off ends).
+    pub fn told(&mut self) -> bool {
+        let failures = self.images.values_mut().filter_map(|i| i.failure.as_mut());
+        failures.fold(false, |new, f| new | !std::mem::replace(&mut f.told, true))
     }
 
     /// When the earliest back-off ends (Unix ms), if one runs.
@@ -240,7 +245,8 @@ mod tests {
             pulls.gate("web", Always, 1_000),
             failed(ERR_IMAGE_PULL, "unauthorized")
         );
-        pulls.told();
+        assert!(pulls.told(), "a failure told for the first time");
+        assert!(!pulls.told(), "and not again");
         assert_eq!(
             pulls.gate("web", Always, 1_000),
             failed(

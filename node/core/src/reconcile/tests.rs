@@ -55,6 +55,7 @@ fn observed(p: &DesiredPod, id: &str, state: ContainerState) -> Observed {
         id: id.into(),
         name: spec.name,
         image: spec.image,
+        image_id: "sha256:1".into(),
         labels: spec.labels,
         state,
         ports: vec![],
@@ -266,7 +267,7 @@ fn a_missing_image_is_pulled_once_for_every_pod_that_needs_it_and_its_failures_a
         status(&book, 1_000),
         ("ErrImagePull".into(), "pull access denied".into())
     );
-    book.pulls.told();
+    assert!(book.pulls.told());
     assert_eq!(status(&book, 2_000).0, "ImagePullBackOff");
     let due = next_pass_in_ms(&book, &BTreeMap::new(), false, 60_000, 2_000);
     assert_eq!(due, 9_001, "the pass after the back-off");
@@ -299,6 +300,30 @@ fn always_pulls_before_making_pods_and_an_unreadable_image_is_never_made() {
     let s = &pod_statuses(NODE, ip(), &bad, &[], &book, &Default::default(), 0)[0];
     assert_eq!(s.reason.as_deref(), Some("InvalidImageName"));
     assert!(s.message.as_deref().unwrap().contains("\"Web:1\""), "{s:?}");
+}
+
+#[test]
+fn the_images_a_node_holds_are_those_its_containers_were_made_from() {
+    let (a, b) = (
+        pod(0, "web:1", RestartPolicy::Always),
+        pod(1, "web:1", RestartPolicy::Always),
+    );
+    let mut unknown = observed(&b, "c3", ContainerState::Running);
+    unknown.image_id.clear();
+    let seen = [
+        observed(&a, "c1", ContainerState::Running),
+        observed(&b, "c2", ContainerState::Exited { code: 1 }),
+        unknown,
+    ];
+    let held = held_images(&seen);
+    assert_eq!(
+        held,
+        [crate::status::HeldImage {
+            image: "web:1".into(),
+            id: "sha256:1".into()
+        }],
+        "once each, and none the engine gave no id for"
+    );
 }
 
 /// Placement of one replica of `default/web` on `owner`, with `n1` (this node) a member too.
@@ -334,6 +359,7 @@ fn n2_reports(pod: &DesiredPod, running: bool) -> StatusTable {
         ),
         not_ready: None,
         leaving: false,
+        images: Vec::new(),
         signature: Default::default(),
     });
     table

@@ -97,6 +97,7 @@ fn table(pods: Vec<PodStatus>) -> StatusTable {
             pods: vec![],
             not_ready: None,
             leaving: false,
+            images: Vec::new(),
             signature: Default::default(),
         });
         entry.pods.push(p);

@@ -17,8 +17,8 @@
 //!   simulated nodes cost 5.8 million status messages and 14 GB in a second.
 
 use super::{
-    CONTAINER_CREATING, NodeStatus, Phase, PodStatus, StatusMessage, StatusTable, bounded,
-    name_hash,
+    CONTAINER_CREATING, HeldImage, NodeStatus, Phase, PodStatus, StatusMessage, StatusTable,
+    bounded, name_hash,
 };
 use crate::gossip::{Fanout, push_width};
 use crate::hash::name_prefix;
@@ -103,6 +103,7 @@ impl StatusGossip {
             pods: Vec::new(),
             not_ready: None,
             leaving: false,
+            images: Vec::new(),
             signature: Default::default(),
         };
         let mine = Arc::new(mine.signed(&key));
@@ -142,7 +143,18 @@ impl StatusGossip {
                 pods,
                 not_ready: mine.not_ready.clone(),
                 leaving: mine.leaving,
+                images: mine.images.clone(),
                 signature: Default::default(),
+            })
+        }
+    }
+
+    /// The images this node holds now; pushed if they changed.
+    pub fn set_images(&mut self, images: Vec<HeldImage>) {
+        if self.mine.images != images {
+            self.change(NodeStatus {
+                images,
+                ..NodeStatus::clone(&self.mine)
             })
         }
     }

@@ -414,6 +414,7 @@ fn news_keeps_the_newest_report_of_each_node_and_gives_them_in_name_order() {
             pods: Vec::new(),
             not_ready: None,
             leaving: false,
+            images: Vec::new(),
             signature: Default::default(),
         })
     };
