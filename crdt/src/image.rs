@@ -61,6 +61,10 @@ impl<'a> Reference<'a> {
         for component in path.split('/') {
             check_component(component)?;
         }
+        // Docker refuses a name an image id could be mistaken for.
+        if path.len() == 64 && path.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("a 64-digit hexadecimal name is taken for an image id".into());
+        }
         Ok(Reference {
             registry,
             path,
@@ -92,10 +96,12 @@ pub fn policy(image: &str, given: Option<PullPolicy>) -> PullPolicy {
     })
 }
 
-/// Whether the first component of a name is a registry: it has a `.` or a `:`, or it is
-/// `localhost` (Docker's rule: `nginx/web` is a path on `docker.io`).
+/// Whether the first component of a name is a registry: it has a `.`, a `:` or a capital,
+/// or it is `localhost` (Docker's `splitDockerDomain`: `nginx/web` is a path on `docker.io`).
 fn is_registry(first: &str) -> bool {
-    first.contains('.') || first.contains(':') || first == "localhost"
+    first.contains(['.', ':'])
+        || first == "localhost"
+        || first.chars().any(|c| c.is_ascii_uppercase())
 }
 
 fn check_registry(registry: &str) -> Result<(), String> {
@@ -112,8 +118,9 @@ fn check_registry(registry: &str) -> Result<(), String> {
     if !host.split('.').all(label_ok) {
         return Err(format!("invalid registry host {host:?}"));
     }
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
     if let Some(port) = port
-        && port.parse::<u16>().is_err()
+        && !(digits(port) && port.parse::<u16>().is_ok())
     {
         return Err(format!("invalid registry port {port:?}"));
     }
@@ -159,13 +166,18 @@ fn check_tag(tag: &str) -> Result<(), String> {
 }
 
 fn check_digest(digest: &str) -> Result<&str, String> {
-    let bad = || format!("invalid digest {digest:?}: sha256: and 64 hexadecimal digits");
+    let bad = || {
+        format!("invalid digest {digest:?}: sha256:, sha384: or sha512: and its hexadecimal digits")
+    };
     let (algorithm, hex) = digest.split_once(':').ok_or_else(bad)?;
-    let hex_ok = hex.len() == 64
-        && hex
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
-    match algorithm == "sha256" && hex_ok {
+    let digits = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err(bad()),
+    };
+    let lower_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+    match hex.len() == digits && hex.chars().all(lower_hex) {
         true => Ok(digest),
         false => Err(bad()),
     }
@@ -206,11 +218,23 @@ mod tests {
             ("nginx@sha256:abc", "invalid digest"),
             ("web..app", "component"),
             ("host:99999/web", "invalid registry port"),
+            ("host:+80/web", "invalid registry port"),
+            ("Host.io/Web", "component \"Web\""),
             ("a/-b", "component \"-b\""),
         ] {
             let error = Reference::parse(image).unwrap_err();
             assert!(error.contains(why), "{image}: {error}");
         }
+        let id = "0123456789abcdef".repeat(4);
+        assert!(Reference::parse(&id).unwrap_err().contains("image id"));
+        let r = Reference::parse("Registry/web").unwrap();
+        assert_eq!(
+            (r.registry, r.path),
+            (Some("Registry"), "web"),
+            "a capital: a host"
+        );
+        let sha512 = format!("web@sha512:{}", "ab".repeat(64));
+        assert!(Reference::parse(&sha512).is_ok());
         let long = "a".repeat(MAX_NAME + 1);
         assert!(Reference::parse(&long).unwrap_err().contains("longer"));
     }

@@ -532,14 +532,26 @@ pub fn record(
     now_ms: i64,
 ) {
     let (key, restarting) = match action {
-        Action::Create { spec, policy, .. }
-            if *policy != PullPolicy::Never
-                && matches!(outcome, Err(RuntimeError::ImageMissing(_))) =>
+        Action::Create {
+            spec,
+            policy,
+            book_key,
+        } if *policy != PullPolicy::Never
+            && matches!(outcome, Err(RuntimeError::ImageMissing(_))) =>
         {
             book.pulls.missing(&spec.image, now_ms);
+            // What it waits on now is its image: an older error of its would hide that.
+            if let Some(attempts) = book.containers.get_mut(book_key) {
+                attempts.error = None;
+            }
             return;
         }
-        Action::Create { book_key, .. } => (book_key, false),
+        Action::Create { book_key, spec, .. } => {
+            if outcome.is_ok() {
+                book.pulls.present(&spec.image);
+            }
+            (book_key, false)
+        }
         Action::Start { book_key, id } => {
             let ran_ms = observed
                 .iter()

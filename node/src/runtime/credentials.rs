@@ -1,10 +1,10 @@
 //! Registry credentials, from a file in Docker's `config.json` format (`--registry-auth`):
 //! `{"auths": {"HOST[:PORT]": {"auth": base64("user:password")}}}`, or `username` and
 //! `password`, or an `identitytoken`, per registry. Keys may be written as Docker writes them
-//! (`https://index.docker.io/v1/` is `docker.io`; a scheme and a path are dropped). The file
-//! is read at each pull, so credentials fixed in it take effect at the next pull, with no
-//! restart. Credential helpers (`credsStore`, `credHelpers`) are not run: a file that names
-//! them for a registry it has no `auths` entry for says so.
+//! (`https://index.docker.io/v1/` is `docker.io`; a scheme and a path are dropped; case does
+//! not matter). The file is read at each pull, so credentials fixed in it take effect at the
+//! next pull, with no restart. Credential helpers (`credsStore`, `credHelpers`) are not run: a
+//! registry whose credentials a helper keeps is pulled from without any, with a warning.
 //!
 //! A secret never leaves this module in text a person could read: [`Credentials`]' `Debug`
 //! hides it, errors name the file and the registry only.
@@ -61,24 +61,35 @@ struct Entry {
 
 impl CredentialsFile {
     /// The credentials for `registry`, if the file has some; an error if it cannot be read.
+    /// An entry with none (what `docker login` leaves when a credential helper keeps the
+    /// secret) counts as none: the pull goes without, and a warning names the helper.
     pub fn for_registry(&self, registry: &str) -> Result<Option<Credentials>, RuntimeError> {
         let text = read_bounded(&self.0).map_err(|e| self.error(e))?;
-        let config: ConfigFile = serde_json::from_str(&text)
-            .map_err(|e| self.error(format!("not a Docker config.json: {e}")))?;
+        // Where it is wrong, not serde's words: they may quote a value, and a value here may
+        // be a secret.
+        let config: ConfigFile = serde_json::from_str(&text).map_err(|e| {
+            let (line, column) = (e.line(), e.column());
+            let kind = format!("{:?}", e.classify()).to_lowercase();
+            self.error(format!(
+                "not a Docker config.json ({kind} error at line {line}, column {column})"
+            ))
+        })?;
+        let registry = registry_of_key(registry).to_ascii_lowercase();
         let entry = config
             .auths
             .into_iter()
-            .find(|(key, _)| registry_of_key(key) == registry);
-        let Some((_, entry)) = entry else {
-            if let Some(helper) = config
+            .find(|(key, _)| registry_of_key(key).eq_ignore_ascii_case(&registry))
+            .map(|(_, entry)| entry)
+            .filter(|e| e.auth.is_some() || e.username.is_some() || e.identitytoken.is_some());
+        let Some(entry) = entry else {
+            let helper = config
                 .cred_helpers
-                .get(registry)
-                .or(config.creds_store.as_ref())
-            {
-                return Err(self.error(format!(
-                    "it names the credential helper {helper:?} for {registry}, which Weeble \
-                     does not run: write the registry's credentials under \"auths\""
-                )));
+                .get(&registry)
+                .or(config.creds_store.as_ref());
+            if let Some(helper) = helper {
+                tracing::warn!(file = %self.0.display(), %registry, %helper,
+                    "the registry's credentials are left to a credential helper, which Weeble \
+                     does not run: pulling without credentials (write them under \"auths\")");
             }
             return Ok(None);
         };
@@ -170,7 +181,11 @@ mod tests {
         assert_eq!(local.password.as_deref(), Some("s3cret"));
         let hub = f.for_registry("docker.io").unwrap().unwrap();
         assert_eq!(hub.username.as_deref(), Some("bob"));
-        let ghcr = f.for_registry("ghcr.io").unwrap().unwrap();
+        assert_eq!(
+            f.for_registry("index.docker.io").unwrap(),
+            Some(hub.clone())
+        );
+        let ghcr = f.for_registry("GHCR.io").unwrap().unwrap();
         assert_eq!(ghcr.identity_token.as_deref(), Some("tok"));
         assert_eq!(f.for_registry("quay.io").unwrap(), None);
         let shown = format!("{local:?}");
@@ -190,16 +205,24 @@ mod tests {
         let f = file("json", "{not json");
         let error = f.for_registry("r.io").unwrap_err().to_string();
         assert!(error.contains("not a Docker config.json"), "{error}");
-        let f = file("helper", r#"{"credsStore": "desktop"}"#);
+        // What `docker login` writes with a helper: an empty entry. Pulled without.
+        let f = file(
+            "helper",
+            r#"{"auths": {"r.io": {}}, "credsStore": "desktop"}"#,
+        );
+        assert_eq!(f.for_registry("r.io").unwrap(), None);
+        // A value of the wrong type is not quoted back: it may be a secret.
+        let f = file("typed", r#"{"auths": {"r.io": "c2VjcmV0OnNlY3JldA=="}}"#);
         let error = f.for_registry("r.io").unwrap_err().to_string();
-        assert!(error.contains("credential helper \"desktop\""), "{error}");
+        assert!(error.contains("data error at line 1"), "{error}");
+        assert!(!error.contains("c2VjcmV0"), "{error}");
         let gone = CredentialsFile(PathBuf::from("/nonexistent/config.json"));
         let error = gone.for_registry("r.io").unwrap_err().to_string();
         assert!(
             error.contains("/nonexistent/config.json: cannot open it"),
             "{error}"
         );
-        for name in ["auth", "json", "helper"] {
+        for name in ["auth", "json", "helper", "typed"] {
             std::fs::remove_file(f.0.with_file_name(format!("{name}.json"))).unwrap();
         }
     }

@@ -309,6 +309,7 @@ impl Reconciler {
             .flat_map(|p| p.template.containers.iter().map(|c| c.image.as_str()))
             .collect();
         self.book.pulls.keep_only(|image| wanted.contains(image));
+        self.book.pulls.expire(ctx.now_ms);
         let Plan { actions, pulls } = plan(
             &s.node, s.host_ip, &desired, &observed, &handovers, &self.book, ctx.now_ms,
         );

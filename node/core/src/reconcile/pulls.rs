@@ -17,6 +17,9 @@ use weeble_crdt::image::Reference;
 
 /// Pulls that run at once on one node, of different images.
 pub const MAX_PULLS_IN_FLIGHT: usize = 2;
+/// A pull that has not ended after this long is taken for lost (its task never answered):
+/// it fails, and the image may be pulled again.
+pub const PULL_LOST_MS: i64 = 15 * 60_000;
 /// A pull that succeeded this recently counts as done for an `Always` container.
 pub const FRESH_PULL_MS: i64 = 10_000;
 /// The wait after the first failed pull of an image; it doubles with each failure after.
@@ -25,7 +28,7 @@ pub const PULL_BACKOFF_FIRST_MS: i64 = 10_000;
 pub const PULL_BACKOFF_MAX_MS: i64 = 300_000;
 
 /// How soon after a report said `ErrImagePull` a pass reports `ImagePullBackOff`.
-pub const BACKOFF_SHOWN_AFTER_MS: i64 = 1_000;
+pub const BACKOFF_SHOWN_AFTER_MS: i64 = 2_000;
 
 /// Kubernetes' reasons for a container that waits on its image.
 pub const ERR_IMAGE_PULL: &str = "ErrImagePull";
@@ -98,21 +101,20 @@ impl Pulls {
         if i.pulling_since.is_some() {
             return Gate::Pulling;
         }
-        if let Some(f) = &i.failure {
-            if now_ms < f.not_before_ms {
-                let reason = if f.told {
-                    IMAGE_PULL_BACKOFF
-                } else {
-                    ERR_IMAGE_PULL
-                };
-                let message = match f.told {
-                    true => format!("Back-off pulling image {image:?}: {}", f.message),
-                    false => f.message.clone(),
-                };
-                return Gate::Failed { reason, message };
-            }
-            return Gate::Pull;
+        if let Some(f) = i.failure.as_ref().filter(|f| now_ms < f.not_before_ms) {
+            let reason = if f.told {
+                IMAGE_PULL_BACKOFF
+            } else {
+                ERR_IMAGE_PULL
+            };
+            let message = match f.told {
+                true => format!("Back-off pulling image {image:?}: {}", f.message),
+                false => f.message.clone(),
+            };
+            return Gate::Failed { reason, message };
         }
+        // After a failed pull's back-off, `IfNotPresent` makes the container first (the
+        // image may have been loaded meanwhile), `Always` pulls again.
         let fresh = i.pulled_ms.is_some_and(|at| now_ms - at < FRESH_PULL_MS);
         match policy {
             _ if i.missing => Gate::Pull,
@@ -149,6 +151,30 @@ impl Pulls {
                 i.failure = None;
             }
             Err(message) => fail(i, message, now_ms),
+        }
+    }
+
+    /// A container of `image` was made: the engine has it.
+    pub fn present(&mut self, image: &str) {
+        if let Some(i) = self.images.get_mut(image) {
+            (i.missing, i.failure, i.failures) = (false, None, 0);
+        }
+    }
+
+    /// The pulls that began [`PULL_LOST_MS`] ago or more and never ended fail.
+    pub fn expire(&mut self, now_ms: i64) {
+        for i in self.images.values_mut() {
+            if i.pulling_since
+                .is_some_and(|since| now_ms - since >= PULL_LOST_MS)
+            {
+                i.pulling_since = None;
+                let minutes = PULL_LOST_MS / 60_000;
+                fail(
+                    i,
+                    format!("the pull did not end within {minutes} min"),
+                    now_ms,
+                );
+            }
         }
     }
 
@@ -191,7 +217,10 @@ impl Pulls {
     }
 }
 
+/// A pull of `i` failed: backed off, and whether the engine has it is asked again (by a
+/// create) once the back-off ends.
 fn fail(i: &mut Image, message: String, now_ms: i64) {
+    i.missing = false;
     i.failures += 1;
     let wait = (PULL_BACKOFF_FIRST_MS << (i.failures - 1).min(8)).min(PULL_BACKOFF_MAX_MS);
     i.failure = Some(Failure {
@@ -278,6 +307,41 @@ mod tests {
             "fixed, it recovers"
         );
         assert_eq!(pulls.next_retry_ms(), None);
+    }
+
+    #[test]
+    fn after_a_back_off_if_not_present_makes_the_container_first_and_a_lost_pull_fails() {
+        let mut pulls = Pulls::default();
+        pulls.missing("web:1", 0);
+        pulls.started("web:1", 0);
+        pulls.finished("web:1", Err("registry unreachable".into()), 0);
+        let over = PULL_BACKOFF_FIRST_MS;
+        assert_eq!(
+            pulls.gate("web:1", IfNotPresent, over),
+            Gate::Go,
+            "loaded meanwhile?"
+        );
+        pulls.missing("web:1", over);
+        assert_eq!(
+            pulls.gate("web:1", IfNotPresent, over),
+            Gate::Pull,
+            "no: pulled"
+        );
+        pulls.present("web:1");
+        assert_eq!(
+            pulls.next_retry_ms(),
+            None,
+            "a made container ends the failure"
+        );
+        pulls.started("web", 0);
+        pulls.expire(PULL_LOST_MS - 1);
+        assert_eq!(pulls.gate("web", Always, PULL_LOST_MS - 1), Gate::Pulling);
+        pulls.expire(PULL_LOST_MS);
+        let Gate::Failed { message, .. } = pulls.gate("web", Always, PULL_LOST_MS) else {
+            panic!("a lost pull fails")
+        };
+        assert!(message.contains("did not end within 15 min"), "{message}");
+        assert_eq!(pulls.in_flight(), 0);
     }
 
     #[test]
