@@ -121,11 +121,13 @@ def wait_count(count, *labels):
 
 class Cluster:
     """`weeble node` processes named `<prefix>-<i>` on the given 127.0.0.x addresses, each
-    joining the next; all stopped, with their containers, by `stop`."""
+    joining the next, with `extra` arguments and node i's own `node_extra(i)`; all stopped,
+    with their containers, by `stop`."""
 
-    def __init__(self, binary, prefix, ips, p2p_port, api_port, extra=()):
+    def __init__(self, binary, prefix, ips, p2p_port, api_port, extra=(), node_extra=None):
         self.binary, self.prefix, self.ips = binary, prefix, ips
         self.p2p_port, self.api_port, self.extra = p2p_port, api_port, list(extra)
+        self.node_extra = node_extra or (lambda i: [])
         self.dir = tempfile.mkdtemp(prefix=f"weeble-{prefix}-")
         self.nodes = [None] * len(ips)
         for i in range(len(ips)):
@@ -144,7 +146,7 @@ class Cluster:
         args = [self.binary, "node", "--name", self.node_name(i), "--data-dir",
                 os.path.join(self.dir, f"n{i + 1}"), "--p2p", f"{self.ips[i]}:{self.p2p_port}",
                 "--api", f"{self.ips[i]}:{self.api_port}", "--join", f"{seed}:{self.p2p_port}",
-                *self.extra]
+                *self.extra, *self.node_extra(i)]
         log = open(os.path.join(self.dir, f"n{i + 1}.log"), "a")
         self.nodes[i] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
 
