@@ -42,7 +42,9 @@ use crate::reconcile::pass::{Context, Event, Reconciler, Settings, Work};
 use crate::reconcile::{Action, wakes};
 use crate::runtime::RuntimeEvent;
 
-use crate::status::{NodeStatus, PUSH_AFTER, Send, StatusGossip, StatusMessage, StatusTable};
+use crate::status::{
+    MAX_HELD_IMAGES, NodeStatus, PUSH_AFTER, Send, StatusGossip, StatusMessage, StatusTable,
+};
 use crate::view::{Placements, Planner, View};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -317,6 +319,7 @@ enum Refusal {
     NotAdmitted,
     Unsigned,
     AnothersName,
+    TooManyImages,
 }
 
 /// Messages refused, told in the log once every [`Refused::EVERY`] at most for each reason,
@@ -462,7 +465,8 @@ impl NodeCore {
 
     /// Keeps of `message`'s reports those signed by their node: by the key of a member of
     /// that name, one the cluster admits. A report of a node not listed yet is refused too;
-    /// once it is, the status digests differ and an exchange brings the report again.
+    /// once it is, the status digests differ and an exchange brings the report again. A
+    /// report that lists more than [`MAX_HELD_IMAGES`] images is refused as well.
     fn signed_only(&mut self, now: Duration, message: &mut StatusMessage) {
         let Some(reports) = message.reports_mut() else {
             return;
@@ -482,6 +486,15 @@ impl NodeCore {
             let refused = before - reports.len();
             self.refused.note(now, Refusal::Unsigned, || {
                 format!("{refused} status reports not signed by their node's key")
+            });
+        }
+        // No node lists more: one that does is not kept, whoever signed it.
+        let before = reports.len();
+        reports.retain(|report| report.images.len() <= MAX_HELD_IMAGES);
+        if reports.len() < before {
+            let refused = before - reports.len();
+            self.refused.note(now, Refusal::TooManyImages, || {
+                format!("{refused} status reports listing more than {MAX_HELD_IMAGES} images")
             });
         }
     }

@@ -625,6 +625,23 @@ fn a_status_report_is_taken_only_if_its_node_signed_it() {
     cluster.step("n0", forged(Some(1)));
     let held = cluster.report("n0", "n1");
     assert_eq!(held.version, n1.version + 10, "n1's own signature is taken");
+    // Signed by n1, but listing more images than any node lists: not kept.
+    let mut crowded = NodeStatus::clone(&held);
+    crowded.version += 1;
+    crowded.images = (0..=crate::status::MAX_HELD_IMAGES)
+        .map(|i| crate::status::HeldImage {
+            image: format!("web:{i}"),
+            id: format!("sha256:{i}"),
+        })
+        .collect();
+    let message = StatusMessage::Reports(vec![Arc::new(crowded.signed(&NodeKey::numbered(1)))]);
+    let from = NodeKey::numbered(2).peer_id();
+    cluster.step("n0", Input::Status { from, message });
+    assert_eq!(
+        cluster.report("n0", "n1").version,
+        held.version,
+        "too many images"
+    );
 }
 
 /// n2 passes on a datagram n1 sent (its leave) as its own: n0 refuses it, and n1 stays
