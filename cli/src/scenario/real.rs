@@ -654,12 +654,24 @@ pub fn prepare(binary: &std::path::Path) -> Result<(), String> {
         .ok_or_else(|| "could not build the demo image (weeble image build-demo)".into())
 }
 
-/// `docker ARGS`: its output, or why it failed.
+/// The longest one `docker` command may take: an engine that hangs (Docker 20.10 once never
+/// finished a `docker rm -f` of ten containers) fails the run, it does not hold it forever.
+const DOCKER_CALL_LIMIT_S: u32 = 120;
+
+/// `docker ARGS`, for [`DOCKER_CALL_LIMIT_S`] at most: its output, or why it failed.
 pub fn docker(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
+    let out = Command::new("timeout")
+        .args(["--kill-after=5", &DOCKER_CALL_LIMIT_S.to_string(), "docker"])
         .args(args)
         .output()
         .map_err(|e| format!("docker: {e}"))?;
+    // timeout(1)'s own exit codes: the command ran out of time (124), or was killed (137).
+    if matches!(out.status.code(), Some(124 | 137)) {
+        return Err(format!(
+            "docker {}: no answer within {DOCKER_CALL_LIMIT_S} s (is the engine stuck?)",
+            args.join(" ")
+        ));
+    }
     if !out.status.success() {
         return Err(format!(
             "docker {}: {}",
