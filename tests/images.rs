@@ -389,7 +389,7 @@ fn nodes_pull_from_registries_say_why_a_pull_fails_and_recover_once_it_is_fixed(
             (item["status"]["nodes"].as_array()?.len() == 3).then_some(item)
         },
     );
-    // The pull (365 MB) took long enough for every node to hear of it.
+    // The pull (371 MB) took long enough for every node to hear of it.
     let pulling = format!("Normal   Pulling: Pulling image \"{image}\"");
     describes(&cluster, "web-0", &[&pulling, "Normal   Started"]);
     let id = held["metadata"]["name"].as_str().unwrap().to_string();
