@@ -243,16 +243,7 @@ fn apply(cluster: &Cluster, name: &str, image: &str) {
          metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n      \
          - {{name: web, image: \"{image}\"}}\n"
     );
-    let file = cluster.dir.join(format!("{name}.yaml"));
-    std::fs::write(&file, manifest).unwrap();
-    let out = weeble(&[
-        "--server",
-        &cluster.server(0),
-        "apply",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+    applied(cluster, &cluster.server(0), name, &manifest);
 }
 
 /// Deployment `name`'s pods at node 1: (node, phase, waiting reason and message).

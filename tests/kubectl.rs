@@ -104,20 +104,11 @@ fn kubectl_discovers_reads_scales_describes_and_deletes_at_any_peer() {
         assert!(line.contains(short), "{name}: {resources}");
     }
     // The demo deployment, its port published (for the logs below).
-    let file = cluster.dir.join("web.yaml");
     let manifest = demo_deployment("web", 3).replace(
         "image: weeble-demo:v1\n",
         "image: weeble-demo:v1\n        ports: [{containerPort: 80}]\n",
     );
-    std::fs::write(&file, manifest).unwrap();
-    let applied = weeble(&[
-        "--server",
-        &cluster.server(0),
-        "apply",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
-    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    applied(&cluster, &cluster.server(0), "web", &manifest);
     let nodes = kubectl_ok(&configs[2], &["get", "nodes", "-o", "name"]);
     assert_eq!(nodes.lines().count(), 3, "{nodes}");
     wait_for(
@@ -816,16 +807,7 @@ fn installed(path: &str, ready: impl Fn(&Path) -> bool, install: &str) -> Option
         .join("../target")
         .join(path);
     let there = ready(&path);
-    if !there && std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "{} is required under CI=true: .ci/run installs it",
-            path.display()
-        );
-    }
-    if !there {
-        eprintln!("SKIPPED: no {} ({install})", path.display());
-    }
-    there.then_some(path)
+    needed(&format!("{} ({install})", path.display()), there).then_some(path)
 }
 
 /// The Python of a venv with the official `kubernetes` client.

@@ -51,16 +51,7 @@ spec:
 }
 
 fn apply(cluster: &Cluster, manifest: &str) {
-    let path = cluster.dir.join("roll.yaml");
-    std::fs::write(&path, manifest).unwrap();
-    let out = weeble(&[
-        "--server",
-        &cluster.server(1),
-        "apply",
-        "-f",
-        path.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+    applied(cluster, &cluster.server(1), "roll", manifest);
 }
 
 /// `weeble rollout ARGS… deployment/roll` at node `i`.

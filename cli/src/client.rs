@@ -13,7 +13,7 @@ use weeble_core::objects::{List, ListMeta, Status};
 pub const PAGE: usize = 500;
 
 /// `text` made safe for a URL's query: bytes other than letters, digits and `-._~/` as `%XX`.
-fn query_encode(text: &str) -> String {
+pub fn query_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {

@@ -1,7 +1,7 @@
 //! The kubectl-style commands: each turns into requests to a node's Kubernetes-shaped API and
 //! prints tables for people or JSON/YAML for machines.
 
-use crate::client::Client;
+use crate::client::{Client, query_encode};
 use crate::manifests;
 use anyhow::{anyhow, bail};
 use clap::ValueEnum;
@@ -443,8 +443,9 @@ fn print_events(client: &Client, ns: &str, resource: Resource, name: &str) -> an
         _ => format!("/api/v1/namespaces/{ns}/events"),
     };
     let kind = resource.kind();
-    // `=` and `,` escaped: the selector is one query value.
-    let selector = format!("involvedObject.kind%3D{kind}%2CinvolvedObject.name%3D{name}");
+    let selector = query_encode(&format!(
+        "involvedObject.kind={kind},involvedObject.name={name}"
+    ));
     let events = client.list::<Event>(&format!("{base}?fieldSelector={selector}"))?;
     if events.items.is_empty() {
         println!("Events:       {NONE}");

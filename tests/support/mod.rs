@@ -51,7 +51,7 @@ pub fn installed(program: &str) -> bool {
 
 /// Whether a test may go on, `what` it needs being `present` or not: under CI=true it must be
 /// (a panic); elsewhere its absence skips the test, with a message.
-fn needed(what: &str, present: bool) -> bool {
+pub fn needed(what: &str, present: bool) -> bool {
     if !present && std::env::var("CI").as_deref() == Ok("true") {
         panic!("{what} is required under CI=true (.ci/run provides it) and is missing");
     }
@@ -397,9 +397,20 @@ pub fn demo_deployment(name: &str, replicas: u32) -> String {
 /// `weeble apply` at `server` of [`demo_deployment`] `name`, written in the cluster's
 /// directory: the command's output.
 pub fn apply_demo(cluster: &Cluster, server: &str, name: &str, replicas: u32) -> Output {
+    apply_file(cluster, server, name, &demo_deployment(name, replicas))
+}
+
+/// Writes `manifest` to `<dir>/<name>.yaml` and applies that file at `server`.
+pub fn apply_file(cluster: &Cluster, server: &str, name: &str, manifest: &str) -> Output {
     let file = cluster.dir.join(format!("{name}.yaml"));
-    std::fs::write(&file, demo_deployment(name, replicas)).unwrap();
+    std::fs::write(&file, manifest).unwrap();
     weeble(&["--server", server, "apply", "-f", file.to_str().unwrap()])
+}
+
+/// As [`apply_file`], and the node must take it.
+pub fn applied(cluster: &Cluster, server: &str, name: &str, manifest: &str) {
+    let out = apply_file(cluster, server, name, manifest);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
 }
 
 /// The names of the deployments `server` holds.

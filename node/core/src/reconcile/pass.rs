@@ -91,7 +91,7 @@ pub enum Work {
     Write(Op),
     /// Pull this image, beside the passes; then [`Event::Pulled`].
     Pull(String),
-    /// The images this node holds now, for its report (when they changed).
+    /// The images this node holds now, for its report (which changes only if they did).
     Images(Vec<HeldImage>),
 }
 
@@ -149,8 +149,6 @@ pub struct Reconciler {
     /// The newest wake-up asked for; older ones are ignored.
     token: u64,
     checks: Vec<Check>,
-    /// The images the last report said this node holds.
-    held: Vec<HeldImage>,
     /// The replicas placed on this node, and the placement they were read from: read again
     /// only from a new placement, as reading them walks every replica's owner (each pass
     /// read them anew: at 2,000 simulated nodes, 7 % of the run).
@@ -172,7 +170,6 @@ impl Reconciler {
             holding_until: None,
             token: 0,
             checks: Vec::new(),
-            held: Vec::new(),
             owned: (Weak::new(), Vec::new()),
         }
     }
@@ -417,11 +414,7 @@ impl Reconciler {
             ctx.now_ms,
         )));
         let newly_failed = self.book.pulls.told();
-        let held = held_images(observed);
-        if held != self.held {
-            self.held = held.clone();
-            work.push(Work::Images(held));
-        }
+        work.push(Work::Images(held_images(observed)));
         let now = ctx.now_ms;
         let next = next_pass_in_ms(&self.book, &plan.handovers, plan.more, s.resync_ms, now);
         // Rolling, it looks again soon: the table tells how far the rollout came (and a pod

@@ -66,8 +66,13 @@ fn observed(p: &DesiredPod, id: &str, state: ContainerState) -> Observed {
 }
 
 /// The plan for this node when nothing is being handed over.
+fn planned(desired: &[DesiredPod], seen: &[Observed], book: &Book, now: i64) -> Plan {
+    plan(NODE, ip(), desired, seen, &BTreeMap::new(), book, now)
+}
+
+/// Its actions.
 fn plan_here(desired: &[DesiredPod], seen: &[Observed], book: &Book, now: i64) -> Vec<Action> {
-    plan(NODE, ip(), desired, seen, &BTreeMap::new(), book, now).actions
+    planned(desired, seen, book, now).actions
 }
 
 fn kinds(actions: &[Action]) -> Vec<String> {
@@ -238,7 +243,7 @@ fn a_missing_image_is_pulled_once_for_every_pod_that_needs_it_and_its_failures_a
         )
     };
     // IfNotPresent (a tag): made at once; the engine lacks the image, so it is pulled, once.
-    let first = plan(NODE, ip(), &pods, &[], &BTreeMap::new(), &book, 0);
+    let first = planned(&pods, &[], &book, 0);
     assert_eq!((first.actions.len(), first.pulls.len()), (3, 0));
     // One of them failed earlier for another reason: what it waits on now is its image.
     if let Action::Create { book_key, .. } = &first.actions[0] {
@@ -255,7 +260,7 @@ fn a_missing_image_is_pulled_once_for_every_pod_that_needs_it_and_its_failures_a
             .all(|a| a.error.is_none() && a.failures == 0),
         "no container failed: its image is missing"
     );
-    let second = plan(NODE, ip(), &pods, &[], &BTreeMap::new(), &book, 0);
+    let second = planned(&pods, &[], &book, 0);
     assert_eq!(
         (second.actions, second.pulls),
         (vec![], vec!["web:1".to_string()])
@@ -265,7 +270,7 @@ fn a_missing_image_is_pulled_once_for_every_pod_that_needs_it_and_its_failures_a
         status(&book, 100),
         ("ContainerCreating".into(), "Pulling image \"web:1\"".into())
     );
-    let pulling = plan(NODE, ip(), &pods, &[], &BTreeMap::new(), &book, 100);
+    let pulling = planned(&pods, &[], &book, 100);
     assert_eq!(pulling, Plan::default(), "nothing while it is pulled");
     // It fails: ErrImagePull once, then ImagePullBackOff until the back-off ends.
     book.pulls
@@ -280,18 +285,18 @@ fn a_missing_image_is_pulled_once_for_every_pod_that_needs_it_and_its_failures_a
     assert_eq!(due, 9_001, "the pass after the back-off");
     // The back-off over, the containers are made first (the image may be there now): still
     // missing, it is pulled.
-    let retry = plan(NODE, ip(), &pods, &[], &BTreeMap::new(), &book, 11_000);
+    let retry = planned(&pods, &[], &book, 11_000);
     assert_eq!((retry.actions.len(), retry.pulls.len()), (3, 0));
     let missing = Err(RuntimeError::ImageMissing("web:1".into()));
     record(&mut book, &retry.actions[0], &missing, &[], 11_000);
-    let retry = plan(NODE, ip(), &pods, &[], &BTreeMap::new(), &book, 11_000);
+    let retry = planned(&pods, &[], &book, 11_000);
     assert_eq!(
         (retry.actions.len(), retry.pulls),
         (0, vec!["web:1".to_string()])
     );
     book.pulls.started("web:1", 11_000);
     book.pulls.finished("web:1", Ok(()), 12_000);
-    let made = plan(NODE, ip(), &pods, &[], &BTreeMap::new(), &book, 12_000);
+    let made = planned(&pods, &[], &book, 12_000);
     assert_eq!((made.actions.len(), made.pulls.len()), (3, 0));
 }
 
@@ -301,17 +306,17 @@ fn always_pulls_before_making_pods_and_an_unreadable_image_is_never_made() {
         .map(|i| pod(i, "web", RestartPolicy::Always))
         .collect();
     let mut book = Book::new();
-    let first = plan(NODE, ip(), &latest, &[], &BTreeMap::new(), &book, 0);
+    let first = planned(&latest, &[], &book, 0);
     assert_eq!(
         (first.actions.len(), first.pulls),
         (0, vec!["web".to_string()])
     );
     book.pulls.started("web", 0);
     book.pulls.finished("web", Ok(()), 500);
-    let made = plan(NODE, ip(), &latest, &[], &BTreeMap::new(), &book, 600);
+    let made = planned(&latest, &[], &book, 600);
     assert_eq!(made.actions.len(), 2, "one pull served both");
     let bad = [pod(0, "Web:1", RestartPolicy::Always)];
-    let nothing = plan(NODE, ip(), &bad, &[], &BTreeMap::new(), &book, 0);
+    let nothing = planned(&bad, &[], &book, 0);
     assert_eq!(nothing, Plan::default());
     let s = &pod_statuses(NODE, ip(), &bad, &[], &book, &Default::default(), 0)[0];
     assert_eq!(s.reason.as_deref(), Some("InvalidImageName"));
