@@ -100,6 +100,11 @@ pub struct NodeArgs {
     /// a fix takes effect at the next one. Never logged or shown by the API.
     #[arg(long, value_name = "FILE")]
     registry_auth: Option<PathBuf>,
+    /// The most this node sends a second, in all, to peers that fetch images from it, in
+    /// bytes with Kubernetes' suffixes (20Mi, 1M): for metered or slow links. Default: as
+    /// fast as the link goes.
+    #[arg(long, value_name = "BYTES", value_parser = parse_rate)]
+    image_serve_rate: Option<u64>,
     /// Requests a second each caller (each token, or all callers of a node with no tokens)
     /// may make, twice that in a burst; past it: 429. Default: no limit.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -179,6 +184,14 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("{text:?} is not key=value"))
+}
+
+/// A rate in bytes a second, as a quantity (`20Mi`); at least one byte.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    match memory_bytes(&RawQuantity::Text(text.to_string()))? {
+        0 => Err("a rate of 0 bytes a second sends nothing".into()),
+        bytes => Ok(bytes),
+    }
 }
 
 fn parse_capacity(text: &str) -> Result<ResourceAmounts, String> {
@@ -329,6 +342,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow!("--registry-auth: {e}"))?;
     }
     config.registry_auth = args.registry_auth;
+    config.image_serve_rate = args.image_serve_rate;
     let leave_grace = args.leave_grace.unwrap_or(Duration::from_secs(30));
     let docker_host = args.docker_host.clone();
     config.replicate_to = usize::from(args.replicate_to);

@@ -73,6 +73,15 @@ impl<'a> Reference<'a> {
         })
     }
 
+    /// The repository, as the engine's pull and tag calls take it: the name without its tag
+    /// or digest (`registry/path`, or `path`).
+    pub fn repository(&self) -> String {
+        match self.registry {
+            Some(registry) => format!("{registry}/{}", self.path),
+            None => self.path.to_string(),
+        }
+    }
+
     /// The registry it is pulled from (`docker.io` when the name names none).
     pub fn registry(&self) -> &'a str {
         self.registry.unwrap_or(DEFAULT_REGISTRY)
@@ -199,10 +208,12 @@ mod tests {
         let r = Reference::parse("127.0.0.1:5000/team/web:1.27").unwrap();
         assert_eq!(r.registry(), "127.0.0.1:5000");
         assert_eq!((r.path, r.tag), ("team/web", Some("1.27")));
+        assert_eq!(r.repository(), "127.0.0.1:5000/team/web");
         let r = Reference::parse("localhost/web").unwrap();
         assert_eq!((r.registry, r.path), (Some("localhost"), "web"));
         let r = Reference::parse("nginx/web:v2").unwrap();
         assert_eq!((r.registry(), r.path), ("docker.io", "nginx/web"));
+        assert_eq!(r.repository(), "nginx/web");
         let with_digest = format!("registry.example.com/a_b/c--d.e:v1@{DIGEST}");
         let r = Reference::parse(&with_digest).unwrap();
         assert_eq!((r.tag, r.digest), (Some("v1"), Some(DIGEST)));

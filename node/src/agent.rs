@@ -7,6 +7,7 @@
 //! view + status ──▶ endpoints ──▶ service proxy (and the API); view ──▶ DNS server
 
 use crate::driver::{self, Command, Driver, Inboxes};
+use crate::images::shelf::Shelf;
 use crate::membership::{Detection, MemberId, MemberInfo, live_peers};
 use crate::network::{NetConfig, Network};
 use crate::probe::{Checker, Probes};
@@ -88,6 +89,9 @@ pub struct NodeConfig {
     pub join_grace: Duration,
     /// A Docker `config.json` with the registries' credentials, read at each pull.
     pub registry_auth: Option<PathBuf>,
+    /// The bytes a second this node sends in all to peers that fetch images from it, if
+    /// paced (`--image-serve-rate`).
+    pub image_serve_rate: Option<u64>,
 }
 
 impl NodeConfig {
@@ -122,6 +126,7 @@ impl NodeConfig {
             replicate_to: DEFAULT_REPLICATE_TO,
             join_grace: Duration::from_secs(3),
             registry_auth: None,
+            image_serve_rate: None,
         }
     }
 }
@@ -427,6 +432,14 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         reconcile,
         shared: weeble_core::node::Shared::default(),
     };
+    let images = config.data_dir.join("images");
+    let shelf =
+        Shelf::new(runtime.clone(), images.clone(), config.image_serve_rate).map_err(|source| {
+            AgentError::DataDir {
+                path: images,
+                source,
+            }
+        })?;
     let core = NodeCore::new(core_config, stored, crate::clock::now());
     let (view_tx, view) = watch::channel(core.view().clone());
     let (snapshot_tx, snapshot) = watch::channel(core.view().snapshot.clone());
@@ -454,6 +467,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         containers: containers_tx,
         peers_file,
         credentials: config.registry_auth.clone().map(CredentialsFile),
+        shelf,
         feedback: feedback_tx,
         status_sends: Arc::new(Semaphore::new(driver::MAX_STATUS_SENDS)),
         shutdown: shutdown.clone(),

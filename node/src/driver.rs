@@ -2,13 +2,15 @@
 //! writes, container events, the probes' outcomes, timers, the results of the work it runs —
 //! and carries out the effects the core returns through the node's adapters: the
 //! [`Transport`], the [`ContainerRuntime`], the state file's [`Disk`], a [`Checker`] for the
-//! probes, the registry credentials file, the peers file, and the watches the API, the proxy
-//! and DNS read. Requests that the
+//! probes, the registry credentials file, the images shelf (`crate::images`), the peers file,
+//! and the watches the API, the proxy and DNS read. Requests that the
 //! core answers later (a write, a peer's sync message) wait here, by id, for their answer.
 //! Time comes from one clock ([`crate::clock`]); the driver ends when the node's [`Shutdown`]
 //! fires.
 
 use crate::clock;
+use crate::images::fetch;
+use crate::images::shelf::Shelf;
 use crate::probe::Checker;
 use crate::reconcile::{Action, ENGINE_CALLS_IN_FLIGHT, pass::Event};
 use crate::runtime::credentials::CredentialsFile;
@@ -16,7 +18,7 @@ use crate::runtime::{ContainerRuntime, RuntimeError, RuntimeEvent};
 use crate::shutdown::Shutdown;
 use crate::status::StatusTable;
 use crate::store::{self, disk::Disk};
-use crate::transport::{Inbound, LocalDigest, NetEvent, Response, Transport};
+use crate::transport::{ImagePart, Inbound, LocalDigest, NetEvent, Response, Transport};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,6 +28,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 use weeble_core::document::{Op, Persist, PersistFailure, WriteError};
+use weeble_core::images::Holder;
 use weeble_core::node::{Answer, Effect, Input, NodeCore, Timer};
 use weeble_core::status::Send;
 use weeble_core::view::View;
@@ -87,6 +90,8 @@ pub struct Driver<T, R, C> {
     pub peers_file: PathBuf,
     /// Where the registries' credentials are read at each pull (`--registry-auth`), if anywhere.
     pub credentials: Option<CredentialsFile>,
+    /// The images this node writes out for peers; its directory also takes those fetched.
+    pub shelf: Shelf<R>,
     pub feedback: mpsc::Sender<Input>,
     /// Permits for status pushes in flight ([`MAX_STATUS_SENDS`]).
     pub status_sends: Arc<Semaphore>,
@@ -230,6 +235,14 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                 waiting.syncs.insert(id, reply);
                 Some(Input::SyncRequest { id, from, message })
             }
+            NetEvent::Request {
+                from,
+                request: Inbound::Image { id, offset, len },
+                reply,
+            } => {
+                self.serve_image(from, id, offset, len, reply);
+                None
+            }
             NetEvent::Disconnected(peer) => Some(Input::Disconnected(peer)),
             NetEvent::Gone(peer) => Some(Input::Gone(peer)),
         }
@@ -276,9 +289,14 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                 let runtime = self.runtime.clone();
                 self.spawn_work(act(runtime, actions));
             }
-            Effect::Pull(image) => {
-                let (runtime, file) = (self.runtime.clone(), self.credentials.clone());
-                self.spawn_work(pull(runtime, file, image));
+            Effect::Pull { image, holders } => {
+                let pull = Pull {
+                    runtime: self.runtime.clone(),
+                    transport: self.transport.clone(),
+                    credentials: self.credentials.clone(),
+                    dir: self.shelf.dir().to_path_buf(),
+                };
+                self.spawn_work(pull.run(image, holders));
             }
             Effect::Probe(check) => {
                 let (checker, feedback) = (self.checker.clone(), self.feedback.clone());
@@ -371,6 +389,31 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
         });
     }
 
+    /// Answers a peer's request for part of an image, off the driver's task: the image must be
+    /// one this node's report lists.
+    fn serve_image(
+        &self,
+        from: String,
+        id: String,
+        offset: u64,
+        len: u32,
+        reply: oneshot::Sender<Response>,
+    ) {
+        let own = self.core.table().report(&self.node).cloned();
+        let held = own.is_some_and(|report| report.images.iter().any(|h| h.id == id));
+        let shelf = self.shelf.clone();
+        tokio::spawn(async move {
+            let part = match held {
+                true => shelf.part(&id, offset, len).await,
+                false => ImagePart::Refused(format!("this node does not hold image {id}")),
+            };
+            if let ImagePart::Refused(why) = &part {
+                debug!(peer = %from, image = %id, %why, "a part of an image refused");
+            }
+            let _ = reply.send(Response::Image(part));
+        });
+    }
+
     /// Leaves the membership: delivers the datagrams that say so before returning.
     async fn leave(&mut self) {
         let effects = self.core.step(clock::now(), Input::Leave);
@@ -429,26 +472,47 @@ async fn act<R: ContainerRuntime>(runtime: R, actions: Vec<Action>) -> Event {
     )
 }
 
-/// Pulls `image`, with the credentials `file` has for its registry (read now: a file fixed
-/// since the last pull counts).
-async fn pull<R: ContainerRuntime>(
+/// What a pull needs: the engine, the peers (when the registry fails), the registries'
+/// credentials, and where a tar from peers is written while it arrives.
+struct Pull<R, T> {
     runtime: R,
-    file: Option<CredentialsFile>,
-    image: String,
-) -> Event {
-    let registry = weeble_crdt::image::Reference::parse(&image).map(|r| r.registry().to_string());
-    let credentials = match (file, registry) {
-        (Some(file), Ok(registry)) => {
-            let read = tokio::task::spawn_blocking(move || file.for_registry(&registry)).await;
-            read.unwrap_or_else(|e| Err(RuntimeError::Failed(format!("reading credentials: {e}"))))
-        }
-        _ => Ok(None),
-    };
-    let outcome = match credentials {
-        Ok(credentials) => runtime.pull(&image, credentials).await,
-        Err(e) => Err(e),
-    };
-    Event::Pulled { image, outcome }
+    transport: T,
+    credentials: Option<CredentialsFile>,
+    dir: PathBuf,
+}
+
+impl<R: ContainerRuntime, T: Transport> Pull<R, T> {
+    /// Pulls `image` from its registry, with the credentials the file has for it (read now:
+    /// a file fixed since the last pull counts); if that fails, fetches it from `holders`.
+    async fn run(self, image: String, holders: Vec<Holder>) -> Event {
+        let outcome = match self.registry(&image).await {
+            Err(e) if !holders.is_empty() => {
+                info!(%image, error = %e, holders = holders.len(), "pull failed: fetching the image from peers");
+                let fetched =
+                    fetch::fetch(&self.transport, &self.runtime, &self.dir, &image, &holders);
+                fetched
+                    .await
+                    .map_err(|why| RuntimeError::PullFailed(format!("{e}; from peers: {why}")))
+            }
+            pulled => pulled,
+        };
+        Event::Pulled { image, outcome }
+    }
+
+    async fn registry(&self, image: &str) -> Result<(), RuntimeError> {
+        let registry =
+            weeble_crdt::image::Reference::parse(image).map(|r| r.registry().to_string());
+        let credentials = match (self.credentials.clone(), registry) {
+            (Some(file), Ok(registry)) => {
+                let read = tokio::task::spawn_blocking(move || file.for_registry(&registry)).await;
+                read.unwrap_or_else(|e| {
+                    Err(RuntimeError::Failed(format!("reading credentials: {e}")))
+                })?
+            }
+            _ => None,
+        };
+        self.runtime.pull(image, credentials).await
+    }
 }
 
 async fn execute<R: ContainerRuntime>(runtime: &R, action: &Action) -> Result<(), RuntimeError> {

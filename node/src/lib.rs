@@ -12,6 +12,8 @@
 //! - [`clock`]: the node's one clock; [`shutdown`]: stopping a node inside a process.
 //! - [`runtime`]: the container runtime trait, Docker (bollard), the in-memory twin, the demo
 //!   image.
+//! - [`images`]: images passed between peers (the holder's tars, the fetcher's transfer, the
+//!   check a tar passes before it is loaded).
 //! - [`probe`]: runs health checks (real, and the in-memory twin); [`proxy`]: every service's
 //!   ports on this node; [`dns`]: service names.
 //! - [`api`]: the HTTP API (its accept loop, guards, paged lists).
@@ -24,6 +26,7 @@ pub mod api;
 pub mod clock;
 pub mod dns;
 pub mod driver;
+pub mod images;
 pub mod join;
 pub mod network;
 pub mod probe;

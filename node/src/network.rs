@@ -7,7 +7,7 @@
 use crate::membership::MemberId;
 use crate::rate::{Limiter, Verdict};
 use crate::shutdown::Shutdown;
-use crate::transport::{Inbound, LocalDigest, NetError, NetEvent, Request, Response};
+use crate::transport::{ImagePart, Inbound, LocalDigest, NetError, NetEvent, Request, Response};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, upgrade::Version};
@@ -82,6 +82,11 @@ pub struct NetConfig {
 /// cluster (SWIM a few a second, status pushes 20 at most, a document exchange's 16 rounds).
 pub const RATE_LIMIT: u32 = 100;
 
+/// Parts of images each peer may ask for a second (twice that in a burst), beside
+/// `--p2p-rate-limit`: a transfer does not eat the budget of membership and gossip. At
+/// 4 MiB a part, 200 MiB/s from each peer.
+pub const IMAGE_PARTS_RATE: u32 = 50;
+
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     rpc: request_response::Behaviour<WireCodec>,
@@ -129,6 +134,7 @@ impl Network {
             handshake_warnings: Warnings::default(),
             connected,
             limiter: Limiter::new(config.rate_limit),
+            image_limiter: Limiter::new(IMAGE_PARTS_RATE),
             started: tokio::time::Instant::now(),
         };
         tokio::spawn(actor.run(rx, config.shutdown));
@@ -268,6 +274,8 @@ struct NetworkActor {
     digest: Arc<LocalDigest>,
     /// How fast each peer may ask ([`NetConfig::rate_limit`]).
     limiter: Limiter,
+    /// How fast each peer may ask for parts of images ([`IMAGE_PARTS_RATE`]).
+    image_limiter: Limiter,
     /// The limiter's clock starts here.
     started: tokio::time::Instant,
     /// When each connected peer last sent or was sent a request: the least recently used one
@@ -554,17 +562,23 @@ impl NetworkActor {
         });
     }
 
-    /// Whether `peer` may send one more request now; a refusal is logged once a period.
-    fn within_rate(&mut self, peer: PeerId) -> bool {
+    /// Whether `peer` may send one more request now (a part of an image counts against its
+    /// own budget, [`IMAGE_PARTS_RATE`]); a refusal is logged once a period.
+    fn within_rate(&mut self, peer: PeerId, request: &Request) -> bool {
         let now_ms = self.started.elapsed().as_millis() as i64;
-        match self.limiter.allow(&peer.to_base58(), now_ms) {
+        let (limiter, what) = match request {
+            Request::Image { .. } => (&mut self.image_limiter, "parts of images faster than"),
+            _ => (&mut self.limiter, "requests faster than --p2p-rate-limit:"),
+        };
+        match limiter.allow(&peer.to_base58(), now_ms) {
             Verdict::Allowed => true,
             Verdict::Limited { log, .. } => {
                 if log {
                     warn!(
                         %peer,
-                        "a peer sends faster than --p2p-rate-limit allows: its requests are \
-                         dropped for now; logged once every 10 s"
+                        "a peer asks for {what} {} a second allows: they are refused for now; \
+                         logged once every 10 s",
+                        limiter.per_second(),
                     );
                 }
                 false
@@ -605,17 +619,21 @@ impl NetworkActor {
                 ..
             } => {
                 self.used(peer);
-                if !self.within_rate(peer) {
-                    // Dropped: a membership datagram is best effort, and a sync or status
-                    // request is told why.
-                    if !matches!(request, Request::Membership { .. }) {
-                        let refused = Response::SyncRefused("over the rate limit".into());
-                        let _ = self
-                            .swarm
-                            .behaviour_mut()
-                            .rpc
-                            .send_response(channel, refused);
-                    }
+                if !self.within_rate(peer, &request) {
+                    // Dropped: a membership datagram is best effort, and the others are told
+                    // why.
+                    let refused = match request {
+                        Request::Membership { .. } => return,
+                        Request::Image { .. } => {
+                            Response::Image(ImagePart::Refused("over the rate limit".into()))
+                        }
+                        _ => Response::SyncRefused("over the rate limit".into()),
+                    };
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .rpc
+                        .send_response(channel, refused);
                     return;
                 }
                 let request = match request {
@@ -641,8 +659,7 @@ impl NetworkActor {
                         }
                         return;
                     }
-                    Request::Sync(message) => Inbound::Sync(message),
-                    Request::Status(message) => Inbound::Status(message),
+                    other => Inbound::of(other).expect("only datagrams are not inbound requests"),
                 };
                 let (reply, answer) = oneshot::channel();
                 let event = NetEvent::Request {

@@ -53,6 +53,11 @@ impl Limiter {
         }
     }
 
+    /// The requests a second each caller may make.
+    pub fn per_second(&self) -> f64 {
+        self.per_second
+    }
+
     /// Whether `caller` may make one more request at `now_ms`.
     pub fn allow(&mut self, caller: &str, now_ms: i64) -> Verdict {
         if !self.buckets.contains_key(caller) && self.buckets.len() >= MAX_CALLERS {

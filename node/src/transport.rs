@@ -3,9 +3,9 @@
 //! nodes running in one process. What arrives comes as [`NetEvent`]s on the receiver each
 //! transport hands out when it starts; peers are named by their libp2p id (base58).
 //!
-//! Three exchanges: membership datagrams, each carrying the sender's [`Digest`] (answered with
-//! the datagram they call for at once, SWIM's ack to a ping); status messages; and automerge
-//! sync (answered with the peer's reply message).
+//! Four exchanges: membership datagrams, each carrying the sender's [`Digest`] (answered with
+//! the datagram they call for at once, SWIM's ack to a ping); status messages; automerge
+//! sync (answered with the peer's reply message); and parts of images (`crate::images`).
 
 pub mod memory;
 
@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
 use weeble_core::gossip::Digest;
-pub use weeble_core::wire::{Request, Response};
+pub use weeble_core::wire::{ImagePart, Request, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -38,8 +38,9 @@ pub enum NetEvent {
         digest: Digest,
         reply: Option<oneshot::Sender<Option<Vec<u8>>>>,
     },
-    /// A peer's sync message or status message: send the answer on `reply` (`Response::Sync`
-    /// or `SyncRefused`; `Response::Status` or `Ack`).
+    /// A peer's sync message, status message or request for part of an image: send the
+    /// answer on `reply` (`Response::Sync` or `SyncRefused`; `Response::Status` or `Ack`;
+    /// `Response::Image`).
     Request {
         from: String,
         request: Inbound,
@@ -56,6 +57,20 @@ pub enum NetEvent {
 pub enum Inbound {
     Sync(Vec<u8>),
     Status(StatusMessage),
+    Image { id: String, offset: u64, len: u32 },
+}
+
+impl Inbound {
+    /// What a request asks of the node; `None` for a membership datagram (the network hands
+    /// those out as [`NetEvent::Membership`]).
+    pub fn of(request: Request) -> Option<Inbound> {
+        match request {
+            Request::Status(message) => Some(Inbound::Status(message)),
+            Request::Sync(message) => Some(Inbound::Sync(message)),
+            Request::Image { id, offset, len } => Some(Inbound::Image { id, offset, len }),
+            Request::Membership { .. } => None,
+        }
+    }
 }
 
 /// What this node holds, in a digest every membership datagram carries, read by the
@@ -138,6 +153,23 @@ pub trait Transport: Clone + Send + Sync + 'static {
             match self.request(to, Request::Status(message)).await? {
                 Response::Status(answer) => Ok(Some(answer)),
                 Response::Ack => Ok(None),
+                other => Err(unexpected(peer, &other)),
+            }
+        }
+    }
+
+    /// Asks a peer for `len` bytes from `offset` of image `id`'s tar.
+    fn image_part(
+        &self,
+        to: MemberId,
+        id: String,
+        offset: u64,
+        len: u32,
+    ) -> impl Future<Output = Result<ImagePart, NetError>> + Send {
+        async move {
+            let peer = to.name.clone();
+            match self.request(to, Request::Image { id, offset, len }).await? {
+                Response::Image(part) => Ok(part),
                 other => Err(unexpected(peer, &other)),
             }
         }

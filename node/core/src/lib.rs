@@ -18,6 +18,7 @@
 //! - [`services`]: each service's endpoints, and the variables containers see.
 //! - [`probe`]: when each liveness and readiness check is due, and what the results mean.
 //! - [`dns`]: which service a DNS name means.
+//! - [`images`]: which peers a node may fetch an image it lacks from, in what order.
 //! - [`runtime`]: containers as the core sees them (specs, observations, events).
 //! - [`objects`]: the Kubernetes objects the API writes and the CLI reads (pods, nodes, lists...).
 
@@ -28,6 +29,7 @@ pub mod document;
 mod due;
 pub mod gossip;
 mod hash;
+pub mod images;
 pub mod keys;
 pub mod membership;
 mod memo;

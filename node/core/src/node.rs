@@ -31,6 +31,7 @@ use crate::document::{
     DocEffect, Document, Op, Persist, PersistFailure, Stored, SyncAnswer, WriteError,
 };
 use crate::gossip::{Digest, doc_fingerprint, starts_exchange};
+use crate::images::{self, Holder};
 use crate::keys::NodeKey;
 use crate::membership::addresses::Addresses;
 use crate::membership::{
@@ -239,9 +240,10 @@ pub enum Effect {
     /// Run these container actions, the removals first, a few engine calls at once
     /// (`reconcile::ENGINE_CALLS_IN_FLIGHT`); then `Input::Reconcile(Event::Acted)`.
     Act(Vec<Action>),
-    /// Pull this image into the engine, beside everything else (a pull may take minutes);
-    /// then `Input::Reconcile(Event::Pulled)`.
-    Pull(String),
+    /// Pull this image into the engine, beside everything else (a pull may take minutes),
+    /// from its registry or else from these peers that hold it; then
+    /// `Input::Reconcile(Event::Pulled)`.
+    Pull { image: String, holders: Vec<Holder> },
     /// Run this probe (within its timeout) and hand back whether it passed, as
     /// [`Input::Probed`].
     Probe(Check),
@@ -718,7 +720,11 @@ impl NodeCore {
                 Work::List => effects.push(Effect::ListContainers),
                 Work::Terminate(ids) => effects.push(Effect::Terminate(ids)),
                 Work::Act(actions) => effects.push(Effect::Act(actions)),
-                Work::Pull(image) => effects.push(Effect::Pull(image)),
+                Work::Pull(image) => {
+                    let table = self.status.table();
+                    let holders = images::holders(table, &self.peers, &self.me().name, &image);
+                    effects.push(Effect::Pull { image, holders });
+                }
                 Work::Checks(checks) => {
                     self.prober.set(checks);
                     self.probed(now, effects);

@@ -20,9 +20,19 @@ pub const BINCODE: Configuration<LittleEndian, Varint, Limit<MAX_MESSAGE>> =
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    Membership { data: Vec<u8>, digest: Digest },
+    Membership {
+        data: Vec<u8>,
+        digest: Digest,
+    },
     Status(StatusMessage),
     Sync(Vec<u8>),
+    /// Up to `len` bytes from `offset` of image `id` as its holder's engine writes it out
+    /// (`docker save`): answered with [`Response::Image`].
+    Image {
+        id: String,
+        offset: u64,
+        len: u32,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -38,6 +48,28 @@ pub enum Response {
     Sync(Option<Vec<u8>>),
     /// The peer could not take the sync message in (it cannot persist it): why.
     SyncRefused(String),
+    Image(ImagePart),
+}
+
+/// The most bytes one [`ImagePart::Bytes`] carries.
+pub const MAX_IMAGE_PART: u32 = 4 * 1024 * 1024;
+
+/// A holder's answer to [`Request::Image`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ImagePart {
+    /// The holder's engine is writing the image out: ask again in a moment.
+    Preparing,
+    /// The bytes asked for (fewer at the end, none past it) of the image's tar, which is
+    /// `size` bytes with this sha256 (hex) in all: a transfer that goes on from another holder
+    /// keeps what it has only if that holder's tar is the same.
+    Bytes {
+        size: u64,
+        sha256: String,
+        bytes: Vec<u8>,
+    },
+    /// The holder will not serve it: why (it does not hold it, it serves enough already, its
+    /// engine failed).
+    Refused(String),
 }
 
 /// Why a frame was not read or written.

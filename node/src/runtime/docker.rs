@@ -8,8 +8,8 @@
 
 use super::credentials::Credentials;
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, LABEL_NODE, LogOptions, LogStream, Observed,
-    PublishedPort, RuntimeError, RuntimeEvent,
+    ContainerRuntime, ContainerSpec, ContainerState, ImageStream, LABEL_NODE, LogOptions,
+    LogStream, Observed, PublishedPort, RuntimeError, RuntimeEvent,
 };
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
@@ -20,8 +20,9 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
-    InspectContainerOptions, KillContainerOptions, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptions, StartContainerOptions,
+    ImportImageOptionsBuilder, InspectContainerOptions, KillContainerOptions,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptions, StartContainerOptions, TagImageOptionsBuilder,
 };
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
@@ -196,17 +197,6 @@ impl Docker {
         Ok(id)
     }
 
-    /// The id of image `reference`, or `None` if it is not on this host.
-    async fn image_id(&self, reference: &str) -> Result<Option<String>, RuntimeError> {
-        match timed(CALL_TIMEOUT, self.client.inspect_image(reference)).await {
-            Ok(image) => Ok(image.id),
-            Err(e) if status(&e) == Some(404) => Ok(None),
-            Err(e) => Err(RuntimeError::Failed(format!(
-                "inspecting image {reference}: {e}"
-            ))),
-        }
-    }
-
     /// Creates container `spec.name` (stopped); returns its id. A name already taken is
     /// sorted out by [`Docker::claim_name`].
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
@@ -356,10 +346,7 @@ impl ContainerRuntime for Docker {
             RuntimeError::PullFailed(format!("Failed to pull image {image:?}: {why}"))
         };
         let reference = weeble_crdt::image::Reference::parse(image).map_err(failed)?;
-        let name = match reference.registry {
-            Some(registry) => format!("{registry}/{}", reference.path),
-            None => reference.path.to_string(),
-        };
+        let name = reference.repository();
         // The engine pulls every tag of a name given no tag: the tag (or digest) always goes.
         let tag = reference
             .digest
@@ -376,27 +363,62 @@ impl ContainerRuntime for Docker {
             serveraddress: Some(c.registry),
             ..Default::default()
         });
-        let mut progress = self.client.create_image(Some(options), None, credentials);
-        loop {
-            let next = tokio::time::timeout(PULL_STALL, progress.next()).await;
-            match next {
-                Err(_) => {
-                    let stall = PULL_STALL.as_secs();
-                    return Err(failed(format!("no progress for {stall} s")));
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(failed(engine_message(e))),
-                Ok(Some(Ok(info))) => {
-                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                        return Err(failed(e));
-                    }
-                }
+        let mut progress = stalling(self.client.create_image(Some(options), None, credentials));
+        while let Some(info) = progress.next().await {
+            if let Some(e) = info.map_err(failed)?.error_detail.and_then(|d| d.message) {
+                return Err(failed(e));
             }
         }
         match self.image_id(image).await? {
             Some(_) => Ok(()),
             None => Err(failed("the engine finished but has no such image".into())),
         }
+    }
+
+    async fn image_id(&self, reference: &str) -> Result<Option<String>, RuntimeError> {
+        match timed(CALL_TIMEOUT, self.client.inspect_image(reference)).await {
+            Ok(image) => Ok(image.id),
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(RuntimeError::Failed(format!(
+                "inspecting image {reference}: {e}"
+            ))),
+        }
+    }
+
+    fn save(&self, id: &str) -> ImageStream {
+        let id = id.to_string();
+        stalling(self.client.export_image(&id))
+            .map(move |chunk| {
+                chunk.map_err(|e| RuntimeError::Failed(format!("saving image {id}: {e}")))
+            })
+            .boxed()
+    }
+
+    async fn load(&self, tar: ImageStream) -> Result<(), RuntimeError> {
+        let failed = |why: String| RuntimeError::Failed(format!("loading an image: {why}"));
+        let options = ImportImageOptionsBuilder::new().quiet(true).build();
+        let progress = self.client.import_image_stream(options, tar, None);
+        let mut progress = stalling(progress);
+        while let Some(info) = progress.next().await {
+            if let Some(e) = info.map_err(failed)?.error_detail.and_then(|d| d.message) {
+                return Err(failed(e));
+            }
+        }
+        Ok(())
+    }
+
+    async fn tag(&self, id: &str, reference: &str) -> Result<(), RuntimeError> {
+        let failed =
+            |why: String| RuntimeError::Failed(format!("naming image {id} {reference}: {why}"));
+        let parsed = weeble_crdt::image::Reference::parse(reference).map_err(failed)?;
+        let tag = parsed.tag.unwrap_or(weeble_crdt::image::DEFAULT_TAG);
+        let options = TagImageOptionsBuilder::new()
+            .repo(&parsed.repository())
+            .tag(tag)
+            .build();
+        timed(CALL_TIMEOUT, self.client.tag_image(id, Some(options)))
+            .await
+            .map_err(|e| failed(engine_message(e)))
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
@@ -577,7 +599,26 @@ fn docker_time(nanos: i64) -> String {
     )
 }
 
-/// The HTTP status the engine answered with, if the failure was such an answer.
+/// `stream`'s items, failing (once, then ending) with the engine's words when it sends an
+/// error, or when it sends nothing for [`PULL_STALL`].
+fn stalling<T: Send + 'static>(
+    stream: impl futures::Stream<Item = Result<T, BollardError>> + Send + 'static,
+) -> futures::stream::BoxStream<'static, Result<T, String>> {
+    futures::stream::unfold(Some(Box::pin(stream)), |stream| async move {
+        let mut stream = stream?;
+        match tokio::time::timeout(PULL_STALL, stream.next()).await {
+            Ok(None) => None,
+            Ok(Some(Ok(item))) => Some((Ok(item), Some(stream))),
+            Ok(Some(Err(e))) => Some((Err(engine_message(e)), None)),
+            Err(_) => {
+                let stall = PULL_STALL.as_secs();
+                Some((Err(format!("no progress for {stall} s")), None))
+            }
+        }
+    })
+    .boxed()
+}
+
 /// What the engine said, without bollard's wrapping: its message for an engine error.
 fn engine_message(e: BollardError) -> String {
     match e {
@@ -587,6 +628,7 @@ fn engine_message(e: BollardError) -> String {
     }
 }
 
+/// The HTTP status the engine answered with, if the failure was such an answer.
 fn status(e: &BollardError) -> Option<u16> {
     match e {
         BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),

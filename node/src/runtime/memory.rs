@@ -1,6 +1,7 @@
 //! An in-memory container runtime for unit tests and the simulator: deterministic ids, fake
 //! host ports, a record of every call, and controls to kill containers or fail a create. Its
-//! registry is a set of images a pull brings (given credentials, if it asks for them).
+//! registry is a set of images a pull brings (given credentials, if it asks for them). Its
+//! images are a config each, saved and loaded as tars of the shape `docker save` writes.
 //!
 //! It behaves like Docker where the reconciler can tell: an exited container has no published
 //! ports and gets new host ports when started again; removing a running container reports
@@ -9,11 +10,12 @@
 
 use super::credentials::Credentials;
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerState, LABEL_NODE, LogOptions, LogStream, Observed,
-    PublishedPort, RuntimeError, RuntimeEvent,
+    ContainerRuntime, ContainerSpec, ContainerState, ImageStream, LABEL_NODE, LogOptions,
+    LogStream, Observed, PublishedPort, RuntimeError, RuntimeEvent,
 };
+use crate::images::tarball;
 use futures::StreamExt;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -43,7 +45,10 @@ pub struct MemoryRuntime {
 
 #[derive(Debug)]
 struct State {
-    images: BTreeSet<String>,
+    /// The engine's images by name, and their ids.
+    images: BTreeMap<String, String>,
+    /// Every image the engine holds, named or not: its config by id.
+    configs: BTreeMap<String, Vec<u8>>,
     /// What a pull can bring, with the user it must be asked by (`None`: anyone).
     registry: BTreeMap<String, Option<String>>,
     /// By id.
@@ -62,7 +67,8 @@ struct State {
 impl Default for State {
     fn default() -> Self {
         State {
-            images: BTreeSet::new(),
+            images: BTreeMap::new(),
+            configs: BTreeMap::new(),
             registry: BTreeMap::new(),
             containers: BTreeMap::new(),
             calls: Vec::new(),
@@ -96,7 +102,16 @@ impl MemoryRuntime {
 
     /// Makes `image` present, so containers can be created from it.
     pub fn add_image(&self, image: &str) {
-        self.state().images.insert(image.to_owned());
+        self.state().add_image(image);
+    }
+
+    /// Makes `image` present with a config of about `bytes` bytes (its tar is as large): an
+    /// image whose transfer takes many parts.
+    pub fn add_image_of_size(&self, image: &str, bytes: usize) {
+        let mut config = config(image);
+        config.truncate(config.len() - 1);
+        config.extend(format!(",\"padding\":\"{}\"}}", "x".repeat(bytes)).into_bytes());
+        self.state().add(image, config);
     }
 
     /// Puts `image` in the registry, pulled by anyone, or only by `user` if given.
@@ -237,9 +252,22 @@ fn container_node(spec: &ContainerSpec) -> String {
     spec.labels.get(LABEL_NODE).cloned().unwrap_or_default()
 }
 
-/// The id the twin gives an image: its name, marked as the twin's.
-fn image_id(image: &str) -> String {
-    format!("sha256:memory-{image}")
+/// The config of the twin's image `image` (the image is nothing else): its sha256 is the
+/// image's id, as on an engine.
+fn config(image: &str) -> Vec<u8> {
+    format!("{{\"weeble-memory-image\":{image:?}}}").into_bytes()
+}
+
+impl State {
+    fn add_image(&mut self, image: &str) {
+        self.add(image, config(image));
+    }
+
+    fn add(&mut self, image: &str, config: Vec<u8>) {
+        let id = tarball::image_id(&config);
+        self.images.insert(image.to_owned(), id.clone());
+        self.configs.insert(id, config);
+    }
 }
 
 impl ContainerRuntime for MemoryRuntime {
@@ -253,7 +281,7 @@ impl ContainerRuntime for MemoryRuntime {
                 id: id.clone(),
                 name: c.spec.name.clone(),
                 image: c.spec.image.clone(),
-                image_id: image_id(&c.spec.image),
+                image_id: state.images.get(&c.spec.image).cloned().unwrap_or_default(),
                 labels: c.spec.labels.clone(),
                 state: c.state,
                 ports: c.ports.clone(),
@@ -290,7 +318,61 @@ impl ContainerRuntime for MemoryRuntime {
                 )));
             }
         }
-        state.images.insert(image.to_owned());
+        state.add_image(image);
+        Ok(())
+    }
+
+    async fn image_id(&self, reference: &str) -> Result<Option<String>, RuntimeError> {
+        let state = self.state();
+        let named = state.images.get(reference).cloned();
+        Ok(named.or_else(|| {
+            state
+                .configs
+                .contains_key(reference)
+                .then(|| reference.to_owned())
+        }))
+    }
+
+    fn save(&self, id: &str) -> ImageStream {
+        let saved = match self.state().configs.get(id) {
+            Some(config) => Ok(bytes::Bytes::from(tarball::write(config, &[]))),
+            None => Err(RuntimeError::Failed(format!("no such image: {id}"))),
+        };
+        futures::stream::once(async move { saved }).boxed()
+    }
+
+    async fn load(&self, tar: ImageStream) -> Result<(), RuntimeError> {
+        use futures::TryStreamExt;
+        let failed = |why: String| RuntimeError::Failed(format!("loading an image: {why}"));
+        let chunks: Vec<bytes::Bytes> = tar.try_collect().await?;
+        let tar = chunks.concat();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let entries = archive.entries().map_err(|e| failed(e.to_string()))?;
+        let mut configs = Vec::new();
+        for entry in entries {
+            let mut entry = entry.map_err(|e| failed(e.to_string()))?;
+            let path = entry.path().map_err(|e| failed(e.to_string()))?;
+            if path.to_string_lossy().ends_with(".json") && path.as_os_str() != "manifest.json" {
+                let mut config = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut config)
+                    .map_err(|e| failed(e.to_string()))?;
+                configs.push(config);
+            }
+        }
+        let [config] = <[Vec<u8>; 1]>::try_from(configs)
+            .map_err(|c| failed(format!("{} configs in the tar, not one", c.len())))?;
+        self.state()
+            .configs
+            .insert(tarball::image_id(&config), config);
+        Ok(())
+    }
+
+    async fn tag(&self, id: &str, reference: &str) -> Result<(), RuntimeError> {
+        let mut state = self.state();
+        if !state.configs.contains_key(id) {
+            return Err(RuntimeError::Failed(format!("no such image: {id}")));
+        }
+        state.images.insert(reference.to_owned(), id.to_owned());
         Ok(())
     }
 
@@ -302,7 +384,7 @@ impl ContainerRuntime for MemoryRuntime {
         if let Some(error) = state.fail_next_create.take() {
             return Err(error);
         }
-        if !state.images.contains(&spec.image) {
+        if !state.images.contains_key(&spec.image) {
             return Err(RuntimeError::ImageMissing(spec.image.clone()));
         }
         if let Some((other, _)) = state

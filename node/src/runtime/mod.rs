@@ -2,7 +2,7 @@
 //! (through bollard) and by an in-memory fake for unit tests and the simulator.
 //!
 //! The runtime knows nothing of placement or pods: it creates, lists, removes and watches
-//! containers carrying Weeble's labels, and pulls images. Every container it makes is labelled
+//! containers carrying Weeble's labels, and pulls, saves, loads and names images. Every container it makes is labelled
 //! `weeble.node=<node>`, and `list`/`watch` only ever see the given node's containers.
 
 pub mod credentials;
@@ -29,6 +29,9 @@ pub struct LogOptions {
 
 /// A container's output, chunk by chunk.
 pub type LogStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, RuntimeError>>;
+
+/// An image as a tar (what `docker save` writes and `docker load` reads), chunk by chunk.
+pub type ImageStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, RuntimeError>>;
 
 /// The whole of a log stream that ends (one that does not follow), as text.
 pub async fn log_text(stream: LogStream) -> Result<String, RuntimeError> {
@@ -60,6 +63,28 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
         &self,
         image: &str,
         credentials: Option<credentials::Credentials>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// The id of the image `reference` names (a name, or an id), if the engine has it.
+    fn image_id(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<String>, RuntimeError>> + Send;
+
+    /// Image `id` as a tar with no names in it, as `docker save` writes one.
+    fn save(&self, id: &str) -> ImageStream;
+
+    /// Loads an image tar such as [`ContainerRuntime::save`] writes (check it first: the
+    /// engine takes the names a tar carries). Its layers are checked against its config by
+    /// the engine.
+    fn load(&self, tar: ImageStream) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Names image `id` `reference` (a name with a tag), taking the name from any image
+    /// that had it.
+    fn tag(
+        &self,
+        id: &str,
+        reference: &str,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Starts an existing (exited) container again, keeping its id. Its ports are published

@@ -174,10 +174,8 @@ impl Transport for MemoryTransport {
             peer: to.name.clone(),
             reason: reason.to_string(),
         };
-        let request = match request {
-            Request::Status(message) => Inbound::Status(message),
-            Request::Sync(message) => Inbound::Sync(message),
-            Request::Membership { .. } => return Err(failed("datagrams go by send_membership")),
+        let Some(request) = Inbound::of(request) else {
+            return Err(failed("datagrams go by send_membership"));
         };
         let (events, _, _) = self
             .board

@@ -1,0 +1,289 @@
+//! The fetcher's side of a transfer: an image the node lacks, from the peers that hold it
+//! (`weeble_core::images::holders`, in the order given). The tar comes a part at a time
+//! into a file in the node's `images/` directory (one part in memory at once); the part's
+//! size follows the link (doubled while a part comes within [`FAST`], halved past [`SLOW`]).
+//! A holder that fails or refuses is followed by the next one, which goes on from where the
+//! tar stopped if its tar is the same (size and sha256), or starts it over. The whole tar
+//! must hash to what its holder said, then pass [`tarball::check`] (it is the image asked
+//! for, and names nothing) before the engine loads it; the image is then named as asked.
+
+use super::tarball;
+use crate::runtime::{ContainerRuntime, ImageStream};
+use crate::transport::Transport;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tracing::{info, warn};
+use weeble_core::images::Holder;
+use weeble_core::wire::{ImagePart, MAX_IMAGE_PART};
+
+/// The first part asked for, and the smallest.
+const FIRST_PART: u32 = 256 * 1024;
+/// A part that came faster than this: the next is twice as large.
+const FAST: Duration = Duration::from_millis(500);
+/// A part that came slower than this: the next is half as large.
+const SLOW: Duration = Duration::from_secs(2);
+/// How long a holder may be writing the image out before it is given up.
+const PREPARE_WAIT: Duration = Duration::from_secs(300);
+/// How often a holder that is writing the image out is asked again.
+const PREPARE_POLL: Duration = Duration::from_millis(500);
+/// Requests to one holder that may fail in a row before the next holder is asked.
+const MISSES: u32 = 3;
+/// Times every holder is asked, at most.
+const ROUNDS: usize = 2;
+/// The largest image tar fetched.
+pub const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024 * 1024;
+/// The bytes read at once from a fetched tar as it is loaded.
+const LOAD_CHUNK: usize = 1024 * 1024;
+
+/// Fetches `image` from `holders` into the engine, through a file in `dir`; what went wrong
+/// with each holder, if none could serve it.
+pub async fn fetch<T: Transport, R: ContainerRuntime>(
+    transport: &T,
+    runtime: &R,
+    dir: &Path,
+    image: &str,
+    holders: &[Holder],
+) -> Result<(), String> {
+    let Some(id) = holders.first().map(|h| h.id.clone()) else {
+        return Err("no peer holds it".into());
+    };
+    let reference = weeble_crdt::image::Reference::parse(image)?;
+    if reference.digest.is_some() {
+        return Err(
+            "an image named by its digest comes from its registry only: the \
+                    engine keeps no digest for an image it loads"
+                .into(),
+        );
+    }
+    let engine = |e: crate::runtime::RuntimeError| e.to_string();
+    if runtime.image_id(&id).await.map_err(engine)?.is_none() {
+        let hexid = id.strip_prefix("sha256:").unwrap_or(&id);
+        let path = dir.join(format!("{hexid}.fetch"));
+        let loaded = download(transport, holders, &id, &path).await;
+        let loaded = match loaded {
+            Ok(()) => load(runtime, &path, &id).await,
+            Err(e) => Err(e),
+        };
+        let _ = tokio::fs::remove_file(&path).await;
+        loaded?;
+    }
+    runtime.tag(&id, image).await.map_err(engine)?;
+    info!(%image, %id, "image fetched from peers");
+    Ok(())
+}
+
+/// Checks the tar at `path` and has the engine load it; the engine must then hold `id`.
+async fn load<R: ContainerRuntime>(runtime: &R, path: &Path, id: &str) -> Result<(), String> {
+    let (file, wanted) = (path.to_path_buf(), id.to_string());
+    let checked = tokio::task::spawn_blocking(move || {
+        let tar = std::fs::File::open(&file).map_err(|e| e.to_string())?;
+        tarball::check(std::io::BufReader::new(tar), &wanted)
+    });
+    checked
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|why| format!("the tar peers sent is refused: {why}"))?;
+    runtime
+        .load(file_stream(path.to_path_buf()))
+        .await
+        .map_err(|e| e.to_string())?;
+    match runtime.image_id(id).await.map_err(|e| e.to_string())? {
+        Some(loaded) if loaded == id => Ok(()),
+        _ => Err(format!("the engine loaded the tar but holds no image {id}")),
+    }
+}
+
+/// The file at `path`, [`LOAD_CHUNK`] bytes at a time.
+fn file_stream(path: PathBuf) -> ImageStream {
+    use futures::StreamExt;
+    let open = async move { tokio::fs::File::open(path).await };
+    futures::stream::once(open)
+        .flat_map(|file| {
+            futures::stream::unfold(Some(file), |file| async move {
+                let mut file = match file? {
+                    Ok(file) => file,
+                    Err(e) => return Some((Err(e), None)),
+                };
+                let mut chunk = vec![0; LOAD_CHUNK];
+                match file.read(&mut chunk).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        Some((Ok(bytes::Bytes::from(chunk)), Some(Ok(file))))
+                    }
+                    Err(e) => Some((Err(e), None)),
+                }
+            })
+        })
+        .map(|chunk| chunk.map_err(|e| crate::runtime::RuntimeError::Failed(e.to_string())))
+        .boxed()
+}
+
+/// The tar so far: what its holders said it is, and what came of it.
+struct Tar {
+    size: u64,
+    sha256: String,
+    have: u64,
+    hasher: Sha256,
+}
+
+/// Where a download stands.
+struct Download<'a, T> {
+    transport: &'a T,
+    id: &'a str,
+    file: tokio::fs::File,
+    tar: Option<Tar>,
+    /// The size of the next part asked for.
+    part: u32,
+}
+
+/// The tar of image `id` from `holders` into `path`, whole and as its holder said.
+async fn download<T: Transport>(
+    transport: &T,
+    holders: &[Holder],
+    id: &str,
+    path: &Path,
+) -> Result<(), String> {
+    let file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let mut download = Download {
+        transport,
+        id,
+        file,
+        tar: None,
+        part: FIRST_PART,
+    };
+    let mut failures = Vec::new();
+    for holder in holders.iter().cycle().take(holders.len() * ROUNDS) {
+        let peer = &holder.member.name;
+        match download.rest_from(holder).await {
+            Ok(()) => return Ok(()),
+            Err(why) => {
+                let have = download.tar.as_ref().map_or(0, |t| t.have);
+                warn!(image = %id, %peer, have, error = %why, "fetching from a peer failed");
+                failures.push(format!("{peer}: {why}"));
+            }
+        }
+    }
+    Err(format!("no peer could send it ({})", failures.join("; ")))
+}
+
+impl<T: Transport> Download<'_, T> {
+    /// The rest of the tar from `holder`.
+    async fn rest_from(&mut self, holder: &Holder) -> Result<(), String> {
+        let (mut misses, asked_first) = (0, Instant::now());
+        loop {
+            let offset = self.tar.as_ref().map_or(0, |t| t.have);
+            let asked = Instant::now();
+            let answer = self
+                .transport
+                .image_part(
+                    holder.member.clone(),
+                    self.id.to_string(),
+                    offset,
+                    self.part,
+                )
+                .await;
+            let part = match answer {
+                Err(e) => {
+                    misses += 1;
+                    if misses >= MISSES {
+                        return Err(e.to_string());
+                    }
+                    self.part = (self.part / 2).max(FIRST_PART);
+                    continue;
+                }
+                Ok(ImagePart::Preparing) if asked_first.elapsed() < PREPARE_WAIT => {
+                    tokio::time::sleep(PREPARE_POLL).await;
+                    continue;
+                }
+                Ok(ImagePart::Preparing) => {
+                    let wait = PREPARE_WAIT.as_secs();
+                    return Err(format!("still writing the image out after {wait} s"));
+                }
+                Ok(ImagePart::Refused(why)) => return Err(why),
+                Ok(ImagePart::Bytes {
+                    size,
+                    sha256,
+                    bytes,
+                }) => (size, sha256, bytes),
+            };
+            misses = 0;
+            self.pace(asked.elapsed());
+            if self.take(part).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Drops what came of the tar so far.
+    async fn start_over(&mut self) -> std::io::Result<()> {
+        self.tar = None;
+        self.file.set_len(0).await?;
+        self.file.seek(std::io::SeekFrom::Start(0)).await?;
+        Ok(())
+    }
+
+    /// The next part's size, after one that came in `took`.
+    fn pace(&mut self, took: Duration) {
+        if took < FAST {
+            self.part = (self.part * 2).min(MAX_IMAGE_PART);
+        } else if took > SLOW {
+            self.part = (self.part / 2).max(FIRST_PART);
+        }
+    }
+
+    /// Writes a part; whether the tar is whole (and hashes as its holder said).
+    async fn take(
+        &mut self,
+        (size, sha256, bytes): (u64, String, Vec<u8>),
+    ) -> Result<bool, String> {
+        let io = |e: std::io::Error| format!("writing the image's tar: {e}");
+        if self
+            .tar
+            .as_ref()
+            .is_some_and(|t| (t.size, &t.sha256) != (size, &sha256))
+        {
+            // Another holder's tar, not the same bytes: start it over.
+            self.start_over().await.map_err(io)?;
+            return Ok(false);
+        }
+        if size > MAX_IMAGE_BYTES {
+            return Err(format!("{size} bytes, over the limit of {MAX_IMAGE_BYTES}"));
+        }
+        let tar = self.tar.get_or_insert_with(|| Tar {
+            size,
+            sha256,
+            have: 0,
+            hasher: Sha256::new(),
+        });
+        if bytes.is_empty() || tar.have + bytes.len() as u64 > tar.size {
+            return Err(format!(
+                "sent {} bytes at {} of {}",
+                bytes.len(),
+                tar.have,
+                tar.size
+            ));
+        }
+        self.file.write_all(&bytes).await.map_err(io)?;
+        tar.hasher.update(&bytes);
+        tar.have += bytes.len() as u64;
+        if tar.have < tar.size {
+            return Ok(false);
+        }
+        self.file.sync_all().await.map_err(io)?;
+        let got = tarball::hex(&std::mem::take(&mut tar.hasher).finalize());
+        if got != tar.sha256 {
+            let said = tar.sha256.clone();
+            self.start_over().await.map_err(io)?;
+            return Err(format!(
+                "the tar's sha256 is {got}, not {said} as its holder said"
+            ));
+        }
+        Ok(true)
+    }
+}

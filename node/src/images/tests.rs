@@ -1,0 +1,215 @@
+//! A fetch between in-memory engines over the in-memory transport: holders that serve from
+//! their shelves (or lie, or stop halfway), and a fetcher that must end with the image.
+
+use super::fetch::fetch;
+use super::shelf::Shelf;
+use super::tarball;
+use crate::membership::{MemberId, MemberInfo};
+use crate::runtime::ContainerRuntime;
+use crate::runtime::memory::MemoryRuntime;
+use crate::transport::memory::{MemoryTransport, Switchboard};
+use crate::transport::{ImagePart, Inbound, LocalDigest, NetEvent, Response};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use weeble_core::images::Holder;
+
+const IMAGE: &str = "app:v1";
+
+fn addr(i: u8) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9700 + u16::from(i)))
+}
+
+fn member(i: u8) -> MemberId {
+    MemberId::from(MemberInfo {
+        name: format!("h{i}"),
+        peer_id: format!("peer-{i}"),
+        p2p: addr(i),
+        api: addr(i),
+        labels: Default::default(),
+        capacity: Default::default(),
+        max_pods: 0,
+        bump: 0,
+    })
+}
+
+/// A test's directory, removed when it is dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(test: &str) -> Dir {
+        let name = format!("weeble-images-{}-{test}", std::process::id());
+        Dir(std::env::temp_dir().join(name))
+    }
+
+    /// Node `i`'s images directory: the fetcher's is 0's.
+    fn of(&self, i: u8) -> PathBuf {
+        let dir = self.0.join(format!("node-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The offsets each holder was asked for, by holder.
+type Asked = Arc<Mutex<Vec<(u8, u64)>>>;
+
+/// Holder `i` on `board`: it answers from its shelf over `runtime`, the first `parts` parts
+/// it is asked for at most (then it is gone: its line stays, unanswered).
+fn holder(dir: &Dir, board: &Switchboard, i: u8, runtime: MemoryRuntime, parts: u64, asked: Asked) {
+    let (_, mut events) = board.attach(addr(i), format!("peer-{i}"), Arc::default());
+    let shelf = Shelf::new(runtime, dir.of(i), None).unwrap();
+    let served = AtomicU64::new(0);
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let NetEvent::Request {
+                request: Inbound::Image { id, offset, len },
+                reply,
+                ..
+            } = event
+            else {
+                continue;
+            };
+            let part = shelf.part(&id, offset, len).await;
+            if matches!(part, ImagePart::Bytes { .. }) {
+                asked.lock().unwrap().push((i, offset));
+                if served.fetch_add(1, Ordering::Relaxed) >= parts {
+                    return;
+                }
+            }
+            let _ = reply.send(Response::Image(part));
+        }
+    });
+}
+
+fn fetcher(board: &Switchboard) -> MemoryTransport {
+    board
+        .attach(addr(0), "peer-0".into(), Arc::new(LocalDigest::default()))
+        .0
+}
+
+/// An engine with `IMAGE`, large enough to take several parts.
+fn engine_with_image() -> (MemoryRuntime, String) {
+    let runtime = MemoryRuntime::new();
+    runtime.add_image_of_size(IMAGE, 1_500_000);
+    let id = futures::executor::block_on(runtime.image_id(IMAGE))
+        .unwrap()
+        .unwrap();
+    (runtime, id)
+}
+
+#[tokio::test]
+async fn an_image_comes_from_a_peer_verified_and_named_as_asked() {
+    let (board, dir) = (Switchboard::default(), Dir::new("fetched"));
+    let (source, id) = engine_with_image();
+    let asked = Asked::default();
+    holder(&dir, &board, 1, source, u64::MAX, asked.clone());
+    let (transport, engine) = (fetcher(&board), MemoryRuntime::new());
+    let holders = [Holder {
+        member: member(1),
+        id: id.clone(),
+    }];
+    let work = dir.of(0);
+    fetch(&transport, &engine, &work, IMAGE, &holders)
+        .await
+        .unwrap();
+    assert_eq!(engine.image_id(IMAGE).await.unwrap(), Some(id));
+    assert!(asked.lock().unwrap().len() >= 2, "one part only: {asked:?}");
+    let left: Vec<_> = std::fs::read_dir(&work).unwrap().collect();
+    assert!(left.is_empty(), "the tar is deleted once loaded: {left:?}");
+}
+
+#[tokio::test]
+async fn a_holder_gone_halfway_is_followed_by_the_next_from_where_it_stopped() {
+    let (board, dir) = (Switchboard::default(), Dir::new("resumed"));
+    let (source, id) = engine_with_image();
+    let asked = Asked::default();
+    holder(&dir, &board, 1, source.clone(), 2, asked.clone());
+    holder(&dir, &board, 2, source, u64::MAX, asked.clone());
+    let (transport, engine) = (fetcher(&board), MemoryRuntime::new());
+    let holders: Vec<Holder> = [1, 2]
+        .map(|i| Holder {
+            member: member(i),
+            id: id.clone(),
+        })
+        .into();
+    let work = dir.of(0);
+    fetch(&transport, &engine, &work, IMAGE, &holders)
+        .await
+        .unwrap();
+    assert_eq!(engine.image_id(IMAGE).await.unwrap(), Some(id));
+    let asked = asked.lock().unwrap().clone();
+    let first_of_2 = asked.iter().find(|(h, _)| *h == 2).expect("h2 served");
+    assert!(first_of_2.1 > 0, "h2 began again at 0: {asked:?}");
+}
+
+#[tokio::test]
+async fn a_tar_that_is_not_the_image_is_refused_and_nothing_is_named() {
+    let (board, dir) = (Switchboard::default(), Dir::new("lied"));
+    let (_, id) = engine_with_image();
+    // A holder that sends another image's tar, with that tar's own hash.
+    let (_, mut events) = board.attach(addr(1), "peer-1".into(), Arc::default());
+    let lie = tarball::write(br#"{"architecture":"evil"}"#, &[]);
+    let sha256 = tarball::hex(&<sha2::Sha256 as sha2::Digest>::digest(&lie));
+    tokio::spawn(async move {
+        while let Some(NetEvent::Request { reply, .. }) = events.recv().await {
+            let part = ImagePart::Bytes {
+                size: lie.len() as u64,
+                sha256: sha256.clone(),
+                bytes: lie.clone(),
+            };
+            let _ = reply.send(Response::Image(part));
+        }
+    });
+    let (transport, engine) = (fetcher(&board), MemoryRuntime::new());
+    let holders = [Holder {
+        member: member(1),
+        id: id.clone(),
+    }];
+    let work = dir.of(0);
+    let why = fetch(&transport, &engine, &work, IMAGE, &holders)
+        .await
+        .unwrap_err();
+    assert!(
+        why.contains("refused") && why.contains("its config is"),
+        "{why}"
+    );
+    assert_eq!(engine.image_id(IMAGE).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn every_holder_failing_says_why_for_each() {
+    let (board, dir) = (Switchboard::default(), Dir::new("failed"));
+    let (_, id) = engine_with_image();
+    // h1 holds nothing: its shelf's engine lacks the image.
+    holder(
+        &dir,
+        &board,
+        1,
+        MemoryRuntime::new(),
+        u64::MAX,
+        Asked::default(),
+    );
+    let (transport, engine) = (fetcher(&board), MemoryRuntime::new());
+    let holders: Vec<Holder> = [1, 3]
+        .map(|i| Holder {
+            member: member(i),
+            id: id.clone(),
+        })
+        .into();
+    let work = dir.of(0);
+    let why = fetch(&transport, &engine, &work, IMAGE, &holders)
+        .await
+        .unwrap_err();
+    assert!(
+        why.contains("h1: ") && why.contains("no such image"),
+        "{why}"
+    );
+    assert!(why.contains("h3: ") && why.contains("unreachable"), "{why}");
+}
