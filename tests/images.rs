@@ -5,7 +5,9 @@
 //! pushed to. A deployment of it runs on the three nodes, each having pulled it; with wrong
 //! credentials, and with a tag the registry lacks, the pods say why (`ErrImagePull`, then
 //! `ImagePullBackOff`) and recover once the credentials file or the registry is fixed; the
-//! password is nowhere in the nodes' logs or the API.
+//! password is nowhere in the nodes' logs or the API. With the registry stopped, an image
+//! one node holds reaches the others over the cluster's own connections, and a peer killed
+//! halfway through sending it does not stop it.
 //!
 //! Needs Docker, `docker-registry` and `htpasswd` (`.ci/run` installs them) and root (the
 //! engines' bridges): skipped with a message when one is missing, except under CI=true.
@@ -35,6 +37,15 @@ fn run(program: &str, args: &[&str]) -> String {
         text(&out.stderr)
     );
     text(&out.stdout)
+}
+
+/// What node `name` logged with `message`, field `field` of each such line.
+fn logged_fields(cluster: &Cluster, name: &str, message: &str, field: &str) -> Vec<Value> {
+    let log = json_log(cluster, name);
+    messages(&log, message)
+        .iter()
+        .map(|l| l["fields"][field].clone())
+        .collect()
 }
 
 /// A Docker engine of the test's own: data root, exec root, socket and bridge in a
@@ -105,6 +116,16 @@ impl Engine {
 
     fn has_image(&self, image: &str) -> bool {
         self.try_docker(&["image", "inspect", image])
+    }
+
+    /// The engine's id of `image`.
+    fn image_id(&self, image: &str) -> String {
+        let host = self.host();
+        let id = run(
+            "docker",
+            &["-H", &host, "image", "inspect", "-f", "{{.Id}}", image],
+        );
+        id.trim().to_string()
     }
 }
 
@@ -238,18 +259,55 @@ impl Drop for Registry {
 /// Applies deployment `name`: 3 replicas of `image`, one container `web` (one on each node:
 /// each runs one pod at most).
 fn apply(cluster: &Cluster, name: &str, image: &str) {
+    apply_replicas(cluster, name, image, 3);
+}
+
+fn apply_replicas(cluster: &Cluster, name: &str, image: &str, replicas: u32) {
     let manifest = format!(
-        "kind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 3\n  template:\n    \
+        "kind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  template:\n    \
          metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n      \
          - {{name: web, image: \"{image}\"}}\n"
     );
     applied(cluster, &cluster.server(0), name, &manifest);
 }
 
+/// Three nodes of `cluster` on [`IPS`], each on an engine of its own ([`Engine`]) and
+/// running one pod at most, with the `extra` arguments; once every node sees the three Ready.
+fn fleet(cluster: &mut Cluster, tag: &str, extra: &[&str]) -> Vec<Engine> {
+    let engines: Vec<Engine> = (0..3).map(Engine::start).collect();
+    for (i, ip) in IPS.iter().enumerate() {
+        let host = engines[i].host();
+        let join = p2p(IPS[(i + 1) % 3]);
+        let name = format!("{tag}{}-{i}", std::process::id());
+        let mut args = vec!["--join", &join, "--docker-host", &host, "--max-pods", "1"];
+        args.extend_from_slice(extra);
+        cluster.start(&name, ip, &args);
+    }
+    for i in 0..3 {
+        wait_for("three ready nodes", Duration::from_secs(30), || {
+            (ready_nodes(&cluster.server(i)).len() == 3).then_some(())
+        });
+    }
+    for engine in &engines {
+        let images = run("docker", &["-H", &engine.host(), "images", "-q"]);
+        assert_eq!(
+            images.trim(),
+            "",
+            "an engine of its own starts with no image"
+        );
+    }
+    engines
+}
+
 /// Deployment `name`'s pods at node 1: (node, phase, waiting reason and message).
 fn states(cluster: &Cluster, name: &str) -> Vec<(String, String, String)> {
+    states_at(cluster, 1, name)
+}
+
+/// Deployment `name`'s pods at node `at`.
+fn states_at(cluster: &Cluster, at: usize, name: &str) -> Vec<(String, String, String)> {
     let of = |p: &&Value| p["metadata"]["labels"]["app"] == name;
-    pods(&cluster.server(1))
+    pods(&cluster.server(at))
         .iter()
         .filter(of)
         .map(|p| {
@@ -322,43 +380,17 @@ fn nodes_pull_from_registries_say_why_a_pull_fails_and_recover_once_it_is_fixed(
     let private = locked.push("weeble-demo:v1", "weeble/private:1");
     // What `docker login` wrote: a Docker config.json, as an operator has one.
     let logged_in = std::fs::read_to_string(locked.dir.join("docker-config/config.json")).unwrap();
-    let engines: Vec<Engine> = (0..3).map(Engine::start).collect();
     let mut cluster = Cluster::new("images");
     let auth = cluster.dir.join("registry-auth.json");
     let locked_at = &locked.address;
     let wrong =
         format!(r#"{{"auths": {{"{locked_at}": {{"username": "{USER}", "password": "wrong"}}}}}}"#);
     std::fs::write(&auth, wrong).unwrap();
-    for (i, ip) in IPS.iter().enumerate() {
-        let host = engines[i].host();
-        let join = p2p(IPS[(i + 1) % 3]);
-        let auth = auth.to_str().unwrap();
-        let name = format!("img{}-{i}", std::process::id());
-        let extra = [
-            "--join",
-            &join,
-            "--docker-host",
-            &host,
-            "--registry-auth",
-            auth,
-            "--max-pods",
-            "1",
-        ];
-        cluster.start(&name, ip, &extra);
-    }
-    for i in 0..3 {
-        wait_for("three ready nodes", Duration::from_secs(30), || {
-            (ready_nodes(&cluster.server(i)).len() == 3).then_some(())
-        });
-    }
-    for engine in &engines {
-        let images = run("docker", &["-H", &engine.host(), "images", "-q"]);
-        assert_eq!(
-            images.trim(),
-            "",
-            "an engine of its own starts with no image"
-        );
-    }
+    let engines = fleet(
+        &mut cluster,
+        "img",
+        &["--registry-auth", auth.to_str().unwrap()],
+    );
 
     // Pulled from the open registry by every node, into its own engine.
     apply(&cluster, "web", &image);
@@ -384,19 +416,7 @@ fn nodes_pull_from_registries_say_why_a_pull_fails_and_recover_once_it_is_fixed(
     let pulling = format!("Normal   Pulling: Pulling image \"{image}\"");
     describes(&cluster, "web-0", &[&pulling, "Normal   Started"]);
     let id = held["metadata"]["name"].as_str().unwrap().to_string();
-    let engine_id = run(
-        "docker",
-        &[
-            "-H",
-            &engines[0].host(),
-            "image",
-            "inspect",
-            "-f",
-            "{{.Id}}",
-            &image,
-        ],
-    );
-    assert_eq!(engine_id.trim(), format!("sha256:{id}"));
+    assert_eq!(engines[0].image_id(&image), format!("sha256:{id}"));
     let table = text(&weeble(&["--server", &cluster.server(0), "get", "images"]).stdout);
     assert!(
         table.contains(&id[..12]) && table.contains(&image),
@@ -455,6 +475,115 @@ fn nodes_pull_from_registries_say_why_a_pull_fails_and_recover_once_it_is_fixed(
         let secret = said.contains(PASSWORD) || said.contains(&token);
         assert!(!secret, "{place} shows the password");
     }
+    drop(cluster);
+    drop(engines);
+}
+
+#[test]
+fn images_pass_between_peers_where_no_registry_can_be_reached() {
+    let _one_at_a_time = serial();
+    if !docker_available() || !installed("docker-registry") {
+        return;
+    }
+    assert!(weeble(&["image", "build-demo"]).status.success());
+    let registry = Registry::start(OPEN_PORT, false);
+    let image = registry.push("weeble-demo:v1", "weeble/web:1");
+    let mut cluster = Cluster::new("peers");
+    // Paced, so that a transfer (371 MB) lasts long enough to be cut halfway.
+    let engines = fleet(&mut cluster, "peer", &["--image-serve-rate", "40Mi"]);
+    let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    let index = |name: &str| names.iter().position(|n| n == name).unwrap();
+    // The nodes (by index) that run a pod of `web`, as node `at` sees them.
+    let running_on = |cluster: &Cluster, at: usize| -> Vec<usize> {
+        let states = states_at(cluster, at, "web");
+        let running = states.iter().filter(|s| s.1 == "Running");
+        running.map(|s| index(&s.0)).collect()
+    };
+    let limit = Duration::from_secs(180);
+
+    // One node pulls it from the registry; then the registry goes.
+    apply_replicas(&cluster, "web", &image, 1);
+    let first = wait_for("one pod running", limit, || {
+        match running_on(&cluster, 0)[..] {
+            [one] => Some(one),
+            _ => None,
+        }
+    });
+    drop(registry);
+
+    // A second node's pull fails (nothing listens at the registry): it fetches the image
+    // from the first, over the cluster's connections.
+    apply_replicas(&cluster, "web", &image, 2);
+    let second = wait_for("two pods running", limit, || {
+        let on = running_on(&cluster, 0);
+        (on.len() == 2).then(|| on.into_iter().find(|&i| i != first))?
+    });
+    let id = engines[first].image_id(&image);
+    assert_eq!(engines[second].image_id(&image), id);
+    let peers = logged_fields(
+        &cluster,
+        &names[second],
+        "fetching an image from a peer",
+        "peer",
+    );
+    assert_eq!(peers, [Value::from(names[first].as_str())]);
+    assert!(logged(&cluster, &names[second], "image fetched from peers"));
+
+    // The third fetches from one of the two, which is killed halfway through: it goes on
+    // from the other.
+    apply_replicas(&cluster, "web", &image, 3);
+    let third = 3 - first - second;
+    let partial = cluster.dir.join(&names[third]).join("images");
+    let fetched = || -> u64 {
+        let files = std::fs::read_dir(&partial).into_iter().flatten().flatten();
+        let fetch = files.filter(|f| f.path().extension().is_some_and(|e| e == "fetch"));
+        fetch
+            .filter_map(|f| f.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    wait_for("half the image at the third node", limit, || {
+        (fetched() > 150_000_000).then_some(())
+    });
+    let peers = logged_fields(
+        &cluster,
+        &names[third],
+        "fetching an image from a peer",
+        "peer",
+    );
+    let serving = index(peers.last().unwrap().as_str().unwrap());
+    cluster.crash(serving);
+    let other = 3 - third - serving;
+    wait_for("the third node's pod running", limit, || {
+        running_on(&cluster, other).contains(&third).then_some(())
+    });
+    assert_eq!(engines[third].image_id(&image), id);
+    let failed = logged_fields(
+        &cluster,
+        &names[third],
+        "fetching from a peer failed",
+        "peer",
+    );
+    assert_eq!(failed, [Value::from(names[serving].as_str())]);
+    let froms = logged_fields(
+        &cluster,
+        &names[third],
+        "fetching an image from a peer",
+        "from",
+    );
+    let peers = logged_fields(
+        &cluster,
+        &names[third],
+        "fetching an image from a peer",
+        "peer",
+    );
+    assert_eq!(peers.last().unwrap(), names[other].as_str());
+    // The two holders' engines wrote the same tar: the third went on where it stopped.
+    assert!(
+        froms.last().unwrap().as_u64().unwrap() > 150_000_000,
+        "{froms:?}"
+    );
+    assert!(!logged(&cluster, &names[third], "starting over"));
     drop(cluster);
     drop(engines);
 }

@@ -176,6 +176,8 @@ impl<T: Transport> Download<'_, T> {
     /// The rest of the tar from `holder`.
     async fn rest_from(&mut self, holder: &Holder) -> Result<(), String> {
         let (mut misses, asked_first) = (0, Instant::now());
+        let from = self.tar.as_ref().map_or(0, |t| t.have);
+        info!(image = %self.id, peer = %holder.member.name, from, "fetching an image from a peer");
         loop {
             let offset = self.tar.as_ref().map_or(0, |t| t.have);
             let asked = Instant::now();
@@ -248,7 +250,7 @@ impl<T: Transport> Download<'_, T> {
             .as_ref()
             .is_some_and(|t| (t.size, &t.sha256) != (size, &sha256))
         {
-            // Another holder's tar, not the same bytes: start it over.
+            info!(image = %self.id, "this peer's tar is not the same bytes: starting over");
             self.start_over().await.map_err(io)?;
             return Ok(false);
         }
