@@ -1,7 +1,8 @@
 //! The desired-state document: an automerge CRDT that every node holds whole and merges.
 //!
 //! Layout: each object lives under a root key `deployments/<ns>/<name>` or
-//! `services/<ns>/<name>` as a map of fields. The root map is the one object every document
+//! `services/<ns>/<name>` as a map of fields; the peers admitted (`peers/<id>`, [`peers`])
+//! and the images pushed (`images/<name>`, [`images`]) are one value each. The root map is the one object every document
 //! shares, so objects created independently on different nodes never conflict as containers;
 //! a fixed genesis change still gives every node a common first change and a schema marker.
 //!
@@ -106,6 +107,8 @@ pub struct Snapshot {
     pub namespaces: BTreeMap<ObjectKey, Arc<Namespace>>,
     /// The peers the cluster allows or denies ([`peers`]).
     pub peers: Admissions,
+    /// The images pushed into the cluster, by name ([`images`]).
+    pub images: BTreeMap<String, PushedImage>,
     /// Entries that could not be read (written by a newer or broken peer), with the reason.
     pub unreadable: Vec<String>,
     /// The document's heads (hex change hashes, sorted): two nodes with the same heads hold
@@ -516,6 +519,8 @@ impl DesiredState {
                 .retain(|entry| !entry.starts_with(&format!("{root}: ")));
             if let Some(peer) = root.strip_prefix(peers::PREFIX) {
                 snapshot.peers.set(peer, None);
+            } else if let Some(name) = root.strip_prefix(images::PREFIX) {
+                snapshot.images.remove(name);
             } else if let Some((kind, key)) = parse_root(&root) {
                 match kind {
                     "deployments" => drop(snapshot.deployments.remove(&key)),
@@ -577,6 +582,14 @@ impl DesiredState {
             let read = self.scalar(&ROOT, root).map_err(|e| e.to_string());
             match read.and_then(|v| Admission::read(&v.unwrap_or(ScalarValue::Null))) {
                 Ok(admission) => snapshot.peers.set(peer, Some(admission)),
+                Err(why) => snapshot.unreadable.push(format!("{root}: {why}")),
+            }
+            return;
+        }
+        if let Some(name) = root.strip_prefix(images::PREFIX) {
+            let read = self.scalar(&ROOT, root).map_err(|e| e.to_string());
+            match read.and_then(|v| PushedImage::read(&v.unwrap_or(ScalarValue::Null))) {
+                Ok(image) => drop(snapshot.images.insert(name.to_string(), image)),
                 Err(why) => snapshot.unreadable.push(format!("{root}: {why}")),
             }
             return;
@@ -797,7 +810,9 @@ fn check_bloom(bytes: &[u8]) -> Result<(), String> {
 }
 
 mod history;
+pub mod images;
 pub mod peers;
+pub use images::PushedImage;
 pub use peers::{Admission, Admissions};
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ pub mod validate;
 
 pub use automerge::{ActorId, ChangeHash};
 pub use doc::{
-    Admission, Admissions, DesiredState, Outcome, PeerSync, Snapshot, StateError, uid_of,
+    Admission, Admissions, DesiredState, Outcome, PeerSync, PushedImage, Snapshot, StateError,
+    uid_of,
 };
 pub use manifest::{Located, ManifestError, Parsed, parse_manifests};
 pub use model::*;

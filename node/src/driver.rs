@@ -30,6 +30,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use weeble_core::document::{Op, Persist, PersistFailure, WriteError};
 use weeble_core::images::Holder;
 use weeble_core::node::{Answer, Effect, Input, NodeCore, Timer};
+use weeble_core::reconcile::pulls::ImagePull;
 use weeble_core::status::Send;
 use weeble_core::view::View;
 use weeble_crdt::{Outcome, Snapshot};
@@ -289,14 +290,14 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                 let runtime = self.runtime.clone();
                 self.spawn_work(act(runtime, actions));
             }
-            Effect::Pull { image, holders } => {
-                let pull = Pull {
+            Effect::Pull { pull, holders } => {
+                let puller = Puller {
                     runtime: self.runtime.clone(),
                     transport: self.transport.clone(),
                     credentials: self.credentials.clone(),
                     dir: self.shelf.dir().to_path_buf(),
                 };
-                self.spawn_work(pull.run(image, holders));
+                self.spawn_work(puller.run(pull, holders));
             }
             Effect::Probe(check) => {
                 let (checker, feedback) = (self.checker.clone(), self.feedback.clone());
@@ -474,29 +475,47 @@ async fn act<R: ContainerRuntime>(runtime: R, actions: Vec<Action>) -> Event {
 
 /// What a pull needs: the engine, the peers (when the registry fails), the registries'
 /// credentials, and where a tar from peers is written while it arrives.
-struct Pull<R, T> {
+struct Puller<R, T> {
     runtime: R,
     transport: T,
     credentials: Option<CredentialsFile>,
     dir: PathBuf,
 }
 
-impl<R: ContainerRuntime, T: Transport> Pull<R, T> {
-    /// Pulls `image` from its registry, with the credentials the file has for it (read now:
-    /// a file fixed since the last pull counts); if that fails, fetches it from `holders`.
-    async fn run(self, image: String, holders: Vec<Holder>) -> Event {
-        let outcome = match self.registry(&image).await {
-            Err(e) if !holders.is_empty() => {
-                info!(%image, error = %e, holders = holders.len(), "pull failed: fetching the image from peers");
-                let fetched =
-                    fetch::fetch(&self.transport, &self.runtime, &self.dir, &image, &holders);
-                fetched
-                    .await
-                    .map_err(|why| RuntimeError::PullFailed(format!("{e}; from peers: {why}")))
-            }
-            pulled => pulled,
+impl<R: ContainerRuntime, T: Transport> Puller<R, T> {
+    /// Pulls an image from its registry, with the credentials the file has for it (read now:
+    /// a file fixed since the last pull counts); if that fails, or the image was pushed into
+    /// the cluster, fetches it from `holders`.
+    async fn run(self, pull: ImagePull, holders: Vec<Holder>) -> Event {
+        let image = pull.image;
+        let outcome = match pull.pushed {
+            Some(_) => self.peers(&image, &holders, None).await,
+            None => match self.registry(&image).await {
+                Err(e) if !holders.is_empty() => {
+                    let n = holders.len();
+                    info!(%image, error = %e, holders = n, "pull failed: fetching the image from peers");
+                    self.peers(&image, &holders, Some(e)).await
+                }
+                pulled => pulled,
+            },
         };
         Event::Pulled { image, outcome }
+    }
+
+    /// Fetches `image` from `holders`; a failure says why the registry failed first, if it did.
+    async fn peers(
+        &self,
+        image: &str,
+        holders: &[Holder],
+        registry: Option<RuntimeError>,
+    ) -> Result<(), RuntimeError> {
+        let fetched = fetch::fetch(&self.transport, &self.runtime, &self.dir, image, holders);
+        fetched.await.map_err(|why| {
+            RuntimeError::PullFailed(match registry {
+                Some(e) => format!("{e}; from peers: {why}"),
+                None => format!("Failed to fetch image {image:?} from peers: {why}"),
+            })
+        })
     }
 
     async fn registry(&self, image: &str) -> Result<(), RuntimeError> {

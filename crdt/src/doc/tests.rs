@@ -644,3 +644,35 @@ fn peers_allowed_and_denied_travel_and_close_the_cluster() {
     sync_pair(&mut a, &mut b);
     assert_eq!(a.snapshot().peers, b.snapshot().peers);
 }
+
+#[test]
+fn a_pushed_image_reaches_every_copy_and_names_the_nodes_it_is_for() {
+    let (mut a, mut b) = (peer(1), peer(2));
+    let mut seen = b.snapshot();
+    let image = PushedImage {
+        id: "sha256:abc".into(),
+        nodes: vec!["n2".into()],
+        seed: "n1".into(),
+    };
+    let name = "127.0.0.1:5000/team/web:1";
+    assert_eq!(a.push_image(name, &image).unwrap(), Outcome::Created);
+    assert_eq!(a.push_image(name, &image).unwrap(), Outcome::Unchanged);
+    sync_pair(&mut a, &mut b);
+    b.refresh(&mut seen);
+    let got = &seen.images[name];
+    assert_eq!(got, &image);
+    assert!(got.is_for("n1") && got.is_for("n2") && !got.is_for("n3"));
+    let everywhere = PushedImage {
+        nodes: vec![],
+        ..image
+    };
+    assert!(everywhere.is_for("n3"));
+    assert_eq!(
+        b.push_image(name, &everywhere).unwrap(),
+        Outcome::Configured
+    );
+    b.refresh(&mut seen);
+    assert_eq!(seen, b.snapshot(), "a refresh reads what a whole read does");
+    sync_pair(&mut a, &mut b);
+    assert_eq!(a.snapshot().images[name], everywhere);
+}

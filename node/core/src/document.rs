@@ -36,7 +36,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 use weeble_crdt::{
     ActorId, Admission, ChangeHash, DesiredState, Kind, Object, ObjectKey, Outcome, PeerSync,
-    Snapshot, StateError,
+    PushedImage, Snapshot, StateError,
 };
 
 /// How often a node that cannot persist tries to rewrite its file, to learn that it can again.
@@ -75,6 +75,8 @@ pub enum Op {
     },
     /// Allow or deny these peers (libp2p peer ids): `weeble node allow|deny`.
     Admit(Vec<String>, Admission),
+    /// Image `name` was pushed into the cluster, as this says: `weeble image push`.
+    Push(String, PushedImage),
 }
 
 /// Why a write was refused; the document is as it was.
@@ -533,6 +535,7 @@ impl Document {
                 reason,
             } => state.revert(&key, &from_hash, to, &reason).map(|o| vec![o]),
             Op::Admit(peers, admission) => state.admit(&peers, admission),
+            Op::Push(name, image) => state.push_image(&name, &image).map(|o| vec![o]),
         }
     }
 

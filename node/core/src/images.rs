@@ -6,6 +6,7 @@
 
 use crate::hash::{fnv1a, mix};
 use crate::membership::{MemberId, Peers};
+use crate::reconcile::pulls::ImagePull;
 use crate::status::StatusTable;
 use std::collections::BTreeMap;
 
@@ -20,10 +21,12 @@ pub struct Holder {
     pub id: String,
 }
 
-/// The live peers whose reports list `image`, in the order node `me` should ask them, at
-/// most [`MAX_HOLDERS`]. Where holders' copies differ (a tag that moved between their pulls),
-/// only the copy most of them hold is fetched (the smaller id on a tie): one id to verify.
-pub fn holders(table: &StatusTable, peers: &Peers, me: &str, image: &str) -> Vec<Holder> {
+/// The live peers whose reports list the image of `pull`, in the order node `me` should ask
+/// them, at most [`MAX_HOLDERS`]. A pushed image's holders are those of its id; elsewhere,
+/// where holders' copies differ (a tag that moved between their pulls), only the copy most of
+/// them hold is fetched (the smaller id on a tie): one id to verify.
+pub fn holders(table: &StatusTable, peers: &Peers, me: &str, pull: &ImagePull) -> Vec<Holder> {
+    let image = pull.image.as_str();
     let mut all: Vec<Holder> = peers
         .iter()
         .filter_map(|member| {
@@ -39,11 +42,8 @@ pub fn holders(table: &StatusTable, peers: &Peers, me: &str, image: &str) -> Vec
     for h in &all {
         *copies.entry(&h.id).or_default() += 1;
     }
-    let Some(id) = copies
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-        .map(|(id, _)| id.to_string())
-    else {
+    let most = copies.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
+    let Some(id) = pull.pushed.clone().or(most.map(|(id, _)| id.to_string())) else {
         return Vec::new();
     };
     all.retain(|h| h.id == id);
@@ -109,6 +109,13 @@ mod tests {
         table
     }
 
+    fn pull(image: &str) -> ImagePull {
+        ImagePull {
+            image: image.into(),
+            pushed: None,
+        }
+    }
+
     fn names(holders: &[Holder]) -> Vec<String> {
         holders.iter().map(|h| h.member.name.clone()).collect()
     }
@@ -123,10 +130,10 @@ mod tests {
         ]);
         // n4 is not a live peer (no member of that name).
         let peers = Peers::of([member(1), member(2), member(3)]);
-        let mut found = names(&holders(&table, &peers, "n9", "app:v1"));
+        let mut found = names(&holders(&table, &peers, "n9", &pull("app:v1")));
         found.sort();
         assert_eq!(found, ["n1", "n3"]);
-        assert!(holders(&table, &peers, "n9", "missing:v1").is_empty());
+        assert!(holders(&table, &peers, "n9", &pull("missing:v1")).is_empty());
     }
 
     #[test]
@@ -137,9 +144,17 @@ mod tests {
             report(3, &[("app:latest", "sha256:new")]),
         ]);
         let peers = Peers::of([member(1), member(2), member(3)]);
-        let found = holders(&table, &peers, "n9", "app:latest");
+        let found = holders(&table, &peers, "n9", &pull("app:latest"));
         assert_eq!(found.len(), 2);
         assert!(found.iter().all(|h| h.id == "sha256:new"));
+        // A pushed image is the id its push names, however few hold it.
+        let pushed = ImagePull {
+            pushed: Some("sha256:old".into()),
+            ..pull("app:latest")
+        };
+        let found = holders(&table, &peers, "n9", &pushed);
+        assert_eq!(names(&found), ["n1"]);
+        assert_eq!(found[0].id, "sha256:old");
     }
 
     #[test]
@@ -148,12 +163,12 @@ mod tests {
         let table = table(reports);
         let peers = Peers::of((1..=4).map(member));
         let firsts: std::collections::BTreeSet<String> = (0..40)
-            .map(|f| names(&holders(&table, &peers, &format!("f{f}"), "app:v1"))[0].clone())
+            .map(|f| names(&holders(&table, &peers, &format!("f{f}"), &pull("app:v1")))[0].clone())
             .collect();
         assert!(firsts.len() >= 3, "40 fetchers began at only {firsts:?}");
         // One fetcher's order is the same each time it asks.
-        let once = names(&holders(&table, &peers, "f1", "app:v1"));
-        assert_eq!(once, names(&holders(&table, &peers, "f1", "app:v1")));
+        let once = names(&holders(&table, &peers, "f1", &pull("app:v1")));
+        assert_eq!(once, names(&holders(&table, &peers, "f1", &pull("app:v1"))));
         assert_eq!(once.len(), 4);
     }
 }

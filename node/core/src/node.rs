@@ -40,6 +40,7 @@ use crate::membership::{
 };
 use crate::probe::{Check, Health, Prober};
 use crate::reconcile::pass::{Context, Event, Reconciler, Settings, Work};
+use crate::reconcile::pulls::ImagePull;
 use crate::reconcile::{Action, wakes};
 use crate::runtime::RuntimeEvent;
 
@@ -241,9 +242,12 @@ pub enum Effect {
     /// (`reconcile::ENGINE_CALLS_IN_FLIGHT`); then `Input::Reconcile(Event::Acted)`.
     Act(Vec<Action>),
     /// Pull this image into the engine, beside everything else (a pull may take minutes),
-    /// from its registry or else from these peers that hold it; then
-    /// `Input::Reconcile(Event::Pulled)`.
-    Pull { image: String, holders: Vec<Holder> },
+    /// from its registry or else from these peers that hold it (a pushed image: from them
+    /// only); then `Input::Reconcile(Event::Pulled)`.
+    Pull {
+        pull: ImagePull,
+        holders: Vec<Holder>,
+    },
     /// Run this probe (within its timeout) and hand back whether it passed, as
     /// [`Input::Probed`].
     Probe(Check),
@@ -720,10 +724,10 @@ impl NodeCore {
                 Work::List => effects.push(Effect::ListContainers),
                 Work::Terminate(ids) => effects.push(Effect::Terminate(ids)),
                 Work::Act(actions) => effects.push(Effect::Act(actions)),
-                Work::Pull(image) => {
-                    let table = self.status.table();
-                    let holders = images::holders(table, &self.peers, &self.me().name, &image);
-                    effects.push(Effect::Pull { image, holders });
+                Work::Pull(pull) => {
+                    let (table, me) = (self.status.table(), &self.me().name);
+                    let holders = images::holders(table, &self.peers, me, &pull);
+                    effects.push(Effect::Pull { pull, holders });
                 }
                 Work::Checks(checks) => {
                     self.prober.set(checks);

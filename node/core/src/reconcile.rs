@@ -831,10 +831,10 @@ pub fn pod_statuses(
         .collect()
 }
 
-/// The images this node's containers were made from, with the engine's ids: what its report
-/// says it holds, for nodes that lack one to fetch it here (sorted, at most
-/// [`MAX_HELD_IMAGES`]).
-pub fn held_images(observed: &[Observed]) -> Vec<HeldImage> {
+/// The images this node's containers were made from, with the engine's ids, and the pushed
+/// images it pulled: what its report says it holds, for nodes that lack one to fetch it here
+/// (sorted, at most [`MAX_HELD_IMAGES`]).
+pub fn held_images(observed: &[Observed], pulls: &Pulls) -> Vec<HeldImage> {
     let mut held: Vec<HeldImage> = observed
         .iter()
         .filter(|o| !o.image_id.is_empty())
@@ -842,6 +842,7 @@ pub fn held_images(observed: &[Observed]) -> Vec<HeldImage> {
             image: o.image.clone(),
             id: o.image_id.clone(),
         })
+        .chain(pulls.held_pushed())
         .collect();
     held.sort();
     held.dedup();

@@ -1303,7 +1303,8 @@ impl Window<'_> {
                 };
                 self.at(now + delay, event);
             }
-            Effect::Pull { image, .. } => {
+            Effect::Pull { pull, .. } => {
+                let image = pull.image;
                 // No registry has an absent image; every other one is pulled at once.
                 let outcome = match self.common.settings.absent_images.contains(&image) {
                     true => Err(RuntimeError::PullFailed(format!("{image:?}: not found"))),

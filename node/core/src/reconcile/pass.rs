@@ -14,7 +14,7 @@
 use super::{
     Action, Book, DesiredPod, Grace, JoinGrace, Plan, already_running, batch, desired_pods,
     failed_liveness, handovers, held_images, next_handover_deadline, next_pass_in_ms, plan,
-    pod_statuses, probe_checks, pulls, record,
+    pod_statuses, probe_checks, pulls, pulls::ImagePull, record,
 };
 use crate::document::Op;
 use crate::membership::Liveness;
@@ -90,7 +90,7 @@ pub enum Work {
     /// Write this to the desired state (a rollout that failed goes back: [`rollout`]).
     Write(Op),
     /// Pull this image, beside the passes; then [`Event::Pulled`].
-    Pull(String),
+    Pull(ImagePull),
     /// The images this node holds now, for its report (which changes only if they did).
     Images(Vec<HeldImage>),
 }
@@ -191,6 +191,10 @@ impl Reconciler {
                 match &outcome {
                     Ok(()) => info!(%image, "image pulled"),
                     Err(e) => warn!(%image, error = %e, "cannot pull image"),
+                }
+                let pushed = pulls::pushed_for(&ctx.view.snapshot, &self.settings.node);
+                if let (Ok(()), Some(id)) = (&outcome, pushed.get(image.as_str())) {
+                    self.book.pulls.holds(&image, id);
                 }
                 let outcome = outcome.map_err(|e| e.to_string());
                 self.book.pulls.finished(&image, outcome, ctx.now_ms);
@@ -301,18 +305,32 @@ impl Reconciler {
             &mut self.handover_since,
             ctx.now_ms,
         );
-        let wanted: BTreeSet<&str> = desired
+        let pushed = pulls::pushed_for(&ctx.view.snapshot, &s.node);
+        let mut wanted: BTreeSet<&str> = desired
             .iter()
             .flat_map(|p| p.template.containers.iter().map(|c| c.image.as_str()))
             .collect();
+        wanted.extend(pushed.keys());
         self.book.pulls.keep_only(|image| wanted.contains(image));
         self.book.pulls.expire(ctx.now_ms);
         let Plan { actions, pulls } = plan(
             &s.node, s.host_ip, &desired, &observed, &handovers, &self.book, ctx.now_ms,
         );
-        for image in &pulls {
-            info!(%image, "pulling image");
-            self.book.pulls.started(image, ctx.now_ms);
+        // A pod's image that was pushed comes from the peers, as the push made it.
+        let mut pulls: Vec<ImagePull> = pulls
+            .into_iter()
+            .map(|image| ImagePull {
+                pushed: pushed.get(image.as_str()).map(|id| id.to_string()),
+                image,
+            })
+            .collect();
+        for pull in &pulls {
+            self.book.pulls.started(&pull.image, ctx.now_ms);
+        }
+        let more_pulls = self.book.pulls.pushed_to_pull(&pushed, ctx.now_ms);
+        pulls.extend(more_pulls);
+        for pull in &pulls {
+            info!(image = %pull.image, pushed = pull.pushed.is_some(), "pulling image");
         }
         let (batch, more) = batch(actions);
         let plan = Planned {
@@ -414,7 +432,7 @@ impl Reconciler {
             ctx.now_ms,
         )));
         let newly_failed = self.book.pulls.told();
-        work.push(Work::Images(held_images(observed)));
+        work.push(Work::Images(held_images(observed, &self.book.pulls)));
         let now = ctx.now_ms;
         let next = next_pass_in_ms(&self.book, &plan.handovers, plan.more, s.resync_ms, now);
         // Rolling, it looks again soon: the table tells how far the rollout came (and a pod

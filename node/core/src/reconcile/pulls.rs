@@ -8,12 +8,18 @@
 //! `ImagePullBackOff` until it is tried again, after a back-off that doubles from 10 s to
 //! 5 min (the kubelet's). An image that cannot be read is `InvalidImageName`, never pulled.
 //!
+//! An image pushed into the cluster (`weeble image push`) for this node is pulled too, as
+//! soon as the node does not hold it: from the peers that hold its id, never from a registry
+//! (whose copy of the name may be another image). Once pulled it is held
+//! ([`Pulls::pushed_to_pull`]) and listed in the node's report, whether a pod runs it or not.
+//!
 //! Pure: the reconciler asks [`Pulls::gate`] for each container to make, starts the pulls
 //! it says, and tells the outcomes back.
 
+use crate::status::HeldImage;
 use std::collections::BTreeMap;
-use weeble_crdt::PullPolicy;
 use weeble_crdt::image::Reference;
+use weeble_crdt::{PullPolicy, Snapshot};
 
 /// Pulls that run at once on one node, of different images.
 pub const MAX_PULLS_IN_FLIGHT: usize = 2;
@@ -77,10 +83,29 @@ struct Failure {
     told: bool,
 }
 
+/// A pull to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePull {
+    pub image: String,
+    /// The image was pushed into the cluster as this id: it comes from the peers that hold
+    /// that id, never from a registry.
+    pub pushed: Option<String>,
+}
+
+/// The images pushed into the cluster for node `me`, by name: their ids.
+pub fn pushed_for<'a>(snapshot: &'a Snapshot, me: &str) -> BTreeMap<&'a str, &'a str> {
+    let images = snapshot.images.iter().filter(|(_, p)| p.is_for(me));
+    images
+        .map(|(name, p)| (name.as_str(), p.id.as_str()))
+        .collect()
+}
+
 /// The pulls of one node's images (see the [module](self)).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pulls {
     images: BTreeMap<String, Image>,
+    /// The pushed images pulled here, by name: their ids.
+    pushed: BTreeMap<String, String>,
 }
 
 impl Pulls {
@@ -209,11 +234,46 @@ impl Pulls {
             .min()
     }
 
-    /// Forgets the images no container wants (`wanted`) and no pull runs for: what is kept
-    /// is bounded by the desired pods.
+    /// Forgets the images no container or push wants (`wanted`) and no pull runs for: what
+    /// is kept is bounded by the desired pods and the pushed images.
     pub fn keep_only(&mut self, wanted: impl Fn(&str) -> bool) {
         self.images
             .retain(|image, i| i.pulling_since.is_some() || wanted(image));
+        self.pushed.retain(|image, _| wanted(image));
+    }
+
+    /// The pull of pushed image `image` (as `id`) succeeded: the engine holds it.
+    pub fn holds(&mut self, image: &str, id: &str) {
+        self.pushed.insert(image.to_string(), id.to_string());
+    }
+
+    /// The pulls to start (started now) of the images pushed for this node (`pushed`:
+    /// [`pushed_for`]) that it does not hold, as many as there is room for.
+    pub fn pushed_to_pull(&mut self, pushed: &BTreeMap<&str, &str>, now_ms: i64) -> Vec<ImagePull> {
+        let room = MAX_PULLS_IN_FLIGHT.saturating_sub(self.in_flight());
+        let missing = pushed
+            .iter()
+            .filter(|(image, id)| self.pushed.get(**image).map(String::as_str) != Some(**id))
+            .filter(|(image, _)| self.gate(image, PullPolicy::Always, now_ms) == Gate::Pull);
+        let pulls: Vec<ImagePull> = missing
+            .take(room)
+            .map(|(image, id)| ImagePull {
+                image: image.to_string(),
+                pushed: Some(id.to_string()),
+            })
+            .collect();
+        for pull in &pulls {
+            self.started(&pull.image, now_ms);
+        }
+        pulls
+    }
+
+    /// The pushed images this node holds, for its report.
+    pub fn held_pushed(&self) -> impl Iterator<Item = HeldImage> + '_ {
+        self.pushed.iter().map(|(image, id)| HeldImage {
+            image: image.clone(),
+            id: id.clone(),
+        })
     }
 }
 
@@ -379,5 +439,31 @@ mod tests {
             Gate::Pulling,
             "b's pull runs"
         );
+    }
+
+    #[test]
+    fn a_pushed_image_is_pulled_until_held_two_at_once() {
+        let mut pulls = Pulls::default();
+        let pushed: BTreeMap<&str, &str> =
+            [("a:1", "sha256:a"), ("b:1", "sha256:b"), ("c:1", "sha256:c")].into();
+        let first = pulls.pushed_to_pull(&pushed, 0);
+        let names: Vec<&str> = first.iter().map(|p| p.image.as_str()).collect();
+        assert_eq!(names, ["a:1", "b:1"], "two at once");
+        assert_eq!(first[0].pushed.as_deref(), Some("sha256:a"));
+        assert!(pulls.pushed_to_pull(&pushed, 10).is_empty(), "no room");
+        pulls.holds("a:1", "sha256:a");
+        pulls.finished("a:1", Ok(()), 20);
+        pulls.finished("b:1", Err("no peer holds it".into()), 20);
+        let next = pulls.pushed_to_pull(&pushed, 30);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].image, "c:1", "a:1 is held, b:1 backs off");
+        let held: Vec<HeldImage> = pulls.held_pushed().collect();
+        assert_eq!(held.len(), 1);
+        assert_eq!((held[0].image.as_str(), held[0].id.as_str()), ("a:1", "sha256:a"));
+        // Pushed again as another id: pulled again.
+        let moved: BTreeMap<&str, &str> = [("a:1", "sha256:a2")].into();
+        pulls.finished("c:1", Ok(()), 40);
+        let again = pulls.pushed_to_pull(&moved, 20_000);
+        assert_eq!(again[0].pushed.as_deref(), Some("sha256:a2"));
     }
 }

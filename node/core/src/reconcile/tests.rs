@@ -336,7 +336,7 @@ fn the_images_a_node_holds_are_those_its_containers_were_made_from() {
         observed(&b, "c2", ContainerState::Exited { code: 1 }),
         unknown,
     ];
-    let held = held_images(&seen);
+    let held = held_images(&seen, &Pulls::default());
     assert_eq!(
         held,
         [crate::status::HeldImage {
