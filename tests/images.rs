@@ -587,3 +587,76 @@ fn images_pass_between_peers_where_no_registry_can_be_reached() {
     drop(cluster);
     drop(engines);
 }
+
+#[test]
+fn an_image_pushed_through_one_node_reaches_the_nodes_it_is_for() {
+    let _one_at_a_time = serial();
+    if !docker_available() {
+        return;
+    }
+    assert!(weeble(&["image", "build-demo"]).status.success());
+    let mut cluster = Cluster::new("pushed");
+    let engines = fleet(&mut cluster, "push", &[]);
+    let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    let limit = Duration::from_secs(120);
+    let push = |server: usize, args: &[&str]| {
+        let server = cluster.server(server);
+        let mut all = vec!["--server", server.as_str(), "image", "push"];
+        all.extend_from_slice(args);
+        weeble(&all)
+    };
+
+    // For node 1 only: it gets it, and node 0, which took it, holds it; node 2 does not.
+    let some = "weeble-pushed:some";
+    run("docker", &["tag", "weeble-demo:v1", some]);
+    let out = push(0, &[some, "--nodes", &names[1]]);
+    run("docker", &["rmi", some]);
+    assert!(out.status.success(), "push: {}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains(&format!("image/{some} pushed")), "{said}");
+    wait_for("node 1 holding the image", limit, || {
+        engines[1].has_image(some).then_some(())
+    });
+    assert!(engines[0].has_image(some));
+
+    // For every node, through node 2: the three engines hold the local engine's image.
+    let out = push(2, &["weeble-demo:v1"]);
+    assert!(out.status.success(), "push: {}", text(&out.stderr));
+    let id = run(
+        "docker",
+        &["image", "inspect", "-f", "{{.Id}}", "weeble-demo:v1"],
+    );
+    wait_for("every node holding the image", limit, || {
+        engines
+            .iter()
+            .all(|e| e.has_image("weeble-demo:v1"))
+            .then_some(())
+    });
+    for engine in &engines {
+        assert_eq!(engine.image_id("weeble-demo:v1"), id.trim());
+    }
+    assert!(!engines[2].has_image(some), "node 2 was not one it was for");
+    // Each node lists it (`get images`), and pods run from it with no registry anywhere.
+    wait_for("three nodes listing the image", limit, || {
+        let listed = json(&cluster.server(1), &["get", "images"]);
+        let item = listed["items"].as_array()?.iter().find(|i| {
+            i["status"]["names"]
+                .as_array()
+                .is_some_and(|n| n.contains(&"weeble-demo:v1".into()))
+        })?;
+        (item["status"]["nodes"].as_array()?.len() == 3).then_some(())
+    });
+    apply(&cluster, "web", "weeble-demo:v1");
+    runs_on_every_node(&cluster, "web", limit);
+
+    // An image the local engine lacks: a clear error, and nothing sent.
+    let out = push(0, &["weeble-missing:v9"]);
+    assert!(!out.status.success());
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("no image weeble-missing:v9 in the local engine"),
+        "{said}"
+    );
+    drop(cluster);
+    drop(engines);
+}

@@ -181,6 +181,24 @@ impl Client {
         self.json(path, response)
     }
 
+    /// Posts what `body` reads (an image's tar) to `path`, giving up after `timeout` rather
+    /// than the client's own.
+    pub fn upload<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: impl std::io::Read + 'static,
+        timeout: Duration,
+    ) -> anyhow::Result<T> {
+        let request = self.authorized(self.agent.post(&self.url(path)));
+        let response = request
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .content_type("application/x-tar")
+            .send(ureq::SendBody::from_owned_reader(body));
+        self.json(path, response)
+    }
+
     pub fn delete(&self, path: &str) -> anyhow::Result<Status> {
         let response = self.authorized(self.agent.delete(&self.url(path))).call();
         self.json(path, response)

@@ -7,6 +7,7 @@ mod agent;
 mod cert;
 mod client;
 mod demo;
+mod images;
 mod kubectl;
 mod manifests;
 mod peers;
@@ -152,6 +153,16 @@ enum ImageCommand {
     /// Build weeble-demo:v1 from this binary: an HTTP server on port 80 that answers
     /// with its hostname and $MESSAGE.
     BuildDemo,
+    /// Send an image of the local engine (DOCKER_HOST) into the cluster through the node of
+    /// --server: every node it is for (all, or --nodes) gets it from the nodes that have it,
+    /// no registry needed. Pods name it as pushed (NAME:TAG).
+    Push {
+        /// The image, as the local engine names it (NAME:TAG).
+        image: String,
+        /// Only these nodes get it (and the node of --server), separated by commas.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+    },
 }
 
 /// jemalloc, not glibc's allocator: the simulator allocates and frees small values by the
@@ -235,6 +246,9 @@ fn main() -> ExitCode {
         Command::Image {
             command: ImageCommand::BuildDemo,
         } => agent::build_demo_image(),
+        Command::Image {
+            command: ImageCommand::Push { image, nodes },
+        } => client().and_then(|c| images::push(&c, &image, &nodes)),
         Command::ServeDemo { listen } => agent::serve_demo(listen),
     };
     match result {

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod guard;
 pub mod list;
 pub mod listen;
+mod push;
 pub mod served;
 pub mod tls;
 pub mod watch;
@@ -226,7 +227,10 @@ fn router<R: ContainerRuntime>(
             "/apis/weeble.io/v1/peers/{peer}/{action}",
             post(admit_peer::<R>),
         )
-        .route("/apis/weeble.io/v1/images", get(list::<Images, R>))
+        .route(
+            "/apis/weeble.io/v1/images",
+            get(list::<Images, R>).post(push::push::<R>),
+        )
         .route(
             "/apis/weeble.io/v1/images/{image}",
             get(get_named::<Images, R>),

@@ -487,33 +487,34 @@ impl<R: ContainerRuntime, T: Transport> Puller<R, T> {
     /// a file fixed since the last pull counts); if that fails, or the image was pushed into
     /// the cluster, fetches it from `holders`.
     async fn run(self, pull: ImagePull, holders: Vec<Holder>) -> Event {
-        let image = pull.image;
         let outcome = match pull.pushed {
-            Some(_) => self.peers(&image, &holders, None).await,
-            None => match self.registry(&image).await {
+            Some(_) => self.peers(&pull, &holders, None).await,
+            None => match self.registry(&pull.image).await {
                 Err(e) if !holders.is_empty() => {
-                    let n = holders.len();
+                    let (image, n) = (&pull.image, holders.len());
                     info!(%image, error = %e, holders = n, "pull failed: fetching the image from peers");
-                    self.peers(&image, &holders, Some(e)).await
+                    self.peers(&pull, &holders, Some(e)).await
                 }
                 pulled => pulled,
             },
         };
+        let image = pull.image;
         Event::Pulled { image, outcome }
     }
 
-    /// Fetches `image` from `holders`; a failure says why the registry failed first, if it did.
+    /// Fetches the image of `pull` from `holders`; a failure says why the registry failed
+    /// first, if it did.
     async fn peers(
         &self,
-        image: &str,
+        pull: &ImagePull,
         holders: &[Holder],
         registry: Option<RuntimeError>,
     ) -> Result<(), RuntimeError> {
-        let fetched = fetch::fetch(&self.transport, &self.runtime, &self.dir, image, holders);
+        let fetched = fetch::fetch(&self.transport, &self.runtime, &self.dir, pull, holders);
         fetched.await.map_err(|why| {
             RuntimeError::PullFailed(match registry {
                 Some(e) => format!("{e}; from peers: {why}"),
-                None => format!("Failed to fetch image {image:?} from peers: {why}"),
+                None => format!("Failed to fetch image {:?} from peers: {why}", pull.image),
             })
         })
     }

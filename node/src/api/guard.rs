@@ -18,8 +18,9 @@ pub struct Policy {
     pub allow_origins: Vec<String>,
 }
 
-/// The media types a write may carry: YAML, JSON, and the patch types kubectl sends.
-pub const WRITE_TYPES: [&str; 7] = [
+/// The media types a write may carry: YAML, JSON, the patch types kubectl sends, and an
+/// image's tar (`weeble image push`). None is one a page may send another origin unasked.
+pub const WRITE_TYPES: [&str; 8] = [
     "application/yaml",
     "application/x-yaml",
     "application/json",
@@ -27,6 +28,7 @@ pub const WRITE_TYPES: [&str; 7] = [
     "application/strategic-merge-patch+json",
     "application/json-patch+json",
     "application/apply-patch+yaml",
+    "application/x-tar",
 ];
 
 /// Why a request is refused.

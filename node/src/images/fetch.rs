@@ -8,15 +8,16 @@
 //! for, and names nothing) before the engine loads it; the image is then named as asked.
 
 use super::tarball;
-use crate::runtime::{ContainerRuntime, ImageStream};
+use crate::runtime::ContainerRuntime;
 use crate::transport::Transport;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tracing::{info, warn};
 use weeble_core::images::Holder;
+use weeble_core::reconcile::pulls::ImagePull;
 use weeble_core::wire::{ImagePart, MAX_IMAGE_PART};
 
 /// The first part asked for, and the smallest.
@@ -35,21 +36,18 @@ const MISSES: u32 = 3;
 const ROUNDS: usize = 2;
 /// The largest image tar fetched.
 pub const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024 * 1024;
-/// The bytes read at once from a fetched tar as it is loaded.
-const LOAD_CHUNK: usize = 1024 * 1024;
 
-/// Fetches `image` from `holders` into the engine, through a file in `dir`; what went wrong
-/// with each holder, if none could serve it.
+/// Fetches the image of `pull` from `holders` into the engine, through a file in `dir`, and
+/// names it; what went wrong with each holder, if none could serve it. An engine that holds
+/// the id already (a pushed image, on the node that took the push) only names it.
 pub async fn fetch<T: Transport, R: ContainerRuntime>(
     transport: &T,
     runtime: &R,
     dir: &Path,
-    image: &str,
+    pull: &ImagePull,
     holders: &[Holder],
 ) -> Result<(), String> {
-    let Some(id) = holders.first().map(|h| h.id.clone()) else {
-        return Err("no peer holds it".into());
-    };
+    let image = pull.image.as_str();
     let reference = weeble_crdt::image::Reference::parse(image)?;
     if reference.digest.is_some() {
         return Err(
@@ -58,68 +56,30 @@ pub async fn fetch<T: Transport, R: ContainerRuntime>(
                 .into(),
         );
     }
+    let Some(id) = pull
+        .pushed
+        .clone()
+        .or(holders.first().map(|h| h.id.clone()))
+    else {
+        return Err("no peer holds it".into());
+    };
     let engine = |e: crate::runtime::RuntimeError| e.to_string();
     if runtime.image_id(&id).await.map_err(engine)?.is_none() {
+        if holders.is_empty() {
+            return Err("no peer holds it".into());
+        }
         let hexid = id.strip_prefix("sha256:").unwrap_or(&id);
         let path = dir.join(format!("{hexid}.fetch"));
         let loaded = download(transport, holders, &id, &path).await;
         let loaded = match loaded {
-            Ok(()) => load(runtime, &path, &id).await,
+            Ok(()) => super::load(runtime, &path, &id).await,
             Err(e) => Err(e),
         };
         let _ = tokio::fs::remove_file(&path).await;
         loaded?;
+        info!(%image, %id, "image fetched from peers");
     }
-    runtime.tag(&id, image).await.map_err(engine)?;
-    info!(%image, %id, "image fetched from peers");
-    Ok(())
-}
-
-/// Checks the tar at `path` and has the engine load it; the engine must then hold `id`.
-async fn load<R: ContainerRuntime>(runtime: &R, path: &Path, id: &str) -> Result<(), String> {
-    let (file, wanted) = (path.to_path_buf(), id.to_string());
-    let checked = tokio::task::spawn_blocking(move || {
-        let tar = std::fs::File::open(&file).map_err(|e| e.to_string())?;
-        tarball::check(std::io::BufReader::new(tar), &wanted)
-    });
-    checked
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|why| format!("the tar peers sent is refused: {why}"))?;
-    runtime
-        .load(file_stream(path.to_path_buf()))
-        .await
-        .map_err(|e| e.to_string())?;
-    match runtime.image_id(id).await.map_err(|e| e.to_string())? {
-        Some(loaded) if loaded == id => Ok(()),
-        _ => Err(format!("the engine loaded the tar but holds no image {id}")),
-    }
-}
-
-/// The file at `path`, [`LOAD_CHUNK`] bytes at a time.
-fn file_stream(path: PathBuf) -> ImageStream {
-    use futures::StreamExt;
-    let open = async move { tokio::fs::File::open(path).await };
-    futures::stream::once(open)
-        .flat_map(|file| {
-            futures::stream::unfold(Some(file), |file| async move {
-                let mut file = match file? {
-                    Ok(file) => file,
-                    Err(e) => return Some((Err(e), None)),
-                };
-                let mut chunk = vec![0; LOAD_CHUNK];
-                match file.read(&mut chunk).await {
-                    Ok(0) => None,
-                    Ok(n) => {
-                        chunk.truncate(n);
-                        Some((Ok(bytes::Bytes::from(chunk)), Some(Ok(file))))
-                    }
-                    Err(e) => Some((Err(e), None)),
-                }
-            })
-        })
-        .map(|chunk| chunk.map_err(|e| crate::runtime::RuntimeError::Failed(e.to_string())))
-        .boxed()
+    runtime.tag(&id, image).await.map_err(engine)
 }
 
 /// The tar so far: what its holders said it is, and what came of it.

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use weeble_core::images::Holder;
+use weeble_core::reconcile::pulls::ImagePull;
 
 const IMAGE: &str = "app:v1";
 
@@ -94,6 +95,14 @@ fn fetcher(board: &Switchboard) -> MemoryTransport {
         .0
 }
 
+/// A pull of `IMAGE`, as a pod's.
+fn pull() -> ImagePull {
+    ImagePull {
+        image: IMAGE.into(),
+        pushed: None,
+    }
+}
+
 /// An engine with `IMAGE`, large enough to take several parts.
 fn engine_with_image() -> (MemoryRuntime, String) {
     let runtime = MemoryRuntime::new();
@@ -116,7 +125,7 @@ async fn an_image_comes_from_a_peer_verified_and_named_as_asked() {
         id: id.clone(),
     }];
     let work = dir.of(0);
-    fetch(&transport, &engine, &work, IMAGE, &holders)
+    fetch(&transport, &engine, &work, &pull(), &holders)
         .await
         .unwrap();
     assert_eq!(engine.image_id(IMAGE).await.unwrap(), Some(id));
@@ -140,7 +149,7 @@ async fn a_holder_gone_halfway_is_followed_by_the_next_from_where_it_stopped() {
         })
         .into();
     let work = dir.of(0);
-    fetch(&transport, &engine, &work, IMAGE, &holders)
+    fetch(&transport, &engine, &work, &pull(), &holders)
         .await
         .unwrap();
     assert_eq!(engine.image_id(IMAGE).await.unwrap(), Some(id));
@@ -173,7 +182,7 @@ async fn a_tar_that_is_not_the_image_is_refused_and_nothing_is_named() {
         id: id.clone(),
     }];
     let work = dir.of(0);
-    let why = fetch(&transport, &engine, &work, IMAGE, &holders)
+    let why = fetch(&transport, &engine, &work, &pull(), &holders)
         .await
         .unwrap_err();
     assert!(
@@ -204,7 +213,7 @@ async fn every_holder_failing_says_why_for_each() {
         })
         .into();
     let work = dir.of(0);
-    let why = fetch(&transport, &engine, &work, IMAGE, &holders)
+    let why = fetch(&transport, &engine, &work, &pull(), &holders)
         .await
         .unwrap_err();
     assert!(

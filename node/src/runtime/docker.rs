@@ -50,6 +50,9 @@ const INSPECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a pull may go without a word of progress from the engine before it fails.
 const PULL_STALL: Duration = Duration::from_secs(120);
 
+/// The longest an image's load may take, from the first byte sent to the engine's answer.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// `call`, or `RequestTimeoutError` if the engine has not answered within `limit`.
 async fn timed<T>(
     limit: Duration,
@@ -397,7 +400,10 @@ impl ContainerRuntime for Docker {
     async fn load(&self, tar: ImageStream) -> Result<(), RuntimeError> {
         let failed = |why: String| RuntimeError::Failed(format!("loading an image: {why}"));
         let options = ImportImageOptionsBuilder::new().quiet(true).build();
-        let progress = self.client.import_image_stream(options, tar, None);
+        // The engine answers once it has read the whole tar, and loaded it: longer than any
+        // other call takes (bollard's timeout runs until the answer).
+        let client = self.client.clone().with_timeout(LOAD_TIMEOUT);
+        let progress = client.import_image_stream(options, tar, None);
         let mut progress = stalling(progress);
         while let Some(info) = progress.next().await {
             if let Some(e) = info.map_err(failed)?.error_detail.and_then(|d| d.message) {

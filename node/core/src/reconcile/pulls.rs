@@ -444,8 +444,12 @@ mod tests {
     #[test]
     fn a_pushed_image_is_pulled_until_held_two_at_once() {
         let mut pulls = Pulls::default();
-        let pushed: BTreeMap<&str, &str> =
-            [("a:1", "sha256:a"), ("b:1", "sha256:b"), ("c:1", "sha256:c")].into();
+        let pushed: BTreeMap<&str, &str> = [
+            ("a:1", "sha256:a"),
+            ("b:1", "sha256:b"),
+            ("c:1", "sha256:c"),
+        ]
+        .into();
         let first = pulls.pushed_to_pull(&pushed, 0);
         let names: Vec<&str> = first.iter().map(|p| p.image.as_str()).collect();
         assert_eq!(names, ["a:1", "b:1"], "two at once");
@@ -459,7 +463,10 @@ mod tests {
         assert_eq!(next[0].image, "c:1", "a:1 is held, b:1 backs off");
         let held: Vec<HeldImage> = pulls.held_pushed().collect();
         assert_eq!(held.len(), 1);
-        assert_eq!((held[0].image.as_str(), held[0].id.as_str()), ("a:1", "sha256:a"));
+        assert_eq!(
+            (held[0].image.as_str(), held[0].id.as_str()),
+            ("a:1", "sha256:a")
+        );
         // Pushed again as another id: pulled again.
         let moved: BTreeMap<&str, &str> = [("a:1", "sha256:a2")].into();
         pulls.finished("c:1", Ok(()), 40);
