@@ -28,7 +28,8 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 use weeble_core::document::{Op, Persist, PersistFailure, WriteError};
-use weeble_core::images::Holder;
+use weeble_core::images::{self, Holder};
+use weeble_core::membership::Peers;
 use weeble_core::node::{Answer, Effect, Input, NodeCore, Timer};
 use weeble_core::reconcile::pulls::ImagePull;
 use weeble_core::status::Send;
@@ -296,6 +297,9 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                     transport: self.transport.clone(),
                     credentials: self.credentials.clone(),
                     dir: self.shelf.dir().to_path_buf(),
+                    table: self.table.subscribe(),
+                    view: self.view.subscribe(),
+                    me: self.node.clone(),
                 };
                 self.spawn_work(puller.run(pull, holders));
             }
@@ -405,10 +409,10 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
         let shelf = self.shelf.clone();
         tokio::spawn(async move {
             let part = match held {
-                true => shelf.part(&id, offset, len).await,
+                true => shelf.part(&from, &id, offset, len).await,
                 false => ImagePart::Refused(format!("this node does not hold image {id}")),
             };
-            if let ImagePart::Refused(why) = &part {
+            if let ImagePart::Refused(why) | ImagePart::Busy(why) = &part {
                 debug!(peer = %from, image = %id, %why, "a part of an image refused");
             }
             let _ = reply.send(Response::Image(part));
@@ -474,12 +478,16 @@ async fn act<R: ContainerRuntime>(runtime: R, actions: Vec<Action>) -> Event {
 }
 
 /// What a pull needs: the engine, the peers (when the registry fails), the registries'
-/// credentials, and where a tar from peers is written while it arrives.
+/// credentials, where a tar from peers is written while it arrives, and what tells the
+/// holders of an image as it spreads (the status table and the members, as they are now).
 struct Puller<R, T> {
     runtime: R,
     transport: T,
     credentials: Option<CredentialsFile>,
     dir: PathBuf,
+    table: watch::Receiver<Arc<StatusTable>>,
+    view: watch::Receiver<Arc<View>>,
+    me: String,
 }
 
 impl<R: ContainerRuntime, T: Transport> Puller<R, T> {
@@ -488,12 +496,12 @@ impl<R: ContainerRuntime, T: Transport> Puller<R, T> {
     /// the cluster, fetches it from `holders`.
     async fn run(self, pull: ImagePull, holders: Vec<Holder>) -> Event {
         let outcome = match pull.pushed {
-            Some(_) => self.peers(&pull, &holders, None).await,
+            Some(_) => self.peers(&pull, None).await,
             None => match self.registry(&pull.image).await {
                 Err(e) if !holders.is_empty() => {
                     let (image, n) = (&pull.image, holders.len());
                     info!(%image, error = %e, holders = n, "pull failed: fetching the image from peers");
-                    self.peers(&pull, &holders, Some(e)).await
+                    self.peers(&pull, Some(e)).await
                 }
                 pulled => pulled,
             },
@@ -502,15 +510,25 @@ impl<R: ContainerRuntime, T: Transport> Puller<R, T> {
         Event::Pulled { image, outcome }
     }
 
-    /// Fetches the image of `pull` from `holders`; a failure says why the registry failed
-    /// first, if it did.
+    /// Fetches the image of `pull` from the peers that hold it (as they are at each round);
+    /// a failure says why the registry failed first, if it did.
     async fn peers(
         &self,
         pull: &ImagePull,
-        holders: &[Holder],
         registry: Option<RuntimeError>,
     ) -> Result<(), RuntimeError> {
-        let fetched = fetch::fetch(&self.transport, &self.runtime, &self.dir, pull, holders);
+        let holders_now = || {
+            let (table, view) = (self.table.borrow().clone(), self.view.borrow().clone());
+            let peers = Peers::new(view.members.clone(), &self.me);
+            images::holders(&table, &peers, &self.me, pull)
+        };
+        let fetched = fetch::fetch(
+            &self.transport,
+            &self.runtime,
+            &self.dir,
+            pull,
+            &holders_now,
+        );
         fetched.await.map_err(|why| {
             RuntimeError::PullFailed(match registry {
                 Some(e) => format!("{e}; from peers: {why}"),

@@ -625,7 +625,7 @@ impl NetworkActor {
                     let refused = match request {
                         Request::Membership { .. } => return,
                         Request::Image { .. } => {
-                            Response::Image(ImagePart::Refused("over the rate limit".into()))
+                            Response::Image(ImagePart::Busy("over the rate limit".into()))
                         }
                         _ => Response::SyncRefused("over the rate limit".into()),
                     };

@@ -67,8 +67,10 @@ pub enum ImagePart {
         sha256: String,
         bytes: Vec<u8>,
     },
-    /// The holder will not serve it: why (it does not hold it, it serves enough already, its
-    /// engine failed).
+    /// The holder sends to enough peers now: ask another holder, or again in a moment.
+    Busy(String),
+    /// The holder will not serve it: why (it does not hold it, it keeps enough images
+    /// already, its engine failed).
     Refused(String),
 }
 

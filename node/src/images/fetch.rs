@@ -3,7 +3,10 @@
 //! into a file in the node's `images/` directory (one part in memory at once); the part's
 //! size follows the link (doubled while a part comes within [`FAST`], halved past [`SLOW`]).
 //! A holder that fails or refuses is followed by the next one, which goes on from where the
-//! tar stopped if its tar is the same (size and sha256), or starts it over. The whole tar
+//! tar stopped if its tar is the same (size and sha256), or starts it over. A holder sends to
+//! a few peers at once (`shelf::MAX_FETCHERS`) and tells the others it is busy: they ask the
+//! next holder, and while all are busy, they ask again a moment later, when more nodes hold
+//! the image: an image pushed to one node reaches N nodes in about log N transfer times. The whole tar
 //! must hash to what its holder said, then pass [`tarball::check`] (it is the image asked
 //! for, and names nothing) before the engine loads it; the image is then named as asked.
 
@@ -11,11 +14,12 @@ use super::tarball;
 use crate::runtime::ContainerRuntime;
 use crate::transport::Transport;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use weeble_core::images::Holder;
 use weeble_core::reconcile::pulls::ImagePull;
 use weeble_core::wire::{ImagePart, MAX_IMAGE_PART};
@@ -32,8 +36,12 @@ const PREPARE_WAIT: Duration = Duration::from_secs(300);
 const PREPARE_POLL: Duration = Duration::from_millis(500);
 /// Requests to one holder that may fail in a row before the next holder is asked.
 const MISSES: u32 = 3;
-/// Times every holder is asked, at most.
+/// Rounds in which every holder failed (none was busy) before a fetch fails.
 const ROUNDS: usize = 2;
+/// How soon a round in which some holder was busy is tried again.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+/// How long a fetch waits for busy holders at most.
+const BUSY_WAIT: Duration = Duration::from_secs(600);
 /// The largest image tar fetched.
 pub const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 
@@ -45,7 +53,7 @@ pub async fn fetch<T: Transport, R: ContainerRuntime>(
     runtime: &R,
     dir: &Path,
     pull: &ImagePull,
-    holders: &[Holder],
+    holders: &(dyn Fn() -> Vec<Holder> + Send + Sync),
 ) -> Result<(), String> {
     let image = pull.image.as_str();
     let reference = weeble_crdt::image::Reference::parse(image)?;
@@ -56,18 +64,15 @@ pub async fn fetch<T: Transport, R: ContainerRuntime>(
                 .into(),
         );
     }
-    let Some(id) = pull
+    let id = pull
         .pushed
         .clone()
-        .or(holders.first().map(|h| h.id.clone()))
-    else {
+        .or_else(|| holders().first().map(|h| h.id.clone()));
+    let Some(id) = id else {
         return Err("no peer holds it".into());
     };
     let engine = |e: crate::runtime::RuntimeError| e.to_string();
     if runtime.image_id(&id).await.map_err(engine)?.is_none() {
-        if holders.is_empty() {
-            return Err("no peer holds it".into());
-        }
         let hexid = id.strip_prefix("sha256:").unwrap_or(&id);
         let path = dir.join(format!("{hexid}.fetch"));
         let loaded = download(transport, holders, &id, &path).await;
@@ -100,10 +105,26 @@ struct Download<'a, T> {
     part: u32,
 }
 
-/// The tar of image `id` from `holders` into `path`, whole and as its holder said.
+/// Why a holder did not send the rest of the tar.
+enum Miss {
+    /// It sends to enough peers now: ask again soon.
+    Busy(String),
+    Failed(String),
+}
+
+impl From<String> for Miss {
+    fn from(why: String) -> Self {
+        Miss::Failed(why)
+    }
+}
+
+/// The tar of image `id` into `path`, whole and as its holder said, from the holders of `id`
+/// that `holders` gives (asked again each round: the holders grow as an image spreads).
+/// While some holder is busy, the round is tried again after [`BUSY_RETRY`], for
+/// [`BUSY_WAIT`] at most; [`ROUNDS`] rounds in which every holder failed end it.
 async fn download<T: Transport>(
     transport: &T,
-    holders: &[Holder],
+    holders: &(dyn Fn() -> Vec<Holder> + Send + Sync),
     id: &str,
     path: &Path,
 ) -> Result<(), String> {
@@ -117,27 +138,55 @@ async fn download<T: Transport>(
         tar: None,
         part: FIRST_PART,
     };
-    let mut failures = Vec::new();
-    for holder in holders.iter().cycle().take(holders.len() * ROUNDS) {
-        let peer = &holder.member.name;
-        match download.rest_from(holder).await {
-            Ok(()) => return Ok(()),
-            Err(why) => {
-                let have = download.tar.as_ref().map_or(0, |t| t.have);
-                warn!(image = %id, %peer, have, error = %why, "fetching from a peer failed");
-                failures.push(format!("{peer}: {why}"));
+    let (began, mut failed_rounds) = (Instant::now(), 0);
+    let mut failures: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        let round: Vec<Holder> = holders().into_iter().filter(|h| h.id == id).collect();
+        let mut busy = false;
+        for holder in &round {
+            let peer = &holder.member.name;
+            match download.rest_from(holder).await {
+                Ok(()) => return Ok(()),
+                Err(Miss::Busy(why)) => {
+                    debug!(image = %id, %peer, %why, "a peer is busy");
+                    busy = true;
+                }
+                Err(Miss::Failed(why)) => {
+                    let have = download.tar.as_ref().map_or(0, |t| t.have);
+                    warn!(image = %id, %peer, have, error = %why, "fetching from a peer failed");
+                    failures.insert(peer.clone(), why);
+                }
             }
         }
+        failed_rounds += usize::from(!busy);
+        let said = || {
+            let said: Vec<String> = failures
+                .iter()
+                .map(|(p, why)| format!("{p}: {why}"))
+                .collect();
+            said.join("; ")
+        };
+        if round.is_empty() {
+            return Err("no peer holds it".into());
+        }
+        if failed_rounds >= ROUNDS {
+            return Err(format!("no peer could send it ({})", said()));
+        }
+        if began.elapsed() >= BUSY_WAIT {
+            let wait = BUSY_WAIT.as_secs();
+            return Err(format!(
+                "every peer that holds it was busy for {wait} s ({})",
+                said()
+            ));
+        }
+        tokio::time::sleep(BUSY_RETRY).await;
     }
-    Err(format!("no peer could send it ({})", failures.join("; ")))
 }
 
 impl<T: Transport> Download<'_, T> {
     /// The rest of the tar from `holder`.
-    async fn rest_from(&mut self, holder: &Holder) -> Result<(), String> {
-        let (mut misses, asked_first) = (0, Instant::now());
-        let from = self.tar.as_ref().map_or(0, |t| t.have);
-        info!(image = %self.id, peer = %holder.member.name, from, "fetching an image from a peer");
+    async fn rest_from(&mut self, holder: &Holder) -> Result<(), Miss> {
+        let (mut misses, asked_first, mut told) = (0, Instant::now(), false);
         loop {
             let offset = self.tar.as_ref().map_or(0, |t| t.have);
             let asked = Instant::now();
@@ -154,7 +203,7 @@ impl<T: Transport> Download<'_, T> {
                 Err(e) => {
                     misses += 1;
                     if misses >= MISSES {
-                        return Err(e.to_string());
+                        return Err(Miss::Failed(e.to_string()));
                     }
                     self.part = (self.part / 2).max(FIRST_PART);
                     continue;
@@ -165,9 +214,11 @@ impl<T: Transport> Download<'_, T> {
                 }
                 Ok(ImagePart::Preparing) => {
                     let wait = PREPARE_WAIT.as_secs();
-                    return Err(format!("still writing the image out after {wait} s"));
+                    let why = format!("still writing the image out after {wait} s");
+                    return Err(Miss::Failed(why));
                 }
-                Ok(ImagePart::Refused(why)) => return Err(why),
+                Ok(ImagePart::Refused(why)) => return Err(Miss::Failed(why)),
+                Ok(ImagePart::Busy(why)) => return Err(Miss::Busy(why)),
                 Ok(ImagePart::Bytes {
                     size,
                     sha256,
@@ -175,6 +226,10 @@ impl<T: Transport> Download<'_, T> {
                 }) => (size, sha256, bytes),
             };
             misses = 0;
+            if !std::mem::replace(&mut told, true) {
+                let peer = &holder.member.name;
+                info!(image = %self.id, %peer, from = offset, "fetching an image from a peer");
+            }
             self.pace(asked.elapsed());
             if self.take(part).await? {
                 return Ok(());

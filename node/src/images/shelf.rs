@@ -2,8 +2,9 @@
 //! node's `images/` directory for peers that fetch them, served a part at a time. A tar is
 //! written once for every fetcher, kept while it is asked for, and deleted
 //! [`TAR_KEPT`] after its last part was served; [`MAX_TARS`] are kept at most, one is written
-//! at a time, and [`MAX_SERVING`] parts are read at once (past them, a fetcher is told to ask
-//! another holder). What the node serves in all may be paced (`--image-serve-rate`).
+//! at a time, and [`MAX_SERVING`] parts are read at once, for [`MAX_FETCHERS`] peers at once
+//! (past them, a fetcher is told the node is busy: it asks another holder). What the node
+//! serves in all may be paced (`--image-serve-rate`).
 
 use super::tarball::hex;
 use crate::runtime::ContainerRuntime;
@@ -28,6 +29,11 @@ pub const TAR_KEPT: Duration = Duration::from_secs(600);
 const FAILED_KEPT: Duration = Duration::from_secs(30);
 /// Parts read and sent at once.
 pub const MAX_SERVING: usize = 4;
+/// Peers a node sends images to at once; the others are told it is busy, and ask a node
+/// that got the image meanwhile: what makes an image spread as a tree.
+pub const MAX_FETCHERS: usize = 2;
+/// A peer that has asked for nothing this long is no longer sending to.
+const FETCHER_GONE: Duration = Duration::from_secs(5);
 
 /// The tars of one node (see the [module](self)); clones share them.
 #[derive(Clone)]
@@ -36,6 +42,7 @@ pub struct Shelf<R> {
     dir: PathBuf,
     tars: Arc<Mutex<BTreeMap<String, Tar>>>,
     serving: Arc<Semaphore>,
+    fetchers: Arc<Fetchers>,
     pace: Option<Arc<Pace>>,
 }
 
@@ -66,6 +73,7 @@ impl<R: ContainerRuntime> Shelf<R> {
             dir,
             tars: Arc::default(),
             serving: Arc::new(Semaphore::new(MAX_SERVING)),
+            fetchers: Arc::default(),
             pace: rate.map(|rate| Arc::new(Pace::new(rate))),
         })
     }
@@ -75,15 +83,19 @@ impl<R: ContainerRuntime> Shelf<R> {
         &self.dir
     }
 
-    /// The answer to a peer that asks for `len` bytes from `offset` of image `id`, which
-    /// this node holds: they, or `Preparing` while the tar is written.
-    pub async fn part(&self, id: &str, offset: u64, len: u32) -> ImagePart {
+    /// The answer to peer `from` that asks for `len` bytes from `offset` of image `id`,
+    /// which this node holds: they, `Preparing` while the tar is written, or `Busy` while it
+    /// sends to [`MAX_FETCHERS`] other peers.
+    pub async fn part(&self, from: &str, id: &str, offset: u64, len: u32) -> ImagePart {
+        if let Err(busy) = self.fetchers.admit(from) {
+            return busy;
+        }
         let (path, size, sha256) = match self.ready(id) {
             Ok(ready) => ready,
             Err(answer) => return answer,
         };
         let Ok(_permit) = self.serving.try_acquire() else {
-            return ImagePart::Refused(format!("serving {MAX_SERVING} parts already"));
+            return ImagePart::Busy(format!("serving {MAX_SERVING} parts already"));
         };
         let len = u64::from(len.min(MAX_IMAGE_PART)).min(size.saturating_sub(offset));
         let read = tokio::task::spawn_blocking(move || read_at(&path, offset, len)).await;
@@ -94,6 +106,9 @@ impl<R: ContainerRuntime> Shelf<R> {
         };
         if let Some(pace) = &self.pace {
             pace.wait(bytes.len() as u64).await;
+        }
+        if offset + bytes.len() as u64 >= size {
+            self.fetchers.done(from);
         }
         ImagePart::Bytes {
             size,
@@ -123,7 +138,7 @@ impl<R: ContainerRuntime> Shelf<R> {
             None => {}
         }
         if tars.values().any(|t| matches!(t, Tar::Saving)) {
-            return Err(ImagePart::Refused("writing out another image".into()));
+            return Err(ImagePart::Busy("writing out another image".into()));
         }
         if tars.len() >= MAX_TARS {
             let oldest = tars.iter().filter_map(|(id, t)| match t {
@@ -133,9 +148,7 @@ impl<R: ContainerRuntime> Shelf<R> {
             if let Some((_, oldest)) = oldest.min() {
                 remove(&mut tars, &oldest);
             } else {
-                return Err(ImagePart::Refused(format!(
-                    "{MAX_TARS} images kept already"
-                )));
+                return Err(ImagePart::Busy(format!("{MAX_TARS} images kept already")));
             }
         }
         tars.insert(id.to_string(), Tar::Saving);
@@ -231,6 +244,32 @@ fn read_at(path: &Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(len as usize);
     file.take(len).read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// The peers this node sends images to: each until it has the last part of its tar, or has
+/// asked for nothing for [`FETCHER_GONE`].
+#[derive(Default)]
+struct Fetchers(Mutex<BTreeMap<String, Instant>>);
+
+impl Fetchers {
+    /// Notes that `peer` asks now; `Busy` if it is not one of the [`MAX_FETCHERS`] served.
+    fn admit(&self, peer: &str) -> Result<(), ImagePart> {
+        let now = Instant::now();
+        let mut fetchers = self.0.lock().expect("never poisoned");
+        fetchers.retain(|_, at| now.duration_since(*at) < FETCHER_GONE);
+        if !fetchers.contains_key(peer) && fetchers.len() >= MAX_FETCHERS {
+            return Err(ImagePart::Busy(format!(
+                "sending images to {MAX_FETCHERS} peers already"
+            )));
+        }
+        fetchers.insert(peer.to_string(), now);
+        Ok(())
+    }
+
+    /// `peer` has all it asked for.
+    fn done(&self, peer: &str) {
+        self.0.lock().expect("never poisoned").remove(peer);
+    }
 }
 
 /// What a node serves, paced to a rate: each part is answered once its bytes would have

@@ -77,7 +77,7 @@ fn holder(dir: &Dir, board: &Switchboard, i: u8, runtime: MemoryRuntime, parts: 
             else {
                 continue;
             };
-            let part = shelf.part(&id, offset, len).await;
+            let part = shelf.part("fetcher", &id, offset, len).await;
             if matches!(part, ImagePart::Bytes { .. }) {
                 asked.lock().unwrap().push((i, offset));
                 if served.fetch_add(1, Ordering::Relaxed) >= parts {
@@ -125,7 +125,7 @@ async fn an_image_comes_from_a_peer_verified_and_named_as_asked() {
         id: id.clone(),
     }];
     let work = dir.of(0);
-    fetch(&transport, &engine, &work, &pull(), &holders)
+    fetch(&transport, &engine, &work, &pull(), &|| holders.to_vec())
         .await
         .unwrap();
     assert_eq!(engine.image_id(IMAGE).await.unwrap(), Some(id));
@@ -149,7 +149,7 @@ async fn a_holder_gone_halfway_is_followed_by_the_next_from_where_it_stopped() {
         })
         .into();
     let work = dir.of(0);
-    fetch(&transport, &engine, &work, &pull(), &holders)
+    fetch(&transport, &engine, &work, &pull(), &|| holders.to_vec())
         .await
         .unwrap();
     assert_eq!(engine.image_id(IMAGE).await.unwrap(), Some(id));
@@ -182,7 +182,7 @@ async fn a_tar_that_is_not_the_image_is_refused_and_nothing_is_named() {
         id: id.clone(),
     }];
     let work = dir.of(0);
-    let why = fetch(&transport, &engine, &work, &pull(), &holders)
+    let why = fetch(&transport, &engine, &work, &pull(), &|| holders.to_vec())
         .await
         .unwrap_err();
     assert!(
@@ -213,7 +213,7 @@ async fn every_holder_failing_says_why_for_each() {
         })
         .into();
     let work = dir.of(0);
-    let why = fetch(&transport, &engine, &work, &pull(), &holders)
+    let why = fetch(&transport, &engine, &work, &pull(), &|| holders.to_vec())
         .await
         .unwrap_err();
     assert!(
@@ -221,4 +221,69 @@ async fn every_holder_failing_says_why_for_each() {
         "{why}"
     );
     assert!(why.contains("h3: ") && why.contains("unreachable"), "{why}");
+}
+
+#[tokio::test]
+async fn a_holder_sends_to_two_peers_at_once_and_a_third_is_told_it_is_busy() {
+    let dir = Dir::new("busy");
+    let (source, id) = engine_with_image();
+    let shelf = Shelf::new(source, dir.of(1), None).unwrap();
+    let part = |from: &'static str, offset: u64, len: u32| {
+        let (shelf, id) = (shelf.clone(), id.clone());
+        async move { shelf.part(from, &id, offset, len).await }
+    };
+    // The tar is written out first (the answer meanwhile: Preparing).
+    let size = loop {
+        match part("a", 0, 16).await {
+            ImagePart::Bytes { size, .. } => break size,
+            ImagePart::Preparing => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(matches!(part("b", 0, 16).await, ImagePart::Bytes { .. }));
+    assert!(matches!(part("c", 0, 16).await, ImagePart::Busy(_)));
+    assert!(
+        matches!(part("a", 16, 16).await, ImagePart::Bytes { .. }),
+        "a goes on"
+    );
+    // a takes its last part: c's turn.
+    let rest = u32::try_from(size - 16).unwrap();
+    assert!(matches!(part("a", 16, rest).await, ImagePart::Bytes { .. }));
+    assert!(matches!(part("c", 0, 16).await, ImagePart::Bytes { .. }));
+}
+
+#[tokio::test]
+async fn while_every_holder_is_busy_the_fetch_waits_for_the_image_to_spread() {
+    let (board, dir) = (Switchboard::default(), Dir::new("spread"));
+    let (source, id) = engine_with_image();
+    // h1 is busy whenever asked; h2 holds the image but is not known at first.
+    let (_, mut events) = board.attach(addr(1), "peer-1".into(), Arc::default());
+    tokio::spawn(async move {
+        while let Some(NetEvent::Request { reply, .. }) = events.recv().await {
+            let busy = ImagePart::Busy("sending images to 2 peers already".into());
+            let _ = reply.send(Response::Image(busy));
+        }
+    });
+    holder(&dir, &board, 2, source, u64::MAX, Asked::default());
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let holders = || {
+        let round = asked.fetch_add(1, Ordering::Relaxed);
+        let known: &[u8] = if round < 2 { &[1] } else { &[1, 2] };
+        known
+            .iter()
+            .map(|&i| Holder {
+                member: member(i),
+                id: id.clone(),
+            })
+            .collect()
+    };
+    let (transport, engine) = (fetcher(&board), MemoryRuntime::new());
+    fetch(&transport, &engine, &dir.of(0), &pull(), &holders)
+        .await
+        .unwrap();
+    assert_eq!(engine.image_id(IMAGE).await.unwrap(), Some(id));
+    assert!(
+        asked.load(Ordering::Relaxed) >= 3,
+        "it asked for the holders again"
+    );
 }
