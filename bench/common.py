@@ -49,12 +49,15 @@ def percentile(values, p):
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def arguments(doc):
-    """The options every benchmark takes: how many runs, which binary, whether to run Swarm."""
+def arguments(doc, extra=None):
+    """The options every benchmark takes: how many runs, which binary, whether to run Swarm;
+    `extra(parser)` adds a benchmark's own."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--weeble", default=os.path.join(ROOT, "target/release/weeble"))
     parser.add_argument("--skip-swarm", action="store_true")
+    if extra:
+        extra(parser)
     return parser.parse_args()
 
 

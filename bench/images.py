@@ -10,12 +10,20 @@ loopback (Debian's docker-registry).
                               pulling together cost this machine's 2 cores)
   weeble, from the registry   `weeble apply` of 3 replicas (one per node: --max-pods 1) until
                               the three run, each node pulling into its own empty engine
+  weeble, from peers          the same with the image pushed to node 1 only (`weeble image
+                              push --nodes`): nodes 2 and 3 fetch it from node 1, no registry
+  weeble image push           from `weeble image push` (the main engine's image, through node
+                              1) until the three engines hold it
+  push to N nodes (--spread)  the same on N nodes (127.0.0.21-28): how the time grows with N
+
+Bytes served: what each node sent to peers in all (its log's "image sent to a peer").
 
 Each run starts from empty engines (the image removed from them). The image is the demo image
 of the binary given (a debug build's is ~365 MB, a release build's much smaller).
 
 Usage (as root, for the engines' bridges; docker-registry installed, as .ci/run does):
-  cargo build --release -p weeble && python3 bench/images.py [--runs 3]
+  cargo build --release -p weeble && python3 bench/images.py [--runs 3] [--spread 2,4,8]
+      [--demo-from target/debug/weeble]
 Leaves nothing behind: the nodes, engines, registry and their files are removed.
 """
 
@@ -31,6 +39,7 @@ import urllib.request
 from common import arguments, IMAGE, Cluster, percentile, sh, weeble_binary
 
 IPS = ["127.0.0.27", "127.0.0.28", "127.0.0.29"]
+SPREAD_IPS = [f"127.0.0.{21 + i}" for i in range(8)]
 REGISTRY = "127.0.0.30:15100"
 NAME = f"{REGISTRY}/bench/web:1"
 MANIFEST = """kind: Deployment
@@ -159,11 +168,11 @@ def running(cluster):
                if p["metadata"]["name"].startswith("pulled-") and p["status"]["phase"] == "Running")
 
 
-def weeble_pull(cluster, engines):
-    """From `apply` until the three pods run; then the deployment is deleted and the engines
-    emptied."""
+def weeble_pull(cluster, engines, image=NAME):
+    """From `apply` of 3 replicas of `image` until the three pods run; then the deployment is
+    deleted and the engines emptied."""
     start = time.time()
-    cluster.cli("apply", "-f", "-", stdin=MANIFEST.format(image=NAME))
+    cluster.cli("apply", "-f", "-", stdin=MANIFEST.format(image=image))
     deadline = start + 300
     while running(cluster) < 3:
         if time.time() > deadline:
@@ -178,16 +187,81 @@ def weeble_pull(cluster, engines):
     return took
 
 
+def push(cluster, server, tag, *more):
+    """The main engine's IMAGE pushed as `tag` through node `server`."""
+    sh("docker", "tag", IMAGE, tag)
+    cluster.cli("image", "push", tag, *more, server=cluster.api(server))
+    sh("docker", "rmi", tag)
+
+
+def held(engines, image, start):
+    """Waits until every engine holds `image`; the seconds from `start` each took, sorted."""
+    done = {}
+    while len(done) < len(engines):
+        for i, engine in enumerate(engines):
+            if i not in done and engine.docker("image", "inspect", image, check=False):
+                done[i] = time.time() - start
+        if time.time() > start + 600:
+            sys.exit(f"{image} did not reach every engine")
+        time.sleep(0.1)
+    return sorted(done.values())
+
+
+def served(cluster):
+    """The bytes each node sent to peers, from its log."""
+    sent = []
+    for i in range(len(cluster.ips)):
+        total = 0
+        for line in open(os.path.join(cluster.dir, f"n{i + 1}.log")):
+            if '"image sent to a peer"' in line:
+                total += json.loads(line)["fields"]["size"]
+        sent.append(total)
+    return sent
+
+
+def fleet(binary, prefix, ips, engines):
+    """Nodes on `ips`, node i on engine i, one pod each at most, logging JSON."""
+    return Cluster(binary, prefix, ips, 17401, 17402,
+                   extra=["--max-pods", "1", "--log-format", "json"],
+                   node_extra=lambda i: ["--docker-host", engines[i].host])
+
+
+def weeble_from_peers(cluster, engines, run):
+    """The image pushed to node 1 only, then 3 replicas of it: until the three run."""
+    tag = f"bench/peers:{run}"
+    push(cluster, 0, tag, "--nodes", cluster.node_name(0))
+    held(engines[:1], tag, time.time())
+    return weeble_pull(cluster, engines, tag)
+
+
+def weeble_push(cluster, engines, run):
+    """From `weeble image push` until every engine holds the image; then they are emptied."""
+    tag = f"bench/pushed:{run}"
+    start = time.time()
+    push(cluster, 0, tag)
+    took = held(engines, tag, start)
+    for engine in engines:
+        engine.empty()
+    return took
+
+
 def main():
-    args = arguments(__doc__)
+    def extra(parser):
+        parser.add_argument("--spread", default="", help="node counts to push to, such as 2,4,8")
+        parser.add_argument("--demo-from", help="the binary whose demo image is moved (a debug "
+                            "build's is ~370 MB; default: --weeble's)")
+    args = arguments(__doc__, extra=extra)
     binary = weeble_binary(args.weeble)
+    if args.demo_from:
+        sh(args.demo_from, "image", "build-demo")
     size_mb = int(sh("docker", "image", "inspect", "-f", "{{.Size}}", IMAGE)) / 1e6
     registry, engines, cluster = None, [], None
     try:
         registry = Registry()
         engines = [Engine(i) for i in range(3)]
         rows = {"docker save | docker load": [], "docker pull": [], "docker pull, 3 engines": [],
-                "weeble, from the registry": []}
+                "weeble, from the registry": [], "weeble, from peers": [],
+                "weeble image push, 3 nodes": []}
         for _ in range(args.runs):
             load = f"docker save {IMAGE} | docker -H {engines[0].host} load -q"
             rows["docker save | docker load"].append(
@@ -198,17 +272,46 @@ def main():
             rows["docker pull, 3 engines"].append(timed(lambda: pull_together(engines)))
             for engine in engines:
                 engine.empty()
-        hosts = {ip: e.host for ip, e in zip(IPS, engines)}
-        cluster = Cluster(binary, "images", IPS, 17401, 17402,
-                          extra=["--max-pods", "1"],
-                          node_extra=lambda i: ["--docker-host", hosts[IPS[i]]])
-        for _ in range(args.runs):
+        cluster = fleet(binary, "images", IPS, engines)
+        for run in range(args.runs):
             rows["weeble, from the registry"].append(weeble_pull(cluster, engines))
+        registry.stop()
+        registry = None
+        for run in range(args.runs):
+            rows["weeble, from peers"].append(weeble_from_peers(cluster, engines, run))
+        pushed = []
+        for run in range(args.runs):
+            pushed.append(weeble_push(cluster, engines, run))
+            rows["weeble image push, 3 nodes"].append(pushed[-1][-1])
+        sent = served(cluster)
+        cluster.stop()
+        cluster = None
+        for engine in engines:
+            engine.stop()
+        engines = []
+        spread = {}
+        for n in [int(n) for n in args.spread.split(",") if n]:
+            engines = [Engine(i) for i in range(n)]
+            cluster = fleet(binary, "spread", SPREAD_IPS[:n], engines)
+            spread[n] = [weeble_push(cluster, engines, run) for run in range(args.runs)]
+            cluster.stop()
+            cluster = None
+            for engine in engines:
+                engine.stop()
+            engines = []
         print(f"image: {IMAGE}, {size_mb:.0f} MB; {args.runs} runs each")
         print(f"{'':28} {'median s':>9} {'max s':>7} {'MB/s':>7}")
         for name, values in rows.items():
             median = percentile(values, 50)
             print(f"{name:28} {median:9.2f} {max(values):7.2f} {size_mb / median:7.0f}")
+        print("weeble image push, 3 nodes: each node's arrival (s), per run:",
+              "; ".join(" ".join(f"{t:.1f}" for t in run) for run in pushed))
+        print("bytes each node sent to peers (MB), over every run above:",
+              " ".join(f"{b / 1e6:.0f}" for b in sent))
+        for n, runs in spread.items():
+            last = percentile([r[-1] for r in runs], 50)
+            print(f"push to {n} nodes: every node holds it after {last:.2f} s (median); "
+                  f"arrivals of the median run: {' '.join(f'{t:.1f}' for t in sorted(runs, key=lambda r: r[-1])[len(runs) // 2])}")
     finally:
         if cluster:
             cluster.stop()

@@ -6,8 +6,9 @@
 //! credentials, and with a tag the registry lacks, the pods say why (`ErrImagePull`, then
 //! `ImagePullBackOff`) and recover once the credentials file or the registry is fixed; the
 //! password is nowhere in the nodes' logs or the API. With the registry stopped, an image
-//! one node holds reaches the others over the cluster's own connections, and a peer killed
-//! halfway through sending it does not stop it.
+//! one node holds reaches the others over the cluster's own connections (with a cluster key),
+//! and a peer killed halfway through sending it does not stop it. An image pushed with
+//! `weeble image push` reaches the nodes it is for, and runs there with no registry.
 //!
 //! Needs Docker, `docker-registry` and `htpasswd` (`.ci/run` installs them) and root (the
 //! engines' bridges): skipped with a message when one is missing, except under CI=true.
@@ -489,8 +490,12 @@ fn images_pass_between_peers_where_no_registry_can_be_reached() {
     let registry = Registry::start(OPEN_PORT, false);
     let image = registry.push("weeble-demo:v1", "weeble/web:1");
     let mut cluster = Cluster::new("peers");
-    // Paced, so that a transfer (371 MB) lasts long enough to be cut halfway.
-    let engines = fleet(&mut cluster, "peer", &["--image-serve-rate", "40Mi"]);
+    // Over connections that run the cluster key's handshake; paced, so that a transfer
+    // (371 MB) lasts long enough to be cut halfway.
+    let key = cluster.key("cluster.key");
+    let key = key.to_str().unwrap();
+    let paced = ["--cluster-key", key, "--image-serve-rate", "40Mi"];
+    let engines = fleet(&mut cluster, "peer", &paced);
     let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
     let index = |name: &str| names.iter().position(|n| n == name).unwrap();
     // The nodes (by index) that run a pod of `web`, as node `at` sees them.

@@ -105,6 +105,11 @@ pub struct NodeArgs {
     /// fast as the link goes.
     #[arg(long, value_name = "BYTES", value_parser = parse_rate)]
     image_serve_rate: Option<u64>,
+    /// Pull an image from the peers that hold it before its registry (a metered or slow
+    /// link to the registry); the registry if no peer can send it. Default: the registry
+    /// first, the peers if it fails.
+    #[arg(long)]
+    peers_first: bool,
     /// Requests a second each caller (each token, or all callers of a node with no tokens)
     /// may make, twice that in a burst; past it: 429. Default: no limit.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -343,6 +348,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     }
     config.registry_auth = args.registry_auth;
     config.image_serve_rate = args.image_serve_rate;
+    config.peers_first = args.peers_first;
     let leave_grace = args.leave_grace.unwrap_or(Duration::from_secs(30));
     let docker_host = args.docker_host.clone();
     config.replicate_to = usize::from(args.replicate_to);

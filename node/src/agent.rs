@@ -92,6 +92,8 @@ pub struct NodeConfig {
     /// The bytes a second this node sends in all to peers that fetch images from it, if
     /// paced (`--image-serve-rate`).
     pub image_serve_rate: Option<u64>,
+    /// Pulls try the peers that hold an image before its registry (`--peers-first`).
+    pub peers_first: bool,
 }
 
 impl NodeConfig {
@@ -127,6 +129,7 @@ impl NodeConfig {
             join_grace: Duration::from_secs(3),
             registry_auth: None,
             image_serve_rate: None,
+            peers_first: false,
         }
     }
 }
@@ -468,6 +471,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         peers_file,
         credentials: config.registry_auth.clone().map(CredentialsFile),
         shelf,
+        peers_first: config.peers_first,
         feedback: feedback_tx,
         status_sends: Arc::new(Semaphore::new(driver::MAX_STATUS_SENDS)),
         shutdown: shutdown.clone(),

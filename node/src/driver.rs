@@ -9,7 +9,7 @@
 //! fires.
 
 use crate::clock;
-use crate::images::fetch;
+use crate::images::pull::Puller;
 use crate::images::shelf::Shelf;
 use crate::probe::Checker;
 use crate::reconcile::{Action, ENGINE_CALLS_IN_FLIGHT, pass::Event};
@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 use weeble_core::document::{Op, Persist, PersistFailure, WriteError};
-use weeble_core::images::{self, Holder};
+use weeble_core::images;
 use weeble_core::membership::Peers;
 use weeble_core::node::{Answer, Effect, Input, NodeCore, Timer};
 use weeble_core::reconcile::pulls::ImagePull;
@@ -94,6 +94,8 @@ pub struct Driver<T, R, C> {
     pub credentials: Option<CredentialsFile>,
     /// The images this node writes out for peers; its directory also takes those fetched.
     pub shelf: Shelf<R>,
+    /// Pulls try the peers that hold an image before its registry (`--peers-first`).
+    pub peers_first: bool,
     pub feedback: mpsc::Sender<Input>,
     /// Permits for status pushes in flight ([`MAX_STATUS_SENDS`]).
     pub status_sends: Arc<Semaphore>,
@@ -292,16 +294,26 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                 self.spawn_work(act(runtime, actions));
             }
             Effect::Pull { pull, holders } => {
+                let (table, view) = (self.table.subscribe(), self.view.subscribe());
+                let me = self.node.clone();
+                let holders_now = move |pull: &ImagePull| {
+                    let (table, view) = (table.borrow().clone(), view.borrow().clone());
+                    let peers = Peers::new(view.members.clone(), &me);
+                    images::holders(&table, &peers, &me, pull)
+                };
                 let puller = Puller {
                     runtime: self.runtime.clone(),
                     transport: self.transport.clone(),
                     credentials: self.credentials.clone(),
                     dir: self.shelf.dir().to_path_buf(),
-                    table: self.table.subscribe(),
-                    view: self.view.subscribe(),
-                    me: self.node.clone(),
+                    holders: Arc::new(holders_now),
+                    peers_first: self.peers_first,
                 };
-                self.spawn_work(puller.run(pull, holders));
+                self.spawn_work(async move {
+                    let outcome = puller.pull(&pull, &holders).await;
+                    let image = pull.image;
+                    Event::Pulled { image, outcome }
+                });
             }
             Effect::Probe(check) => {
                 let (checker, feedback) = (self.checker.clone(), self.feedback.clone());
@@ -475,82 +487,6 @@ async fn act<R: ContainerRuntime>(runtime: R, actions: Vec<Action>) -> Event {
             .map(|o| o.expect("every action ran"))
             .collect(),
     )
-}
-
-/// What a pull needs: the engine, the peers (when the registry fails), the registries'
-/// credentials, where a tar from peers is written while it arrives, and what tells the
-/// holders of an image as it spreads (the status table and the members, as they are now).
-struct Puller<R, T> {
-    runtime: R,
-    transport: T,
-    credentials: Option<CredentialsFile>,
-    dir: PathBuf,
-    table: watch::Receiver<Arc<StatusTable>>,
-    view: watch::Receiver<Arc<View>>,
-    me: String,
-}
-
-impl<R: ContainerRuntime, T: Transport> Puller<R, T> {
-    /// Pulls an image from its registry, with the credentials the file has for it (read now:
-    /// a file fixed since the last pull counts); if that fails, or the image was pushed into
-    /// the cluster, fetches it from `holders`.
-    async fn run(self, pull: ImagePull, holders: Vec<Holder>) -> Event {
-        let outcome = match pull.pushed {
-            Some(_) => self.peers(&pull, None).await,
-            None => match self.registry(&pull.image).await {
-                Err(e) if !holders.is_empty() => {
-                    let (image, n) = (&pull.image, holders.len());
-                    info!(%image, error = %e, holders = n, "pull failed: fetching the image from peers");
-                    self.peers(&pull, Some(e)).await
-                }
-                pulled => pulled,
-            },
-        };
-        let image = pull.image;
-        Event::Pulled { image, outcome }
-    }
-
-    /// Fetches the image of `pull` from the peers that hold it (as they are at each round);
-    /// a failure says why the registry failed first, if it did.
-    async fn peers(
-        &self,
-        pull: &ImagePull,
-        registry: Option<RuntimeError>,
-    ) -> Result<(), RuntimeError> {
-        let holders_now = || {
-            let (table, view) = (self.table.borrow().clone(), self.view.borrow().clone());
-            let peers = Peers::new(view.members.clone(), &self.me);
-            images::holders(&table, &peers, &self.me, pull)
-        };
-        let fetched = fetch::fetch(
-            &self.transport,
-            &self.runtime,
-            &self.dir,
-            pull,
-            &holders_now,
-        );
-        fetched.await.map_err(|why| {
-            RuntimeError::PullFailed(match registry {
-                Some(e) => format!("{e}; from peers: {why}"),
-                None => format!("Failed to fetch image {:?} from peers: {why}", pull.image),
-            })
-        })
-    }
-
-    async fn registry(&self, image: &str) -> Result<(), RuntimeError> {
-        let registry =
-            weeble_crdt::image::Reference::parse(image).map(|r| r.registry().to_string());
-        let credentials = match (self.credentials.clone(), registry) {
-            (Some(file), Ok(registry)) => {
-                let read = tokio::task::spawn_blocking(move || file.for_registry(&registry)).await;
-                read.unwrap_or_else(|e| {
-                    Err(RuntimeError::Failed(format!("reading credentials: {e}")))
-                })?
-            }
-            _ => None,
-        };
-        self.runtime.pull(image, credentials).await
-    }
 }
 
 async fn execute<R: ContainerRuntime>(runtime: &R, action: &Action) -> Result<(), RuntimeError> {

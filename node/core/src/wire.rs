@@ -1,7 +1,9 @@
 //! The frames peers exchange on the one request-response protocol (`/weeble/rpc/3`): what a
 //! [`Request`] and its [`Response`] carry, and their bytes (bincode, standard config). The
 //! transport adds only a length before each frame; decoding is here, pure, so that the fuzz
-//! targets (`fuzz/`) run the very code a node runs on what a peer sent.
+//! targets (`fuzz/`) run the very code a node runs on what a peer sent. Byte strings go as
+//! bytes (`serde_bytes`: one copy, where serde's sequence took them a byte at a time, 4 MiB
+//! parts of images included); on the wire they are what the sequence was.
 
 use crate::gossip::Digest;
 use crate::status::StatusMessage;
@@ -21,11 +23,12 @@ pub const BINCODE: Configuration<LittleEndian, Varint, Limit<MAX_MESSAGE>> =
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
     Membership {
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         digest: Digest,
     },
     Status(StatusMessage),
-    Sync(Vec<u8>),
+    Sync(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Up to `len` bytes from `offset` of image `id` as its holder's engine writes it out
     /// (`docker save`): answered with [`Response::Image`].
     Image {
@@ -41,11 +44,12 @@ pub enum Response {
     /// The membership datagram the request's own datagram called for at once (SWIM's ack to
     /// a ping), and what the answering node holds: one exchange instead of two.
     Membership {
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         digest: Digest,
     },
     Status(StatusMessage),
-    Sync(Option<Vec<u8>>),
+    Sync(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// The peer could not take the sync message in (it cannot persist it): why.
     SyncRefused(String),
     Image(ImagePart),
@@ -65,6 +69,7 @@ pub enum ImagePart {
     Bytes {
         size: u64,
         sha256: String,
+        #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
     /// The holder sends to enough peers now: ask another holder, or again in a moment.
@@ -123,5 +128,24 @@ mod tests {
         assert!(matches!(again, Request::Sync(m) if m == vec![7; 100]));
         let err = encode(&Request::Sync(vec![0; MAX_MESSAGE])).unwrap_err();
         assert!(matches!(err, WireError::TooLarge(_)), "{err}");
+    }
+
+    #[test]
+    fn byte_strings_go_as_bytes_and_read_as_the_sequence_they_were() {
+        let data: Vec<u8> = (0..=255).collect();
+        let as_sequence = bincode::serde::encode_to_vec(&data, BINCODE).unwrap();
+        let request = Request::Sync(data.clone());
+        let frame = encode(&request).unwrap();
+        // The variant's index, then the bytes as a sequence of them would be.
+        assert_eq!(&frame[1..], &as_sequence[..]);
+        let part = Response::Image(ImagePart::Bytes {
+            size: 256,
+            sha256: "x".into(),
+            bytes: data.clone(),
+        });
+        match decode::<Response>(&encode(&part).unwrap()).unwrap() {
+            Response::Image(ImagePart::Bytes { bytes, .. }) => assert_eq!(bytes, data),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -75,7 +75,8 @@ pub async fn fetch<T: Transport, R: ContainerRuntime>(
     if runtime.image_id(&id).await.map_err(engine)?.is_none() {
         let hexid = id.strip_prefix("sha256:").unwrap_or(&id);
         let path = dir.join(format!("{hexid}.fetch"));
-        let loaded = download(transport, holders, &id, &path).await;
+        let waits = pull.pushed.is_some();
+        let loaded = download(transport, holders, waits, &id, &path).await;
         let loaded = match loaded {
             Ok(()) => super::load(runtime, &path, &id).await,
             Err(e) => Err(e),
@@ -119,12 +120,14 @@ impl From<String> for Miss {
 }
 
 /// The tar of image `id` into `path`, whole and as its holder said, from the holders of `id`
-/// that `holders` gives (asked again each round: the holders grow as an image spreads).
+/// that `holders` gives (asked again each round: the holders grow as an image spreads; a
+/// fetch that `waits`, of a pushed image, waits for a first one as for a busy one).
 /// While some holder is busy, the round is tried again after [`BUSY_RETRY`], for
 /// [`BUSY_WAIT`] at most; [`ROUNDS`] rounds in which every holder failed end it.
 async fn download<T: Transport>(
     transport: &T,
     holders: &(dyn Fn() -> Vec<Holder> + Send + Sync),
+    waits: bool,
     id: &str,
     path: &Path,
 ) -> Result<(), String> {
@@ -142,7 +145,8 @@ async fn download<T: Transport>(
     let mut failures: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let round: Vec<Holder> = holders().into_iter().filter(|h| h.id == id).collect();
-        let mut busy = false;
+        // No holder yet (a pushed image whose first holder's report is on its way): as busy.
+        let mut busy = waits && round.is_empty();
         for holder in &round {
             let peer = &holder.member.name;
             match download.rest_from(holder).await {
@@ -166,7 +170,7 @@ async fn download<T: Transport>(
                 .collect();
             said.join("; ")
         };
-        if round.is_empty() {
+        if round.is_empty() && !waits {
             return Err("no peer holds it".into());
         }
         if failed_rounds >= ROUNDS {

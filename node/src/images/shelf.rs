@@ -109,6 +109,7 @@ impl<R: ContainerRuntime> Shelf<R> {
         }
         if offset + bytes.len() as u64 >= size {
             self.fetchers.done(from);
+            info!(peer = %from, image = %id, size, "image sent to a peer");
         }
         ImagePart::Bytes {
             size,

@@ -2,11 +2,12 @@
 //! their shelves (or lie, or stop halfway), and a fetcher that must end with the image.
 
 use super::fetch::fetch;
+use super::pull::Puller;
 use super::shelf::Shelf;
 use super::tarball;
 use crate::membership::{MemberId, MemberInfo};
 use crate::runtime::ContainerRuntime;
-use crate::runtime::memory::MemoryRuntime;
+use crate::runtime::memory::{Call, MemoryRuntime};
 use crate::transport::memory::{MemoryTransport, Switchboard};
 use crate::transport::{ImagePart, Inbound, LocalDigest, NetEvent, Response};
 use std::net::SocketAddr;
@@ -253,7 +254,7 @@ async fn a_holder_sends_to_two_peers_at_once_and_a_third_is_told_it_is_busy() {
 }
 
 #[tokio::test]
-async fn while_every_holder_is_busy_the_fetch_waits_for_the_image_to_spread() {
+async fn while_no_holder_is_free_a_pushed_image_waits_for_it_to_spread() {
     let (board, dir) = (Switchboard::default(), Dir::new("spread"));
     let (source, id) = engine_with_image();
     // h1 is busy whenever asked; h2 holds the image but is not known at first.
@@ -265,10 +266,15 @@ async fn while_every_holder_is_busy_the_fetch_waits_for_the_image_to_spread() {
         }
     });
     holder(&dir, &board, 2, source, u64::MAX, Asked::default());
+    // A pushed image: no holder is known at first (the report of the node that took the
+    // push is on its way), then h1, then both.
     let asked = std::sync::atomic::AtomicUsize::new(0);
     let holders = || {
-        let round = asked.fetch_add(1, Ordering::Relaxed);
-        let known: &[u8] = if round < 2 { &[1] } else { &[1, 2] };
+        let known: &[u8] = match asked.fetch_add(1, Ordering::Relaxed) {
+            0 => &[],
+            1 => &[1],
+            _ => &[1, 2],
+        };
         known
             .iter()
             .map(|&i| Holder {
@@ -278,7 +284,11 @@ async fn while_every_holder_is_busy_the_fetch_waits_for_the_image_to_spread() {
             .collect()
     };
     let (transport, engine) = (fetcher(&board), MemoryRuntime::new());
-    fetch(&transport, &engine, &dir.of(0), &pull(), &holders)
+    let pushed = ImagePull {
+        pushed: Some(id.clone()),
+        ..pull()
+    };
+    fetch(&transport, &engine, &dir.of(0), &pushed, &holders)
         .await
         .unwrap();
     assert_eq!(engine.image_id(IMAGE).await.unwrap(), Some(id));
@@ -286,4 +296,74 @@ async fn while_every_holder_is_busy_the_fetch_waits_for_the_image_to_spread() {
         asked.load(Ordering::Relaxed) >= 3,
         "it asked for the holders again"
     );
+}
+
+#[tokio::test]
+async fn a_pull_tries_the_registry_then_the_peers_the_peers_first_when_told_and_only_them_when_pushed()
+ {
+    let (board, dir) = (Switchboard::default(), Dir::new("order"));
+    let (source, id) = engine_with_image();
+    let asked = Asked::default();
+    holder(&dir, &board, 1, source, u64::MAX, asked.clone());
+    let transport = fetcher(&board);
+    let holders = vec![Holder {
+        member: member(1),
+        id: id.clone(),
+    }];
+    let puller = |engine: &MemoryRuntime, peers_first| {
+        let known = holders.clone();
+        Puller {
+            runtime: engine.clone(),
+            transport: transport.clone(),
+            credentials: None,
+            dir: dir.of(0),
+            holders: Arc::new(move |_: &ImagePull| known.clone()),
+            peers_first,
+        }
+    };
+    let registry_pulls = |engine: &MemoryRuntime| {
+        let calls = engine.calls();
+        calls
+            .iter()
+            .filter(|c| matches!(c, Call::Pull { .. }))
+            .count()
+    };
+    let with_registry = || {
+        let engine = MemoryRuntime::new();
+        engine.add_to_registry(IMAGE, None);
+        engine
+    };
+    // The registry has it: from there, no peer asked.
+    let engine = with_registry();
+    puller(&engine, false)
+        .pull(&pull(), &holders)
+        .await
+        .unwrap();
+    assert_eq!(registry_pulls(&engine), 1);
+    assert!(asked.lock().unwrap().is_empty());
+    // --peers-first: from the peer, the registry not asked.
+    let engine = with_registry();
+    puller(&engine, true).pull(&pull(), &holders).await.unwrap();
+    assert_eq!(registry_pulls(&engine), 0);
+    assert!(!asked.lock().unwrap().is_empty());
+    // The registry lacks it: from the peer, after the registry.
+    let engine = MemoryRuntime::new();
+    puller(&engine, false)
+        .pull(&pull(), &holders)
+        .await
+        .unwrap();
+    assert_eq!(registry_pulls(&engine), 1);
+    assert_eq!(engine.image_id(IMAGE).await.unwrap(), Some(id.clone()));
+    // Pushed: from the peers only.
+    let engine = with_registry();
+    let pushed = ImagePull {
+        pushed: Some(id.clone()),
+        ..pull()
+    };
+    puller(&engine, false)
+        .pull(&pushed, &holders)
+        .await
+        .unwrap();
+    assert_eq!(registry_pulls(&engine), 0);
+    assert_eq!(engine.image_id(IMAGE).await.unwrap(), Some(id));
 }

@@ -316,11 +316,13 @@ impl Reconciler {
         let Plan { actions, pulls } = plan(
             &s.node, s.host_ip, &desired, &observed, &handovers, &self.book, ctx.now_ms,
         );
-        // A pod's image that was pushed comes from the peers, as the push made it.
+        // A pod's image that was pushed (for this node or not) comes from the peers, as the
+        // push made it.
+        let all_pushed = &ctx.view.snapshot.images;
         let mut pulls: Vec<ImagePull> = pulls
             .into_iter()
             .map(|image| ImagePull {
-                pushed: pushed.get(image.as_str()).map(|id| id.to_string()),
+                pushed: all_pushed.get(&image).map(|p| p.id.clone()),
                 image,
             })
             .collect();
