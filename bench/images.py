@@ -15,6 +15,7 @@ loopback (Debian's docker-registry).
   weeble image push           from `weeble image push` (the main engine's image, through node
                               1) until the three engines hold it
   push to N nodes (--spread)  the same on N nodes (127.0.0.21-28): how the time grows with N
+                              (--spread-rate paces what each node sends, as a link would)
 
 Bytes served: what each node sent to peers in all (its log's "image sent to a peer").
 
@@ -219,10 +220,10 @@ def served(cluster):
     return sent
 
 
-def fleet(binary, prefix, ips, engines):
+def fleet(binary, prefix, ips, engines, extra=()):
     """Nodes on `ips`, node i on engine i, one pod each at most, logging JSON."""
     return Cluster(binary, prefix, ips, 17401, 17402,
-                   extra=["--max-pods", "1", "--log-format", "json"],
+                   extra=["--max-pods", "1", "--log-format", "json", *extra],
                    node_extra=lambda i: ["--docker-host", engines[i].host])
 
 
@@ -248,6 +249,9 @@ def weeble_push(cluster, engines, run):
 def main():
     def extra(parser):
         parser.add_argument("--spread", default="", help="node counts to push to, such as 2,4,8")
+        parser.add_argument("--spread-rate", help="--image-serve-rate of the --spread nodes, "
+                            "as a link that is the bottleneck would be (20Mi)")
+        parser.add_argument("--only-spread", action="store_true", help="skip the 3-node rows")
         parser.add_argument("--demo-from", help="the binary whose demo image is moved (a debug "
                             "build's is ~370 MB; default: --weeble's)")
     args = arguments(__doc__, extra=extra)
@@ -255,70 +259,84 @@ def main():
     if args.demo_from:
         sh(args.demo_from, "image", "build-demo")
     size_mb = int(sh("docker", "image", "inspect", "-f", "{{.Size}}", IMAGE)) / 1e6
-    registry, engines, cluster = None, [], None
+    state = {"registry": None, "engines": [], "cluster": None}
     try:
-        registry = Registry()
-        engines = [Engine(i) for i in range(3)]
-        rows = {"docker save | docker load": [], "docker pull": [], "docker pull, 3 engines": [],
-                "weeble, from the registry": [], "weeble, from peers": [],
-                "weeble image push, 3 nodes": []}
-        for _ in range(args.runs):
-            load = f"docker save {IMAGE} | docker -H {engines[0].host} load -q"
-            rows["docker save | docker load"].append(
-                timed(lambda: subprocess.run(load, shell=True, check=True, capture_output=True)))
-            engines[0].empty()
-            rows["docker pull"].append(timed(lambda: engines[0].docker("pull", "-q", NAME)))
-            engines[0].empty()
-            rows["docker pull, 3 engines"].append(timed(lambda: pull_together(engines)))
-            for engine in engines:
-                engine.empty()
-        cluster = fleet(binary, "images", IPS, engines)
-        for run in range(args.runs):
-            rows["weeble, from the registry"].append(weeble_pull(cluster, engines))
-        registry.stop()
-        registry = None
-        for run in range(args.runs):
-            rows["weeble, from peers"].append(weeble_from_peers(cluster, engines, run))
-        pushed = []
-        for run in range(args.runs):
-            pushed.append(weeble_push(cluster, engines, run))
-            rows["weeble image push, 3 nodes"].append(pushed[-1][-1])
-        sent = served(cluster)
-        cluster.stop()
-        cluster = None
-        for engine in engines:
-            engine.stop()
-        engines = []
-        spread = {}
+        if not args.only_spread:
+            three_nodes(args, binary, size_mb, state)
         for n in [int(n) for n in args.spread.split(",") if n]:
-            engines = [Engine(i) for i in range(n)]
-            cluster = fleet(binary, "spread", SPREAD_IPS[:n], engines)
-            spread[n] = [weeble_push(cluster, engines, run) for run in range(args.runs)]
-            cluster.stop()
-            cluster = None
-            for engine in engines:
-                engine.stop()
-            engines = []
-        print(f"image: {IMAGE}, {size_mb:.0f} MB; {args.runs} runs each")
-        print(f"{'':28} {'median s':>9} {'max s':>7} {'MB/s':>7}")
-        for name, values in rows.items():
-            median = percentile(values, 50)
-            print(f"{name:28} {median:9.2f} {max(values):7.2f} {size_mb / median:7.0f}")
-        print("weeble image push, 3 nodes: each node's arrival (s), per run:",
-              "; ".join(" ".join(f"{t:.1f}" for t in run) for run in pushed))
-        print("bytes each node sent to peers (MB), over every run above:",
-              " ".join(f"{b / 1e6:.0f}" for b in sent))
-        for n, runs in spread.items():
+            runs = spread(args, binary, n, state)
             last = percentile([r[-1] for r in runs], 50)
-            print(f"push to {n} nodes: every node holds it after {last:.2f} s (median); "
-                  f"arrivals of the median run: {' '.join(f'{t:.1f}' for t in sorted(runs, key=lambda r: r[-1])[len(runs) // 2])}")
+            median_run = sorted(runs, key=lambda r: r[-1])[len(runs) // 2]
+            paced = f", each node sending {args.spread_rate}/s at most" if args.spread_rate else ""
+            print(f"push to {n} nodes{paced}: every node holds it after {last:.2f} s (median); "
+                  f"arrivals of the median run: {' '.join(f'{t:.1f}' for t in median_run)}")
     finally:
-        if cluster:
-            cluster.stop()
-        for engine in engines:
+        if state["cluster"]:
+            state["cluster"].stop()
+        for engine in state["engines"]:
             engine.stop()
-        if registry:
-            registry.stop()
+        if state["registry"]:
+            state["registry"].stop()
+
+
+def three_nodes(args, binary, size_mb, state):
+    """The 3-node rows, printed; `state` holds what is to be stopped if it fails."""
+    registry = state["registry"] = Registry()
+    engines = state["engines"] = [Engine(i) for i in range(3)]
+    rows = {"docker save | docker load": [], "docker pull": [], "docker pull, 3 engines": [],
+            "weeble, from the registry": [], "weeble, from peers": [],
+            "weeble image push, 3 nodes": []}
+    for _ in range(args.runs):
+        load = f"docker save {IMAGE} | docker -H {engines[0].host} load -q"
+        rows["docker save | docker load"].append(
+            timed(lambda: subprocess.run(load, shell=True, check=True, capture_output=True)))
+        engines[0].empty()
+        rows["docker pull"].append(timed(lambda: engines[0].docker("pull", "-q", NAME)))
+        engines[0].empty()
+        rows["docker pull, 3 engines"].append(timed(lambda: pull_together(engines)))
+        for engine in engines:
+            engine.empty()
+    cluster = state["cluster"] = fleet(binary, "images", IPS, engines)
+    for run in range(args.runs):
+        rows["weeble, from the registry"].append(weeble_pull(cluster, engines))
+    registry.stop()
+    state["registry"] = None
+    for run in range(args.runs):
+        rows["weeble, from peers"].append(weeble_from_peers(cluster, engines, run))
+    pushed = []
+    for run in range(args.runs):
+        pushed.append(weeble_push(cluster, engines, run))
+        rows["weeble image push, 3 nodes"].append(pushed[-1][-1])
+    sent = served(cluster)
+    stop(state)
+    print(f"image: {IMAGE}, {size_mb:.0f} MB; {args.runs} runs each")
+    print(f"{'':28} {'median s':>9} {'max s':>7} {'MB/s':>7}")
+    for name, values in rows.items():
+        median = percentile(values, 50)
+        print(f"{name:28} {median:9.2f} {max(values):7.2f} {size_mb / median:7.0f}")
+    print("weeble image push, 3 nodes: each node's arrival (s), per run:",
+          "; ".join(" ".join(f"{t:.1f}" for t in run) for run in pushed))
+    print("bytes each node sent to peers (MB), over every run above:",
+          " ".join(f"{b / 1e6:.0f}" for b in sent))
+
+
+def spread(args, binary, n, state):
+    """`weeble image push` to `n` nodes, `args.runs` times: each run's arrivals."""
+    state["engines"] = engines = [Engine(i) for i in range(n)]
+    paced = ["--image-serve-rate", args.spread_rate] if args.spread_rate else []
+    cluster = state["cluster"] = fleet(binary, "spread", SPREAD_IPS[:n], engines, paced)
+    runs = [weeble_push(cluster, engines, run) for run in range(args.runs)]
+    stop(state)
+    return runs
+
+
+def stop(state):
+    """Stops the cluster and the engines of `state`."""
+    state["cluster"].stop()
+    state["cluster"] = None
+    for engine in state["engines"]:
+        engine.stop()
+    state["engines"] = []
 
 
 if __name__ == "__main__":
