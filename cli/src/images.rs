@@ -20,6 +20,14 @@ const PUSH_TIMEOUT: Duration = Duration::from_secs(3600);
 const CHUNKS_IN_FLIGHT: usize = 8;
 
 pub fn push(client: &Client, image: &str, nodes: &[String]) -> anyhow::Result<()> {
+    let reference = weeble_crdt::image::Reference::parse(image)
+        .map_err(|why| anyhow!("image {image}: {why}"))?;
+    if reference.digest.is_some() {
+        return Err(anyhow!(
+            "image {image}: give a tag, not a digest (an engine keeps no digest for an image it \
+             loads)"
+        ));
+    }
     let runtime = crate::agent::runtime()?;
     let (docker, id) = runtime.block_on(async {
         let docker = Docker::connect().await?;

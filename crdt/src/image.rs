@@ -82,6 +82,15 @@ impl<'a> Reference<'a> {
         }
     }
 
+    /// `image` with a tag: `latest` where it names none (nor a digest), as the engine reads
+    /// it (`web` and `web:latest` are one image); as given if it cannot be read.
+    pub fn tagged(image: &str) -> String {
+        match Reference::parse(image) {
+            Ok(r) if r.tag.is_none() && r.digest.is_none() => format!("{image}:{DEFAULT_TAG}"),
+            _ => image.to_string(),
+        }
+    }
+
     /// The registry it is pulled from (`docker.io` when the name names none).
     pub fn registry(&self) -> &'a str {
         self.registry.unwrap_or(DEFAULT_REGISTRY)
@@ -94,6 +103,13 @@ impl<'a> Reference<'a> {
             _ => PullPolicy::IfNotPresent,
         }
     }
+}
+
+/// Whether `id` is an image id as an engine writes it: `sha256:` and 64 lower-case hex
+/// digits (the sha256 of the image's config). A name, or a short id, is not.
+pub fn is_id(id: &str) -> bool {
+    let hex = id.strip_prefix("sha256:").unwrap_or_default();
+    hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The policy a container pulls `image` by: `given`, or Kubernetes' default for the image;
@@ -217,6 +233,28 @@ mod tests {
         let with_digest = format!("registry.example.com/a_b/c--d.e:v1@{DIGEST}");
         let r = Reference::parse(&with_digest).unwrap();
         assert_eq!((r.tag, r.digest), (Some("v1"), Some(DIGEST)));
+    }
+
+    #[test]
+    fn ids_are_told_from_names_and_a_name_gets_its_tag() {
+        assert!(is_id(DIGEST));
+        for not in [
+            "sha256:abc",
+            "postgres:15",
+            "../../etc",
+            &DIGEST.to_uppercase(),
+            &DIGEST[7..],
+        ] {
+            assert!(!is_id(not), "{not}");
+        }
+        assert_eq!(Reference::tagged("web"), "web:latest");
+        assert_eq!(
+            Reference::tagged("127.0.0.1:5000/web"),
+            "127.0.0.1:5000/web:latest"
+        );
+        assert_eq!(Reference::tagged("web:1"), "web:1");
+        let by_digest = format!("web@{DIGEST}");
+        assert_eq!(Reference::tagged(&by_digest), by_digest);
     }
 
     #[test]

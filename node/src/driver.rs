@@ -311,8 +311,7 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                 };
                 self.spawn_work(async move {
                     let outcome = puller.pull(&pull, &holders).await;
-                    let image = pull.image;
-                    Event::Pulled { image, outcome }
+                    Event::Pulled { pull, outcome }
                 });
             }
             Effect::Probe(check) => {

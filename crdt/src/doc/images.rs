@@ -36,10 +36,16 @@ impl PushedImage {
         self.seed == node || self.nodes.is_empty() || self.nodes.iter().any(|n| n == node)
     }
 
+    /// The stored value read; an id that is not one (written by a broken or hostile peer:
+    /// nodes use it in file names and engine calls) is refused.
     pub(super) fn read(value: &ScalarValue) -> Result<Self, String> {
-        match value {
-            ScalarValue::Str(json) => serde_json::from_str(json).map_err(|e| e.to_string()),
-            other => Err(format!("expected a JSON string, found {other}")),
+        let image: PushedImage = match value {
+            ScalarValue::Str(json) => serde_json::from_str(json).map_err(|e| e.to_string())?,
+            other => return Err(format!("expected a JSON string, found {other}")),
+        };
+        match crate::image::is_id(&image.id) {
+            true => Ok(image),
+            false => Err(format!("{:?} is not an image id", image.id)),
         }
     }
 }

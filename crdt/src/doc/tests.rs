@@ -650,7 +650,7 @@ fn a_pushed_image_reaches_every_copy_and_names_the_nodes_it_is_for() {
     let (mut a, mut b) = (peer(1), peer(2));
     let mut seen = b.snapshot();
     let image = PushedImage {
-        id: "sha256:abc".into(),
+        id: format!("sha256:{}", "ab".repeat(32)),
         nodes: vec!["n2".into()],
         seed: "n1".into(),
     };
@@ -675,4 +675,17 @@ fn a_pushed_image_reaches_every_copy_and_names_the_nodes_it_is_for() {
     assert_eq!(seen, b.snapshot(), "a refresh reads what a whole read does");
     sync_pair(&mut a, &mut b);
     assert_eq!(a.snapshot().images[name], everywhere);
+    // An id that is not one, from a broken or hostile peer, is not read.
+    let hostile = PushedImage {
+        id: "../../etc/passwd".into(),
+        ..everywhere
+    };
+    a.push_image("evil:1", &hostile).unwrap();
+    let read = a.snapshot();
+    assert!(!read.images.contains_key("evil:1"));
+    assert!(
+        read.unreadable
+            .iter()
+            .any(|u| u.starts_with("images/evil:1: "))
+    );
 }

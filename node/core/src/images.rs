@@ -7,7 +7,7 @@
 use crate::hash::{fnv1a, mix};
 use crate::membership::{MemberId, Peers};
 use crate::reconcile::pulls::ImagePull;
-use crate::status::StatusTable;
+use crate::status::{HeldImage, StatusTable};
 use std::collections::BTreeMap;
 
 /// Holders named to one fetch at most.
@@ -27,14 +27,20 @@ pub struct Holder {
 /// them hold is fetched (the smaller id on a tie): one id to verify.
 pub fn holders(table: &StatusTable, peers: &Peers, me: &str, pull: &ImagePull) -> Vec<Holder> {
     let image = pull.image.as_str();
+    // A pushed image is its id, whatever a holder calls it; ids that are not ones are never
+    // fetched (a fetch names files and engine calls by them).
+    let held = |h: &&HeldImage| match &pull.pushed {
+        Some(id) => h.id == *id,
+        None => h.image == image && weeble_crdt::image::is_id(&h.id),
+    };
     let mut all: Vec<Holder> = peers
         .iter()
         .filter_map(|member| {
             let report = table.report(&member.name)?;
-            let held = report.images.iter().find(|h| h.image == image)?;
+            let found = report.images.iter().find(held)?;
             Some(Holder {
                 member: member.clone(),
-                id: held.id.clone(),
+                id: found.id.clone(),
             })
         })
         .collect();
@@ -109,6 +115,11 @@ mod tests {
         table
     }
 
+    /// An image id of 64 `digit`s.
+    fn id(digit: &str) -> String {
+        format!("sha256:{}", digit.repeat(64))
+    }
+
     fn pull(image: &str) -> ImagePull {
         ImagePull {
             image: image.into(),
@@ -123,10 +134,10 @@ mod tests {
     #[test]
     fn only_live_peers_that_list_the_image_hold_it() {
         let table = table([
-            report(1, &[("app:v1", "sha256:a")]),
-            report(2, &[("other:v1", "sha256:b")]),
-            report(3, &[("app:v1", "sha256:a")]),
-            report(4, &[("app:v1", "sha256:a")]),
+            report(1, &[("app:v1", &id("a"))]),
+            report(2, &[("other:v1", &id("b"))]),
+            report(3, &[("app:v1", &id("a"))]),
+            report(4, &[("app:v1", &id("a"))]),
         ]);
         // n4 is not a live peer (no member of that name).
         let peers = Peers::of([member(1), member(2), member(3)]);
@@ -137,29 +148,45 @@ mod tests {
     }
 
     #[test]
+    fn an_id_that_is_not_one_is_never_fetched_and_a_pushed_one_is_found_by_any_name() {
+        let table = table([
+            report(1, &[("app:v1", "postgres:15")]),
+            report(2, &[("app:v1", "sha256:short")]),
+            report(3, &[("renamed:v9", &id("c"))]),
+        ]);
+        let peers = Peers::of([member(1), member(2), member(3)]);
+        assert!(holders(&table, &peers, "n9", &pull("app:v1")).is_empty());
+        let pushed = ImagePull {
+            pushed: Some(id("c")),
+            ..pull("app:v1")
+        };
+        assert_eq!(names(&holders(&table, &peers, "n9", &pushed)), ["n3"]);
+    }
+
+    #[test]
     fn the_copy_most_hold_is_the_one_fetched() {
         let table = table([
-            report(1, &[("app:latest", "sha256:old")]),
-            report(2, &[("app:latest", "sha256:new")]),
-            report(3, &[("app:latest", "sha256:new")]),
+            report(1, &[("app:latest", &id("0"))]),
+            report(2, &[("app:latest", &id("1"))]),
+            report(3, &[("app:latest", &id("1"))]),
         ]);
         let peers = Peers::of([member(1), member(2), member(3)]);
         let found = holders(&table, &peers, "n9", &pull("app:latest"));
         assert_eq!(found.len(), 2);
-        assert!(found.iter().all(|h| h.id == "sha256:new"));
+        assert!(found.iter().all(|h| h.id == id("1")));
         // A pushed image is the id its push names, however few hold it.
         let pushed = ImagePull {
-            pushed: Some("sha256:old".into()),
+            pushed: Some(id("0")),
             ..pull("app:latest")
         };
         let found = holders(&table, &peers, "n9", &pushed);
         assert_eq!(names(&found), ["n1"]);
-        assert_eq!(found[0].id, "sha256:old");
+        assert_eq!(found[0].id, id("0"));
     }
 
     #[test]
     fn fetchers_start_at_different_holders() {
-        let reports = (1..=4).map(|i| report(i, &[("app:v1", "sha256:a")]));
+        let reports = (1..=4).map(|i| report(i, &[("app:v1", &id("a"))]));
         let table = table(reports);
         let peers = Peers::of((1..=4).map(member));
         let firsts: std::collections::BTreeSet<String> = (0..40)

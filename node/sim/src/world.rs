@@ -1304,13 +1304,13 @@ impl Window<'_> {
                 self.at(now + delay, event);
             }
             Effect::Pull { pull, .. } => {
-                let image = pull.image;
                 // No registry has an absent image; every other one is pulled at once.
-                let outcome = match self.common.settings.absent_images.contains(&image) {
+                let image = &pull.image;
+                let outcome = match self.common.settings.absent_images.contains(image) {
                     true => Err(RuntimeError::PullFailed(format!("{image:?}: not found"))),
                     false => Ok(()),
                 };
-                let input = Input::Reconcile(Event::Pulled { image, outcome });
+                let input = Input::Reconcile(Event::Pulled { pull, outcome });
                 self.input_at(soon, i, life, input);
             }
             Effect::Probe(check) => {

@@ -1,9 +1,10 @@
 //! `POST /apis/weeble.io/v1/images?name=NAME&id=ID[&nodes=A,B]`: an image pushed into the
 //! cluster through this node (`weeble image push`), its tar (`docker save`) as the body.
 //! The tar is written to the node's `images/` directory (bounded by
-//! [`fetch::MAX_IMAGE_BYTES`]), checked to be image `ID` and to name nothing, loaded into
-//! this node's engine and named `NAME`; then the desired state records the push
-//! (`Op::Push`): every node it is for fetches it from the nodes that hold it, this one first.
+//! [`fetch::MAX_IMAGE_BYTES`], two pushes at once, removed however the request ends),
+//! checked to be image `ID` and to name nothing, and loaded into this node's engine; then the
+//! desired state records the push (`Op::Push`) and the image is named `NAME` (`NAME:latest`
+//! for a name with no tag): every node it is for fetches it from the nodes that hold it.
 //! Bad input is a 4xx that changes nothing: the engine loads nothing, the document is not
 //! written.
 
@@ -33,29 +34,30 @@ pub(super) struct PushQuery {
     nodes: Option<String>,
 }
 
+/// Pushes taken in at once; past them, 429.
+const MAX_PUSHES: usize = 2;
+static PUSHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_PUSHES);
+
 pub(super) async fn push<R: ContainerRuntime>(
     State(api): State<Api<R>>,
     Query(query): Query<PushQuery>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let nodes = check(&api, &query)?;
-    let PushQuery { name, id, .. } = query;
+    let Ok(_taking) = PUSHES.try_acquire() else {
+        let why = format!("the node takes {MAX_PUSHES} pushes at once; try again");
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, why));
+    };
+    // `web` is `web:latest`, as the engine names it and pods find it.
+    let name = weeble_crdt::image::Reference::tagged(&query.name);
+    let id = query.id;
     let dir = api.agent.config.data_dir.join("images");
-    let path = dir.join(format!("push-{:016x}.tar", rand::random::<u64>()));
-    let received = receive(body, &path).await;
-    let loaded = match &received {
-        Ok(_) => images::load(&api.runtime, &path, &id)
-            .await
-            .map_err(|why| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why)),
-        Err(_) => Ok(()),
-    };
-    let _ = tokio::fs::remove_file(&path).await;
-    let bytes = received?;
-    loaded?;
-    let failed = |e: crate::runtime::RuntimeError| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    };
-    api.runtime.tag(&id, &name).await.map_err(failed)?;
+    let tar = Removed(dir.join(format!("push-{:016x}.tar", rand::random::<u64>())));
+    let bytes = receive(body, &tar.0).await?;
+    images::load(&api.runtime, &tar.0, &id)
+        .await
+        .map_err(|why| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why))?;
+    drop(tar);
     let seed = api.agent.config.name.clone();
     let pushed = PushedImage {
         id: id.clone(),
@@ -63,6 +65,10 @@ pub(super) async fn push<R: ContainerRuntime>(
         seed: seed.clone(),
     };
     let outcomes = api.agent.write(Op::Push(name.clone(), pushed)).await?;
+    // Named now; if the engine fails to, this node's next pass names it (it holds the id).
+    if let Err(e) = api.runtime.tag(&id, &name).await {
+        tracing::warn!(image = %name, %id, error = %e, "cannot name a pushed image yet");
+    }
     let outcome = outcomes.first().copied().unwrap_or(Outcome::Unchanged);
     tracing::info!(image = %name, %id, bytes, ?nodes, "image pushed into the cluster");
     let code = match outcome {
@@ -92,8 +98,7 @@ fn check<R>(api: &Api<R>, query: &PushQuery) -> Result<Vec<String>, ApiError> {
             echo(&query.name)
         )));
     }
-    let hex = query.id.strip_prefix("sha256:").unwrap_or_default();
-    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if !weeble_crdt::image::is_id(&query.id) {
         return Err(bad(format!(
             "id {}: not an image id (sha256: and 64 hexadecimal digits)",
             echo(&query.id)
@@ -110,13 +115,24 @@ fn check<R>(api: &Api<R>, query: &PushQuery) -> Result<Vec<String>, ApiError> {
         return Err(bad(format!("nodes: more than {MAX_PUSH_NODES}")));
     }
     let snapshot = api.agent.snapshot.borrow().clone();
-    if snapshot.images.len() >= MAX_PUSHED_IMAGES && !snapshot.images.contains_key(&query.name) {
+    let name = weeble_crdt::image::Reference::tagged(&query.name);
+    if snapshot.images.len() >= MAX_PUSHED_IMAGES && !snapshot.images.contains_key(&name) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("{MAX_PUSHED_IMAGES} images are pushed already: push under one of their names"),
         ));
     }
     Ok(nodes)
+}
+
+/// A file removed when this is dropped: a push whose client goes away mid-way (its handler
+/// dropped) leaves no tar behind.
+struct Removed(std::path::PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Writes the request's body to `path`; its size. Past [`fetch::MAX_IMAGE_BYTES`], 413.

@@ -24,8 +24,12 @@ use weeble_core::images::Holder;
 use weeble_core::reconcile::pulls::ImagePull;
 use weeble_core::wire::{ImagePart, MAX_IMAGE_PART};
 
-/// The first part asked for, and the smallest.
+/// The first part asked for.
 const FIRST_PART: u32 = 256 * 1024;
+/// The smallest part asked for (a slow link's: a part must come within the request's 5 s).
+const SMALLEST_PART: u32 = 64 * 1024;
+/// A fetch that has not ended after this long fails (within `reconcile::pulls::PULL_LOST_MS`).
+const FETCH_DEADLINE: Duration = Duration::from_secs(3600);
 /// A part that came faster than this: the next is twice as large.
 const FAST: Duration = Duration::from_millis(500);
 /// A part that came slower than this: the next is half as large.
@@ -71,10 +75,14 @@ pub async fn fetch<T: Transport, R: ContainerRuntime>(
     let Some(id) = id else {
         return Err("no peer holds it".into());
     };
+    if !weeble_crdt::image::is_id(&id) {
+        return Err(format!("{id:?} is not an image id"));
+    }
     let engine = |e: crate::runtime::RuntimeError| e.to_string();
     if runtime.image_id(&id).await.map_err(engine)?.is_none() {
+        // A file of its own: two pulls may fetch one id at once (under two names).
         let hexid = id.strip_prefix("sha256:").unwrap_or(&id);
-        let path = dir.join(format!("{hexid}.fetch"));
+        let path = dir.join(format!("{hexid}-{:016x}.fetch", rand::random::<u64>()));
         let waits = pull.pushed.is_some();
         let loaded = download(transport, holders, waits, &id, &path).await;
         let loaded = match loaded {
@@ -104,6 +112,15 @@ struct Download<'a, T> {
     tar: Option<Tar>,
     /// The size of the next part asked for.
     part: u32,
+    /// When the fetch fails if it has not ended ([`FETCH_DEADLINE`]).
+    deadline: Instant,
+}
+
+/// What came of a part.
+enum Took {
+    More,
+    Whole,
+    StartedOver,
 }
 
 /// Why a holder did not send the rest of the tar.
@@ -140,6 +157,7 @@ async fn download<T: Transport>(
         file,
         tar: None,
         part: FIRST_PART,
+        deadline: Instant::now() + FETCH_DEADLINE,
     };
     let (began, mut failed_rounds) = (Instant::now(), 0);
     let mut failures: BTreeMap<String, String> = BTreeMap::new();
@@ -191,7 +209,12 @@ impl<T: Transport> Download<'_, T> {
     /// The rest of the tar from `holder`.
     async fn rest_from(&mut self, holder: &Holder) -> Result<(), Miss> {
         let (mut misses, asked_first, mut told) = (0, Instant::now(), false);
+        let mut started_over = false;
         loop {
+            if Instant::now() >= self.deadline {
+                let limit = FETCH_DEADLINE.as_secs();
+                return Err(Miss::Failed(format!("not done within {limit} s")));
+            }
             let offset = self.tar.as_ref().map_or(0, |t| t.have);
             let asked = Instant::now();
             let answer = self
@@ -209,7 +232,7 @@ impl<T: Transport> Download<'_, T> {
                     if misses >= MISSES {
                         return Err(Miss::Failed(e.to_string()));
                     }
-                    self.part = (self.part / 2).max(FIRST_PART);
+                    self.part = (self.part / 2).max(SMALLEST_PART);
                     continue;
                 }
                 Ok(ImagePart::Preparing) if asked_first.elapsed() < PREPARE_WAIT => {
@@ -235,8 +258,15 @@ impl<T: Transport> Download<'_, T> {
                 info!(image = %self.id, %peer, from = offset, "fetching an image from a peer");
             }
             self.pace(asked.elapsed());
-            if self.take(part).await? {
-                return Ok(());
+            match self.take(part).await? {
+                Took::Whole => return Ok(()),
+                Took::More => {}
+                // Once for a holder whose tar is not the one begun; a tar that changes again
+                // while it is sent is not one to have.
+                Took::StartedOver if started_over => {
+                    return Err(Miss::Failed("its tar changed while it was sent".into()));
+                }
+                Took::StartedOver => started_over = true,
             }
         }
     }
@@ -254,15 +284,16 @@ impl<T: Transport> Download<'_, T> {
         if took < FAST {
             self.part = (self.part * 2).min(MAX_IMAGE_PART);
         } else if took > SLOW {
-            self.part = (self.part / 2).max(FIRST_PART);
+            self.part = (self.part / 2).max(SMALLEST_PART);
         }
     }
 
-    /// Writes a part; whether the tar is whole (and hashes as its holder said).
+    /// Writes a part; whether the tar is whole (and hashes as its holder said), or was
+    /// started over (the part was of another tar than the one begun).
     async fn take(
         &mut self,
         (size, sha256, bytes): (u64, String, Vec<u8>),
-    ) -> Result<bool, String> {
+    ) -> Result<Took, String> {
         let io = |e: std::io::Error| format!("writing the image's tar: {e}");
         if self
             .tar
@@ -271,7 +302,7 @@ impl<T: Transport> Download<'_, T> {
         {
             info!(image = %self.id, "this peer's tar is not the same bytes: starting over");
             self.start_over().await.map_err(io)?;
-            return Ok(false);
+            return Ok(Took::StartedOver);
         }
         if size > MAX_IMAGE_BYTES {
             return Err(format!("{size} bytes, over the limit of {MAX_IMAGE_BYTES}"));
@@ -290,11 +321,14 @@ impl<T: Transport> Download<'_, T> {
                 tar.size
             ));
         }
+        // From where the tar stands: a write that failed halfway moved the file's cursor.
+        let at = std::io::SeekFrom::Start(tar.have);
+        self.file.seek(at).await.map_err(io)?;
         self.file.write_all(&bytes).await.map_err(io)?;
         tar.hasher.update(&bytes);
         tar.have += bytes.len() as u64;
         if tar.have < tar.size {
-            return Ok(false);
+            return Ok(Took::More);
         }
         self.file.sync_all().await.map_err(io)?;
         let got = tarball::hex(&std::mem::take(&mut tar.hasher).finalize());
@@ -305,6 +339,6 @@ impl<T: Transport> Download<'_, T> {
                 "the tar's sha256 is {got}, not {said} as its holder said"
             ));
         }
-        Ok(true)
+        Ok(Took::Whole)
     }
 }

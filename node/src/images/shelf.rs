@@ -154,7 +154,17 @@ impl<R: ContainerRuntime> Shelf<R> {
         }
         tars.insert(id.to_string(), Tar::Saving);
         let (shelf, id) = (self.clone(), id.to_string());
-        tokio::spawn(async move { shelf.save(id).await });
+        let tars = self.tars.clone();
+        let save = tokio::spawn(shelf.save(id.clone()));
+        // A save that panicked says so, rather than leave the tar Saving for good.
+        tokio::spawn(async move {
+            if let Err(e) = save.await {
+                let why = format!("writing out image {id} failed: {e}");
+                let at = Instant::now();
+                let mut tars = tars.lock().expect("never poisoned");
+                tars.insert(id, Tar::Failed { why, at });
+            }
+        });
         Err(ImagePart::Preparing)
     }
 

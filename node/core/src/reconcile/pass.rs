@@ -29,6 +29,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use tracing::{info, warn};
 use weeble_crdt::ROLLBACK_ON_FAILURE;
+use weeble_crdt::image::Reference;
 
 /// How often a pass runs while a rollout this node takes part in goes on: how soon it sees
 /// the replicas it waits for become available.
@@ -64,7 +65,7 @@ pub enum Event {
     Acted(Vec<Result<(), RuntimeError>>),
     /// The pull of [`Work::Pull`] ended.
     Pulled {
-        image: String,
+        pull: ImagePull,
         outcome: Result<(), RuntimeError>,
     },
 }
@@ -187,13 +188,15 @@ impl Reconciler {
         let event = match event {
             Event::Due(token) if token != self.token => return Vec::new(),
             Event::Due(_) => Event::Wake,
-            Event::Pulled { image, outcome } => {
+            Event::Pulled { pull, outcome } => {
+                let image = pull.image;
                 match &outcome {
                     Ok(()) => info!(%image, "image pulled"),
                     Err(e) => warn!(%image, error = %e, "cannot pull image"),
                 }
-                let pushed = pulls::pushed_for(&ctx.view.snapshot, &self.settings.node);
-                if let (Ok(()), Some(id)) = (&outcome, pushed.get(image.as_str())) {
+                // Held as the id it was pulled as: pushed again meanwhile as another, it is
+                // pulled again.
+                if let (Ok(()), Some(id)) = (&outcome, &pull.pushed) {
                     self.book.pulls.holds(&image, id);
                 }
                 let outcome = outcome.map_err(|e| e.to_string());
@@ -322,7 +325,9 @@ impl Reconciler {
         let mut pulls: Vec<ImagePull> = pulls
             .into_iter()
             .map(|image| ImagePull {
-                pushed: all_pushed.get(&image).map(|p| p.id.clone()),
+                pushed: all_pushed
+                    .get(&Reference::tagged(&image))
+                    .map(|p| p.id.clone()),
                 image,
             })
             .collect();
