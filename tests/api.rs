@@ -255,6 +255,16 @@ fn every_error_is_a_status_and_quotes_little_of_its_input() {
     let message = answer.status(422, "Invalid");
     assert!(answer.body.len() < 4096, "{} bytes", answer.body.len());
     assert!(message.contains("… (1048576 bytes)"), "{message}");
+    // Each cause names its field, as Kubernetes' do (kubectl prints them).
+    let status: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    let causes = status["details"]["causes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        causes.iter().any(|c| c["field"] == "metadata.name"),
+        "{status}"
+    );
     // A byte order mark is no error.
     let answer = request(
         &addr,

@@ -168,6 +168,28 @@ fn kubectl_discovers_reads_scales_describes_and_deletes_at_any_peer() {
     assert!(followed.contains("GET /followed"), "{followed}");
     let wrong = kubectl(&configs[0], &["logs", "web-1", "-c", "nope"]);
     assert!(!wrong.status.success());
+    // sinceSeconds reaches the pod's node: the last hour holds the request.
+    let since = kubectl_ok(&configs[2], &["logs", "web-1", "--since=1h"]);
+    assert!(since.contains("GET /hello-logs"), "{since}");
+    // exec, attach and port-forward say they are not supported, and what to use instead.
+    for (args, part) in [
+        (
+            &["exec", "web-1", "--", "true"][..],
+            "exec is not supported",
+        ),
+        (&["attach", "web-1"][..], "attach is not supported"),
+        (
+            &["port-forward", "web-1", "18080:80"][..],
+            "port-forward is not supported",
+        ),
+    ] {
+        let out = kubectl(&configs[1], args);
+        let said = text(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains(part),
+            "{args:?}: {said}"
+        );
+    }
 
     // Deleting a pod at any peer makes it again on its node: a new uid, running again.
     let uid = |i: usize| {
@@ -459,6 +481,46 @@ fn kubectl_prints_tables_selects_and_watches_at_any_peer() {
     assert!(
         first_added.is_some() && deleted > first_added,
         "{types:?} in {seen}"
+    );
+
+    // A watch resumed at another peer from the first's version is sent what that peer saw
+    // after the same moment (node 2 has been asked for deployments: its journal keeps them).
+    // Meanwhile a watch with bookmarks and a timeout is told BOOKMARK, then ends.
+    let bookmarked = {
+        let addr = api(2);
+        let path = "/apis/apps/v1/namespaces/default/deployments?watch=true&allowWatchBookmarks=true&timeoutSeconds=17";
+        std::thread::spawn(move || {
+            let began = std::time::Instant::now();
+            let seen = watch_lines(&addr, path, Duration::from_secs(60), |_| false);
+            (seen, began.elapsed())
+        })
+    };
+    let at_node_1 = serde_json::from_str::<serde_json::Value>(
+        http_get(&api(1), "/apis/apps/v1/namespaces/default/deployments")
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap(),
+    )
+    .unwrap();
+    kubectl_ok(&configs[0], &["scale", "deployment/web", "--replicas=2"]);
+    let path = format!(
+        "/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion={}",
+        version_of(&at_node_1)
+    );
+    let resumed = watch_lines(&api(2), &path, Duration::from_secs(20), |t| {
+        t.contains("\"replicas\":2")
+    });
+    assert!(
+        resumed
+            .lines()
+            .any(|l| l.contains("\"type\":\"MODIFIED\"") && l.contains("\"replicas\":2")),
+        "{resumed}"
+    );
+    let (seen, took) = bookmarked.join().unwrap();
+    assert!(seen.contains("\"type\":\"BOOKMARK\""), "{seen}");
+    assert!(
+        took < Duration::from_secs(50),
+        "the watch ended at its timeout: {took:?}"
     );
 
     let expired = watch_lines(
