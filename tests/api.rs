@@ -790,4 +790,17 @@ fn the_api_serves_tls_with_a_certificate_weeble_makes_and_the_cli_checks_it() {
         })
         .unwrap();
     assert_eq!(text(&decoded.stdout), ca_pem, "the CA, whole");
+    // kubectl calls the node with it: the token over TLS, checked against the CA.
+    let kubectl = |args: &[&str]| {
+        std::process::Command::new("kubectl")
+            .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+            .args(args)
+            .output()
+            .expect("kubectl runs")
+    };
+    let nodes = kubectl(&["get", "nodes", "-o", "name"]);
+    assert!(nodes.status.success(), "{}", text(&nodes.stderr));
+    assert_eq!(text(&nodes.stdout).trim(), "node/tls");
+    let refused = kubectl(&["get", "nodes", "--token", "not-a-token-0123456789"]);
+    assert!(!refused.status.success(), "a wrong token is refused");
 }
