@@ -99,9 +99,9 @@ impl<R: ContainerRuntime> Shelf<R> {
         };
         let len = u64::from(len.min(MAX_IMAGE_PART)).min(size.saturating_sub(offset));
         let read = tokio::task::spawn_blocking(move || read_at(&path, offset, len)).await;
+        let read = read.map_err(std::io::Error::other).and_then(|read| read);
         let bytes = match read {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) => return ImagePart::Refused(format!("reading the image's tar: {e}")),
+            Ok(bytes) => bytes,
             Err(e) => return ImagePart::Refused(format!("reading the image's tar: {e}")),
         };
         if let Some(pace) = &self.pace {

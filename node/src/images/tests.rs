@@ -90,6 +90,15 @@ fn holder(dir: &Dir, board: &Switchboard, i: u8, runtime: MemoryRuntime, parts: 
     });
 }
 
+/// Holders `hs` of image `id`.
+fn holders_of(hs: &[u8], id: &str) -> Vec<Holder> {
+    let holder = |&i: &u8| Holder {
+        member: member(i),
+        id: id.to_string(),
+    };
+    hs.iter().map(holder).collect()
+}
+
 fn fetcher(board: &Switchboard) -> MemoryTransport {
     board
         .attach(addr(0), "peer-0".into(), Arc::new(LocalDigest::default()))
@@ -121,10 +130,7 @@ async fn an_image_comes_from_a_peer_verified_and_named_as_asked() {
     let asked = Asked::default();
     holder(&dir, &board, 1, source, u64::MAX, asked.clone());
     let (transport, engine) = (fetcher(&board), MemoryRuntime::new());
-    let holders = [Holder {
-        member: member(1),
-        id: id.clone(),
-    }];
+    let holders = holders_of(&[1], &id);
     let work = dir.of(0);
     fetch(&transport, &engine, &work, &pull(), &|| holders.to_vec())
         .await
@@ -143,12 +149,7 @@ async fn a_holder_gone_halfway_is_followed_by_the_next_from_where_it_stopped() {
     holder(&dir, &board, 1, source.clone(), 2, asked.clone());
     holder(&dir, &board, 2, source, u64::MAX, asked.clone());
     let (transport, engine) = (fetcher(&board), MemoryRuntime::new());
-    let holders: Vec<Holder> = [1, 2]
-        .map(|i| Holder {
-            member: member(i),
-            id: id.clone(),
-        })
-        .into();
+    let holders = holders_of(&[1, 2], &id);
     let work = dir.of(0);
     fetch(&transport, &engine, &work, &pull(), &|| holders.to_vec())
         .await
@@ -178,10 +179,7 @@ async fn a_tar_that_is_not_the_image_is_refused_and_nothing_is_named() {
         }
     });
     let (transport, engine) = (fetcher(&board), MemoryRuntime::new());
-    let holders = [Holder {
-        member: member(1),
-        id: id.clone(),
-    }];
+    let holders = holders_of(&[1], &id);
     let work = dir.of(0);
     let why = fetch(&transport, &engine, &work, &pull(), &|| holders.to_vec())
         .await
@@ -207,12 +205,7 @@ async fn every_holder_failing_says_why_for_each() {
         Asked::default(),
     );
     let (transport, engine) = (fetcher(&board), MemoryRuntime::new());
-    let holders: Vec<Holder> = [1, 3]
-        .map(|i| Holder {
-            member: member(i),
-            id: id.clone(),
-        })
-        .into();
+    let holders = holders_of(&[1, 3], &id);
     let work = dir.of(0);
     let why = fetch(&transport, &engine, &work, &pull(), &|| holders.to_vec())
         .await
@@ -275,13 +268,7 @@ async fn while_no_holder_is_free_a_pushed_image_waits_for_it_to_spread() {
             1 => &[1],
             _ => &[1, 2],
         };
-        known
-            .iter()
-            .map(|&i| Holder {
-                member: member(i),
-                id: id.clone(),
-            })
-            .collect()
+        holders_of(known, &id)
     };
     let (transport, engine) = (fetcher(&board), MemoryRuntime::new());
     let pushed = ImagePull {
@@ -306,10 +293,7 @@ async fn a_pull_tries_the_registry_then_the_peers_the_peers_first_when_told_and_
     let asked = Asked::default();
     holder(&dir, &board, 1, source, u64::MAX, asked.clone());
     let transport = fetcher(&board);
-    let holders = vec![Holder {
-        member: member(1),
-        id: id.clone(),
-    }];
+    let holders = holders_of(&[1], &id);
     let puller = |engine: &MemoryRuntime, peers_first| {
         let known = holders.clone();
         Puller {
