@@ -698,14 +698,17 @@ fn the_api_serves_tls_with_a_certificate_weeble_makes_and_the_cli_checks_it() {
     }
     let ip = "127.0.0.128";
     let mut cluster = Cluster::new("tls");
+    let mut args = cluster.tls_args("tls", ip);
     let certs = cluster.dir.join("certs");
-    let certs_dir = certs.to_str().unwrap();
-    let made = weeble(&[
-        "cert", "new", "--dir", certs_dir, "--name", "tls", "--host", ip,
-    ]);
-    assert!(made.status.success(), "{}", text(&made.stderr));
     let again = weeble(&[
-        "cert", "new", "--dir", certs_dir, "--name", "tls", "--host", ip,
+        "cert",
+        "new",
+        "--dir",
+        certs.to_str().unwrap(),
+        "--name",
+        "tls",
+        "--host",
+        ip,
     ]);
     assert!(
         !again.status.success(),
@@ -714,23 +717,10 @@ fn the_api_serves_tls_with_a_certificate_weeble_makes_and_the_cli_checks_it() {
     let token = "tls-token-0123456789abcdef";
     let tokens = cluster.dir.join("tokens");
     std::fs::write(&tokens, format!("{token},ops\n")).unwrap();
-    let (crt, key, ca) = (
-        certs.join("tls.crt"),
-        certs.join("tls.key"),
-        certs.join("ca.crt"),
-    );
-    cluster.start(
-        "tls",
-        ip,
-        &[
-            "--api-tls-cert",
-            crt.to_str().unwrap(),
-            "--api-tls-key",
-            key.to_str().unwrap(),
-            "--api-token-file",
-            tokens.to_str().unwrap(),
-        ],
-    );
+    args.extend(["--api-token-file".into(), tokens.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cluster.start("tls", ip, &args);
+    let ca = certs.join("ca.crt");
     let https = format!("https://{ip}:17070");
     let ca = ca.to_str().unwrap();
     let cli = |server: &str, ca: Option<&str>, args: &[&str]| {

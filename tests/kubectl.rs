@@ -2,7 +2,9 @@
 //! (127.0.0.141-143), each command at another peer, through the kubeconfig that `weeble
 //! config view` prints: discovery, reads, tables, selectors, watches (`get -w`, `rollout
 //! status`, `wait`), writes (client- and server-side apply, patches, `set image`, `rollout
-//! undo`), `logs` and `logs -f`, `describe`, `scale`, `delete`.
+//! undo`), `logs` and `logs -f`, `describe`, `scale`, `delete`; Debian's kubectl 1.20 and the
+//! official Python client the same way; and kubectl and the Python client with a token over
+//! TLS, reading and deleting a pod at a node it is not on.
 
 mod support;
 
@@ -141,7 +143,7 @@ fn kubectl_discovers_reads_scales_describes_and_deletes_at_any_peer() {
         described.contains("Node:") && described.contains("app=web"),
         "{described}"
     );
-    // Logs at a peer the pod may not be on: redirected there with every parameter.
+    // Logs at a peer the pod may not be on: read on the pod's node with every parameter.
     let published = kubectl_ok(
         &configs[2],
         &[
@@ -794,6 +796,13 @@ fn kubectl_writes_as_it_does_against_kubernetes_at_any_peer() {
     // explain reads the OpenAPI schemas; protobuf bodies are refused with a way out.
     let explained = kubectl_ok(&configs[0], &["explain", "deployment.spec.replicas"]);
     assert!(explained.contains("How many pods"), "{explained}");
+    // A pod is its deployment's to write: a label on one is refused, saying what to change.
+    let labelled = kubectl(&configs[1], &["label", "pod", "web-0", "x=y"]);
+    let said = text(&labelled.stderr);
+    assert!(
+        said.contains("MethodNotAllowed") && said.contains("PATCH of a pod is not supported"),
+        "{said}"
+    );
     let protobuf = kubectl(&configs[0], &["create", "deployment", "x", "--image=y"]);
     assert!(
         text(&protobuf.stderr).contains("apply -f"),
@@ -823,6 +832,38 @@ fn kubectl_writes_as_it_does_against_kubernetes_at_any_peer() {
         );
         (names.trim() == "deployment.apps/crew").then_some(())
     });
+    // PUT (kubectl replace) of a service and of a namespace: read and replaced at one peer (a
+    // resourceVersion is its node's own), seen at the next.
+    for (what, at) in [("service/web", 1), ("namespace/team", 2)] {
+        let replaced = || {
+            let current = kubectl_ok(&configs[at], &["get", what, "-o", "json"]);
+            let mut object: serde_json::Value = serde_json::from_str(&current).unwrap();
+            object["metadata"]["labels"]["replaced"] = "yes".into();
+            let path = cluster.dir.join("replaced.json");
+            std::fs::write(&path, object.to_string()).unwrap();
+            let out = kubectl(&configs[at], &["replace", "-f", path.to_str().unwrap()]);
+            match out.status.success() {
+                true => Some(text(&out.stdout)),
+                false if text(&out.stderr).contains("Conflict") => None,
+                false => panic!("replace {what}: {}", text(&out.stderr)),
+            }
+        };
+        let out = wait_for(
+            "a replace of what was just read",
+            Duration::from_secs(20),
+            replaced,
+        );
+        assert!(out.contains("replaced"), "{out}");
+        wait_for(
+            "the replace at the next peer",
+            Duration::from_secs(10),
+            || {
+                let path = "jsonpath={.metadata.labels.replaced}";
+                let label = kubectl_ok(&configs[(at + 1) % 3], &["get", what, "-o", path]);
+                (label == "yes").then_some(())
+            },
+        );
+    }
     let all = kubectl_ok(&configs[2], &["get", "deployments", "-A"]);
     assert!(
         all.lines()
@@ -887,6 +928,26 @@ fn python_client() -> Option<PathBuf> {
     )
 }
 
+/// What the script `tests/python/NAME` printed (one JSON object), run by `python` with `args`;
+/// it must succeed.
+fn python_saw(python: &Path, name: &str, args: &[PathBuf]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/python")
+        .join(name);
+    let out = Command::new(python)
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn the_official_python_client_creates_reads_patches_scales_watches_and_deletes() {
     let Some(python) = python_client() else {
@@ -898,19 +959,7 @@ fn the_official_python_client_creates_reads_patches_scales_watches_and_deletes()
         return;
     };
     let configs: Vec<PathBuf> = (0..3).map(|i| kubeconfig(&cluster, i)).collect();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/client.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .args(&configs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = python_saw(&python, "client.py", &configs);
     assert_eq!(seen["created"], "py", "{seen}");
     assert_eq!(seen["uid"].as_str().map(str::len), Some(36), "{seen}");
     assert_eq!(seen["read_strategy"], "RollingUpdate", "{seen}");
@@ -1106,4 +1155,150 @@ fn kubectl_1_20_validates_applies_reads_rolls_out_logs_and_deletes_at_any_peer()
     });
     let deleted = ok(0, &["delete", "deployment", "old"]);
     assert!(deleted.contains("deleted"), "{deleted}");
+}
+
+/// Three nodes that ask for a token over TLS (each its own certificate, signed by the cluster's
+/// CA), where kubectl and the Python client read and delete a pod at a node that does not run
+/// it: the node asked forwards to the pod's node and answers itself, so no client follows a
+/// redirect to another host (the Python client drops its token there).
+#[test]
+fn with_tokens_over_tls_logs_and_pod_deletes_are_answered_at_a_node_without_the_pod() {
+    let Some(python) = python_client() else {
+        return;
+    };
+    if !docker_available() {
+        return;
+    }
+    assert!(weeble(&["image", "build-demo"]).status.success());
+    let ips = ["127.0.0.150", "127.0.0.151", "127.0.0.152"];
+    let mut cluster = Cluster::new("kt");
+    let certs = cluster.dir.join("certs");
+    let token = "kubectl-tls-token-0123456789";
+    let tokens = cluster.dir.join("tokens");
+    std::fs::write(&tokens, format!("{token},ops\n")).unwrap();
+    let mut names = Vec::new();
+    for (i, ip) in ips.iter().enumerate() {
+        let name = format!("kt{}-{i}", std::process::id());
+        let mut extra = cluster.tls_args(&name, ip);
+        extra.extend(["--join".into(), p2p(ips[(i + 1) % 3])]);
+        extra.extend(["--api-token-file".into(), tokens.display().to_string()]);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        cluster.start(&name, ip, &extra);
+        names.push(name);
+    }
+    let ca = certs.join("ca.crt");
+    let configs: Vec<PathBuf> = ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| {
+            let server = format!("https://{ip}:17070");
+            let ca = ca.to_str().unwrap();
+            let args = [
+                "--server",
+                &server,
+                "--token",
+                token,
+                "--certificate-authority",
+                ca,
+                "config",
+                "view",
+            ];
+            // It asks the node its name: once the node listens.
+            let out = wait_for("the node's kubeconfig", Duration::from_secs(30), || {
+                Some(weeble(&args)).filter(|out| out.status.success())
+            });
+            let path = cluster.dir.join(format!("kubeconfig-{i}"));
+            std::fs::write(&path, &out.stdout).unwrap();
+            path
+        })
+        .collect();
+    for config in &configs {
+        wait_for(
+            "three ready nodes over TLS",
+            Duration::from_secs(30),
+            || {
+                let nodes = kubectl(config, &["get", "nodes", "--no-headers"]);
+                let ready = text(&nodes.stdout)
+                    .lines()
+                    .filter(|l| l.contains(" Ready"))
+                    .count();
+                (ready == 3).then_some(())
+            },
+        );
+    }
+    let file = cluster.dir.join("tls.yaml");
+    let manifest = demo_deployment("tls", 2).replace(
+        "image: weeble-demo:v1\n",
+        "image: weeble-demo:v1\n        ports: [{containerPort: 80}]\n",
+    );
+    std::fs::write(&file, manifest).unwrap();
+    kubectl_ok(&configs[0], &["apply", "-f", file.to_str().unwrap()]);
+    let rolled = kubectl_ok(
+        &configs[1],
+        &["rollout", "status", "deployment/tls", "--timeout=90s"],
+    );
+    assert!(rolled.contains("successfully rolled out"), "{rolled}");
+    // Each pod, the node it is on, and a node it is not on.
+    let placed = |pod: &str| {
+        let path = "jsonpath={.spec.nodeName} {.status.podIP}:{.status.ports[0].hostPort}";
+        let out = kubectl_ok(&configs[2], &["get", "pod", pod, "-o", path]);
+        let (node, published) = out.split_once(' ').unwrap();
+        let on = names
+            .iter()
+            .position(|n| n == node)
+            .expect("one of the nodes");
+        (on, (on + 1) % 3, published.to_string())
+    };
+
+    let (on, asked, published) = placed("tls-0");
+    http_get(&published, "/kubectl-over-tls");
+    let logs = kubectl_ok(
+        &configs[asked],
+        &["logs", "tls-0", "--tail=5", "--timestamps"],
+    );
+    assert!(logs.contains("GET /kubectl-over-tls"), "{logs}");
+    assert!(logs.starts_with("20"), "timestamps kept: {logs}");
+    let followed = printed_while(
+        Path::new("kubectl"),
+        &configs[asked],
+        &["logs", "-f", "tls-0"],
+        || drop(http_get(&published, "/followed-over-tls")),
+    );
+    assert!(followed.contains("GET /followed-over-tls"), "{followed}");
+    let wrong = kubectl(&configs[asked], &["logs", "tls-0", "-c", "nope"]);
+    let said = text(&wrong.stderr);
+    assert!(said.contains("container nope is not valid"), "{said}");
+    // A pod's uid, or nothing while it is made again.
+    let uid = |pod: &str| {
+        let path = "jsonpath={.metadata.uid}";
+        text(&kubectl(&configs[on], &["get", "pod", pod, "-o", path]).stdout)
+    };
+    let before = uid("tls-0");
+    let deleted = kubectl_ok(&configs[asked], &["delete", "pod", "tls-0"]);
+    assert!(deleted.contains("pod \"tls-0\" deleted"), "{deleted}");
+    wait_for(
+        "tls-0 made again, a new pod",
+        Duration::from_secs(60),
+        || {
+            let now = uid("tls-0");
+            (!now.is_empty() && now != before).then_some(())
+        },
+    );
+
+    let (_, asked, published) = placed("tls-1");
+    http_get(&published, "/python-over-tls");
+    let pod = PathBuf::from("tls-1");
+    let seen = python_saw(&python, "pod.py", &[configs[asked].clone(), pod]);
+    let log = seen["log"].as_str().unwrap_or_default();
+    assert!(log.contains("GET /python-over-tls"), "{seen}");
+    assert_eq!(seen["deleted"], "tls-1", "{seen}");
+    let before = seen["uid"].as_str().unwrap().to_string();
+    wait_for(
+        "tls-1 made again, a new pod",
+        Duration::from_secs(60),
+        || {
+            let now = uid("tls-1");
+            (!now.is_empty() && now != before).then_some(())
+        },
+    );
 }

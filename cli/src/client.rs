@@ -32,8 +32,9 @@ pub struct Client {
     timeout: Duration,
 }
 
-/// The agent every request goes through: `timeout` for each, redirects left to the caller,
-/// TLS trusting `roots` (Mozilla's roots if `None`).
+/// The agent every request goes through: `timeout` for each, no redirect followed (the API
+/// sends none: a pod's log on another node is streamed through the node asked), TLS trusting
+/// `roots` (Mozilla's roots if `None`).
 fn agent(timeout: Duration, roots: Option<RootCerts>) -> ureq::Agent {
     let tls = TlsConfig::builder()
         .root_certs(roots.unwrap_or(RootCerts::WebPki))
@@ -54,8 +55,6 @@ impl Client {
 
     /// A client whose every request gives up after `timeout`.
     pub fn with_timeout(server: &str, timeout: Duration) -> Self {
-        // A redirect (a pod's log, on another node) is followed here, with the token:
-        // ureq would drop the token on the way to another host.
         Client {
             base: server.trim_end_matches('/').to_string(),
             agent: agent(timeout, None),
@@ -140,20 +139,9 @@ impl Client {
         }
     }
 
-    /// The text at `path`, following one redirect to another node.
+    /// The text at `path` (a pod's log).
     pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let response = self.authorized(self.agent.get(&self.url(path))).call();
-        let response = match response {
-            Ok(r) if r.status().is_redirection() => {
-                let location = r
-                    .headers()
-                    .get(header::LOCATION)
-                    .and_then(|l| l.to_str().ok());
-                let location = location.context("a redirect with no Location")?.to_string();
-                self.authorized(self.agent.get(&location)).call()
-            }
-            other => other,
-        };
         let (status, body) = self.read(path, response)?;
         if status >= 400 {
             return Err(self.failure(status, &body));

@@ -20,7 +20,7 @@ use crate::shutdown::{Shutdown, Stop};
 use crate::status::StatusTable;
 use crate::store::disk::{Disk, FileDisk};
 use crate::store::{self, StoreError};
-use crate::transport::{LocalDigest, NetError, NetEvent, Transport};
+use crate::transport::{LocalDigest, NetError, NetEvent, PodAnswer, PodRequest, Transport};
 use crate::view::{View, spawn_endpoints, spawn_recorder};
 use libp2p::identity::Keypair;
 use std::collections::BTreeSet;
@@ -250,6 +250,22 @@ impl Agent {
         }
     }
 
+    /// Asks pod's node `to` for its logs or its removal, for a client of this node's API
+    /// (`crate::pods`).
+    pub async fn ask_pod(&self, to: MemberId, request: PodRequest) -> Result<PodAnswer, NetError> {
+        let (answer, answered) = oneshot::channel();
+        let command = Command::AskPod {
+            to,
+            request,
+            answer,
+        };
+        self.driver
+            .send(command)
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        answered.await.map_err(|_| NetError::Stopped)?
+    }
+
     /// Stops the node's tasks, inside the process: its driver, transport and reconciler end
     /// (its containers keep running, as after SIGKILL).
     pub fn stop(&self) {
@@ -457,6 +473,7 @@ pub async fn start_on<R: ContainerRuntime, T: Transport, C: Checker, N: Net>(
         containers: runtime.watch(&config.name),
     };
     let driver = Driver {
+        pods: crate::pods::Sessions::new(runtime.clone(), config.name.clone()),
         core,
         transport,
         runtime,

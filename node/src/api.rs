@@ -22,13 +22,12 @@ use crate::agent::Agent;
 use crate::clock;
 use crate::join::JoinToken;
 use crate::membership::Liveness;
+use crate::membership::MemberId;
+use crate::pods;
 use crate::rate;
-use crate::runtime::{
-    ContainerRuntime, LABEL_CONTAINER, LABEL_DEPLOYMENT, LABEL_POD, LogOptions, Observed,
-    RuntimeError,
-};
+use crate::runtime::ContainerRuntime;
 use crate::view::View;
-use axum::extract::{Path, Query, RawQuery, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -43,12 +42,12 @@ use served::{
     Deployments, Endpoints, Events, Images, Namespaces, Nodes, Peers, Pods, ReplicaSets, Served,
     Services,
 };
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use weeble_core::document::{Op, WriteError};
 use weeble_core::objects::table::Tabled;
 use weeble_core::objects::{self, Object, Resource, StatusCause, discovery, openapi};
+use weeble_core::wire::{PodAnswer, PodLog, PodRef, PodRequest};
 use weeble_crdt::echo::{clip_to, echo};
 use weeble_crdt::{Admission, ObjectKey, parse_manifests};
 
@@ -62,8 +61,6 @@ struct Api<R> {
     agent: Agent,
     runtime: R,
     versions: Arc<watch::Versions>,
-    /// `https` if the API serves TLS, else `http`: where a redirect to a peer points.
-    scheme: &'static str,
 }
 
 /// How the API is served, beyond its address: connection limits and who may call it.
@@ -119,11 +116,6 @@ pub fn app<R: ContainerRuntime>(options: ApiOptions, agent: Agent, runtime: R) -
         versions: watch::Versions::watching(&agent),
         agent,
         runtime,
-        scheme: if options.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        },
     };
     router(shared, policy, options.tokens, limiter)
 }
@@ -208,10 +200,16 @@ fn router<R: ContainerRuntime>(
             get(get_in::<Events, R>),
         )
         .route("/api/v1/pods", get(list::<Pods, R>))
-        .route("/api/v1/namespaces/{ns}/pods", get(list_in::<Pods, R>))
+        .route(
+            "/api/v1/namespaces/{ns}/pods",
+            get(list_in::<Pods, R>).post(pod_not_written),
+        )
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}",
-            get(get_in::<Pods, R>).delete(delete_pod::<R>),
+            get(get_in::<Pods, R>)
+                .delete(delete_pod::<R>)
+                .put(pod_not_written)
+                .patch(pod_not_written),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log::<R>))
         .route(
@@ -547,6 +545,13 @@ impl ApiError {
     }
 }
 
+impl From<pods::Refusal> for ApiError {
+    fn from(r: pods::Refusal) -> Self {
+        let code = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError::new(code, r.message)
+    }
+}
+
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         let code = match &e {
@@ -868,64 +873,36 @@ struct LogQuery {
     timestamps: Option<String>,
 }
 
-/// Logs are on the pod's node: served here if it is this node, else redirected there with
-/// every parameter (a client that sends a token must send it to that node too: Go's and
-/// Python's clients drop it on a redirect to another host; README, "kubectl").
+impl LogQuery {
+    fn pod_log(self) -> PodLog {
+        PodLog {
+            container: self.container,
+            follow: list::flag(self.follow.as_deref()),
+            tail_lines: self.tail_lines,
+            since_seconds: self.since_seconds,
+            timestamps: list::flag(self.timestamps.as_deref()),
+        }
+    }
+}
+
+/// Logs are read on the pod's node: here, or there for this node's client, and streamed
+/// through (`crate::pods`).
 async fn pod_log<R: ContainerRuntime>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
-    let pod = match on_pods_node(&api, &ns, &name, "/log", raw).await? {
-        Ok(pod) => pod,
-        Err(redirect) => return Ok(redirect),
-    };
-    let node = pod.spec.node_name.clone().unwrap_or_default();
-    let containers = pod_containers(&api, &pod).await?;
-    let mut by_name: BTreeMap<&str, &Observed> = BTreeMap::new();
-    for c in &containers {
-        let container = c.labels.get(LABEL_CONTAINER).map_or("", String::as_str);
-        let held = by_name.entry(container).or_insert(c);
-        if c.started_at_ms > held.started_at_ms {
-            *held = c;
+    let log = q.pod_log();
+    let stream = match pods_node(&api, &ns, &name).await? {
+        (_, pod, None) => {
+            let node = &api.agent.config.name;
+            pods::log(&api.runtime, node, &pod, &log)
+                .await?
+                .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())))
+                .boxed()
         }
-    }
-    let names = || by_name.keys().copied().collect::<Vec<_>>().join(" ");
-    let chosen = match (&q.container, by_name.len()) {
-        (Some(wanted), _) => by_name.get(wanted.as_str()).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "container {} is not valid for pod {name}: choose one of [{}]",
-                echo(wanted),
-                names()
-            ))
-        })?,
-        (None, 1) => by_name.values().next().expect("one container"),
-        (None, 0) => {
-            return Err(ApiError::bad_request(format!(
-                "pod {name} has no container on node {node} yet"
-            )));
-        }
-        (None, _) => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                names()
-            )));
-        }
+        (_, pod, Some(owner)) => peer_log(&api, owner, PodRequest::Log { pod, log }).await?,
     };
-    let options = LogOptions {
-        tail: q.tail_lines,
-        follow: list::flag(q.follow.as_deref()),
-        since_s: q
-            .since_seconds
-            .filter(|&s| s > 0)
-            .map(|s| (clock::now_ms() / 1000).saturating_sub(s)),
-        timestamps: list::flag(q.timestamps.as_deref()),
-    };
-    let stream = api
-        .runtime
-        .logs(&chosen.id, &options)
-        .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         axum::body::Body::from_stream(stream),
@@ -933,81 +910,134 @@ async fn pod_log<R: ContainerRuntime>(
         .into_response())
 }
 
-/// Pod `ns/name`, if it is on this node (or placed nowhere); else a redirect of the request
-/// (`suffix` after the pod's path, `query` kept) to the API of the node it is on.
-async fn on_pods_node<R>(
+/// A log read on node `owner`, a part at a time until its last, as a stream of its bytes
+/// (a refusal of the first part is the answer; of a later one, the stream's error).
+async fn peer_log<R>(
+    api: &Api<R>,
+    owner: MemberId,
+    open: PodRequest,
+) -> Result<futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>, ApiError> {
+    let PodAnswer::Log {
+        session,
+        bytes,
+        end,
+    } = ask_pods_node(api, &owner, open).await?
+    else {
+        return Err(unexpected_pod_answer(&owner));
+    };
+    let (agent, first) = (api.agent.clone(), bytes::Bytes::from(bytes));
+    let rest = futures::stream::unfold(end, move |end| {
+        let (agent, owner) = (agent.clone(), owner.clone());
+        async move {
+            if end {
+                return None;
+            }
+            let more = agent.ask_pod(owner, PodRequest::More { session }).await;
+            Some(match more {
+                Ok(PodAnswer::Log { bytes, end, .. }) => (Ok(bytes::Bytes::from(bytes)), end),
+                Ok(PodAnswer::Refused { message, .. }) => {
+                    (Err(std::io::Error::other(message)), true)
+                }
+                Ok(_) => (Err(std::io::Error::other("an unexpected answer")), true),
+                Err(e) => (Err(std::io::Error::other(e.to_string())), true),
+            })
+        }
+    });
+    Ok(futures::stream::once(async { Ok(first) })
+        .chain(rest)
+        .filter(|part| futures::future::ready(!matches!(part, Ok(b) if b.is_empty())))
+        .boxed())
+}
+
+/// Pod `ns/name`, as its node finds it, and the node it is on if that is another (`None`: this
+/// node, or placed nowhere).
+async fn pods_node<R>(
     api: &Api<R>,
     ns: &str,
     name: &str,
-    suffix: &str,
-    query: Option<String>,
-) -> Result<Result<objects::Pod, Response>, ApiError> {
+) -> Result<(objects::Pod, PodRef, Option<MemberId>), ApiError> {
     let Json(pod) = one::<Pods, R>(api, ObjectKey::new(ns, name)).await?;
+    let target = PodRef {
+        name: pod.metadata.name.clone(),
+        deployment: pod
+            .metadata
+            .annotation(objects::ANNOTATION_DEPLOYMENT)
+            .map(str::to_owned),
+    };
     let Some(node) = pod.spec.node_name.clone() else {
-        return Ok(Ok(pod));
+        return Ok((pod, target, None));
     };
     if node == api.agent.config.name {
-        return Ok(Ok(pod));
+        return Ok((pod, target, None));
     }
     let view = view(api);
-    let owner = view
-        .members
-        .iter()
-        .find(|(m, _)| m.name == node)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("pod {ns}/{name} is on node {node:?}, which this node cannot reach"),
-            )
-        })?;
-    let query = query.map_or(String::new(), |q| format!("?{q}"));
-    let location = format!(
-        "{}://{}/api/v1/namespaces/{ns}/pods/{name}{suffix}{query}",
-        api.scheme, owner.0.api,
-    );
-    let redirect = (
-        StatusCode::TEMPORARY_REDIRECT,
-        [(header::LOCATION, location)],
-    );
-    Ok(Err(redirect.into_response()))
+    let owner = view.members.iter().find(|(m, _)| m.name == node);
+    let owner = owner.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("pod {ns}/{name} is on node {node:?}, which this node cannot reach"),
+        )
+    })?;
+    let owner = owner.0.clone();
+    Ok((pod, target, Some(owner)))
 }
 
-/// The containers this node runs for `pod` (of its deployment, in its namespace).
-async fn pod_containers<R: ContainerRuntime>(
+/// Asks node `owner` for a pod's logs or removal; its refusal is the client's answer.
+async fn ask_pods_node<R>(
     api: &Api<R>,
-    pod: &objects::Pod,
-) -> Result<Vec<Observed>, ApiError> {
-    let node = &api.agent.config.name;
-    let deployment = pod.metadata.annotation(objects::ANNOTATION_DEPLOYMENT);
-    let containers = api.runtime.list(node).await.map_err(runtime_error)?;
-    Ok(containers
-        .into_iter()
-        .filter(|c| {
-            c.labels.get(LABEL_POD) == Some(&pod.metadata.name)
-                && c.labels.get(LABEL_DEPLOYMENT).map(String::as_str) == deployment
-        })
-        .collect())
+    owner: &MemberId,
+    request: PodRequest,
+) -> Result<PodAnswer, ApiError> {
+    match api.agent.ask_pod(owner.clone(), request).await {
+        Ok(PodAnswer::Refused { status, message }) => Err(pods::Refusal { status, message }.into()),
+        Ok(answer) => Ok(answer),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("the pod's node {} did not answer: {e}", owner.name),
+        )),
+    }
 }
 
-/// `DELETE` a pod: its containers are removed on its node (the request is redirected there)
-/// and its deployment makes them again: a new pod of the same name, with a new uid, as
-/// deleting a deployment's pod gives a new one in Kubernetes. Answers with the pod deleted.
+fn unexpected_pod_answer(owner: &MemberId) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        format!("the pod's node {} answered with something else", owner.name),
+    )
+}
+
+/// `DELETE` a pod: its containers are removed on its node (asked by this one if it is
+/// another) and its deployment makes them again: a new pod of the same name, with a new uid,
+/// as deleting a deployment's pod gives a new one in Kubernetes. Answers with the pod deleted.
 async fn delete_pod<R: ContainerRuntime>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
     body: String,
 ) -> Result<Response, ApiError> {
     write::check_delete::<Pods, R>(&api, &ObjectKey::new(&ns, &name), &body)?;
-    let pod = match on_pods_node(&api, &ns, &name, "", raw).await? {
-        Ok(pod) => pod,
-        Err(redirect) => return Ok(redirect),
-    };
-    for c in pod_containers(&api, &pod).await? {
-        api.runtime.remove(&c.id).await.map_err(runtime_error)?;
+    let (deleted, pod, owner) = pods_node(&api, &ns, &name).await?;
+    match owner {
+        None => pods::delete(&api.runtime, &api.agent.config.name, &pod).await?,
+        Some(owner) => match ask_pods_node(&api, &owner, PodRequest::Delete { pod }).await? {
+            PodAnswer::Deleted => {}
+            _ => return Err(unexpected_pod_answer(&owner)),
+        },
     }
     tracing::info!(pod = %format!("{ns}/{name}"), "pod deleted: its containers are made again");
-    Ok(Json(pod).into_response())
+    Ok(Json(deleted).into_response())
+}
+
+/// A pod's `POST`, `PUT` and `PATCH`: refused, saying what to change instead. A pod is what
+/// its deployment's template and placement make it, on whichever node: a write to it would be
+/// undone by the next reconcile there.
+async fn pod_not_written(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} of a pod is not supported: a pod is made by its deployment's template; \
+             change the deployment (kubectl apply, edit, patch, label or set image \
+             deployment NAME), or kubectl delete pod NAME to have it made again"
+        ),
+    )
 }
 
 /// `exec`, `attach` and `portforward` of a pod: not served (Weeble's API streams no
@@ -1028,10 +1058,6 @@ async fn not_streamed(Path((ns, name, action)): Path<(String, String, String)>) 
         }
     };
     ApiError::bad_request(what)
-}
-
-fn runtime_error(e: RuntimeError) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
 /// This node's copy of the desired state in brief: its heads (equal heads, equal documents)

@@ -2,8 +2,9 @@
 //! writes, container events, the probes' outcomes, timers, the results of the work it runs —
 //! and carries out the effects the core returns through the node's adapters: the
 //! [`Transport`], the [`ContainerRuntime`], the state file's [`Disk`], a [`Checker`] for the
-//! probes, the registry credentials file, the images shelf (`crate::images`), the peers file,
-//! and the watches the API, the proxy and DNS read. Requests that the
+//! probes, the registry credentials file, the images shelf (`crate::images`), the log
+//! sessions of peers' clients (`crate::pods`), the peers file, and the watches the API, the
+//! proxy and DNS read. Requests that the
 //! core answers later (a write, a peer's sync message) wait here, by id, for their answer.
 //! Time comes from one clock ([`crate::clock`]); the driver ends when the node's [`Shutdown`]
 //! fires.
@@ -11,6 +12,8 @@
 use crate::clock;
 use crate::images::pull::Puller;
 use crate::images::shelf::Shelf;
+use crate::membership::MemberId;
+use crate::pods;
 use crate::probe::Checker;
 use crate::reconcile::{Action, ENGINE_CALLS_IN_FLIGHT, pass::Event};
 use crate::runtime::credentials::CredentialsFile;
@@ -18,7 +21,9 @@ use crate::runtime::{ContainerRuntime, RuntimeError, RuntimeEvent};
 use crate::shutdown::Shutdown;
 use crate::status::StatusTable;
 use crate::store::{self, disk::Disk};
-use crate::transport::{ImagePart, Inbound, LocalDigest, NetEvent, Response, Transport};
+use crate::transport::{
+    ImagePart, Inbound, LocalDigest, NetError, NetEvent, PodAnswer, PodRequest, Response, Transport,
+};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,6 +55,12 @@ pub enum Command {
     /// Leave the membership and stop; `done` once the datagrams saying so are answered (or
     /// failed).
     Leave(oneshot::Sender<()>),
+    /// Ask a pod's node for its logs or removal (for this node's API).
+    AskPod {
+        to: MemberId,
+        request: PodRequest,
+        answer: oneshot::Sender<Result<PodAnswer, NetError>>,
+    },
 }
 
 /// Status messages in flight at most, versions aside (one per peer at most, by the core):
@@ -94,6 +105,8 @@ pub struct Driver<T, R, C> {
     pub credentials: Option<CredentialsFile>,
     /// The images this node writes out for peers; its directory also takes those fetched.
     pub shelf: Shelf<R>,
+    /// The logs this node streams to peers' API clients, and what it answers their requests.
+    pub pods: pods::Sessions<R>,
     /// Pulls try the peers that hold an image before its registry (`--peers-first`).
     pub peers_first: bool,
     pub feedback: mpsc::Sender<Input>,
@@ -149,6 +162,13 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                         self.leave().await;
                         let _ = done.send(());
                         return;
+                    }
+                    Some(Command::AskPod { to, request, answer }) => {
+                        let transport = self.transport.clone();
+                        tokio::spawn(async move {
+                            let _ = answer.send(transport.pod(to, request).await);
+                        });
+                        None
                     }
                 },
             };
@@ -245,6 +265,17 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
                 reply,
             } => {
                 self.serve_image(from, id, offset, len, reply);
+                None
+            }
+            NetEvent::Request {
+                from,
+                request: Inbound::Pod(request),
+                reply,
+            } => {
+                let pods = self.pods.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(Response::Pod(pods.answer(&from, request).await));
+                });
                 None
             }
             NetEvent::Disconnected(peer) => Some(Input::Disconnected(peer)),

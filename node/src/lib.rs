@@ -14,6 +14,7 @@
 //!   image.
 //! - [`images`]: images passed between peers (the holder's tars, the fetcher's transfer, the
 //!   check a tar passes before it is loaded).
+//! - [`pods`]: a pod's logs and removal, done on its node for this node's API or a peer's.
 //! - [`probe`]: runs health checks (real, and the in-memory twin); [`proxy`]: every service's
 //!   ports on this node; [`dns`]: service names.
 //! - [`api`]: the HTTP API (its accept loop, guards, paged lists).
@@ -29,6 +30,7 @@ pub mod driver;
 pub mod images;
 pub mod join;
 pub mod network;
+pub mod pods;
 pub mod probe;
 pub mod proxy;
 pub mod rate;

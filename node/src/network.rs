@@ -7,7 +7,9 @@
 use crate::membership::MemberId;
 use crate::rate::{Limiter, Verdict};
 use crate::shutdown::Shutdown;
-use crate::transport::{ImagePart, Inbound, LocalDigest, NetError, NetEvent, Request, Response};
+use crate::transport::{
+    ImagePart, Inbound, LocalDigest, NetError, NetEvent, PodAnswer, Request, Response,
+};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, upgrade::Version};
@@ -627,6 +629,12 @@ impl NetworkActor {
                         Request::Image { .. } => {
                             Response::Image(ImagePart::Busy("over the rate limit".into()))
                         }
+                        Request::Pod(_) => Response::Pod(PodAnswer::Refused {
+                            status: 429,
+                            message: "the pod's node is asked too often by this node \
+                                      (--p2p-rate-limit): try again"
+                                .into(),
+                        }),
                         _ => Response::SyncRefused("over the rate limit".into()),
                     };
                     let _ = self

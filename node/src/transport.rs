@@ -3,9 +3,10 @@
 //! nodes running in one process. What arrives comes as [`NetEvent`]s on the receiver each
 //! transport hands out when it starts; peers are named by their libp2p id (base58).
 //!
-//! Four exchanges: membership datagrams, each carrying the sender's [`Digest`] (answered with
+//! Five exchanges: membership datagrams, each carrying the sender's [`Digest`] (answered with
 //! the datagram they call for at once, SWIM's ack to a ping); status messages; automerge
-//! sync (answered with the peer's reply message); and parts of images (`crate::images`).
+//! sync (answered with the peer's reply message); parts of images (`crate::images`); and a
+//! pod's logs or removal, done by its node for another node's API client (`crate::pods`).
 
 pub mod memory;
 
@@ -15,7 +16,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
 use weeble_core::gossip::Digest;
-pub use weeble_core::wire::{ImagePart, Request, Response};
+pub use weeble_core::wire::{ImagePart, PodAnswer, PodRequest, Request, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -38,9 +39,9 @@ pub enum NetEvent {
         digest: Digest,
         reply: Option<oneshot::Sender<Option<Vec<u8>>>>,
     },
-    /// A peer's sync message, status message or request for part of an image: send the
-    /// answer on `reply` (`Response::Sync` or `SyncRefused`; `Response::Status` or `Ack`;
-    /// `Response::Image`).
+    /// A peer's sync message, status message, request for part of an image or for a pod's
+    /// logs or removal: send the answer on `reply` (`Response::Sync` or `SyncRefused`;
+    /// `Response::Status` or `Ack`; `Response::Image`; `Response::Pod`).
     Request {
         from: String,
         request: Inbound,
@@ -58,6 +59,7 @@ pub enum Inbound {
     Sync(Vec<u8>),
     Status(StatusMessage),
     Image { id: String, offset: u64, len: u32 },
+    Pod(PodRequest),
 }
 
 impl Inbound {
@@ -68,6 +70,7 @@ impl Inbound {
             Request::Status(message) => Some(Inbound::Status(message)),
             Request::Sync(message) => Some(Inbound::Sync(message)),
             Request::Image { id, offset, len } => Some(Inbound::Image { id, offset, len }),
+            Request::Pod(request) => Some(Inbound::Pod(request)),
             Request::Membership { .. } => None,
         }
     }
@@ -170,6 +173,21 @@ pub trait Transport: Clone + Send + Sync + 'static {
             let peer = to.name.clone();
             match self.request(to, Request::Image { id, offset, len }).await? {
                 Response::Image(part) => Ok(part),
+                other => Err(unexpected(peer, &other)),
+            }
+        }
+    }
+
+    /// Asks a pod's node for its logs or its removal.
+    fn pod(
+        &self,
+        to: MemberId,
+        request: PodRequest,
+    ) -> impl Future<Output = Result<PodAnswer, NetError>> + Send {
+        async move {
+            let peer = to.name.clone();
+            match self.request(to, Request::Pod(request)).await? {
+                Response::Pod(answer) => Ok(answer),
                 other => Err(unexpected(peer, &other)),
             }
         }

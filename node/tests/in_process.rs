@@ -4,7 +4,7 @@
 //! node runs, and stops, inside a process.
 
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{Method, Request, StatusCode};
 use base64::Engine;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -167,27 +167,33 @@ fn with_container(replicas: u32, container: &str) -> Vec<weeble_crdt::Object> {
     parse_manifests(&manifest).unwrap().objects
 }
 
-/// GET `path` from node `i`'s API, called as a service in this process (no socket).
-async fn get<T: serde::de::DeserializeOwned>(bed: &Bed, i: usize, path: &str) -> T {
+/// `method path` at node `i`'s API, called as a service in this process (no socket): the
+/// status and the body.
+async fn call(bed: &Bed, i: usize, method: Method, path: &str) -> (StatusCode, String) {
     let app = api::app(
         ApiOptions::default(),
         bed.nodes[i].clone(),
         bed.runtime.clone(),
     );
-    let request = Request::get(path)
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
         .header("host", "localhost")
         .body(Body::empty())
         .unwrap();
     let response = app.oneshot(request).await.unwrap();
-    assert!(
-        response.status().is_success(),
-        "GET {path}: {}",
-        response.status()
-    );
+    let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), 16 << 20)
         .await
         .unwrap();
-    serde_json::from_slice(&body).unwrap()
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// GET `path` from node `i`'s API, which must answer it.
+async fn get<T: serde::de::DeserializeOwned>(bed: &Bed, i: usize, path: &str) -> T {
+    let (status, body) = call(bed, i, Method::GET, path).await;
+    assert!(status.is_success(), "GET {path}: {status} {body}");
+    serde_json::from_slice(body.as_bytes()).unwrap()
 }
 
 fn alive(agent: &Agent) -> Vec<String> {
@@ -426,4 +432,93 @@ async fn every_node_s_service_port_reaches_the_replicas_in_turn() {
             "n{i}'s port takes the replicas in turn: {answered:?}"
         );
     }
+}
+
+/// What kubectl and the Python client ask of any node, done on the pod's node: its logs, with
+/// every parameter as the client gave it, and its deletion (`weeble_node::pods`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_s_logs_and_deletion_asked_at_another_node_are_done_on_its_node() {
+    let bed = Bed::start("podlogs").await;
+    let two = "{name: web, image: img:1}\n      - {name: side, image: img:1}";
+    bed.nodes[0]
+        .write(Op::Apply(with_container(3, two)))
+        .await
+        .unwrap();
+    until("n0 sees the three pods running", async || {
+        let pods: List<Pod> = get(&bed, 0, "/api/v1/namespaces/default/pods").await;
+        let running = pods
+            .items
+            .iter()
+            .filter(|p| p.status.phase == Phase::Running);
+        running.count() == 3
+    })
+    .await;
+    let pods: List<Pod> = get(&bed, 0, "/api/v1/namespaces/default/pods").await;
+    let pod = pods
+        .items
+        .iter()
+        .find(|p| p.spec.node_name.as_deref() != Some("n0"))
+        .expect("a pod on another node than n0");
+    let (name, node) = (&pod.metadata.name, pod.spec.node_name.clone().unwrap());
+    let containers = bed.runtime.list(&node).await.unwrap();
+    let id_of = |container: &str| {
+        let c = containers.iter().find(|c| {
+            c.labels.get("weeble.pod") == Some(name)
+                && c.labels.get("weeble.container").map(String::as_str) == Some(container)
+        });
+        c.expect("the pod's container on its node").id.clone()
+    };
+    let (side, web) = (id_of("side"), id_of("web"));
+
+    let path = format!("/api/v1/namespaces/default/pods/{name}");
+    let asked = format!(
+        "{path}/log?container=side&follow=true&tailLines=1&sinceSeconds=60&timestamps=true"
+    );
+    let before = bed.runtime.calls().len();
+    let (status, body) = call(&bed, 0, Method::GET, &asked).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let last = format!("started weeble_{node}_default_{name}_side\n");
+    assert_eq!(body, last, "the last line of side's output, read on {node}");
+    let logs: Vec<_> = bed.runtime.calls()[before..]
+        .iter()
+        .filter_map(|call| match call {
+            Call::Logs { id, options } => Some((id.clone(), options.clone())),
+            _ => None,
+        })
+        .collect();
+    let [(id, options)] = &logs[..] else {
+        panic!("one read of a log: {logs:?}");
+    };
+    assert_eq!(id, &side, "the container asked for");
+    let now_s = weeble_node::clock::now_ms() / 1000;
+    let since = options.since_s.expect("sinceSeconds is kept");
+    assert!(
+        (now_s - 65..=now_s - 55).contains(&since),
+        "{since} vs {now_s}"
+    );
+    assert_eq!(
+        (options.tail, options.follow, options.timestamps),
+        (Some(1), true, true),
+        "every parameter reaches the pod's node"
+    );
+
+    // The pod's node's refusal is the answer, with its code and words.
+    let (status, body) = call(&bed, 0, Method::GET, &format!("{path}/log")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("choose one of: [side web]"), "{body}");
+
+    let before = bed.runtime.calls().len();
+    let (status, body) = call(&bed, 0, Method::DELETE, &path).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let removed: BTreeSet<_> = bed.runtime.calls()[before..]
+        .iter()
+        .filter_map(|call| match call {
+            Call::Remove { id } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        removed.contains(&side) && removed.contains(&web),
+        "both containers go, on {node}: {removed:?}"
+    );
 }

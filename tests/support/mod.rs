@@ -184,6 +184,22 @@ impl Cluster {
         Some(cluster)
     }
 
+    /// A certificate for node `name`'s API at `ip` (`weeble cert new`, in the cluster's `certs`
+    /// directory, whose CA, `certs/ca.crt`, the first call makes): the node's TLS arguments.
+    pub fn tls_args(&self, name: &str, ip: &str) -> Vec<String> {
+        let certs = self.dir.join("certs");
+        let dir = certs.to_str().unwrap();
+        let made = weeble(&["cert", "new", "--dir", dir, "--name", name, "--host", ip]);
+        assert!(made.status.success(), "{}", text(&made.stderr));
+        let file = |ext: &str| certs.join(format!("{name}.{ext}")).display().to_string();
+        vec![
+            "--api-tls-cert".into(),
+            file("crt"),
+            "--api-tls-key".into(),
+            file("key"),
+        ]
+    }
+
     /// A new cluster key, in a file of the cluster's directory.
     pub fn key(&self, file: &str) -> PathBuf {
         let path = self.dir.join(file);

@@ -36,6 +36,10 @@ pub enum Request {
         offset: u64,
         len: u32,
     },
+    /// A pod's logs or its removal, asked of the node that runs it by the node an API client
+    /// asked (a client may ask any node, with its token, and be answered there): answered
+    /// with [`Response::Pod`].
+    Pod(PodRequest),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -53,6 +57,63 @@ pub enum Response {
     /// The peer could not take the sync message in (it cannot persist it): why.
     SyncRefused(String),
     Image(ImagePart),
+    Pod(PodAnswer),
+}
+
+/// What a node asks of a pod's node for its API's client (`GET pods/NAME/log`, `DELETE
+/// pods/NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodRequest {
+    /// The output of one of the pod's containers, a part at a time: answered with the first
+    /// [`PodAnswer::Log`] and the session the rest is asked for by.
+    Log { pod: PodRef, log: PodLog },
+    /// The next part of a log session this node opened.
+    More { session: u64 },
+    /// Remove the pod's containers: its deployment makes them again, as a new pod.
+    Delete { pod: PodRef },
+}
+
+/// A pod as its node finds its containers: by their pod and deployment labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRef {
+    pub name: String,
+    /// The deployment the pod is of, as its containers' label says it.
+    pub deployment: Option<String>,
+}
+
+/// `pods/NAME/log`'s parameters, as Kubernetes names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodLog {
+    /// Which container; the pod's only one if `None`.
+    pub container: Option<String>,
+    pub follow: bool,
+    pub tail_lines: Option<usize>,
+    /// Only what was written in the last so many seconds (by the pod's node's clock).
+    pub since_seconds: Option<i64>,
+    pub timestamps: bool,
+}
+
+/// The most bytes of a log one [`PodAnswer::Log`] carries, about (a part ends after the chunk
+/// that reaches it, and no chunk is larger).
+pub const MAX_LOG_PART: usize = 256 * 1024;
+
+/// A pod's node's answer to [`Request::Pod`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodAnswer {
+    /// The next bytes of log session `session` (none if the container wrote nothing for a
+    /// while); `end`: there are no more.
+    Log {
+        session: u64,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+        end: bool,
+    },
+    Deleted,
+    /// Not done: the HTTP status and the message the asking node answers its client with.
+    Refused {
+        status: u16,
+        message: String,
+    },
 }
 
 /// The most bytes one [`ImagePart::Bytes`] carries.

@@ -35,6 +35,7 @@ pub enum Call {
     Terminate { id: String },
     Exec { id: String, command: Vec<String> },
     Pull { image: String },
+    Logs { id: String, options: LogOptions },
 }
 
 /// The fake runtime; clones share one state.
@@ -467,7 +468,11 @@ impl ContainerRuntime for MemoryRuntime {
     /// The lines the container wrote (the twin keeps no times: `since_s` and `timestamps`
     /// change nothing, and a follow ends with what is there).
     fn logs(&self, id: &str, options: &LogOptions) -> LogStream {
-        let state = self.state();
+        let mut state = self.state();
+        state.calls.push(Call::Logs {
+            id: id.to_owned(),
+            options: options.clone(),
+        });
         let text = state.containers.get(id).map(|c| {
             let output = &c.output;
             let tail = options.tail.unwrap_or(output.len());
