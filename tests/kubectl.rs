@@ -251,6 +251,77 @@ fn kubectl_discovers_reads_scales_describes_and_deletes_at_any_peer() {
         events.contains("Scheduled") && events.contains("Started"),
         "{described}"
     );
+    // kubectl events (1.26+) selects by the object's apiVersion, kind and name.
+    let told = kubectl_ok(&configs[2], &["events", "--for", "deployment/web"]);
+    assert!(
+        told.contains("ScalingReplicaSet") && !told.contains("Pod/"),
+        "{told}"
+    );
+
+    // The verbs that need nothing more of the server: expose (a service from a
+    // deployment's selector), cluster-info, apply -k (kustomize on the client), proxy.
+    let exposed = kubectl_ok(
+        &configs[0],
+        &[
+            "expose",
+            "deployment",
+            "web",
+            "--port=8080",
+            "--target-port=80",
+        ],
+    );
+    assert!(exposed.contains("service/web exposed"), "{exposed}");
+    wait_for(
+        "the exposed service at node 1",
+        Duration::from_secs(10),
+        || {
+            let path = "jsonpath={.spec.selector.app} {.spec.ports[0].port}";
+            let out = kubectl(&configs[1], &["get", "service", "web", "-o", path]);
+            (text(&out.stdout) == "web 8080").then_some(())
+        },
+    );
+    let info = kubectl_ok(&configs[1], &["cluster-info"]);
+    assert!(
+        info.contains("is running at http://127.0.0.142:17070"),
+        "{info}"
+    );
+    let kustomized = cluster.dir.join("kustomized");
+    std::fs::create_dir_all(&kustomized).unwrap();
+    std::fs::write(kustomized.join("app.yaml"), demo_deployment("app", 1)).unwrap();
+    std::fs::write(
+        kustomized.join("kustomization.yaml"),
+        "resources: [app.yaml]\nnamePrefix: k-\nlabels: [{pairs: {via: kustomize}}]\n",
+    )
+    .unwrap();
+    let applied = kubectl_ok(&configs[2], &["apply", "-k", kustomized.to_str().unwrap()]);
+    assert!(
+        applied.contains("deployment.apps/k-app created"),
+        "{applied}"
+    );
+    let mut pods = String::new();
+    let proxied = printed_while(
+        Path::new("kubectl"),
+        &configs[0],
+        &[
+            "proxy",
+            "--address=127.0.0.141",
+            "--port=18001",
+            "--accept-hosts=^127\\.0\\.0\\.141$",
+        ],
+        || {
+            let path = "/api/v1/namespaces/default/pods";
+            pods = try_http_get("127.0.0.141:18001", path).unwrap_or_default();
+        },
+    );
+    assert!(pods.contains("\"kind\":\"PodList\""), "{pods}");
+    assert!(proxied.contains("Starting to serve"), "{proxied}");
+    let labelled = kubectl_ok(
+        &configs[0],
+        &["get", "deploy", "-l", "via=kustomize", "-o", "name"],
+    );
+    assert_eq!(labelled.trim(), "deployment.apps/k-app");
+    kubectl_ok(&configs[0], &["delete", "-k", kustomized.to_str().unwrap()]);
+    kubectl_ok(&configs[0], &["delete", "service", "web"]);
 
     kubectl_ok(&configs[2], &["delete", "deployment", "web"]);
     wait_for(

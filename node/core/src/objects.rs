@@ -1043,6 +1043,7 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePort {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub port: u16,
     pub protocol: Protocol,

@@ -604,6 +604,7 @@ impl Served for Events {
     type After = ObjectKey;
     const RESOURCE: &'static str = "events";
     const FIELDS: &'static [&'static str] = &[
+        "involvedObject.apiVersion",
         "involvedObject.kind",
         "involvedObject.name",
         "involvedObject.namespace",
