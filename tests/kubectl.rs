@@ -863,6 +863,17 @@ fn kubectl_writes_as_it_does_against_kubernetes_at_any_peer() {
     wait_for("both patches at node 1", Duration::from_secs(10), || {
         (other_spec("{.spec.replicas} {.metadata.labels.patched}") == "2 yes").then_some(())
     });
+    // An orphaning delete is refused (its pods would go with it), and deletes nothing.
+    let orphan = kubectl(
+        &configs[2],
+        &["delete", "deployment", "other", "--cascade=orphan"],
+    );
+    let said = text(&orphan.stderr);
+    assert!(
+        said.contains("Orphan (--cascade=orphan) is not supported"),
+        "{said}"
+    );
+    assert_eq!(other_spec("{.metadata.name}"), "other");
 
     // explain reads the OpenAPI schemas; protobuf bodies are refused with a way out.
     let explained = kubectl_ok(&configs[0], &["explain", "deployment.spec.replicas"]);
@@ -1309,10 +1320,18 @@ fn with_tokens_over_tls_logs_and_pod_deletes_are_answered_at_a_node_without_the_
         &["rollout", "status", "deployment/tls", "--timeout=90s"],
     );
     assert!(rolled.contains("successfully rolled out"), "{rolled}");
-    // Each pod, the node it is on, and a node it is not on.
+    // Each pod: the node it is on, a node it is not on, where its port is published; once
+    // node 2 has its node's report (rollout status at node 1 may be ahead).
     let placed = |pod: &str| {
         let path = "jsonpath={.spec.nodeName} {.status.podIP}:{.status.ports[0].hostPort}";
-        let out = kubectl_ok(&configs[2], &["get", "pod", pod, "-o", path]);
+        let out = wait_for(
+            "the pod's report at node 2",
+            Duration::from_secs(10),
+            || {
+                let out = kubectl(&configs[2], &["get", "pod", pod, "-o", path]);
+                out.status.success().then(|| text(&out.stdout))
+            },
+        );
         let (node, published) = out.split_once(' ').unwrap();
         let on = names
             .iter()

@@ -228,20 +228,31 @@ async fn deleted<S: Stored, R>(
     key: ObjectKey,
     body: &str,
 ) -> Result<Json<objects::Status>, ApiError> {
-    check_delete::<S, R>(api, &key, body)?;
+    let options = check_delete::<S, R>(api, &key, body)?;
+    let owner = matches!(S::KIND, Kind::Deployment | Kind::Namespace);
+    if owner && options.propagation_policy.as_deref() == Some("Orphan") {
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy Orphan (--cascade=orphan) is not supported: what a {} runs \
+             goes with it; nothing was deleted (delete with --cascade=background or \
+             foreground)",
+            S::KIND
+        )));
+    }
     api.agent.write(Op::Delete(S::KIND, key.clone())).await?;
     Ok(Json(objects::Status::deleted(S::KIND, &key.name)))
 }
 
 /// A `DELETE`'s body: Kubernetes' `DeleteOptions`, of which Weeble reads the dry run (which
-/// kubectl sends here, not in the query) and the preconditions. `propagationPolicy` and
-/// `gracePeriodSeconds` change nothing: what an object runs goes with it.
+/// kubectl sends here, not in the query), the preconditions and the propagation policy:
+/// `Background` and `Foreground` are the same here (what an object runs goes with it at
+/// once), `Orphan` is refused. `gracePeriodSeconds` changes nothing.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct DeleteOptions {
+pub(super) struct DeleteOptions {
     #[serde(default)]
     dry_run: Vec<String>,
     preconditions: Option<Preconditions>,
+    propagation_policy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,13 +262,13 @@ struct Preconditions {
     resource_version: Option<String>,
 }
 
-/// Refuses a delete of `key` (of `S`) that is a dry run (400) or whose preconditions the
-/// object as served here does not meet (409); an empty body asks nothing.
+/// The options of a delete of `key` (of `S`), refused if it is a dry run (400) or if the
+/// object as served here does not meet its preconditions (409); an empty body asks nothing.
 pub(super) fn check_delete<S: Served, R>(
     api: &Api<R>,
     key: &ObjectKey,
     body: &str,
-) -> Result<(), ApiError> {
+) -> Result<DeleteOptions, ApiError> {
     let options: DeleteOptions = match body.trim() {
         "" => DeleteOptions::default(),
         text => serde_json::from_str(text)
@@ -266,11 +277,11 @@ pub(super) fn check_delete<S: Served, R>(
     if !options.dry_run.is_empty() {
         return Err(ApiError::bad_request(DRY_RUN_REFUSED));
     }
-    let Some(wanted) = options.preconditions else {
-        return Ok(());
+    let Some(wanted) = &options.preconditions else {
+        return Ok(options);
     };
     let Some(current) = S::one(&api.agent, key) else {
-        return Ok(());
+        return Ok(options);
     };
     let meta = current.metadata();
     let version = api.versions.of(S::RESOURCE, key).to_string();
@@ -284,13 +295,17 @@ pub(super) fn check_delete<S: Served, R>(
             ),
         )
     };
-    if let Some(uid) = wanted.uid.filter(|u| Some(u) != meta.uid.as_ref()) {
-        return Err(unmet("uid", &uid, meta.uid.as_deref().unwrap_or_default()));
+    if let Some(uid) = wanted
+        .uid
+        .as_ref()
+        .filter(|&u| Some(u) != meta.uid.as_ref())
+    {
+        return Err(unmet("uid", uid, meta.uid.as_deref().unwrap_or_default()));
     }
-    if let Some(given) = wanted.resource_version.filter(|v| *v != version) {
-        return Err(unmet("resourceVersion", &given, &version));
+    if let Some(given) = wanted.resource_version.as_ref().filter(|&v| *v != version) {
+        return Err(unmet("resourceVersion", given, &version));
     }
-    Ok(())
+    Ok(options)
 }
 
 fn not_found<S: Stored>(key: &ObjectKey) -> ApiError {
