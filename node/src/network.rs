@@ -89,6 +89,12 @@ pub const RATE_LIMIT: u32 = 100;
 /// 4 MiB a part, 200 MiB/s from each peer.
 pub const IMAGE_PARTS_RATE: u32 = 50;
 
+/// Requests for pods' logs and removals each peer may send a second (twice that in a burst),
+/// beside `--p2p-rate-limit`: clients that follow logs through a node do not eat the budget
+/// of membership and gossip. A busy log is asked for ten times a second (`pods::LINGER`), a
+/// quiet one every 2 s.
+pub const POD_REQUESTS_RATE: u32 = 50;
+
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     rpc: request_response::Behaviour<WireCodec>,
@@ -137,6 +143,7 @@ impl Network {
             connected,
             limiter: Limiter::new(config.rate_limit),
             image_limiter: Limiter::new(IMAGE_PARTS_RATE),
+            pod_limiter: Limiter::new(POD_REQUESTS_RATE),
             started: tokio::time::Instant::now(),
         };
         tokio::spawn(actor.run(rx, config.shutdown));
@@ -278,6 +285,8 @@ struct NetworkActor {
     limiter: Limiter,
     /// How fast each peer may ask for parts of images ([`IMAGE_PARTS_RATE`]).
     image_limiter: Limiter,
+    /// How fast each peer may ask for pods' logs and removals ([`POD_REQUESTS_RATE`]).
+    pod_limiter: Limiter,
     /// The limiter's clock starts here.
     started: tokio::time::Instant,
     /// When each connected peer last sent or was sent a request: the least recently used one
@@ -564,12 +573,14 @@ impl NetworkActor {
         });
     }
 
-    /// Whether `peer` may send one more request now (a part of an image counts against its
-    /// own budget, [`IMAGE_PARTS_RATE`]); a refusal is logged once a period.
+    /// Whether `peer` may send one more request now (a part of an image, and a request for a
+    /// pod's log or removal, count against budgets of their own, [`IMAGE_PARTS_RATE`] and
+    /// [`POD_REQUESTS_RATE`]); a refusal is logged once a period.
     fn within_rate(&mut self, peer: PeerId, request: &Request) -> bool {
         let now_ms = self.started.elapsed().as_millis() as i64;
         let (limiter, what) = match request {
             Request::Image { .. } => (&mut self.image_limiter, "parts of images faster than"),
+            Request::Pod(_) => (&mut self.pod_limiter, "pods' logs and removals faster than"),
             _ => (&mut self.limiter, "requests faster than --p2p-rate-limit:"),
         };
         match limiter.allow(&peer.to_base58(), now_ms) {
@@ -631,8 +642,8 @@ impl NetworkActor {
                         }
                         Request::Pod(_) => Response::Pod(PodAnswer::Refused {
                             status: 429,
-                            message: "the pod's node is asked too often by this node \
-                                      (--p2p-rate-limit): try again"
+                            message: "the pod's node is asked for logs and removals too \
+                                      often by this node: try again"
                                 .into(),
                         }),
                         _ => Response::SyncRefused("over the rate limit".into()),

@@ -7,13 +7,14 @@
 //! A log goes to a peer a part at a time ([`Sessions`]): the first answer opens a session, the
 //! asking node asks for the next part until the last; a part waits at most [`WAIT`] for the
 //! container to write (a followed log that is quiet answers with no bytes), well within the
-//! transport's 5 s request timeout. Sessions are bounded ([`MAX_SESSIONS`]) and one nobody
+//! transport's 5 s request timeout, and [`LINGER`] for more once it did (a busy log goes ten
+//! parts a second, not a part a line). Sessions are bounded ([`MAX_SESSIONS`]) and one nobody
 //! asks for in [`IDLE`] (its client went away) is closed.
 
 use crate::runtime::{
     ContainerRuntime, LABEL_CONTAINER, LABEL_DEPLOYMENT, LABEL_POD, LogOptions, LogStream, Observed,
 };
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +27,10 @@ pub const MAX_SESSIONS: usize = 64;
 
 /// How long a part waits for the container to write before it is answered with none.
 pub const WAIT: Duration = Duration::from_secs(2);
+
+/// How long a part waits for more once the container wrote something: a busy log goes in
+/// parts of what came in this time, about ten a second, not one per line.
+pub const LINGER: Duration = Duration::from_millis(100);
 
 /// How long a session stays open with nobody asking for its next part.
 pub const IDLE: Duration = Duration::from_secs(30);
@@ -343,29 +348,40 @@ fn in_parts(stream: LogStream) -> Parts {
         .peekable()
 }
 
-/// What `stream` has now, up to about [`MAX_LOG_PART`] bytes, waiting until `until` at most
-/// for its first bytes; and whether it ended. The engine's error is the answer when no bytes
-/// come before it (it waits for the next part otherwise).
+/// What `stream` has by `until` (it waits no longer for its first bytes) and in the
+/// [`LINGER`] after its first bytes, up to about [`MAX_LOG_PART`]; and whether it ended. The
+/// engine's error is the answer when no bytes come before it (else the next part's).
 async fn part(stream: &mut Parts, until: Instant) -> Result<(Vec<u8>, bool), Refusal> {
+    /// What comes next.
+    enum Next {
+        Bytes,
+        Error,
+        End,
+    }
     let mut bytes = Vec::new();
     let deadline = tokio::time::sleep_until(until);
     tokio::pin!(deadline);
     while bytes.len() < MAX_LOG_PART {
-        let next = if bytes.is_empty() {
-            tokio::select! {
-                next = stream.next() => next,
-                _ = &mut deadline => return Ok((bytes, false)),
-            }
-        } else {
-            match std::pin::Pin::new(&mut *stream).peek().now_or_never() {
-                Some(Some(Ok(_)) | None) => stream.next().await,
-                Some(Some(Err(_))) | None => return Ok((bytes, false)),
-            }
+        let next = tokio::select! {
+            next = std::pin::Pin::new(&mut *stream).peek() => match next {
+                Some(Ok(_)) => Next::Bytes,
+                Some(Err(_)) => Next::Error,
+                None => Next::End,
+            },
+            _ = &mut deadline => return Ok((bytes, false)),
         };
         match next {
-            Some(Ok(chunk)) => bytes.extend_from_slice(&chunk),
-            Some(Err(e)) => return Err(Refusal::runtime(e)),
-            None => return Ok((bytes, true)),
+            Next::End => return Ok((bytes, true)),
+            Next::Error if !bytes.is_empty() => return Ok((bytes, false)),
+            Next::Bytes | Next::Error => match stream.next().await.expect("a chunk peeked at") {
+                Ok(chunk) => {
+                    if bytes.is_empty() {
+                        deadline.as_mut().reset(until.min(Instant::now() + LINGER));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Err(e) => return Err(Refusal::runtime(e)),
+            },
         }
     }
     Ok((bytes, false))
@@ -462,6 +478,38 @@ mod tests {
             matches!(gone, PodAnswer::Refused { status: 404, .. }),
             "{gone:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_log_goes_in_parts_of_what_it_wrote_in_the_linger() {
+        let sessions = sessions();
+        // A line every 10 ms, 50 of them.
+        let busy = futures::stream::iter(0..50)
+            .then(|i| async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok(bytes::Bytes::from(format!("line {i}\n")))
+            })
+            .boxed();
+        let mut answer = hold(&sessions, busy).await.unwrap();
+        let mut lines = Vec::new();
+        loop {
+            let PodAnswer::Log {
+                session,
+                bytes,
+                end,
+            } = answer
+            else {
+                panic!("a part: {answer:?}");
+            };
+            lines.push(String::from_utf8(bytes).unwrap().lines().count());
+            if end {
+                break;
+            }
+            answer = more(&sessions, "p", session).await;
+        }
+        assert_eq!(lines.iter().sum::<usize>(), 50, "{lines:?}");
+        assert!(lines.len() <= 7, "parts of about ten lines: {lines:?}");
+        assert!(lines[0] >= 9, "{lines:?}");
     }
 
     #[tokio::test(start_paused = true)]
