@@ -414,14 +414,10 @@ mod tests {
         sessions.answer(from, PodRequest::More { session }).await
     }
 
-    #[tokio::test]
-    async fn a_long_log_goes_in_parts_in_order_and_its_session_closes_after_the_last() {
-        let sessions = sessions();
-        let text: Vec<u8> = (0..600 * 1024).map(|i| (i % 251) as u8).collect();
-        let stream = log_of(vec![Ok(bytes::Bytes::from(text.clone()))]);
-        let mut answer = hold(&sessions, stream).await.unwrap();
-        let mut read = Vec::new();
-        let mut sizes = Vec::new();
+    /// Every part of a session on `stream`, to the last.
+    async fn parts(sessions: &Sessions<MemoryRuntime>, stream: LogStream) -> Vec<Vec<u8>> {
+        let mut answer = hold(sessions, stream).await.unwrap();
+        let mut parts = Vec::new();
         loop {
             let PodAnswer::Log {
                 session,
@@ -431,14 +427,22 @@ mod tests {
             else {
                 panic!("a part: {answer:?}");
             };
-            sizes.push(bytes.len());
-            read.extend(bytes);
+            parts.push(bytes);
             if end {
-                break;
+                return parts;
             }
-            answer = more(&sessions, "p", session).await;
+            answer = more(sessions, "p", session).await;
         }
-        assert_eq!(read, text);
+    }
+
+    #[tokio::test]
+    async fn a_long_log_goes_in_parts_in_order_and_its_session_closes_after_the_last() {
+        let sessions = sessions();
+        let text: Vec<u8> = (0..600 * 1024).map(|i| (i % 251) as u8).collect();
+        let stream = log_of(vec![Ok(bytes::Bytes::from(text.clone()))]);
+        let parts = parts(&sessions, stream).await;
+        let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
+        assert_eq!(parts.concat(), text);
         assert!(sizes.iter().all(|&n| n <= MAX_LOG_PART), "{sizes:?}");
         assert_eq!(sizes.len(), 3, "{sizes:?}");
         assert_eq!(sessions.count(), 0, "the last part closes the session");
@@ -490,23 +494,11 @@ mod tests {
                 Ok(bytes::Bytes::from(format!("line {i}\n")))
             })
             .boxed();
-        let mut answer = hold(&sessions, busy).await.unwrap();
-        let mut lines = Vec::new();
-        loop {
-            let PodAnswer::Log {
-                session,
-                bytes,
-                end,
-            } = answer
-            else {
-                panic!("a part: {answer:?}");
-            };
-            lines.push(String::from_utf8(bytes).unwrap().lines().count());
-            if end {
-                break;
-            }
-            answer = more(&sessions, "p", session).await;
-        }
+        let parts = parts(&sessions, busy).await;
+        let lines: Vec<usize> = parts
+            .iter()
+            .map(|p| p.split(|&b| b == b'\n').count() - 1)
+            .collect();
         assert_eq!(lines.iter().sum::<usize>(), 50, "{lines:?}");
         assert!(lines.len() <= 7, "parts of about ten lines: {lines:?}");
         assert!(lines[0] >= 9, "{lines:?}");
