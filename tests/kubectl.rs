@@ -1066,6 +1066,7 @@ fn the_official_python_client_creates_reads_patches_scales_watches_and_deletes()
             .is_some_and(|l| l.contains("GET /from-python")),
         "{seen}"
     );
+    assert_eq!(seen["orphan"], 400, "{seen}");
     assert_eq!(seen["deleted"], "Success", "{seen}");
     wait_for("py gone at node 1", Duration::from_secs(10), || {
         (!deployments(&cluster.server(1)).contains(&"py".to_string())).then_some(())
@@ -1348,6 +1349,19 @@ fn with_tokens_over_tls_logs_and_pod_deletes_are_answered_at_a_node_without_the_
     );
     assert!(logs.contains("GET /kubectl-over-tls"), "{logs}");
     assert!(logs.starts_with("20"), "timestamps kept: {logs}");
+    let cut = kubectl_ok(&configs[asked], &["logs", "tls-0", "--limit-bytes=7"]);
+    assert_eq!(cut.len(), 7, "{cut}");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let hour_ago = weeble_core::time::rfc3339(now_ms - 3_600_000);
+    let since = format!("--since-time={hour_ago}");
+    let recent = kubectl_ok(&configs[asked], &["logs", "tls-0", &since]);
+    assert!(recent.contains("GET /kubectl-over-tls"), "{recent}");
+    let previous = kubectl(&configs[asked], &["logs", "tls-0", "--previous"]);
+    let said = text(&previous.stderr);
+    assert!(said.contains("previous is not supported"), "{said}");
     let followed = printed_while(
         Path::new("kubectl"),
         &configs[asked],

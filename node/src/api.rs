@@ -47,6 +47,7 @@ use std::sync::Arc;
 use weeble_core::document::{Op, WriteError};
 use weeble_core::objects::table::Tabled;
 use weeble_core::objects::{self, Object, Resource, StatusCause, discovery, openapi};
+use weeble_core::time;
 use weeble_core::wire::{PodAnswer, PodLog, PodRef, PodRequest};
 use weeble_crdt::echo::{clip_to, echo};
 use weeble_crdt::{Admission, ObjectKey, parse_manifests};
@@ -545,9 +546,14 @@ impl ApiError {
     }
 }
 
+/// A refusal of a pod's node: its code if it is an error's (a peer's answer is not taken at
+/// its word for anything else: 502).
 impl From<pods::Refusal> for ApiError {
     fn from(r: pods::Refusal) -> Self {
-        let code = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = StatusCode::from_u16(r.status)
+            .ok()
+            .filter(|c| c.is_client_error() || c.is_server_error())
+            .unwrap_or(StatusCode::BAD_GATEWAY);
         ApiError::new(code, r.message)
     }
 }
@@ -870,18 +876,46 @@ struct LogQuery {
     follow: Option<String>,
     tail_lines: Option<usize>,
     since_seconds: Option<i64>,
+    since_time: Option<String>,
     timestamps: Option<String>,
+    limit_bytes: Option<u64>,
+    previous: Option<String>,
 }
 
 impl LogQuery {
-    fn pod_log(self) -> PodLog {
-        PodLog {
+    /// What to read, as the pod's node is asked for it; refused as Kubernetes refuses it.
+    fn pod_log(self) -> Result<PodLog, ApiError> {
+        if list::flag(self.previous.as_deref()) {
+            return Err(ApiError::bad_request(
+                "previous is not supported: a restarted container keeps its id and its \
+                 output, so the log shows every run",
+            ));
+        }
+        if self.since_seconds.is_some() && self.since_time.is_some() {
+            return Err(ApiError::bad_request(
+                "at most one of sinceTime or sinceSeconds may be specified",
+            ));
+        }
+        let since_time = match &self.since_time {
+            None => None,
+            Some(text) => Some(
+                time::parse_rfc3339(text).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "sinceTime {} is not an RFC 3339 time such as 2026-01-02T03:04:05Z",
+                        echo(text)
+                    ))
+                })? / 1000,
+            ),
+        };
+        Ok(PodLog {
             container: self.container,
             follow: list::flag(self.follow.as_deref()),
             tail_lines: self.tail_lines,
             since_seconds: self.since_seconds,
+            since_time,
             timestamps: list::flag(self.timestamps.as_deref()),
-        }
+            limit_bytes: self.limit_bytes.filter(|&n| n > 0),
+        })
     }
 }
 
@@ -892,7 +926,7 @@ async fn pod_log<R: ContainerRuntime>(
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
-    let log = q.pod_log();
+    let log = q.pod_log()?;
     let stream = match pods_node(&api, &ns, &name).await? {
         (_, pod, None) => {
             let node = &api.agent.config.name;
@@ -926,25 +960,17 @@ async fn peer_log<R>(
         return Err(unexpected_pod_answer(&owner));
     };
     let (agent, first) = (api.agent.clone(), bytes::Bytes::from(bytes));
-    let rest = futures::stream::unfold(end, move |end| {
+    let ask = move |request| {
         let (agent, owner) = (agent.clone(), owner.clone());
         async move {
-            if end {
-                return None;
-            }
-            let more = agent.ask_pod(owner, PodRequest::More { session }).await;
-            Some(match more {
-                Ok(PodAnswer::Log { bytes, end, .. }) => (Ok(bytes::Bytes::from(bytes)), end),
-                Ok(PodAnswer::Refused { message, .. }) => {
-                    (Err(std::io::Error::other(message)), true)
-                }
-                Ok(_) => (Err(std::io::Error::other("an unexpected answer")), true),
-                Err(e) => (Err(std::io::Error::other(e.to_string())), true),
-            })
+            agent
+                .ask_pod(owner, request)
+                .await
+                .map_err(|e| e.to_string())
         }
-    });
+    };
     Ok(futures::stream::once(async { Ok(first) })
-        .chain(rest)
+        .chain(pods::rest(ask, session, end))
         .filter(|part| futures::future::ready(!matches!(part, Ok(b) if b.is_empty())))
         .boxed())
 }
@@ -993,7 +1019,11 @@ async fn ask_pods_node<R>(
         Ok(answer) => Ok(answer),
         Err(e) => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
-            format!("the pod's node {} did not answer: {e}", owner.name),
+            format!(
+                "the pod's node {} did not answer: {e} (a node of an earlier Weeble build \
+                 cannot serve another node's client: ask it directly)",
+                owner.name
+            ),
         )),
     }
 }

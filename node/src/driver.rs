@@ -261,6 +261,23 @@ impl<T: Transport, R: ContainerRuntime, C: Checker> Driver<T, R, C> {
             }
             NetEvent::Request {
                 from,
+                request: request @ (Inbound::Image { .. } | Inbound::Pod(_)),
+                reply,
+            } if !self.core.admits(&from) => {
+                let why = format!("this node's cluster does not admit peer {from}");
+                debug!(peer = %from, "a request from a peer not admitted is refused");
+                let _ = reply.send(match request {
+                    Inbound::Pod(_) => Response::Pod(PodAnswer::Refused {
+                        status: 403,
+                        message: why,
+                    }),
+                    _ => Response::Image(ImagePart::Refused(why)),
+                });
+                self.transport.disconnect(from).await;
+                None
+            }
+            NetEvent::Request {
+                from,
                 request: Inbound::Image { id, offset, len },
                 reply,
             } => {

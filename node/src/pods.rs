@@ -5,11 +5,13 @@
 //! drops its token there) or reach the pod's node at all.
 //!
 //! A log goes to a peer a part at a time ([`Sessions`]): the first answer opens a session, the
-//! asking node asks for the next part until the last; a part waits at most [`WAIT`] for the
-//! container to write (a followed log that is quiet answers with no bytes), well within the
-//! transport's 5 s request timeout, and [`LINGER`] for more once it did (a busy log goes ten
-//! parts a second, not a part a line). Sessions are bounded ([`MAX_SESSIONS`]) and one nobody
-//! asks for in [`IDLE`] (its client went away) is closed.
+//! asking node asks for the next part by its number until the last ([`rest`]), and for the
+//! same part again if its answer did not come (the pod's node keeps its last part), so no byte
+//! is lost or sent twice. A part waits at most [`WAIT`] for the container to write (a
+//! followed log that is quiet answers with no bytes), well within the transport's 5 s request
+//! timeout, and [`LINGER`] for more once it did (a busy log goes ten parts a second, not a
+//! part a line). Sessions are bounded ([`MAX_SESSIONS`], [`MAX_SESSIONS_PER_PEER`]) and one
+//! nobody asks for in [`IDLE`] (its client went away) is closed.
 
 use crate::runtime::{
     ContainerRuntime, LABEL_CONTAINER, LABEL_DEPLOYMENT, LABEL_POD, LogOptions, LogStream, Observed,
@@ -24,6 +26,9 @@ use weeble_core::wire::{MAX_LOG_PART, PodAnswer, PodLog, PodRef, PodRequest};
 
 /// The log sessions peers may hold open on this node at once.
 pub const MAX_SESSIONS: usize = 64;
+
+/// The log sessions one peer may be reading at once.
+pub const MAX_SESSIONS_PER_PEER: usize = 32;
 
 /// How long a part waits for the container to write before it is answered with none.
 pub const WAIT: Duration = Duration::from_secs(2);
@@ -127,16 +132,35 @@ pub async fn log<R: ContainerRuntime>(
             ));
         }
     };
+    let since_seconds = log.since_seconds.filter(|&s| s > 0);
     let options = LogOptions {
         tail: log.tail_lines,
         follow: log.follow,
-        since_s: log
-            .since_seconds
-            .filter(|&s| s > 0)
-            .map(|s| (crate::clock::now_ms() / 1000).saturating_sub(s)),
+        since_s: since_seconds
+            .map(|s| (crate::clock::now_ms() / 1000).saturating_sub(s))
+            .or(log.since_time),
         timestamps: log.timestamps,
     };
-    Ok(runtime.logs(&chosen.id, &options))
+    let stream = runtime.logs(&chosen.id, &options);
+    Ok(match log.limit_bytes {
+        Some(limit) => limited(stream, limit),
+        None => stream,
+    })
+}
+
+/// The first `limit` bytes of `stream`.
+fn limited(stream: LogStream, limit: u64) -> LogStream {
+    stream
+        .scan(limit, |left, chunk| {
+            let chunk = chunk.map(|mut bytes| {
+                bytes.truncate(bytes.len().min(*left as usize));
+                *left -= bytes.len() as u64;
+                bytes
+            });
+            let more = chunk.as_ref().map_or(true, |b| !b.is_empty());
+            futures::future::ready(more.then_some(chunk))
+        })
+        .boxed()
 }
 
 /// Removes `pod`'s containers on `node` (its deployment makes them again, as a new pod).
@@ -157,20 +181,22 @@ pub async fn delete<R: ContainerRuntime>(
 pub struct Sessions<R> {
     runtime: R,
     node: String,
-    open: Arc<Mutex<Open>>,
-}
-
-#[derive(Default)]
-struct Open {
-    by_id: BTreeMap<u64, Session>,
-    next: u64,
+    open: Arc<Mutex<BTreeMap<u64, Session>>>,
 }
 
 struct Session {
     /// The peer that opened it: no other may read it.
     peer: String,
-    stream: Arc<tokio::sync::Mutex<Parts>>,
+    reader: Arc<tokio::sync::Mutex<Reader>>,
     asked: Instant,
+    /// Its last part was read: it is kept only to answer that part again.
+    ended: bool,
+}
+
+/// A session's log, and the last part it gave (its number, bytes, whether it was the last).
+struct Reader {
+    parts: Parts,
+    last: Option<(u64, Vec<u8>, bool)>,
 }
 
 impl<R: ContainerRuntime> Sessions<R> {
@@ -190,30 +216,30 @@ impl<R: ContainerRuntime> Sessions<R> {
         let until = Instant::now() + WAIT;
         let answer = match request {
             PodRequest::Log { pod, log } => self.open(from, &pod, &log, until).await,
-            PodRequest::More { session } => self.next(from, session, until).await,
-            PodRequest::Delete { pod } => {
-                let (runtime, node, from) =
-                    (self.runtime.clone(), self.node.clone(), from.to_owned());
-                let removal = tokio::spawn(async move {
-                    let deleted = delete(&runtime, &node, &pod).await;
-                    match &deleted {
-                        Ok(()) => {
-                            debug!(peer = %from, pod = %pod.name, "pod deleted for a peer's client")
-                        }
-                        Err(r) => {
-                            warn!(peer = %from, pod = %pod.name, why = %r.message, "a pod's deletion for a peer's client failed")
-                        }
-                    }
-                    deleted
-                });
-                match tokio::time::timeout_at(until, removal).await {
-                    Ok(Ok(deleted)) => deleted.map(|()| PodAnswer::Deleted),
-                    Ok(Err(failed)) => Err(Refusal::runtime(failed)),
-                    Err(_) => Ok(PodAnswer::Deleted),
-                }
-            }
+            PodRequest::More { session, part } => self.part(from, session, part, until).await,
+            PodRequest::Delete { pod } => self.delete(from, pod, until).await,
         };
         answer.unwrap_or_else(PodAnswer::from)
+    }
+
+    async fn delete(&self, from: &str, pod: PodRef, until: Instant) -> Result<PodAnswer, Refusal> {
+        let (runtime, node, from) = (self.runtime.clone(), self.node.clone(), from.to_owned());
+        let removal = tokio::spawn(async move {
+            let deleted = delete(&runtime, &node, &pod).await;
+            match &deleted {
+                Ok(()) => debug!(peer = %from, pod = %pod.name, "pod deleted for a peer's client"),
+                Err(r) => warn!(
+                    peer = %from, pod = %pod.name, why = %r.message,
+                    "a pod's deletion for a peer's client failed"
+                ),
+            }
+            deleted
+        });
+        match tokio::time::timeout_at(until, removal).await {
+            Ok(Ok(deleted)) => deleted.map(|()| PodAnswer::Deleted),
+            Ok(Err(failed)) => Err(Refusal::runtime(failed)),
+            Err(_) => Ok(PodAnswer::Deleted),
+        }
     }
 
     /// Opens a session on the log asked for, and answers with its first part.
@@ -224,25 +250,8 @@ impl<R: ContainerRuntime> Sessions<R> {
         asked: &PodLog,
         until: Instant,
     ) -> Result<PodAnswer, Refusal> {
-        self.room(from)?;
         let stream = log(&self.runtime, &self.node, pod, asked).await?;
         self.hold(from, stream, until).await
-    }
-
-    /// Refused if [`MAX_SESSIONS`] are open.
-    fn room(&self, from: &str) -> Result<(), Refusal> {
-        if self.count() >= MAX_SESSIONS {
-            warn!(peer = %from, max = MAX_SESSIONS, "a peer's log session refused: too many open");
-            return Err(Refusal::new(
-                429,
-                format!(
-                    "node {} streams {MAX_SESSIONS} logs to other nodes' clients already: \
-                     try again later",
-                    self.node
-                ),
-            ));
-        }
-        Ok(())
     }
 
     /// Keeps `stream` for peer `from` in a new session, and answers with its first part.
@@ -252,29 +261,64 @@ impl<R: ContainerRuntime> Sessions<R> {
         stream: LogStream,
         until: Instant,
     ) -> Result<PodAnswer, Refusal> {
-        self.room(from)?;
-        let stream = Arc::new(tokio::sync::Mutex::new(in_parts(stream)));
-        let id = {
-            let mut open = self.open.lock().expect("sessions");
-            open.next += 1;
-            let id = open.next;
-            let session = Session {
-                peer: from.to_owned(),
-                stream,
-                asked: Instant::now(),
-            };
-            open.by_id.insert(id, session);
-            id
-        };
+        let id = self.insert(from, stream)?;
         self.close_when_idle(id);
-        self.next(from, id, until).await
+        self.part(from, id, 0, until).await
     }
 
-    /// The next part of session `id`, for the peer that opened it: what came by `until`.
-    async fn next(&self, from: &str, id: u64, until: Instant) -> Result<PodAnswer, Refusal> {
-        let stream = {
+    /// A new session on `stream` for peer `from`: room is made by closing the ended session
+    /// asked for longest ago; refused if [`MAX_SESSIONS`] are open, or
+    /// [`MAX_SESSIONS_PER_PEER`] of `from`'s are still reading.
+    fn insert(&self, from: &str, stream: LogStream) -> Result<u64, Refusal> {
+        let mut open = self.open.lock().expect("sessions");
+        if open.len() >= MAX_SESSIONS {
+            let ended = open.iter().filter(|(_, s)| s.ended);
+            if let Some(id) = ended.min_by_key(|(_, s)| s.asked).map(|(id, _)| *id) {
+                open.remove(&id);
+            }
+        }
+        let reading = open.values().filter(|s| s.peer == from && !s.ended).count();
+        if open.len() >= MAX_SESSIONS || reading >= MAX_SESSIONS_PER_PEER {
+            warn!(peer = %from, open = open.len(), reading, "a peer's log session refused: too many");
+            return Err(Refusal::new(
+                429,
+                format!(
+                    "node {} streams as many logs to other nodes' clients as it may \
+                     ({MAX_SESSIONS}, {MAX_SESSIONS_PER_PEER} for one node): try again later",
+                    self.node
+                ),
+            ));
+        }
+        // Random, so that a node started again gives no old number to another log.
+        let id = std::iter::repeat_with(rand::random::<u64>)
+            .find(|id| !open.contains_key(id))
+            .expect("a free number");
+        let reader = Reader {
+            parts: in_parts(stream),
+            last: None,
+        };
+        let session = Session {
+            peer: from.to_owned(),
+            reader: Arc::new(tokio::sync::Mutex::new(reader)),
+            asked: Instant::now(),
+            ended: false,
+        };
+        open.insert(id, session);
+        Ok(id)
+    }
+
+    /// Part `number` of session `id`, for the peer that opened it: the one after the last
+    /// (what came by `until`), or the last again.
+    async fn part(
+        &self,
+        from: &str,
+        id: u64,
+        number: u64,
+        until: Instant,
+    ) -> Result<PodAnswer, Refusal> {
+        let reader = {
             let mut open = self.open.lock().expect("sessions");
-            let session = open.by_id.get_mut(&id).filter(|s| s.peer == from);
+            let session = open.get_mut(&id).filter(|s| s.peer == from);
             let session = session.ok_or_else(|| {
                 Refusal::new(
                     404,
@@ -282,27 +326,46 @@ impl<R: ContainerRuntime> Sessions<R> {
                 )
             })?;
             session.asked = Instant::now();
-            session.stream.clone()
+            session.reader.clone()
         };
-        let read = match tokio::time::timeout_at(until, stream.lock()).await {
-            Ok(mut stream) => part(&mut stream, until).await,
-            // Another request for it holds it (one the asking node gave up on).
-            Err(_) => Ok((Vec::new(), false)),
+        let Ok(mut reader) = tokio::time::timeout_at(until, reader.lock()).await else {
+            // An earlier request for it still reads (one the asking node gave up on).
+            return Err(Refusal::new(
+                503,
+                format!("log session {id} is busy: ask again"),
+            ));
         };
-        let ended = read.as_ref().map_or(true, |&(_, end)| end);
-        if ended {
-            self.open.lock().expect("sessions").by_id.remove(&id);
-        }
-        let (bytes, end) = read?;
-        Ok(PodAnswer::Log {
+        let answer = |bytes: Vec<u8>, end| PodAnswer::Log {
             session: id,
             bytes,
             end,
-        })
-    }
-
-    fn count(&self) -> usize {
-        self.open.lock().expect("sessions").by_id.len()
+        };
+        if let Some((n, bytes, end)) = &reader.last
+            && *n == number
+        {
+            return Ok(answer(bytes.clone(), *end));
+        }
+        let next = reader.last.as_ref().map_or(0, |(n, ..)| n + 1);
+        let ended = reader.last.as_ref().is_some_and(|(.., end)| *end);
+        if number != next || ended {
+            return Err(Refusal::new(
+                409,
+                format!("log session {id}: part {number} asked, part {next} is next"),
+            ));
+        }
+        match read(&mut reader.parts, until).await {
+            Ok((bytes, end)) => {
+                reader.last = Some((number, bytes.clone(), end));
+                if end && let Some(session) = self.open.lock().expect("sessions").get_mut(&id) {
+                    session.ended = true;
+                }
+                Ok(answer(bytes, end))
+            }
+            Err(refusal) => {
+                self.open.lock().expect("sessions").remove(&id);
+                Err(refusal)
+            }
+        }
     }
 
     /// Closes session `id` once nobody asked for it in [`IDLE`].
@@ -314,31 +377,91 @@ impl<R: ContainerRuntime> Sessions<R> {
                 tokio::time::sleep_until(at).await;
                 let Some(open) = open.upgrade() else { return };
                 let mut open = open.lock().expect("sessions");
-                let Some(session) = open.by_id.get(&id) else {
+                let Some(session) = open.get(&id) else {
                     return;
                 };
                 if session.asked.elapsed() >= IDLE {
                     debug!(session = id, "a log session nobody asks for is closed");
-                    open.by_id.remove(&id);
+                    open.remove(&id);
                     return;
                 }
                 at = session.asked + IDLE;
             }
         });
     }
+
+    #[cfg(test)]
+    fn count(&self) -> usize {
+        self.open.lock().expect("sessions").len()
+    }
 }
 
-/// A log in chunks of [`MAX_LOG_PART`] at most, whose next chunk can be looked at.
+/// How many times the node asked asks again for a part whose answer did not come (lost, late,
+/// or refused for now: 429, 503), [`RETRY_AFTER`] apart, before its client's log ends in an
+/// error.
+pub const MORE_TRIES: u32 = 20;
+
+/// How long the node asked waits before it asks for a part again.
+pub const RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// The rest of a log whose first part came with `session` (`end`: that was the last), as
+/// the node asked streams it to its client: part by part, through `ask`; a part whose answer
+/// does not come is asked for again by its number, so no byte is lost or sent twice.
+pub fn rest<A, F>(
+    ask: A,
+    session: u64,
+    end: bool,
+) -> futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>
+where
+    A: FnMut(PodRequest) -> F + Send + 'static,
+    F: std::future::Future<Output = Result<PodAnswer, String>> + Send + 'static,
+{
+    futures::stream::unfold((ask, 1, end), move |(mut ask, part, end)| async move {
+        if end {
+            return None;
+        }
+        let mut why = String::new();
+        for _ in 0..MORE_TRIES {
+            match ask(PodRequest::More { session, part }).await {
+                Ok(PodAnswer::Log { bytes, end, .. }) => {
+                    return Some((Ok(bytes::Bytes::from(bytes)), (ask, part + 1, end)));
+                }
+                Ok(PodAnswer::Refused {
+                    status: 429 | 503,
+                    message,
+                })
+                | Err(message) => why = message,
+                Ok(PodAnswer::Refused { message, .. }) => {
+                    why = message;
+                    break;
+                }
+                Ok(other) => {
+                    why = format!("an unexpected answer {other:?}");
+                    break;
+                }
+            }
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+        warn!(session, part, %why, "a log streamed from the pod's node ended early");
+        Some((Err(std::io::Error::other(why)), (ask, part, true)))
+    })
+    .boxed()
+}
+
+/// A log in pieces of [`PIECE`] at most, whose next piece can be looked at.
 type Parts = futures::stream::Peekable<LogStream>;
 
-/// `stream` in chunks of [`MAX_LOG_PART`] at most.
+/// The most bytes of one piece a part is made of.
+const PIECE: usize = 64 * 1024;
+
+/// `stream` in pieces of [`PIECE`] at most.
 fn in_parts(stream: LogStream) -> Parts {
     stream
         .flat_map(|chunk| {
             let pieces = match chunk {
                 Ok(bytes) => (0..bytes.len())
-                    .step_by(MAX_LOG_PART)
-                    .map(|at| Ok(bytes.slice(at..bytes.len().min(at + MAX_LOG_PART))))
+                    .step_by(PIECE)
+                    .map(|at| Ok(bytes.slice(at..bytes.len().min(at + PIECE))))
                     .collect(),
                 Err(e) => vec![Err(e)],
             };
@@ -349,22 +472,22 @@ fn in_parts(stream: LogStream) -> Parts {
 }
 
 /// What `stream` has by `until` (it waits no longer for its first bytes) and in the
-/// [`LINGER`] after its first bytes, up to about [`MAX_LOG_PART`]; and whether it ended. The
+/// [`LINGER`] after its first bytes, up to [`MAX_LOG_PART`]; and whether it ended. The
 /// engine's error is the answer when no bytes come before it (else the next part's).
-async fn part(stream: &mut Parts, until: Instant) -> Result<(Vec<u8>, bool), Refusal> {
+async fn read(stream: &mut Parts, until: Instant) -> Result<(Vec<u8>, bool), Refusal> {
     /// What comes next.
     enum Next {
-        Bytes,
+        Bytes(usize),
         Error,
         End,
     }
     let mut bytes = Vec::new();
     let deadline = tokio::time::sleep_until(until);
     tokio::pin!(deadline);
-    while bytes.len() < MAX_LOG_PART {
+    loop {
         let next = tokio::select! {
             next = std::pin::Pin::new(&mut *stream).peek() => match next {
-                Some(Ok(_)) => Next::Bytes,
+                Some(Ok(piece)) => Next::Bytes(piece.len()),
                 Some(Err(_)) => Next::Error,
                 None => Next::End,
             },
@@ -372,19 +495,19 @@ async fn part(stream: &mut Parts, until: Instant) -> Result<(Vec<u8>, bool), Ref
         };
         match next {
             Next::End => return Ok((bytes, true)),
+            Next::Bytes(n) if bytes.len() + n > MAX_LOG_PART => return Ok((bytes, false)),
             Next::Error if !bytes.is_empty() => return Ok((bytes, false)),
-            Next::Bytes | Next::Error => match stream.next().await.expect("a chunk peeked at") {
-                Ok(chunk) => {
+            Next::Bytes(_) | Next::Error => match stream.next().await.expect("a piece peeked at") {
+                Ok(piece) => {
                     if bytes.is_empty() {
                         deadline.as_mut().reset(until.min(Instant::now() + LINGER));
                     }
-                    bytes.extend_from_slice(&chunk);
+                    bytes.extend_from_slice(&piece);
                 }
                 Err(e) => return Err(Refusal::runtime(e)),
             },
         }
     }
-    Ok((bytes, false))
 }
 
 #[cfg(test)]
@@ -392,6 +515,7 @@ mod tests {
     use super::*;
     use crate::runtime::RuntimeError;
     use crate::runtime::memory::MemoryRuntime;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn sessions() -> Sessions<MemoryRuntime> {
         Sessions::new(MemoryRuntime::default(), "n1".into())
@@ -409,66 +533,107 @@ mod tests {
         sessions.hold("p", stream, Instant::now() + WAIT).await
     }
 
-    /// The next part of `session` for `from`: its bytes and whether it was the last.
-    async fn more(sessions: &Sessions<MemoryRuntime>, from: &str, session: u64) -> PodAnswer {
-        sessions.answer(from, PodRequest::More { session }).await
+    /// Part `part` of `session`, asked by `from`.
+    async fn more(
+        sessions: &Sessions<MemoryRuntime>,
+        from: &str,
+        session: u64,
+        part: u64,
+    ) -> PodAnswer {
+        let request = PodRequest::More { session, part };
+        sessions.answer(from, request).await
     }
 
-    /// Every part of a session on `stream`, to the last.
-    async fn parts(sessions: &Sessions<MemoryRuntime>, stream: LogStream) -> Vec<Vec<u8>> {
-        let mut answer = hold(sessions, stream).await.unwrap();
-        let mut parts = Vec::new();
-        loop {
-            let PodAnswer::Log {
+    /// The session and the first part's bytes of an answer that opened one.
+    fn opened(answer: PodAnswer) -> (u64, Vec<u8>, bool) {
+        match answer {
+            PodAnswer::Log {
                 session,
                 bytes,
                 end,
-            } = answer
-            else {
-                panic!("a part: {answer:?}");
-            };
-            parts.push(bytes);
-            if end {
-                return parts;
-            }
-            answer = more(sessions, "p", session).await;
+            } => (session, bytes, end),
+            other => panic!("a part: {other:?}"),
         }
     }
 
-    #[tokio::test]
-    async fn a_long_log_goes_in_parts_in_order_and_its_session_closes_after_the_last() {
+    /// Every part of a session on `stream` as the asking node reads them ([`rest`]); every
+    /// `lose`-th answer (if any) is lost on the way back, after the pod's node gave it.
+    async fn parts(
+        sessions: &Sessions<MemoryRuntime>,
+        stream: LogStream,
+        lose: Option<usize>,
+    ) -> Vec<Vec<u8>> {
+        let (session, first, end) = opened(hold(sessions, stream).await.unwrap());
+        let (sessions, asked) = (sessions.clone(), Arc::new(AtomicUsize::new(0)));
+        let ask = move |request| {
+            let (sessions, asked) = (sessions.clone(), asked.clone());
+            async move {
+                let answer = sessions.answer("p", request).await;
+                let n = asked.fetch_add(1, Ordering::Relaxed) + 1;
+                match lose {
+                    Some(every) if n % every == 0 => Err("lost".to_string()),
+                    _ => Ok(answer),
+                }
+            }
+        };
+        let rest: Vec<_> = rest(ask, session, end).collect().await;
+        let rest = rest.into_iter().map(|part| part.unwrap().to_vec());
+        std::iter::once(first).chain(rest).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_log_goes_in_parts_in_order_and_none_is_lost_or_repeated_when_answers_are() {
         let sessions = sessions();
-        let text: Vec<u8> = (0..600 * 1024).map(|i| (i % 251) as u8).collect();
-        let stream = log_of(vec![Ok(bytes::Bytes::from(text.clone()))]);
-        let parts = parts(&sessions, stream).await;
+        let text: Vec<u8> = (0..900 * 1024).map(|i| (i % 251) as u8).collect();
+        let chunks = text
+            .chunks(200 * 1024)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        let parts = parts(&sessions, log_of(chunks), None).await;
         let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
         assert_eq!(parts.concat(), text);
         assert!(sizes.iter().all(|&n| n <= MAX_LOG_PART), "{sizes:?}");
-        assert_eq!(sizes.len(), 3, "{sizes:?}");
-        assert_eq!(sessions.count(), 0, "the last part closes the session");
+        assert!(sizes.len() >= 4, "{sizes:?}");
+        // Every other answer lost on its way: each part is asked again, and comes once.
+        let again = log_of(vec![Ok(bytes::Bytes::from(text.clone()))]);
+        let parts = self::parts(&sessions, again, Some(2)).await;
+        assert_eq!(parts.concat(), text);
+        let ended = sessions.open.lock().unwrap().values().all(|s| s.ended);
+        assert!(
+            ended,
+            "the last part ends a session; it is kept to answer it again"
+        );
+        tokio::time::sleep(IDLE * 2).await;
+        assert_eq!(sessions.count(), 0, "and closed when nobody asks");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_part_asked_out_of_order_is_refused() {
+        let sessions = sessions();
+        let stream = log_of(vec![Ok(bytes::Bytes::from(vec![b'x'; MAX_LOG_PART * 2]))]);
+        let (session, ..) = opened(hold(&sessions, stream).await.unwrap());
+        let skipped = more(&sessions, "p", session, 2).await;
+        assert!(
+            matches!(&skipped, PodAnswer::Refused { status: 409, message } if message.contains("part 1 is next")),
+            "{skipped:?}"
+        );
+        let (_, first_again, _) = opened(more(&sessions, "p", session, 0).await);
+        assert_eq!(first_again.len(), MAX_LOG_PART, "the last part, again");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_quiet_log_answers_with_nothing_and_only_its_peer_reads_it_until_nobody_asks() {
         let sessions = sessions();
         let quiet = futures::stream::pending().boxed();
-        let answer = hold(&sessions, quiet).await.unwrap();
-        let PodAnswer::Log {
-            session,
-            bytes,
-            end: false,
-        } = answer
-        else {
-            panic!("a part that is not the last: {answer:?}");
-        };
-        assert!(bytes.is_empty());
-        let other = more(&sessions, "q", session).await;
+        let (session, bytes, end) = opened(hold(&sessions, quiet).await.unwrap());
+        assert!(bytes.is_empty() && !end);
+        let other = more(&sessions, "q", session, 1).await;
         assert!(
             matches!(other, PodAnswer::Refused { status: 404, .. }),
             "{other:?}"
         );
         tokio::time::sleep(IDLE / 2).await;
-        let asked = more(&sessions, "p", session).await;
+        let asked = more(&sessions, "p", session, 1).await;
         assert!(
             matches!(asked, PodAnswer::Log { end: false, .. }),
             "{asked:?}"
@@ -477,7 +642,7 @@ mod tests {
         assert_eq!(sessions.count(), 1, "asked less than IDLE ago");
         tokio::time::sleep(IDLE).await;
         assert_eq!(sessions.count(), 0, "nobody asked for IDLE");
-        let gone = more(&sessions, "p", session).await;
+        let gone = more(&sessions, "p", session, 2).await;
         assert!(
             matches!(gone, PodAnswer::Refused { status: 404, .. }),
             "{gone:?}"
@@ -494,7 +659,7 @@ mod tests {
                 Ok(bytes::Bytes::from(format!("line {i}\n")))
             })
             .boxed();
-        let parts = parts(&sessions, busy).await;
+        let parts = parts(&sessions, busy, None).await;
         let lines: Vec<usize> = parts
             .iter()
             .map(|p| p.split(|&b| b == b'\n').count() - 1)
@@ -505,7 +670,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn sessions_are_bounded_and_an_engine_error_is_the_answer() {
+    async fn sessions_are_bounded_per_peer_and_in_all_ended_ones_giving_way() {
         let sessions = sessions();
         // Each writes a line at once, then nothing: no time passes, no session goes idle.
         let talking = || {
@@ -513,38 +678,65 @@ mod tests {
                 .chain(futures::stream::pending())
                 .boxed()
         };
-        for _ in 0..MAX_SESSIONS {
-            hold(&sessions, talking()).await.unwrap();
+        let now = || Instant::now() + WAIT;
+        for _ in 0..MAX_SESSIONS_PER_PEER {
+            sessions.hold("p", talking(), now()).await.unwrap();
         }
-        let refused = hold(&sessions, talking()).await.unwrap_err();
+        let refused = sessions.hold("p", talking(), now()).await.unwrap_err();
         assert_eq!(refused.status, 429, "{refused:?}");
-        assert!(refused.message.contains("streams 64 logs"), "{refused:?}");
+        for _ in MAX_SESSIONS_PER_PEER..MAX_SESSIONS {
+            sessions.hold("q", talking(), now()).await.unwrap();
+        }
+        let refused = sessions.hold("r", talking(), now()).await.unwrap_err();
+        assert!(
+            refused.message.contains("(64, 32 for one node)"),
+            "{refused:?}"
+        );
+        // One that ended gives way to a new one.
+        let (_, _, end) = opened(hold(&self::sessions(), log_of(vec![])).await.unwrap());
+        assert!(end);
+        sessions
+            .open
+            .lock()
+            .unwrap()
+            .values_mut()
+            .next()
+            .unwrap()
+            .ended = true;
+        sessions.hold("r", talking(), now()).await.unwrap();
+        assert_eq!(sessions.count(), MAX_SESSIONS);
+    }
 
-        let sessions = self::sessions();
+    #[tokio::test(start_paused = true)]
+    async fn an_engine_error_is_the_answer_after_the_bytes_before_it() {
+        let sessions = sessions();
         let failed = log_of(vec![Err(RuntimeError::NotFound("c1".into()))]);
         let refused = hold(&sessions, failed).await.unwrap_err();
         assert_eq!(refused.status, 500);
         assert!(refused.message.contains("c1"), "{refused:?}");
         assert_eq!(sessions.count(), 0);
-        // Bytes before an error go first; the error is the next part's answer.
         let stream = log_of(vec![
             Ok(bytes::Bytes::from_static(b"one\n")),
             Err(RuntimeError::NotFound("c1".into())),
         ]);
-        let first = hold(&sessions, stream).await.unwrap();
-        let PodAnswer::Log {
-            session,
-            bytes,
-            end: false,
-        } = first
-        else {
-            panic!("{first:?}");
-        };
-        assert_eq!(bytes, b"one\n");
-        let next = more(&sessions, "p", session).await;
+        let (session, bytes, end) = opened(hold(&sessions, stream).await.unwrap());
+        assert_eq!((bytes.as_slice(), end), (&b"one\n"[..], false));
+        let next = more(&sessions, "p", session, 1).await;
         assert!(
             matches!(next, PodAnswer::Refused { status: 500, .. }),
             "{next:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn limit_bytes_cuts_the_log() {
+        let stream = log_of(vec![
+            Ok(bytes::Bytes::from_static(b"abc\n")),
+            Ok(bytes::Bytes::from_static(b"defg\n")),
+            Ok(bytes::Bytes::from_static(b"never\n")),
+        ]);
+        let read: Vec<_> = limited(stream, 6).collect().await;
+        let read: Vec<u8> = read.into_iter().flat_map(|c| c.unwrap().to_vec()).collect();
+        assert_eq!(read, b"abc\nde");
     }
 }

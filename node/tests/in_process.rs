@@ -17,6 +17,7 @@ use weeble_core::document::{Op, WriteError};
 use weeble_core::keys::NodeKey;
 use weeble_core::objects::{List, Node, Pod};
 use weeble_core::status::Phase;
+use weeble_core::wire::{PodAnswer, PodLog, PodRef, PodRequest};
 use weeble_crdt::parse_manifests;
 use weeble_node::agent::{self, Adapters, Agent, NodeConfig};
 use weeble_node::api::{self, ApiOptions};
@@ -27,8 +28,8 @@ use weeble_node::runtime::memory::{Call, MemoryRuntime};
 use weeble_node::runtime::{ContainerRuntime, ContainerState};
 use weeble_node::shutdown::Stop;
 use weeble_node::store::disk::MemoryDisk;
-use weeble_node::transport::LocalDigest;
 use weeble_node::transport::memory::Switchboard;
+use weeble_node::transport::{LocalDigest, Transport};
 
 /// Where node `i` serves every service (each node has its own, as on a LAN).
 fn service_ip(i: usize) -> IpAddr {
@@ -179,6 +180,7 @@ async fn call(bed: &Bed, i: usize, method: Method, path: &str) -> (StatusCode, S
         .method(method)
         .uri(path)
         .header("host", "localhost")
+        .header("content-type", "application/json")
         .body(Body::empty())
         .unwrap();
     let response = app.oneshot(request).await.unwrap();
@@ -502,6 +504,25 @@ async fn a_pod_s_logs_and_deletion_asked_at_another_node_are_done_on_its_node() 
         "every parameter reaches the pod's node"
     );
 
+    // A log of many parts comes whole, in order.
+    let lines: Vec<String> = (0..6000)
+        .map(|i| format!("line {i:05} {}", "x".repeat(100)))
+        .collect();
+    for line in &lines {
+        bed.runtime.write(&web, line);
+    }
+    let (status, body) = call(&bed, 0, Method::GET, &format!("{path}/log?container=web")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.len() > 2 * weeble_core::wire::MAX_LOG_PART,
+        "{}",
+        body.len()
+    );
+    assert!(
+        body.ends_with(&format!("{}\n", lines.join("\n"))),
+        "the whole output, in order"
+    );
+
     // The pod's node's refusal is the answer, with its code and words.
     let (status, body) = call(&bed, 0, Method::GET, &format!("{path}/log")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -520,5 +541,58 @@ async fn a_pod_s_logs_and_deletion_asked_at_another_node_are_done_on_its_node() 
     assert!(
         removed.contains(&side) && removed.contains(&web),
         "both containers go, on {node}: {removed:?}"
+    );
+}
+
+/// A peer the cluster does not admit is refused a pod's log (403) and disconnected, as it is
+/// refused everything else; an admitted one is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_not_admitted_is_refused_a_pod_s_log() {
+    let bed = Bed::start("podintruder").await;
+    bed.nodes[0].write(Op::Apply(deployment(3))).await.unwrap();
+    until("a pod runs on n0", async || {
+        let pods: List<Pod> = get(&bed, 0, "/api/v1/namespaces/default/pods").await;
+        pods.items
+            .iter()
+            .any(|p| p.spec.node_name.as_deref() == Some("n0") && p.status.phase == Phase::Running)
+    })
+    .await;
+    let pods: List<Pod> = get(&bed, 0, "/api/v1/namespaces/default/pods").await;
+    let on_n0 = pods
+        .items
+        .iter()
+        .find(|p| p.spec.node_name.as_deref() == Some("n0"))
+        .unwrap();
+    let pod = PodRef {
+        name: on_n0.metadata.name.clone(),
+        deployment: Some("default/web".into()),
+    };
+    let n0 = bed.nodes[1]
+        .view
+        .borrow()
+        .members
+        .iter()
+        .find(|(m, _)| m.name == "n0")
+        .unwrap()
+        .0
+        .clone();
+    // An intruder with the cluster's transport (and key) but its own peer id.
+    let intruder = NodeKey::numbered(9).peer_id();
+    let digest = Arc::new(LocalDigest::default());
+    let (transport, _events) = bed.board.attach(addr(9), intruder.clone(), digest);
+    let ask = || PodRequest::Log {
+        pod: pod.clone(),
+        log: PodLog::default(),
+    };
+    let served = transport.pod(n0.clone(), ask()).await.unwrap();
+    assert!(matches!(served, PodAnswer::Log { .. }), "{served:?}");
+
+    let deny = format!("/apis/weeble.io/v1/peers/{intruder}/deny");
+    let (status, body) = call(&bed, 0, Method::POST, &deny).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refused = transport.pod(n0, ask()).await.unwrap();
+    assert!(
+        matches!(&refused, PodAnswer::Refused { status: 403, message } if message.contains("does not admit")),
+        "{refused:?}"
     );
 }

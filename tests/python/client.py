@@ -99,6 +99,12 @@ urllib.request.urlopen(f"http://{ip}:{port}/from-python", timeout=5).read()
 time.sleep(0.5)
 seen["log"] = core[2].read_namespaced_pod_log(name, "default", tail_lines=5)
 
+# An orphaning delete is refused (what a deployment runs goes with it), deleting nothing.
+try:
+    apps[1].delete_namespaced_deployment("py", "default", propagation_policy="Orphan")
+    seen["orphan"] = "deleted"
+except client.exceptions.ApiException as e:
+    seen["orphan"] = e.status
 status = apps[0].delete_namespaced_deployment("py", "default")
 seen["deleted"] = status.status
 print(json.dumps(seen))

@@ -509,6 +509,13 @@ impl NodeCore {
         &self.view
     }
 
+    /// Whether the cluster admits `peer_id`: what the driver asks before it serves a peer's
+    /// request for a part of an image or a pod's log or removal (the others come through
+    /// [`Self::step`], which turns such a peer away itself).
+    pub fn admits(&self, peer_id: &str) -> bool {
+        self.document.snapshot().peers.admits(peer_id)
+    }
+
     pub fn table(&self) -> &Arc<StatusTable> {
         self.status.table()
     }

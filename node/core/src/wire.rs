@@ -65,10 +65,11 @@ pub enum Response {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PodRequest {
     /// The output of one of the pod's containers, a part at a time: answered with the first
-    /// [`PodAnswer::Log`] and the session the rest is asked for by.
+    /// [`PodAnswer::Log`] (part 0) and the session the rest is asked for by.
     Log { pod: PodRef, log: PodLog },
-    /// The next part of a log session this node opened.
-    More { session: u64 },
+    /// Part `part` of a log session this node opened: the one after the last answered, or
+    /// that one again (its answer was lost), so that no byte is lost or sent twice.
+    More { session: u64, part: u64 },
     /// Remove the pod's containers: its deployment makes them again, as a new pod.
     Delete { pod: PodRef },
 }
@@ -90,11 +91,14 @@ pub struct PodLog {
     pub tail_lines: Option<usize>,
     /// Only what was written in the last so many seconds (by the pod's node's clock).
     pub since_seconds: Option<i64>,
+    /// Only what was written since this time (Unix seconds; `sinceTime`).
+    pub since_time: Option<i64>,
     pub timestamps: bool,
+    /// At most this many bytes (`limitBytes`; the last line may be cut).
+    pub limit_bytes: Option<u64>,
 }
 
-/// The most bytes of a log one [`PodAnswer::Log`] carries, about (a part ends after the chunk
-/// that reaches it, and no chunk is larger).
+/// The most bytes of a log one [`PodAnswer::Log`] carries.
 pub const MAX_LOG_PART: usize = 256 * 1024;
 
 /// A pod's node's answer to [`Request::Pod`].

@@ -10,7 +10,7 @@
 use super::served::Served;
 use super::{Api, ApiError, DRY_RUN_REFUSED, invalid};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -202,9 +202,10 @@ async fn patched<S: Stored, R>(
 pub(super) async fn delete<S: Stored, R>(
     State(api): State<Api<R>>,
     Path((ns, name)): Path<(String, String)>,
+    Query(query): Query<DeleteQuery>,
     body: String,
 ) -> Result<Json<objects::Status>, ApiError> {
-    deleted::<S, R>(&api, ObjectKey::new(ns, name), &body).await
+    deleted::<S, R>(&api, ObjectKey::new(ns, name), &query, &body).await
 }
 
 /// `DELETE` the object `name` of `S`, a kind of no namespace (a namespace: with everything
@@ -212,6 +213,7 @@ pub(super) async fn delete<S: Stored, R>(
 pub(super) async fn delete_named<S: Stored, R>(
     State(api): State<Api<R>>,
     Path(name): Path<String>,
+    Query(query): Query<DeleteQuery>,
     body: String,
 ) -> Result<Json<objects::Status>, ApiError> {
     if S::KIND == Kind::Namespace && name == DEFAULT_NAMESPACE {
@@ -220,17 +222,18 @@ pub(super) async fn delete_named<S: Stored, R>(
             "namespace default may not be deleted (delete what is in it instead)",
         ));
     }
-    deleted::<S, R>(&api, ObjectKey::new("", name), &body).await
+    deleted::<S, R>(&api, ObjectKey::new("", name), &query, &body).await
 }
 
 async fn deleted<S: Stored, R>(
     api: &Api<R>,
     key: ObjectKey,
+    query: &DeleteQuery,
     body: &str,
 ) -> Result<Json<objects::Status>, ApiError> {
     let options = check_delete::<S, R>(api, &key, body)?;
     let owner = matches!(S::KIND, Kind::Deployment | Kind::Namespace);
-    if owner && options.propagation_policy.as_deref() == Some("Orphan") {
+    if owner && (options.orphans() || query.orphans()) {
         return Err(ApiError::bad_request(format!(
             "propagationPolicy Orphan (--cascade=orphan) is not supported: what a {} runs \
              goes with it; nothing was deleted (delete with --cascade=background or \
@@ -253,6 +256,29 @@ pub(super) struct DeleteOptions {
     dry_run: Vec<String>,
     preconditions: Option<Preconditions>,
     propagation_policy: Option<String>,
+    /// The older way to say `Orphan`.
+    orphan_dependents: Option<bool>,
+}
+
+impl DeleteOptions {
+    fn orphans(&self) -> bool {
+        self.propagation_policy.as_deref() == Some("Orphan") || self.orphan_dependents == Some(true)
+    }
+}
+
+/// The same options in a `DELETE`'s query, where the Python client puts them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DeleteQuery {
+    propagation_policy: Option<String>,
+    orphan_dependents: Option<String>,
+}
+
+impl DeleteQuery {
+    fn orphans(&self) -> bool {
+        self.propagation_policy.as_deref() == Some("Orphan")
+            || super::list::flag(self.orphan_dependents.as_deref())
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

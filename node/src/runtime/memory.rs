@@ -164,6 +164,13 @@ impl MemoryRuntime {
         Ok(())
     }
 
+    /// Container `id` writes `line` to its output (ignored if there is no such container).
+    pub fn write(&self, id: &str, line: &str) {
+        if let Some(container) = self.state().containers.get_mut(id) {
+            container.output.push(line.to_owned());
+        }
+    }
+
     /// Makes every later `exec` in container `id` exit with `code`.
     pub fn set_exec_code(&self, id: &str, code: i64) {
         self.state().exec_codes.insert(id.to_owned(), code);
