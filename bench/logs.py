@@ -3,11 +3,12 @@
 cluster's connections and streams the log through (`weeble_node::pods`).
 
   whole log   `GET pods/NAME/log` of a log of --lines lines (the demo server writes one a
-              request), at the pod's node and at the other: seconds and MB/s (--runs reads)
+              request), at the pod's node and at the other: seconds and MB/s (--runs / 4
+              reads, by curl); `docker logs` of the container beside it
   follow      `GET pods/NAME/log?follow=true&tailLines=0` open at both nodes; a request to the
               pod; the time from it until its line arrives through each (--runs samples)
 
-Usage: cargo build --release -p weeble && python3 bench/logs.py [--runs 20] [--lines 20000]
+Usage: cargo build --release -p weeble && python3 bench/logs.py [--runs 20] [--lines 50000]
 Leaves nothing behind (the nodes and their containers removed).
 """
 
@@ -19,7 +20,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from common import arguments, Cluster, percentile, weeble_binary
+from common import arguments, Cluster, percentile, sh, weeble_binary
 
 IPS = ["127.0.0.21", "127.0.0.22"]
 LOG = "/api/v1/namespaces/default/pods/{pod}/log"
@@ -60,13 +61,15 @@ def fill(published, lines):
 
 
 def whole(cluster, node, pod, runs):
-    """Seconds of each whole read at node `node`, and the bytes read."""
+    """Seconds of each whole read at node `node` (by curl, as a Go client reads it), and the
+    bytes read."""
     times, size = [], 0
     for _ in range(runs):
-        started = time.perf_counter()
-        size = len(get(cluster.api(node) + LOG.format(pod=pod)))
-        times.append(time.perf_counter() - started)
-    return times, size
+        out = sh("curl", "-sS", "-o", "/dev/null", "-w", "%{time_total} %{size_download}",
+                 cluster.api(node) + LOG.format(pod=pod))
+        seconds, size = out.split()
+        times.append(float(seconds))
+    return times, int(size)
 
 
 class Follower:
@@ -84,7 +87,7 @@ class Follower:
         try:
             for line in self.response:
                 self.arrived[line.decode(errors="replace")] = time.perf_counter()
-        except OSError:
+        except (OSError, AttributeError):  # closed under it, at the end
             pass
 
     def when(self, mark, limit=10):
@@ -118,7 +121,7 @@ def follow(cluster, pod, published, runs):
 
 
 def main():
-    args = arguments(__doc__, lambda p: p.add_argument("--lines", type=int, default=20000))
+    args = arguments(__doc__, lambda p: p.add_argument("--lines", type=int, default=50000))
     binary = weeble_binary(args.weeble)
     cluster = Cluster(binary, "wblogs", IPS, 17946, 17070)
     try:
@@ -128,10 +131,19 @@ def main():
         filled = fill(published, args.lines)
         print(f"{args.lines} requests to the pod in {filled:.1f} s; its log at {cluster.node_name(node)}")
         reads = max(3, args.runs // 4)
+        container = sh("docker", "ps", "-q", "--filter", f"label=weeble.pod={pod}").split()[0]
+        engine = []
+        for _ in range(reads):
+            started = time.perf_counter()
+            sh("docker", "logs", container)
+            engine.append(time.perf_counter() - started)
         here, size = whole(cluster, node, pod, reads)
         there, _ = whole(cluster, other, pod, reads)
-        lat_here, lat_there = follow(cluster, pod, published, args.runs)
+        latencies = follow(cluster, pod, published, args.runs)
+        lat_here, lat_there = latencies[node], latencies[other]
         mb = size / 1e6
+        print(f"\n`docker logs` of the same container (the engine's floor): "
+              f"{statistics.median(engine):.3f} s median")
         print(f"\n| what | at the pod's node | at another node | ratio |")
         print("| --- | --- | --- | --- |")
         med_here, med_there = statistics.median(here), statistics.median(there)
@@ -141,7 +153,7 @@ def main():
         for label, p in (("median", 50), ("p90", 90)):
             a, b = percentile(lat_here, p) * 1000, percentile(lat_there, p) * 1000
             print(f"| follow: request to its line, {label} ({args.runs} samples) | {a:.0f} ms | "
-                  f"{b:.0f} ms | +{b - a:.0f} ms |")
+                  f"{b:.0f} ms | {b - a:+.0f} ms |")
     finally:
         cluster.stop()
 

@@ -14,7 +14,8 @@
 //! nobody asks for in [`IDLE`] (its client went away) is closed.
 
 use crate::runtime::{
-    ContainerRuntime, LABEL_CONTAINER, LABEL_DEPLOYMENT, LABEL_POD, LogOptions, LogStream, Observed,
+    ContainerRuntime, LABEL_CONTAINER, LABEL_DEPLOYMENT, LABEL_POD, LogOptions, LogStream,
+    Observed, RuntimeError,
 };
 use futures::StreamExt;
 use std::collections::BTreeMap;
@@ -141,11 +142,30 @@ pub async fn log<R: ContainerRuntime>(
             .or(log.since_time),
         timestamps: log.timestamps,
     };
-    let stream = runtime.logs(&chosen.id, &options);
+    let stream = joined(runtime.logs(&chosen.id, &options));
     Ok(match log.limit_bytes {
         Some(limit) => limited(stream, limit),
         None => stream,
     })
+}
+
+/// How long a log's bytes wait for more before they go to the client (at most [`PIECE`] of
+/// them): Docker gives a line a chunk, each after the last, and a client sent a write a line
+/// reads 20,000 lines in twice the time (bench/logs.py).
+const JOIN: Duration = Duration::from_millis(5);
+
+/// `stream` in pieces of what came within [`JOIN`] of their first bytes.
+fn joined(stream: LogStream) -> LogStream {
+    futures::stream::unfold(Some(in_parts(stream)), |parts| async move {
+        let mut parts = parts?;
+        let forever = Instant::now() + Duration::from_secs(365 * 86_400);
+        match read(&mut parts, forever, JOIN, PIECE).await {
+            Ok((bytes, true)) if bytes.is_empty() => None,
+            Ok((bytes, end)) => Some((Ok(bytes::Bytes::from(bytes)), (!end).then_some(parts))),
+            Err(failed) => Some((Err(RuntimeError::Failed(failed.message)), None)),
+        }
+    })
+    .boxed()
 }
 
 /// The first `limit` bytes of `stream`.
@@ -353,7 +373,7 @@ impl<R: ContainerRuntime> Sessions<R> {
                 format!("log session {id}: part {number} asked, part {next} is next"),
             ));
         }
-        match read(&mut reader.parts, until).await {
+        match read(&mut reader.parts, until, LINGER, MAX_LOG_PART).await {
             Ok((bytes, end)) => {
                 reader.last = Some((number, bytes.clone(), end));
                 if end && let Some(session) = self.open.lock().expect("sessions").get_mut(&id) {
@@ -471,10 +491,15 @@ fn in_parts(stream: LogStream) -> Parts {
         .peekable()
 }
 
-/// What `stream` has by `until` (it waits no longer for its first bytes) and in the
-/// [`LINGER`] after its first bytes, up to [`MAX_LOG_PART`]; and whether it ended. The
-/// engine's error is the answer when no bytes come before it (else the next part's).
-async fn read(stream: &mut Parts, until: Instant) -> Result<(Vec<u8>, bool), Refusal> {
+/// What `stream` has by `until` (it waits no longer for its first bytes) and in the `linger`
+/// after its first bytes, up to `max` bytes; and whether it ended. The engine's error is the
+/// answer when no bytes come before it (else the next read's).
+async fn read(
+    stream: &mut Parts,
+    until: Instant,
+    linger: Duration,
+    max: usize,
+) -> Result<(Vec<u8>, bool), Refusal> {
     /// What comes next.
     enum Next {
         Bytes(usize),
@@ -495,12 +520,12 @@ async fn read(stream: &mut Parts, until: Instant) -> Result<(Vec<u8>, bool), Ref
         };
         match next {
             Next::End => return Ok((bytes, true)),
-            Next::Bytes(n) if bytes.len() + n > MAX_LOG_PART => return Ok((bytes, false)),
+            Next::Bytes(n) if bytes.len() + n > max => return Ok((bytes, false)),
             Next::Error if !bytes.is_empty() => return Ok((bytes, false)),
             Next::Bytes(_) | Next::Error => match stream.next().await.expect("a piece peeked at") {
                 Ok(piece) => {
                     if bytes.is_empty() {
-                        deadline.as_mut().reset(until.min(Instant::now() + LINGER));
+                        deadline.as_mut().reset(until.min(Instant::now() + linger));
                     }
                     bytes.extend_from_slice(&piece);
                 }
@@ -726,6 +751,32 @@ mod tests {
             matches!(next, PodAnswer::Refused { status: 500, .. }),
             "{next:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_comes_within_a_few_ms_goes_as_one_and_an_error_after_bytes_follows_them() {
+        let stream = log_of(vec![
+            Ok(bytes::Bytes::from_static(b"a\n")),
+            Ok(bytes::Bytes::from_static(b"b\n")),
+            Err(RuntimeError::NotFound("c1".into())),
+        ]);
+        let read: Vec<_> = joined(stream).collect().await;
+        assert_eq!(read.len(), 2, "{read:?}");
+        assert_eq!(read[0].as_ref().unwrap().as_ref(), b"a\nb\n");
+        assert!(
+            read[1]
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("c1"))
+        );
+        // A line every 2 ms goes in twos or threes; one 10 ms later alone.
+        let paced = futures::stream::iter([2u64, 2, 2, 10])
+            .then(|ms| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(bytes::Bytes::from_static(b"x\n"))
+            })
+            .boxed();
+        let sizes: Vec<usize> = joined(paced).map(|c| c.unwrap().len()).collect().await;
+        assert_eq!(sizes, [6, 2], "{sizes:?}");
     }
 
     #[tokio::test]
