@@ -162,7 +162,7 @@ fn joined(stream: LogStream) -> LogStream {
         match read(&mut parts, forever, JOIN, PIECE).await {
             Ok((bytes, true)) if bytes.is_empty() => None,
             Ok((bytes, end)) => Some((Ok(bytes::Bytes::from(bytes)), (!end).then_some(parts))),
-            Err(failed) => Some((Err(RuntimeError::Failed(failed.message)), None)),
+            Err(failed) => Some((Err(failed), None)),
         }
     })
     .boxed()
@@ -381,9 +381,9 @@ impl<R: ContainerRuntime> Sessions<R> {
                 }
                 Ok(answer(bytes, end))
             }
-            Err(refusal) => {
+            Err(failed) => {
                 self.open.lock().expect("sessions").remove(&id);
-                Err(refusal)
+                Err(Refusal::runtime(failed))
             }
         }
     }
@@ -499,7 +499,7 @@ async fn read(
     until: Instant,
     linger: Duration,
     max: usize,
-) -> Result<(Vec<u8>, bool), Refusal> {
+) -> Result<(Vec<u8>, bool), RuntimeError> {
     /// What comes next.
     enum Next {
         Bytes(usize),
@@ -529,7 +529,7 @@ async fn read(
                     }
                     bytes.extend_from_slice(&piece);
                 }
-                Err(e) => return Err(Refusal::runtime(e)),
+                Err(e) => return Err(e),
             },
         }
     }
