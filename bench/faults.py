@@ -25,6 +25,7 @@ Swarm, in the same run: `../shared/bench/swarm-baseline.sh` (a 2-node swarm on t
 quoted in docs/benchmarks.md.
 
 Usage: cargo build --release -p weeble && python3 bench/faults.py [--runs 20] [--skip-swarm]
+       [--faults crash,frozen,killed,cut,split,lossy] (default: all of them)
 Leaves nothing behind: nodes, containers and the test network are removed.
 """
 
@@ -323,16 +324,26 @@ def swarm_crash():
     return crashes
 
 
+FAULTS = ("crash", "frozen", "killed", "cut", "split", "lossy")
+
+
 def main():
-    args = arguments(__doc__)
+    args = arguments(__doc__, lambda parser: parser.add_argument(
+        "--faults", default=",".join(FAULTS),
+        help=f"which to run, comma-separated, of {', '.join(FAULTS)}"))
+    chosen = set(args.faults.split(","))
+    if chosen - set(FAULTS):
+        sys.exit(f"--faults: no such fault {', '.join(sorted(chosen - set(FAULTS)))}; "
+                 f"choose among {', '.join(FAULTS)}")
     binary = weeble_binary(args.weeble)
-    detection, replacement, _ = node_crash(binary, args.runs)
-    frozen = node_crash(binary, args.runs, freeze=True)
-    killed = bed_kill(args.runs)
-    cut_off = partition_heal(args.runs, 3)
-    split = partition_heal(args.runs, 5)
-    lossy = lossy_link([0.1, 0.2, 0.3], 60)
-    swarm = [] if args.skip_swarm else swarm_crash()
+    none = ([], [], [])
+    detection, replacement, _ = node_crash(binary, args.runs) if "crash" in chosen else none
+    frozen = node_crash(binary, args.runs, freeze=True) if "frozen" in chosen else none
+    killed = bed_kill(args.runs) if "killed" in chosen else none
+    cut_off = partition_heal(args.runs, 3) if "cut" in chosen else none
+    split = partition_heal(args.runs, 5) if "split" in chosen else none
+    lossy = lossy_link([0.1, 0.2, 0.3], 60) if "lossy" in chosen else []
+    swarm = [] if args.skip_swarm or "crash" not in chosen else swarm_crash()
     print(f"\n{args.runs} runs each, seconds")
     print(f"{'fault':<48} {'p50':>7} {'p95':>7} {'target':>8}")
     for name, values, target in [
@@ -348,10 +359,12 @@ def main():
         ("3 | 2 split, healed: identical heads", split[0], "2"),
         ("3 | 2 split, healed: duplicates gone", split[1], "5"),
     ]:
-        print(f"{name:<48} {percentile(values, 50):>7.2f} {percentile(values, 95):>7.2f} "
-              f"{target:>8}")
-    print("\nlossy link, one node of 3, 60 s:")
-    print("  loss  packets dropped  suspicions  false deaths  replicas moved")
+        if values:  # a fault not chosen has none
+            print(f"{name:<48} {percentile(values, 50):>7.2f} {percentile(values, 95):>7.2f} "
+                  f"{target:>8}")
+    if lossy:
+        print("\nlossy link, one node of 3, 60 s:")
+        print("  loss  packets dropped  suspicions  false deaths  replicas moved")
     for loss, dropped, suspected, dead, moved in lossy:
         print(f"  {loss:>4.0%}  {dropped:>15}  {suspected:>10}  {dead:>12}  {moved:>14}")
     if swarm:

@@ -245,6 +245,18 @@ impl Default for Detection {
     }
 }
 
+/// Whether a member suspect in `before` is alive in `after` (the same identity).
+fn cleared(before: &MemberList, after: &[(MemberId, Liveness)]) -> bool {
+    let suspects: std::collections::HashSet<(&str, u64)> = before
+        .iter()
+        .filter(|(_, l)| *l == Liveness::Suspect)
+        .map(|(m, _)| (m.name.as_str(), m.bump))
+        .collect();
+    after
+        .iter()
+        .any(|(m, l)| *l == Liveness::Alive && suspects.contains(&(m.name.as_str(), m.bump)))
+}
+
 /// The members whose suspicion began or ended between two member lists: (member, before,
 /// after) where one of the two is `Suspect`. Deaths and joins have their own effects.
 pub fn suspicions<'a>(
@@ -404,6 +416,50 @@ pub const PERIODIC_ANNOUNCE: Duration = Duration::from_secs(300);
 /// however irregular its messages have been.
 pub const MAX_TOLERANCE: u32 = 5;
 
+/// How much a node doubts its own links at most ([`Doubt`]).
+pub const MAX_DOUBT: u32 = MAX_TOLERANCE - 1;
+
+/// A point of doubt is forgotten after this many suspicion windows with no refutation (a
+/// minute at the default window): a lossy link's suspicions come tens of seconds apart.
+pub const DOUBT_FADES_AFTER: u32 = 30;
+
+/// How much this node doubts its links: Lifeguard's local health, in short. A suspicion that
+/// proves false says that messages between two nodes came late: this node had to refute a
+/// suspicion of itself, or a member it held suspect turned out alive (it refuted, or someone
+/// heard from it and vouched for it). Each is a point, one forgotten every
+/// [`DOUBT_FADES_AFTER`] suspicion windows with none, [`MAX_DOUBT`] at most. The silence this
+/// node allows a suspect is multiplied by one more than its points, still at most
+/// [`MAX_TOLERANCE`] windows.
+///
+/// On a lossy link the node behind it and its peers suspect each other and are proved wrong
+/// again and again: each of them then waits longer before declaring the other dead, as TCP's
+/// retransmissions, each waiting twice as long as the one before, make the silences on such
+/// a link long-tailed. The suspicion of a node that crashed, froze or was cut off ends in its
+/// death, not alive: its peers doubt nothing and it goes down on time.
+#[derive(Debug, Clone, Copy, Default)]
+struct Doubt {
+    points: u32,
+    /// When the last point was added.
+    since: Duration,
+}
+
+impl Doubt {
+    /// The points left at `now`, one forgotten per `window` × [`DOUBT_FADES_AFTER`] since the
+    /// last was added.
+    fn at(&self, now: Duration, window: Duration) -> u32 {
+        let fade = (window * DOUBT_FADES_AFTER).as_nanos().max(1);
+        let passed = now.saturating_sub(self.since).as_nanos() / fade;
+        self.points
+            .saturating_sub(u32::try_from(passed).unwrap_or(u32::MAX))
+    }
+
+    /// A suspicion proved false at `now`.
+    fn add(&mut self, now: Duration, window: Duration) {
+        self.points = (self.at(now, window) + 1).min(MAX_DOUBT);
+        self.since = now;
+    }
+}
+
 /// When a member was last heard from, and the longest recent gap between its messages
 /// (fading by a thirty-second per message, so one bad spell is forgotten within a minute).
 struct Heard {
@@ -428,6 +484,10 @@ pub struct Membership {
     heard: HashMap<String, Heard>,
     /// When any member was last heard from.
     last_heard: Duration,
+    /// How much this node doubts its links.
+    doubt: Doubt,
+    /// The time of the last datagram or timer, for what is done between them (listing).
+    clock: Duration,
     /// Every member with its liveness, sorted by name: listed again from foca only after a
     /// step that may have changed it (see [`Self::drain`]), not on every datagram. Shared
     /// with the views made of it, which hold it, not copies.
@@ -525,6 +585,8 @@ impl Membership {
             suspect_to_down: detection.suspect_to_down,
             heard: HashMap::new(),
             last_heard: Duration::ZERO,
+            doubt: Doubt::default(),
+            clock: Duration::ZERO,
             members: Arc::new(MemberList::from_iter([(me, Liveness::Alive)])),
             suspects: 0,
             generation: 0,
@@ -552,6 +614,7 @@ impl Membership {
 
     /// A datagram arrived, `now` being the time since any fixed instant.
     pub fn receive(&mut self, data: &[u8], now: Duration) -> Result<Vec<Effect>, MembershipError> {
+        self.clock = now;
         match data.split_first() {
             Some((&SWIM, data)) => self.receive_swim(data, now),
             Some((&PULL, data)) => self.receive_pull(data, now),
@@ -559,9 +622,12 @@ impl Membership {
         }
     }
 
-    /// A SWIM datagram: news it brings holds pulls off for a while.
+    /// A SWIM datagram: news it brings holds pulls off for a while. A suspicion of this node
+    /// it makes it refute is a point of [`Doubt`]; a suspect that sent it is vouched for
+    /// ([`Self::vouch_for_sender`]).
     fn receive_swim(&mut self, data: &[u8], now: Duration) -> Result<Vec<Effect>, MembershipError> {
-        if let Some(peer_id) = sender_peer_id(data) {
+        let sender = sender_identity(data);
+        if let Some((_, peer_id)) = sender {
             self.last_heard = self.last_heard.max(now);
             match self.heard.get_mut(peer_id) {
                 Some(heard) => heard.again(now),
@@ -574,12 +640,62 @@ impl Membership {
                 )),
             }
         }
+        let incarnation = self.foca.incarnation();
         let result = self.foca.handle_data(data, &mut self.runtime);
-        let effects = self.drain(result);
+        if self.foca.incarnation() > incarnation {
+            self.doubt.add(now, self.suspect_to_down);
+        }
+        let mut effects = self.drain(result)?;
+        if let Some(sender) = sender {
+            effects.extend(self.vouch_for_sender(sender)?);
+        }
         if self.told {
             self.pacing.news(now);
         }
-        effects
+        Ok(effects)
+    }
+
+    /// A suspect whose own datagram just arrived is alive, whatever anyone suspected: this
+    /// node vouches for it at once, as alive under the next incarnation, which ends the
+    /// suspicion wherever the news goes ([`Self::timer`] vouches so too, for a suspect heard
+    /// from within the window). On a lossy link a suspect's messages may reach one peer and
+    /// not another for seconds: the peer that hears it tells the others before their windows
+    /// run out. `sender` is its (name, peer id); the suspects listed are looked up by name.
+    fn vouch_for_sender(
+        &mut self,
+        (name, peer_id): (&str, &str),
+    ) -> Result<Vec<Effect>, MembershipError> {
+        if self.suspects == 0 {
+            return Ok(Vec::new());
+        }
+        let from = self.members.partition_point(|m| m.name.as_str() < name);
+        let suspect = (from..)
+            .map_while(|i| self.members.get(i))
+            .take_while(|(m, _)| m.name == name)
+            .any(|(m, l)| m.peer_id == peer_id && *l == Liveness::Suspect);
+        let found = suspect.then(|| {
+            self.foca
+                .iter_membership_state()
+                .find(|m| m.state() == State::Suspect && m.id().peer_id == peer_id)
+                .map(|m| (m.id().clone(), m.incarnation()))
+        });
+        match found.flatten() {
+            Some((member, incarnation)) => self.vouch(member, incarnation),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Declares `member`, suspected at `incarnation`, alive under the next one.
+    fn vouch(
+        &mut self,
+        member: MemberId,
+        incarnation: foca::Incarnation,
+    ) -> Result<Vec<Effect>, MembershipError> {
+        let alive = foca::Member::new(member, incarnation.saturating_add(1), State::Alive);
+        let result = self
+            .foca
+            .apply_many(std::iter::once(alive), true, &mut self.runtime);
+        self.drain_after(result, Listing::Untold)
     }
 
     /// The fingerprint of the live members (alive or suspect, this node included), for the
@@ -781,6 +897,7 @@ impl Membership {
         timer: Timer<MemberId>,
         now: Duration,
     ) -> Result<Vec<Effect>, MembershipError> {
+        self.clock = now;
         if let Timer::ChangeSuspectToDown {
             member_id,
             incarnation,
@@ -801,20 +918,17 @@ impl Membership {
                     && m.state() == State::Suspect
             });
             if still_suspect && in_the_past && silence < self.suspect_to_down {
-                let alive = foca::Member::new(member_id.clone(), incarnation + 1, State::Alive);
-                let result = self
-                    .foca
-                    .apply_many(std::iter::once(alive), true, &mut self.runtime);
-                return self.drain_after(result, Listing::Untold);
+                return self.vouch(member_id.clone(), *incarnation);
             }
             let longest = self.suspect_to_down * MAX_TOLERANCE;
             let alone =
                 self.heard.len() > 1 && now.saturating_sub(self.last_heard) >= self.suspect_to_down;
             let wait = match alone {
                 true => self.suspect_to_down.min(longest.saturating_sub(silence)),
-                false => (gap * 2)
-                    .clamp(self.suspect_to_down, longest)
-                    .saturating_sub(silence),
+                false => ((gap * 2).max(self.suspect_to_down)
+                    * (1 + self.doubt.at(now, self.suspect_to_down)))
+                .min(longest)
+                .saturating_sub(silence),
             };
             if !wait.is_zero() {
                 return Ok(vec![Effect::Schedule { after: wait, timer }]);
@@ -882,7 +996,8 @@ impl Membership {
         }
     }
 
-    /// Lists the members from foca again, if their states differ from the last listing's.
+    /// Lists the members from foca again, if their states differ from the last listing's. A
+    /// member that was suspect and is alive now is a point of [`Doubt`].
     fn list_members(&mut self) {
         self.unlisted = false;
         let states = self.states();
@@ -892,6 +1007,9 @@ impl Membership {
         self.states = states;
         let members = self.listing();
         if !self.members.iter().eq(&members) {
+            if self.suspects > 0 && cleared(&self.members, &members) {
+                self.doubt.add(self.clock, self.suspect_to_down);
+            }
             self.suspects = members
                 .iter()
                 .filter(|(_, l)| *l == Liveness::Suspect)
@@ -1287,18 +1405,18 @@ fn name_hash(name: &str) -> u64 {
 /// authenticates the peer that sent it, and the two must be one (`NodeCore`).
 pub fn sender(datagram: &[u8]) -> Option<&str> {
     match datagram.split_first()? {
-        (&SWIM, rest) => sender_peer_id(rest),
+        (&SWIM, rest) => sender_identity(rest).map(|(_, peer_id)| peer_id),
         (&PULL, rest) => pull::sender(rest),
         _ => None,
     }
 }
 
-/// The peer id of a datagram's sender, read in place: a header begins with the sender's
-/// identity, whose first fields are its name and peer id.
-fn sender_peer_id(datagram: &[u8]) -> Option<&str> {
-    let ((_name, peer_id), _): ((&str, &str), usize) =
+/// The name and peer id of a datagram's sender, read in place: a header begins with the
+/// sender's identity, whose first fields are those.
+fn sender_identity(datagram: &[u8]) -> Option<(&str, &str)> {
+    let (identity, _): ((&str, &str), usize) =
         bincode::serde::borrow_decode_from_slice(datagram, BINCODE).ok()?;
-    Some(peer_id)
+    Some(identity)
 }
 
 impl BincodeCodec {

@@ -40,6 +40,9 @@ struct Sim {
     /// Spells (node, from, until) when a node's connections carry nothing: what it sends or
     /// is sent meanwhile arrives when the spell ends (a transport riding out a bad patch).
     stalls: Vec<(String, u64, u64)>,
+    /// Each datagram from a member the receiver held suspect: (receiver, sender, the sender's
+    /// liveness at the receiver once it was handled).
+    suspects_heard: Vec<(String, String, Liveness)>,
     /// When the last message on each (from, to) connection arrives.
     link_busy_until: BTreeMap<(String, String), u64>,
     rng: StdRng,
@@ -55,6 +58,7 @@ impl Sim {
             downs: vec![],
             lossy: BTreeMap::new(),
             stalls: Vec::new(),
+            suspects_heard: Vec::new(),
             link_busy_until: BTreeMap::new(),
             rng: StdRng::seed_from_u64(u64::from(n)),
         };
@@ -151,7 +155,23 @@ impl Sim {
                     self.push(at + 10, to, Input::Timer(timer));
                     continue;
                 }
-                Input::Data(d) => self.nodes.get_mut(&to).unwrap().receive(&d, now),
+                Input::Data(d) => {
+                    let from = sender(&d).map(str::to_string);
+                    let liveness = |sim: &Self| {
+                        let by = from.as_deref()?;
+                        let members = sim.nodes[&to].listing();
+                        let found = members.into_iter().find(|(m, _)| m.peer_id == by);
+                        found.map(|(m, l)| (m.name.clone(), l))
+                    };
+                    let before = liveness(self);
+                    let effects = self.nodes.get_mut(&to).unwrap().receive(&d, now);
+                    if let (Some((name, Liveness::Suspect)), Some((_, after))) =
+                        (before, liveness(self))
+                    {
+                        self.suspects_heard.push((to.clone(), name, after));
+                    }
+                    effects
+                }
                 Input::Timer(timer) => self.nodes.get_mut(&to).unwrap().timer(timer, now),
             };
             match effects {
@@ -291,6 +311,68 @@ fn a_member_whose_messages_have_come_late_before_is_given_longer() {
     for name in ["n0", "n1"] {
         assert_eq!(sim.view(name).get("n2"), Some(&Liveness::Down), "{name}");
     }
+}
+
+#[test]
+fn a_suspect_whose_datagram_arrives_is_alive_again_at_once_where_it_arrives() {
+    let mut sim = Sim::new(3);
+    sim.run_until(5_000);
+    // Paused long enough to be suspected, not declared dead; its first datagrams after it
+    // resumes come before it has heard of the suspicion, so it has refuted nothing yet.
+    sim.silent.insert("n2".into());
+    sim.run_until(7_500);
+    assert_eq!(sim.view("n0").get("n2"), Some(&Liveness::Suspect));
+    sim.silent.remove("n2");
+    sim.run_until(9_000);
+    assert!(
+        !sim.suspects_heard.is_empty(),
+        "no datagram from a suspect arrived"
+    );
+    for (by, from, after) in &sim.suspects_heard {
+        assert_eq!(*after, Liveness::Alive, "{by} still suspects {from}");
+    }
+    assert_nobody_evicted(&sim);
+}
+
+/// Three members; n2's connections carry nothing for 5 s at 40 s, after (if `bad_spells`)
+/// two spells of 2.5 s, at 10 and 20 s. Returns the members that doubted their links when
+/// the stall began, and the deaths declared.
+fn a_stall_after(bad_spells: bool) -> (Vec<String>, Vec<(String, String)>) {
+    let mut sim = Sim::new(3);
+    sim.run_until(5_000);
+    if bad_spells {
+        for start in [10_000, 20_000] {
+            sim.stalls.push(("n2".into(), start, start + 2_500));
+        }
+    }
+    sim.stalls.push(("n2".into(), 40_000, 45_000));
+    sim.run_until(40_000);
+    let now = Duration::from_millis(sim.now);
+    let doubting = sim
+        .nodes
+        .iter()
+        .filter(|(_, m)| m.doubt.at(now, m.suspect_to_down) > 0)
+        .map(|(name, _)| name.clone())
+        .collect();
+    sim.run_until(60_000);
+    (doubting, sim.downs)
+}
+
+#[test]
+fn nodes_that_had_to_refute_suspicions_allow_their_suspects_longer() {
+    // With nothing before it, a 5 s stall is a death.
+    let (doubting, downs) = a_stall_after(false);
+    assert!(doubting.is_empty(), "{doubting:?}");
+    assert!(
+        !downs.is_empty(),
+        "a 5 s stall evicted nobody: the test shows nothing"
+    );
+    // After the spells, every node saw a suspicion prove false (n2 was suspected, and n2
+    // suspected the others, and each was alive): each doubts its links and waits the stall
+    // out.
+    let (doubting, downs) = a_stall_after(true);
+    assert_eq!(doubting, ["n0", "n1", "n2"]);
+    assert!(downs.is_empty(), "evicted: {downs:?}");
 }
 
 #[test]
