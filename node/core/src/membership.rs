@@ -245,16 +245,14 @@ impl Default for Detection {
     }
 }
 
-/// Whether a member suspect in `before` is alive in `after` (the same identity).
-fn cleared(before: &MemberList, after: &[(MemberId, Liveness)]) -> bool {
-    let suspects: std::collections::HashSet<(&str, u64)> = before
+/// The liveness of `member` (the same identity) in `list`, sorted by name.
+fn liveness(list: &[(MemberId, Liveness)], member: &MemberId) -> Option<Liveness> {
+    let from = list.partition_point(|(m, _)| m.name < member.name);
+    list[from..]
         .iter()
-        .filter(|(_, l)| *l == Liveness::Suspect)
-        .map(|(m, _)| (m.name.as_str(), m.bump))
-        .collect();
-    after
-        .iter()
-        .any(|(m, l)| *l == Liveness::Alive && suspects.contains(&(m.name.as_str(), m.bump)))
+        .take_while(|(m, _)| m.name == member.name)
+        .find(|(m, _)| m.peer_id == member.peer_id && m.bump == member.bump)
+        .map(|(_, l)| *l)
 }
 
 /// The members whose suspicion began or ended between two member lists: (member, before,
@@ -425,8 +423,9 @@ pub const DOUBT_FADES_AFTER: u32 = 30;
 
 /// How much this node doubts its links: Lifeguard's local health, in short. A suspicion that
 /// proves false says that messages between two nodes came late: this node had to refute a
-/// suspicion of itself, or a member it held suspect turned out alive (it refuted, or someone
-/// heard from it and vouched for it). Each is a point, one forgotten every
+/// suspicion of itself, or a member it suspected (its own probe failed) turned out alive (it
+/// refuted, or someone heard from it and vouched for it). Suspicions only heard of count for
+/// nothing: one lossy link does not slow every node of a large cluster. Each is a point, one forgotten every
 /// [`DOUBT_FADES_AFTER`] suspicion windows with none, [`MAX_DOUBT`] at most. The silence this
 /// node allows a suspect is multiplied by one more than its points, still at most
 /// [`MAX_TOLERANCE`] windows.
@@ -486,6 +485,9 @@ pub struct Membership {
     last_heard: Duration,
     /// How much this node doubts its links.
     doubt: Doubt,
+    /// The members this node itself suspects (its probe of them failed, and foca scheduled
+    /// their suspicion's end): each that is listed alive again is a point of [`Doubt`].
+    suspected: Vec<MemberId>,
     /// The time of the last datagram or timer, for what is done between them (listing).
     clock: Duration,
     /// Every member with its liveness, sorted by name: listed again from foca only after a
@@ -586,6 +588,7 @@ impl Membership {
             heard: HashMap::new(),
             last_heard: Duration::ZERO,
             doubt: Doubt::default(),
+            suspected: Vec::new(),
             clock: Duration::ZERO,
             members: Arc::new(MemberList::from_iter([(me, Liveness::Alive)])),
             suspects: 0,
@@ -627,7 +630,7 @@ impl Membership {
     /// ([`Self::vouch_for_sender`]).
     fn receive_swim(&mut self, data: &[u8], now: Duration) -> Result<Vec<Effect>, MembershipError> {
         let sender = sender_identity(data);
-        if let Some((_, peer_id)) = sender {
+        if let Some(Sender { peer_id, .. }) = sender {
             self.last_heard = self.last_heard.max(now);
             match self.heard.get_mut(peer_id) {
                 Some(heard) => heard.again(now),
@@ -645,12 +648,16 @@ impl Membership {
         if self.foca.incarnation() > incarnation {
             self.doubt.add(now, self.suspect_to_down);
         }
-        let mut effects = self.drain(result)?;
-        if let Some(sender) = sender {
-            effects.extend(self.vouch_for_sender(sender)?);
-        }
+        let effects = self.drain(result);
         if self.told {
             self.pacing.news(now);
+        }
+        let mut effects = effects?;
+        if let Some(sender) = sender {
+            match self.vouch_for_sender(sender) {
+                Ok(more) => effects.extend(more),
+                Err(e) => tracing::debug!(error = %e, "vouching for a suspect failed"),
+            }
         }
         Ok(effects)
     }
@@ -660,23 +667,26 @@ impl Membership {
     /// suspicion wherever the news goes ([`Self::timer`] vouches so too, for a suspect heard
     /// from within the window). On a lossy link a suspect's messages may reach one peer and
     /// not another for seconds: the peer that hears it tells the others before their windows
-    /// run out. `sender` is its (name, peer id); the suspects listed are looked up by name.
-    fn vouch_for_sender(
-        &mut self,
-        (name, peer_id): (&str, &str),
-    ) -> Result<Vec<Effect>, MembershipError> {
+    /// run out. The suspects listed are looked up by the sender's name, and only the identity
+    /// at its address is vouched for: a node restarted at another address keeps its name and
+    /// peer id, and the identity it left behind is rightly suspected. A suspicion not listed
+    /// yet (the core lists with its view, within 100 ms) waits for the sender's next datagram.
+    fn vouch_for_sender(&mut self, sender: Sender) -> Result<Vec<Effect>, MembershipError> {
         if self.suspects == 0 {
             return Ok(Vec::new());
         }
-        let from = self.members.partition_point(|m| m.name.as_str() < name);
+        let is_sender = |m: &MemberId| m.peer_id == sender.peer_id && m.p2p == sender.p2p;
+        let from = self
+            .members
+            .partition_point(|m| m.name.as_str() < sender.name);
         let suspect = (from..)
             .map_while(|i| self.members.get(i))
-            .take_while(|(m, _)| m.name == name)
-            .any(|(m, l)| m.peer_id == peer_id && *l == Liveness::Suspect);
+            .take_while(|(m, _)| m.name == sender.name)
+            .any(|(m, l)| is_sender(m) && *l == Liveness::Suspect);
         let found = suspect.then(|| {
             self.foca
                 .iter_membership_state()
-                .find(|m| m.state() == State::Suspect && m.id().peer_id == peer_id)
+                .find(|m| m.state() == State::Suspect && is_sender(m.id()))
                 .map(|m| (m.id().clone(), m.incarnation()))
         });
         match found.flatten() {
@@ -874,8 +884,8 @@ impl Membership {
     ///
     /// A suspect is declared down only once it has been silent for longer than its silences
     /// usually last: twice its longest recent gap between messages, at least the suspicion
-    /// window and at most [`MAX_TOLERANCE`] windows (an accrual detector, after Lifeguard's
-    /// caution). On a lossy link the transport resends, so messages come late, not never;
+    /// window, times one more than this node's [`Doubt`], and at most [`MAX_TOLERANCE`]
+    /// windows (an accrual detector, after Lifeguard's caution). On a lossy link the transport resends, so messages come late, not never;
     /// evicting such a member would move its replicas for nothing. A member that crashed, is
     /// paused or cut off sends nothing and goes down on time. A node that has heard from no
     /// member for a whole suspicion window, though it knows others, cannot tell a suspect's
@@ -997,7 +1007,7 @@ impl Membership {
     }
 
     /// Lists the members from foca again, if their states differ from the last listing's. A
-    /// member that was suspect and is alive now is a point of [`Doubt`].
+    /// member this node suspected that is alive now is a point of [`Doubt`].
     fn list_members(&mut self) {
         self.unlisted = false;
         let states = self.states();
@@ -1007,8 +1017,19 @@ impl Membership {
         self.states = states;
         let members = self.listing();
         if !self.members.iter().eq(&members) {
-            if self.suspects > 0 && cleared(&self.members, &members) {
-                self.doubt.add(self.clock, self.suspect_to_down);
+            if !self.suspected.is_empty() {
+                let mut wrongly = false;
+                self.suspected.retain(|m| match liveness(&members, m) {
+                    Some(Liveness::Suspect) => true,
+                    Some(Liveness::Alive) => {
+                        wrongly = true;
+                        false
+                    }
+                    _ => false,
+                });
+                if wrongly {
+                    self.doubt.add(self.clock, self.suspect_to_down);
+                }
             }
             self.suspects = members
                 .iter()
@@ -1115,7 +1136,12 @@ impl Membership {
         }
         while let Some((after, timer)) = self.runtime.to_schedule() {
             // This node's own suspicion: its end is scheduled.
-            changed |= matches!(timer, Timer::ChangeSuspectToDown { .. });
+            if let Timer::ChangeSuspectToDown { member_id, .. } = &timer {
+                changed = true;
+                if !self.suspected.contains(member_id) {
+                    self.suspected.push(member_id.clone());
+                }
+            }
             effects.push(Effect::Schedule { after, timer });
         }
         if effects.len() > RUNTIME_KEPT {
@@ -1405,18 +1431,26 @@ fn name_hash(name: &str) -> u64 {
 /// authenticates the peer that sent it, and the two must be one (`NodeCore`).
 pub fn sender(datagram: &[u8]) -> Option<&str> {
     match datagram.split_first()? {
-        (&SWIM, rest) => sender_identity(rest).map(|(_, peer_id)| peer_id),
+        (&SWIM, rest) => sender_identity(rest).map(|sender| sender.peer_id),
         (&PULL, rest) => pull::sender(rest),
         _ => None,
     }
 }
 
-/// The name and peer id of a datagram's sender, read in place: a header begins with the
-/// sender's identity, whose first fields are those.
-fn sender_identity(datagram: &[u8]) -> Option<(&str, &str)> {
-    let (identity, _): ((&str, &str), usize) =
+/// A datagram's sender as its header names it.
+#[derive(Debug, Clone, Copy)]
+struct Sender<'a> {
+    name: &'a str,
+    peer_id: &'a str,
+    p2p: SocketAddr,
+}
+
+/// A datagram's sender, read in place: a header begins with the sender's identity, whose
+/// first fields are its name, peer id and address.
+fn sender_identity(datagram: &[u8]) -> Option<Sender<'_>> {
+    let ((name, peer_id, p2p), _): ((&str, &str, SocketAddr), usize) =
         bincode::serde::borrow_decode_from_slice(datagram, BINCODE).ok()?;
-    Some(identity)
+    Some(Sender { name, peer_id, p2p })
 }
 
 impl BincodeCodec {
