@@ -417,18 +417,19 @@ pub const MAX_TOLERANCE: u32 = 5;
 /// How much a node doubts its own links at most ([`Doubt`]).
 pub const MAX_DOUBT: u32 = MAX_TOLERANCE - 1;
 
-/// A point of doubt is forgotten after this many suspicion windows with no refutation (a
-/// minute at the default window): a lossy link's suspicions come tens of seconds apart.
+/// A point of doubt is forgotten after this many suspicion windows with no suspicion proved
+/// false (a minute at the default window): a lossy link's suspicions come tens of seconds
+/// apart.
 pub const DOUBT_FADES_AFTER: u32 = 30;
 
 /// How much this node doubts its links: Lifeguard's local health, in short. A suspicion that
 /// proves false says that messages between two nodes came late: this node had to refute a
 /// suspicion of itself, or a member it suspected (its own probe failed) turned out alive (it
 /// refuted, or someone heard from it and vouched for it). Suspicions only heard of count for
-/// nothing: one lossy link does not slow every node of a large cluster. Each is a point, one forgotten every
-/// [`DOUBT_FADES_AFTER`] suspicion windows with none, [`MAX_DOUBT`] at most. The silence this
-/// node allows a suspect is multiplied by one more than its points, still at most
-/// [`MAX_TOLERANCE`] windows.
+/// nothing: one lossy link does not slow every node of a large cluster. Each is a point, one
+/// forgotten every [`DOUBT_FADES_AFTER`] suspicion windows with none, [`MAX_DOUBT`] at most.
+/// The silence this node allows a suspect is multiplied by one more than its points, still at
+/// most [`MAX_TOLERANCE`] windows.
 ///
 /// On a lossy link the node behind it and its peers suspect each other and are proved wrong
 /// again and again: each of them then waits longer before declaring the other dead, as TCP's
