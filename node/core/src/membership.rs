@@ -388,10 +388,8 @@ pub fn announce_targets(unreached: &[SocketAddr], turn: usize) -> Vec<SocketAddr
 /// renewed identity (it was wrongly declared dead and rejoined), whose reports still count.
 /// `members` are sorted by name ([`Membership::members`]): only those of its name are read.
 pub fn gone_for_good(members: &MemberList, down: &MemberId) -> bool {
-    let from = members.partition_point(|m| m.name < down.name);
-    !(from..)
-        .map_while(|i| members.get(i))
-        .take_while(|(m, _)| m.name == down.name)
+    !members
+        .named(&down.name)
         .any(|(m, l)| m.bump != down.bump && *l != Liveness::Down)
 }
 
@@ -677,12 +675,9 @@ impl Membership {
             return Ok(Vec::new());
         }
         let is_sender = |m: &MemberId| m.peer_id == sender.peer_id && m.p2p == sender.p2p;
-        let from = self
+        let suspect = self
             .members
-            .partition_point(|m| m.name.as_str() < sender.name);
-        let suspect = (from..)
-            .map_while(|i| self.members.get(i))
-            .take_while(|(m, _)| m.name == sender.name)
+            .named(sender.name)
             .any(|(m, l)| is_sender(m) && *l == Liveness::Suspect);
         let found = suspect.then(|| {
             self.foca
@@ -1238,10 +1233,16 @@ impl MemberList {
         }
     }
 
-    /// The place of the first member for which `before` is false (members for which it is
-    /// true come first: a test on their names).
-    pub fn partition_point(&self, before: impl Fn(&MemberId) -> bool) -> usize {
-        self.base.partition_point(|(m, _)| before(m))
+    /// The entries of the members named `name`, in order: one, or a node's identities of
+    /// several lives (a rename, a restart at another address).
+    pub fn named<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a (MemberId, Liveness)> + 'a {
+        let from = self.base.partition_point(|(m, _)| m.name.as_str() < name);
+        (from..)
+            .map_while(|i| self.get(i))
+            .take_while(move |(m, _)| m.name == name)
     }
 
     /// Whether `other` is known to hold the same members as this list, each down in both or

@@ -480,10 +480,8 @@ impl NodeCore {
         let members = self.membership.members();
         let peers = &self.document.snapshot().peers;
         let signed = |report: &NodeStatus| {
-            let at = members.partition_point(|m| m.name < report.node);
-            (at..)
-                .map_while(|i| members.get(i))
-                .take_while(|(m, _)| m.name == report.node)
+            members
+                .named(&report.node)
                 .any(|(m, _)| peers.admits(&m.peer_id) && report.is_signed_by(&m.peer_id))
         };
         let before = reports.len();

@@ -436,10 +436,10 @@ fn available(p: &PodStatus, min_ready_ms: i64, now_ms: i64) -> bool {
 
 /// Whether `node` is a member not declared down.
 fn live(members: &MemberList, node: &str) -> bool {
-    let at = members.partition_point(|m| m.name.as_str() < node);
     members
-        .get(at)
-        .is_some_and(|(m, l)| m.name == node && *l != Liveness::Down)
+        .named(node)
+        .next()
+        .is_some_and(|(_, l)| *l != Liveness::Down)
 }
 
 #[cfg(test)]
